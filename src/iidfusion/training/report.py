@@ -1,0 +1,217 @@
+"""Results of a comparison: the paper-style table, paired t-tests, a plot, CSV and JSON.
+
+The unit of a result is one (method, seed, noise level) evaluation. Tables follow the
+paper: accuracy (in %) as mean +- standard deviation over seeds per noise level, and
+"Avg Acc", the per-seed mean over levels, summarised the same way. Significance is a
+paired t-test over seeds (the same seed gives both methods the same split and
+initialisation stream) on Avg Acc, of each IID variant against each of its bases
+(same weight strategy, without L_ic and L_dc, in LF and IF form) and of each full IID
+method against its ablations.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from iidfusion.fusion.methods import MethodSpec, get_method
+from iidfusion.training.outputs import staged_files
+
+RESULT_FILES = ("results.csv", "results.json", "results.md", "accuracy_vs_noise.png")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Test metrics of one trained model at one noise level (accuracy and macro-F1 in [0, 1])."""
+
+    method: str
+    seed: int
+    noise: float
+    noise_view: str
+    accuracy: float
+    macro_f1: float
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Paired t-test over seeds of ``method`` against ``reference`` on Avg Acc (in %)."""
+
+    method: str
+    reference: str
+    mean_difference: float
+    t_statistic: float
+    p_value: float
+    seeds: int
+
+
+def _noise_label(level: float) -> str:
+    return f"{level:g}"
+
+
+def _ordered(values: Iterable[Any]) -> list[Any]:
+    return list(dict.fromkeys(values))
+
+
+def average_accuracy(results: Sequence[EvalResult]) -> dict[str, dict[int, float]]:
+    """Avg Acc in % per method and seed: the mean accuracy over the evaluated noise levels."""
+    per_run: dict[str, dict[int, list[float]]] = {}
+    for r in results:
+        per_run.setdefault(r.method, {}).setdefault(r.seed, []).append(r.accuracy)
+    return {m: {s: 100.0 * float(np.mean(a)) for s, a in seeds.items()} for m, seeds in per_run.items()}
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{float(np.mean(values)):.2f} ± {std:.2f}"
+
+
+def markdown_table(results: Sequence[EvalResult]) -> str:
+    """Accuracy (%) mean ± std over seeds per method and noise level, plus Avg Acc."""
+    methods = _ordered(r.method for r in results)
+    levels = sorted(_ordered(r.noise for r in results))
+    avg = average_accuracy(results)
+    header = ["Method", *(f"ε={_noise_label(level)}" for level in levels), "Avg Acc"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for method in methods:
+        cells = [method]
+        for level in levels:
+            accs = [100.0 * r.accuracy for r in results if r.method == method and r.noise == level]
+            cells.append(_mean_std(accs) if accs else "-")
+        cells.append(_mean_std(list(avg[method].values())))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
+    """(variant, reference) pairs among ``methods``: full IID vs its bases, full IID vs ablations."""
+    specs: list[MethodSpec] = [get_method(m) for m in methods]
+    pairs = []
+    for variant in specs:
+        if not (variant.use_ic and variant.use_dc):
+            continue
+        for ref in specs:
+            same_strategy = ref.strategy == variant.strategy
+            is_base = not (ref.use_ic or ref.use_dc)
+            is_ablation = ref.mode == variant.mode and ref.use_ic != ref.use_dc
+            if same_strategy and (is_base or is_ablation):
+                pairs.append((variant.name, ref.name))
+    return pairs
+
+
+def paired_tests(results: Sequence[EvalResult]) -> list[PairedTest]:
+    """ttest_rel over the seeds both methods ran, on Avg Acc, for every comparison pair."""
+    from scipy.stats import ttest_rel
+
+    avg = average_accuracy(results)
+    tests = []
+    for method, reference in comparison_pairs(list(avg)):
+        seeds = sorted(set(avg[method]) & set(avg[reference]))
+        a = np.array([avg[method][s] for s in seeds])
+        b = np.array([avg[reference][s] for s in seeds])
+        if len(seeds) >= 2 and np.ptp(a - b) > 0:
+            stat = ttest_rel(a, b)
+            t, p = float(stat.statistic), float(stat.pvalue)
+        else:  # one seed, or a constant difference: the test is undefined
+            t, p = math.nan, math.nan
+        tests.append(PairedTest(method, reference, float(np.mean(a - b)) if seeds else math.nan, t, p, len(seeds)))
+    return tests
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "n/a" if math.isnan(value) else format(value, spec)
+
+
+def markdown_tests(tests: Sequence[PairedTest]) -> str:
+    """The paired t-tests as a markdown table (difference in Avg Acc percentage points)."""
+    lines = [
+        "| IID variant | reference | Δ Avg Acc (pp) | t | p | seeds |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for t in tests:
+        lines.append(
+            f"| {t.method} | {t.reference} | {_fmt(t.mean_difference, '+.2f')} | "
+            f"{_fmt(t.t_statistic, '.2f')} | {_fmt(t.p_value, '.3g')} | {t.seeds} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def results_csv(results: Sequence[EvalResult]) -> str:
+    buffer = io.StringIO()
+    names = list(EvalResult.__dataclass_fields__)
+    writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        writer.writerow(asdict(r))
+    return buffer.getvalue()
+
+
+def _json_number(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def results_json(results: Sequence[EvalResult], tests: Sequence[PairedTest], config: dict[str, Any]) -> str:
+    """Machine-readable results: every evaluation, the t-tests (NaN as null) and the config."""
+    payload = {
+        "results": [asdict(r) for r in results],
+        "paired_tests": [{k: _json_number(v) if isinstance(v, float) else v for k, v in asdict(t).items()} for t in tests],
+        "config": config,
+    }
+    return json.dumps(payload, indent=2) + "\n"
+
+
+def plot_accuracy(results: Sequence[EvalResult], path: str | Path) -> None:
+    """Accuracy (%) against noise level, one line per method, error bars = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    levels = sorted(_ordered(r.noise for r in results))
+    for method in _ordered(r.method for r in results):
+        accs = [[100.0 * r.accuracy for r in results if r.method == method and r.noise == lv] for lv in levels]
+        means = [float(np.mean(a)) if a else math.nan for a in accs]
+        stds = [float(np.std(a, ddof=1)) if len(a) > 1 else 0.0 for a in accs]
+        style = "-" if get_method(method).use_ic or get_method(method).use_dc else "--"
+        ax.errorbar(levels, means, yerr=stds, label=method, linestyle=style, marker="o", capsize=3)
+    ax.set_xlabel("noise level ε (Gaussian, std ε/10 of the view)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xticks(levels)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=120)
+    plt.close(fig)
+
+
+def render_report(results: Sequence[EvalResult], tests: Sequence[PairedTest], title: str) -> str:
+    """The markdown report: the accuracy table and the t-tests."""
+    return (
+        f"# {title}\n\nTest accuracy (%), mean ± std over seeds.\n\n{markdown_table(results)}\n"
+        f"## Paired t-tests over seeds (Avg Acc)\n\n{markdown_tests(tests)}"
+    )
+
+
+def write_report(out: str | Path, results: Sequence[EvalResult], config: dict[str, Any], title: str) -> str:
+    """Write results.csv, results.json, results.md and the plot to ``out`` all-or-nothing.
+
+    Returns the markdown report.
+    """
+    if not results:
+        raise ValueError("no results to write")
+    tests = paired_tests(results)
+    report = render_report(results, tests, title)
+    with staged_files(out) as stage:
+        stage.write_text("results.csv", results_csv(results))
+        stage.write_text("results.json", results_json(results, tests, config))
+        stage.write_text("results.md", report)
+        plot_accuracy(results, stage.path("accuracy_vs_noise.png"))
+    return report
