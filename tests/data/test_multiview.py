@@ -104,6 +104,15 @@ def test_mat_split_form_with_val_keys_keeps_the_files_splits(tmp_path: Path) -> 
     np.testing.assert_allclose(splits.val.views["view1"].numpy(), content["x2_val"].T.astype(np.float32))
 
 
+def test_val_is_carved_from_train_even_when_a_class_is_only_in_test(tmp_path: Path) -> None:
+    content = {"x1_train": np.ones((20, 2)), "gt_train": np.arange(20) % 2, "gt_test": [2, 2, 0]}
+    content["x1_test"] = np.ones((3, 2))
+    splits = make_splits(read_multiview_file(write_mat(tmp_path, content)), "toy", val_fraction=0.2)
+    assert splits.num_classes == 3
+    assert torch.bincount(splits.val.labels, minlength=3).tolist() == [2, 2, 0]
+    assert torch.bincount(splits.train.labels, minlength=3).tolist() == [8, 8, 0]
+
+
 def test_mat_split_views_are_ordered_numerically(tmp_path: Path) -> None:
     content = {f"x{k}_{split}": np.full((4, k), float(k)) for k in (1, 2, 10) for split in ("train", "test")}
     content |= {"gt_train": np.array([0, 1, 0, 1]), "gt_test": np.array([0, 1, 0, 1])}
@@ -256,10 +265,11 @@ def test_views_with_different_sample_counts_are_named(tmp_path: Path) -> None:
 
 
 def test_split_form_views_must_agree_across_splits(tmp_path: Path) -> None:
-    content = {"x1_train": np.ones((4, 3)), "x1_test": np.ones((4, 2)), "gt_train": [0, 1, 0, 1], "gt_test": [0, 1, 0, 1]}
+    labels = [0, 1, 0, 1]
+    content = {"x1_train": np.ones((4, 3)), "x1_test": np.ones((4, 2)), "gt_train": labels, "gt_test": labels}
     with pytest.raises(ValueError, match="views of the test split"):
         read_multiview_file(write_mat(tmp_path, content))
-    content = {"x1_train": np.ones((4, 3)), "gt_train": [0, 1, 0, 1]}
+    content = {"x1_train": np.ones((4, 3)), "gt_train": labels}
     with pytest.raises(ValueError, match="needs train and test"):
         read_multiview_file(write_mat(tmp_path, content, "train_only.mat"))
 

@@ -41,6 +41,7 @@ def test_bundled_handwritten_matches_the_shared_mat() -> None:
     """Same seed, same labels: the same split of the same values (float32 of the float64 source)."""
     bundled = load_dataset("handwritten", seed=4, scale=False)
     source = load_dataset(SHARED_MAT, seed=4, scale=False)
+    assert list(source.view_dims) == ["pixel", "fourier", "profile", "zer", "kar", "mor"]  # from its 'feas'
     assert torch.equal(bundled.test.labels, source.test.labels)
     for mine, theirs in zip(all_rows(bundled).values(), all_rows(source).values(), strict=True):
         np.testing.assert_array_equal(mine, theirs)

@@ -129,7 +129,7 @@ def stratified_split(
     """
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in (rest, *fractions)}
-    for code in range(int(codes.max()) + 1):
+    for code in np.unique(codes):  # a class absent here (e.g. from a file's train split) is skipped
         members = rng.permutation(np.flatnonzero(codes == code))
         sizes = {name: max(1, round(fraction * len(members))) for name, fraction in fractions.items()}
         if len(members) - sum(sizes.values()) < 1:
@@ -157,9 +157,9 @@ class MinMaxScaler:
     @classmethod
     def fit(cls, views: Mapping[str, np.ndarray]) -> MinMaxScaler:
         minimum = {name: view.min(axis=0) for name, view in views.items()}
+        span = {name: np.ptp(view, axis=0) for name, view in views.items()}
         # A constant column gets range 1: zero on the training split, shifted elsewhere.
-        span = {name: np.where(np.ptp(view, axis=0) > 0, np.ptp(view, axis=0), 1.0) for name, view in views.items()}
-        return cls(minimum, span)
+        return cls(minimum, {name: np.where(width > 0, width, 1.0) for name, width in span.items()})
 
     def transform(self, views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {name: (view - self.minimum[name]) / self.span[name] for name, view in views.items()}
@@ -179,7 +179,10 @@ def make_splits(
     _check_finite(arrays)
     codes, class_names = encode_labels(arrays.labels, arrays.source)
     index = split_indices(arrays, codes, class_names, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
-    views = {part: {view: array[rows].astype(np.float64) for view, array in arrays.views.items()} for part, rows in index.items()}
+    views = {
+        part: {view: array[rows].astype(np.float64) for view, array in arrays.views.items()}
+        for part, rows in index.items()
+    }
     if scale:
         scaler = MinMaxScaler.fit(views["train"])
         views = {part: scaler.transform(part_views) for part, part_views in views.items()}
@@ -204,7 +207,8 @@ def split_indices(
 ) -> dict[str, np.ndarray]:
     """Row indices of train / val / test: the file's own, a val carved from its train, or stratified."""
     if arrays.splits is None:
-        return stratified_split(codes, {"val": val_fraction, "test": test_fraction}, "train", seed=seed, class_names=class_names)
+        fractions = {"val": val_fraction, "test": test_fraction}
+        return stratified_split(codes, fractions, "train", seed=seed, class_names=class_names)
     if "val" in arrays.splits:
         return dict(arrays.splits)
     train = arrays.splits["train"]
@@ -215,7 +219,8 @@ def split_indices(
 def _check_fractions(val_fraction: float, test_fraction: float) -> None:
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError(
-            f"val_fraction={val_fraction} and test_fraction={test_fraction}: each must lie in (0, 1) and their sum below 1"
+            f"val_fraction={val_fraction} and test_fraction={test_fraction}: "
+            "each must lie in (0, 1) and their sum below 1"
         )
 
 
@@ -281,13 +286,17 @@ def _read_npz(path: Path) -> MultiViewArrays:
             raise ValueError(f"{path}: split-form keys mixed with keys without _train/_val/_test: {stray}")
         parts = {}
         for split in _splits_present(keys, _SPLIT_SUFFIX, path):
-            in_split = {m.group(1): content[key] for key in keys if (m := _SPLIT_SUFFIX.match(key)) and m.group(2) == split}
+            in_split = {
+                m.group(1): content[key] for key in keys if (m := _SPLIT_SUFFIX.match(key)) and m.group(2) == split
+            }
             parts[split] = _npz_views_and_labels(in_split, path, f" in the {split} split")
         return _assemble(parts, path)
     return _assemble({"all": _npz_views_and_labels(content, path, "")}, path)
 
 
-def _npz_views_and_labels(content: dict[str, np.ndarray], path: Path, where: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _npz_views_and_labels(
+    content: dict[str, np.ndarray], path: Path, where: str
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     label_keys = [key for key in NPZ_LABEL_KEYS if key in content]
     labels = _find_labels(content, label_keys or list(NPZ_LABEL_KEYS), path)
     views = {key: value for key, value in content.items() if key not in label_keys}
@@ -314,7 +323,9 @@ def _load_mat(path: Path) -> dict[str, np.ndarray]:
 def _splits_present(keys: Sequence[str], pattern: re.Pattern[str], path: Path) -> list[str]:
     present = {match.group(2) for key in keys if (match := pattern.match(key))}
     if not {"train", "test"} <= present:
-        raise ValueError(f"{path}: the split form needs train and test keys; found splits {sorted(present)} in {list(keys)}")
+        raise ValueError(
+            f"{path}: the split form needs train and test keys; found splits {sorted(present)} in {list(keys)}"
+        )
     return [split for split in SPLIT_NAMES if split in present]
 
 
@@ -362,7 +373,9 @@ def _assemble(parts: dict[str, tuple[dict[str, np.ndarray], np.ndarray]], path: 
     for split, views in oriented.items():
         other = {name: view.shape[1] for name, view in views.items()}
         if other != widths:
-            raise ValueError(f"{path}: views of the {split} split {other} differ from the {first_split} split's {widths}")
+            raise ValueError(
+                f"{path}: views of the {split} split {other} differ from the {first_split} split's {widths}"
+            )
     if list(parts) == ["all"]:
         return MultiViewArrays(first, parts["all"][1], str(path))
     sizes = [len(labels) for _, labels in parts.values()]

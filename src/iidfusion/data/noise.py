@@ -71,8 +71,9 @@ def corrupt_views(
 ) -> MultiViewData:
     """Corrupt ``views`` of ``data`` (all when ``None``) with the noise ``kind`` at ``level``.
 
-    ``reference`` is the split whose per-feature statistics set the noise scale: the training
-    split. Each sample is corrupted with ``probability``; see the module docstring for the
+    ``reference`` is the split whose per-feature statistics (population std, min, max) set the
+    noise scale: the training split, in the same feature space as ``data`` (both as
+    :func:`~iidfusion.data.load_dataset` returns them, scaled). Each sample is corrupted with ``probability``; see the module docstring for the
     units and the seeding.
     """
     if kind not in FEATURE_NOISE:

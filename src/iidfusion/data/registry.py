@@ -133,4 +133,8 @@ register_dataset(
     "UCI Multiple Features (handwritten digits; R. P. W. Duin, UCI ML Repository, CC BY 4.0)",
     _read_handwritten,
 )
-register_dataset("synthetic", "synthetic multi-view benchmark of iidfusion.data.synthetic (default config)", _read_synthetic)
+register_dataset(
+    "synthetic",
+    "synthetic multi-view benchmark of iidfusion.data.synthetic (default config)",
+    _read_synthetic,
+)
