@@ -1,0 +1,170 @@
+"""One model class for intermediate (IF) and late (LF) fusion of any M >= 2 modalities.
+
+DESIGN.md section 1: encoder h_m and a linear projection bring x^m to z^m in R^d; a
+fusion-weight strategy gives w (B, M);
+
+* IF: z = sum_m w_m z^m, logits = g(z), g one linear layer (the "target mapping");
+* LF: logits = sum_m w_m g_m(z^m), one linear head per modality.
+
+Both modes keep a linear head g_m per modality: the LF heads themselves, or in IF the
+auxiliary heads whose logits feed QMF's energy, PDF's true-class probability and the
+strategies' unimodal CE. In IF the output also carries g(z^m), the shared target mapping
+applied to each modality, which the informatic constraint L_ic compares with g(z).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from iidfusion.fusion.base import (
+    FusionOutput,
+    FusionStrategy,
+    check_modality_keys,
+    validate_mode,
+    validate_modalities,
+)
+from iidfusion.fusion.registry import create_strategy
+
+
+def _module_dict(modules: Mapping[str, nn.Module], what: str) -> nn.ModuleDict:
+    """An ``nn.ModuleDict``, with its key errors (a '.' in a name, a reserved name) as ValueError."""
+    try:
+        return nn.ModuleDict(dict(modules))
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{what}: cannot use these modality names as module keys: {error}") from error
+
+
+class FusionModel(nn.Module):
+    """Encoders, projections to a common width, a fusion-weight strategy, IF or LF heads.
+
+    ``encoders``: modality -> module mapping an input batch to (B, encoder_dims[m]);
+    the order of the mapping fixes the column order of the weights. ``strategy``: a
+    registered name (built with ``modalities``, ``num_classes``, ``width``, ``mode`` and
+    ``strategy_kwargs``) or a ready :class:`FusionStrategy` whose modalities and mode match.
+    ``forward`` takes ``{modality: Tensor}`` with exactly these keys and returns a
+    :class:`FusionOutput`; every tensor follows the device of the inputs and parameters.
+    """
+
+    def __init__(
+        self,
+        encoders: Mapping[str, nn.Module],
+        encoder_dims: Mapping[str, int],
+        num_classes: int,
+        *,
+        width: int,
+        mode: str = "if",
+        strategy: str | FusionStrategy = "static",
+        strategy_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.modalities = validate_modalities(tuple(encoders))
+        if set(encoder_dims) != set(self.modalities):
+            raise ValueError(
+                f"encoder_dims keys {sorted(encoder_dims)} must match the encoders' modalities {sorted(self.modalities)}"
+            )
+        for name, dim in encoder_dims.items():
+            if int(dim) < 1:
+                raise ValueError(f"encoder_dims[{name!r}] must be >= 1, got {dim}")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
+        self.mode = validate_mode(mode)
+        self.num_classes = int(num_classes)
+        self.width = int(width)
+        self.encoder_dims = {m: int(encoder_dims[m]) for m in self.modalities}
+        self.encoders = _module_dict(encoders, "encoders")
+        self.projections = _module_dict(
+            {m: nn.Linear(self.encoder_dims[m], self.width) for m in self.modalities}, "projections"
+        )
+        self.unimodal_heads = _module_dict(
+            {m: nn.Linear(self.width, self.num_classes) for m in self.modalities}, "unimodal_heads"
+        )
+        self.target_mapping = nn.Linear(self.width, self.num_classes) if self.mode == "if" else None
+        self.strategy = self._build_strategy(strategy, strategy_kwargs)
+
+    def _build_strategy(self, strategy: str | FusionStrategy, kwargs: Mapping[str, Any] | None) -> FusionStrategy:
+        if isinstance(strategy, FusionStrategy):
+            if kwargs:
+                raise ValueError("strategy_kwargs apply only when the strategy is given by name")
+            built = {
+                "modalities": (strategy.modalities, self.modalities),
+                "mode": (strategy.mode, self.mode),
+                "num_classes": (strategy.num_classes, self.num_classes),
+                "width": (strategy.width, self.width),
+            }
+            for what, (theirs, ours) in built.items():
+                if theirs != ours:
+                    raise ValueError(f"the strategy was built with {what}={theirs!r}, but the model has {ours!r}")
+            return strategy
+        if not isinstance(strategy, str):
+            raise ValueError(f"strategy must be a registered name or a FusionStrategy, got {type(strategy).__name__}")
+        return create_strategy(
+            strategy,
+            modalities=self.modalities,
+            num_classes=self.num_classes,
+            width=self.width,
+            mode=self.mode,
+            **dict(kwargs or {}),
+        )
+
+    def _check_inputs(self, inputs: Mapping[str, Any]) -> None:
+        if not isinstance(inputs, Mapping):
+            raise ValueError(f"inputs must be a dict {{modality: Tensor}}, got {type(inputs).__name__}")
+        check_modality_keys(inputs, self.modalities, "inputs")
+        sizes = {m: int(x.shape[0]) for m, x in inputs.items() if isinstance(x, Tensor) and x.ndim > 0}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"inputs have mismatched batch sizes: {sizes}")
+
+    def encode(self, inputs: Mapping[str, Any]) -> dict[str, Tensor]:
+        """Projected unimodal features z^m = P_m(h_m(x^m)), each (B, width)."""
+        self._check_inputs(inputs)
+        features: dict[str, Tensor] = {}
+        for name in self.modalities:
+            encoded = self.encoders[name](inputs[name])
+            if encoded.ndim != 2 or encoded.shape[1] != self.encoder_dims[name]:
+                raise ValueError(
+                    f"encoder {name!r} returned shape {tuple(encoded.shape)}; expected (B, {self.encoder_dims[name]})"
+                )
+            features[name] = self.projections[name](encoded)
+        sizes = {m: int(z.shape[0]) for m, z in features.items()}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"encoders returned mismatched batch sizes: {sizes}")
+        return features
+
+    def _weighted_sum(self, weights: Tensor, values: Mapping[str, Tensor]) -> Tensor:
+        """sum_m w_m v^m per sample, for weights (B, M) and per-modality (B, k) values."""
+        stacked = torch.stack([values[m] for m in self.modalities], dim=1)
+        return (weights.unsqueeze(-1) * stacked).sum(dim=1)
+
+    def forward(self, inputs: Mapping[str, Any]) -> FusionOutput:
+        features = self.encode(inputs)
+        unimodal_logits = {m: self.unimodal_heads[m](features[m]) for m in self.modalities}
+        weights = self.strategy(features, unimodal_logits)
+        batch_size = features[self.modalities[0]].shape[0]
+        if weights.shape != (batch_size, len(self.modalities)):
+            raise ValueError(
+                f"strategy {self.strategy.name!r} returned weights of shape {tuple(weights.shape)}; "
+                f"expected ({batch_size}, {len(self.modalities)})"
+            )
+        fused_features = self._weighted_sum(weights, features)
+        if self.target_mapping is not None:
+            logits = self.target_mapping(fused_features)
+            shared_head_logits = {m: self.target_mapping(features[m]) for m in self.modalities}
+        else:
+            logits = self._weighted_sum(weights, unimodal_logits)
+            shared_head_logits = dict(unimodal_logits)
+        return FusionOutput(
+            logits=logits,
+            unimodal_logits=unimodal_logits,
+            shared_head_logits=shared_head_logits,
+            features=features,
+            fused_features=fused_features,
+            weights=weights,
+            modalities=self.modalities,
+            mode=self.mode,
+        )

@@ -1,0 +1,70 @@
+"""Static fusion weights: the vanilla late-fusion average and IID-L (DESIGN.md 2, "Static (L)")."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from iidfusion.fusion.base import FusionOutput, FusionStrategy, check_modality_dict, check_modality_keys
+from iidfusion.fusion.registry import register_strategy
+
+
+@register_strategy("static")
+class StaticStrategy(FusionStrategy):
+    """The same weights w_m for every sample: uniform 1/M by default, or user-given.
+
+    ``weights``: a sequence of M numbers in modality order, or a mapping modality -> number;
+    non-negative, finite, with a positive sum, normalised to sum to one (so the IF feature
+    sum stays on the scale of one modality and LF logits on the scale of one head).
+
+    Auxiliary losses: ``unimodal_ce`` = ``unimodal_loss_weight * sum_m CE(g_m(z^m), y)``.
+    The original static late fusion trains its heads only through the fused CE; we also
+    train the unimodal heads, exactly as QMF and PDF do, so that all methods share the same
+    auxiliary heads and differ only in their weights (set ``unimodal_loss_weight=0`` for the
+    plain averaging baseline). ``base_options``: ``width``, ``mode``, ``unimodal_loss_weight``
+    (see :class:`~iidfusion.fusion.base.FusionStrategy`).
+    """
+
+    def __init__(
+        self,
+        modalities: Sequence[str],
+        num_classes: int,
+        *,
+        weights: Sequence[float] | Mapping[str, float] | None = None,
+        **base_options: Any,
+    ) -> None:
+        super().__init__(modalities, num_classes, **base_options)
+        self.register_buffer("fixed_weights", self._normalised_weights(weights))
+
+    def _normalised_weights(self, weights: Sequence[float] | Mapping[str, float] | None) -> Tensor:
+        if weights is None:
+            return torch.full((self.num_modalities,), 1.0 / self.num_modalities)
+        if isinstance(weights, Mapping):
+            check_modality_keys(weights, self.modalities, "static weights")
+            values = [float(weights[m]) for m in self.modalities]
+        else:
+            values = [float(w) for w in weights]
+            if len(values) != self.num_modalities:
+                raise ValueError(
+                    f"static weights: got {len(values)} values for {self.num_modalities} modalities {list(self.modalities)}"
+                )
+        if any(not math.isfinite(w) or w < 0 for w in values):
+            raise ValueError(f"static weights must be finite and non-negative, got {values}")
+        total = sum(values)
+        if total <= 0:
+            raise ValueError(f"static weights must have a positive sum, got {values}")
+        return torch.tensor([w / total for w in values], dtype=torch.float32)
+
+    def forward(self, features: Mapping[str, Tensor], unimodal_logits: Mapping[str, Tensor]) -> Tensor:
+        batch_size = check_modality_dict(features, self.modalities, "features")[0]
+        reference = features[self.modalities[0]]
+        return self.fixed_weights.to(device=reference.device, dtype=reference.dtype).expand(batch_size, -1)
+
+    def auxiliary_losses(
+        self, output: FusionOutput, labels: Tensor, index: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        return {"unimodal_ce": self.weighted_unimodal_loss(self.unimodal_cross_entropy(output, labels))}
