@@ -92,7 +92,7 @@ def describe(name_or_path: str | Path, *, seed: int = 0) -> str:
     lines = [
         f"{name}: {registered.description if registered else arrays.source}",
         f"views: {len(splits.view_dims)}",
-        *(f"  {view:<{width}}  {dim} features" for view, dim in splits.view_dims.items()),
+        *(f"  {view:<{width}}  {dim} feature{'' if dim == 1 else 's'}" for view, dim in splits.view_dims.items()),
         f"samples: {len(arrays.labels)} (train {len(splits.train)}, val {len(splits.val)}, "
         f"test {len(splits.test)}; {origin})",
         f"classes: {splits.num_classes} ("
