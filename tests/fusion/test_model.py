@@ -203,3 +203,16 @@ def test_labels_out_of_range_in_auxiliary_losses(make_model, make_inputs, strate
     ]:
         with pytest.raises(ValueError, match=message):
             model.strategy.auxiliary_losses(out, labels, torch.arange(3))
+
+
+@pytest.mark.parametrize("mode", ["if", "lf"])
+def test_gradcheck_of_the_fused_logits_in_float64(make_model, make_inputs, mode):
+    # static weights: the map inputs -> logits is the whole function (dynamic weights are
+    # detached by design, so finite differences would see a dependence autograd does not)
+    model = make_model(3, mode, "static").double()
+    inputs = {m: x.requires_grad_() for m, x in make_inputs(model, batch_size=3, dtype=torch.float64).items()}
+
+    def fused_logits(*tensors: torch.Tensor) -> torch.Tensor:
+        return model(dict(zip(model.modalities, tensors))).logits
+
+    assert torch.autograd.gradcheck(fused_logits, tuple(inputs.values()))

@@ -187,3 +187,16 @@ def test_lam_rank_scales_the_rank_term(make_model, make_inputs, make_labels):
         losses.append(model.strategy.auxiliary_losses(model(make_inputs(model)), make_labels(), torch.arange(6))["rank"])
     torch.testing.assert_close(losses[1], 0.1 * losses[0])
     assert losses[0] > 0
+
+
+def test_gradcheck_of_energy_confidence_and_rank_loss_in_float64():
+    generator = torch.Generator().manual_seed(5)
+    logits = {m: torch.randn(6, 4, generator=generator, dtype=torch.float64, requires_grad=True) for m in MODALITIES}
+    past = torch.rand(6, 3, generator=generator, dtype=torch.float64)
+    qmf = strategy(energy_temperature=0.2)  # confidence gaps beyond the margins: active hinges
+
+    def rank_of_logits(*tensors: torch.Tensor) -> torch.Tensor:
+        return qmf_rank_loss(qmf.energy_confidence(dict(zip(MODALITIES, tensors))), past)
+
+    assert (rank_of_logits(*logits.values()) > 0).all()
+    assert torch.autograd.gradcheck(rank_of_logits, tuple(logits.values()))
