@@ -48,7 +48,9 @@ def build_model(
     )
 
 
-def build_inputs(model: FusionModel, batch_size: int = 6, seed: int = 1, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
+def build_inputs(
+    model: FusionModel, batch_size: int = 6, seed: int = 1, dtype: torch.dtype = torch.float32
+) -> dict[str, Tensor]:
     generator = torch.Generator().manual_seed(seed)
     return {
         name: torch.randn(batch_size, input_dim(i), generator=generator).to(dtype)

@@ -33,6 +33,16 @@ def test_output_shapes_and_dtypes(make_model, make_inputs, strategy_name, mode, 
     assert not out.weights.requires_grad
 
 
+def test_auxiliary_losses_accept_any_integer_label_dtype(make_model, make_inputs, make_labels, strategy_name):
+    model = make_model(2, "if", strategy_name).train()
+    out = model(make_inputs(model))
+    labels = make_labels()
+    as_long = model.strategy.auxiliary_losses(out, labels, torch.arange(6))
+    as_int32 = model.strategy.auxiliary_losses(out, labels.int(), torch.arange(6, dtype=torch.int32))
+    assert as_long.keys() == as_int32.keys()
+    torch.testing.assert_close(as_long["unimodal_ce"], as_int32["unimodal_ce"])
+
+
 def test_if_fuses_features_and_applies_one_target_mapping(make_model, make_inputs, strategy_name):
     model = make_model(3, "if", strategy_name)
     out = model(make_inputs(model))
@@ -102,6 +112,18 @@ def test_forward_is_finite_in_float32_and_bfloat16(make_model, make_inputs, make
         assert torch.isfinite(out.logits).all() and torch.isfinite(out.weights).all()
         losses = model.strategy.auxiliary_losses(out, make_labels(), torch.arange(6))
         assert all(torch.isfinite(value) for value in losses.values())
+
+
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_every_output_follows_the_device(make_model, make_inputs, make_labels, strategy_name, mode, device):
+    model = make_model(3, mode, strategy_name).to(device).train()
+    out = model({m: x.to(device) for m, x in make_inputs(model).items()})
+    tensors = [out.logits, out.fused_features, out.weights, *out.features.values(), *out.shared_head_logits.values()]
+    losses = model.strategy.auxiliary_losses(out, make_labels().to(device), torch.arange(6, device=device))
+    assert {t.device.type for t in [*tensors, *losses.values()]} == {device}
 
 
 def test_state_dict_round_trip_reproduces_the_output(make_model, make_inputs, strategy_name, mode):

@@ -77,7 +77,8 @@ def test_rank_loss_matches_qmf_margin_ranking_formulation():
 def test_rank_loss_penalises_a_confident_sample_with_a_high_past_loss():
     past = torch.tensor([[1.0], [0.0]])
     # sample 0 had the higher loss; being more confident by more than the margin (1) costs
-    torch.testing.assert_close(qmf_rank_loss(torch.tensor([[3.0], [0.0]]), past), torch.tensor([2.0]))  # both cyclic pairs: relu(3 - 1)
+    # both cyclic pairs (0, 1) and (1, 0) cost relu(3 - 1)
+    torch.testing.assert_close(qmf_rank_loss(torch.tensor([[3.0], [0.0]]), past), torch.tensor([2.0]))
     # being less confident costs nothing
     torch.testing.assert_close(qmf_rank_loss(torch.tensor([[0.0], [3.0]]), past), torch.tensor([0.0]))
 
@@ -96,7 +97,9 @@ def test_first_batch_on_an_all_zero_history_is_finite(make_model, make_inputs, m
     labels, index = make_labels(), torch.tensor([3, 7, 0, 12, 5, 31])
     losses = model.strategy.auxiliary_losses(out, labels, index)
     assert torch.isfinite(losses["rank"]) and torch.isfinite(losses["unimodal_ce"])
-    expected = torch.stack([F.cross_entropy(out.unimodal_logits[m], labels, reduction="none") for m in model.modalities], 1)
+    expected = torch.stack(
+        [F.cross_entropy(out.unimodal_logits[m], labels, reduction="none") for m in model.modalities], dim=1
+    )
     torch.testing.assert_close(history[index], expected.detach())
     assert history.abs().sum() == history[index].abs().sum()
 
@@ -184,7 +187,8 @@ def test_lam_rank_scales_the_rank_term(make_model, make_inputs, make_labels):
     losses = []
     for lam_rank in (1.0, 0.1):
         model = make_model(2, "if", "qmf", lam_rank=lam_rank).train()
-        losses.append(model.strategy.auxiliary_losses(model(make_inputs(model)), make_labels(), torch.arange(6))["rank"])
+        out = model(make_inputs(model))
+        losses.append(model.strategy.auxiliary_losses(out, make_labels(), torch.arange(6))["rank"])
     torch.testing.assert_close(losses[1], 0.1 * losses[0])
     assert losses[0] > 0
 

@@ -71,7 +71,7 @@ def validate_labels(labels: Tensor, batch_size: int, num_classes: int) -> None:
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(f"labels must be an integer tensor of class indices, got dtype {labels.dtype}")
     if labels.shape != (batch_size,):
-        raise ValueError(f"labels have shape {tuple(labels.shape)}; expected ({batch_size},) for a batch of {batch_size}")
+        raise ValueError(f"labels have shape {tuple(labels.shape)}; expected ({batch_size},), one per sample")
     if batch_size and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(
             f"labels must lie in 0..{num_classes - 1}; got min {int(labels.min())}, max {int(labels.max())}"
@@ -179,9 +179,11 @@ class FusionStrategy(nn.Module):
         logits = stack_modalities(output.unimodal_logits, self.modalities, "unimodal_logits")
         batch_size, _, num_classes = logits.shape
         if num_classes != self.num_classes:
-            raise ValueError(f"unimodal_logits have {num_classes} classes; the strategy was built for {self.num_classes}")
+            raise ValueError(
+                f"unimodal_logits have {num_classes} classes; the strategy was built for {self.num_classes}"
+            )
         validate_labels(labels, batch_size, num_classes)
-        targets = labels.unsqueeze(1).expand(batch_size, self.num_modalities)
+        targets = labels.to(device=logits.device, dtype=torch.long).unsqueeze(1).expand(batch_size, self.num_modalities)
         return F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
 
     def weighted_unimodal_loss(self, per_sample_ce: Tensor) -> Tensor:

@@ -64,7 +64,8 @@ class FusionModel(nn.Module):
         self.modalities = validate_modalities(tuple(encoders))
         if set(encoder_dims) != set(self.modalities):
             raise ValueError(
-                f"encoder_dims keys {sorted(encoder_dims)} must match the encoders' modalities {sorted(self.modalities)}"
+                f"encoder_dims keys {sorted(encoder_dims)} must match "
+                f"the encoders' modalities {sorted(self.modalities)}"
             )
         for name, dim in encoder_dims.items():
             if int(dim) < 1:

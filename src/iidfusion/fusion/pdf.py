@@ -120,9 +120,9 @@ class PDFStrategy(FusionStrategy):
         self, output: FusionOutput, labels: Tensor, index: Tensor | None = None
     ) -> dict[str, Tensor]:
         per_sample_ce = self.unimodal_cross_entropy(output, labels)
-        probabilities = torch.softmax(stack_modalities(output.unimodal_logits, self.modalities, "unimodal_logits").float(), dim=-1)
-        gather_index = labels.to(probabilities.device).view(-1, 1, 1).expand(-1, self.num_modalities, 1)
-        true_class_probability = probabilities.gather(-1, gather_index).squeeze(-1).detach()
+        logits = stack_modalities(output.unimodal_logits, self.modalities, "unimodal_logits").float()
+        targets = labels.to(device=logits.device, dtype=torch.long).view(-1, 1, 1).expand(-1, self.num_modalities, 1)
+        true_class_probability = torch.softmax(logits, dim=-1).gather(-1, targets).squeeze(-1).detach()
         mono = self.mono_confidence(output.features).float()
         confidence_l1 = (mono - true_class_probability).abs().mean(dim=0).sum()
         return {

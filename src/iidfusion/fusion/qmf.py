@@ -144,7 +144,8 @@ class QMFStrategy(FusionStrategy):
         """``unimodal_ce`` and ``rank`` = lam_rank * sum_m L_rank,m (QMF's training loss).
 
         As in QMF's training step, the history is updated with this batch before the
-        rank loss reads it.
+        rank loss reads it; call it once per training step (a second call would add the
+        batch's losses to the history twice).
         """
         per_sample_ce = self.unimodal_cross_entropy(output, labels)
         rank = per_sample_ce.new_zeros(())

@@ -50,7 +50,8 @@ class StaticStrategy(FusionStrategy):
             values = [float(w) for w in weights]
             if len(values) != self.num_modalities:
                 raise ValueError(
-                    f"static weights: got {len(values)} values for {self.num_modalities} modalities {list(self.modalities)}"
+                    f"static weights: got {len(values)} values for "
+                    f"{self.num_modalities} modalities {list(self.modalities)}"
                 )
         if any(not math.isfinite(w) or w < 0 for w in values):
             raise ValueError(f"static weights must be finite and non-negative, got {values}")
