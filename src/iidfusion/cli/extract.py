@@ -1,0 +1,173 @@
+"""``iidfusion extract``: frozen encoders over a raw data set, features cached for ``fit`` / ``compare``.
+
+Example (MVSA-Single in MMBT's format, BERT and ResNet-152 from local files)::
+
+    iidfusion extract --data-format mmbt --root data/MVSA_Single \\
+        --text-encoder models/bert-base-uncased --image-encoder resnet152 \\
+        --weights models/resnet152-394f9c45.pth --out features/mvsa_single --noise 0,5,10
+    iidfusion compare --data features/mvsa_single/features.npz ...
+    iidfusion compare --data features/mvsa_single/features_noise5.npz ...
+
+The folder receives ``features.npz`` (clean), ``features_noise<eps>.npz`` (noisy test split)
+and ``manifest.json``; see :mod:`iidfusion.data.feature_cache`. A second run with the same
+inputs and settings reuses the cache; a changed input file or setting rebuilds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from iidfusion.encoders.families import EncoderOptions, RawDataOptions
+
+# Spelled out so that building the parser imports no torch (iidfusion.encoders.families.RAW_FORMATS
+# and iidfusion.data.input_noise.PIXEL_NOISE are the sources; a test checks they agree).
+RAW_FORMATS: tuple[str, ...] = ("mmbt", "json-array", "rgbd")
+NOISE_KINDS: tuple[str, ...] = ("gaussian", "salt-and-pepper")
+
+
+def add_raw_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that locate and read a raw data set (shared with ``finetune``)."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--data-format", required=True, choices=RAW_FORMATS, help="layout of the raw data set")
+    group.add_argument("--root", required=True, type=Path, help="folder of the split files (mmbt, json-array) or of train/ and test/ (rgbd)")
+    group.add_argument("--image-dir", type=Path, default=None, help="json-array: folder of <id>.jpg (default: dataset_image/ in or above --root)")
+    group.add_argument("--name", default=None, help="data set name in records (default: the folder name)")
+    group.add_argument("--val-fraction", type=float, default=0.1, help="rgbd: validation share carved from train (default 0.1)")
+    group.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="a sample with an empty text, a bad image or an unknown label: stop (raise) or drop it and log (skip)")
+    group.add_argument("--no-verify-images", action="store_true", help="do not decode every image up front (faster; a bad image then fails when read)")
+
+
+def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that choose the encoders (shared with ``finetune``)."""
+    group = parser.add_argument_group("encoders")
+    group.add_argument("--text-encoder", default=None, help="local Hugging Face model folder, 'minilm' (bundled all-MiniLM-L6-v2) or 'random' (default: random, with a warning)")
+    group.add_argument("--max-length", type=int, default=512, help="text tokens per sample (default 512, as the originals)")
+    group.add_argument("--image-encoder", default=None, help="ResNet of the image / RGB modality (default: resnet152 vision-language, resnet18 RGB-D)")
+    group.add_argument("--weights", default=None, help="local torchvision weight file (.pth) of the image / RGB encoder (default: random, with a warning)")
+    group.add_argument("--regions", type=int, default=None, help="pooled horizontal regions of the image feature map (default: 3 vision-language, 1 RGB-D)")
+    group.add_argument("--image-size", type=int, default=224, help="image crop size (default 224, the originals; smaller for quick CPU runs)")
+    group.add_argument("--depth-encoder", default="resnet18", help="rgbd: ResNet of the depth modality (default resnet18)")
+    group.add_argument("--depth-weights", default=None, help="rgbd: local torchvision weight file of the depth encoder")
+    group.add_argument("--seed", type=int, default=0, help="seed of random initialisations, the rgbd validation carve and the noise (default 0)")
+
+
+def raw_options(args: argparse.Namespace) -> RawDataOptions:
+    from iidfusion.encoders.families import RawDataOptions
+
+    return RawDataOptions(
+        data_format=args.data_format,
+        root=args.root,
+        image_dir=args.image_dir,
+        name=args.name,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        on_error=args.on_error,
+        verify_images=not args.no_verify_images,
+    )
+
+
+def encoder_options(args: argparse.Namespace) -> EncoderOptions:
+    from iidfusion.encoders.families import EncoderOptions
+
+    return EncoderOptions(
+        text=args.text_encoder,
+        max_length=args.max_length,
+        image_arch=args.image_encoder,
+        image_weights=args.weights,
+        regions=args.regions,
+        depth_arch=args.depth_encoder,
+        depth_weights=args.depth_weights,
+        init_seed=args.seed,
+    )
+
+
+def parse_levels(text: str) -> tuple[float, ...]:
+    """``"0,5,10"`` -> (0.0, 5.0, 10.0); a bad or negative level is a ValueError."""
+    try:
+        levels = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError as error:
+        raise ValueError(f"--noise must be comma-separated numbers, got {text!r}") from error
+    if not levels or any(not level >= 0 for level in levels):
+        raise ValueError(f"--noise levels must be >= 0, got {text!r}")
+    return levels
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "extract",
+        help="run frozen encoders over a raw vision-language or RGB-D data set and cache the features",
+        description="Extract features with frozen encoders (no download: weights and data come from local paths) and "
+        "cache them as multi-view .npz files that `fit` and `compare` read; noisy test variants too.",
+    )
+    add_raw_data_arguments(parser)
+    add_encoder_arguments(parser)
+    group = parser.add_argument_group("extraction")
+    group.add_argument("--out", required=True, type=Path, help="cache folder")
+    group.add_argument("--noise", default="0", help="noise levels eps of the test split, comma-separated (default 0; the paper: 0,5,10)")
+    group.add_argument("--noise-kind", choices=NOISE_KINDS, default="gaussian", help="pixel noise (default gaussian)")
+    group.add_argument("--batch-size", type=int, default=32, help="extraction batch size (default 32)")
+    group.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    group.add_argument("--num-workers", type=int, default=0, help="data-loader workers (default 0)")
+    group.add_argument("--hash-content", action="store_true", help="checksum image bytes, not sizes and modification times")
+    group.add_argument("--force", action="store_true", help="extract again even if the cache is current")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from iidfusion.data.feature_cache import CacheKey, build_feature_cache, input_checksum
+    from iidfusion.data.input_noise import NOISE_PROBABILITY, SALT_AND_PEPPER_DENSITY, InputNoise
+    from iidfusion.encoders.families import build_encoders, describe_encoders, image_transforms, load_raw, raw_dataset
+
+    levels = parse_levels(args.noise)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    raw = load_raw(raw_options(args))
+    options = encoder_options(args)
+    encoders, tokenizer = build_encoders(raw, options)
+    settings: dict[str, Any] = {
+        "format": args.data_format,
+        "family": raw.family,
+        "encoders": describe_encoders(encoders),
+        "init_seed": options.init_seed,
+        "max_length": options.max_length,
+        "transform": asdict(image_transforms(raw.family, args.image_size)[1]),
+        "noise": {"kind": args.noise_kind, "seed": args.seed, "probability": NOISE_PROBABILITY, "density": SALT_AND_PEPPER_DENSITY},
+        "val_fraction": args.val_fraction if raw.family == "rgbd" else None,
+        "on_error": args.on_error,
+    }
+    key = CacheKey(input_checksum(raw, content=args.hash_content), settings)
+
+    def make_dataset(split: str, level: float) -> Any:
+        noise = InputNoise(level, args.noise_kind, raw.family, args.seed) if level > 0 else None
+        return raw_dataset(raw, split, tokenizer, noise=noise, image_size=args.image_size)
+
+    files = build_feature_cache(
+        args.out,
+        raw,
+        key,
+        encoders,
+        make_dataset,
+        levels=levels,
+        batch_size=args.batch_size,
+        device=args.device or default_device(),
+        num_workers=args.num_workers,
+        force=args.force,
+    )
+    if tokenizer is not None:
+        tokenizer.save(args.out / "tokenizer")  # a random encoder's vocabulary belongs to its features
+    skipped = sum(len(items) for items in raw.skipped.values())
+    dims = ", ".join(f"{m} {getattr(e, 'output_dim', '?')}" for m, e in encoders.items())
+    print(f"{raw.name}: {raw.num_classes} classes, features {dims}; skipped {skipped} samples")
+    for level, path in sorted(files.items()):
+        print(f"  noise {level:g}: {path}")
+    return 0

@@ -1,0 +1,151 @@
+"""The paper's two raw-input families: their loaders, encoders and datasets (DESIGN.md 3).
+
+* ``vision-language`` (MVSA-Single, MVSA-Multiple, HFM, Food101; formats ``mmbt`` and
+  ``json-array``): modalities ``image`` (ResNet-152 pooled to 3 x 2048) and ``text``
+  (BERT's pooled output, 768 for bert-base);
+* ``rgbd`` (NYU Depth V2, SUN RGB-D; format ``rgbd``): modalities ``rgb`` and ``depth``,
+  a ResNet-18 each (512 features).
+
+``iidfusion extract`` (frozen encoders, cached features) and ``iidfusion finetune`` (encoders
+trained inside the fusion module) both build their encoders and datasets here, so the two
+ways to train see the same inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from iidfusion.data.input_noise import InputNoise
+from iidfusion.data.multiview import VAL_FRACTION
+from iidfusion.data.rgbd import RGBD_MODALITIES, RGBDDataset, load_rgbd
+from iidfusion.data.vision_language import DATA_FORMATS, RawDataset, RawSplits, VisionLanguageDataset, load_vision_language
+from iidfusion.encoders.image import (
+    RGBD_EVAL_TRANSFORM,
+    RGBD_TRAIN_TRANSFORM,
+    VISION_LANGUAGE_TRANSFORM,
+    ImageEncoder,
+    ImageTransform,
+)
+from iidfusion.encoders.text import RandomTextConfig, TextTokenizer, load_text_encoder
+
+RAW_FORMATS: tuple[str, ...] = (*DATA_FORMATS, "rgbd")
+FAMILY_MODALITIES: dict[str, tuple[str, ...]] = {"vision-language": ("image", "text"), "rgbd": RGBD_MODALITIES}
+# The originals' encoders: (image architecture, pooled regions) per family.
+DEFAULT_IMAGE_ENCODER: dict[str, tuple[str, int]] = {"vision-language": ("resnet152", 3), "rgbd": ("resnet18", 1)}
+IMAGE_SIZE = 224
+
+
+def image_transforms(family: str, size: int = IMAGE_SIZE) -> tuple[ImageTransform, ImageTransform]:
+    """The (training, evaluation) image transforms of ``family`` at crop ``size``.
+
+    224 gives the originals' transforms; another size (e.g. 32 for quick CPU runs) scales the
+    256 resize by the same ratio. Vision-language trains without augmentation, as MMBT.
+    """
+    if size < 1:
+        raise ValueError(f"image size must be >= 1, got {size}")
+    load = round(size * 256 / IMAGE_SIZE)
+    if family == "rgbd":
+        return replace(RGBD_TRAIN_TRANSFORM, resize=load, crop=size), replace(RGBD_EVAL_TRANSFORM, resize=size, crop=size)
+    transform = replace(VISION_LANGUAGE_TRANSFORM, resize=load, crop=size)
+    return transform, transform
+
+
+def family_of(data_format: str) -> str:
+    """``"rgbd"`` for the RGB-D folder format, ``"vision-language"`` for the others."""
+    if data_format not in RAW_FORMATS:
+        raise ValueError(f"unknown data format {data_format!r}; expected one of {list(RAW_FORMATS)}")
+    return "rgbd" if data_format == "rgbd" else "vision-language"
+
+
+@dataclass(frozen=True)
+class RawDataOptions:
+    """Where a raw data set lies and how to read it."""
+
+    data_format: str
+    root: Path
+    image_dir: Path | None = None  # json-array: the folder of <id>.jpg (default: dataset_image/ found near root)
+    name: str | None = None
+    val_fraction: float = VAL_FRACTION  # rgbd: the validation share carved from train
+    seed: int = 0  # rgbd: the seed of that carve
+    on_error: str = "raise"
+    verify_images: bool = True
+
+
+def load_raw(options: RawDataOptions) -> RawSplits:
+    """The samples of a raw data set in any of :data:`RAW_FORMATS`."""
+    common: dict[str, Any] = {"on_error": options.on_error, "verify_images": options.verify_images, "name": options.name}
+    if family_of(options.data_format) == "rgbd":
+        return load_rgbd(options.root, val_fraction=options.val_fraction, seed=options.seed, **common)
+    return load_vision_language(options.root, options.data_format, image_dir=options.image_dir, **common)
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    """Which encoders to build; ``None`` fields take the family's defaults (the originals').
+
+    ``text``: a local Hugging Face model folder, ``"minilm"`` (bundled all-MiniLM-L6-v2) or
+    ``None`` / ``"random"`` (a random BERT of ``random_text`` size). ``image_*`` is the image
+    encoder (the RGB encoder in RGB-D), ``depth_*`` the depth encoder. ``init_seed`` seeds
+    every random initialisation, so a random encoder is the same in every run.
+    """
+
+    text: str | None = None
+    max_length: int = 512
+    image_arch: str | None = None
+    image_weights: str | None = None
+    regions: int | None = None
+    depth_arch: str = "resnet18"
+    depth_weights: str | None = None
+    init_seed: int = 0
+    random_text: RandomTextConfig = field(default_factory=RandomTextConfig)
+
+
+def build_encoders(raw: RawSplits, options: EncoderOptions) -> tuple[dict[str, nn.Module], TextTokenizer | None]:
+    """The encoders of ``raw``'s family (modality -> module with ``output_dim``) and the tokenizer (None for RGB-D)."""
+    arch, regions = DEFAULT_IMAGE_ENCODER[raw.family]
+    arch, regions = options.image_arch or arch, options.regions or regions
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(options.init_seed)
+        if raw.family == "rgbd":
+            encoders: dict[str, nn.Module] = {
+                "rgb": ImageEncoder(arch, weights=options.image_weights, regions=regions),
+                "depth": ImageEncoder(options.depth_arch, weights=options.depth_weights, regions=regions),
+            }
+            return encoders, None
+        text, tokenizer = load_text_encoder(
+            options.text,
+            max_length=options.max_length,
+            corpus=[sample.text or "" for sample in raw.train],
+            random_config=replace(options.random_text, seed=options.init_seed),
+        )
+        return {"image": ImageEncoder(arch, weights=options.image_weights, regions=regions), "text": text}, tokenizer
+
+
+def describe_encoders(encoders: dict[str, nn.Module]) -> dict[str, Any]:
+    """Each encoder's ``describe()`` (what its features depend on)."""
+    return {name: encoder.describe() for name, encoder in encoders.items()}  # type: ignore[operator]
+
+
+def raw_dataset(
+    raw: RawSplits,
+    split: str,
+    tokenizer: TextTokenizer | None,
+    *,
+    augment: bool = False,
+    noise: InputNoise | None = None,
+    image_size: int = IMAGE_SIZE,
+) -> RawDataset:
+    """The dataset of one split; ``augment`` turns on RGB-D's training augmentation."""
+    train_transform, eval_transform = image_transforms(raw.family, image_size)
+    if raw.family == "rgbd":
+        return RGBDDataset(
+            raw.split(split), raw.class_names, train=augment, noise=noise, train_transform=train_transform, eval_transform=eval_transform
+        )
+    if tokenizer is None:
+        raise ValueError("a vision-language dataset needs the text encoder's tokenizer")
+    return VisionLanguageDataset(raw.split(split), raw.class_names, tokenizer, transform=eval_transform, noise=noise)

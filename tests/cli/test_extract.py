@@ -1,0 +1,73 @@
+"""``iidfusion extract`` on fixture data sets: caches that load, reuse, clear errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from iidfusion.cli.main import main
+from iidfusion.data import load_dataset
+from iidfusion.data.rgbd import write_toy_rgbd
+from iidfusion.data.vision_language import write_toy_vision_language
+
+QUICK = ["--image-encoder", "resnet18", "--image-size", "32", "--batch-size", "16", "--device", "cpu"]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """One thread for convolutions: on shared cores, spinning OpenMP threads slow a ResNet tenfold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_extract_vision_language_then_reuse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = write_toy_vision_language(tmp_path / "mvsa", "mmbt", per_class=(4, 2, 2))
+    out = tmp_path / "features"
+    argv = ["extract", "--data-format", "mmbt", "--root", str(root), "--out", str(out), "--noise", "0,5", "--max-length", "16", *QUICK]
+    with pytest.warns(UserWarning, match="random"):
+        assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert first.count("extracted") == 4 and "features image 1536, text 128" in first  # 3 regions x 512; random BERT 128
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["class_names"] == ["class0", "class1", "class2"]
+    assert manifest["settings"]["encoders"]["image"]["arch"] == "resnet18"
+    assert (out / "tokenizer").is_dir()
+    splits = load_dataset(out / "features_noise5.npz")
+    assert splits.view_dims == {"image": 1536, "text": 128} and len(splits.test) == 6
+    with pytest.warns(UserWarning):
+        assert main(argv) == 0
+    assert "extracted" not in capsys.readouterr().out  # the cache is current: nothing recomputed
+
+
+def test_extract_rgbd_salt_and_pepper(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = write_toy_rgbd(tmp_path / "nyud", per_class=(5, 2))
+    out = tmp_path / "features"
+    argv = ["extract", "--data-format", "rgbd", "--root", str(root), "--out", str(out), "--noise", "10", "--noise-kind", "salt-and-pepper", "--val-fraction", "0.2", *QUICK]
+    with pytest.warns(UserWarning, match="random initialisation"):
+        assert main(argv) == 0
+    assert "features rgb 512, depth 512" in capsys.readouterr().out
+    splits = load_dataset(out / "features_noise10.npz")
+    assert splits.class_names == ("scene0", "scene1", "scene2") and (len(splits.train), len(splits.val)) == (12, 3)
+    assert json.loads((out / "manifest.json").read_text())["settings"]["noise"]["kind"] == "salt-and-pepper"
+
+
+def test_extract_user_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["extract", "--data-format", "rgbd", "--root", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert "RGB-D split folder not found" in capsys.readouterr().err
+    root = write_toy_vision_language(tmp_path / "d", "mmbt", per_class=(2, 1, 1))
+    assert main(["extract", "--data-format", "mmbt", "--root", str(root), "--out", str(tmp_path / "o"), "--noise", "5,x"]) == 2
+    assert "--noise must be comma-separated numbers" in capsys.readouterr().err
+
+
+def test_parser_choices_match_the_library() -> None:
+    from iidfusion.cli.extract import NOISE_KINDS, RAW_FORMATS
+    from iidfusion.data.input_noise import PIXEL_NOISE
+    from iidfusion.encoders.families import RAW_FORMATS as LIBRARY_FORMATS
+
+    assert RAW_FORMATS == LIBRARY_FORMATS and set(NOISE_KINDS) == set(PIXEL_NOISE)
