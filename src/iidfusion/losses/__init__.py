@@ -3,6 +3,13 @@
 Each loss is a function plus a thin ``nn.Module`` returning a small dataclass (docs/method.md).
 """
 
+from iidfusion.losses.coherence import (
+    DistributionCoherence,
+    DistributionCoherenceOutput,
+    distribution_coherence,
+    modality_pairs,
+)
+from iidfusion.losses.iid import IIDLoss, IIDLossOutput
 from iidfusion.losses.informatic import (
     InformaticConstraint,
     InformaticConstraintOutput,
@@ -11,8 +18,14 @@ from iidfusion.losses.informatic import (
 )
 
 __all__ = [
+    "DistributionCoherence",
+    "DistributionCoherenceOutput",
+    "IIDLoss",
+    "IIDLossOutput",
     "InformaticConstraint",
     "InformaticConstraintOutput",
+    "distribution_coherence",
     "gaussian_kl_to_standard",
     "informatic_constraint",
+    "modality_pairs",
 ]

@@ -1,0 +1,187 @@
+"""Distribution coherence L_dc (DESIGN.md 1.2; paper, "Wasserstein distribution coherence").
+
+The generalisation bound of intermediate fusion contains sum_m K E(w_m) D(mu_m, mu), the distance
+of each modality's feature distribution to the fused one, which is bounded by the pairwise
+inter-modal distances. L_dc estimates those cheaply:
+
+1. per modality, FFT of the (B, d) features along d, keep the d1 frequencies of largest
+   batch-averaged amplitude, and map them with the fixed RIP matrix Phi (d2 x d) to (B, d2)
+   (:class:`iidfusion.ot.FourierRIPReducer`); ``reducer=None`` skips this for small d;
+2. cost C_jk = ||z~_{m1,j} - z~_{m2,k}||_2 / s, with the FIXED scale s = sqrt(d) (``cost_scale``);
+3. the relaxed entropic OT value
+   W~ = min_T <T, C> + eps KL(T || u v^T) + rho [KL(T 1 || u) + KL(T^T 1 || v)], u = v uniform,
+   for ALL unordered pairs m1 < m2 in ONE batched :func:`iidfusion.ot.sinkhorn_unbalanced` call;
+   its gradient w.r.t. C is the optimal plan (envelope theorem);
+4. L_dc = sum over pairs m1 < m2 of W~. The paper sums over m1 != m2, which counts each pair twice;
+   the factor 2 is absorbed in beta.
+
+Cost scale. With Phi ~ N(0, 1/d2) and an orthonormal FFT, the reduction keeps Euclidean lengths
+(RIP), so ||z~_j - z~_k|| is of the order of ||z_j - z_k||, i.e. sqrt(d) times a per-coordinate
+RMS distance. Dividing by the constant sqrt(d) of the INPUT width makes C that RMS distance: about
+sqrt(2) for two independent standard-normal features whatever d, d1, d2 are, so eps and rho are in
+the units of one feature coordinate and beta in 0.01..1 weighs L_dc like the O(1) task CE. A
+constant keeps the gradient honest: it is exactly the gradient of the reported value. A detached
+batch statistic (mean cost) would make the reported value scale-free while its gradient is not the
+gradient of that value, and would change the meaning of eps from step to step. The price of a
+constant is that shrinking every feature lowers L_dc; the task loss and the KL terms of L_ic
+(which pull each batch variance to 1) resist that collapse.
+
+``debias=True`` returns the Sinkhorn divergence W~(a, b) - W~(a, a)/2 - W~(b, b)/2 per pair, the
+self terms solved in the same batched call; it is zero for identical clouds, where the plain W~
+sits at a positive entropic floor. (Both clouds have unit mass, so the mass term of the unbalanced
+divergence vanishes.)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from iidfusion.losses._validation import check_modalities, check_values, upcast
+from iidfusion.ot import FourierRIPReducer, pairwise_cost, rip_dimension, sinkhorn_unbalanced
+
+Pair = tuple[str, str]
+
+
+@dataclass
+class DistributionCoherenceOutput:
+    """L_dc, the per-pair relaxed OT values W~ (Sinkhorn divergences if debiased) and <T*, C>.
+
+    ``transport_cost`` is the diagnostic <T*, C> of each cross pair (its gradient is not T*);
+    ``pairs[p]`` names the modalities of entry p.
+    """
+
+    loss: Tensor
+    pair_distances: Tensor
+    pairs: tuple[Pair, ...]
+    transport_cost: Tensor
+
+
+def modality_pairs(names: Sequence[str]) -> tuple[Pair, ...]:
+    """All unordered pairs (m1, m2), m1 before m2 in ``names`` order."""
+    return tuple(itertools.combinations(names, 2))
+
+
+def _check_options(eps: float, rho: float, max_iter: int, cost_scale: float | None) -> None:
+    if not (eps > 0 and rho > 0 and max_iter >= 1):
+        raise ValueError(f"need eps > 0, rho > 0, max_iter >= 1; got eps={eps}, rho={rho}, max_iter={max_iter}")
+    if cost_scale is not None and not cost_scale > 0:
+        raise ValueError(f"cost_scale must be > 0, got {cost_scale}")
+
+
+def distribution_coherence(
+    features: Mapping[str, Tensor],
+    *,
+    reducer: FourierRIPReducer | None = None,
+    eps: float = 0.1,
+    rho: float = 10.0,
+    debias: bool = False,
+    max_iter: int = 1000,
+    tol: float = 1e-5,
+    cost_scale: float | None = None,
+) -> DistributionCoherenceOutput:
+    """L_dc of per-modality features {m: (B, d)} (module docstring; DESIGN.md 1.2).
+
+    ``reducer``: the FFT top-d1 + RIP map, or None to use the raw features. ``eps``, ``rho``: the
+    entropic and marginal-relaxation weights of W~, in units of the scaled cost. ``cost_scale``:
+    the divisor s of the Euclidean cost, default sqrt(d). ``max_iter``, ``tol``: Sinkhorn budget.
+    float16 / bfloat16 features are computed in float32.
+    """
+    names = check_modalities(features)
+    dims = {n: int(features[n].shape[1]) for n in names}
+    if len(set(dims.values())) != 1:
+        raise ValueError(f"L_dc compares features of one common width; got widths {dims}")
+    if features[names[0]].shape[0] < 1:
+        raise ValueError("L_dc needs a non-empty batch")
+    _check_options(eps, rho, max_iter, cost_scale)
+    check_values({f"features[{n!r}]": features[n] for n in names})
+
+    dim = dims[names[0]]
+    stacked = torch.stack([upcast(features[n]) for n in names])  # (M, B, d)
+    clouds = reducer(stacked) if reducer is not None else stacked
+    pairs = modality_pairs(names)
+    index = {n: k for k, n in enumerate(names)}
+    first = [index[a] for a, _ in pairs]
+    second = [index[b] for _, b in pairs]
+    if debias:  # self terms W~(a, a) of every modality, in the same batched solve
+        first, second = first + list(range(len(names))), second + list(range(len(names)))
+    cost = pairwise_cost(clouds[first], clouds[second], p=1) / (cost_scale or math.sqrt(dim))
+    result = sinkhorn_unbalanced(cost, eps=eps, rho=rho, max_iter=max_iter, tol=tol)
+
+    num_pairs = len(pairs)
+    values = result.value[:num_pairs]
+    if debias:
+        self_values = result.value[num_pairs:]
+        values = values - 0.5 * (self_values[first[:num_pairs]] + self_values[second[:num_pairs]])
+    return DistributionCoherenceOutput(
+        loss=values.sum(),
+        pair_distances=values,
+        pairs=pairs,
+        transport_cost=result.transport_cost[:num_pairs],
+    )
+
+
+class DistributionCoherence(nn.Module):
+    """``nn.Module`` form of :func:`distribution_coherence`, owning its :class:`FourierRIPReducer`.
+
+    ``dim``: the feature width d. ``d1`` kept Fourier bins (default min(16, d // 2 + 1)); ``d2`` RIP
+    output width (default :func:`iidfusion.ot.rip_dimension`, the RIP sample size for d1 bins);
+    ``seed`` of Phi. ``reduce=False`` computes the cost on the raw features (for small d).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        d1: int | None = None,
+        d2: int | None = None,
+        *,
+        reduce: bool = True,
+        eps: float = 0.1,
+        rho: float = 10.0,
+        seed: int = 0,
+        debias: bool = False,
+        max_iter: int = 1000,
+        tol: float = 1e-5,
+        cost_scale: float | None = None,
+    ) -> None:
+        super().__init__()
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1, got {dim}")
+        _check_options(eps, rho, max_iter, cost_scale)
+        if not reduce and (d1 is not None or d2 is not None):
+            raise ValueError("d1 and d2 configure the reduction; leave them unset with reduce=False")
+        self.dim = dim
+        self.reducer: FourierRIPReducer | None = None
+        if reduce:
+            d1 = min(16, dim // 2 + 1) if d1 is None else d1
+            d2 = rip_dimension(dim, d1) if d2 is None else d2
+            self.reducer = FourierRIPReducer(dim, d1, d2, seed=seed)
+        self.eps = eps
+        self.rho = rho
+        self.debias = debias
+        self.max_iter = max_iter
+        self.tol = tol
+        self.cost_scale = cost_scale
+
+    def forward(self, features: Mapping[str, Tensor]) -> DistributionCoherenceOutput:
+        widths = {n: tuple(f.shape[1:]) for n, f in features.items()}
+        if any(w != (self.dim,) for w in widths.values()):
+            raise ValueError(f"DistributionCoherence was built for width {self.dim}; got feature shapes {widths}")
+        return distribution_coherence(
+            features,
+            reducer=self.reducer,
+            eps=self.eps,
+            rho=self.rho,
+            debias=self.debias,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            cost_scale=self.cost_scale,
+        )
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, eps={self.eps}, rho={self.rho}, debias={self.debias}, max_iter={self.max_iter}"
