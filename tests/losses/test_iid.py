@@ -47,7 +47,7 @@ def test_total_is_the_weighted_sum_of_the_logged_terms():
     model, inputs, labels = make_model(strategy="qmf", num_samples=8)
     model.train()
     loss = IIDLoss(0.3, 0.2, feature_dim=WIDTH)
-    result = loss(model(inputs), labels, index=torch.arange(8), strategy=model.strategy)
+    result = loss(model(inputs), labels.int(), index=torch.arange(8), strategy=model.strategy)  # any integer dtype
     assert {"task", "informatic", "coherence", "strategy/unimodal_ce", "strategy/rank"} <= set(result.terms)
     t = result.terms
     expected = t["task"] + 0.3 * t["informatic"] + 0.2 * t["coherence"] + t["strategy/unimodal_ce"] + t["strategy/rank"]

@@ -113,6 +113,7 @@ def test_kl_averages_over_dimensions_and_floors_the_variance():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_low_precision_inputs_give_a_finite_float32_loss(dtype):
     inputs = make_batch(batch=32, classes=5, modalities=3, dim=16, dtype=dtype)
+    inputs["labels"] = inputs["labels"].int()  # any integer dtype
     out = InformaticConstraint(lam=0.1)(**inputs)
     assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
     reference = informatic_constraint(**make_batch(batch=32, classes=5, modalities=3, dim=16), lam=0.1)

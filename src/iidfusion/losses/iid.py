@@ -127,6 +127,7 @@ class IIDLoss(nn.Module):
             check_batch(feature, batch, f"output.features[{name!r}]")
         check_batch(labels, batch, "labels")
         check_values({"output.logits": output.logits}, labels, num_classes)
+        labels = labels.long()
 
         task = F.cross_entropy(upcast(output.logits), labels)
         terms = {"task": task}

@@ -113,6 +113,7 @@ def informatic_constraint(
         num_classes,
     )
 
+    labels = labels.long()
     log_c = math.log(num_classes)
     fused_ce = F.cross_entropy(upcast(fused_logits), labels)
     fused_kl = gaussian_kl_to_standard(fused_features, var_floor=var_floor)
