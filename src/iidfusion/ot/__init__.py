@@ -1,1 +1,35 @@
-"""iidfusion.ot."""
+"""Optimal transport for distribution coherence (DESIGN.md 1.2).
+
+* :func:`sinkhorn_unbalanced`: batched, log-stabilised unbalanced entropic OT whose value
+  is differentiable by the envelope theorem (:class:`SinkhornResult`);
+* :func:`pairwise_cost`: Euclidean / squared-Euclidean cost matrices;
+* :class:`FourierRIPReducer` and :func:`rip_dimension`: FFT top-d1 + Gaussian RIP
+  projection of features;
+* ``wasserstein_*``: estimators of W_p^p between two point clouds, all in the same unit.
+"""
+
+from iidfusion.ot.cost import pairwise_cost
+from iidfusion.ot.estimators import (
+    wasserstein_entropic,
+    wasserstein_exact,
+    wasserstein_max_sliced,
+    wasserstein_rip,
+    wasserstein_sampled,
+    wasserstein_sliced,
+)
+from iidfusion.ot.reduce import FourierRIPReducer, rip_dimension
+from iidfusion.ot.sinkhorn import SinkhornResult, sinkhorn_unbalanced
+
+__all__ = [
+    "FourierRIPReducer",
+    "SinkhornResult",
+    "pairwise_cost",
+    "rip_dimension",
+    "sinkhorn_unbalanced",
+    "wasserstein_entropic",
+    "wasserstein_exact",
+    "wasserstein_max_sliced",
+    "wasserstein_rip",
+    "wasserstein_sampled",
+    "wasserstein_sliced",
+]

@@ -1,0 +1,132 @@
+"""Frequency sparsification + RIP projection of features (DESIGN.md 1.2, steps 1-2).
+
+A cloud of n features z in R^dim is compressed to R^d2 before transport:
+
+1. ``Z^ = rfft(Z)`` along the feature axis; the d1 frequency bins of largest amplitude,
+   averaged over the n points of the cloud, are kept (chosen anew at every call, so each
+   modality gets its own);
+2. ``Z~ = Phi irfft(kept bins of Z^)`` with ``Phi`` a fixed d2 x dim Gaussian matrix,
+   entries N(0, 1/d2), which satisfies the restricted isometry property on signals that
+   are sparse in frequency when d2 ~ c d1 log(dim / d1) (Candes and Tao 2006; Rudelson and
+   Vershynin 2008), so distances between reduced points approximate distances between the
+   low-passed ones.
+
+Step 2 is not evaluated as written: irfft is linear, so ``Phi irfft`` restricted to the kept
+bins is a (2 d1) x d2 matrix ``Psi``, precomputed for every bin. A kept bin k with coefficient
+c contributes (w_k / dim)(Re c cos(2 pi k t / dim) - Im c sin(2 pi k t / dim)) to the
+reconstructed signal, with w_k = 1 for the bins that are their own conjugate (k = 0 and,
+for even dim, k = dim / 2; irfft ignores their imaginary part, and so does Psi since the
+sine vanishes there) and w_k = 2 otherwise (the bin stands for itself and its conjugate
+partner). After the FFT a call therefore costs O(n d1 d2).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["FourierRIPReducer", "rip_dimension"]
+
+
+def rip_dimension(dim: int, d1: int, distortion: float = 0.5) -> int:
+    """Suggested d2 = ceil(2 d1 log(dim / d1) / distortion^2), at least 2 d1.
+
+    A Gaussian d2 x dim matrix with entries N(0, 1/d2) has the restricted isometry property
+    of order s with constant delta once d2 >= c s log(dim / s) / delta^2. The constant of the
+    theory is loose; 2 is measured: with it, the seed-0 Phi of tests/ot/test_reduce.py
+    keeps every sampled signal with d1 kept bins within a factor [1 - distortion,
+    1 + distortion] of its length. A real signal on d1 bins has up to 2 d1 real degrees of
+    freedom, hence the floor 2 d1.
+    """
+    n_bins = dim // 2 + 1
+    if not 1 <= d1 <= n_bins:
+        raise ValueError(f"d1 must be in [1, {n_bins}] (rfft bins of dim={dim}), got {d1}")
+    if not 0 < distortion < 1:
+        raise ValueError(f"distortion must be in (0, 1), got {distortion}")
+    return max(2 * d1, math.ceil(2.0 * d1 * math.log(max(dim / d1, math.e)) / distortion**2))
+
+
+class FourierRIPReducer(nn.Module):
+    """Top-d1 Fourier bins, then a fixed Gaussian projection to d2 dimensions.
+
+    Args:
+        dim: feature dimension of the inputs.
+        d1: number of rfft bins kept (1 <= d1 <= dim // 2 + 1).
+        d2: output dimension (>= 1); :func:`rip_dimension` suggests one.
+        seed: seed of ``Phi`` (a registered buffer, saved with the module).
+
+    ``forward(z)`` maps ``(..., n, dim)`` to ``(..., n, d2)``; every leading index is its own
+    cloud with its own kept bins. Gradients flow through the kept coefficients; the choice of
+    the bins is piecewise constant.
+    """
+
+    phi: Tensor
+    psi: Tensor
+
+    def __init__(self, dim: int, d1: int, d2: int, seed: int = 0) -> None:
+        super().__init__()
+        if not (isinstance(dim, int) and dim >= 1):
+            raise ValueError(f"dim must be an int >= 1, got {dim!r}")
+        n_bins = dim // 2 + 1
+        if not (isinstance(d1, int) and 1 <= d1 <= n_bins):
+            raise ValueError(f"d1 must be an int in [1, {n_bins}] (rfft bins of dim={dim}), got {d1!r}")
+        if not (isinstance(d2, int) and d2 >= 1):
+            raise ValueError(f"d2 must be an int >= 1, got {d2!r}")
+        self.dim, self.d1, self.d2, self.seed = dim, d1, d2, seed
+        generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("phi", torch.randn(d2, dim, generator=generator) / math.sqrt(d2))
+        self.register_buffer("psi", self._compose(self.phi), persistent=False)
+        self.register_load_state_dict_post_hook(_refresh_psi)
+
+    def _compose(self, phi: Tensor) -> Tensor:
+        """(2 * n_bins, d2): rows [Phi irfft(e_k) for Re, Phi irfft(i e_k) for Im] per bin."""
+        dim = self.dim
+        n_bins = dim // 2 + 1
+        eye = torch.eye(n_bins, dtype=torch.complex128)
+        # irfft of a unit coefficient is exactly the (w_k / dim) cos / sin basis vector.
+        real_basis = torch.fft.irfft(eye, n=dim)  # (n_bins, dim)
+        imag_basis = torch.fft.irfft(1j * eye, n=dim)
+        basis = torch.cat([real_basis, imag_basis], dim=0)  # (2 n_bins, dim)
+        return (basis.to(phi.device) @ phi.to(torch.float64).T).to(phi.dtype)
+
+    def spectrum(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """rfft of ``z`` ``(..., n, dim // 2 + 1)`` and the indices ``(..., d1)`` of the bins
+        of largest amplitude averaged over the n points of each cloud."""
+        if z.ndim < 2 or z.shape[-1] != self.dim:
+            raise ValueError(f"z must have shape (..., n, {self.dim}), got {tuple(z.shape)}")
+        if z.shape[-2] == 0:
+            raise ValueError("z is an empty cloud (n = 0)")
+        # The FFT has no half-precision CPU kernels: half inputs are transformed in float32.
+        if z.dtype in (torch.float16, torch.bfloat16):
+            z = z.float()
+        spectrum = torch.fft.rfft(z, dim=-1)
+        return spectrum, spectrum.abs().mean(-2).topk(self.d1, dim=-1).indices
+
+    def forward(self, z: Tensor) -> Tensor:
+        spectrum, kept = self.spectrum(z)
+        gather_index = kept.unsqueeze(-2).expand(*spectrum.shape[:-1], self.d1)
+        coefficients = spectrum.gather(-1, gather_index)  # (..., n, d1)
+        n_bins = self.dim // 2 + 1
+        psi = self.psi.to(coefficients.real.dtype)
+        psi_kept = torch.cat([psi[kept], psi[kept + n_bins]], dim=-2)  # (..., 2 d1, d2)
+        parts = torch.cat([coefficients.real, coefficients.imag], dim=-1)  # (..., n, 2 d1)
+        return torch.matmul(parts, psi_kept).to(z.dtype)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> FourierRIPReducer:
+        # Recompose Psi from the converted Phi (.double(), .to(device)) rather than converting
+        # the float32 Psi, which would keep float32 rounding in a float64 module.
+        super()._apply(fn, recurse)
+        self.psi = self._compose(self.phi)
+        return self
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, d1={self.d1}, d2={self.d2}, seed={self.seed}"
+
+
+def _refresh_psi(module: nn.Module, incompatible_keys: Any) -> None:
+    """Recompose Psi after ``load_state_dict`` replaced Phi."""
+    assert isinstance(module, FourierRIPReducer)
+    module.psi = module._compose(module.phi)

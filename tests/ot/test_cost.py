@@ -1,0 +1,57 @@
+"""Tests of iidfusion.ot.cost.pairwise_cost."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from iidfusion.ot import pairwise_cost
+
+
+def test_matches_explicit_differences(make_clouds) -> None:
+    x, y = make_clouds(3, 7, 5, d=4, shift=100.0)  # far from the origin: centring matters
+    difference = x.unsqueeze(2) - y.unsqueeze(1)
+    torch.testing.assert_close(pairwise_cost(x, y, p=2), difference.square().sum(-1))
+    torch.testing.assert_close(pairwise_cost(x, y, p=1), difference.norm(dim=-1))
+    torch.testing.assert_close(pairwise_cost(x[0], y[0]), difference[0].norm(dim=-1))
+
+
+def test_safe_gradient_at_coincident_points(make_clouds) -> None:
+    x, _ = make_clouds(1, 6, 1)
+    x = x[0].requires_grad_()
+    cost = pairwise_cost(x, x.detach().clone())
+    assert torch.all(cost.diagonal() == 0)
+    cost.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    # Off the diagonal the gradient is that of the norm: sum_j (x_i - x_j) / |x_i - x_j|.
+    difference = x.detach().unsqueeze(1) - x.detach().unsqueeze(0)
+    norms = difference.norm(dim=-1).fill_diagonal_(1.0)
+    torch.testing.assert_close(x.grad, (difference / norms.unsqueeze(-1)).sum(1))
+
+
+def test_gradcheck(make_clouds) -> None:
+    x, y = make_clouds(2, 4, 3)
+    for p in (1, 2):
+        assert torch.autograd.gradcheck(lambda a, b: pairwise_cost(a, b, p), (x.requires_grad_(), y.requires_grad_()))
+
+
+def test_low_precision_is_finite(make_clouds) -> None:
+    x, y = make_clouds(2, 8, 8)
+    for dtype in (torch.float32, torch.bfloat16):
+        cost = pairwise_cost(x.to(dtype), y.to(dtype))
+        assert cost.dtype == dtype and torch.isfinite(cost).all() and (cost >= 0).all()
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "p", "message"),
+    [
+        (torch.rand(3, 2), torch.rand(3, 2), 3, "p must be"),
+        (torch.rand(3), torch.rand(3, 2), 1, "shape"),
+        (torch.rand(3, 2), torch.rand(3, 4), 1, "point dimension"),
+        (torch.rand(0, 2), torch.rand(3, 2), 1, "empty"),
+        (torch.ones(3, 2, dtype=torch.long), torch.ones(3, 2, dtype=torch.long), 1, "floating"),
+    ],
+)
+def test_bad_input_raises(x: torch.Tensor, y: torch.Tensor, p: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        pairwise_cost(x, y, p)
