@@ -1,6 +1,32 @@
-from iidfusion.cli.main import main
+import pytest
+
+from iidfusion.cli.main import SUBCOMMANDS, main
 
 
-def test_demo_exits_zero(capsys):
-    assert main(["demo"]) == 0
-    assert "iidfusion" in capsys.readouterr().out
+def test_help_lists_the_subcommands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("demo", "fit", "compare", "datasets"):
+        assert name in SUBCOMMANDS and name in out
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("fit", ["--method METHOD", "(default: iid-p)", "--resume CKPT", "--alpha ALPHA", "(default: 0.1)"]),
+        ("compare", ["--methods METHODS", "(default: main)", "--seeds SEEDS", "(default: 5)", "--noise NOISE",
+                     "(default: 0,5,10)", "--max-epochs MAX_EPOCHS", "--out OUT", "--config FILE", "--data DATA"]),
+        ("demo", ["(default: 30)", "(default: runs/demo)"]),
+        ("datasets", ["NAME_OR_PATH"]),
+    ],
+)
+def test_subcommand_help_shows_defaults(capsys, command, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for text in expected:
+        assert text in out
+    assert ("--method " in out) == (command == "fit") and ("--seeds" in out) == (command in ("compare", "demo"))

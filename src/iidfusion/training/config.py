@@ -46,8 +46,8 @@ class LossConfig:
     beta: float = _option(0.1, "weight of the distribution coherence L_dc (methods with DC)")
     lam: float = _option(0.1, "weight of the Gaussian KL terms inside L_ic")
     variant: str = _option("aim", "L_ic form: 'aim' (bounded, the stated aim) or 'literal'")
-    d1: int = _option(16, "Fourier frequencies kept per modality before the RIP projection")
-    d2: int = _option(32, "RIP projection width")
+    d1: int = _option(0, "Fourier bins kept per modality before the RIP projection (0: min(16, d/2+1))")
+    d2: int = _option(0, "RIP projection width (0: iidfusion.ot.rip_dimension(d, d1))")
     eps: float = _option(0.1, "entropic regularization of the relaxed OT")
     rho: float = _option(10.0, "marginal relaxation of the relaxed OT (KL weight)")
     max_iter: int = _option(100, "Sinkhorn iteration budget of L_dc")
@@ -72,6 +72,7 @@ class TrainConfig:
     devices: str = _option("auto", "Lightning devices: auto, a count, or a comma list of ids")
     strategy: str = _option("auto", "Lightning strategy: auto, ddp, ddp_spawn, ...")
     num_workers: int = _option(0, "data-loader worker processes")
+    threads: int = _option(0, "torch CPU threads of this process (0: torch's default; 1 suits small models)")
     precision: str = _option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, ...")
     gather_features: bool = _option(False, "all-gather features across processes for L_dc (DDP)")
     monitor_distances: bool = _option(True, "log per-pair Wasserstein distances even for methods without L_dc")
@@ -106,6 +107,11 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# Options only one command reads: `fit` trains one (method, seed), `compare` many.
+FIT_ONLY = frozenset({"method", "seed"})
+COMPARE_ONLY = frozenset({"methods", "seeds"})
 
 
 @dataclass(frozen=True)

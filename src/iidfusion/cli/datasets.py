@@ -1,0 +1,29 @@
+"""``iidfusion datasets``: list the bundled data sets, or describe one (a name or a file)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "datasets",
+        help="list the bundled data sets or describe a data set / multi-view file",
+        description="Without an argument, list the bundled data sets. With a name or a .mat / .npz path, "
+        "describe it: views and their widths, samples per split, classes and their counts.",
+    )
+    parser.add_argument("data", nargs="?", metavar="NAME_OR_PATH", help="data set to describe (default: list all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split shown (default: 0)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from iidfusion.data.registry import available_datasets, describe
+
+    if args.data is None:
+        print("bundled data sets (`iidfusion datasets NAME` for details; a .mat / .npz path works too):")
+        for name in available_datasets():
+            print(f"  {describe(name, seed=args.seed).splitlines()[0]}")
+        return 0
+    print(describe(args.data, seed=args.seed))
+    return 0

@@ -1,0 +1,245 @@
+"""Train one method with one seed on one data set, then evaluate it (what ``iidfusion fit`` runs).
+
+Reproducibility (issue 4, item 2): ``lightning.seed_everything(seed)`` before the model is
+built fixes the initialisation; the training sampler is a pure function of (seed, epoch)
+(:mod:`~iidfusion.training.datamodule`) and :class:`ReseedEachBatch` reseeds every random
+generator before each training batch from (seed, epoch, batch, rank), so dropout masks do not
+depend on what ran before. A run resumed from its last checkpoint therefore ends with the same model
+as an uninterrupted one. Checkpoints are written by Lightning's ``_atomic_save`` (a
+temporary file renamed in an fsspec transaction), so an interruption never leaves half a
+checkpoint.
+
+Evaluation uses the weights of the epoch with the best validation accuracy, kept by
+:class:`BestWeights` (in memory and in the checkpoint, so it survives a resume).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy, Strategy
+
+from iidfusion.data.base import DatasetSplits
+from iidfusion.fusion.model import FusionModel
+from iidfusion.training.config import ExperimentConfig, TrainConfig
+from iidfusion.training.datamodule import MultiViewDataModule
+from iidfusion.training.evaluate import NoiseMetrics, evaluate_under_noise
+from iidfusion.training.module import FusionModule
+
+MONITOR = "val/acc"
+LOGGERS = ("csv", "tensorboard")
+_DDP_START_METHODS = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
+
+
+class ReseedEachBatch(Callback):
+    """Reseed python, numpy and torch before each training batch from (seed, epoch, batch, rank).
+
+    Random draws inside a step (dropout) then depend on nothing but the step's position:
+    not on what consumed the generators before it (Lightning creates the data-loader
+    iterator, which draws a seed, at a different moment in a resumed run than in a
+    straight one), and not on whether the run was resumed.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        key = (self.seed, trainer.current_epoch, batch_idx, trainer.global_rank)
+        L.seed_everything(hash(key) % 2**32, verbose=False)
+
+
+class BestWeights(Callback):
+    """A CPU copy of the fusion model's weights at the best ``monitor`` value (higher is better)."""
+
+    def __init__(self, monitor: str = MONITOR) -> None:
+        self.monitor = monitor
+        self.best_score: float | None = None
+        self.best_epoch = -1
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        score = trainer.callback_metrics.get(self.monitor)
+        if score is None or trainer.sanity_checking:
+            return
+        if self.best_score is None or float(score) > self.best_score:
+            self.best_score, self.best_epoch = float(score), trainer.current_epoch
+            self.weights = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
+
+    def best_model(self, pl_module: FusionModule, trainer: L.Trainer) -> FusionModel:
+        """A CPU copy of the fusion model with the best weights.
+
+        Under ``ddp_spawn`` the training ran in child processes, so this callback saw no
+        validation; the best checkpoint (when saved) is read instead, else the last weights.
+        """
+        model = copy.deepcopy(pl_module.model).cpu()
+        if self.weights is not None:
+            model.load_state_dict(self.weights)
+        elif trainer.checkpoint_callback is not None and getattr(trainer.checkpoint_callback, "best_model_path", ""):
+            state = torch.load(trainer.checkpoint_callback.best_model_path, map_location="cpu", weights_only=False)
+            model.load_state_dict({k[len("model.") :]: v for k, v in state["state_dict"].items() if k.startswith("model.")})
+        return model
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "weights": self.weights}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_score = state_dict["best_score"]
+        self.best_epoch = state_dict["best_epoch"]
+        self.weights = state_dict["weights"]
+
+
+def build_strategy(name: str) -> str | Strategy:
+    """Lightning's strategy ``name``; DDP variants without buffer broadcasting.
+
+    DDP broadcasts rank 0's buffers at every forward by default, which would overwrite the
+    rows other processes added to QMF's per-sample loss history; :class:`FusionModule` sums
+    the processes' increments at each epoch end instead. Our other buffers are constants.
+    """
+    if name in _DDP_START_METHODS:
+        return DDPStrategy(start_method=_DDP_START_METHODS[name], broadcast_buffers=False)  # type: ignore[arg-type]
+    return name
+
+
+def _devices(devices: str) -> int | str | list[int]:
+    if devices.isdigit():
+        return int(devices)
+    if "," in devices:
+        return [int(d) for d in devices.split(",") if d.strip()]
+    return devices
+
+
+def build_loggers(train: TrainConfig, run_dir: Path | None) -> list[Logger]:
+    """The CSV and TensorBoard loggers named in ``train.loggers``, writing under ``run_dir``.
+
+    Each (re)start of a run logs to a new ``version_K`` folder (``run_dir/csv/version_0/
+    metrics.csv``, ...): Lightning's CSV writer deletes an existing file in its folder, and
+    a resumed run must not erase the epochs logged before the interruption.
+    """
+    unknown = [name for name in train.loggers if name not in LOGGERS]
+    if unknown:
+        raise ValueError(f"unknown logger {unknown[0]!r}; expected some of {list(LOGGERS)}")
+    if run_dir is None or not train.loggers:
+        return []
+    made: dict[str, Logger] = {
+        "csv": CSVLogger(run_dir, name="csv"),
+        "tensorboard": TensorBoardLogger(run_dir, name="tensorboard", default_hp_metric=False),
+    }
+    return [made[name] for name in train.loggers]
+
+
+def build_trainer(train: TrainConfig, run_dir: Path | None, seed: int, best: BestWeights) -> L.Trainer:
+    """The Lightning trainer of one run: seeding, early stopping, checkpoints, loggers."""
+    callbacks: list[Callback] = [ReseedEachBatch(seed), best]
+    if train.patience > 0:
+        callbacks.append(EarlyStopping(MONITOR, mode="max", patience=train.patience, check_on_train_epoch_end=True))
+    if train.checkpoints and run_dir is not None:
+        # Two callbacks: Lightning 2.6 refreshes save_last only in epochs that improved the
+        # monitored metric, and a resume needs the state of the latest epoch.
+        common: dict[str, Any] = {"dirpath": run_dir / "checkpoints", "save_on_train_epoch_end": True,
+                                  "auto_insert_metric_name": False, "enable_version_counter": False}
+        callbacks.append(ModelCheckpoint(filename="best", monitor=MONITOR, mode="max", save_top_k=1, **common))
+        callbacks.append(ModelCheckpoint(filename="last", monitor=None, save_top_k=1, **common))
+    loggers = build_loggers(train, run_dir)
+    return L.Trainer(
+        max_epochs=train.max_epochs,
+        accelerator=train.accelerator,
+        devices=_devices(train.devices),
+        strategy=build_strategy(train.strategy),
+        precision=train.precision,  # type: ignore[arg-type]
+        deterministic="warn",
+        logger=loggers or False,
+        callbacks=callbacks,
+        enable_checkpointing=train.checkpoints and run_dir is not None,
+        enable_progress_bar=train.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        log_every_n_steps=1,
+        default_root_dir=run_dir,
+    )
+
+
+@dataclass
+class FitResult:
+    """One trained method: its test metrics per noise level and how training went."""
+
+    method: str
+    seed: int
+    metrics: list[NoiseMetrics]
+    best_val_acc: float
+    best_epoch: int
+    epochs: int
+    seconds: float
+    is_global_zero: bool
+    module: FusionModule  # with the weights of the last epoch
+
+    @classmethod
+    def collect(
+        cls, module: FusionModule, trainer: L.Trainer, best: BestWeights, metrics: list[NoiseMetrics], seed: int, started: float
+    ) -> FitResult:
+        """The result of a finished ``trainer.fit`` (``started``: its ``time.perf_counter()``)."""
+        return cls(
+            method=module.spec.name,
+            seed=seed,
+            metrics=metrics,
+            best_val_acc=best.best_score if best.best_score is not None else float("nan"),
+            best_epoch=best.best_epoch,
+            epochs=trainer.current_epoch,
+            seconds=time.perf_counter() - started,
+            is_global_zero=trainer.is_global_zero,
+            module=module,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready dict of everything but the module."""
+        return {
+            "method": self.method,
+            "seed": self.seed,
+            "best_val_acc": self.best_val_acc,
+            "best_epoch": self.best_epoch,
+            "epochs": self.epochs,
+            "seconds": self.seconds,
+            "test": [{"noise": m.noise, "accuracy": m.accuracy, "macro_f1": m.macro_f1} for m in self.metrics],
+        }
+
+
+def fit_method(
+    splits: DatasetSplits,
+    method: str,
+    seed: int,
+    config: ExperimentConfig,
+    run_dir: Path | None = None,
+    *,
+    resume: str | Path | None = None,
+) -> FitResult:
+    """Train ``method`` with ``seed`` on ``splits`` and evaluate it on the test split.
+
+    ``run_dir`` receives checkpoints and logs (none when ``None``); ``resume`` is a
+    checkpoint (e.g. ``run_dir/checkpoints/last.ckpt``) to continue from.
+    """
+    if resume is not None and not Path(resume).is_file():
+        raise FileNotFoundError(f"checkpoint to resume from not found: {resume}")
+    start = time.perf_counter()
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
+    L.seed_everything(seed, workers=True, verbose=False)
+    module = FusionModule.for_feature_views(method, splits.view_dims, splits.num_classes, len(splits.train), config)
+    data = MultiViewDataModule(
+        splits, batch_size=config.train.batch_size, seed=seed, num_workers=config.train.num_workers
+    )
+    best = BestWeights()
+    trainer = build_trainer(config.train, run_dir, seed, best)
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume is not None else None)
+    evaluation = config.eval
+    metrics = evaluate_under_noise(
+        best.best_model(module, trainer), splits, evaluation.noise, view=evaluation.noise_view, kind=evaluation.noise_kind, seed=seed
+    )
+    return FitResult.collect(module, trainer, best, metrics, seed, start)

@@ -1,0 +1,12 @@
+"""Fast options and a file listing for the command-line tests (imported by them)."""
+
+from pathlib import Path
+
+# Small, quiet, single-threaded runs (the CPU is shared); every flag is a real option.
+FAST = ["--width", "8", "--hidden", "16", "--batch-size", "32", "--max-epochs", "2", "--threads", "1",
+        "--no-progress-bar", "--accelerator", "cpu", "--max-iter", "20"]
+
+
+def files_under(folder: Path) -> list[str]:
+    """Every file below ``folder`` (relative paths), for "nothing was written" checks."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []

@@ -1,0 +1,29 @@
+import json
+
+from cli_support import FAST
+
+from iidfusion.cli.main import main
+from iidfusion.training.report import RESULT_FILES
+
+
+def test_compare_writes_every_result(tiny_npz, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--data", str(tiny_npz), "--methods", "if-static,iid-l", "--seeds", "2", "--noise", "0,5",
+            "--out", str(out), "--loggers", "", "--no-checkpoints", *FAST]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| iid-l | if-static |" in printed and "Avg Acc" in printed and "[4/4] iid-l seed 1" in printed
+    assert sorted(p.name for p in out.iterdir()) == sorted(RESULT_FILES)
+    payload = json.loads((out / "results.json").read_text())
+    keys = {(r["method"], r["seed"], r["noise"]) for r in payload["results"]}
+    assert keys == {(m, s, n) for m in ("if-static", "iid-l") for s in (0, 1) for n in (0.0, 5.0)}
+    assert all(set(r) >= {"accuracy", "macro_f1"} for r in payload["results"])
+    assert payload["config"]["methods"] == ["if-static", "iid-l"] and payload["paired_tests"][0]["seeds"] == 2
+    assert (out / "results.md").read_text() in printed
+
+
+def test_compare_keeps_run_logs(tiny_npz, tmp_path):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--data", str(tiny_npz), "--methods", "qmf", "--seeds", "1", "--out", str(out), *FAST]) == 0
+    assert (out / "runs" / "qmf" / "seed0" / "checkpoints" / "best.ckpt").is_file()
+    assert (out / "runs" / "qmf" / "seed0" / "tensorboard").is_dir()

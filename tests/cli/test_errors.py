@@ -1,0 +1,104 @@
+"""Bad input at the command line: one line on stderr naming the problem, exit code 2, no files."""
+
+import numpy as np
+import pytest
+import scipy.io
+
+from cli_support import FAST, files_under
+
+from iidfusion.cli.main import main
+
+RNG = np.random.default_rng(0)
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def _bad_inputs(folder):
+    a, b = RNG.normal(size=(30, 4)), RNG.normal(size=(30, 4))
+    labels = np.arange(30) % 3
+    with_nan, with_inf = a.copy(), b.copy()
+    with_nan[3, 1], with_inf[0, 0] = np.nan, np.inf
+    (folder / "garbage.mat").write_bytes(b"not a MATLAB file" * 20)
+    scipy.io.savemat(folder / "no_views.mat", {"foo": np.ones((3, 3))})
+    scipy.io.savemat(folder / "no_labels.mat", {"X": np.array([[a, b]], dtype=object)})
+    (folder / "bad_key.yaml").write_text("loss:\n  alpah: 1\n")
+    (folder / "bad_top_key.yaml").write_text("epochs: 3\n")
+    return {
+        "missing file": (["--data", str(folder / "missing.mat")], "no such file: "),
+        "unreadable file": (["--data", str(folder / "garbage.mat")], "cannot read"),
+        "no views": (["--data", str(folder / "no_views.mat")], "no views found"),
+        "no labels": (["--data", str(folder / "no_labels.mat")], "label"),
+        "mismatched views": (
+            ["--data", str(_npz(folder / "mismatch.npz", a=a, b=b[:29], labels=labels))],
+            "different sample counts",
+        ),
+        "nan": (["--data", str(_npz(folder / "nan.npz", a=with_nan, b=b, labels=labels))], "view 'a' has 1 NaN"),
+        "inf": (["--data", str(_npz(folder / "inf.npz", a=a, b=with_inf, labels=labels))], "inf"),
+        "single class": (["--data", str(_npz(folder / "one.npz", a=a, b=b, labels=np.zeros(30)))], "single class"),
+        "single view": (["--data", str(_npz(folder / "view.npz", a=a, labels=labels))], "fusion needs at least two"),
+        "unknown data name": (["--data", "mnist"], "unknown data set 'mnist'"),
+        "unknown method": (["--methods", "iid-x"], "unknown method 'iid-x'"),
+        "unknown config key": (["--config", str(folder / "bad_key.yaml")], "unknown config key 'loss.alpah'"),
+        "unknown top-level key": (["--config", str(folder / "bad_top_key.yaml")], "unknown config key 'epochs'"),
+        "missing config": (["--config", str(folder / "none.yaml")], "config file not found"),
+        "negative noise": (["--noise", "0,-5"], "noise levels must be finite and >= 0"),
+        "unknown noise view": (["--noise-view", "zzz"], "noise view 'zzz' is not a view"),
+        "unknown logger": (["--loggers", "wandb"], "unknown logger 'wandb'"),
+    }
+
+
+CASES = ["missing file", "unreadable file", "no views", "no labels", "mismatched views", "nan", "inf", "single class",
+         "single view", "unknown data name", "unknown method", "unknown config key", "unknown top-level key",
+         "missing config", "negative noise", "unknown noise view", "unknown logger"]
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory):
+    return _bad_inputs(tmp_path_factory.mktemp("bad"))
+
+
+@pytest.mark.parametrize("command", ["compare", "fit"])
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_line_exit_2_and_no_files(case, command, bad_inputs, tmp_path, capsys):
+    args, message = bad_inputs[case]
+    if command == "fit" and args[0] == "--methods":
+        args = ["--method", args[1]]
+    out = tmp_path / "out"
+    assert main([command, *args, "--out", str(out), "--seeds" if command == "compare" else "--seed", "1", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"iidfusion {command}: error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert files_under(out) == []
+
+
+def test_all_bad_cases_are_tested(bad_inputs):
+    assert sorted(bad_inputs) == sorted(CASES)
+
+
+def test_fit_refuses_a_method_group(tmp_path, capsys):
+    assert main(["fit", "--method", "main", "--out", str(tmp_path / "o"), *FAST]) == 2
+    assert "fit trains one method" in capsys.readouterr().err
+
+
+def test_a_failing_comparison_leaves_no_result_file(tiny_npz, tmp_path, monkeypatch, capsys):
+    """A failure after some runs finished (here: the third fit) writes no results.csv/json/md/png."""
+    import iidfusion.training.runner as runner
+
+    real_fit, calls = runner.fit_method, []
+
+    def failing_fit(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 3:
+            raise ValueError("simulated failure in the third run")
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "fit_method", failing_fit)
+    out = tmp_path / "cmp"
+    args = ["compare", "--data", str(tiny_npz), "--methods", "lf-static,if-static", "--seeds", "2", "--out", str(out),
+            "--no-checkpoints", "--loggers", "", *FAST]
+    assert main(args) == 2
+    assert "simulated failure in the third run" in capsys.readouterr().err
+    assert files_under(out) == [] and len(calls) == 3

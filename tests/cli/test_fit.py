@@ -1,0 +1,29 @@
+import json
+
+from cli_support import FAST
+
+from iidfusion.cli.main import main
+
+
+def test_fit_prints_saves_and_resumes(tiny_npz, tmp_path, capsys):
+    args = ["fit", "--data", str(tiny_npz), "--method", "iid-p", "--seed", "1", "--out", str(tmp_path), "--noise", "0,10", *FAST]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "iid-p on tiny, seed 1: 2 epochs" in out and "| 10 |" in out
+    run = tmp_path / "iid-p" / "seed1"
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["method"] == "iid-p" and [t["noise"] for t in summary["test"]] == [0.0, 10.0]
+    assert "max_epochs: 2" in (run / "config.yaml").read_text()
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "csv" / "version_0" / "metrics.csv").is_file()
+
+    assert main([*args, "--max-epochs", "3", "--resume", "last"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
+    assert "3 epochs" in capsys.readouterr().out
+
+
+def test_fit_from_config_file(tiny_npz, tmp_path, capsys):
+    config = tmp_path / "exp.yaml"
+    config.write_text(f"data: {tiny_npz}\nmethod: lf-static\nseed: 2\ntrain:\n  loggers: []\n  checkpoints: false\n")
+    assert main(["fit", "--config", str(config), "--out", str(tmp_path / "o"), *FAST]) == 0
+    assert "lf-static on tiny, seed 2" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "o" / "lf-static" / "seed2").iterdir()) == ["config.yaml", "metrics.json"]

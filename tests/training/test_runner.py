@@ -1,0 +1,51 @@
+import csv
+from dataclasses import replace
+
+import torch
+
+from iidfusion.training.runner import fit_method
+
+
+def test_resume_gives_the_same_model(tiny_splits, fast_config, tmp_path):
+    """4 epochs straight == 2 epochs, interruption, resume from last.ckpt to 4 (QMF history included)."""
+    config = replace(
+        fast_config,
+        model=replace(fast_config.model, dropout=0.2),  # dropout draws from the global RNG
+        train=replace(fast_config.train, max_epochs=4, patience=0, loggers=("csv",)),
+    )
+    straight = fit_method(tiny_splits, "iid-q", 7, config, tmp_path / "straight")
+    half = replace(config, train=replace(config.train, max_epochs=2))
+    fit_method(tiny_splits, "iid-q", 7, half, tmp_path / "resumed")
+    torch.manual_seed(123)  # whatever ran in between
+    resumed = fit_method(
+        tiny_splits, "iid-q", 7, config, tmp_path / "resumed", resume=tmp_path / "resumed/checkpoints/last.ckpt"
+    )
+    a, b = straight.module.state_dict(), resumed.module.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    history = a["model.strategy.loss_history"]
+    assert history.gt(0).all() and int(a["model.strategy.epochs_seen"]) == 4
+    assert straight.metrics == resumed.metrics
+    assert (resumed.best_val_acc, resumed.best_epoch) == (straight.best_val_acc, straight.best_epoch)
+    logged = [(tmp_path / "resumed" / "csv" / v / "metrics.csv").read_text() for v in ("version_0", "version_1")]
+    assert "train/task" in logged[0] and "train/task" in logged[1], "the resumed run keeps the first logs"
+
+
+def test_checkpoints_and_epoch_logs(tiny_splits, fast_config, tmp_path):
+    config = replace(fast_config, train=replace(fast_config.train, loggers=("csv", "tensorboard")))
+    result = fit_method(tiny_splits, "if-static", 0, config, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert list((tmp_path / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
+    with open(tmp_path / "csv" / "version_0" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    columns = set(rows[0])
+    expected = {"train/loss", "train/task", "train/strategy/unimodal_ce", "train/weight/m0", "train/weight/m2",
+                "train/wasserstein/m0-m1", "train/wasserstein/m1-m2", "train/wasserstein/mean", "val/acc", "val/macro_f1"}
+    assert expected <= columns, expected - columns
+    epochs = {row["epoch"] for row in rows if row["train/task"]}
+    assert epochs == {"0", "1"}, "one train row per epoch"
+    val = [float(row["val/acc"]) for row in rows if row["val/acc"]]
+    assert result.best_val_acc == max(val) and result.epochs == 2
+    assert [m.noise for m in result.metrics] == [0.0, 10.0]
+    assert all(0 <= m.accuracy <= 1 and 0 <= m.macro_f1 <= 1 for m in result.metrics)
