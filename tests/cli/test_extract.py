@@ -16,7 +16,7 @@ from iidfusion.data.vision_language import write_toy_vision_language
 
 QUICK = ["--image-encoder", "resnet18", "--image-size", "32", "--batch-size", "16", "--device", "cpu"]
 NO_FILES = ["--no-checkpoints", "--loggers", "", "--no-progress-bar", "--accelerator", "cpu"]
-CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*/*.yaml"))
+CONFIGS = sorted(p for family in ("vl", "rgbd") for p in (Path(__file__).parents[2] / "configs" / family).glob("*.yaml"))
 
 
 @pytest.fixture(autouse=True)

@@ -63,7 +63,8 @@ def input_checksum(raw: RawSplits, *, content: bool = False) -> str:
         for sample in raw.split(split):
             stat = sample.image.stat()
             stamp = _file_sha256(sample.image) if content else f"{stat.st_size}:{stat.st_mtime_ns}"
-            digest.update(json.dumps([split, sample.id, str(sample.label), sample.text, str(sample.image), stamp]).encode("utf-8"))
+            entry = [split, sample.id, str(sample.label), sample.text, str(sample.image.resolve()), stamp]
+            digest.update(json.dumps(entry).encode("utf-8"))
     return digest.hexdigest()
 
 
@@ -254,19 +255,18 @@ def build_feature_cache(
         log(f"extracted {split} (noise {level:g}): {len(labels[split])} samples in {time.perf_counter() - began:.1f} s")
         return views
 
+    manifest = read_manifest(directory) if current else None
+    files = {level: (feature_file(level), manifest["files"][f"{level:g}"]["sha256"]) for level in current} if manifest else {}
+    missing = [level for level in levels if level not in current]
+    if not missing:
+        return {level: directory / name for level, (name, _) in files.items()}
     if 0.0 in current:
         with np.load(directory / feature_file(0.0), allow_pickle=False) as archive:
             clean = {split: {m: archive[f"{m}_{split}"] for m in encoders} for split in SPLITS}
     else:
         clean = {split: run(split, 0.0) for split in SPLITS}
-    manifest = read_manifest(directory) if current else None
-    files: dict[float, tuple[str, str]] = {}
-    for level in levels:
-        name = feature_file(level)
-        if level in current and manifest is not None:
-            files[level] = (name, manifest["files"][f"{level:g}"]["sha256"])
-            continue
+    for level in missing:
         views = clean if level == 0 else {**clean, "test": run("test", level)}
-        files[level] = (name, write_feature_file(directory / name, views, labels))
+        files[level] = (feature_file(level), write_feature_file(directory / feature_file(level), views, labels))
     write_manifest(directory, key, raw, files, time.perf_counter() - start)
     return {level: directory / name for level, (name, _) in files.items()}
