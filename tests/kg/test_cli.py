@@ -1,0 +1,105 @@
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from iidfusion.cli.main import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_features(kg_folder: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """An .npy matrix (sorted entity order) and a pickled dict, the two OTKGE-style formats."""
+    from iidfusion.kg.data import load_triples_folder
+
+    entities = load_triples_folder(kg_folder).entities
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "img.npy", rng.normal(size=(len(entities), 6)))
+    (tmp_path / "ling.pkl").write_bytes(pickle.dumps({e: rng.normal(size=4) for e in entities}))
+    return tmp_path / "img.npy", tmp_path / "ling.pkl"
+
+
+def small_config(tmp_path: Path) -> Path:
+    path = tmp_path / "small.yaml"
+    config = {
+        "model": {"rank": 4, "init_scale": 0.1, "modality_weights": {"img": 0.1, "ling": 0.3},
+                  "projection": {"cost_scale": 1.0, "plan_entities": 2, "refresh_every": 4}},
+        "objective": {"n3_weight": 1e-3, "iid": {"dc_d1": 4, "dc_d2": 8, "dc_points": 16}},
+        "train": {"batch_size": 32, "learning_rate": 0.3, "eval_every": 2},
+        "compare": {"seeds": [0, 1], "alpha": 0.1, "beta": 0.1},
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def test_fit_on_fixture_files(tiny_kg_folder, tmp_path, capsys):
+    img, ling = write_features(tiny_kg_folder, tmp_path)
+    out = tmp_path / "run"
+    code = main(
+        ["kg", "fit", "--config", str(small_config(tmp_path)), "--data", str(tiny_kg_folder),
+         "--features", f"img={img}", f"ling={ling}", "--alpha", "0.1", "--beta", "0.1", "--seed", "1",
+         "--max-epochs", "2", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    assert "test (pessimistic ties): mrr" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"mrr", "hits@1", "hits@3", "hits@10"}
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["seed"] == 1 and saved["objective"]["iid"]["alpha"] == 0.1 and saved["features"]["img"] == str(img)
+    assert (out / "model.pt").is_file()
+
+
+def test_compare_writes_table(tiny_kg_folder, tmp_path, capsys):
+    img, ling = write_features(tiny_kg_folder, tmp_path)
+    out = tmp_path / "cmp"
+    code = main(
+        ["kg", "compare", "--config", str(small_config(tmp_path)), "--data", str(tiny_kg_folder),
+         "--features", f"img={img}", f"ling={ling}", "--max-epochs", "2", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| baseline | 0 | 0 |" in printed and "| iid | 0.1 | 0.1 |" in printed
+    payload = json.loads((out / "results.json").read_text())
+    assert [(r["arm"], r["seed"]) for r in payload["runs"]] == [("baseline", 0), ("iid", 0), ("baseline", 1), ("iid", 1)]
+    assert {t["metric"] for t in payload["paired_tests"]} == {"mrr", "hits@1", "hits@3", "hits@10"}
+    assert (out / "results.csv").read_text().startswith("arm,seed,alpha,beta")
+    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.json", "results.md"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--features", "img=missing.npy"], "feature file not found"),
+        (["--features", "img"], "NAME=FILE"),
+        (["--data", "no/such/folder"], "neither a known knowledge graph"),
+    ],
+)
+def test_user_errors_exit_2(extra, message, tmp_path, capsys):
+    assert main(["kg", "fit", "--out", str(tmp_path / "x"), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_feature_width_mismatch_is_reported(tiny_kg_folder, tmp_path, capsys):
+    from iidfusion.kg.data import load_triples_folder
+
+    entities = load_triples_folder(tiny_kg_folder).entities
+    vectors = {e: np.zeros(4) for e in entities} | {entities[3]: np.zeros(5)}
+    (tmp_path / "bad.pkl").write_bytes(pickle.dumps(vectors))
+    code = main(["kg", "fit", "--data", str(tiny_kg_folder), "--features", f"ling={tmp_path / 'bad.pkl'}", "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert f"entity {entities[3]!r} has a feature vector of width 5" in capsys.readouterr().err
+
+
+def test_shipped_configs_load():
+    from iidfusion.kg.train import load_experiment_config
+
+    configs = {p.stem: load_experiment_config(p) for p in sorted((REPO / "configs" / "kg").glob("*.yaml"))}
+    assert set(configs) == {"umls", "wn9img", "fbimg"}
+    assert configs["wn9img"].model.modality_weights == {"img": 0.1, "ling": 0.8}
+    assert configs["fbimg"].model.modality_weights == {"img": 0.1, "ling": 0.7}
+    assert configs["fbimg"].train.batch_size == 5000 and configs["wn9img"].train.batch_size == 2000
+    assert configs["umls"].data == "umls"

@@ -1,0 +1,92 @@
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from iidfusion.kg.features import (
+    build_modality_features,
+    default_cache_dir,
+    entity_name_embeddings,
+    entity_text,
+    load_entity_features,
+    parse_feature_specs,
+)
+
+ENTITIES = ("alga", "amino_acid_sequence", "bird")
+
+
+def test_npy_rows_follow_entity_order(tmp_path: Path):
+    matrix = np.arange(12, dtype=np.float64).reshape(3, 4)
+    np.save(tmp_path / "img.npy", matrix)
+    features = load_entity_features(tmp_path / "img.npy", ENTITIES)
+    assert features.dtype == torch.float32 and torch.equal(features, torch.from_numpy(matrix).float())
+
+
+def test_pickled_dict_any_order_extra_ignored(tmp_path: Path):
+    vectors = {"bird": [3.0, 3.0], "alga": np.array([1.0, 1.0]), "amino_acid_sequence": (2.0, 2.0), "extra": [9.0, 9.0]}
+    (tmp_path / "ling.pkl").write_bytes(pickle.dumps(vectors))
+    features = load_entity_features(tmp_path / "ling.pkl", ENTITIES)
+    assert features[:, 0].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_missing_entity_width_mismatch_and_row_count(tmp_path: Path):
+    (tmp_path / "a.pkl").write_bytes(pickle.dumps({"alga": [1.0], "bird": [2.0]}))
+    with pytest.raises(ValueError, match="no features for 1 of 3 entities, e.g. 'amino_acid_sequence'"):
+        load_entity_features(tmp_path / "a.pkl", ENTITIES)
+    (tmp_path / "b.pkl").write_bytes(pickle.dumps({"alga": [1.0, 2.0], "amino_acid_sequence": [1.0], "bird": [2.0, 3.0]}))
+    with pytest.raises(ValueError, match="'amino_acid_sequence' has a feature vector of width 1"):
+        load_entity_features(tmp_path / "b.pkl", ENTITIES)
+    np.save(tmp_path / "c.npy", np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="2 feature rows for 3 entities"):
+        load_entity_features(tmp_path / "c.npy", ENTITIES)
+    np.save(tmp_path / "d.npy", np.array([[0.0], [np.nan], [1.0]]))
+    with pytest.raises(ValueError, match="non-finite.*row 1"):
+        load_entity_features(tmp_path / "d.npy", ENTITIES)
+    (tmp_path / "e.pkl").write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(ValueError, match="pickled dict"):
+        load_entity_features(tmp_path / "e.pkl", ENTITIES)
+    (tmp_path / "f.csv").write_text("1,2")
+    with pytest.raises(ValueError, match="unsupported feature file type"):
+        load_entity_features(tmp_path / "f.csv", ENTITIES)
+    with pytest.raises(FileNotFoundError):
+        load_entity_features(tmp_path / "none.npy", ENTITIES)
+
+
+def test_name_embeddings_are_cached_by_content(tmp_path: Path):
+    calls = []
+
+    def fake_encoder(texts):
+        calls.append(list(texts))
+        return torch.stack([torch.tensor([len(t), t.count(" ")], dtype=torch.float32) for t in texts])
+
+    first = entity_name_embeddings(ENTITIES, cache_dir=tmp_path, encoder=fake_encoder, encoder_name="fake")
+    assert calls == [["alga", "amino acid sequence", "bird"]]
+    again = entity_name_embeddings(ENTITIES, cache_dir=tmp_path, encoder=fake_encoder, encoder_name="fake")
+    assert len(calls) == 1 and torch.equal(first, again)
+    entity_name_embeddings(ENTITIES[:2], cache_dir=tmp_path, encoder=fake_encoder, encoder_name="fake")
+    assert len(calls) == 2  # another entity list is another cache entry
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
+
+
+def test_entity_text_and_specs(tmp_path: Path, monkeypatch):
+    assert entity_text("amino_acid__sequence ") == "amino acid sequence"
+    assert parse_feature_specs(["ling=minilm", "img = a.npy"]) == {"ling": "minilm", "img": "a.npy"}
+    for bad in (["ling"], ["=x.npy"], ["structure=x.npy"], ["a=x.npy", "a=y.npy"]):
+        with pytest.raises(ValueError):
+            parse_feature_specs(bad)
+    monkeypatch.setenv("IIDFUSION_CACHE", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c"
+
+
+def test_build_modality_features_mixes_files_and_names(tiny_kg, tmp_path: Path):
+    np.save(tmp_path / "img.npy", np.ones((tiny_kg.num_entities, 3)))
+
+    def fake_encoder(texts):
+        return torch.zeros(len(texts), 5)
+
+    features = build_modality_features(
+        tiny_kg, {"img": str(tmp_path / "img.npy"), "ling": "minilm"}, cache_dir=tmp_path, encoder=fake_encoder
+    )
+    assert {k: tuple(v.shape) for k, v in features.items()} == {"img": (12, 3), "ling": (12, 5)}
