@@ -62,6 +62,10 @@ def test_extract_rgbd_salt_and_pepper(tmp_path: Path, capsys: pytest.CaptureFixt
     splits = load_dataset(out / "features_noise10.npz")
     assert splits.class_names == ("scene0", "scene1", "scene2") and (len(splits.train), len(splits.val)) == (12, 3)
     assert json.loads((out / "manifest.json").read_text())["settings"]["noise"]["kind"] == "salt-and-pepper"
+    runs = tmp_path / "compare"
+    assert main(["compare", "--data", str(out / "features_noise10.npz"), "--methods", "iid-q", "--seeds", "1",
+                 "--max-epochs", "2", "--batch-size", "8", "--noise", "0", "--out", str(runs), *NO_FILES]) == 0
+    assert "iid-q" in (runs / "results.md").read_text()
 
 
 def test_extract_user_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
