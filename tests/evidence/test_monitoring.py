@@ -1,0 +1,67 @@
+import math
+
+import pytest
+
+from iidfusion.evidence.monitoring import metrics_file, monitoring_table, plot_monitoring, read_run_log
+
+# The shape of Lightning's CSVLogger output: one row per logging call, empty cells elsewhere.
+LOG = """epoch,step,train/loss,train/wasserstein/fou-fac,train/wasserstein/mean,val/acc
+0,10,,,,0.50
+0,10,2.0,1.5,1.25,
+1,21,,,,0.75
+1,21,1.0,0.5,0.75,
+2,32,,,,0.70
+"""
+
+
+def _run(tmp_path, name="run", text=LOG, method="iid-q"):
+    folder = tmp_path / name / "csv"
+    folder.mkdir(parents=True)
+    (folder / "metrics.csv").write_text(text)
+    (folder / "hparams.yaml").write_text(f"method: {method}\nseed: 3\n")
+    return tmp_path / name
+
+
+def test_rows_fold_into_one_value_per_epoch(tmp_path):
+    log = read_run_log(_run(tmp_path))
+    assert log.name == "iid-q (seed 3)"
+    assert log.epochs == (0, 1, 2)
+    assert log.series("train/wasserstein/mean") == ([0, 1], [1.25, 0.75])
+    assert log.series("val/acc") == ([0, 1, 2], [0.5, 0.75, 0.7])
+    assert math.isnan(log.values["train/loss"][2])
+    assert read_run_log(_run(tmp_path, "other"), name="mine").name == "mine"
+
+
+def test_table_reports_the_plotted_numbers(tmp_path):
+    log = read_run_log(_run(tmp_path))
+    table = monitoring_table([log])
+    row = table.splitlines()[2].split(" | ")
+    # first and last distance, change -40 %, mean 1, accuracy first 50, best 75, last 70
+    assert row[2:] == ["1.25", "0.75", "-40.0", "1", "50.00", "75.00", "70.00 |"]
+    figure = plot_monitoring([log, log])
+    assert len(figure.axes) == 2 and len(figure.axes[0].lines) == 2
+
+
+def test_bad_logs_raise_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="metrics.csv"):
+        metrics_file(tmp_path / "missing")
+    log = read_run_log(_run(tmp_path))
+    with pytest.raises(ValueError, match="'train/other' is not in .*metrics.csv; logged metrics: .*val/acc"):
+        log.series("train/other")
+    with pytest.raises(ValueError, match="line 3: not a number"):
+        read_run_log(_run(tmp_path, "bad", LOG.replace("2.0,1.5", "x,1.5")))
+    with pytest.raises(ValueError, match="'epoch' column"):
+        read_run_log(_run(tmp_path, "noepoch", "step,val/acc\n1,0.5\n"))
+    with pytest.raises(ValueError, match="no value"):
+        read_run_log(_run(tmp_path, "empty", "epoch,step,val/acc,train/wasserstein/mean\n0,1,0.5,\n")).series(
+            "train/wasserstein/mean"
+        )
+
+
+def test_latest_lightning_version_folder_is_found(tmp_path):
+    for version in (0, 2, 10):
+        folder = tmp_path / "run" / "csv" / f"version_{version}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(LOG)
+    assert metrics_file(tmp_path / "run") == tmp_path / "run" / "csv" / "version_10" / "metrics.csv"
+    assert read_run_log(tmp_path / "run").name == "run"
