@@ -1,6 +1,7 @@
 """iidfusion: multimodal intermediate fusion with informatic constraint and distribution coherence.
 
-Reference implementation of IID (ICLR 2026). Sub-packages:
+Reference implementation of IID (ICLR 2026). The public API is importable from here; the
+sub-packages load lazily, so ``import iidfusion`` stays cheap:
 
 * :mod:`iidfusion.ot` -- batched unbalanced Sinkhorn, Fourier + RIP reduction, W estimators.
 * :mod:`iidfusion.fusion` -- fusion-weight strategies (static, QMF, PDF) and the IF / LF model.
@@ -8,4 +9,49 @@ Reference implementation of IID (ICLR 2026). Sub-packages:
 * :mod:`iidfusion.data` -- multi-view files, the bundled data sets, the synthetic benchmark.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+# Public name -> the sub-package that defines it.
+_EXPORTS: dict[str, str] = {
+    name: package
+    for package, names in {
+        "ot": (
+            "FourierRIPReducer", "SinkhornResult", "pairwise_cost", "rip_dimension", "sinkhorn_unbalanced",
+            "wasserstein_entropic", "wasserstein_exact", "wasserstein_max_sliced", "wasserstein_rip",
+            "wasserstein_sampled", "wasserstein_sliced",
+        ),
+        "fusion": (
+            "FusionModel", "FusionOutput", "FusionStrategy", "MAIN_METHODS", "MethodSpec", "PDFStrategy",
+            "QMFStrategy", "StaticStrategy", "available_methods", "available_strategies", "create_strategy",
+            "get_method", "register_strategy",
+        ),
+        "losses": (
+            "DistributionCoherence", "DistributionCoherenceOutput", "IIDLoss", "IIDLossOutput",
+            "InformaticConstraint", "InformaticConstraintOutput", "distribution_coherence", "informatic_constraint",
+        ),
+        "data": (
+            "DatasetSplits", "MultiViewData", "MultiViewDataset", "SyntheticConfig", "available_datasets",
+            "corrupt_views", "generate_synthetic", "load_dataset",
+        ),
+    }.items()
+    for name in names
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'iidfusion' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"iidfusion.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
