@@ -55,3 +55,14 @@ def test_low_precision_is_finite(make_clouds) -> None:
 def test_bad_input_raises(x: torch.Tensor, y: torch.Tensor, p: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         pairwise_cost(x, y, p)
+
+
+def test_leading_dimensions_broadcast(make_clouds) -> None:
+    x, y = make_clouds(2, 5, 4)
+    y_shared = y[0].requires_grad_()
+    x = x.requires_grad_()
+    cost = pairwise_cost(x, y_shared)
+    assert cost.shape == (2, 5, 4)
+    torch.testing.assert_close(cost[1], pairwise_cost(x[1], y_shared))
+    cost.sum().backward()
+    assert y_shared.grad.shape == (4, 3) and x.grad.shape == (2, 5, 3)

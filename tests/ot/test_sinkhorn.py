@@ -181,6 +181,19 @@ def test_far_off_warm_start_is_recovered(make_clouds) -> None:
     torch.testing.assert_close(warm.value, cold.value, rtol=1e-8, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_long_blocks_drift_and_are_redone(make_clouds, dtype: torch.dtype) -> None:
+    """At small eps, 1000 iterations between checks let the scalings drift out of range of
+    the stored kernel: the solver must notice and redo them, reaching the same solution."""
+    x, y = make_clouds(2, 20, 15)
+    cost = pairwise_cost(x, y).to(dtype)
+    options = {"eps": 3e-3 * cost.median().item(), "rho": 1.0, "max_iter": 20_000, "tol": 1e-5}
+    short = sinkhorn_unbalanced(cost, check_every=10, **options)
+    long = sinkhorn_unbalanced(cost, check_every=1000, **options)
+    assert long.marginal_error.max().item() < 1e-4
+    torch.testing.assert_close(long.value, short.value, rtol=1e-6, atol=0)
+
+
 def test_cost_offset_does_not_underflow(make_clouds) -> None:
     """Adding 1000 to every cost (1e5 eps) must not empty the kernel."""
     x, y = make_clouds(1, 8, 8)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import FunctionCtx, once_differentiable
 
 __all__ = ["pairwise_cost"]
 
@@ -21,11 +22,13 @@ def pairwise_cost(x: Tensor, y: Tensor, p: int = 1) -> Tensor:
         ``(..., n, m)`` costs, in the dtype of the inputs.
 
     The squared distance is expanded as ``|x|^2 + |y|^2 - 2 x.y`` (one matrix product rather
-    than an ``(n, m, d)`` difference tensor); both clouds are first centred on their joint
-    mean, which leaves the distances unchanged and limits the cancellation of that expansion.
+    than an ``(n, m, d)`` difference tensor) after centring both clouds on the mean of ``x``,
+    which leaves the distances unchanged and limits the cancellation of that expansion.
     For ``p=1`` the gradient at coincident points (closer than the rounding error of the
-    expansion) is set to 0, a subgradient of the norm, instead of the NaN that ``sqrt`` gives
-    at 0.
+    expansion) is set to 0, a subgradient of the norm, instead of the NaN of ``sqrt`` at 0;
+    it is computed in closed form (one autograd node), which matters when the cost is
+    recomputed at every training step.
+
     """
     if p not in (1, 2):
         raise ValueError(f"p must be 1 (Euclidean distance) or 2 (squared distance), got {p!r}")
@@ -43,14 +46,48 @@ def pairwise_cost(x: Tensor, y: Tensor, p: int = 1) -> Tensor:
         raise ValueError(
             f"empty point cloud: x has {x.shape[-2]} points, y has {y.shape[-2]} points"
         )
-    n, m = x.shape[-2], y.shape[-2]
-    centre = (x.sum(-2, keepdim=True) + y.sum(-2, keepdim=True)) / (n + m)
-    xc, yc = x - centre, y - centre
-    norms = xc.square().sum(-1).unsqueeze(-1) + yc.square().sum(-1).unsqueeze(-2)
-    squared = (norms - 2.0 * torch.matmul(xc, yc.transpose(-1, -2))).clamp_min(0.0)
     if p == 2:
-        return squared
-    # Below the rounding error of the expansion a distance cannot be resolved: call it 0.
-    positive = squared > torch.finfo(squared.dtype).eps * norms
-    # sqrt is evaluated on 1 where the distance is 0, so neither branch carries a NaN gradient.
-    return torch.where(positive, torch.where(positive, squared, 1.0).sqrt(), 0.0)
+        xc, yc, _ = _centred(x, y)
+        return _squared(xc, yc)
+    return _EuclideanDistance.apply(x, y)
+
+
+def _centred(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    # Distances are translation invariant, so the centre carries no gradient.
+    centre = x.detach().mean(-2, keepdim=True)
+    return x - centre, y - centre, centre
+
+
+def _squared(xc: Tensor, yc: Tensor) -> Tensor:
+    norms = xc.square().sum(-1).unsqueeze(-1) + yc.square().sum(-1).unsqueeze(-2)
+    return (norms - 2.0 * torch.matmul(xc, yc.transpose(-1, -2))).clamp_min(0.0)
+
+
+class _EuclideanDistance(torch.autograd.Function):
+    """||x_i - y_j|| with d/dx_i = sum_j w_ij (x_i - y_j), w = grad / distance.
+
+    The forward is ``torch.cdist`` (one fused kernel) on the centred clouds. Distances below
+    sqrt(machine eps * (max |x|^2 + max |y|^2)) are under the rounding error of the
+    expansion that cdist uses, so their direction is unknown: they get a zero gradient.
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: Tensor, y: Tensor) -> Tensor:  # type: ignore[override]
+        xc, yc, _ = _centred(x, y)
+        if xc.dtype in (torch.float16, torch.bfloat16):  # no half-precision cdist on CPU
+            xc, yc = xc.float(), yc.float()
+        distance = torch.cdist(xc, yc)
+        scale = xc.square().sum(-1).amax() + yc.square().sum(-1).amax()
+        ctx.save_for_backward(xc, yc, distance, (torch.finfo(distance.dtype).eps * scale).sqrt())
+        ctx.inputs = (x.shape, x.dtype, y.shape, y.dtype)
+        return distance.to(x.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        xc, yc, distance, resolution = ctx.saved_tensors
+        x_shape, x_dtype, y_shape, y_dtype = ctx.inputs  # type: ignore[attr-defined]
+        weights = torch.where(distance > resolution, grad.to(distance.dtype) / distance, 0.0)
+        grad_x = xc * weights.sum(-1, keepdim=True) - torch.matmul(weights, yc)
+        grad_y = yc * weights.sum(-2).unsqueeze(-1) - torch.matmul(weights.transpose(-1, -2), xc)
+        return grad_x.sum_to_size(x_shape).to(x_dtype), grad_y.sum_to_size(y_shape).to(y_dtype)

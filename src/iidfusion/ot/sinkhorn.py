@@ -23,9 +23,14 @@ Engineering (DESIGN.md 1.2, "Engineering of the solver"):
   potentials, and the kernel rebuilt from them, whenever they drift away from 1, so nothing
   over- or underflows; a block that still produces non-finite scalings is redone with exact
   log-sum-exp updates.
-* A cold start anneals eps geometrically from the largest cost down to the target
-  (eps-scaling, Kosowsky and Yuille 1994; GeomLoss), one iteration per level, which cuts the
-  number of iterations at small eps by an order of magnitude. A warm start (``init``) skips it.
+* A cold start anneals eps geometrically down to the target (eps-scaling, Kosowsky and
+  Yuille 1994; GeomLoss), one exact log-sum-exp iteration per level, from 16 eps (or the
+  cost range if smaller) by factors of 4: the levels make small eps converge in far fewer
+  iterations, and even one level gives the kernel potentials that fit the cost. A warm
+  start (``init``) replaces them by one exact iteration from the given potentials.
+* With finite rho the potentials are also translated, (f + lambda, g - lambda) with the
+  closed-form optimal lambda (Sejourne, Vialard and Peyre 2022), every 5 iterations: plain
+  Sinkhorn contracts that direction only by tau^2 per iteration and stalls when rho >> eps.
 * The tolerance is checked every ``check_every`` iterations only: one host synchronisation
   per check, none per iteration.
 * Iterations run without autograd. ``value`` is attached to ``cost`` through the envelope
@@ -43,11 +48,17 @@ from torch import Tensor
 
 __all__ = ["SinkhornResult", "sinkhorn_unbalanced"]
 
-# Scalings are absorbed into the potentials once |log u| or |log v| exceeds this: far from
-# the overflow of float32 (log 3e38 = 88), close enough to 1 to keep the products accurate.
-_ABSORB_LOG_SCALING = 10.0
-# Geometric ratio between two successive eps of the annealing (cold start only).
-_ANNEALING_RATIO = 0.5
+# The kernel stores exp((f0 + g0 - C) / eps) clamped at tiny * e^(2 _MAX_LOG_SCALING), so
+# that u K v stays a normal number while |log u|, |log v| <= _MAX_LOG_SCALING; the clamped
+# entries then add at most n m tiny e^(4 _MAX_LOG_SCALING) (3e-21 n m in float32) to the
+# mass. Scalings are absorbed into the potentials (the kernel rebuilt) past
+# _ABSORB_LOG_SCALING; a block that went past _MAX_LOG_SCALING is redone in shorter blocks.
+_ABSORB_LOG_SCALING = 5.0
+_MAX_LOG_SCALING = 10.0
+# Annealing of the cold start: first eps (in units of the target eps, capped by the cost
+# range) and ratio between successive levels.
+_ANNEALING_START = 16.0
+_ANNEALING_RATIO = 0.25
 # Iterations between two translations of the potentials (unbalanced problems only).
 _TRANSLATE_EVERY = 5
 
@@ -93,11 +104,11 @@ class _Problem:
     b: Tensor  # (P, m)
     eps: float
     rho: float
-    cost_min: float
-    cost_range: float  # max C - min C over the batch: the first eps of the annealing
+    cost_range: float  # max C - min C over the batch: caps the first eps of the annealing
     log_a: Tensor
     log_b: Tensor
     mass_a: Tensor  # (P,) sum(a), the scale of the marginal residuals
+    mass_b: Tensor  # (P,)
 
 
 def _damping(rho: float, eps: float) -> float:
@@ -143,10 +154,8 @@ def sinkhorn_unbalanced(
     _validate_options(max_iter=max_iter, tol=tol, check_every=check_every)
     start = _validate_init(init, problem, single)
     with torch.no_grad():
-        f, g, n_iter = _solve(
-            problem, start, max_iter=max_iter, tol=tol, check_every=check_every
-        )
-        plan, value, transport_cost, marginal_error = _evaluate(problem, f, g)
+        step, n_iter = _solve(problem, start, max_iter=max_iter, tol=tol, check_every=check_every)
+        f, g, plan, value, transport_cost, marginal_error = _evaluate(step)
     out_dtype = cost.dtype
     value = _EnvelopeValue.apply(cost, value.to(out_dtype), plan.view(cost.shape))
 
@@ -218,28 +227,34 @@ def _validate(
     if not (isinstance(rho, (int, float)) and not math.isnan(rho) and rho > 0):
         raise ValueError(f"rho must be > 0 (or inf for balanced OT), got {rho!r}")
     work = _working_dtype(cost.dtype)
-    a = _weights(a, "a", n_problems, n, cost3, work)
-    b = _weights(b, "b", n_problems, m, cost3, work)
+    a, log_a, mass_a = _weights(a, "a", n_problems, n, cost3, work)
+    b, log_b, mass_b = _weights(b, "b", n_problems, m, cost3, work)
     problem = _Problem(
         cost=cost3.detach().to(work),
         a=a,
         b=b,
         eps=float(eps),
         rho=float(rho),
-        cost_min=cost_min,
         cost_range=cost_max - cost_min,
-        log_a=a.log(),
-        log_b=b.log(),
-        mass_a=a.sum(-1),
+        log_a=log_a,
+        log_b=log_b,
+        mass_a=mass_a,
+        mass_b=mass_b,
     )
     return problem, single
 
 
 def _weights(
     w: Tensor | None, name: str, n_problems: int, size: int, cost: Tensor, work: torch.dtype
-) -> Tensor:
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Weights ``(P, size)``, their logarithms and their sums ``(P,)``."""
     if w is None:
-        return torch.full((n_problems, size), 1.0 / size, dtype=work, device=cost.device)
+        options = {"dtype": work, "device": cost.device}
+        return (
+            torch.full((n_problems, size), 1.0 / size, **options),
+            torch.full((n_problems, size), -math.log(size), **options),
+            torch.ones(n_problems, **options),
+        )
     if not isinstance(w, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor or None, got {type(w).__name__}")
     if w.shape not in ((size,), (n_problems, size)):
@@ -252,7 +267,8 @@ def _weights(
         raise ValueError(f"{name} contains NaN or infinite weights")
     if not bool((w > 0).all()):
         raise ValueError(f"{name} must be > 0 everywhere (drop points of zero weight instead)")
-    return w.expand(n_problems, size)
+    w = w.expand(n_problems, size)
+    return w, w.log(), w.sum(-1)
 
 
 def _validate_options(*, max_iter: int, tol: float, check_every: int) -> None:
@@ -289,21 +305,24 @@ def _validate_init(
 
 
 class _Scaling:
-    """Scaling-form iterations around the absorbed potentials ``f0``, ``g0`` at one eps.
+    """Scaling-form iterations at the target eps around absorbed potentials ``f0``, ``g0``.
 
     With f = f0 + eps log u and g = g0 + eps log v, the log-domain update of f becomes
     u = (A / K v)^tau with K = a b^T exp((f0 + g0 - C) / eps) (the plan at f0, g0) and
     A = a exp(-f0 / rho), the fixed-point row sums; symmetrically for v.
     """
 
-    def __init__(self, problem: _Problem, f0: Tensor, g0: Tensor, eps: float) -> None:
-        self.problem, self.eps, self.f0, self.g0 = problem, eps, f0, g0
+    def __init__(self, problem: _Problem, f0: Tensor, g0: Tensor) -> None:
+        eps = problem.eps
+        self.problem, self.f0, self.g0 = problem, f0, g0
         self.tau = _damping(problem.rho, eps)
+        self.balanced = math.isinf(problem.rho)
+        self.power = 0.0 if self.balanced else -eps / problem.rho  # e^{-f/rho} = A u^power
         log_k = (f0 / eps + problem.log_a).unsqueeze(2) + (g0 / eps + problem.log_b).unsqueeze(1)
         kernel = _exp_flushed(torch.add(log_k, problem.cost, alpha=-1.0 / eps))
         # Both layouts, so that each product is a row vector times a contiguous matrix.
         self.kernel, self.kernel_t = kernel, kernel.transpose(1, 2).contiguous()
-        if math.isinf(problem.rho):
+        if self.balanced:
             row_target, col_target = problem.a, problem.b
         else:
             row_target = torch.exp(problem.log_a - f0 / problem.rho)
@@ -311,10 +330,11 @@ class _Scaling:
         self.row_target, self.col_target = row_target.unsqueeze(1), col_target.unsqueeze(1)
         self.u = torch.ones_like(self.row_target)  # (P, 1, n)
         self.v = torch.ones_like(self.col_target)  # (P, 1, m)
+        self.good = (self.u, self.v)  # the last scalings that passed a check
+        self.needs_absorbing = False
 
     def iterate(self, count: int) -> None:
         u, v, tau = self.u, self.v, self.tau
-        translate = not math.isinf(self.problem.rho)
         for k in range(count):
             u = torch.div(self.row_target, torch.bmm(v, self.kernel_t))
             if tau != 1.0:
@@ -322,7 +342,7 @@ class _Scaling:
             v = torch.div(self.col_target, torch.bmm(u, self.kernel))
             if tau != 1.0:
                 v.pow_(tau)
-            if translate and (k % _TRANSLATE_EVERY == _TRANSLATE_EVERY - 1 or k == count - 1):
+            if not self.balanced and (k % _TRANSLATE_EVERY == 0 or k == count - 1):
                 u, v = self._translate(u, v)
         self.u, self.v = u, v
 
@@ -335,65 +355,90 @@ class _Scaling:
         step towards the maximum of a concave function still ascends) so that the scalings
         stay representable.
         """
-        power = -self.eps / self.problem.rho
-        row_mass = (self.row_target * u.pow(power)).sum(-1, keepdim=True)
-        col_mass = (self.col_target * v.pow(power)).sum(-1, keepdim=True)
-        log_shift = (row_mass / col_mass).log_().mul_(self.problem.rho / (2.0 * self.eps))
+        row_mass = torch.linalg.vecdot(self.row_target, u.pow(self.power))
+        col_mass = torch.linalg.vecdot(self.col_target, v.pow(self.power))
+        log_shift = (row_mass / col_mass).log_().mul_(-0.5 / self.power).unsqueeze(-1)
         shift = log_shift.clamp_(-_ABSORB_LOG_SCALING, _ABSORB_LOG_SCALING).exp_()
         return u * shift, v / shift
 
-    def check(self) -> tuple[float, float]:
-        """(largest row residual over the batch, largest |log u|, |log v|): one host sync.
+    def check(self) -> tuple[float, bool]:
+        """Largest row residual over the batch, and whether the scalings are usable.
 
         The residual is |T 1 - a e^{-f/rho}|_1 / sum(a), the violation of the optimality
-        condition on the rows; the column update has just made the columns' exact.
+        condition on the rows; the column update has just made the columns' exact. One
+        host synchronisation. Scalings beyond e^(+-_ABSORB_LOG_SCALING) ask for absorption;
+        beyond e^(+-_MAX_LOG_SCALING) (or non-finite) they are not usable.
         """
         row_sum = self.u * torch.bmm(self.v, self.kernel_t)
-        target = self.row_target
-        if not math.isinf(self.problem.rho):
-            target = target * self.u.pow(-self.eps / self.problem.rho)
-        residual = ((row_sum - target).abs().sum(-1).squeeze(1) / self.problem.mass_a).amax()
-        drift = torch.maximum(self.u.log().abs().amax(), self.v.log().abs().amax())
-        residual_value, drift_value = torch.stack([residual, drift]).tolist()
-        return residual_value, drift_value
+        target = self.row_target if self.balanced else self.row_target * self.u.pow(self.power)
+        residual = (row_sum - target).abs_().sum(-1).squeeze(1) / self.problem.mass_a
+        u_min, u_max = torch.aminmax(self.u)
+        v_min, v_max = torch.aminmax(self.v)
+        stats = torch.stack([residual.amax(), u_max, u_min, v_max, v_min])
+        residual_value, u_max, u_min, v_max, v_min = stats.tolist()
+        if not (all(map(math.isfinite, (residual_value, u_max, v_max))) and u_min > 0 and v_min > 0):
+            return math.inf, False
+        drift = max(math.log(u_max), -math.log(u_min), math.log(v_max), -math.log(v_min))
+        if drift > _MAX_LOG_SCALING:
+            return math.inf, False
+        self.good = (self.u, self.v)
+        self.needs_absorbing = drift > _ABSORB_LOG_SCALING
+        return residual_value, True
 
-    def potentials(self) -> tuple[Tensor, Tensor]:
-        return (
-            self.f0 + self.eps * self.u.squeeze(1).log(),
-            self.g0 + self.eps * self.v.squeeze(1).log(),
-        )
+    def potentials(self, scalings: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        u, v = scalings if scalings is not None else (self.u, self.v)
+        eps = self.problem.eps
+        return self.f0 + eps * u.squeeze(1).log(), self.g0 + eps * v.squeeze(1).log()
 
 
 def _exp_flushed(log_values: Tensor) -> Tensor:
-    """exp, in place, with results that would be subnormal (or nearly) set to 0.
+    """exp, in place, of values clamped from below so that no result is subnormal.
 
     At small eps most kernel entries are far below the largest of their row; computed as
     subnormal numbers they would slow every later product by two orders of magnitude on a
-    CPU while adding nothing to the sums. The margin keeps products with scalings of up to
-    exp(2 * _ABSORB_LOG_SCALING) out of the subnormal range as well.
+    CPU. Raised to tiny * e^(2 _MAX_LOG_SCALING) (6e-30 in float32) they add nothing
+    measurable to the sums (see _MAX_LOG_SCALING).
     """
-    floor = math.log(torch.finfo(log_values.dtype).tiny) + 4 * _ABSORB_LOG_SCALING
-    return log_values.masked_fill_(log_values < floor, -math.inf).exp_()
+    floor = math.log(torch.finfo(log_values.dtype).tiny) + 2 * _MAX_LOG_SCALING
+    return log_values.clamp_min_(floor).exp_()
 
 
 def _log_domain_iteration(problem: _Problem, f: Tensor, g: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     """One exact Sinkhorn iteration with log-sum-exp (stable for any potentials)."""
-    tau = _damping(problem.rho, eps)
-    scaled = problem.cost / eps
-    f = -tau * eps * torch.logsumexp((g / eps + problem.log_b).unsqueeze(1) - scaled, dim=2)
-    g = -tau * eps * torch.logsumexp((f / eps + problem.log_a).unsqueeze(2) - scaled, dim=1)
+    step = -_damping(problem.rho, eps) * eps
+    scaled = problem.cost * (-1.0 / eps)
+    f = step * torch.logsumexp(scaled + (g / eps + problem.log_b).unsqueeze(1), dim=2)
+    g = step * torch.logsumexp(scaled + (f / eps + problem.log_a).unsqueeze(2), dim=1)
     return f, g
 
 
+def _log_domain_translation(problem: _Problem, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    """The translation of :meth:`_Scaling._translate` on log-domain potentials."""
+    rho = problem.rho
+    lam = (0.5 * rho) * (
+        torch.logsumexp(problem.log_a - f / rho, dim=1, keepdim=True)
+        - torch.logsumexp(problem.log_b - g / rho, dim=1, keepdim=True)
+    )
+    return f + lam, g - lam
+
+
 def _annealing_schedule(problem: _Problem, budget: int) -> list[float]:
-    """eps levels above the target, from the cost range down by ``_ANNEALING_RATIO``."""
+    """eps levels of the cold start, coarse to fine, each run as one log-domain iteration.
+
+    From min(cost range, _ANNEALING_START * eps) down by _ANNEALING_RATIO while above
+    eps / _ANNEALING_RATIO; at least one level (the target eps itself when the costs vary
+    little), so that the kernel of the scaling iterations is built from potentials that
+    already fit the cost. Measured on L_dc-sized problems: more levels only pay off when
+    eps is below ~1% of the cost range.
+    """
     levels = []
-    level = problem.cost_range
+    level = min(problem.cost_range, _ANNEALING_START * problem.eps)
     while level > problem.eps / _ANNEALING_RATIO:
         levels.append(level)
         level *= _ANNEALING_RATIO
     # Keep the finest levels if the budget is small: the target eps needs iterations too.
-    return levels[len(levels) - min(len(levels), budget // 2) :]
+    levels = levels[len(levels) - min(len(levels), budget // 2) :]
+    return levels or [problem.eps]
 
 
 def _solve(
@@ -403,72 +448,75 @@ def _solve(
     max_iter: int,
     tol: float,
     check_every: int,
-) -> tuple[Tensor, Tensor, int]:
+) -> tuple[_Scaling, int]:
     cost = problem.cost
     tol = max(tol, 64 * torch.finfo(cost.dtype).eps)
-    n_iter = 0
+    unbalanced = not math.isinf(problem.rho)
     if start is None:
-        # f = min C keeps (f + g - C) / eps in [-1, 0] at the first level whatever the offset.
-        f = torch.full(cost.shape[:2], problem.cost_min, dtype=cost.dtype, device=cost.device)
-        g = torch.zeros((cost.shape[0], cost.shape[2]), dtype=cost.dtype, device=cost.device)
-        for level in _annealing_schedule(problem, max_iter):
-            step = _Scaling(problem, f, g, level)
-            step.iterate(1)
-            f, g = step.potentials()
-            n_iter += 1
+        f = cost.new_zeros(cost.shape[:2])
+        g = cost.new_zeros((cost.shape[0], cost.shape[2]))
+        levels = _annealing_schedule(problem, max_iter)
+        for level in levels:
+            f, g = _log_domain_iteration(problem, f, g, level)
+        n_iter = len(levels)
     else:
         # One exact iteration makes warm potentials consistent with this cost before the
         # kernel is built from them.
         f, g = _log_domain_iteration(problem, *start, problem.eps)
-        n_iter += 1
-    step = _Scaling(problem, f, g, problem.eps)
-    good = (f, g)
+        n_iter = 1
+    if unbalanced:
+        f, g = _log_domain_translation(problem, f, g)
+    step = _Scaling(problem, f, g)
     while n_iter < max_iter:
         count = min(check_every, max_iter - n_iter)
         step.iterate(count)
         n_iter += count
-        residual, drift = step.check()
-        if not (math.isfinite(residual) and math.isfinite(drift)):
-            # The scalings left the floating-point range: redo this block exactly.
-            f, g = good
-            for _ in range(count):
+        residual, usable = step.check()
+        if not usable:
+            # The scalings drifted too far within the block: back to the last good state,
+            # then shorter blocks, down to exact log-domain iterations.
+            f, g = step.potentials(step.good)
+            if count == 1:
                 f, g = _log_domain_iteration(problem, f, g, problem.eps)
-            step = _Scaling(problem, f, g, problem.eps)
-            good = (f, g)
+            check_every = max(1, count // 4)
+            step = _Scaling(problem, f, g)
             continue
         if residual <= tol:
             break
-        if drift > _ABSORB_LOG_SCALING:
-            step = _Scaling(problem, *step.potentials(), problem.eps)
-        good = step.potentials()
-    f, g = step.potentials()
-    return f, g, n_iter
+        if step.needs_absorbing:
+            step = _Scaling(problem, *step.potentials())
+    return step, n_iter
 
 
-def _evaluate(problem: _Problem, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Plan, relaxed objective, <T, C> and marginal residual at potentials (f, g).
+def _evaluate(step: _Scaling) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Potentials, plan, relaxed objective, <T, C> and marginal residual of the final state.
 
-    With T = a b^T exp((f + g - C) / eps), eps * sum T log(T / (a b^T)) = <T 1, f> + <T^T 1, g>
-    - <T, C>, so the objective needs no logarithm of the (possibly tiny) plan entries.
+    The plan is T = u K v (scalings times the kernel of the absorbed potentials), equal to
+    a b^T exp((f + g - C) / eps). Since eps * sum T log(T / (a b^T)) = <T 1, f> + <T^T 1, g>
+    - <T, C>, the objective needs no logarithm of the (possibly tiny) plan entries.
     """
-    cost, a, b, eps, rho = problem.cost, problem.a, problem.b, problem.eps, problem.rho
-    log_plan = (f / eps + problem.log_a).unsqueeze(2) + (g / eps + problem.log_b).unsqueeze(1)
-    plan = _exp_flushed(torch.add(log_plan, cost, alpha=-1.0 / eps))
+    problem = step.problem
+    eps, rho = problem.eps, problem.rho
+    f, g = step.potentials()
+    plan = step.kernel * step.u.transpose(1, 2) * step.v
     row, col = plan.sum(2), plan.sum(1)
     mass = row.sum(1)
-    mass_a, mass_b = a.sum(1), b.sum(1)
-    transport_cost = (plan * cost).sum((1, 2))
-    value = (row * f).sum(1) + (col * g).sum(1) + eps * (mass_a * mass_b - mass)
+    transport_cost = torch.linalg.vecdot(plan.flatten(1), problem.cost.flatten(1))
+    mass_a, mass_b = problem.mass_a, problem.mass_b
+    value = torch.linalg.vecdot(row, f) + torch.linalg.vecdot(col, g) + eps * (mass_a * mass_b - mass)
     if math.isinf(rho):
-        row_target, col_target = a, b
+        row_target, col_target = problem.a, problem.b
     else:
-        value = value + rho * (_generalised_kl(row, a) + _generalised_kl(col, b))
+        # rho KL(T 1 | a) + rho KL(T^T 1 | b), generalised: sum p log(p / q) - p + q.
+        value = value + rho * (
+            _xlogy_sum(row, problem.a) + _xlogy_sum(col, problem.b) - 2.0 * mass + mass_a + mass_b
+        )
         row_target = torch.exp(problem.log_a - f / rho)
         col_target = torch.exp(problem.log_b - g / rho)
-    marginal_error = ((row - row_target).abs().sum(1) + (col - col_target).abs().sum(1)) / mass_a
-    return plan, value, transport_cost, marginal_error
+    marginal_error = ((row - row_target).abs_().sum(1) + (col - col_target).abs_().sum(1)) / mass_a
+    return f, g, plan, value, transport_cost, marginal_error
 
 
-def _generalised_kl(p: Tensor, q: Tensor) -> Tensor:
-    """KL(p | q) = sum p log(p / q) - p + q over the last axis (0 log 0 = 0)."""
-    return (torch.special.xlogy(p, p / q) - p + q).sum(-1)
+def _xlogy_sum(p: Tensor, q: Tensor) -> Tensor:
+    """sum p log(p / q) over the last axis, with 0 log 0 = 0."""
+    return torch.special.xlogy(p, p / q).sum(-1)
