@@ -28,7 +28,7 @@ def small_config(tmp_path: Path) -> Path:
         "model": {"rank": 4, "init_scale": 0.1, "modality_weights": {"img": 0.1, "ling": 0.3},
                   "projection": {"cost_scale": 1.0, "plan_entities": 2, "refresh_every": 4}},
         "objective": {"n3_weight": 1e-3, "iid": {"dc_d1": 4, "dc_d2": 8, "dc_points": 16}},
-        "train": {"batch_size": 32, "learning_rate": 0.3, "eval_every": 2},
+        "train": {"batch_size": 32, "learning_rate": 0.3, "eval_every": 2, "num_threads": 1},
         "compare": {"seeds": [0, 1], "alpha": 0.1, "beta": 0.1},
     }  # fmt: skip
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -103,3 +103,28 @@ def test_shipped_configs_load():
     assert configs["fbimg"].model.modality_weights == {"img": 0.1, "ling": 0.7}
     assert configs["fbimg"].train.batch_size == 5000 and configs["wn9img"].train.batch_size == 2000
     assert configs["umls"].data == "umls"
+
+
+def test_wn9img_config_on_real_triples_with_fixture_features(wn9img_folder, tmp_path, monkeypatch, capsys):
+    """The shipped WN9-IMG config end to end, on a slice of the real files (their exact bytes,
+    CRLF included) and OTKGE-named .npy feature files next to them, found through $IIDFUSION_DATA."""
+    from iidfusion.kg.data import load_triples_folder
+
+    folder = tmp_path / "WN9IMG"
+    folder.mkdir()
+    for split, lines in (("train", 400), ("valid", 30), ("test", 30)):
+        with (wn9img_folder / split).open("rb") as handle:
+            (folder / split).write_bytes(b"".join(handle.readline() for _ in range(lines)))
+    entities = load_triples_folder(folder, vocabulary="all").entities
+    rng = np.random.default_rng(0)
+    np.save(folder / "matrix_wn_visual.npy", rng.normal(size=(len(entities), 8)).astype(np.float32))
+    np.save(folder / "matrix_wn_ling.npy", rng.normal(size=(len(entities), 6)).astype(np.float32))
+    monkeypatch.setenv("IIDFUSION_DATA", str(tmp_path))
+    out = tmp_path / "run"
+    code = main(
+        ["kg", "fit", "--config", str(REPO / "configs" / "kg" / "wn9img.yaml"), "--rank", "4", "--max-epochs", "2",
+         "--device", "cpu", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    assert f"wn9img: {len(entities):,} entities" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["test"]["mrr"] > 0

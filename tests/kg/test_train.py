@@ -29,7 +29,7 @@ def small_config(**iid) -> KGExperimentConfig:
         features={},
         model=KGModelConfig(rank=8, init_scale=0.1, modality_weights={"img": 0.1, "ling": 0.3}, projection=OTProjectionConfig(cost_scale=1.0, plan_entities=2, refresh_every=4)),
         objective=KGObjectiveConfig(n3_weight=1e-3, iid=IIDTermsConfig(dc_d1=4, dc_d2=8, **iid)),
-        train=KGTrainConfig(max_epochs=40, batch_size=16, learning_rate=0.3, eval_every=10),
+        train=KGTrainConfig(max_epochs=40, batch_size=16, learning_rate=0.3, eval_every=10, num_threads=1),
     )  # fmt: skip
 
 
@@ -89,7 +89,9 @@ def test_training_improves_mrr_over_untrained(tiny_kg, tmp_path):
     config = small_config()
     untrained = build_model(tiny_kg, features, config).eval()
     before = evaluate_link_prediction(untrained.scorer(), tiny_kg, "test")
+    threads = torch.get_num_threads()
     result = fit_kg(tiny_kg, features, config)
+    assert torch.get_num_threads() == threads  # the run's num_threads is restored
     assert result.test.mrr > before.mrr + 0.2, (before.mrr, result.test.mrr)
     assert result.best_epoch in (10, 20, 30, 40)
     assert [r["epoch"] for r in result.history] == list(range(1, 41))
@@ -130,4 +132,8 @@ def test_bad_train_options(tiny_kg):
     config = small_config()
     config.train.optimizer = "lbfgs"
     with pytest.raises(ValueError, match="unknown optimizer"):
+        fit_kg(tiny_kg, fixture_features(tiny_kg), config)
+    config = small_config()
+    config.train.num_threads = -1
+    with pytest.raises(ValueError, match="num_threads"):
         fit_kg(tiny_kg, fixture_features(tiny_kg), config)
