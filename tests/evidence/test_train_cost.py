@@ -22,7 +22,7 @@ TINY = CostConfig(
     steps=1,
     warmup=0,
     mlp_batch=16,
-    loss_options=((("max_iter", 5),),),
+    loss_options=((("max_iter", 5), ("d2", 16)),),
 )
 
 
@@ -41,19 +41,19 @@ def test_tiny_benchmark_measures_and_reports(tmp_path):
         ("iid-l", "default"),
         ("iid-l-no-ic", "default"),
         ("iid-l-no-dc", "default"),
-        ("iid-l", "max_iter=5"),
+        ("iid-l", "d2=16, max_iter=5"),
     }
     assert all(c.step_ms > 0 for c in costs.values())
     base, iid = costs[("if-static", "default")], costs[("iid-l", "default")]
     # L_dc's (15, 16, 16) Sinkhorn tensors and L_ic's terms are live only in the IID step
     assert iid.peak_mib > base.peak_mib > 0
-    assert math.isnan(costs[("iid-l", "max_iter=5")].peak_mib)  # memory is measured for the main table only
-    # a 5-iteration solve is further from the converged L_dc than the default budget
-    assert results.fidelity["max_iter=5"] > results.fidelity["default"]
+    assert costs[("iid-l", "d2=16, max_iter=5")].peak_mib > 0 and math.isnan(costs[("iid-l-no-dc", "default")].peak_mib)
+    # a coarser reduction and a 5-iteration budget move L_dc further from its converged default value
+    assert results.fidelity["d2=16, max_iter=5"] > results.fidelity["default"]
     assert results.analysed == "iid-l" and results.profile
     report = write_costs(results, tmp_path)
     assert report == render_markdown(results) == (tmp_path / "train_cost.md").read_text()
-    assert "| static |" in report and "max_iter=5" in report
+    assert "| static |" in report and "d2=16, max_iter=5" in report
     assert len((tmp_path / "train_cost.csv").read_text().splitlines()) == len(results.costs) + 1
 
 

@@ -60,8 +60,10 @@ class CostConfig:
     workloads: tuple[str, ...] = ("handwritten-mlp", "resnet18-bert")
     rounds: int = 5
     steps: int = 4
-    """timed steps per method and round."""
+    """timed steps per method and round (handwritten-mlp)."""
     warmup: int = 2
+    vl_rounds: int = 3
+    """rounds of resnet18-bert, one step each after one warm-up step (a step there takes seconds on CPU)."""
     mlp_batch: int = 128
     vl_batch: int = 8
     image_size: int = 224
@@ -71,8 +73,16 @@ class CostConfig:
     seed: int = 0
     memory: bool = True
     """measure peak memory (on CPU the profiler's memory timeline takes seconds per configuration)."""
-    loss_options: tuple[tuple[tuple[str, Any], ...], ...] = ((("max_iter", 20),), (("max_iter", 10),))
+    loss_options: tuple[tuple[tuple[str, Any], ...], ...] = (
+        (("max_iter", 10),),
+        (("d2", 32),),
+        (("d1", 8), ("d2", 16)),
+    )
     """L_dc option sets compared with the defaults on workload (a), as (LossConfig field, value) pairs."""
+
+    def schedule(self, workload: str) -> tuple[int, int, int]:
+        """(warm-up steps, rounds, timed steps per round) of ``workload``."""
+        return (min(self.warmup, 1), self.vl_rounds, 1) if workload == "resnet18-bert" else (self.warmup, self.rounds, self.steps)
 
     def __post_init__(self) -> None:
         unknown = [w for w in self.workloads if w not in WORKLOADS]
@@ -80,7 +90,7 @@ class CostConfig:
             raise ValueError(f"unknown workload {unknown[0]!r}; expected some of {list(WORKLOADS)}")
         for name in self.methods:
             get_method(name)
-        small = {k: getattr(self, k) for k in ("rounds", "steps", "mlp_batch", "vl_batch", "text_length", "threads") if getattr(self, k) < 1}
+        small = {k: getattr(self, k) for k in ("rounds", "steps", "vl_rounds", "mlp_batch", "vl_batch", "text_length", "threads") if getattr(self, k) < 1}
         if small or self.warmup < 0 or self.image_size < 32:
             raise ValueError(f"invalid cost configuration: need counts >= 1, warmup >= 0, image_size >= 32; got {small or self}")
         if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
@@ -174,7 +184,7 @@ WORKLOADS: dict[str, Callable[[CostConfig], Workload]] = {
     "resnet18-bert": resnet_bert_workload,
 }
 
-QUICK = CostConfig(rounds=1, steps=1, warmup=1, vl_batch=2, image_size=64, text_length=8)
+QUICK = CostConfig(rounds=1, steps=1, warmup=1, vl_rounds=1, vl_batch=2, image_size=64, text_length=8)
 """A smoke-test size of the benchmark (seconds)."""
 
 
@@ -248,13 +258,14 @@ class Job:
 def measure_costs(workload: Workload, jobs: Sequence[Job], config: CostConfig) -> list[StepCost]:
     """Interleaved step timing and peak memory of every job on ``workload`` (module docstring)."""
     device = torch.device(config.device)
+    warmup, rounds, steps = config.schedule(workload.name)
     trainers = [Trainer(workload, get_method(job.method), job.loss, device) for job in jobs]
     for trainer in trainers:
-        _timed_steps(trainer, config.warmup)
+        _timed_steps(trainer, warmup)
     times: list[list[float]] = [[] for _ in jobs]
-    for _ in range(config.rounds):
+    for _ in range(rounds):
         for k, trainer in enumerate(trainers):
-            times[k].extend(_timed_steps(trainer, config.steps))
+            times[k].extend(_timed_steps(trainer, steps))
     return [
         StepCost(
             workload.name,
@@ -363,15 +374,18 @@ def ablation_rows(costs: Sequence[StepCost]) -> list[list[str]]:
     return rows
 
 
-def option_rows(costs: Sequence[StepCost], fidelity: Mapping[str, float], target: float) -> list[list[str]]:
-    """Per set of L_dc options: IID / IF-base time ratio per strategy and the error of L_dc it costs."""
-    base_ms = {c.method: c.step_ms for c in costs if c.options == "default"}
+def option_rows(costs: Sequence[StepCost], fidelity: Mapping[str, float], analysed: str, target: float) -> list[list[str]]:
+    """Per set of L_dc options: IID / IF-base time ratio per strategy, memory ratio of ``analysed``,
+    and how far L_dc moves from the default options' converged value."""
+    base = {c.method: c for c in costs if c.options == "default"}
+    analysed_base = next(f[2] for f in STRATEGY_FAMILIES if f[3] == analysed)
     rows = []
     for options, deviation in fidelity.items():
-        iid_ms = {c.method: c.step_ms for c in costs if c.options == options}
-        ratios = [iid_ms[iid] / base_ms[base] for _, _, base, iid in STRATEGY_FAMILIES if base in base_ms and iid in iid_ms]
+        iid = {c.method: c for c in costs if c.options == options}
+        ratios = [iid[i].step_ms / base[b].step_ms for _, _, b, i in STRATEGY_FAMILIES if b in base and i in iid]
+        memory = iid[analysed].peak_mib / base[analysed_base].peak_mib
         cells = [fmt(r, ".2f") for r in ratios]
-        rows.append([options, *cells, fmt(100 * deviation, ".2g"), _verdict(max(ratios, default=math.nan), target)])
+        rows.append([options, *cells, fmt(memory, ".2f"), fmt(100 * deviation, ".2g"), _verdict(max(ratios, default=math.nan), target)])
     return rows
 
 
@@ -408,16 +422,23 @@ def run_cost_benchmark(config: CostConfig, log: Callable[[str], None] = lambda m
         default = LossConfig()
         for name in config.workloads:
             workload = WORKLOADS[name](config)
-            jobs = [Job(m, default) for m in config.methods]
             families = [f for f in STRATEGY_FAMILIES if f[2] in config.methods and f[3] in config.methods]
+            # Memory only where the table shows it: the IF bases and their IID variants.
+            in_table = {m for f in families for m in f[2:]}
+            jobs = [Job(m, default, memory=m in in_table) for m in config.methods]
             if name == "handwritten-mlp" and families:
                 iids = [iid for *_, iid in families]
                 jobs += [Job(f"{iid}-no-{part}", default, memory=False) for iid in iids for part in ("ic", "dc")]
                 variants = option_variants(config)
                 # A base method computes no L_dc: its default-options time is its time under every variant.
-                jobs += [Job(iid, loss, label, memory=False) for label, loss in variants.items() if label != "default" for iid in iids]
-                reference = dataclasses.replace(default, max_iter=REFERENCE_ITERATIONS)
                 analysed = iids[-1]
+                jobs += [
+                    Job(iid, loss, label, memory=iid == analysed)
+                    for label, loss in variants.items()
+                    if label != "default"
+                    for iid in iids
+                ]
+                reference = dataclasses.replace(default, max_iter=REFERENCE_ITERATIONS)
                 fidelity = {label: coherence_fidelity(workload, analysed, loss, reference) for label, loss in variants.items()}
                 profile = profile_step(workload, analysed, default, config)
             costs += measure_costs(workload, jobs, config)
@@ -442,8 +463,8 @@ def render_markdown(results: CostResults) -> str:
     lines = [
         "# Cost of IID: time per training step and peak memory",
         "",
-        f"Device {config.device}, {config.threads} torch thread(s); median of {config.rounds} x {config.steps} "
-        f"interleaved steps per configuration after {config.warmup} warm-up steps; peak memory over one step "
+        f"Device {config.device}, {config.threads} torch thread(s); time per step: median over interleaved rounds "
+        "(counts below, after warm-up steps), CPU time of the process on CPU; peak memory over one step "
         "(parameters, gradients, optimizer state and activations). Ratios are IID over its base with the same "
         f"weight strategy, same batch, same run. Run time {results.seconds:.0f} s.",
     ]
@@ -454,7 +475,7 @@ def render_markdown(results: CostResults) -> str:
             "",
             f"## {name} (target: IID / base <= {target:g})",
             "",
-            _workload_note(name, config),
+            _workload_note(name, config) + " Timing: {1} round(s) x {2} step(s) after {0} warm-up step(s).".format(*config.schedule(name)),
             "",
             markdown_table(RATIO_HEADERS, ratio_rows([c for c in costs if c.options == "default"], target)),
         ]
@@ -479,13 +500,20 @@ def render_markdown(results: CostResults) -> str:
         if name == "handwritten-mlp" and len(results.fidelity) > 1:
             lines += [
                 "",
-                "L_dc options (public `LossConfig` / `DistributionCoherence` arguments), before (default) and after: "
-                f"time IID / IF base per strategy, and the relative deviation of L_dc from a solve with "
-                f"max_iter={REFERENCE_ITERATIONS} ({results.analysed}, initial features of the batch).",
+                "L_dc options (public `LossConfig` / `DistributionCoherence` arguments), before (default) and after, "
+                "same run: time IID / IF base per strategy, peak memory IID / IF base of "
+                f"{results.analysed}, and the relative deviation of {results.analysed}'s L_dc from its value under the "
+                f"default options solved with max_iter={REFERENCE_ITERATIONS} (initial features of the batch).",
                 "",
                 markdown_table(
-                    ["L_dc options", *(f"{s}: IID / IF base" for s, *_ in STRATEGY_FAMILIES), "L_dc deviation (%)", "target met"],
-                    option_rows(costs, results.fidelity, target),
+                    [
+                        "L_dc options",
+                        *(f"{s}: time IID / IF base" for s, *_ in STRATEGY_FAMILIES),
+                        f"{results.analysed}: memory IID / IF base",
+                        "L_dc deviation (%)",
+                        "time target met",
+                    ],
+                    option_rows(costs, results.fidelity, results.analysed, target),
                 ),
             ]
     return "\n".join(lines) + "\n"
