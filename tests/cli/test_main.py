@@ -18,7 +18,7 @@ def test_help_lists_the_subcommands(capsys):
         ("fit", ["--method METHOD", "(default: iid-p)", "--resume CKPT", "--alpha ALPHA", "(default: 0.1)"]),
         ("compare", ["--methods METHODS", "(default: main)", "--seeds SEEDS", "(default: 5)", "--noise NOISE",
                      "(default: 0,5,10)", "--max-epochs MAX_EPOCHS", "--out OUT", "--config FILE", "--data DATA"]),
-        ("demo", ["(default: 30)", "(default: runs/demo)"]),
+        ("demo", ["(default: 15)", "(default: runs/demo)", "--jobs JOBS", "(default: 2)"]),
         ("datasets", ["NAME_OR_PATH"]),
     ],
 )

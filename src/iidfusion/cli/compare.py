@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace, base: ExperimentConfig | None = None, title: str | None = None) -> int:
+def run(args: argparse.Namespace, base: ExperimentConfig | None = None) -> int:
     """Run the comparison that ``args`` (over ``base``'s defaults) describe and print its report."""
     from iidfusion.cli.main import CommandError
     from iidfusion.training.compare import quiet_lightning, run_comparison
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace, base: ExperimentConfig | None = None, title: s
     config = config_from_args(args, base)
     quiet_lightning()
     try:
-        comparison = run_comparison(config, config.out, title=title)
+        comparison = run_comparison(config, config.out)
     except FloatingPointError as error:
         raise CommandError(f"{error} (try a smaller --lr, --alpha or --beta)") from error
     if comparison.is_global_zero:

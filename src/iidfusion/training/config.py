@@ -101,6 +101,7 @@ class ExperimentConfig:
         ("main",), "methods compared by `compare`; 'main' = the nine main methods, 'all' = with the ablations"
     )
     seeds: int = _option(5, "seeds 0..N-1 run by `compare`")
+    jobs: int = _option(1, "fits `compare` runs at once, each in its own process (CPU: pair with threads=1)")
     out: str = _option("runs", "output folder")
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -111,7 +112,7 @@ class ExperimentConfig:
 
 # Options only one command reads: `fit` trains one (method, seed), `compare` many.
 FIT_ONLY = frozenset({"method", "seed"})
-COMPARE_ONLY = frozenset({"methods", "seeds"})
+COMPARE_ONLY = frozenset({"methods", "seeds", "jobs"})
 
 
 @dataclass(frozen=True)

@@ -166,4 +166,5 @@ class FusionModule(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params: list[nn.Parameter] = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
+        # foreach: one fused kernel per update on every device (torch defaults to a Python loop on CPU).
+        return torch.optim.AdamW(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay, foreach=True)
