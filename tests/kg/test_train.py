@@ -137,3 +137,7 @@ def test_bad_train_options(tiny_kg):
     config.train.num_threads = -1
     with pytest.raises(ValueError, match="num_threads"):
         fit_kg(tiny_kg, fixture_features(tiny_kg), config)
+    config = small_config()
+    config.train.tie_policy = "average"
+    with pytest.raises(ValueError, match="tie policy"):
+        fit_kg(tiny_kg, fixture_features(tiny_kg), config)

@@ -57,8 +57,13 @@ class KnownTails:
     def from_kg(cls, kg: KnowledgeGraph) -> KnownTails:
         return cls([kg.train, kg.valid, kg.test], kg.num_entities, kg.num_relations)
 
+    def to(self, device: torch.device | str) -> KnownTails:
+        """Move the index to ``device`` (in place), so masks are built where the scores live."""
+        self.keys, self.tails = self.keys.to(device), self.tails.to(device)
+        return self
+
     def mask(self, queries: Tensor) -> Tensor:
-        """(B, N) bool: True where (query entity, query relation, candidate) is a known triple."""
+        """(B, N) bool, on the index's device: True where (query entity, relation, candidate) is known."""
         keys = (queries[:, 0] * self.num_query_relations + queries[:, 1]).to(self.keys.device)
         start = torch.searchsorted(self.keys, keys, side="left")
         stop = torch.searchsorted(self.keys, keys, side="right")
@@ -71,7 +76,7 @@ class KnownTails:
         cols = self.tails[torch.repeat_interleave(start, counts) + offsets]
         mask = torch.zeros(len(keys), self.num_entities, dtype=torch.bool, device=keys.device)
         mask[rows, cols] = True
-        return mask.to(queries.device)
+        return mask
 
 
 def filtered_ranks(scores: Tensor, answers: Tensor, known: Tensor, tie_policy: TiePolicy = DEFAULT_TIE_POLICY) -> Tensor:

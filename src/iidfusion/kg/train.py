@@ -25,7 +25,14 @@ import yaml
 from torch import Tensor
 
 from iidfusion.kg.data import KnowledgeGraph, with_reciprocals
-from iidfusion.kg.evaluate import DEFAULT_TIE_POLICY, KnownTails, LinkPredictionMetrics, evaluate_link_prediction
+from iidfusion.kg.evaluate import (
+    DEFAULT_TIE_POLICY,
+    TIE_POLICIES,
+    KnownTails,
+    LinkPredictionMetrics,
+    TiePolicy,
+    evaluate_link_prediction,
+)
 from iidfusion.kg.model import KGModelConfig, MultimodalKGE
 from iidfusion.kg.objective import KGObjective, KGObjectiveConfig, degree_weights
 from iidfusion.training.outputs import staged_files
@@ -144,6 +151,8 @@ def _validate(config: KGExperimentConfig) -> None:
         raise ValueError(f"need max_epochs, batch_size, eval_every >= 1 and learning_rate > 0; got {train}")
     if train.num_threads < 0:
         raise ValueError(f"num_threads must be >= 0 (0: torch's default), got {train.num_threads}")
+    if train.tie_policy not in TIE_POLICIES:
+        raise ValueError(f"unknown tie policy {train.tie_policy!r}; expected one of {list(TIE_POLICIES)}")
 
 
 def fit_kg(
@@ -174,7 +183,7 @@ def _fit(
         config.objective, width=model.width, class_weights=degree_weights(kg.train, kg.num_entities)
     ).to(device)
     optimizer = OPTIMIZERS[config.train.optimizer](model.parameters(), lr=config.train.learning_rate)
-    known = KnownTails.from_kg(kg)
+    known = KnownTails.from_kg(kg).to(device)
     queries = with_reciprocals(kg.train, kg.num_relations).to(device)
     generator = torch.Generator().manual_seed(config.seed)
     need_modalities = objective.needs_modalities
@@ -182,7 +191,8 @@ def _fit(
     def evaluate(split: str) -> LinkPredictionMetrics:
         model.eval()
         return evaluate_link_prediction(
-            model.scorer(), kg, split, known=known, batch_size=config.train.eval_batch_size, tie_policy=config.train.tie_policy  # type: ignore[arg-type]
+            model.scorer(), kg, split, known=known, batch_size=config.train.eval_batch_size,
+            tie_policy=typing.cast(TiePolicy, config.train.tie_policy),
         )
 
     history: list[dict[str, float]] = []
