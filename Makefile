@@ -25,6 +25,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_ot.py
+	$(PY) benchmarks/bench_wasserstein.py
+	$(PY) benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
