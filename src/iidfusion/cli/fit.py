@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from iidfusion.cli.main import CommandError
-    from iidfusion.training.compare import load_splits, validate_config
+    from iidfusion.training.compare import load_splits, quiet_lightning, validate_config
     from iidfusion.training.config import resolve_methods
     from iidfusion.training.outputs import staged_files
     from iidfusion.training.runner import fit_method
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"fit trains one method; {config.method!r} names {len(methods)} (use `iidfusion compare`)")
     validate_config(config)
     splits = load_splits(config, config.seed)
+    quiet_lightning()
     run_dir = Path(config.out) / methods[0] / f"seed{config.seed}"
     resume = run_dir / "checkpoints" / "last.ckpt" if args.resume == "last" else args.resume
     try:

@@ -160,9 +160,9 @@ class FusionModule(L.LightningModule):
         predictions, labels = (torch.cat(parts) for parts in zip(*self._val_outputs))
         self._val_outputs.clear()
         accuracy, f1 = classification_metrics(predictions, labels, self.model.num_classes)
-        # Every process validates the whole split (datamodule), so the values agree without a sync.
-        self.log("val/acc", accuracy, prog_bar=True)
-        self.log("val/macro_f1", f1)
+        # Every process validates the whole split (datamodule): the values agree, the sync is a no-op mean.
+        self.log("val/acc", accuracy, prog_bar=True, sync_dist=True)
+        self.log("val/macro_f1", f1, sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params: list[nn.Parameter] = [p for p in self.parameters() if p.requires_grad]
