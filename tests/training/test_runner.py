@@ -49,3 +49,11 @@ def test_checkpoints_and_epoch_logs(tiny_splits, fast_config, tmp_path):
     assert result.best_val_acc == max(val) and result.epochs == 2
     assert [m.noise for m in result.metrics] == [0.0, 10.0]
     assert all(0 <= m.accuracy <= 1 and 0 <= m.macro_f1 <= 1 for m in result.metrics)
+
+
+def test_bfloat16_mixed_precision_trains(tiny_splits, fast_config):
+    """The bf16 autocast path (CPU here, GPU alike) gives finite losses and usable metrics."""
+    config = replace(fast_config, train=replace(fast_config.train, precision="bf16-mixed", loggers=(), checkpoints=False))
+    result = fit_method(tiny_splits, "iid-p", 0, config)
+    assert all(torch.isfinite(p).all() for p in result.module.parameters())
+    assert all(0 <= m.accuracy <= 1 for m in result.metrics) and result.epochs == 2
