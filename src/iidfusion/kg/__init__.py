@@ -5,7 +5,7 @@ Triples and id maps (:mod:`~iidfusion.kg.data`), per-entity modality features
 (:mod:`~iidfusion.kg.objective`), filtered ranking (:mod:`~iidfusion.kg.evaluate`), training
 (:mod:`~iidfusion.kg.train`) and the seeded baseline-vs-IID comparison
 (:mod:`~iidfusion.kg.compare`). The command line is ``iidfusion kg fit|compare``;
-``docs/reproduce_kg.md`` has the FB-IMG / WN9-IMG protocol.
+``docs/reproduce.md`` (Table 3) has the FB-IMG / WN9-IMG protocol.
 """
 
 from iidfusion.kg.compare import KGRunResult, run_comparison, write_comparison
