@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
@@ -66,9 +68,11 @@ def _squared(xc: Tensor, yc: Tensor) -> Tensor:
 class _EuclideanDistance(torch.autograd.Function):
     """||x_i - y_j|| with d/dx_i = sum_j w_ij (x_i - y_j), w = grad / distance.
 
-    The forward is ``torch.cdist`` (one fused kernel) on the centred clouds. Distances below
-    sqrt(machine eps * (max |x|^2 + max |y|^2)) are under the rounding error of the
-    expansion that cdist uses, so their direction is unknown: they get a zero gradient.
+    The forward is ``torch.cdist`` (one fused kernel) on the centred clouds. A distance is
+    under the rounding error of the expansion that cdist uses when it is below
+    sqrt(machine eps * (|x_i|^2 + |y_j|^2)); centred on the mean of x, |x_i| <= 2 D and
+    |y_j| <= D with D the largest distance, so below sqrt(5 machine eps) D the direction
+    is unknown and the gradient is 0.
     """
 
     @staticmethod
@@ -77,8 +81,8 @@ class _EuclideanDistance(torch.autograd.Function):
         if xc.dtype in (torch.float16, torch.bfloat16):  # no half-precision cdist on CPU
             xc, yc = xc.float(), yc.float()
         distance = torch.cdist(xc, yc)
-        scale = xc.square().sum(-1).amax() + yc.square().sum(-1).amax()
-        ctx.save_for_backward(xc, yc, distance, (torch.finfo(distance.dtype).eps * scale).sqrt())
+        resolution = distance.amax() * math.sqrt(5.0 * torch.finfo(distance.dtype).eps)
+        ctx.save_for_backward(xc, yc, distance, resolution)
         ctx.inputs = (x.shape, x.dtype, y.shape, y.dtype)
         return distance.to(x.dtype)
 

@@ -20,9 +20,10 @@ Engineering (DESIGN.md 1.2, "Engineering of the solver"):
   K = a b^T exp((f0 + g0 - C) / eps) of the last "absorbed" potentials f0, g0 (Schmitzer's
   stabilisation, 2019): two batched matrix-vector products per iteration instead of two
   log-sum-exps over the whole (P, n, m) tensor. The scalings are absorbed into the
-  potentials, and the kernel rebuilt from them, whenever they drift away from 1, so nothing
-  over- or underflows; a block that still produces non-finite scalings is redone with exact
-  log-sum-exp updates.
+  potentials, and the kernel rebuilt from them, whenever a check finds them drifting away
+  from 1; a block whose scalings drifted beyond what the stored kernel resolves (or
+  overflowed) is redone from the last good state in shorter blocks, down to exact
+  log-sum-exp iterations.
 * A cold start anneals eps geometrically down to the target (eps-scaling, Kosowsky and
   Yuille 1994; GeomLoss), one exact log-sum-exp iteration per level, from 16 eps (or the
   cost range if smaller) by factors of 4: the levels make small eps converge in far fewer
@@ -48,17 +49,21 @@ from torch import Tensor
 
 __all__ = ["SinkhornResult", "sinkhorn_unbalanced"]
 
-# The kernel stores exp((f0 + g0 - C) / eps) clamped at tiny * e^(2 _MAX_LOG_SCALING), so
-# that u K v stays a normal number while |log u|, |log v| <= _MAX_LOG_SCALING; the clamped
-# entries then add at most n m tiny e^(4 _MAX_LOG_SCALING) (3e-21 n m in float32) to the
-# mass. Scalings are absorbed into the potentials (the kernel rebuilt) past
-# _ABSORB_LOG_SCALING; a block that went past _MAX_LOG_SCALING is redone in shorter blocks.
+# The kernel stores exp((f0 + g0 - C) / eps) clamped from below at tiny * e^_KERNEL_MARGIN
+# (no subnormal numbers, which are slow). Scalings are absorbed into the potentials (the
+# kernel rebuilt) once |log u| or |log v| exceeds _ABSORB_LOG_SCALING at a check. A block
+# whose scalings went past _MAX_LOG_SCALING_FRACTION * log(1 / tiny) (20 in float32, 163 in
+# float64) is redone in shorter blocks: beyond it, u K v could overflow or the clamped
+# entries (at most n m tiny e^(_KERNEL_MARGIN + 2 * 20) in float32, < 1e-11 n m of the mass)
+# could start to count.
+_KERNEL_MARGIN = 20.0
 _ABSORB_LOG_SCALING = 5.0
-_MAX_LOG_SCALING = 10.0
+_MAX_LOG_SCALING_FRACTION = 0.23
 # Annealing of the cold start: first eps (in units of the target eps, capped by the cost
 # range) and ratio between successive levels.
 _ANNEALING_START = 16.0
 _ANNEALING_RATIO = 0.25
+_ANNEAL_ABOVE = 100.0
 # Iterations between two translations of the potentials (unbalanced problems only).
 _TRANSLATE_EVERY = 5
 
@@ -138,10 +143,11 @@ def sinkhorn_unbalanced(
         eps: entropic regularisation, in cost units (> 0).
         rho: marginal relaxation, in cost units (> 0); ``inf`` gives balanced OT.
         max_iter: iteration budget (annealing included).
-        tol: stop once every problem's marginal residual (``marginal_error`` before the last
-            column update, relative to ``sum(a)``) is below ``tol``. It is floored at 64
-            machine epsilons of the working dtype (float32 cannot resolve 1e-9).
-        check_every: iterations between two convergence checks (host synchronisations).
+        tol: stop once every problem's row residual |T 1 - a e^{-f/rho}|_1 / sum(a), taken
+            after a column update (which makes the columns' exact), is below ``tol``. It is
+            floored at 64 machine epsilons of the working dtype (float32 cannot resolve 1e-9).
+        check_every: iterations between two convergence checks (one host synchronisation
+            each). A block whose scalings drift too far is redone in shorter blocks.
         return_plan: also return the ``(P, n, m)`` plan.
         init: ``(f, g)`` potentials of a previous solve (same shapes as the result's) to
             warm-start from, e.g. between two training steps whose costs differ little.
@@ -312,14 +318,17 @@ class _Scaling:
     A = a exp(-f0 / rho), the fixed-point row sums; symmetrically for v.
     """
 
-    def __init__(self, problem: _Problem, f0: Tensor, g0: Tensor) -> None:
+    def __init__(self, problem: _Problem, f0: Tensor, g0: Tensor, log_kernel: Tensor | None = None) -> None:
+        """``log_kernel``: log a + log b + (f0 + g0 - C) / eps if already at hand (consumed)."""
         eps = problem.eps
         self.problem, self.f0, self.g0 = problem, f0, g0
         self.tau = _damping(problem.rho, eps)
         self.balanced = math.isinf(problem.rho)
         self.power = 0.0 if self.balanced else -eps / problem.rho  # e^{-f/rho} = A u^power
-        log_k = (f0 / eps + problem.log_a).unsqueeze(2) + (g0 / eps + problem.log_b).unsqueeze(1)
-        kernel = _exp_flushed(torch.add(log_k, problem.cost, alpha=-1.0 / eps))
+        if log_kernel is None:
+            log_k = (f0 / eps + problem.log_a).unsqueeze(2) + (g0 / eps + problem.log_b).unsqueeze(1)
+            log_kernel = torch.add(log_k, problem.cost, alpha=-1.0 / eps)
+        kernel = _exp_flushed(log_kernel)
         # Both layouts, so that each product is a row vector times a contiguous matrix.
         self.kernel, self.kernel_t = kernel, kernel.transpose(1, 2).contiguous()
         if self.balanced:
@@ -332,19 +341,21 @@ class _Scaling:
         self.v = torch.ones_like(self.col_target)  # (P, 1, m)
         self.good = (self.u, self.v)  # the last scalings that passed a check
         self.needs_absorbing = False
+        self.done = 0  # iterations run on this kernel: translations every _TRANSLATE_EVERY
 
     def iterate(self, count: int) -> None:
         u, v, tau = self.u, self.v, self.tau
-        for k in range(count):
+        for k in range(self.done, self.done + count):
             u = torch.div(self.row_target, torch.bmm(v, self.kernel_t))
             if tau != 1.0:
                 u.pow_(tau)
             v = torch.div(self.col_target, torch.bmm(u, self.kernel))
             if tau != 1.0:
                 v.pow_(tau)
-            if not self.balanced and (k % _TRANSLATE_EVERY == 0 or k == count - 1):
+            if not self.balanced and k % _TRANSLATE_EVERY == _TRANSLATE_EVERY - 1:
                 u, v = self._translate(u, v)
         self.u, self.v = u, v
+        self.done += count
 
     def _translate(self, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Exact dual ascent along (f + lambda, g - lambda) (Sejourne et al. 2022).
@@ -367,7 +378,7 @@ class _Scaling:
         The residual is |T 1 - a e^{-f/rho}|_1 / sum(a), the violation of the optimality
         condition on the rows; the column update has just made the columns' exact. One
         host synchronisation. Scalings beyond e^(+-_ABSORB_LOG_SCALING) ask for absorption;
-        beyond e^(+-_MAX_LOG_SCALING) (or non-finite) they are not usable.
+        too far beyond that (or non-finite) they are not usable.
         """
         row_sum = self.u * torch.bmm(self.v, self.kernel_t)
         target = self.row_target if self.balanced else self.row_target * self.u.pow(self.power)
@@ -379,7 +390,7 @@ class _Scaling:
         if not (all(map(math.isfinite, (residual_value, u_max, v_max))) and u_min > 0 and v_min > 0):
             return math.inf, False
         drift = max(math.log(u_max), -math.log(u_min), math.log(v_max), -math.log(v_min))
-        if drift > _MAX_LOG_SCALING:
+        if drift > _MAX_LOG_SCALING_FRACTION * -math.log(torch.finfo(self.u.dtype).tiny):
             return math.inf, False
         self.good = (self.u, self.v)
         self.needs_absorbing = drift > _ABSORB_LOG_SCALING
@@ -396,10 +407,10 @@ def _exp_flushed(log_values: Tensor) -> Tensor:
 
     At small eps most kernel entries are far below the largest of their row; computed as
     subnormal numbers they would slow every later product by two orders of magnitude on a
-    CPU. Raised to tiny * e^(2 _MAX_LOG_SCALING) (6e-30 in float32) they add nothing
-    measurable to the sums (see _MAX_LOG_SCALING).
+    CPU. Raised to tiny * e^_KERNEL_MARGIN (6e-30 in float32) they add nothing measurable
+    to the sums (see _KERNEL_MARGIN).
     """
-    floor = math.log(torch.finfo(log_values.dtype).tiny) + 2 * _MAX_LOG_SCALING
+    floor = math.log(torch.finfo(log_values.dtype).tiny) + _KERNEL_MARGIN
     return log_values.clamp_min_(floor).exp_()
 
 
@@ -423,22 +434,42 @@ def _log_domain_translation(problem: _Problem, f: Tensor, g: Tensor) -> tuple[Te
 
 
 def _annealing_schedule(problem: _Problem, budget: int) -> list[float]:
-    """eps levels of the cold start, coarse to fine, each run as one log-domain iteration.
+    """eps levels of the cold start, each run as one exact log-domain iteration.
 
-    From min(cost range, _ANNEALING_START * eps) down by _ANNEALING_RATIO while above
-    eps / _ANNEALING_RATIO; at least one level (the target eps itself when the costs vary
-    little), so that the kernel of the scaling iterations is built from potentials that
-    already fit the cost. Measured on L_dc-sized problems: more levels only pay off when
-    eps is below ~1% of the cost range.
+    Coarse levels from min(cost range, _ANNEALING_START * eps) down by _ANNEALING_RATIO
+    while above eps / _ANNEALING_RATIO, only when the cost range exceeds _ANNEAL_ABOVE * eps
+    (measured on L_dc-sized problems: below that, the levels cost more than they save),
+    then always the target eps itself, so that the kernel of the scaling iterations is
+    built from potentials that fit the cost at that eps.
     """
     levels = []
-    level = min(problem.cost_range, _ANNEALING_START * problem.eps)
-    while level > problem.eps / _ANNEALING_RATIO:
-        levels.append(level)
-        level *= _ANNEALING_RATIO
+    if problem.cost_range > _ANNEAL_ABOVE * problem.eps:
+        level = min(problem.cost_range, _ANNEALING_START * problem.eps)
+        while level > problem.eps / _ANNEALING_RATIO:
+            levels.append(level)
+            level *= _ANNEALING_RATIO
     # Keep the finest levels if the budget is small: the target eps needs iterations too.
     levels = levels[len(levels) - min(len(levels), budget // 2) :]
-    return levels or [problem.eps]
+    return [*levels, problem.eps]
+
+
+def _exact_start(problem: _Problem, f: Tensor, g: Tensor) -> _Scaling:
+    """A log-domain iteration at the target eps, the exact translation (unbalanced
+    problems), and the scaling state built on the result.
+
+    The column update's log-sum-exp argument, plus g / eps + log b, is the log of the
+    kernel at the new potentials (a translation leaves f + g unchanged): it is reused.
+    """
+    eps = problem.eps
+    step = -_damping(problem.rho, eps) * eps
+    scaled = problem.cost * (-1.0 / eps)
+    f = step * torch.logsumexp(scaled + (g / eps + problem.log_b).unsqueeze(1), dim=2)
+    log_kernel = scaled.add_((f / eps + problem.log_a).unsqueeze(2))
+    g = step * torch.logsumexp(log_kernel, dim=1)
+    log_kernel.add_((g / eps + problem.log_b).unsqueeze(1))
+    if not math.isinf(problem.rho):
+        f, g = _log_domain_translation(problem, f, g)
+    return _Scaling(problem, f, g, log_kernel)
 
 
 def _solve(
@@ -451,22 +482,18 @@ def _solve(
 ) -> tuple[_Scaling, int]:
     cost = problem.cost
     tol = max(tol, 64 * torch.finfo(cost.dtype).eps)
-    unbalanced = not math.isinf(problem.rho)
     if start is None:
         f = cost.new_zeros(cost.shape[:2])
         g = cost.new_zeros((cost.shape[0], cost.shape[2]))
         levels = _annealing_schedule(problem, max_iter)
-        for level in levels:
-            f, g = _log_domain_iteration(problem, f, g, level)
-        n_iter = len(levels)
     else:
         # One exact iteration makes warm potentials consistent with this cost before the
         # kernel is built from them.
-        f, g = _log_domain_iteration(problem, *start, problem.eps)
-        n_iter = 1
-    if unbalanced:
-        f, g = _log_domain_translation(problem, f, g)
-    step = _Scaling(problem, f, g)
+        (f, g), levels = start, [problem.eps]
+    for level in levels[:-1]:
+        f, g = _log_domain_iteration(problem, f, g, level)
+    step = _exact_start(problem, f, g)
+    n_iter = len(levels)
     while n_iter < max_iter:
         count = min(check_every, max_iter - n_iter)
         step.iterate(count)
@@ -476,10 +503,8 @@ def _solve(
             # The scalings drifted too far within the block: back to the last good state,
             # then shorter blocks, down to exact log-domain iterations.
             f, g = step.potentials(step.good)
-            if count == 1:
-                f, g = _log_domain_iteration(problem, f, g, problem.eps)
             check_every = max(1, count // 4)
-            step = _Scaling(problem, f, g)
+            step = _exact_start(problem, f, g) if count == 1 else _Scaling(problem, f, g)
             continue
         if residual <= tol:
             break
@@ -493,30 +518,26 @@ def _evaluate(step: _Scaling) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, T
 
     The plan is T = u K v (scalings times the kernel of the absorbed potentials), equal to
     a b^T exp((f + g - C) / eps). Since eps * sum T log(T / (a b^T)) = <T 1, f> + <T^T 1, g>
-    - <T, C>, the objective needs no logarithm of the (possibly tiny) plan entries.
+    - <T, C>, the objective needs no logarithm of the (possibly tiny) plan entries. Row and
+    column quantities are handled side by side, concatenated, to halve the number of calls.
     """
     problem = step.problem
-    eps, rho = problem.eps, problem.rho
-    f, g = step.potentials()
+    eps, rho, n = problem.eps, problem.rho, problem.cost.shape[1]
+    scalings = torch.cat([step.u, step.v], 2).squeeze(1).log_()
+    potentials = torch.cat([step.f0, step.g0], 1).add_(scalings, alpha=eps)  # (P, n + m): f, g
     plan = step.kernel * step.u.transpose(1, 2) * step.v
-    row, col = plan.sum(2), plan.sum(1)
-    mass = row.sum(1)
+    marginals = torch.cat([plan.sum(2), plan.sum(1)], 1)  # (P, n + m): T 1, then T^T 1
+    mass = marginals[:, :n].sum(1)
     transport_cost = torch.linalg.vecdot(plan.flatten(1), problem.cost.flatten(1))
     mass_a, mass_b = problem.mass_a, problem.mass_b
-    value = torch.linalg.vecdot(row, f) + torch.linalg.vecdot(col, g) + eps * (mass_a * mass_b - mass)
+    value = torch.linalg.vecdot(marginals, potentials) + eps * (mass_a * mass_b - mass)
+    weights = torch.cat([problem.a, problem.b], 1)
     if math.isinf(rho):
-        row_target, col_target = problem.a, problem.b
+        targets = weights
     else:
         # rho KL(T 1 | a) + rho KL(T^T 1 | b), generalised: sum p log(p / q) - p + q.
-        value = value + rho * (
-            _xlogy_sum(row, problem.a) + _xlogy_sum(col, problem.b) - 2.0 * mass + mass_a + mass_b
-        )
-        row_target = torch.exp(problem.log_a - f / rho)
-        col_target = torch.exp(problem.log_b - g / rho)
-    marginal_error = ((row - row_target).abs_().sum(1) + (col - col_target).abs_().sum(1)) / mass_a
-    return f, g, plan, value, transport_cost, marginal_error
-
-
-def _xlogy_sum(p: Tensor, q: Tensor) -> Tensor:
-    """sum p log(p / q) over the last axis, with 0 log 0 = 0."""
-    return torch.special.xlogy(p, p / q).sum(-1)
+        kl_terms = torch.special.xlogy(marginals, marginals / weights).sum(1)
+        value = value + rho * (kl_terms - 2.0 * mass + mass_a + mass_b)
+        targets = torch.cat([problem.log_a, problem.log_b], 1).sub_(potentials / rho).exp_()
+    marginal_error = (marginals - targets).abs_().sum(1) / mass_a
+    return potentials[:, :n], potentials[:, n:], plan, value, transport_cost, marginal_error
