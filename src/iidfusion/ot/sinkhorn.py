@@ -24,11 +24,11 @@ Engineering (DESIGN.md 1.2, "Engineering of the solver"):
   from 1; a block whose scalings drifted beyond what the stored kernel resolves (or
   overflowed) is redone from the last good state in shorter blocks, down to exact
   log-sum-exp iterations.
-* A cold start anneals eps geometrically down to the target (eps-scaling, Kosowsky and
-  Yuille 1994; GeomLoss), one exact log-sum-exp iteration per level, from 16 eps (or the
-  cost range if smaller) by factors of 4: the levels make small eps converge in far fewer
-  iterations, and even one level gives the kernel potentials that fit the cost. A warm
-  start (``init``) replaces them by one exact iteration from the given potentials.
+* Every solve starts with one exact log-sum-exp iteration at the target eps (from zero
+  potentials, or from ``init`` for a warm start), whose intermediate gives the kernel. When
+  eps is below 1% of the cost range, a cold start first anneals eps (eps-scaling,
+  Kosowsky and Yuille 1994; GeomLoss): one log-domain iteration per level, from 16 eps
+  down by factors of 4, which cuts the iterations needed at small eps.
 * With finite rho the potentials are also translated, (f + lambda, g - lambda) with the
   closed-form optimal lambda (Sejourne, Vialard and Peyre 2022), every 5 iterations: plain
   Sinkhorn contracts that direction only by tau^2 per iteration and stalls when rho >> eps.
