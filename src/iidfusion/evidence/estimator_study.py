@@ -666,7 +666,7 @@ def plot_error_vs_time(records: Sequence[Measurement]):  # -> matplotlib Figure
 
     handles = [Line2D([], [], color=c, marker="o", linestyle="", label=LEGEND.get(f, f)) for f, c in FAMILY_COLOURS.items()]
     handles += [Line2D([], [], color="grey", marker=m, linestyle="", label=k) for k, m in KIND_MARKERS.items()]
-    axes[1].legend(handles=handles, fontsize=7, loc="best")
+    axes[1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     figure.suptitle("Wasserstein estimators vs exact EMD: one point per estimator and setting")
     return figure
 

@@ -177,6 +177,11 @@ def summarize(runs: Sequence[SweepRun]) -> list[SweepPoint]:
     ]
 
 
+def _mean_std(point: SweepPoint) -> str:
+    """Validation accuracy in %, with its std over seeds when there are several."""
+    return f"{100 * point.val_acc:.2f}" + (f" ± {100 * point.val_std:.2f}" if point.seeds > 1 else "")
+
+
 def _d1_label(d1: int) -> str:
     return "auto" if d1 == 0 else str(d1)
 
@@ -188,13 +193,13 @@ def render_markdown(runs: Sequence[SweepRun], config: ExperimentConfig, title: s
         raise ValueError("the sweep produced no runs")
     best, worst = points[0], points[-1]
     rows = [
-        [fmt(p.alpha, "g"), fmt(p.beta, "g"), _d1_label(p.d1), f"{100 * p.val_acc:.2f} ± {100 * p.val_std:.2f}", f"{100 * p.test_acc:.2f}", str(p.seeds)]
+        [fmt(p.alpha, "g"), fmt(p.beta, "g"), _d1_label(p.d1), _mean_std(p), f"{100 * p.test_acc:.2f}", str(p.seeds)]
         for p in points
     ]
     loss, train = config.loss, config.train
     return (
         f"# {title}\n\n"
-        f"Method {config.method}, seeds 0..{config.seeds - 1}; selection by validation accuracy (best epoch). "
+        f"Method {config.method}, {'seed 0' if config.seeds == 1 else f'seeds 0..{config.seeds - 1}'}; selection by validation accuracy (best epoch). "
         f"Fixed: d2={loss.d2 or 'automatic (rip_dimension(width, d1))'}, eps={loss.eps:g}, rho={loss.rho:g}, lam={loss.lam:g}, Sinkhorn max_iter={loss.max_iter}, "
         f"width={config.model.width}, lr={config.optim.lr:g}, batch {train.batch_size}, "
         f"max {train.max_epochs} epochs, patience {train.patience}.\n\n"
@@ -218,6 +223,7 @@ def plot_heatmap(runs: Sequence[SweepRun]):  # -> matplotlib Figure
     values = [lookup.get(key, math.nan) for key in itertools.product(alphas, betas, d1s)]
     low, high = min(v for v in values if not math.isnan(v)), max(v for v in values if not math.isnan(v))
     figure, axes = new_figure(len(d1s), width=max(3.2, 1.1 * len(alphas) + 1.8), height=max(2.8, 0.8 * len(betas) + 1.6))
+    axes[0].set_ylabel("beta (L_dc weight)")
     for axis, d1 in zip(axes, d1s):
         grid = np.array([[lookup.get((a, b, d1), math.nan) for a in alphas] for b in betas])
         image = axis.imshow(grid, origin="lower", cmap="viridis", vmin=low, vmax=high, aspect="auto")
@@ -227,7 +233,6 @@ def plot_heatmap(runs: Sequence[SweepRun]):  # -> matplotlib Figure
         axis.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
         axis.set_yticks(range(len(betas)), [f"{b:g}" for b in betas])
         axis.set_xlabel("alpha (L_ic weight)")
-        axis.set_ylabel("beta (L_dc weight)")
         axis.set_title(f"validation accuracy (%), d1={_d1_label(d1)}")
     figure.colorbar(image, ax=list(axes), shrink=0.85)
     return figure

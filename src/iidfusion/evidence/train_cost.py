@@ -62,7 +62,7 @@ class CostConfig:
     steps: int = 4
     """timed steps per method and round (handwritten-mlp)."""
     warmup: int = 2
-    vl_rounds: int = 3
+    vl_rounds: int = 7
     """rounds of resnet18-bert, one step each after one warm-up step (a step there takes seconds on CPU)."""
     mlp_batch: int = 128
     vl_batch: int = 8
