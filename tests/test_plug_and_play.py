@@ -1,21 +1,11 @@
 """The plug-and-play example of docs/method.md ("Plug-and-play"): L_ic and L_dc in a user's own
 two-encoder model, without FusionModel. The block between the markers is the documented snippet."""
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from iidfusion.data.synthetic import SyntheticConfig, generate_synthetic
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors on shared cores: intra-op threads only contend (about 10x slower under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_regularizers_plug_into_a_hand_written_two_encoder_model():

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from iidfusion.cli.main import main
 from iidfusion.data import load_dataset
@@ -17,15 +15,6 @@ from iidfusion.data.vision_language import write_toy_vision_language
 QUICK = ["--image-encoder", "resnet18", "--image-size", "32", "--batch-size", "16", "--device", "cpu"]
 NO_FILES = ["--no-checkpoints", "--loggers", "", "--no-progress-bar", "--accelerator", "cpu"]
 CONFIGS = sorted(p for family in ("vl", "rgbd") for p in (Path(__file__).parents[2] / "configs" / family).glob("*.yaml"))
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One thread for convolutions: on shared cores, spinning OpenMP threads slow a ResNet tenfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_extract_vision_language_then_reuse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

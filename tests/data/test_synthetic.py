@@ -1,19 +1,9 @@
-import math
 
 import pytest
 import torch
 
 from iidfusion.data.base import MultiViewData
 from iidfusion.data.synthetic import SyntheticConfig, generate_synthetic, generate_synthetic_with_quality
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors on shared cores: intra-op threads only contend (about 10x slower under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("modalities", [2, 3, 4])
