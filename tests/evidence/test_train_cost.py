@@ -43,7 +43,9 @@ def test_tiny_benchmark_measures_and_reports(tmp_path):
         ("iid-l-no-dc", "default"),
         ("iid-l", "d2=16, max_iter=5"),
     }
-    assert all(c.step_ms > 0 for c in costs.values())
+    assert all(c.step_ms > 0 and c.loss_ms > 0 and len(c.round_ms) == 1 for c in costs.values())
+    # the IID objective (task CE + L_ic + L_dc) costs more than the base objective alone
+    assert costs[("iid-l", "default")].loss_ms > costs[("if-static", "default")].loss_ms
     base, iid = costs[("if-static", "default")], costs[("iid-l", "default")]
     # L_dc's (15, 16, 16) Sinkhorn tensors and L_ic's terms are live only in the IID step
     assert iid.peak_mib > base.peak_mib > 0
@@ -71,3 +73,12 @@ def test_config_errors():
         CostConfig(loss_options=((("iters", 3),),))
     with pytest.raises(ValueError, match="unknown method"):
         CostConfig(methods=("iid-z",))
+
+
+def test_paired_ratio_divides_round_by_round():
+    from iidfusion.evidence.train_cost import StepCost, paired_ratio
+
+    def cost(rounds):
+        return StepCost("w", "default", "m", 1.0, rounds, 1.0, math.nan, len(rounds))
+
+    assert paired_ratio(cost((2.0, 4.0, 6.0)), cost((1.0, 2.0, 2.0))) == (2.0, 2.0, 3.0)
