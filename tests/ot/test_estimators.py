@@ -68,6 +68,45 @@ def test_sliced_estimators_are_lower_bounds(pair, p: int) -> None:
     assert 0.3 * exact < sliced <= exact * 1.02  # a lower bound in expectation (2% Monte Carlo slack)
 
 
+def _directions(d: int, count: int, seed: int) -> torch.Tensor:
+    """The unit directions ``(d, count)`` that the sliced estimators draw from ``_generator(seed)``."""
+    directions = torch.randn(d, count, generator=_generator(seed), dtype=torch.float64)
+    return directions / directions.norm(dim=0, keepdim=True)
+
+
+@pytest.mark.parametrize(("n", "m", "d"), [(40, 30, 3), (32, 32, 256)])
+def test_sliced_estimators_match_pot_on_the_same_directions(n: int, m: int, d: int) -> None:
+    """Same units as POT (p=1): max-sliced is not rescaled, sliced only by its 1 / E|theta_1|."""
+    generator = _generator(3)
+    x = torch.randn(n, d, generator=generator, dtype=torch.float64)
+    y = torch.randn(m, d, generator=generator, dtype=torch.float64) * 0.7 + 0.3
+    count = 64
+    directions = _directions(d, count, seed=5).numpy()
+    pot_max = ot.max_sliced_wasserstein_distance(x.numpy(), y.numpy(), n_projections=count, p=1, projections=directions)
+    pot_mean = ot.sliced_wasserstein_distance(x.numpy(), y.numpy(), n_projections=count, p=1, projections=directions)
+    maximum = wasserstein_max_sliced(x, y, n_projections=count, generator=_generator(5)).item()
+    assert maximum == pytest.approx(pot_max, rel=1e-10)
+    c = math.exp(math.lgamma(d / 2) - 0.5 * math.log(math.pi) - math.lgamma((d + 1) / 2))  # E|theta_1|
+    sliced = wasserstein_sliced(x, y, n_projections=count, generator=_generator(5)).item()
+    assert sliced * c == pytest.approx(pot_mean, rel=1e-10)
+
+
+def test_max_sliced_known_answers() -> None:
+    """d = 1: exact W1. A translation t: |t| max_l |theta_l . t/|t||, far below |t| in high d."""
+    generator = _generator(7)
+    x = torch.randn(33, 1, generator=generator, dtype=torch.float64)
+    y = torch.randn(21, 1, generator=generator, dtype=torch.float64) + 0.4
+    exact = wasserstein_exact(x, y).item()
+    assert wasserstein_max_sliced(x, y, n_projections=3, generator=_generator()).item() == pytest.approx(exact, rel=1e-12)
+    for d, at_most in ((3, 1.0), (1024, 0.15)):
+        x = torch.randn(50, d, generator=generator, dtype=torch.float64)
+        shift = torch.randn(d, generator=generator, dtype=torch.float64)
+        reach = (shift / shift.norm() @ _directions(d, 256, seed=11)).abs().amax().item()
+        maximum = wasserstein_max_sliced(x, x + shift, n_projections=256, generator=_generator(11)).item()
+        assert maximum == pytest.approx(shift.norm().item() * reach, rel=1e-10)
+        assert maximum <= at_most * shift.norm().item()  # random directions miss t in high d
+
+
 def test_entropic_approaches_exact_from_above(pair) -> None:
     x, y = pair
     exact = wasserstein_exact(x, y).item()

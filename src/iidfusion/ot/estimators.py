@@ -12,7 +12,7 @@ study of estimator error against time uses exactly these functions.
 | entropic | <T, C> of the entropic plan | >= exact when balanced, -> exact as eps -> 0 |
 | sampled | entropic on k random points per cloud | upward (subsampling) |
 | sliced | mean 1-D W_p^p over random directions / E|theta_1|^p | a lower bound in expectation, exact for translations |
-| max-sliced | largest 1-D W_p^p over random directions | a lower bound, always |
+| max-sliced | largest 1-D W_p^p over random directions | a lower bound, always; far below in high d (random, not optimised, directions) |
 | rip | entropic after :class:`FourierRIPReducer` | distortion of the reduction, energy of dropped bins |
 
 Gradients: ``exact``, ``sliced`` and ``max_sliced`` are differentiable with respect to the
@@ -135,8 +135,12 @@ def wasserstein_max_sliced(
     """Largest 1-D W_p^p over ``n_projections`` random directions (Deshpande et al. 2019).
 
     Projection onto a unit vector does not increase distances, so every direction, and
-    hence the maximum, is a lower bound of W_p^p; it approaches W_p^p when the clouds
-    differ mostly along one direction.
+    hence the maximum, is a lower bound of W_p^p; the value equals POT's
+    ``max_sliced_wasserstein_distance`` on the same directions and, unlike the sliced mean,
+    is deliberately not rescaled (the supremum over the sphere is already W_p^p for a
+    translation). The directions are random, not optimised, so in high dimension it stays
+    far below W_p^p even for a translation t, where it is exactly |t|^p max_l |theta_l.t/|t||^p
+    (about 0.095 |t| at d = 1024 and 0.047 |t| at d = 4096 for L = 256, p = 1).
     """
     return _projected_costs(x, y, n_projections, generator, p).amax()
 
