@@ -42,6 +42,20 @@ def test_low_precision_is_finite(make_clouds) -> None:
         assert cost.dtype == dtype and torch.isfinite(cost).all() and (cost >= 0).all()
 
 
+def test_euclidean_cost_under_cpu_autocast_keeps_float32(make_clouds) -> None:
+    """bf16-mixed training runs L_dc under autocast: the product must not drop to bfloat16
+    (it did once, and backward then mixed dtypes)."""
+    x, y = (t.float().requires_grad_() for t in make_clouds(3, 8, 6))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cost = pairwise_cost(x, y)
+    assert cost.dtype == torch.float32
+    cost.sum().backward()
+    reference = [t.detach().clone().requires_grad_() for t in (x, y)]
+    pairwise_cost(*reference).sum().backward()
+    torch.testing.assert_close(cost, pairwise_cost(*reference).detach())
+    torch.testing.assert_close(x.grad, reference[0].grad)
+
+
 @pytest.mark.parametrize(
     ("x", "y", "p", "message"),
     [

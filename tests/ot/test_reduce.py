@@ -101,6 +101,25 @@ def test_rip_preserves_lengths_and_distances(z: torch.Tensor) -> None:
     assert ratios.min() >= 1 - DISTORTION and ratios.max() <= 1 + DISTORTION
 
 
+def test_default_d2_projects_only_when_it_compresses() -> None:
+    """d2=None: rip_dimension(dim, d1) when below dim, else the exact low-passed features."""
+    wide = FourierRIPReducer(1024, 16)
+    assert wide.projected and wide.d2 == rip_dimension(1024, 16) < 1024
+    narrow = FourierRIPReducer(64, 16).double()  # rip_dimension(64, 16) = 178 >= 64
+    assert not narrow.projected and narrow.d2 == 64 and torch.equal(narrow.phi, torch.eye(64, dtype=torch.float64))
+    z = torch.randn(2, 30, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    low_passed = _explicit(narrow, z)  # irfft of the kept bins, Phi = I
+    torch.testing.assert_close(narrow(z), low_passed, rtol=1e-10, atol=1e-12)
+    # A signal on d1 bins passes unchanged, so distances between such signals are exact.
+    t = torch.arange(64, dtype=torch.float64)
+    sparse = torch.stack([torch.cos(2 * math.pi * k * t / 64 + k) for k in range(1, 17)])
+    torch.testing.assert_close(narrow(sparse.sum(0, keepdim=True).repeat(3, 1)), sparse.sum(0).repeat(3, 1))
+    assert "no projection" in repr(narrow) and "seed" in repr(wide)
+    again = FourierRIPReducer(64, 16).double()
+    again.load_state_dict(narrow.state_dict())
+    torch.testing.assert_close(again(z), narrow(z))
+
+
 def test_rip_dimension() -> None:
     assert rip_dimension(128, 4) == math.ceil(2 * 4 * math.log(32) / 0.25)
     assert rip_dimension(128, 4, distortion=0.25) > rip_dimension(128, 4)
@@ -112,7 +131,14 @@ def test_rip_dimension() -> None:
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [((16, 0, 4), "d1"), ((16, 10, 4), "d1"), ((16, 4, 0), "d2"), ((0, 1, 4), "dim"), ((16, 2.5, 4), "d1")],
+    [
+        ((16, 0, 4), "d1"),
+        ((16, 10, 4), "d1"),
+        ((16, 4, 0), "d2"),
+        ((16, 4, 2.0), "d2"),
+        ((0, 1, 4), "dim"),
+        ((16, 2.5, 4), "d1"),
+    ],
 )
 def test_bad_configuration_raises(args: tuple, message: str) -> None:
     with pytest.raises(ValueError, match=message):

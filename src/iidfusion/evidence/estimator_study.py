@@ -79,7 +79,8 @@ class StudyConfig:
     sliced_projections: tuple[int, ...] = (16, 256)
     max_sliced_projections: int = 256
     rip: tuple[tuple[int, int], ...] = ((8, 32), (16, 32), (16, 64), (32, 128), (16, 0))
-    """(d1, d2) of the RIP estimator; d2 = 0 is L_dc's default, ``rip_dimension(d, d1)`` of each setting's d."""
+    """(d1, d2) of the RIP estimator; d2 = 0 is L_dc's default (``FourierRIPReducer(d, d1)``:
+    rip_dimension(d, d1), or no projection where that is not below d)."""
     rip_variants_at: tuple[int, int] = (16, 64)
     """(d1, d2) at which the debiased, balanced and exact-in-reduced-space variants run."""
     seed: int = 0
@@ -343,11 +344,11 @@ def _fits_size(k: int) -> Callable[[Setting], bool]:
 
 
 @functools.lru_cache(maxsize=16)
-def _reducer(dim: int, d1: int, d2: int, seed: int) -> FourierRIPReducer:
+def _reducer(dim: int, d1: int, d2: int | None, seed: int) -> FourierRIPReducer:
     """One reducer per shape, as ``wasserstein_rip`` caches its own: composing Psi is not part of an estimate."""
     from iidfusion.ot import FourierRIPReducer
 
-    return FourierRIPReducer(dim, d1, d2, seed=seed)
+    return FourierRIPReducer(dim, d1, d2 or None, seed=seed)
 
 
 def _reduced_cost(x: Tensor, y: Tensor, d1: int, d2: int, seed: int) -> Tensor:
@@ -403,7 +404,7 @@ def build_estimators(config: StudyConfig) -> list[EstimatorSpec]:
                 f"rip d1={d1} d2={d2 or 'auto'}",
                 "rip",
                 lambda x, y, u, g, d1=d1, d2=d2: ot.wasserstein_rip(
-                    x, y, d1=d1, d2=d2 or ot.rip_dimension(x.shape[1], d1), eps=u.eps, rho=u.rho, seed=seed
+                    x, y, d1=d1, d2=d2 or None, eps=u.eps, rho=u.rho, seed=seed
                 ),
                 _rip_fits(d1, d2),
             )

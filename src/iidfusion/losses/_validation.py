@@ -6,7 +6,8 @@ into a single tensor and read back once (``check_values``); shape checks cost no
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -17,6 +18,37 @@ LOW_PRECISION = (torch.float16, torch.bfloat16)
 def upcast(x: Tensor) -> Tensor:
     """float16 / bfloat16 -> float32, so batch statistics and logs do not lose precision."""
     return x.float() if x.dtype in LOW_PRECISION else x
+
+
+def stack_and_check(
+    groups: Mapping[str, Mapping[str, Tensor]],
+    names: Sequence[str],
+    others: Mapping[str, Tensor] | None = None,
+    labels: Tensor | None = None,
+    num_classes: int | None = None,
+) -> dict[str, Tensor]:
+    """Stack each group of per-modality tensors to ``(M, ...)`` (``names`` order, promoted dtype,
+    half precision upcast) and run :func:`check_values` on the stacks and ``others`` at once.
+
+    A loss then computes every modality in one call, and the checks cost one read-back whatever M
+    is; only when a check fails are the modalities checked one by one, to name the bad one.
+    """
+    stacks = {}
+    for group, tensors in groups.items():
+        shapes = {n: tuple(tensors[n].shape) for n in names}
+        if len(set(shapes.values())) != 1:
+            raise ValueError(f"{group} must have one shape across modalities, got {shapes}")
+        dtype = functools.reduce(torch.promote_types, (tensors[n].dtype for n in names))
+        dtype = torch.float32 if dtype in LOW_PRECISION else dtype
+        stacks[group] = torch.stack([tensors[n].to(dtype) for n in names])
+    others = dict(others or {})
+    try:
+        check_values(others | stacks, labels, num_classes)
+    except ValueError:
+        per_modality = {f"{group}[{n!r}]": tensors[n] for group, tensors in groups.items() for n in names}
+        check_values(others | per_modality, labels, num_classes)
+        raise
+    return stacks
 
 
 def check_modalities(features: Mapping[str, Tensor], what: str = "features") -> tuple[str, ...]:

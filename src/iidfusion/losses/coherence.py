@@ -42,8 +42,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from iidfusion.losses._validation import check_modalities, check_values, upcast
-from iidfusion.ot import FourierRIPReducer, pairwise_cost, rip_dimension, sinkhorn_unbalanced
+from iidfusion.losses._validation import check_modalities, stack_and_check
+from iidfusion.ot import FourierRIPReducer, pairwise_cost, sinkhorn_unbalanced
 
 Pair = tuple[str, str]
 
@@ -99,10 +99,9 @@ def distribution_coherence(
     if features[names[0]].shape[0] < 1:
         raise ValueError("L_dc needs a non-empty batch")
     _check_options(eps, rho, max_iter, cost_scale)
-    check_values({f"features[{n!r}]": features[n] for n in names})
+    stacked = stack_and_check({"features": features}, names)["features"]  # (M, B, d)
 
     dim = dims[names[0]]
-    stacked = torch.stack([upcast(features[n]) for n in names])  # (M, B, d)
     clouds = reducer(stacked) if reducer is not None else stacked
     pairs = modality_pairs(names)
     index = {n: k for k, n in enumerate(names)}
@@ -130,8 +129,9 @@ class DistributionCoherence(nn.Module):
     """``nn.Module`` form of :func:`distribution_coherence`, owning its :class:`FourierRIPReducer`.
 
     ``dim``: the feature width d. ``d1`` kept Fourier bins (default min(16, d // 2 + 1)); ``d2`` RIP
-    output width (default :func:`iidfusion.ot.rip_dimension`, the RIP sample size for d1 bins);
-    ``seed`` of Phi. ``reduce=False`` computes the cost on the raw features (for small d).
+    output width (default :func:`iidfusion.ot.rip_dimension`, the RIP sample size for d1 bins, or
+    no projection when that is not below d: :class:`iidfusion.ot.FourierRIPReducer`); ``seed`` of
+    Phi. ``reduce=False`` computes the cost on the raw features (for small d).
     """
 
     def __init__(
@@ -159,7 +159,6 @@ class DistributionCoherence(nn.Module):
         self.reducer: FourierRIPReducer | None = None
         if reduce:
             d1 = min(16, dim // 2 + 1) if d1 is None else d1
-            d2 = rip_dimension(dim, d1) if d2 is None else d2
             self.reducer = FourierRIPReducer(dim, d1, d2, seed=seed)
         self.eps = eps
         self.rho = rho

@@ -34,7 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iidfusion.losses._validation import check_batch, check_modalities, check_same_keys, check_values, upcast
+from iidfusion.losses._validation import (
+    check_batch,
+    check_modalities,
+    check_same_keys,
+    stack_and_check,
+    upcast,
+)
 
 Variant = Literal["aim", "literal"]
 VARIANTS: tuple[str, ...] = ("aim", "literal")
@@ -55,17 +61,17 @@ def gaussian_kl_to_standard(features: Tensor, *, var_floor: float = 1e-4) -> Ten
     """KL(N(mu, diag s^2) || N(0, I)) of the Gaussian fitted to a (B, d) batch, averaged over d.
 
     Per dimension 0.5 (s^2 + mu^2 - 1 - log s^2) >= 0; s^2 is the unbiased batch variance, floored
-    at ``var_floor`` so that a collapsed dimension gives a large finite penalty, not inf.
+    at ``var_floor`` so that a collapsed dimension gives a large finite penalty, not inf. A stack
+    ``(..., B, d)`` of batches gives one KL per batch, shape ``(...)``.
     """
-    if features.ndim != 2 or features.shape[0] < 2:
+    if features.ndim < 2 or features.shape[-2] < 2:
         raise ValueError(
             f"a batch Gaussian needs features of shape (batch >= 2, dim), got {tuple(features.shape)}; "
             "the variance of one sample is undefined (use drop_last=True in the training loader)"
         )
-    features = upcast(features)
-    mean = features.mean(dim=0)
-    var = features.var(dim=0, correction=1).clamp_min(var_floor)
-    return 0.5 * (var + mean.square() - 1.0 - var.log()).mean()
+    var, mean = torch.var_mean(upcast(features), dim=-2, correction=1)
+    var = var.clamp_min(var_floor)
+    return 0.5 * (var + mean.square() - 1.0 - var.log()).mean(-1)
 
 
 def informatic_constraint(
@@ -105,32 +111,36 @@ def informatic_constraint(
             )
     check_batch(fused_features, batch, "fused_features")
     check_batch(labels, batch, "labels")
-    check_values(
-        {"fused_logits": fused_logits, "fused_features": fused_features}
-        | {f"shared_head_logits[{n!r}]": shared_head_logits[n] for n in names}
-        | {f"features[{n!r}]": features[n] for n in names},
+    stacks = stack_and_check(
+        {"shared_head_logits": shared_head_logits, "features": features},
+        names,
+        {"fused_logits": fused_logits, "fused_features": fused_features},
         labels,
         num_classes,
     )
+    stacked_logits, stacked_features = stacks["shared_head_logits"], stacks["features"]
 
     labels = labels.long()
     log_c = math.log(num_classes)
     fused_ce = F.cross_entropy(upcast(fused_logits), labels)
     fused_kl = gaussian_kl_to_standard(fused_features, var_floor=var_floor)
-    per_sample = {n: F.cross_entropy(upcast(shared_head_logits[n]), labels, reduction="none") for n in names}
-    unimodal_kl = {n: gaussian_kl_to_standard(features[n], var_floor=var_floor) for n in names}
+    per_sample = F.cross_entropy(
+        stacked_logits.flatten(0, 1), labels.repeat(len(names)), reduction="none"
+    ).view(len(names), batch)  # (M, B)
+    unimodal_kl = gaussian_kl_to_standard(stacked_features, var_floor=var_floor)  # (M,)
     if variant == "aim":
-        bracket = [per_sample[n].clamp_max(log_c).mean() - lam * unimodal_kl[n] for n in names]
-        loss = fused_ce + lam * fused_kl - torch.stack(bracket).sum()
+        bracket = per_sample.clamp_max(log_c).mean(1) - lam * unimodal_kl
+        loss = fused_ce + lam * fused_kl - bracket.sum()
     else:
-        bracket = [per_sample[n].mean() - lam * unimodal_kl[n].clamp_max(log_c) for n in names]
-        loss = fused_ce + lam * fused_kl + torch.stack(bracket).sum()
+        bracket = per_sample.mean(1) - lam * unimodal_kl.clamp_max(log_c)
+        loss = fused_ce + lam * fused_kl + bracket.sum()
+    unimodal_ce = per_sample.mean(1)
     return InformaticConstraintOutput(
         loss=loss,
         fused_ce=fused_ce,
-        unimodal_ce={n: ce.mean() for n, ce in per_sample.items()},
+        unimodal_ce=dict(zip(names, unimodal_ce.unbind())),
         fused_kl=fused_kl,
-        unimodal_kl=unimodal_kl,
+        unimodal_kl=dict(zip(names, unimodal_kl.unbind())),
     )
 
 

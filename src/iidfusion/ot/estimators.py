@@ -150,13 +150,14 @@ def wasserstein_rip(
     y: Tensor,
     *,
     d1: int,
-    d2: int,
+    d2: int | None = None,
     eps: float,
     rho: float = float("inf"),
     seed: int = 0,
     p: int = 1,
 ) -> Tensor:
-    """Entropic estimate after the FFT top-d1 + RIP reduction to d2 dimensions (L_dc's).
+    """Entropic estimate after the FFT top-d1 + RIP reduction to d2 dimensions (L_dc's; ``d2=None``
+    is its default, :class:`FourierRIPReducer`).
 
     Each cloud keeps its own d1 frequency bins (as each modality does in L_dc); the
     estimate is exact up to the RIP distortion and the entropic bias when both clouds are
@@ -170,7 +171,7 @@ def wasserstein_rip(
 
 @lru_cache(maxsize=8)
 def _cached_reducer(
-    dim: int, d1: int, d2: int, seed: int, dtype: torch.dtype, device: torch.device
+    dim: int, d1: int, d2: int | None, seed: int, dtype: torch.dtype, device: torch.device
 ) -> FourierRIPReducer:
     """Psi costs O(dim^2 d2) to compose: reuse it across calls of the estimator study."""
     compute_dtype = torch.float64 if dtype == torch.float64 else torch.float32

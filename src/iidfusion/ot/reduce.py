@@ -55,7 +55,11 @@ class FourierRIPReducer(nn.Module):
     Args:
         dim: feature dimension of the inputs.
         d1: number of rfft bins kept (1 <= d1 <= dim // 2 + 1).
-        d2: output dimension (>= 1); :func:`rip_dimension` suggests one.
+        d2: output dimension (>= 1). ``None`` (default) takes :func:`rip_dimension` when it
+            is below ``dim``; when it is not (small ``dim``, e.g. rip_dimension(64, 16) = 178),
+            a projection compresses nothing and only adds distortion, so the low-passed
+            features themselves are returned (``Phi = I``, d2 = dim): distances are then exact,
+            at no more cost than a Gaussian ``Phi`` of that width.
         seed: seed of ``Phi`` (a registered buffer, saved with the module).
 
     ``forward(z)`` maps ``(..., n, dim)`` to ``(..., n, d2)``; every leading index is its own
@@ -66,18 +70,25 @@ class FourierRIPReducer(nn.Module):
     phi: Tensor
     psi: Tensor
 
-    def __init__(self, dim: int, d1: int, d2: int, seed: int = 0) -> None:
+    def __init__(self, dim: int, d1: int, d2: int | None = None, seed: int = 0) -> None:
         super().__init__()
         if not (isinstance(dim, int) and dim >= 1):
             raise ValueError(f"dim must be an int >= 1, got {dim!r}")
         n_bins = dim // 2 + 1
         if not (isinstance(d1, int) and 1 <= d1 <= n_bins):
             raise ValueError(f"d1 must be an int in [1, {n_bins}] (rfft bins of dim={dim}), got {d1!r}")
-        if not (isinstance(d2, int) and d2 >= 1):
-            raise ValueError(f"d2 must be an int >= 1, got {d2!r}")
+        if not (d2 is None or (isinstance(d2, int) and d2 >= 1)):
+            raise ValueError(f"d2 must be an int >= 1 or None, got {d2!r}")
+        self.projected = d2 is not None or rip_dimension(dim, d1) < dim
+        if d2 is None:
+            d2 = rip_dimension(dim, d1) if self.projected else dim
         self.dim, self.d1, self.d2, self.seed = dim, d1, d2, seed
-        generator = torch.Generator().manual_seed(seed)
-        self.register_buffer("phi", torch.randn(d2, dim, generator=generator) / math.sqrt(d2))
+        if self.projected:
+            generator = torch.Generator().manual_seed(seed)
+            phi = torch.randn(d2, dim, generator=generator) / math.sqrt(d2)
+        else:
+            phi = torch.eye(dim)
+        self.register_buffer("phi", phi)
         self.register_buffer("psi", self._compose(self.phi), persistent=False)
         self.register_load_state_dict_post_hook(_refresh_psi)
 
@@ -123,7 +134,8 @@ class FourierRIPReducer(nn.Module):
         return self
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, d1={self.d1}, d2={self.d2}, seed={self.seed}"
+        projection = f"seed={self.seed}" if self.projected else "no projection"
+        return f"dim={self.dim}, d1={self.d1}, d2={self.d2}, {projection}"
 
 
 def _refresh_psi(module: nn.Module, incompatible_keys: Any) -> None:

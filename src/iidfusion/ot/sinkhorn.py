@@ -24,14 +24,16 @@ Engineering (DESIGN.md 1.2, "Engineering of the solver"):
   from 1; a block whose scalings drifted beyond what the stored kernel resolves (or
   overflowed) is redone from the last good state in shorter blocks, down to exact
   log-sum-exp iterations.
-* Every solve starts with one exact log-sum-exp iteration at the target eps (from zero
-  potentials, or from ``init`` for a warm start), whose intermediate gives the kernel. When
-  eps is below 1% of the cost range, a cold start first anneals eps (eps-scaling,
-  Kosowsky and Yuille 1994; GeomLoss): one log-domain iteration per level, from 16 eps
-  down by factors of 4, which cuts the iterations needed at small eps.
+* A solve builds its first kernel directly from zero potentials (or from ``init`` for a
+  warm start), each row shifted so that its largest entry is a_i: one exponential, no
+  log-sum-exp. When eps is below 1% of the cost range, a cold start instead anneals eps
+  (eps-scaling, Kosowsky and Yuille 1994; GeomLoss): one log-domain iteration per level,
+  from 16 eps down by factors of 4, the last one at the target eps giving the kernel, which
+  cuts the iterations needed at small eps.
 * With finite rho the potentials are also translated, (f + lambda, g - lambda) with the
-  closed-form optimal lambda (Sejourne, Vialard and Peyre 2022), every 5 iterations: plain
-  Sinkhorn contracts that direction only by tau^2 per iteration and stalls when rho >> eps.
+  closed-form optimal lambda (Sejourne, Vialard and Peyre 2022), after the first iteration on
+  each kernel and every 2 iterations after that: plain Sinkhorn contracts that direction
+  only by tau^2 per iteration and stalls when rho >> eps.
 * The tolerance is checked every ``check_every`` iterations only: one host synchronisation
   per check, none per iteration.
 * Iterations run without autograd. ``value`` is attached to ``cost`` through the envelope
@@ -65,7 +67,7 @@ _ANNEALING_START = 16.0
 _ANNEALING_RATIO = 0.25
 _ANNEAL_ABOVE = 100.0
 # Iterations between two translations of the potentials (unbalanced problems only).
-_TRANSLATE_EVERY = 5
+_TRANSLATE_EVERY = 2
 
 
 @dataclass(frozen=True)
@@ -329,8 +331,8 @@ class _Scaling:
             log_k = (f0 / eps + problem.log_a).unsqueeze(2) + (g0 / eps + problem.log_b).unsqueeze(1)
             log_kernel = torch.add(log_k, problem.cost, alpha=-1.0 / eps)
         kernel = _exp_flushed(log_kernel)
-        # Both layouts, so that each product is a row vector times a contiguous matrix.
-        self.kernel, self.kernel_t = kernel, kernel.transpose(1, 2).contiguous()
+        # K^T is a view: a transposed copy costs ten times the product it would speed up.
+        self.kernel, self.kernel_t = kernel, kernel.transpose(1, 2)
         if self.balanced:
             row_target, col_target = problem.a, problem.b
         else:
@@ -341,7 +343,7 @@ class _Scaling:
         self.v = torch.ones_like(self.col_target)  # (P, 1, m)
         self.good = (self.u, self.v)  # the last scalings that passed a check
         self.needs_absorbing = False
-        self.done = 0  # iterations run on this kernel: translations every _TRANSLATE_EVERY
+        self.done = 0  # iterations run on this kernel: translations from the first, every _TRANSLATE_EVERY
 
     def iterate(self, count: int) -> None:
         u, v, tau = self.u, self.v, self.tau
@@ -352,7 +354,7 @@ class _Scaling:
             v = torch.div(self.col_target, torch.bmm(u, self.kernel))
             if tau != 1.0:
                 v.pow_(tau)
-            if not self.balanced and k % _TRANSLATE_EVERY == _TRANSLATE_EVERY - 1:
+            if not self.balanced and k % _TRANSLATE_EVERY == 0:
                 u, v = self._translate(u, v)
         self.u, self.v = u, v
         self.done += count
@@ -472,6 +474,22 @@ def _exact_start(problem: _Problem, f: Tensor, g: Tensor) -> _Scaling:
     return _Scaling(problem, f, g, log_kernel)
 
 
+def _direct_start(problem: _Problem, f: Tensor, g: Tensor) -> _Scaling:
+    """The scaling state at potentials (f, g) shifted so that each row's largest plan entry is a_i.
+
+    One exponential and no log-sum-exp (an exact start takes three exponentials). The shift keeps
+    every kernel entry representable whatever f and g are (far-off warm starts, costs offset by
+    1e5 eps) and the first row scalings within [1 / m, 1]; scalings that still drift too far are
+    caught by :meth:`_Scaling.check`, which falls back to exact iterations.
+    """
+    eps = problem.eps
+    log_kernel = (f / eps + problem.log_a).unsqueeze(2) + (g / eps + problem.log_b).unsqueeze(1)
+    log_kernel.add_(problem.cost, alpha=-1.0 / eps)
+    shift = log_kernel.amax(2).sub_(problem.log_a)  # (P, n)
+    log_kernel.sub_(shift.unsqueeze(2))
+    return _Scaling(problem, f - eps * shift, g, log_kernel)
+
+
 def _solve(
     problem: _Problem,
     start: tuple[Tensor, Tensor] | None,
@@ -482,18 +500,18 @@ def _solve(
 ) -> tuple[_Scaling, int]:
     cost = problem.cost
     tol = max(tol, 64 * torch.finfo(cost.dtype).eps)
-    if start is None:
+    if start is not None:
+        step, n_iter = _direct_start(problem, *start), 0
+    else:
         f = cost.new_zeros(cost.shape[:2])
         g = cost.new_zeros((cost.shape[0], cost.shape[2]))
         levels = _annealing_schedule(problem, max_iter)
-    else:
-        # One exact iteration makes warm potentials consistent with this cost before the
-        # kernel is built from them.
-        (f, g), levels = start, [problem.eps]
-    for level in levels[:-1]:
-        f, g = _log_domain_iteration(problem, f, g, level)
-    step = _exact_start(problem, f, g)
-    n_iter = len(levels)
+        if len(levels) == 1:
+            step, n_iter = _direct_start(problem, f, g), 0
+        else:
+            for level in levels[:-1]:
+                f, g = _log_domain_iteration(problem, f, g, level)
+            step, n_iter = _exact_start(problem, f, g), len(levels)
     while n_iter < max_iter:
         count = min(check_every, max_iter - n_iter)
         step.iterate(count)
@@ -525,7 +543,7 @@ def _evaluate(step: _Scaling) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, T
     eps, rho, n = problem.eps, problem.rho, problem.cost.shape[1]
     scalings = torch.cat([step.u, step.v], 2).squeeze(1).log_()
     potentials = torch.cat([step.f0, step.g0], 1).add_(scalings, alpha=eps)  # (P, n + m): f, g
-    plan = step.kernel * step.u.transpose(1, 2) * step.v
+    plan = step.kernel.mul_(step.u.transpose(1, 2)).mul_(step.v)  # the state's last use
     marginals = torch.cat([plan.sum(2), plan.sum(1)], 1)  # (P, n + m): T 1, then T^T 1
     mass = marginals[:, :n].sum(1)
     transport_cost = torch.linalg.vecdot(plan.flatten(1), problem.cost.flatten(1))
