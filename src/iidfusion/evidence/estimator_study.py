@@ -78,6 +78,8 @@ class StudyConfig:
     sampled_k: tuple[int, ...] = (16, 32)
     sliced_projections: tuple[int, ...] = (16, 256)
     max_sliced_projections: int = 256
+    max_sliced_ascent_steps: int = 20
+    """steps of the ascent on the sphere of the second max-sliced row (the first: random directions only)."""
     rip: tuple[tuple[int, int], ...] = ((8, 32), (16, 32), (16, 64), (32, 128), (16, 0))
     """(d1, d2) of the RIP estimator; d2 = 0 is L_dc's default (``FourierRIPReducer(d, d1)``:
     rip_dimension(d, d1), or no projection where that is not below d)."""
@@ -101,6 +103,7 @@ class StudyConfig:
             "eps_rel > 0": self.eps_rel > 0,
             "rho_rel > 0": self.rho_rel > 0,
             "threads >= 1": self.threads >= 1,
+            "max_sliced_ascent_steps >= 0": self.max_sliced_ascent_steps >= 0,
             "at least one setting": bool((self.dims and self.spectra and self.shifts) or self.real) and bool(self.sizes),
         }
         failed = [rule for rule, ok in checks.items() if not ok]
@@ -391,13 +394,16 @@ def build_estimators(config: StudyConfig) -> list[EstimatorSpec]:
                 lambda x, y, u, g, c=count: ot.wasserstein_sliced(x, y, n_projections=c, generator=g),
             )
         )
-    specs.append(
-        EstimatorSpec(
-            f"max-sliced L={config.max_sliced_projections}",
-            "max-sliced",
-            lambda x, y, u, g: ot.wasserstein_max_sliced(x, y, n_projections=config.max_sliced_projections, generator=g),
+    for steps in sorted({0, config.max_sliced_ascent_steps}):
+        specs.append(
+            EstimatorSpec(
+                f"max-sliced L={config.max_sliced_projections}" + (f" ascent={steps}" if steps else ""),
+                "max-sliced",
+                lambda x, y, u, g, steps=steps: ot.wasserstein_max_sliced(
+                    x, y, n_projections=config.max_sliced_projections, generator=g, ascent_steps=steps
+                ),
+            )
         )
-    )
     for d1, d2 in config.rip:
         specs.append(
             EstimatorSpec(

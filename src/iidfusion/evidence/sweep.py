@@ -200,7 +200,7 @@ def render_markdown(runs: Sequence[SweepRun], config: ExperimentConfig, title: s
     return (
         f"# {title}\n\n"
         f"Method {config.method}, {'seed 0' if config.seeds == 1 else f'seeds 0..{config.seeds - 1}'}; selection by validation accuracy (best epoch). "
-        f"Fixed: d2={loss.d2 or 'automatic (rip_dimension(width, d1))'}, eps={loss.eps:g}, rho={loss.rho:g}, lam={loss.lam:g}, Sinkhorn max_iter={loss.max_iter}, "
+        f"Fixed: d2={loss.d2 or 'automatic (rip_dimension(width, d1) if below the width, else no projection)'}, eps={loss.eps:g}, rho={loss.rho:g}, lam={loss.lam:g}, Sinkhorn max_iter={loss.max_iter}, "
         f"width={config.model.width}, lr={config.optim.lr:g}, batch {train.batch_size}, "
         f"max {train.max_epochs} epochs, patience {train.patience}.\n\n"
         + markdown_table(["alpha", "beta", "d1", "val acc (%)", "test acc (%)", "seeds"], rows, numeric_from=0)

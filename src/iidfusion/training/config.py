@@ -47,7 +47,7 @@ class LossConfig:
     lam: float = _option(0.1, "weight of the Gaussian KL terms inside L_ic")
     variant: str = _option("aim", "L_ic form: 'aim' (bounded, the stated aim) or 'literal'")
     d1: int = _option(0, "Fourier bins kept per modality before the RIP projection (0: min(16, d/2+1))")
-    d2: int = _option(0, "RIP projection width (0: iidfusion.ot.rip_dimension(d, d1))")
+    d2: int = _option(0, "RIP projection width (0: rip_dimension(d, d1) if below d, else no projection)")
     eps: float = _option(0.1, "entropic regularization of the relaxed OT")
     rho: float = _option(10.0, "marginal relaxation of the relaxed OT (KL weight)")
     max_iter: int = _option(100, "Sinkhorn iteration budget of L_dc")
