@@ -2,8 +2,9 @@ import csv
 from dataclasses import replace
 
 import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from iidfusion.training.runner import fit_method
+from iidfusion.training.runner import BestWeights, ReseedEachBatch, build_trainer, fit_method
 
 
 def test_resume_gives_the_same_model(tiny_splits, fast_config, tmp_path):
@@ -57,3 +58,15 @@ def test_bfloat16_mixed_precision_trains(tiny_splits, fast_config):
     result = fit_method(tiny_splits, "iid-p", 0, config)
     assert all(torch.isfinite(p).all() for p in result.module.parameters())
     assert all(0 <= m.accuracy <= 1 for m in result.metrics) and result.epochs == 2
+
+
+def test_build_trainer_appends_extra_callbacks(fast_config, tmp_path):
+    """Callbacks of the caller come after the built-in ones (Lightning keeps checkpoints last)."""
+    best, extra = BestWeights(), Callback()
+    trainer = build_trainer(fast_config.train, tmp_path, 0, best, callbacks=[extra])
+    callbacks = trainer.callbacks
+    assert isinstance(callbacks[0], ReseedEachBatch) and callbacks[1] is best
+    assert callbacks.index(best) < callbacks.index(extra) and callbacks.count(extra) == 1
+    checkpoints = [i for i, c in enumerate(callbacks) if isinstance(c, ModelCheckpoint)]
+    assert [callbacks[i].filename for i in checkpoints] == ["best", "last"] and min(checkpoints) > callbacks.index(extra)
+    assert extra not in build_trainer(fast_config.train, None, 0, BestWeights()).callbacks

@@ -217,8 +217,7 @@ def fit_end_to_end(
         eval_batch_size=finetune.eval_batch_size,
     )
     best = BestWeights()
-    trainer = build_trainer(config.train, run_dir, seed, best)
-    trainer.callbacks.append(FreezeSchedule(finetune.freeze_epochs))
+    trainer = build_trainer(config.train, run_dir, seed, best, callbacks=[FreezeSchedule(finetune.freeze_epochs)])
     trainer.accumulate_grad_batches = finetune.accumulate_grad_batches
     trainer.fit(module, datamodule=data)
     device = trainer.strategy.root_device
@@ -235,14 +234,4 @@ def fit_end_to_end(
         batch_size=finetune.eval_batch_size,
         bf16=bf16,
     )
-    return FitResult(
-        method=spec.name,
-        seed=seed,
-        metrics=metrics,
-        best_val_acc=best.best_score if best.best_score is not None else float("nan"),
-        best_epoch=best.best_epoch,
-        epochs=trainer.current_epoch,
-        seconds=time.perf_counter() - start,
-        is_global_zero=trainer.is_global_zero,
-        module=module,
-    )
+    return FitResult.collect(module, trainer, best, metrics, seed, start)

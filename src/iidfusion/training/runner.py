@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,18 +143,25 @@ def build_loggers(train: TrainConfig, run_dir: Path | None) -> list[Logger]:
     return [made[name] for name in train.loggers]
 
 
-def build_trainer(train: TrainConfig, run_dir: Path | None, seed: int, best: BestWeights) -> L.Trainer:
-    """The Lightning trainer of one run: seeding, early stopping, checkpoints, loggers."""
-    callbacks: list[Callback] = [ReseedEachBatch(seed), best]
+def build_trainer(
+    train: TrainConfig, run_dir: Path | None, seed: int, best: BestWeights, *, callbacks: Sequence[Callback] = ()
+) -> L.Trainer:
+    """The Lightning trainer of one run: seeding, early stopping, checkpoints, loggers.
+
+    ``callbacks``: extra callbacks of the caller (e.g. end-to-end training's freezing
+    schedule), appended after the built-in ones (Lightning still moves every
+    ``ModelCheckpoint`` to the end of the list).
+    """
+    built_in: list[Callback] = [ReseedEachBatch(seed), best]
     if train.patience > 0:
-        callbacks.append(EarlyStopping(MONITOR, mode="max", patience=train.patience, check_on_train_epoch_end=True))
+        built_in.append(EarlyStopping(MONITOR, mode="max", patience=train.patience, check_on_train_epoch_end=True))
     if train.checkpoints and run_dir is not None:
         # Two callbacks: Lightning 2.6 refreshes save_last only in epochs that improved the
         # monitored metric, and a resume needs the state of the latest epoch.
         common: dict[str, Any] = {"dirpath": run_dir / "checkpoints", "save_on_train_epoch_end": True,
                                   "auto_insert_metric_name": False, "enable_version_counter": False}
-        callbacks.append(ModelCheckpoint(filename="best", monitor=MONITOR, mode="max", save_top_k=1, **common))
-        callbacks.append(ModelCheckpoint(filename="last", monitor=None, save_top_k=1, **common))
+        built_in.append(ModelCheckpoint(filename="best", monitor=MONITOR, mode="max", save_top_k=1, **common))
+        built_in.append(ModelCheckpoint(filename="last", monitor=None, save_top_k=1, **common))
     loggers = build_loggers(train, run_dir)
     return L.Trainer(
         max_epochs=train.max_epochs,
@@ -163,7 +171,7 @@ def build_trainer(train: TrainConfig, run_dir: Path | None, seed: int, best: Bes
         precision=train.precision,  # type: ignore[arg-type]
         deterministic="warn",
         logger=loggers or False,
-        callbacks=callbacks,
+        callbacks=[*built_in, *callbacks],
         enable_checkpointing=train.checkpoints and run_dir is not None,
         enable_progress_bar=train.progress_bar,
         enable_model_summary=False,
