@@ -117,7 +117,7 @@ class Workload:
 @dataclass(frozen=True)
 class StepCost:
     """One method on one workload: median time per step (ms), its median in each round (for paired
-    ratios), the time of its objective alone (:func:`loss_time_ms`), peak memory (MiB; NaN if not
+    ratios), the time of its objective alone (:func:`loss_times_ms`), peak memory (MiB; NaN if not
     measured), the number of timed steps and the fastest of them (ms)."""
 
     workload: str
@@ -272,6 +272,7 @@ def measure_costs(workload: Workload, jobs: Sequence[Job], config: CostConfig) -
     for _ in range(rounds):
         for k, trainer in enumerate(trainers):
             times[k].append(_timed_steps(trainer, steps))
+    loss_ms = loss_times_ms(trainers, LOSS_REPEATS)
     return [
         StepCost(
             workload.name,
@@ -279,16 +280,16 @@ def measure_costs(workload: Workload, jobs: Sequence[Job], config: CostConfig) -
             job.method,
             1e3 * statistics.median(t for r in per_round for t in r),
             tuple(1e3 * statistics.median(r) for r in per_round),
-            loss_time_ms(trainer, LOSS_REPEATS),
+            loss,
             peak_memory_mib(trainer) if job.memory and config.memory else math.nan,
             sum(len(r) for r in per_round),
             1e3 * min(t for r in per_round for t in r),
         )
-        for job, trainer, per_round in zip(jobs, trainers, times)
+        for job, trainer, per_round, loss in zip(jobs, trainers, times, loss_ms)
     ]
 
 
-LOSS_REPEATS = 11
+LOSS_REPEATS = 21
 
 
 def _leaf(value: Any) -> Any:
@@ -300,9 +301,9 @@ def _leaf(value: Any) -> Any:
     return value
 
 
-def loss_time_ms(trainer: Trainer, repeats: int) -> float:
-    """Least time (ms) over ``repeats`` of the objective's forward and backward on a fixed, detached
-    model output (the least disturbed run: the work is the same every time).
+def objective_timer(trainer: Trainer) -> Callable[[], float]:
+    """A function timing (seconds) one forward and backward of the objective on a fixed, detached
+    model output.
 
     The model's forward and backward are shared by a method and its IID variant (L_ic and L_dc add
     their gradients at the features before the one backward through the encoders), so the
@@ -314,14 +315,26 @@ def loss_time_ms(trainer: Trainer, repeats: int) -> float:
     output = dataclasses.replace(output, **{f.name: _leaf(getattr(output, f.name)) for f in dataclasses.fields(output)})
     cuda = trainer.device.type == "cuda"
     clock = time.perf_counter if cuda else time.process_time
-    times = []
-    for _ in range(repeats):
+
+    def timed() -> float:
         start = clock()
         trainer.loss(output, trainer.batch["label"], trainer.batch["index"], strategy=trainer.model.strategy).total.backward()
         if cuda:
             torch.cuda.synchronize(trainer.device)
-        times.append(clock() - start)
-    return 1e3 * min(times)
+        return clock() - start
+
+    return timed
+
+
+def loss_times_ms(trainers: Sequence[Trainer], repeats: int) -> list[float]:
+    """Per trainer, the least time (ms) of :func:`objective_timer` over ``repeats`` interleaved rounds
+    (the least disturbed run of the same work; interleaving exposes every trainer to the same load)."""
+    timers = [objective_timer(trainer) for trainer in trainers]
+    times: list[list[float]] = [[] for _ in timers]
+    for _ in range(repeats):
+        for k, timer in enumerate(timers):
+            times[k].append(timer())
+    return [1e3 * min(t) for t in times]
 
 
 def paired_ratio(numerator: StepCost, denominator: StepCost) -> tuple[float, float, float]:
@@ -364,7 +377,7 @@ def ratio_rows(costs: Sequence[StepCost], target: float) -> list[list[str]]:
     """One row per strategy: base and IID times and memory, the IID / base ratios, targets met.
 
     The time target is judged on 1 + (regularizer time) / (IF base step), the noise-free estimate
-    of the step ratio (:func:`loss_time_ms`); the directly measured paired ratio and its range over
+    of the step ratio (:func:`loss_times_ms`); the directly measured paired ratio and its range over
     rounds are shown next to it.
     """
     by_method = {c.method: c for c in costs}
@@ -426,7 +439,7 @@ def options_label(loss: LossConfig, default: LossConfig) -> str:
 
 def ablation_rows(costs: Sequence[StepCost]) -> list[list[str]]:
     """Per strategy, the paired time ratio to the IF base of L_dc alone (w/o I), L_ic alone (w/o D) and
-    both, and the time of each regularizer alone (ms, from :func:`loss_time_ms`)."""
+    both, and the time of each regularizer alone (ms, from :func:`loss_times_ms`)."""
     by_method = {c.method: c for c in costs if c.options == "default"}
     rows = []
     for strategy, _, base, iid in STRATEGY_FAMILIES:
@@ -555,10 +568,11 @@ def render_markdown(results: CostResults) -> str:
         "(parameters, gradients, optimizer state and activations). Ratios are IID over its base with the same "
         "weight strategy, same batch, same run; a paired ratio is the median over rounds of the ratio of the "
         "two methods' times in that round. 'L_ic + L_dc alone' is the time of the IID objective's forward and "
-        f"backward minus the base objective's, on a fixed model output (fastest of {LOSS_REPEATS}): the model's "
-        "own forward and backward are the same for both, so 1 + that / (fastest IF base step) estimates the step "
-        "ratio without the noise of the encoders and of other jobs (each fastest time is the least disturbed run "
-        "of the same work); the time target is judged on it. "
+        "backward minus the base objective's, on a fixed model output (fastest of "
+        f"{LOSS_REPEATS} interleaved rounds): the model's own forward and backward are the same for both, so "
+        "1 + that / (fastest IF base step) estimates the step ratio without the noise of the encoders and of "
+        "other jobs (each fastest time is the least disturbed run of the same work); the time target is judged "
+        "on it. "
         f"Run time {results.seconds:.0f} s.",
     ]
     for name in config.workloads:
