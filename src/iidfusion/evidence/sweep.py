@@ -204,7 +204,7 @@ def render_markdown(runs: Sequence[SweepRun], config: ExperimentConfig, title: s
         f"width={config.model.width}, lr={config.optim.lr:g}, batch {train.batch_size}, "
         f"max {train.max_epochs} epochs, patience {train.patience}.\n\n"
         + markdown_table(["alpha", "beta", "d1", "val acc (%)", "test acc (%)", "seeds"], rows, numeric_from=0)
-        + f"\n\nBest: alpha={best.alpha:g}, beta={best.beta:g}, d1={best.d1} "
+        + f"\n\nBest: alpha={best.alpha:g}, beta={best.beta:g}, d1={_d1_label(best.d1)} "
         f"({100 * best.val_acc:.2f}% validation, {100 * best.test_acc:.2f}% test). "
         f"Spread over the {len(points)} points: {100 * (best.val_acc - worst.val_acc):.2f} points of validation accuracy "
         f"(worst: alpha={worst.alpha:g}, beta={worst.beta:g}, d1={_d1_label(worst.d1)}, {100 * worst.val_acc:.2f}%).\n"
