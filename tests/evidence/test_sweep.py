@@ -43,6 +43,17 @@ def test_summary_report_and_heatmap():
     assert len(figure.axes) == 3  # one panel per d1, and the colour bar
 
 
+def test_heatmap_scale_leaves_collapsed_points_below_it():
+    runs = [_run(a, b, 4, 0, v) for (a, b), v in zip([(0.1, 0.1), (0.1, 1.0), (1.0, 0.1), (1.0, 1.0)], (0.97, 0.98, 0.96, 0.03))]
+    figure = plot_heatmap(runs)
+    image = figure.axes[0].images[0]
+    assert image.get_clim() == pytest.approx((96.0, 98.0))  # the collapsed 3 % is below the scale
+    assert tuple(image.cmap.get_under()[:3]) != tuple(image.cmap(0.0)[:3])  # drawn in its own colour
+    assert figure.axes[-1].get_label() == "<colorbar>"
+    trained = plot_heatmap(runs[:3]).axes[0].images[0]
+    assert trained.get_clim() == pytest.approx((96.0, 98.0))
+
+
 def test_optuna_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     config = load_config(overrides={"method": "iid-l", "seeds": 1})

@@ -211,8 +211,18 @@ def render_markdown(runs: Sequence[SweepRun], config: ExperimentConfig, title: s
     )
 
 
+COLLAPSE_GAP = 20.0
+"""Points of validation accuracy below the median beyond which a grid point counts as collapsed (heat map)."""
+
+
 def plot_heatmap(runs: Sequence[SweepRun]):  # -> matplotlib Figure
-    """Validation accuracy (%) over (alpha, beta), one panel per d1, one colour scale for all."""
+    """Validation accuracy (%) over (alpha, beta), one panel per d1, one colour scale for all.
+
+    The scale spans the points within ``COLLAPSE_GAP`` points of the median; points further below
+    (collapsed trainings) are drawn in grey under it, so that they do not flatten the differences
+    among the others. Every cell is annotated with its value.
+    """
+    import matplotlib
     import numpy as np
 
     points = summarize(runs)
@@ -220,21 +230,25 @@ def plot_heatmap(runs: Sequence[SweepRun]):  # -> matplotlib Figure
     betas = sorted({p.beta for p in points})
     d1s = sorted({p.d1 for p in points})
     lookup = {(p.alpha, p.beta, p.d1): 100 * p.val_acc for p in points}
-    values = [lookup.get(key, math.nan) for key in itertools.product(alphas, betas, d1s)]
-    low, high = min(v for v in values if not math.isnan(v)), max(v for v in values if not math.isnan(v))
+    values = [v for v in (lookup.get(key, math.nan) for key in itertools.product(alphas, betas, d1s)) if not math.isnan(v)]
+    floor = statistics.median(values) - COLLAPSE_GAP
+    low, high = min(v for v in values if v >= floor), max(values)
+    colours = matplotlib.colormaps["viridis"].copy()
+    colours.set_under("0.6")
     figure, axes = new_figure(len(d1s), width=max(3.2, 1.1 * len(alphas) + 1.8), height=max(2.8, 0.8 * len(betas) + 1.6))
     axes[0].set_ylabel("beta (L_dc weight)")
     for axis, d1 in zip(axes, d1s):
         grid = np.array([[lookup.get((a, b, d1), math.nan) for a in alphas] for b in betas])
-        image = axis.imshow(grid, origin="lower", cmap="viridis", vmin=low, vmax=high, aspect="auto")
+        image = axis.imshow(grid, origin="lower", cmap=colours, vmin=low, vmax=high, aspect="auto")
         for (row, col), value in np.ndenumerate(grid):
             if not math.isnan(value):
-                axis.text(col, row, f"{value:.1f}", ha="center", va="center", fontsize=8, color="white" if value < (low + high) / 2 else "black")
+                dark = low <= value < (low + high) / 2
+                axis.text(col, row, f"{value:.1f}", ha="center", va="center", fontsize=8, color="white" if dark else "black")
         axis.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
         axis.set_yticks(range(len(betas)), [f"{b:g}" for b in betas])
         axis.set_xlabel("alpha (L_ic weight)")
         axis.set_title(f"validation accuracy (%), d1={_d1_label(d1)}")
-    figure.colorbar(image, ax=list(axes), shrink=0.85)
+    figure.colorbar(image, ax=list(axes), shrink=0.85, extend="min" if min(values) < low else "neither")
     return figure
 
 
