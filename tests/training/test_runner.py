@@ -70,3 +70,8 @@ def test_build_trainer_appends_extra_callbacks(fast_config, tmp_path):
     checkpoints = [i for i, c in enumerate(callbacks) if isinstance(c, ModelCheckpoint)]
     assert [callbacks[i].filename for i in checkpoints] == ["best", "last"] and min(checkpoints) > callbacks.index(extra)
     assert extra not in build_trainer(fast_config.train, None, 0, BestWeights()).callbacks
+
+
+def test_build_trainer_accumulates_gradients_when_asked(fast_config):
+    assert build_trainer(fast_config.train, None, 0, BestWeights()).accumulate_grad_batches == 1
+    assert build_trainer(fast_config.train, None, 0, BestWeights(), accumulate_grad_batches=4).accumulate_grad_batches == 4

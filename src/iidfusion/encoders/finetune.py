@@ -217,8 +217,14 @@ def fit_end_to_end(
         eval_batch_size=finetune.eval_batch_size,
     )
     best = BestWeights()
-    trainer = build_trainer(config.train, run_dir, seed, best, callbacks=[FreezeSchedule(finetune.freeze_epochs)])
-    trainer.accumulate_grad_batches = finetune.accumulate_grad_batches
+    trainer = build_trainer(
+        config.train,
+        run_dir,
+        seed,
+        best,
+        callbacks=[FreezeSchedule(finetune.freeze_epochs)],
+        accumulate_grad_batches=finetune.accumulate_grad_batches,
+    )
     trainer.fit(module, datamodule=data)
     device = trainer.strategy.root_device
     best_model = best.best_model(module, trainer).to(device)

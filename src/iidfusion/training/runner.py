@@ -144,13 +144,20 @@ def build_loggers(train: TrainConfig, run_dir: Path | None) -> list[Logger]:
 
 
 def build_trainer(
-    train: TrainConfig, run_dir: Path | None, seed: int, best: BestWeights, *, callbacks: Sequence[Callback] = ()
+    train: TrainConfig,
+    run_dir: Path | None,
+    seed: int,
+    best: BestWeights,
+    *,
+    callbacks: Sequence[Callback] = (),
+    accumulate_grad_batches: int = 1,
 ) -> L.Trainer:
     """The Lightning trainer of one run: seeding, early stopping, checkpoints, loggers.
 
     ``callbacks``: extra callbacks of the caller (e.g. end-to-end training's freezing
     schedule), appended after the built-in ones (Lightning still moves every
-    ``ModelCheckpoint`` to the end of the list).
+    ``ModelCheckpoint`` to the end of the list). ``accumulate_grad_batches``: optimizer step
+    every that many batches (end-to-end training's large effective batches).
     """
     built_in: list[Callback] = [ReseedEachBatch(seed), best]
     if train.patience > 0:
@@ -179,6 +186,7 @@ def build_trainer(
         use_distributed_sampler=False,
         log_every_n_steps=1,
         default_root_dir=run_dir,
+        accumulate_grad_batches=accumulate_grad_batches,
     )
 
 
