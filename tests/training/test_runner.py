@@ -1,10 +1,11 @@
 import csv
 from dataclasses import replace
 
+import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from iidfusion.training.runner import BestWeights, ReseedEachBatch, build_trainer, fit_method
+from iidfusion.training.runner import BestWeights, ReseedEachBatch, build_strategy, build_trainer, fit_method
 
 
 def test_resume_gives_the_same_model(tiny_splits, fast_config, tmp_path):
@@ -75,3 +76,13 @@ def test_build_trainer_appends_extra_callbacks(fast_config, tmp_path):
 def test_build_trainer_accumulates_gradients_when_asked(fast_config):
     assert build_trainer(fast_config.train, None, 0, BestWeights()).accumulate_grad_batches == 1
     assert build_trainer(fast_config.train, None, 0, BestWeights(), accumulate_grad_batches=4).accumulate_grad_batches == 4
+
+
+@pytest.mark.parametrize("name", ["ddp", "ddp_fork", "ddp_spawn_find_unused_parameters_true", "ddp_find_unused_parameters_true"])
+def test_ddp_strategies_keep_each_process_buffers(name):
+    """QMF's history is merged at epoch end: DDP must not broadcast rank 0's buffers, also when
+    unused parameters must be found (frozen encoders)."""
+    strategy = build_strategy(name)
+    assert strategy._ddp_kwargs["broadcast_buffers"] is False
+    assert strategy._ddp_kwargs.get("find_unused_parameters", False) is name.endswith("_find_unused_parameters_true")
+    assert build_strategy("auto") == "auto"

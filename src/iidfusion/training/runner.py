@@ -40,6 +40,7 @@ from iidfusion.training.module import FusionModule
 MONITOR = "val/acc"
 LOGGERS = ("csv", "tensorboard")
 _DDP_START_METHODS = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
+_FIND_UNUSED = "_find_unused_parameters_true"
 
 
 class ReseedEachBatch(Callback):
@@ -110,9 +111,15 @@ def build_strategy(name: str) -> str | Strategy:
     DDP broadcasts rank 0's buffers at every forward by default, which would overwrite the
     rows other processes added to QMF's per-sample loss history; :class:`FusionModule` sums
     the processes' increments at each epoch end instead. Our other buffers are constants.
+    Lightning's ``<ddp variant>_find_unused_parameters_true`` names are kept too (needed when
+    some parameters get no gradient in a step, e.g. encoders frozen for the first epochs of
+    end-to-end fine-tuning), also without buffer broadcasting.
     """
-    if name in _DDP_START_METHODS:
-        return DDPStrategy(start_method=_DDP_START_METHODS[name], broadcast_buffers=False)  # type: ignore[arg-type]
+    base = name.removesuffix(_FIND_UNUSED)
+    if base in _DDP_START_METHODS:
+        return DDPStrategy(  # type: ignore[arg-type]
+            start_method=_DDP_START_METHODS[base], broadcast_buffers=False, find_unused_parameters=base != name
+        )
     return name
 
 
