@@ -115,7 +115,7 @@ def wasserstein_sliced(
     (sqrt(pi) Gamma((d+p)/2)). Dividing by c gives an estimate that is a lower bound of
     W_p^p in expectation over the directions and exact when y is a translate of x.
     """
-    projections = _projected_costs(x, y, n_projections, generator, p)
+    projections = _projected_costs(x, y, _random_directions(x, y, n_projections, generator, p), p)
     d = x.shape[1]
     log_c = (
         math.lgamma(d / 2) + math.lgamma((p + 1) / 2)
@@ -152,20 +152,20 @@ def wasserstein_max_sliced(
     if not (isinstance(ascent_steps, int) and ascent_steps >= 0):
         raise ValueError(f"ascent_steps must be an int >= 0, got {ascent_steps!r}")
     directions = _random_directions(x, y, n_projections, generator, p)
-    costs = _wasserstein_1d((x @ directions).T, (y @ directions).T, p)
+    costs = _projected_costs(x, y, directions, p)
     best = costs.argmax()
     value = costs[best]
     theta = directions[:, best].detach()
     for _ in range(ascent_steps):
         theta = theta.clone().requires_grad_()
         with torch.enable_grad():
-            cost = _wasserstein_1d((x.detach() @ theta).unsqueeze(0), (y.detach() @ theta).unsqueeze(0), p)[0]
+            cost = _projected_costs(x.detach(), y.detach(), theta.unsqueeze(1), p)[0]
             (gradient,) = torch.autograd.grad(cost, theta)
         norm = gradient.norm()
         if not norm > 0:
             break
         theta = (gradient / norm).detach()
-        candidate = _wasserstein_1d((x @ theta).unsqueeze(0), (y @ theta).unsqueeze(0), p)[0]
+        candidate = _projected_costs(x, y, theta.unsqueeze(1), p)[0]
         value = torch.maximum(value, candidate)
     return value
 
@@ -235,11 +235,8 @@ def _random_directions(
     return (directions / directions.norm(dim=0, keepdim=True)).to(x)
 
 
-def _projected_costs(
-    x: Tensor, y: Tensor, n_projections: int, generator: torch.Generator | None, p: int
-) -> Tensor:
-    """1-D W_p^p ``(n_projections,)`` between the projections on uniform random directions."""
-    directions = _random_directions(x, y, n_projections, generator, p)
+def _projected_costs(x: Tensor, y: Tensor, directions: Tensor, p: int) -> Tensor:
+    """1-D W_p^p ``(L,)`` between the projections of the clouds on the ``(d, L)`` directions."""
     return _wasserstein_1d((x @ directions).T, (y @ directions).T, p)
 
 

@@ -327,10 +327,7 @@ class _Scaling:
         self.tau = _damping(problem.rho, eps)
         self.balanced = math.isinf(problem.rho)
         self.power = 0.0 if self.balanced else -eps / problem.rho  # e^{-f/rho} = A u^power
-        if log_kernel is None:
-            log_k = (f0 / eps + problem.log_a).unsqueeze(2) + (g0 / eps + problem.log_b).unsqueeze(1)
-            log_kernel = torch.add(log_k, problem.cost, alpha=-1.0 / eps)
-        kernel = _exp_flushed(log_kernel)
+        kernel = _exp_flushed(_log_kernel(problem, f0, g0) if log_kernel is None else log_kernel)
         # K^T is a view: a transposed copy costs ten times the product it would speed up.
         self.kernel, self.kernel_t = kernel, kernel.transpose(1, 2)
         if self.balanced:
@@ -482,12 +479,17 @@ def _direct_start(problem: _Problem, f: Tensor, g: Tensor) -> _Scaling:
     1e5 eps) and the first row scalings within [1 / m, 1]; scalings that still drift too far are
     caught by :meth:`_Scaling.check`, which falls back to exact iterations.
     """
-    eps = problem.eps
-    log_kernel = (f / eps + problem.log_a).unsqueeze(2) + (g / eps + problem.log_b).unsqueeze(1)
-    log_kernel.add_(problem.cost, alpha=-1.0 / eps)
+    log_kernel = _log_kernel(problem, f, g)
     shift = log_kernel.amax(2).sub_(problem.log_a)  # (P, n)
     log_kernel.sub_(shift.unsqueeze(2))
-    return _Scaling(problem, f - eps * shift, g, log_kernel)
+    return _Scaling(problem, f - problem.eps * shift, g, log_kernel)
+
+
+def _log_kernel(problem: _Problem, f: Tensor, g: Tensor) -> Tensor:
+    """log a + log b + (f + g - C) / eps, the log of the plan at potentials (f, g), (P, n, m)."""
+    eps = problem.eps
+    log_kernel = (f / eps + problem.log_a).unsqueeze(2) + (g / eps + problem.log_b).unsqueeze(1)
+    return log_kernel.add_(problem.cost, alpha=-1.0 / eps)
 
 
 def _solve(
@@ -500,18 +502,16 @@ def _solve(
 ) -> tuple[_Scaling, int]:
     cost = problem.cost
     tol = max(tol, 64 * torch.finfo(cost.dtype).eps)
-    if start is not None:
-        step, n_iter = _direct_start(problem, *start), 0
+    if start is None:
+        f, g = cost.new_zeros(cost.shape[:2]), cost.new_zeros((cost.shape[0], cost.shape[2]))
+        coarse = _annealing_schedule(problem, max_iter)[:-1]  # levels above the target eps
     else:
-        f = cost.new_zeros(cost.shape[:2])
-        g = cost.new_zeros((cost.shape[0], cost.shape[2]))
-        levels = _annealing_schedule(problem, max_iter)
-        if len(levels) == 1:
-            step, n_iter = _direct_start(problem, f, g), 0
-        else:
-            for level in levels[:-1]:
-                f, g = _log_domain_iteration(problem, f, g, level)
-            step, n_iter = _exact_start(problem, f, g), len(levels)
+        (f, g), coarse = start, []
+    for level in coarse:
+        f, g = _log_domain_iteration(problem, f, g, level)
+    # After annealing, an exact iteration at the target eps fits the potentials to it.
+    step = _exact_start(problem, f, g) if coarse else _direct_start(problem, f, g)
+    n_iter = len(coarse) + 1 if coarse else 0
     while n_iter < max_iter:
         count = min(check_every, max_iter - n_iter)
         step.iterate(count)
