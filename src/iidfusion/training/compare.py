@@ -28,7 +28,7 @@ from iidfusion.data.base import DatasetSplits
 from iidfusion.training.config import ExperimentConfig, config_to_dict, resolve_methods
 from iidfusion.training.report import EvalResult, write_report
 
-_SPLITS: dict[tuple[str, int], DatasetSplits] = {}
+_SPLITS: dict[tuple[str, tuple[str, ...], str, int], DatasetSplits] = {}
 # Worker processes start fresh ("spawn"): safe with CUDA and OpenMP, at one torch import each.
 START_METHOD = "spawn"
 
@@ -67,7 +67,7 @@ def load_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
     """The data of ``config`` split by ``seed``; at least two views, and the noise view among them."""
     from iidfusion.data.registry import load_dataset
 
-    splits = load_dataset(config.data, seed=seed)
+    splits = load_dataset(config.data, seed=seed, views=config.views, labels=config.labels or None)
     if len(splits.view_dims) < 2:
         raise ValueError(f"{config.data}: {len(splits.view_dims)} view {list(splits.view_dims)}; fusion needs at least two")
     view = config.eval.noise_view
@@ -100,7 +100,7 @@ def validate_config(config: ExperimentConfig) -> None:
 
 
 def _cached_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
-    key = (config.data, seed)
+    key = (config.data, config.views, config.labels, seed)
     if key not in _SPLITS:
         _SPLITS.clear()  # one seed at a time: the fits are ordered seed by seed
         _SPLITS[key] = load_splits(config, seed)

@@ -95,6 +95,8 @@ class ExperimentConfig:
     """One experiment: the data, the method(s) and seed(s), and every section above."""
 
     data: str = _option("handwritten", "bundled data set name or path to a .mat / .npz file")
+    views: tuple[str, ...] = _option((), "keys of the data file's views: matrices, cells or structs (empty: detected)")
+    labels: str = _option("", "key of the data file's labels (empty: detected)")
     method: str = _option("iid-p", "method trained by `fit`")
     seed: int = _option(0, "seed of `fit`")
     methods: tuple[str, ...] = _option(
