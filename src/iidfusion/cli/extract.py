@@ -12,6 +12,10 @@ Example (MVSA-Single in MMBT's format, BERT and ResNet-152 from local files)::
     iidfusion compare --data features/mvsa_single/features.npz ...
     iidfusion compare --data features/mvsa_single/features_noise5.npz ...
 
+HFM as its authors distribute it (tweets and image-attribute words, both texts)::
+
+    iidfusion extract --data-format hfm --root ../shared/data/hfm --text-encoder minilm --out features/hfm
+
 The folder receives ``features.npz`` (clean), ``features_noise<eps>.npz`` (noisy test split)
 and ``manifest.json``; see :mod:`iidfusion.data.feature_cache`. A second run with the same
 inputs and settings reuses the cache; a changed input file or setting rebuilds it.
@@ -30,7 +34,7 @@ if TYPE_CHECKING:
 
 # Spelled out so that building the parser imports no torch (iidfusion.encoders.families.RAW_FORMATS
 # and iidfusion.data.input_noise.PIXEL_NOISE are the sources; a test checks they agree).
-RAW_FORMATS: tuple[str, ...] = ("mmbt", "json-array", "rgbd")
+RAW_FORMATS: tuple[str, ...] = ("mmbt", "json-array", "rgbd", "hfm")
 NOISE_KINDS: tuple[str, ...] = ("gaussian", "salt-and-pepper")
 
 
@@ -38,13 +42,15 @@ def add_raw_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that locate and read a raw data set (shared with ``finetune``)."""
     group = parser.add_argument_group("data")
     group.add_argument("--data-format", required=True, choices=RAW_FORMATS, help="layout of the raw data set")
-    group.add_argument("--root", required=True, type=Path, help="folder of the split files (mmbt, json-array) or of train/ and test/ (rgbd)")
+    group.add_argument("--root", required=True, type=Path, help="folder of the split files (mmbt, json-array; hfm: train.txt, valid2.txt, test2.txt, extract_all) or of train/ and test/ (rgbd)")
     group.add_argument("--image-dir", type=Path, default=None, help="json-array: folder of <id>.jpg (default: dataset_image/ in or above --root)")
     group.add_argument("--name", default=None, help="data set name in records (default: the folder name)")
     group.add_argument("--val-fraction", type=float, default=0.1, help="rgbd: validation share carved from train (default 0.1)")
     group.add_argument("--split-seed", type=int, default=0, help="rgbd: seed of that carve, fixed across training seeds (default 0)")
     group.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="a sample with an empty text, a bad image or an unknown label: stop (raise) or drop it and log (skip)")
     group.add_argument("--no-verify-images", action="store_true", help="do not decode every image up front (faster; a bad image then fails when read)")
+    group.add_argument("--missing-attributes", choices=("empty", "skip", "raise"), default="empty", help="hfm: a tweet without image-attribute words gets an empty attribute text (default), is dropped and logged (skip), or stops the loading (raise)")
+    group.add_argument("--no-keyword-filter", action="store_true", help="hfm: keep the tweets HFM's preprocessing drops (those holding 'sarcasm', '<url>', ...)")
 
 
 # Encoder flags: dest -> EncoderOptions field (flags default to None so a config file's value shows through).
@@ -84,6 +90,8 @@ def raw_options(args: argparse.Namespace) -> RawDataOptions:
         seed=args.split_seed,
         on_error=args.on_error,
         verify_images=not args.no_verify_images,
+        missing_attributes=args.missing_attributes,
+        keyword_filter=not args.no_keyword_filter,
     )
 
 
@@ -119,7 +127,7 @@ def default_device() -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "extract",
-        help="run frozen encoders over a raw vision-language or RGB-D data set and cache the features",
+        help="run frozen encoders over a raw vision-language, RGB-D or text data set and cache the features",
         description="Extract features with frozen encoders (no download: weights and data come from local paths) and "
         "cache them as multi-view .npz files that `fit` and `compare` read; noisy test variants too.",
     )
@@ -156,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         "encoders": describe_encoders(encoders),
         "init_seed": options.init_seed,
         "max_length": options.max_length,
-        "transform": asdict(image_transforms(raw.family, image_size)[1]),
+        "transform": asdict(image_transforms(raw.family, image_size)[1]) if raw.family != "texts" else None,
         "noise": {"kind": args.noise_kind, "seed": args.seed, "probability": NOISE_PROBABILITY, "density": SALT_AND_PEPPER_DENSITY},
         "val_fraction": args.val_fraction if raw.family == "rgbd" else None,
         "on_error": args.on_error,
@@ -184,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
     skipped = sum(len(items) for items in raw.skipped.values())
     dims = ", ".join(f"{m} {getattr(e, 'output_dim', '?')}" for m, e in encoders.items())
     print(f"{raw.name}: {raw.num_classes} classes, features {dims}; skipped {skipped} samples")
+    for note in raw.notes:
+        print(f"  {note}")
     for level, path in sorted(files.items()):
         print(f"  noise {level:g}: {path}")
     return 0

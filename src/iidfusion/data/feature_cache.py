@@ -53,17 +53,22 @@ def feature_file(level: float) -> str:
 
 
 def input_checksum(raw: RawSplits, *, content: bool = False) -> str:
-    """SHA-256 over every sample (split, id, label, text) and its image file's size and mtime.
+    """SHA-256 over every sample (split, id, label, texts) and its image file's size and mtime.
 
     ``content=True`` hashes the image bytes instead of size and mtime (slower, robust to
-    copies that reset modification times).
+    copies that reset modification times). Samples without an image hash their texts alone.
     """
     digest = hashlib.sha256()
     for split in SPLITS:
         for sample in raw.split(split):
-            stat = sample.image.stat()
-            stamp = _file_sha256(sample.image) if content else f"{stat.st_size}:{stat.st_mtime_ns}"
-            entry = [split, sample.id, str(sample.label), sample.text, str(sample.image.resolve()), stamp]
+            image, stamp = None, None
+            if sample.image is not None:
+                stat = sample.image.stat()
+                image = str(sample.image.resolve())
+                stamp = _file_sha256(sample.image) if content else f"{stat.st_size}:{stat.st_mtime_ns}"
+            entry = [split, sample.id, str(sample.label), sample.text, image, stamp]
+            if sample.texts:
+                entry.append(dict(sorted(sample.texts.items())))
             digest.update(json.dumps(entry).encode("utf-8"))
     return digest.hexdigest()
 
@@ -160,6 +165,7 @@ def write_manifest(directory: Path, key: CacheKey, raw: RawSplits, files: Mappin
         "class_names": list(raw.class_names),
         "samples": {split: len(raw.split(split)) for split in SPLITS},
         "skipped": {split: [list(item) for item in items] for split, items in raw.skipped.items()},
+        "notes": list(raw.notes),
         "files": {f"{level:g}": {"file": name, "sha256": sha} for level, (name, sha) in sorted(files.items())},
         "seconds": round(seconds, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
