@@ -94,6 +94,26 @@ def test_feature_width_mismatch_is_reported(tiny_kg_folder, tmp_path, capsys):
     assert f"entity {entities[3]!r} has a feature vector of width 5" in capsys.readouterr().err
 
 
+def test_compare_takes_the_modalities_of_a_wn9img_folder(tmp_path, capsys):
+    """A folder in TransAE's WN9-IMG layout (tests/fixtures/wn9img) gives its own modalities: the text
+    features in entity2id.txt's row order and the descriptions through the offline MiniLM."""
+    config = yaml.safe_load(small_config(tmp_path).read_text())
+    config["model"]["modality_weights"] = {"text": 0.3, "description": 0.3}
+    (tmp_path / "text.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "cmp"
+    code = main(
+        ["kg", "compare", "--config", str(tmp_path / "text.yaml"), "--data", str(REPO / "tests" / "fixtures" / "wn9img"),
+         "--vocabulary", "all", "--max-epochs", "2", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "modalities: structure, text (text_features.npy@entity2id.txt), description (minilm:descriptions.tsv)" in printed
+    assert "| baseline | 0 | 0 |" in printed and "| iid | 0.1 | 0.1 |" in printed
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["features"] == {"text": "text_features.npy@entity2id.txt", "description": "minilm:descriptions.tsv"}
+    assert len(list((tmp_path / "cache").glob("kg-texts-minilm-*.npy"))) == 1
+
+
 def test_shipped_configs_load():
     from iidfusion.kg.train import load_experiment_config
 

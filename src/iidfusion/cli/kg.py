@@ -20,7 +20,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="umls (bundled with pykeen), wn9img, fbimg, or a folder with train/valid/test")
     parser.add_argument(
         "--features", nargs="+", metavar="NAME=SOURCE",
-        help="feature modalities: NAME=FILE.npy|FILE.pkl, or NAME=minilm to encode the entity names",
+        help="feature modalities: NAME=FILE.npy|FILE.pkl|FILE.txt, NAME=FILE.npy@ORDER (rows named by ORDER, e.g. "
+        "entity2id.txt), NAME=minilm (the entity names) or NAME=minilm:TEXTS.tsv (a text per entity); default: "
+        "the graph folder's text_features.npy and descriptions.tsv when present, else the entity names",
     )  # fmt: skip
     parser.add_argument("--vocabulary", choices=("train", "all"), help="entity ids from the training split only, or all")
     parser.add_argument("--alpha", type=float, help="weight of L_ic (0: off)")
@@ -77,21 +79,24 @@ def _experiment(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     return config, compare
 
 
-def _load(config: Any, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+def _load(config: Any, args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
+    """The graph, its modality features and ``config`` with the feature sources it used."""
     from iidfusion.kg.data import load_triples_folder, resolve_kg_path
-    from iidfusion.kg.features import build_modality_features
+    from iidfusion.kg.features import build_modality_features, default_feature_sources
 
     name, folder = resolve_kg_path(config.data)
     kg = load_triples_folder(folder, name=name, vocabulary=config.vocabulary)
+    config = dataclasses.replace(config, features=config.features or default_feature_sources(folder))
     print(kg.summary())
-    return kg, build_modality_features(kg, config.features, cache_dir=args.cache_dir, base_dir=folder)
+    print("modalities: structure, " + ", ".join(f"{m} ({source})" for m, source in config.features.items()))
+    return kg, build_modality_features(kg, config.features, cache_dir=args.cache_dir, base_dir=folder), config
 
 
 def run_fit(args: argparse.Namespace) -> int:
     from iidfusion.kg.train import fit_kg, save_run
 
     config, _ = _experiment(args)
-    kg, features = _load(config, args)
+    kg, features, config = _load(config, args)
     result = fit_kg(kg, features, config, log=print)
     save_run(result, config, args.out)
     metrics = " ".join(f"{k} {v:.4f}" for k, v in result.test.as_dict().items())
@@ -109,7 +114,7 @@ def run_compare(args: argparse.Namespace) -> int:
     alpha = args.alpha if args.alpha is not None else float(section.get("alpha", 0.0))
     beta = args.beta if args.beta is not None else float(section.get("beta", 0.0))
     seeds = args.seeds or section.get("seeds") or list(DEFAULT_SEEDS)
-    kg, features = _load(config, args)
+    kg, features, config = _load(config, args)
     results = run_comparison(kg, features, config, alpha=alpha, beta=beta, seeds=seeds, log=print)
     report = write_comparison(args.out, results, config, f"{kg.name}: OTKGE-style baseline vs IID")
     print(report)

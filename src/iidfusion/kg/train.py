@@ -68,11 +68,13 @@ class KGTrainConfig:
 @dataclass
 class KGExperimentConfig:
     """One KG experiment. ``data``: a graph name (umls, wn9img, fbimg) or a folder of triples;
-    ``features``: {modality: .npy / .pkl file or "minilm"}; ``vocabulary``: "train" or "all"."""
+    ``features``: {modality: source} (:func:`iidfusion.kg.features.build_modality_features`;
+    empty: the graph folder's own, :func:`~iidfusion.kg.features.default_feature_sources`);
+    ``vocabulary``: "train" or "all"."""
 
     data: str = "umls"
     vocabulary: str = "train"
-    features: dict[str, str] = field(default_factory=lambda: {"ling": "minilm"})
+    features: dict[str, str] = field(default_factory=dict)
     seed: int = 0
     model: KGModelConfig = field(default_factory=KGModelConfig)
     objective: KGObjectiveConfig = field(default_factory=KGObjectiveConfig)
