@@ -43,7 +43,8 @@ def test_checkpoints_and_epoch_logs(tiny_splits, fast_config, tmp_path):
         rows = list(csv.DictReader(f))
     columns = set(rows[0])
     expected = {"train/loss", "train/task", "train/strategy/unimodal_ce", "train/weight/m0", "train/weight/m2",
-                "train/wasserstein/m0-m1", "train/wasserstein/m1-m2", "train/wasserstein/mean", "val/acc", "val/macro_f1"}
+                "val/wasserstein/m0-m1", "val/wasserstein/m1-m2", "val/wasserstein/mean", "val/acc", "val/macro_f1",
+                "val/loss", "val/shared_head_acc/m0", "val/drop_acc/m2"}
     assert expected <= columns, expected - columns
     epochs = {row["epoch"] for row in rows if row["train/task"]}
     assert epochs == {"0", "1"}, "one train row per epoch"

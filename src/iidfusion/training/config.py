@@ -6,7 +6,7 @@ increasing precedence, from the dataclass defaults, a YAML file (``--config``) a
 command-line flags. Every leaf option carries its help text in the field metadata; the CLI
 builds one flag per leaf from it (``train.max_epochs`` -> ``--max-epochs``), so every option
 has a documented default in ``--help``. A key the schema does not know is an error naming
-it, never silently ignored (issue 4, item 6).
+it, never silently ignored.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _option(default: Any, help: str) -> Any:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Encoders and fusion model (DESIGN.md 1: encoders h_m, projections to width d)."""
+    """Encoders and fusion model (docs/method.md: encoders h_m, projections to width d)."""
 
     width: int = _option(64, "common width d of the projected unimodal features")
     hidden: int = _option(128, "hidden units of each feature view's MLP encoder")
@@ -40,12 +40,15 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """IID's regularizers (DESIGN.md 1.1, 1.2): L = CE + alpha L_ic + beta L_dc + strategy terms."""
+    """IID's regularizers (docs/method.md): L = CE + alpha L_ic + beta L_dc + strategy terms."""
 
     alpha: float = _option(0.1, "weight of the informatic constraint L_ic (methods with IC)")
     beta: float = _option(0.1, "weight of the distribution coherence L_dc (methods with DC)")
+    variant: str = _option("vib", "L_ic reading: vib, margin, literal or aim (docs/method.md)")
     lam: float = _option(0.1, "weight of the Gaussian KL terms inside L_ic")
-    variant: str = _option("aim", "L_ic form: 'aim' (bounded, the stated aim) or 'literal'")
+    margin: float = _option(0.1, "margin (nats) of the 'margin' L_ic reading")
+    ic_reduction: str = _option("mean", "L_ic's unimodal terms over modalities: mean, sum or weighted (by the fusion weights)")
+    dc_reduction: str = _option("mean", "L_dc over modality pairs: mean or sum")
     d1: int = _option(0, "Fourier bins kept per modality before the RIP projection (0: min(16, d/2+1))")
     d2: int = _option(0, "RIP projection width (0: rip_dimension(d, d1) if below d, else no projection)")
     eps: float = _option(0.1, "entropic regularization of the relaxed OT")
@@ -75,7 +78,8 @@ class TrainConfig:
     threads: int = _option(0, "torch CPU threads of this process (0: torch's default; 1 suits small models)")
     precision: str = _option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, ...")
     gather_features: bool = _option(False, "all-gather features across processes for L_dc (DDP)")
-    monitor_distances: bool = _option(True, "log per-pair Wasserstein distances even for methods without L_dc")
+    monitor_distances: bool = _option(True, "log per-pair Wasserstein distances on a fixed validation sample, every method")
+    monitor_samples: int = _option(256, "validation samples (the first ones) the monitored distances use")
     checkpoints: bool = _option(True, "save best and last checkpoints")
     loggers: tuple[str, ...] = _option(("csv", "tensorboard"), "loggers: csv, tensorboard (empty: none)")
     progress_bar: bool = _option(True, "show a progress bar")
@@ -83,7 +87,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Test-set evaluation: clean and under the feature-noise protocol (DESIGN.md 3)."""
+    """Test-set evaluation: clean and under the feature-noise protocol (docs/reproduce.md, "Noise protocol")."""
 
     noise: tuple[float, ...] = _option((0.0, 5.0, 10.0), "noise levels (units of the view's std / 10)")
     noise_view: str = _option("all", "view that receives noise: 'all' or one view name")
