@@ -22,9 +22,14 @@ from typing import Any
 
 import yaml
 
-def _option(default: Any, help: str) -> Any:
-    """A dataclass field with its help text (immutable defaults only: tuples, scalars)."""
-    return field(default=default, metadata={"help": help})
+def _option(default: Any, help: str, *, flag: str | None = None) -> Any:
+    """A dataclass field with its help text (immutable defaults only: tuples, scalars).
+
+    ``flag``: the command-line flag, when the leaf name alone would be ambiguous or unclear
+    (``tune.alpha`` is ``--tune-alpha``, as ``--alpha`` is ``loss.alpha``).
+    """
+    metadata = {"help": help} | ({"flag": flag} if flag else {})
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,24 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class TuneConfig:
+    """The paper's protocol (docs/method.md, "Tuning"): choose hyperparameters per method and seed
+    on the validation split. Each grid applies to the methods that have the hyperparameter (alpha
+    and the variant: methods with L_ic; beta and d1: with L_dc; lr: every method), so the bases get
+    the same budget for every hyperparameter they share; an empty grid is not tuned."""
+
+    enabled: bool = _option(False, "tune each method and seed on the validation split (the paper's protocol)", flag="--tune")
+    alpha: tuple[float, ...] = _option((1.0, 0.1, 0.01, 0.001), "alpha grid (the paper's)", flag="--tune-alpha")
+    beta: tuple[float, ...] = _option((1.0, 0.1, 0.01), "beta grid (docs/method.md: the paper's range mapped to ours)", flag="--tune-beta")
+    variant: tuple[str, ...] = _option((), "L_ic readings to choose from (empty: loss.variant, not tuned)", flag="--tune-variant")
+    d1: tuple[int, ...] = _option((), "d1 grid (empty: loss.d1, not tuned)", flag="--tune-d1")
+    lr: tuple[float, ...] = _option((), "learning-rate grid, for every method (empty: optim.lr, not tuned)", flag="--tune-lr")
+    sampler: str = _option("grid", "grid (every combination) or tpe (Optuna's TPE, --trials trials)", flag="--sampler")
+    trials: int = _option(0, "trials per method and seed with --sampler tpe (0: the grid's size)", flag="--trials")
+    storage: str = _option("", "Optuna storage URL shared by processes or machines, e.g. sqlite:///tune.db (empty: in memory)", flag="--storage")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One experiment: the data, the method(s) and seed(s), and every section above."""
 
@@ -104,19 +127,26 @@ class ExperimentConfig:
     methods: tuple[str, ...] = _option(
         ("main",), "methods compared by `compare`; 'main' = the nine main methods, 'all' = with the ablations"
     )
-    seeds: int = _option(5, "seeds 0..N-1 run by `compare`")
+    seeds: int = _option(5, "seeds 0..N-1 run by `compare` and `suite`")
     jobs: int = _option(1, "fits `compare` runs at once, each in its own process (CPU: pair with threads=1)")
     out: str = _option("runs", "output folder")
+    datasets: tuple[str, ...] = _option(
+        ("handwritten", "synthetic"), "data sets (bundled names or files) compared by `suite`"
+    )
+    variants: tuple[str, ...] = _option(("vib",), "L_ic readings `suite` runs the IID methods with, one table each")
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
-# Options only one command reads: `fit` trains one (method, seed), `compare` many.
+# Options only some commands read: `fit` trains one (method, seed), `compare` many on one data
+# set, `suite` many on several data sets.
 FIT_ONLY = frozenset({"method", "seed"})
 COMPARE_ONLY = frozenset({"methods", "seeds", "jobs"})
+SUITE_ONLY = frozenset({"datasets", "variants"})
 
 
 @dataclass(frozen=True)
@@ -128,9 +158,11 @@ class ConfigOption:
     default: Any
     help: str
 
+    flag_override: str | None = None
+
     @property
     def flag(self) -> str:
-        return "--" + self.key.rsplit(".", 1)[-1].replace("_", "-")
+        return self.flag_override or "--" + self.key.rsplit(".", 1)[-1].replace("_", "-")
 
     @property
     def dest(self) -> str:
@@ -150,7 +182,7 @@ def iter_options(config: Any = None, prefix: str = "") -> Iterator[ConfigOption]
         if _is_section(hints[f.name]):
             yield from iter_options(value, prefix + f.name + ".")
         else:
-            yield ConfigOption(prefix + f.name, hints[f.name], value, f.metadata["help"])
+            yield ConfigOption(prefix + f.name, hints[f.name], value, f.metadata["help"], f.metadata.get("flag"))
 
 
 def _coerce(key: str, tp: Any, value: Any) -> Any:

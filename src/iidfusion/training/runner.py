@@ -1,6 +1,6 @@
 """Train one method with one seed on one data set, then evaluate it (what ``iidfusion fit`` runs).
 
-Reproducibility (issue 4, item 2): ``lightning.seed_everything(seed)`` before the model is
+Reproducibility: ``lightning.seed_everything(seed)`` before the model is
 built fixes the initialisation; the training sampler is a pure function of (seed, epoch)
 (:mod:`~iidfusion.training.datamodule`) and :class:`ReseedEachBatch` reseeds every random
 generator before each training batch from (seed, epoch, batch, rank), so dropout masks do not
@@ -38,6 +38,7 @@ from iidfusion.training.evaluate import NoiseMetrics, evaluate_under_noise
 from iidfusion.training.module import FusionModule
 
 MONITOR = "val/acc"
+VAL_LOSS = "val/loss"
 LOGGERS = ("csv", "tensorboard")
 _DDP_START_METHODS = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
 _FIND_UNUSED = "_find_unused_parameters_true"
@@ -66,11 +67,16 @@ class ReseedEachBatch(Callback):
 
 
 class BestWeights(Callback):
-    """A CPU copy of the fusion model's weights at the best ``monitor`` value (higher is better)."""
+    """A CPU copy of the fusion model's weights at the best ``monitor`` value (higher is better).
+
+    Also keeps the validation loss of that epoch (``best_loss``), which breaks ties between
+    equally accurate runs when hyperparameters are chosen (:mod:`iidfusion.training.tuning`).
+    """
 
     def __init__(self, monitor: str = MONITOR) -> None:
         self.monitor = monitor
         self.best_score: float | None = None
+        self.best_loss: float | None = None
         self.best_epoch = -1
         self.weights: dict[str, torch.Tensor] | None = None
 
@@ -80,6 +86,8 @@ class BestWeights(Callback):
             return
         if self.best_score is None or float(score) > self.best_score:
             self.best_score, self.best_epoch = float(score), trainer.current_epoch
+            loss = trainer.callback_metrics.get(VAL_LOSS)
+            self.best_loss = float(loss) if loss is not None else None
             self.weights = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
 
     def best_model(self, pl_module: FusionModule, trainer: L.Trainer) -> FusionModel:
@@ -97,10 +105,11 @@ class BestWeights(Callback):
         return model
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "weights": self.weights}
+        return {"best_score": self.best_score, "best_loss": self.best_loss, "best_epoch": self.best_epoch, "weights": self.weights}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_score = state_dict["best_score"]
+        self.best_loss = state_dict.get("best_loss")
         self.best_epoch = state_dict["best_epoch"]
         self.weights = state_dict["weights"]
 
@@ -205,6 +214,7 @@ class FitResult:
     seed: int
     metrics: list[NoiseMetrics]
     best_val_acc: float
+    best_val_loss: float
     best_epoch: int
     epochs: int
     seconds: float
@@ -221,6 +231,7 @@ class FitResult:
             seed=seed,
             metrics=metrics,
             best_val_acc=best.best_score if best.best_score is not None else float("nan"),
+            best_val_loss=best.best_loss if best.best_loss is not None else float("nan"),
             best_epoch=best.best_epoch,
             epochs=trainer.current_epoch,
             seconds=time.perf_counter() - started,
@@ -234,6 +245,7 @@ class FitResult:
             "method": self.method,
             "seed": self.seed,
             "best_val_acc": self.best_val_acc,
+            "best_val_loss": self.best_val_loss,
             "best_epoch": self.best_epoch,
             "epochs": self.epochs,
             "seconds": self.seconds,
