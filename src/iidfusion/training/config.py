@@ -41,6 +41,7 @@ class ModelConfig:
     layers: int = _option(1, "hidden layers of each MLP encoder (0: a linear encoder)")
     dropout: float = _option(0.0, "dropout in the MLP encoders")
     lam_rank: float = _option(1.0, "weight of QMF's ranking regularizer (qmf methods only)")
+    unimodal_reduction: str = _option("sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean")
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,9 @@ class TrainConfig:
 
     max_epochs: int = _option(100, "maximum training epochs")
     batch_size: int = _option(128, "training batch size (per process)")
-    patience: int = _option(10, "early stopping: epochs without a better validation accuracy (0: off)")
+    patience: int = _option(10, "early stopping: epochs without a better validation score (0: off)")
+    stop_on: str = _option("acc", "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)")
+    min_epochs: int = _option(0, "epochs trained before early stopping may stop a run")
     accelerator: str = _option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
     devices: str = _option("auto", "Lightning devices: auto, a count, or a comma list of ids")
     strategy: str = _option("auto", "Lightning strategy: auto, ddp, ddp_spawn, ...")

@@ -45,8 +45,11 @@ from iidfusion.training.evaluate import classification_metrics
 
 
 def strategy_options(spec: MethodSpec, model: ModelConfig) -> dict[str, Any]:
-    """The weight strategy's own options from the model config (QMF's rank weight)."""
-    return {"lam_rank": model.lam_rank} if spec.strategy == "qmf" else {}
+    """The weight strategy's options from the model config (QMF's rank weight; every strategy's unimodal terms)."""
+    options: dict[str, Any] = {"unimodal_reduction": model.unimodal_reduction}
+    if spec.strategy == "qmf":
+        options["lam_rank"] = model.lam_rank
+    return options
 
 
 def build_feature_model(
