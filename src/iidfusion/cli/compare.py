@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from iidfusion.training.config import FIT_ONLY, ExperimentConfig, add_config_arguments, config_from_args
+from iidfusion.training.config import FIT_ONLY, SUITE_ONLY, ExperimentConfig, add_config_arguments, config_from_args
 
 DESCRIPTION = """\
 Train each method with seeds 0..N-1 on one data set, evaluate it on the test split clean and
 under feature noise, and write to --out: results.csv and results.json (accuracy and macro-F1
 per method, seed and noise level), results.md (mean ± std per method and level, Avg Acc, and
 paired t-tests of each IID variant against its bases) and accuracy_vs_noise.png. Per-run
-checkpoints and logs go to OUT/runs/METHOD/seedK. Options come from the defaults below, then
---config FILE (YAML, sections model/loss/optim/train/eval), then the flags given."""
+checkpoints and logs go to OUT/runs/METHOD/seedK. With --tune, each method and seed is tuned on
+the validation split over the grids below (the paper's protocol; results.json records every
+trial and what was chosen). Progress goes to stderr, the report to stdout. Options come from the
+defaults below, then --config FILE (YAML, sections model/loss/optim/train/eval/tune), then the
+flags given."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compare", help="compare fusion methods over seeds and noise levels", description=DESCRIPTION
     )
-    add_config_arguments(parser, exclude=FIT_ONLY)
+    add_config_arguments(parser, exclude=FIT_ONLY | SUITE_ONLY)
     parser.set_defaults(handler=run)
 
 
@@ -32,7 +36,7 @@ def run(args: argparse.Namespace, base: ExperimentConfig | None = None) -> int:
     config = config_from_args(args, base)
     quiet_lightning()
     try:
-        comparison = run_comparison(config, config.out)
+        comparison = run_comparison(config, config.out, log=lambda line: print(line, file=sys.stderr, flush=True))
     except FloatingPointError as error:
         raise CommandError(f"{error} (try a smaller --lr, --alpha or --beta)") from error
     if comparison.is_global_zero:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from iidfusion.training.config import FIT_ONLY, ExperimentConfig, OptimConfig, TrainConfig, add_config_arguments
+from iidfusion.training.config import FIT_ONLY, SUITE_ONLY, ExperimentConfig, OptimConfig, TrainConfig, add_config_arguments
 
 DEMO_CONFIG = ExperimentConfig(
     data="handwritten",
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the main comparison on the bundled Handwritten data",
         description="`iidfusion compare` with the demo's defaults (shown below); any option can be overridden.",
     )
-    add_config_arguments(parser, base=DEMO_CONFIG, exclude=FIT_ONLY)
+    add_config_arguments(parser, base=DEMO_CONFIG, exclude=FIT_ONLY | SUITE_ONLY)
     parser.set_defaults(handler=run)
 
 

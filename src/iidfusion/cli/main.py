@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # Modules of iidfusion.cli that provide a subcommand, in the order --help lists them.
-SUBCOMMANDS: tuple[str, ...] = ("demo", "fit", "compare", "datasets", "kg", "extract", "finetune", "bench", "plot", "sweep")
+SUBCOMMANDS: tuple[str, ...] = ("demo", "fit", "compare", "suite", "datasets", "kg", "extract", "finetune", "bench", "plot", "sweep")
 
 
 class CommandError(Exception):
