@@ -42,15 +42,23 @@ class Step:
     peak_mib: float
 
 
+def path_arg(path: Path) -> str:
+    """``path`` as the commands get it: relative to the repository root (where they run)."""
+    return os.path.relpath(Path(path).resolve(), REPO)
+
+
 def run_step(name: str, argv: list[str], work: Path, threads: int) -> Step:
-    """Run ``iidfusion ARGV`` in a child process, its output in ``work/<name>.log``; stop on failure."""
+    """Run ``iidfusion ARGV`` from the repository root in a child process, its output in
+    ``work/<name>.log``; stop on failure."""
     work.mkdir(parents=True, exist_ok=True)
     log = work / f"{name}.log"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     print(f"[{name}] iidfusion {shlex.join(argv)}", flush=True)
     start = time.perf_counter()
     with log.open("w", encoding="utf-8") as handle:
-        process = subprocess.Popen([sys.executable, "-m", "iidfusion.cli.main", *argv], stdout=handle, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "iidfusion.cli.main", *argv], cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, env=env
+        )
         _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - start
@@ -89,16 +97,13 @@ def cost_section(steps: list[Step], load: tuple[float, float]) -> list[str]:
     return lines
 
 
-def relative(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
-
-
-def demote_headings(markdown: str) -> list[str]:
-    """An embedded report's lines, its headings one level down (it sits under ours)."""
-    return [f"#{line}" if line.startswith("#") else line for line in markdown.strip().splitlines()]
+def embedded_report(path: Path) -> list[str]:
+    """The lines of a results.md written by ``iidfusion``, without its title, headings one level
+    down (it sits under ours)."""
+    lines = path.read_text(encoding="utf-8").strip().splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    return [f"#{line}" if line.startswith("#") else line for line in lines]
 
 
 # ---------------------------------------------------------------- HFM
@@ -114,13 +119,21 @@ HFM_PAPER = [
 def run_hfm(args: argparse.Namespace) -> None:
     work, load_start = Path(args.work or REPO / "runs" / "real_data" / "hfm"), os.getloadavg()[0]
     features = work / "features"
-    steps = [run_step("extract", ["extract", "--data-format", "hfm", "--root", str(args.data), "--text-encoder", args.text_encoder,
-                                  "--out", str(features), "--batch-size", "64", "--device", "cpu"], work, args.threads)]
-    compare = ["compare", "--config", str(args.config), "--data", str(features / "features.npz"), "--out", str(work / "compare"),
-               "--seeds", str(args.seeds), "--jobs", str(args.jobs), "--threads", str(args.threads), "--accelerator", "cpu"]
+    steps = [run_step("extract", ["extract", "--data-format", "hfm", "--root", path_arg(args.data), "--text-encoder", args.text_encoder,
+                                  "--out", path_arg(features), "--batch-size", "64", "--device", "cpu"], work, args.threads)]
+    compare = ["compare", "--config", path_arg(args.config), "--data", path_arg(features / "features.npz"),
+               "--out", path_arg(work / "compare"), "--methods", args.methods, "--seeds", str(args.seeds), "--jobs", str(args.jobs),
+               "--threads", str(args.threads), "--accelerator", "cpu"]
     if args.max_epochs:
         compare += ["--max-epochs", str(args.max_epochs)]
     steps.append(run_step("compare", compare, work, args.threads))
+    text = hfm_report(args, work, steps, (load_start, os.getloadavg()[0]))
+    write_text_atomic(args.out or REPO / "benchmarks" / "results" / "hfm_attributes.md", text)
+
+
+def hfm_report(args: argparse.Namespace, work: Path, steps: list[Step], load: tuple[float, float]) -> str:
+    """The results file of an HFM run whose outputs lie in ``work``."""
+    features = work / "features"
     manifest = json.loads((features / "manifest.json").read_text(encoding="utf-8"))
     results = json.loads((work / "compare" / "results.json").read_text(encoding="utf-8"))
     config = results["config"]
@@ -128,7 +141,8 @@ def run_hfm(args: argparse.Namespace) -> None:
     encoders = manifest["settings"]["encoders"]
     samples = manifest["samples"]
     lines = [
-        "# HFM (Twitter sarcasm): tweet text + image-attribute words, the nine main methods",
+        "# HFM (Twitter sarcasm): tweet text + image-attribute words"
+        + (", the nine main methods" if args.methods == "main" else f", {args.methods}"),
         "",
         "What this is: the paper's HFM data set (Cai et al., ACL 2019) as its authors distribute it, "
         "read with `--data-format hfm`. **The second modality is the image-attribute words** (five words "
@@ -152,12 +166,12 @@ def run_hfm(args: argparse.Namespace) -> None:
         f"Training settings: width {model['width']}, MLP hidden {model['hidden']}, AdamW lr {optim['lr']:g}, "
         f"batch {train['batch_size']}, at most {train['max_epochs']} epochs, early stopping patience "
         f"{train['patience']}, alpha {loss['alpha']:g}, beta {loss['beta']:g} (L_ic variant {loss.get('variant', 'n/a')!r}); "
-        f"`{relative(args.config)}`, {args.seeds} seeds, code at commit {code_version()}. "
+        f"`{path_arg(args.config)}`, {args.seeds} seeds, code at commit {code_version()}. "
         "The defaults of that commit apply to everything else (`results.json` in the work folder holds the full configuration).",
         "",
         "## Results",
         "",
-        *demote_headings((work / "compare" / "results.md").read_text(encoding="utf-8")),
+        *embedded_report(work / "compare" / "results.md"),
         "",
         "## The paper's row",
         "",
@@ -166,15 +180,16 @@ def run_hfm(args: argparse.Namespace) -> None:
         "",
         *HFM_PAPER,
         "",
-        *cost_section(steps, (load_start, os.getloadavg()[0])),
+        *cost_section(steps, load),
         "",
         f"Feature extraction as recorded in the cache manifest: {manifest['seconds']:.0f} s "
         "(a later run with the same inputs and settings reuses the cache).",
         "",
         f"Reproduce: `python benchmarks/real_data.py hfm --seeds {args.seeds} --jobs {args.jobs}"
+        + (f" --methods {args.methods}" if args.methods != "main" else "")
         + (f" --max-epochs {args.max_epochs}" if args.max_epochs else "") + "`.",
     ]
-    write_text_atomic(args.out or REPO / "benchmarks" / "results" / "hfm_attributes.md", "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- WN9-IMG
@@ -189,11 +204,23 @@ WN9_PAPER = [
 
 def run_wn9img(args: argparse.Namespace) -> None:
     work, load_start = Path(args.work or REPO / "runs" / "real_data" / "wn9img"), os.getloadavg()[0]
-    sized = [(flag, value) for flag, value in (("--rank", args.rank), ("--max-epochs", args.max_epochs), ("--batch-size", args.batch_size)) if value]
-    compare = ["kg", "compare", "--config", str(args.config), "--data", str(args.data), "--out", str(work / "compare"),
-               "--seeds", *map(str, args.seeds), "--device", "cpu", "--cache-dir", str(work / "cache")]
+    sized = wn9img_sizes(args)
+    compare = ["kg", "compare", "--config", path_arg(args.config), "--data", path_arg(args.data), "--out", path_arg(work / "compare"),
+               "--seeds", *map(str, args.seeds), "--device", "cpu", "--cache-dir", path_arg(work / "cache")]
     compare += [str(part) for pair in sized for part in pair]
     steps = [run_step("kg-compare", compare, work, args.threads)]
+    text = wn9img_report(args, work, steps, (load_start, os.getloadavg()[0]))
+    write_text_atomic(args.out or REPO / "benchmarks" / "results" / "kg_wn9img.md", text)
+
+
+def wn9img_sizes(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """The flags that size the run down from its config (those given)."""
+    return [(flag, value) for flag, value in (("--rank", args.rank), ("--max-epochs", args.max_epochs), ("--batch-size", args.batch_size)) if value]
+
+
+def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load: tuple[float, float]) -> str:
+    """The results file of a WN9-IMG run whose outputs lie in ``work``."""
+    sized = wn9img_sizes(args)
     results = json.loads((work / "compare" / "results.json").read_text(encoding="utf-8"))
     config = results["config"]
     model, train, iid = config["model"], config["train"], config["objective"]["iid"]
@@ -213,9 +240,13 @@ def run_wn9img(args: argparse.Namespace) -> None:
         f"{train['learning_rate']:g}, batch {train['batch_size']}, {train['max_epochs']} epochs, N3 "
         f"{config['objective']['n3_weight']:g}, validation every {train['eval_every']} epochs; "
         f"IID arm alpha {runs[-1]['alpha']:g}, beta {runs[-1]['beta']:g} (L_ic Gaussian-KL weight {iid.get('ic_lam', 'n/a')}). "
-        f"`{relative(args.config)}`"
+        f"`{path_arg(args.config)}`"
         + (f", sized down for a CPU with {', '.join(f'`{flag} {value}`' for flag, value in sized)}" if sized else "")
         + f"; seeds {args.seeds}; code at commit {code_version()}.",
+        "",
+        "OTKGE's own settings (`configs/kg/wn9img_text.yaml`, as `configs/kg/wn9img.yaml`): rank 500, batch "
+        "2000, Adagrad lr 0.1, 200 epochs, the OT plan refreshed every step; where this run differs, it was "
+        "sized for a CPU (the config's header says how).",
         "",
         "Protocol: the model of the best **validation** MRR (filtered) is evaluated once on **test**; "
         f"filtered ranks over train + valid + test, both directions, {train['tie_policy']} ties. "
@@ -223,7 +254,7 @@ def run_wn9img(args: argparse.Namespace) -> None:
         "",
         "## Results",
         "",
-        *demote_headings((work / "compare" / "results.md").read_text(encoding="utf-8")),
+        *embedded_report(work / "compare" / "results.md"),
         "",
         "Per run:",
         "",
@@ -238,28 +269,29 @@ def run_wn9img(args: argparse.Namespace) -> None:
         "",
         *WN9_PAPER,
         "",
-        *cost_section(steps, (load_start, os.getloadavg()[0])),
+        *cost_section(steps, load),
         "",
         f"Reproduce: `python benchmarks/real_data.py wn9img --seeds {' '.join(map(str, args.seeds))}"
         + "".join(f" {flag} {value}" for flag, value in sized) + "`.",
     ]
-    write_text_atomic(args.out or REPO / "benchmarks" / "results" / "kg_wn9img.md", "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sets = parser.add_subparsers(dest="set", required=True)
     hfm = sets.add_parser("hfm", help="HFM: extract (MiniLM, both modalities) then compare the nine main methods")
     hfm.add_argument("--data", type=Path, default=SHARED / "hfm", help="HFM folder (default: ../shared/data/hfm)")
     hfm.add_argument("--config", type=Path, default=REPO / "configs" / "hfm_attributes.yaml", help="compare config")
     hfm.add_argument("--text-encoder", default="minilm", help="'minilm' (default) or a local BERT folder")
+    hfm.add_argument("--methods", default="main", help="methods compared (default: main, the nine main methods)")
     hfm.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     hfm.add_argument("--jobs", type=int, default=2, help="fits at once (default 2)")
     hfm.add_argument("--max-epochs", type=int, default=0, help="override the config's epochs (0: the config's)")
     hfm.set_defaults(run=run_hfm)
     wn9 = sets.add_parser("wn9img", help="WN9-IMG: kg compare, baseline vs IID")
     wn9.add_argument("--data", type=Path, default=SHARED / "wn9img", help="WN9-IMG folder (default: ../shared/data/wn9img)")
-    wn9.add_argument("--config", type=Path, default=REPO / "configs" / "kg" / "wn9img_text.yaml", help="kg config")
+    wn9.add_argument("--config", type=Path, default=REPO / "configs" / "kg" / "wn9img_text_cpu.yaml", help="kg config (default: the CPU-sized one)")
     wn9.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     wn9.add_argument("--rank", type=int, default=0, help="override the config's rank (0: the config's)")
     wn9.add_argument("--max-epochs", type=int, default=0, help="override the config's epochs (0: the config's)")
@@ -269,7 +301,11 @@ def main() -> None:
         sub.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
         sub.add_argument("--work", type=Path, default=None, help="folder of the commands' outputs (default runs/real_data/<set>)")
         sub.add_argument("--out", type=Path, default=None, help="results file (default benchmarks/results/<name>.md)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     args.run(args)
 
 

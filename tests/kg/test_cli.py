@@ -118,7 +118,7 @@ def test_shipped_configs_load():
     from iidfusion.kg.train import load_experiment_config
 
     configs = {p.stem: load_experiment_config(p) for p in sorted((REPO / "configs" / "kg").glob("*.yaml"))}
-    assert set(configs) == {"umls", "wn9img", "wn9img_text", "fbimg"}
+    assert set(configs) == {"umls", "wn9img", "wn9img_text", "wn9img_text_cpu", "fbimg"}
     assert configs["wn9img_text"].features == {"text": "text_features.npy@entity2id.txt", "description": "minilm:descriptions.tsv"}
     assert configs["wn9img"].model.modality_weights == {"img": 0.1, "ling": 0.8}
     assert configs["fbimg"].model.modality_weights == {"img": 0.1, "ling": 0.7}
