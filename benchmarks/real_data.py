@@ -72,10 +72,11 @@ def run_step(name: str, argv: list[str], work: Path, threads: int) -> Step:
 
 
 def code_version() -> str:
-    """The commit of this checkout (with "+changes" when the tree differs from it)."""
+    """The commit of this checkout (with "+changes" when its code or configs differ from it)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "configs", "benchmarks"],
+                               cwd=REPO, capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return commit + ("+changes" if dirty.strip() else "")
@@ -117,7 +118,7 @@ HFM_PAPER = [
 
 
 def run_hfm(args: argparse.Namespace) -> None:
-    work, load_start = Path(args.work or REPO / "runs" / "real_data" / "hfm"), os.getloadavg()[0]
+    work, load_start, code = Path(args.work or REPO / "runs" / "real_data" / "hfm"), os.getloadavg()[0], code_version()
     features = work / "features"
     steps = [run_step("extract", ["extract", "--data-format", "hfm", "--root", path_arg(args.data), "--text-encoder", args.text_encoder,
                                   "--out", path_arg(features), "--batch-size", "64", "--device", "cpu"], work, args.threads)]
@@ -127,12 +128,12 @@ def run_hfm(args: argparse.Namespace) -> None:
     if args.max_epochs:
         compare += ["--max-epochs", str(args.max_epochs)]
     steps.append(run_step("compare", compare, work, args.threads))
-    text = hfm_report(args, work, steps, (load_start, os.getloadavg()[0]))
+    text = hfm_report(args, work, steps, (load_start, os.getloadavg()[0]), code)
     write_text_atomic(args.out or REPO / "benchmarks" / "results" / "hfm_attributes.md", text)
 
 
-def hfm_report(args: argparse.Namespace, work: Path, steps: list[Step], load: tuple[float, float]) -> str:
-    """The results file of an HFM run whose outputs lie in ``work``."""
+def hfm_report(args: argparse.Namespace, work: Path, steps: list[Step], load: tuple[float, float], code: str) -> str:
+    """The results file of an HFM run whose outputs lie in ``work`` (``code``: the commit that ran)."""
     features = work / "features"
     manifest = json.loads((features / "manifest.json").read_text(encoding="utf-8"))
     results = json.loads((work / "compare" / "results.json").read_text(encoding="utf-8"))
@@ -166,7 +167,7 @@ def hfm_report(args: argparse.Namespace, work: Path, steps: list[Step], load: tu
         f"Training settings: width {model['width']}, MLP hidden {model['hidden']}, AdamW lr {optim['lr']:g}, "
         f"batch {train['batch_size']}, at most {train['max_epochs']} epochs, early stopping patience "
         f"{train['patience']}, alpha {loss['alpha']:g}, beta {loss['beta']:g} (L_ic variant {loss.get('variant', 'n/a')!r}); "
-        f"`{path_arg(args.config)}`, {args.seeds} seeds, code at commit {code_version()}. "
+        f"`{path_arg(args.config)}`, {args.seeds} seeds, code at commit {code}. "
         "The defaults of that commit apply to everything else (`results.json` in the work folder holds the full configuration).",
         "",
         "## Results",
@@ -203,13 +204,13 @@ WN9_PAPER = [
 
 
 def run_wn9img(args: argparse.Namespace) -> None:
-    work, load_start = Path(args.work or REPO / "runs" / "real_data" / "wn9img"), os.getloadavg()[0]
+    work, load_start, code = Path(args.work or REPO / "runs" / "real_data" / "wn9img"), os.getloadavg()[0], code_version()
     sized = wn9img_sizes(args)
     compare = ["kg", "compare", "--config", path_arg(args.config), "--data", path_arg(args.data), "--out", path_arg(work / "compare"),
                "--seeds", *map(str, args.seeds), "--device", "cpu", "--cache-dir", path_arg(work / "cache")]
     compare += [str(part) for pair in sized for part in pair]
     steps = [run_step("kg-compare", compare, work, args.threads)]
-    text = wn9img_report(args, work, steps, (load_start, os.getloadavg()[0]))
+    text = wn9img_report(args, work, steps, (load_start, os.getloadavg()[0]), code)
     write_text_atomic(args.out or REPO / "benchmarks" / "results" / "kg_wn9img.md", text)
 
 
@@ -218,8 +219,8 @@ def wn9img_sizes(args: argparse.Namespace) -> list[tuple[str, int]]:
     return [(flag, value) for flag, value in (("--rank", args.rank), ("--max-epochs", args.max_epochs), ("--batch-size", args.batch_size)) if value]
 
 
-def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load: tuple[float, float]) -> str:
-    """The results file of a WN9-IMG run whose outputs lie in ``work``."""
+def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load: tuple[float, float], code: str) -> str:
+    """The results file of a WN9-IMG run whose outputs lie in ``work`` (``code``: the commit that ran)."""
     sized = wn9img_sizes(args)
     results = json.loads((work / "compare" / "results.json").read_text(encoding="utf-8"))
     config = results["config"]
@@ -242,7 +243,7 @@ def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load:
         f"IID arm alpha {runs[-1]['alpha']:g}, beta {runs[-1]['beta']:g} (L_ic Gaussian-KL weight {iid.get('ic_lam', 'n/a')}). "
         f"`{path_arg(args.config)}`"
         + (f", sized down for a CPU with {', '.join(f'`{flag} {value}`' for flag, value in sized)}" if sized else "")
-        + f"; seeds {args.seeds}; code at commit {code_version()}.",
+        + f"; seeds {args.seeds}; code at commit {code}.",
         "",
         "OTKGE's own settings (`configs/kg/wn9img_text.yaml`, as `configs/kg/wn9img.yaml`): rank 500, batch "
         "2000, Adagrad lr 0.1, 200 epochs, the OT plan refreshed every step; where this run differs, it was "

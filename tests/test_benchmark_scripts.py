@@ -53,11 +53,11 @@ def test_real_data_reports_from_the_commands_outputs(tmp_path):
                  "--methods", "lf-static,iid-l", "--seeds", "1", "--jobs", "1", "--max-epochs", "1", "--out", str(hfm / "compare"), *quiet]) == 0
     args = real_data.build_parser().parse_args(["hfm", "--data", str(fixtures / "hfm"), "--seeds", "1", "--methods", "lf-static,iid-l"])
     steps = [real_data.Step("extract", ["extract"], 12.0, 600.0), real_data.Step("compare", ["compare"], 90.0, 500.0)]
-    report = real_data.hfm_report(args, hfm, steps, (1.0, 2.0))
+    report = real_data.hfm_report(args, hfm, steps, (1.0, 2.0), "abc1234")
     assert "**The second modality is the image-attribute words**" in report and "not the pixels" in report
     assert "10 / 4 / 4 train / validation / test tweets" in report and "tweets without image attributes: train 1" in report
     assert "| lf-static |" in report and "| iid-l |" in report and "| HFM | IID-P | 86.88 ± 0.39 |" in report
-    assert "| `compare` | 1.5 min (90 s) | 500 MiB |" in report
+    assert "| `compare` | 1.5 min (90 s) | 500 MiB |" in report and "code at commit abc1234" in report
 
     wn9 = tmp_path / "wn9img"
     wn9.mkdir()
@@ -67,7 +67,7 @@ def test_real_data_reports_from_the_commands_outputs(tmp_path):
                      "--cache-dir", str(tmp_path / "cache"), "--out", str(wn9 / "compare")])
     assert code == 0
     args = real_data.build_parser().parse_args(["wn9img", "--seeds", "0", "--rank", "32", "--max-epochs", "1", "--batch-size", "32"])
-    report = real_data.wn9img_report(args, wn9, [real_data.Step("kg-compare", ["kg", "compare"], 60.0, 900.0)], (1.0, 2.0))
+    report = real_data.wn9img_report(args, wn9, [real_data.Step("kg-compare", ["kg", "compare"], 60.0, 900.0)], (1.0, 2.0), "abc1234")
     assert "12 entities, 3 relations" in report and "**No image features**" in report
     assert "sized down for a CPU with `--rank 32`, `--max-epochs 1`, `--batch-size 32`" in report
     assert "| baseline | 0 |" in report and "| iid | 0 |" in report and "| WN9-IMG | OTKGE + IID | 0.932 |" in report
