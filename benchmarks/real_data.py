@@ -103,7 +103,7 @@ def embedded_report(path: Path) -> list[str]:
     down (it sits under ours)."""
     lines = path.read_text(encoding="utf-8").strip().splitlines()
     if lines and lines[0].startswith("# "):
-        lines = lines[1:]
+        lines = "\n".join(lines[1:]).strip().splitlines()
     return [f"#{line}" if line.startswith("#") else line for line in lines]
 
 
