@@ -18,7 +18,7 @@ from iidfusion.data.multiview import (
     stratified_split,
 )
 
-SHARED = Path("/work/shared/data")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def cell(*arrays: np.ndarray) -> np.ndarray:
@@ -76,17 +76,19 @@ def test_mat_view_names_from_the_file(tmp_path: Path) -> None:
     assert list(arrays.views) == ["pixel", "fourier"]
 
 
-def test_mat_split_form_of_the_shared_handwritten_file() -> None:
-    content = scipy.io.loadmat(SHARED / "handwritten_6views.mat")
-    splits = make_splits(read_multiview_file(SHARED / "handwritten_6views.mat"), "hw6", seed=3, scale=False)
-    assert (len(splits.train), len(splits.val), len(splits.test)) == (1440, 160, 400)
+def test_mat_split_form_of_an_excerpt_of_the_literatures_handwritten_file() -> None:
+    """An excerpt of the trusted multi-view literature's file: 2 training and 1 test sample per digit."""
+    path = FIXTURES / "handwritten_6views_excerpt.mat"
+    content = scipy.io.loadmat(path)
+    splits = make_splits(read_multiview_file(path), "hw6", seed=3, scale=False)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (10, 10, 10)
     assert splits.view_dims == {"view0": 240, "view1": 76, "view2": 216, "view3": 47, "view4": 64, "view5": 6}
     assert splits.class_names == tuple(str(c) for c in range(1, 11))
     # The file's test split is kept as is, in order; labels 1..10 become 0..9.
     np.testing.assert_array_equal(splits.test.views["view1"].numpy(), content["x2_test"].astype(np.float32))
     np.testing.assert_array_equal(splits.test.labels.numpy(), content["gt_test"].ravel() - 1)
-    # The validation split is carved from the file's train split, stratified: 16 of each class.
-    assert torch.bincount(splits.val.labels).tolist() == [16] * 10
+    # The validation split is carved from the file's train split, stratified: one of each class.
+    assert torch.bincount(splits.val.labels).tolist() == [1] * 10
     train_rows = {row.tobytes() for row in content["x1_train"].astype(np.float32)}
     assert all(row.tobytes() in train_rows for row in splits.val.views["view0"].numpy())
 
