@@ -95,8 +95,8 @@ def informatic_constraint(
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown L_ic variant {variant!r}; expected one of {VARIANTS}")
-    if lam < 0:
-        raise ValueError(f"lam must be >= 0, got {lam}")
+    if not (math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"lam must be finite and >= 0, got {lam}")
     names = check_modalities(features)
     check_same_keys(features, shared_head_logits, "shared_head_logits")
     if fused_logits.ndim != 2:
@@ -151,8 +151,8 @@ class InformaticConstraint(nn.Module):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown L_ic variant {variant!r}; expected one of {VARIANTS}")
-        if lam < 0 or var_floor <= 0:
-            raise ValueError(f"need lam >= 0 and var_floor > 0, got lam={lam}, var_floor={var_floor}")
+        if not (math.isfinite(lam) and lam >= 0 and var_floor > 0):
+            raise ValueError(f"need a finite lam >= 0 and var_floor > 0, got lam={lam}, var_floor={var_floor}")
         self.lam = lam
         self.variant: Variant = variant
         self.var_floor = var_floor

@@ -19,9 +19,10 @@ from iidfusion.ot.estimators import (
     wasserstein_sliced,
 )
 from iidfusion.ot.reduce import FourierRIPReducer, rip_dimension
-from iidfusion.ot.sinkhorn import SinkhornResult, sinkhorn_unbalanced, smallest_safe_eps
+from iidfusion.ot.sinkhorn import EpsTooSmallError, SinkhornResult, sinkhorn_unbalanced, smallest_safe_eps
 
 __all__ = [
+    "EpsTooSmallError",
     "FourierRIPReducer",
     "SinkhornResult",
     "pairwise_cost",

@@ -61,7 +61,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["SinkhornResult", "sinkhorn_unbalanced", "smallest_safe_eps"]
+__all__ = ["EpsTooSmallError", "SinkhornResult", "sinkhorn_unbalanced", "smallest_safe_eps"]
 
 # The smallest eps accepted, in machine epsilons of the working dtype times the largest |C|:
 # the exponent of the kernel then carries an error below 1 / SAFE_EPS_ULPS (6%) per entry.
@@ -134,6 +134,10 @@ class _Problem:
     log_b: Tensor
     mass_a: Tensor  # (P,) sum(a), the scale of the marginal residuals
     mass_b: Tensor  # (P,)
+
+
+class EpsTooSmallError(ValueError):
+    """eps below :func:`smallest_safe_eps` for the costs at hand (callers name their own option)."""
 
 
 def smallest_safe_eps(cost_scale: float, dtype: torch.dtype = torch.float32) -> float:
@@ -262,7 +266,7 @@ def _validate(
     scale = max(abs(cost_min), abs(cost_max))
     if eps < smallest_safe_eps(scale, work):
         in_float64 = "" if work == torch.float64 else f"; float64 costs allow {smallest_safe_eps(scale, torch.float64):.2g}"
-        raise ValueError(
+        raise EpsTooSmallError(
             f"eps={eps:g} is too small for costs up to {scale:.3g} in {str(work).removeprefix('torch.')} "
             f"(exp(-C / eps) would drown in rounding error); the smallest safe eps is {smallest_safe_eps(scale, work):.2g}{in_float64}"
         )

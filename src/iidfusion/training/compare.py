@@ -80,7 +80,9 @@ def validate_config(config: ExperimentConfig) -> None:
     """Check the options that can be checked without data (methods are resolved by the caller)."""
     from iidfusion.data.noise import FEATURE_NOISE
     from iidfusion.training.runner import build_loggers
+    from iidfusion.training.validation import check_option_values
 
+    check_option_values(config)
     if config.seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {config.seeds}")
     if config.jobs < 1:
