@@ -9,7 +9,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 # A test may not name the shared data folder beside a clone, nor an absolute /work path.
-OUTSIDE = re.compile(r"""["'/]shared["'/]|["']/work/|parents\[[3-9]\]""")
+OUTSIDE = re.compile(r"""\.\./shared|/shared/|["']shared["']\s*/|/\s*["']shared["']|["']/work/|parents\[[3-9]\]""")
 # The script that cut the excerpts reads the shared data by design (it is not a test).
 NOT_TESTS = {TESTS / "fixtures" / "make_excerpts.py"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -226,26 +227,21 @@ def test_too_small_eps_is_refused_naming_the_smallest_safe_eps(dtype: torch.dtyp
         assert math.isfinite(value) and 0 < value <= eps + 2.0
 
 
-@pytest.mark.parametrize("max_iter", [1, 2, 5, 1000])
-@pytest.mark.parametrize(("eps", "rho"), [(0.01, 0.001), (1e-3, 0.1), (0.1, 10.0)])
-def test_value_lies_between_the_optimum_and_the_empty_plan(max_iter: int, eps: float, rho: float) -> None:
-    """An early stop (eps = 0.01, rho = 1e-3, 5 iterations gave 40 times the empty plan's value)
+@pytest.mark.parametrize(("eps", "rho"), [(0.01, 0.001), (0.02, 0.1), (0.1, 10.0)])
+def test_value_lies_between_the_optimum_and_the_empty_plan(eps: float, rho: float) -> None:
+    """An early stop (on this cost, eps = 0.01, rho = 1e-3, 2 iterations gave 21 times the empty plan's value)
     returns the best multiple of its plan: above the optimum (it is a feasible plan) and below
-    eps |a||b| + rho (|a| + |b|), the value of T = 0."""
-    cost = torch.rand(4, 5, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    eps |a||b| + rho (|a| + |b|), the value of T = 0. (The optimum: converged, as POT's in
+    test_matches_pot_unbalanced.)"""
+    cost = torch.rand(4, 5, 6, generator=torch.Generator().manual_seed(28), dtype=torch.float64)
     optimum = sinkhorn_unbalanced(cost, eps=eps, rho=rho, tol=1e-13, max_iter=200_000).value
-    for dtype in (torch.float64, torch.float32):
+    for dtype, max_iter in itertools.product((torch.float64, torch.float32), (1, 2, 5, 1000)):
         result = sinkhorn_unbalanced(cost.to(dtype), eps=eps, rho=rho, max_iter=max_iter, return_plan=True)
         empty = torch.tensor(eps, dtype=dtype) + 2 * torch.tensor(rho, dtype=dtype)  # in the dtype's rounding
         assert torch.isfinite(result.value).all() and (result.value <= empty).all()
         assert (result.value.double() >= optimum * (1 - 1e-5)).all()
         cost_of_plan = (result.plan.double() * cost).sum((1, 2))
         torch.testing.assert_close(result.transport_cost.double(), cost_of_plan, rtol=1e-5, atol=0)
-    a, b = ot.unif(5), ot.unif(6)
-    for p in range(4):  # the optimum itself is POT's (its "total" lacks the generalised KL's mass terms)
-        plan, _, total = _pot_unbalanced(cost[p], a, b, eps, rho)
-        mass = plan.sum()
-        assert optimum[p].item() == pytest.approx(total + (eps + 2 * rho) * (1 - mass), rel=1e-6)
 
 
 def _bad_inputs() -> list[tuple[dict, str]]:

@@ -110,6 +110,13 @@ def parse_levels(text: str) -> tuple[float, ...]:
     return levels
 
 
+def require_text_packages(data_format: str) -> None:
+    """Import transformers up front for the vision-language formats (their text encoder needs
+    it), so a missing extra is said before any data is read (one line: `pip install 'iidfusion[vl]'`)."""
+    if data_format != "rgbd":
+        import transformers  # noqa: F401
+
+
 def default_device() -> str:
     import torch
 
@@ -146,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     levels = parse_levels(args.noise)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    require_text_packages(args.data_format)
     raw = load_raw(raw_options(args))
     options = encoder_options(args, {}, args.seed)
     image_size = args.image_size or 224

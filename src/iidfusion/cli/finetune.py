@@ -19,7 +19,13 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iidfusion.cli.extract import add_encoder_arguments, add_raw_data_arguments, encoder_options, raw_options
+from iidfusion.cli.extract import (
+    add_encoder_arguments,
+    add_raw_data_arguments,
+    encoder_options,
+    raw_options,
+    require_text_packages,
+)
 from iidfusion.cli.fit import add_overwrite_argument
 from iidfusion.training.config import add_config_arguments
 
@@ -114,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.training.outputs import check_output_folder, run_folder
     from iidfusion.training.validation import check_option_values
 
+    require_text_packages(args.data_format)
     config, finetune, encoders = finetune_settings(args, family_of(args.data_format))
     methods = resolve_methods(config.methods)
     if config.seeds < 1 or not config.eval.noise or any(not level >= 0 for level in config.eval.noise):

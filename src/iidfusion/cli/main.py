@@ -68,7 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"iidfusion.cli.{name}").register(subparsers)
+    for command in _command_parsers(parser):
+        # --debug after the command too; SUPPRESS keeps a --debug given before it.
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        command.set_defaults(command_parser=command)  # the innermost command's parser reports stray arguments
     return parser
+
+
+def _command_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every (sub)command's parser below ``parser``, outer ones first."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):
+                found += [command, *_command_parsers(command)]
+    return found
 
 
 def is_user_error(error: BaseException) -> bool:
@@ -112,7 +126,9 @@ def _first_line(error: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; exit codes: 0 done, 2 bad input, 1 a bug, 130 interrupted."""
-    args = build_parser().parse_args(argv)
+    args, stray = build_parser().parse_known_args(argv)
+    if stray:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(stray)}")
     command = " ".join(filter(None, (args.command, getattr(args, "kg_command", None))))
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
