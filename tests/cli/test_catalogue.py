@@ -142,6 +142,8 @@ CASES: dict[str, Case] = {
     "kg --out is a file": Case(_kg("fit"), "--out out is a file", setup=_a_file_at_out),
     "kg compare over previous results": Case(_kg("compare", "--seeds", "0"), "already holds a run", setup=_previous_results),
     "kg compare section of the wrong type": Case(_kg("compare", "--config", "{i}/kg_bad_compare.yaml"), "compare section 'seeds' must be a list"),
+    "kg YAML with a python tag": Case(_kg("fit", "--config", "{i}/python_tag.yaml"), "cannot read config file"),
+    "kg YAML that is a list": Case(_kg("fit", "--config", "{i}/kg_list.yaml"), "must hold a mapping of options, got list"),
     "kg missing graph": Case(_kg("fit", data="no_graph"), "neither a known knowledge graph"),
     # the other commands
     "datasets missing file": Case(lambda i: ["datasets", str(i / "missing.mat")], "no such file: "),
@@ -218,6 +220,7 @@ def inputs(tmp_path_factory, tiny_npz) -> Path:
     (folder / "kg_wrong_type.yaml").write_text("train:\n  max_epochs: ten\n")
     (folder / "kg_nan_eps.yaml").write_text("objective:\n  iid:\n    dc_eps: .nan\n")
     (folder / "kg_bad_compare.yaml").write_text("compare:\n  seeds: x\n")
+    (folder / "kg_list.yaml").write_text("- train\n- max_epochs\n")
     # others
     (folder / "figure.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xd8")
     write_toy_vision_language(folder / "mvsa", "mmbt", per_class=(2, 1, 1))

@@ -163,3 +163,12 @@ def test_batch_of_one_is_rejected_with_a_hint():
 def test_unknown_variant_is_rejected():
     with pytest.raises(ValueError, match="variant"):
         InformaticConstraint(variant="upside-down")
+
+
+@pytest.mark.parametrize("lam", [float("nan"), float("inf"), -0.1])
+def test_a_lam_that_is_not_a_finite_weight_raises(lam):
+    """lam = NaN made every L_ic NaN, found only when training diverged."""
+    with pytest.raises(ValueError, match="lam"):
+        InformaticConstraint(lam=lam)
+    with pytest.raises(ValueError, match="lam must be finite and >= 0"):
+        informatic_constraint(**make_batch(batch=6, classes=3), lam=lam)

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from iidfusion.cli.fit import add_overwrite_argument
@@ -60,16 +61,13 @@ def _replace(section: Any, **changes: Any) -> Any:
 
 def _experiment(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The configuration after the flags, and the YAML's ``compare`` section."""
-    import yaml
-
     from iidfusion.kg.features import parse_feature_specs
-    from iidfusion.kg.train import KGExperimentConfig, load_experiment_config
+    from iidfusion.kg.train import KGExperimentConfig, load_experiment_config, read_yaml_mapping
 
     config = load_experiment_config(args.config) if args.config else KGExperimentConfig()
     compare: dict[str, Any] = {}
     if args.config:
-        with open(args.config, encoding="utf-8") as handle:
-            compare = (yaml.safe_load(handle) or {}).get("compare") or {}
+        compare = read_yaml_mapping(Path(args.config)).get("compare") or {}
         if not isinstance(compare, dict):
             raise ValueError(f"{args.config}: the compare section must be a mapping, got {compare!r}")
     features = parse_feature_specs(args.features) if args.features else None

@@ -77,7 +77,10 @@ def run_name(log_file: Path) -> str:
     """The method and seed recorded next to the log (``hparams.yaml``), else the run folder's name."""
     hparams = log_file.parent / "hparams.yaml"
     if hparams.is_file():
-        values = yaml.safe_load(hparams.read_text()) or {}
+        try:
+            values = yaml.safe_load(hparams.read_text(encoding="utf-8")) or {}
+        except (UnicodeDecodeError, yaml.YAMLError):
+            values = {}  # the name only labels the plot: fall back to the folder's
         if isinstance(values, dict) and "method" in values:
             return f"{values['method']} (seed {values['seed']})" if "seed" in values else str(values["method"])
     folder = log_file.parent

@@ -125,9 +125,23 @@ def load_experiment_config(path: str | Path) -> KGExperimentConfig:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    values = dict(read_yaml_mapping(path))
     values.pop("compare", None)  # the section read by `kg compare`
     return config_from_mapping(KGExperimentConfig, values, str(path))
+
+
+def read_yaml_mapping(path: Path) -> Mapping[str, Any]:
+    """The mapping in the YAML file at ``path``, read with the safe loader (no tags that build
+    objects); unreadable YAML or another top-level type is a ValueError naming the file."""
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"cannot read config file {path}: {str(error).splitlines()[0]}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise ValueError(f"config file {path} must hold a mapping of options, got {type(values).__name__}")
+    return values
 
 
 @dataclass
