@@ -11,8 +11,10 @@ def test_compare_writes_every_result(tiny_npz, tmp_path, capsys):
     args = ["compare", "--data", str(tiny_npz), "--methods", "if-static,iid-l", "--seeds", "2", "--noise", "0,5",
             "--out", str(out), "--loggers", "", "--no-checkpoints", *FAST]
     assert main(args) == 0
-    printed = capsys.readouterr().out
-    assert "| iid-l | if-static |" in printed and "Avg Acc" in printed and "[4/4] iid-l seed 1" in printed
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "| iid-l | if-static |" in printed and "Avg Acc" in printed and "[4/4] iid-l seed 1" in captured.err
+    assert "[4/4]" not in printed, "progress goes to stderr, results to stdout"
     assert sorted(p.name for p in out.iterdir()) == sorted(RESULT_FILES)
     payload = json.loads((out / "results.json").read_text())
     keys = {(r["method"], r["seed"], r["noise"]) for r in payload["results"]}

@@ -23,8 +23,10 @@ def test_plot_reads_real_fit_logs(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert figure.read_bytes()[:4] == b"\x89PNG"
     assert printed.startswith(table.read_text())
-    rows = [line for line in printed.splitlines() if line.startswith("| if-qmf") or line.startswith("| iid-q")]
-    assert len(rows) == 2 and all(row.split(" | ")[1] == "3" for row in rows)  # 3 epochs each
+    rows = [line.split(" | ") for line in printed.splitlines() if line.startswith(("| if-qmf", "| iid-q"))]
+    assert len(rows) == 6  # the monitoring table, then one diagnostics row per run and modality
+    assert all(row[1] == "3" for row in rows[:2])  # 3 epochs each
+    assert [row[1] for row in rows[2:]] == ["a", "b", "a", "b"]
 
 
 def test_plot_errors_exit_2(tmp_path, capsys):

@@ -79,3 +79,15 @@ def test_auxiliary_loss_is_the_weighted_sum_of_unimodal_ce(make_model, make_inpu
 def test_negative_unimodal_loss_weight_is_rejected():
     with pytest.raises(ValueError, match="unimodal_loss_weight"):
         StaticStrategy(MODALITIES, 3, width=8, unimodal_loss_weight=-1.0)
+
+
+def test_unimodal_terms_can_be_averaged_over_modalities(make_model, make_inputs, make_labels):
+    summed = make_model(3, "if", "static")
+    averaged = make_model(3, "if", "static", unimodal_reduction="mean")
+    averaged.load_state_dict(summed.state_dict())
+    inputs, labels = make_inputs(summed), make_labels()
+    total = summed.strategy.auxiliary_losses(summed(inputs), labels)["unimodal_ce"]
+    mean = averaged.strategy.auxiliary_losses(averaged(inputs), labels)["unimodal_ce"]
+    torch.testing.assert_close(mean, total / 3)
+    with pytest.raises(ValueError, match="unimodal_reduction"):
+        StaticStrategy(MODALITIES, 3, width=8, unimodal_reduction="max")

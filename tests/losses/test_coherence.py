@@ -33,8 +33,12 @@ def test_pairs_match_pot_on_the_raw_features():
     assert out.pairs == (("m0", "m1"), ("m0", "m2"), ("m1", "m2")) == modality_pairs(list(features))
     expected = [pot_relaxed_value(features[a], features[b], 0.2, 2.0) for a, b in out.pairs]
     torch.testing.assert_close(out.pair_distances, torch.tensor(expected, dtype=torch.float64), rtol=1e-6, atol=1e-8)
-    torch.testing.assert_close(out.loss, out.pair_distances.sum())
+    torch.testing.assert_close(out.loss, out.pair_distances.mean())
+    summed = distribution_coherence(features, eps=0.2, rho=2.0, max_iter=5000, tol=1e-11, reduction="sum")
+    torch.testing.assert_close(summed.loss, out.pair_distances.sum())
     assert out.transport_cost.shape == (3,)
+    with pytest.raises(ValueError, match="reduction"):
+        distribution_coherence(features, reduction="max")
 
 
 @pytest.mark.parametrize("reduce", [False, True])

@@ -5,7 +5,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import torch.nn.functional as F
+
 from iidfusion.losses import InformaticConstraint, gaussian_kl_to_standard, informatic_constraint
+from iidfusion.losses.informatic import REDUCTIONS, VARIANTS
 
 
 def make_batch(batch=6, classes=3, modalities=2, dim=4, scale=1.0, seed=0, dtype=torch.float32):
@@ -20,6 +23,12 @@ def make_batch(batch=6, classes=3, modalities=2, dim=4, scale=1.0, seed=0, dtype
     }
 
 
+def lower_bound(variant, classes, modalities, lam, reduction="mean"):
+    """The documented lower bound of each reading (factor M for the sum over modalities)."""
+    per_modality = {"vib": 0.0, "margin": 0.0, "literal": -lam * math.log(classes), "aim": -math.log(classes)}[variant]
+    return per_modality * (modalities if reduction == "sum" else 1)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     batch=st.integers(2, 8),
@@ -29,27 +38,32 @@ def make_batch(batch=6, classes=3, modalities=2, dim=4, scale=1.0, seed=0, dtype
     scale=st.floats(0.01, 100.0),
     lam=st.floats(0.0, 10.0),
     seed=st.integers(0, 2**16),
+    reduction=st.sampled_from(REDUCTIONS),
 )
-def test_both_variants_respect_their_stated_lower_bound(batch, classes, modalities, dim, scale, lam, seed):
+def test_every_variant_respects_its_stated_lower_bound(batch, classes, modalities, dim, scale, lam, seed, reduction):
     inputs = make_batch(batch, classes, modalities, dim, scale, seed)
-    aim = informatic_constraint(**inputs, lam=lam)
-    literal = informatic_constraint(**inputs, lam=lam, variant="literal")
-    assert aim.loss >= -modalities * math.log(classes) - 1e-5
-    assert literal.loss >= -modalities * lam * math.log(classes) - 1e-5
+    weights = torch.rand(batch, modalities, generator=torch.Generator().manual_seed(seed)) + 0.01
+    for variant in VARIANTS:
+        out = informatic_constraint(**inputs, lam=lam, variant=variant, reduction=reduction, modality_weights=weights)
+        assert out.loss >= lower_bound(variant, classes, modalities, lam, reduction) - 1e-5, variant
 
 
-@pytest.mark.parametrize("variant, bound", [("aim", -2 * math.log(3)), ("literal", -2 * 0.5 * math.log(3))])
-def test_minimising_freely_stays_above_the_bound_and_approaches_it(variant, bound):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_minimising_freely_stays_above_the_bound_and_approaches_it(variant):
     # Free logits and features: the optimiser may do anything the loss rewards (exploding the
-    # unimodal CE, or the unimodal KL for "literal"); the clamps must hold it at the bound.
+    # unimodal CE for "aim", the unimodal KL for "literal"); the clamps must hold it at the bound.
+    bound = lower_bound(variant, classes=3, modalities=2, lam=0.5)
     params = {k: v.clone().requires_grad_() if torch.is_tensor(v) and v.is_floating_point() else v
               for k, v in make_batch(batch=8, classes=3, modalities=2, dim=3).items()}
     for key in ("shared_head_logits", "features"):
         params[key] = {n: t.clone().requires_grad_() for n, t in params[key].items()}
     leaves = [params["fused_logits"], params["fused_features"], *params["shared_head_logits"].values(), *params["features"].values()]
     optimizer = torch.optim.Adam(leaves, lr=0.2)
-    for _ in range(60):
-        loss = informatic_constraint(**params, lam=0.5, variant=variant).loss
+    # "margin" needs the fused CE a margin below the (detached) unimodal CEs: 0 only once every
+    # sample's fused CE is 0.1 below its unimodal ones, i.e. a margin of 0 here.
+    options = {"margin": 0.0} if variant == "margin" else {}
+    for _ in range(80):
+        loss = informatic_constraint(**params, lam=0.5, variant=variant, **options).loss
         assert loss.item() >= bound - 1e-5
         optimizer.zero_grad()
         loss.backward()
@@ -57,13 +71,13 @@ def test_minimising_freely_stays_above_the_bound_and_approaches_it(variant, boun
     assert loss.item() < bound + 0.05
 
 
-def test_literal_has_the_opposite_sign_on_the_unimodal_bracket():
+def test_literal_and_aim_are_opposite_on_the_unimodal_bracket():
     inputs = make_batch(batch=16, classes=10, dim=5, scale=0.3)
     for logits in inputs["shared_head_logits"].values():  # CE < log 10 and KL < log 10: no clamp active
         logits += torch.nn.functional.one_hot(inputs["labels"], 10)
     lam = 0.2
-    aim = informatic_constraint(**inputs, lam=lam)
-    literal = informatic_constraint(**inputs, lam=lam, variant="literal")
+    aim = informatic_constraint(**inputs, lam=lam, variant="aim", reduction="sum")
+    literal = informatic_constraint(**inputs, lam=lam, variant="literal", reduction="sum")
     assert all(ce < math.log(10) for ce in aim.unimodal_ce.values())
     assert all(kl < math.log(10) for kl in aim.unimodal_kl.values())
     fused = aim.fused_ce + lam * aim.fused_kl
@@ -79,13 +93,64 @@ def test_literal_has_the_opposite_sign_on_the_unimodal_bracket():
     torch.testing.assert_close(grads("aim"), -grads("literal"))
 
 
+def test_vib_is_the_fused_terms_plus_the_mean_unimodal_kl():
+    inputs = make_batch(batch=12, classes=4, modalities=3, dim=5)
+    out = informatic_constraint(**inputs, lam=0.3, variant="vib")
+    mean_kl = sum(out.unimodal_kl.values()) / 3
+    torch.testing.assert_close(out.loss, out.fused_ce + 0.3 * out.fused_kl + 0.3 * mean_kl)
+    # no gradient reaches the shared head's unimodal logits: no unimodal prediction is rewarded or punished
+    leaves = {n: t.clone().requires_grad_() for n, t in inputs["shared_head_logits"].items()}
+    fused = inputs["fused_logits"].clone().requires_grad_()
+    informatic_constraint(**(inputs | {"shared_head_logits": leaves, "fused_logits": fused}), variant="vib").loss.backward()
+    assert all(t.grad is None or torch.count_nonzero(t.grad) == 0 for t in leaves.values())
+
+
+def test_margin_is_a_hinge_on_the_fused_ce_with_the_unimodal_ce_detached():
+    inputs = make_batch(batch=10, classes=4, modalities=2, dim=3)
+    labels = inputs["labels"]
+    out = informatic_constraint(**inputs, lam=0.0, variant="margin", margin=0.2)
+    fused = F.cross_entropy(inputs["fused_logits"], labels, reduction="none")
+    hinge = [torch.relu(fused - F.cross_entropy(h, labels, reduction="none") + 0.2).mean()
+             for h in inputs["shared_head_logits"].values()]
+    torch.testing.assert_close(out.loss, fused.mean() + sum(hinge) / 2)
+    leaves = {n: t.clone().requires_grad_() for n, t in inputs["shared_head_logits"].items()}
+    fused_leaf = inputs["fused_logits"].clone().requires_grad_()
+    informatic_constraint(**(inputs | {"shared_head_logits": leaves, "fused_logits": fused_leaf}), variant="margin").loss.backward()
+    assert torch.count_nonzero(fused_leaf.grad) > 0
+    assert all(t.grad is None or torch.count_nonzero(t.grad) == 0 for t in leaves.values())
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_reductions_mean_sum_and_weighted(variant):
+    inputs = make_batch(batch=9, classes=3, modalities=3, dim=4, seed=3)
+    fused_only = informatic_constraint(**inputs, variant=variant, reduction="sum")
+    total = {r: informatic_constraint(**inputs, variant=variant, reduction=r, modality_weights=torch.ones(9, 3)).loss
+             for r in REDUCTIONS}
+    base = fused_only.fused_ce + 0.1 * fused_only.fused_kl
+    # the unimodal part of "sum" is M times that of "mean"; uniform fusion weights give "mean"
+    torch.testing.assert_close(total["sum"] - base, 3 * (total["mean"] - base))
+    torch.testing.assert_close(total["weighted"], total["mean"])
+    # weights that put everything on one modality make "weighted" that modality's term alone
+    one_hot = torch.zeros(9, 3)
+    one_hot[:, 1] = 1.0
+    only_m1 = informatic_constraint(**inputs, variant=variant, reduction="weighted", modality_weights=one_hot).loss
+    alone = informatic_constraint(
+        **(inputs | {"shared_head_logits": {k: inputs["shared_head_logits"]["m1"] for k in ("m0", "m1")},
+                     "features": {k: inputs["features"]["m1"] for k in ("m0", "m1")}}),
+        variant=variant,
+    ).loss
+    torch.testing.assert_close(only_m1, alone)
+    with pytest.raises(ValueError, match="modality_weights of shape"):
+        informatic_constraint(**inputs, variant=variant, reduction="weighted")
+
+
 def test_clamped_unimodal_ce_stops_pushing_a_modality_at_chance():
     inputs = make_batch(batch=4, classes=3)
     wrong = (inputs["labels"] + 1) % 3
     confident_wrong = 20.0 * torch.nn.functional.one_hot(wrong, 3).float()  # CE ~ 20 > log 3 on every sample
     leaf = confident_wrong.clone().requires_grad_()
     inputs["shared_head_logits"]["m0"] = leaf
-    informatic_constraint(**inputs).loss.backward()
+    informatic_constraint(**inputs, variant="aim").loss.backward()
     assert torch.count_nonzero(leaf.grad) == 0
 
 
@@ -120,17 +185,25 @@ def test_low_precision_inputs_give_a_finite_float32_loss(dtype):
     torch.testing.assert_close(out.loss, reference.loss, rtol=0.05, atol=0.05)
 
 
-def test_gradcheck_float64():
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_gradcheck_float64(variant, reduction):
     inputs = make_batch(batch=5, classes=3, dim=2, dtype=torch.float64, scale=0.5)
     names = list(inputs["features"])
+    weights = torch.rand(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) + 0.1
 
     def loss(fused_logits, fused_features, h0, h1, z0, z1):
         return informatic_constraint(
-            fused_logits, dict(zip(names, (h0, h1))), fused_features, dict(zip(names, (z0, z1))), inputs["labels"]
+            fused_logits, dict(zip(names, (h0, h1))), fused_features, dict(zip(names, (z0, z1))), inputs["labels"],
+            variant=variant, reduction=reduction, modality_weights=weights,
         ).loss
 
     leaves = [inputs["fused_logits"], inputs["fused_features"], *inputs["shared_head_logits"].values(), *inputs["features"].values()]
-    assert torch.autograd.gradcheck(loss, [t.clone().requires_grad_() for t in leaves])
+    # "margin" detaches the unimodal CE by design (its gradient is not that of its value in g(z^m)):
+    # checked with the unimodal logits held constant.
+    constant = {2, 3} if variant == "margin" else set()
+    leaves = [t.clone().requires_grad_(k not in constant) for k, t in enumerate(leaves)]
+    assert torch.autograd.gradcheck(loss, leaves)
 
 
 @pytest.mark.parametrize(
@@ -160,15 +233,19 @@ def test_batch_of_one_is_rejected_with_a_hint():
         informatic_constraint(**make_batch(batch=1))
 
 
-def test_unknown_variant_is_rejected():
-    with pytest.raises(ValueError, match="variant"):
-        InformaticConstraint(variant="upside-down")
-
-
-@pytest.mark.parametrize("lam", [float("nan"), float("inf"), -0.1])
-def test_a_lam_that_is_not_a_finite_weight_raises(lam):
-    """lam = NaN made every L_ic NaN, found only when training diverged."""
-    with pytest.raises(ValueError, match="lam"):
-        InformaticConstraint(lam=lam)
-    with pytest.raises(ValueError, match="lam must be finite and >= 0"):
-        informatic_constraint(**make_batch(batch=6, classes=3), lam=lam)
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"variant": "upside-down"}, "variant"),
+        ({"reduction": "max"}, "reduction"),
+        ({"lam": float("nan")}, "lam"),
+        ({"lam": -1.0}, "lam"),
+        ({"margin": float("inf")}, "margin"),
+        ({"var_floor": 0.0}, "var_floor"),
+    ],
+)
+def test_bad_options_are_rejected(options, message):
+    with pytest.raises(ValueError, match=message):
+        InformaticConstraint(**options)
+    with pytest.raises(ValueError, match=message):
+        informatic_constraint(**make_batch(), **options)

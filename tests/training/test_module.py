@@ -25,23 +25,64 @@ def test_step_trains_every_parameter(method, tiny_splits, fast_config):
     means = module._train_means.pop()
     assert {"loss", "task", "weight/m0", "weight/m1", "weight/m2"} <= set(means)
     pairs = {"wasserstein/m0-m1", "wasserstein/m0-m2", "wasserstein/m1-m2", "wasserstein/mean"}
-    assert pairs <= set(means), "per-pair distances are logged for every method (monitoring)"
     spec = module.spec
+    assert (pairs <= set(means)) == spec.use_dc, "training logs the distances its L_dc computed, nothing more"
     assert ("informatic" in means) == spec.use_ic and ("coherence" in means) == spec.use_dc
     assert all(torch.isfinite(v) for v in means.values())
 
 
-def test_monitoring_adds_no_gradient(tiny_splits, fast_config):
-    """Distances of a base method are computed without gradient: the loss is the same without them."""
+class _Logged:
+    """Captures what a module logs outside a trainer."""
+
+    def __init__(self, module):
+        self.values = {}
+        module.log = lambda name, value, **kw: self.values.__setitem__(name, value)
+        module.log_dict = lambda values, **kw: self.values.update(values)
+
+
+@pytest.mark.parametrize("method", ["qmf", "if-pdf", "iid-l"])
+def test_validation_logs_diagnostics_and_monitored_distances(method, tiny_splits, fast_config):
+    """Every method logs, per validation epoch, the shared-head and drop-one accuracies of each
+    modality and W~ on a fixed validation sample, all without touching the gradient."""
+    config = replace(fast_config, train=replace(fast_config.train, monitor_distances=True, monitor_samples=20))
+    torch.manual_seed(0)
+    module = FusionModule.for_feature_views(method, tiny_splits.view_dims, 3, len(tiny_splits.train), config)
+    logged = _Logged(module)
+    module.training_step(_batch(tiny_splits), 0)
+    module.on_validation_epoch_start()
+    data = MultiViewDataModule(tiny_splits, batch_size=32, seed=0, eval_batch_size=16)
+    with torch.no_grad():
+        for k, batch in enumerate(data.val_dataloader()):
+            module.validation_step(batch, k)
+    module.on_validation_epoch_end()
+    views = list(tiny_splits.view_dims)
+    expected = {"val/acc", "val/macro_f1", "val/loss", "val/wasserstein/mean",
+                *(f"val/shared_head_acc/{v}" for v in views), *(f"val/drop_acc/{v}" for v in views)}
+    assert expected <= set(logged.values), expected - set(logged.values)
+    assert all(0 <= float(logged.values[f"val/drop_acc/{v}"]) <= 1 for v in views)
+    assert float(logged.values["val/loss"]) > 0
+    assert module._monitor_count == 0 and not module._monitor_features, "the sample is reset every epoch"
+
+
+def test_shared_head_accuracy_is_the_shared_heads_and_drop_one_uses_the_training_mean(tiny_splits, fast_config):
+    torch.manual_seed(0)
+    module = FusionModule.for_feature_views("if-static", tiny_splits.view_dims, 3, len(tiny_splits.train), fast_config)
+    logged = _Logged(module)
     batch = _batch(tiny_splits)
-    losses = []
-    for monitor in (True, False):
-        config = replace(fast_config, train=replace(fast_config.train, monitor_distances=monitor))
-        torch.manual_seed(0)
-        module = FusionModule.for_feature_views("if-static", tiny_splits.view_dims, 3, len(tiny_splits.train), config)
-        losses.append(module.training_step(batch, 0))
-        assert ("wasserstein/mean" in module._train_means.pop()) == monitor
-    assert torch.equal(losses[0], losses[1]) and losses[0].grad_fn is not None
+    module.training_step(batch, 0)
+    means = module._feature_means.peek()
+    with torch.no_grad():
+        out = module.model(batch["inputs"])
+        torch.testing.assert_close(means["m0"], out.features["m0"].mean(0))
+        module.on_validation_epoch_start()
+        module.validation_step(batch, 0)
+        module.on_validation_epoch_end()
+        labels = batch["label"]
+        shared = (module.model.target_mapping(out.features["m1"]).argmax(1) == labels).float().mean()
+        dropped = dict(out.features) | {"m2": means["m2"].expand_as(out.features["m2"])}
+        drop = (module.model.fuse(dropped).logits.argmax(1) == labels).float().mean()
+    torch.testing.assert_close(logged.values["val/shared_head_acc/m1"], shared)
+    torch.testing.assert_close(logged.values["val/drop_acc/m2"], drop)
 
 
 def test_mode_mismatch_is_refused(tiny_splits, fast_config):

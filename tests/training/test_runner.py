@@ -44,7 +44,8 @@ def test_checkpoints_and_epoch_logs(tiny_splits, fast_config, tmp_path):
         rows = list(csv.DictReader(f))
     columns = set(rows[0])
     expected = {"train/loss", "train/task", "train/strategy/unimodal_ce", "train/weight/m0", "train/weight/m2",
-                "train/wasserstein/m0-m1", "train/wasserstein/m1-m2", "train/wasserstein/mean", "val/acc", "val/macro_f1"}
+                "val/wasserstein/m0-m1", "val/wasserstein/m1-m2", "val/wasserstein/mean", "val/acc", "val/macro_f1",
+                "val/loss", "val/shared_head_acc/m0", "val/drop_acc/m2"}
     assert expected <= columns, expected - columns
     epochs = {row["epoch"] for row in rows if row["train/task"]}
     assert epochs == {"0", "1"}, "one train row per epoch"
@@ -146,3 +147,42 @@ def test_the_best_checkpoint_of_a_spawned_run_is_read_without_running_code(tmp_p
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         BestWeights().best_model(SimpleNamespace(model=torch.nn.Linear(2, 2)), trainer)
     assert not marker.exists()
+
+
+class _Trainer:
+    """What ValidationPatience reads of a trainer."""
+
+    def __init__(self):
+        self.callback_metrics, self.should_stop, self.sanity_checking = {}, False, False
+        self.strategy = type("S", (), {"reduce_boolean_decision": staticmethod(lambda decision, all: decision)})()
+
+
+@pytest.mark.parametrize(
+    "stop_on, stopped_after",
+    [("acc", 3), ("loss", 5), ("acc_or_loss", 7)],
+)
+def test_validation_patience_counts_validations_without_a_better_score(stop_on, stopped_after):
+    from iidfusion.training.runner import ValidationPatience
+
+    # accuracy flat at chance while the loss falls, then the loss stalls as the accuracy rises once
+    scores = [(0.1, 3.3), (0.1, 3.2), (0.1, 3.1), (0.1, 3.1), (0.2, 3.2), (0.2, 3.3), (0.2, 3.3), (0.2, 3.3)]
+    callback, trainer = ValidationPatience(patience=2, stop_on=stop_on), _Trainer()
+    for epoch, (acc, loss) in enumerate(scores, start=1):
+        trainer.callback_metrics = {"val/acc": torch.tensor(acc), "val/loss": torch.tensor(loss)}
+        callback.on_train_epoch_end(trainer, None)
+        if trainer.should_stop:
+            break
+    assert epoch == stopped_after
+    restored = ValidationPatience(2, stop_on)
+    restored.load_state_dict(callback.state_dict())
+    assert restored.state_dict() == callback.state_dict()
+    with pytest.raises(ValueError, match="stop_on"):
+        ValidationPatience(2, "f1")
+
+
+def test_min_epochs_keeps_early_stopping_from_ending_a_run_too_soon(tiny_splits, fast_config):
+    # a learning rate so small that the accuracy never moves: patience 1 stops at the second epoch
+    train = replace(fast_config.train, max_epochs=8, patience=1, min_epochs=5, loggers=(), checkpoints=False)
+    frozen = replace(fast_config.optim, lr=1e-9)
+    assert fit_method(tiny_splits, "if-static", 0, replace(fast_config, optim=frozen, train=replace(train, min_epochs=0))).epochs == 2
+    assert fit_method(tiny_splits, "if-static", 0, replace(fast_config, optim=frozen, train=train)).epochs == 5

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from iidfusion.cli.fit import add_overwrite_argument
-from iidfusion.training.config import FIT_ONLY, ExperimentConfig, add_config_arguments, config_from_args
+from iidfusion.training.config import FIT_ONLY, SUITE_ONLY, ExperimentConfig, add_config_arguments, config_from_args
 
 DESCRIPTION = """\
 Train each method with seeds 0..N-1 on one data set, evaluate it on the test split clean and
@@ -14,15 +15,18 @@ under feature noise, and write to --out: results.csv and results.json (accuracy 
 per method, seed and noise level), results.md (mean ± std per method and level, Avg Acc, and
 paired t-tests of each IID variant against its bases) and accuracy_vs_noise.png. Per-run
 checkpoints and logs go to OUT/runs/METHOD/seedK; an OUT that holds a previous comparison is
-refused unless --overwrite replaces it (once the new one is done). Options come from the defaults below, then
---config FILE (YAML, sections model/loss/optim/train/eval), then the flags given."""
+refused unless --overwrite replaces it (once the new one is done). With --tune, each method and
+seed is tuned on the validation split over the grids below (the paper's protocol; results.json
+records every trial and what was chosen). Progress goes to stderr, the report to stdout.
+Options come from the defaults below, then --config FILE (YAML, sections
+model/loss/optim/train/eval/tune), then the flags given."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compare", help="compare fusion methods over seeds and noise levels", description=DESCRIPTION
     )
-    add_config_arguments(parser, exclude=FIT_ONLY)
+    add_config_arguments(parser, exclude=FIT_ONLY | SUITE_ONLY)
     add_overwrite_argument(parser)
     parser.set_defaults(handler=run)
 
@@ -39,7 +43,7 @@ def run(args: argparse.Namespace, base: ExperimentConfig | None = None) -> int:
     quiet_lightning()
     try:
         with run_folder(config.out, overwrite=args.overwrite):
-            comparison = run_comparison(config, config.out)
+            comparison = run_comparison(config, config.out, log=lambda line: print(line, file=sys.stderr, flush=True))
     except FloatingPointError as error:
         raise CommandError(f"{error} (try a smaller --lr, --alpha or --beta)") from error
     except EpsTooSmallError as error:

@@ -22,7 +22,7 @@ import argparse
 import os
 
 from iidfusion.cli.fit import add_overwrite_argument
-from iidfusion.training.config import FIT_ONLY, ExperimentConfig, OptimConfig, TrainConfig, add_config_arguments
+from iidfusion.training.config import FIT_ONLY, SUITE_ONLY, ExperimentConfig, OptimConfig, TrainConfig, add_config_arguments
 
 DEMO_CONFIG = ExperimentConfig(
     data="handwritten",
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the main comparison on the bundled Handwritten data",
         description="`iidfusion compare` with the demo's defaults (shown below); any option can be overridden.",
     )
-    add_config_arguments(parser, base=DEMO_CONFIG, exclude=FIT_ONLY)
+    add_config_arguments(parser, base=DEMO_CONFIG, exclude=FIT_ONLY | SUITE_ONLY)
     add_overwrite_argument(parser, default=True)  # `make demo` twice replaces the first demo's results
     parser.set_defaults(handler=run)
 

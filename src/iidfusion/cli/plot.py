@@ -8,10 +8,12 @@ DESCRIPTION = """\
 Read the CSV logs of training runs (RUN/csv/metrics.csv, as `iidfusion fit` and `compare` write
 them) and draw, side by side, the mean inter-modal Wasserstein distance per epoch and the
 validation accuracy per epoch of each run, typically a base method and its IID variant trained
-on the same data with the same seed, e.g.
+on the same data with the same seed, then the two diagnostics per modality: the shared head's
+accuracy on each modality alone and the fused accuracy with each modality replaced by its
+training mean (drop-one-modality), e.g.
   iidfusion fit --method qmf --out runs/fig4 ; iidfusion fit --method iid-q --out runs/fig4
   iidfusion plot --runs runs/fig4/qmf/seed0 runs/fig4/iid-q/seed0 --out fig4.png
-Prints a markdown table of the plotted numbers; --table FILE also writes it."""
+Prints markdown tables of the plotted numbers; --table FILE also writes them."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--labels", nargs="+", default=None, metavar="LABEL", help="legend labels, one per run (default: method and seed from the run)")
     parser.add_argument("--out", required=True, metavar="PNG", help="figure file to write")
     parser.add_argument("--table", default=None, metavar="MD", help="also write the printed table to this file (default: none)")
-    parser.add_argument("--distance", default="train/wasserstein/mean", help="logged distance metric (default: %(default)s)")
+    parser.add_argument("--distance", default="val/wasserstein/mean", help="logged distance metric (default: %(default)s)")
     parser.add_argument("--accuracy", default="val/acc", help="logged accuracy metric (default: %(default)s)")
     parser.set_defaults(handler=run)
 
@@ -29,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from iidfusion.evidence._report import write_outputs
-    from iidfusion.evidence.monitoring import monitoring_table, plot_monitoring, read_run_log
+    from iidfusion.evidence.monitoring import diagnostics_table, monitoring_table, plot_monitoring, read_run_log
 
     if args.labels is not None and len(args.labels) != len(args.runs):
         raise ValueError(f"--labels gives {len(args.labels)} labels for {len(args.runs)} runs")
@@ -39,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
     labels = args.labels or [None] * len(args.runs)
     runs = [read_run_log(path, label) for path, label in zip(args.runs, labels)]
     table = monitoring_table(runs, args.distance, args.accuracy) + "\n"
+    diagnostics = diagnostics_table(runs)
+    if diagnostics:
+        table += "\n" + diagnostics + "\n"
     figure = plot_monitoring(runs, args.distance, args.accuracy)
     write_outputs(out.parent, {}, {out.name: figure})
     if args.table is not None:

@@ -7,7 +7,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from iidfusion.training.config import EvalConfig, ExperimentConfig, TrainConfig, add_config_arguments, config_from_args
+from iidfusion.training.config import (
+    SUITE_ONLY,
+    EvalConfig,
+    ExperimentConfig,
+    TrainConfig,
+    add_config_arguments,
+    config_from_args,
+    iter_options,
+)
 
 DESCRIPTION = """\
 Train --method at every combination of --alpha, --beta and --d1 (or --trials points chosen by
@@ -24,7 +32,9 @@ SWEEP_BASE = ExperimentConfig(
     eval=EvalConfig(noise=(0.0,)),
 )
 # Set by the grid flags, or meaningless for one method.
-_EXCLUDED = frozenset({"loss.alpha", "loss.beta", "loss.d1", "methods"})
+_EXCLUDED = frozenset({"loss.alpha", "loss.beta", "loss.d1", "methods"}) | SUITE_ONLY | frozenset(
+    option.key for option in iter_options() if option.key.startswith("tune.")
+)
 
 
 def number_list(kind: type) -> Callable[[str], tuple]:

@@ -1,18 +1,21 @@
-"""Inter-modal distance and validation accuracy per epoch, from run logs (the paper's Figure 4).
+"""Inter-modal distance, validation accuracy and diagnostics per epoch, from run logs (the paper's Figure 4).
 
-The trainer (:mod:`iidfusion.training.module`) logs, once per training epoch, the per-pair
-relaxed Wasserstein distances W~ of L_dc under ``train/wasserstein/<m1>-<m2>`` and their mean
-``train/wasserstein/mean``, for every method: an IID method logs the values of its loss, a
-base method the same quantity computed without gradient (``train.monitor_distances``). It logs
-``val/acc`` after each validation. Lightning's CSV logger writes them to ``RUN/csv/metrics.csv``,
-one row per logging call, so a metric of epoch e sits in one of the rows whose ``epoch`` is e;
-:func:`read_run_log` folds the rows into one value per epoch and metric. A resumed run logs each
-(re)start to a new ``RUN/csv/version_K/metrics.csv``; all of them are read, oldest first, and an
-epoch logged again after a resume (the one the interruption cut short) keeps its newest values.
+The trainer (:mod:`iidfusion.training.module`) logs, once per validation epoch and for every
+method, the per-pair relaxed Wasserstein distances W~ of L_dc between the features of a fixed
+validation sample under ``val/wasserstein/<m1>-<m2>`` and their mean ``val/wasserstein/mean``
+(``train.monitor_distances``), ``val/acc``, and two diagnostics per modality m:
+``val/shared_head_acc/<m>`` (the shared head on m alone) and ``val/drop_acc/<m>`` (the fused
+accuracy with m replaced by its training mean). Lightning's CSV logger writes them to
+``RUN/csv/metrics.csv``, one row per logging call, so a metric of epoch e sits in one of the rows
+whose ``epoch`` is e; :func:`read_run_log` folds the rows into one value per epoch and metric.
+A resumed run logs each (re)start to a new ``RUN/csv/version_K/metrics.csv``; all of them are
+read, oldest first, and an epoch logged again after a resume (the one the interruption cut
+short) keeps its newest values.
 
-The figure puts, side by side, the mean inter-modal distance per epoch and the validation
-accuracy per epoch of each run (typically a base method and its IID variant, same data and
-seed), and :func:`monitoring_table` gives the numbers the figure shows.
+The figure puts, side by side, the mean inter-modal distance and the validation accuracy per epoch
+of each run (typically a base method and its IID variant, same data and seed), and, when the runs
+logged them, the two diagnostics per modality; :func:`monitoring_table` and
+:func:`diagnostics_table` give the numbers the figure shows.
 """
 
 from __future__ import annotations
@@ -27,8 +30,13 @@ import yaml
 
 from iidfusion.evidence._report import fmt, markdown_table, new_figure
 
-DISTANCE = "train/wasserstein/mean"
+DISTANCE = "val/wasserstein/mean"
 ACCURACY = "val/acc"
+# Per-modality diagnostics: metric prefix -> panel title.
+DIAGNOSTICS = {
+    "val/shared_head_acc/": "shared head on one modality alone",
+    "val/drop_acc/": "fused, one modality replaced by its training mean",
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,14 @@ class RunLog:
         if not pairs:
             raise ValueError(f"metric {metric!r} has no value in {self.source}")
         return [e for e, _ in pairs], [v for _, v in pairs]
+
+    def per_modality(self, prefix: str) -> dict[str, tuple[list[int], list[float]]]:
+        """{modality: (epochs, values)} of the metrics ``<prefix><modality>`` with a value."""
+        return {
+            key[len(prefix) :]: self.series(key)
+            for key in self.values
+            if key.startswith(prefix) and any(not math.isnan(v) for v in self.values[key])
+        }
 
 
 def metrics_files(run: str | Path) -> list[Path]:
@@ -127,24 +143,49 @@ def _read_log_file(path: Path) -> tuple[dict[int, dict[str, float]], list[str]]:
 
 
 def plot_monitoring(runs: Sequence[RunLog], distance: str = DISTANCE, accuracy: str = ACCURACY):  # -> Figure
-    """Left: ``distance`` per epoch; right: ``accuracy`` per epoch; one line per run."""
+    """Distance and ``accuracy`` per epoch, one line per run; then one panel per logged diagnostic
+    (:data:`DIAGNOSTICS`), one line per run and modality."""
     if not runs:
         raise ValueError("no runs to plot")
-    figure, (left, right) = new_figure(2, width=5.6, height=4.0)
-    for run in runs:
+    diagnostics = [p for p in DIAGNOSTICS if any(run.per_modality(p) for run in runs)]
+    figure, axes = new_figure(2 + len(diagnostics), width=5.6, height=4.0)
+    left, right = axes[0], axes[1]
+    styles = ("-", "--", ":", "-.")
+    for index, run in enumerate(runs):
+        colour = f"C{index % 10}"
         epochs, values = run.series(distance)
-        left.plot([e + 1 for e in epochs], values, marker="o", markersize=3, label=run.name)
+        left.plot([e + 1 for e in epochs], values, marker="o", markersize=3, color=colour, label=run.name)
         epochs, values = run.series(accuracy)
-        right.plot([e + 1 for e in epochs], [100 * v for v in values], marker="o", markersize=3, label=run.name)
+        right.plot([e + 1 for e in epochs], [100 * v for v in values], marker="o", markersize=3, color=colour, label=run.name)
+        for axis, prefix in zip(axes[2:], diagnostics):
+            for k, (modality, (epochs, values)) in enumerate(sorted(run.per_modality(prefix).items())):
+                axis.plot([e + 1 for e in epochs], [100 * v for v in values], linestyle=styles[k % len(styles)],
+                          color=colour, label=f"{run.name}: {modality}")
     left.set_title("inter-modal distance (mean W~ over modality pairs)")
     left.set_ylabel(distance)
     right.set_title("validation accuracy")
     right.set_ylabel(f"{accuracy} (%)")
-    for axis in (left, right):
+    for axis, prefix in zip(axes[2:], diagnostics):
+        axis.set_title(DIAGNOSTICS[prefix])
+        axis.set_ylabel(f"{prefix}<modality> (%)")
+    for axis in axes:
         axis.set_xlabel("epoch")
         axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=7)
     return figure
+
+
+def diagnostics_table(runs: Sequence[RunLog]) -> str:
+    """Per run and modality, the diagnostics of :data:`DIAGNOSTICS` at the last epoch (%); empty if none."""
+    rows = []
+    for run in runs:
+        found = {prefix: run.per_modality(prefix) for prefix in DIAGNOSTICS}
+        for modality in sorted({m for series in found.values() for m in series}):
+            cells = [fmt(100 * series[modality][1][-1], ".2f") if modality in series else "-" for series in found.values()]
+            rows.append([run.name, modality, *cells])
+    if not rows:
+        return ""
+    return markdown_table(["run", "modality", "shared head alone, last epoch (%)", "drop-one fused, last epoch (%)"], rows)
 
 
 def monitoring_table(runs: Sequence[RunLog], distance: str = DISTANCE, accuracy: str = ACCURACY) -> str:

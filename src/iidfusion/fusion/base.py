@@ -10,6 +10,7 @@ the weight estimators learn only from the strategy's auxiliary losses.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 FUSION_MODES: tuple[str, ...] = ("if", "lf")
+UNIMODAL_REDUCTIONS: tuple[str, ...] = ("sum", "mean")
 
 
 @dataclass
@@ -119,6 +121,8 @@ class FusionStrategy(nn.Module):
     returns: QMF and PDF train their unimodal heads with it (weight 1 in both original
     codes), so every method, static included, trains the same auxiliary heads and the
     comparison isolates the weights and the IID terms; set it to 0 for a bare IF model.
+    ``unimodal_reduction="mean"`` averages the M terms instead of summing them (the originals,
+    with M = 2, sum), so that their weight against the fused CE does not grow with M.
 
     Subclasses implement :meth:`forward` (detached weights (B, M)) and
     :meth:`auxiliary_losses`. A strategy that needs the training-set size (QMF's loss
@@ -136,6 +140,7 @@ class FusionStrategy(nn.Module):
         width: int,
         mode: str = "if",
         unimodal_loss_weight: float = 1.0,
+        unimodal_reduction: str = "sum",
     ) -> None:
         super().__init__()
         self.modalities = validate_modalities(modalities)
@@ -143,12 +148,15 @@ class FusionStrategy(nn.Module):
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
-        if not unimodal_loss_weight >= 0:
-            raise ValueError(f"unimodal_loss_weight must be >= 0, got {unimodal_loss_weight}")
+        if not (math.isfinite(unimodal_loss_weight) and unimodal_loss_weight >= 0):
+            raise ValueError(f"unimodal_loss_weight must be finite and >= 0, got {unimodal_loss_weight}")
+        if unimodal_reduction not in UNIMODAL_REDUCTIONS:
+            raise ValueError(f"unknown unimodal_reduction {unimodal_reduction!r}; expected one of {list(UNIMODAL_REDUCTIONS)}")
         self.num_classes = int(num_classes)
         self.width = int(width)
         self.mode = validate_mode(mode)
         self.unimodal_loss_weight = float(unimodal_loss_weight)
+        self.unimodal_reduction = unimodal_reduction
 
     @property
     def num_modalities(self) -> int:
@@ -187,8 +195,10 @@ class FusionStrategy(nn.Module):
         return F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
 
     def weighted_unimodal_loss(self, per_sample_ce: Tensor) -> Tensor:
-        """``unimodal_loss_weight * sum_m mean_i CE_im`` from the (B, M) per-sample CE."""
-        return self.unimodal_loss_weight * per_sample_ce.mean(dim=0).sum()
+        """``unimodal_loss_weight * sum_m mean_i CE_im`` (or the mean over m) from the (B, M) per-sample CE."""
+        per_modality = per_sample_ce.mean(dim=0)
+        total = per_modality.sum() if self.unimodal_reduction == "sum" else per_modality.mean()
+        return self.unimodal_loss_weight * total
 
     def extra_repr(self) -> str:
         return f"modalities={list(self.modalities)}, num_classes={self.num_classes}, mode={self.mode!r}"

@@ -143,7 +143,15 @@ class FusionModel(nn.Module):
         return (weights.unsqueeze(-1) * stacked).sum(dim=1)
 
     def forward(self, inputs: Mapping[str, Any]) -> FusionOutput:
-        features = self.encode(inputs)
+        return self.fuse(self.encode(inputs))
+
+    def fuse(self, features: Mapping[str, Tensor]) -> FusionOutput:
+        """Weights, fusion and heads from projected features {m: (B, width)} (the part after :meth:`encode`).
+
+        Separate from :meth:`forward` so that diagnostics can fuse features the encoders did not
+        produce, e.g. one modality replaced by its training mean (drop-one-modality accuracy).
+        """
+        check_modality_keys(features, self.modalities, "features")
         unimodal_logits = {m: self.unimodal_heads[m](features[m]) for m in self.modalities}
         weights = self.strategy(features, unimodal_logits)
         batch_size = features[self.modalities[0]].shape[0]
@@ -163,7 +171,7 @@ class FusionModel(nn.Module):
             logits=logits,
             unimodal_logits=unimodal_logits,
             shared_head_logits=shared_head_logits,
-            features=features,
+            features={m: features[m] for m in self.modalities},
             fused_features=fused_features,
             weights=weights,
             modalities=self.modalities,

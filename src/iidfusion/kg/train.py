@@ -190,6 +190,7 @@ _FLAGS = {
 
 
 def _kg_rules() -> dict[str, Any]:
+    from iidfusion.losses.informatic import VARIANTS
     from iidfusion.training.validation import RULES, Rule, at_least, positive
 
     return {
@@ -198,7 +199,8 @@ def _kg_rules() -> dict[str, Any]:
         "model.projection.eps": positive(), "model.projection.max_iter": at_least(1),
         "model.projection.tol": at_least(0), "model.projection.refresh_every": at_least(1),
         "objective.n3_weight": at_least(0), "objective.iid.alpha": at_least(0), "objective.iid.beta": at_least(0),
-        "objective.iid.ic_lam": at_least(0), "objective.iid.ic_variant": RULES["loss.variant"],
+        "objective.iid.ic_lam": at_least(0),
+        "objective.iid.ic_variant": Rule(lambda v: v in VARIANTS, f"one of {', '.join(VARIANTS)}"),
         "objective.iid.dc_eps": positive(), "objective.iid.dc_rho": RULES["loss.rho"],
         "objective.iid.dc_points": at_least(2), "objective.iid.dc_d2": Rule(lambda v: v is None or v >= 1, ">= 1 or null"),
         "train.max_epochs": at_least(1), "train.batch_size": at_least(1), "train.learning_rate": positive(),

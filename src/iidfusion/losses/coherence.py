@@ -1,4 +1,4 @@
-"""Distribution coherence L_dc (DESIGN.md 1.2; paper, "Wasserstein distribution coherence").
+"""Distribution coherence L_dc (docs/method.md, "Distribution coherence"; paper, "Wasserstein distribution coherence").
 
 The generalisation bound of intermediate fusion contains sum_m K E(w_m) D(mu_m, mu), the distance
 of each modality's feature distribution to the fused one, which is bounded by the pairwise
@@ -12,8 +12,10 @@ inter-modal distances. L_dc estimates those cheaply:
    W~ = min_T <T, C> + eps KL(T || u v^T) + rho [KL(T 1 || u) + KL(T^T 1 || v)], u = v uniform,
    for ALL unordered pairs m1 < m2 in ONE batched :func:`iidfusion.ot.sinkhorn_unbalanced` call;
    its gradient w.r.t. C is the optimal plan (envelope theorem);
-4. L_dc = sum over pairs m1 < m2 of W~. The paper sums over m1 != m2, which counts each pair twice;
-   the factor 2 is absorbed in beta.
+4. L_dc = the MEAN over the M(M-1)/2 unordered pairs m1 < m2 of W~ (``reduction="mean"``), so that
+   beta means the same for every M; ``reduction="sum"`` gives the sum over pairs. The paper sums
+   over m1 != m2, which counts each pair twice: paper beta = our beta / (M (M - 1)) with the mean
+   (docs/method.md, "beta: our scale and the paper's").
 
 Cost scale. With Phi ~ N(0, 1/d2) and an orthonormal FFT, the reduction keeps Euclidean lengths
 (RIP), so ||z~_j - z~_k|| is of the order of ||z_j - z_k||, i.e. sqrt(d) times a per-coordinate
@@ -72,11 +74,16 @@ def modality_pairs(names: Sequence[str]) -> tuple[Pair, ...]:
     return tuple(itertools.combinations(names, 2))
 
 
-def _check_options(eps: float, rho: float, max_iter: int, cost_scale: float | None) -> None:
-    if not (eps > 0 and rho > 0 and max_iter >= 1):
-        raise ValueError(f"need eps > 0, rho > 0, max_iter >= 1; got eps={eps}, rho={rho}, max_iter={max_iter}")
-    if cost_scale is not None and not cost_scale > 0:
-        raise ValueError(f"cost_scale must be > 0, got {cost_scale}")
+REDUCTIONS: tuple[str, ...] = ("mean", "sum")
+
+
+def _check_options(eps: float, rho: float, max_iter: int, cost_scale: float | None, reduction: str) -> None:
+    if not (math.isfinite(eps) and eps > 0 and math.isfinite(rho) and rho > 0 and max_iter >= 1):
+        raise ValueError(f"need finite eps > 0, rho > 0 and max_iter >= 1; got eps={eps}, rho={rho}, max_iter={max_iter}")
+    if cost_scale is not None and not (math.isfinite(cost_scale) and cost_scale > 0):
+        raise ValueError(f"cost_scale must be finite and > 0, got {cost_scale}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown L_dc reduction {reduction!r}; expected one of {list(REDUCTIONS)}")
 
 
 def distribution_coherence(
@@ -89,12 +96,14 @@ def distribution_coherence(
     max_iter: int = 1000,
     tol: float = 1e-5,
     cost_scale: float | None = None,
+    reduction: str = "mean",
 ) -> DistributionCoherenceOutput:
-    """L_dc of per-modality features {m: (B, d)} (module docstring; DESIGN.md 1.2).
+    """L_dc of per-modality features {m: (B, d)} (module docstring; docs/method.md).
 
     ``reducer``: the FFT top-d1 + RIP map, or None to use the raw features. ``eps``, ``rho``: the
     entropic and marginal-relaxation weights of W~, in units of the scaled cost. ``cost_scale``:
     the divisor s of the Euclidean cost, default sqrt(d). ``max_iter``, ``tol``: Sinkhorn budget.
+    ``reduction``: "mean" (default) or "sum" of the per-pair values.
     float16 / bfloat16 features are computed in float32.
     """
     names = check_modalities(features)
@@ -103,7 +112,7 @@ def distribution_coherence(
         raise ValueError(f"L_dc compares features of one common width; got widths {dims}")
     if features[names[0]].shape[0] < 1:
         raise ValueError("L_dc needs a non-empty batch")
-    _check_options(eps, rho, max_iter, cost_scale)
+    _check_options(eps, rho, max_iter, cost_scale, reduction)
     stacked = stack_and_check({"features": features}, names)["features"]  # (M, B, d)
 
     dim = dims[names[0]]
@@ -123,7 +132,7 @@ def distribution_coherence(
         self_values = result.value[num_pairs:]
         values = values - 0.5 * (self_values[first[:num_pairs]] + self_values[second[:num_pairs]])
     return DistributionCoherenceOutput(
-        loss=values.sum(),
+        loss=values.mean() if reduction == "mean" else values.sum(),
         pair_distances=values,
         pairs=pairs,
         transport_cost=result.transport_cost[:num_pairs],
@@ -153,11 +162,12 @@ class DistributionCoherence(nn.Module):
         max_iter: int = 1000,
         tol: float = 1e-5,
         cost_scale: float | None = None,
+        reduction: str = "mean",
     ) -> None:
         super().__init__()
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
-        _check_options(eps, rho, max_iter, cost_scale)
+        _check_options(eps, rho, max_iter, cost_scale, reduction)
         if not reduce and (d1 is not None or d2 is not None):
             raise ValueError("d1 and d2 configure the reduction; leave them unset with reduce=False")
         self.dim = dim
@@ -171,6 +181,7 @@ class DistributionCoherence(nn.Module):
         self.max_iter = max_iter
         self.tol = tol
         self.cost_scale = cost_scale
+        self.reduction = reduction
 
     def forward(self, features: Mapping[str, Tensor]) -> DistributionCoherenceOutput:
         widths = {n: tuple(f.shape[1:]) for n, f in features.items()}
@@ -185,7 +196,11 @@ class DistributionCoherence(nn.Module):
             max_iter=self.max_iter,
             tol=self.tol,
             cost_scale=self.cost_scale,
+            reduction=self.reduction,
         )
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, eps={self.eps}, rho={self.rho}, debias={self.debias}, max_iter={self.max_iter}"
+        return (
+            f"dim={self.dim}, eps={self.eps}, rho={self.rho}, debias={self.debias}, "
+            f"max_iter={self.max_iter}, reduction={self.reduction!r}"
+        )

@@ -1,4 +1,4 @@
-"""The IID training objective (DESIGN.md 1; paper, "Loss & Training").
+"""The IID training objective (docs/method.md; paper, "Loss & Training").
 
     L = CE(g(z), y) + alpha L_ic + beta L_dc + sum of the fusion strategy's own auxiliary terms
 
@@ -136,7 +136,7 @@ class IIDLoss(nn.Module):
         pair_distances, pairs = None, ()
         if self.alpha > 0 and self.informatic is not None:
             ic = self.informatic(
-                output.logits, output.shared_head_logits, output.fused_features, output.features, labels
+                output.logits, output.shared_head_logits, output.fused_features, output.features, labels, output.weights
             )
             terms["informatic"] = ic.loss
             total = total + self.alpha * ic.loss

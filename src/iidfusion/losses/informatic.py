@@ -1,26 +1,35 @@
-"""Informatic constraint L_ic (DESIGN.md 1.1; paper, "Informatic-constrained linear target mapping").
+"""Informatic constraint L_ic (docs/method.md, "Informatic constraint"; paper, "Informatic-constrained
+linear target mapping").
 
 IID wants the fused feature z to carry more label information than the modalities z^m alone:
 maximise I(z; y) - sum_m I(z^m; y), with the variational posterior q(y | .) = softmax(g(.)) of the
-SAME linear head g on z and on every z^m. The variational form (our reconstruction) is
+SAME linear head g on z and on every z^m, N_z the diagonal Gaussian fitted to the batch and KL
+terms to N(0, I) "against collapse". The paper's formula is not available to us; these are the
+readings we implement (``variant``), all of the form
 
-    L_ic = CE(g(z), y) + lam KL(N_z || N(0, I)) - sum_m [ min(CE(g(z^m), y), log C) - lam KL(N_{z^m} || N(0, I)) ]
+    L_ic = CE(g(z), y) + lam KL(N_z || N(0, I)) + R_m[ u_m ]
 
-("aim", the default). N_z is the diagonal Gaussian fitted to the batch (per-dimension mean and
-unbiased variance, floored), and its KL to the standard normal is closed-form and AVERAGED over
-the d dimensions, so ``lam`` does not depend on the feature width. Each unimodal cross-entropy is
-clamped per sample at log C, the chance level: a modality that already explains nothing about a
-sample is not pushed further, and the loss is bounded below.
+with R_m a reduction over the M modalities (``reduction``: ``"mean"`` by default, so that alpha
+means the same for every M; ``"sum"`` as the paper writes it; ``"weighted"`` by the fusion weights)
+and the unimodal term u_m:
 
-``variant="literal"`` is the one public transcription of the formula, with the opposite sign on
-the unimodal bracket:
+* ``"vib"`` (default): u_m = lam KL(N_{z^m} || N(0, I)), the variational-information-bottleneck
+  reading: the KL bounds what z^m can carry, and no term rewards a wrong unimodal prediction.
+  L_ic >= 0.
+* ``"margin"``: u_m = mean_i max(0, CE_i(g(z)) - sg[CE_i(g(z^m))] + margin), the paper's condition
+  that IF's loss is no higher than a single modality's: the fused CE of a sample is pushed down
+  until it sits ``margin`` below every unimodal CE. The unimodal CE is detached (sg), so no modality
+  is ever pushed towards a wrong prediction. L_ic >= 0.
+* ``"literal"``: u_m = CE(g(z^m), y) - lam min(KL(N_{z^m}), log C), the public transcription: it
+  trains the shared head on every modality (as late fusion trains its heads) and pushes the unimodal
+  Gaussians away from N(0, I), capped at log C. L_ic >= -lam log C (x M for ``"sum"``).
+* ``"aim"``: u_m = -[min(CE(g(z^m), y), log C) - lam KL(N_{z^m})], maximising each unimodal CE of the
+  shared head up to chance. With a linear g and weights summing to one, g(z) = sum_m w_m g(z^m), so
+  "fused right, every modality wrong" is reached only by confidently wrong unimodal predictions
+  that cancel in the sum: a brittle code (docs/evidence.md). L_ic >= -log C (x M for ``"sum"``).
 
-    L_ic = CE(g(z), y) + lam KL(N_z) + sum_m [ CE(g(z^m), y) - lam min(KL(N_{z^m}), log C) ]
-
-It trains the shared head to classify each modality alone (as the auxiliary heads of late fusion
-do) and pushes the unimodal batch Gaussians AWAY from N(0, I). Its last term is unbounded below
-(a growing feature variance or mean grows the KL without limit), so we cap each subtracted KL at
-log C nats per dimension; the cap is the only change to the transcription.
+Every KL is that of the batch Gaussian (per-dimension mean and unbiased variance, floored at
+``var_floor``), AVERAGED over the d dimensions, so ``lam`` does not depend on the width.
 """
 
 from __future__ import annotations
@@ -42,13 +51,16 @@ from iidfusion.losses._validation import (
     upcast,
 )
 
-Variant = Literal["aim", "literal"]
-VARIANTS: tuple[str, ...] = ("aim", "literal")
+Variant = Literal["vib", "margin", "literal", "aim"]
+VARIANTS: tuple[str, ...] = ("vib", "margin", "literal", "aim")
+Reduction = Literal["mean", "sum", "weighted"]
+REDUCTIONS: tuple[str, ...] = ("mean", "sum", "weighted")
+DEFAULT_VARIANT: Variant = "vib"
 
 
 @dataclass
 class InformaticConstraintOutput:
-    """L_ic and its parts, for logging. CEs are batch means; ``unimodal_ce`` is before the clamp."""
+    """L_ic and its parts, for logging. CEs are batch means; ``unimodal_ce`` is before any clamp."""
 
     loss: Tensor
     fused_ce: Tensor
@@ -74,6 +86,31 @@ def gaussian_kl_to_standard(features: Tensor, *, var_floor: float = 1e-4) -> Ten
     return 0.5 * (var + mean.square() - 1.0 - var.log()).mean(-1)
 
 
+def check_informatic_options(variant: str, reduction: str, lam: float, margin: float, var_floor: float) -> None:
+    """ValueError naming the first bad option of L_ic (also used by configs before any work starts)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown L_ic variant {variant!r}; expected one of {list(VARIANTS)}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown L_ic reduction {reduction!r}; expected one of {list(REDUCTIONS)}")
+    for name, value in (("lam", lam), ("margin", margin)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"L_ic option {name} must be finite and >= 0, got {value}")
+    if not (math.isfinite(var_floor) and var_floor > 0):
+        raise ValueError(f"L_ic option var_floor must be finite and > 0, got {var_floor}")
+
+
+def _modality_weights(reduction: str, weights: Tensor | None, batch: int, num_modalities: int, like: Tensor) -> Tensor:
+    """(B, M) per-sample weights of the unimodal terms: 1/M, 1, or the fusion weights normalised per sample."""
+    if reduction == "weighted":
+        if weights is None or tuple(weights.shape) != (batch, num_modalities):
+            shape = None if weights is None else tuple(weights.shape)
+            raise ValueError(f"reduction='weighted' needs modality_weights of shape ({batch}, {num_modalities}), got {shape}")
+        weights = upcast(weights.detach()).to(like.dtype)
+        return weights / weights.sum(dim=1, keepdim=True).clamp_min(torch.finfo(like.dtype).tiny)
+    value = 1.0 / num_modalities if reduction == "mean" else 1.0
+    return like.new_full((batch, num_modalities), value)
+
+
 def informatic_constraint(
     fused_logits: Tensor,
     shared_head_logits: Mapping[str, Tensor],
@@ -82,21 +119,23 @@ def informatic_constraint(
     labels: Tensor,
     *,
     lam: float = 0.1,
-    variant: Variant = "aim",
+    variant: Variant = DEFAULT_VARIANT,
+    reduction: Reduction = "mean",
+    margin: float = 0.1,
+    modality_weights: Tensor | None = None,
     var_floor: float = 1e-4,
 ) -> InformaticConstraintOutput:
-    """L_ic of a batch (module docstring; DESIGN.md 1.1).
+    """L_ic of a batch (module docstring; docs/method.md).
 
     ``fused_logits`` = g(z) (B, C); ``shared_head_logits[m]`` = g(z^m) (B, C), the same head;
     ``fused_features`` = z (B, d); ``features[m]`` = z^m (B, d); ``labels`` (B,) in [0, C).
+    ``modality_weights`` (B, M), in ``features`` order: the fusion weights, needed (and read) only
+    by ``reduction="weighted"``; they are detached, the weights are not trained by L_ic.
 
-    Lower bounds (all CEs and KLs are >= 0, every clamped CE <= log C, every capped KL <= log C):
-    "aim": L_ic >= -M log C; "literal": L_ic >= -M lam log C.
+    Lower bounds (every CE and KL >= 0, clamped CEs and capped KLs <= log C; factor M for "sum"):
+    "vib" and "margin" >= 0; "literal" >= -lam log C; "aim" >= -log C.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown L_ic variant {variant!r}; expected one of {VARIANTS}")
-    if not (math.isfinite(lam) and lam >= 0):
-        raise ValueError(f"lam must be finite and >= 0, got {lam}")
+    check_informatic_options(variant, reduction, lam, margin, var_floor)
     names = check_modalities(features)
     check_same_keys(features, shared_head_logits, "shared_head_logits")
     if fused_logits.ndim != 2:
@@ -122,39 +161,52 @@ def informatic_constraint(
 
     labels = labels.long()
     log_c = math.log(num_classes)
-    fused_ce = F.cross_entropy(upcast(fused_logits), labels)
+    fused_per_sample = F.cross_entropy(upcast(fused_logits), labels, reduction="none")  # (B,)
+    fused_ce = fused_per_sample.mean()
     fused_kl = gaussian_kl_to_standard(fused_features, var_floor=var_floor)
     per_sample = F.cross_entropy(
         stacked_logits.flatten(0, 1), labels.repeat(len(names)), reduction="none"
     ).view(len(names), batch)  # (M, B)
     unimodal_kl = gaussian_kl_to_standard(stacked_features, var_floor=var_floor)  # (M,)
-    if variant == "aim":
-        bracket = per_sample.clamp_max(log_c).mean(1) - lam * unimodal_kl
-        loss = fused_ce + lam * fused_kl - bracket.sum()
-    else:
-        bracket = per_sample.mean(1) - lam * unimodal_kl.clamp_max(log_c)
-        loss = fused_ce + lam * fused_kl + bracket.sum()
-    unimodal_ce = per_sample.mean(1)
+    weights = _modality_weights(reduction, modality_weights, batch, len(names), per_sample).T  # (M, B)
+    batch_weights = weights.mean(dim=1)  # (M,): the weight of a batch-level term (a KL)
+
+    if variant == "vib":
+        unimodal = lam * (batch_weights * unimodal_kl).sum()
+    elif variant == "margin":
+        hinge = torch.relu(fused_per_sample.unsqueeze(0) - per_sample.detach() + margin)
+        unimodal = (weights * hinge).mean(dim=1).sum()
+    elif variant == "literal":
+        unimodal = (weights * per_sample).mean(dim=1).sum() - lam * (batch_weights * unimodal_kl.clamp_max(log_c)).sum()
+    else:  # "aim"
+        unimodal = lam * (batch_weights * unimodal_kl).sum() - (weights * per_sample.clamp_max(log_c)).mean(dim=1).sum()
     return InformaticConstraintOutput(
-        loss=loss,
+        loss=fused_ce + lam * fused_kl + unimodal,
         fused_ce=fused_ce,
-        unimodal_ce=dict(zip(names, unimodal_ce.unbind())),
+        unimodal_ce=dict(zip(names, per_sample.mean(1).unbind())),
         fused_kl=fused_kl,
         unimodal_kl=dict(zip(names, unimodal_kl.unbind())),
     )
 
 
 class InformaticConstraint(nn.Module):
-    """``nn.Module`` form of :func:`informatic_constraint`, holding ``lam``, ``variant``, ``var_floor``."""
+    """``nn.Module`` form of :func:`informatic_constraint`, holding its options."""
 
-    def __init__(self, lam: float = 0.1, variant: Variant = "aim", var_floor: float = 1e-4) -> None:
+    def __init__(
+        self,
+        lam: float = 0.1,
+        variant: Variant = DEFAULT_VARIANT,
+        *,
+        reduction: Reduction = "mean",
+        margin: float = 0.1,
+        var_floor: float = 1e-4,
+    ) -> None:
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown L_ic variant {variant!r}; expected one of {VARIANTS}")
-        if not (math.isfinite(lam) and lam >= 0 and var_floor > 0):
-            raise ValueError(f"need a finite lam >= 0 and var_floor > 0, got lam={lam}, var_floor={var_floor}")
+        check_informatic_options(variant, reduction, lam, margin, var_floor)
         self.lam = lam
         self.variant: Variant = variant
+        self.reduction: Reduction = reduction
+        self.margin = margin
         self.var_floor = var_floor
 
     def forward(
@@ -164,6 +216,7 @@ class InformaticConstraint(nn.Module):
         fused_features: Tensor,
         features: Mapping[str, Tensor],
         labels: Tensor,
+        modality_weights: Tensor | None = None,
     ) -> InformaticConstraintOutput:
         return informatic_constraint(
             fused_logits,
@@ -173,8 +226,14 @@ class InformaticConstraint(nn.Module):
             labels,
             lam=self.lam,
             variant=self.variant,
+            reduction=self.reduction,
+            margin=self.margin,
+            modality_weights=modality_weights,
             var_floor=self.var_floor,
         )
 
     def extra_repr(self) -> str:
-        return f"lam={self.lam}, variant={self.variant!r}, var_floor={self.var_floor}"
+        return (
+            f"lam={self.lam}, variant={self.variant!r}, reduction={self.reduction!r}, "
+            f"margin={self.margin}, var_floor={self.var_floor}"
+        )

@@ -11,6 +11,8 @@ half way leaves its per-run logs under ``runs/`` and no result file.
 ``jobs > 1`` runs that many fits at once in worker processes (spawned, so each imports
 torch once and then takes fits from a queue). Every fit is seeded on its own, so the
 results do not depend on ``jobs``; on a CPU, one torch thread per job uses the cores best.
+With ``tune.enabled`` each (method, seed) is tuned on validation (:mod:`iidfusion.training.tuning`)
+and results.json records, for every run, what was chosen among which trials.
 """
 
 from __future__ import annotations
@@ -18,17 +20,20 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from iidfusion.data.base import DatasetSplits
 from iidfusion.training.config import ExperimentConfig, config_to_dict, resolve_methods
 from iidfusion.training.report import EvalResult, write_report
 
 _SPLITS: dict[tuple[str, int], DatasetSplits] = {}
+_SPLITS_KEPT = 4  # data sets x seeds held at once by a process (a worker may alternate between them)
 # Worker processes start fresh ("spawn"): safe with CUDA and OpenMP, at one torch import each.
 START_METHOD = "spawn"
 
@@ -42,14 +47,53 @@ class Comparison:
     is_global_zero: bool
 
 
+@dataclass(frozen=True)
+class Task:
+    """One (method, seed) fit, or its tuning, on the data set of ``config``.
+
+    ``label`` names the method in result tables (the suite runs one method with several L_ic
+    readings); ``run_dir`` receives its checkpoints and logs (none when ``None``).
+    """
+
+    config: ExperimentConfig
+    method: str
+    seed: int
+    run_dir: Path | None = None
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.label or self.method
+
+    def key(self) -> str:
+        """Equal for tasks whose results are interchangeable (:mod:`iidfusion.training.run_key`)."""
+        from iidfusion.training.run_key import data_identity, run_key
+
+        return run_key(self.config, self.method, self.seed, data_identity(self.config.data))
+
+
 @dataclass
 class RunOutcome:
-    """One finished fit, as a worker process returns it."""
+    """One finished task, as a worker process returns it (picklable, JSON-ready by :meth:`to_json`).
+
+    ``val_acc`` and ``val_loss``: the best validation accuracy and the validation loss at that
+    epoch (of the selected trial, when tuned); ``tuning``: :meth:`TuneResult.summary` when tuned.
+    """
 
     results: list[EvalResult]
+    val_acc: float
+    val_loss: float
     epochs: int
     seconds: float
     is_global_zero: bool
+    tuning: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "results": [asdict(r) for r in self.results]}
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> RunOutcome:
+        return cls(**{**payload, "results": [EvalResult(**r) for r in payload["results"]]})
 
 
 def quiet_lightning() -> None:
@@ -79,7 +123,9 @@ def load_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
 def validate_config(config: ExperimentConfig) -> None:
     """Check the options that can be checked without data (methods are resolved by the caller)."""
     from iidfusion.data.noise import FEATURE_NOISE
+    from iidfusion.losses.informatic import check_informatic_options
     from iidfusion.training.runner import build_loggers
+    from iidfusion.training.tuning import validate_tune_config
     from iidfusion.training.validation import check_option_values
 
     check_option_values(config)
@@ -98,24 +144,99 @@ def validate_config(config: ExperimentConfig) -> None:
         raise ValueError(f"unknown noise kind {config.eval.noise_kind!r}; expected one of {sorted(FEATURE_NOISE)}")
     if config.train.max_epochs < 1:
         raise ValueError(f"max_epochs must be >= 1, got {config.train.max_epochs}")
+    loss = config.loss
+    check_informatic_options(loss.variant, loss.ic_reduction, loss.lam, loss.margin, 1e-4)
+    validate_tune_config(config.tune)
     build_loggers(config.train, None)
 
 
 def _cached_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
     key = (config.data, seed)
     if key not in _SPLITS:
-        _SPLITS.clear()  # one seed at a time: the fits are ordered seed by seed
+        while len(_SPLITS) >= _SPLITS_KEPT:
+            _SPLITS.pop(next(iter(_SPLITS)))
         _SPLITS[key] = load_splits(config, seed)
     return _SPLITS[key]
 
 
-def run_one(config: ExperimentConfig, method: str, seed: int, run_dir: Path | None) -> RunOutcome:
-    """Train and evaluate one (method, seed) of the comparison (in this or a worker process)."""
-    from iidfusion.training.runner import fit_method
+def execute(task: Task) -> RunOutcome:
+    """Train and evaluate one task (in this or a worker process); tuned when ``tune.enabled``.
 
-    fit = fit_method(_cached_splits(config, seed), method, seed, config, run_dir)
-    results = [EvalResult(method, seed, m.noise, config.eval.noise_view, m.accuracy, m.macro_f1) for m in fit.metrics]
-    return RunOutcome(results, fit.epochs, fit.seconds, fit.is_global_zero)
+    A tuned task selects its trial on validation (:func:`~iidfusion.training.tuning.tune_method`)
+    and, when it has a run folder, retrains the selected configuration there (the same seeded
+    run, now with its checkpoints and logs).
+    """
+    from iidfusion.training.run_key import data_identity
+    from iidfusion.training.runner import fit_method
+    from iidfusion.training.tuning import tune_method, with_params
+
+    config, splits = task.config, _cached_splits(task.config, task.seed)
+    noise_view = config.eval.noise_view
+    if not config.tune.enabled:
+        fit = fit_method(splits, task.method, task.seed, config, task.run_dir)
+        results = [EvalResult(task.name, task.seed, m.noise, noise_view, m.accuracy, m.macro_f1) for m in fit.metrics]
+        return RunOutcome(results, fit.best_val_acc, fit.best_val_loss, fit.epochs, fit.seconds, fit.is_global_zero)
+    tuned = tune_method(splits, task.method, task.seed, config, data_id=data_identity(config.data))
+    best = tuned.best
+    if task.run_dir is not None:
+        fit_method(splits, task.method, task.seed, with_params(config, best.params), task.run_dir)
+    results = [EvalResult(task.name, task.seed, m["noise"], noise_view, m["accuracy"], m["macro_f1"]) for m in best.test]
+    seconds = sum(trial.seconds for trial in tuned.trials)
+    return RunOutcome(results, best.val_acc, best.val_loss, best.epochs, seconds, True, tuned.summary())
+
+
+def run_tasks(
+    tasks: Sequence[Task], jobs: int, on_done: Callable[[int, Task, RunOutcome], None] | None = None
+) -> list[RunOutcome]:
+    """:func:`execute` every task, ``jobs`` at a time in worker processes; outcomes in task order.
+
+    ``on_done(k, task, outcome)`` is called as each finishes, in task order (k counts from 1).
+    """
+    outcomes: list[RunOutcome] = []
+    if jobs == 1:
+        for done, task in enumerate(tasks, start=1):
+            outcomes.append(execute(task))
+            if on_done is not None:
+                on_done(done, task, outcomes[-1])
+        return outcomes
+    context = multiprocessing.get_context(START_METHOD)
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=quiet_lightning) as pool:
+        futures: list[Future[RunOutcome]] = [pool.submit(execute, task) for task in tasks]
+        try:
+            for done, (task, future) in enumerate(zip(tasks, futures), start=1):
+                outcomes.append(future.result())
+                if on_done is not None:
+                    on_done(done, task, outcomes[-1])
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+    return outcomes
+
+
+class Progress:
+    """One line per finished task: what ran, its test accuracy, and an estimate of the time left."""
+
+    def __init__(self, total: int, log: Callable[[str], None]) -> None:
+        self.total, self.log, self.started = total, log, time.perf_counter()
+
+    def __call__(self, done: int, task: Task, outcome: RunOutcome) -> None:
+        if not outcome.is_global_zero:
+            return
+        accuracy = ", ".join(f"{r.noise:g}: {100 * r.accuracy:.2f}" for r in outcome.results)
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / done * (self.total - done)
+        chosen = ""
+        if outcome.tuning is not None and outcome.tuning["chosen"]:
+            params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in outcome.tuning["chosen"].items())
+            chosen = f", chose {params} of {len(outcome.tuning['trials'])} trials"
+        self.log(f"[{done}/{self.total}] {task.name} seed {task.seed}: test acc % by noise level {{{accuracy}}}, "
+                 f"{outcome.epochs} epochs, {outcome.seconds:.1f} s{chosen}; about {_duration(left)} left")
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
 def run_comparison(
@@ -128,35 +249,29 @@ def run_comparison(
     out = Path(out)
     keep_runs = config.train.checkpoints or bool(config.train.loggers)
     tasks = [
-        (method, seed, out / "runs" / method / f"seed{seed}" if keep_runs else None)
+        Task(config, method, seed, out / "runs" / method / f"seed{seed}" if keep_runs else None)
         for seed in range(config.seeds)
         for method in methods
     ]
-
-    def report_progress(done: int, method: str, seed: int, outcome: RunOutcome) -> None:
-        if outcome.is_global_zero:
-            accuracy = ", ".join(f"{r.noise:g}: {100 * r.accuracy:.2f}" for r in outcome.results)
-            log(f"[{done}/{len(tasks)}] {method} seed {seed}: test acc % by noise level {{{accuracy}}}, "
-                f"{outcome.epochs} epochs, {outcome.seconds:.1f} s")
-
-    outcomes: list[RunOutcome] = []
-    if config.jobs == 1:
-        for done, (method, seed, run_dir) in enumerate(tasks, start=1):
-            outcomes.append(run_one(config, method, seed, run_dir))
-            report_progress(done, method, seed, outcomes[-1])
-    else:
-        context = multiprocessing.get_context(START_METHOD)
-        with ProcessPoolExecutor(config.jobs, mp_context=context, initializer=quiet_lightning) as pool:
-            futures: list[Future[RunOutcome]] = [pool.submit(run_one, config, *task) for task in tasks]
-            try:
-                for done, ((method, seed, _), future) in enumerate(zip(tasks, futures), start=1):
-                    outcomes.append(future.result())
-                    report_progress(done, method, seed, outcomes[-1])
-            except BaseException:
-                pool.shutdown(cancel_futures=True)
-                raise
+    outcomes = run_tasks(tasks, config.jobs, Progress(len(tasks), log))
     is_global_zero = all(o.is_global_zero for o in outcomes)
     results = [r for o in outcomes for r in o.results]
     title = title or f"{first.name}: {len(methods)} methods x {config.seeds} seeds"
-    report = write_report(out, results, config_to_dict(config), title) if is_global_zero else ""
+    runs = [run_record(task, outcome) for task, outcome in zip(tasks, outcomes)]
+    report = write_report(out, results, config_to_dict(config), title, runs=runs) if is_global_zero else ""
     return Comparison(results, report, is_global_zero)
+
+
+def run_record(task: Task, outcome: RunOutcome) -> dict[str, Any]:
+    """What results.json records of one run besides its test metrics: validation, cost, tuning."""
+    record: dict[str, Any] = {
+        "method": task.name,
+        "seed": task.seed,
+        "val_acc": outcome.val_acc,
+        "val_loss": outcome.val_loss,
+        "epochs": outcome.epochs,
+        "seconds": outcome.seconds,
+    }
+    if outcome.tuning is not None:
+        record["tuning"] = outcome.tuning
+    return record

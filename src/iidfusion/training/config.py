@@ -6,7 +6,7 @@ increasing precedence, from the dataclass defaults, a YAML file (``--config``) a
 command-line flags. Every leaf option carries its help text in the field metadata; the CLI
 builds one flag per leaf from it (``train.max_epochs`` -> ``--max-epochs``), so every option
 has a documented default in ``--help``. A key the schema does not know is an error naming
-it, never silently ignored (issue 4, item 6).
+it, never silently ignored.
 """
 
 from __future__ import annotations
@@ -22,30 +22,39 @@ from typing import Any
 
 import yaml
 
-def _option(default: Any, help: str) -> Any:
-    """A dataclass field with its help text (immutable defaults only: tuples, scalars)."""
-    return field(default=default, metadata={"help": help})
+def _option(default: Any, help: str, *, flag: str | None = None) -> Any:
+    """A dataclass field with its help text (immutable defaults only: tuples, scalars).
+
+    ``flag``: the command-line flag, when the leaf name alone would be ambiguous or unclear
+    (``tune.alpha`` is ``--tune-alpha``, as ``--alpha`` is ``loss.alpha``).
+    """
+    metadata = {"help": help} | ({"flag": flag} if flag else {})
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Encoders and fusion model (DESIGN.md 1: encoders h_m, projections to width d)."""
+    """Encoders and fusion model (docs/method.md: encoders h_m, projections to width d)."""
 
     width: int = _option(64, "common width d of the projected unimodal features")
     hidden: int = _option(128, "hidden units of each feature view's MLP encoder")
     layers: int = _option(1, "hidden layers of each MLP encoder (0: a linear encoder)")
     dropout: float = _option(0.0, "dropout in the MLP encoders")
     lam_rank: float = _option(1.0, "weight of QMF's ranking regularizer (qmf methods only)")
+    unimodal_reduction: str = _option("sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean")
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """IID's regularizers (DESIGN.md 1.1, 1.2): L = CE + alpha L_ic + beta L_dc + strategy terms."""
+    """IID's regularizers (docs/method.md): L = CE + alpha L_ic + beta L_dc + strategy terms."""
 
     alpha: float = _option(0.1, "weight of the informatic constraint L_ic (methods with IC)")
     beta: float = _option(0.1, "weight of the distribution coherence L_dc (methods with DC)")
+    variant: str = _option("vib", "L_ic reading: vib, margin, literal or aim (docs/method.md)")
     lam: float = _option(0.1, "weight of the Gaussian KL terms inside L_ic")
-    variant: str = _option("aim", "L_ic form: 'aim' (bounded, the stated aim) or 'literal'")
+    margin: float = _option(0.1, "margin (nats) of the 'margin' L_ic reading")
+    ic_reduction: str = _option("mean", "L_ic's unimodal terms over modalities: mean, sum or weighted (by the fusion weights)")
+    dc_reduction: str = _option("mean", "L_dc over modality pairs: mean or sum")
     d1: int = _option(0, "Fourier bins kept per modality before the RIP projection (0: min(16, d/2+1))")
     d2: int = _option(0, "RIP projection width (0: rip_dimension(d, d1) if below d, else no projection)")
     eps: float = _option(0.1, "entropic regularization of the relaxed OT")
@@ -67,7 +76,9 @@ class TrainConfig:
 
     max_epochs: int = _option(100, "maximum training epochs")
     batch_size: int = _option(128, "training batch size (per process)")
-    patience: int = _option(10, "early stopping: epochs without a better validation accuracy (0: off)")
+    patience: int = _option(10, "early stopping: epochs without a better validation score (0: off)")
+    stop_on: str = _option("acc", "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)")
+    min_epochs: int = _option(0, "epochs trained before early stopping may stop a run")
     accelerator: str = _option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
     devices: str = _option("auto", "Lightning devices: auto, a count, or a comma list of ids")
     strategy: str = _option("auto", "Lightning strategy: auto, ddp, ddp_spawn, ...")
@@ -75,7 +86,8 @@ class TrainConfig:
     threads: int = _option(0, "torch CPU threads of this process (0: torch's default; 1 suits small models)")
     precision: str = _option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, ...")
     gather_features: bool = _option(False, "all-gather features across processes for L_dc (DDP)")
-    monitor_distances: bool = _option(True, "log per-pair Wasserstein distances even for methods without L_dc")
+    monitor_distances: bool = _option(True, "log per-pair Wasserstein distances on a fixed validation sample, every method")
+    monitor_samples: int = _option(256, "validation samples (the first ones) the monitored distances use")
     checkpoints: bool = _option(True, "save best and last checkpoints")
     loggers: tuple[str, ...] = _option(("csv", "tensorboard"), "loggers: csv, tensorboard (empty: none)")
     progress_bar: bool = _option(True, "show a progress bar")
@@ -83,11 +95,29 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Test-set evaluation: clean and under the feature-noise protocol (DESIGN.md 3)."""
+    """Test-set evaluation: clean and under the feature-noise protocol (docs/reproduce.md, "Noise protocol")."""
 
     noise: tuple[float, ...] = _option((0.0, 5.0, 10.0), "noise levels (units of the view's std / 10)")
     noise_view: str = _option("all", "view that receives noise: 'all' or one view name")
     noise_kind: str = _option("gaussian", "noise kind: gaussian or salt-and-pepper")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """The paper's protocol (docs/method.md, "Tuning"): choose hyperparameters per method and seed
+    on the validation split. Each grid applies to the methods that have the hyperparameter (alpha
+    and the variant: methods with L_ic; beta and d1: with L_dc; lr: every method), so the bases get
+    the same budget for every hyperparameter they share; an empty grid is not tuned."""
+
+    enabled: bool = _option(False, "tune each method and seed on the validation split (the paper's protocol)", flag="--tune")
+    alpha: tuple[float, ...] = _option((1.0, 0.1, 0.01, 0.001), "alpha grid (the paper's)", flag="--tune-alpha")
+    beta: tuple[float, ...] = _option((1.0, 0.1, 0.01), "beta grid (docs/method.md: the paper's range mapped to ours)", flag="--tune-beta")
+    variant: tuple[str, ...] = _option((), "L_ic readings to choose from (empty: loss.variant, not tuned)", flag="--tune-variant")
+    d1: tuple[int, ...] = _option((), "d1 grid (empty: loss.d1, not tuned)", flag="--tune-d1")
+    lr: tuple[float, ...] = _option((), "learning-rate grid, for every method (empty: optim.lr, not tuned)", flag="--tune-lr")
+    sampler: str = _option("grid", "grid (every combination) or tpe (Optuna's TPE, --trials trials)", flag="--sampler")
+    trials: int = _option(0, "trials per method and seed with --sampler tpe (0: the grid's size)", flag="--trials")
+    storage: str = _option("", "Optuna storage URL shared by processes or machines, e.g. sqlite:///tune.db (empty: in memory)", flag="--storage")
 
 
 @dataclass(frozen=True)
@@ -100,19 +130,26 @@ class ExperimentConfig:
     methods: tuple[str, ...] = _option(
         ("main",), "methods compared by `compare`; 'main' = the nine main methods, 'all' = with the ablations"
     )
-    seeds: int = _option(5, "seeds 0..N-1 run by `compare`")
+    seeds: int = _option(5, "seeds 0..N-1 run by `compare` and `suite`")
     jobs: int = _option(1, "fits `compare` runs at once, each in its own process (CPU: pair with threads=1)")
     out: str = _option("runs", "output folder")
+    datasets: tuple[str, ...] = _option(
+        ("handwritten", "synthetic"), "data sets (bundled names or files) compared by `suite`"
+    )
+    variants: tuple[str, ...] = _option(("vib",), "L_ic readings `suite` runs the IID methods with, one table each")
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
-# Options only one command reads: `fit` trains one (method, seed), `compare` many.
+# Options only some commands read: `fit` trains one (method, seed), `compare` many on one data
+# set, `suite` many on several data sets.
 FIT_ONLY = frozenset({"method", "seed"})
 COMPARE_ONLY = frozenset({"methods", "seeds", "jobs"})
+SUITE_ONLY = frozenset({"datasets", "variants"})
 
 
 @dataclass(frozen=True)
@@ -124,9 +161,11 @@ class ConfigOption:
     default: Any
     help: str
 
+    flag_override: str | None = None
+
     @property
     def flag(self) -> str:
-        return "--" + self.key.rsplit(".", 1)[-1].replace("_", "-")
+        return self.flag_override or "--" + self.key.rsplit(".", 1)[-1].replace("_", "-")
 
     @property
     def dest(self) -> str:
@@ -146,7 +185,7 @@ def iter_options(config: Any = None, prefix: str = "") -> Iterator[ConfigOption]
         if _is_section(hints[f.name]):
             yield from iter_options(value, prefix + f.name + ".")
         else:
-            yield ConfigOption(prefix + f.name, hints[f.name], value, f.metadata["help"])
+            yield ConfigOption(prefix + f.name, hints[f.name], value, f.metadata["help"], f.metadata.get("flag"))
 
 
 def _coerce(key: str, tp: Any, value: Any) -> Any:

@@ -1,11 +1,22 @@
-"""The LightningModule: a :class:`FusionModel` trained with :class:`IIDLoss` (issue 4, item 2).
+"""The LightningModule: a :class:`FusionModel` trained with :class:`IIDLoss`.
 
 One module serves every method of the paper: the :class:`MethodSpec` picks the fusion mode,
 the weight strategy and whether L_ic / L_dc are on; the :class:`ExperimentConfig` sections
-give the hyperparameters. Per training epoch it logs every loss term, the mean fusion weight
-of each modality and the per-pair Wasserstein distances W~ of L_dc. Methods without L_dc
-still get those distances, computed under ``no_grad`` (``train.monitor_distances``), so a
-base method and its IID variant can be compared on the same quantity (the paper's Figure 4).
+give the hyperparameters. Per training epoch it logs every loss term and the mean fusion weight
+of each modality (the per-pair W~ of L_dc too, for the methods that train with it).
+
+Per validation epoch it logs, for every method alike (docs/method.md, "Diagnostics"):
+
+* ``val/acc``, ``val/macro_f1`` and ``val/loss`` (the fused CE);
+* ``val/shared_head_acc/<m>``: the accuracy of the shared target mapping g on modality m alone,
+  g(z^m) (in LF, modality m's own head): a reading of L_ic that pushes it below chance builds a
+  code of cancelling wrong predictions;
+* ``val/drop_acc/<m>``: the fused accuracy with z^m replaced by its mean over the last training
+  epoch (drop-one-modality): how much the fused prediction leans on m;
+* ``val/wasserstein/<a>-<b>`` and ``/mean`` (``train.monitor_distances``): W~ of L_dc between the
+  features of the first ``train.monitor_samples`` validation samples, a fixed sample, so a base
+  method and its IID variant are compared on the same quantity (the paper's Figure 4) at the cost
+  of one Sinkhorn solve per epoch instead of one per training step.
 
 Metrics are accumulated in plain tensors and logged once per epoch: logging ~30 scalars at
 every step through Lightning costs more than the step itself for the small MLP models.
@@ -13,14 +24,16 @@ every step through Lightning costs more than the step itself for the small MLP m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iidfusion.encoders.mlp import MLPEncoder
+from iidfusion.fusion.base import FusionOutput
 from iidfusion.fusion.methods import MethodSpec, get_method
 from iidfusion.fusion.model import FusionModel
 from iidfusion.losses.coherence import DistributionCoherence
@@ -32,8 +45,11 @@ from iidfusion.training.evaluate import classification_metrics
 
 
 def strategy_options(spec: MethodSpec, model: ModelConfig) -> dict[str, Any]:
-    """The weight strategy's own options from the model config (QMF's rank weight)."""
-    return {"lam_rank": model.lam_rank} if spec.strategy == "qmf" else {}
+    """The weight strategy's options from the model config (QMF's rank weight; every strategy's unimodal terms)."""
+    options: dict[str, Any] = {"unimodal_reduction": model.unimodal_reduction}
+    if spec.strategy == "qmf":
+        options["lam_rank"] = model.lam_rank
+    return options
 
 
 def build_feature_model(
@@ -55,10 +71,20 @@ def build_loss(spec: MethodSpec, loss: LossConfig, width: int, *, gather_feature
     """IIDLoss of the method; the L_dc module is built for every method (monitoring uses it)."""
     coherence_class = GatheredCoherence if gather_features else DistributionCoherence
     coherence = coherence_class(
-        width, loss.d1 or None, loss.d2 or None, eps=loss.eps, rho=loss.rho, max_iter=loss.max_iter
+        width, loss.d1 or None, loss.d2 or None, eps=loss.eps, rho=loss.rho, max_iter=loss.max_iter,
+        reduction=loss.dc_reduction,
     )
-    informatic = InformaticConstraint(lam=loss.lam, variant=loss.variant)  # type: ignore[arg-type]
+    informatic = InformaticConstraint(
+        lam=loss.lam, variant=loss.variant, reduction=loss.ic_reduction, margin=loss.margin  # type: ignore[arg-type]
+    )
     return IIDLoss.from_method(spec, alpha=loss.alpha, beta=loss.beta, informatic=informatic, coherence=coherence)
+
+
+def _distance_metrics(pairs: Sequence[tuple[str, str]], distances: Tensor) -> dict[str, Tensor]:
+    """``wasserstein/<a>-<b>`` per pair and ``wasserstein/mean``."""
+    metrics = {f"wasserstein/{a}-{b}": d for (a, b), d in zip(pairs, distances)}
+    metrics["wasserstein/mean"] = distances.mean()
+    return metrics
 
 
 class EpochMeans:
@@ -74,10 +100,20 @@ class EpochMeans:
             self._sums[name] = self._sums[name] + weighted if name in self._sums else weighted
         self._count += count
 
+    def peek(self) -> dict[str, Tensor]:
+        """The means so far, without resetting (empty before the first ``add``)."""
+        return {name: total / max(self._count, 1) for name, total in self._sums.items()}
+
     def pop(self) -> dict[str, Tensor]:
-        means = {name: total / max(self._count, 1) for name, total in self._sums.items()}
+        means = self.peek()
         self._sums, self._count = {}, 0
         return means
+
+    def pop_sums(self) -> dict[str, Tensor]:
+        """The weighted sums (not divided by the count), then reset."""
+        sums = self._sums
+        self._sums, self._count = {}, 0
+        return sums
 
 
 class FusionModule(L.LightningModule):
@@ -92,9 +128,15 @@ class FusionModule(L.LightningModule):
         self.loss_fn = build_loss(self.spec, config.loss, model.width, gather_features=config.train.gather_features)
         self.optim = config.optim
         self.monitor_distances = config.train.monitor_distances
+        self.monitor_samples = config.train.monitor_samples
         self.save_hyperparameters({"method": self.spec.name, **config_to_dict(config)})
         self._train_means = EpochMeans()
+        self._feature_means = EpochMeans()
+        self._drop_means: dict[str, Tensor] = {}
+        self._val_sums = EpochMeans()
         self._val_outputs: list[tuple[Tensor, Tensor]] = []
+        self._monitor_features: list[dict[str, Tensor]] = []
+        self._monitor_count = 0
         self._history_at_epoch_start: Tensor | None = None
 
     @classmethod
@@ -115,22 +157,15 @@ class FusionModule(L.LightningModule):
         if not torch.isfinite(losses.total):
             terms = {k: float(v) for k, v in losses.terms.items()}
             raise FloatingPointError(f"non-finite training loss at epoch {self.current_epoch}, batch {batch_idx}: {terms}")
-        self._train_means.add(self._step_metrics(output.features, output.weights, output.modalities, losses), len(batch["label"]))
+        self._train_means.add(self._step_metrics(output, losses), len(batch["label"]))
+        self._feature_means.add({m: z.mean(dim=0) for m, z in output.features.items()}, len(batch["label"]))
         return losses.total
 
-    def _step_metrics(
-        self, features: Mapping[str, Tensor], weights: Tensor, modalities: tuple[str, ...], losses: IIDLossOutput
-    ) -> dict[str, Tensor]:
+    def _step_metrics(self, output: FusionOutput, losses: IIDLossOutput) -> dict[str, Tensor]:
         metrics = {"loss": losses.total, **losses.terms}
-        metrics.update({f"weight/{m}": w for m, w in zip(modalities, weights.detach().float().mean(dim=0))})
-        distances, pairs = losses.pair_distances, losses.pairs
-        if distances is None and self.monitor_distances:
-            with torch.no_grad():
-                monitored = self.loss_fn.coherence({m: z.detach() for m, z in features.items()})
-            distances, pairs = monitored.pair_distances, monitored.pairs
-        if distances is not None:
-            metrics.update({f"wasserstein/{a}-{b}": d for (a, b), d in zip(pairs, distances)})
-            metrics["wasserstein/mean"] = distances.mean()
+        metrics.update({f"weight/{m}": w for m, w in zip(output.modalities, output.weights.detach().float().mean(dim=0))})
+        if losses.pair_distances is not None:
+            metrics.update(_distance_metrics(losses.pairs, losses.pair_distances))
         return metrics
 
     def on_train_epoch_start(self) -> None:
@@ -145,14 +180,31 @@ class FusionModule(L.LightningModule):
         processes are summed here, so every copy ends the epoch as a single process would.
         """
         self.log_dict({f"train/{k}": v for k, v in self._train_means.pop().items()}, sync_dist=True)
+        self._feature_means.pop()
         if self._history_at_epoch_start is not None:
             history = self.model.strategy.loss_history
             history.copy_(self._history_at_epoch_start + sum_across_processes(history - self._history_at_epoch_start))
         self.model.strategy.on_train_epoch_end()
 
+    def on_validation_epoch_start(self) -> None:
+        # The training means of this epoch (validation runs before on_train_epoch_end), else none.
+        self._drop_means = self._feature_means.peek()
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         output = self.model(batch["inputs"])
-        self._val_outputs.append((output.logits.argmax(dim=1).detach().cpu(), batch["label"].detach().cpu()))
+        labels = batch["label"]
+        correct = {"acc": output.logits.argmax(dim=1) == labels}
+        correct.update({f"shared_head_acc/{m}": g.argmax(dim=1) == labels for m, g in output.shared_head_logits.items()})
+        for name, mean in self._drop_means.items():
+            dropped = dict(output.features) | {name: mean.to(output.features[name]).expand_as(output.features[name])}
+            correct[f"drop_acc/{name}"] = self.model.fuse(dropped).logits.argmax(dim=1) == labels
+        loss = F.cross_entropy(output.logits.float(), labels, reduction="sum")
+        self._val_sums.add({k: v.float().sum() for k, v in correct.items()} | {"loss": loss}, 1)
+        self._val_outputs.append((output.logits.argmax(dim=1).detach().cpu(), labels.detach().cpu()))
+        if self.monitor_distances and self._monitor_count < self.monitor_samples:
+            take = min(self.monitor_samples - self._monitor_count, len(labels))
+            self._monitor_features.append({m: z[:take].detach() for m, z in output.features.items()})
+            self._monitor_count += take
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs:
@@ -163,6 +215,22 @@ class FusionModule(L.LightningModule):
         # Every process validates the whole split (datamodule): the values agree, the sync is a no-op mean.
         self.log("val/acc", accuracy, prog_bar=True, sync_dist=True)
         self.log("val/macro_f1", f1, sync_dist=True)
+        sums = self._val_sums.pop_sums()
+        metrics = {f"val/{k}": v / len(labels) for k, v in sums.items() if k != "acc"}
+        metrics.update(self._monitored_distances())
+        self.log_dict(metrics, sync_dist=True)
+
+    def _monitored_distances(self) -> dict[str, Tensor]:
+        """W~ per pair on the fixed validation sample (``val/wasserstein/...``), without gradient."""
+        chunks, self._monitor_features, self._monitor_count = self._monitor_features, [], 0
+        if not chunks or self.loss_fn.coherence is None:
+            return {}
+        features = {m: torch.cat([c[m] for c in chunks]) for m in chunks[0]}
+        if len(features[next(iter(features))]) < 2:
+            return {}
+        with torch.no_grad():
+            monitored = self.loss_fn.coherence(features)
+        return {f"val/{k}": v for k, v in _distance_metrics(monitored.pairs, monitored.pair_distances).items()}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params: list[nn.Parameter] = [p for p in self.parameters() if p.requires_grad]

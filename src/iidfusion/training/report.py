@@ -153,18 +153,29 @@ def results_csv(results: Sequence[EvalResult]) -> str:
     return buffer.getvalue()
 
 
-def _json_number(value: float) -> float | None:
-    return None if math.isnan(value) else value
+def json_ready(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) as None, recursively: strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
 
 
-def results_json(results: Sequence[EvalResult], tests: Sequence[PairedTest], config: dict[str, Any]) -> str:
-    """Machine-readable results: every evaluation, the t-tests (NaN as null) and the config."""
+def results_json(
+    results: Sequence[EvalResult], tests: Sequence[PairedTest], config: dict[str, Any], runs: Sequence[dict[str, Any]] = ()
+) -> str:
+    """Machine-readable results: every evaluation, the t-tests (NaN as null), the config, and per
+    run its validation score, cost and, when tuned, the chosen hyperparameters and every trial."""
     payload = {
         "results": [asdict(r) for r in results],
-        "paired_tests": [{k: _json_number(v) if isinstance(v, float) else v for k, v in asdict(t).items()} for t in tests],
+        "paired_tests": [asdict(t) for t in tests],
+        "runs": list(runs),
         "config": config,
     }
-    return json.dumps(payload, indent=2) + "\n"
+    return json.dumps(json_ready(payload), indent=2, allow_nan=False) + "\n"
 
 
 def plot_accuracy(results: Sequence[EvalResult], path: str | Path) -> None:
@@ -200,7 +211,14 @@ def render_report(results: Sequence[EvalResult], tests: Sequence[PairedTest], ti
     )
 
 
-def write_report(out: str | Path, results: Sequence[EvalResult], config: dict[str, Any], title: str) -> str:
+def write_report(
+    out: str | Path,
+    results: Sequence[EvalResult],
+    config: dict[str, Any],
+    title: str,
+    *,
+    runs: Sequence[dict[str, Any]] = (),
+) -> str:
     """Write results.csv, results.json, results.md and the plot to ``out`` all-or-nothing.
 
     Returns the markdown report.
@@ -211,7 +229,7 @@ def write_report(out: str | Path, results: Sequence[EvalResult], config: dict[st
     report = render_report(results, tests, title)
     with staged_files(out) as stage:
         stage.write_text("results.csv", results_csv(results))
-        stage.write_text("results.json", results_json(results, tests, config))
+        stage.write_text("results.json", results_json(results, tests, config, runs))
         stage.write_text("results.md", report)
         plot_accuracy(results, stage.path("accuracy_vs_noise.png"))
     return report

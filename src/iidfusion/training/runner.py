@@ -1,6 +1,6 @@
 """Train one method with one seed on one data set, then evaluate it (what ``iidfusion fit`` runs).
 
-Reproducibility (issue 4, item 2): ``lightning.seed_everything(seed)`` before the model is
+Reproducibility: ``lightning.seed_everything(seed)`` before the model is
 built fixes the initialisation; the training sampler is a pure function of (seed, epoch)
 (:mod:`~iidfusion.training.datamodule`) and :class:`ReseedEachBatch` reseeds every random
 generator before each training batch from (seed, epoch, batch, rank), so dropout masks do not
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import random
 import signal
 import time
@@ -33,7 +34,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 
@@ -45,6 +46,7 @@ from iidfusion.training.evaluate import NoiseMetrics, evaluate_under_noise
 from iidfusion.training.module import FusionModule
 
 MONITOR = "val/acc"
+VAL_LOSS = "val/loss"
 LOGGERS = ("csv", "tensorboard")
 _DDP_START_METHODS = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
 _FIND_UNUSED = "_find_unused_parameters_true"
@@ -72,12 +74,65 @@ class ReseedEachBatch(Callback):
             torch.cuda.manual_seed(seed)
 
 
+STOP_CRITERIA = ("acc", "loss", "acc_or_loss")
+
+
+class ValidationPatience(Callback):
+    """Early stopping: stop after ``patience`` validations without a better score.
+
+    ``stop_on="acc"`` (higher validation accuracy; Lightning's ``EarlyStopping`` on ``val/acc``),
+    ``"loss"`` (lower validation loss) or ``"acc_or_loss"``: either improving resets the count.
+    Accuracy alone judges a run that is still at chance as stuck, while its loss may be falling
+    (docs/evidence.md, "Intermediate fusion with many views"); loss alone stops runs whose
+    accuracy still improves once they become over-confident. ``Trainer(min_epochs=...)`` keeps a
+    stop from taking effect before that many epochs.
+    """
+
+    def __init__(self, patience: int, stop_on: str = "acc") -> None:
+        if stop_on not in STOP_CRITERIA:
+            raise ValueError(f"unknown stop_on {stop_on!r}; expected one of {list(STOP_CRITERIA)}")
+        self.patience = int(patience)
+        self.stop_on = stop_on
+        self.best_acc = -math.inf
+        self.best_loss = math.inf
+        self.wait_count = 0
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        if trainer.sanity_checking or MONITOR not in metrics:
+            return
+        acc = float(metrics[MONITOR])
+        loss = float(metrics[VAL_LOSS]) if VAL_LOSS in metrics else math.nan
+        better_acc, better_loss = acc > self.best_acc, loss < self.best_loss
+        if better_acc:
+            self.best_acc = acc
+        if better_loss:
+            self.best_loss = loss
+        improved = {"acc": better_acc, "loss": better_loss, "acc_or_loss": better_acc or better_loss}[self.stop_on]
+        self.wait_count = 0 if improved else self.wait_count + 1
+        stop = trainer.strategy.reduce_boolean_decision(self.wait_count >= self.patience, all=False)
+        trainer.should_stop = trainer.should_stop or stop
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_acc": self.best_acc, "best_loss": self.best_loss, "wait_count": self.wait_count}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_acc = state_dict["best_acc"]
+        self.best_loss = state_dict["best_loss"]
+        self.wait_count = state_dict["wait_count"]
+
+
 class BestWeights(Callback):
-    """A CPU copy of the fusion model's weights at the best ``monitor`` value (higher is better)."""
+    """A CPU copy of the fusion model's weights at the best ``monitor`` value (higher is better).
+
+    Also keeps the validation loss of that epoch (``best_loss``), which breaks ties between
+    equally accurate runs when hyperparameters are chosen (:mod:`iidfusion.training.tuning`).
+    """
 
     def __init__(self, monitor: str = MONITOR) -> None:
         self.monitor = monitor
         self.best_score: float | None = None
+        self.best_loss: float | None = None
         self.best_epoch = -1
         self.weights: dict[str, torch.Tensor] | None = None
 
@@ -87,6 +142,8 @@ class BestWeights(Callback):
             return
         if self.best_score is None or float(score) > self.best_score:
             self.best_score, self.best_epoch = float(score), trainer.current_epoch
+            loss = trainer.callback_metrics.get(VAL_LOSS)
+            self.best_loss = float(loss) if loss is not None else None
             self.weights = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
 
     def best_model(self, pl_module: FusionModule, trainer: L.Trainer) -> FusionModel:
@@ -104,10 +161,11 @@ class BestWeights(Callback):
         return model
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "weights": self.weights}
+        return {"best_score": self.best_score, "best_loss": self.best_loss, "best_epoch": self.best_epoch, "weights": self.weights}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_score = state_dict["best_score"]
+        self.best_loss = state_dict.get("best_loss")
         self.best_epoch = state_dict["best_epoch"]
         self.weights = state_dict["weights"]
 
@@ -136,9 +194,10 @@ def data_digest(splits: DatasetSplits) -> str:
 # Options a resumed run may change: how long and where it trains, what it logs, and the
 # evaluation after training. Any other change would continue a different run.
 RESUMABLE_CHANGES = frozenset({
-    "data", "out", "method", "seed", "methods", "seeds", "jobs", "train.max_epochs", "train.accelerator", "train.devices",
-    "train.strategy", "train.num_workers", "train.threads", "train.progress_bar", "train.checkpoints",
-    "train.loggers", "eval.noise", "eval.noise_view", "eval.noise_kind",
+    "data", "out", "method", "seed", "methods", "seeds", "jobs", "datasets", "variants", "train.max_epochs",
+    "train.accelerator", "train.devices", "train.strategy", "train.num_workers", "train.threads", "train.progress_bar",
+    "train.checkpoints", "train.loggers", "train.monitor_distances", "train.monitor_samples", "eval.noise",
+    "eval.noise_view", "eval.noise_kind",
 })  # fmt: skip
 
 
@@ -278,7 +337,7 @@ def build_trainer(
     """
     built_in: list[Callback] = [ReseedEachBatch(seed), best, *([] if record is None else [record])]
     if train.patience > 0:
-        built_in.append(EarlyStopping(MONITOR, mode="max", patience=train.patience, check_on_train_epoch_end=True))
+        built_in.append(ValidationPatience(train.patience, train.stop_on))
     if train.checkpoints and run_dir is not None:
         # Two callbacks: Lightning 2.6 refreshes save_last only in epochs that improved the
         # monitored metric, and a resume needs the state of the latest epoch.
@@ -289,6 +348,7 @@ def build_trainer(
     loggers = build_loggers(train, run_dir)
     return L.Trainer(
         max_epochs=train.max_epochs,
+        min_epochs=min(train.min_epochs, train.max_epochs) or None,
         accelerator=train.accelerator,
         devices=parse_devices(train.devices),
         strategy=build_strategy(train.strategy),
@@ -315,6 +375,7 @@ class FitResult:
     seed: int
     metrics: list[NoiseMetrics]
     best_val_acc: float
+    best_val_loss: float
     best_epoch: int
     epochs: int
     seconds: float
@@ -331,6 +392,7 @@ class FitResult:
             seed=seed,
             metrics=metrics,
             best_val_acc=best.best_score if best.best_score is not None else float("nan"),
+            best_val_loss=best.best_loss if best.best_loss is not None else float("nan"),
             best_epoch=best.best_epoch,
             epochs=trainer.current_epoch,
             seconds=time.perf_counter() - started,
@@ -344,6 +406,7 @@ class FitResult:
             "method": self.method,
             "seed": self.seed,
             "best_val_acc": self.best_val_acc,
+            "best_val_loss": self.best_val_loss,
             "best_epoch": self.best_epoch,
             "epochs": self.epochs,
             "seconds": self.seconds,

@@ -53,7 +53,7 @@ RULES: dict[str, Rule] = {
     "loss.alpha": at_least(0),
     "loss.beta": at_least(0),
     "loss.lam": at_least(0),
-    "loss.variant": Rule(lambda v: v in ("aim", "literal"), "'aim' or 'literal'"),
+    "loss.margin": at_least(0),
     "loss.d1": at_least(0),
     "loss.d2": at_least(0),
     "loss.eps": _POSITIVE,
@@ -64,8 +64,11 @@ RULES: dict[str, Rule] = {
     "train.max_epochs": at_least(1),
     "train.batch_size": at_least(1),
     "train.patience": at_least(0),
+    "train.min_epochs": at_least(0),
+    "train.monitor_samples": at_least(1),
     "train.num_workers": at_least(0),
     "train.threads": at_least(0),
+    "tune.trials": at_least(0),
 }
 
 

@@ -1,0 +1,41 @@
+"""``iidfusion suite``: the comparison over many data sets and L_ic readings, in one table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from iidfusion.training.config import FIT_ONLY, add_config_arguments, config_from_args
+
+DESCRIPTION = """\
+Run `iidfusion compare` on every data set of --datasets (bundled names or .mat / .npz files) with
+the IID methods trained under every L_ic reading of --variants (bases, which do not read L_ic, are
+trained once), and write to --out: suite.md (the gain of each IID variant over its LF and IF bases
+and of each IF base over its LF base, mean over data sets x seeds in test Avg Acc and validation
+accuracy, with paired tests; then test Avg Acc per data set and method), suite.json, suite.csv,
+and each comparison's results under OUT/<data set>/<reading>/. With --tune every method and seed
+is tuned on validation (the paper's protocol). Finished runs are kept under OUT/cache/ at once:
+--resume continues an interrupted suite. Progress goes to stderr, the report to stdout."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("suite", help="compare methods over many data sets and L_ic readings", description=DESCRIPTION)
+    add_config_arguments(parser, exclude=FIT_ONLY | {"data"})
+    parser.add_argument("--resume", action="store_true", help="continue the suite in --out, reusing its finished runs")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from iidfusion.cli.main import CommandError
+    from iidfusion.training.compare import quiet_lightning
+    from iidfusion.training.suite import run_suite
+
+    config = config_from_args(args)
+    quiet_lightning()
+    try:
+        report = run_suite(config, config.out, resume=args.resume, log=lambda line: print(line, file=sys.stderr, flush=True))
+    except FloatingPointError as error:
+        raise CommandError(f"{error} (try a smaller --lr, --alpha or --beta, or --tune)") from error
+    print(report, end="")
+    print(f"results written to {config.out}")
+    return 0

@@ -1,0 +1,347 @@
+"""The evidence on many data sets at once (``iidfusion suite``): bases, IF bases and IID variants.
+
+For every data set of ``config.datasets`` and every L_ic reading of ``config.variants`` the suite
+runs the comparison of ``config.methods`` over seeds 0..seeds-1 (untuned, or with ``tune.enabled``
+the paper's protocol, :mod:`iidfusion.training.tuning`), and writes one table of all of it:
+
+* per data set, every method's test Avg Acc (mean over noise levels, as the paper), mean ± std
+  over seeds, one table per reading;
+* the gain of each IID variant over its bases (its LF base and its IF base, same weight strategy)
+  and of each IF base over its LF base, averaged over data sets x seeds, in test Avg Acc AND in
+  clean validation accuracy (what defaults may be chosen on), with a paired t-test and a Wilcoxon
+  signed-rank test over the data set x seed pairs, Holm-corrected over the table's comparisons, and
+  the data sets won / tied / lost.
+
+A method that does not read L_ic (a base, an IID ablation without it) gives the same run for every
+reading: it is trained once (tasks are deduplicated by :mod:`iidfusion.training.run_key`). Every
+finished run is saved at once under ``OUT/cache/`` so an interrupted suite continues with
+``resume=True`` and loses at most the runs in progress. The result files (``suite.md``,
+``suite.json``, ``suite.csv``, and each comparison's own ``results.*`` under
+``OUT/<data set>/<reading>/``) are written at the end, all or nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from iidfusion.fusion.methods import get_method
+from iidfusion.training.compare import Progress, RunOutcome, Task, load_splits, run_record, run_tasks, validate_config
+from iidfusion.training.config import ExperimentConfig, config_to_dict, resolve_methods
+from iidfusion.training.outputs import staged_files
+from iidfusion.training.report import average_accuracy, json_ready, render_report
+
+TUNED_VARIANT = "tuned"  # the reading label when the reading itself is tuned (tune.variant)
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """One (data set, reading, method, seed) of the suite with its outcome."""
+
+    dataset: str
+    variant: str
+    task: Task
+    outcome: RunOutcome
+
+    @property
+    def test_avg(self) -> float:
+        """Test Avg Acc in %: the mean accuracy over the noise levels."""
+        return 100.0 * float(np.mean([r.accuracy for r in self.outcome.results]))
+
+    @property
+    def val(self) -> float:
+        """Best clean validation accuracy in %."""
+        return 100.0 * self.outcome.val_acc
+
+
+@dataclass(frozen=True)
+class Gain:
+    """``method`` minus ``reference`` over the (data set, seed) pairs both ran, in percentage points."""
+
+    variant: str
+    method: str
+    reference: str
+    test: float
+    val: float
+    p_t: float
+    p_wilcoxon: float
+    p_holm: float
+    wins: int
+    ties: int
+    losses: int
+    pairs: int
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "data"
+
+
+def plan(config: ExperimentConfig) -> list[tuple[str, str, Task]]:
+    """(data set name, reading, task) for every run of the suite, in the order they are reported.
+
+    Checks every data set (it is loaded once, split by seed 0) before anything trains.
+    """
+    methods = resolve_methods(config.methods)
+    if not config.datasets:
+        raise ValueError("no data sets given (--datasets a,b,...)")
+    variants = (TUNED_VARIANT,) if config.tune.enabled and config.tune.variant else config.variants
+    if not variants:
+        raise ValueError("no L_ic readings given (--variants vib,...)")
+    if len(set(variants)) != len(variants):
+        raise ValueError(f"repeated L_ic reading in {list(variants)}")
+    names: dict[str, str] = {}
+    planned = []
+    for data in config.datasets:
+        base = dataclasses.replace(config, data=data)
+        validate_config(base)
+        name = load_splits(base, 0).name
+        if name in names.values():
+            name = f"{name}-{len(names)}"
+        names[data] = name
+        for variant in variants:
+            variant_config = base if variant == TUNED_VARIANT else dataclasses.replace(
+                base, loss=dataclasses.replace(base.loss, variant=variant)
+            )
+            validate_config(variant_config)
+            for seed in range(config.seeds):
+                for method in methods:
+                    planned.append((name, variant, Task(variant_config, method, seed)))
+    return planned
+
+
+def _cache_path(out: Path, key: str) -> Path:
+    return out / "cache" / f"{key}.json"
+
+
+def _save_outcome(path: Path, outcome: RunOutcome) -> None:
+    """Atomically: a finished run is either in the cache whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(json_ready(outcome.to_json()), handle)
+    os.replace(tmp, path)
+
+
+def _load_outcome(path: Path) -> RunOutcome:
+    try:
+        payload = json.loads(path.read_text())
+        return RunOutcome.from_json({k: math.nan if v is None and k.startswith("val_") else v for k, v in payload.items()})
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"unreadable cached run {path} ({error}); delete it to run it again") from None
+
+
+def run_suite(
+    config: ExperimentConfig, out: str | Path, *, resume: bool = False, log: Callable[[str], None] = print
+) -> str:
+    """Run (or, with ``resume``, finish) the suite of ``config`` and write its files to ``out``; returns suite.md."""
+    out = Path(out)
+    if out.is_file():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    if (out / "cache").is_dir() and any((out / "cache").iterdir()) and not resume:
+        raise ValueError(f"{out} holds runs of an earlier suite; pass --resume to continue it, or choose another --out")
+    started = time.perf_counter()
+    planned = plan(config)
+    keys = [task.key() for _, _, task in planned]
+    todo: dict[str, Task] = {}
+    for key, (_, _, task) in zip(keys, planned):
+        if key not in todo and not _cache_path(out, key).is_file():
+            todo[key] = task
+    reused = len(set(keys)) - len(todo)
+    log(f"suite: {len(planned)} runs, {len(set(keys))} distinct, {reused} already done, {len(todo)} to train")
+
+    progress = Progress(len(todo), log)
+    pending = list(todo.items())
+
+    def save(done: int, task: Task, outcome: RunOutcome) -> None:
+        _save_outcome(_cache_path(out, pending[done - 1][0]), outcome)
+        progress(done, task, outcome)
+
+    run_tasks([task for _, task in pending], config.jobs, save)
+    outcomes = {key: _load_outcome(_cache_path(out, key)) for key in set(keys)}
+    runs = [
+        SuiteRun(name, variant, dataclasses.replace(task, label=task.method), outcomes[key])
+        for key, (name, variant, task) in zip(keys, planned)
+    ]
+    report = render_suite(runs, config, time.perf_counter() - started, reused)
+    _write(out, runs, config, report)
+    return report
+
+
+def _write(out: Path, runs: list[SuiteRun], config: ExperimentConfig, report: str) -> None:
+    from iidfusion.training.report import paired_tests, plot_accuracy, results_csv, results_json
+
+    with staged_files(out) as stage:
+        stage.write_text("suite.md", report)
+        stage.write_text("suite.json", json.dumps(json_ready({
+            "config": config_to_dict(config),
+            "runs": [{"dataset": r.dataset, "variant": r.variant, **run_record(r.task, r.outcome),
+                      "test": [dataclasses.asdict(e) for e in r.outcome.results]} for r in runs],
+        }), indent=1, allow_nan=False) + "\n")
+        stage.write_text("suite.csv", _csv(runs))
+    for (dataset, variant), group in _groups(runs).items():
+        results = [e for r in group for e in r.outcome.results]
+        folder = out / _slug(dataset) / _slug(variant)
+        tests = paired_tests(results)
+        title = f"{dataset}, L_ic reading {variant}: {len({r.task.method for r in group})} methods x {config.seeds} seeds"
+        records = [run_record(r.task, r.outcome) for r in group]
+        with staged_files(folder) as stage:
+            stage.write_text("results.csv", results_csv(results))
+            stage.write_text("results.json", results_json(results, tests, config_to_dict(group[0].task.config), records))
+            stage.write_text("results.md", render_report(results, tests, title))
+            plot_accuracy(results, stage.path("accuracy_vs_noise.png"))
+
+
+def _groups(runs: Sequence[SuiteRun]) -> dict[tuple[str, str], list[SuiteRun]]:
+    groups: dict[tuple[str, str], list[SuiteRun]] = {}
+    for run in runs:
+        groups.setdefault((run.dataset, run.variant), []).append(run)
+    return groups
+
+
+def _csv(runs: Sequence[SuiteRun]) -> str:
+    lines = ["dataset,variant,method,seed,noise,accuracy,macro_f1,val_acc"]
+    for r in runs:
+        for e in r.outcome.results:
+            lines.append(f"{r.dataset},{r.variant},{r.task.method},{r.task.seed},{e.noise:g},{e.accuracy:.6f},"
+                         f"{e.macro_f1:.6f},{r.outcome.val_acc:.6f}")
+    return "\n".join(lines) + "\n"
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (NaN stays NaN and does not count as a test)."""
+    valid = sorted((p, k) for k, p in enumerate(p_values) if not math.isnan(p))
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, k) in enumerate(valid):
+        running = max(running, min(1.0, (len(valid) - rank) * p))
+        adjusted[k] = running
+    return adjusted
+
+
+def _paired_p(differences: np.ndarray) -> tuple[float, float]:
+    """(t-test p, Wilcoxon p) of paired differences against 0; NaN where a test is undefined."""
+    from scipy.stats import ttest_1samp, wilcoxon
+
+    if len(differences) < 2 or np.ptp(differences) == 0 and differences[0] == 0:
+        return math.nan, math.nan
+    p_t = float(ttest_1samp(differences, 0.0).pvalue) if np.ptp(differences) > 0 else 0.0
+    nonzero = differences[differences != 0]
+    p_w = float(wilcoxon(nonzero).pvalue) if len(nonzero) >= 1 else math.nan
+    return p_t, p_w
+
+
+def comparisons(methods: Sequence[str]) -> list[tuple[str, str]]:
+    """(method, reference): each full IID method against its LF and IF bases; each IF base against its LF base."""
+    specs = [get_method(m) for m in methods]
+    pairs = []
+    for spec in specs:
+        full = spec.use_ic and spec.use_dc
+        if_base = spec.mode == "if" and not (spec.use_ic or spec.use_dc)
+        for ref in specs:
+            is_base = ref.strategy == spec.strategy and not (ref.use_ic or ref.use_dc)
+            if full and is_base:
+                pairs.append((spec.name, ref.name))
+            elif if_base and is_base and ref.mode == "lf":
+                pairs.append((spec.name, ref.name))
+    return pairs
+
+
+def gains(runs: Sequence[SuiteRun]) -> list[Gain]:
+    """Every comparison of :func:`comparisons`, per reading, over data sets x seeds (module docstring)."""
+    by_key = {(r.variant, r.dataset, r.task.method, r.task.seed): r for r in runs}
+    variants = list(dict.fromkeys(r.variant for r in runs))
+    methods = list(dict.fromkeys(r.task.method for r in runs))
+    datasets = list(dict.fromkeys(r.dataset for r in runs))
+    rows = []
+    for variant in variants:
+        for method, reference in comparisons(methods):
+            if variant != variants[0] and not get_method(method).use_ic:
+                continue  # the IF-vs-LF rows do not depend on the reading: listed once
+            test, val, per_dataset = [], [], []
+            for dataset in datasets:
+                seeds = [s for (v, d, m, s) in by_key if (v, d, m) == (variant, dataset, method)]
+                deltas = [(by_key[variant, dataset, method, s].test_avg - by_key[variant, dataset, reference, s].test_avg,
+                           by_key[variant, dataset, method, s].val - by_key[variant, dataset, reference, s].val)
+                          for s in seeds if (variant, dataset, reference, s) in by_key]
+                test += [d[0] for d in deltas]
+                val += [d[1] for d in deltas]
+                if deltas:
+                    per_dataset.append(float(np.mean([d[0] for d in deltas])))
+            if not test:
+                continue
+            p_t, p_w = _paired_p(np.array(test))
+            wins = sum(d > 0 for d in per_dataset)
+            losses = sum(d < 0 for d in per_dataset)
+            rows.append(Gain(variant, method, reference, float(np.mean(test)), float(np.mean(val)), p_t, p_w, math.nan,
+                             wins, len(per_dataset) - wins - losses, losses, len(test)))
+    adjusted = holm([g.p_t for g in rows])
+    return [dataclasses.replace(g, p_holm=p) for g, p in zip(rows, adjusted)]
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "n/a" if math.isnan(value) else format(value, spec)
+
+
+def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: float, reused: int) -> str:
+    """suite.md: protocol, gains over the bases, IF against LF, then the per-data-set tables."""
+    datasets = list(dict.fromkeys(r.dataset for r in runs))
+    variants = list(dict.fromkeys(r.variant for r in runs))
+    methods = list(dict.fromkeys(r.task.method for r in runs))
+    tune = config.tune
+    if tune.enabled:
+        grids = ", ".join(f"{name} {list(getattr(tune, name))}" for name in ("alpha", "beta", "variant", "d1", "lr") if getattr(tune, name))
+        protocol = (f"tuned per method and seed on the validation split ({tune.sampler} over {grids}; a grid applies to "
+                    "the methods that have its hyperparameter)")
+    else:
+        protocol = f"untuned: alpha = {config.loss.alpha:g}, beta = {config.loss.beta:g}, lam = {config.loss.lam:g} for every data set"
+    lines = [
+        f"# Suite: {len(datasets)} data sets x {len(methods)} methods x {config.seeds} seeds",
+        "",
+        f"Protocol: {protocol}. L_ic readings: {', '.join(variants)}; L_ic over modalities: {config.loss.ic_reduction}, "
+        f"L_dc over pairs: {config.loss.dc_reduction}. Test noise levels {list(config.eval.noise)} "
+        f"({config.eval.noise_kind}, views: {config.eval.noise_view}); at most {config.train.max_epochs} epochs, "
+        f"early stopping patience {config.train.patience}, lr {config.optim.lr:g}, batch {config.train.batch_size}, "
+        f"width {config.model.width}. Selection (early stopping, tuning) on validation; test read once. "
+        f"Time: {seconds / 60:.1f} min ({reused} runs reused from an earlier start).",
+        "",
+        "Data sets: " + ", ".join(datasets) + ".",
+        "",
+        "## Gains (percentage points; mean over data sets x seeds)",
+        "",
+        "Δ test = test Avg Acc of the method minus the reference's; Δ val = the same for the best clean validation "
+        "accuracy. p: paired t-test and Wilcoxon signed-rank test over the data set x seed pairs; Holm: the t-test "
+        "p corrected over the rows of this table. W/T/L: data sets where the mean over seeds is higher / equal / lower.",
+        "",
+        "| reading | method | reference | Δ test | Δ val | p (t) | p (Wilcoxon) | p (Holm) | W/T/L | pairs |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for g in gains(runs):
+        variant = g.variant if get_method(g.method).use_ic else "-"
+        lines.append(
+            f"| {variant} | {g.method} | {g.reference} | {g.test:+.2f} | {g.val:+.2f} | {_fmt(g.p_t, '.3g')} | "
+            f"{_fmt(g.p_wilcoxon, '.3g')} | {_fmt(g.p_holm, '.3g')} | {g.wins}/{g.ties}/{g.losses} | {g.pairs} |"
+        )
+    for variant in variants:
+        lines += ["", f"## Test Avg Acc (%) per data set, reading {variant}", "",
+                  "| data set | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+        for dataset in datasets:
+            group = [r for r in runs if r.variant == variant and r.dataset == dataset]
+            avg = average_accuracy([e for r in group for e in r.outcome.results])
+            cells = []
+            for method in methods:
+                values = list(avg.get(method, {}).values())
+                std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+                cells.append(f"{np.mean(values):.2f} ± {std:.2f}" if values else "-")
+            lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

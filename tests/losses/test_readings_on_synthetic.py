@@ -1,0 +1,53 @@
+"""Each L_ic reading trained on the synthetic benchmark: what happens to the shared head on one modality.
+
+The recommended readings must keep the shared head g's accuracy on every modality alone above
+chance (they never reward a wrong unimodal prediction); "aim" is the reading that does reward it,
+and the test pins down that it drives the head to chance and below (docs/method.md, "Informatic constraint").
+"""
+
+import pytest
+import torch
+
+from iidfusion.data import SyntheticConfig, generate_synthetic
+from iidfusion.encoders.mlp import MLPEncoder
+from iidfusion.fusion.methods import get_method
+from iidfusion.losses import IIDLoss, InformaticConstraint
+
+CONFIG = SyntheticConfig(num_modalities=3, num_classes=4, relevant_dims=8, noise_dims=8, corrupt_fraction=0.0)
+CHANCE = 1 / CONFIG.num_classes
+
+
+def _train(variant: str, alpha: float = 3.0, steps: int = 150):
+    torch.manual_seed(0)
+    train, test = generate_synthetic(CONFIG, 512, seed=1), generate_synthetic(CONFIG, 512, seed=2)
+    views = list(train.views)
+    encoders = {v: MLPEncoder(CONFIG.dim, 32, 1, 0.0) for v in views}
+    model = get_method("iid-l-no-dc").build_model(encoders, {v: 32 for v in views}, CONFIG.num_classes, width=16)
+    loss_fn = IIDLoss(alpha, 0.0, informatic=InformaticConstraint(variant=variant))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        index = torch.randint(len(train), (64,), generator=generator)
+        out = model({v: x[index] for v, x in train.views.items()})
+        loss = loss_fn(out, train.labels[index], strategy=model.strategy).total
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        out = model(test.views)
+    fused = (out.logits.argmax(1) == test.labels).float().mean().item()
+    alone = {v: (out.shared_head_logits[v].argmax(1) == test.labels).float().mean().item() for v in views}
+    return fused, alone
+
+
+@pytest.mark.parametrize("variant", ["vib", "margin", "literal"])
+def test_recommended_readings_keep_the_shared_head_above_chance_on_every_modality(variant):
+    fused, alone = _train(variant)
+    assert fused > 0.8
+    assert all(acc > CHANCE + 0.2 for acc in alone.values()), alone
+
+
+def test_aim_drives_the_shared_head_to_chance_and_below():
+    fused, alone = _train("aim")
+    assert fused > 0.5, "the fused prediction still works: a code of cancelling wrong unimodal predictions"
+    assert min(alone.values()) < CHANCE and sum(alone.values()) / len(alone) < CHANCE + 0.05, alone

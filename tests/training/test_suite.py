@@ -1,0 +1,116 @@
+import json
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from iidfusion.data import SyntheticConfig, generate_synthetic
+from iidfusion.training import compare, suite
+from iidfusion.training.suite import comparisons, holm, plan, run_suite
+
+
+@pytest.fixture(scope="module")
+def two_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("suite")
+    paths = []
+    for k, name in enumerate(("alpha", "beta")):
+        data = generate_synthetic(SyntheticConfig(num_modalities=2, num_classes=3, relevant_dims=4, noise_dims=4), 90, seed=k)
+        path = folder / f"{name}.npz"
+        np.savez(path, labels=data.labels.numpy(), **{v: x.numpy() for v, x in data.views.items()})
+        paths.append(str(path))
+    return tuple(paths)
+
+
+@pytest.fixture
+def suite_config(fast_config, two_files):
+    train = replace(fast_config.train, max_epochs=1, loggers=(), checkpoints=False)
+    return replace(fast_config, datasets=two_files, methods=("lf-static", "if-static", "iid-l"), seeds=2,
+                   variants=("vib", "aim"), eval=replace(fast_config.eval, noise=(0.0,)), train=train)
+
+
+def test_bases_are_planned_for_every_reading_but_trained_once(suite_config):
+    planned = plan(suite_config)
+    assert len(planned) == 2 * 2 * 2 * 3  # data sets x readings x seeds x methods
+    keys = {task.key() for _, _, task in planned}
+    assert len(keys) == 2 * 2 * (2 + 2)  # per data set and seed: the two bases once, iid-l per reading
+    assert {v for _, v, t in planned if t.method == "iid-l"} == {"vib", "aim"}
+    assert {t.config.loss.variant for _, v, t in planned if t.method == "iid-l" and v == "aim"} == {"aim"}
+
+
+def test_suite_writes_one_table_and_resumes_without_training_again(suite_config, tmp_path, monkeypatch):
+    lines = []
+    report = run_suite(suite_config, tmp_path, log=lines.append)
+    assert lines[0] == "suite: 24 runs, 16 distinct, 0 already done, 16 to train"
+    for name in ("suite.md", "suite.json", "suite.csv", "alpha/vib/results.md", "beta/aim/results.json"):
+        assert (tmp_path / name).is_file(), name
+    assert report == (tmp_path / "suite.md").read_text()
+    gain_rows = [line for line in report.splitlines() if line.startswith(("| vib |", "| aim |", "| - |"))]
+    assert [row.split(" | ")[1:3] for row in gain_rows] == [
+        ["if-static", "lf-static"], ["iid-l", "lf-static"], ["iid-l", "if-static"], ["iid-l", "lf-static"], ["iid-l", "if-static"],
+    ]
+    payload = json.loads((tmp_path / "suite.json").read_text())
+    assert len(payload["runs"]) == 24 and {"val_acc", "test", "dataset", "variant"} <= set(payload["runs"][0])
+    # the gains are computed from the runs themselves
+    runs = payload["runs"]
+
+    def avg(dataset, variant, method, seed):
+        (run,) = [r for r in runs if (r["dataset"], r["variant"], r["method"], r["seed"]) == (dataset, variant, method, seed)]
+        return 100 * np.mean([t["accuracy"] for t in run["test"]])
+
+    expected = np.mean([avg(d, "aim", "iid-l", s) - avg(d, "aim", "if-static", s) for d in ("alpha", "beta") for s in (0, 1)])
+    assert float(gain_rows[4].split(" | ")[3]) == pytest.approx(expected, abs=0.006)
+
+    with pytest.raises(ValueError, match="--resume"):
+        run_suite(suite_config, tmp_path, log=lines.append)
+    monkeypatch.setattr(compare, "execute", lambda task: pytest.fail("a finished run was trained again"))
+    resumed = run_suite(suite_config, tmp_path, resume=True, log=lines.append)
+    assert lines[-1] == "suite: 24 runs, 16 distinct, 16 already done, 0 to train"
+    assert resumed.split("Time:")[1].split(")", 1)[1] == report.split("Time:")[1].split(")", 1)[1]
+
+
+def test_an_interrupted_suite_keeps_its_finished_runs(suite_config, tmp_path, monkeypatch):
+    suite_config = replace(suite_config, seeds=1)
+    real = compare.execute
+    calls = []
+
+    def flaky(task):
+        calls.append(task)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(task)
+
+    monkeypatch.setattr(compare, "execute", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(suite_config, tmp_path, log=lambda _: None)
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 4 and not (tmp_path / "suite.md").exists()
+    monkeypatch.setattr(compare, "execute", real)
+    lines = []
+    run_suite(suite_config, tmp_path, resume=True, log=lines.append)
+    assert lines[0].endswith("4 already done, 4 to train")
+
+
+def test_comparisons_pair_each_iid_method_with_its_bases_and_if_with_lf():
+    methods = ["lf-static", "if-static", "iid-l", "qmf", "if-qmf", "iid-q", "iid-q-no-ic"]
+    assert comparisons(methods) == [
+        ("if-static", "lf-static"), ("iid-l", "lf-static"), ("iid-l", "if-static"),
+        ("if-qmf", "qmf"), ("iid-q", "qmf"), ("iid-q", "if-qmf"),
+    ]
+
+
+def test_holm_adjustment():
+    adjusted = holm([0.01, 0.04, math.nan, 0.03])
+    assert adjusted[0] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.06) and adjusted[1] == pytest.approx(0.06)
+    assert math.isnan(adjusted[2])
+
+
+def test_bad_suite_options_fail_before_training(suite_config, tmp_path):
+    with pytest.raises(ValueError, match="no data sets"):
+        plan(replace(suite_config, datasets=()))
+    with pytest.raises(ValueError, match="repeated L_ic reading"):
+        plan(replace(suite_config, variants=("vib", "vib")))
+    with pytest.raises(ValueError, match="unknown L_ic variant 'upside'"):
+        plan(replace(suite_config, variants=("upside",)))
+    with pytest.raises(FileNotFoundError):
+        run_suite(replace(suite_config, datasets=(*suite_config.datasets, str(tmp_path / "missing.mat"))), tmp_path / "o")
+    assert not (tmp_path / "o").exists()
