@@ -8,7 +8,6 @@ payloads of crafted files (a pickle, a checkpoint, a YAML tag) would all create 
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
 import sys
@@ -26,16 +25,6 @@ from cli_support import FAST
 from iidfusion.cli.demo import PINNED_KERNELS
 from iidfusion.cli.main import main
 from iidfusion.data.vision_language import write_toy_vision_language
-
-
-class ShellPayload:
-    """Pickles as a call of ``touch MARKER``, as a crafted file would."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 @dataclass(frozen=True)
@@ -173,7 +162,7 @@ def _npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory, tiny_npz) -> Path:
+def inputs(tmp_path_factory, tiny_npz, shell_payload) -> Path:
     """Every bad (and the few good) input files of the catalogue, made once."""
     folder = tmp_path_factory.mktemp("catalogue_inputs")
     marker = folder / "payload_ran"
@@ -206,7 +195,7 @@ def inputs(tmp_path_factory, tiny_npz) -> Path:
     last = folder / "run" / "if-static" / "seed0" / "checkpoints" / "last.ckpt"
     (folder / "garbage.ckpt").write_bytes(b"\x00garbage" * 50)
     (folder / "truncated.ckpt").write_bytes(last.read_bytes()[:3000])
-    torch.save({"state_dict": {}, "hyper_parameters": ShellPayload(marker)}, folder / "crafted.ckpt")
+    torch.save({"state_dict": {}, "hyper_parameters": shell_payload(marker)}, folder / "crafted.ckpt")
     torch.save({"state_dict": {"w": torch.ones(2)}}, folder / "foreign.ckpt")
     # knowledge graphs
     (folder / "kg").mkdir()
@@ -214,7 +203,7 @@ def inputs(tmp_path_factory, tiny_npz) -> Path:
     for split, rows in (("train", triples), ("valid", triples[:4]), ("test", triples[4:8])):
         (folder / "kg" / split).write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in rows))
     np.save(folder / "kg_img.npy", rng.normal(size=(12, 5)).astype(np.float32))
-    (folder / "payload.pkl").write_bytes(pickle.dumps({f"e{i}": ShellPayload(marker) for i in range(12)}))
+    (folder / "payload.pkl").write_bytes(pickle.dumps({f"e{i}": shell_payload(marker) for i in range(12)}))
     (folder / "garbage.npy").write_bytes(b"\x93NUMPY garbage")
     np.save(folder / "objects.npy", np.array([None] * 12, dtype=object), allow_pickle=True)
     (folder / "kg_wrong_type.yaml").write_text("train:\n  max_epochs: ten\n")

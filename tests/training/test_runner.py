@@ -90,19 +90,9 @@ def test_ddp_strategies_keep_each_process_buffers(name):
     assert build_strategy("auto") == "auto"
 
 
-class _ShellPayload:
-    """Pickles as a call of os.system, as a crafted checkpoint would."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return (os.system, (f"touch {self.marker}",))
-
-
-def test_resume_refuses_other_settings_data_runs_and_files_that_are_no_checkpoint(tiny_npz, tiny_splits, fast_config, tmp_path):
+def test_resume_refuses_other_settings_data_runs_and_files_that_are_no_checkpoint(
+    tiny_npz, tiny_splits, fast_config, tmp_path, shell_payload
+):
     from iidfusion.data import load_dataset
     from iidfusion.training.runner import check_resume
 
@@ -126,7 +116,7 @@ def test_resume_refuses_other_settings_data_runs_and_files_that_are_no_checkpoin
         "foreign.ckpt": lambda p: torch.save({"weights": torch.ones(2)}, p),
         "garbage.ckpt": lambda p: p.write_bytes(b"not a checkpoint at all"),
         "truncated.ckpt": lambda p: p.write_bytes(last.read_bytes()[:2000]),
-        "crafted.ckpt": lambda p: torch.save({"state_dict": {}, "payload": _ShellPayload(marker)}, p),
+        "crafted.ckpt": lambda p: torch.save({"state_dict": {}, "payload": shell_payload(marker)}, p),
     }
     for name, write in files.items():
         write(tmp_path / name)
@@ -136,13 +126,13 @@ def test_resume_refuses_other_settings_data_runs_and_files_that_are_no_checkpoin
     assert not marker.exists()
 
 
-def test_the_best_checkpoint_of_a_spawned_run_is_read_without_running_code(tmp_path):
+def test_the_best_checkpoint_of_a_spawned_run_is_read_without_running_code(tmp_path, shell_payload):
     """Under ddp_spawn the best weights come from the checkpoint file whose path the resume
     checkpoint recorded: a crafted path to a pickle must not run it."""
     from types import SimpleNamespace
 
     marker, crafted = tmp_path / "ran", tmp_path / "best.ckpt"
-    torch.save({"state_dict": _ShellPayload(marker)}, crafted)
+    torch.save({"state_dict": shell_payload(marker)}, crafted)
     trainer = SimpleNamespace(checkpoint_callback=SimpleNamespace(best_model_path=str(crafted)))
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         BestWeights().best_model(SimpleNamespace(model=torch.nn.Linear(2, 2)), trainer)
