@@ -118,6 +118,9 @@ CASES: dict[str, Case] = {
     "compare unknown method": Case(lambda i: [*_compare()(i), "--methods", "iid-x"], "unknown method 'iid-x'"),
     "demo --max-epochs 0": Case(lambda i: ["demo", "--max-epochs", "0", "--out", "{out}"], "--max-epochs (train.max_epochs) must be"),
     "demo --batch-size 0": Case(lambda i: ["demo", "--batch-size", "0", "--out", "{out}"], "--batch-size (train.batch_size)"),
+    "suite --out is a file": Case(lambda i: ["suite", "--datasets", str(i / "tiny.npz"), "--out", "{out}"], "--out out is a file",
+                                  setup=_a_file_at_out),
+    "suite --lr -1": Case(lambda i: ["suite", "--datasets", str(i / "tiny.npz"), "--lr", "-1", "--out", "{out}"], "--lr (optim.lr)"),
     # kg
     "kg --rank 4 --beta 0.1": Case(_kg("fit", "--beta", "0.1"), "objective.iid.dc_d1 = 32 Fourier bins do not fit L_dc's embeddings of width 8 (--rank 4): it must be in [1, 5]"),
     "kg YAML value of the wrong type": Case(_kg("fit", "--config", "{i}/kg_wrong_type.yaml"), "config key 'train.max_epochs' must be an int, got 'ten'"),

@@ -12,7 +12,7 @@ refusing input, e.g. a missing file or a NaN in a view). Any other exception, or
 raised inside a third-party library, is a bug: one line saying so, exit code 1. A missing
 optional dependency is bad input too, with the extra to install (``pip install
 'iidfusion[vl]'`` for ``transformers``, see :data:`OPTIONAL_PACKAGES`). ``--debug``
-(before the command) or ``IIDFUSION_DEBUG=1`` prints the traceback as well. Ctrl-C is one
+(before or after the command) or ``IIDFUSION_DEBUG=1`` prints the traceback as well. Ctrl-C is one
 line and exit code 130 (``fit`` adds how to continue with ``--resume``).
 """
 

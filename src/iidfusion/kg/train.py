@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -211,11 +212,11 @@ def _kg_rules() -> dict[str, Any]:
 
 def validate_kg_config(config: KGExperimentConfig) -> None:
     """Every option of ``config`` in range, before any data is read: a ValueError naming the key."""
-    flat = _flatten(dataclasses.asdict(config))
     for key, rule in _kg_rules().items():
-        if not rule.check(flat[key]):
+        value = functools.reduce(getattr, key.split("."), config)
+        if not rule.check(value):
             flag = f" ({_FLAGS[key]})" if key in _FLAGS else ""
-            raise ValueError(f"{key}{flag} must be {rule.expected}, got {flat[key]!r}")
+            raise ValueError(f"{key}{flag} must be {rule.expected}, got {value!r}")
     iid, rank = config.objective.iid, config.model.rank
     if iid.beta > 0 and iid.dc_d1 is not None and not 1 <= iid.dc_d1 <= rank + 1:
         raise ValueError(
@@ -229,16 +230,6 @@ def validate_kg_config(config: KGExperimentConfig) -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"train.device (--device) {config.train.device!r}: torch sees no CUDA GPU on this machine")
     _validate(config)
-
-
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping) and key not in ("features", "modality_weights", "strategy_kwargs"):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
 
 
 def _validate(config: KGExperimentConfig) -> None:

@@ -40,7 +40,7 @@ from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from iidfusion.data.base import DatasetSplits
 from iidfusion.fusion.model import FusionModel
-from iidfusion.training.config import ExperimentConfig, TrainConfig, config_to_dict, iter_options
+from iidfusion.training.config import ExperimentConfig, TrainConfig, iter_options
 from iidfusion.training.datamodule import MultiViewDataModule
 from iidfusion.training.evaluate import NoiseMetrics, evaluate_under_noise
 from iidfusion.training.module import FusionModule
@@ -228,16 +228,11 @@ def check_resume(path: str | Path, method: str, seed: int, config: ExperimentCon
             f"--resume {path}: the checkpoint is of method {record.get('method')!r} with seed {record.get('seed')}, "
             f"not {method!r} with seed {seed}"
         )
-    current = {option.key: option.default for option in iter_options(config)}
-    flat = _flatten(config_to_dict(config))
     changed = []
-    for key, value in flat.items():
-        if key in RESUMABLE_CHANGES:
-            continue
-        before = _lookup(saved, key)
-        if before != value:
-            flag = "--" + key.rsplit(".", 1)[-1].replace("_", "-")
-            changed.append(f"{flag} {before!r} -> {current[key]!r}")
+    for option in iter_options(config):
+        before, now = _recorded(saved, option.key), option.default
+        if option.key not in RESUMABLE_CHANGES and before != (list(now) if isinstance(now, tuple) else now):
+            changed.append(f"{option.flag} {before!r} -> {now!r}")
     if changed:
         raise ValueError(
             f"--resume {path}: the run was trained with other settings ({'; '.join(changed)}); "
@@ -250,22 +245,14 @@ def check_resume(path: str | Path, method: str, seed: int, config: ExperimentCon
         )
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
-def _lookup(values: dict[str, Any], key: str) -> Any:
+def _recorded(hyper_parameters: dict[str, Any], key: str) -> Any:
+    """The value of the dotted ``key`` in a checkpoint's hyperparameters (tuples saved as lists)."""
+    value: Any = hyper_parameters
     for part in key.split("."):
-        if not isinstance(values, dict) or part not in values:
+        if not isinstance(value, dict) or part not in value:
             return "(not recorded)"
-        values = values[part]
-    return values
+        value = value[part]
+    return value
 
 
 def build_strategy(name: str) -> str | Strategy:
