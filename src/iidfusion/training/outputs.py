@@ -104,7 +104,7 @@ def check_output_folder(
     path = Path(path)
     name = name or f"--out {path}"
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{name} is a file; it must be a folder (a new one, or a run to --overwrite)")
+        raise ValueError(f"{name} is a file; it must be a folder" + ("" if shared else " (a new one, or a run to --overwrite)"))
     if not shared and path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
         how = "pass --overwrite to replace it" + (" or --resume last to continue it" if resume is not None else "")
         raise ValueError(f"{name} already holds a run; {how}")
