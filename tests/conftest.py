@@ -1,6 +1,8 @@
 """Suite-wide fixtures."""
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,3 +16,21 @@ def single_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class ShellPayload:
+    """Pickles as a call of ``touch MARKER``: what a crafted pickle, checkpoint or feature file holds.
+
+    A test that loads one asserts MARKER was not created (the payload did not run).
+    """
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture(scope="session")
+def shell_payload() -> type[ShellPayload]:
+    return ShellPayload

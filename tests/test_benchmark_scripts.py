@@ -62,7 +62,7 @@ def test_real_data_reports_from_the_commands_outputs(tmp_path):
     wn9 = tmp_path / "wn9img"
     wn9.mkdir()
     with open(wn9 / "kg-compare.log", "w") as log, contextlib.redirect_stdout(log):
-        code = main(["kg", "compare", "--config", str(repo / "configs" / "kg" / "wn9img_text.yaml"), "--data", str(fixtures / "wn9img"),
+        code = main(["kg", "compare", "--config", str(repo / "configs" / "kg" / "wn9img_text.yaml"), "--data", str(fixtures / "wn9img_layout"),
                      "--seeds", "0", "--rank", "32", "--max-epochs", "1", "--batch-size", "32", "--device", "cpu",
                      "--cache-dir", str(tmp_path / "cache"), "--out", str(wn9 / "compare")])
     assert code == 0

@@ -1,8 +1,11 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from cli_support import files_under
 
-from iidfusion.cli.demo import DEMO_CONFIG
+from iidfusion.cli.demo import DEMO_CONFIG, PINNED_KERNELS
 from iidfusion.cli.main import main
 from iidfusion.training.config import config_to_dict, load_config, resolve_methods
 
@@ -23,10 +26,28 @@ def test_every_config_file_loads():
         resolve_methods((config.method,))
 
 
-def test_demo_runs_shrunk_on_handwritten(tmp_path, capsys):
-    """The demo command on the real data, cut to two methods, one seed and one epoch."""
+def test_demo_runs_shrunk_on_handwritten(tmp_path, capsys, monkeypatch):
+    """The demo command on the real data, cut to two methods, one seed and one epoch; run twice,
+    the second replaces the first's results (the demo's --overwrite is on)."""
+    for name in PINNED_KERNELS:  # recorded, so that the demo's setting is undone after the test
+        monkeypatch.setenv(name, "unset")
+        monkeypatch.delenv(name)
     out = tmp_path / "demo"
-    assert main(["demo", "--methods", "lf-static,iid-l", "--seeds", "1", "--max-epochs", "1", "--jobs", "1", "--out", str(out)]) == 0
+    args = ["demo", "--methods", "lf-static,iid-l", "--seeds", "1", "--max-epochs", "1", "--jobs", "1", "--out", str(out)]
+    assert main(args) == 0
     printed = capsys.readouterr().out
     assert "# handwritten: 2 methods x 1 seeds" in printed and "| lf-static |" in printed and "| iid-l |" in printed
     assert files_under(out) == sorted(["accuracy_vs_noise.png", "results.csv", "results.json", "results.md"])
+    assert {name: os.environ[name] for name in PINNED_KERNELS} == PINNED_KERNELS
+    (out / "results.csv").write_text("of the first demo")
+    assert main([*args, "--methods", "lf-static"]) == 0
+    assert "lf-static" in (out / "results.csv").read_text() and "iid-l" not in (out / "results.csv").read_text()
+    assert main([*args, "--no-overwrite"]) == 2
+
+
+def test_the_pinned_kernels_take_effect_in_a_fresh_process():
+    """What the demo's worker processes see: ATen's default (non-vectorised) kernels."""
+    code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, **PINNED_KERNELS}, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip() == "DEFAULT"

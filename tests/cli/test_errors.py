@@ -6,7 +6,7 @@ import scipy.io
 
 from cli_support import FAST, files_under
 
-from iidfusion.cli.main import main
+from iidfusion.cli.main import CommandError, main
 
 RNG = np.random.default_rng(0)
 
@@ -83,8 +83,10 @@ def test_fit_refuses_a_method_group(tmp_path, capsys):
     assert "fit trains one method" in capsys.readouterr().err
 
 
-def test_a_failing_comparison_leaves_no_result_file(tiny_npz, tmp_path, monkeypatch, capsys):
-    """A failure after some runs finished (here: the third fit) writes no results.csv/json/md/png."""
+@pytest.mark.parametrize(("failure", "code", "said"), [(CommandError, 2, "error: "), (RuntimeError, 1, "internal error: RuntimeError: ")])
+def test_a_failing_comparison_leaves_no_result_file(tiny_npz, tmp_path, monkeypatch, capsys, failure, code, said):
+    """A failure after some runs finished (here: the third fit) writes no results.csv/json/md/png,
+    and no per-run logs: bad input found late is exit 2, a bug (any other exception) exit 1."""
     import iidfusion.training.runner as runner
 
     real_fit, calls = runner.fit_method, []
@@ -92,13 +94,15 @@ def test_a_failing_comparison_leaves_no_result_file(tiny_npz, tmp_path, monkeypa
     def failing_fit(*args, **kwargs):
         calls.append(args[1])
         if len(calls) == 3:
-            raise ValueError("simulated failure in the third run")
+            raise failure("simulated failure in the third run")
         return real_fit(*args, **kwargs)
 
     monkeypatch.setattr(runner, "fit_method", failing_fit)
     out = tmp_path / "cmp"
     args = ["compare", "--data", str(tiny_npz), "--methods", "lf-static,if-static", "--seeds", "2", "--out", str(out),
-            "--no-checkpoints", "--loggers", "", *FAST]
-    assert main(args) == 2
-    assert "simulated failure in the third run" in capsys.readouterr().err
-    assert files_under(out) == [] and len(calls) == 3
+            "--loggers", "csv", *FAST]
+    assert main(args) == code
+    lines = capsys.readouterr().err.splitlines()  # the progress of the two finished fits, then the error
+    assert [line for line in lines if line.startswith("iidfusion")] == lines[-1:]
+    assert f"{said}simulated failure in the third run" in lines[-1]
+    assert not out.exists() and len(calls) == 3

@@ -15,10 +15,11 @@ from iidfusion.data.multiview import (
     encode_labels,
     make_splits,
     read_multiview_file,
+    split_indices,
     stratified_split,
 )
 
-SHARED = Path("/work/shared/data")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def cell(*arrays: np.ndarray) -> np.ndarray:
@@ -76,17 +77,19 @@ def test_mat_view_names_from_the_file(tmp_path: Path) -> None:
     assert list(arrays.views) == ["pixel", "fourier"]
 
 
-def test_mat_split_form_of_the_shared_handwritten_file() -> None:
-    content = scipy.io.loadmat(SHARED / "handwritten_6views.mat")
-    splits = make_splits(read_multiview_file(SHARED / "handwritten_6views.mat"), "hw6", seed=3, scale=False)
-    assert (len(splits.train), len(splits.val), len(splits.test)) == (1440, 160, 400)
+def test_mat_split_form_of_an_excerpt_of_the_literatures_handwritten_file() -> None:
+    """An excerpt of the trusted multi-view literature's file: 2 training and 1 test sample per digit."""
+    path = FIXTURES / "handwritten_6views_excerpt.mat"
+    content = scipy.io.loadmat(path)
+    splits = make_splits(read_multiview_file(path), "hw6", seed=3, scale=False)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (10, 10, 10)
     assert splits.view_dims == {"view0": 240, "view1": 76, "view2": 216, "view3": 47, "view4": 64, "view5": 6}
     assert splits.class_names == tuple(str(c) for c in range(1, 11))
     # The file's test split is kept as is, in order; labels 1..10 become 0..9.
     np.testing.assert_array_equal(splits.test.views["view1"].numpy(), content["x2_test"].astype(np.float32))
     np.testing.assert_array_equal(splits.test.labels.numpy(), content["gt_test"].ravel() - 1)
-    # The validation split is carved from the file's train split, stratified: 16 of each class.
-    assert torch.bincount(splits.val.labels).tolist() == [16] * 10
+    # The validation split is carved from the file's train split, stratified: one of each class.
+    assert torch.bincount(splits.val.labels).tolist() == [1] * 10
     train_rows = {row.tobytes() for row in content["x1_train"].astype(np.float32)}
     assert all(row.tobytes() in train_rows for row in splits.val.views["view0"].numpy())
 
@@ -104,13 +107,36 @@ def test_mat_split_form_with_val_keys_keeps_the_files_splits(tmp_path: Path) -> 
     np.testing.assert_allclose(splits.val.views["view1"].numpy(), content["x2_val"].T.astype(np.float32))
 
 
-def test_val_is_carved_from_train_even_when_a_class_is_only_in_test(tmp_path: Path) -> None:
-    content = {"x1_train": np.ones((20, 2)), "gt_train": np.arange(20) % 2, "gt_test": [2, 2, 0]}
+def test_val_is_carved_from_train_stratified(tmp_path: Path) -> None:
+    content = {"x1_train": np.ones((20, 2)), "gt_train": np.arange(20) % 2, "gt_test": [1, 1, 0]}
     content["x1_test"] = np.ones((3, 2))
     splits = make_splits(read_multiview_file(write_mat(tmp_path, content)), "toy", val_fraction=0.2)
-    assert splits.num_classes == 3
-    assert torch.bincount(splits.val.labels, minlength=3).tolist() == [2, 2, 0]
-    assert torch.bincount(splits.train.labels, minlength=3).tolist() == [8, 8, 0]
+    assert splits.num_classes == 2
+    assert torch.bincount(splits.val.labels, minlength=2).tolist() == [2, 2]
+    assert torch.bincount(splits.train.labels, minlength=2).tolist() == [8, 8]
+
+
+def test_classes_are_checked_per_split(tmp_path: Path) -> None:
+    """A file's training split with one class, or a test class that training never sees, is refused
+    (it trained to 50 % and to 0 % on the unseen class before)."""
+    one_class = {"x1_train": np.ones((10, 2)), "gt_train": np.zeros(10), "x1_test": np.ones((4, 2)), "gt_test": [0, 1, 0, 1]}
+    with pytest.raises(ValueError, match=r"one\.mat: the training split has a single class \(0\); it needs at least two"):
+        make_splits(read_multiview_file(write_mat(tmp_path, one_class, "one.mat")), "one")
+    unseen = {"x1_train": np.ones((20, 2)), "gt_train": np.arange(20) % 2, "x1_test": np.ones((3, 2)), "gt_test": [2, 2, 0]}
+    with pytest.raises(ValueError, match=r"unseen\.mat: class '2' of the test split has no training sample"):
+        make_splits(read_multiview_file(write_mat(tmp_path, unseen, "unseen.mat")), "unseen")
+
+
+@pytest.mark.parametrize("scale", [True, False])
+def test_values_that_overflow_float32_are_refused_after_scaling(tmp_path: Path, scale: bool) -> None:
+    """1e300 is finite in the file; scaled (or not) and cast to float32 it was inf in the test split."""
+    rng = np.random.default_rng(0)
+    a, b, labels = rng.normal(size=(60, 3)), rng.normal(size=(60, 2)), np.arange(60) % 3
+    arrays = MultiViewArrays({"a": a, "b": b}, labels, "big.npz")
+    index = split_indices(arrays, *encode_labels(labels), seed=0, val_fraction=0.1, test_fraction=0.2)
+    a[index["test"][1], 2] = 1e300
+    with pytest.raises(ValueError, match=r"big\.npz: view 'a' of the test split has 1 values beyond float32's range .*row 1 "):
+        make_splits(arrays, "big", scale=scale)
 
 
 def test_mat_split_views_are_ordered_numerically(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,13 @@ import scipy.io
 import torch
 
 from iidfusion.data import available_datasets, describe, load_dataset, register_dataset
+from iidfusion.data.multiview import read_multiview_file
 from iidfusion.data.registry import SYNTHETIC_DATA_SEED, SYNTHETIC_NUM_SAMPLES
 from iidfusion.data.synthetic import SyntheticConfig, generate_synthetic
 
-SHARED_MAT = Path("/work/shared/data/handwritten.mat")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+# handwritten_excerpt.mat: rows 0, 100, ..., 1900 of the source .mat (tests/fixtures/make_excerpts.py).
+EXCERPT_ROWS = slice(0, None, 100)
 
 
 def all_rows(splits) -> dict[str, np.ndarray]:
@@ -37,18 +41,17 @@ def test_bundled_handwritten_shape_and_stratified_splits() -> None:
     assert train.min() == 0 and train.max() == 1
 
 
-def test_bundled_handwritten_matches_the_shared_mat() -> None:
-    """Same seed, same labels: the same split of the same values (float32 of the float64 source)."""
-    bundled = load_dataset("handwritten", seed=4, scale=False)
-    source = load_dataset(SHARED_MAT, seed=4, scale=False)
-    assert list(source.view_dims) == ["pixel", "fourier", "profile", "zer", "kar", "mor"]  # from its 'feas'
-    assert torch.equal(bundled.test.labels, source.test.labels)
-    for mine, theirs in zip(all_rows(bundled).values(), all_rows(source).values(), strict=True):
-        np.testing.assert_array_equal(mine, theirs)
-    content = scipy.io.loadmat(SHARED_MAT)
-    total = sum(np.abs(view.astype(np.float64)).sum() for view in content["X"].ravel())
-    mine = sum(np.abs(view.astype(np.float64)).sum() for view in all_rows(bundled).values())
-    assert mine == pytest.approx(total, rel=1e-7)
+def test_bundled_handwritten_matches_an_excerpt_of_its_source() -> None:
+    """The bundled rows are the source's (float32 of its float64 values), in its order, with its labels."""
+    bundled = read_multiview_file(Path(str(resources.files("iidfusion.data") / "bundled" / "handwritten.npz")))
+    source = read_multiview_file(FIXTURES / "handwritten_excerpt.mat")
+    assert list(source.views) == ["pixel", "fourier", "profile", "zer", "kar", "mor"]  # from its 'feas'
+    assert len(source.labels) == 20
+    np.testing.assert_array_equal(bundled.labels[EXCERPT_ROWS], source.labels)
+    for mine, theirs in zip(bundled.views.values(), source.views.values(), strict=True):
+        assert mine.shape[1] == theirs.shape[1]
+        np.testing.assert_array_equal(mine[EXCERPT_ROWS], theirs.astype(mine.dtype))
+        np.testing.assert_allclose(mine[EXCERPT_ROWS].astype(np.float64), theirs, rtol=1e-7, atol=0)
 
 
 def test_seed_changes_the_split_not_the_data() -> None:
@@ -93,7 +96,7 @@ def test_describe_bundled_and_file() -> None:
     assert "views: 6" in text and "pix  240 features" in text and "mor  6 features" in text
     assert "samples: 2000 (train 1400, val 200, test 400; stratified 0.7/0.1/0.2 by seed 0)" in text
     assert "classes: 10 (0: 200, 1: 200," in text
-    text = describe("/work/shared/data/handwritten_6views.mat")
+    text = describe(FIXTURES / "handwritten_6views_excerpt.mat")
     assert "view0  240 features" in text
-    assert "train 1440, val 160, test 400; train/test from the file" in text
-    assert "classes: 10 (1: 200," in text
+    assert "samples: 30 (train 10, val 10, test 10; train/test from the file" in text
+    assert "classes: 10 (1: 3," in text

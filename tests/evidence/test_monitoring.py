@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from iidfusion.evidence.monitoring import diagnostics_table, metrics_file, monitoring_table, plot_monitoring, read_run_log
+from iidfusion.evidence.monitoring import diagnostics_table, metrics_files, monitoring_table, plot_monitoring, read_run_log
 
 # The shape of Lightning's CSVLogger output: one row per logging call, empty cells elsewhere.
 LOG = """epoch,step,train/loss,val/wasserstein/fou-fac,val/wasserstein/mean,val/acc,val/shared_head_acc/fou,val/drop_acc/fou
@@ -48,7 +48,7 @@ def test_table_reports_the_plotted_numbers(tmp_path):
 
 def test_bad_logs_raise_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="metrics.csv"):
-        metrics_file(tmp_path / "missing")
+        metrics_files(tmp_path / "missing")
     log = read_run_log(_run(tmp_path))
     with pytest.raises(ValueError, match="'train/other' is not in .*metrics.csv; logged metrics: .*val/acc"):
         log.series("train/other")
@@ -62,10 +62,23 @@ def test_bad_logs_raise_clear_errors(tmp_path):
         )
 
 
-def test_latest_lightning_version_folder_is_found(tmp_path):
-    for version in (0, 2, 10):
+def test_every_lightning_version_folder_is_read_in_order(tmp_path):
+    """A resumed run: version_0 holds epochs 0-1 and the start of the interrupted epoch 2,
+    version_1 redoes epoch 2 and goes on; version_10 sorts after version_2."""
+    texts = {0: LOG, 2: "epoch,step,val/acc,val/wasserstein/mean\n2,32,0.80,0.5\n3,43,0.85,0.25\n",
+             10: "epoch,step,val/acc\n4,54,0.9\n"}
+    for version, text in texts.items():
         folder = tmp_path / "run" / "csv" / f"version_{version}"
         folder.mkdir(parents=True)
-        (folder / "metrics.csv").write_text(LOG)
-    assert metrics_file(tmp_path / "run") == tmp_path / "run" / "csv" / "version_10" / "metrics.csv"
-    assert read_run_log(tmp_path / "run").name == "run"
+        (folder / "metrics.csv").write_text(text)
+    assert metrics_files(tmp_path / "run") == [tmp_path / "run" / "csv" / f"version_{v}" / "metrics.csv" for v in (0, 2, 10)]
+    log = read_run_log(tmp_path / "run")
+    assert log.name == "run" and log.epochs == (0, 1, 2, 3, 4)
+    assert log.series("val/acc") == ([0, 1, 2, 3, 4], [0.5, 0.75, 0.8, 0.85, 0.9])
+    assert log.series("val/wasserstein/mean") == ([0, 1, 2, 3], [1.25, 0.75, 0.5, 0.25])
+
+
+def test_a_binary_file_is_named(tmp_path):
+    (tmp_path / "figure.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xd8")
+    with pytest.raises(ValueError, match=r"figure\.csv is not a text CSV log \(byte 0 is not UTF-8\)"):
+        read_run_log(tmp_path / "figure.csv")

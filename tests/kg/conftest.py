@@ -9,8 +9,9 @@ import torch
 
 from iidfusion.kg.data import KnowledgeGraph, load_triples_folder
 
-# The real WN9-IMG triples lie beside the clone, in ../shared/data (repository root/..).
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+# The leading 400 / 30 / 30 triples of the real WN9-IMG splits, bytes unchanged (CRLF line
+# ends): tests/fixtures/make_excerpts.py.
+WN9IMG_EXCERPT = Path(__file__).resolve().parents[1] / "fixtures" / "wn9img"
 
 
 def write_split(path: Path, triples: list[tuple[str, str, str]], newline: str = "\n") -> None:
@@ -65,9 +66,5 @@ def write_split_fixture():
 
 @pytest.fixture(scope="session")
 def wn9img_folder() -> Path:
-    folder = SHARED_DATA / "wn9img"
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"the WN9-IMG triples are expected at {folder} (the shared data folder beside the clone)"
-        )
-    return folder
+    """The WN9-IMG excerpt (train / valid / test)."""
+    return WN9IMG_EXCERPT

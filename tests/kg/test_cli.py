@@ -1,5 +1,6 @@
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -95,14 +96,14 @@ def test_feature_width_mismatch_is_reported(tiny_kg_folder, tmp_path, capsys):
 
 
 def test_compare_takes_the_modalities_of_a_wn9img_folder(tmp_path, capsys):
-    """A folder in TransAE's WN9-IMG layout (tests/fixtures/wn9img) gives its own modalities: the text
+    """A folder in TransAE's WN9-IMG layout (tests/fixtures/wn9img_layout) gives its own modalities: the text
     features in entity2id.txt's row order and the descriptions through the offline MiniLM."""
     config = yaml.safe_load(small_config(tmp_path).read_text())
     config["model"]["modality_weights"] = {"text": 0.3, "description": 0.3}
     (tmp_path / "text.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "cmp"
     code = main(
-        ["kg", "compare", "--config", str(tmp_path / "text.yaml"), "--data", str(REPO / "tests" / "fixtures" / "wn9img"),
+        ["kg", "compare", "--config", str(tmp_path / "text.yaml"), "--data", str(REPO / "tests" / "fixtures" / "wn9img_layout"),
          "--vocabulary", "all", "--max-epochs", "2", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
     )  # fmt: skip
     assert code == 0
@@ -127,15 +128,12 @@ def test_shipped_configs_load():
 
 
 def test_wn9img_config_on_real_triples_with_fixture_features(wn9img_folder, tmp_path, monkeypatch, capsys):
-    """The shipped WN9-IMG config end to end, on a slice of the real files (their exact bytes,
+    """The shipped WN9-IMG config end to end, on an excerpt of the real files (their exact bytes,
     CRLF included) and OTKGE-named .npy feature files next to them, found through $IIDFUSION_DATA."""
     from iidfusion.kg.data import load_triples_folder
 
     folder = tmp_path / "WN9IMG"
-    folder.mkdir()
-    for split, lines in (("train", 400), ("valid", 30), ("test", 30)):
-        with (wn9img_folder / split).open("rb") as handle:
-            (folder / split).write_bytes(b"".join(handle.readline() for _ in range(lines)))
+    shutil.copytree(wn9img_folder, folder)
     entities = load_triples_folder(folder, vocabulary="all").entities
     rng = np.random.default_rng(0)
     np.save(folder / "matrix_wn_visual.npy", rng.normal(size=(len(entities), 8)).astype(np.float32))

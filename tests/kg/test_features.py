@@ -97,9 +97,9 @@ def test_build_modality_features_mixes_files_and_names(tiny_kg, tmp_path: Path):
     assert {k: tuple(v.shape) for k, v in features.items()} == {"img": (12, 3), "ling": (12, 5)}
 
 
-# ---------------------------------------------------------------- TransAE's WN9-IMG layout (tests/fixtures/wn9img)
+# ---------------------------------------------------------------- TransAE's WN9-IMG layout (tests/fixtures/wn9img_layout)
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "wn9img"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "wn9img_layout"
 
 
 @pytest.fixture
@@ -175,3 +175,52 @@ def test_descriptions_encoded_in_entity_order_and_cached(fixture_kg, tmp_path: P
 def test_default_sources_of_a_folder(tmp_path: Path):
     assert default_feature_sources(FIXTURE) == {"text": "text_features.npy@entity2id.txt", "description": "minilm:descriptions.tsv"}
     assert default_feature_sources(tmp_path) == {"ling": "minilm"}
+
+
+class _EvalPayload:
+    """Pickles as a call of eval that creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (eval, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+@pytest.mark.parametrize("kind", ["shell", "eval"])
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_pickle_that_would_run_code_is_refused_before_it_runs(tmp_path: Path, kind: str, protocol: int, shell_payload):
+    payload = shell_payload if kind == "shell" else _EvalPayload
+    marker = tmp_path / "ran"
+    for name, content in {
+        "bare.pkl": payload(marker),
+        "in_dict.pkl": {"alga": payload(marker), "bird": [1.0], "amino_acid_sequence": [2.0]},
+        "in_object_array.pkl": {"alga": np.array([payload(marker)], dtype=object)},
+    }.items():
+        (tmp_path / name).write_bytes(pickle.dumps(content, protocol=protocol))
+        with pytest.raises(ValueError, match=r"not a pickle of plain arrays \(it names (posix|nt|builtins|__builtin__)\.(system|eval), refused"):
+            load_entity_features(tmp_path / name, ENTITIES)
+        assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_plain_pickles_of_every_protocol_load(tmp_path: Path, protocol: int):
+    """numpy arrays (transposed, of any width dtype), numpy scalars, lists and tuples."""
+    vectors = {"alga": np.arange(4, dtype=np.float16).reshape(2, 2).T.ravel(), "amino_acid_sequence": [np.float64(2.0)] * 4,
+               "bird": (3, 3, 3, 3)}
+    (tmp_path / "ling.pkl").write_bytes(pickle.dumps(vectors, protocol=protocol))
+    features = load_entity_features(tmp_path / "ling.pkl", ENTITIES)
+    assert features.tolist() == [[0.0, 2.0, 1.0, 3.0], [2.0] * 4, [3.0] * 4]
+
+
+def test_object_arrays_and_garbage_are_refused(tmp_path: Path):
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match=r"objects\.npy: not a readable \.npy matrix \(Object arrays cannot be loaded"):
+        load_entity_features(tmp_path / "objects.npy", ENTITIES)
+    (tmp_path / "text.pkl").write_bytes(pickle.dumps({e: ["x", "y"] for e in ENTITIES}))
+    with pytest.raises(ValueError, match="entity 'alga' holds <U1 values, not numbers"):
+        load_entity_features(tmp_path / "text.pkl", ENTITIES)
+    for name, content in (("garbage.pkl", b"\x00garbage"), ("truncated.pkl", pickle.dumps({"alga": [1.0]})[:-3])):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=f"{name}: not a pickle of plain arrays"):
+            load_entity_features(tmp_path / name, ENTITIES)

@@ -93,6 +93,8 @@ def test_given_modules_are_used():
     "kwargs, message",
     [
         ({"alpha": -1.0, "beta": 0.0}, "alpha and beta"),
+        ({"alpha": float("inf"), "beta": 0.0}, "alpha and beta must be finite"),
+        ({"alpha": 0.0, "beta": float("nan")}, "alpha and beta must be finite"),
         ({"alpha": 0.0, "beta": 0.5}, "feature_dim"),
         ({"alpha": 0.5, "beta": 0.0, "informatic": None}, "InformaticConstraint"),
         ({"alpha": 0.0, "beta": 0.5, "coherence": None}, "DistributionCoherence"),

@@ -29,6 +29,29 @@ def test_safe_gradient_at_coincident_points(make_clouds) -> None:
     torch.testing.assert_close(x.grad, (difference / norms.unsqueeze(-1)).sum(1))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_identical_points_are_exactly_zero_whatever_the_scale(make_clouds, dtype) -> None:
+    """The expansion leaves rounding noise (3e-8 in float32 at unit scale) where the points
+    coincide; the contract is a cost of exactly 0 there, on every machine."""
+    x, _ = make_clouds(4, 9, 9, d=5, shift=50.0)
+    x = (x * torch.tensor([1e-3, 1.0, 1e3, 1e6]).view(4, 1, 1)).to(dtype)  # one scale per problem
+    cost = pairwise_cost(x, x.clone())
+    assert torch.all(cost.diagonal(dim1=-2, dim2=-1) == 0)
+    assert torch.all(cost - torch.diag_embed(cost.diagonal(dim1=-2, dim2=-1)) + torch.eye(9, dtype=dtype) > 0)
+
+
+def test_the_zero_threshold_is_per_problem(make_clouds) -> None:
+    """A problem of huge distances in the batch does not zero the small distances of another."""
+    x, y = make_clouds(2, 5, 6, d=3)
+    x[1], y[1] = x[1] * 1e6, y[1] * 1e6
+    small = x.float().requires_grad_()
+    pairwise_cost(small, y.float())[0].sum().backward()
+    difference = (x.unsqueeze(2) - y.unsqueeze(1))[0]
+    torch.testing.assert_close(pairwise_cost(small, y.float())[0].double(), difference.norm(dim=-1), rtol=1e-5, atol=0)
+    expected = (difference / difference.norm(dim=-1, keepdim=True)).sum(1)
+    torch.testing.assert_close(small.grad[0].double(), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_gradcheck(make_clouds) -> None:
     x, y = make_clouds(2, 4, 3)
     for p in (1, 2):

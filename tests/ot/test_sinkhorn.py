@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 from geomloss import SamplesLoss
 
-from iidfusion.ot import pairwise_cost, sinkhorn_unbalanced
+from iidfusion.ot import pairwise_cost, sinkhorn_unbalanced, smallest_safe_eps
 
 INF = float("inf")
 
@@ -210,6 +211,37 @@ def test_tolerance_and_budget() -> None:
     assert loose.n_iter < tight.n_iter and tight.marginal_error.max().item() < 1e-10
     capped = sinkhorn_unbalanced(cost, eps=0.01, tol=0.0, max_iter=25, check_every=7)
     assert capped.n_iter == 25
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_too_small_eps_is_refused_naming_the_smallest_safe_eps(dtype: torch.dtype) -> None:
+    """float32 at eps = 1e-9 on unit costs returned 1.7e12 (the bound is eps + 2 rho), NaN at 1e-12."""
+    cost = torch.rand(5, 6, generator=torch.Generator().manual_seed(0)).to(dtype)
+    safe = smallest_safe_eps(cost.max().item(), dtype)
+    too_small = [1e-9, 1e-12] if dtype == torch.float32 else [1e-15, 1e-18]
+    for eps in too_small:
+        with pytest.raises(ValueError, match=rf"eps={eps:g} is too small .* smallest safe eps is {safe:.2g}"):
+            sinkhorn_unbalanced(cost, eps=eps, rho=1.0)
+    for eps in (safe * (1 + 1e-6), 1e-9 if dtype == torch.float64 else 1e-5):
+        value = sinkhorn_unbalanced(cost, eps=eps, rho=1.0).value.item()
+        assert math.isfinite(value) and 0 < value <= eps + 2.0
+
+
+@pytest.mark.parametrize(("eps", "rho"), [(0.01, 0.001), (0.02, 0.1), (0.1, 10.0)])
+def test_value_lies_between_the_optimum_and_the_empty_plan(eps: float, rho: float) -> None:
+    """An early stop (on this cost, eps = 0.01, rho = 1e-3, 2 iterations gave 21 times the empty plan's value)
+    returns the best multiple of its plan: above the optimum (it is a feasible plan) and below
+    eps |a||b| + rho (|a| + |b|), the value of T = 0. (The optimum: converged, as POT's in
+    test_matches_pot_unbalanced.)"""
+    cost = torch.rand(4, 5, 6, generator=torch.Generator().manual_seed(28), dtype=torch.float64)
+    optimum = sinkhorn_unbalanced(cost, eps=eps, rho=rho, tol=1e-13, max_iter=200_000).value
+    for dtype, max_iter in itertools.product((torch.float64, torch.float32), (1, 2, 5, 1000)):
+        result = sinkhorn_unbalanced(cost.to(dtype), eps=eps, rho=rho, max_iter=max_iter, return_plan=True)
+        empty = torch.tensor(eps, dtype=dtype) + 2 * torch.tensor(rho, dtype=dtype)  # in the dtype's rounding
+        assert torch.isfinite(result.value).all() and (result.value <= empty).all()
+        assert (result.value.double() >= optimum * (1 - 1e-5)).all()
+        cost_of_plan = (result.plan.double() * cost).sum((1, 2))
+        torch.testing.assert_close(result.transport_cost.double(), cost_of_plan, rtol=1e-5, atol=0)
 
 
 def _bad_inputs() -> list[tuple[dict, str]]:

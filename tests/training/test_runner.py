@@ -1,4 +1,5 @@
 import csv
+import pickle
 from dataclasses import replace
 
 import pytest
@@ -87,6 +88,55 @@ def test_ddp_strategies_keep_each_process_buffers(name):
     assert strategy._ddp_kwargs["broadcast_buffers"] is False
     assert strategy._ddp_kwargs.get("find_unused_parameters", False) is name.endswith("_find_unused_parameters_true")
     assert build_strategy("auto") == "auto"
+
+
+def test_resume_refuses_other_settings_data_runs_and_files_that_are_no_checkpoint(
+    tiny_npz, tiny_splits, fast_config, tmp_path, shell_payload
+):
+    from iidfusion.data import load_dataset
+    from iidfusion.training.runner import check_resume
+
+    fit_method(tiny_splits, "if-static", 0, fast_config, tmp_path / "run")
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    longer = replace(fast_config, train=replace(fast_config.train, max_epochs=9, threads=2), eval=replace(fast_config.eval, noise=(0.0,)))
+    check_resume(last, "if-static", 0, longer, tiny_splits)  # training longer, elsewhere, evaluated otherwise: the same run
+    refusals = [
+        (("if-static", 0, replace(fast_config, loss=replace(fast_config.loss, alpha=0.7)), tiny_splits),
+         r"trained with other settings \(--alpha 0\.1 -> 0\.7\)"),
+        (("if-static", 0, replace(fast_config, optim=replace(fast_config.optim, lr=0.5)), tiny_splits), r"--lr 0\.001 -> 0\.5"),
+        (("if-static", 0, fast_config, load_dataset(tiny_npz, seed=1)), r"trained on other data than --data"),
+        (("iid-p", 0, fast_config, tiny_splits), r"of method 'if-static' with seed 0, not 'iid-p' with seed 0"),
+        (("if-static", 3, fast_config, tiny_splits), r"not 'if-static' with seed 3"),
+    ]
+    for args, message in refusals:
+        with pytest.raises(ValueError, match=message):
+            check_resume(last, *args)
+    marker = tmp_path / "ran"
+    files = {
+        "foreign.ckpt": lambda p: torch.save({"weights": torch.ones(2)}, p),
+        "garbage.ckpt": lambda p: p.write_bytes(b"not a checkpoint at all"),
+        "truncated.ckpt": lambda p: p.write_bytes(last.read_bytes()[:2000]),
+        "crafted.ckpt": lambda p: torch.save({"state_dict": {}, "payload": shell_payload(marker)}, p),
+    }
+    for name, write in files.items():
+        write(tmp_path / name)
+        expected = "not a checkpoint written by" if name == "foreign.ckpt" else "not a readable checkpoint"
+        with pytest.raises(ValueError, match=rf"--resume .*{name}: {expected}"):
+            check_resume(tmp_path / name, "if-static", 0, fast_config, tiny_splits)
+    assert not marker.exists()
+
+
+def test_the_best_checkpoint_of_a_spawned_run_is_read_without_running_code(tmp_path, shell_payload):
+    """Under ddp_spawn the best weights come from the checkpoint file whose path the resume
+    checkpoint recorded: a crafted path to a pickle must not run it."""
+    from types import SimpleNamespace
+
+    marker, crafted = tmp_path / "ran", tmp_path / "best.ckpt"
+    torch.save({"state_dict": shell_payload(marker)}, crafted)
+    trainer = SimpleNamespace(checkpoint_callback=SimpleNamespace(best_model_path=str(crafted)))
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        BestWeights().best_model(SimpleNamespace(model=torch.nn.Linear(2, 2)), trainer)
+    assert not marker.exists()
 
 
 class _Trainer:

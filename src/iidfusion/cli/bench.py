@@ -73,9 +73,13 @@ def _given(args: argparse.Namespace, **fields: str) -> dict[str, object]:
 
 
 def _out(args: argparse.Namespace) -> Path | None:
-    if args.out is not None:
-        return Path(args.out)
-    return None if args.quick else Path(DEFAULT_OUT)
+    """The results folder (checked: a writable folder, before the benchmark runs), or None."""
+    from iidfusion.training.outputs import check_output_folder
+
+    out = Path(args.out) if args.out is not None else None if args.quick else Path(DEFAULT_OUT)
+    if out is not None:
+        check_output_folder(out, shared=True)  # its result files are replaced whole, by name
+    return out
 
 
 def _progress(message: str) -> None:
@@ -89,9 +93,9 @@ def run_wasserstein(args: argparse.Namespace) -> int:
 
     base = QUICK if args.quick else StudyConfig()
     config = dataclasses.replace(base, **_given(args, dims="dims", sizes="sizes", draws="draws", real="real", seed="seed", threads="threads"))
+    out = _out(args)
     records = run_study(config, log=_progress)
     print(render_markdown(records, config), end="")
-    out = _out(args)
     if out is not None:
         write_study(records, config, out)
         _progress(f"written to {out}/wasserstein.{{md,csv,png}}")
@@ -116,10 +120,10 @@ def run_train(args: argparse.Namespace) -> int:
         memory="memory",
     )
     config = dataclasses.replace(base, **values)
+    out = _out(args)
     results = run_cost_benchmark(config, log=_progress)
     report = render_markdown(results)
     print(report, end="")
-    out = _out(args)
     if out is not None:
         write_costs(results, out, args.name)
         _progress(f"written to {out}/{args.name}.{{md,csv}}")

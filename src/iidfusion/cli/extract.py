@@ -118,6 +118,13 @@ def parse_levels(text: str) -> tuple[float, ...]:
     return levels
 
 
+def require_text_packages(data_format: str) -> None:
+    """Import transformers up front for the vision-language formats (their text encoder needs
+    it), so a missing extra is said before any data is read (one line: `pip install 'iidfusion[vl]'`)."""
+    if data_format != "rgbd":
+        import transformers  # noqa: F401
+
+
 def default_device() -> str:
     import torch
 
@@ -150,10 +157,13 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.data.feature_cache import CacheKey, build_feature_cache, input_checksum
     from iidfusion.data.input_noise import NOISE_PROBABILITY, SALT_AND_PEPPER_DENSITY, InputNoise
     from iidfusion.encoders.families import build_encoders, describe_encoders, image_transforms, load_raw, raw_dataset
+    from iidfusion.training.outputs import check_output_folder
 
     levels = parse_levels(args.noise)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    require_text_packages(args.data_format)
+    check_output_folder(args.out, shared=True)  # a cache: it may hold features to reuse
     raw = load_raw(raw_options(args))
     options = encoder_options(args, {}, args.seed)
     image_size = args.image_size or 224

@@ -19,7 +19,14 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iidfusion.cli.extract import add_encoder_arguments, add_raw_data_arguments, encoder_options, raw_options
+from iidfusion.cli.extract import (
+    add_encoder_arguments,
+    add_raw_data_arguments,
+    encoder_options,
+    raw_options,
+    require_text_packages,
+)
+from iidfusion.cli.fit import add_overwrite_argument
 from iidfusion.training.config import SUITE_ONLY, add_config_arguments
 
 if TYPE_CHECKING:
@@ -62,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--freeze", default=None, help="epochs each encoder stays frozen, e.g. 'image=3,text=5' (default: image=3,text=5 vision-language, none RGB-D)")
     group.add_argument("--accumulate-grad-batches", type=int, default=None, help="optimizer step every N batches (default 1)")
     group.add_argument("--eval-batch-size", type=int, default=None, help="batch size of evaluation passes (default 32)")
+    add_overwrite_argument(parser)
     parser.set_defaults(handler=run)
 
 
@@ -107,19 +115,35 @@ def _dotted(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iidfusion.cli.main import CommandError
-    from iidfusion.encoders.families import family_of, load_raw
-    from iidfusion.encoders.finetune import fit_end_to_end
-    from iidfusion.training.compare import quiet_lightning
-    from iidfusion.training.config import config_to_dict, resolve_methods
-    from iidfusion.training.report import EvalResult, write_report
+    from iidfusion.encoders.families import family_of
+    from iidfusion.training.config import resolve_methods
+    from iidfusion.training.outputs import check_output_folder, run_folder
+    from iidfusion.training.validation import check_option_values
 
+    require_text_packages(args.data_format)
     config, finetune, encoders = finetune_settings(args, family_of(args.data_format))
     methods = resolve_methods(config.methods)
     if config.seeds < 1 or not config.eval.noise or any(not level >= 0 for level in config.eval.noise):
         raise ValueError(f"need seeds >= 1 and noise levels >= 0, got seeds {config.seeds}, noise {config.eval.noise}")
-    raw = load_raw(raw_options(args))
+    check_option_values(config)
     out = Path(config.out)
+    check_output_folder(out, overwrite=args.overwrite)
+    with run_folder(out, overwrite=args.overwrite):
+        return _train_all(args, config, finetune, encoders, methods, out)
+
+
+def _train_all(
+    args: argparse.Namespace, config: Any, finetune: Any, encoders: EncoderOptions, methods: tuple[str, ...], out: Path
+) -> int:
+    """Every (seed, method) fit of :func:`run`, then the report, into ``out``."""
+    from iidfusion.cli.main import CommandError
+    from iidfusion.encoders.families import load_raw
+    from iidfusion.encoders.finetune import fit_end_to_end
+    from iidfusion.training.compare import quiet_lightning
+    from iidfusion.training.config import config_to_dict
+    from iidfusion.training.report import EvalResult, write_report
+
+    raw = load_raw(raw_options(args))
     keep_runs = config.train.checkpoints or bool(config.train.loggers)
     quiet_lightning()
     results: list[EvalResult] = []

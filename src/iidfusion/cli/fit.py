@@ -27,16 +27,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume",
         metavar="CKPT",
         default=None,
-        help="continue an interrupted run from a checkpoint; 'last' = the run's checkpoints/last.ckpt (default: none)",
+        help="continue an interrupted run from a checkpoint; 'last' = the run's checkpoints/last.ckpt; "
+        "only with the run's settings and data (default: none)",
     )
+    add_overwrite_argument(parser)
     parser.set_defaults(handler=run)
 
 
+def add_overwrite_argument(parser: argparse.ArgumentParser, default: bool = False) -> None:
+    """``--overwrite``: replace a previous run in the output folder (else it is refused)."""
+    parser.add_argument(
+        "--overwrite",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help="replace a previous run in the output folder, as a whole and only once the new run succeeds "
+        f"(default: {'replace' if default else 'refuse'})",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    from iidfusion.cli.main import CommandError
+    from iidfusion.cli.main import CommandError, CommandInterrupted
+    from iidfusion.ot import EpsTooSmallError
     from iidfusion.training.compare import load_splits, quiet_lightning, validate_config
     from iidfusion.training.config import resolve_methods
-    from iidfusion.training.outputs import staged_files
+    from iidfusion.training.outputs import check_output_folder, run_folder, staged_files
     from iidfusion.training.run_key import data_identity
     from iidfusion.training.runner import fit_method
     from iidfusion.training.tuning import tune_method, with_params
@@ -46,28 +60,45 @@ def run(args: argparse.Namespace) -> int:
     if len(methods) != 1:
         raise ValueError(f"fit trains one method; {config.method!r} names {len(methods)} (use `iidfusion compare`)")
     validate_config(config)
-    splits = load_splits(config, config.seed)
-    quiet_lightning()
-    run_dir = Path(config.out) / methods[0] / f"seed{config.seed}"
-    resume = run_dir / "checkpoints" / "last.ckpt" if args.resume == "last" else args.resume
+    if args.resume is not None and args.overwrite:
+        raise ValueError("--resume continues the run in the output folder and --overwrite replaces it: give one")
+    out = Path(config.out)
+    check_output_folder(out, shared=True)
+    run_dir = out / methods[0] / f"seed{config.seed}"
+    check_output_folder(run_dir, name=f"the run folder {run_dir}", overwrite=args.overwrite, resume=args.resume is not None)
+    resume = _last_checkpoint(run_dir) if args.resume == "last" else args.resume
     if config.tune.enabled and resume is not None:
         raise ValueError("--resume continues one fit; it cannot be combined with --tune")
+    splits = load_splits(config, config.seed)
+    quiet_lightning()
     tuning = None
     try:
-        if config.tune.enabled:
-            tuned = tune_method(splits, methods[0], config.seed, config, data_id=data_identity(config.data),
-                                log=lambda line: print(line, file=sys.stderr, flush=True))
-            tuning = tuned.summary()
-            config = with_params(config, tuned.best.params)
-        fit = fit_method(splits, methods[0], config.seed, config, run_dir, resume=resume)
+        with run_folder(run_dir, overwrite=args.overwrite, resumable=lambda folder: _last_checkpoint(folder).is_file()):
+            if config.tune.enabled:
+                tuned = tune_method(splits, methods[0], config.seed, config, data_id=data_identity(config.data),
+                                    log=lambda line: print(line, file=sys.stderr, flush=True))
+                tuning = tuned.summary()
+                config = with_params(config, tuned.best.params)
+            fit = fit_method(splits, methods[0], config.seed, config, run_dir, resume=resume)
+            if fit.is_global_zero:
+                summary = {"data": splits.name, **fit.summary()} | ({"tuning": tuning} if tuning is not None else {})
+                with staged_files(run_dir) as stage:
+                    stage.write_text("metrics.json", json.dumps(summary, indent=2) + "\n")
+                    stage.write_text("config.yaml", dump_config(config))
     except FloatingPointError as error:
         raise CommandError(f"{error} (try a smaller --lr, --alpha or --beta)") from error
+    except EpsTooSmallError as error:
+        raise CommandError(f"--eps (loss.eps): {error}") from error
+    except KeyboardInterrupt:
+        if args.overwrite:
+            raise CommandInterrupted(f"interrupted; {run_dir} holds the previous run, unchanged") from None
+        if _last_checkpoint(run_dir).is_file():
+            raise CommandInterrupted(
+                f"interrupted; continue with the same command and --resume last (checkpoints in {run_dir / 'checkpoints'})"
+            ) from None
+        raise CommandInterrupted("interrupted before the first checkpoint (nothing kept); run the command again") from None
     if not fit.is_global_zero:
         return 0
-    summary = {"data": splits.name, **fit.summary()} | ({"tuning": tuning} if tuning is not None else {})
-    with staged_files(run_dir) as stage:
-        stage.write_text("metrics.json", json.dumps(summary, indent=2) + "\n")
-        stage.write_text("config.yaml", dump_config(config))
     if tuning is not None:
         chosen = ", ".join(f"{k}={v}" for k, v in tuning["chosen"].items()) or "nothing to tune for this method"
         print(f"tuned on validation over {len(tuning['trials'])} trials: {chosen}")
@@ -78,3 +109,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"| {m.noise:g} | {100 * m.accuracy:.2f} | {100 * m.macro_f1:.2f} |")
     print(f"written to {run_dir}")
     return 0
+
+
+def _last_checkpoint(run_dir: Path) -> Path:
+    return run_dir / "checkpoints" / "last.ckpt"

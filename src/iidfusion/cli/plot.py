@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from iidfusion.evidence._report import write_outputs
+    from iidfusion.training.outputs import check_output_folder
     from iidfusion.evidence.monitoring import diagnostics_table, monitoring_table, plot_monitoring, read_run_log
 
     if args.labels is not None and len(args.labels) != len(args.runs):
@@ -38,6 +39,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise ValueError(f"--out must be a .png, .pdf or .svg file, got {out}")
+    for flag, path in (("--out", out), ("--table", None if args.table is None else Path(args.table))):
+        if path is not None:
+            if path.is_dir():
+                raise ValueError(f"{flag} {path} is a folder; it must be a file name")
+            check_output_folder(path.parent, name=f"the folder {path.parent} of {flag} {path}", shared=True)
     labels = args.labels or [None] * len(args.runs)
     runs = [read_run_log(path, label) for path, label in zip(args.runs, labels)]
     table = monitoring_table(runs, args.distance, args.accuracy) + "\n"

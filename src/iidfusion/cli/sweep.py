@@ -64,8 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from iidfusion.evidence.sweep import SearchSpace, run_sweep, write_sweep
     from iidfusion.training.compare import quiet_lightning
+    from iidfusion.training.outputs import check_output_folder
+    from iidfusion.training.validation import check_option_values
 
     config = config_from_args(args, SWEEP_BASE)
+    check_option_values(config)
+    check_output_folder(config.out, shared=True)  # result files are replaced whole, per --name
     space = SearchSpace(alpha=args.alpha, beta=args.beta, d1=args.d1)
     if args.search == "grid" and args.trials is not None:
         raise ValueError("--trials applies to --search optuna only (a grid tries every combination)")

@@ -33,6 +33,12 @@ test gets its validation split carved, stratified, from its training split (``va
 of the training split). Features are min-max scaled per view and per feature with the minimum
 and range of the TRAINING split only, so validation and test values may leave [0, 1];
 constant training columns get range 1.
+
+Checks (ValueError naming the file, split, view and row): no NaN or inf in the file; none after
+scaling and the cast to float32 either (a test value of 1e300, or one far outside a narrow
+training range, overflows float32); at least two classes in the training split, and no class
+in the validation or test split that training never sees (a model cannot learn it, and its
+test accuracy would be 0 by construction).
 """
 
 from __future__ import annotations
@@ -183,21 +189,54 @@ def make_splits(
     _check_finite(arrays)
     codes, class_names = encode_labels(arrays.labels, arrays.source)
     index = split_indices(arrays, codes, class_names, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    _check_split_classes(index, codes, class_names, arrays.source)
     views = {
         part: {view: array[rows].astype(np.float64) for view, array in arrays.views.items()}
         for part, rows in index.items()
     }
-    if scale:
-        scaler = MinMaxScaler.fit(views["train"])
-        views = {part: scaler.transform(part_views) for part, part_views in views.items()}
-    data = {
-        part: MultiViewData(
-            {view: torch.from_numpy(array.astype(np.float32)) for view, array in views[part].items()},
-            torch.from_numpy(codes[rows]),
-        )
-        for part, rows in index.items()
-    }
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, as one error
+        if scale:
+            scaler = MinMaxScaler.fit(views["train"])
+            views = {part: scaler.transform(part_views) for part, part_views in views.items()}
+        data = {
+            part: MultiViewData(
+                {view: torch.from_numpy(array.astype(np.float32)) for view, array in views[part].items()},
+                torch.from_numpy(codes[rows]),
+            )
+            for part, rows in index.items()
+        }
+    _check_finite_after_scaling(data, arrays.source)
     return DatasetSplits(name, data["train"], data["val"], data["test"], len(class_names), class_names)
+
+
+def _check_split_classes(
+    index: Mapping[str, np.ndarray], codes: np.ndarray, class_names: Sequence[str], source: str
+) -> None:
+    """Two classes or more in training, and every class of validation and test seen in training."""
+    trained = set(np.unique(codes[index["train"]]).tolist())
+    if len(trained) < 2:
+        only = class_names[next(iter(trained))] if trained else "none"
+        raise ValueError(f"{source}: the training split has a single class ({only}); it needs at least two")
+    for part in ("val", "test"):
+        unseen = sorted(set(np.unique(codes[index[part]]).tolist()) - trained)
+        if unseen:
+            shown = ", ".join(repr(class_names[c]) for c in unseen)
+            raise ValueError(
+                f"{source}: class {shown} of the {part} split has no training sample; every class needs training samples"
+            )
+
+
+def _check_finite_after_scaling(data: Mapping[str, MultiViewData], source: str) -> None:
+    """No inf or NaN created by the scaling or the float32 cast (the file itself was checked before)."""
+    for part, split in data.items():
+        for name, view in split.views.items():
+            bad = ~torch.isfinite(view)
+            if bool(bad.any()):
+                row = int(bad.any(dim=1).nonzero()[0])
+                raise ValueError(
+                    f"{source}: view {name!r} of the {part} split has {int(bad.sum())} values beyond float32's range "
+                    f"after min-max scaling on the training split (first in row {row} of that split)"
+                )
 
 
 def split_indices(

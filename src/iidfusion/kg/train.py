@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import math
 import time
+import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -82,7 +84,8 @@ class KGExperimentConfig:
 
 
 def config_from_mapping(cls: type, values: Mapping[str, Any], source: str, prefix: str = "") -> Any:
-    """Build the dataclass ``cls`` from a nested mapping; an unknown key is a ValueError naming it."""
+    """Build the dataclass ``cls`` from a nested mapping; an unknown key or a value of the wrong
+    type is a ValueError naming the key (ints are accepted where a float is expected)."""
     if not isinstance(values, Mapping):
         raise ValueError(f"{source}: {prefix.rstrip('.') or 'the config'} must be a mapping, got {values!r}")
     hints = typing.get_type_hints(cls)
@@ -94,8 +97,30 @@ def config_from_mapping(cls: type, values: Mapping[str, Any], source: str, prefi
         if dataclasses.is_dataclass(hints[key]):
             kwargs[key] = config_from_mapping(hints[key], value, source, f"{prefix}{key}.")
         else:
-            kwargs[key] = value
+            kwargs[key] = typed_value(value, hints[key], f"{source}: config key {prefix + str(key)!r}")
     return cls(**kwargs)
+
+
+def typed_value(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against the type ``hint`` of its field (int -> float widened)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return typed_value(value, inner, where)
+    if origin is dict:
+        key_type, value_type = args
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where} must be a mapping, got {value!r}")
+        return {typed_value(k, key_type, where): typed_value(v, value_type, f"{where}[{k!r}]") for k, v in value.items()}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ValueError(f"{where} must be {'a ' + hint.__name__ if hint is not int else 'an int'}, got {value!r}")
+    return value
 
 
 def load_experiment_config(path: str | Path) -> KGExperimentConfig:
@@ -103,9 +128,23 @@ def load_experiment_config(path: str | Path) -> KGExperimentConfig:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    values = dict(read_yaml_mapping(path))
     values.pop("compare", None)  # the section read by `kg compare`
     return config_from_mapping(KGExperimentConfig, values, str(path))
+
+
+def read_yaml_mapping(path: Path) -> Mapping[str, Any]:
+    """The mapping in the YAML file at ``path``, read with the safe loader (no tags that build
+    objects); unreadable YAML or another top-level type is a ValueError naming the file."""
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"cannot read config file {path}: {str(error).splitlines()[0]}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise ValueError(f"config file {path} must hold a mapping of options, got {type(values).__name__}")
+    return values
 
 
 @dataclass
@@ -143,6 +182,56 @@ def build_model(kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGEx
     return MultimodalKGE(
         kg.num_entities, kg.num_relations, features, config.model, num_train_queries=2 * len(kg.train)
     )
+
+
+# Flags of `iidfusion kg` that set a config key (messages name both).
+_FLAGS = {
+    "seed": "--seed", "model.rank": "--rank", "objective.iid.alpha": "--alpha", "objective.iid.beta": "--beta",
+    "train.max_epochs": "--max-epochs", "train.batch_size": "--batch-size", "train.eval_every": "--eval-every",
+    "train.device": "--device", "vocabulary": "--vocabulary",
+}  # fmt: skip
+
+
+def _kg_rules() -> dict[str, Any]:
+    from iidfusion.losses.informatic import VARIANTS
+    from iidfusion.training.validation import RULES, Rule, at_least, positive
+
+    return {
+        "seed": RULES["seed"], "model.rank": at_least(1), "model.init_scale": positive(),
+        "model.projection.plan_entities": at_least(1), "model.projection.cost_scale": positive(),
+        "model.projection.eps": positive(), "model.projection.max_iter": at_least(1),
+        "model.projection.tol": at_least(0), "model.projection.refresh_every": at_least(1),
+        "objective.n3_weight": at_least(0), "objective.iid.alpha": at_least(0), "objective.iid.beta": at_least(0),
+        "objective.iid.ic_lam": at_least(0),
+        "objective.iid.ic_variant": Rule(lambda v: v in VARIANTS, f"one of {', '.join(VARIANTS)}"),
+        "objective.iid.dc_eps": positive(), "objective.iid.dc_rho": RULES["loss.rho"],
+        "objective.iid.dc_points": at_least(2), "objective.iid.dc_d2": Rule(lambda v: v is None or v >= 1, ">= 1 or null"),
+        "train.max_epochs": at_least(1), "train.batch_size": at_least(1), "train.learning_rate": positive(),
+        "train.eval_every": at_least(1), "train.eval_batch_size": at_least(1), "train.num_threads": at_least(0),
+        "vocabulary": Rule(lambda v: v in ("train", "all"), "'train' or 'all'"),
+    }  # fmt: skip
+
+
+def validate_kg_config(config: KGExperimentConfig) -> None:
+    """Every option of ``config`` in range, before any data is read: a ValueError naming the key."""
+    for key, rule in _kg_rules().items():
+        value = functools.reduce(getattr, key.split("."), config)
+        if not rule.check(value):
+            flag = f" ({_FLAGS[key]})" if key in _FLAGS else ""
+            raise ValueError(f"{key}{flag} must be {rule.expected}, got {value!r}")
+    iid, rank = config.objective.iid, config.model.rank
+    if iid.beta > 0 and iid.dc_d1 is not None and not 1 <= iid.dc_d1 <= rank + 1:
+        raise ValueError(
+            f"objective.iid.dc_d1 = {iid.dc_d1} Fourier bins do not fit L_dc's embeddings of width {2 * rank} "
+            f"(--rank {rank}): it must be in [1, {rank + 1}], or null for no reduction"
+        )
+    try:
+        device = resolve_device(config.train.device)
+    except RuntimeError as error:
+        raise ValueError(f"train.device (--device) {config.train.device!r}: {str(error).splitlines()[0]}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device (--device) {config.train.device!r}: torch sees no CUDA GPU on this machine")
+    _validate(config)
 
 
 def _validate(config: KGExperimentConfig) -> None:

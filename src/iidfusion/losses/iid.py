@@ -9,6 +9,7 @@ read from a :class:`iidfusion.fusion.FusionOutput`; the loss never reaches into 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -74,8 +75,8 @@ class IIDLoss(nn.Module):
         feature_dim: int | None = None,
     ) -> None:
         super().__init__()
-        if not (alpha >= 0 and beta >= 0):
-            raise ValueError(f"alpha and beta must be >= 0, got alpha={alpha}, beta={beta}")
+        if not (0 <= alpha < math.inf and 0 <= beta < math.inf):
+            raise ValueError(f"alpha and beta must be finite and >= 0, got alpha={alpha}, beta={beta}")
         if informatic is DEFAULT:
             informatic = InformaticConstraint() if alpha > 0 else None
         if coherence is DEFAULT:

@@ -1,7 +1,8 @@
 """Optimal transport for distribution coherence (DESIGN.md 1.2).
 
 * :func:`sinkhorn_unbalanced`: batched, log-stabilised unbalanced entropic OT whose value
-  is differentiable by the envelope theorem (:class:`SinkhornResult`);
+  is differentiable by the envelope theorem (:class:`SinkhornResult`); :func:`smallest_safe_eps`
+  the smallest eps it accepts for a cost scale and dtype;
 * :func:`pairwise_cost`: Euclidean / squared-Euclidean cost matrices;
 * :class:`FourierRIPReducer` and :func:`rip_dimension`: FFT top-d1 + Gaussian RIP
   projection of features;
@@ -18,14 +19,16 @@ from iidfusion.ot.estimators import (
     wasserstein_sliced,
 )
 from iidfusion.ot.reduce import FourierRIPReducer, rip_dimension
-from iidfusion.ot.sinkhorn import SinkhornResult, sinkhorn_unbalanced
+from iidfusion.ot.sinkhorn import EpsTooSmallError, SinkhornResult, sinkhorn_unbalanced, smallest_safe_eps
 
 __all__ = [
+    "EpsTooSmallError",
     "FourierRIPReducer",
     "SinkhornResult",
     "pairwise_cost",
     "rip_dimension",
     "sinkhorn_unbalanced",
+    "smallest_safe_eps",
     "wasserstein_entropic",
     "wasserstein_exact",
     "wasserstein_max_sliced",

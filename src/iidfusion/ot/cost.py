@@ -26,10 +26,12 @@ def pairwise_cost(x: Tensor, y: Tensor, p: int = 1) -> Tensor:
     The squared distance is expanded as ``|x|^2 + |y|^2 - 2 x.y`` (one matrix product rather
     than an ``(n, m, d)`` difference tensor) after centring both clouds on the mean of ``x``,
     which leaves the distances unchanged and limits the cancellation of that expansion.
-    For ``p=1`` the gradient at coincident points (closer than the rounding error of the
-    expansion) is set to 0, a subgradient of the norm, instead of the NaN of ``sqrt`` at 0;
-    it is computed in closed form (one autograd node), which matters when the cost is
-    recomputed at every training step.
+    For ``p=1``, pairs closer than the rounding error of the expansion (below
+    ``sqrt(5 machine eps)`` times the largest distance of their problem) are coincident:
+    their distance is exactly 0, so ``pairwise_cost(x, x)`` has a zero diagonal on every
+    machine, and their gradient is 0, a subgradient of the norm, instead of the NaN of
+    ``sqrt`` at 0. The gradient is computed in closed form (one autograd node), which
+    matters when the cost is recomputed at every training step.
 
     """
     if p not in (1, 2):
@@ -74,8 +76,10 @@ class _EuclideanDistance(torch.autograd.Function):
     (one batched matrix product; ``torch.cdist`` computes the same expansion but is slower on
     batches of small clouds). A distance is under the rounding error of the expansion when it
     is below sqrt(machine eps * (|x_i|^2 + |y_j|^2)); centred on the mean of x, |x_i| <= 2 D and
-    |y_j| <= D with D the largest distance, so below sqrt(5 machine eps) D the direction
-    is unknown and the gradient is 0.
+    |y_j| <= D with D the largest distance of the problem, so below sqrt(5 machine eps) D
+    neither the length nor the direction is known: distance and gradient are 0 there. The
+    expansion's value there is rounding noise (of the order of that bound, e.g. 3e-8 for
+    identical unit-scale points in float32), not a distance.
     """
 
     @staticmethod
@@ -85,17 +89,18 @@ class _EuclideanDistance(torch.autograd.Function):
             xc, yc = xc.float(), yc.float()
         with torch.autocast(x.device.type, enabled=False):  # autocast would run the product in half
             distance = _squared(xc, yc).sqrt_()
-        resolution = distance.amax() * math.sqrt(5.0 * torch.finfo(distance.dtype).eps)
-        ctx.save_for_backward(xc, yc, distance, resolution)
+        resolution = distance.amax((-2, -1), keepdim=True) * math.sqrt(5.0 * torch.finfo(distance.dtype).eps)
+        distance.masked_fill_(distance <= resolution, 0.0)
+        ctx.save_for_backward(xc, yc, distance)
         ctx.inputs = (x.shape, x.dtype, y.shape, y.dtype)
         return distance.to(x.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        xc, yc, distance, resolution = ctx.saved_tensors
+        xc, yc, distance = ctx.saved_tensors
         x_shape, x_dtype, y_shape, y_dtype = ctx.inputs  # type: ignore[attr-defined]
-        weights = torch.where(distance > resolution, grad.to(distance.dtype) / distance, 0.0)
+        weights = torch.where(distance > 0, grad.to(distance.dtype) / distance, 0.0)
         grad_x = xc * weights.sum(-1, keepdim=True) - torch.matmul(weights, yc)
         grad_y = yc * weights.sum(-2).unsqueeze(-1) - torch.matmul(weights.transpose(-1, -2), xc)
         return grad_x.sum_to_size(x_shape).to(x_dtype), grad_y.sum_to_size(y_shape).to(y_dtype)

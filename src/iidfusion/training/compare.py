@@ -126,7 +126,9 @@ def validate_config(config: ExperimentConfig) -> None:
     from iidfusion.losses.informatic import check_informatic_options
     from iidfusion.training.runner import build_loggers
     from iidfusion.training.tuning import validate_tune_config
+    from iidfusion.training.validation import check_option_values
 
+    check_option_values(config)
     if config.seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {config.seeds}")
     if config.jobs < 1:

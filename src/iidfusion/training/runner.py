@@ -11,13 +11,20 @@ checkpoint.
 
 Evaluation uses the weights of the epoch with the best validation accuracy, kept by
 :class:`BestWeights` (in memory and in the checkpoint, so it survives a resume).
+
+Resuming (:func:`check_resume`) reads the checkpoint with ``torch.load(weights_only=True)``
+first, so a crafted file cannot run code and a truncated or foreign one is one clear error,
+and refuses it when the run it continues was trained with other settings or on other data
+(:class:`RunRecord` stores a digest of the splits): a resumed run continues the same run.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import random
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +40,7 @@ from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from iidfusion.data.base import DatasetSplits
 from iidfusion.fusion.model import FusionModel
-from iidfusion.training.config import ExperimentConfig, TrainConfig
+from iidfusion.training.config import ExperimentConfig, TrainConfig, iter_options
 from iidfusion.training.datamodule import MultiViewDataModule
 from iidfusion.training.evaluate import NoiseMetrics, evaluate_under_noise
 from iidfusion.training.module import FusionModule
@@ -149,7 +156,7 @@ class BestWeights(Callback):
         if self.weights is not None:
             model.load_state_dict(self.weights)
         elif trainer.checkpoint_callback is not None and getattr(trainer.checkpoint_callback, "best_model_path", ""):
-            state = torch.load(trainer.checkpoint_callback.best_model_path, map_location="cpu", weights_only=False)
+            state = torch.load(trainer.checkpoint_callback.best_model_path, map_location="cpu", weights_only=True)
             model.load_state_dict({k[len("model.") :]: v for k, v in state["state_dict"].items() if k.startswith("model.")})
         return model
 
@@ -161,6 +168,91 @@ class BestWeights(Callback):
         self.best_loss = state_dict.get("best_loss")
         self.best_epoch = state_dict["best_epoch"]
         self.weights = state_dict["weights"]
+
+
+class RunRecord(Callback):
+    """Saves, in every checkpoint, the run's method and seed and a digest of its data (:func:`data_digest`)."""
+
+    def __init__(self, method: str, seed: int, data: str) -> None:
+        self.method, self.seed, self.data = method, int(seed), data
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "seed": self.seed, "data": self.data}
+
+
+def data_digest(splits: DatasetSplits) -> str:
+    """SHA-256 of every split's views (names, shapes, values) and labels, as trained on."""
+    digest = hashlib.sha256()
+    for part in (splits.train, splits.val, splits.test):
+        for name, view in part.views.items():
+            digest.update(f"{name}{tuple(view.shape)}{view.dtype}".encode())
+            digest.update(view.contiguous().numpy().tobytes())
+        digest.update(part.labels.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+# Options a resumed run may change: how long and where it trains, what it logs, and the
+# evaluation after training. Any other change would continue a different run.
+RESUMABLE_CHANGES = frozenset({
+    "data", "out", "method", "seed", "methods", "seeds", "jobs", "datasets", "variants", "train.max_epochs",
+    "train.accelerator", "train.devices", "train.strategy", "train.num_workers", "train.threads", "train.progress_bar",
+    "train.checkpoints", "train.loggers", "train.monitor_distances", "train.monitor_samples", "eval.noise",
+    "eval.noise_view", "eval.noise_kind",
+})  # fmt: skip
+
+
+def check_resume(path: str | Path, method: str, seed: int, config: ExperimentConfig, splits: DatasetSplits) -> None:
+    """Refuse to resume from ``path`` unless it is a readable checkpoint of this very run.
+
+    Read with ``weights_only=True`` (no code runs); it must hold the state Lightning restores
+    and the record of ``iidfusion fit`` (hyperparameters and :class:`RunRecord`), with the same
+    method and seed, the same settings (but :data:`RESUMABLE_CHANGES`) and the same data (by digest).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, garbage, or a pickle that asks for code
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"--resume {path}: not a readable checkpoint ({reason})") from None
+    needed = ("state_dict", "loops", "callbacks", "hyper_parameters")
+    if not isinstance(state, dict) or any(key not in state for key in needed):
+        raise ValueError(f"--resume {path}: not a checkpoint written by `iidfusion fit` (it lacks {', '.join(needed)})")
+    saved = state["hyper_parameters"]
+    record = state["callbacks"].get(RunRecord.__qualname__) if isinstance(state["callbacks"], dict) else None
+    if not isinstance(saved, dict) or not isinstance(record, dict):
+        raise ValueError(f"--resume {path}: not a checkpoint written by `iidfusion fit` (no record of its run)")
+    if (record.get("method"), record.get("seed")) != (method, seed):
+        raise ValueError(
+            f"--resume {path}: the checkpoint is of method {record.get('method')!r} with seed {record.get('seed')}, "
+            f"not {method!r} with seed {seed}"
+        )
+    changed = []
+    for option in iter_options(config):
+        before, now = _recorded(saved, option.key), option.default
+        if option.key not in RESUMABLE_CHANGES and before != (list(now) if isinstance(now, tuple) else now):
+            changed.append(f"{option.flag} {before!r} -> {now!r}")
+    if changed:
+        raise ValueError(
+            f"--resume {path}: the run was trained with other settings ({'; '.join(changed)}); "
+            "resume with the run's settings, or start a new run (--overwrite)"
+        )
+    if record.get("data") != data_digest(splits):
+        raise ValueError(
+            f"--resume {path}: the run was trained on other data than --data {config.data} "
+            "(the splits' digest differs: another file, other content, or another seed's split)"
+        )
+
+
+def _recorded(hyper_parameters: dict[str, Any], key: str) -> Any:
+    """The value of the dotted ``key`` in a checkpoint's hyperparameters (tuples saved as lists)."""
+    value: Any = hyper_parameters
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return "(not recorded)"
+        value = value[part]
+    return value
 
 
 def build_strategy(name: str) -> str | Strategy:
@@ -181,11 +273,15 @@ def build_strategy(name: str) -> str | Strategy:
     return name
 
 
-def _devices(devices: str) -> int | str | list[int]:
+def parse_devices(devices: str) -> int | str | list[int]:
+    """``--devices``: a count ("2"), a comma list of ids ("0,2") or a Lightning name ("auto")."""
     if devices.isdigit():
         return int(devices)
     if "," in devices:
-        return [int(d) for d in devices.split(",") if d.strip()]
+        ids = [d.strip() for d in devices.split(",") if d.strip()]
+        if not all(d.isdigit() for d in ids):
+            raise ValueError(f"--devices must be a count, a comma list of device ids or 'auto', got {devices!r}")
+        return [int(d) for d in ids]
     return devices
 
 
@@ -216,15 +312,17 @@ def build_trainer(
     *,
     callbacks: Sequence[Callback] = (),
     accumulate_grad_batches: int = 1,
+    record: RunRecord | None = None,
 ) -> L.Trainer:
     """The Lightning trainer of one run: seeding, early stopping, checkpoints, loggers.
 
     ``callbacks``: extra callbacks of the caller (e.g. end-to-end training's freezing
     schedule), appended after the built-in ones (Lightning still moves every
     ``ModelCheckpoint`` to the end of the list). ``accumulate_grad_batches``: optimizer step
-    every that many batches (end-to-end training's large effective batches).
+    every that many batches (end-to-end training's large effective batches). ``record``: the
+    run's :class:`RunRecord`, saved in its checkpoints for :func:`check_resume`.
     """
-    built_in: list[Callback] = [ReseedEachBatch(seed), best]
+    built_in: list[Callback] = [ReseedEachBatch(seed), best, *([] if record is None else [record])]
     if train.patience > 0:
         built_in.append(ValidationPatience(train.patience, train.stop_on))
     if train.checkpoints and run_dir is not None:
@@ -239,7 +337,7 @@ def build_trainer(
         max_epochs=train.max_epochs,
         min_epochs=min(train.min_epochs, train.max_epochs) or None,
         accelerator=train.accelerator,
-        devices=_devices(train.devices),
+        devices=parse_devices(train.devices),
         strategy=build_strategy(train.strategy),
         precision=train.precision,  # type: ignore[arg-type]
         deterministic="warn",
@@ -317,8 +415,9 @@ def fit_method(
     ``run_dir`` receives checkpoints and logs (none when ``None``); ``resume`` is a
     checkpoint (e.g. ``run_dir/checkpoints/last.ckpt``) to continue from.
     """
-    if resume is not None and not Path(resume).is_file():
-        raise FileNotFoundError(f"checkpoint to resume from not found: {resume}")
+    digest = data_digest(splits)
+    if resume is not None:
+        check_resume(resume, method, seed, config, splits)
     start = time.perf_counter()
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
@@ -328,10 +427,26 @@ def fit_method(
         splits, batch_size=config.train.batch_size, seed=seed, num_workers=config.train.num_workers
     )
     best = BestWeights()
-    trainer = build_trainer(config.train, run_dir, seed, best)
-    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume is not None else None)
+    trainer = build_trainer(config.train, run_dir, seed, best, record=RunRecord(method, seed, digest))
+    fit_interruptible(trainer, module, data, resume)
     evaluation = config.eval
     metrics = evaluate_under_noise(
         best.best_model(module, trainer), splits, evaluation.noise, view=evaluation.noise_view, kind=evaluation.noise_kind, seed=seed
     )
     return FitResult.collect(module, trainer, best, metrics, seed, start)
+
+
+def fit_interruptible(trainer: L.Trainer, module: L.LightningModule, data: L.LightningDataModule, resume: str | Path | None) -> None:
+    """``trainer.fit``, resuming with ``weights_only=True``; Ctrl-C stays a KeyboardInterrupt.
+
+    Lightning answers Ctrl-C by a graceful shutdown (the last checkpoint stays), then
+    ``sys.exit(1)`` with SIGINT ignored from then on; the caller gets the KeyboardInterrupt
+    back (to say how to resume) and Ctrl-C works again.
+    """
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume is not None else None, weights_only=True)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise KeyboardInterrupt from None

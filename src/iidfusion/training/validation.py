@@ -1,0 +1,126 @@
+"""Range checks of every option, run before any data is read or file written.
+
+Types are checked when a value is read (:mod:`iidfusion.training.config`); here each value is
+checked against what it means, so that ``--lr -1``, ``--lam nan`` or ``beta: .inf`` are refused
+at once, naming the flag and the config key, instead of failing epochs later (or, worse,
+training on NaN). The trainer's hardware settings are checked by building them the way the run
+will, so that ``--accelerator gpu`` on a machine without one is one clear line too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from iidfusion.training.config import ExperimentConfig, TrainConfig, iter_options
+
+SEED_LIMIT = 2**32 - 1  # numpy's and Lightning's seed range
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a valid value is (``check``) and how the message says it (``expected``)."""
+
+    check: Callable[[Any], bool]
+    expected: str
+
+
+def at_least(low: float) -> Rule:
+    """A finite number >= ``low``."""
+    return Rule(lambda v: math.isfinite(v) and v >= low, f"finite and >= {low:g}")
+
+
+def positive() -> Rule:
+    """A finite number > 0."""
+    return Rule(lambda v: math.isfinite(v) and v > 0, "finite and > 0")
+
+
+_POSITIVE = positive()
+_PROBABILITY = Rule(lambda v: 0 <= v < 1, "in [0, 1)")
+RULES: dict[str, Rule] = {
+    "seed": Rule(lambda v: 0 <= v <= SEED_LIMIT, f"in [0, {SEED_LIMIT}]"),
+    "seeds": at_least(1),
+    "jobs": at_least(1),
+    "model.width": at_least(1),
+    "model.hidden": at_least(1),
+    "model.layers": at_least(0),
+    "model.dropout": _PROBABILITY,
+    "model.lam_rank": at_least(0),
+    "loss.alpha": at_least(0),
+    "loss.beta": at_least(0),
+    "loss.lam": at_least(0),
+    "loss.margin": at_least(0),
+    "loss.d1": at_least(0),
+    "loss.d2": at_least(0),
+    "loss.eps": _POSITIVE,
+    "loss.rho": Rule(lambda v: v > 0, "> 0 (inf: balanced OT)"),
+    "loss.max_iter": at_least(1),
+    "optim.lr": _POSITIVE,
+    "optim.weight_decay": at_least(0),
+    "train.max_epochs": at_least(1),
+    "train.batch_size": at_least(1),
+    "train.patience": at_least(0),
+    "train.min_epochs": at_least(0),
+    "train.monitor_samples": at_least(1),
+    "train.num_workers": at_least(0),
+    "train.threads": at_least(0),
+    "tune.trials": at_least(0),
+}
+
+
+def check_option_values(config: ExperimentConfig) -> None:
+    """A ValueError naming the flag, the config key and the value of the first option out of range."""
+    for option in iter_options(config):
+        rule = RULES.get(option.key)
+        if rule is not None and not rule.check(option.default):
+            raise ValueError(f"{option.flag} ({option.key}) must be {rule.expected}, got {option.default!r}")
+    check_trainer_settings(config.train)
+
+
+def check_trainer_settings(train: TrainConfig) -> None:
+    """Build the accelerator, devices, strategy and precision as the run will, without training.
+
+    Lightning validates the combination when a ``Trainer`` is created; its error becomes one
+    line naming the four flags. A GPU asked for where torch sees none is named first.
+    """
+    import torch
+
+    from iidfusion.training.runner import build_strategy, parse_devices
+
+    if train.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"--accelerator {train.accelerator}: torch sees no CUDA GPU on this machine; use --accelerator cpu (or auto)"
+        )
+    import lightning as L
+
+    devices = parse_devices(train.devices)
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            L.Trainer(
+                accelerator=train.accelerator,
+                devices=devices,
+                strategy=build_strategy(train.strategy),
+                precision=train.precision,  # type: ignore[arg-type]
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+            )
+    except Exception as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"--accelerator {train.accelerator} --devices {train.devices} --strategy {train.strategy} "
+            f"--precision {train.precision}: {message}"
+        ) from None
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
