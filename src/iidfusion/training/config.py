@@ -42,6 +42,7 @@ class ModelConfig:
     dropout: float = _option(0.0, "dropout in the MLP encoders")
     lam_rank: float = _option(1.0, "weight of QMF's ranking regularizer (qmf methods only)")
     unimodal_reduction: str = _option("sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean")
+    unimodal_heads: str = _option("shared", "IF's unimodal logits: shared (the target mapping on each modality) or separate heads")
 
 
 @dataclass(frozen=True)
