@@ -27,6 +27,7 @@ def build_model(
     strategy: str = "static",
     *,
     seed: int = 0,
+    unimodal_heads: str = "shared",
     **strategy_kwargs: Any,
 ) -> FusionModel:
     """A FusionModel over tiny random MLP encoders (widths differ per modality)."""
@@ -45,6 +46,7 @@ def build_model(
         mode=mode,
         strategy=strategy,
         strategy_kwargs=strategy_kwargs,
+        unimodal_heads=unimodal_heads,
     )
 
 
@@ -74,7 +76,7 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def make_model() -> Any:
-    """Factory: ``make_model(num_modalities, mode, strategy, seed=0, **strategy_kwargs)``."""
+    """Factory: ``make_model(num_modalities, mode, strategy, seed=0, unimodal_heads="shared", **strategy_kwargs)``."""
     return build_model
 
 

@@ -43,16 +43,27 @@ def test_auxiliary_losses_accept_any_integer_label_dtype(make_model, make_inputs
     torch.testing.assert_close(as_long["unimodal_ce"], as_int32["unimodal_ce"])
 
 
-def test_if_fuses_features_and_applies_one_target_mapping(make_model, make_inputs, strategy_name):
-    model = make_model(3, "if", strategy_name)
+@pytest.mark.parametrize("heads", ["shared", "separate"])
+def test_if_fuses_features_and_applies_one_target_mapping(make_model, make_inputs, strategy_name, heads):
+    model = make_model(3, "if", strategy_name, unimodal_heads=heads)
     out = model(make_inputs(model))
     expected_fused = sum(out.weights[:, i : i + 1] * out.features[m] for i, m in enumerate(model.modalities))
     torch.testing.assert_close(out.fused_features, expected_fused)
     torch.testing.assert_close(out.logits, model.target_mapping(expected_fused))
+    assert (model.unimodal_heads is None) == (heads == "shared")
     for name in model.modalities:
         torch.testing.assert_close(out.shared_head_logits[name], model.target_mapping(out.features[name]))
-        torch.testing.assert_close(out.unimodal_logits[name], model.unimodal_heads[name](out.features[name]))
-        assert not torch.allclose(out.shared_head_logits[name], out.unimodal_logits[name])
+        if heads == "shared":  # IF without independent heads: the target mapping on each modality
+            torch.testing.assert_close(out.unimodal_logits[name], out.shared_head_logits[name])
+        else:
+            torch.testing.assert_close(out.unimodal_logits[name], model.unimodal_heads[name](out.features[name]))
+            assert not torch.allclose(out.shared_head_logits[name], out.unimodal_logits[name])
+
+
+def test_late_fusion_keeps_its_heads_and_unknown_head_kinds_are_refused(make_model):
+    assert make_model(2, "lf", "static", unimodal_heads="shared").unimodal_heads is not None
+    with pytest.raises(ValueError, match="unimodal_heads"):
+        make_model(2, "if", "static", unimodal_heads="tied")
 
 
 def test_lf_fuses_logits_of_the_unimodal_heads(make_model, make_inputs, strategy_name):
@@ -99,7 +110,7 @@ def test_auxiliary_losses_are_finite_scalars_with_gradient(make_model, make_inpu
     assert total.shape == () and torch.isfinite(total)
     total.backward()
     for name in model.modalities:
-        assert model.unimodal_heads[name].weight.grad.abs().sum() > 0
+        assert model.unimodal_head(name).weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

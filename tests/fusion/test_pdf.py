@@ -103,7 +103,7 @@ def test_confidence_loss_trains_only_the_confidnets(make_model, make_inputs, mak
     model.strategy.auxiliary_losses(out, make_labels())["confidence_l1"].backward()
     for m in model.modalities:
         assert model.strategy.confidnets[m][0].weight.grad.abs().sum() > 0
-        assert model.unimodal_heads[m].weight.grad is None  # TCP target detached
+        assert model.unimodal_head(m).weight.grad is None  # TCP target detached
         assert all(p.grad is None for p in model.encoders[m].parameters())  # features detached
 
 

@@ -105,7 +105,7 @@ def test_first_batch_on_an_all_zero_history_is_finite(make_model, make_inputs, m
 
 
 def test_history_accumulates_over_epochs_and_rank_loss_trains_the_heads(make_model, make_inputs, make_labels):
-    model = make_model(2, "if", "qmf").train()
+    model = make_model(2, "if", "qmf", unimodal_heads="separate").train()
     index = torch.arange(6)
     first = model.strategy.auxiliary_losses(model(make_inputs(model)), make_labels(), index)
     after_one = model.strategy.loss_history[index].clone()
@@ -114,7 +114,7 @@ def test_history_accumulates_over_epochs_and_rank_loss_trains_the_heads(make_mod
     torch.testing.assert_close(model.strategy.loss_history[index], 2 * after_one)
     assert first["rank"] > 0 and second["rank"] > 0
     second["rank"].backward()  # the confidence in the rank loss is not detached: it trains the heads
-    assert sum(model.unimodal_heads[m].weight.grad.abs().sum() for m in model.modalities) > 0
+    assert sum(model.unimodal_head(m).weight.grad.abs().sum() for m in model.modalities) > 0
 
 
 def test_min_max_normalisation_over_the_data_set():
@@ -186,7 +186,7 @@ def test_bad_options_raise(kwargs, message):
 def test_lam_rank_scales_the_rank_term(make_model, make_inputs, make_labels):
     losses = []
     for lam_rank in (1.0, 0.1):
-        model = make_model(2, "if", "qmf", lam_rank=lam_rank).train()
+        model = make_model(2, "if", "qmf", lam_rank=lam_rank, unimodal_heads="separate").train()
         out = model(make_inputs(model))
         losses.append(model.strategy.auxiliary_losses(out, make_labels(), torch.arange(6))["rank"])
     torch.testing.assert_close(losses[1], 0.1 * losses[0])

@@ -40,20 +40,28 @@ def test_noise_uses_the_protocol_on_the_chosen_views(model, tiny_splits, view):
     assert [r.noise for r in results] == [0.0, 10.0, 30.0]
 
 
-def test_noise_degrades_a_trained_model(tiny_splits, fast_config):
+def test_noise_degrades_a_trained_model(fast_config, tmp_path):
     """Strong noise on every view costs accuracy (the protocol reaches the model's inputs)."""
     from dataclasses import replace
 
+    import numpy as np
+
+    from iidfusion.data import generate_synthetic, load_dataset
     from iidfusion.training.runner import fit_method
 
+    from .conftest import TINY
+
+    data = generate_synthetic(TINY, num_samples=600, seed=0)  # 120 test samples: one is 0.8 points
+    np.savez(tmp_path / "views.npz", labels=data.labels.numpy(), **{k: v.numpy() for k, v in data.views.items()})
+    splits = load_dataset(tmp_path / "views.npz", seed=0)
     config = replace(
         fast_config,
         optim=replace(fast_config.optim, lr=0.01),
-        train=replace(fast_config.train, max_epochs=20, patience=0, loggers=(), checkpoints=False),
+        train=replace(fast_config.train, max_epochs=10, patience=0, loggers=(), checkpoints=False),
     )
-    result = fit_method(tiny_splits, "if-static", 0, config)
-    assert result.metrics[0].accuracy > 0.8
-    (very_noisy,) = evaluate_under_noise(result.module.model, tiny_splits, [100], seed=0)
+    result = fit_method(splits, "if-static", 0, config)
+    assert result.metrics[0].accuracy > 0.7  # trained (chance is 1/3)
+    (very_noisy,) = evaluate_under_noise(result.module.model, splits, [100], seed=0)
     assert very_noisy.accuracy < result.metrics[0].accuracy - 0.1
 
 

@@ -203,6 +203,7 @@ def fit_end_to_end(
         width=config.model.width,
         num_samples=len(raw.train),
         strategy_kwargs=strategy_options(spec, config.model),
+        unimodal_heads=config.model.unimodal_heads,
     )
     module = FusionModule(spec, model, config)
     datasets = {

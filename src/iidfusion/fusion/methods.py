@@ -45,11 +45,13 @@ class MethodSpec:
         width: int,
         num_samples: int | None = None,
         strategy_kwargs: Mapping[str, Any] | None = None,
+        unimodal_heads: str = "shared",
     ) -> FusionModel:
         """The :class:`FusionModel` of this method.
 
         ``num_samples`` (the training-set size) is passed on to strategies that need it
         (QMF's loss history) and ignored by the others, so a trainer can pass it always.
+        ``unimodal_heads`` applies to IF methods only (:class:`FusionModel`); LF keeps its heads.
         """
         kwargs = dict(strategy_kwargs or {})
         if get_strategy_class(self.strategy).requires_num_samples and num_samples is not None:
@@ -62,6 +64,7 @@ class MethodSpec:
             mode=self.mode,
             strategy=self.strategy,
             strategy_kwargs=kwargs,
+            unimodal_heads=unimodal_heads if self.mode == "if" else "separate",
         )
 
 

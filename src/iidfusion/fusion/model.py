@@ -6,10 +6,14 @@ fusion-weight strategy gives w (B, M);
 * IF: z = sum_m w_m z^m, logits = g(z), g one linear layer (the "target mapping");
 * LF: logits = sum_m w_m g_m(z^m), one linear head per modality.
 
-Both modes keep a linear head g_m per modality: the LF heads themselves, or in IF the
-auxiliary heads whose logits feed QMF's energy, PDF's true-class probability and the
-strategies' unimodal CE. In IF the output also carries g(z^m), the shared target mapping
-applied to each modality, which the informatic constraint L_ic compares with g(z).
+The unimodal logits f_m feed QMF's energy, PDF's true-class probability and the strategies'
+unimodal CE. In LF they come from the LF heads g_m themselves. In IF they come, by default
+(``unimodal_heads="shared"``), from the target mapping g applied to each modality, f_m = g(z^m):
+the paper's IF "does not explicitly train independent heads", and with a linear g,
+g(z) = sum_m w_m g(z^m) + bias, so training g on every modality is what keeps the modalities in
+the one coordinate system the fused prediction reads (docs/evidence.md, "Intermediate fusion").
+``unimodal_heads="separate"`` gives IF auxiliary heads g_m of their own instead. In IF the output
+also carries g(z^m) as ``shared_head_logits``, which the informatic constraint L_ic compares with g(z).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from iidfusion.fusion.base import (
 )
 from iidfusion.fusion.registry import create_strategy
 
+UNIMODAL_HEADS: tuple[str, ...] = ("shared", "separate")
+
 
 def _module_dict(modules: Mapping[str, nn.Module], what: str) -> nn.ModuleDict:
     """An ``nn.ModuleDict``, with its key errors (a '.' in a name, a reserved name) as ValueError."""
@@ -47,6 +53,9 @@ class FusionModel(nn.Module):
     ``strategy_kwargs``) or a ready :class:`FusionStrategy` whose modalities and mode match.
     ``forward`` takes ``{modality: Tensor}`` with exactly these keys and returns a
     :class:`FusionOutput`; every tensor follows the device of the inputs and parameters.
+    ``unimodal_heads`` (IF only): ``"shared"``, the unimodal logits are g(z^m) (module docstring),
+    or ``"separate"``, one auxiliary linear head per modality (``unimodal_heads`` is then a
+    ModuleDict; it is ``None`` for shared heads, and in LF always holds the LF heads).
     """
 
     def __init__(
@@ -59,9 +68,12 @@ class FusionModel(nn.Module):
         mode: str = "if",
         strategy: str | FusionStrategy = "static",
         strategy_kwargs: Mapping[str, Any] | None = None,
+        unimodal_heads: str = "shared",
     ) -> None:
         super().__init__()
         self.modalities = validate_modalities(tuple(encoders))
+        if unimodal_heads not in UNIMODAL_HEADS:
+            raise ValueError(f"unknown unimodal_heads {unimodal_heads!r}; expected one of {list(UNIMODAL_HEADS)}")
         if set(encoder_dims) != set(self.modalities):
             raise ValueError(
                 f"encoder_dims keys {sorted(encoder_dims)} must match "
@@ -82,8 +94,12 @@ class FusionModel(nn.Module):
         self.projections = _module_dict(
             {m: nn.Linear(self.encoder_dims[m], self.width) for m in self.modalities}, "projections"
         )
-        self.unimodal_heads = _module_dict(
-            {m: nn.Linear(self.width, self.num_classes) for m in self.modalities}, "unimodal_heads"
+        # LF's heads are its predictors; IF has its own only when asked ("separate").
+        separate = self.mode == "lf" or unimodal_heads == "separate"
+        self.unimodal_heads = (
+            _module_dict({m: nn.Linear(self.width, self.num_classes) for m in self.modalities}, "unimodal_heads")
+            if separate
+            else None
         )
         self.target_mapping = nn.Linear(self.width, self.num_classes) if self.mode == "if" else None
         self.strategy = self._build_strategy(strategy, strategy_kwargs)
@@ -112,6 +128,15 @@ class FusionModel(nn.Module):
             mode=self.mode,
             **dict(kwargs or {}),
         )
+
+    def unimodal_head(self, modality: str) -> nn.Linear:
+        """The linear layer that gives ``modality``'s unimodal logits: its own head, or IF's shared g."""
+        if modality not in self.modalities:
+            raise ValueError(f"unknown modality {modality!r}; the model has {list(self.modalities)}")
+        if self.unimodal_heads is not None:
+            return self.unimodal_heads[modality]  # type: ignore[return-value]
+        assert self.target_mapping is not None  # IF with shared heads
+        return self.target_mapping
 
     def _check_inputs(self, inputs: Mapping[str, Any]) -> None:
         if not isinstance(inputs, Mapping):
@@ -152,7 +177,13 @@ class FusionModel(nn.Module):
         produce, e.g. one modality replaced by its training mean (drop-one-modality accuracy).
         """
         check_modality_keys(features, self.modalities, "features")
-        unimodal_logits = {m: self.unimodal_heads[m](features[m]) for m in self.modalities}
+        shared_head_logits = (
+            {m: self.target_mapping(features[m]) for m in self.modalities} if self.target_mapping is not None else None
+        )
+        if self.unimodal_heads is not None:
+            unimodal_logits = {m: self.unimodal_heads[m](features[m]) for m in self.modalities}
+        else:
+            unimodal_logits = dict(shared_head_logits or {})
         weights = self.strategy(features, unimodal_logits)
         batch_size = features[self.modalities[0]].shape[0]
         if weights.shape != (batch_size, len(self.modalities)):
@@ -163,7 +194,6 @@ class FusionModel(nn.Module):
         fused_features = self._weighted_sum(weights, features)
         if self.target_mapping is not None:
             logits = self.target_mapping(fused_features)
-            shared_head_logits = {m: self.target_mapping(features[m]) for m in self.modalities}
         else:
             logits = self._weighted_sum(weights, unimodal_logits)
             shared_head_logits = dict(unimodal_logits)

@@ -42,6 +42,7 @@ class ModelConfig:
     dropout: float = _option(0.0, "dropout in the MLP encoders")
     lam_rank: float = _option(1.0, "weight of QMF's ranking regularizer (qmf methods only)")
     unimodal_reduction: str = _option("sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean")
+    unimodal_heads: str = _option("shared", "IF's unimodal logits: shared (the target mapping on each modality) or separate heads")
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class TuneConfig:
     alpha: tuple[float, ...] = _option((1.0, 0.1, 0.01, 0.001), "alpha grid (the paper's)", flag="--tune-alpha")
     beta: tuple[float, ...] = _option((1.0, 0.1, 0.01), "beta grid (docs/method.md: the paper's range mapped to ours)", flag="--tune-beta")
     variant: tuple[str, ...] = _option((), "L_ic readings to choose from (empty: loss.variant, not tuned)", flag="--tune-variant")
+    lam: tuple[float, ...] = _option((), "grid of L_ic's KL weight lam (empty: loss.lam, not tuned)", flag="--tune-lam")
     d1: tuple[int, ...] = _option((), "d1 grid (empty: loss.d1, not tuned)", flag="--tune-d1")
     lr: tuple[float, ...] = _option((), "learning-rate grid, for every method (empty: optim.lr, not tuned)", flag="--tune-lr")
     sampler: str = _option("grid", "grid (every combination) or tpe (Optuna's TPE, --trials trials)", flag="--sampler")

@@ -64,6 +64,7 @@ def build_feature_model(
         width=model.width,
         num_samples=num_train,
         strategy_kwargs=strategy_options(spec, model),
+        unimodal_heads=model.unimodal_heads,
     )
 
 

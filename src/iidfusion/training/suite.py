@@ -41,6 +41,7 @@ from iidfusion.training.compare import Progress, RunOutcome, Task, load_splits, 
 from iidfusion.training.config import ExperimentConfig, config_to_dict, resolve_methods
 from iidfusion.training.outputs import staged_files
 from iidfusion.training.report import average_accuracy, json_ready, render_report
+from iidfusion.training.tuning import TUNABLE
 
 TUNED_VARIANT = "tuned"  # the reading label when the reading itself is tuned (tune.variant)
 
@@ -300,7 +301,7 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
     methods = list(dict.fromkeys(r.task.method for r in runs))
     tune = config.tune
     if tune.enabled:
-        grids = ", ".join(f"{name} {list(getattr(tune, name))}" for name in ("alpha", "beta", "variant", "d1", "lr") if getattr(tune, name))
+        grids = ", ".join(f"{name} {list(getattr(tune, name))}" for name in TUNABLE if getattr(tune, name))
         protocol = (f"tuned per method and seed on the validation split ({tune.sampler} over {grids}; a grid applies to "
                     "the methods that have its hyperparameter)")
     else:

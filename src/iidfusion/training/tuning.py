@@ -39,6 +39,7 @@ SAMPLERS = ("grid", "tpe")
 TUNABLE: dict[str, tuple[str, Callable[[MethodSpec], bool]]] = {
     "alpha": ("loss.alpha", lambda spec: spec.use_ic),
     "variant": ("loss.variant", lambda spec: spec.use_ic),
+    "lam": ("loss.lam", lambda spec: spec.use_ic),
     "beta": ("loss.beta", lambda spec: spec.use_dc),
     "d1": ("loss.d1", lambda spec: spec.use_dc),
     "lr": ("optim.lr", lambda spec: True),
@@ -90,7 +91,7 @@ def validate_tune_config(tune: TuneConfig) -> None:
         raise ValueError(f"unknown sampler {tune.sampler!r}; expected one of {list(SAMPLERS)}")
     if tune.trials < 0:
         raise ValueError(f"trials must be >= 0, got {tune.trials}")
-    for name in ("alpha", "beta", "lr"):
+    for name in ("alpha", "lam", "beta", "lr"):
         values = getattr(tune, name)
         if any(not (math.isfinite(v) and v >= 0) for v in values) or (name == "lr" and any(v <= 0 for v in values)):
             raise ValueError(f"tune grid {name} must hold finite values {'> 0' if name == 'lr' else '>= 0'}, got {list(values)}")
