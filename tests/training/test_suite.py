@@ -67,6 +67,8 @@ def test_suite_writes_one_table_and_resumes_without_training_again(suite_config,
     resumed = run_suite(suite_config, tmp_path, resume=True, log=lines.append)
     assert lines[-1] == "suite: 24 runs, 16 distinct, 16 already done, 0 to train"
     assert resumed.split("Time:")[1].split(")", 1)[1] == report.split("Time:")[1].split(")", 1)[1]
+    (tmp_path / "suite.md").unlink()
+    assert suite.rerender(tmp_path) == resumed == (tmp_path / "suite.md").read_text(), "the report from suite.json alone"
 
 
 def test_an_interrupted_suite_keeps_its_finished_runs(suite_config, tmp_path, monkeypatch):

@@ -289,6 +289,11 @@ def load_config(
     return config
 
 
+def config_from_dict(values: Mapping[str, Any], source: str) -> ExperimentConfig:
+    """The configuration a nested dict describes (e.g. the ``config`` recorded in a results file)."""
+    return _merge(ExperimentConfig(), values, "", source)
+
+
 def resolve_methods(names: tuple[str, ...]) -> tuple[str, ...]:
     """Method names with the groups 'main' and 'all' expanded, duplicates dropped, each checked.
 

@@ -38,9 +38,9 @@ import numpy as np
 
 from iidfusion.fusion.methods import get_method
 from iidfusion.training.compare import Progress, RunOutcome, Task, load_splits, run_record, run_tasks, validate_config
-from iidfusion.training.config import ExperimentConfig, config_to_dict, resolve_methods
+from iidfusion.training.config import ExperimentConfig, config_from_dict, config_to_dict, resolve_methods
 from iidfusion.training.outputs import staged_files
-from iidfusion.training.report import average_accuracy, json_ready, render_report
+from iidfusion.training.report import EvalResult, average_accuracy, json_ready, render_report
 from iidfusion.training.tuning import TUNABLE
 
 TUNED_VARIANT = "tuned"  # the reading label when the reading itself is tuned (tune.variant)
@@ -137,7 +137,7 @@ def _save_outcome(path: Path, outcome: RunOutcome) -> None:
 def _load_outcome(path: Path) -> RunOutcome:
     try:
         payload = json.loads(path.read_text())
-        return RunOutcome.from_json({k: math.nan if v is None and k.startswith("val_") else v for k, v in payload.items()})
+        return RunOutcome.from_json({k: _number(v) if k.startswith("val_") else v for k, v in payload.items()})
     except (ValueError, TypeError, KeyError) as error:
         raise ValueError(f"unreadable cached run {path} ({error}); delete it to run it again") from None
 
@@ -174,18 +174,51 @@ def run_suite(
         SuiteRun(name, variant, dataclasses.replace(task, label=task.method), outcomes[key])
         for key, (name, variant, task) in zip(keys, planned)
     ]
-    report = render_suite(runs, config, time.perf_counter() - started, reused)
-    _write(out, runs, config, report)
+    seconds = time.perf_counter() - started
+    report = render_suite(runs, config, seconds, reused)
+    _write(out, runs, config, report, seconds, reused)
     return report
 
 
-def _write(out: Path, runs: list[SuiteRun], config: ExperimentConfig, report: str) -> None:
+def rerender(out: str | Path) -> str:
+    """suite.md of the suite in ``out`` rendered again from its suite.json (no training); returns it.
+
+    For a report of an earlier suite in the current format: the runs are read back as they were.
+    """
+    path = Path(out) / "suite.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no suite.json in {out} (written by `iidfusion suite`)")
+    try:
+        payload = json.loads(path.read_text())
+        config = config_from_dict(payload["config"], str(path))
+        runs = [
+            SuiteRun(r["dataset"], r["variant"], Task(dataclasses.replace(config, data=r["dataset"]), r["method"], r["seed"]),
+                     RunOutcome([EvalResult(**e) for e in r["test"]], _number(r["val_acc"]), _number(r["val_loss"]),
+                                r["epochs"], r["seconds"], True, r.get("tuning")))
+            for r in payload["runs"]
+        ]
+        seconds, reused = float(payload.get("seconds", math.nan)), int(payload.get("reused", 0))
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a suite.json of this version ({error})") from None
+    report = render_suite(runs, config, seconds, reused)
+    with staged_files(Path(out)) as stage:
+        stage.write_text("suite.md", report)
+    return report
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _write(out: Path, runs: list[SuiteRun], config: ExperimentConfig, report: str, seconds: float, reused: int) -> None:
     from iidfusion.training.report import paired_tests, plot_accuracy, results_csv, results_json
 
     with staged_files(out) as stage:
         stage.write_text("suite.md", report)
         stage.write_text("suite.json", json.dumps(json_ready({
             "config": config_to_dict(config),
+            "seconds": seconds,
+            "reused": reused,
             "runs": [{"dataset": r.dataset, "variant": r.variant, **run_record(r.task, r.outcome),
                       "test": [dataclasses.asdict(e) for e in r.outcome.results]} for r in runs],
         }), indent=1, allow_nan=False) + "\n")
