@@ -50,7 +50,7 @@ def test_fit_on_fixture_files(tiny_kg_folder, tmp_path, capsys):
     assert set(metrics["test"]) == {"mrr", "hits@1", "hits@3", "hits@10"}
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["seed"] == 1 and saved["objective"]["iid"]["alpha"] == 0.1 and saved["features"]["img"] == str(img)
-    assert (out / "model.pt").is_file()
+    assert (out / "model.ckpt").is_file()
 
 
 def test_compare_writes_table(tiny_kg_folder, tmp_path, capsys):

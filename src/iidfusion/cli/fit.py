@@ -48,6 +48,7 @@ def add_overwrite_argument(parser: argparse.ArgumentParser, default: bool = Fals
 def run(args: argparse.Namespace) -> int:
     from iidfusion.cli.main import CommandError, CommandInterrupted
     from iidfusion.ot import EpsTooSmallError
+    from iidfusion.provenance import provenance
     from iidfusion.training.compare import load_splits, quiet_lightning, validate_config
     from iidfusion.training.config import resolve_methods
     from iidfusion.training.outputs import check_output_folder, run_folder, staged_files
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             fit = fit_method(splits, methods[0], config.seed, config, run_dir, resume=resume)
             if fit.is_global_zero:
                 summary = {"data": splits.name, **fit.summary()} | ({"tuning": tuning} if tuning is not None else {})
+                summary |= provenance(config, device=fit.device)
                 with staged_files(run_dir) as stage:
                     stage.write_text("metrics.json", json.dumps(summary, indent=2) + "\n")
                     stage.write_text("config.yaml", dump_config(config))

@@ -47,7 +47,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("kg", help="multimodal knowledge-graph link prediction (OTKGE + IID)")
     commands = parser.add_subparsers(dest="kg_command", required=True, metavar="KG_COMMAND")
-    fit = commands.add_parser("fit", help="train one model; writes config.yaml, metrics.json, model.pt")
+    fit = commands.add_parser("fit", help="train one model; writes config.yaml, metrics.json, model.ckpt")
     _common(fit)
     fit.add_argument("--seed", type=int, help="seed of initialisation and batch order")
     fit.set_defaults(handler=run_fit)
@@ -121,7 +121,7 @@ def run_fit(args: argparse.Namespace) -> int:
     with _run_in(args):
         kg, features, config = _load(config, args)
         result = fit_kg(kg, features, config, log=print)
-        save_run(result, config, args.out)
+        save_run(result, config, args.out, kg)
     metrics = " ".join(f"{k} {v:.4f}" for k, v in result.test.as_dict().items())
     print(f"best epoch {result.best_epoch}; test ({result.test.tie_policy} ties): {metrics}; wrote {args.out}")
     return 0

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iidfusion.evidence._report import csv_text, fmt, json_text, markdown_table, new_figure, reduction_dims, write_outputs
-from iidfusion.training.config import ExperimentConfig, config_to_dict
+from iidfusion.provenance import provenance
+from iidfusion.training.config import ExperimentConfig
 
 SEARCHES = ("grid", "optuna")
 
@@ -260,7 +261,7 @@ def write_sweep(runs: Sequence[SweepRun], config: ExperimentConfig, out: str | P
         out,
         {
             f"{stem}.csv": csv_text(records),
-            f"{stem}.json": json_text({"config": config_to_dict(config), "runs": records, "points": [dataclasses.asdict(p) for p in summarize(runs)]}),
+            f"{stem}.json": json_text({**provenance(config), "runs": records, "points": [dataclasses.asdict(p) for p in summarize(runs)]}),
             f"{stem}.md": report,
         },
         {f"{stem}.png": plot_heatmap(runs)},

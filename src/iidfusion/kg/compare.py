@@ -22,8 +22,10 @@ from torch import Tensor
 
 from iidfusion.kg.data import KnowledgeGraph
 from iidfusion.kg.evaluate import HITS_AT
-from iidfusion.kg.train import KGExperimentConfig, fit_kg
+from iidfusion.kg.train import KGExperimentConfig, fit_kg, resolve_device
+from iidfusion.provenance import provenance
 from iidfusion.training.outputs import staged_files
+from iidfusion.training.report import fmt_number, holm
 
 METRICS: tuple[str, ...] = ("mrr", *(f"hits@{k}" for k in HITS_AT))
 BASELINE, IID = "baseline", "iid"
@@ -58,6 +60,7 @@ class MetricTest:
     t_statistic: float
     p_value: float
     seeds: int
+    p_holm: float = math.nan  # p_value Holm-corrected over the metrics of the table
 
 
 def arm_config(config: KGExperimentConfig, *, alpha: float, beta: float, seed: int) -> KGExperimentConfig:
@@ -114,7 +117,8 @@ def paired_metric_tests(results: Sequence[KGRunResult]) -> list[MetricTest]:
         else:  # one seed, or the same difference on every seed: the test is undefined
             t, p = math.nan, math.nan
         tests.append(MetricTest(metric, float(np.mean(a - b)) if seeds else math.nan, t, p, len(seeds)))
-    return tests
+    adjusted = holm([t.p_value for t in tests])
+    return [dataclasses.replace(t, p_holm=p) for t, p in zip(tests, adjusted)]
 
 
 def _mean_std(values: Sequence[float]) -> str:
@@ -132,12 +136,11 @@ def markdown_report(results: Sequence[KGRunResult], tests: Sequence[MetricTest],
         if runs:
             cells = [_mean_std([r.metric(m) for r in runs]) for m in METRICS]
             lines.append(f"| {arm} | {runs[0].alpha:g} | {runs[0].beta:g} | " + " | ".join(cells) + " |")
-    lines += ["", "Paired t-test over seeds, IID − baseline:", "", "| metric | Δ mean | t | p | seeds |", "|---|---:|---:|---:|---:|"]
+    lines += ["", f"Paired t-test over seeds, IID − baseline; p (Holm): corrected over the {len(tests)} metrics:", "",
+              "| metric | Δ mean | t | p | p (Holm) | seeds |", "|---|---:|---:|---:|---:|---:|"]
     for t in tests:
-        delta = "n/a" if math.isnan(t.mean_difference) else f"{t.mean_difference:+.4f}"
-        stat = "n/a" if math.isnan(t.t_statistic) else f"{t.t_statistic:.2f}"
-        p = "n/a" if math.isnan(t.p_value) else f"{t.p_value:.3g}"
-        lines.append(f"| {t.metric} | {delta} | {stat} | {p} | {t.seeds} |")
+        lines.append(f"| {t.metric} | {fmt_number(t.mean_difference, '+.4f')} | {fmt_number(t.t_statistic, '.2f')} | "
+                     f"{fmt_number(t.p_value, '.3g')} | {fmt_number(t.p_holm, '.3g')} | {t.seeds} |")
     return "\n".join(lines) + "\n"
 
 
@@ -164,7 +167,7 @@ def write_comparison(
             {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in dataclasses.asdict(t).items()}
             for t in tests
         ],
-        "config": dataclasses.asdict(config),
+        **provenance(config, device=str(resolve_device(config.train.device))),
     }
     with staged_files(out) as stage:
         stage.write_text("results.csv", _csv(results))

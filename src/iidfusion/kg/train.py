@@ -37,6 +37,7 @@ from iidfusion.kg.evaluate import (
 )
 from iidfusion.kg.model import KGModelConfig, MultimodalKGE
 from iidfusion.kg.objective import KGObjective, KGObjectiveConfig, degree_weights
+from iidfusion.provenance import provenance
 from iidfusion.training.outputs import staged_files
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -320,10 +321,14 @@ def _fit(
     return KGFitResult(model, best_epoch, best_valid, evaluate("test"), history, time.perf_counter() - start)
 
 
-def save_run(result: KGFitResult, config: KGExperimentConfig, out: str | Path) -> list[Path]:
-    """Write ``config.yaml``, ``metrics.json`` and ``model.pt`` to ``out``, all or nothing."""
+def save_run(result: KGFitResult, config: KGExperimentConfig, out: str | Path, kg: KnowledgeGraph) -> list[Path]:
+    """Write ``config.yaml``, ``metrics.json`` and ``model.ckpt`` (:mod:`iidfusion.kg.checkpoint`) to
+    ``out``, all or nothing."""
+    from iidfusion.kg.checkpoint import CHECKPOINT_NAME, kg_checkpoint
+
     with staged_files(out) as stage:
         stage.write_text("config.yaml", yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
-        stage.write_text("metrics.json", json.dumps(result.summary(), indent=2) + "\n")
-        torch.save(result.model.state_dict(), stage.path("model.pt"))
-    return [Path(out) / name for name in ("config.yaml", "metrics.json", "model.pt")]
+        record = result.summary() | provenance(config, device=str(resolve_device(config.train.device)))
+        stage.write_text("metrics.json", json.dumps(record, indent=2) + "\n")
+        torch.save(kg_checkpoint(result.model, kg, config, best_epoch=result.best_epoch), stage.path(CHECKPOINT_NAME))
+    return [Path(out) / name for name in ("config.yaml", "metrics.json", CHECKPOINT_NAME)]

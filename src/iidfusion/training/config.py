@@ -289,6 +289,12 @@ def load_config(
     return config
 
 
+def config_from_dict(values: Mapping[str, Any], source: str) -> ExperimentConfig:
+    """The configuration that :func:`config_to_dict` wrote (in a checkpoint, a results file);
+    an unknown key is an error naming ``source``."""
+    return _merge(ExperimentConfig(), values, "", source)
+
+
 def resolve_methods(names: tuple[str, ...]) -> tuple[str, ...]:
     """Method names with the groups 'main' and 'all' expanded, duplicates dropped, each checked.
 

@@ -30,19 +30,26 @@ class NoiseMetrics:
 
 
 @torch.no_grad()
-def predict(model: FusionModel, data: MultiViewData, batch_size: int = 1024) -> torch.Tensor:
-    """Predicted classes (N,) of ``model`` in evaluation mode on the device of its parameters."""
+def infer(model: FusionModel, data: MultiViewData, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (N, C), fusion weights (N, M) in ``model.modalities`` order) of ``model`` in
+    evaluation mode, on the device of its parameters; returned on the CPU."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        chunks = []
+        logits, weights = [], []
         for start in range(0, len(data), batch_size):
-            inputs = {k: v[start : start + batch_size].to(device) for k, v in data.views.items()}
-            chunks.append(model(inputs).logits.argmax(dim=1).cpu())
+            output = model({k: v[start : start + batch_size].to(device) for k, v in data.views.items()})
+            logits.append(output.logits.float().cpu())
+            weights.append(output.weights.float().cpu())
     finally:
         model.train(was_training)
-    return torch.cat(chunks)
+    return torch.cat(logits), torch.cat(weights)
+
+
+def predict(model: FusionModel, data: MultiViewData, batch_size: int = 1024) -> torch.Tensor:
+    """Predicted classes (N,) of ``model`` in evaluation mode on the device of its parameters."""
+    return infer(model, data, batch_size)[0].argmax(dim=1)
 
 
 def classification_metrics(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[float, float]:

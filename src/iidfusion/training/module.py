@@ -20,6 +20,12 @@ Per validation epoch it logs, for every method alike (docs/method.md, "Diagnosti
 
 Metrics are accumulated in plain tensors and logged once per epoch: logging ~30 scalars at
 every step through Lightning costs more than the step itself for the small MLP models.
+
+Checkpoints. Besides Lightning's state, every checkpoint of a module built by
+:meth:`FusionModule.for_feature_views` holds, under :data:`CHECKPOINT_RECORD`, what it takes to
+rebuild the model without the training data (method, view widths, classes and their names,
+training-set size, the seed, the feature scaling): :func:`iidfusion.load_model` and
+``FusionModule.load_from_checkpoint`` read it (:mod:`iidfusion.training.checkpoint`).
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ from iidfusion.losses.informatic import InformaticConstraint
 from iidfusion.training.config import ExperimentConfig, LossConfig, ModelConfig, config_to_dict
 from iidfusion.training.distributed import GatheredCoherence, sum_across_processes
 from iidfusion.training.evaluate import classification_metrics
+
+CHECKPOINT_RECORD = "iidfusion"  # the checkpoint entry of FusionModule.record
+RECORD_VERSION = 1
 
 
 def strategy_options(spec: MethodSpec, model: ModelConfig) -> dict[str, Any]:
@@ -120,7 +129,9 @@ class EpochMeans:
 class FusionModule(L.LightningModule):
     """Train, validate and checkpoint one method (``spec``) on one model."""
 
-    def __init__(self, spec: MethodSpec | str, model: FusionModel, config: ExperimentConfig) -> None:
+    def __init__(
+        self, spec: MethodSpec | str, model: FusionModel, config: ExperimentConfig, *, record: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__()
         self.spec = get_method(spec) if isinstance(spec, str) else spec
         if model.mode != self.spec.mode:
@@ -130,6 +141,8 @@ class FusionModule(L.LightningModule):
         self.optim = config.optim
         self.monitor_distances = config.train.monitor_distances
         self.monitor_samples = config.train.monitor_samples
+        self.config = config
+        self.record = dict(record) if record is not None else None  # saved in every checkpoint
         self.save_hyperparameters({"method": self.spec.name, **config_to_dict(config)})
         self._train_means = EpochMeans()
         self._feature_means = EpochMeans()
@@ -142,11 +155,45 @@ class FusionModule(L.LightningModule):
 
     @classmethod
     def for_feature_views(
-        cls, spec: MethodSpec | str, view_dims: Mapping[str, int], num_classes: int, num_train: int, config: ExperimentConfig
+        cls,
+        spec: MethodSpec | str,
+        view_dims: Mapping[str, int],
+        num_classes: int,
+        num_train: int,
+        config: ExperimentConfig,
+        *,
+        seed: int | None = None,
+        class_names: Sequence[str] = (),
+        scaler: Any = None,
     ) -> FusionModule:
-        """The module for multi-view feature data (MLP encoders)."""
+        """The module for multi-view feature data (MLP encoders).
+
+        ``seed``, ``class_names`` and ``scaler`` (the data's ``MinMaxScaler``) are recorded in
+        its checkpoints, for predictions on new data (module docstring).
+        """
         spec = get_method(spec) if isinstance(spec, str) else spec
-        return cls(spec, build_feature_model(spec, view_dims, num_classes, num_train, config.model), config)
+        record = {
+            "version": RECORD_VERSION, "method": spec.name, "encoders": "mlp", "view_dims": dict(view_dims),
+            "num_classes": int(num_classes), "num_train": int(num_train), "seed": seed,
+            "class_names": [str(c) for c in class_names], "scaler": scaler.state() if scaler is not None else None,
+        }  # fmt: skip
+        return cls(spec, build_feature_model(spec, view_dims, num_classes, num_train, config.model), config, record=record)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
+                             strict: bool | None = None, **kwargs: Any) -> FusionModule:  # type: ignore[override]
+        """The module of a checkpoint of ``iidfusion fit``, rebuilt from its record and read with
+        ``torch.load(weights_only=True)`` (Lightning's own loader would call ``__init__`` with the
+        saved hyperparameters, which are the config, not the model). Only ``checkpoint_path`` and
+        ``map_location`` are used."""
+        from iidfusion.training.checkpoint import load_fusion_module
+
+        module = load_fusion_module(checkpoint_path)
+        return module.to(map_location) if map_location is not None else module
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.record is not None:
+            checkpoint[CHECKPOINT_RECORD] = self.record
 
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Fused logits (B, C)."""

@@ -208,14 +208,7 @@ def check_resume(path: str | Path, method: str, seed: int, config: ExperimentCon
     and the record of ``iidfusion fit`` (hyperparameters and :class:`RunRecord`), with the same
     method and seed, the same settings (but :data:`RESUMABLE_CHANGES`) and the same data (by digest).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume {path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, garbage, or a pickle that asks for code
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"--resume {path}: not a readable checkpoint ({reason})") from None
+    state = read_checkpoint(path, "--resume")
     needed = ("state_dict", "loops", "callbacks", "hyper_parameters")
     if not isinstance(state, dict) or any(key not in state for key in needed):
         raise ValueError(f"--resume {path}: not a checkpoint written by `iidfusion fit` (it lacks {', '.join(needed)})")
@@ -243,6 +236,19 @@ def check_resume(path: str | Path, method: str, seed: int, config: ExperimentCon
             f"--resume {path}: the run was trained on other data than --data {config.data} "
             "(the splits' digest differs: another file, other content, or another seed's split)"
         )
+
+
+def read_checkpoint(path: str | Path, flag: str) -> Any:
+    """The object saved at ``path``, read with ``torch.load(weights_only=True)``: a crafted file
+    cannot run code, and a missing, truncated or foreign one is one ValueError naming ``flag``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{flag} {path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, garbage, or a pickle that asks for code
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{flag} {path}: not a readable checkpoint ({reason})") from None
 
 
 def _recorded(hyper_parameters: dict[str, Any], key: str) -> Any:
@@ -368,6 +374,7 @@ class FitResult:
     seconds: float
     is_global_zero: bool
     module: FusionModule  # with the weights of the last epoch
+    device: str = "cpu"  # what it trained on, e.g. "cpu, 2 processes" (for the run's provenance)
 
     @classmethod
     def collect(
@@ -385,6 +392,7 @@ class FitResult:
             seconds=time.perf_counter() - started,
             is_global_zero=trainer.is_global_zero,
             module=module,
+            device=trainer_device(trainer),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -399,6 +407,12 @@ class FitResult:
             "seconds": self.seconds,
             "test": [{"noise": m.noise, "accuracy": m.accuracy, "macro_f1": m.macro_f1} for m in self.metrics],
         }
+
+
+def trainer_device(trainer: L.Trainer) -> str:
+    """The device a trainer ran on and how many processes shared the work: ``"cuda:0, 8 processes"``."""
+    device = str(trainer.strategy.root_device)
+    return device if trainer.world_size == 1 else f"{device}, {trainer.world_size} processes"
 
 
 def fit_method(
@@ -422,7 +436,10 @@ def fit_method(
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     L.seed_everything(seed, workers=True, verbose=False)
-    module = FusionModule.for_feature_views(method, splits.view_dims, splits.num_classes, len(splits.train), config)
+    module = FusionModule.for_feature_views(
+        method, splits.view_dims, splits.num_classes, len(splits.train), config,
+        seed=seed, class_names=splits.class_names, scaler=splits.scaler,
+    )  # fmt: skip
     data = MultiViewDataModule(
         splits, batch_size=config.train.batch_size, seed=seed, num_workers=config.train.num_workers
     )
