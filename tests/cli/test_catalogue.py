@@ -52,6 +52,10 @@ def _kg(command: str, *extra: str, data: str = "kg") -> Callable[[Path], list[st
                       "--max-epochs", "1", "--device", "cpu", "--out", "{out}", *[e.format(i=i) for e in extra]]
 
 
+def _predict(checkpoint: str = "run/if-static/seed0/checkpoints/best.ckpt", data: str = "tiny.npz") -> Callable[[Path], list[str]]:
+    return lambda i: ["predict", "--checkpoint", str(i / checkpoint), "--data", str(i / data), "--out", "{out}"]
+
+
 def _previous_fit(cwd: Path, inputs: Path) -> None:
     shutil.copytree(inputs / "run", cwd / "out")
 
@@ -137,6 +141,12 @@ CASES: dict[str, Case] = {
     "kg YAML with a python tag": Case(_kg("fit", "--config", "{i}/python_tag.yaml"), "cannot read config file"),
     "kg YAML that is a list": Case(_kg("fit", "--config", "{i}/kg_list.yaml"), "must hold a mapping of options, got list"),
     "kg missing graph": Case(_kg("fit", data="no_graph"), "neither a known knowledge graph"),
+    # predict: a checkpoint is read with weights_only, the data must have the model's views
+    "predict a missing checkpoint": Case(_predict("missing.ckpt"), "missing.ckpt: checkpoint not found"),
+    "predict a crafted checkpoint": Case(_predict("crafted.ckpt"), "crafted.ckpt: not a readable checkpoint"),
+    "predict a foreign checkpoint": Case(_predict("foreign.ckpt"), "not a checkpoint of `iidfusion fit`"),
+    "predict data of other views": Case(_predict(data="one_view.npz"), "one_view.npz: view 'a' is not one of the views the scaling was fitted on"),
+    "predict over an existing file": Case(_predict(), "--out out exists; pass --overwrite", setup=_a_file_at_out),
     # the other commands
     "datasets missing file": Case(lambda i: ["datasets", str(i / "missing.mat")], "no such file: "),
     "datasets garbage .mat": Case(lambda i: ["datasets", str(i / "garbage.mat")], "cannot read"),

@@ -172,12 +172,11 @@ class MinMaxScaler:
         return cls(minimum, {name: np.where(width > 0, width, 1.0) for name, width in span.items()})
 
     def transform(self, views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = sorted(set(views) - set(self.minimum))
-        if missing:
-            raise ValueError(f"no scaling for view {missing[0]!r}; the scaler knows {sorted(self.minimum)}")
         for name, view in views.items():
+            if name not in self.minimum:
+                raise ValueError(f"view {name!r} is not one of the views the scaling was fitted on ({', '.join(self.minimum)})")
             if view.shape[1:] != self.minimum[name].shape:
-                raise ValueError(f"view {name!r} has {view.shape[1]} features; the scaler was fitted on {self.minimum[name].shape[0]}")
+                raise ValueError(f"view {name!r} has {view.shape[1]} features, the scaling was fitted on {self.minimum[name].shape[0]}")
         return {name: (view - self.minimum[name]) / self.span[name] for name, view in views.items()}
 
     def state(self) -> dict[str, dict[str, torch.Tensor]]:
@@ -216,7 +215,10 @@ def make_splits(
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, as one error
         scaler = scale if isinstance(scale, MinMaxScaler) else MinMaxScaler.fit(views["train"]) if scale else None
         if scaler is not None:
-            views = {part: scaler.transform(part_views) for part, part_views in views.items()}
+            try:
+                views = {part: scaler.transform(part_views) for part, part_views in views.items()}
+            except ValueError as error:
+                raise ValueError(f"{arrays.source}: {error}") from None
         data = {
             part: MultiViewData(
                 {view: torch.from_numpy(array.astype(np.float32)) for view, array in views[part].items()},

@@ -97,8 +97,7 @@ def fusion_module_from_state(state: Any, where: str) -> FusionModule:
         )
     if record.get("version") != RECORD_VERSION or record.get("encoders") != "mlp":
         raise ValueError(f"{where}: a model record of version {record.get('version')!r}, which this iidfusion cannot read")
-    hyper = {k: v for k, v in state["hyper_parameters"].items() if k != "method"}
-    config = config_from_dict(hyper, where)
+    config = config_from_dict(state["hyper_parameters"], where)  # the run's whole config (FusionModule.__init__)
     module = FusionModule.for_feature_views(
         record["method"], record["view_dims"], record["num_classes"], record["num_train"], config,
         seed=record.get("seed"), class_names=record.get("class_names", ()),
