@@ -45,7 +45,9 @@ def test_fit_on_fixture_files(tiny_kg_folder, tmp_path, capsys):
          "--max-epochs", "2", "--out", str(out)]
     )  # fmt: skip
     assert code == 0
-    assert "test (pessimistic ties): mrr" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "test (pessimistic ties): mrr" in captured.out
+    assert "kg seed 1" in captured.err and "valid MRR" in captured.err and "valid MRR" not in captured.out
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["test"]) == {"mrr", "hits@1", "hits@3", "hits@10"}
     saved = yaml.safe_load((out / "config.yaml").read_text())
@@ -53,7 +55,7 @@ def test_fit_on_fixture_files(tiny_kg_folder, tmp_path, capsys):
     assert metrics["provenance"]["device"] == "cpu" and metrics["config"]["seed"] == 1
 
 
-def test_a_kg_checkpoint_gives_back_the_tested_model(tiny_kg_folder, tmp_path):
+def test_a_kg_checkpoint_gives_back_the_tested_model(tiny_kg_folder, tmp_path, capsys):
     """model.ckpt holds weights, features and config: the loaded model scores the test MRR of metrics.json."""
     import iidfusion
     from iidfusion.kg.data import load_triples_folder
@@ -62,7 +64,8 @@ def test_a_kg_checkpoint_gives_back_the_tested_model(tiny_kg_folder, tmp_path):
     img, ling = write_features(tiny_kg_folder, tmp_path)
     out = tmp_path / "run"
     assert main(["kg", "fit", "--config", str(small_config(tmp_path)), "--data", str(tiny_kg_folder), "--features",
-                 f"img={img}", f"ling={ling}", "--alpha", "0.1", "--max-epochs", "2", "--out", str(out)]) == 0
+                 f"img={img}", f"ling={ling}", "--alpha", "0.1", "--max-epochs", "2", "--out", str(out), "--no-progress-bar"]) == 0
+    assert "kg seed" not in capsys.readouterr().err  # --no-progress-bar
     trained = iidfusion.load_model(out / "model.ckpt")
     assert trained.method == "kg" and trained.inputs == {"img": 6, "ling": 4} and trained.config.objective.iid.alpha == 0.1
     kg = load_triples_folder(tiny_kg_folder)

@@ -150,6 +150,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--num-workers", type=int, default=0, help="data-loader workers (default 0)")
     group.add_argument("--hash-content", action="store_true", help="checksum image bytes, not sizes and modification times")
     group.add_argument("--force", action="store_true", help="extract again even if the cache is current")
+    group.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=True, help="a progress bar on stderr (default: shown)")
     parser.set_defaults(handler=run)
 
 
@@ -157,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.data.feature_cache import CacheKey, build_feature_cache, input_checksum
     from iidfusion.data.input_noise import NOISE_PROBABILITY, SALT_AND_PEPPER_DENSITY, InputNoise
     from iidfusion.encoders.families import build_encoders, describe_encoders, image_transforms, load_raw, raw_dataset
+    from iidfusion.progress import write_line
     from iidfusion.training.outputs import check_output_folder
 
     levels = parse_levels(args.noise)
@@ -196,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device or default_device(),
         num_workers=args.num_workers,
         force=args.force,
+        log=write_line,
+        progress=args.progress_bar,
     )
     if tokenizer is not None:
         tokenizer.save(args.out / "tokenizer")  # a random encoder's vocabulary belongs to its features

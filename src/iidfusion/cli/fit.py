@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         with run_folder(run_dir, overwrite=args.overwrite, resumable=lambda folder: _last_checkpoint(folder).is_file()):
             if config.tune.enabled:
                 tuned = tune_method(splits, methods[0], config.seed, config, data_id=data_identity(config.data),
-                                    log=lambda line: print(line, file=sys.stderr, flush=True))
+                                    log=lambda line: print(line, file=sys.stderr, flush=True), progress=config.train.progress_bar)
                 tuning = tuned.summary()
                 config = with_params(config, tuned.best.params)
             fit = fit_method(splits, methods[0], config.seed, config, run_dir, resume=resume)

@@ -225,6 +225,7 @@ def fit_end_to_end(
         best,
         callbacks=[FreezeSchedule(finetune.freeze_epochs)],
         accumulate_grad_batches=finetune.accumulate_grad_batches,
+        description=f"{method} seed {seed}",
     )
     trainer.fit(module, datamodule=data)
     device = trainer.strategy.root_device

@@ -12,6 +12,7 @@ import dataclasses
 import io
 import json
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,16 +80,31 @@ def run_comparison(
     beta: float,
     seeds: Sequence[int],
     log: Callable[[str], None] | None = None,
+    progress: bool = False,
 ) -> list[KGRunResult]:
-    """Fit the baseline (alpha = beta = 0) and IID (``alpha``, ``beta``) for every seed."""
+    """Fit the baseline (alpha = beta = 0) and IID (``alpha``, ``beta``) for every seed.
+
+    ``progress``: a bar over the runs on stderr (:mod:`iidfusion.progress`).
+    """
+    from iidfusion.progress import progress_bar
+
     if not seeds:
         raise ValueError("compare needs at least one seed")
     if alpha == 0 and beta == 0:
         raise ValueError("the IID arm needs alpha > 0 or beta > 0; with both 0 it is the baseline")
+    with progress_bar(2 * len(seeds), "kg compare", enabled=progress) as bar:
+        return _run_arms(kg, features, config, alpha, beta, seeds, log, bar)
+
+
+def _run_arms(kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGExperimentConfig, alpha: float, beta: float,
+              seeds: Sequence[int], log: Callable[[str], None] | None, bar: Any) -> list[KGRunResult]:
+    """Both arms of every seed, in order (:func:`run_comparison`); ``bar`` advances by each run."""
     results = []
     for seed in seeds:
         for arm, (a, b) in ((BASELINE, (0.0, 0.0)), (IID, (alpha, beta))):
+            bar.set_postfix_str(f"running {arm} seed {seed}")
             fit = fit_kg(kg, features, arm_config(config, alpha=a, beta=b, seed=seed))
+            bar.update(1)
             test = fit.test.as_dict()
             results.append(
                 KGRunResult(
@@ -97,7 +113,8 @@ def run_comparison(
                 )  # fmt: skip
             )
             if log is not None:
-                log(f"seed {seed} {arm}: test MRR {test['mrr']:.4f} (best epoch {fit.best_epoch}, {fit.seconds:.0f} s)")
+                with bar.external_write_mode(file=sys.stderr):
+                    log(f"seed {seed} {arm}: test MRR {test['mrr']:.4f} (best epoch {fit.best_epoch}, {fit.seconds:.0f} s)")
     return results
 
 

@@ -21,6 +21,7 @@ and refuses it when the run it continues was trained with other settings or on o
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import math
 import random
@@ -35,11 +36,13 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from iidfusion.data.base import DatasetSplits
 from iidfusion.fusion.model import FusionModel
+from iidfusion.progress import progress_bar
 from iidfusion.training.config import ExperimentConfig, TrainConfig, iter_options
 from iidfusion.training.datamodule import MultiViewDataModule
 from iidfusion.training.evaluate import NoiseMetrics, evaluate_under_noise
@@ -120,6 +123,55 @@ class ValidationPatience(Callback):
         self.best_acc = state_dict["best_acc"]
         self.best_loss = state_dict["best_loss"]
         self.wait_count = state_dict["wait_count"]
+
+
+class EpochProgressBar(ProgressBar):
+    """Lightning's progress bar for one fit: one bar over the epochs (not one per epoch over
+    batches), on stderr, with the latest validation accuracy and the time left at most
+    (early stopping may end the run sooner). Drawn by the process of rank 0 only."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__()
+        self.description = description
+        self._enabled = True
+        self.bar: Any = None  # the tqdm bar while training
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        enabled = self._enabled and trainer.is_global_zero
+        self.bar = progress_bar(trainer.max_epochs, self.description, enabled=enabled, unit="epoch", initial=trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.bar is None:
+            return
+        metrics = trainer.callback_metrics
+        shown: dict[str, Any] = {}
+        if "val/acc" in metrics:
+            shown["val acc"] = f"{100 * float(metrics['val/acc']):.2f}%"
+        if "train/loss" in metrics:
+            shown["loss"] = f"{float(metrics['train/loss']):.4f}"
+        self.bar.set_postfix(shown, refresh=False)
+        self.bar.update(1)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._close()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class BestWeights(Callback):
@@ -319,6 +371,7 @@ def build_trainer(
     callbacks: Sequence[Callback] = (),
     accumulate_grad_batches: int = 1,
     record: RunRecord | None = None,
+    description: str = "fit",
 ) -> L.Trainer:
     """The Lightning trainer of one run: seeding, early stopping, checkpoints, loggers.
 
@@ -326,11 +379,14 @@ def build_trainer(
     schedule), appended after the built-in ones (Lightning still moves every
     ``ModelCheckpoint`` to the end of the list). ``accumulate_grad_batches``: optimizer step
     every that many batches (end-to-end training's large effective batches). ``record``: the
-    run's :class:`RunRecord`, saved in its checkpoints for :func:`check_resume`.
+    run's :class:`RunRecord`, saved in its checkpoints for :func:`check_resume`. ``description``:
+    what the progress bar (:class:`EpochProgressBar`, with ``train.progress_bar``) calls the run.
     """
     built_in: list[Callback] = [ReseedEachBatch(seed), best, *([] if record is None else [record])]
     if train.patience > 0:
         built_in.append(ValidationPatience(train.patience, train.stop_on))
+    if train.progress_bar:
+        built_in.append(EpochProgressBar(description))
     if train.checkpoints and run_dir is not None:
         # Two callbacks: Lightning 2.6 refreshes save_last only in epochs that improved the
         # monitored metric, and a resume needs the state of the latest epoch.
@@ -409,6 +465,11 @@ class FitResult:
         }
 
 
+def without_progress_bar(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` for a fit inside a multi-run job, which draws the job's one bar instead."""
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, progress_bar=False))
+
+
 def trainer_device(trainer: L.Trainer) -> str:
     """The device a trainer ran on and how many processes shared the work: ``"cuda:0, 8 processes"``."""
     device = str(trainer.strategy.root_device)
@@ -444,7 +505,8 @@ def fit_method(
         splits, batch_size=config.train.batch_size, seed=seed, num_workers=config.train.num_workers
     )
     best = BestWeights()
-    trainer = build_trainer(config.train, run_dir, seed, best, record=RunRecord(method, seed, digest))
+    trainer = build_trainer(config.train, run_dir, seed, best, record=RunRecord(method, seed, digest),
+                            description=f"{method} seed {seed}")
     fit_interruptible(trainer, module, data, resume)
     evaluation = config.eval
     metrics = evaluate_under_noise(

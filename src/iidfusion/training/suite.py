@@ -162,14 +162,14 @@ def run_suite(
     reused = len(set(keys)) - len(todo)
     log(f"suite: {len(planned)} runs, {len(set(keys))} distinct, {reused} already done, {len(todo)} to train")
 
-    progress = Progress(len(todo), log)
     pending = list(todo.items())
+    with Progress([task for _, task in pending], log, bar=config.train.progress_bar, description="suite") as progress:
 
-    def save(done: int, task: Task, outcome: RunOutcome) -> None:
-        _save_outcome(_cache_path(out, pending[done - 1][0]), outcome)
-        progress(done, task, outcome)
+        def save(done: int, task: Task, outcome: RunOutcome) -> None:
+            _save_outcome(_cache_path(out, pending[done - 1][0]), outcome)
+            progress(done, task, outcome)
 
-    run_tasks([task for _, task in pending], config.jobs, save)
+        run_tasks([task for _, task in pending], config.jobs, save)
     outcomes = {key: _load_outcome(_cache_path(out, key)) for key in set(keys)}
     runs = [
         SuiteRun(name, variant, dataclasses.replace(task, label=task.method), outcomes[key])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -150,11 +151,17 @@ def tune_method(
     *,
     data_id: str,
     log: Callable[[str], None] | None = None,
+    progress: bool = False,
 ) -> TuneResult:
-    """Train every trial of ``method`` with ``seed`` (module docstring) and select one on validation."""
-    from iidfusion.training.runner import fit_method
+    """Train every trial of ``method`` with ``seed`` (module docstring) and select one on validation.
+
+    ``progress``: draw a bar over the trials (:mod:`iidfusion.progress`; the trials' own fits draw none).
+    """
+    from iidfusion.progress import progress_bar
+    from iidfusion.training.runner import fit_method, without_progress_bar
 
     tune = config.tune
+    config = without_progress_bar(config)
     space = search_space(tune, get_method(method))
     grid = _grid(space)
     if not space:  # nothing of this method is tuned: one plain fit, reported like a tuned one
@@ -178,8 +185,11 @@ def tune_method(
         load_if_exists=True,
     )
 
+    bar = progress_bar(budget, f"tune {method} seed {seed}", enabled=progress, unit="trial")
+
     def objective(trial) -> float:  # noqa: ANN001 (an optuna.Trial)
         params = {name: trial.suggest_categorical(name, list(values)) for name, values in space.items()}
+        bar.set_postfix_str(", ".join(f"{k}={v}" for k, v in params.items()))
         try:
             fit = fit_method(splits, method, seed, with_params(config, params))
         except FloatingPointError as error:
@@ -192,15 +202,18 @@ def tune_method(
             "epochs": fit.epochs,
             "seconds": fit.seconds,
         })
+        bar.update(1)
         if log is not None:
             shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-            log(f"{method} seed {seed} trial {shown or '(defaults)'}: val acc {100 * fit.best_val_acc:.2f}%")
+            with bar.external_write_mode(file=sys.stderr):
+                log(f"{method} seed {seed} trial {shown or '(defaults)'}: val acc {100 * fit.best_val_acc:.2f}%")
         return fit.best_val_acc
 
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-    if len(study.get_trials(deepcopy=False, states=finished)) < budget:
-        cap = optuna.study.MaxTrialsCallback(budget, states=finished + (optuna.trial.TrialState.RUNNING,))
-        study.optimize(objective, n_trials=budget, callbacks=[cap], catch=())
+    with bar:
+        if len(study.get_trials(deepcopy=False, states=finished)) < budget:
+            cap = optuna.study.MaxTrialsCallback(budget, states=finished + (optuna.trial.TrialState.RUNNING,))
+            study.optimize(objective, n_trials=budget, callbacks=[cap], catch=())
     while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         time.sleep(_POLL_SECONDS)  # other processes' trials of a shared study
     trials = [_trial(t) for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
