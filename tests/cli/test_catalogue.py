@@ -157,6 +157,9 @@ CASES: dict[str, Case] = {
     "extract without transformers": Case(lambda i: ["extract", "--data-format", "mmbt", "--root", str(i / "mvsa"), "--out", "{out}"],
                                          "needs the optional package 'transformers', which is not installed: pip install 'iidfusion[vl]'",
                                          patch=_without("transformers")),
+    "extract timm:NAME without timm": Case(
+        lambda i: ["extract", "--data-format", "mmbt", "--root", str(i / "mvsa"), "--image-encoder", "timm:resnet18", "--out", "{out}"],
+        "needs the optional package 'timm', which is not installed: pip install 'iidfusion[vision]'", patch=_without("timm")),
     "extract --out is a file": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--out", "{out}"],
                                     "--out out is a file", setup=_a_file_at_out),
     "plot --out inside a file": Case(lambda i: ["plot", "--runs", str(i / "run"), "--out", "{out}/f.png"],
