@@ -93,6 +93,7 @@ CASES: dict[str, Case] = {
     "fit --variant typo": Case(_fit("tiny.npz", "--variant", "aimm"), "unknown L_ic variant 'aimm'"),
     "fit --max-epochs abc": Case(_fit("tiny.npz", "--max-epochs", "abc"), "config key 'train.max_epochs' must be int"),
     "fit --precision 13": Case(_fit("tiny.npz", "--precision", "13"), "--precision 13: Precision '13' is invalid"),
+    "fit --num-nodes 0": Case(_fit("tiny.npz", "--num-nodes", "0"), "--num-nodes (train.num_nodes) must be finite and >= 1, got 0"),
     "fit --devices 1,x": Case(_fit("tiny.npz", "--devices", "1,x"), "--devices must be a count, a comma list"),
     "fit a method group": Case(_fit("tiny.npz", "--method", "main"), "fit trains one method"),
     "fit unknown flag": Case(_fit("tiny.npz", "--alhpa", "1"), "unrecognized arguments: --alhpa 1 (see iidfusion fit --help)"),

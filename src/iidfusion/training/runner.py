@@ -247,7 +247,7 @@ def data_digest(splits: DatasetSplits) -> str:
 # evaluation after training. Any other change would continue a different run.
 RESUMABLE_CHANGES = frozenset({
     "data", "out", "method", "seed", "methods", "seeds", "jobs", "datasets", "variants", "train.max_epochs",
-    "train.accelerator", "train.devices", "train.strategy", "train.num_workers", "train.threads", "train.progress_bar",
+    "train.accelerator", "train.devices", "train.num_nodes", "train.strategy", "train.num_workers", "train.threads", "train.progress_bar",
     "train.checkpoints", "train.loggers", "train.monitor_distances", "train.monitor_samples", "eval.noise",
     "eval.noise_view", "eval.noise_kind",
 })  # fmt: skip
@@ -400,6 +400,7 @@ def build_trainer(
         min_epochs=min(train.min_epochs, train.max_epochs) or None,
         accelerator=train.accelerator,
         devices=parse_devices(train.devices),
+        num_nodes=train.num_nodes,
         strategy=build_strategy(train.strategy),
         precision=train.precision,  # type: ignore[arg-type]
         deterministic="warn",
