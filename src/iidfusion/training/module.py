@@ -270,7 +270,7 @@ class FusionModule(L.LightningModule):
                 self._monitor_features.append({"index": batch["index"][keep]} | {m: z[keep].detach() for m, z in output.features.items()})
 
     def on_validation_epoch_end(self) -> None:
-        # Every process reaches the collectives below, also one whose share held no batch.
+        # Every process holds a share of at least one sample (ShardSampler); an empty split logs nothing.
         local = [torch.cat(parts) for parts in zip(*self._val_outputs)] if self._val_outputs else [
             torch.empty(0, dtype=torch.long, device=self.device)] * 2
         self._val_outputs.clear()
@@ -300,8 +300,8 @@ class FusionModule(L.LightningModule):
         features = {m: z[order] for m, z in gathered.items()}
         if len(order) < 2:
             return {}
-        with torch.no_grad():
-            monitored = self.loss_fn.coherence(features)
+        with torch.no_grad():  # the features are gathered already: L_dc's own estimate, not a GatheredCoherence's
+            monitored = DistributionCoherence.forward(self.loss_fn.coherence, features)
         return {f"val/{k}": v for k, v in _distance_metrics(monitored.pairs, monitored.pair_distances).items()}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
