@@ -115,10 +115,15 @@ def load_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
     splits = load_dataset(config.data, seed=seed, views=config.views, labels=config.labels or None)
     if len(splits.view_dims) < 2:
         raise ValueError(f"{config.data}: {len(splits.view_dims)} view {list(splits.view_dims)}; fusion needs at least two")
+    check_noise_view(config, splits)
+    return splits
+
+
+def check_noise_view(config: ExperimentConfig, splits: DatasetSplits) -> None:
+    """The noise view of ``config`` is 'all' or a view of ``splits``."""
     view = config.eval.noise_view
     if view != "all" and view not in splits.view_dims:
         raise ValueError(f"noise view {view!r} is not a view of {splits.name}; views: {list(splits.view_dims)}")
-    return splits
 
 
 def validate_config(config: ExperimentConfig) -> None:
@@ -157,6 +162,7 @@ def _cached_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
         while len(_SPLITS) >= _SPLITS_KEPT:
             _SPLITS.pop(next(iter(_SPLITS)))
         _SPLITS[key] = load_splits(config, seed)
+    check_noise_view(config, _SPLITS[key])  # the cached splits may have been loaded for another config
     return _SPLITS[key]
 
 

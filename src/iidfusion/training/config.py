@@ -78,7 +78,7 @@ class TrainConfig:
     max_epochs: int = _option(100, "maximum training epochs")
     batch_size: int = _option(128, "training batch size (per process)")
     patience: int = _option(10, "early stopping: epochs without a better validation score (0: off)")
-    stop_on: str = _option("acc", "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)")
+    stop_on: str = _option("acc_or_loss", "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)")
     min_epochs: int = _option(0, "epochs trained before early stopping may stop a run")
     accelerator: str = _option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
     devices: str = _option("auto", "Lightning devices: auto, a count, or a comma list of ids")

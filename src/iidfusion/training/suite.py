@@ -224,7 +224,7 @@ def _paired_p(differences: np.ndarray) -> tuple[float, float]:
     """(t-test p, Wilcoxon p) of paired differences against 0; NaN where a test is undefined."""
     from scipy.stats import ttest_1samp, wilcoxon
 
-    if len(differences) < 2 or np.ptp(differences) == 0 and differences[0] == 0:
+    if len(differences) < 2 or (np.ptp(differences) == 0 and differences[0] == 0):
         return math.nan, math.nan
     p_t = float(ttest_1samp(differences, 0.0).pvalue) if np.ptp(differences) > 0 else 0.0
     nonzero = differences[differences != 0]
@@ -280,6 +280,49 @@ def gains(runs: Sequence[SuiteRun]) -> list[Gain]:
     return [dataclasses.replace(g, p_holm=p) for g, p in zip(rows, adjusted)]
 
 
+def fixed_point_gains(runs: Sequence[SuiteRun]) -> list[tuple[str, dict[str, Any], float, float, int]]:
+    """What each grid point would gain if it were used everywhere, read from the tuning trials.
+
+    Per (reading, grid point): the mean over IID methods x their bases (LF and IF) x data sets x
+    seeds of the trial's validation accuracy (and test Avg Acc) minus the base's, in percentage
+    points, and the number of such pairs; best validation gain first. This is how fixed defaults
+    are chosen on validation from a tuned suite.
+    """
+    by_key = {(r.variant, r.dataset, r.task.method, r.task.seed): r for r in runs}
+    pairs = comparisons(list(dict.fromkeys(r.task.method for r in runs)))
+    sums: dict[tuple[str, str], list[Any]] = {}
+    for (variant, dataset, method, seed), run in by_key.items():
+        spec = get_method(method)
+        if run.outcome.tuning is None or not (spec.use_ic or spec.use_dc):
+            continue
+        for reference in [ref for m, ref in pairs if m == method]:
+            base = by_key.get((variant, dataset, reference, seed))
+            if base is None:
+                continue
+            for trial in run.outcome.tuning["trials"]:
+                test = 100.0 * float(np.mean([t["accuracy"] for t in trial["test"]]))
+                entry = sums.setdefault((variant, json.dumps(trial["params"], sort_keys=True)), [0.0, 0.0, 0])
+                entry[0] += 100.0 * trial["val_acc"] - base.val
+                entry[1] += test - base.test_avg
+                entry[2] += 1
+    rows = [(variant, json.loads(params), val / n, test / n, n) for (variant, params), (val, test, n) in sums.items()]
+    return sorted(rows, key=lambda row: -row[2])
+
+
+def _fixed_points(runs: Sequence[SuiteRun]) -> list[str]:
+    rows = fixed_point_gains(runs)
+    if not rows:
+        return []
+    lines = ["", "## Fixed hyperparameters, from the tuning trials", "",
+             "Each grid point used for every data set and seed, as if it were the default: mean gain of the IID methods "
+             "over their bases (LF and IF) in validation accuracy (what defaults are chosen on) and in test Avg Acc.", "",
+             "| reading | hyperparameters | Δ val | Δ test | pairs |", "|---|---|---:|---:|---:|"]
+    for variant, params, val, test, n in rows:
+        shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+        lines.append(f"| {variant} | {shown} | {val:+.2f} | {test:+.2f} | {n} |")
+    return lines
+
+
 def _fmt(value: float, spec: str) -> str:
     return "n/a" if math.isnan(value) else format(value, spec)
 
@@ -302,8 +345,9 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
         f"Protocol: {protocol}. L_ic readings: {', '.join(variants)}; L_ic over modalities: {config.loss.ic_reduction}, "
         f"L_dc over pairs: {config.loss.dc_reduction}. Test noise levels {list(config.eval.noise)} "
         f"({config.eval.noise_kind}, views: {config.eval.noise_view}); at most {config.train.max_epochs} epochs, "
-        f"early stopping patience {config.train.patience}, lr {config.optim.lr:g}, batch {config.train.batch_size}, "
-        f"width {config.model.width}. Selection (early stopping, tuning) on validation; test read once. "
+        f"early stopping patience {config.train.patience} on {config.train.stop_on}, lr {config.optim.lr:g}, "
+        f"batch {config.train.batch_size}, width {config.model.width}, IF unimodal heads {config.model.unimodal_heads}. "
+        "Selection (early stopping, tuning) on validation; test read once. "
         f"Time: {seconds / 60:.1f} min ({reused} runs reused from an earlier start).",
         "",
         "Data sets: " + ", ".join(datasets) + ".",
@@ -323,6 +367,8 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
             f"| {variant} | {g.method} | {g.reference} | {g.test:+.2f} | {g.val:+.2f} | {_fmt(g.p_t, '.3g')} | "
             f"{_fmt(g.p_wilcoxon, '.3g')} | {_fmt(g.p_holm, '.3g')} | {g.wins}/{g.ties}/{g.losses} | {g.pairs} |"
         )
+    if tune.enabled:
+        lines += _fixed_points(runs)
     for variant in variants:
         lines += ["", f"## Test Avg Acc (%) per data set, reading {variant}", "",
                   "| data set | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
