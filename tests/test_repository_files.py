@@ -35,8 +35,8 @@ def test_python_dash_m_runs_the_command():
 
 def test_licence_and_citation_say_what_is_known():
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert pyproject["license"] == {"text": "MIT"} and (REPO / "LICENSE").read_text().startswith("MIT License")
-    assert "License :: OSI Approved :: MIT License" in pyproject["classifiers"]
+    assert pyproject["license"] == "MIT" and pyproject["license-files"] == ["LICENSE"]
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
     citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
     assert citation["cff-version"] == "1.2.0" and citation["license"] == "MIT" and citation["type"] == "software"
     (paper,) = citation["references"]
