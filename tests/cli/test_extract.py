@@ -23,8 +23,8 @@ def test_extract_vision_language_then_reuse(tmp_path: Path, capsys: pytest.Captu
     argv = ["extract", "--data-format", "mmbt", "--root", str(root), "--out", str(out), "--noise", "0,5", "--max-length", "16", *QUICK]
     with pytest.warns(UserWarning, match="random"):
         assert main(argv) == 0
-    first = capsys.readouterr().out
-    assert first.count("extracted") == 4 and "features image 1536, text 128" in first  # 3 regions x 512; random BERT 128
+    first = capsys.readouterr()
+    assert first.err.count("extracted") == 4 and "features image 1536, text 128" in first.out  # 3 regions x 512; random BERT 128
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["class_names"] == ["class0", "class1", "class2"]
     assert manifest["settings"]["encoders"]["image"]["arch"] == "resnet18"
@@ -33,7 +33,7 @@ def test_extract_vision_language_then_reuse(tmp_path: Path, capsys: pytest.Captu
     assert splits.view_dims == {"image": 1536, "text": 128} and len(splits.test) == 6
     with pytest.warns(UserWarning):
         assert main(argv) == 0
-    assert "extracted" not in capsys.readouterr().out  # the cache is current: nothing recomputed
+    assert "extracted" not in capsys.readouterr().err  # the cache is current: nothing recomputed
     # The cache goes through the same `compare` as any multi-view file (here its noisy test variant).
     runs = tmp_path / "compare"
     assert main(["compare", "--data", str(out / "features_noise5.npz"), "--methods", "iid-l", "--seeds", "1",
@@ -91,5 +91,5 @@ def test_extract_hfm_with_minilm_then_compare(tmp_path: Path, capsys: pytest.Cap
     assert torch.allclose(clean.train.views["text"].norm(dim=1), torch.ones(10), atol=1e-5)  # MiniLM's unit-norm output
     assert torch.equal(clean.train.views["text"], noisy.train.views["text"])  # noise on the test split only
     assert not torch.equal(clean.test.views["text"], noisy.test.views["text"])
-    assert main(argv) == 0 and "extracted" not in capsys.readouterr().out  # cached
+    assert main(argv) == 0 and "extracted" not in capsys.readouterr().err  # cached
     # `compare` on these features with configs/hfm_attributes.yaml: tests/test_benchmark_scripts.py

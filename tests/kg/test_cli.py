@@ -45,12 +45,33 @@ def test_fit_on_fixture_files(tiny_kg_folder, tmp_path, capsys):
          "--max-epochs", "2", "--out", str(out)]
     )  # fmt: skip
     assert code == 0
-    assert "test (pessimistic ties): mrr" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "test (pessimistic ties): mrr" in captured.out
+    assert "kg seed 1" in captured.err and "valid MRR" in captured.err and "valid MRR" not in captured.out
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["test"]) == {"mrr", "hits@1", "hits@3", "hits@10"}
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["seed"] == 1 and saved["objective"]["iid"]["alpha"] == 0.1 and saved["features"]["img"] == str(img)
-    assert (out / "model.pt").is_file()
+    assert metrics["provenance"]["device"] == "cpu" and metrics["config"]["seed"] == 1
+
+
+def test_a_kg_checkpoint_gives_back_the_tested_model(tiny_kg_folder, tmp_path, capsys):
+    """model.ckpt holds weights, features and config: the loaded model scores the test MRR of metrics.json."""
+    import iidfusion
+    from iidfusion.kg.data import load_triples_folder
+    from iidfusion.kg.evaluate import evaluate_link_prediction
+
+    img, ling = write_features(tiny_kg_folder, tmp_path)
+    out = tmp_path / "run"
+    assert main(["kg", "fit", "--config", str(small_config(tmp_path)), "--data", str(tiny_kg_folder), "--features",
+                 f"img={img}", f"ling={ling}", "--alpha", "0.1", "--max-epochs", "2", "--out", str(out), "--no-progress-bar"]) == 0
+    assert "kg seed" not in capsys.readouterr().err  # --no-progress-bar
+    trained = iidfusion.load_model(out / "model.ckpt")
+    assert trained.method == "kg" and trained.inputs == {"img": 6, "ling": 4} and trained.config.objective.iid.alpha == 0.1
+    kg = load_triples_folder(tiny_kg_folder)
+    assert trained.output_names == kg.entities
+    test = evaluate_link_prediction(trained.model.scorer(), kg, "test", tie_policy=trained.config.train.tie_policy)
+    assert test.mrr == pytest.approx(json.loads((out / "metrics.json").read_text())["test"]["mrr"], rel=1e-6)
 
 
 def test_compare_writes_table(tiny_kg_folder, tmp_path, capsys):
@@ -67,6 +88,8 @@ def test_compare_writes_table(tiny_kg_folder, tmp_path, capsys):
     assert [(r["arm"], r["seed"]) for r in payload["runs"]] == [("baseline", 0), ("iid", 0), ("baseline", 1), ("iid", 1)]
     assert {t["metric"] for t in payload["paired_tests"]} == {"mrr", "hits@1", "hits@3", "hits@10"}
     assert (out / "results.csv").read_text().startswith("arm,seed,alpha,beta")
+    assert all(t["p_holm"] is None or t["p_holm"] >= t["p_value"] for t in payload["paired_tests"])
+    assert "| p | p (Holm) |" in printed and payload["provenance"]["torch"] and payload["config"]["data"]
     assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.json", "results.md"]
 
 

@@ -51,6 +51,7 @@ def test_suite_writes_one_table_and_resumes_without_training_again(suite_config,
     ]
     payload = json.loads((tmp_path / "suite.json").read_text())
     assert len(payload["runs"]) == 24 and {"val_acc", "test", "dataset", "variant"} <= set(payload["runs"][0])
+    assert payload["provenance"]["torch"] and payload["config"]["seeds"] == suite_config.seeds
     # the gains are computed from the runs themselves
     runs = payload["runs"]
 

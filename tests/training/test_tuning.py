@@ -100,7 +100,11 @@ def test_two_processes_share_one_study_through_sqlite(tiny_splits, fast_config, 
         assert child.exitcode == 0
     assert answers[0] == answers[1]
     (summary,) = optuna.get_all_study_summaries(storage)
-    assert summary.n_trials == 6, "each of the 6 grid points trained once, by one of the processes"
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    trained = [t for t in study.get_trials() if not t.user_attrs.get("duplicate")]
+    assert len(trained) == 6, "each of the 6 grid points trained once, by one of the processes"
+    assert len({tuple(sorted(t.params.items())) for t in trained}) == 6
+    assert all("result" not in t.user_attrs for t in study.get_trials() if t.user_attrs.get("duplicate"))
     assert len(answers[0][1]) == 6
 
 

@@ -68,12 +68,12 @@ ENCODER_FLAGS: dict[str, str] = {
 def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that choose the encoders and the image size (shared with ``finetune``)."""
     group = parser.add_argument_group("encoders")
-    group.add_argument("--text-encoder", default=None, help="local Hugging Face model folder, 'minilm' (bundled all-MiniLM-L6-v2) or 'random' (default: random, with a warning)")
+    group.add_argument("--text-encoder", default=None, help="local Hugging Face model folder, a Hugging Face model id already in the local cache (read offline), 'minilm' (bundled all-MiniLM-L6-v2) or 'random' (default: random, with a warning)")
     group.add_argument("--max-length", type=int, default=None, help="text tokens per sample (default 512, as the originals)")
-    group.add_argument("--image-encoder", default=None, help="ResNet of the image / RGB modality (default: resnet152 vision-language, resnet18 RGB-D)")
-    group.add_argument("--weights", default=None, help="local torchvision weight file (.pth) of the image / RGB encoder (default: random, with a warning)")
+    group.add_argument("--image-encoder", default=None, help="image / RGB encoder: a built-in ResNet (resnet18 ... resnet152), timm:NAME or torchvision:NAME (optional extra 'vision') (default: resnet152 vision-language, resnet18 RGB-D)")
+    group.add_argument("--weights", default=None, help="local weight file (.pth, .pt or .safetensors state dict) of the image / RGB encoder (default: random, with a warning)")
     group.add_argument("--regions", type=int, default=None, help="pooled horizontal regions of the image feature map (default: 3 vision-language, 1 RGB-D)")
-    group.add_argument("--depth-encoder", default=None, help="rgbd: ResNet of the depth modality (default resnet18)")
+    group.add_argument("--depth-encoder", default=None, help="rgbd: encoder of the depth modality, as --image-encoder (default resnet18)")
     group.add_argument("--depth-weights", default=None, help="rgbd: local torchvision weight file of the depth encoder")
     group.add_argument("--image-size", type=int, default=None, help="image crop size (default 224, the originals; smaller for quick CPU runs)")
 
@@ -103,8 +103,14 @@ def encoder_options(args: argparse.Namespace, file_values: Mapping[str, Any], in
     unknown = sorted(set(file_values) - known)
     if unknown:
         raise ValueError(f"unknown keys {unknown} in the config's encoders section; known keys: {sorted(known)}")
+    from iidfusion.encoders.ecosystem import import_library, is_ecosystem_encoder
+
     flags = {name: getattr(args, dest) for dest, name in ENCODER_FLAGS.items() if getattr(args, dest) is not None}
-    return EncoderOptions(**{**file_values, **flags, "init_seed": init_seed})
+    options = EncoderOptions(**{**file_values, **flags, "init_seed": init_seed})
+    for arch in (options.image_arch, options.depth_arch):
+        if arch is not None and is_ecosystem_encoder(arch):
+            import_library(arch.partition(":")[0])  # a missing or broken package is said before any data is read
+    return options
 
 
 def parse_levels(text: str) -> tuple[float, ...]:
@@ -150,6 +156,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--num-workers", type=int, default=0, help="data-loader workers (default 0)")
     group.add_argument("--hash-content", action="store_true", help="checksum image bytes, not sizes and modification times")
     group.add_argument("--force", action="store_true", help="extract again even if the cache is current")
+    group.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=True, help="a progress bar on stderr (default: shown)")
     parser.set_defaults(handler=run)
 
 
@@ -157,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.data.feature_cache import CacheKey, build_feature_cache, input_checksum
     from iidfusion.data.input_noise import NOISE_PROBABILITY, SALT_AND_PEPPER_DENSITY, InputNoise
     from iidfusion.encoders.families import build_encoders, describe_encoders, image_transforms, load_raw, raw_dataset
+    from iidfusion.progress import write_line
     from iidfusion.training.outputs import check_output_folder
 
     levels = parse_levels(args.noise)
@@ -164,8 +172,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     require_text_packages(args.data_format)
     check_output_folder(args.out, shared=True)  # a cache: it may hold features to reuse
-    raw = load_raw(raw_options(args))
     options = encoder_options(args, {}, args.seed)
+    raw = load_raw(raw_options(args))
     image_size = args.image_size or 224
     encoders, tokenizer = build_encoders(raw, options)
     settings: dict[str, Any] = {
@@ -196,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device or default_device(),
         num_workers=args.num_workers,
         force=args.force,
+        log=write_line,
+        progress=args.progress_bar,
     )
     if tokenizer is not None:
         tokenizer.save(args.out / "tokenizer")  # a random encoder's vocabulary belongs to its features

@@ -41,13 +41,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, or auto")
     parser.add_argument("--cache-dir", help="cache of entity-name embeddings (default: ~/.cache/iidfusion)")
     parser.add_argument("--out", required=True, help="output folder (a new one, or one to --overwrite)")
+    parser.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=True,
+                        help="a progress bar on stderr (default: shown)")
     add_overwrite_argument(parser)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("kg", help="multimodal knowledge-graph link prediction (OTKGE + IID)")
     commands = parser.add_subparsers(dest="kg_command", required=True, metavar="KG_COMMAND")
-    fit = commands.add_parser("fit", help="train one model; writes config.yaml, metrics.json, model.pt")
+    fit = commands.add_parser("fit", help="train one model; writes config.yaml, metrics.json, model.ckpt")
     _common(fit)
     fit.add_argument("--seed", type=int, help="seed of initialisation and batch order")
     fit.set_defaults(handler=run_fit)
@@ -115,13 +117,14 @@ def _run_in(args: argparse.Namespace) -> Iterator[None]:
 
 def run_fit(args: argparse.Namespace) -> int:
     from iidfusion.kg.train import fit_kg, save_run, validate_kg_config
+    from iidfusion.progress import write_line
 
     config, _ = _experiment(args)
     validate_kg_config(config)
     with _run_in(args):
         kg, features, config = _load(config, args)
-        result = fit_kg(kg, features, config, log=print)
-        save_run(result, config, args.out)
+        result = fit_kg(kg, features, config, log=write_line, progress=args.progress_bar)
+        save_run(result, config, args.out, kg)
     metrics = " ".join(f"{k} {v:.4f}" for k, v in result.test.as_dict().items())
     print(f"best epoch {result.best_epoch}; test ({result.test.tie_policy} ties): {metrics}; wrote {args.out}")
     return 0
@@ -129,6 +132,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     from iidfusion.kg.compare import run_comparison, write_comparison
+    from iidfusion.progress import write_line
 
     config, section = _experiment(args)
     unknown = set(section) - {"seeds", "alpha", "beta"}
@@ -146,7 +150,8 @@ def run_compare(args: argparse.Namespace) -> int:
     validate_kg_config(dataclasses.replace(config, objective=dataclasses.replace(config.objective, iid=iid)))
     with _run_in(args):
         kg, features, config = _load(config, args)
-        results = run_comparison(kg, features, config, alpha=alpha, beta=beta, seeds=seeds, log=print)
+        results = run_comparison(kg, features, config, alpha=alpha, beta=beta, seeds=seeds, log=write_line,
+                                 progress=args.progress_bar)
         report = write_comparison(args.out, results, config, f"{kg.name}: OTKGE-style baseline vs IID")
     print(report)
     return 0

@@ -172,7 +172,21 @@ class MinMaxScaler:
         return cls(minimum, {name: np.where(width > 0, width, 1.0) for name, width in span.items()})
 
     def transform(self, views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for name, view in views.items():
+            if name not in self.minimum:
+                raise ValueError(f"view {name!r} is not one of the views the scaling was fitted on ({', '.join(self.minimum)})")
+            if view.shape[1:] != self.minimum[name].shape:
+                raise ValueError(f"view {name!r} has {view.shape[1]} features, the scaling was fitted on {self.minimum[name].shape[0]}")
         return {name: (view - self.minimum[name]) / self.span[name] for name, view in views.items()}
+
+    def state(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The statistics as float64 tensors (what a checkpoint read with ``weights_only`` holds)."""
+        return {"minimum": {k: torch.from_numpy(v.copy()) for k, v in self.minimum.items()},
+                "span": {k: torch.from_numpy(v.copy()) for k, v in self.span.items()}}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Mapping[str, torch.Tensor]]) -> MinMaxScaler:
+        return cls({k: v.double().numpy() for k, v in state["minimum"].items()}, {k: v.double().numpy() for k, v in state["span"].items()})
 
 
 def make_splits(
@@ -182,9 +196,13 @@ def make_splits(
     seed: int = 0,
     val_fraction: float = VAL_FRACTION,
     test_fraction: float = TEST_FRACTION,
-    scale: bool = True,
+    scale: bool | MinMaxScaler = True,
 ) -> DatasetSplits:
-    """Encode labels, split (the file's splits, else stratified by ``seed``), scale on train."""
+    """Encode labels, split (the file's splits, else stratified by ``seed``), scale on train.
+
+    ``scale``: a fitted :class:`MinMaxScaler` scales every split with it instead (a trained
+    model's, so that the data it predicts are scaled as those it was trained on).
+    """
     _check_fractions(val_fraction, test_fraction)
     _check_finite(arrays)
     codes, class_names = encode_labels(arrays.labels, arrays.source)
@@ -195,9 +213,12 @@ def make_splits(
         for part, rows in index.items()
     }
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, as one error
-        if scale:
-            scaler = MinMaxScaler.fit(views["train"])
-            views = {part: scaler.transform(part_views) for part, part_views in views.items()}
+        scaler = scale if isinstance(scale, MinMaxScaler) else MinMaxScaler.fit(views["train"]) if scale else None
+        if scaler is not None:
+            try:
+                views = {part: scaler.transform(part_views) for part, part_views in views.items()}
+            except ValueError as error:
+                raise ValueError(f"{arrays.source}: {error}") from None
         data = {
             part: MultiViewData(
                 {view: torch.from_numpy(array.astype(np.float32)) for view, array in views[part].items()},
@@ -206,7 +227,7 @@ def make_splits(
             for part, rows in index.items()
         }
     _check_finite_after_scaling(data, arrays.source)
-    return DatasetSplits(name, data["train"], data["val"], data["test"], len(class_names), class_names)
+    return DatasetSplits(name, data["train"], data["val"], data["test"], len(class_names), class_names, scaler)
 
 
 def _check_split_classes(

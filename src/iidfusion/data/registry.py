@@ -26,6 +26,7 @@ from iidfusion.data.base import DatasetSplits
 from iidfusion.data.multiview import (
     TEST_FRACTION,
     VAL_FRACTION,
+    MinMaxScaler,
     MultiViewArrays,
     encode_labels,
     make_splits,
@@ -66,7 +67,7 @@ def load_dataset(
     seed: int = 0,
     val_fraction: float = VAL_FRACTION,
     test_fraction: float = TEST_FRACTION,
-    scale: bool = True,
+    scale: bool | MinMaxScaler = True,
     views: Sequence[str] = (),
     labels: str | None = None,
 ) -> DatasetSplits:

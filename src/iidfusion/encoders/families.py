@@ -28,6 +28,7 @@ from iidfusion.data.input_noise import InputNoise
 from iidfusion.data.multiview import VAL_FRACTION
 from iidfusion.data.rgbd import RGBD_MODALITIES, RGBDDataset, load_rgbd
 from iidfusion.data.vision_language import DATA_FORMATS, RawDataset, RawSplits, VisionLanguageDataset, load_vision_language
+from iidfusion.encoders.ecosystem import EcosystemImageEncoder, is_ecosystem_encoder
 from iidfusion.encoders.image import (
     RGBD_EVAL_TRANSFORM,
     RGBD_TRAIN_TRANSFORM,
@@ -124,13 +125,15 @@ def build_encoders(raw: RawSplits, options: EncoderOptions) -> tuple[dict[str, n
     if raw.family == "texts":
         return _text_encoders(raw, options)
     arch, regions = DEFAULT_IMAGE_ENCODER[raw.family]
-    arch, regions = options.image_arch or arch, options.regions or regions
+    arch = options.image_arch or arch
+    # The originals' band pooling is for their ResNets; an encoder from timm / torchvision pools to one vector.
+    regions = options.regions or (1 if is_ecosystem_encoder(arch) else regions)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.init_seed)
         if raw.family == "rgbd":
             encoders: dict[str, nn.Module] = {
-                "rgb": ImageEncoder(arch, weights=options.image_weights, regions=regions),
-                "depth": ImageEncoder(options.depth_arch, weights=options.depth_weights, regions=regions),
+                "rgb": image_encoder(arch, weights=options.image_weights, regions=regions),
+                "depth": image_encoder(options.depth_arch, weights=options.depth_weights, regions=regions),
             }
             return encoders, None
         text, tokenizer = load_text_encoder(
@@ -139,7 +142,15 @@ def build_encoders(raw: RawSplits, options: EncoderOptions) -> tuple[dict[str, n
             corpus=[sample.text or "" for sample in raw.train],
             random_config=replace(options.random_text, seed=options.init_seed),
         )
-        return {"image": ImageEncoder(arch, weights=options.image_weights, regions=regions), "text": text}, tokenizer
+        return {"image": image_encoder(arch, weights=options.image_weights, regions=regions), "text": text}, tokenizer
+
+
+def image_encoder(arch: str, *, weights: str | None, regions: int) -> nn.Module:
+    """A built-in ResNet (``resnet18`` ... ``resnet152``) or a timm / torchvision model (``timm:NAME``,
+    :mod:`iidfusion.encoders.ecosystem`), pooled to ``regions`` bands."""
+    if is_ecosystem_encoder(arch):
+        return EcosystemImageEncoder(arch, weights=weights, regions=regions)
+    return ImageEncoder(arch, weights=weights, regions=regions)
 
 
 def _text_encoders(raw: RawSplits, options: EncoderOptions) -> tuple[dict[str, nn.Module], TextTokenizer]:

@@ -82,6 +82,7 @@ class TrainConfig:
     min_epochs: int = _option(0, "epochs trained before early stopping may stop a run")
     accelerator: str = _option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
     devices: str = _option("auto", "Lightning devices: auto, a count, or a comma list of ids")
+    num_nodes: int = _option(1, "machines the run spans, each with --devices processes (docs/scaling.md)")
     strategy: str = _option("auto", "Lightning strategy: auto, ddp, ddp_spawn, ...")
     num_workers: int = _option(0, "data-loader worker processes")
     threads: int = _option(0, "torch CPU threads of this process (0: torch's default; 1 suits small models)")
@@ -290,7 +291,8 @@ def load_config(
 
 
 def config_from_dict(values: Mapping[str, Any], source: str) -> ExperimentConfig:
-    """The configuration a nested dict describes (e.g. the ``config`` recorded in a results file)."""
+    """The configuration that :func:`config_to_dict` wrote (in a checkpoint, a results file);
+    an unknown key is an error naming ``source``."""
     return _merge(ExperimentConfig(), values, "", source)
 
 

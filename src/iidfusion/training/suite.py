@@ -37,10 +37,11 @@ from typing import Any
 import numpy as np
 
 from iidfusion.fusion.methods import get_method
+from iidfusion.provenance import provenance
 from iidfusion.training.compare import Progress, RunOutcome, Task, load_splits, run_record, run_tasks, validate_config
 from iidfusion.training.config import ExperimentConfig, config_from_dict, config_to_dict, resolve_methods
 from iidfusion.training.outputs import staged_files
-from iidfusion.training.report import EvalResult, average_accuracy, json_ready, render_report
+from iidfusion.training.report import EvalResult, average_accuracy, holm, json_ready, render_report
 from iidfusion.training.tuning import TUNABLE
 
 TUNED_VARIANT = "tuned"  # the reading label when the reading itself is tuned (tune.variant)
@@ -161,14 +162,14 @@ def run_suite(
     reused = len(set(keys)) - len(todo)
     log(f"suite: {len(planned)} runs, {len(set(keys))} distinct, {reused} already done, {len(todo)} to train")
 
-    progress = Progress(len(todo), log)
     pending = list(todo.items())
+    with Progress([task for _, task in pending], log, bar=config.train.progress_bar, description="suite") as progress:
 
-    def save(done: int, task: Task, outcome: RunOutcome) -> None:
-        _save_outcome(_cache_path(out, pending[done - 1][0]), outcome)
-        progress(done, task, outcome)
+        def save(done: int, task: Task, outcome: RunOutcome) -> None:
+            _save_outcome(_cache_path(out, pending[done - 1][0]), outcome)
+            progress(done, task, outcome)
 
-    run_tasks([task for _, task in pending], config.jobs, save)
+        run_tasks([task for _, task in pending], config.jobs, save)
     outcomes = {key: _load_outcome(_cache_path(out, key)) for key in set(keys)}
     runs = [
         SuiteRun(name, variant, dataclasses.replace(task, label=task.method), outcomes[key])
@@ -216,7 +217,7 @@ def _write(out: Path, runs: list[SuiteRun], config: ExperimentConfig, report: st
     with staged_files(out) as stage:
         stage.write_text("suite.md", report)
         stage.write_text("suite.json", json.dumps(json_ready({
-            "config": config_to_dict(config),
+            **provenance(config),
             "seconds": seconds,
             "reused": reused,
             "runs": [{"dataset": r.dataset, "variant": r.variant, **run_record(r.task, r.outcome),
@@ -250,17 +251,6 @@ def _csv(runs: Sequence[SuiteRun]) -> str:
             lines.append(f"{r.dataset},{r.variant},{r.task.method},{r.task.seed},{e.noise:g},{e.accuracy:.6f},"
                          f"{e.macro_f1:.6f},{r.outcome.val_acc:.6f}")
     return "\n".join(lines) + "\n"
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (NaN stays NaN and does not count as a test)."""
-    valid = sorted((p, k) for k, p in enumerate(p_values) if not math.isnan(p))
-    adjusted = [math.nan] * len(p_values)
-    running = 0.0
-    for rank, (p, k) in enumerate(valid):
-        running = max(running, min(1.0, (len(valid) - rank) * p))
-        adjusted[k] = running
-    return adjusted
 
 
 def _paired_p(differences: np.ndarray) -> tuple[float, float]:
