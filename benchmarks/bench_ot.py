@@ -1,7 +1,7 @@
 """Forward + backward of the L_dc transport problem: ours against POT and GeomLoss.
 
 ``python benchmarks/bench_ot.py [--quick]`` (``make bench``). For M modalities the L_dc of
-DESIGN.md 1.2 solves P = M(M-1)/2 unbalanced entropic OT problems between clouds of n
+L_dc (docs/method.md, "Distribution coherence") solves P = M(M-1)/2 unbalanced entropic OT problems between clouds of n
 points already reduced to d2 dimensions, then backpropagates their values to the points.
 Each method is run to the same accuracy: for every method and problem size, the cheapest
 of its settings (tolerance, iterations, annealing) whose value is within ``--target``
@@ -124,7 +124,7 @@ def pot_settings(eps: float, rho: float) -> list[Setting]:
     """POT 0.9.7, torch backend, one call per pair, autograd through its iterations.
 
     POT's ``returnCost="total"`` drops the mass terms of the generalised KL (it is 0 at the
-    optimum), so the objective of DESIGN.md 1.2 is evaluated on POT's plan. Autograd keeps
+    optimum), so the objective of docs/method.md ("Distribution coherence") is evaluated on POT's plan. Autograd keeps
     every iteration (POT's stabilised method stores a full matrix per absorption), so the
     iterations are capped at ``POT_MAX_ITER``: a setting that needs more fails the target.
     """

@@ -4,7 +4,7 @@
 method, the fastest of N interleaved runs (process CPU time, one thread, ms) of the objective's
 forward and backward on a fixed model output, and the cost of L_ic + L_dc, of L_dc alone and of
 L_ic alone (IID objective minus its base's, with and without each regularizer). It uses only API
-that existed before the speed-ups of issue 5, so the same file measures an older commit:
+that existed before the speed-ups (docs/evidence.md, section 3), so the same file measures an older commit:
 
     git worktree add /tmp/before a68f04d
     for i in 1 2 3; do

@@ -1,5 +1,6 @@
 """What a user of an open-source library looks for: licence, citation, changelog, version, entry points."""
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -43,3 +44,17 @@ def test_licence_and_citation_say_what_is_known():
     assert paper["title"] == "Supporting Multimodal Intermediate Fusion with Informatic Constraint and Distribution Coherence"
     assert "ICLR 2026" in paper["conference"]["name"] and paper["year"] == 2026
     assert all("name" in author and "family-names" not in author for author in paper["authors"]), "no invented person"
+
+
+def test_docstrings_cite_only_what_the_repository_holds():
+    """Docs and code cite docs/*.md and the paper, never notes outside the repository or issue numbers."""
+    pattern = re.compile(r"DESIGN\.md|\bissue #?\d|\(#\d+\)")
+    offending = [
+        f"{path.relative_to(REPO)}:{number}"
+        for folder in ("src", "docs", "tests", "benchmarks")
+        for path in sorted((REPO / folder).rglob("*"))
+        if path.suffix in {".py", ".md", ".yaml"} and path.resolve() != Path(__file__).resolve()
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert offending == []

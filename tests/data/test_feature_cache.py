@@ -22,7 +22,7 @@ from iidfusion.data.feature_cache import (
 from iidfusion.data.input_noise import InputNoise
 from iidfusion.data.rgbd import load_rgbd, write_toy_rgbd
 from iidfusion.data.vision_language import RawSplits
-from iidfusion.encoders.families import raw_dataset
+from iidfusion.data.families import raw_dataset
 
 
 class MeanColour(nn.Module):

@@ -87,7 +87,7 @@ def test_unknown_name_lists_the_bundled_sets() -> None:
 
 
 def test_register_dataset_refuses_a_taken_name() -> None:
-    with pytest.raises(ValueError, match="'handwritten' is already registered"):
+    with pytest.raises(ValueError, match="already registered as 'handwritten'"):
         register_dataset("handwritten", "again", lambda: None)
 
 

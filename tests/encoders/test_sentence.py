@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from iidfusion.encoders.sentence import SENTENCE_DIM, encode_sentences, load_sentence_encoder
+from iidfusion.encoders.sentence import encode_sentences
+from iidfusion.encoders.text import SENTENCE_DIM, load_sentence_encoder
 
 
 @pytest.fixture(autouse=True)

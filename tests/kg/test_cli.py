@@ -139,7 +139,7 @@ def test_compare_takes_the_modalities_of_a_wn9img_folder(tmp_path, capsys):
 
 
 def test_shipped_configs_load():
-    from iidfusion.kg.train import load_experiment_config
+    from iidfusion.training.kg_fit import load_experiment_config
 
     configs = {p.stem: load_experiment_config(p) for p in sorted((REPO / "configs" / "kg").glob("*.yaml"))}
     assert set(configs) == {"umls", "wn9img", "wn9img_text", "wn9img_text_cpu", "fbimg"}

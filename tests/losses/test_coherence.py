@@ -16,7 +16,7 @@ def clouds(modalities=3, batch=12, dim=8, seed=0, dtype=torch.float64):
 
 
 def pot_relaxed_value(x, y, eps, rho):
-    """W~ of DESIGN.md 1.2 from POT's plan: <T, C> + eps KL(T | ab^T) + rho (KL(T1 | a) + KL(T^T 1 | b))."""
+    """W~ of docs/method.md ("Distribution coherence") from POT's plan: <T, C> + eps KL(T | ab^T) + rho (KL(T1 | a) + KL(T^T 1 | b))."""
     cost = ot.dist(x.numpy(), y.numpy(), metric="euclidean") / math.sqrt(x.shape[1])
     a, b = np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y))
     plan = ot.unbalanced.sinkhorn_unbalanced(a, b, cost, eps, rho, numItermax=100_000, stopThr=1e-13)

@@ -43,7 +43,7 @@ def test_matches_pot_unbalanced(make_clouds, eps: float, rho: float) -> None:
         plan, linear, total = _pot_unbalanced(cost[p], a[p].numpy(), b.numpy(), eps, rho)
         # POT 0.9.7 evaluates returnCost="total" with sum p log(p / q), without the "- p + q"
         # mass terms of the generalised KL (ot.backend kl_div(mass=False)); add them back
-        # from POT's own plan to get the objective of DESIGN.md 1.2.
+        # from POT's own plan to get the objective of docs/method.md ("Distribution coherence").
         mass = plan.sum()
         generalised = (
             total

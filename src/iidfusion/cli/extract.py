@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from iidfusion.encoders.families import EncoderOptions, RawDataOptions
+    from iidfusion.data.families import EncoderOptions, RawDataOptions
 
-# Spelled out so that building the parser imports no torch (iidfusion.encoders.families.RAW_FORMATS
+# Spelled out so that building the parser imports no torch (iidfusion.data.families.RAW_FORMATS
 # and iidfusion.data.input_noise.PIXEL_NOISE are the sources; a test checks they agree).
 RAW_FORMATS: tuple[str, ...] = ("mmbt", "json-array", "rgbd", "hfm")
 NOISE_KINDS: tuple[str, ...] = ("gaussian", "salt-and-pepper")
@@ -79,7 +79,7 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def raw_options(args: argparse.Namespace) -> RawDataOptions:
-    from iidfusion.encoders.families import RawDataOptions
+    from iidfusion.data.families import RawDataOptions
 
     return RawDataOptions(
         data_format=args.data_format,
@@ -97,7 +97,7 @@ def raw_options(args: argparse.Namespace) -> RawDataOptions:
 
 def encoder_options(args: argparse.Namespace, file_values: Mapping[str, Any], init_seed: int) -> EncoderOptions:
     """Encoder options: the dataclass defaults < a config file's ``encoders`` section < the flags."""
-    from iidfusion.encoders.families import EncoderOptions
+    from iidfusion.data.families import EncoderOptions
 
     known = {f.name for f in fields(EncoderOptions)} - {"init_seed", "random_text"}
     unknown = sorted(set(file_values) - known)
@@ -163,7 +163,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from iidfusion.data.feature_cache import CacheKey, build_feature_cache, input_checksum
     from iidfusion.data.input_noise import NOISE_PROBABILITY, SALT_AND_PEPPER_DENSITY, InputNoise
-    from iidfusion.encoders.families import build_encoders, describe_encoders, image_transforms, load_raw, raw_dataset
+    from iidfusion.data.families import build_encoders, describe_encoders, image_transforms, load_raw, raw_dataset
     from iidfusion.progress import write_line
     from iidfusion.training.outputs import check_output_folder
 

@@ -7,7 +7,7 @@ the training options those of ``compare``. Example (MVSA-Single, the static fami
         --root data/MVSA_Single --text-encoder models/bert-base-uncased \\
         --weights models/resnet152-394f9c45.pth --out results/e2e/mvsa_single/static
 
-The training itself is :func:`iidfusion.encoders.finetune.fit_end_to_end`; the results are
+The training itself is :func:`iidfusion.training.finetune.fit_end_to_end`; the results are
 written as by ``compare`` (see :data:`DESCRIPTION`). More commands: ``docs/reproduce.md``.
 """
 
@@ -30,7 +30,7 @@ from iidfusion.cli.fit import add_overwrite_argument
 from iidfusion.training.config import SUITE_ONLY, add_config_arguments
 
 if TYPE_CHECKING:
-    from iidfusion.encoders.families import EncoderOptions
+    from iidfusion.data.families import EncoderOptions
 
 DESCRIPTION = """\
 Train each of --methods with seeds 0..N-1 end to end on a raw vision-language or RGB-D data
@@ -77,7 +77,7 @@ def finetune_settings(args: argparse.Namespace, family: str) -> tuple[Any, Any, 
     """(ExperimentConfig, FinetuneConfig, EncoderOptions): defaults < --config FILE < flags."""
     import torch
 
-    from iidfusion.encoders.finetune import FinetuneConfig
+    from iidfusion.training.finetune import FinetuneConfig
     from iidfusion.training.config import ExperimentConfig, load_config, overrides_from_args, read_config_file
 
     values = read_config_file(args.config) if args.config else {}
@@ -115,7 +115,7 @@ def _dotted(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iidfusion.encoders.families import family_of
+    from iidfusion.data.families import family_of
     from iidfusion.training.config import resolve_methods
     from iidfusion.training.outputs import check_output_folder, run_folder
     from iidfusion.training.validation import check_option_values
@@ -137,8 +137,8 @@ def _train_all(
 ) -> int:
     """Every (seed, method) fit of :func:`run`, then the report, into ``out``."""
     from iidfusion.cli.main import CommandError
-    from iidfusion.encoders.families import load_raw
-    from iidfusion.encoders.finetune import fit_end_to_end
+    from iidfusion.data.families import load_raw
+    from iidfusion.training.finetune import fit_end_to_end
     from iidfusion.training.compare import quiet_lightning
     from iidfusion.training.config import config_to_dict
     from iidfusion.training.report import EvalResult, write_report

@@ -66,7 +66,7 @@ def _replace(section: Any, **changes: Any) -> Any:
 def _experiment(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The configuration after the flags, and the YAML's ``compare`` section."""
     from iidfusion.kg.features import parse_feature_specs
-    from iidfusion.kg.train import KGExperimentConfig, load_experiment_config, read_yaml_mapping
+    from iidfusion.training.kg_fit import KGExperimentConfig, load_experiment_config, read_yaml_mapping
 
     config = load_experiment_config(args.config) if args.config else KGExperimentConfig()
     compare: dict[str, Any] = {}
@@ -116,7 +116,7 @@ def _run_in(args: argparse.Namespace) -> Iterator[None]:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from iidfusion.kg.train import fit_kg, save_run, validate_kg_config
+    from iidfusion.training.kg_fit import fit_kg, save_run, validate_kg_config
     from iidfusion.progress import write_line
 
     config, _ = _experiment(args)
@@ -131,14 +131,14 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from iidfusion.kg.compare import run_comparison, write_comparison
+    from iidfusion.training.kg_compare import run_comparison, write_comparison
     from iidfusion.progress import write_line
 
     config, section = _experiment(args)
     unknown = set(section) - {"seeds", "alpha", "beta"}
     if unknown:
         raise ValueError(f"{args.config}: unknown keys in the compare section: {sorted(unknown)}")
-    from iidfusion.kg.train import typed_value, validate_kg_config
+    from iidfusion.training.kg_fit import typed_value, validate_kg_config
 
     source = f"{args.config}: compare section"
     alpha = args.alpha if args.alpha is not None else typed_value(section.get("alpha", 0.0), float, f"{source} 'alpha'")

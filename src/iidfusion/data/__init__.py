@@ -6,7 +6,7 @@ readers load on first use.
 * :mod:`~iidfusion.data.base`: ``MultiViewData``, ``MultiViewDataset``, ``DatasetSplits``.
 * :mod:`~iidfusion.data.multiview`: ``.mat`` / ``.npz`` files, stratified splits, min-max scaling.
 * :mod:`~iidfusion.data.registry`: ``load_dataset``, ``available_datasets``, ``describe``.
-* :mod:`~iidfusion.data.noise`: Gaussian / salt-and-pepper noise on feature views (DESIGN.md 3).
+* :mod:`~iidfusion.data.noise`: Gaussian / salt-and-pepper noise on feature views (docs/reproduce.md, "Noise protocol").
 * :mod:`~iidfusion.data.synthetic`: the synthetic theory benchmark.
 """
 

@@ -1,4 +1,4 @@
-"""The noise protocols of QMF and PDF on raw inputs: blanked words and noisy pixels (DESIGN.md 3).
+"""The noise protocols of QMF and PDF on raw inputs: blanked words and noisy pixels (docs/reproduce.md, "Noise protocol").
 
 Applied to the TEST split only, at a level ``eps`` (the paper uses 0, 5, 10). Each sample's
 modality is corrupted with probability 0.5, independently per modality, as in the originals

@@ -1,4 +1,4 @@
-"""Multi-view feature files (``.mat``, ``.npz``) to train / validation / test splits (DESIGN.md 3).
+"""Multi-view feature files (``.mat``, ``.npz``) to train / validation / test splits (docs/reproduce.md, "Data").
 
 File formats
 ------------

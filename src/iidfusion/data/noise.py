@@ -1,4 +1,4 @@
-"""The noise protocol of DESIGN.md 3 on feature views (test data only; the caller applies it).
+"""The noise protocol (docs/reproduce.md, "Noise protocol") on feature views (test data only; the caller applies it).
 
 Each sample is corrupted with probability ``probability`` (0.5 in the protocol); the draw is
 per sample and shared by the views being corrupted, so "all views" means a corrupted sample is

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from iidfusion.core.registry import Registry
 from iidfusion.data.base import DatasetSplits
 from iidfusion.data.multiview import (
     TEST_FRACTION,
@@ -46,14 +47,12 @@ class RegisteredDataset:
     read: Callable[[], MultiViewArrays]
 
 
-_REGISTRY: dict[str, RegisteredDataset] = {}
+_REGISTRY: Registry[RegisteredDataset] = Registry("data set")
 
 
 def register_dataset(name: str, description: str, read: Callable[[], MultiViewArrays]) -> None:
     """Make ``read`` loadable as ``name`` by :func:`load_dataset` and the command line."""
-    if name in _REGISTRY:
-        raise ValueError(f"data set {name!r} is already registered")
-    _REGISTRY[name] = RegisteredDataset(name, description, read)
+    _REGISTRY.register(name, RegisteredDataset(name, description, read))
 
 
 def available_datasets() -> tuple[str, ...]:
@@ -87,7 +86,7 @@ def describe(name_or_path: str | Path, *, seed: int = 0, views: Sequence[str] = 
     for a file what the layout detection picked (its notes)."""
     name, arrays = _read(name_or_path, views, labels)
     splits = make_splits(arrays, name, seed=seed, scale=False)
-    registered = _REGISTRY.get(str(name_or_path)) if not isinstance(name_or_path, Path) else None
+    registered = _REGISTRY.get(str(name_or_path)) if isinstance(name_or_path, str) and name_or_path in _REGISTRY else None
     codes, class_names = encode_labels(arrays.labels, arrays.source)
     counts = np.bincount(codes, minlength=len(class_names))
     if arrays.splits is None:
@@ -115,7 +114,7 @@ def _read(name_or_path: str | Path, views: Sequence[str] = (), labels: str | Non
     if isinstance(name_or_path, str) and name_or_path in _REGISTRY:
         if labels:
             raise ValueError(f"--labels applies to files; the bundled data set {name_or_path!r} has its labels")
-        return name_or_path, _select_views(_REGISTRY[name_or_path].read(), views)
+        return name_or_path, _select_views(_REGISTRY.get(name_or_path).read(), views)
     path = Path(name_or_path)
     if path.exists():
         return path.stem, read_multiview_file(path, views=views, labels=labels)

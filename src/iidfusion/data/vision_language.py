@@ -1,6 +1,6 @@
 """Vision-language data sets from their raw files: MVSA-Single, MVSA-Multiple, HFM, Food101.
 
-Formats (DESIGN.md 3; checked against the published splits):
+Formats (docs/reproduce.md, "Data"; checked against the published splits):
 
 * ``mmbt``: ``train.jsonl``, ``dev.jsonl``, ``test.jsonl`` in one folder, one JSON object a
   line ``{"id", "label", "text", "img"}``, ``img`` relative to the folder of the ``.jsonl``

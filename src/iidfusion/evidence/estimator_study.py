@@ -1,4 +1,4 @@
-"""How well do cheap Wasserstein estimators track exact EMD? (the paper's Figure 2; issue 5, item 1)
+"""How well do cheap Wasserstein estimators track exact EMD? (the paper's Figure 2; docs/evidence.md, section 1)
 
 For each *setting* (a data kind, a width d and a cloud size n) we draw several pairs of point
 clouds whose distance ranges from none to large, compute the ground truth, exact W1 with the

@@ -1,4 +1,4 @@
-"""Hyperparameter sensitivity of IID over (alpha, beta, d1) on the validation split (issue 5, item 4).
+"""Hyperparameter sensitivity of IID over (alpha, beta, d1) on the validation split (docs/evidence.md, section 4).
 
 The paper lists the sensitivity of alpha, beta and d1 as a limitation and tunes them on a
 validation set; this module measures it. Each trial trains one method with one point of the

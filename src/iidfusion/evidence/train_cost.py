@@ -1,4 +1,4 @@
-"""The cost of IID: time per training step and peak memory, IID against its bases (issue 5, item 3).
+"""The cost of IID: time per training step and peak memory, IID against its bases (docs/evidence.md, section 3).
 
 A *step* is what :class:`iidfusion.training.module.FusionModule` does per batch, without
 Lightning around it: the model's forward, :class:`~iidfusion.losses.IIDLoss` (task CE, the

@@ -1,11 +1,12 @@
 """Fusion-weight strategies (static, QMF, PDF) and the IF / LF fusion model.
 
-See ``docs/architecture.md`` (``iidfusion.fusion``) for the contract and DESIGN.md
-sections 1-2 for the formulas. The strategy modules are imported here so that their
+See ``docs/architecture.md`` (``iidfusion.fusion``) for the contract and docs/method.md
+("The fusion model", "Fusion-weight strategies") for the formulas. The strategy modules are imported here so that their
 registry names exist as soon as the package is imported.
 """
 
-from iidfusion.fusion.base import FUSION_MODES, FusionOutput, FusionStrategy
+from iidfusion.core.output import FusionOutput
+from iidfusion.fusion.base import FUSION_MODES, FusionStrategy
 from iidfusion.fusion.registry import available_strategies, create_strategy, get_strategy_class, register_strategy
 from iidfusion.fusion.static import StaticStrategy
 from iidfusion.fusion.qmf import QMFStrategy, qmf_rank_loss

@@ -2,7 +2,7 @@
 
 A strategy turns the projected unimodal features z^m and the unimodal logits f_m = g_m(z^m)
 of a batch into per-sample fusion weights w (B, M), and owns the auxiliary loss terms that
-train whatever produces those weights (DESIGN.md section 2). The weights it returns carry no
+train whatever produces those weights (docs/method.md, "Fusion-weight strategies"). The weights it returns carry no
 gradient: every original method detaches them before fusing (QMF detaches the energy
 confidence, PDF the co-belief), so the fused prediction trains the encoders and heads, and
 the weight estimators learn only from the strategy's auxiliary losses.
@@ -11,52 +11,18 @@ the weight estimators learn only from the strategy's auxiliary losses.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iidfusion.core.output import FusionOutput
+from iidfusion.core.validation import stack_modalities, validate_labels, validate_modalities
+
 FUSION_MODES: tuple[str, ...] = ("if", "lf")
 UNIMODAL_REDUCTIONS: tuple[str, ...] = ("sum", "mean")
-
-
-@dataclass
-class FusionOutput:
-    """Everything one forward pass of a fusion model produces; the losses read only this.
-
-    ``logits`` (B, C): the fused prediction, g(z) in IF, sum_m w_m g_m(z^m) in LF.
-    ``unimodal_logits``: per modality g_m(z^m) (B, C), the LF heads or the IF auxiliary heads.
-    ``shared_head_logits``: per modality g(z^m) (B, C), the target mapping applied to each
-    modality, which L_ic needs (DESIGN.md 1.1); in LF it is ``unimodal_logits``.
-    ``features``: projected unimodal features z^m (B, d). ``fused_features`` (B, d):
-    z = sum_m w_m z^m (in LF only for monitoring). ``weights`` (B, M): columns in
-    ``modalities`` order. ``mode``: "if" or "lf".
-    """
-
-    logits: Tensor
-    unimodal_logits: dict[str, Tensor]
-    shared_head_logits: dict[str, Tensor]
-    features: dict[str, Tensor]
-    fused_features: Tensor
-    weights: Tensor
-    modalities: tuple[str, ...]
-    mode: str
-
-
-def validate_modalities(modalities: Sequence[str]) -> tuple[str, ...]:
-    """Modality names as a tuple: at least two, unique, non-empty strings."""
-    names = tuple(modalities)
-    if len(names) < 2:
-        raise ValueError(f"fusion needs at least two modalities, got {len(names)}: {list(names)}")
-    for name in names:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"modality names must be non-empty strings, got {name!r}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"modality names must be unique, got {list(names)}")
-    return names
 
 
 def validate_mode(mode: str) -> str:
@@ -64,51 +30,6 @@ def validate_mode(mode: str) -> str:
     if mode not in FUSION_MODES:
         raise ValueError(f"unknown fusion mode {mode!r}; expected one of {list(FUSION_MODES)}")
     return mode
-
-
-def validate_labels(labels: Tensor, batch_size: int, num_classes: int) -> None:
-    """Raise ValueError unless ``labels`` is an integer (B,) tensor with values in 0..C-1."""
-    if not isinstance(labels, Tensor):
-        raise ValueError(f"labels must be a Tensor, got {type(labels).__name__}")
-    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be an integer tensor of class indices, got dtype {labels.dtype}")
-    if labels.shape != (batch_size,):
-        raise ValueError(f"labels have shape {tuple(labels.shape)}; expected ({batch_size},), one per sample")
-    if batch_size and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(
-            f"labels must lie in 0..{num_classes - 1}; got min {int(labels.min())}, max {int(labels.max())}"
-        )
-
-
-def check_modality_keys(keys: Iterable[str], modalities: Sequence[str], what: str) -> None:
-    """Raise ValueError naming the missing and unknown keys unless ``keys`` are exactly ``modalities``."""
-    keys = list(keys)
-    missing = [m for m in modalities if m not in keys]
-    extra = [k for k in keys if k not in modalities]
-    if missing or extra:
-        raise ValueError(f"{what}: expected modalities {list(modalities)}; missing {missing}, unknown {extra}")
-
-
-def check_modality_dict(values: Mapping[str, Tensor], modalities: Sequence[str], what: str) -> torch.Size:
-    """The common shape of per-modality tensors keyed exactly by ``modalities``.
-
-    Raises ValueError naming the missing or unknown key, or the modality whose shape differs.
-    """
-    check_modality_keys(values, modalities, what)
-    shape = values[modalities[0]].shape
-    for name in modalities:
-        if values[name].shape != shape:
-            raise ValueError(
-                f"{what}: modality {name!r} has shape {tuple(values[name].shape)}, "
-                f"but {modalities[0]!r} has {tuple(shape)}"
-            )
-    return shape
-
-
-def stack_modalities(values: Mapping[str, Tensor], modalities: Sequence[str], what: str) -> Tensor:
-    """Stack per-modality (B, ...) tensors into (B, M, ...) in ``modalities`` order (checked)."""
-    check_modality_dict(values, modalities, what)
-    return torch.stack([values[m] for m in modalities], dim=1)
 
 
 class FusionStrategy(nn.Module):

@@ -1,4 +1,4 @@
-"""The methods the paper compares, as named configurations (DESIGN.md 1.3).
+"""The methods the paper compares, as named configurations (docs/method.md, "Methods and ablations").
 
 Each method is a fusion mode, a weight strategy and whether the two IID regularizers are
 on: the baselines ``lf-static`` (vanilla late fusion), ``qmf`` and ``pdf`` in their
@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from iidfusion.core.registry import Registry
 from iidfusion.fusion.base import validate_mode
 from iidfusion.fusion.model import FusionModel
 from iidfusion.fusion.registry import get_strategy_class
@@ -79,14 +80,9 @@ def _family(letter: str, strategy: str, baseline_name: str) -> tuple[MethodSpec,
     )
 
 
-_METHODS: dict[str, MethodSpec] = {
-    spec.name: spec
-    for spec in (
-        *_family("l", "static", "lf-static"),
-        *_family("q", "qmf", "qmf"),
-        *_family("p", "pdf", "pdf"),
-    )
-}
+_METHODS: Registry[MethodSpec] = Registry("method")
+for _spec in (*_family("l", "static", "lf-static"), *_family("q", "qmf", "qmf"), *_family("p", "pdf", "pdf")):
+    _METHODS.register(_spec.name, _spec)
 
 MAIN_METHODS: tuple[str, ...] = (
     "lf-static",
@@ -108,6 +104,4 @@ def available_methods() -> tuple[str, ...]:
 
 def get_method(name: str) -> MethodSpec:
     """The :class:`MethodSpec` called ``name``; ValueError listing the known names otherwise."""
-    if name not in _METHODS:
-        raise ValueError(f"unknown method {name!r}; available: {list(available_methods())}")
-    return _METHODS[name]
+    return _METHODS.get(name, known=available_methods())

@@ -1,6 +1,6 @@
 """One model class for intermediate (IF) and late (LF) fusion of any M >= 2 modalities.
 
-DESIGN.md section 1: encoder h_m and a linear projection bring x^m to z^m in R^d; a
+docs/method.md, "The fusion model": encoder h_m and a linear projection bring x^m to z^m in R^d; a
 fusion-weight strategy gives w (B, M);
 
 * IF: z = sum_m w_m z^m, logits = g(z), g one linear layer (the "target mapping");
@@ -24,13 +24,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from iidfusion.fusion.base import (
-    FusionOutput,
-    FusionStrategy,
-    check_modality_keys,
-    validate_mode,
-    validate_modalities,
-)
+from iidfusion.core.output import FusionOutput
+from iidfusion.core.validation import check_modality_keys, validate_modalities
+from iidfusion.fusion.base import FusionStrategy, validate_mode
 from iidfusion.fusion.registry import create_strategy
 
 UNIMODAL_HEADS: tuple[str, ...] = ("shared", "separate")

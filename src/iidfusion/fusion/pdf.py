@@ -1,7 +1,7 @@
 """PDF fusion weights: mono- and holo-confidence, co-belief, relative calibration.
 
 Cao et al., "Predictive Dynamic Fusion", ICML 2024 (code: Yinan-Xia/PDF);
-DESIGN.md section 2. Our own implementation of what the released code does, generalised
+docs/method.md, "Fusion-weight strategies". Our own implementation of what the released code does, generalised
 from two modalities to any M >= 2:
 
 * a ConfidNet per modality, on detached features, predicts the true-class probability
@@ -22,7 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from iidfusion.fusion.base import FusionOutput, FusionStrategy, check_modality_dict, stack_modalities
+from iidfusion.core.output import FusionOutput
+from iidfusion.core.validation import check_modality_dict, stack_modalities
+from iidfusion.fusion.base import FusionStrategy
 from iidfusion.fusion.registry import register_strategy
 
 

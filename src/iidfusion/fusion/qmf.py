@@ -1,7 +1,7 @@
 """QMF fusion weights: energy confidence with a ranking regularizer on the loss history.
 
 Zhang et al., "Provable Dynamic Fusion for Low-Quality Multimodal Data", ICML 2023
-(code: QingyangZhang/QMF); DESIGN.md section 2. Our own implementation of what the
+(code: QingyangZhang/QMF); docs/method.md, "Fusion-weight strategies". Our own implementation of what the
 released code does:
 
 * confidence c_m = logsumexp(f_m) / 10 per sample (the negative energy of head m);
@@ -19,7 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from iidfusion.fusion.base import FusionOutput, FusionStrategy, stack_modalities
+from iidfusion.core.output import FusionOutput
+from iidfusion.core.validation import stack_modalities
+from iidfusion.fusion.base import FusionStrategy
 from iidfusion.fusion.registry import register_strategy
 
 

@@ -1,4 +1,4 @@
-"""Name -> class registry of fusion-weight strategies (PyKEEN / timm style, DESIGN.md 4).
+"""Name -> class registry of fusion-weight strategies (PyKEEN / timm style; :class:`iidfusion.core.Registry`).
 
 Strategies register themselves with :func:`register_strategy` when their module is imported;
 :mod:`iidfusion.fusion` imports ``static``, ``qmf`` and ``pdf``, so the three names exist as
@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from iidfusion.core.registry import Registry
 from iidfusion.fusion.base import FusionStrategy
 
 StrategyClass = TypeVar("StrategyClass", bound=type[FusionStrategy])
 
-_STRATEGIES: dict[str, type[FusionStrategy]] = {}
+STRATEGIES: Registry[type[FusionStrategy]] = Registry("fusion strategy")
 
 
 def register_strategy(name: str) -> Callable[[StrategyClass], StrategyClass]:
@@ -24,10 +25,8 @@ def register_strategy(name: str) -> Callable[[StrategyClass], StrategyClass]:
     def decorate(cls: StrategyClass) -> StrategyClass:
         if not (isinstance(cls, type) and issubclass(cls, FusionStrategy)):
             raise ValueError(f"{cls!r} is not a FusionStrategy subclass")
-        if name in _STRATEGIES and _STRATEGIES[name] is not cls:
-            raise ValueError(f"a fusion strategy is already registered as {name!r}: {_STRATEGIES[name].__name__}")
+        STRATEGIES.register(name, cls)
         cls.name = name
-        _STRATEGIES[name] = cls
         return cls
 
     return decorate
@@ -35,14 +34,12 @@ def register_strategy(name: str) -> Callable[[StrategyClass], StrategyClass]:
 
 def available_strategies() -> tuple[str, ...]:
     """The registered strategy names, sorted."""
-    return tuple(sorted(_STRATEGIES))
+    return tuple(sorted(STRATEGIES))
 
 
 def get_strategy_class(name: str) -> type[FusionStrategy]:
     """The class registered as ``name``; ValueError listing the known names otherwise."""
-    if name not in _STRATEGIES:
-        raise ValueError(f"unknown fusion strategy {name!r}; available: {list(available_strategies())}")
-    return _STRATEGIES[name]
+    return STRATEGIES.get(name, known=available_strategies())
 
 
 def create_strategy(name: str, **kwargs: Any) -> FusionStrategy:

@@ -1,4 +1,4 @@
-"""Static fusion weights: the vanilla late-fusion average and IID-L (DESIGN.md 2, "Static (L)")."""
+"""Static fusion weights: the vanilla late-fusion average and IID-L (docs/method.md, "Fusion-weight strategies")."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from iidfusion.fusion.base import FusionOutput, FusionStrategy, check_modality_dict, check_modality_keys
+from iidfusion.core.output import FusionOutput
+from iidfusion.core.validation import check_modality_dict, check_modality_keys
+from iidfusion.fusion.base import FusionStrategy
 from iidfusion.fusion.registry import register_strategy
 
 

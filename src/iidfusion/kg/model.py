@@ -14,7 +14,7 @@ Cao et al., "OTKGE: Multi-modal Knowledge Graph Embeddings via Optimal Transport
   ("structure", the feature modalities): OTKGE's static (1 - a - c, a, c).
 * 1-N scoring: score(h, r, t) = Re(<e_h, w_r, conj(e_t)>) against every entity at once.
 
-IID plug-in (DESIGN.md 1; the link-prediction task of the paper): the task is the 1-N entity
+IID plug-in (docs/method.md; the paper's link-prediction task, Table 3): the task is the 1-N entity
 classification of a query (h, r, ?). The target mapping g is the scoring against the fused
 candidate table, g(z) = score(z, r, E). It is applied to the fused query entity
 z = sum_m w_m E_m[h] (the task logits) and to each modality's embedding E_m[h] (the shared-head

@@ -36,18 +36,16 @@ divergence vanishes.)
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from iidfusion.losses._validation import check_modalities, stack_and_check
+from iidfusion.core.pairs import Pair, modality_pairs
+from iidfusion.core.validation import check_modalities, stack_and_check
 from iidfusion.ot import FourierRIPReducer, pairwise_cost, sinkhorn_unbalanced
-
-Pair = tuple[str, str]
 
 # L_dc's problems (costs of order 1, eps = 0.1, rho = 10) converge to tol = 1e-5 in 5-6 Sinkhorn
 # iterations on Handwritten features: checking every 3 stops at 6 instead of 10 (one more host
@@ -67,11 +65,6 @@ class DistributionCoherenceOutput:
     pair_distances: Tensor
     pairs: tuple[Pair, ...]
     transport_cost: Tensor
-
-
-def modality_pairs(names: Sequence[str]) -> tuple[Pair, ...]:
-    """All unordered pairs (m1, m2), m1 before m2 in ``names`` order."""
-    return tuple(itertools.combinations(names, 2))
 
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum")

@@ -2,7 +2,7 @@
 
     L = CE(g(z), y) + alpha L_ic + beta L_dc + sum of the fusion strategy's own auxiliary terms
 
-read from a :class:`iidfusion.fusion.FusionOutput`; the loss never reaches into the model. With
+read from a :class:`iidfusion.core.FusionOutput`; the loss never reaches into the model. With
 ``alpha == 0`` (``beta == 0``) L_ic (L_dc) is not computed at all, so the baselines pay nothing.
 """
 
@@ -16,9 +16,10 @@ from typing import Protocol
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iidfusion.fusion.base import FusionOutput, FusionStrategy
-from iidfusion.losses._validation import check_batch, check_modalities, check_values, upcast
-from iidfusion.losses.coherence import DistributionCoherence, Pair
+from iidfusion.core.output import AuxiliaryLossProvider, FusionOutput
+from iidfusion.core.validation import check_batch, check_modalities, check_values, upcast
+from iidfusion.core.pairs import Pair
+from iidfusion.losses.coherence import DistributionCoherence
 from iidfusion.losses.informatic import InformaticConstraint
 
 
@@ -117,7 +118,7 @@ class IIDLoss(nn.Module):
         output: FusionOutput,
         labels: Tensor,
         index: Tensor | None = None,
-        strategy: FusionStrategy | None = None,
+        strategy: AuxiliaryLossProvider | None = None,
     ) -> IIDLossOutput:
         """Every term of the batch; ``strategy`` (the model's) adds its auxiliary losses."""
         if output.logits.ndim != 2:

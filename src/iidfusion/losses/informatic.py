@@ -43,10 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iidfusion.losses._validation import (
+from iidfusion.core.validation import (
     check_batch,
     check_modalities,
-    check_same_keys,
+    check_modality_keys,
     stack_and_check,
     upcast,
 )
@@ -137,7 +137,7 @@ def informatic_constraint(
     """
     check_informatic_options(variant, reduction, lam, margin, var_floor)
     names = check_modalities(features)
-    check_same_keys(features, shared_head_logits, "shared_head_logits")
+    check_modality_keys(shared_head_logits, names, "shared_head_logits")
     if fused_logits.ndim != 2:
         raise ValueError(f"fused_logits must be (batch, classes), got shape {tuple(fused_logits.shape)}")
     batch, num_classes = fused_logits.shape

@@ -1,4 +1,4 @@
-"""Optimal transport for distribution coherence (DESIGN.md 1.2).
+"""Optimal transport for distribution coherence (docs/method.md, "Distribution coherence").
 
 * :func:`sinkhorn_unbalanced`: batched, log-stabilised unbalanced entropic OT whose value
   is differentiable by the envelope theorem (:class:`SinkhornResult`); :func:`smallest_safe_eps`

@@ -1,4 +1,4 @@
-"""Ground costs between point clouds (DESIGN.md 1.2, step 3: C_jk = ||x_j - y_k||_2)."""
+"""Ground costs between point clouds (docs/method.md, "Distribution coherence": C_jk = ||x_j - y_k||_2)."""
 
 from __future__ import annotations
 

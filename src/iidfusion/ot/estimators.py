@@ -1,4 +1,4 @@
-"""Estimators of the Wasserstein distance between two point clouds (DESIGN.md 1.2).
+"""Estimators of the Wasserstein distance between two point clouds (docs/method.md, "Distribution coherence"; the paper's Figure 2).
 
 Every estimator takes two clouds ``x`` ``(n, d)``, ``y`` ``(m, d)`` with uniform weights and
 returns a 0-d tensor in the same unit: the optimal transport cost ``W_p^p`` for the ground

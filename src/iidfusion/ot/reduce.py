@@ -1,4 +1,4 @@
-"""Frequency sparsification + RIP projection of features (DESIGN.md 1.2, steps 1-2).
+"""Frequency sparsification + RIP projection of features (docs/method.md, "Distribution coherence").
 
 A cloud of n features z in R^dim is compressed to R^d2 before transport:
 

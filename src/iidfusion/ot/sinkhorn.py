@@ -1,4 +1,4 @@
-"""Batched unbalanced entropic optimal transport (DESIGN.md 1.2, step 3).
+"""Batched unbalanced entropic optimal transport (docs/method.md, "Distribution coherence").
 
 For each of P problems with cost C (n x m) and positive weights a (n,), b (m,), the solver
 returns the optimal value of the relaxed primal problem
@@ -13,7 +13,7 @@ damped Sinkhorn fixed point (tau = rho / (rho + eps))
 
     f_i = -tau eps log sum_j b_j exp((g_j - C_ij) / eps),   and symmetrically for g.
 
-Engineering (DESIGN.md 1.2, "Engineering of the solver"):
+Engineering of the solver:
 
 * The potentials are kept in the log domain; the iterations themselves run on the scaling
   form u = exp((f - f0) / eps), v = exp((g - g0) / eps) against the kernel

@@ -7,7 +7,7 @@ numbers, strings and containers only: a crafted file cannot run code):
   module's state, its hyperparameters (the full resolved :class:`ExperimentConfig`) and the
   record of :data:`~iidfusion.training.module.CHECKPOINT_RECORD` (method, view widths,
   classes, training-set size, seed, feature scaling), from which the model is rebuilt;
-* ``iidfusion kg fit``'s ``model.ckpt`` (:mod:`iidfusion.kg.checkpoint`).
+* ``iidfusion kg fit``'s ``model.ckpt`` (:mod:`iidfusion.training.kg_checkpoint`).
 
 ``best.ckpt`` holds the weights of the best validation epoch, those the test metrics of
 ``metrics.json`` were computed with.
@@ -35,7 +35,7 @@ class TrainedModel:
     ``model``: a :class:`~iidfusion.fusion.FusionModel` (``model(views).logits``,
     ``.weights``) or, for a KG checkpoint, a :class:`~iidfusion.kg.model.MultimodalKGE`.
     ``config``: the full resolved configuration of the run (:class:`ExperimentConfig`, or
-    :class:`~iidfusion.kg.train.KGExperimentConfig`). ``method``: the fusion method, or
+    :class:`~iidfusion.training.kg_fit.KGExperimentConfig`). ``method``: the fusion method, or
     ``"kg"``. ``output_names``: what the output columns are (class names; entity names).
     ``inputs``: the width of each input view (feature modality of a KG model). ``seed``: the
     run's seed. ``record``: everything else the checkpoint recorded of the run.
@@ -64,7 +64,7 @@ def load_model(path: str | Path, *, flag: str = "checkpoint") -> TrainedModel:
     ``flag`` names the file in messages (a CLI passes its option, e.g. ``--checkpoint``).
     A file that is missing, unreadable, or not such a checkpoint is a ValueError / OSError.
     """
-    from iidfusion.kg.checkpoint import is_kg_checkpoint, trained_kg_model
+    from iidfusion.training.kg_checkpoint import is_kg_checkpoint, trained_kg_model
 
     state = read_checkpoint(path, flag)
     if is_kg_checkpoint(state):

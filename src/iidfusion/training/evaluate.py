@@ -1,4 +1,4 @@
-"""Test-set evaluation, clean and under the feature-noise protocol (DESIGN.md 3; issue 4, item 3).
+"""Test-set evaluation, clean and under the feature-noise protocol (docs/reproduce.md, "Noise protocol").
 
 Accuracy and macro-F1 come from torchmetrics. Noise is applied to the test split only,
 with the data layer's :func:`iidfusion.data.noise.corrupt_views` (each sample corrupted with

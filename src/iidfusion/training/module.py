@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iidfusion.encoders.mlp import MLPEncoder
-from iidfusion.fusion.base import FusionOutput
+from iidfusion.core.output import FusionOutput
 from iidfusion.fusion.methods import MethodSpec, get_method
 from iidfusion.fusion.model import FusionModel
 from iidfusion.losses.coherence import DistributionCoherence

@@ -3,7 +3,7 @@
 A plain ``torch.save`` of one dict, read back with ``torch.load(weights_only=True)``:
 
 * ``format``: ``"iidfusion-kg"``; ``format_version``: 1; ``iidfusion``: the package version;
-* ``config``: the full :class:`~iidfusion.kg.train.KGExperimentConfig` as a plain dict (the
+* ``config``: the full :class:`~iidfusion.training.kg_fit.KGExperimentConfig` as a plain dict (the
   feature sources the run used included);
 * ``entities``, ``relations``: the names, in id order (an id is a row of the tables);
 * ``feature_widths``: {modality: width} of each feature modality; ``num_train_queries``;
@@ -25,7 +25,7 @@ from iidfusion.kg.model import MultimodalKGE
 
 if TYPE_CHECKING:
     from iidfusion.kg.data import KnowledgeGraph
-    from iidfusion.kg.train import KGExperimentConfig
+    from iidfusion.training.kg_fit import KGExperimentConfig
     from iidfusion.training.checkpoint import TrainedModel
 
 KG_FORMAT = "iidfusion-kg"
@@ -61,7 +61,7 @@ def is_kg_checkpoint(state: Any) -> bool:
 
 def kg_model_from_state(state: Mapping[str, Any], where: str) -> tuple[MultimodalKGE, KGExperimentConfig]:
     """The model (evaluation mode, CPU) and configuration of a read ``model.ckpt``."""
-    from iidfusion.kg.train import KGExperimentConfig, config_from_mapping
+    from iidfusion.training.kg_fit import KGExperimentConfig, config_from_mapping
 
     if state.get("format_version") != KG_FORMAT_VERSION:
         raise ValueError(f"{where}: KG checkpoint format version {state.get('format_version')!r}, which this iidfusion cannot read")

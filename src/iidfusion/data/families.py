@@ -1,4 +1,4 @@
-"""The paper's two raw-input families: their loaders, encoders and datasets (DESIGN.md 3).
+"""The paper's two raw-input families: their loaders, encoders and datasets (docs/reproduce.md, "Data").
 
 * ``vision-language`` (MVSA-Single, MVSA-Multiple, HFM, Food101; formats ``mmbt`` and
   ``json-array``): modalities ``image`` (ResNet-152 pooled to 3 x 2048) and ``text``

@@ -2,7 +2,7 @@
 
 The same module, losses, trainer, seeding, early stopping and checkpoints as the feature
 path (``iidfusion fit``); only the data and the encoders differ. Raw inputs come from the
-datasets of :mod:`iidfusion.encoders.families` (images as tensors, texts as dicts of token
+datasets of :mod:`iidfusion.data.families` (images as tensors, texts as dicts of token
 tensors), and the encoders are the pretrained ResNets / BERT, so the fusion model computes
 ``encoders[m](inputs[m])`` on them and back-propagates into them. What the originals add
 (MMBT, QMF, PDF):
@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from iidfusion.data.input_noise import InputNoise
 from iidfusion.data.vision_language import RawSplits
-from iidfusion.encoders.families import EncoderOptions, build_encoders, raw_dataset
+from iidfusion.data.families import EncoderOptions, build_encoders, raw_dataset
 from iidfusion.encoders.text import TextTokenizer
 from iidfusion.fusion.methods import get_method
 from iidfusion.fusion.model import FusionModel

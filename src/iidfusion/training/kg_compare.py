@@ -23,7 +23,7 @@ from torch import Tensor
 
 from iidfusion.kg.data import KnowledgeGraph
 from iidfusion.kg.evaluate import HITS_AT
-from iidfusion.kg.train import KGExperimentConfig, fit_kg, resolve_device
+from iidfusion.training.kg_fit import KGExperimentConfig, fit_kg, resolve_device
 from iidfusion.provenance import provenance
 from iidfusion.training.outputs import staged_files
 from iidfusion.training.report import fmt_number, holm

@@ -12,8 +12,8 @@ from torch import nn
 
 from iidfusion.data.rgbd import load_rgbd, write_toy_rgbd
 from iidfusion.data.vision_language import load_vision_language, write_toy_vision_language
-from iidfusion.encoders.families import EncoderOptions, build_encoders, raw_dataset
-from iidfusion.encoders.finetune import FinetuneConfig, FreezeSchedule, RawDataModule, fit_end_to_end
+from iidfusion.data.families import EncoderOptions, build_encoders, raw_dataset
+from iidfusion.training.finetune import FinetuneConfig, FreezeSchedule, RawDataModule, fit_end_to_end
 from iidfusion.encoders.text import RandomTextConfig, build_wordpiece_vocab, wordpiece_tokenizer
 from iidfusion.training.config import load_config
 

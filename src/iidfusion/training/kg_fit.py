@@ -334,9 +334,9 @@ def _fit(
 
 
 def save_run(result: KGFitResult, config: KGExperimentConfig, out: str | Path, kg: KnowledgeGraph) -> list[Path]:
-    """Write ``config.yaml``, ``metrics.json`` and ``model.ckpt`` (:mod:`iidfusion.kg.checkpoint`) to
+    """Write ``config.yaml``, ``metrics.json`` and ``model.ckpt`` (:mod:`iidfusion.training.kg_checkpoint`) to
     ``out``, all or nothing."""
-    from iidfusion.kg.checkpoint import CHECKPOINT_NAME, kg_checkpoint
+    from iidfusion.training.kg_checkpoint import CHECKPOINT_NAME, kg_checkpoint
 
     with staged_files(out) as stage:
         stage.write_text("config.yaml", yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))

@@ -1,0 +1,148 @@
+"""Input checks of the models and the losses: one clear ``ValueError`` per problem, one host sync.
+
+The objectives run every training step, so the value checks (finiteness, label range) are
+gathered into a single tensor and read back once (:func:`check_values`); shape and dtype checks
+read nothing from the device.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def upcast(x: Tensor) -> Tensor:
+    """float16 / bfloat16 -> float32, so batch statistics and logs do not lose precision."""
+    return x.float() if x.dtype in LOW_PRECISION else x
+
+
+def validate_modalities(modalities: Iterable[str], what: str = "fusion") -> tuple[str, ...]:
+    """Modality names as a tuple: at least two, unique, non-empty strings."""
+    names = tuple(modalities)
+    if len(names) < 2:
+        raise ValueError(f"{what} needs at least two modalities, got {len(names)}: {list(names)}")
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"modality names must be non-empty strings, got {name!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"modality names must be unique, got {list(names)}")
+    return names
+
+
+def check_label_dtype(labels: Tensor, batch_size: int | None = None) -> None:
+    """Labels must be a 1-D integer tensor (of ``batch_size`` entries if given); reads nothing back."""
+    if not isinstance(labels, Tensor):
+        raise ValueError(f"labels must be a Tensor, got {type(labels).__name__}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool or labels.ndim != 1:
+        raise ValueError(
+            f"labels must be a 1-D integer tensor of class indices, got dtype {labels.dtype}, shape {tuple(labels.shape)}"
+        )
+    if batch_size is not None and labels.shape != (batch_size,):
+        raise ValueError(f"labels have shape {tuple(labels.shape)}; expected ({batch_size},), one per sample")
+
+
+def validate_labels(labels: Tensor, batch_size: int, num_classes: int) -> None:
+    """Raise ValueError unless ``labels`` is an integer (B,) tensor with values in 0..C-1."""
+    check_label_dtype(labels, batch_size)
+    check_values({}, labels, num_classes)
+
+
+def check_modalities(features: Mapping[str, Tensor], what: str = "features") -> tuple[str, ...]:
+    """At least two modalities, each a (B, d) tensor with one common B; returns their names."""
+    names = validate_modalities(features, what)
+    sizes = {name: tuple(t.shape) for name, t in features.items()}
+    for name, shape in sizes.items():
+        if len(shape) != 2:
+            raise ValueError(f"{what}[{name!r}] must be (batch, dim), got shape {shape}")
+    if len({shape[0] for shape in sizes.values()}) != 1:
+        raise ValueError(f"{what} have mismatched batch sizes: {sizes}")
+    return names
+
+
+def check_modality_keys(keys: Iterable[str], modalities: Sequence[str], what: str) -> None:
+    """Raise ValueError naming the missing and unknown keys unless ``keys`` are exactly ``modalities``."""
+    keys = list(keys)
+    missing = [m for m in modalities if m not in keys]
+    extra = [k for k in keys if k not in modalities]
+    if missing or extra:
+        raise ValueError(f"{what}: expected modalities {list(modalities)}; missing {missing}, unknown {extra}")
+
+
+def check_modality_dict(values: Mapping[str, Tensor], modalities: Sequence[str], what: str) -> torch.Size:
+    """The common shape of per-modality tensors keyed exactly by ``modalities``.
+
+    Raises ValueError naming the missing or unknown key, or the modality whose shape differs.
+    """
+    check_modality_keys(values, modalities, what)
+    shape = values[modalities[0]].shape
+    for name in modalities:
+        if values[name].shape != shape:
+            raise ValueError(
+                f"{what}: modality {name!r} has shape {tuple(values[name].shape)}, "
+                f"but {modalities[0]!r} has {tuple(shape)}"
+            )
+    return shape
+
+
+def stack_modalities(values: Mapping[str, Tensor], modalities: Sequence[str], what: str) -> Tensor:
+    """Stack per-modality (B, ...) tensors into (B, M, ...) in ``modalities`` order (checked)."""
+    check_modality_dict(values, modalities, what)
+    return torch.stack([values[m] for m in modalities], dim=1)
+
+
+def check_batch(tensor: Tensor, batch: int, name: str) -> None:
+    """The leading dimension of ``tensor`` must be ``batch``."""
+    if tensor.ndim == 0 or tensor.shape[0] != batch:
+        raise ValueError(f"{name} has shape {tuple(tensor.shape)}; expected batch size {batch}")
+
+
+def check_values(tensors: Mapping[str, Tensor], labels: Tensor | None = None, num_classes: int | None = None) -> None:
+    """All ``tensors`` finite and ``labels`` integer in 0..num_classes-1, read back in one sync."""
+    flags = [torch.isfinite(t).all() for t in tensors.values()]
+    if labels is not None:
+        check_label_dtype(labels)
+        if labels.numel() > 0:
+            flags.append(((labels >= 0) & (labels < int(num_classes or 0))).all())
+    ok = torch.stack(flags).tolist() if flags else []
+    for name, good in zip(tensors, ok):
+        if not good:
+            raise ValueError(f"{name} contains NaN or infinite values")
+    if labels is not None and len(ok) > len(tensors) and not ok[-1]:
+        low, high = int(labels.min()), int(labels.max())
+        raise ValueError(f"labels must lie in 0..{int(num_classes or 0) - 1}; got min {low}, max {high} ({num_classes} classes)")
+
+
+def stack_and_check(
+    groups: Mapping[str, Mapping[str, Tensor]],
+    names: Sequence[str],
+    others: Mapping[str, Tensor] | None = None,
+    labels: Tensor | None = None,
+    num_classes: int | None = None,
+) -> dict[str, Tensor]:
+    """Stack each group of per-modality tensors to ``(M, ...)`` (``names`` order, promoted dtype,
+    half precision upcast) and run :func:`check_values` on the stacks and ``others`` at once.
+
+    A loss then computes every modality in one call, and the checks cost one read-back whatever M
+    is; only when a check fails are the modalities checked one by one, to name the bad one.
+    """
+    stacks = {}
+    for group, tensors in groups.items():
+        shapes = {n: tuple(tensors[n].shape) for n in names}
+        if len(set(shapes.values())) != 1:
+            raise ValueError(f"{group} must have one shape across modalities, got {shapes}")
+        dtype = functools.reduce(torch.promote_types, (tensors[n].dtype for n in names))
+        dtype = torch.float32 if dtype in LOW_PRECISION else dtype
+        stacks[group] = torch.stack([tensors[n].to(dtype) for n in names])
+    others = dict(others or {})
+    try:
+        check_values(others | stacks, labels, num_classes)
+    except ValueError:
+        per_modality = {f"{group}[{n!r}]": tensors[n] for group, tensors in groups.items() for n in names}
+        check_values(others | per_modality, labels, num_classes)
+        raise
+    return stacks
