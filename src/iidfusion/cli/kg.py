@@ -113,6 +113,8 @@ def _run_in(args: argparse.Namespace) -> Iterator[None]:
             yield
     except EpsTooSmallError as error:
         raise CommandError(f"objective.iid.dc_eps or model.projection.eps: {error}") from error
+    except FloatingPointError as error:
+        raise CommandError(f"{error} (try a smaller --alpha, --beta or train.learning_rate)") from error
 
 
 def run_fit(args: argparse.Namespace) -> int:

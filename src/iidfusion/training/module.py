@@ -215,9 +215,7 @@ class FusionModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         output = self.model(batch["inputs"])
         losses = self.loss_fn(output, batch["label"], batch["index"], strategy=self.model.strategy)
-        if not torch.isfinite(losses.total):
-            terms = {k: float(v) for k, v in losses.terms.items()}
-            raise FloatingPointError(f"non-finite training loss at epoch {self.current_epoch}, batch {batch_idx}: {terms}")
+        losses.check_finite(f"at epoch {self.current_epoch}, batch {batch_idx}")
         self._train_means.add(self._step_metrics(output, losses), len(batch["label"]))
         self._feature_means.add({m: z.mean(dim=0) for m, z in output.features.items()}, len(batch["label"]))
         return losses.total
