@@ -24,7 +24,7 @@ from cli_support import FAST
 
 from iidfusion.cli.demo import PINNED_KERNELS
 from iidfusion.cli.main import main
-from iidfusion.data.vision_language import write_toy_vision_language
+from tests.toy_data import write_toy_vision_language
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,7 @@ import torch
 
 from iidfusion.cli.main import main
 from iidfusion.data import load_dataset
-from iidfusion.data.rgbd import write_toy_rgbd
-from iidfusion.data.vision_language import write_toy_vision_language
+from tests.toy_data import write_toy_rgbd, write_toy_vision_language
 
 QUICK = ["--image-encoder", "resnet18", "--image-size", "32", "--batch-size", "16", "--device", "cpu"]
 NO_FILES = ["--no-checkpoints", "--loggers", "", "--no-progress-bar", "--accelerator", "cpu"]

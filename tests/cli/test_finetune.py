@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from iidfusion.cli.main import SUBCOMMANDS, main
-from iidfusion.data.rgbd import write_toy_rgbd
+from tests.toy_data import write_toy_rgbd
 
 NO_FILES = ["--no-checkpoints", "--loggers", "", "--no-progress-bar", "--accelerator", "cpu"]
 CONFIGS = sorted(p for family in ("vl", "rgbd") for p in (Path(__file__).parents[2] / "configs" / family).glob("*.yaml"))

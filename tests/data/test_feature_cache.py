@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from iidfusion.data import load_dataset
+from iidfusion.data.families import raw_dataset
 from iidfusion.data.feature_cache import (
     MANIFEST_NAME,
     CacheKey,
@@ -20,9 +21,9 @@ from iidfusion.data.feature_cache import (
     load_feature_cache,
 )
 from iidfusion.data.input_noise import InputNoise
-from iidfusion.data.rgbd import load_rgbd, write_toy_rgbd
+from iidfusion.data.rgbd import load_rgbd
 from iidfusion.data.vision_language import RawSplits
-from iidfusion.data.families import raw_dataset
+from tests.toy_data import write_toy_rgbd
 
 
 class MeanColour(nn.Module):

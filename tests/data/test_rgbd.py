@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 from iidfusion.data.input_noise import InputNoise
-from iidfusion.data.rgbd import RGBDDataset, load_rgbd, scan_rgbd_split, write_toy_rgbd
+from iidfusion.data.rgbd import RGBDDataset, load_rgbd, scan_rgbd_split
 from iidfusion.encoders.image import ImageTransform
+from tests.toy_data import write_toy_rgbd
 
 TRAIN = ImageTransform(resize=20, crop=16, square=True, normalization="rgbd")
 EVAL = ImageTransform(resize=16, crop=16, square=True, normalization="rgbd")

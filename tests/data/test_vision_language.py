@@ -16,10 +16,10 @@ from iidfusion.data.vision_language import (
     VisionLanguageDataset,
     class_order,
     load_vision_language,
-    write_toy_vision_language,
 )
 from iidfusion.encoders.image import ImageTransform
 from iidfusion.encoders.text import build_wordpiece_vocab, wordpiece_tokenizer
+from tests.toy_data import write_toy_vision_language
 
 SMALL = ImageTransform(resize=20, crop=16)
 

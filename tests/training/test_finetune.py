@@ -10,12 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from iidfusion.data.rgbd import load_rgbd, write_toy_rgbd
-from iidfusion.data.vision_language import load_vision_language, write_toy_vision_language
 from iidfusion.data.families import EncoderOptions, build_encoders, raw_dataset
-from iidfusion.training.finetune import FinetuneConfig, FreezeSchedule, RawDataModule, fit_end_to_end
+from iidfusion.data.rgbd import load_rgbd
+from iidfusion.data.vision_language import load_vision_language
 from iidfusion.encoders.text import RandomTextConfig, build_wordpiece_vocab, wordpiece_tokenizer
 from iidfusion.training.config import load_config
+from iidfusion.training.finetune import FinetuneConfig, FreezeSchedule, RawDataModule, fit_end_to_end
+from tests.toy_data import write_toy_rgbd, write_toy_vision_language
 
 TINY_TEXT = RandomTextConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
 

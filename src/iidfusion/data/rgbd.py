@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from iidfusion.data.input_noise import InputNoise
 from iidfusion.data.multiview import VAL_FRACTION, stratified_split
@@ -37,7 +36,6 @@ from iidfusion.data.vision_language import (
     check_splits,
     class_order,
     open_image,
-    toy_color,
 )
 from iidfusion.encoders.image import RGBD_EVAL_TRANSFORM, RGBD_TRAIN_TRANSFORM, ImageTransform
 
@@ -116,27 +114,3 @@ class RGBDDataset(RawDataset):
         offset = self.transform.random_offset(pixels["rgb"])
         flip = bool(torch.rand(()) < 0.5)
         return {name: self.transform.finish(array, offset, flip) for name, array in pixels.items()}
-
-
-def write_toy_rgbd(
-    root: str | Path, *, classes: int = 3, per_class: tuple[int, int] = (10, 4), seed: int = 0, size: tuple[int, int] = (40, 32)
-) -> Path:
-    """Write a small RGB-D data set (``root/{train,test}/<class>/*.png``, RGB left, depth right); return ``root``.
-
-    RGB carries a class colour, depth a class-dependent vertical gradient, both with pixel
-    noise, so a model can learn either. For smoke tests and trying the pipeline offline.
-    """
-    root = Path(root)
-    rng = np.random.default_rng(seed)
-    width, height = size
-    for split, count in zip(("train", "test"), per_class):
-        for code in range(classes):
-            folder = root / split / f"scene{code}"
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                rgb = toy_color(code, classes) + rng.normal(0, 20, (height, width, 3))
-                ramp = np.linspace(0, 255 * (code + 1) / classes, height)[:, None, None]
-                depth = np.broadcast_to(ramp, (height, width, 3)) + rng.normal(0, 10, (height, width, 3))
-                pixels = np.clip(np.concatenate([rgb, depth], axis=1), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i:03d}.png")
-    return root

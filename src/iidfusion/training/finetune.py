@@ -32,9 +32,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from iidfusion.data.families import EncoderOptions, build_encoders, raw_dataset
 from iidfusion.data.input_noise import InputNoise
 from iidfusion.data.vision_language import RawSplits
-from iidfusion.data.families import EncoderOptions, build_encoders, raw_dataset
 from iidfusion.encoders.text import TextTokenizer
 from iidfusion.fusion.methods import get_method
 from iidfusion.fusion.model import FusionModel

@@ -18,15 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from torch import Tensor
 
 from iidfusion.kg.data import KnowledgeGraph
 from iidfusion.kg.evaluate import HITS_AT
-from iidfusion.training.kg_fit import KGExperimentConfig, fit_kg, resolve_device
 from iidfusion.provenance import provenance
+from iidfusion.training.kg_fit import KGExperimentConfig, fit_kg, resolve_device
 from iidfusion.training.outputs import staged_files
-from iidfusion.training.report import fmt_number, holm
+from iidfusion.training.report import fmt_number, holm, mean_std, paired_t_test
 
 METRICS: tuple[str, ...] = ("mrr", *(f"hits@{k}" for k in HITS_AT))
 BASELINE, IID = "baseline", "iid"
@@ -119,28 +118,17 @@ def _run_arms(kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGExpe
 
 
 def paired_metric_tests(results: Sequence[KGRunResult]) -> list[MetricTest]:
-    """ttest_rel of IID vs baseline per metric over the seeds both arms ran (NaN if undefined)."""
-    from scipy.stats import ttest_rel
-
+    """:func:`~iidfusion.training.report.paired_t_test` of IID vs baseline per metric over the
+    seeds both arms ran (NaN if undefined); ``p_holm`` corrects over the metrics."""
     by_arm = {arm: {r.seed: r for r in results if r.arm == arm} for arm in (BASELINE, IID)}
     seeds = sorted(set(by_arm[BASELINE]) & set(by_arm[IID]))
     tests = []
     for metric in METRICS:
-        a = np.array([by_arm[IID][s].metric(metric) for s in seeds])
-        b = np.array([by_arm[BASELINE][s].metric(metric) for s in seeds])
-        if len(seeds) >= 2 and np.ptp(a - b) > 0:
-            stat = ttest_rel(a, b)
-            t, p = float(stat.statistic), float(stat.pvalue)
-        else:  # one seed, or the same difference on every seed: the test is undefined
-            t, p = math.nan, math.nan
-        tests.append(MetricTest(metric, float(np.mean(a - b)) if seeds else math.nan, t, p, len(seeds)))
+        iid = [by_arm[IID][s].metric(metric) for s in seeds]
+        baseline = [by_arm[BASELINE][s].metric(metric) for s in seeds]
+        tests.append(MetricTest(metric, *paired_t_test(iid, baseline), len(seeds)))
     adjusted = holm([t.p_value for t in tests])
     return [dataclasses.replace(t, p_holm=p) for t, p in zip(tests, adjusted)]
-
-
-def _mean_std(values: Sequence[float]) -> str:
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return f"{float(np.mean(values)):.3f} ± {std:.3f}"
 
 
 def markdown_report(results: Sequence[KGRunResult], tests: Sequence[MetricTest], title: str) -> str:
@@ -151,7 +139,7 @@ def markdown_report(results: Sequence[KGRunResult], tests: Sequence[MetricTest],
     for arm in (BASELINE, IID):
         runs = [r for r in results if r.arm == arm]
         if runs:
-            cells = [_mean_std([r.metric(m) for r in runs]) for m in METRICS]
+            cells = [mean_std([r.metric(m) for r in runs], 3) for m in METRICS]
             lines.append(f"| {arm} | {runs[0].alpha:g} | {runs[0].beta:g} | " + " | ".join(cells) + " |")
     lines += ["", f"Paired t-test over seeds, IID − baseline; p (Holm): corrected over the {len(tests)} metrics:", "",
               "| metric | Δ mean | t | p | p (Holm) | seeds |", "|---|---:|---:|---:|---:|---:|"]

@@ -70,9 +70,10 @@ def average_accuracy(results: Sequence[EvalResult]) -> dict[str, dict[int, float
     return {m: {s: 100.0 * float(np.mean(a)) for s, a in seeds.items()} for m, seeds in per_run.items()}
 
 
-def _mean_std(values: Sequence[float]) -> str:
+def mean_std(values: Sequence[float], decimals: int = 2) -> str:
+    """"mean ± sample std" of ``values`` (std 0 for a single value)."""
     std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return f"{float(np.mean(values)):.2f} ± {std:.2f}"
+    return f"{float(np.mean(values)):.{decimals}f} ± {std:.{decimals}f}"
 
 
 def markdown_table(results: Sequence[EvalResult]) -> str:
@@ -86,8 +87,8 @@ def markdown_table(results: Sequence[EvalResult]) -> str:
         cells = [method]
         for level in levels:
             accs = [100.0 * r.accuracy for r in results if r.method == method and r.noise == level]
-            cells.append(_mean_std(accs) if accs else "-")
-        cells.append(_mean_std(list(avg[method].values())))
+            cells.append(mean_std(accs) if accs else "-")
+        cells.append(mean_std(list(avg[method].values())))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -125,23 +126,29 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def paired_tests(results: Sequence[EvalResult]) -> list[PairedTest]:
-    """ttest_rel over the seeds both methods ran, on Avg Acc, for every comparison pair;
-    ``p_holm`` corrects the p-values over all of them."""
+def paired_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
+    """(mean of a - b, t, p) of scipy's ttest_rel on paired values (one per seed); t and p are
+    NaN where the test is undefined: fewer than two pairs, or the same difference on every pair.
+    Every paired test between two arms (compare, kg compare) is this one."""
     from scipy.stats import ttest_rel
 
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    mean = float(np.mean(x - y)) if len(x) else math.nan
+    if len(x) >= 2 and np.ptp(x - y) > 0:
+        stat = ttest_rel(x, y)
+        return mean, float(stat.statistic), float(stat.pvalue)
+    return mean, math.nan, math.nan
+
+
+def paired_tests(results: Sequence[EvalResult]) -> list[PairedTest]:
+    """:func:`paired_t_test` over the seeds both methods ran, on Avg Acc, for every comparison
+    pair; ``p_holm`` corrects the p-values over all of them."""
     avg = average_accuracy(results)
     tests = []
     for method, reference in comparison_pairs(list(avg)):
         seeds = sorted(set(avg[method]) & set(avg[reference]))
-        a = np.array([avg[method][s] for s in seeds])
-        b = np.array([avg[reference][s] for s in seeds])
-        if len(seeds) >= 2 and np.ptp(a - b) > 0:
-            stat = ttest_rel(a, b)
-            t, p = float(stat.statistic), float(stat.pvalue)
-        else:  # one seed, or a constant difference: the test is undefined
-            t, p = math.nan, math.nan
-        tests.append(PairedTest(method, reference, float(np.mean(a - b)) if seeds else math.nan, t, p, len(seeds)))
+        mean, t, p = paired_t_test([avg[method][s] for s in seeds], [avg[reference][s] for s in seeds])
+        tests.append(PairedTest(method, reference, mean, t, p, len(seeds)))
     adjusted = holm([t.p_value for t in tests])
     return [replace(t, p_holm=p) for t, p in zip(tests, adjusted)]
 
