@@ -207,7 +207,7 @@ def run_wn9img(args: argparse.Namespace) -> None:
     work, load_start, code = Path(args.work or REPO / "runs" / "real_data" / "wn9img"), os.getloadavg()[0], code_version()
     sized = wn9img_sizes(args)
     compare = ["kg", "compare", "--config", path_arg(args.config), "--data", path_arg(args.data), "--out", path_arg(work / "compare"),
-               "--seeds", *map(str, args.seeds), "--device", "cpu", "--cache-dir", path_arg(work / "cache")]
+               "--seeds", str(args.seeds), "--device", "cpu", "--cache-dir", path_arg(work / "cache")]
     compare += [str(part) for pair in sized for part in pair]
     steps = [run_step("kg-compare", compare, work, args.threads)]
     text = wn9img_report(args, work, steps, (load_start, os.getloadavg()[0]), code)
@@ -243,7 +243,7 @@ def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load:
         f"IID arm alpha {runs[-1]['alpha']:g}, beta {runs[-1]['beta']:g} (L_ic Gaussian-KL weight {iid.get('ic_lam', 'n/a')}). "
         f"`{path_arg(args.config)}`"
         + (f", sized down for a CPU with {', '.join(f'`{flag} {value}`' for flag, value in sized)}" if sized else "")
-        + f"; seeds {args.seeds}; code at commit {code}.",
+        + f"; seeds 0..{args.seeds - 1}; code at commit {code}.",
         "",
         "OTKGE's own settings (`configs/kg/wn9img_text.yaml`, as `configs/kg/wn9img.yaml`): rank 500, batch "
         "2000, Adagrad lr 0.1, 200 epochs, the OT plan refreshed every step; where this run differs, it was "
@@ -272,7 +272,7 @@ def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load:
         "",
         *cost_section(steps, load),
         "",
-        f"Reproduce: `python benchmarks/real_data.py wn9img --seeds {' '.join(map(str, args.seeds))}"
+        f"Reproduce: `python benchmarks/real_data.py wn9img --seeds {args.seeds}"
         + "".join(f" {flag} {value}" for flag, value in sized) + "`.",
     ]
     return "\n".join(lines) + "\n"
@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     wn9 = sets.add_parser("wn9img", help="WN9-IMG: kg compare, baseline vs IID")
     wn9.add_argument("--data", type=Path, default=SHARED / "wn9img", help="WN9-IMG folder (default: ../shared/data/wn9img)")
     wn9.add_argument("--config", type=Path, default=REPO / "configs" / "kg" / "wn9img_text_cpu.yaml", help="kg config (default: the CPU-sized one)")
-    wn9.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    wn9.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     wn9.add_argument("--rank", type=int, default=0, help="override the config's rank (0: the config's)")
     wn9.add_argument("--max-epochs", type=int, default=0, help="override the config's epochs (0: the config's)")
     wn9.add_argument("--batch-size", type=int, default=0, help="override the config's batch size (0: the config's)")

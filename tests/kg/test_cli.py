@@ -30,7 +30,7 @@ def small_config(tmp_path: Path) -> Path:
                   "projection": {"cost_scale": 1.0, "plan_entities": 2, "refresh_every": 4}},
         "objective": {"n3_weight": 1e-3, "iid": {"dc_d1": 4, "dc_d2": 8, "dc_points": 16}},
         "train": {"batch_size": 32, "learning_rate": 0.3, "eval_every": 2, "num_threads": 1},
-        "compare": {"seeds": [0, 1], "alpha": 0.1, "beta": 0.1},
+        "compare": {"seeds": 2, "alpha": 0.1, "beta": 0.1},
     }  # fmt: skip
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
@@ -170,3 +170,15 @@ def test_wn9img_config_on_real_triples_with_fixture_features(wn9img_folder, tmp_
     assert code == 0
     assert f"wn9img: {len(entities):,} entities" in capsys.readouterr().out
     assert json.loads((out / "metrics.json").read_text())["test"]["mrr"] > 0
+
+
+def test_compare_without_a_config_has_an_iid_arm_and_seeds_count(tmp_path):
+    # the library's alpha and beta, and --seeds N meaning seeds 0..N-1 as in `compare`
+    from iidfusion.cli.kg import _experiment
+    from iidfusion.cli.main import build_parser
+
+    args = build_parser().parse_args(["kg", "compare", "--data", "umls", "--out", str(tmp_path / "o")])
+    _, compare = _experiment(args)
+    assert (compare.alpha, compare.beta, compare.seeds) == (0.1, 0.1, 3)
+    args = build_parser().parse_args(["kg", "compare", "--data", "umls", "--seeds", "2", "--beta", "0", "--out", "o"])
+    assert _experiment(args)[1] == type(compare)(seeds=2, alpha=0.1, beta=0.0)

@@ -7,11 +7,11 @@ import yaml
 from iidfusion.kg.evaluate import evaluate_link_prediction
 from iidfusion.kg.model import KGModelConfig, OTProjectionConfig
 from iidfusion.kg.objective import IIDTermsConfig, KGObjective, KGObjectiveConfig, degree_weights, n3_penalty
+from iidfusion.training.config import merge_config
 from iidfusion.training.kg_fit import (
     KGExperimentConfig,
     KGTrainConfig,
     build_model,
-    config_from_mapping,
     fit_kg,
     load_experiment_config,
     save_run,
@@ -115,7 +115,7 @@ def test_iid_run_is_finite_and_seeded(tiny_kg):
 def test_config_files(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(
-        "data: wn9img\nmodel: {rank: 3, projection: {cost_scale: 300}}\ncompare: {seeds: [0]}\n", encoding="utf-8"
+        "data: wn9img\nmodel: {rank: 3, projection: {cost_scale: 300}}\ncompare: {seeds: 1}\n", encoding="utf-8"
     )
     config = load_experiment_config(path)
     assert config.data == "wn9img" and config.model.rank == 3 and config.model.projection.cost_scale == 300
@@ -123,7 +123,7 @@ def test_config_files(tmp_path):
     with pytest.raises(ValueError, match="unknown config key 'model.rnak'"):
         load_experiment_config(path)
     with pytest.raises(ValueError, match="must be a mapping"):
-        config_from_mapping(KGExperimentConfig, {"train": 5}, "x")
+        merge_config(KGExperimentConfig(), {"train": 5}, "x")
     with pytest.raises(FileNotFoundError):
         load_experiment_config(tmp_path / "none.yaml")
 

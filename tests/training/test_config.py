@@ -44,8 +44,8 @@ def test_unknown_key_is_named(tmp_path, text, key):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("train:\n  max_epochs: abc\n", "'train.max_epochs' must be int"),
-        ("train:\n  max_epochs: 2.5\n", "'train.max_epochs' must be int"),
+        ("train:\n  max_epochs: abc\n", "'train.max_epochs' must be an int"),
+        ("train:\n  max_epochs: 2.5\n", "'train.max_epochs' must be an int"),
         ("loss: 3\n", "'loss' .* must be a mapping"),
         ("train:\n  progress_bar: maybe\n", "'train.progress_bar' must be true or false"),
         ("- a\n- b\n", "must hold a mapping"),

@@ -1,9 +1,10 @@
 """``iidfusion kg``: multimodal knowledge-graph link prediction (OTKGE + IID).
 
     iidfusion kg fit --config configs/kg/umls.yaml --alpha 0.1 --beta 0.1 --seed 0 --out runs/kg
-    iidfusion kg compare --config configs/kg/umls.yaml --seeds 0 1 2 --out runs/kg-compare
+    iidfusion kg compare --config configs/kg/umls.yaml --seeds 3 --out runs/kg-compare
 
-Values come from the dataclass defaults, then ``--config`` (YAML), then the flags.
+Values come from the dataclass defaults, then ``--config`` (YAML), then the flags, merged by the
+loader every command uses (:func:`iidfusion.training.config.merge_config`).
 """
 
 from __future__ import annotations
@@ -12,13 +13,9 @@ import argparse
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from iidfusion.cli.fit import add_overwrite_argument
-
-DEFAULT_SEEDS = (0, 1, 2)
-
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML experiment file, e.g. configs/kg/umls.yaml (default: built-in defaults)")
@@ -55,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.set_defaults(handler=run_fit)
     compare = commands.add_parser("compare", help="baseline vs IID over seeds; writes results.{csv,json,md}")
     _common(compare)
-    compare.add_argument("--seeds", type=int, nargs="+", help=f"seeds (default: the config's, else {list(DEFAULT_SEEDS)})")
+    compare.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: the config's compare.seeds, else 3)")
     compare.set_defaults(handler=run_compare)
 
 
@@ -63,17 +60,12 @@ def _replace(section: Any, **changes: Any) -> Any:
     return dataclasses.replace(section, **{k: v for k, v in changes.items() if v is not None})
 
 
-def _experiment(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """The configuration after the flags, and the YAML's ``compare`` section."""
+def _experiment(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The configuration after the flags, and the ``compare`` section (both from one read of the YAML)."""
     from iidfusion.kg.features import parse_feature_specs
-    from iidfusion.training.kg_fit import KGExperimentConfig, load_experiment_config, read_yaml_mapping
+    from iidfusion.training.kg_compare import load_kg_config
 
-    config = load_experiment_config(args.config) if args.config else KGExperimentConfig()
-    compare: dict[str, Any] = {}
-    if args.config:
-        compare = read_yaml_mapping(Path(args.config)).get("compare") or {}
-        if not isinstance(compare, dict):
-            raise ValueError(f"{args.config}: the compare section must be a mapping, got {compare!r}")
+    config, compare = load_kg_config(args.config)
     features = parse_feature_specs(args.features) if args.features else None
     config = _replace(config, data=args.data, vocabulary=args.vocabulary, features=features, seed=getattr(args, "seed", None))
     iid = _replace(config.objective.iid, alpha=args.alpha, beta=args.beta)
@@ -83,6 +75,7 @@ def _experiment(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         tie_policy=args.tie_policy, device=args.device,
     )  # fmt: skip
     config = dataclasses.replace(config, model=model, objective=dataclasses.replace(config.objective, iid=iid), train=train)
+    compare = _replace(compare, alpha=args.alpha, beta=args.beta, seeds=getattr(args, "seeds", None))
     return config, compare
 
 
@@ -118,8 +111,8 @@ def _run_in(args: argparse.Namespace) -> Iterator[None]:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from iidfusion.training.kg_fit import fit_kg, save_run, validate_kg_config
     from iidfusion.progress import write_line
+    from iidfusion.training.kg_fit import fit_kg, save_run, validate_kg_config
 
     config, _ = _experiment(args)
     validate_kg_config(config)
@@ -133,27 +126,22 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from iidfusion.training.kg_compare import run_comparison, write_comparison
     from iidfusion.progress import write_line
+    from iidfusion.training.kg_compare import run_comparison, write_comparison
+    from iidfusion.training.kg_fit import validate_kg_config
 
-    config, section = _experiment(args)
-    unknown = set(section) - {"seeds", "alpha", "beta"}
-    if unknown:
-        raise ValueError(f"{args.config}: unknown keys in the compare section: {sorted(unknown)}")
-    from iidfusion.training.kg_fit import typed_value, validate_kg_config
-
-    source = f"{args.config}: compare section"
-    alpha = args.alpha if args.alpha is not None else typed_value(section.get("alpha", 0.0), float, f"{source} 'alpha'")
-    beta = args.beta if args.beta is not None else typed_value(section.get("beta", 0.0), float, f"{source} 'beta'")
-    seeds = args.seeds or typed_value(section.get("seeds") or list(DEFAULT_SEEDS), list, f"{source} 'seeds'")
+    config, compare = _experiment(args)
+    if compare.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1 (seeds 0..N-1), got {compare.seeds}")
+    seeds = list(range(compare.seeds))
     for seed in seeds:
-        validate_kg_config(dataclasses.replace(config, seed=typed_value(seed, int, f"{source} 'seeds'")))
-    iid = dataclasses.replace(config.objective.iid, alpha=alpha, beta=beta)
+        validate_kg_config(dataclasses.replace(config, seed=seed))
+    iid = dataclasses.replace(config.objective.iid, alpha=compare.alpha, beta=compare.beta)
     validate_kg_config(dataclasses.replace(config, objective=dataclasses.replace(config.objective, iid=iid)))
     with _run_in(args):
         kg, features, config = _load(config, args)
-        results = run_comparison(kg, features, config, alpha=alpha, beta=beta, seeds=seeds, log=write_line,
-                                 progress=args.progress_bar)
+        results = run_comparison(kg, features, config, alpha=compare.alpha, beta=compare.beta, seeds=seeds,
+                                 log=write_line, progress=args.progress_bar)
         report = write_comparison(args.out, results, config, f"{kg.name}: OTKGE-style baseline vs IID")
     print(report)
     return 0

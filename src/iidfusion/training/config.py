@@ -193,7 +193,7 @@ def iter_options(config: Any = None, prefix: str = "") -> Iterator[ConfigOption]
             yield ConfigOption(prefix + f.name, hints[f.name], value, f.metadata["help"], f.metadata.get("flag"))
 
 
-def _coerce(key: str, tp: Any, value: Any) -> Any:
+def coerce_option(key: str, tp: Any, value: Any) -> Any:
     """``value`` (from YAML or a flag string) as type ``tp``; a ValueError names the key."""
     origin = typing.get_origin(tp)
     if origin is tuple:
@@ -202,9 +202,17 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
             value = [v for v in (s.strip() for s in value.split(",")) if v]
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"config key {key!r} must be a list, got {value!r}")
-        return tuple(_coerce(key, item, v) for v in value)
-    if origin in (typing.Union, types.UnionType):
-        raise TypeError(f"unsupported option type for {key!r}: {tp}")
+        return tuple(coerce_option(key, item, v) for v in value)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):  # an optional value: X | None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else coerce_option(key, inner, value)
+    if origin is dict:
+        key_type, value_type = typing.get_args(tp)
+        if not isinstance(value, Mapping):
+            raise ValueError(f"config key {key!r} must be a mapping, got {value!r}")
+        return {coerce_option(key, key_type, k): coerce_option(f"{key}[{k!r}]", value_type, v) for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -221,17 +229,27 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         try:
             number = tp(value) if isinstance(value, str) else value
         except ValueError:
-            raise ValueError(f"config key {key!r} must be {tp.__name__}, got {value!r}") from None
+            raise ValueError(f"config key {key!r} must be {_article(tp)}, got {value!r}") from None
         if tp is int and isinstance(number, float) and number.is_integer():
             number = int(number)
         if not isinstance(number, (int, float)) or (tp is int and not isinstance(number, int)):
-            raise ValueError(f"config key {key!r} must be {tp.__name__}, got {value!r}")
+            raise ValueError(f"config key {key!r} must be {_article(tp)}, got {value!r}")
         return tp(number)
     raise TypeError(f"unsupported option type for {key!r}: {tp}")
 
 
-def _merge(config: Any, values: Mapping[str, Any], prefix: str, source: str) -> Any:
-    """``config`` with ``values`` (a nested mapping) merged in; unknown keys are errors."""
+def _article(tp: type) -> str:
+    return "an int" if tp is int else f"a {tp.__name__}"
+
+
+def merge_config(config: Any, values: Mapping[str, Any], source: str, prefix: str = "") -> Any:
+    """``config`` (any dataclass of sections and options) with ``values`` (a nested mapping)
+    merged in; an unknown key or a value of the wrong type is a ValueError naming the key.
+
+    The one loader of every command's configuration: ``fit``, ``compare``, ``suite``,
+    ``finetune`` (:class:`ExperimentConfig`) and ``kg`` (``KGExperimentConfig``)."""
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{prefix.rstrip('.') or 'the config'} in {source} must be a mapping of options, got {values!r}")
     hints = typing.get_type_hints(type(config))
     names = {f.name for f in dataclasses.fields(config)}
     changes: dict[str, Any] = {}
@@ -242,9 +260,9 @@ def _merge(config: Any, values: Mapping[str, Any], prefix: str, source: str) -> 
         if _is_section(hints[name]):
             if not isinstance(value, Mapping):
                 raise ValueError(f"config key {key!r} in {source} must be a mapping of options, got {value!r}")
-            changes[name] = _merge(getattr(config, name), value, key + ".", source)
+            changes[name] = merge_config(getattr(config, name), value, source, key + ".")
         else:
-            changes[name] = _coerce(key, hints[name], value)
+            changes[name] = coerce_option(key, hints[name], value)
     return dataclasses.replace(config, **changes)
 
 
@@ -284,16 +302,16 @@ def load_config(
     """``base`` (defaults) updated by the YAML file at ``path``, then by dotted ``overrides``."""
     config = ExperimentConfig() if base is None else base
     if path is not None:
-        config = _merge(config, read_config_file(path), "", str(path))
+        config = merge_config(config, read_config_file(path), str(path))
     if overrides:
-        config = _merge(config, _nest(overrides), "", "the command line")
+        config = merge_config(config, _nest(overrides), "the command line")
     return config
 
 
 def config_from_dict(values: Mapping[str, Any], source: str) -> ExperimentConfig:
     """The configuration that :func:`config_to_dict` wrote (in a checkpoint, a results file);
     an unknown key is an error naming ``source``."""
-    return _merge(ExperimentConfig(), values, "", source)
+    return merge_config(ExperimentConfig(), values, source)
 
 
 def resolve_methods(names: tuple[str, ...]) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from torch import Tensor
 from iidfusion.kg.data import KnowledgeGraph
 from iidfusion.kg.evaluate import HITS_AT
 from iidfusion.provenance import provenance
+from iidfusion.training.config import merge_config, read_config_file
 from iidfusion.training.kg_fit import KGExperimentConfig, fit_kg, resolve_device
 from iidfusion.training.outputs import staged_files
 from iidfusion.training.report import fmt_number, holm, mean_std, paired_t_test
@@ -61,6 +62,28 @@ class MetricTest:
     p_value: float
     seeds: int
     p_holm: float = math.nan  # p_value Holm-corrected over the metrics of the table
+
+
+@dataclass(frozen=True)
+class KGCompareConfig:
+    """The ``compare`` section of a KG config: ``seeds`` N (seeds 0..N-1, as ``--seeds`` of every
+    command) and the IID arm's ``alpha`` / ``beta`` (default: the library's, as ``fit``)."""
+
+    seeds: int = 3
+    alpha: float = 0.1
+    beta: float = 0.1
+
+
+def load_kg_config(path: str | Path | None) -> tuple[KGExperimentConfig, KGCompareConfig]:
+    """The experiment and its ``compare`` section from one read of the YAML file at ``path``
+    (None: the defaults)."""
+    if path is None:
+        return KGExperimentConfig(), KGCompareConfig()
+    values = read_config_file(path)
+    compare = merge_config(KGCompareConfig(), values.pop("compare", None) or {}, str(path), "compare.")
+    if compare.seeds < 1:
+        raise ValueError(f"config key 'compare.seeds' in {path} must be >= 1 (seeds 0..N-1), got {compare.seeds}")
+    return merge_config(KGExperimentConfig(), values, str(path)), compare
 
 
 def arm_config(config: KGExperimentConfig, *, alpha: float, beta: float, seed: int) -> KGExperimentConfig:

@@ -16,7 +16,6 @@ import json
 import math
 import sys
 import time
-import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from iidfusion.kg.evaluate import (
 from iidfusion.kg.model import KGModelConfig, MultimodalKGE
 from iidfusion.kg.objective import KGObjective, KGObjectiveConfig, degree_weights
 from iidfusion.provenance import provenance
+from iidfusion.training.config import merge_config, read_config_file
 from iidfusion.training.outputs import staged_files
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -85,68 +85,12 @@ class KGExperimentConfig:
     train: KGTrainConfig = field(default_factory=KGTrainConfig)
 
 
-def config_from_mapping(cls: type, values: Mapping[str, Any], source: str, prefix: str = "") -> Any:
-    """Build the dataclass ``cls`` from a nested mapping; an unknown key or a value of the wrong
-    type is a ValueError naming the key (ints are accepted where a float is expected)."""
-    if not isinstance(values, Mapping):
-        raise ValueError(f"{source}: {prefix.rstrip('.') or 'the config'} must be a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        if key not in names:
-            raise ValueError(f"{source}: unknown config key {prefix + str(key)!r}; known: {', '.join(sorted(names))}")
-        if dataclasses.is_dataclass(hints[key]):
-            kwargs[key] = config_from_mapping(hints[key], value, source, f"{prefix}{key}.")
-        else:
-            kwargs[key] = typed_value(value, hints[key], f"{source}: config key {prefix + str(key)!r}")
-    return cls(**kwargs)
-
-
-def typed_value(value: Any, hint: Any, where: str) -> Any:
-    """``value`` checked against the type ``hint`` of its field (int -> float widened)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return typed_value(value, inner, where)
-    if origin is dict:
-        key_type, value_type = args
-        if not isinstance(value, Mapping):
-            raise ValueError(f"{where} must be a mapping, got {value!r}")
-        return {typed_value(k, key_type, where): typed_value(v, value_type, f"{where}[{k!r}]") for k, v in value.items()}
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise ValueError(f"{where} must be {'a ' + hint.__name__ if hint is not int else 'an int'}, got {value!r}")
-    return value
-
-
 def load_experiment_config(path: str | Path) -> KGExperimentConfig:
-    """A :class:`KGExperimentConfig` from a YAML file (the ``configs/kg/*.yaml`` files)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    values = dict(read_yaml_mapping(path))
-    values.pop("compare", None)  # the section read by `kg compare`
-    return config_from_mapping(KGExperimentConfig, values, str(path))
-
-
-def read_yaml_mapping(path: Path) -> Mapping[str, Any]:
-    """The mapping in the YAML file at ``path``, read with the safe loader (no tags that build
-    objects); unreadable YAML or another top-level type is a ValueError naming the file."""
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ValueError(f"cannot read config file {path}: {str(error).splitlines()[0]}") from None
-    if values is None:
-        return {}
-    if not isinstance(values, Mapping):
-        raise ValueError(f"config file {path} must hold a mapping of options, got {type(values).__name__}")
-    return values
+    """A :class:`KGExperimentConfig` from a YAML file (the ``configs/kg/*.yaml`` files); the
+    ``compare`` section is read by ``kg compare`` (:func:`iidfusion.training.kg_compare.load_kg_config`)."""
+    values = read_config_file(path)
+    values.pop("compare", None)
+    return merge_config(KGExperimentConfig(), values, str(path))
 
 
 @dataclass
