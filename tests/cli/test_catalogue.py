@@ -127,9 +127,9 @@ CASES: dict[str, Case] = {
                                   setup=_a_file_at_out),
     "suite --lr -1": Case(lambda i: ["suite", "--datasets", str(i / "tiny.npz"), "--lr", "-1", "--out", "{out}"], "--lr (optim.lr)"),
     # kg
-    "kg --rank 4 --beta 0.1": Case(_kg("fit", "--beta", "0.1"), "objective.iid.dc_d1 = 32 Fourier bins do not fit L_dc's embeddings of width 8 (--rank 4): it must be in [1, 5]"),
+    "kg --rank 4 --beta 0.1": Case(_kg("fit", "--beta", "0.1"), "objective.iid.d1 = 32 Fourier bins do not fit L_dc's embeddings of width 8 (--rank 4): it must be in [1, 5]"),
     "kg YAML value of the wrong type": Case(_kg("fit", "--config", "{i}/kg_wrong_type.yaml"), "config key 'train.max_epochs' must be an int, got 'ten'"),
-    "kg YAML dc_eps: .nan": Case(_kg("fit", "--config", "{i}/kg_nan_eps.yaml"), "objective.iid.dc_eps must be finite and > 0, got nan"),
+    "kg YAML eps: .nan": Case(_kg("fit", "--config", "{i}/kg_nan_eps.yaml"), "objective.iid.eps must be finite and > 0, got nan"),
     "kg crafted pickle features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'payload.pkl'}"],
                                        "payload.pkl: not a pickle of plain arrays (it names posix.system, refused"),
     "kg garbage .npy features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'garbage.npy'}"], "garbage.npy: not a readable .npy"),
@@ -228,7 +228,7 @@ def inputs(tmp_path_factory, tiny_npz, shell_payload) -> Path:
     (folder / "garbage.npy").write_bytes(b"\x93NUMPY garbage")
     np.save(folder / "objects.npy", np.array([None] * 12, dtype=object), allow_pickle=True)
     (folder / "kg_wrong_type.yaml").write_text("train:\n  max_epochs: ten\n")
-    (folder / "kg_nan_eps.yaml").write_text("objective:\n  iid:\n    dc_eps: .nan\n")
+    (folder / "kg_nan_eps.yaml").write_text("objective:\n  iid:\n    eps: .nan\n")
     (folder / "kg_bad_compare.yaml").write_text("compare:\n  seeds: x\n")
     (folder / "kg_list.yaml").write_text("- train\n- max_epochs\n")
     # others

@@ -28,7 +28,7 @@ def small_config(tmp_path: Path) -> Path:
     config = {
         "model": {"rank": 4, "init_scale": 0.1, "modality_weights": {"img": 0.1, "ling": 0.3},
                   "projection": {"cost_scale": 1.0, "plan_entities": 2, "refresh_every": 4}},
-        "objective": {"n3_weight": 1e-3, "iid": {"dc_d1": 4, "dc_d2": 8, "dc_points": 16}},
+        "objective": {"n3_weight": 1e-3, "iid": {"d1": 4, "d2": 8, "coherence_points": 16}},
         "train": {"batch_size": 32, "learning_rate": 0.3, "eval_every": 2, "num_threads": 1},
         "compare": {"seeds": 2, "alpha": 0.1, "beta": 0.1},
     }  # fmt: skip

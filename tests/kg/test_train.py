@@ -28,7 +28,7 @@ def small_config(**iid) -> KGExperimentConfig:
         data="tiny",
         features={},
         model=KGModelConfig(rank=8, init_scale=0.1, modality_weights={"img": 0.1, "ling": 0.3}, projection=OTProjectionConfig(cost_scale=1.0, plan_entities=2, refresh_every=4)),
-        objective=KGObjectiveConfig(n3_weight=1e-3, iid=IIDTermsConfig(dc_d1=4, dc_d2=8, **iid)),
+        objective=KGObjectiveConfig(n3_weight=1e-3, iid=IIDTermsConfig(d1=4, d2=8, **iid)),
         train=KGTrainConfig(max_epochs=40, batch_size=16, learning_rate=0.3, eval_every=10, num_threads=1),
     )  # fmt: skip
 
@@ -52,7 +52,7 @@ def test_degree_weights_and_n3(tiny_kg):
 
 
 def test_objective_terms_and_gradients_on_kg_batches(tiny_kg):
-    config = small_config(alpha=0.5, beta=0.5, dc_points=6)
+    config = small_config(alpha=0.5, beta=0.5, coherence_points=6)
     model = build_model(tiny_kg, fixture_features(tiny_kg), config)
     objective = KGObjective(config.objective, width=model.width, class_weights=degree_weights(tiny_kg.train, tiny_kg.num_entities))
     batch = tiny_kg.train[:10]
@@ -104,7 +104,7 @@ def test_training_improves_mrr_over_untrained(tiny_kg, tmp_path):
 
 def test_iid_run_is_finite_and_seeded(tiny_kg):
     features = fixture_features(tiny_kg)
-    config = small_config(alpha=0.1, beta=0.1, dc_points=16)
+    config = small_config(alpha=0.1, beta=0.1, coherence_points=16)
     config.train.max_epochs = 3
     config.train.eval_every = 3
     first, second = fit_kg(tiny_kg, features, config), fit_kg(tiny_kg, features, config)

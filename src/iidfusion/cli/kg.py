@@ -105,7 +105,7 @@ def _run_in(args: argparse.Namespace) -> Iterator[None]:
         with run_folder(args.out, overwrite=args.overwrite):
             yield
     except EpsTooSmallError as error:
-        raise CommandError(f"objective.iid.dc_eps or model.projection.eps: {error}") from error
+        raise CommandError(f"objective.iid.eps or model.projection.eps: {error}") from error
     except FloatingPointError as error:
         raise CommandError(f"{error} (try a smaller --alpha, --beta or train.learning_rate)") from error
 

@@ -12,7 +12,7 @@
   task: fused 1-N scores vs the scores of each modality's head embedding, same candidates.
 * L_dc (:class:`iidfusion.losses.DistributionCoherence`) between the modality embeddings of
   the batch's query entities (heads of the triples and, via reciprocals, tails), on at most
-  ``dc_points`` of them (the batch is shuffled, so the first ones are a random subset).
+  ``coherence_points`` of them (the batch is shuffled, so the first ones are a random subset).
 """
 
 from __future__ import annotations
@@ -34,23 +34,27 @@ from iidfusion.losses.informatic import DEFAULT_VARIANT, InformaticConstraint
 class IIDTermsConfig:
     """IID on the KG: weights alpha (L_ic) and beta (L_dc) and their options; 0 / 0 is the baseline.
 
-    ``ic_variant``: the L_ic reading, the library's default (docs/method.md, "Informatic constraint").
-    ``ic_lam`` weighs the Gaussian KL terms inside L_ic; ComplEx embeddings live at the scale
+    The options carry the names of the classification's (``loss.lam``, ``loss.d1``, ...), with
+    defaults for ComplEx embeddings; ``coherence_points`` and ``reducer_seed`` are the KG's own.
+
+    ``variant``: the L_ic reading, the library's default (docs/method.md, "Informatic constraint").
+    ``lam`` weighs the Gaussian KL terms inside L_ic; ComplEx embeddings live at the scale
     N3 sets, far below unit variance, so the KL-to-N(0, I) pull is off by default here.
-    ``dc_d1`` / ``dc_d2``: Fourier frequencies kept and RIP width (None: no reduction);
-    ``dc_eps`` / ``dc_rho``: entropic and marginal relaxation weights; ``dc_seed`` seeds Phi.
+    ``d1`` / ``d2``: Fourier frequencies kept and RIP width (None: the defaults of
+    :class:`~iidfusion.losses.DistributionCoherence`);
+    ``eps`` / ``rho``: entropic and marginal relaxation weights; ``reducer_seed`` seeds Phi.
     """
 
     alpha: float = 0.0
     beta: float = 0.0
-    ic_lam: float = 0.0
-    ic_variant: str = DEFAULT_VARIANT
-    dc_d1: int | None = 32
-    dc_d2: int | None = 64
-    dc_eps: float = 0.1
-    dc_rho: float = 10.0
-    dc_points: int = 512
-    dc_seed: int = 0
+    lam: float = 0.0
+    variant: str = DEFAULT_VARIANT
+    d1: int | None = 32
+    d2: int | None = 64
+    eps: float = 0.1
+    rho: float = 10.0
+    coherence_points: int = 512
+    reducer_seed: int = 0
 
 
 @dataclass
@@ -90,19 +94,19 @@ class KGObjective(nn.Module):
         iid = config.iid
         if config.n3_weight < 0 or iid.alpha < 0 or iid.beta < 0:
             raise ValueError(f"n3_weight, alpha and beta must be >= 0; got {config.n3_weight}, {iid.alpha}, {iid.beta}")
-        if iid.dc_points < 2:
-            raise ValueError(f"dc_points must be >= 2, got {iid.dc_points}")
+        if iid.coherence_points < 2:
+            raise ValueError(f"coherence_points must be >= 2, got {iid.coherence_points}")
         self.config = config
         self.register_buffer("class_weights", class_weights if config.degree_weighted else None)
         if config.degree_weighted and class_weights is None:
             raise ValueError("degree_weighted needs class_weights (see degree_weights)")
-        informatic = InformaticConstraint(lam=iid.ic_lam, variant=iid.ic_variant) if iid.alpha > 0 else None
+        informatic = InformaticConstraint(lam=iid.lam, variant=iid.variant) if iid.alpha > 0 else None
         coherence = (
-            DistributionCoherence(width, iid.dc_d1, iid.dc_d2, eps=iid.dc_eps, rho=iid.dc_rho, seed=iid.dc_seed)
+            DistributionCoherence(width, iid.d1, iid.d2, eps=iid.eps, rho=iid.rho, seed=iid.reducer_seed)
             if iid.beta > 0
             else None
         )
-        self.iid = IIDLoss(iid.alpha, iid.beta, informatic=informatic, coherence=coherence, coherence_points=iid.dc_points)
+        self.iid = IIDLoss(iid.alpha, iid.beta, informatic=informatic, coherence=coherence, coherence_points=iid.coherence_points)
 
     @property
     def needs_modalities(self) -> bool:

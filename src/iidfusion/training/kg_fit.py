@@ -148,10 +148,10 @@ def _kg_rules() -> dict[str, Any]:
         "model.projection.eps": positive(), "model.projection.max_iter": at_least(1),
         "model.projection.tol": at_least(0), "model.projection.refresh_every": at_least(1),
         "objective.n3_weight": at_least(0), "objective.iid.alpha": at_least(0), "objective.iid.beta": at_least(0),
-        "objective.iid.ic_lam": at_least(0),
-        "objective.iid.ic_variant": Rule(lambda v: v in VARIANTS, f"one of {', '.join(VARIANTS)}"),
-        "objective.iid.dc_eps": positive(), "objective.iid.dc_rho": RULES["loss.rho"],
-        "objective.iid.dc_points": at_least(2), "objective.iid.dc_d2": Rule(lambda v: v is None or v >= 1, ">= 1 or null"),
+        "objective.iid.lam": at_least(0),
+        "objective.iid.variant": Rule(lambda v: v in VARIANTS, f"one of {', '.join(VARIANTS)}"),
+        "objective.iid.eps": positive(), "objective.iid.rho": RULES["loss.rho"],
+        "objective.iid.coherence_points": at_least(2), "objective.iid.d2": Rule(lambda v: v is None or v >= 1, ">= 1 or null"),
         "train.max_epochs": at_least(1), "train.batch_size": at_least(1), "train.learning_rate": positive(),
         "train.eval_every": at_least(1), "train.eval_batch_size": at_least(1), "train.num_threads": at_least(0),
         "vocabulary": Rule(lambda v: v in ("train", "all"), "'train' or 'all'"),
@@ -166,9 +166,9 @@ def validate_kg_config(config: KGExperimentConfig) -> None:
             flag = f" ({_FLAGS[key]})" if key in _FLAGS else ""
             raise ValueError(f"{key}{flag} must be {rule.expected}, got {value!r}")
     iid, rank = config.objective.iid, config.model.rank
-    if iid.beta > 0 and iid.dc_d1 is not None and not 1 <= iid.dc_d1 <= rank + 1:
+    if iid.beta > 0 and iid.d1 is not None and not 1 <= iid.d1 <= rank + 1:
         raise ValueError(
-            f"objective.iid.dc_d1 = {iid.dc_d1} Fourier bins do not fit L_dc's embeddings of width {2 * rank} "
+            f"objective.iid.d1 = {iid.d1} Fourier bins do not fit L_dc's embeddings of width {2 * rank} "
             f"(--rank {rank}): it must be in [1, {rank + 1}], or null for no reduction"
         )
     try:
