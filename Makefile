@@ -10,11 +10,12 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml studies/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
 	$(PY) -m pip install -q "$(TORCH_PIN)" -e ".[all]"
+	$(PY) -m pip install -q --no-deps -e studies  # the studies (docs/evidence.md); their dependencies are in [all]
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -29,4 +30,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info studies/src/*.egg-info studies/build .pytest_cache

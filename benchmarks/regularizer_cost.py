@@ -22,9 +22,9 @@ import time
 
 import torch
 
-from iidfusion.evidence.train_cost import CostConfig, Trainer, _leaf, handwritten_workload
 from iidfusion.fusion.methods import get_method
 from iidfusion.training.config import LossConfig
+from iidfusion_studies.train_cost import CostConfig, Trainer, _leaf, handwritten_workload
 
 FAMILIES = {"static": ("if-static", "iid-l"), "pdf": ("if-pdf", "iid-p")}
 

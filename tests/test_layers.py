@@ -31,8 +31,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "data": ("core", "encoders", "progress"),
     "kg": ("core", "ot", "encoders", "fusion", "losses"),
     "training": _BELOW_TRAINING,
-    "evidence": (*_BELOW_TRAINING, "training"),
-    "cli": (*_BELOW_TRAINING, "training", "evidence"),
+    "cli": (*_BELOW_TRAINING, "training"),
     "__main__": ("cli",),
 }
 

@@ -51,7 +51,7 @@ def test_docstrings_cite_only_what_the_repository_holds():
     pattern = re.compile(r"DESIGN\.md|\bissue #?\d|\(#\d+\)")
     offending = [
         f"{path.relative_to(REPO)}:{number}"
-        for folder in ("src", "docs", "tests", "benchmarks")
+        for folder in ("src", "docs", "tests", "benchmarks", "studies")
         for path in sorted((REPO / folder).rglob("*"))
         if path.suffix in {".py", ".md", ".yaml"} and path.resolve() != Path(__file__).resolve()
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)

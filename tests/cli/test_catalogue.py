@@ -24,6 +24,8 @@ from cli_support import FAST
 
 from iidfusion.cli.demo import PINNED_KERNELS
 from iidfusion.cli.main import main
+from iidfusion_studies.cli import STUDIES
+from iidfusion_studies.cli import main as studies_main
 from tests.toy_data import write_toy_vision_language
 
 
@@ -258,13 +260,15 @@ def test_bad_input_is_one_line_exit_2_nothing_left_no_payload_run(name, inputs, 
     inputs_before = sorted(p for p in inputs.rglob("*"))
     argv = [arg.replace("{out}", "out").replace("{inputs}", str(inputs)) for arg in case.args(inputs)]
     capsys.readouterr()
+    study = argv[0] in {module.rpartition(".")[2] for module in STUDIES.modules}  # python -m iidfusion_studies
     try:
-        code = main(argv)
+        code = (studies_main if study else main)(argv)
     except SystemExit as exit_:  # argparse's usage errors
         code = exit_.code
     err = capsys.readouterr().err
     assert code == 2, err
-    assert err.count("\n") == 1 and err.startswith("iidfusion ") and ": error: " in err, err
+    prog = STUDIES.prog if study else "iidfusion"
+    assert err.count("\n") == 1 and err.startswith(prog + " ") and ": error: " in err, err
     assert case.said in err, err
     assert sorted(cwd.rglob("*")) == before, "files left behind"
     assert sorted(inputs.rglob("*")) == inputs_before, "files written next to the inputs"

@@ -9,6 +9,7 @@ from cli_support import FAST, files_under
 
 from iidfusion.cli.main import DEBUG_ENV, main
 from iidfusion.training.runner import ReseedEachBatch
+from iidfusion_studies.cli import main as studies_main
 
 
 def _fit(tiny_npz, out, *extra):
@@ -34,7 +35,7 @@ def test_an_interrupted_fit_says_how_to_resume_and_plot_reads_both_parts(tiny_np
     assert main(_fit(tiny_npz, tmp_path, "--max-epochs", "3", "--resume", "last")) == 0
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
     capsys.readouterr()
-    assert main(["plot", "--runs", str(run), "--out", str(tmp_path / "fig.png")]) == 0
+    assert studies_main(["plot", "--runs", str(run), "--out", str(tmp_path / "fig.png")]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| iid-q"))
     assert row.split(" | ")[1] == "3"  # epochs 0 and 1 before the interruption, 1 (redone) and 2 after
 

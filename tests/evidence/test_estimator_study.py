@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from iidfusion.evidence.estimator_study import (
+from iidfusion_studies.estimator_study import (
     Measurement,
     StudyConfig,
     build_estimators,

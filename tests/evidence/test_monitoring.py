@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from iidfusion.evidence.monitoring import diagnostics_table, metrics_files, monitoring_table, plot_monitoring, read_run_log
+from iidfusion_studies.monitoring import diagnostics_table, metrics_files, monitoring_table, plot_monitoring, read_run_log
 
 # The shape of Lightning's CSVLogger output: one row per logging call, empty cells elsewhere.
 LOG = """epoch,step,train/loss,val/wasserstein/fou-fac,val/wasserstein/mean,val/acc,val/shared_head_acc/fou,val/drop_acc/fou

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from iidfusion.evidence.sweep import SearchSpace, SweepRun, plot_heatmap, render_markdown, run_sweep, summarize, write_sweep
+from iidfusion_studies.sweep import SearchSpace, SweepRun, plot_heatmap, render_markdown, run_sweep, summarize, write_sweep
 from iidfusion.training.config import load_config
 
 

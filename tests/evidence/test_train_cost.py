@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from iidfusion.evidence.train_cost import (
+from iidfusion_studies.train_cost import (
     CostConfig,
     Trainer,
     handwritten_workload,
@@ -76,7 +76,7 @@ def test_config_errors():
 
 
 def test_paired_ratio_divides_round_by_round():
-    from iidfusion.evidence.train_cost import StepCost, paired_ratio
+    from iidfusion_studies.train_cost import StepCost, paired_ratio
 
     def cost(rounds):
         return StepCost("w", "default", "m", 1.0, rounds, 1.0, math.nan, len(rounds))

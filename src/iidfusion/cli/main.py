@@ -24,6 +24,7 @@ import os
 import re
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -31,7 +32,7 @@ from iidfusion import __version__
 
 # Modules of iidfusion.cli that provide a subcommand, in the order --help lists them.
 SUBCOMMANDS: tuple[str, ...] = (
-    "demo", "fit", "predict", "compare", "suite", "datasets", "kg", "extract", "finetune", "bench", "plot", "sweep",
+    "demo", "fit", "predict", "compare", "suite", "datasets", "kg", "extract", "finetune",
 )  # fmt: skip
 DEBUG_ENV = "IIDFUSION_DEBUG"
 EXIT_USER_ERROR = 2
@@ -49,6 +50,24 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {
 }  # fmt: skip
 
 
+@dataclass(frozen=True)
+class CommandLine:
+    """A program of subcommands: its name, the modules that ``register`` its commands, and the
+    folders whose code counts as its own when an error is judged (bad input or a bug). The
+    studies of the repository (``python -m iidfusion_studies``) run on the same machinery."""
+
+    prog: str
+    description: str
+    modules: tuple[str, ...]
+    own: tuple[Path, ...]
+
+
+IIDFUSION = CommandLine(
+    "iidfusion", "Multimodal fusion with IID: train, compare and predict with fusion methods.",
+    tuple(f"iidfusion.cli.{name}" for name in SUBCOMMANDS), (_PACKAGE,),
+)  # fmt: skip
+
+
 class CommandError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
@@ -64,18 +83,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="iidfusion",
-        description="Multimodal fusion with IID: train, compare and benchmark fusion methods.",
-    )
+def build_parser(cli: CommandLine = IIDFUSION) -> argparse.ArgumentParser:
+    parser = _Parser(prog=cli.prog, description=cli.description)
     parser.add_argument(
         "--debug", action="store_true", help=f"print the traceback of an error too (or set {DEBUG_ENV}=1)"
     )
     parser.add_argument("--version", action="version", version=f"iidfusion {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        importlib.import_module(f"iidfusion.cli.{name}").register(subparsers)
+    for module in cli.modules:
+        importlib.import_module(module).register(subparsers)
     for command in _command_parsers(parser):
         # --debug after the command too; SUPPRESS keeps a --debug given before it.
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -93,27 +109,27 @@ def _command_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentP
     return found
 
 
-def is_user_error(error: BaseException) -> bool:
+def is_user_error(error: BaseException, own: tuple[Path, ...] = (_PACKAGE,)) -> bool:
     """Whether ``error`` refuses the user's input (exit 2) rather than reveals a bug (exit 1)."""
     if isinstance(error, CommandError):
         return True
-    return isinstance(error, (ValueError, OSError)) and _raised_in_iidfusion(error)
+    return isinstance(error, (ValueError, OSError)) and _raised_in(error, own)
 
 
-def _raised_in_iidfusion(error: BaseException) -> bool:
+def _raised_in(error: BaseException, own: tuple[Path, ...]) -> bool:
     """Whether the innermost Python frame of ``error`` is iidfusion's code (a builtin such as
     ``open`` it called counts as its own; a library it called does not). An error re-raised
     from a worker process (``compare --jobs N``) is judged by the worker's traceback."""
     remote = getattr(error.__cause__, "tb", None)  # concurrent.futures' _RemoteTraceback text
     if isinstance(remote, str):
         files = re.findall(r'File "([^"]+)"', remote)
-        return bool(files) and _in_package(files[-1])
+        return bool(files) and _in_folders(files[-1], own)
     frames = traceback.extract_tb(error.__traceback__)
-    return bool(frames) and _in_package(frames[-1].filename)
+    return bool(frames) and _in_folders(frames[-1].filename, own)
 
 
-def _in_package(filename: str) -> bool:
-    return Path(filename).resolve().is_relative_to(_PACKAGE)
+def _in_folders(filename: str, folders: tuple[Path, ...]) -> bool:
+    return any(Path(filename).resolve().is_relative_to(folder) for folder in folders)
 
 
 def _missing_extra(error: BaseException) -> str | None:
@@ -132,15 +148,15 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, cli: CommandLine = IIDFUSION) -> int:
     """Run the command line; exit codes: 0 done, 2 bad input, 1 a bug, 130 interrupted."""
     try:
-        parser = build_parser()
+        parser = build_parser(cli)
     except ModuleNotFoundError as error:  # the core install (torch, numpy) has no command line
         missing = _missing_extra(error)
         if missing is None:
             raise
-        print(f"iidfusion: error: {missing}", file=sys.stderr)
+        print(f"{cli.prog}: error: {missing}", file=sys.stderr)
         return EXIT_USER_ERROR
     args, stray = parser.parse_known_args(argv)
     if stray:
@@ -153,18 +169,18 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         hint = _first_line(interruption) if isinstance(interruption, CommandInterrupted) else "interrupted"
-        print(f"iidfusion {command}: {hint}", file=sys.stderr)
+        print(f"{cli.prog} {command}: {hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:
         if debug:
             traceback.print_exc()
         missing = _missing_extra(error)
-        if missing is not None or is_user_error(error):
-            print(f"iidfusion {command}: error: {missing or _first_line(error)}", file=sys.stderr)
+        if missing is not None or is_user_error(error, cli.own):
+            print(f"{cli.prog} {command}: error: {missing or _first_line(error)}", file=sys.stderr)
             return EXIT_USER_ERROR
         print(
-            f"iidfusion {command}: internal error: {type(error).__name__}: {_first_line(error)} (a bug, not your input; "
-            f"rerun with `iidfusion --debug {command} ...` or {DEBUG_ENV}=1 for the traceback, and report it)",
+            f"{cli.prog} {command}: internal error: {type(error).__name__}: {_first_line(error)} (a bug, not your input; "
+            f"rerun with `{cli.prog} --debug {command} ...` or {DEBUG_ENV}=1 for the traceback, and report it)",
             file=sys.stderr,
         )
         return EXIT_INTERNAL_ERROR

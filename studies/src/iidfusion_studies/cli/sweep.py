@@ -1,4 +1,4 @@
-"""``iidfusion sweep``: validation accuracy over a grid (or an Optuna search) of alpha, beta, d1."""
+"""``python -m iidfusion_studies sweep``: validation accuracy over a grid (or an Optuna search) of alpha, beta, d1."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iidfusion.evidence.sweep import SearchSpace, run_sweep, write_sweep
+    from iidfusion_studies.sweep import SearchSpace, run_sweep, write_sweep
     from iidfusion.training.compare import quiet_lightning
     from iidfusion.training.outputs import check_output_folder
     from iidfusion.training.validation import check_option_values

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from iidfusion.evidence._report import csv_text, fmt, markdown_table, reduction_dims, write_outputs
+from iidfusion_studies._report import csv_text, fmt, markdown_table, reduction_dims, write_outputs
 from iidfusion.fusion.methods import MAIN_METHODS, MethodSpec, get_method
 from iidfusion.fusion.model import FusionModel
 from iidfusion.losses.iid import IIDLoss

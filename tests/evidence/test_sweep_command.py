@@ -1,6 +1,6 @@
 import numpy as np
 
-from iidfusion.cli.main import main
+from iidfusion_studies.cli import main
 
 
 def _tiny(tmp_path):

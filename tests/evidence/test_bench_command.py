@@ -1,4 +1,4 @@
-from iidfusion.cli.main import main
+from iidfusion_studies.cli import main
 
 
 def test_bench_wasserstein_prints_what_it_writes(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""``iidfusion bench``: the measured evidence of the paper's efficiency claims.
+"""``python -m iidfusion_studies bench``: the measured evidence of the paper's efficiency claims.
 
 ``bench wasserstein``: Wasserstein estimators against exact EMD (error, rank correlation, time).
 ``bench train``: time per training step and peak memory of IID against its base methods.
@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from iidfusion.cli.sweep import number_list
+from iidfusion_studies.cli.sweep import number_list
 
 DEFAULT_OUT = "benchmarks/results"
 
@@ -89,7 +89,7 @@ def _progress(message: str) -> None:
 def run_wasserstein(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from iidfusion.evidence.estimator_study import QUICK, StudyConfig, render_markdown, run_study, write_study
+    from iidfusion_studies.estimator_study import QUICK, StudyConfig, render_markdown, run_study, write_study
 
     base = QUICK if args.quick else StudyConfig()
     config = dataclasses.replace(base, **_given(args, dims="dims", sizes="sizes", draws="draws", real="real", seed="seed", threads="threads"))
@@ -105,7 +105,7 @@ def run_wasserstein(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from iidfusion.evidence.train_cost import QUICK, CostConfig, render_markdown, run_cost_benchmark, write_costs
+    from iidfusion_studies.train_cost import QUICK, CostConfig, render_markdown, run_cost_benchmark, write_costs
 
     base = QUICK if args.quick else CostConfig()
     values = _given(

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iidfusion.evidence._report import csv_text, fmt, json_text, markdown_table, new_figure, reduction_dims, write_outputs
+from iidfusion_studies._report import csv_text, fmt, json_text, markdown_table, new_figure, reduction_dims, write_outputs
 from iidfusion.provenance import provenance
 from iidfusion.training.config import ExperimentConfig
 

@@ -1,6 +1,7 @@
 import numpy as np
 
-from iidfusion.cli.main import main
+from iidfusion.cli.main import main as iidfusion
+from iidfusion_studies.cli import main
 
 
 def _tiny_views(path):
@@ -15,7 +16,7 @@ def test_plot_reads_real_fit_logs(tmp_path, capsys):
     fit = ["--data", _tiny_views(tmp_path / "tiny.npz"), "--max-epochs", "3", "--width", "16", "--hidden", "16", "--d2", "8",
            "--max-iter", "20", "--no-checkpoints", "--no-progress-bar", "--noise", "0", "--patience", "0"]
     for method in ("if-qmf", "iid-q"):
-        assert main(["fit", "--method", method, "--out", str(tmp_path), *fit]) == 0
+        assert iidfusion(["fit", "--method", method, "--out", str(tmp_path), *fit]) == 0
     capsys.readouterr()
     runs = [str(tmp_path / m / "seed0") for m in ("if-qmf", "iid-q")]
     figure, table = tmp_path / "fig" / "fig4.png", tmp_path / "fig4.md"

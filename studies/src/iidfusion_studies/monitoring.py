@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from iidfusion.evidence._report import fmt, markdown_table, new_figure
+from iidfusion_studies._report import fmt, markdown_table, new_figure
 
 DISTANCE = "val/wasserstein/mean"
 ACCURACY = "val/acc"

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from iidfusion.evidence._report import csv_text, fmt, markdown_table, new_figure, write_outputs
+from iidfusion_studies._report import csv_text, fmt, markdown_table, new_figure, write_outputs
 
 if TYPE_CHECKING:
     from iidfusion.ot import FourierRIPReducer
