@@ -2,14 +2,8 @@ import argparse
 
 import pytest
 
-from iidfusion.training.config import (
-    ExperimentConfig,
-    add_config_arguments,
-    config_from_args,
-    dump_config,
-    iter_options,
-    load_config,
-)
+from iidfusion.cli.options import add_config_arguments, config_from_args
+from iidfusion.training.config import ExperimentConfig, dump_config, iter_options, load_config
 
 
 def test_defaults_round_trip_through_yaml(tmp_path):

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from iidfusion.cli.fit import add_overwrite_argument
-from iidfusion.training.config import FIT_ONLY, SUITE_ONLY, ExperimentConfig, add_config_arguments, config_from_args
+from iidfusion.cli.options import FIT_ONLY, SUITE_ONLY, add_config_arguments, config_from_args
+from iidfusion.training.config import ExperimentConfig
 
 DESCRIPTION = """\
 Train each method with seeds 0..N-1 on one data set, evaluate it on the test split clean and

@@ -22,7 +22,8 @@ import argparse
 import os
 
 from iidfusion.cli.fit import add_overwrite_argument
-from iidfusion.training.config import FIT_ONLY, SUITE_ONLY, ExperimentConfig, OptimConfig, TrainConfig, add_config_arguments
+from iidfusion.cli.options import FIT_ONLY, SUITE_ONLY, add_config_arguments
+from iidfusion.training.config import ExperimentConfig, OptimConfig, TrainConfig
 
 DEMO_CONFIG = ExperimentConfig(
     data="handwritten",

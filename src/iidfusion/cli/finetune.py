@@ -27,7 +27,7 @@ from iidfusion.cli.extract import (
     require_text_packages,
 )
 from iidfusion.cli.fit import add_overwrite_argument
-from iidfusion.training.config import SUITE_ONLY, add_config_arguments
+from iidfusion.cli.options import SUITE_ONLY, add_config_arguments
 
 if TYPE_CHECKING:
     from iidfusion.data.families import EncoderOptions
@@ -78,7 +78,8 @@ def finetune_settings(args: argparse.Namespace, family: str) -> tuple[Any, Any, 
     import torch
 
     from iidfusion.training.finetune import FinetuneConfig
-    from iidfusion.training.config import ExperimentConfig, load_config, overrides_from_args, read_config_file
+    from iidfusion.cli.options import overrides_from_args
+    from iidfusion.training.config import ExperimentConfig, load_config, read_config_file
 
     values = read_config_file(args.config) if args.config else {}
     finetune_values = dict(values.pop("finetune", None) or {})

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from iidfusion.training.config import COMPARE_ONLY, SUITE_ONLY, add_config_arguments, config_from_args, dump_config
+from iidfusion.cli.options import COMPARE_ONLY, SUITE_ONLY, add_config_arguments, config_from_args
+from iidfusion.training.config import dump_config
 
 DESCRIPTION = """\
 Train --method with --seed on --data, keep the weights of the best validation accuracy, and

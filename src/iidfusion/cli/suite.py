@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from iidfusion.training.config import FIT_ONLY, add_config_arguments, config_from_args
+from iidfusion.cli.options import FIT_ONLY, add_config_arguments, config_from_args
 
 DESCRIPTION = """\
 Run `iidfusion compare` on every data set of --datasets (bundled names or .mat / .npz files) with

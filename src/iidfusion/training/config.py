@@ -3,15 +3,14 @@
 One experiment is an :class:`ExperimentConfig`, grouped in sections (``model``, ``loss``,
 ``optim``, ``train``, ``eval``) so no function takes twenty arguments. Values come, in
 increasing precedence, from the dataclass defaults, a YAML file (``--config``) and the
-command-line flags. Every leaf option carries its help text in the field metadata; the CLI
-builds one flag per leaf from it (``train.max_epochs`` -> ``--max-epochs``), so every option
-has a documented default in ``--help``. A key the schema does not know is an error naming
+command-line flags. Every leaf option carries its help text in the field metadata; the command
+line (:mod:`iidfusion.cli.options`) builds one flag per leaf from it (``train.max_epochs`` ->
+``--max-epochs``), so every option has a documented default in ``--help``. A key the schema does not know is an error naming
 it, never silently ignored.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import types
 import typing
@@ -148,13 +147,6 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
-
-
-# Options only some commands read: `fit` trains one (method, seed), `compare` many on one data
-# set, `suite` many on several data sets.
-FIT_ONLY = frozenset({"method", "seed"})
-COMPARE_ONLY = frozenset({"methods", "seeds", "jobs"})
-SUITE_ONLY = frozenset({"datasets", "variants"})
 
 
 @dataclass(frozen=True)
@@ -346,42 +338,3 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 def dump_config(config: ExperimentConfig) -> str:
     """The YAML text of ``config``."""
     return yaml.safe_dump(config_to_dict(config), sort_keys=False)
-
-
-def add_config_arguments(
-    parser: argparse.ArgumentParser,
-    base: ExperimentConfig | None = None,
-    exclude: frozenset[str] = frozenset(),
-) -> None:
-    """One flag per option (minus the dotted keys in ``exclude``), help showing ``base``'s default.
-
-    Flags default to ``None`` so that :func:`overrides_from_args` tells a given flag from an
-    absent one and a config file value is only replaced by a flag the user typed.
-    """
-    parser.add_argument("--config", metavar="FILE", default=None, help="YAML config file (default: none)")
-    for option in iter_options(base):
-        if option.key in exclude:
-            continue
-        default = option.default
-        if isinstance(default, tuple):
-            default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) or "none"
-        kwargs: dict[str, Any] = {"dest": option.dest, "default": None}
-        if option.type is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs["metavar"] = option.key.rsplit(".", 1)[-1].upper()
-        parser.add_argument(option.flag, help=f"{option.help} (default: {default})", **kwargs)
-
-
-def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The dotted keys of the config flags the user gave on the command line."""
-    return {
-        option.key: getattr(args, option.dest)
-        for option in iter_options()
-        if getattr(args, option.dest, None) is not None
-    }
-
-
-def config_from_args(args: argparse.Namespace, base: ExperimentConfig | None = None) -> ExperimentConfig:
-    """The configuration a command runs with: ``base`` < ``--config FILE`` < flags."""
-    return load_config(args.config, overrides_from_args(args), base=base)

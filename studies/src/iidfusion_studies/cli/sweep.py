@@ -7,15 +7,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from iidfusion.training.config import (
-    SUITE_ONLY,
-    EvalConfig,
-    ExperimentConfig,
-    TrainConfig,
-    add_config_arguments,
-    config_from_args,
-    iter_options,
-)
+from iidfusion.cli.options import SUITE_ONLY, add_config_arguments, config_from_args
+from iidfusion.training.config import EvalConfig, ExperimentConfig, TrainConfig, iter_options
 
 DESCRIPTION = """\
 Train --method at every combination of --alpha, --beta and --d1 (or --trials points chosen by

@@ -1,0 +1,58 @@
+"""The flags of the training commands, built from the configuration schema (:mod:`iidfusion.training.config`).
+
+One flag per config option, named after its leaf (``train.max_epochs`` -> ``--max-epochs``),
+with the option's help and default; which options a command leaves out is said here, so the
+library's configuration knows nothing of argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from iidfusion.training.config import ExperimentConfig, iter_options, load_config
+
+# Options only some commands read: `fit` trains one (method, seed), `compare` many on one data
+# set, `suite` many on several data sets.
+FIT_ONLY = frozenset({"method", "seed"})
+COMPARE_ONLY = frozenset({"methods", "seeds", "jobs"})
+SUITE_ONLY = frozenset({"datasets", "variants"})
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser,
+    base: ExperimentConfig | None = None,
+    exclude: frozenset[str] = frozenset(),
+) -> None:
+    """One flag per option (minus the dotted keys in ``exclude``), help showing ``base``'s default.
+
+    Flags default to ``None`` so that :func:`overrides_from_args` tells a given flag from an
+    absent one and a config file value is only replaced by a flag the user typed.
+    """
+    parser.add_argument("--config", metavar="FILE", default=None, help="YAML config file (default: none)")
+    for option in iter_options(base):
+        if option.key in exclude:
+            continue
+        default = option.default
+        if isinstance(default, tuple):
+            default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) or "none"
+        kwargs: dict[str, Any] = {"dest": option.dest, "default": None}
+        if option.type is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = option.key.rsplit(".", 1)[-1].upper()
+        parser.add_argument(option.flag, help=f"{option.help} (default: {default})", **kwargs)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The dotted keys of the config flags the user gave on the command line."""
+    return {
+        option.key: getattr(args, option.dest)
+        for option in iter_options()
+        if getattr(args, option.dest, None) is not None
+    }
+
+
+def config_from_args(args: argparse.Namespace, base: ExperimentConfig | None = None) -> ExperimentConfig:
+    """The configuration a command runs with: ``base`` < ``--config FILE`` < flags."""
+    return load_config(args.config, overrides_from_args(args), base=base)
