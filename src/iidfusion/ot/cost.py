@@ -83,10 +83,11 @@ class _EuclideanDistance(torch.autograd.Function):
     Both clouds are centred and divided by the resolution r of their problem (docstring of
     :func:`pairwise_cost`), so that the squared distances come out of one batched product of
     augmented matrices, [x^, 1, |x^|^2] [-2 y^, |y^|^2, 1]^T = |x^ - y^|^2, in units of r^2:
-    coincident pairs are those at most 1, zeroed by a scalar threshold, and every other
-    distance is above 1 (so 1 / D^ is safe to form as D^ / (D^2 + tiny)). The gradient needs
-    no rescaling ((x - y) / D = (x^ - y^) / D^) and its row sums come from the same products
-    as the weighted sums, with a column of ones.
+    coincident pairs are those at most 1. Two scalar thresholds of that product give the
+    distance (coincident pairs set to 0) and, for backward, the inverse distance (coincident
+    pairs set to +inf, whose inverse square root is 0); everything else works in place, since
+    on CPUs the (P, n, m) passes, not the arithmetic, bound the time. The gradient needs no
+    rescaling ((x - y) / D = (x^ - y^) / D^).
     """
 
     @staticmethod
@@ -95,31 +96,27 @@ class _EuclideanDistance(torch.autograd.Function):
         if xc.dtype in (torch.float16, torch.bfloat16):  # half precision loses the expansion
             xc, yc = xc.float(), yc.float()
         with torch.autocast(x.device.type, enabled=False):  # autocast would run the product in half
-            x_norms, y_norms = xc.square().sum(-1), yc.square().sum(-1)
+            x_norms, y_norms = torch.linalg.vecdot(xc, xc), torch.linalg.vecdot(yc, yc)
             ulps = _RESOLUTION_PER_SQRT_DIM * math.sqrt(xc.shape[-1] + 2) * torch.finfo(xc.dtype).eps
-            resolution = (ulps * (x_norms.amax(-1) + y_norms.amax(-1))).clamp_min_(torch.finfo(xc.dtype).tiny).sqrt_()
-            resolution = resolution[..., None, None]
+            resolution = (ulps * (x_norms.amax(-1) + y_norms.amax(-1))).clamp_min_(torch.finfo(xc.dtype).tiny)
+            resolution = resolution.sqrt_()[..., None, None]
             x_hat, y_hat = xc / resolution, yc / resolution
             x_aug = torch.cat([x_hat, torch.ones_like(x_hat[..., :1]), (x_norms[..., None] / resolution.square())], -1)
             y_aug = torch.cat([y_hat * -2.0, (y_norms[..., None] / resolution.square()), torch.ones_like(y_hat[..., :1])], -1)
-            distance = torch.threshold_(torch.matmul(x_aug, y_aug.transpose(-1, -2)), 1.0, 0.0).sqrt_()
-        ctx.save_for_backward(x_aug, y_hat, distance)
+            squared = torch.matmul(x_aug, y_aug.transpose(-1, -2))  # |x^ - y^|^2
+            distance = torch.threshold(squared, 1.0, 0.0).sqrt_().mul_(resolution)
+            if any(ctx.needs_input_grad):
+                inverse = torch.threshold_(squared, 1.0, math.inf).rsqrt_()  # 1 / D^, and 0 where coincident
+                ctx.save_for_backward(x_hat, y_hat, inverse)
         ctx.inputs = (x.shape, x.dtype, y.shape, y.dtype)
-        return (distance * resolution).to(x.dtype)
+        return distance.to(x.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        x_aug, y_hat, distance = ctx.saved_tensors
+        x_hat, y_hat, inverse = ctx.saved_tensors
         x_shape, x_dtype, y_shape, y_dtype = ctx.inputs  # type: ignore[attr-defined]
-        d = y_hat.shape[-1]
-        # w = grad / D^ where D^ > 1, and 0 where the pair is coincident (D^ = 0).
-        weights = torch.mul(distance, distance).add_(torch.finfo(distance.dtype).tiny)
-        weights = torch.div(distance, weights, out=weights).mul_(grad.to(distance.dtype))
-        x_one = x_aug[..., : d + 1]  # [x^, 1]
-        y_one = torch.cat([y_hat, torch.ones_like(y_hat[..., :1])], -1)
-        to_y = torch.matmul(weights, y_one)  # [w y^, w 1]
-        to_x = torch.matmul(weights.transpose(-1, -2), x_one)  # [w^T x^, w^T 1]
-        grad_x = x_one[..., :d] * to_y[..., d:] - to_y[..., :d]
-        grad_y = y_hat * to_x[..., d:] - to_x[..., :d]
+        weights = torch.mul(grad.to(inverse.dtype), inverse)
+        grad_x = x_hat * weights.sum(-1, keepdim=True) - torch.matmul(weights, y_hat)
+        grad_y = y_hat * weights.sum(-2).unsqueeze(-1) - torch.matmul(weights.transpose(-1, -2), x_hat)
         return grad_x.sum_to_size(x_shape).to(x_dtype), grad_y.sum_to_size(y_shape).to(y_dtype)
