@@ -93,6 +93,8 @@ _ABSORB_LOG_SCALING = 5.0
 _MAX_LOG_SCALING_FRACTION = 0.23
 # Largest translation step, in units of eps (it keeps the scalings representable).
 _MAX_TRANSLATION = 5.0
+# Largest over-relaxation factor (2 diverges; measured on L_dc's problems, 1.9 oscillates).
+_MAX_RELAXATION = 1.8
 # Annealing of the cold start: first eps (in units of the target eps, capped by the cost
 # range) and ratio between successive levels.
 _ANNEALING_START = 16.0
@@ -454,16 +456,23 @@ class _Scaling:
         self.needs_absorbing = False
         self.kv: Tensor | None = None  # K v of the current v, left by a check for the next row update
 
-    def _update(self, product: Tensor, coefficient: Tensor) -> Tensor:
-        if self.balanced:
-            return torch.div(coefficient, product)
-        return product.pow_(-self.tau).mul_(coefficient)  # ``product`` is a fresh tensor
+    def _update(self, product: Tensor, coefficient: Tensor, previous: Tensor, omega: float) -> Tensor:
+        """The scaling update from ``product`` (K v or K^T u, a fresh tensor, used in place),
+        over-relaxed by ``omega``: u^(1 - omega) (a (e^{-f0/rho} / K v)^tau)^omega, i.e.
+        f <- (1 - omega) f + omega f_update in the log domain."""
+        if omega == 1.0:
+            if self.balanced:
+                return torch.div(coefficient, product)
+            return product.pow_(-self.tau).mul_(coefficient)
+        return product.pow_(-self.tau * omega).mul_(coefficient.pow(omega)).mul_(previous.pow(1.0 - omega))
 
-    def iterate(self, count: int) -> None:
+    def iterate(self, count: int, omega: float = 1.0) -> None:
+        """``count`` iterations over-relaxed by ``omega``; the last column update is plain, so
+        that the columns' optimality condition holds exactly when :meth:`check` reads the rows."""
         u, v, kv = self.u, self.v, self.kv
-        for _ in range(count):
-            u = self._update(torch.bmm(v, self.kernel_t) if kv is None else kv, self.row_coef)
-            v = self._update(torch.bmm(u, self.kernel), self.col_coef)
+        for k in range(count):
+            u = self._update(torch.bmm(v, self.kernel_t) if kv is None else kv, self.row_coef, u, omega)
+            v = self._update(torch.bmm(u, self.kernel), self.col_coef, v, omega if k < count - 1 else 1.0)
             kv = None
             if not self.balanced:
                 self._translate(u, v)
@@ -621,23 +630,47 @@ def _solve(
         step, n_iter = _exact_start(problem, f, g), len(coarse) + 1
     else:
         step, n_iter = _direct_start(problem, *(start or (None, 0.0))), 0
+    omega, previous = 1.0, math.inf
     while n_iter < max_iter:
         count = min(check_every, max_iter - n_iter)
-        step.iterate(count)
+        step.iterate(count, omega)
         n_iter += count
         residual, usable = step.check()
         if not usable:
             # The scalings drifted too far within the block: back to the last good state,
-            # then shorter blocks, down to exact log-domain iterations.
+            # then shorter blocks, down to exact log-domain iterations, without relaxation.
             f, g = step.potentials(step.good)
             check_every = max(1, count // 4)
             step = _exact_start(problem, f, g) if count == 1 else _Scaling(problem, f, g)
+            omega, previous = 1.0, math.inf
             continue
         if residual <= tol:
             break
+        omega, previous = _relaxation(omega, previous, residual, count), residual
         if step.needs_absorbing:
             step = _Scaling(problem, *step.potentials())
     return step, n_iter
+
+
+def _relaxation(omega: float, previous: float, residual: float, count: int) -> float:
+    """The over-relaxation factor of the next block (Thibault, Chizat, Dossal and Papadakis 2021).
+
+    The residual's decay per iteration over the last block, mu = (r / r_previous)^(1 / count),
+    run with factor omega, gives the rate lam of plain Sinkhorn by Young's relation of
+    successive over-relaxation, (mu + omega - 1)^2 = mu omega^2 lam, and then the optimal factor
+    2 / (1 + sqrt(1 - lam)), capped at :data:`_MAX_RELAXATION`; re-estimated at every check, it
+    settles where mu = omega - 1. A block that did not lower the residual returns to plain
+    Sinkhorn (which converges from any state), so relaxation can cost a block, never the
+    result. On L_dc's problems late in training (cost range 20 eps) it cuts 100 iterations to
+    about 35.
+    """
+    if not residual < previous:
+        return 1.0
+    if not math.isfinite(previous):
+        return omega
+    rate = (residual / previous) ** (1.0 / count)
+    plain_rate = min((rate + omega - 1.0) ** 2 / (rate * omega**2), 1.0)
+    return min(_MAX_RELAXATION, 2.0 / (1.0 + math.sqrt(1.0 - plain_rate)))
 
 
 @dataclass(frozen=True)
