@@ -636,7 +636,7 @@ def _solve(
         step, n_iter = _exact_start(problem, f, g), len(coarse) + 1
     else:
         step, n_iter = _direct_start(problem, *(start or (None, 0.0))), 0
-    omega, previous, block = 1.0, math.inf, check_every
+    omega, previous, block, cautious = 1.0, math.inf, check_every, False
     while n_iter < max_iter:
         count = min(block, max_iter - n_iter)
         step.iterate(count, omega)
@@ -644,16 +644,19 @@ def _solve(
         residual, usable = step.check()
         if not usable:
             # The scalings drifted too far within the block: back to the last good state,
-            # then shorter blocks, down to exact log-domain iterations, without relaxation.
+            # then shorter plain blocks, down to exact log-domain iterations.
             f, g = step.potentials(step.good)
-            check_every = block = max(1, count // 4)
+            check_every = block = max(1, min(check_every, count) // 4)
             step = _exact_start(problem, f, g) if count == 1 else _Scaling(problem, f, g)
-            omega, previous = 1.0, math.inf
+            omega, previous, cautious = 1.0, math.inf, True
             continue
         if residual <= tol:
             break
-        block = _next_block(check_every, previous, residual, count, tol)
-        omega, previous = _relaxation(omega, previous, residual, count), residual
+        if not cautious:
+            # Longer blocks only where the scalings have room to drift (a plain kernel).
+            block = _next_block(check_every, previous, residual, count, tol) if step.plain else check_every
+            omega = _relaxation(omega, previous, residual, count)
+        previous = residual
         if step.needs_absorbing:
             step = _Scaling(problem, *step.potentials())
     return step, n_iter
