@@ -1,5 +1,7 @@
 """The standalone benchmark scripts that no `iidfusion` subcommand wraps."""
 
+import contextlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -20,3 +22,52 @@ def test_regularizer_cost_reports_each_regularizer():
         costs = report[family]
         assert set(costs) == {"L_ic + L_dc (ms)", "L_dc (ms)", "L_ic (ms)"}
         assert costs["L_dc (ms)"] > 0  # 15 transport problems cannot be free
+
+
+def _real_data():
+    """benchmarks/real_data.py as a module (registered, as its dataclasses need)."""
+    if "real_data" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("real_data", SCRIPTS / "real_data.py")
+        sys.modules["real_data"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["real_data"])
+    return sys.modules["real_data"]
+
+
+def test_real_data_measures_each_command(tmp_path):
+    step = _real_data().run_step("help", ["--help"], tmp_path, threads=1)
+    assert step.seconds > 0 and step.peak_mib > 10
+    assert "usage: iidfusion" in (tmp_path / "help.log").read_text()
+
+
+def test_real_data_reports_from_the_commands_outputs(tmp_path):
+    """The two reports, from outputs of the very commands the script runs (here in-process, on the fixtures)."""
+    from iidfusion.cli.main import main
+
+    real_data = _real_data()
+    repo, fixtures = SCRIPTS.parent, SCRIPTS.parent / "tests" / "fixtures"
+    quiet = ["--no-progress-bar", "--accelerator", "cpu", "--threads", "1"]
+    hfm = tmp_path / "hfm"
+    assert main(["extract", "--data-format", "hfm", "--root", str(fixtures / "hfm"), "--text-encoder", "minilm",
+                 "--out", str(hfm / "features"), "--device", "cpu"]) == 0
+    assert main(["compare", "--config", str(repo / "configs" / "hfm_attributes.yaml"), "--data", str(hfm / "features" / "features.npz"),
+                 "--methods", "lf-static,iid-l", "--seeds", "1", "--jobs", "1", "--max-epochs", "1", "--out", str(hfm / "compare"), *quiet]) == 0
+    args = real_data.build_parser().parse_args(["hfm", "--data", str(fixtures / "hfm"), "--seeds", "1", "--methods", "lf-static,iid-l"])
+    steps = [real_data.Step("extract", ["extract"], 12.0, 600.0), real_data.Step("compare", ["compare"], 90.0, 500.0)]
+    report = real_data.hfm_report(args, hfm, steps, (1.0, 2.0), "abc1234")
+    assert "**The second modality is the image-attribute words**" in report and "not the pixels" in report
+    assert "10 / 4 / 4 train / validation / test tweets" in report and "tweets without image attributes: train 1" in report
+    assert "| lf-static |" in report and "| iid-l |" in report and "| HFM | IID-P | 86.88 ± 0.39 |" in report
+    assert "| `compare` | 1.5 min (90 s) | 500 MiB |" in report and "code at commit abc1234" in report
+
+    wn9 = tmp_path / "wn9img"
+    wn9.mkdir()
+    with open(wn9 / "kg-compare.log", "w") as log, contextlib.redirect_stdout(log):
+        code = main(["kg", "compare", "--config", str(repo / "configs" / "kg" / "wn9img_text_cpu.yaml"), "--data", str(fixtures / "wn9img_layout"),
+                     "--seeds", "0", "--max-epochs", "1", "--batch-size", "32", "--device", "cpu",
+                     "--cache-dir", str(tmp_path / "cache"), "--out", str(wn9 / "compare")])
+    assert code == 0
+    args = real_data.build_parser().parse_args(["wn9img", "--seeds", "0", "--max-epochs", "1", "--batch-size", "32"])
+    report = real_data.wn9img_report(args, wn9, [real_data.Step("kg-compare", ["kg", "compare"], 60.0, 900.0)], (1.0, 2.0), "abc1234")
+    assert "12 entities, 3 relations" in report and "**No image features**" in report
+    assert "sized down for a CPU with `--max-epochs 1`, `--batch-size 32`" in report
+    assert "| baseline | 0 |" in report and "| iid | 0 |" in report and "| WN9-IMG | OTKGE + IID | 0.932 |" in report

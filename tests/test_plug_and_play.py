@@ -20,8 +20,8 @@ def test_regularizers_plug_into_a_hand_written_two_encoder_model():
 
     enc_a, enc_b = nn.Sequential(nn.Linear(32, 16), nn.ReLU()), nn.Sequential(nn.Linear(32, 16), nn.ReLU())
     head = nn.Linear(16, 3)                                   # the linear target mapping g
-    l_ic = InformaticConstraint(lam=0.1)                      # L_ic, DESIGN.md 1.1
-    l_dc = DistributionCoherence(dim=16)                      # L_dc, DESIGN.md 1.2
+    l_ic = InformaticConstraint(lam=0.1)                      # L_ic, docs/method.md
+    l_dc = DistributionCoherence(dim=16)                      # L_dc, docs/method.md
     optimizer = torch.optim.Adam([*enc_a.parameters(), *enc_b.parameters(), *head.parameters()], lr=1e-2)
     for xa, xb, y in loader:
         za, zb = enc_a(xa), enc_b(xb)

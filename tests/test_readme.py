@@ -33,3 +33,18 @@ def test_fusion_model_example_trains_one_step():
     assert all(torch.isfinite(value) for value in terms.values())
     encoder = namespace["encoders"]["a"]
     assert encoder.weight.grad is not None and encoder.weight.grad.abs().sum() > 0
+
+
+def test_load_model_example_runs_on_a_fresh_fit(tmp_path, monkeypatch, capsys):
+    """The README's reuse example, on the checkpoint its own `fit` line writes (shortened here)."""
+    from iidfusion.cli.main import main
+
+    (example,) = [block for block in python_blocks(README.read_text()) if "load_model" in block]
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--data", "handwritten", "--method", "iid-q", "--seed", "0", "--out", "runs", "--max-epochs", "1",
+                 "--width", "8", "--hidden", "16", "--threads", "1", "--no-progress-bar", "--loggers", ""]) == 0
+    namespace: dict = {}
+    exec(compile(example, str(README), "exec"), namespace)
+    assert len(namespace["predicted"]) == 400 and set(namespace["predicted"]) <= set(namespace["trained"].output_names)
+    assert namespace["output"].weights.shape == (400, 6)
+    assert "iid-q 0.1 tensor([[" in capsys.readouterr().out

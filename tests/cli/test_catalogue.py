@@ -52,6 +52,10 @@ def _kg(command: str, *extra: str, data: str = "kg") -> Callable[[Path], list[st
                       "--max-epochs", "1", "--device", "cpu", "--out", "{out}", *[e.format(i=i) for e in extra]]
 
 
+def _predict(checkpoint: str = "run/if-static/seed0/checkpoints/best.ckpt", data: str = "tiny.npz") -> Callable[[Path], list[str]]:
+    return lambda i: ["predict", "--checkpoint", str(i / checkpoint), "--data", str(i / data), "--out", "{out}"]
+
+
 def _previous_fit(cwd: Path, inputs: Path) -> None:
     shutil.copytree(inputs / "run", cwd / "out")
 
@@ -89,6 +93,7 @@ CASES: dict[str, Case] = {
     "fit --variant typo": Case(_fit("tiny.npz", "--variant", "aimm"), "unknown L_ic variant 'aimm'"),
     "fit --max-epochs abc": Case(_fit("tiny.npz", "--max-epochs", "abc"), "config key 'train.max_epochs' must be int"),
     "fit --precision 13": Case(_fit("tiny.npz", "--precision", "13"), "--precision 13: Precision '13' is invalid"),
+    "fit --num-nodes 0": Case(_fit("tiny.npz", "--num-nodes", "0"), "--num-nodes (train.num_nodes) must be finite and >= 1, got 0"),
     "fit --devices 1,x": Case(_fit("tiny.npz", "--devices", "1,x"), "--devices must be a count, a comma list"),
     "fit a method group": Case(_fit("tiny.npz", "--method", "main"), "fit trains one method"),
     "fit unknown flag": Case(_fit("tiny.npz", "--alhpa", "1"), "unrecognized arguments: --alhpa 1 (see iidfusion fit --help)"),
@@ -137,6 +142,12 @@ CASES: dict[str, Case] = {
     "kg YAML with a python tag": Case(_kg("fit", "--config", "{i}/python_tag.yaml"), "cannot read config file"),
     "kg YAML that is a list": Case(_kg("fit", "--config", "{i}/kg_list.yaml"), "must hold a mapping of options, got list"),
     "kg missing graph": Case(_kg("fit", data="no_graph"), "neither a known knowledge graph"),
+    # predict: a checkpoint is read with weights_only, the data must have the model's views
+    "predict a missing checkpoint": Case(_predict("missing.ckpt"), "missing.ckpt: checkpoint not found"),
+    "predict a crafted checkpoint": Case(_predict("crafted.ckpt"), "crafted.ckpt: not a readable checkpoint"),
+    "predict a foreign checkpoint": Case(_predict("foreign.ckpt"), "not a checkpoint of `iidfusion fit`"),
+    "predict data of other views": Case(_predict(data="one_view.npz"), "one_view.npz: view 'a' is not one of the views the scaling was fitted on"),
+    "predict over an existing file": Case(_predict(), "--out out exists; pass --overwrite", setup=_a_file_at_out),
     # the other commands
     "datasets missing file": Case(lambda i: ["datasets", str(i / "missing.mat")], "no such file: "),
     "datasets garbage .mat": Case(lambda i: ["datasets", str(i / "garbage.mat")], "cannot read"),
@@ -147,6 +158,9 @@ CASES: dict[str, Case] = {
     "extract without transformers": Case(lambda i: ["extract", "--data-format", "mmbt", "--root", str(i / "mvsa"), "--out", "{out}"],
                                          "needs the optional package 'transformers', which is not installed: pip install 'iidfusion[vl]'",
                                          patch=_without("transformers")),
+    "extract timm:NAME without timm": Case(
+        lambda i: ["extract", "--data-format", "mmbt", "--root", str(i / "mvsa"), "--image-encoder", "timm:resnet18", "--out", "{out}"],
+        "needs the optional package 'timm', which is not installed: pip install 'iidfusion[vision]'", patch=_without("timm")),
     "extract --out is a file": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--out", "{out}"],
                                     "--out out is a file", setup=_a_file_at_out),
     "plot --out inside a file": Case(lambda i: ["plot", "--runs", str(i / "run"), "--out", "{out}/f.png"],

@@ -21,6 +21,8 @@ def test_compare_writes_every_result(tiny_npz, tmp_path, capsys):
     assert keys == {(m, s, n) for m in ("if-static", "iid-l") for s in (0, 1) for n in (0.0, 5.0)}
     assert all(set(r) >= {"accuracy", "macro_f1"} for r in payload["results"])
     assert payload["config"]["methods"] == ["if-static", "iid-l"] and payload["paired_tests"][0]["seeds"] == 2
+    assert payload["provenance"]["device"] == "cpu" and {"iidfusion", "git_commit", "torch", "lightning"} <= set(payload["provenance"])
+    assert payload["paired_tests"][0]["p_holm"] is None or payload["paired_tests"][0]["p_holm"] >= payload["paired_tests"][0]["p_value"]
     assert (out / "results.md").read_text() in printed
 
 

@@ -22,7 +22,7 @@ def _bad_inputs(folder):
     with_nan, with_inf = a.copy(), b.copy()
     with_nan[3, 1], with_inf[0, 0] = np.nan, np.inf
     (folder / "garbage.mat").write_bytes(b"not a MATLAB file" * 20)
-    scipy.io.savemat(folder / "no_views.mat", {"foo": np.ones((3, 3))})
+    scipy.io.savemat(folder / "no_views.mat", {"Y": labels, "name": "no matrix here"})
     scipy.io.savemat(folder / "no_labels.mat", {"X": np.array([[a, b]], dtype=object)})
     (folder / "bad_key.yaml").write_text("loss:\n  alpah: 1\n")
     (folder / "bad_top_key.yaml").write_text("epochs: 3\n")

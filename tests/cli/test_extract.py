@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from iidfusion.cli.main import main
 from iidfusion.data import load_dataset
@@ -22,8 +23,8 @@ def test_extract_vision_language_then_reuse(tmp_path: Path, capsys: pytest.Captu
     argv = ["extract", "--data-format", "mmbt", "--root", str(root), "--out", str(out), "--noise", "0,5", "--max-length", "16", *QUICK]
     with pytest.warns(UserWarning, match="random"):
         assert main(argv) == 0
-    first = capsys.readouterr().out
-    assert first.count("extracted") == 4 and "features image 1536, text 128" in first  # 3 regions x 512; random BERT 128
+    first = capsys.readouterr()
+    assert first.err.count("extracted") == 4 and "features image 1536, text 128" in first.out  # 3 regions x 512; random BERT 128
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["class_names"] == ["class0", "class1", "class2"]
     assert manifest["settings"]["encoders"]["image"]["arch"] == "resnet18"
@@ -32,7 +33,7 @@ def test_extract_vision_language_then_reuse(tmp_path: Path, capsys: pytest.Captu
     assert splits.view_dims == {"image": 1536, "text": 128} and len(splits.test) == 6
     with pytest.warns(UserWarning):
         assert main(argv) == 0
-    assert "extracted" not in capsys.readouterr().out  # the cache is current: nothing recomputed
+    assert "extracted" not in capsys.readouterr().err  # the cache is current: nothing recomputed
     # The cache goes through the same `compare` as any multi-view file (here its noisy test variant).
     runs = tmp_path / "compare"
     assert main(["compare", "--data", str(out / "features_noise5.npz"), "--methods", "iid-l", "--seeds", "1",
@@ -70,3 +71,25 @@ def test_parser_choices_match_the_library() -> None:
     from iidfusion.encoders.families import RAW_FORMATS as LIBRARY_FORMATS
 
     assert RAW_FORMATS == LIBRARY_FORMATS and set(NOISE_KINDS) == set(PIXEL_NOISE)
+
+
+def test_extract_hfm_with_minilm_then_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """HFM's own files (tests/fixtures/hfm): tweet and attribute words, each through the offline MiniLM."""
+    root = Path(__file__).resolve().parents[1] / "fixtures" / "hfm"
+    out = tmp_path / "features"
+    argv = ["extract", "--data-format", "hfm", "--root", str(root), "--text-encoder", "minilm", "--out", str(out),
+            "--noise", "0,10", "--batch-size", "8", "--device", "cpu"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "features text 384, attributes 384" in printed and "tweets without image attributes: train 1" in printed
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["family"] == "texts" and manifest["samples"] == {"train": 10, "val": 4, "test": 4}
+    assert manifest["settings"]["encoders"]["attributes"]["type"] == "all-MiniLM-L6-v2"
+    assert any("keyword filter" in note for note in manifest["notes"])
+    clean, noisy = load_dataset(out / "features.npz", scale=False), load_dataset(out / "features_noise10.npz", scale=False)
+    assert clean.view_dims == {"text": 384, "attributes": 384} and clean.class_names == ("0", "1")
+    assert torch.allclose(clean.train.views["text"].norm(dim=1), torch.ones(10), atol=1e-5)  # MiniLM's unit-norm output
+    assert torch.equal(clean.train.views["text"], noisy.train.views["text"])  # noise on the test split only
+    assert not torch.equal(clean.test.views["text"], noisy.test.views["text"])
+    assert main(argv) == 0 and "extracted" not in capsys.readouterr().err  # cached
+    # `compare` on these features with configs/hfm_attributes.yaml: tests/test_benchmark_scripts.py

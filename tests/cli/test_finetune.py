@@ -29,6 +29,19 @@ def test_finetune_end_to_end_on_rgbd_fixture(tmp_path: Path, capsys: pytest.Capt
     assert {(r["method"], r["noise"]) for r in results["results"]} == {(m, n) for m in ("if-static", "iid-l") for n in (0.0, 5.0)}
 
 
+def test_finetune_end_to_end_on_hfm_fixture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """HFM's own files: tweet and attribute words, each its own (random, tiny) text encoder, trained end to end."""
+    root = Path(__file__).resolve().parents[1] / "fixtures" / "hfm"
+    argv = ["finetune", "--data-format", "hfm", "--root", str(root), "--text-encoder", "random", "--max-length", "16",
+            "--methods", "iid-l", "--seeds", "1", "--max-epochs", "1", "--batch-size", "4", "--noise", "0,5",
+            "--out", str(tmp_path / "runs"), *NO_FILES]
+    with pytest.warns(UserWarning, match="randomly initialised BERT"):
+        assert main(argv) == 0
+    assert "iid-l seed 0: test accuracy % by noise level {0: " in capsys.readouterr().out
+    results = json.loads((tmp_path / "runs" / "results.json").read_text())
+    assert {(r["method"], r["noise"]) for r in results["results"]} == {("iid-l", 0.0), ("iid-l", 5.0)}
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_shipped_configs_load_for_finetune(path: Path) -> None:
     from iidfusion.cli.finetune import finetune_settings

@@ -17,6 +17,10 @@ def test_suite_prints_its_table_and_refuses_to_mix_runs(tiny_npz, tmp_path, caps
     assert "--resume" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 0
     assert "0 to train" in capsys.readouterr().err
+    assert main(["suite", "--report-only", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == (out / "suite.md").read_text()
+    assert main(["suite", "--report-only", "--out", str(tmp_path / "none")]) == 2
+    assert "no suite.json" in capsys.readouterr().err
 
 
 def test_fit_tune_records_every_trial_and_trains_the_choice(tiny_npz, tmp_path, capsys):

@@ -261,14 +261,14 @@ def test_matlab_v73_file_is_refused_with_advice(tmp_path: Path) -> None:
 
 
 def test_mat_without_views_lists_its_keys(tmp_path: Path) -> None:
-    path = write_mat(tmp_path, {"features": np.ones((4, 2)), "Y": np.arange(4)})
-    with pytest.raises(ValueError, match=r"no views found.*'features'"):
+    path = write_mat(tmp_path, {"Y": np.arange(4) % 2, "note": "no matrix here"})
+    with pytest.raises(ValueError, match=r"no views found.*'note'"):
         read_multiview_file(path)
 
 
 def test_mat_without_labels_lists_its_keys(tmp_path: Path) -> None:
-    path = write_mat(tmp_path, {"X": cell(np.ones((4, 2))), "target": np.arange(4)})
-    with pytest.raises(ValueError, match=r"no labels; expected one of \['Y', 'y', 'gt', 'labels'\].*'target'"):
+    path = write_mat(tmp_path, {"X": cell(np.ones((4, 2))), "index": np.arange(4)})  # an index, not labels
+    with pytest.raises(ValueError, match=r"no labels; expected an integer or string vector.*gnd.*'index'"):
         read_multiview_file(path)
 
 
@@ -277,7 +277,7 @@ def test_npz_without_labels_or_views(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"no labels.*keys found: \['rgb'\]"):
         read_multiview_file(tmp_path / "nolabels.npz")
     np.savez(tmp_path / "noviews.npz", labels=np.arange(4))
-    with pytest.raises(ValueError, match=r"no views; keys found: \['labels'\]"):
+    with pytest.raises(ValueError, match=r"no views found.*keys in the file: \['labels'\]"):
         read_multiview_file(tmp_path / "noviews.npz")
 
 
@@ -339,5 +339,8 @@ def test_bad_labels_and_fractions(tmp_path: Path) -> None:
 
 def test_non_numeric_view_is_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "text.npz", words=np.array([["a"], ["b"]]), labels=np.array([0, 1]))
-    with pytest.raises(ValueError, match="view 'words' holds <U1 values, not numbers"):
-        read_multiview_file(tmp_path / "text.npz")
+    with pytest.raises(ValueError, match=r"--views 'words' is not a numeric matrix, cell or struct \(strings"):
+        read_multiview_file(tmp_path / "text.npz", views=["words"])
+    np.savez(tmp_path / "text2.npz", words=np.array([["a", "b"], ["c", "d"]]), labels=np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"--views 'words' is not a numeric matrix.*\(other, shape \(2, 2\)\)"):
+        read_multiview_file(tmp_path / "text2.npz", views=["words"])

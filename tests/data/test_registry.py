@@ -100,3 +100,9 @@ def test_describe_bundled_and_file() -> None:
     assert "view0  240 features" in text
     assert "samples: 30 (train 10, val 10, test 10; train/test from the file" in text
     assert "classes: 10 (1: 3," in text
+
+
+def test_the_many_view_benchmark_has_twelve_views_and_27_classes() -> None:
+    splits = load_dataset("synthetic-many-views", seed=0)
+    assert len(splits.view_dims) == 12 and set(splits.view_dims.values()) == {128}
+    assert splits.num_classes == 27 and len(splits.train) + len(splits.val) + len(splits.test) == 2400

@@ -1,3 +1,4 @@
+import json
 import sys
 
 import pytest
@@ -92,3 +93,5 @@ def test_optuna_search_trains_on_the_given_values(tmp_path):
     report = write_sweep(runs, config, tmp_path, "sweep_tiny", "tiny")
     assert (tmp_path / "sweep_tiny.md").read_text() == report
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"sweep_tiny.{ext}" for ext in ("csv", "json", "md", "png")]
+    payload = json.loads((tmp_path / "sweep_tiny.json").read_text())
+    assert payload["provenance"]["iidfusion"] and payload["config"]["train"]["batch_size"] == 512

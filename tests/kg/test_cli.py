@@ -45,12 +45,33 @@ def test_fit_on_fixture_files(tiny_kg_folder, tmp_path, capsys):
          "--max-epochs", "2", "--out", str(out)]
     )  # fmt: skip
     assert code == 0
-    assert "test (pessimistic ties): mrr" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "test (pessimistic ties): mrr" in captured.out
+    assert "kg seed 1" in captured.err and "valid MRR" in captured.err and "valid MRR" not in captured.out
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["test"]) == {"mrr", "hits@1", "hits@3", "hits@10"}
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["seed"] == 1 and saved["objective"]["iid"]["alpha"] == 0.1 and saved["features"]["img"] == str(img)
-    assert (out / "model.pt").is_file()
+    assert metrics["provenance"]["device"] == "cpu" and metrics["config"]["seed"] == 1
+
+
+def test_a_kg_checkpoint_gives_back_the_tested_model(tiny_kg_folder, tmp_path, capsys):
+    """model.ckpt holds weights, features and config: the loaded model scores the test MRR of metrics.json."""
+    import iidfusion
+    from iidfusion.kg.data import load_triples_folder
+    from iidfusion.kg.evaluate import evaluate_link_prediction
+
+    img, ling = write_features(tiny_kg_folder, tmp_path)
+    out = tmp_path / "run"
+    assert main(["kg", "fit", "--config", str(small_config(tmp_path)), "--data", str(tiny_kg_folder), "--features",
+                 f"img={img}", f"ling={ling}", "--alpha", "0.1", "--max-epochs", "2", "--out", str(out), "--no-progress-bar"]) == 0
+    assert "kg seed" not in capsys.readouterr().err  # --no-progress-bar
+    trained = iidfusion.load_model(out / "model.ckpt")
+    assert trained.method == "kg" and trained.inputs == {"img": 6, "ling": 4} and trained.config.objective.iid.alpha == 0.1
+    kg = load_triples_folder(tiny_kg_folder)
+    assert trained.output_names == kg.entities
+    test = evaluate_link_prediction(trained.model.scorer(), kg, "test", tie_policy=trained.config.train.tie_policy)
+    assert test.mrr == pytest.approx(json.loads((out / "metrics.json").read_text())["test"]["mrr"], rel=1e-6)
 
 
 def test_compare_writes_table(tiny_kg_folder, tmp_path, capsys):
@@ -67,6 +88,8 @@ def test_compare_writes_table(tiny_kg_folder, tmp_path, capsys):
     assert [(r["arm"], r["seed"]) for r in payload["runs"]] == [("baseline", 0), ("iid", 0), ("baseline", 1), ("iid", 1)]
     assert {t["metric"] for t in payload["paired_tests"]} == {"mrr", "hits@1", "hits@3", "hits@10"}
     assert (out / "results.csv").read_text().startswith("arm,seed,alpha,beta")
+    assert all(t["p_holm"] is None or t["p_holm"] >= t["p_value"] for t in payload["paired_tests"])
+    assert "| p | p (Holm) |" in printed and payload["provenance"]["torch"] and payload["config"]["data"]
     assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.json", "results.md"]
 
 
@@ -95,11 +118,32 @@ def test_feature_width_mismatch_is_reported(tiny_kg_folder, tmp_path, capsys):
     assert f"entity {entities[3]!r} has a feature vector of width 5" in capsys.readouterr().err
 
 
+def test_compare_takes_the_modalities_of_a_wn9img_folder(tmp_path, capsys):
+    """A folder in TransAE's WN9-IMG layout (tests/fixtures/wn9img_layout) gives its own modalities: the text
+    features in entity2id.txt's row order and the descriptions through the offline MiniLM."""
+    config = yaml.safe_load(small_config(tmp_path).read_text())
+    config["model"]["modality_weights"] = {"text": 0.3, "description": 0.3}
+    (tmp_path / "text.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "cmp"
+    code = main(
+        ["kg", "compare", "--config", str(tmp_path / "text.yaml"), "--data", str(REPO / "tests" / "fixtures" / "wn9img_layout"),
+         "--vocabulary", "all", "--max-epochs", "2", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "modalities: structure, text (text_features.npy@entity2id.txt), description (minilm:descriptions.tsv)" in printed
+    assert "| baseline | 0 | 0 |" in printed and "| iid | 0.1 | 0.1 |" in printed
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["features"] == {"text": "text_features.npy@entity2id.txt", "description": "minilm:descriptions.tsv"}
+    assert len(list((tmp_path / "cache").glob("kg-texts-minilm-*.npy"))) == 1
+
+
 def test_shipped_configs_load():
     from iidfusion.kg.train import load_experiment_config
 
     configs = {p.stem: load_experiment_config(p) for p in sorted((REPO / "configs" / "kg").glob("*.yaml"))}
-    assert set(configs) == {"umls", "wn9img", "fbimg"}
+    assert set(configs) == {"umls", "wn9img", "wn9img_text", "wn9img_text_cpu", "fbimg"}
+    assert configs["wn9img_text"].features == {"text": "text_features.npy@entity2id.txt", "description": "minilm:descriptions.tsv"}
     assert configs["wn9img"].model.modality_weights == {"img": 0.1, "ling": 0.8}
     assert configs["fbimg"].model.modality_weights == {"img": 0.1, "ling": 0.7}
     assert configs["fbimg"].train.batch_size == 5000 and configs["wn9img"].train.batch_size == 2000

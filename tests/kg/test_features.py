@@ -8,10 +8,15 @@ import torch
 from iidfusion.kg.features import (
     build_modality_features,
     default_cache_dir,
+    default_feature_sources,
     entity_name_embeddings,
     entity_text,
     load_entity_features,
+    load_ordered_features,
+    load_text_features,
     parse_feature_specs,
+    read_entity_order,
+    read_entity_texts,
 )
 
 ENTITIES = ("alga", "amino_acid_sequence", "bird")
@@ -90,6 +95,86 @@ def test_build_modality_features_mixes_files_and_names(tiny_kg, tmp_path: Path):
         tiny_kg, {"img": str(tmp_path / "img.npy"), "ling": "minilm"}, cache_dir=tmp_path, encoder=fake_encoder
     )
     assert {k: tuple(v.shape) for k, v in features.items()} == {"img": (12, 3), "ling": (12, 5)}
+
+
+# ---------------------------------------------------------------- TransAE's WN9-IMG layout (tests/fixtures/wn9img_layout)
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "wn9img_layout"
+
+
+@pytest.fixture
+def fixture_kg():
+    from iidfusion.kg.data import load_triples_folder
+
+    return load_triples_folder(FIXTURE, vocabulary="all")
+
+
+def test_npy_rows_in_the_order_of_entity2id(fixture_kg):
+    matrix = np.load(FIXTURE / "text_features.npy")
+    rows = {line.split("\t")[0]: int(line.split("\t")[1]) for line in (FIXTURE / "entity2id.txt").read_text().splitlines()}
+    assert list(rows) != sorted(rows)  # the file's order is not our id order, so a plain .npy would be wrong
+    features = load_ordered_features(FIXTURE / "text_features.npy", FIXTURE / "entity2id.txt", fixture_kg.entities)
+    for entity_id, name in enumerate(fixture_kg.entities):
+        assert torch.equal(features[entity_id], torch.from_numpy(matrix[rows[name]]))
+    via_spec = build_modality_features(fixture_kg, {"text": "text_features.npy@entity2id.txt"}, base_dir=FIXTURE)
+    assert torch.equal(via_spec["text"], features)
+
+
+def test_entity_order_formats_and_errors(tmp_path: Path):
+    (tmp_path / "names.txt").write_text("bird\nalga\r\namino_acid_sequence\n\n")
+    assert read_entity_order(tmp_path / "names.txt") == ["bird", "alga", "amino_acid_sequence"]
+    for text, message in (
+        ("alga\t0\nbird\t0\n", r"bad.txt:2: row 0 is given twice"),
+        ("alga\t0\nbird\t2\n", r"rows must be 0..1, each once"),
+        ("alga\tzero\n", r"bad.txt:1: expected 'entity name<TAB>row'"),
+        ("alga\nalga\n", "an entity name is listed twice"),
+    ):
+        (tmp_path / "bad.txt").write_text(text)
+        with pytest.raises(ValueError, match=message):
+            read_entity_order(tmp_path / "bad.txt")
+    np.save(tmp_path / "m.npy", np.zeros((2, 3)))
+    (tmp_path / "order.txt").write_text("alga\t0\nbird\t1\namino_acid_sequence\t2\n")
+    with pytest.raises(ValueError, match=r"shape \(2, 3\), but .*order.txt names 3 rows"):
+        load_ordered_features(tmp_path / "m.npy", tmp_path / "order.txt", ENTITIES)
+    np.save(tmp_path / "m.npy", np.zeros((3, 3)))
+    (tmp_path / "order.txt").write_text("alga\t0\nbird\t1\nzebra\t2\n")
+    with pytest.raises(ValueError, match="no features for 1 of 3 entities, e.g. 'amino_acid_sequence'"):
+        load_ordered_features(tmp_path / "m.npy", tmp_path / "order.txt", ENTITIES)
+
+
+def test_text_feature_files(tmp_path: Path):
+    (tmp_path / "ling.txt").write_text("bird 3 3.5\r\nalga\t1\t1.5\nextra 9 9\n\namino_acid_sequence 2 2.5\n")
+    features = load_text_features(tmp_path / "ling.txt", ENTITIES)
+    assert features.tolist() == [[1.0, 1.5], [2.0, 2.5], [3.0, 3.5]]
+    (tmp_path / "bad.tsv").write_text("alga 1 x\n")
+    with pytest.raises(ValueError, match=r"bad.tsv:1: expected an entity name and numbers"):
+        load_text_features(tmp_path / "bad.tsv", ENTITIES)
+
+
+def test_descriptions_encoded_in_entity_order_and_cached(fixture_kg, tmp_path: Path):
+    glosses = dict(line.split("\t") for line in (FIXTURE / "descriptions.tsv").read_text().splitlines())
+    calls = []
+
+    def fake_encoder(texts):
+        calls.append(list(texts))
+        return torch.stack([torch.tensor([len(t), t.count(" ")], dtype=torch.float32) for t in texts])
+
+    sources = {"description": "minilm:descriptions.tsv"}
+    first = build_modality_features(fixture_kg, sources, cache_dir=tmp_path, encoder=fake_encoder, base_dir=FIXTURE)
+    assert calls == [[glosses[e] for e in fixture_kg.entities]]
+    again = build_modality_features(fixture_kg, sources, cache_dir=tmp_path, encoder=fake_encoder, base_dir=FIXTURE)
+    assert len(calls) == 1 and torch.equal(first["description"], again["description"])
+    (tmp_path / "few.tsv").write_text(f"{fixture_kg.entities[0]}\ta gloss\n")
+    with pytest.raises(ValueError, match=r"few.tsv: no text for 11 of 12 entities"):
+        build_modality_features(fixture_kg, {"d": f"minilm:{tmp_path / 'few.tsv'}"}, encoder=fake_encoder)
+    (tmp_path / "twice.tsv").write_text("a\tone\na\ttwo\n")
+    with pytest.raises(ValueError, match=r"twice.tsv:2: entity 'a' is given twice"):
+        read_entity_texts(tmp_path / "twice.tsv")
+
+
+def test_default_sources_of_a_folder(tmp_path: Path):
+    assert default_feature_sources(FIXTURE) == {"text": "text_features.npy@entity2id.txt", "description": "minilm:descriptions.tsv"}
+    assert default_feature_sources(tmp_path) == {"ling": "minilm"}
 
 
 class _EvalPayload:

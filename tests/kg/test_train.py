@@ -95,7 +95,7 @@ def test_training_improves_mrr_over_untrained(tiny_kg, tmp_path):
     assert result.test.mrr > before.mrr + 0.2, (before.mrr, result.test.mrr)
     assert result.best_epoch in (10, 20, 30, 40)
     assert [r["epoch"] for r in result.history] == list(range(1, 41))
-    files = save_run(result, config, tmp_path / "run")
+    files = save_run(result, config, tmp_path / "run", tiny_kg)
     metrics = json.loads(files[1].read_text())
     assert metrics["test"]["mrr"] == pytest.approx(result.test.mrr)
     assert yaml.safe_load(files[0].read_text())["model"]["rank"] == 8

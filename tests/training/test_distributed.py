@@ -1,16 +1,21 @@
-"""Data parallelism on CPU: 2 processes, gloo backend."""
+"""Data parallelism on CPU: 2 processes, gloo backend (training, and evaluation split across them)."""
 
 import os
 import socket
 from dataclasses import replace
 
+import lightning as L
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from iidfusion.losses.coherence import DistributionCoherence
+from iidfusion.training.datamodule import MultiViewDataModule, ShardSampler
 from iidfusion.training.distributed import GatheredCoherence, gather_with_local_grad
-from iidfusion.training.runner import fit_method
+from iidfusion.training.evaluate import evaluate_under_noise
+from iidfusion.training.module import FusionModule
+from iidfusion.training.runner import build_strategy, fit_method
 
 
 def _free_port() -> int:
@@ -76,3 +81,58 @@ def test_ddp_two_cpu_processes(tiny_splits, fast_config, tmp_path):
     assert history.gt(0).all(), "each process added its half of the samples; the merged history has them all"
     assert all(0 <= m.accuracy <= 1 for m in result.metrics)
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_evaluation_shares_cover_the_split_once():
+    shares = [ShardSampler(12, 3, rank).indices for rank in range(3)]
+    assert sorted(i for share in shares for i in share) == list(range(12)) and [len(s) for s in shares] == [4, 4, 4]
+    assert ShardSampler(5, 1, 0).indices == list(range(5))
+    with pytest.raises(ValueError, match="cannot be shared by 4 processes"):
+        ShardSampler(3, 4, 0)
+
+
+def _module(splits, config):
+    """An iid-p module with fixed weights and the training-epoch feature means the drop metrics read."""
+    torch.manual_seed(0)
+    module = FusionModule.for_feature_views("iid-p", splits.view_dims, splits.num_classes, len(splits.train), config)
+    module._feature_means.add({m: torch.randn(config.model.width) for m in splits.view_dims}, 7)
+    return module
+
+
+def _validate(module, splits, strategy, devices):
+    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=build_strategy(strategy), logger=False,
+                        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+                        use_distributed_sampler=False)
+    (metrics,) = trainer.validate(module, MultiViewDataModule(splits, batch_size=32, seed=0, eval_batch_size=4), verbose=False)
+    return metrics
+
+
+def test_validation_split_across_two_processes_gives_the_metrics_of_one(tiny_splits, fast_config):
+    """Every per-epoch diagnostic stays exact when the 12 validation samples are shared by 2 processes
+    (batches of 4: each process sees 6 of them in 2 batches); the monitored W~ uses 9 of them, held by both."""
+    config = replace(fast_config, train=replace(fast_config.train, monitor_samples=9))
+    alone = _validate(_module(tiny_splits, config), tiny_splits, "auto", 1)
+    shared = _validate(_module(tiny_splits, config), tiny_splits, "ddp_fork", 2)
+    assert {"val/acc", "val/macro_f1", "val/loss", "val/wasserstein/mean"} <= set(alone)
+    assert any(k.startswith("val/drop_acc/") for k in alone) and any(k.startswith("val/shared_head_acc/") for k in alone)
+    assert set(shared) == set(alone)
+    for name, value in alone.items():
+        assert shared[name] == pytest.approx(value, abs=1e-6), name
+
+
+def _test_split_worker(rank: int, port: int, out: str, model, splits) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    metrics = evaluate_under_noise(model, splits, [0.0, 5.0], seed=3)
+    torch.save([(m.noise, m.accuracy, m.macro_f1) for m in metrics], f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_test_split_across_two_processes_gives_the_metrics_of_one(tiny_splits, fast_config, tmp_path):
+    model = _module(tiny_splits, fast_config).model.eval()
+    alone = [(m.noise, m.accuracy, m.macro_f1) for m in evaluate_under_noise(model, tiny_splits, [0.0, 5.0], seed=3)]
+    mp.start_processes(_test_split_worker, args=(_free_port(), str(tmp_path), model, tiny_splits), nprocs=2, join=True,
+                       start_method="fork")
+    for rank in range(2):
+        assert torch.load(tmp_path / f"rank{rank}.pt") == alone

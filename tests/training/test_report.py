@@ -9,6 +9,7 @@ from iidfusion.training.report import (
     average_accuracy,
     comparison_pairs,
     markdown_table,
+    markdown_tests,
     paired_tests,
     write_report,
 )
@@ -51,6 +52,22 @@ def test_paired_t_test_against_scipy():
     assert test.p_value == pytest.approx(expected.pvalue) and test.t_statistic == pytest.approx(expected.statistic)
 
 
+def test_every_table_of_paired_tests_is_holm_corrected():
+    """iid-p against pdf, if-pdf and its two ablations: four tests, Holm's step-down beside each raw p."""
+    accuracies = {"pdf": [0.80, 0.84, 0.81, 0.79], "if-pdf": [0.81, 0.83, 0.80, 0.80], "iid-p-no-ic": [0.82, 0.82, 0.83, 0.8],
+                  "iid-p-no-dc": [0.8, 0.85, 0.8, 0.79], "iid-p": [0.83, 0.85, 0.86, 0.82]}
+    tests = paired_tests(_results(accuracies))
+    assert len(tests) == 4
+    raw = sorted((t.p_value, t.p_holm) for t in tests)
+    expected, running = [], 0.0
+    for rank, (p, _) in enumerate(raw):
+        running = max(running, min(1.0, (4 - rank) * p))
+        expected.append(running)
+    assert [h for _, h in raw] == pytest.approx(expected)
+    assert all(t.p_holm >= t.p_value for t in tests)
+    assert "| p | p (Holm) | seeds |" in markdown_tests(tests)
+
+
 def test_single_seed_gives_undefined_test():
     (test,) = paired_tests(_results({"pdf": [0.7], "iid-p": [0.8]}))
     assert math.isnan(test.p_value) and test.seeds == 1
@@ -63,6 +80,7 @@ def test_write_report_files(tmp_path):
     assert "| iid-q | qmf |" in report and (tmp_path / "results.md").read_text() == report
     payload = json.loads((tmp_path / "results.json").read_text())
     assert len(payload["results"]) == 8 and payload["config"] == {"data": "x"}
+    assert payload["provenance"]["iidfusion"] and "lightning" in payload["provenance"]
     assert payload["paired_tests"][0]["method"] == "iid-q"
     csv_lines = (tmp_path / "results.csv").read_text().splitlines()
     assert csv_lines[0] == "method,seed,noise,noise_view,accuracy,macro_f1" and len(csv_lines) == 9

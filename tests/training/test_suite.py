@@ -51,6 +51,7 @@ def test_suite_writes_one_table_and_resumes_without_training_again(suite_config,
     ]
     payload = json.loads((tmp_path / "suite.json").read_text())
     assert len(payload["runs"]) == 24 and {"val_acc", "test", "dataset", "variant"} <= set(payload["runs"][0])
+    assert payload["provenance"]["torch"] and payload["config"]["seeds"] == suite_config.seeds
     # the gains are computed from the runs themselves
     runs = payload["runs"]
 
@@ -67,6 +68,8 @@ def test_suite_writes_one_table_and_resumes_without_training_again(suite_config,
     resumed = run_suite(suite_config, tmp_path, resume=True, log=lines.append)
     assert lines[-1] == "suite: 24 runs, 16 distinct, 16 already done, 0 to train"
     assert resumed.split("Time:")[1].split(")", 1)[1] == report.split("Time:")[1].split(")", 1)[1]
+    (tmp_path / "suite.md").unlink()
+    assert suite.rerender(tmp_path) == resumed == (tmp_path / "suite.md").read_text(), "the report from suite.json alone"
 
 
 def test_an_interrupted_suite_keeps_its_finished_runs(suite_config, tmp_path, monkeypatch):
@@ -114,3 +117,28 @@ def test_bad_suite_options_fail_before_training(suite_config, tmp_path):
     with pytest.raises(FileNotFoundError):
         run_suite(replace(suite_config, datasets=(*suite_config.datasets, str(tmp_path / "missing.mat"))), tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_tuned_suite_reports_what_each_grid_point_would_gain_as_a_default(suite_config, tmp_path):
+    from iidfusion.training.suite import fixed_point_gains
+
+    config = replace(suite_config, datasets=suite_config.datasets[:1], seeds=1, variants=("vib",),
+                     tune=replace(suite_config.tune, enabled=True, alpha=(0.1, 0.01), beta=(0.1,)))
+    report = run_suite(config, tmp_path, log=lambda _: None)
+    assert "## Fixed hyperparameters, from the tuning trials" in report
+    runs = json.loads((tmp_path / "suite.json").read_text())["runs"]
+    (iid,) = [r for r in runs if r["method"] == "iid-l"]
+    bases = {r["method"]: r for r in runs if r["method"] != "iid-l"}
+    assert [t["params"] for t in iid["tuning"]["trials"]] == [{"alpha": 0.1, "beta": 0.1}, {"alpha": 0.01, "beta": 0.1}]
+    expected = {}
+    for trial in iid["tuning"]["trials"]:
+        deltas = [100 * (trial["val_acc"] - bases[b]["val_acc"]) for b in ("lf-static", "if-static")]
+        expected[trial["params"]["alpha"]] = sum(deltas) / 2
+    rows = [line for line in report.splitlines() if line.startswith("| vib | alpha=")]
+    assert len(rows) == 2
+    for row in rows:
+        cells = row.split(" | ")
+        alpha = float(cells[1].split(",")[0].split("=")[1])
+        assert float(cells[2]) == pytest.approx(expected[alpha], abs=0.006) and cells[4] == "2 |"
+    assert float(rows[0].split(" | ")[2]) >= float(rows[1].split(" | ")[2]), "best validation gain first"
+    assert fixed_point_gains([]) == []

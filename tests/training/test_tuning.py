@@ -18,10 +18,11 @@ def _trial(params, val_acc, val_loss, accuracy=0.5):
 
 
 def test_a_grid_applies_only_to_the_methods_that_have_its_hyperparameter():
-    tune = TuneConfig(alpha=(1.0, 0.1), beta=(0.1,), variant=("vib", "margin"), d1=(4,), lr=())
-    assert search_space(tune, get_method("iid-l")) == {"alpha": (1.0, 0.1), "variant": ("vib", "margin"), "beta": (0.1,), "d1": (4,)}
+    tune = TuneConfig(alpha=(1.0, 0.1), beta=(0.1,), variant=("vib", "margin"), lam=(0.1, 1.0), d1=(4,), lr=())
+    assert search_space(tune, get_method("iid-l")) == {
+        "alpha": (1.0, 0.1), "variant": ("vib", "margin"), "lam": (0.1, 1.0), "beta": (0.1,), "d1": (4,)}
     assert search_space(tune, get_method("iid-l-no-ic")) == {"beta": (0.1,), "d1": (4,)}
-    assert search_space(tune, get_method("iid-p-no-dc")) == {"alpha": (1.0, 0.1), "variant": ("vib", "margin")}
+    assert search_space(tune, get_method("iid-p-no-dc")) == {"alpha": (1.0, 0.1), "variant": ("vib", "margin"), "lam": (0.1, 1.0)}
     assert search_space(tune, get_method("if-static")) == {}
     # a shared hyperparameter gets the same grid, the same budget, for every method
     shared = replace(tune, lr=(1e-3, 1e-2))
@@ -99,7 +100,11 @@ def test_two_processes_share_one_study_through_sqlite(tiny_splits, fast_config, 
         assert child.exitcode == 0
     assert answers[0] == answers[1]
     (summary,) = optuna.get_all_study_summaries(storage)
-    assert summary.n_trials == 6, "each of the 6 grid points trained once, by one of the processes"
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    trained = [t for t in study.get_trials() if not t.user_attrs.get("duplicate")]
+    assert len(trained) == 6, "each of the 6 grid points trained once, by one of the processes"
+    assert len({tuple(sorted(t.params.items())) for t in trained}) == 6
+    assert all("result" not in t.user_attrs for t in study.get_trials() if t.user_attrs.get("duplicate"))
     assert len(answers[0][1]) == 6
 
 

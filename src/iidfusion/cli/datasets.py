@@ -10,10 +10,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "datasets",
         help="list the bundled data sets or describe a data set / multi-view file",
         description="Without an argument, list the bundled data sets. With a name or a .mat / .npz path, "
-        "describe it: views and their widths, samples per split, classes and their counts.",
+        "describe it: views and their widths, samples per split, classes and their counts, and for a file "
+        "which of its arrays were taken as views and labels (and which were passed over).",
     )
     parser.add_argument("data", nargs="?", metavar="NAME_OR_PATH", help="data set to describe (default: list all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split shown (default: 0)")
+    parser.add_argument("--views", default="", metavar="KEY[,KEY...]", help="a file's views: keys of matrices, cells or structs (default: detected)")
+    parser.add_argument("--labels", default=None, metavar="KEY", help="a file's labels (default: detected)")
     parser.set_defaults(handler=run)
 
 
@@ -25,5 +28,6 @@ def run(args: argparse.Namespace) -> int:
         for name in available_datasets():
             print(f"  {describe(name, seed=args.seed).splitlines()[0]}")
         return 0
-    print(describe(args.data, seed=args.seed))
+    views = tuple(key.strip() for key in args.views.split(",") if key.strip())
+    print(describe(args.data, seed=args.seed, views=views, labels=args.labels))
     return 0

@@ -12,6 +12,10 @@ Example (MVSA-Single in MMBT's format, BERT and ResNet-152 from local files)::
     iidfusion compare --data features/mvsa_single/features.npz ...
     iidfusion compare --data features/mvsa_single/features_noise5.npz ...
 
+HFM as its authors distribute it (tweets and image-attribute words, both texts)::
+
+    iidfusion extract --data-format hfm --root ../shared/data/hfm --text-encoder minilm --out features/hfm
+
 The folder receives ``features.npz`` (clean), ``features_noise<eps>.npz`` (noisy test split)
 and ``manifest.json``; see :mod:`iidfusion.data.feature_cache`. A second run with the same
 inputs and settings reuses the cache; a changed input file or setting rebuilds it.
@@ -30,7 +34,7 @@ if TYPE_CHECKING:
 
 # Spelled out so that building the parser imports no torch (iidfusion.encoders.families.RAW_FORMATS
 # and iidfusion.data.input_noise.PIXEL_NOISE are the sources; a test checks they agree).
-RAW_FORMATS: tuple[str, ...] = ("mmbt", "json-array", "rgbd")
+RAW_FORMATS: tuple[str, ...] = ("mmbt", "json-array", "rgbd", "hfm")
 NOISE_KINDS: tuple[str, ...] = ("gaussian", "salt-and-pepper")
 
 
@@ -38,13 +42,15 @@ def add_raw_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that locate and read a raw data set (shared with ``finetune``)."""
     group = parser.add_argument_group("data")
     group.add_argument("--data-format", required=True, choices=RAW_FORMATS, help="layout of the raw data set")
-    group.add_argument("--root", required=True, type=Path, help="folder of the split files (mmbt, json-array) or of train/ and test/ (rgbd)")
+    group.add_argument("--root", required=True, type=Path, help="folder of the split files (mmbt, json-array; hfm: train.txt, valid2.txt, test2.txt, extract_all) or of train/ and test/ (rgbd)")
     group.add_argument("--image-dir", type=Path, default=None, help="json-array: folder of <id>.jpg (default: dataset_image/ in or above --root)")
     group.add_argument("--name", default=None, help="data set name in records (default: the folder name)")
     group.add_argument("--val-fraction", type=float, default=0.1, help="rgbd: validation share carved from train (default 0.1)")
     group.add_argument("--split-seed", type=int, default=0, help="rgbd: seed of that carve, fixed across training seeds (default 0)")
     group.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="a sample with an empty text, a bad image or an unknown label: stop (raise) or drop it and log (skip)")
     group.add_argument("--no-verify-images", action="store_true", help="do not decode every image up front (faster; a bad image then fails when read)")
+    group.add_argument("--missing-attributes", choices=("empty", "skip", "raise"), default="empty", help="hfm: a tweet without image-attribute words gets an empty attribute text (default), is dropped and logged (skip), or stops the loading (raise)")
+    group.add_argument("--no-keyword-filter", action="store_true", help="hfm: keep the tweets HFM's preprocessing drops (those holding 'sarcasm', '<url>', ...)")
 
 
 # Encoder flags: dest -> EncoderOptions field (flags default to None so a config file's value shows through).
@@ -62,12 +68,12 @@ ENCODER_FLAGS: dict[str, str] = {
 def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that choose the encoders and the image size (shared with ``finetune``)."""
     group = parser.add_argument_group("encoders")
-    group.add_argument("--text-encoder", default=None, help="local Hugging Face model folder, 'minilm' (bundled all-MiniLM-L6-v2) or 'random' (default: random, with a warning)")
+    group.add_argument("--text-encoder", default=None, help="local Hugging Face model folder, a Hugging Face model id already in the local cache (read offline), 'minilm' (bundled all-MiniLM-L6-v2) or 'random' (default: random, with a warning)")
     group.add_argument("--max-length", type=int, default=None, help="text tokens per sample (default 512, as the originals)")
-    group.add_argument("--image-encoder", default=None, help="ResNet of the image / RGB modality (default: resnet152 vision-language, resnet18 RGB-D)")
-    group.add_argument("--weights", default=None, help="local torchvision weight file (.pth) of the image / RGB encoder (default: random, with a warning)")
+    group.add_argument("--image-encoder", default=None, help="image / RGB encoder: a built-in ResNet (resnet18 ... resnet152), timm:NAME or torchvision:NAME (optional extra 'vision') (default: resnet152 vision-language, resnet18 RGB-D)")
+    group.add_argument("--weights", default=None, help="local weight file (.pth, .pt or .safetensors state dict) of the image / RGB encoder (default: random, with a warning)")
     group.add_argument("--regions", type=int, default=None, help="pooled horizontal regions of the image feature map (default: 3 vision-language, 1 RGB-D)")
-    group.add_argument("--depth-encoder", default=None, help="rgbd: ResNet of the depth modality (default resnet18)")
+    group.add_argument("--depth-encoder", default=None, help="rgbd: encoder of the depth modality, as --image-encoder (default resnet18)")
     group.add_argument("--depth-weights", default=None, help="rgbd: local torchvision weight file of the depth encoder")
     group.add_argument("--image-size", type=int, default=None, help="image crop size (default 224, the originals; smaller for quick CPU runs)")
 
@@ -84,6 +90,8 @@ def raw_options(args: argparse.Namespace) -> RawDataOptions:
         seed=args.split_seed,
         on_error=args.on_error,
         verify_images=not args.no_verify_images,
+        missing_attributes=args.missing_attributes,
+        keyword_filter=not args.no_keyword_filter,
     )
 
 
@@ -95,8 +103,14 @@ def encoder_options(args: argparse.Namespace, file_values: Mapping[str, Any], in
     unknown = sorted(set(file_values) - known)
     if unknown:
         raise ValueError(f"unknown keys {unknown} in the config's encoders section; known keys: {sorted(known)}")
+    from iidfusion.encoders.ecosystem import import_library, is_ecosystem_encoder
+
     flags = {name: getattr(args, dest) for dest, name in ENCODER_FLAGS.items() if getattr(args, dest) is not None}
-    return EncoderOptions(**{**file_values, **flags, "init_seed": init_seed})
+    options = EncoderOptions(**{**file_values, **flags, "init_seed": init_seed})
+    for arch in (options.image_arch, options.depth_arch):
+        if arch is not None and is_ecosystem_encoder(arch):
+            import_library(arch.partition(":")[0])  # a missing or broken package is said before any data is read
+    return options
 
 
 def parse_levels(text: str) -> tuple[float, ...]:
@@ -126,7 +140,7 @@ def default_device() -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "extract",
-        help="run frozen encoders over a raw vision-language or RGB-D data set and cache the features",
+        help="run frozen encoders over a raw vision-language, RGB-D or text data set and cache the features",
         description="Extract features with frozen encoders (no download: weights and data come from local paths) and "
         "cache them as multi-view .npz files that `fit` and `compare` read; noisy test variants too.",
     )
@@ -142,6 +156,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--num-workers", type=int, default=0, help="data-loader workers (default 0)")
     group.add_argument("--hash-content", action="store_true", help="checksum image bytes, not sizes and modification times")
     group.add_argument("--force", action="store_true", help="extract again even if the cache is current")
+    group.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=True, help="a progress bar on stderr (default: shown)")
     parser.set_defaults(handler=run)
 
 
@@ -149,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.data.feature_cache import CacheKey, build_feature_cache, input_checksum
     from iidfusion.data.input_noise import NOISE_PROBABILITY, SALT_AND_PEPPER_DENSITY, InputNoise
     from iidfusion.encoders.families import build_encoders, describe_encoders, image_transforms, load_raw, raw_dataset
+    from iidfusion.progress import write_line
     from iidfusion.training.outputs import check_output_folder
 
     levels = parse_levels(args.noise)
@@ -156,8 +172,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     require_text_packages(args.data_format)
     check_output_folder(args.out, shared=True)  # a cache: it may hold features to reuse
-    raw = load_raw(raw_options(args))
     options = encoder_options(args, {}, args.seed)
+    raw = load_raw(raw_options(args))
     image_size = args.image_size or 224
     encoders, tokenizer = build_encoders(raw, options)
     settings: dict[str, Any] = {
@@ -166,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         "encoders": describe_encoders(encoders),
         "init_seed": options.init_seed,
         "max_length": options.max_length,
-        "transform": asdict(image_transforms(raw.family, image_size)[1]),
+        "transform": asdict(image_transforms(raw.family, image_size)[1]) if raw.family != "texts" else None,
         "noise": {"kind": args.noise_kind, "seed": args.seed, "probability": NOISE_PROBABILITY, "density": SALT_AND_PEPPER_DENSITY},
         "val_fraction": args.val_fraction if raw.family == "rgbd" else None,
         "on_error": args.on_error,
@@ -188,12 +204,16 @@ def run(args: argparse.Namespace) -> int:
         device=args.device or default_device(),
         num_workers=args.num_workers,
         force=args.force,
+        log=write_line,
+        progress=args.progress_bar,
     )
     if tokenizer is not None:
         tokenizer.save(args.out / "tokenizer")  # a random encoder's vocabulary belongs to its features
     skipped = sum(len(items) for items in raw.skipped.values())
     dims = ", ".join(f"{m} {getattr(e, 'output_dim', '?')}" for m, e in encoders.items())
     print(f"{raw.name}: {raw.num_classes} classes, features {dims}; skipped {skipped} samples")
+    for note in raw.notes:
+        print(f"  {note}")
     for level, path in sorted(files.items()):
         print(f"  noise {level:g}: {path}")
     return 0

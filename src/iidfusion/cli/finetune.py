@@ -46,7 +46,7 @@ max_length, image_arch, image_weights, regions, depth_arch, depth_weights), then
 
 # Options of `compare` that mean nothing here: the data come from --data-format/--root, the
 # encoders are not MLPs, the noise acts on whole inputs, one method runs per (method, seed).
-_EXCLUDED = frozenset({"method", "seed", "data", "model.hidden", "model.layers", "model.dropout", "eval.noise_view"}) | SUITE_ONLY
+_EXCLUDED = frozenset({"method", "seed", "data", "views", "labels", "model.hidden", "model.layers", "model.dropout", "eval.noise_view"}) | SUITE_ONLY
 
 
 def parse_freeze(text: str) -> dict[str, int]:

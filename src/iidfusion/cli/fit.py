@@ -48,6 +48,7 @@ def add_overwrite_argument(parser: argparse.ArgumentParser, default: bool = Fals
 def run(args: argparse.Namespace) -> int:
     from iidfusion.cli.main import CommandError, CommandInterrupted
     from iidfusion.ot import EpsTooSmallError
+    from iidfusion.provenance import provenance
     from iidfusion.training.compare import load_splits, quiet_lightning, validate_config
     from iidfusion.training.config import resolve_methods
     from iidfusion.training.outputs import check_output_folder, run_folder, staged_files
@@ -76,12 +77,13 @@ def run(args: argparse.Namespace) -> int:
         with run_folder(run_dir, overwrite=args.overwrite, resumable=lambda folder: _last_checkpoint(folder).is_file()):
             if config.tune.enabled:
                 tuned = tune_method(splits, methods[0], config.seed, config, data_id=data_identity(config.data),
-                                    log=lambda line: print(line, file=sys.stderr, flush=True))
+                                    log=lambda line: print(line, file=sys.stderr, flush=True), progress=config.train.progress_bar)
                 tuning = tuned.summary()
                 config = with_params(config, tuned.best.params)
             fit = fit_method(splits, methods[0], config.seed, config, run_dir, resume=resume)
             if fit.is_global_zero:
                 summary = {"data": splits.name, **fit.summary()} | ({"tuning": tuning} if tuning is not None else {})
+                summary |= provenance(config, device=fit.device)
                 with staged_files(run_dir) as stage:
                     stage.write_text("metrics.json", json.dumps(summary, indent=2) + "\n")
                     stage.write_text("config.yaml", dump_config(config))

@@ -25,7 +25,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="umls (bundled with pykeen), wn9img, fbimg, or a folder with train/valid/test")
     parser.add_argument(
         "--features", nargs="+", metavar="NAME=SOURCE",
-        help="feature modalities: NAME=FILE.npy|FILE.pkl, or NAME=minilm to encode the entity names",
+        help="feature modalities: NAME=FILE.npy|FILE.pkl|FILE.txt, NAME=FILE.npy@ORDER (rows named by ORDER, e.g. "
+        "entity2id.txt), NAME=minilm (the entity names) or NAME=minilm:TEXTS.tsv (a text per entity); default: "
+        "the graph folder's text_features.npy and descriptions.tsv when present, else the entity names",
     )  # fmt: skip
     parser.add_argument("--vocabulary", choices=("train", "all"), help="entity ids from the training split only, or all")
     parser.add_argument("--alpha", type=float, help="weight of L_ic (0: off)")
@@ -39,13 +41,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, or auto")
     parser.add_argument("--cache-dir", help="cache of entity-name embeddings (default: ~/.cache/iidfusion)")
     parser.add_argument("--out", required=True, help="output folder (a new one, or one to --overwrite)")
+    parser.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=True,
+                        help="a progress bar on stderr (default: shown)")
     add_overwrite_argument(parser)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("kg", help="multimodal knowledge-graph link prediction (OTKGE + IID)")
     commands = parser.add_subparsers(dest="kg_command", required=True, metavar="KG_COMMAND")
-    fit = commands.add_parser("fit", help="train one model; writes config.yaml, metrics.json, model.pt")
+    fit = commands.add_parser("fit", help="train one model; writes config.yaml, metrics.json, model.ckpt")
     _common(fit)
     fit.add_argument("--seed", type=int, help="seed of initialisation and batch order")
     fit.set_defaults(handler=run_fit)
@@ -82,14 +86,17 @@ def _experiment(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     return config, compare
 
 
-def _load(config: Any, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+def _load(config: Any, args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
+    """The graph, its modality features and ``config`` with the feature sources it used."""
     from iidfusion.kg.data import load_triples_folder, resolve_kg_path
-    from iidfusion.kg.features import build_modality_features
+    from iidfusion.kg.features import build_modality_features, default_feature_sources
 
     name, folder = resolve_kg_path(config.data)
     kg = load_triples_folder(folder, name=name, vocabulary=config.vocabulary)
+    config = dataclasses.replace(config, features=config.features or default_feature_sources(folder))
     print(kg.summary())
-    return kg, build_modality_features(kg, config.features, cache_dir=args.cache_dir, base_dir=folder)
+    print("modalities: structure, " + ", ".join(f"{m} ({source})" for m, source in config.features.items()))
+    return kg, build_modality_features(kg, config.features, cache_dir=args.cache_dir, base_dir=folder), config
 
 
 @contextmanager
@@ -110,13 +117,14 @@ def _run_in(args: argparse.Namespace) -> Iterator[None]:
 
 def run_fit(args: argparse.Namespace) -> int:
     from iidfusion.kg.train import fit_kg, save_run, validate_kg_config
+    from iidfusion.progress import write_line
 
     config, _ = _experiment(args)
     validate_kg_config(config)
     with _run_in(args):
-        kg, features = _load(config, args)
-        result = fit_kg(kg, features, config, log=print)
-        save_run(result, config, args.out)
+        kg, features, config = _load(config, args)
+        result = fit_kg(kg, features, config, log=write_line, progress=args.progress_bar)
+        save_run(result, config, args.out, kg)
     metrics = " ".join(f"{k} {v:.4f}" for k, v in result.test.as_dict().items())
     print(f"best epoch {result.best_epoch}; test ({result.test.tie_policy} ties): {metrics}; wrote {args.out}")
     return 0
@@ -124,6 +132,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     from iidfusion.kg.compare import run_comparison, write_comparison
+    from iidfusion.progress import write_line
 
     config, section = _experiment(args)
     unknown = set(section) - {"seeds", "alpha", "beta"}
@@ -140,8 +149,9 @@ def run_compare(args: argparse.Namespace) -> int:
     iid = dataclasses.replace(config.objective.iid, alpha=alpha, beta=beta)
     validate_kg_config(dataclasses.replace(config, objective=dataclasses.replace(config.objective, iid=iid)))
     with _run_in(args):
-        kg, features = _load(config, args)
-        results = run_comparison(kg, features, config, alpha=alpha, beta=beta, seeds=seeds, log=print)
+        kg, features, config = _load(config, args)
+        results = run_comparison(kg, features, config, alpha=alpha, beta=beta, seeds=seeds, log=write_line,
+                                 progress=args.progress_bar)
         report = write_comparison(args.out, results, config, f"{kg.name}: OTKGE-style baseline vs IID")
     print(report)
     return 0

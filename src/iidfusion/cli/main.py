@@ -27,8 +27,12 @@ import traceback
 from pathlib import Path
 from typing import NoReturn
 
+from iidfusion import __version__
+
 # Modules of iidfusion.cli that provide a subcommand, in the order --help lists them.
-SUBCOMMANDS: tuple[str, ...] = ("demo", "fit", "compare", "suite", "datasets", "kg", "extract", "finetune", "bench", "plot", "sweep")
+SUBCOMMANDS: tuple[str, ...] = (
+    "demo", "fit", "predict", "compare", "suite", "datasets", "kg", "extract", "finetune", "bench", "plot", "sweep",
+)  # fmt: skip
 DEBUG_ENV = "IIDFUSION_DEBUG"
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -65,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help=f"print the traceback of an error too (or set {DEBUG_ENV}=1)"
     )
+    parser.add_argument("--version", action="version", version=f"iidfusion {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"iidfusion.cli.{name}").register(subparsers)

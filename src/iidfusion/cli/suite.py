@@ -22,15 +22,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("suite", help="compare methods over many data sets and L_ic readings", description=DESCRIPTION)
     add_config_arguments(parser, exclude=FIT_ONLY | {"data"})
     parser.add_argument("--resume", action="store_true", help="continue the suite in --out, reusing its finished runs")
+    parser.add_argument("--report-only", action="store_true",
+                        help="render OUT/suite.md again from OUT/suite.json (no training), e.g. after an upgrade")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from iidfusion.cli.main import CommandError
     from iidfusion.training.compare import quiet_lightning
-    from iidfusion.training.suite import run_suite
+    from iidfusion.training.suite import rerender, run_suite
 
     config = config_from_args(args)
+    if args.report_only:
+        print(rerender(config.out), end="")
+        return 0
     quiet_lightning()
     try:
         report = run_suite(config, config.out, resume=args.resume, log=lambda line: print(line, file=sys.stderr, flush=True))

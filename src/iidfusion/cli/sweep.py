@@ -28,7 +28,7 @@ SWEEP_BASE = ExperimentConfig(
     method="iid-p",
     seeds=1,
     out="runs/sweep",
-    train=TrainConfig(max_epochs=30, patience=5, threads=1, checkpoints=False, loggers=(), progress_bar=False),
+    train=TrainConfig(max_epochs=30, patience=5, threads=1, checkpoints=False, loggers=()),
     eval=EvalConfig(noise=(0.0,)),
 )
 # Set by the grid flags, or meaningless for one method.

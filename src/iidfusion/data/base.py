@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -73,6 +74,9 @@ class DatasetSplits:
     test: MultiViewData
     num_classes: int
     class_names: tuple[str, ...] = field(default=())
+    # The feature scaling fitted on the training split (a MinMaxScaler of iidfusion.data.multiview),
+    # None for unscaled data: a checkpoint stores it so that predictions scale new data the same way.
+    scaler: Any = None
 
     @property
     def view_dims(self) -> dict[str, int]:

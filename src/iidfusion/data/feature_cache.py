@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -53,17 +54,22 @@ def feature_file(level: float) -> str:
 
 
 def input_checksum(raw: RawSplits, *, content: bool = False) -> str:
-    """SHA-256 over every sample (split, id, label, text) and its image file's size and mtime.
+    """SHA-256 over every sample (split, id, label, texts) and its image file's size and mtime.
 
     ``content=True`` hashes the image bytes instead of size and mtime (slower, robust to
-    copies that reset modification times).
+    copies that reset modification times). Samples without an image hash their texts alone.
     """
     digest = hashlib.sha256()
     for split in SPLITS:
         for sample in raw.split(split):
-            stat = sample.image.stat()
-            stamp = _file_sha256(sample.image) if content else f"{stat.st_size}:{stat.st_mtime_ns}"
-            entry = [split, sample.id, str(sample.label), sample.text, str(sample.image.resolve()), stamp]
+            image, stamp = None, None
+            if sample.image is not None:
+                stat = sample.image.stat()
+                image = str(sample.image.resolve())
+                stamp = _file_sha256(sample.image) if content else f"{stat.st_size}:{stat.st_mtime_ns}"
+            entry = [split, sample.id, str(sample.label), sample.text, image, stamp]
+            if sample.texts:
+                entry.append(dict(sorted(sample.texts.items())))
             digest.update(json.dumps(entry).encode("utf-8"))
     return digest.hexdigest()
 
@@ -114,11 +120,13 @@ def extract_features(
     batch_size: int = 32,
     device: str | torch.device = "cpu",
     num_workers: int = 0,
+    bar: Any = None,
 ) -> dict[str, np.ndarray]:
     """Each encoder's output over ``dataset`` (items as :class:`~iidfusion.data.vision_language.RawDataset` gives them).
 
     Encoders run in eval mode without gradients; rows follow the dataset's order. Returns
     ``{modality: (N, d_m) float32}``. A non-finite feature is an error naming the modality.
+    ``bar``: a progress bar (:mod:`iidfusion.progress`) advanced by the samples of each batch.
     """
     device = torch.device(device)
     for encoder in encoders.values():
@@ -131,6 +139,8 @@ def extract_features(
             if not torch.isfinite(out).all():
                 raise ValueError(f"encoder {name!r} produced non-finite features (batch of samples {batch['index'][:3].tolist()}...)")
             chunks[name].append(out.cpu().numpy())
+        if bar is not None:
+            bar.update(len(batch["index"]))
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
@@ -160,6 +170,7 @@ def write_manifest(directory: Path, key: CacheKey, raw: RawSplits, files: Mappin
         "class_names": list(raw.class_names),
         "samples": {split: len(raw.split(split)) for split in SPLITS},
         "skipped": {split: [list(item) for item in items] for split, items in raw.skipped.items()},
+        "notes": list(raw.notes),
         "files": {f"{level:g}": {"file": name, "sha256": sha} for level, (name, sha) in sorted(files.items())},
         "seconds": round(seconds, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -233,14 +244,18 @@ def build_feature_cache(
     num_workers: int = 0,
     force: bool = False,
     log: Callable[[str], None] = print,
+    progress: bool = False,
 ) -> dict[float, Path]:
     """Extract (or reuse) the features of ``raw`` at every noise level; the path of each level's file.
 
     ``make_dataset(split, level)`` builds the dataset of a split with the inputs corrupted at
     ``level`` (0: clean). Levels already cached for ``key`` are reused unless ``force``; a
     stale cache is removed first; levels cached before and not asked for now are kept.
-    ``log`` receives one line per extracted split.
+    ``log`` receives one line per extracted split; ``progress`` draws a bar over the samples to
+    encode (:mod:`iidfusion.progress`).
     """
+    from iidfusion.progress import progress_bar
+
     directory = Path(directory)
     current = set() if force else cached_levels(directory, key)
     if not current:
@@ -249,10 +264,16 @@ def build_feature_cache(
     start = time.perf_counter()
     labels = {split: raw.label_values(split) for split in SPLITS}
 
+    bar: Any = None
+
     def run(split: str, level: float) -> dict[str, np.ndarray]:
         began = time.perf_counter()
-        views = extract_features(encoders, make_dataset(split, level), batch_size=batch_size, device=device, num_workers=num_workers)
-        log(f"extracted {split} (noise {level:g}): {len(labels[split])} samples in {time.perf_counter() - began:.1f} s")
+        bar.set_postfix_str(f"{split} split, noise {level:g}")
+        views = extract_features(
+            encoders, make_dataset(split, level), batch_size=batch_size, device=device, num_workers=num_workers, bar=bar
+        )
+        with bar.external_write_mode(file=sys.stderr):
+            log(f"extracted {split} (noise {level:g}): {len(labels[split])} samples in {time.perf_counter() - began:.1f} s")
         return views
 
     manifest = read_manifest(directory) if current else None
@@ -260,13 +281,15 @@ def build_feature_cache(
     missing = [level for level in levels if level not in current]
     if not missing:
         return {level: directory / name for level, (name, _) in files.items()}
-    if 0.0 in current:
-        with np.load(directory / feature_file(0.0), allow_pickle=False) as archive:
-            clean = {split: {m: archive[f"{m}_{split}"] for m in encoders} for split in SPLITS}
-    else:
-        clean = {split: run(split, 0.0) for split in SPLITS}
-    for level in missing:
-        views = clean if level == 0 else {**clean, "test": run("test", level)}
-        files[level] = (feature_file(level), write_feature_file(directory / feature_file(level), views, labels))
+    samples = sum(len(labels[s]) for s in SPLITS) * (0.0 not in current) + len(labels["test"]) * sum(level > 0 for level in missing)
+    with progress_bar(samples, "extract", enabled=progress, unit="sample") as bar:
+        if 0.0 in current:
+            with np.load(directory / feature_file(0.0), allow_pickle=False) as archive:
+                clean = {split: {m: archive[f"{m}_{split}"] for m in encoders} for split in SPLITS}
+        else:
+            clean = {split: run(split, 0.0) for split in SPLITS}
+        for level in missing:
+            views = clean if level == 0 else {**clean, "test": run("test", level)}
+            files[level] = (feature_file(level), write_feature_file(directory / feature_file(level), views, labels))
     write_manifest(directory, key, raw, files, time.perf_counter() - start)
     return {level: directory / name for level, (name, _) in files.items()}

@@ -35,6 +35,9 @@ TEXT_BLANK_PER_LEVEL = 0.1
 SALT_AND_PEPPER_DENSITY = 0.1
 BLANK_TOKEN = "_"
 PIXEL_STD_PER_LEVEL: dict[str, float] = {"vision-language": 10.0, "rgbd": 1.0}
+# Data families the protocol knows; "texts" (every modality a text, e.g. HFM's tweets and
+# image-attribute words) only has its words blanked, each modality with its own coin.
+NOISE_FAMILIES: tuple[str, ...] = (*PIXEL_STD_PER_LEVEL, "texts")
 
 
 def sample_generator(seed: int, index: int, modality: str) -> np.random.Generator:
@@ -76,7 +79,7 @@ PIXEL_NOISE: dict[str, PixelCorruption] = {
 class InputNoise:
     """One noise setting of the protocol: ``level`` eps, pixel noise ``kind``, ``family``, ``seed``.
 
-    ``family`` ("vision-language" or "rgbd") sets the pixel std per level. Level 0 leaves every
+    ``family`` ("vision-language" or "rgbd") sets the pixel std per level ("texts" has no pixels). Level 0 leaves every
     input as it is. Salt-and-pepper has a fixed density; its level only switches it on (the
     originals' vision-language script further gated it with probability ``eps / 100``, which
     we do not copy: every selected image gets the noise).
@@ -94,8 +97,8 @@ class InputNoise:
             raise ValueError(f"noise level must be finite and >= 0, got {self.level}")
         if self.kind not in PIXEL_NOISE:
             raise ValueError(f"unknown pixel noise {self.kind!r}; expected one of {sorted(PIXEL_NOISE)}")
-        if self.family not in PIXEL_STD_PER_LEVEL:
-            raise ValueError(f"unknown data family {self.family!r}; expected one of {sorted(PIXEL_STD_PER_LEVEL)}")
+        if self.family not in NOISE_FAMILIES:
+            raise ValueError(f"unknown data family {self.family!r}; expected one of {sorted(NOISE_FAMILIES)}")
         if not 0 <= self.probability <= 1 or not 0 <= self.density <= 1:
             raise ValueError(f"probability and density must lie in [0, 1], got {self.probability}, {self.density}")
 

@@ -2,36 +2,37 @@
 
 File formats
 ------------
-``.mat`` (MATLAB v5/v7, read with :func:`scipy.io.loadmat`):
+``.mat`` (MATLAB v5/v7, read with :func:`scipy.io.loadmat`) and ``.npz`` (numpy, read without
+pickles). Which arrays are the views and which the labels is found by
+:func:`iidfusion.data.layout.find_layout`, whatever the layout: views in a cell array (any
+name: ``X``, ``fea``, ``data``, ...) or a struct, or as several top-level matrices, stored
+samples x features or features x samples, sparse or dense; labels as an integer or string
+vector under any name (``Y``, ``y``, ``gt``, ``gnd``, ``truth``, ``truelabel``, ``label``,
+``labels``, ``class`` first) or as a cell with one copy per view. ``views=`` and ``labels=``
+(``--views``, ``--labels`` on the command line) name them when the detection cannot decide.
 
-* whole form: the views in a cell array ``X`` (1xM or Mx1; a plain numeric ``X`` is one view),
-  labels under ``Y``, ``y``, ``gt`` or ``labels``, any shape N, 1xN or Nx1;
-* split form, as in the trusted multi-view literature: ``x1_train``, ``x2_train``, ...,
-  ``x1_test``, ... (optionally ``x1_val``, ...) with labels ``gt_train``, ``gt_test``
-  (``gt_val``), or the same with any other label key (``Y_train``, ...);
-* view names come from a cell array of strings under ``view_names`` or ``feas`` when the file
-  has one; otherwise views are called ``view0``, ``view1``, ... in cell / ``x<k>`` order.
+Split form, as in the trusted multi-view literature: ``x1_train``, ``x2_train``, ...,
+``x1_test``, ... (optionally ``x1_val``, ...) with labels ``gt_train``, ``gt_test``
+(``gt_val``) or any other label key; more generally, every key ending in ``_train``,
+``_val`` or ``_test`` (``pix_train``, ``labels_train``, ...; what ``iidfusion extract``
+writes). Each split is read as a whole-form file, with the keys the training split used.
 
-MATLAB v7.3 files are HDF5, which scipy cannot read; they are refused with an error that says
-to re-save them with ``save(..., '-v7')`` (we do not depend on h5py).
-
-``.npz`` (numpy): one array per view, the array's key is the view's name (in file order),
-labels under ``labels``, ``y``, ``Y`` or ``gt``. Split form: every key ends in ``_train``,
-``_val`` or ``_test`` (``pix_train``, ``labels_train``, ...).
-
-Orientation: each view matrix may be samples x features or features x samples; the axis whose
-length equals the number of labels is the sample axis. A square matrix (as many features as
-samples) is read as samples x features, the layout of the literature's files.
+View names: a cell's views are named by a cell of strings under ``view_names`` or ``feas``
+when the file has one (else ``view0``, ``view1``, ... in cell / ``x<k>`` order), a struct's
+by its fields, top-level matrices by their keys. MATLAB v7.3 files are
+HDF5, which scipy cannot read; they are refused with an error that says to re-save them with
+``save(..., '-v7')`` (we do not depend on h5py).
 
 Processing
 ----------
 Labels are remapped to 0..C-1 in sorted order of the file's values, which are kept as
-``class_names``. Without splits in the file, stratified splits are drawn by ``seed`` with
-:data:`VAL_FRACTION` and :data:`TEST_FRACTION` of every class (at least one sample of each
-class in each split). A file with only train and test gets its validation split carved,
-stratified, from its training split (``val_fraction`` of the training split). Features are
-min-max scaled per view and per feature with the minimum and range of the TRAINING split only,
-so validation and test values may leave [0, 1]; constant training columns get range 1.
+``class_names`` (0-based, 1-based, +-1 or strings alike). Without splits in the file,
+stratified splits are drawn by ``seed`` with :data:`VAL_FRACTION` and :data:`TEST_FRACTION`
+of every class (at least one sample of each class in each split). A file with only train and
+test gets its validation split carved, stratified, from its training split (``val_fraction``
+of the training split). Features are min-max scaled per view and per feature with the minimum
+and range of the TRAINING split only, so validation and test values may leave [0, 1];
+constant training columns get range 1.
 
 Checks (ValueError naming the file, split, view and row): no NaN or inf in the file; none after
 scaling and the cast to float32 either (a test value of 1e300, or one far outside a narrow
@@ -44,22 +45,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.io
-import scipy.sparse
 import torch
 
 from iidfusion.data.base import DatasetSplits, MultiViewData
+from iidfusion.data.layout import VIEW_NAME_KEYS, cell_string, find_layout
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 VAL_FRACTION = 0.1
 TEST_FRACTION = 0.2
-MAT_LABEL_KEYS: tuple[str, ...] = ("Y", "y", "gt", "labels")
-NPZ_LABEL_KEYS: tuple[str, ...] = ("labels", "y", "Y", "gt")
-VIEW_NAME_KEYS: tuple[str, ...] = ("view_names", "feas")
 
 _MAT_SPLIT_VIEW = re.compile(r"^[xX](\d+)_(train|val|test)$")
 _SPLIT_SUFFIX = re.compile(r"^(.+)_(train|val|test)$")
@@ -70,13 +68,15 @@ class MultiViewArrays:
     """A multi-view file's content before label encoding, splitting and scaling.
 
     ``views`` are (N, d_m) arrays with samples as rows, ``labels`` the file's own label values,
-    ``splits`` the row indices of each split when the file defines them (``None`` otherwise).
+    ``splits`` the row indices of each split when the file defines them (``None`` otherwise),
+    ``notes`` what the layout detection picked and passed over.
     """
 
     views: dict[str, np.ndarray]
     labels: np.ndarray
     source: str
     splits: dict[str, np.ndarray] | None = None
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.views:
@@ -94,8 +94,12 @@ class MultiViewArrays:
         return cls(views, data.labels.detach().cpu().numpy(), source)
 
 
-def read_multiview_file(path: str | Path) -> MultiViewArrays:
-    """Read a ``.mat`` or ``.npz`` multi-view file (formats in the module docstring)."""
+def read_multiview_file(path: str | Path, *, views: Sequence[str] = (), labels: str | None = None) -> MultiViewArrays:
+    """Read a ``.mat`` or ``.npz`` multi-view file (formats in the module docstring).
+
+    ``views`` (keys of matrices, cells or structs) and ``labels`` (a key) replace the
+    detection of :func:`~iidfusion.data.layout.find_layout`.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
@@ -105,7 +109,7 @@ def read_multiview_file(path: str | Path) -> MultiViewArrays:
     reader = readers.get(path.suffix.lower())
     if reader is None:
         raise ValueError(f"{path}: unsupported file type {path.suffix!r}; expected one of {sorted(readers)}")
-    return reader(path)
+    return reader(path, tuple(views), labels or None)
 
 
 def encode_labels(labels: np.ndarray, source: str = "labels") -> tuple[np.ndarray, tuple[str, ...]]:
@@ -168,7 +172,21 @@ class MinMaxScaler:
         return cls(minimum, {name: np.where(width > 0, width, 1.0) for name, width in span.items()})
 
     def transform(self, views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for name, view in views.items():
+            if name not in self.minimum:
+                raise ValueError(f"view {name!r} is not one of the views the scaling was fitted on ({', '.join(self.minimum)})")
+            if view.shape[1:] != self.minimum[name].shape:
+                raise ValueError(f"view {name!r} has {view.shape[1]} features, the scaling was fitted on {self.minimum[name].shape[0]}")
         return {name: (view - self.minimum[name]) / self.span[name] for name, view in views.items()}
+
+    def state(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The statistics as float64 tensors (what a checkpoint read with ``weights_only`` holds)."""
+        return {"minimum": {k: torch.from_numpy(v.copy()) for k, v in self.minimum.items()},
+                "span": {k: torch.from_numpy(v.copy()) for k, v in self.span.items()}}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Mapping[str, torch.Tensor]]) -> MinMaxScaler:
+        return cls({k: v.double().numpy() for k, v in state["minimum"].items()}, {k: v.double().numpy() for k, v in state["span"].items()})
 
 
 def make_splits(
@@ -178,9 +196,13 @@ def make_splits(
     seed: int = 0,
     val_fraction: float = VAL_FRACTION,
     test_fraction: float = TEST_FRACTION,
-    scale: bool = True,
+    scale: bool | MinMaxScaler = True,
 ) -> DatasetSplits:
-    """Encode labels, split (the file's splits, else stratified by ``seed``), scale on train."""
+    """Encode labels, split (the file's splits, else stratified by ``seed``), scale on train.
+
+    ``scale``: a fitted :class:`MinMaxScaler` scales every split with it instead (a trained
+    model's, so that the data it predicts are scaled as those it was trained on).
+    """
     _check_fractions(val_fraction, test_fraction)
     _check_finite(arrays)
     codes, class_names = encode_labels(arrays.labels, arrays.source)
@@ -191,9 +213,12 @@ def make_splits(
         for part, rows in index.items()
     }
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, as one error
-        if scale:
-            scaler = MinMaxScaler.fit(views["train"])
-            views = {part: scaler.transform(part_views) for part, part_views in views.items()}
+        scaler = scale if isinstance(scale, MinMaxScaler) else MinMaxScaler.fit(views["train"]) if scale else None
+        if scaler is not None:
+            try:
+                views = {part: scaler.transform(part_views) for part, part_views in views.items()}
+            except ValueError as error:
+                raise ValueError(f"{arrays.source}: {error}") from None
         data = {
             part: MultiViewData(
                 {view: torch.from_numpy(array.astype(np.float32)) for view, array in views[part].items()},
@@ -202,7 +227,7 @@ def make_splits(
             for part, rows in index.items()
         }
     _check_finite_after_scaling(data, arrays.source)
-    return DatasetSplits(name, data["train"], data["val"], data["test"], len(class_names), class_names)
+    return DatasetSplits(name, data["train"], data["val"], data["test"], len(class_names), class_names, scaler)
 
 
 def _check_split_classes(
@@ -283,36 +308,25 @@ def _label_name(value: object) -> str:
 # ---------------------------------------------------------------- readers
 
 
-def _read_mat(path: Path) -> MultiViewArrays:
+def _read_mat(path: Path, views: Sequence[str], labels: str | None) -> MultiViewArrays:
     content = _load_mat(path)
     keys = [key for key in content if not key.startswith("__")]
-    split_keys = [key for key in keys if _MAT_SPLIT_VIEW.match(key)]
-    if split_keys:
-        parts = {}
-        for split in _splits_present(split_keys, _MAT_SPLIT_VIEW, path):
-            numbered = sorted(
-                (int(match.group(1)), key)
-                for key in split_keys
-                if (match := _MAT_SPLIT_VIEW.match(key)) and match.group(2) == split
-            )
-            labels = _find_labels(content, [f"{key}_{split}" for key in MAT_LABEL_KEYS], path)
-            parts[split] = ([content[key] for _, key in numbered], labels)
-        names = _mat_view_names(content, len(next(iter(parts.values()))[0]), path)
-        return _assemble({split: (dict(zip(names, views)), labels) for split, (views, labels) in parts.items()}, path)
-    cell_key = next((key for key in ("X", "x") if key in content), None)
-    if cell_key is None:
-        raise ValueError(
-            f"{path}: no views found; expected a cell array 'X' or split keys 'x1_train', 'x1_test', ...; "
-            f"keys in the file: {keys}"
-        )
-    cell = content[cell_key]
-    views = list(cell.ravel()) if cell.dtype == object else [cell]
-    labels = _find_labels(content, list(MAT_LABEL_KEYS), path)
-    names = _mat_view_names(content, len(views), path)
-    return _assemble({"all": (dict(zip(names, views)), labels)}, path)
+    numbered_keys = [key for key in keys if _MAT_SPLIT_VIEW.match(key)]
+    if numbered_keys:
+        numbers = sorted({int(match.group(1)) for key in numbered_keys if (match := _MAT_SPLIT_VIEW.match(key))})
+        names = dict(zip((f"x{k}" for k in numbers), _mat_view_names(content, len(numbers), path)))
+        parts = _split_parts(content, _splits_present(numbered_keys, _MAT_SPLIT_VIEW, path))
+        return _read_split_form(parts, path, views or tuple(names), labels, names)
+    split_keys = [key for key in keys if _SPLIT_SUFFIX.match(key)]
+    if split_keys and all(_SPLIT_SUFFIX.match(key) or key in VIEW_NAME_KEYS for key in keys):
+        parts = _split_parts(content, _splits_present(split_keys, _SPLIT_SUFFIX, path))
+        return _read_split_form(parts, path, views, labels)
+    names = _mat_view_names(content, None, path)
+    layout = find_layout(content, str(path), views=views, labels=labels, view_names=names)
+    return MultiViewArrays(layout.views, layout.labels, str(path), notes=layout.notes)
 
 
-def _read_npz(path: Path) -> MultiViewArrays:
+def _read_npz(path: Path, views: Sequence[str], labels: str | None) -> MultiViewArrays:
     try:
         with np.load(path, allow_pickle=False) as archive:
             content = {key: archive[key] for key in archive.files}
@@ -323,25 +337,42 @@ def _read_npz(path: Path) -> MultiViewArrays:
         stray = [key for key in keys if not _SPLIT_SUFFIX.match(key)]
         if stray:
             raise ValueError(f"{path}: split-form keys mixed with keys without _train/_val/_test: {stray}")
-        parts = {}
-        for split in _splits_present(keys, _SPLIT_SUFFIX, path):
-            in_split = {
-                m.group(1): content[key] for key in keys if (m := _SPLIT_SUFFIX.match(key)) and m.group(2) == split
-            }
-            parts[split] = _npz_views_and_labels(in_split, path, f" in the {split} split")
-        return _assemble(parts, path)
-    return _assemble({"all": _npz_views_and_labels(content, path, "")}, path)
+        parts = _split_parts(content, _splits_present(keys, _SPLIT_SUFFIX, path))
+        return _read_split_form(parts, path, views, labels)
+    # An .npz names its arrays: every matrix beside the labels is a view unless --views says otherwise.
+    layout = find_layout(content, str(path), views=views, labels=labels)
+    return MultiViewArrays(layout.views, layout.labels, str(path), notes=layout.notes)
 
 
-def _npz_views_and_labels(
-    content: dict[str, np.ndarray], path: Path, where: str
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    label_keys = [key for key in NPZ_LABEL_KEYS if key in content]
-    labels = _find_labels(content, label_keys or list(NPZ_LABEL_KEYS), path)
-    views = {key: value for key, value in content.items() if key not in label_keys}
-    if not views:
-        raise ValueError(f"{path}: no views{where}; keys found: {list(content)}")
-    return views, labels
+def _split_parts(content: Mapping[str, object], splits: Sequence[str]) -> dict[str, dict[str, object]]:
+    """``{split: {base key: value}}`` of the keys ``<base>_<split>``, splits in file order."""
+    parts: dict[str, dict[str, object]] = {split: {} for split in splits}
+    for key, value in content.items():
+        match = _SPLIT_SUFFIX.match(key)
+        if match and match.group(2) in parts:
+            parts[match.group(2)][match.group(1)] = value
+    return parts
+
+
+def _read_split_form(
+    parts: Mapping[str, Mapping[str, object]],
+    path: Path,
+    views: Sequence[str],
+    labels: str | None,
+    rename: Mapping[str, str] | None = None,
+) -> MultiViewArrays:
+    """Each split through :func:`find_layout`; later splits take the keys the first one used."""
+    found: dict[str, tuple[dict[str, np.ndarray], np.ndarray]] = {}
+    notes: list[str] = []
+    for split, part in parts.items():
+        layout = find_layout(part, f"{path} ({split} split)", views=views, labels=labels)
+        notes = notes or [f"{split} split: {note}" for note in layout.notes]
+        views, labels = layout.view_keys, layout.label_key
+        named = {(rename or {}).get(name, name): view for name, view in layout.views.items()}
+        found[split] = (named, layout.labels)
+    arrays = _assemble(found, path)
+    arrays.notes = notes
+    return arrays
 
 
 def _load_mat(path: Path) -> dict[str, np.ndarray]:
@@ -368,86 +399,31 @@ def _splits_present(keys: Sequence[str], pattern: re.Pattern[str], path: Path) -
     return [split for split in SPLIT_NAMES if split in present]
 
 
-def _find_labels(content: Mapping[str, np.ndarray], candidates: Sequence[str], path: Path) -> np.ndarray:
-    found = [key for key in candidates if key in content]
-    if not found:
-        keys = [key for key in content if not key.startswith("__")]
-        raise ValueError(f"{path}: no labels; expected one of {list(candidates)}, keys found: {keys}")
-    vectors = {key: _label_vector(content[key], key, path) for key in found}
-    first = vectors[found[0]]
-    for key in found[1:]:
-        if not np.array_equal(vectors[key], first):
-            raise ValueError(f"{path}: label keys {found} disagree; keep one")
-    return first
-
-
-def _label_vector(value: np.ndarray, key: str, path: Path) -> np.ndarray:
-    value = np.asarray(value)
-    if value.dtype == object:  # a MATLAB cell array of strings
-        value = np.array([_cell_string(item) for item in value.ravel()]).reshape(value.shape)
-    if value.ndim == 1 or (value.ndim == 2 and 1 in value.shape):
-        return value.reshape(-1)
-    raise ValueError(f"{path}: labels under {key!r} have shape {value.shape}; expected N, 1xN or Nx1")
-
-
-def _cell_string(item: object) -> str:
-    return "".join(str(part) for part in np.asarray(item).ravel())
-
-
-def _mat_view_names(content: Mapping[str, np.ndarray], count: int, path: Path) -> list[str]:
+def _mat_view_names(content: Mapping[str, np.ndarray], count: int | None, path: Path) -> list[str] | None:
+    """The view names a cell of strings in the file gives (``count`` of them, when known), else None."""
     key = next((key for key in VIEW_NAME_KEYS if key in content), None)
     if key is None:
-        return [f"view{i}" for i in range(count)]
-    names = [_cell_string(item) for item in np.asarray(content[key]).ravel()]
-    if len(names) != count or len(set(names)) != count:
-        raise ValueError(f"{path}: {key!r} gives view names {names}; expected {count} distinct names, one per view")
+        return None if count is None else [f"view{i}" for i in range(count)]
+    names = [cell_string(item) for item in np.asarray(content[key]).ravel()]
+    if len(set(names)) != len(names) or (count is not None and len(names) != count):
+        expected = "distinct names" if count is None else f"{count} distinct names, one per view"
+        raise ValueError(f"{path}: {key!r} gives view names {names}; expected {expected}")
     return names
 
 
 def _assemble(parts: dict[str, tuple[dict[str, np.ndarray], np.ndarray]], path: Path) -> MultiViewArrays:
-    """Orient and check each part's views, then stack the parts into one set of rows with split indices."""
-    oriented = {split: _orient_views(views, labels, path, split) for split, (views, labels) in parts.items()}
-    first_split, first = next(iter(oriented.items()))
+    """Check the splits' views agree, then stack the parts into one set of rows with split indices."""
+    first_split, (first, _) = next(iter(parts.items()))
     widths = {name: view.shape[1] for name, view in first.items()}
-    for split, views in oriented.items():
+    for split, (views, _) in parts.items():
         other = {name: view.shape[1] for name, view in views.items()}
         if other != widths:
             raise ValueError(
                 f"{path}: views of the {split} split {other} differ from the {first_split} split's {widths}"
             )
-    if list(parts) == ["all"]:
-        return MultiViewArrays(first, parts["all"][1], str(path))
     sizes = [len(labels) for _, labels in parts.values()]
     offsets = np.cumsum([0, *sizes])
     splits = {split: np.arange(offsets[i], offsets[i + 1]) for i, split in enumerate(parts)}
-    views = {name: np.concatenate([oriented[split][name] for split in parts]) for name in widths}
+    views = {name: np.concatenate([parts[split][0][name] for split in parts]) for name in widths}
     labels = np.concatenate([labels for _, labels in parts.values()])
     return MultiViewArrays(views, labels, str(path), splits)
-
-
-def _orient_views(views: dict[str, np.ndarray], labels: np.ndarray, path: Path, split: str) -> dict[str, np.ndarray]:
-    """Rows as samples: the axis as long as the labels is the sample axis (rows when square)."""
-    n = len(labels)
-    oriented: dict[str, np.ndarray] = {}
-    for name, view in views.items():
-        if scipy.sparse.issparse(view):
-            view = view.toarray()
-        view = np.asarray(view)
-        if view.dtype.kind not in "biuf":
-            raise ValueError(f"{path}: view {name!r} holds {view.dtype} values, not numbers")
-        if view.ndim == 1:
-            view = view.reshape(-1, 1)
-        if view.ndim != 2:
-            raise ValueError(f"{path}: view {name!r} has shape {view.shape}; expected a 2-D matrix")
-        if view.shape[0] == n:
-            oriented[name] = view
-        elif view.shape[1] == n:
-            oriented[name] = view.T
-    if len(oriented) < len(views):
-        where = "" if split == "all" else f" in the {split} split"
-        shapes = ", ".join(f"{name!r} {np.shape(view)}" for name, view in views.items())
-        raise ValueError(
-            f"{path}: views have different sample counts{where}: {n} labels, view shapes {shapes}; "
-            f"each view needs {n} rows (samples x features) or {n} columns (features x samples)"
-        )
-    return oriented

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,20 +58,26 @@ SPLIT_FILES: dict[str, dict[str, tuple[str, ...]]] = {
 
 @dataclass(frozen=True)
 class RawSample:
-    """One sample on disk: an id, a label value, an image file and (vision-language) a text."""
+    """One sample on disk: an id, a label value, an image file and (vision-language) a text.
+
+    A sample of text modalities only (HFM's tweet and image-attribute words,
+    :mod:`iidfusion.data.hfm`) has no image and its texts by modality in ``texts``.
+    """
 
     id: str
     label: str | int
-    image: Path
+    image: Path | None
     text: str | None = None
+    texts: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class RawSplits:
     """Train / val / test samples of one raw data set, with its fixed class order.
 
-    ``family`` is "vision-language" or "rgbd"; ``skipped`` maps a split to the
-    ``(sample id, problem)`` pairs dropped under ``on_error="skip"``.
+    ``family`` is "vision-language", "rgbd" or "texts"; ``skipped`` maps a split to the
+    ``(sample id, problem)`` pairs dropped under ``on_error="skip"``; ``notes`` says how the
+    loader handled what else it met (recorded in feature-cache manifests).
     """
 
     name: str
@@ -81,6 +87,7 @@ class RawSplits:
     test: list[RawSample]
     class_names: tuple[str, ...]
     skipped: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
@@ -156,7 +163,7 @@ def check_samples(
         problem = extra_check(sample) if extra_check is not None else None
         if problem is None and str(sample.label) not in known:
             problem = f"unknown label: {sample.label!r} (classes of the training split: {list(class_names)})"
-        if problem is None and verify_images:
+        if problem is None and verify_images and sample.image is not None:
             problem = check_image(sample.image)
         if problem is None:
             kept.append(sample)

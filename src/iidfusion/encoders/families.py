@@ -4,7 +4,10 @@
   ``json-array``): modalities ``image`` (ResNet-152 pooled to 3 x 2048) and ``text``
   (BERT's pooled output, 768 for bert-base);
 * ``rgbd`` (NYU Depth V2, SUN RGB-D; format ``rgbd``): modalities ``rgb`` and ``depth``,
-  a ResNet-18 each (512 features).
+  a ResNet-18 each (512 features);
+* ``texts`` (HFM as its authors distribute it, format ``hfm``, :mod:`iidfusion.data.hfm`):
+  modalities ``text`` (the tweet) and ``attributes`` (the image-attribute words), each with
+  its own copy of the same text encoder.
 
 ``iidfusion extract`` (frozen encoders, cached features) and ``iidfusion finetune`` (encoders
 trained inside the fusion module) both build their encoders and datasets here, so the two
@@ -20,10 +23,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from iidfusion.data.hfm import HFM_MODALITIES, TextsDataset, load_hfm
 from iidfusion.data.input_noise import InputNoise
 from iidfusion.data.multiview import VAL_FRACTION
 from iidfusion.data.rgbd import RGBD_MODALITIES, RGBDDataset, load_rgbd
 from iidfusion.data.vision_language import DATA_FORMATS, RawDataset, RawSplits, VisionLanguageDataset, load_vision_language
+from iidfusion.encoders.ecosystem import EcosystemImageEncoder, is_ecosystem_encoder
 from iidfusion.encoders.image import (
     RGBD_EVAL_TRANSFORM,
     RGBD_TRAIN_TRANSFORM,
@@ -33,8 +38,11 @@ from iidfusion.encoders.image import (
 )
 from iidfusion.encoders.text import RandomTextConfig, TextTokenizer, load_text_encoder
 
-RAW_FORMATS: tuple[str, ...] = (*DATA_FORMATS, "rgbd")
-FAMILY_MODALITIES: dict[str, tuple[str, ...]] = {"vision-language": ("image", "text"), "rgbd": RGBD_MODALITIES}
+RAW_FORMATS: tuple[str, ...] = (*DATA_FORMATS, "rgbd", "hfm")
+FAMILY_MODALITIES: dict[str, tuple[str, ...]] = {
+    "vision-language": ("image", "text"), "rgbd": RGBD_MODALITIES, "texts": HFM_MODALITIES,
+}  # fmt: skip
+FORMAT_FAMILIES: dict[str, str] = {"rgbd": "rgbd", "hfm": "texts"}  # the others: vision-language
 # The originals' encoders: (image architecture, pooled regions) per family.
 DEFAULT_IMAGE_ENCODER: dict[str, tuple[str, int]] = {"vision-language": ("resnet152", 3), "rgbd": ("resnet18", 1)}
 IMAGE_SIZE = 224
@@ -56,10 +64,10 @@ def image_transforms(family: str, size: int = IMAGE_SIZE) -> tuple[ImageTransfor
 
 
 def family_of(data_format: str) -> str:
-    """``"rgbd"`` for the RGB-D folder format, ``"vision-language"`` for the others."""
+    """``"rgbd"`` for the RGB-D folder format, ``"texts"`` for HFM's own files, ``"vision-language"`` for the others."""
     if data_format not in RAW_FORMATS:
         raise ValueError(f"unknown data format {data_format!r}; expected one of {list(RAW_FORMATS)}")
-    return "rgbd" if data_format == "rgbd" else "vision-language"
+    return FORMAT_FAMILIES.get(data_format, "vision-language")
 
 
 @dataclass(frozen=True)
@@ -74,10 +82,17 @@ class RawDataOptions:
     seed: int = 0  # rgbd: the seed of that carve
     on_error: str = "raise"
     verify_images: bool = True
+    missing_attributes: str = "empty"  # hfm: a tweet without attribute words: empty text, skip or raise
+    keyword_filter: bool = True  # hfm: drop the tweets HFM's preprocessing drops
 
 
 def load_raw(options: RawDataOptions) -> RawSplits:
     """The samples of a raw data set in any of :data:`RAW_FORMATS`."""
+    if options.data_format == "hfm":
+        return load_hfm(
+            options.root, missing_attributes=options.missing_attributes, keyword_filter=options.keyword_filter,
+            on_error=options.on_error, name=options.name,
+        )  # fmt: skip
     common: dict[str, Any] = {"on_error": options.on_error, "verify_images": options.verify_images, "name": options.name}
     if family_of(options.data_format) == "rgbd":
         return load_rgbd(options.root, val_fraction=options.val_fraction, seed=options.seed, **common)
@@ -107,14 +122,18 @@ class EncoderOptions:
 
 def build_encoders(raw: RawSplits, options: EncoderOptions) -> tuple[dict[str, nn.Module], TextTokenizer | None]:
     """The encoders of ``raw``'s family (modality -> module with ``output_dim``) and the tokenizer (None for RGB-D)."""
+    if raw.family == "texts":
+        return _text_encoders(raw, options)
     arch, regions = DEFAULT_IMAGE_ENCODER[raw.family]
-    arch, regions = options.image_arch or arch, options.regions or regions
+    arch = options.image_arch or arch
+    # The originals' band pooling is for their ResNets; an encoder from timm / torchvision pools to one vector.
+    regions = options.regions or (1 if is_ecosystem_encoder(arch) else regions)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.init_seed)
         if raw.family == "rgbd":
             encoders: dict[str, nn.Module] = {
-                "rgb": ImageEncoder(arch, weights=options.image_weights, regions=regions),
-                "depth": ImageEncoder(options.depth_arch, weights=options.depth_weights, regions=regions),
+                "rgb": image_encoder(arch, weights=options.image_weights, regions=regions),
+                "depth": image_encoder(options.depth_arch, weights=options.depth_weights, regions=regions),
             }
             return encoders, None
         text, tokenizer = load_text_encoder(
@@ -123,7 +142,35 @@ def build_encoders(raw: RawSplits, options: EncoderOptions) -> tuple[dict[str, n
             corpus=[sample.text or "" for sample in raw.train],
             random_config=replace(options.random_text, seed=options.init_seed),
         )
-        return {"image": ImageEncoder(arch, weights=options.image_weights, regions=regions), "text": text}, tokenizer
+        return {"image": image_encoder(arch, weights=options.image_weights, regions=regions), "text": text}, tokenizer
+
+
+def image_encoder(arch: str, *, weights: str | None, regions: int) -> nn.Module:
+    """A built-in ResNet (``resnet18`` ... ``resnet152``) or a timm / torchvision model (``timm:NAME``,
+    :mod:`iidfusion.encoders.ecosystem`), pooled to ``regions`` bands."""
+    if is_ecosystem_encoder(arch):
+        return EcosystemImageEncoder(arch, weights=weights, regions=regions)
+    return ImageEncoder(arch, weights=weights, regions=regions)
+
+
+def _text_encoders(raw: RawSplits, options: EncoderOptions) -> tuple[dict[str, nn.Module], TextTokenizer]:
+    """One copy of the text encoder per text modality (same initialisation), and its tokenizer.
+
+    A random encoder's vocabulary comes from the training texts of every modality.
+    """
+    modalities = FAMILY_MODALITIES["texts"]
+    corpus = [sample.texts[m] for sample in raw.train for m in modalities]
+    encoders: dict[str, nn.Module] = {}
+    tokenizer: TextTokenizer | None = None
+    for modality in modalities:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(options.init_seed)
+            encoders[modality], tokenizer = load_text_encoder(
+                options.text, max_length=options.max_length, corpus=corpus,
+                random_config=replace(options.random_text, seed=options.init_seed),
+            )  # fmt: skip
+    assert tokenizer is not None  # the family has modalities
+    return encoders, tokenizer
 
 
 def describe_encoders(encoders: dict[str, nn.Module]) -> dict[str, Any]:
@@ -141,6 +188,10 @@ def raw_dataset(
     image_size: int = IMAGE_SIZE,
 ) -> RawDataset:
     """The dataset of one split; ``augment`` turns on RGB-D's training augmentation."""
+    if raw.family == "texts":
+        if tokenizer is None:
+            raise ValueError("a text dataset needs the text encoder's tokenizer")
+        return TextsDataset(raw.split(split), raw.class_names, tokenizer, FAMILY_MODALITIES["texts"], noise=noise)
     train_transform, eval_transform = image_transforms(raw.family, image_size)
     if raw.family == "rgbd":
         return RGBDDataset(

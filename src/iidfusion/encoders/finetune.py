@@ -39,6 +39,7 @@ from iidfusion.encoders.text import TextTokenizer
 from iidfusion.fusion.methods import get_method
 from iidfusion.fusion.model import FusionModel
 from iidfusion.training.config import ExperimentConfig
+from iidfusion.training.datamodule import ShardSampler
 from iidfusion.training.evaluate import NoiseMetrics, classification_metrics
 from iidfusion.training.module import FusionModule, strategy_options
 from iidfusion.training.runner import BestWeights, FitResult, build_trainer
@@ -97,7 +98,8 @@ class RawDataModule(L.LightningDataModule):
     As :class:`~iidfusion.training.datamodule.MultiViewDataModule`: training shuffles with a
     ``DistributedSampler`` seeded by ``seed`` (one replica on a single process; Lightning sets
     its epoch), never ends on a batch of one sample (L_ic and L_dc need batch statistics), and
-    every process evaluates the whole validation and test splits. Items are collated by
+    the validation and test splits are shared by the processes (``ShardSampler``; the module
+    gathers exact metrics of the whole split). Items are collated by
     torch's default collate, which stacks images and the dicts of token tensors alike.
     """
 
@@ -117,16 +119,19 @@ class RawDataModule(L.LightningDataModule):
             self.datasets[split], batch_size=batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0, **options
         )
 
+    def _replicas(self) -> tuple[int, int]:
+        return (1, 0) if self.trainer is None else (self.trainer.world_size, self.trainer.global_rank)
+
     def train_dataloader(self) -> DataLoader:
-        replicas, rank = (1, 0) if self.trainer is None else (self.trainer.world_size, self.trainer.global_rank)
+        replicas, rank = self._replicas()
         sampler = DistributedSampler(self.datasets["train"], num_replicas=replicas, rank=rank, shuffle=True, seed=self.seed)
         return self._loader("train", self.batch_size, sampler=sampler, drop_last=len(sampler) % self.batch_size == 1)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size)
+        return self._loader("val", self.eval_batch_size, sampler=ShardSampler(len(self.datasets["val"]), *self._replicas()))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size)
+        return self._loader("test", self.eval_batch_size, sampler=ShardSampler(len(self.datasets["test"]), *self._replicas()))
 
 
 def _to_device(value: Any, device: torch.device) -> Any:
@@ -225,6 +230,7 @@ def fit_end_to_end(
         best,
         callbacks=[FreezeSchedule(finetune.freeze_epochs)],
         accumulate_grad_batches=finetune.accumulate_grad_batches,
+        description=f"{method} seed {seed}",
     )
     trainer.fit(module, datamodule=data)
     device = trainer.strategy.root_device

@@ -2,7 +2,9 @@
 
 The originals (MMBT, QMF, PDF) encode text with ``bert-base-uncased`` and use its pooled
 output (768 features; DESIGN.md 3). Here the model is read from a LOCAL directory with
-``local_files_only=True``: nothing is downloaded. With no directory, a small randomly
+``local_files_only=True``, or by its Hugging Face id from the local Hugging Face cache
+(``HF_HUB_CACHE``, filled beforehand by ``huggingface-cli download ID`` on a machine with a
+network), also with ``local_files_only=True``: nothing is downloaded, ever. With no directory, a small randomly
 initialised BERT and a WordPiece vocabulary built from the training texts stand in, with a
 warning; that keeps every pipeline runnable offline (tests, CI), though not at the paper's
 accuracy. ``"minilm"`` selects the bundled all-MiniLM-L6-v2 (:mod:`iidfusion.encoders.sentence`).
@@ -132,8 +134,9 @@ def load_text_encoder(
 ) -> tuple[TextEncoder, TextTokenizer]:
     """The text encoder and its tokenizer from ``source``.
 
-    ``source``: a local model directory (``config.json``, weights, tokenizer files), ``"minilm"``
-    (the bundled all-MiniLM-L6-v2, mean-pooled and normalised), or ``None`` / ``"random"`` (a
+    ``source``: a local model directory (``config.json``, weights, tokenizer files), a Hugging
+    Face model id in the local cache (:func:`cached_model_dir`), ``"minilm"`` (the bundled
+    all-MiniLM-L6-v2, mean-pooled and normalised), or ``None`` / ``"random"`` (a
     random BERT of ``random_config`` size with a vocabulary built from ``corpus``, the
     training texts). ``pooling`` defaults to BERT's pooled output where the model has one.
     """
@@ -143,7 +146,31 @@ def load_text_encoder(
         from iidfusion.encoders.sentence import load_sentence_encoder
 
         return load_sentence_encoder(max_length=max_length)
+    if not Path(source).exists():
+        return load_local_text_encoder(cached_model_dir(str(source)), pooling=pooling, max_length=max_length, name=str(source))
     return load_local_text_encoder(source, pooling=pooling, max_length=max_length)
+
+
+def cached_model_dir(model_id: str, *, cache_dir: str | Path | None = None) -> Path:
+    """The folder of Hugging Face model ``model_id`` (``org/name``, or ``hf:org/name``) in the
+    local cache (``cache_dir``, default ``HF_HUB_CACHE``), found offline (``local_files_only``).
+
+    A FileNotFoundError when it is neither a local folder nor in the cache: it says how to fill it.
+    """
+    repo_id = model_id.removeprefix("hf:")
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+    except ImportError as error:  # huggingface_hub comes with transformers, the extra 'vl'
+        raise ValueError(f"text encoder {model_id!r}: reading the Hugging Face cache needs transformers: pip install 'iidfusion[vl]'") from error
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=cache_dir))
+    except (LocalEntryNotFoundError, HFValidationError, OSError):
+        raise FileNotFoundError(
+            f"text model {model_id!r} not found: neither a local folder nor a Hugging Face model in the local cache "
+            "(nothing is downloaded: give a folder holding config.json and the weights, or fill the cache first "
+            f"with `huggingface-cli download {repo_id}` where there is a network)"
+        ) from None
 
 
 def load_local_text_encoder(

@@ -19,12 +19,15 @@ import dataclasses
 import itertools
 import math
 import statistics
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from iidfusion.evidence._report import csv_text, fmt, json_text, markdown_table, new_figure, reduction_dims, write_outputs
-from iidfusion.training.config import ExperimentConfig, config_to_dict
+from iidfusion.provenance import provenance
+from iidfusion.training.config import ExperimentConfig
 
 SEARCHES = ("grid", "optuna")
 
@@ -87,21 +90,27 @@ def point_config(config: ExperimentConfig, alpha: float, beta: float, d1: int) -
 
 
 def evaluate_point(
-    config: ExperimentConfig, alpha: float, beta: float, d1: int, splits: Sequence, log: Callable[[str], None]
+    config: ExperimentConfig, alpha: float, beta: float, d1: int, splits: Sequence, log: Callable[[str], None], bar: Any
 ) -> list[SweepRun]:
-    """Train ``config.method`` at (alpha, beta, d1) with each seed's splits; one :class:`SweepRun` each."""
-    from iidfusion.training.runner import fit_method
+    """Train ``config.method`` at (alpha, beta, d1) with each seed's splits; one :class:`SweepRun` each.
+
+    ``bar``: the sweep's progress bar (:mod:`iidfusion.progress`), advanced by each fit.
+    """
+    from iidfusion.training.runner import fit_method, without_progress_bar
 
     runs = []
-    point = point_config(config, alpha, beta, d1)
+    point = without_progress_bar(point_config(config, alpha, beta, d1))
     for seed, data in enumerate(splits):
+        bar.set_postfix_str(f"running alpha={alpha:g} beta={beta:g} d1={_d1_label(d1)} seed {seed}")
         fit = fit_method(data, config.method, seed, point, run_dir=None)
         clean = next(m for m in fit.metrics if m.noise == 0)
         runs.append(SweepRun(alpha, beta, d1, seed, fit.best_val_acc, clean.accuracy, fit.best_epoch, fit.epochs, fit.seconds))
-        log(
-            f"alpha={alpha:g} beta={beta:g} d1={_d1_label(d1)} seed {seed}: val acc {100 * fit.best_val_acc:.2f}% "
-            f"(epoch {fit.best_epoch + 1}/{fit.epochs}), {fit.seconds:.1f} s"
-        )
+        bar.update(1)
+        with bar.external_write_mode(file=sys.stderr):
+                log(
+                f"alpha={alpha:g} beta={beta:g} d1={_d1_label(d1)} seed {seed}: val acc {100 * fit.best_val_acc:.2f}% "
+                f"(epoch {fit.best_epoch + 1}/{fit.epochs}), {fit.seconds:.1f} s"
+            )
     return runs
 
 
@@ -125,6 +134,7 @@ def run_sweep(
 ) -> list[SweepRun]:
     """Every run of the search; ``config.method`` trained with seeds 0..``config.seeds``-1."""
     from iidfusion.fusion.methods import get_method
+    from iidfusion.progress import progress_bar
     from iidfusion.training.compare import load_splits, validate_config
 
     if search not in SEARCHES:
@@ -139,8 +149,16 @@ def run_sweep(
     if optuna is not None and (trials is None or trials < 1):
         raise ValueError(f"--search optuna needs --trials >= 1, got {trials}")
     splits = [load_splits(config, seed) for seed in range(config.seeds)]
+    fits = config.seeds * (len(space.points()) if search == "grid" else int(trials or 0))
+    with progress_bar(fits, f"sweep {config.method}", enabled=config.train.progress_bar, unit="fit") as bar:
+        return _search(config, space, search, trials, splits, log, bar, optuna)
+
+
+def _search(config: ExperimentConfig, space: SearchSpace, search: str, trials: int | None, splits: list, log: Callable[[str], None],
+            bar: Any, optuna: Any) -> list[SweepRun]:
+    """Every run of the grid, or of Optuna's ``trials`` trials (:func:`run_sweep`)."""
     if search == "grid":
-        return [run for a, b, d in space.points() for run in evaluate_point(config, a, b, d, splits, log)]
+        return [run for a, b, d in space.points() for run in evaluate_point(config, a, b, d, splits, log, bar)]
 
     runs: list[SweepRun] = []
 
@@ -148,7 +166,7 @@ def run_sweep(
         alpha = trial.suggest_categorical("alpha", list(space.alpha))
         beta = trial.suggest_categorical("beta", list(space.beta))
         d1 = trial.suggest_categorical("d1", list(space.d1))
-        point = evaluate_point(config, alpha, beta, d1, splits, log)
+        point = evaluate_point(config, alpha, beta, d1, splits, log, bar)
         runs.extend(point)
         return statistics.fmean(r.val_acc for r in point)
 
@@ -260,7 +278,7 @@ def write_sweep(runs: Sequence[SweepRun], config: ExperimentConfig, out: str | P
         out,
         {
             f"{stem}.csv": csv_text(records),
-            f"{stem}.json": json_text({"config": config_to_dict(config), "runs": records, "points": [dataclasses.asdict(p) for p in summarize(runs)]}),
+            f"{stem}.json": json_text({**provenance(config), "runs": records, "points": [dataclasses.asdict(p) for p in summarize(runs)]}),
             f"{stem}.md": report,
         },
         {f"{stem}.png": plot_heatmap(runs)},

@@ -12,6 +12,7 @@ import dataclasses
 import io
 import json
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,10 @@ from torch import Tensor
 
 from iidfusion.kg.data import KnowledgeGraph
 from iidfusion.kg.evaluate import HITS_AT
-from iidfusion.kg.train import KGExperimentConfig, fit_kg
+from iidfusion.kg.train import KGExperimentConfig, fit_kg, resolve_device
+from iidfusion.provenance import provenance
 from iidfusion.training.outputs import staged_files
+from iidfusion.training.report import fmt_number, holm
 
 METRICS: tuple[str, ...] = ("mrr", *(f"hits@{k}" for k in HITS_AT))
 BASELINE, IID = "baseline", "iid"
@@ -58,6 +61,7 @@ class MetricTest:
     t_statistic: float
     p_value: float
     seeds: int
+    p_holm: float = math.nan  # p_value Holm-corrected over the metrics of the table
 
 
 def arm_config(config: KGExperimentConfig, *, alpha: float, beta: float, seed: int) -> KGExperimentConfig:
@@ -76,16 +80,31 @@ def run_comparison(
     beta: float,
     seeds: Sequence[int],
     log: Callable[[str], None] | None = None,
+    progress: bool = False,
 ) -> list[KGRunResult]:
-    """Fit the baseline (alpha = beta = 0) and IID (``alpha``, ``beta``) for every seed."""
+    """Fit the baseline (alpha = beta = 0) and IID (``alpha``, ``beta``) for every seed.
+
+    ``progress``: a bar over the runs on stderr (:mod:`iidfusion.progress`).
+    """
+    from iidfusion.progress import progress_bar
+
     if not seeds:
         raise ValueError("compare needs at least one seed")
     if alpha == 0 and beta == 0:
         raise ValueError("the IID arm needs alpha > 0 or beta > 0; with both 0 it is the baseline")
+    with progress_bar(2 * len(seeds), "kg compare", enabled=progress) as bar:
+        return _run_arms(kg, features, config, alpha, beta, seeds, log, bar)
+
+
+def _run_arms(kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGExperimentConfig, alpha: float, beta: float,
+              seeds: Sequence[int], log: Callable[[str], None] | None, bar: Any) -> list[KGRunResult]:
+    """Both arms of every seed, in order (:func:`run_comparison`); ``bar`` advances by each run."""
     results = []
     for seed in seeds:
         for arm, (a, b) in ((BASELINE, (0.0, 0.0)), (IID, (alpha, beta))):
+            bar.set_postfix_str(f"running {arm} seed {seed}")
             fit = fit_kg(kg, features, arm_config(config, alpha=a, beta=b, seed=seed))
+            bar.update(1)
             test = fit.test.as_dict()
             results.append(
                 KGRunResult(
@@ -94,7 +113,8 @@ def run_comparison(
                 )  # fmt: skip
             )
             if log is not None:
-                log(f"seed {seed} {arm}: test MRR {test['mrr']:.4f} (best epoch {fit.best_epoch}, {fit.seconds:.0f} s)")
+                with bar.external_write_mode(file=sys.stderr):
+                    log(f"seed {seed} {arm}: test MRR {test['mrr']:.4f} (best epoch {fit.best_epoch}, {fit.seconds:.0f} s)")
     return results
 
 
@@ -114,7 +134,8 @@ def paired_metric_tests(results: Sequence[KGRunResult]) -> list[MetricTest]:
         else:  # one seed, or the same difference on every seed: the test is undefined
             t, p = math.nan, math.nan
         tests.append(MetricTest(metric, float(np.mean(a - b)) if seeds else math.nan, t, p, len(seeds)))
-    return tests
+    adjusted = holm([t.p_value for t in tests])
+    return [dataclasses.replace(t, p_holm=p) for t, p in zip(tests, adjusted)]
 
 
 def _mean_std(values: Sequence[float]) -> str:
@@ -132,12 +153,11 @@ def markdown_report(results: Sequence[KGRunResult], tests: Sequence[MetricTest],
         if runs:
             cells = [_mean_std([r.metric(m) for r in runs]) for m in METRICS]
             lines.append(f"| {arm} | {runs[0].alpha:g} | {runs[0].beta:g} | " + " | ".join(cells) + " |")
-    lines += ["", "Paired t-test over seeds, IID − baseline:", "", "| metric | Δ mean | t | p | seeds |", "|---|---:|---:|---:|---:|"]
+    lines += ["", f"Paired t-test over seeds, IID − baseline; p (Holm): corrected over the {len(tests)} metrics:", "",
+              "| metric | Δ mean | t | p | p (Holm) | seeds |", "|---|---:|---:|---:|---:|---:|"]
     for t in tests:
-        delta = "n/a" if math.isnan(t.mean_difference) else f"{t.mean_difference:+.4f}"
-        stat = "n/a" if math.isnan(t.t_statistic) else f"{t.t_statistic:.2f}"
-        p = "n/a" if math.isnan(t.p_value) else f"{t.p_value:.3g}"
-        lines.append(f"| {t.metric} | {delta} | {stat} | {p} | {t.seeds} |")
+        lines.append(f"| {t.metric} | {fmt_number(t.mean_difference, '+.4f')} | {fmt_number(t.t_statistic, '.2f')} | "
+                     f"{fmt_number(t.p_value, '.3g')} | {fmt_number(t.p_holm, '.3g')} | {t.seeds} |")
     return "\n".join(lines) + "\n"
 
 
@@ -164,7 +184,7 @@ def write_comparison(
             {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in dataclasses.asdict(t).items()}
             for t in tests
         ],
-        "config": dataclasses.asdict(config),
+        **provenance(config, device=str(resolve_device(config.train.device))),
     }
     with staged_files(out) as stage:
         stage.write_text("results.csv", _csv(results))

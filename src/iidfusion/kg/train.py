@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import json
 import math
+import sys
 import time
 import types
 import typing
@@ -37,6 +38,7 @@ from iidfusion.kg.evaluate import (
 )
 from iidfusion.kg.model import KGModelConfig, MultimodalKGE
 from iidfusion.kg.objective import KGObjective, KGObjectiveConfig, degree_weights
+from iidfusion.provenance import provenance
 from iidfusion.training.outputs import staged_files
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -70,11 +72,13 @@ class KGTrainConfig:
 @dataclass
 class KGExperimentConfig:
     """One KG experiment. ``data``: a graph name (umls, wn9img, fbimg) or a folder of triples;
-    ``features``: {modality: .npy / .pkl file or "minilm"}; ``vocabulary``: "train" or "all"."""
+    ``features``: {modality: source} (:func:`iidfusion.kg.features.build_modality_features`;
+    empty: the graph folder's own, :func:`~iidfusion.kg.features.default_feature_sources`);
+    ``vocabulary``: "train" or "all"."""
 
     data: str = "umls"
     vocabulary: str = "train"
-    features: dict[str, str] = field(default_factory=lambda: {"ling": "minilm"})
+    features: dict[str, str] = field(default_factory=dict)
     seed: int = 0
     model: KGModelConfig = field(default_factory=KGModelConfig)
     objective: KGObjectiveConfig = field(default_factory=KGObjectiveConfig)
@@ -250,20 +254,28 @@ def fit_kg(
     config: KGExperimentConfig,
     *,
     log: Callable[[str], None] | None = None,
+    progress: bool = False,
 ) -> KGFitResult:
-    """Train on ``kg.train``, select on filtered validation MRR, evaluate that model on test."""
+    """Train on ``kg.train``, select on filtered validation MRR, evaluate that model on test.
+
+    ``progress``: a bar over the epochs on stderr (:mod:`iidfusion.progress`).
+    """
+    from iidfusion.progress import progress_bar
+
     _validate(config)
     threads = torch.get_num_threads()
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     try:
-        return _fit(kg, features, config, log)
+        with progress_bar(config.train.max_epochs, f"kg seed {config.seed}", enabled=progress, unit="epoch") as bar:
+            return _fit(kg, features, config, log, bar)
     finally:
         torch.set_num_threads(threads)
 
 
 def _fit(
-    kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGExperimentConfig, log: Callable[[str], None] | None
+    kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGExperimentConfig, log: Callable[[str], None] | None,
+    bar: Any,
 ) -> KGFitResult:
     start = time.perf_counter()
     device = resolve_device(config.train.device)
@@ -310,18 +322,25 @@ def _fit(
             if best_valid is None or valid.mrr > best_valid.mrr:
                 best_valid, best_epoch = valid, epoch
                 best_state = copy.deepcopy(model.state_dict())
+            bar.set_postfix_str(f"valid MRR {valid.mrr:.4f}", refresh=False)
             if log is not None:
-                log(f"epoch {epoch}: loss {record.get('loss/task', math.nan):.4f}, valid MRR {valid.mrr:.4f}")
+                with bar.external_write_mode(file=sys.stderr):
+                    log(f"epoch {epoch}: loss {record.get('loss/task', math.nan):.4f}, valid MRR {valid.mrr:.4f}")
+        bar.update(1)
         history.append(record)
     assert best_valid is not None and best_state is not None  # the last epoch is always evaluated
     model.load_state_dict(best_state)
     return KGFitResult(model, best_epoch, best_valid, evaluate("test"), history, time.perf_counter() - start)
 
 
-def save_run(result: KGFitResult, config: KGExperimentConfig, out: str | Path) -> list[Path]:
-    """Write ``config.yaml``, ``metrics.json`` and ``model.pt`` to ``out``, all or nothing."""
+def save_run(result: KGFitResult, config: KGExperimentConfig, out: str | Path, kg: KnowledgeGraph) -> list[Path]:
+    """Write ``config.yaml``, ``metrics.json`` and ``model.ckpt`` (:mod:`iidfusion.kg.checkpoint`) to
+    ``out``, all or nothing."""
+    from iidfusion.kg.checkpoint import CHECKPOINT_NAME, kg_checkpoint
+
     with staged_files(out) as stage:
         stage.write_text("config.yaml", yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
-        stage.write_text("metrics.json", json.dumps(result.summary(), indent=2) + "\n")
-        torch.save(result.model.state_dict(), stage.path("model.pt"))
-    return [Path(out) / name for name in ("config.yaml", "metrics.json", "model.pt")]
+        record = result.summary() | provenance(config, device=str(resolve_device(config.train.device)))
+        stage.write_text("metrics.json", json.dumps(record, indent=2) + "\n")
+        torch.save(kg_checkpoint(result.model, kg, config, best_epoch=result.best_epoch), stage.path(CHECKPOINT_NAME))
+    return [Path(out) / name for name in ("config.yaml", "metrics.json", CHECKPOINT_NAME)]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -32,7 +33,7 @@ from iidfusion.data.base import DatasetSplits
 from iidfusion.training.config import ExperimentConfig, config_to_dict, resolve_methods
 from iidfusion.training.report import EvalResult, write_report
 
-_SPLITS: dict[tuple[str, int], DatasetSplits] = {}
+_SPLITS: dict[tuple[str, tuple[str, ...], str, int], DatasetSplits] = {}
 _SPLITS_KEPT = 4  # data sets x seeds held at once by a process (a worker may alternate between them)
 # Worker processes start fresh ("spawn"): safe with CUDA and OpenMP, at one torch import each.
 START_METHOD = "spawn"
@@ -111,13 +112,18 @@ def load_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
     """The data of ``config`` split by ``seed``; at least two views, and the noise view among them."""
     from iidfusion.data.registry import load_dataset
 
-    splits = load_dataset(config.data, seed=seed)
+    splits = load_dataset(config.data, seed=seed, views=config.views, labels=config.labels or None)
     if len(splits.view_dims) < 2:
         raise ValueError(f"{config.data}: {len(splits.view_dims)} view {list(splits.view_dims)}; fusion needs at least two")
+    check_noise_view(config, splits)
+    return splits
+
+
+def check_noise_view(config: ExperimentConfig, splits: DatasetSplits) -> None:
+    """The noise view of ``config`` is 'all' or a view of ``splits``."""
     view = config.eval.noise_view
     if view != "all" and view not in splits.view_dims:
         raise ValueError(f"noise view {view!r} is not a view of {splits.name}; views: {list(splits.view_dims)}")
-    return splits
 
 
 def validate_config(config: ExperimentConfig) -> None:
@@ -151,11 +157,12 @@ def validate_config(config: ExperimentConfig) -> None:
 
 
 def _cached_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
-    key = (config.data, seed)
+    key = (config.data, config.views, config.labels, seed)
     if key not in _SPLITS:
         while len(_SPLITS) >= _SPLITS_KEPT:
             _SPLITS.pop(next(iter(_SPLITS)))
         _SPLITS[key] = load_splits(config, seed)
+    check_noise_view(config, _SPLITS[key])  # the cached splits may have been loaded for another config
     return _SPLITS[key]
 
 
@@ -167,10 +174,10 @@ def execute(task: Task) -> RunOutcome:
     run, now with its checkpoints and logs).
     """
     from iidfusion.training.run_key import data_identity
-    from iidfusion.training.runner import fit_method
+    from iidfusion.training.runner import fit_method, without_progress_bar
     from iidfusion.training.tuning import tune_method, with_params
 
-    config, splits = task.config, _cached_splits(task.config, task.seed)
+    config, splits = without_progress_bar(task.config), _cached_splits(task.config, task.seed)
     noise_view = config.eval.noise_view
     if not config.tune.enabled:
         fit = fit_method(splits, task.method, task.seed, config, task.run_dir)
@@ -214,12 +221,36 @@ def run_tasks(
 
 
 class Progress:
-    """One line per finished task: what ran, its test accuracy, and an estimate of the time left."""
+    """The job's progress: a bar over the tasks (:mod:`iidfusion.progress`; the task awaited next
+    and the time left), and one line per finished task: what ran, its test accuracy, the time left.
 
-    def __init__(self, total: int, log: Callable[[str], None]) -> None:
-        self.total, self.log, self.started = total, log, time.perf_counter()
+    Call :meth:`close` when done (or use it as a context manager). ``bar=False``: the lines only.
+    """
+
+    def __init__(self, tasks: Sequence[Task], log: Callable[[str], None], *, bar: bool = True, description: str = "runs") -> None:
+        from iidfusion.progress import progress_bar
+
+        self.tasks, self.total, self.log, self.started = list(tasks), len(tasks), log, time.perf_counter()
+        self.bar = progress_bar(self.total, description, enabled=bar and self.total > 0)
+        self._show_next(0)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def _show_next(self, done: int) -> None:
+        if done < self.total:
+            task = self.tasks[done]
+            self.bar.set_postfix_str(f"running {task.name} seed {task.seed}")
 
     def __call__(self, done: int, task: Task, outcome: RunOutcome) -> None:
+        self.bar.update(1)
+        self._show_next(done)
         if not outcome.is_global_zero:
             return
         accuracy = ", ".join(f"{r.noise:g}: {100 * r.accuracy:.2f}" for r in outcome.results)
@@ -229,8 +260,10 @@ class Progress:
         if outcome.tuning is not None and outcome.tuning["chosen"]:
             params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in outcome.tuning["chosen"].items())
             chosen = f", chose {params} of {len(outcome.tuning['trials'])} trials"
-        self.log(f"[{done}/{self.total}] {task.name} seed {task.seed}: test acc % by noise level {{{accuracy}}}, "
-                 f"{outcome.epochs} epochs, {outcome.seconds:.1f} s{chosen}; about {_duration(left)} left")
+        line = (f"[{done}/{self.total}] {task.name} seed {task.seed}: test acc % by noise level {{{accuracy}}}, "
+                f"{outcome.epochs} epochs, {outcome.seconds:.1f} s{chosen}; about {_duration(left)} left")
+        with self.bar.external_write_mode(file=sys.stderr):
+            self.log(line)
 
 
 def _duration(seconds: float) -> str:
@@ -253,7 +286,8 @@ def run_comparison(
         for seed in range(config.seeds)
         for method in methods
     ]
-    outcomes = run_tasks(tasks, config.jobs, Progress(len(tasks), log))
+    with Progress(tasks, log, bar=config.train.progress_bar, description="compare") as progress:
+        outcomes = run_tasks(tasks, config.jobs, progress)
     is_global_zero = all(o.is_global_zero for o in outcomes)
     results = [r for o in outcomes for r in o.results]
     title = title or f"{first.name}: {len(methods)} methods x {config.seeds} seeds"

@@ -78,10 +78,11 @@ class TrainConfig:
     max_epochs: int = _option(100, "maximum training epochs")
     batch_size: int = _option(128, "training batch size (per process)")
     patience: int = _option(10, "early stopping: epochs without a better validation score (0: off)")
-    stop_on: str = _option("acc", "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)")
+    stop_on: str = _option("acc_or_loss", "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)")
     min_epochs: int = _option(0, "epochs trained before early stopping may stop a run")
     accelerator: str = _option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
     devices: str = _option("auto", "Lightning devices: auto, a count, or a comma list of ids")
+    num_nodes: int = _option(1, "machines the run spans, each with --devices processes (docs/scaling.md)")
     strategy: str = _option("auto", "Lightning strategy: auto, ddp, ddp_spawn, ...")
     num_workers: int = _option(0, "data-loader worker processes")
     threads: int = _option(0, "torch CPU threads of this process (0: torch's default; 1 suits small models)")
@@ -114,6 +115,7 @@ class TuneConfig:
     alpha: tuple[float, ...] = _option((1.0, 0.1, 0.01, 0.001), "alpha grid (the paper's)", flag="--tune-alpha")
     beta: tuple[float, ...] = _option((1.0, 0.1, 0.01), "beta grid (docs/method.md: the paper's range mapped to ours)", flag="--tune-beta")
     variant: tuple[str, ...] = _option((), "L_ic readings to choose from (empty: loss.variant, not tuned)", flag="--tune-variant")
+    lam: tuple[float, ...] = _option((), "grid of L_ic's KL weight lam (empty: loss.lam, not tuned)", flag="--tune-lam")
     d1: tuple[int, ...] = _option((), "d1 grid (empty: loss.d1, not tuned)", flag="--tune-d1")
     lr: tuple[float, ...] = _option((), "learning-rate grid, for every method (empty: optim.lr, not tuned)", flag="--tune-lr")
     sampler: str = _option("grid", "grid (every combination) or tpe (Optuna's TPE, --trials trials)", flag="--sampler")
@@ -126,6 +128,8 @@ class ExperimentConfig:
     """One experiment: the data, the method(s) and seed(s), and every section above."""
 
     data: str = _option("handwritten", "bundled data set name or path to a .mat / .npz file")
+    views: tuple[str, ...] = _option((), "keys of the data file's views: matrices, cells or structs (empty: detected)")
+    labels: str = _option("", "key of the data file's labels (empty: detected)")
     method: str = _option("iid-p", "method trained by `fit`")
     seed: int = _option(0, "seed of `fit`")
     methods: tuple[str, ...] = _option(
@@ -284,6 +288,12 @@ def load_config(
     if overrides:
         config = _merge(config, _nest(overrides), "", "the command line")
     return config
+
+
+def config_from_dict(values: Mapping[str, Any], source: str) -> ExperimentConfig:
+    """The configuration that :func:`config_to_dict` wrote (in a checkpoint, a results file);
+    an unknown key is an error naming ``source``."""
+    return _merge(ExperimentConfig(), values, "", source)
 
 
 def resolve_methods(names: tuple[str, ...]) -> tuple[str, ...]:

@@ -13,14 +13,15 @@ this sampler instead of replacing it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampler
 
-from iidfusion.data.base import DatasetSplits, MultiViewDataset
+from iidfusion.data.base import DatasetSplits, MultiViewData, MultiViewDataset
+from iidfusion.training.distributed import shard_indices
 
 
 class BatchedMultiViewDataset(MultiViewDataset):
@@ -45,12 +46,27 @@ def _as_is(batch: dict[str, Any]) -> dict[str, Any]:
     return batch
 
 
+class ShardSampler(Sampler[int]):
+    """The positions of one process's share of an evaluation split, in order (:func:`shard_indices`):
+    every sample exactly once over all processes, none repeated to even the shares out."""
+
+    def __init__(self, size: int, world_size: int = 1, rank: int = 0) -> None:
+        self.indices = shard_indices(size, world_size, rank)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 class MultiViewDataModule(L.LightningDataModule):
     """Loaders for the train / val / test splits of one data set.
 
-    Validation and test loaders are not sharded: every process evaluates the whole split,
-    so the early-stopping metric is exact (a ``DistributedSampler`` would pad the split
-    with repeated samples) and identical on every rank.
+    Validation and test loaders are split across processes by :class:`ShardSampler`, and
+    :class:`~iidfusion.training.module.FusionModule` gathers what its metrics need, so the
+    early-stopping metric is that of the whole split, exact (a ``DistributedSampler`` would
+    pad the split with repeated samples) and identical on every rank.
     """
 
     def __init__(
@@ -80,12 +96,15 @@ class MultiViewDataModule(L.LightningDataModule):
         return self._loader(dataset, BatchSampler(sampler, self.batch_size, drop_last=drop_last))
 
     def val_dataloader(self) -> DataLoader:
-        dataset = BatchedMultiViewDataset(self.splits.val)
-        return self._loader(dataset, BatchSampler(SequentialSampler(dataset), self.eval_batch_size, drop_last=False))
+        return self._evaluation_loader(self.splits.val)
 
     def test_dataloader(self) -> DataLoader:
-        dataset = BatchedMultiViewDataset(self.splits.test)
-        return self._loader(dataset, BatchSampler(SequentialSampler(dataset), self.eval_batch_size, drop_last=False))
+        return self._evaluation_loader(self.splits.test)
+
+    def _evaluation_loader(self, split: MultiViewData) -> DataLoader:
+        dataset = BatchedMultiViewDataset(split)
+        shard = ShardSampler(len(dataset), *self._replicas())
+        return self._loader(dataset, BatchSampler(shard, self.eval_batch_size, drop_last=False))
 
     def _loader(self, dataset: BatchedMultiViewDataset, batches: BatchSampler) -> DataLoader:
         # Lightning calls set_epoch on ``batch_sampler.sampler``: the shuffle follows the epoch.

@@ -1,10 +1,16 @@
-"""Cross-process features for L_dc under data parallelism (issue 4, item 2).
+"""Data parallelism: cross-process features for L_dc, and evaluation split across processes.
 
 With DDP each process holds B samples; L_dc estimated on them compares clouds of B points.
 Gathering the features of all W processes gives clouds of W*B points, a better estimate of
 the inter-modal distance at no extra memory for activations. Gradients flow to the local
 part only (the other parts are detached copies): each process back-propagates into its
 own samples, and DDP's gradient averaging then combines the W local contributions.
+
+Evaluation (validation and test) is split too: process r takes the samples r, r + W, r + 2W, ...
+(:func:`shard_indices`, no sample twice and none padded in, unlike ``DistributedSampler``), and
+what the metrics need is gathered exactly (:func:`gather_rows`, :func:`sum_across_processes`), so
+every process computes the metrics of the whole split, equal to those of a single process
+(docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -18,10 +24,35 @@ from torch import Tensor
 from iidfusion.losses.coherence import DistributionCoherence, DistributionCoherenceOutput
 
 
-def _world() -> tuple[int, int]:
+def world() -> tuple[int, int]:
+    """(number of processes, this process's rank); (1, 0) without a process group."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank()
     return 1, 0
+
+
+def shard_indices(size: int, world_size: int, rank: int) -> list[int]:
+    """The positions of a split of ``size`` samples that process ``rank`` of ``world_size`` evaluates."""
+    if world_size > 1 and size < world_size:
+        raise ValueError(f"an evaluation split of {size} samples cannot be shared by {world_size} processes (fewer than one each)")
+    return list(range(rank, size, world_size))
+
+
+def _collective_device(x: Tensor) -> torch.device:
+    """Where ``x`` must be for a collective: NCCL only moves CUDA tensors."""
+    if dist.get_backend() == "nccl" and x.device.type != "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return x.device
+
+
+def gather_rows(x: Tensor) -> Tensor:
+    """Every process's rows of ``x`` (counts may differ), in rank order, without gradient; ``x`` alone
+    without a process group. Returned on ``x``'s device."""
+    world_size, _ = world()
+    if world_size == 1:
+        return x.detach()
+    device = _collective_device(x)
+    return gather_with_local_grad(x.detach().to(device)).to(x.device)
 
 
 def gather_with_local_grad(x: Tensor) -> Tensor:
@@ -30,16 +61,16 @@ def gather_with_local_grad(x: Tensor) -> Tensor:
     Batch sizes may differ between processes (a last, smaller batch): rows are padded for
     the collective and trimmed after. Without an initialised process group it returns ``x``.
     """
-    world, rank = _world()
-    if world == 1:
+    world_size, rank = world()
+    if world_size == 1:
         return x
     size = torch.tensor([x.shape[0]], device=x.device)
-    sizes = [torch.zeros_like(size) for _ in range(world)]
+    sizes = [torch.zeros_like(size) for _ in range(world_size)]
     dist.all_gather(sizes, size)
     counts = [int(s.item()) for s in sizes]
     padded = x.detach().new_zeros((max(counts), *x.shape[1:]))
     padded[: x.shape[0]] = x.detach()
-    parts = [torch.empty_like(padded) for _ in range(world)]
+    parts = [torch.empty_like(padded) for _ in range(world_size)]
     dist.all_gather(parts, padded.contiguous())
     pieces = [part[:count] for part, count in zip(parts, counts)]
     pieces[rank] = x
@@ -57,19 +88,19 @@ class GatheredCoherence(DistributionCoherence):
     """
 
     def forward(self, features: Mapping[str, Tensor]) -> DistributionCoherenceOutput:
-        world, _ = _world()
-        if world == 1:
+        world_size, _ = world()
+        if world_size == 1:
             return super().forward(features)
         output = super().forward({name: gather_with_local_grad(z) for name, z in features.items()})
-        output.loss = world * output.loss - (world - 1) * output.loss.detach()
+        output.loss = world_size * output.loss - (world_size - 1) * output.loss.detach()
         return output
 
 
 def sum_across_processes(x: Tensor) -> Tensor:
     """The element-wise sum of ``x`` over all processes (``x`` itself on one process)."""
-    world, _ = _world()
-    if world == 1:
+    world_size, _ = world()
+    if world_size == 1:
         return x
-    total = x.detach().clone()
+    total = x.detach().clone().to(_collective_device(x))
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total
+    return total.to(x.device)

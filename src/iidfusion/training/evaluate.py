@@ -5,6 +5,11 @@ with the data layer's :func:`iidfusion.data.noise.corrupt_views` (each sample co
 probability 0.5, Gaussian of std level/10 of the feature's training std by default), on all
 views or one named view. The corruption is seeded by the run's seed, so two methods trained
 with the same seed are tested on exactly the same noisy samples, as a paired test needs.
+
+Under data parallelism (an initialised process group, e.g. every process of ``--strategy ddp``
+after training) each process predicts its share of the test split and the predictions are
+gathered (:mod:`iidfusion.training.distributed`): every process gets the metrics of the whole
+split, the same as one process alone would.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 from iidfusion.data.base import DatasetSplits, MultiViewData
 from iidfusion.data.noise import corrupt_views
 from iidfusion.fusion.model import FusionModel
+from iidfusion.training.distributed import gather_rows, shard_indices, world
 
 
 @dataclass(frozen=True)
@@ -30,19 +36,26 @@ class NoiseMetrics:
 
 
 @torch.no_grad()
-def predict(model: FusionModel, data: MultiViewData, batch_size: int = 1024) -> torch.Tensor:
-    """Predicted classes (N,) of ``model`` in evaluation mode on the device of its parameters."""
+def infer(model: FusionModel, data: MultiViewData, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (N, C), fusion weights (N, M) in ``model.modalities`` order) of ``model`` in
+    evaluation mode, on the device of its parameters; returned on the CPU."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        chunks = []
+        logits, weights = [], []
         for start in range(0, len(data), batch_size):
-            inputs = {k: v[start : start + batch_size].to(device) for k, v in data.views.items()}
-            chunks.append(model(inputs).logits.argmax(dim=1).cpu())
+            output = model({k: v[start : start + batch_size].to(device) for k, v in data.views.items()})
+            logits.append(output.logits.float().cpu())
+            weights.append(output.weights.float().cpu())
     finally:
         model.train(was_training)
-    return torch.cat(chunks)
+    return torch.cat(logits), torch.cat(weights)
+
+
+def predict(model: FusionModel, data: MultiViewData, batch_size: int = 1024) -> torch.Tensor:
+    """Predicted classes (N,) of ``model`` in evaluation mode on the device of its parameters."""
+    return infer(model, data, batch_size)[0].argmax(dim=1)
 
 
 def classification_metrics(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[float, float]:
@@ -70,6 +83,15 @@ def evaluate_under_noise(
         if level != 0:  # negative or non-finite levels are refused by corrupt_views
             views = None if view == "all" else view
             data = corrupt_views(data, float(level), reference=splits.train, kind=kind, views=views, seed=seed)
-        accuracy, f1 = classification_metrics(predict(model, data), data.labels, splits.num_classes)
+        accuracy, f1 = classification_metrics(*_predict_shared(model, data), splits.num_classes)
         metrics.append(NoiseMetrics(float(level), accuracy, f1))
     return metrics
+
+
+def _predict_shared(model: FusionModel, data: MultiViewData) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predictions, labels) of the whole of ``data``, each process predicting its share."""
+    world_size, rank = world()
+    if world_size == 1:
+        return predict(model, data), data.labels
+    share = data.subset(torch.tensor(shard_indices(len(data), world_size, rank), dtype=torch.long))
+    return gather_rows(predict(model, share)), gather_rows(share.labels)

@@ -20,6 +20,19 @@ Per validation epoch it logs, for every method alike (docs/method.md, "Diagnosti
 
 Metrics are accumulated in plain tensors and logged once per epoch: logging ~30 scalars at
 every step through Lightning costs more than the step itself for the small MLP models.
+
+Under data parallelism each process validates its share of the split (the data module's
+``ShardSampler``) and the epoch's metrics are those of the whole split, exactly: predictions
+and labels are all-gathered for accuracy and macro-F1, the sums of the other counts and of the
+loss are all-reduced, the drop-one-modality means are those of every process's training
+samples, and the monitored distances use the features of the first ``monitor_samples``
+samples of the split, gathered from the processes that hold them and put back in order.
+
+Checkpoints. Besides Lightning's state, every checkpoint of a module built by
+:meth:`FusionModule.for_feature_views` holds, under :data:`CHECKPOINT_RECORD`, what it takes to
+rebuild the model without the training data (method, view widths, classes and their names,
+training-set size, the seed, the feature scaling): :func:`iidfusion.load_model` and
+``FusionModule.load_from_checkpoint`` read it (:mod:`iidfusion.training.checkpoint`).
 """
 
 from __future__ import annotations
@@ -40,8 +53,11 @@ from iidfusion.losses.coherence import DistributionCoherence
 from iidfusion.losses.iid import IIDLoss, IIDLossOutput
 from iidfusion.losses.informatic import InformaticConstraint
 from iidfusion.training.config import ExperimentConfig, LossConfig, ModelConfig, config_to_dict
-from iidfusion.training.distributed import GatheredCoherence, sum_across_processes
+from iidfusion.training.distributed import GatheredCoherence, gather_rows, sum_across_processes
 from iidfusion.training.evaluate import classification_metrics
+
+CHECKPOINT_RECORD = "iidfusion"  # the checkpoint entry of FusionModule.record
+RECORD_VERSION = 1
 
 
 def strategy_options(spec: MethodSpec, model: ModelConfig) -> dict[str, Any]:
@@ -95,6 +111,13 @@ class EpochMeans:
         self._sums: dict[str, Tensor] = {}
         self._count = 0
 
+    def peek_global(self) -> dict[str, Tensor]:
+        """:meth:`peek` over the samples of every process (each process's sums and counts added)."""
+        if not self._sums:
+            return {}
+        count = sum_across_processes(torch.tensor(float(self._count), device=next(iter(self._sums.values())).device))
+        return {name: sum_across_processes(total) / count.clamp_min(1.0) for name, total in self._sums.items()}
+
     def add(self, values: Mapping[str, Tensor], count: int) -> None:
         for name, value in values.items():
             weighted = value.detach().float() * count
@@ -120,7 +143,9 @@ class EpochMeans:
 class FusionModule(L.LightningModule):
     """Train, validate and checkpoint one method (``spec``) on one model."""
 
-    def __init__(self, spec: MethodSpec | str, model: FusionModel, config: ExperimentConfig) -> None:
+    def __init__(
+        self, spec: MethodSpec | str, model: FusionModel, config: ExperimentConfig, *, record: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__()
         self.spec = get_method(spec) if isinstance(spec, str) else spec
         if model.mode != self.spec.mode:
@@ -130,6 +155,8 @@ class FusionModule(L.LightningModule):
         self.optim = config.optim
         self.monitor_distances = config.train.monitor_distances
         self.monitor_samples = config.train.monitor_samples
+        self.config = config
+        self.record = dict(record) if record is not None else None  # saved in every checkpoint
         self.save_hyperparameters({"method": self.spec.name, **config_to_dict(config)})
         self._train_means = EpochMeans()
         self._feature_means = EpochMeans()
@@ -137,16 +164,49 @@ class FusionModule(L.LightningModule):
         self._val_sums = EpochMeans()
         self._val_outputs: list[tuple[Tensor, Tensor]] = []
         self._monitor_features: list[dict[str, Tensor]] = []
-        self._monitor_count = 0
         self._history_at_epoch_start: Tensor | None = None
 
     @classmethod
     def for_feature_views(
-        cls, spec: MethodSpec | str, view_dims: Mapping[str, int], num_classes: int, num_train: int, config: ExperimentConfig
+        cls,
+        spec: MethodSpec | str,
+        view_dims: Mapping[str, int],
+        num_classes: int,
+        num_train: int,
+        config: ExperimentConfig,
+        *,
+        seed: int | None = None,
+        class_names: Sequence[str] = (),
+        scaler: Any = None,
     ) -> FusionModule:
-        """The module for multi-view feature data (MLP encoders)."""
+        """The module for multi-view feature data (MLP encoders).
+
+        ``seed``, ``class_names`` and ``scaler`` (the data's ``MinMaxScaler``) are recorded in
+        its checkpoints, for predictions on new data (module docstring).
+        """
         spec = get_method(spec) if isinstance(spec, str) else spec
-        return cls(spec, build_feature_model(spec, view_dims, num_classes, num_train, config.model), config)
+        record = {
+            "version": RECORD_VERSION, "method": spec.name, "encoders": "mlp", "view_dims": dict(view_dims),
+            "num_classes": int(num_classes), "num_train": int(num_train), "seed": seed,
+            "class_names": [str(c) for c in class_names], "scaler": scaler.state() if scaler is not None else None,
+        }  # fmt: skip
+        return cls(spec, build_feature_model(spec, view_dims, num_classes, num_train, config.model), config, record=record)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
+                             strict: bool | None = None, **kwargs: Any) -> FusionModule:  # type: ignore[override]
+        """The module of a checkpoint of ``iidfusion fit``, rebuilt from its record and read with
+        ``torch.load(weights_only=True)`` (Lightning's own loader would call ``__init__`` with the
+        saved hyperparameters, which are the config, not the model). Only ``checkpoint_path`` and
+        ``map_location`` are used."""
+        from iidfusion.training.checkpoint import load_fusion_module
+
+        module = load_fusion_module(checkpoint_path)
+        return module.to(map_location) if map_location is not None else module
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.record is not None:
+            checkpoint[CHECKPOINT_RECORD] = self.record
 
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Fused logits (B, C)."""
@@ -188,8 +248,9 @@ class FusionModule(L.LightningModule):
         self.model.strategy.on_train_epoch_end()
 
     def on_validation_epoch_start(self) -> None:
-        # The training means of this epoch (validation runs before on_train_epoch_end), else none.
-        self._drop_means = self._feature_means.peek()
+        # The training means of this epoch over every process (validation runs before
+        # on_train_epoch_end), else none (validation without training).
+        self._drop_means = self._feature_means.peek_global()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         output = self.model(batch["inputs"])
@@ -201,36 +262,46 @@ class FusionModule(L.LightningModule):
             correct[f"drop_acc/{name}"] = self.model.fuse(dropped).logits.argmax(dim=1) == labels
         loss = F.cross_entropy(output.logits.float(), labels, reduction="sum")
         self._val_sums.add({k: v.float().sum() for k, v in correct.items()} | {"loss": loss}, 1)
-        self._val_outputs.append((output.logits.argmax(dim=1).detach().cpu(), labels.detach().cpu()))
-        if self.monitor_distances and self._monitor_count < self.monitor_samples:
-            take = min(self.monitor_samples - self._monitor_count, len(labels))
-            self._monitor_features.append({m: z[:take].detach() for m, z in output.features.items()})
-            self._monitor_count += take
+        self._val_outputs.append((output.logits.argmax(dim=1).detach(), labels.detach()))
+        if self.monitor_distances:
+            # The fixed sample: the first monitor_samples positions of the split, wherever they are.
+            keep = batch["index"] < self.monitor_samples
+            if bool(keep.any()):
+                self._monitor_features.append({"index": batch["index"][keep]} | {m: z[keep].detach() for m, z in output.features.items()})
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_outputs:
-            return
-        predictions, labels = (torch.cat(parts) for parts in zip(*self._val_outputs))
+        # Every process holds a share of at least one sample (ShardSampler); an empty split logs nothing.
+        local = [torch.cat(parts) for parts in zip(*self._val_outputs)] if self._val_outputs else [
+            torch.empty(0, dtype=torch.long, device=self.device)] * 2
         self._val_outputs.clear()
-        accuracy, f1 = classification_metrics(predictions, labels, self.model.num_classes)
-        # Every process validates the whole split (datamodule): the values agree, the sync is a no-op mean.
-        self.log("val/acc", accuracy, prog_bar=True, sync_dist=True)
-        self.log("val/macro_f1", f1, sync_dist=True)
-        sums = self._val_sums.pop_sums()
+        predictions, labels = (gather_rows(part) for part in local)
+        sums = {k: sum_across_processes(v) for k, v in self._val_sums.pop_sums().items()}
+        distances = self._monitored_distances()
+        if len(labels) == 0:
+            return
+        accuracy, f1 = classification_metrics(predictions.cpu(), labels.cpu(), self.model.num_classes)
+        # The metrics of the whole split, the same on every process: nothing left to synchronise.
+        self.log("val/acc", accuracy, prog_bar=True)
+        self.log("val/macro_f1", f1)
         metrics = {f"val/{k}": v / len(labels) for k, v in sums.items() if k != "acc"}
-        metrics.update(self._monitored_distances())
-        self.log_dict(metrics, sync_dist=True)
+        self.log_dict(metrics | distances)
 
     def _monitored_distances(self) -> dict[str, Tensor]:
         """W~ per pair on the fixed validation sample (``val/wasserstein/...``), without gradient."""
-        chunks, self._monitor_features, self._monitor_count = self._monitor_features, [], 0
-        if not chunks or self.loss_fn.coherence is None:
+        chunks, self._monitor_features = self._monitor_features, []
+        if not self.monitor_distances or self.loss_fn.coherence is None:
             return {}
-        features = {m: torch.cat([c[m] for c in chunks]) for m in chunks[0]}
-        if len(features[next(iter(features))]) < 2:
+        names = ("index", *self.model.modalities)
+        empty = {"index": torch.empty(0, dtype=torch.long, device=self.device)} | {
+            m: torch.empty(0, self.model.width, device=self.device) for m in self.model.modalities}
+        local = {n: torch.cat([c[n] for c in chunks]) if chunks else empty[n] for n in names}
+        gathered = {n: gather_rows(local[n]) for n in names}
+        order = gathered.pop("index").argsort()
+        features = {m: z[order] for m, z in gathered.items()}
+        if len(order) < 2:
             return {}
-        with torch.no_grad():
-            monitored = self.loss_fn.coherence(features)
+        with torch.no_grad():  # the features are gathered already: L_dc's own estimate, not a GatheredCoherence's
+            monitored = DistributionCoherence.forward(self.loss_fn.coherence, features)
         return {f"val/{k}": v for k, v in _distance_metrics(monitored.pairs, monitored.pair_distances).items()}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

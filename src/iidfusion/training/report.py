@@ -16,13 +16,14 @@ import io
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from iidfusion.fusion.methods import MethodSpec, get_method
+from iidfusion.provenance import provenance
 from iidfusion.training.outputs import staged_files
 
 RESULT_FILES = ("results.csv", "results.json", "results.md", "accuracy_vs_noise.png")
@@ -50,6 +51,7 @@ class PairedTest:
     t_statistic: float
     p_value: float
     seeds: int
+    p_holm: float = math.nan  # p_value Holm-corrected over the tests of one table (:func:`holm`)
 
 
 def _noise_label(level: float) -> str:
@@ -106,8 +108,26 @@ def comparison_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (NaN stays NaN and does not count as a test).
+
+    Every table of paired tests (compare, suite, kg compare) reports these beside the raw p:
+    a table of k comparisons at level 0.05 would otherwise find a "significant" difference by
+    chance with probability up to 1 - 0.95^k. Holm controls that family-wise error rate
+    without assuming the tests independent (they are not: they share methods and seeds).
+    """
+    valid = sorted((p, k) for k, p in enumerate(p_values) if not math.isnan(p))
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, k) in enumerate(valid):
+        running = max(running, min(1.0, (len(valid) - rank) * p))
+        adjusted[k] = running
+    return adjusted
+
+
 def paired_tests(results: Sequence[EvalResult]) -> list[PairedTest]:
-    """ttest_rel over the seeds both methods ran, on Avg Acc, for every comparison pair."""
+    """ttest_rel over the seeds both methods ran, on Avg Acc, for every comparison pair;
+    ``p_holm`` corrects the p-values over all of them."""
     from scipy.stats import ttest_rel
 
     avg = average_accuracy(results)
@@ -122,23 +142,25 @@ def paired_tests(results: Sequence[EvalResult]) -> list[PairedTest]:
         else:  # one seed, or a constant difference: the test is undefined
             t, p = math.nan, math.nan
         tests.append(PairedTest(method, reference, float(np.mean(a - b)) if seeds else math.nan, t, p, len(seeds)))
-    return tests
+    adjusted = holm([t.p_value for t in tests])
+    return [replace(t, p_holm=p) for t, p in zip(tests, adjusted)]
 
 
-def _fmt(value: float, spec: str) -> str:
+def fmt_number(value: float, spec: str) -> str:
+    """``value`` formatted by ``spec``; NaN (an undefined statistic) reads "n/a"."""
     return "n/a" if math.isnan(value) else format(value, spec)
 
 
 def markdown_tests(tests: Sequence[PairedTest]) -> str:
     """The paired t-tests as a markdown table (difference in Avg Acc percentage points)."""
     lines = [
-        "| IID variant | reference | Δ Avg Acc (pp) | t | p | seeds |",
-        "|---|---|---:|---:|---:|---:|",
+        "| IID variant | reference | Δ Avg Acc (pp) | t | p | p (Holm) | seeds |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for t in tests:
         lines.append(
-            f"| {t.method} | {t.reference} | {_fmt(t.mean_difference, '+.2f')} | "
-            f"{_fmt(t.t_statistic, '.2f')} | {_fmt(t.p_value, '.3g')} | {t.seeds} |"
+            f"| {t.method} | {t.reference} | {fmt_number(t.mean_difference, '+.2f')} | "
+            f"{fmt_number(t.t_statistic, '.2f')} | {fmt_number(t.p_value, '.3g')} | {fmt_number(t.p_holm, '.3g')} | {t.seeds} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -173,7 +195,7 @@ def results_json(
         "results": [asdict(r) for r in results],
         "paired_tests": [asdict(t) for t in tests],
         "runs": list(runs),
-        "config": config,
+        **provenance(config),
     }
     return json.dumps(json_ready(payload), indent=2, allow_nan=False) + "\n"
 
@@ -207,7 +229,8 @@ def render_report(results: Sequence[EvalResult], tests: Sequence[PairedTest], ti
     """The markdown report: the accuracy table and the t-tests."""
     return (
         f"# {title}\n\nTest accuracy (%), mean ± std over seeds.\n\n{markdown_table(results)}\n"
-        f"## Paired t-tests over seeds (Avg Acc)\n\n{markdown_tests(tests)}"
+        f"## Paired t-tests over seeds (Avg Acc)\n\np: the paired t-test; p (Holm): corrected over the "
+        f"{len(tests)} tests of this table.\n\n{markdown_tests(tests)}"
     )
 
 

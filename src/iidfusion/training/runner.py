@@ -21,6 +21,7 @@ and refuses it when the run it continues was trained with other settings or on o
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import math
 import random
@@ -35,11 +36,13 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from iidfusion.data.base import DatasetSplits
 from iidfusion.fusion.model import FusionModel
+from iidfusion.progress import progress_bar
 from iidfusion.training.config import ExperimentConfig, TrainConfig, iter_options
 from iidfusion.training.datamodule import MultiViewDataModule
 from iidfusion.training.evaluate import NoiseMetrics, evaluate_under_noise
@@ -122,6 +125,55 @@ class ValidationPatience(Callback):
         self.wait_count = state_dict["wait_count"]
 
 
+class EpochProgressBar(ProgressBar):
+    """Lightning's progress bar for one fit: one bar over the epochs (not one per epoch over
+    batches), on stderr, with the latest validation accuracy and the time left at most
+    (early stopping may end the run sooner). Drawn by the process of rank 0 only."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__()
+        self.description = description
+        self._enabled = True
+        self.bar: Any = None  # the tqdm bar while training
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        enabled = self._enabled and trainer.is_global_zero
+        self.bar = progress_bar(trainer.max_epochs, self.description, enabled=enabled, unit="epoch", initial=trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.bar is None:
+            return
+        metrics = trainer.callback_metrics
+        shown: dict[str, Any] = {}
+        if "val/acc" in metrics:
+            shown["val acc"] = f"{100 * float(metrics['val/acc']):.2f}%"
+        if "train/loss" in metrics:
+            shown["loss"] = f"{float(metrics['train/loss']):.4f}"
+        self.bar.set_postfix(shown, refresh=False)
+        self.bar.update(1)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._close()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 class BestWeights(Callback):
     """A CPU copy of the fusion model's weights at the best ``monitor`` value (higher is better).
 
@@ -195,7 +247,7 @@ def data_digest(splits: DatasetSplits) -> str:
 # evaluation after training. Any other change would continue a different run.
 RESUMABLE_CHANGES = frozenset({
     "data", "out", "method", "seed", "methods", "seeds", "jobs", "datasets", "variants", "train.max_epochs",
-    "train.accelerator", "train.devices", "train.strategy", "train.num_workers", "train.threads", "train.progress_bar",
+    "train.accelerator", "train.devices", "train.num_nodes", "train.strategy", "train.num_workers", "train.threads", "train.progress_bar",
     "train.checkpoints", "train.loggers", "train.monitor_distances", "train.monitor_samples", "eval.noise",
     "eval.noise_view", "eval.noise_kind",
 })  # fmt: skip
@@ -208,14 +260,7 @@ def check_resume(path: str | Path, method: str, seed: int, config: ExperimentCon
     and the record of ``iidfusion fit`` (hyperparameters and :class:`RunRecord`), with the same
     method and seed, the same settings (but :data:`RESUMABLE_CHANGES`) and the same data (by digest).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume {path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, garbage, or a pickle that asks for code
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"--resume {path}: not a readable checkpoint ({reason})") from None
+    state = read_checkpoint(path, "--resume")
     needed = ("state_dict", "loops", "callbacks", "hyper_parameters")
     if not isinstance(state, dict) or any(key not in state for key in needed):
         raise ValueError(f"--resume {path}: not a checkpoint written by `iidfusion fit` (it lacks {', '.join(needed)})")
@@ -243,6 +288,19 @@ def check_resume(path: str | Path, method: str, seed: int, config: ExperimentCon
             f"--resume {path}: the run was trained on other data than --data {config.data} "
             "(the splits' digest differs: another file, other content, or another seed's split)"
         )
+
+
+def read_checkpoint(path: str | Path, flag: str) -> Any:
+    """The object saved at ``path``, read with ``torch.load(weights_only=True)``: a crafted file
+    cannot run code, and a missing, truncated or foreign one is one ValueError naming ``flag``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{flag} {path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, garbage, or a pickle that asks for code
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{flag} {path}: not a readable checkpoint ({reason})") from None
 
 
 def _recorded(hyper_parameters: dict[str, Any], key: str) -> Any:
@@ -313,6 +371,7 @@ def build_trainer(
     callbacks: Sequence[Callback] = (),
     accumulate_grad_batches: int = 1,
     record: RunRecord | None = None,
+    description: str = "fit",
 ) -> L.Trainer:
     """The Lightning trainer of one run: seeding, early stopping, checkpoints, loggers.
 
@@ -320,11 +379,14 @@ def build_trainer(
     schedule), appended after the built-in ones (Lightning still moves every
     ``ModelCheckpoint`` to the end of the list). ``accumulate_grad_batches``: optimizer step
     every that many batches (end-to-end training's large effective batches). ``record``: the
-    run's :class:`RunRecord`, saved in its checkpoints for :func:`check_resume`.
+    run's :class:`RunRecord`, saved in its checkpoints for :func:`check_resume`. ``description``:
+    what the progress bar (:class:`EpochProgressBar`, with ``train.progress_bar``) calls the run.
     """
     built_in: list[Callback] = [ReseedEachBatch(seed), best, *([] if record is None else [record])]
     if train.patience > 0:
         built_in.append(ValidationPatience(train.patience, train.stop_on))
+    if train.progress_bar:
+        built_in.append(EpochProgressBar(description))
     if train.checkpoints and run_dir is not None:
         # Two callbacks: Lightning 2.6 refreshes save_last only in epochs that improved the
         # monitored metric, and a resume needs the state of the latest epoch.
@@ -338,6 +400,7 @@ def build_trainer(
         min_epochs=min(train.min_epochs, train.max_epochs) or None,
         accelerator=train.accelerator,
         devices=parse_devices(train.devices),
+        num_nodes=train.num_nodes,
         strategy=build_strategy(train.strategy),
         precision=train.precision,  # type: ignore[arg-type]
         deterministic="warn",
@@ -368,6 +431,7 @@ class FitResult:
     seconds: float
     is_global_zero: bool
     module: FusionModule  # with the weights of the last epoch
+    device: str = "cpu"  # what it trained on, e.g. "cpu, 2 processes" (for the run's provenance)
 
     @classmethod
     def collect(
@@ -385,6 +449,7 @@ class FitResult:
             seconds=time.perf_counter() - started,
             is_global_zero=trainer.is_global_zero,
             module=module,
+            device=trainer_device(trainer),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -399,6 +464,17 @@ class FitResult:
             "seconds": self.seconds,
             "test": [{"noise": m.noise, "accuracy": m.accuracy, "macro_f1": m.macro_f1} for m in self.metrics],
         }
+
+
+def without_progress_bar(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` for a fit inside a multi-run job, which draws the job's one bar instead."""
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, progress_bar=False))
+
+
+def trainer_device(trainer: L.Trainer) -> str:
+    """The device a trainer ran on and how many processes shared the work: ``"cuda:0, 8 processes"``."""
+    device = str(trainer.strategy.root_device)
+    return device if trainer.world_size == 1 else f"{device}, {trainer.world_size} processes"
 
 
 def fit_method(
@@ -422,12 +498,16 @@ def fit_method(
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     L.seed_everything(seed, workers=True, verbose=False)
-    module = FusionModule.for_feature_views(method, splits.view_dims, splits.num_classes, len(splits.train), config)
+    module = FusionModule.for_feature_views(
+        method, splits.view_dims, splits.num_classes, len(splits.train), config,
+        seed=seed, class_names=splits.class_names, scaler=splits.scaler,
+    )  # fmt: skip
     data = MultiViewDataModule(
         splits, batch_size=config.train.batch_size, seed=seed, num_workers=config.train.num_workers
     )
     best = BestWeights()
-    trainer = build_trainer(config.train, run_dir, seed, best, record=RunRecord(method, seed, digest))
+    trainer = build_trainer(config.train, run_dir, seed, best, record=RunRecord(method, seed, digest),
+                            description=f"{method} seed {seed}")
     fit_interruptible(trainer, module, data, resume)
     evaluation = config.eval
     metrics = evaluate_under_noise(

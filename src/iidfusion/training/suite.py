@@ -37,10 +37,12 @@ from typing import Any
 import numpy as np
 
 from iidfusion.fusion.methods import get_method
+from iidfusion.provenance import provenance
 from iidfusion.training.compare import Progress, RunOutcome, Task, load_splits, run_record, run_tasks, validate_config
-from iidfusion.training.config import ExperimentConfig, config_to_dict, resolve_methods
+from iidfusion.training.config import ExperimentConfig, config_from_dict, config_to_dict, resolve_methods
 from iidfusion.training.outputs import staged_files
-from iidfusion.training.report import average_accuracy, json_ready, render_report
+from iidfusion.training.report import EvalResult, average_accuracy, holm, json_ready, render_report
+from iidfusion.training.tuning import TUNABLE
 
 TUNED_VARIANT = "tuned"  # the reading label when the reading itself is tuned (tune.variant)
 
@@ -136,7 +138,7 @@ def _save_outcome(path: Path, outcome: RunOutcome) -> None:
 def _load_outcome(path: Path) -> RunOutcome:
     try:
         payload = json.loads(path.read_text())
-        return RunOutcome.from_json({k: math.nan if v is None and k.startswith("val_") else v for k, v in payload.items()})
+        return RunOutcome.from_json({k: _number(v) if k.startswith("val_") else v for k, v in payload.items()})
     except (ValueError, TypeError, KeyError) as error:
         raise ValueError(f"unreadable cached run {path} ({error}); delete it to run it again") from None
 
@@ -160,31 +162,64 @@ def run_suite(
     reused = len(set(keys)) - len(todo)
     log(f"suite: {len(planned)} runs, {len(set(keys))} distinct, {reused} already done, {len(todo)} to train")
 
-    progress = Progress(len(todo), log)
     pending = list(todo.items())
+    with Progress([task for _, task in pending], log, bar=config.train.progress_bar, description="suite") as progress:
 
-    def save(done: int, task: Task, outcome: RunOutcome) -> None:
-        _save_outcome(_cache_path(out, pending[done - 1][0]), outcome)
-        progress(done, task, outcome)
+        def save(done: int, task: Task, outcome: RunOutcome) -> None:
+            _save_outcome(_cache_path(out, pending[done - 1][0]), outcome)
+            progress(done, task, outcome)
 
-    run_tasks([task for _, task in pending], config.jobs, save)
+        run_tasks([task for _, task in pending], config.jobs, save)
     outcomes = {key: _load_outcome(_cache_path(out, key)) for key in set(keys)}
     runs = [
         SuiteRun(name, variant, dataclasses.replace(task, label=task.method), outcomes[key])
         for key, (name, variant, task) in zip(keys, planned)
     ]
-    report = render_suite(runs, config, time.perf_counter() - started, reused)
-    _write(out, runs, config, report)
+    seconds = time.perf_counter() - started
+    report = render_suite(runs, config, seconds, reused)
+    _write(out, runs, config, report, seconds, reused)
     return report
 
 
-def _write(out: Path, runs: list[SuiteRun], config: ExperimentConfig, report: str) -> None:
+def rerender(out: str | Path) -> str:
+    """suite.md of the suite in ``out`` rendered again from its suite.json (no training); returns it.
+
+    For a report of an earlier suite in the current format: the runs are read back as they were.
+    """
+    path = Path(out) / "suite.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no suite.json in {out} (written by `iidfusion suite`)")
+    try:
+        payload = json.loads(path.read_text())
+        config = config_from_dict(payload["config"], str(path))
+        runs = [
+            SuiteRun(r["dataset"], r["variant"], Task(dataclasses.replace(config, data=r["dataset"]), r["method"], r["seed"]),
+                     RunOutcome([EvalResult(**e) for e in r["test"]], _number(r["val_acc"]), _number(r["val_loss"]),
+                                r["epochs"], r["seconds"], True, r.get("tuning")))
+            for r in payload["runs"]
+        ]
+        seconds, reused = float(payload.get("seconds", math.nan)), int(payload.get("reused", 0))
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a suite.json of this version ({error})") from None
+    report = render_suite(runs, config, seconds, reused)
+    with staged_files(Path(out)) as stage:
+        stage.write_text("suite.md", report)
+    return report
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _write(out: Path, runs: list[SuiteRun], config: ExperimentConfig, report: str, seconds: float, reused: int) -> None:
     from iidfusion.training.report import paired_tests, plot_accuracy, results_csv, results_json
 
     with staged_files(out) as stage:
         stage.write_text("suite.md", report)
         stage.write_text("suite.json", json.dumps(json_ready({
-            "config": config_to_dict(config),
+            **provenance(config),
+            "seconds": seconds,
+            "reused": reused,
             "runs": [{"dataset": r.dataset, "variant": r.variant, **run_record(r.task, r.outcome),
                       "test": [dataclasses.asdict(e) for e in r.outcome.results]} for r in runs],
         }), indent=1, allow_nan=False) + "\n")
@@ -218,22 +253,11 @@ def _csv(runs: Sequence[SuiteRun]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (NaN stays NaN and does not count as a test)."""
-    valid = sorted((p, k) for k, p in enumerate(p_values) if not math.isnan(p))
-    adjusted = [math.nan] * len(p_values)
-    running = 0.0
-    for rank, (p, k) in enumerate(valid):
-        running = max(running, min(1.0, (len(valid) - rank) * p))
-        adjusted[k] = running
-    return adjusted
-
-
 def _paired_p(differences: np.ndarray) -> tuple[float, float]:
     """(t-test p, Wilcoxon p) of paired differences against 0; NaN where a test is undefined."""
     from scipy.stats import ttest_1samp, wilcoxon
 
-    if len(differences) < 2 or np.ptp(differences) == 0 and differences[0] == 0:
+    if len(differences) < 2 or (np.ptp(differences) == 0 and differences[0] == 0):
         return math.nan, math.nan
     p_t = float(ttest_1samp(differences, 0.0).pvalue) if np.ptp(differences) > 0 else 0.0
     nonzero = differences[differences != 0]
@@ -289,6 +313,49 @@ def gains(runs: Sequence[SuiteRun]) -> list[Gain]:
     return [dataclasses.replace(g, p_holm=p) for g, p in zip(rows, adjusted)]
 
 
+def fixed_point_gains(runs: Sequence[SuiteRun]) -> list[tuple[str, dict[str, Any], float, float, int]]:
+    """What each grid point would gain if it were used everywhere, read from the tuning trials.
+
+    Per (reading, grid point): the mean over IID methods x their bases (LF and IF) x data sets x
+    seeds of the trial's validation accuracy (and test Avg Acc) minus the base's, in percentage
+    points, and the number of such pairs; best validation gain first. This is how fixed defaults
+    are chosen on validation from a tuned suite.
+    """
+    by_key = {(r.variant, r.dataset, r.task.method, r.task.seed): r for r in runs}
+    pairs = comparisons(list(dict.fromkeys(r.task.method for r in runs)))
+    sums: dict[tuple[str, str], list[Any]] = {}
+    for (variant, dataset, method, seed), run in by_key.items():
+        spec = get_method(method)
+        if run.outcome.tuning is None or not (spec.use_ic or spec.use_dc):
+            continue
+        for reference in [ref for m, ref in pairs if m == method]:
+            base = by_key.get((variant, dataset, reference, seed))
+            if base is None:
+                continue
+            for trial in run.outcome.tuning["trials"]:
+                test = 100.0 * float(np.mean([t["accuracy"] for t in trial["test"]]))
+                entry = sums.setdefault((variant, json.dumps(trial["params"], sort_keys=True)), [0.0, 0.0, 0])
+                entry[0] += 100.0 * trial["val_acc"] - base.val
+                entry[1] += test - base.test_avg
+                entry[2] += 1
+    rows = [(variant, json.loads(params), val / n, test / n, n) for (variant, params), (val, test, n) in sums.items()]
+    return sorted(rows, key=lambda row: -row[2])
+
+
+def _fixed_points(runs: Sequence[SuiteRun]) -> list[str]:
+    rows = fixed_point_gains(runs)
+    if not rows:
+        return []
+    lines = ["", "## Fixed hyperparameters, from the tuning trials", "",
+             "Each grid point used for every data set and seed, as if it were the default: mean gain of the IID methods "
+             "over their bases (LF and IF) in validation accuracy (what defaults are chosen on) and in test Avg Acc.", "",
+             "| reading | hyperparameters | Δ val | Δ test | pairs |", "|---|---|---:|---:|---:|"]
+    for variant, params, val, test, n in rows:
+        shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+        lines.append(f"| {variant} | {shown} | {val:+.2f} | {test:+.2f} | {n} |")
+    return lines
+
+
 def _fmt(value: float, spec: str) -> str:
     return "n/a" if math.isnan(value) else format(value, spec)
 
@@ -300,7 +367,7 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
     methods = list(dict.fromkeys(r.task.method for r in runs))
     tune = config.tune
     if tune.enabled:
-        grids = ", ".join(f"{name} {list(getattr(tune, name))}" for name in ("alpha", "beta", "variant", "d1", "lr") if getattr(tune, name))
+        grids = ", ".join(f"{name} {list(getattr(tune, name))}" for name in TUNABLE if getattr(tune, name))
         protocol = (f"tuned per method and seed on the validation split ({tune.sampler} over {grids}; a grid applies to "
                     "the methods that have its hyperparameter)")
     else:
@@ -311,8 +378,9 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
         f"Protocol: {protocol}. L_ic readings: {', '.join(variants)}; L_ic over modalities: {config.loss.ic_reduction}, "
         f"L_dc over pairs: {config.loss.dc_reduction}. Test noise levels {list(config.eval.noise)} "
         f"({config.eval.noise_kind}, views: {config.eval.noise_view}); at most {config.train.max_epochs} epochs, "
-        f"early stopping patience {config.train.patience}, lr {config.optim.lr:g}, batch {config.train.batch_size}, "
-        f"width {config.model.width}. Selection (early stopping, tuning) on validation; test read once. "
+        f"early stopping patience {config.train.patience} on {config.train.stop_on}, lr {config.optim.lr:g}, "
+        f"batch {config.train.batch_size}, width {config.model.width}, IF unimodal heads {config.model.unimodal_heads}. "
+        "Selection (early stopping, tuning) on validation; test read once. "
         f"Time: {seconds / 60:.1f} min ({reused} runs reused from an earlier start).",
         "",
         "Data sets: " + ", ".join(datasets) + ".",
@@ -332,6 +400,8 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
             f"| {variant} | {g.method} | {g.reference} | {g.test:+.2f} | {g.val:+.2f} | {_fmt(g.p_t, '.3g')} | "
             f"{_fmt(g.p_wilcoxon, '.3g')} | {_fmt(g.p_holm, '.3g')} | {g.wins}/{g.ties}/{g.losses} | {g.pairs} |"
         )
+    if tune.enabled:
+        lines += _fixed_points(runs)
     for variant in variants:
         lines += ["", f"## Test Avg Acc (%) per data set, reading {variant}", "",
                   "| data set | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]

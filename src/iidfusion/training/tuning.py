@@ -16,7 +16,8 @@ Trials live in an Optuna study. With ``tune.storage`` (``sqlite:///tune.db`` or 
 URL Optuna accepts), several processes or machines running the same command join the same
 studies (the study name is the run's key, :mod:`iidfusion.training.run_key`): each takes grid
 points no other has started, every process waits for the others' running trials, and all of
-them select the same trial. A trial whose training diverges (non-finite loss) is recorded as
+them select the same trial (two that draw one point at once: the later gives way untrained).
+A trial whose training diverges (non-finite loss) is recorded as
 failed and never selected.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,12 +41,14 @@ SAMPLERS = ("grid", "tpe")
 TUNABLE: dict[str, tuple[str, Callable[[MethodSpec], bool]]] = {
     "alpha": ("loss.alpha", lambda spec: spec.use_ic),
     "variant": ("loss.variant", lambda spec: spec.use_ic),
+    "lam": ("loss.lam", lambda spec: spec.use_ic),
     "beta": ("loss.beta", lambda spec: spec.use_dc),
     "d1": ("loss.d1", lambda spec: spec.use_dc),
     "lr": ("optim.lr", lambda spec: True),
 }
 # How often a process waiting for other processes' trials looks again, in seconds.
 _POLL_SECONDS = 2.0
+_DUPLICATE = "duplicate"  # the user attribute of a trial that gave way to an earlier one
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ def validate_tune_config(tune: TuneConfig) -> None:
         raise ValueError(f"unknown sampler {tune.sampler!r}; expected one of {list(SAMPLERS)}")
     if tune.trials < 0:
         raise ValueError(f"trials must be >= 0, got {tune.trials}")
-    for name in ("alpha", "beta", "lr"):
+    for name in ("alpha", "lam", "beta", "lr"):
         values = getattr(tune, name)
         if any(not (math.isfinite(v) and v >= 0) for v in values) or (name == "lr" and any(v <= 0 for v in values)):
             raise ValueError(f"tune grid {name} must hold finite values {'> 0' if name == 'lr' else '>= 0'}, got {list(values)}")
@@ -149,11 +153,17 @@ def tune_method(
     *,
     data_id: str,
     log: Callable[[str], None] | None = None,
+    progress: bool = False,
 ) -> TuneResult:
-    """Train every trial of ``method`` with ``seed`` (module docstring) and select one on validation."""
-    from iidfusion.training.runner import fit_method
+    """Train every trial of ``method`` with ``seed`` (module docstring) and select one on validation.
+
+    ``progress``: draw a bar over the trials (:mod:`iidfusion.progress`; the trials' own fits draw none).
+    """
+    from iidfusion.progress import progress_bar
+    from iidfusion.training.runner import fit_method, without_progress_bar
 
     tune = config.tune
+    config = without_progress_bar(config)
     space = search_space(tune, get_method(method))
     grid = _grid(space)
     if not space:  # nothing of this method is tuned: one plain fit, reported like a tuned one
@@ -177,8 +187,15 @@ def tune_method(
         load_if_exists=True,
     )
 
+    bar = progress_bar(budget, f"tune {method} seed {seed}", enabled=progress, unit="trial")
+
     def objective(trial) -> float:  # noqa: ANN001 (an optuna.Trial)
         params = {name: trial.suggest_categorical(name, list(values)) for name, values in space.items()}
+        if _taken_by_earlier_trial(study, trial.number, params):
+            # Two processes drew the same point at once: the later-numbered trial gives way untrained.
+            trial.set_user_attr(_DUPLICATE, True)
+            raise optuna.TrialPruned("a duplicate of an earlier trial")
+        bar.set_postfix_str(", ".join(f"{k}={v}" for k, v in params.items()))
         try:
             fit = fit_method(splits, method, seed, with_params(config, params))
         except FloatingPointError as error:
@@ -191,24 +208,47 @@ def tune_method(
             "epochs": fit.epochs,
             "seconds": fit.seconds,
         })
+        bar.update(1)
         if log is not None:
             shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-            log(f"{method} seed {seed} trial {shown or '(defaults)'}: val acc {100 * fit.best_val_acc:.2f}%")
+            with bar.external_write_mode(file=sys.stderr):
+                log(f"{method} seed {seed} trial {shown or '(defaults)'}: val acc {100 * fit.best_val_acc:.2f}%")
         return fit.best_val_acc
 
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-    if len(study.get_trials(deepcopy=False, states=finished)) < budget:
-        cap = optuna.study.MaxTrialsCallback(budget, states=finished + (optuna.trial.TrialState.RUNNING,))
-        study.optimize(objective, n_trials=budget, callbacks=[cap], catch=())
+    started = finished + (optuna.trial.TrialState.RUNNING,)
+
+    def cap(study, trial) -> None:  # noqa: ANN001 (an optuna Study and FrozenTrial)
+        if _distinct_points(study, started) >= budget:
+            study.stop()
+
+    with bar:
+        if _distinct_points(study, finished) < budget:
+            # Room for as many untrained duplicates as points (a sampler may also redraw a point).
+            study.optimize(objective, n_trials=2 * budget, callbacks=[cap], catch=())
     while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         time.sleep(_POLL_SECONDS)  # other processes' trials of a shared study
     trials = [_trial(t) for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
-    failed = len(study.get_trials(deepcopy=False, states=finished)) - len(trials)
+    failed = _distinct_points(study, finished) - len(trials)
     if not trials:
         raise FloatingPointError(f"{method} seed {seed}: every tuning trial diverged (non-finite loss); try a smaller --lr")
     order = {tuple(sorted(p.items())): k for k, p in enumerate(grid)}
     trials.sort(key=lambda t: order.get(tuple(sorted(t.params.items())), len(order)))
     return TuneResult(method, seed, space, _select(trials, grid), trials, failed)
+
+
+def _distinct_points(study, states) -> int:  # noqa: ANN001 (an optuna Study; trial states)
+    """How many points of the space the study's trials in ``states`` cover, duplicates left out."""
+    trials = study.get_trials(deepcopy=False, states=states)
+    return len({tuple(sorted(t.params.items())) for t in trials if not t.user_attrs.get(_DUPLICATE)})
+
+
+def _taken_by_earlier_trial(study, number: int, params: Mapping[str, Any]) -> bool:  # noqa: ANN001
+    """Whether a lower-numbered trial, running or finished and not itself a duplicate, has ``params``."""
+    return any(
+        t.number < number and t.params == params and not t.user_attrs.get(_DUPLICATE)
+        for t in study.get_trials(deepcopy=False)
+    )
 
 
 def _test_metrics(fit) -> list[dict[str, float]]:  # noqa: ANN001 (a FitResult)

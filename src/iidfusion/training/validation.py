@@ -63,6 +63,7 @@ RULES: dict[str, Rule] = {
     "optim.weight_decay": at_least(0),
     "train.max_epochs": at_least(1),
     "train.batch_size": at_least(1),
+    "train.num_nodes": at_least(1),
     "train.patience": at_least(0),
     "train.min_epochs": at_least(0),
     "train.monitor_samples": at_least(1),
@@ -108,6 +109,7 @@ def check_trainer_settings(train: TrainConfig) -> None:
             L.Trainer(
                 accelerator=train.accelerator,
                 devices=devices,
+                num_nodes=train.num_nodes,
                 strategy=build_strategy(train.strategy),
                 precision=train.precision,  # type: ignore[arg-type]
                 logger=False,
@@ -118,8 +120,8 @@ def check_trainer_settings(train: TrainConfig) -> None:
     except Exception as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(
-            f"--accelerator {train.accelerator} --devices {train.devices} --strategy {train.strategy} "
-            f"--precision {train.precision}: {message}"
+            f"--accelerator {train.accelerator} --devices {train.devices} --num-nodes {train.num_nodes} "
+            f"--strategy {train.strategy} --precision {train.precision}: {message}"
         ) from None
     finally:
         for logger, level in zip(loggers, levels):

@@ -1,0 +1,104 @@
+"""The checkpoint of a knowledge-graph run: ``model.ckpt``, written by ``iidfusion kg fit``.
+
+A plain ``torch.save`` of one dict, read back with ``torch.load(weights_only=True)``:
+
+* ``format``: ``"iidfusion-kg"``; ``format_version``: 1; ``iidfusion``: the package version;
+* ``config``: the full :class:`~iidfusion.kg.train.KGExperimentConfig` as a plain dict (the
+  feature sources the run used included);
+* ``entities``, ``relations``: the names, in id order (an id is a row of the tables);
+* ``feature_widths``: {modality: width} of each feature modality; ``num_train_queries``;
+* ``best_epoch``: the epoch of the saved weights (the best validation MRR);
+* ``state_dict``: the weights of :class:`~iidfusion.kg.model.MultimodalKGE`, the per-entity
+  feature matrices included (they are buffers of the projections), so the model predicts with
+  nothing but this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from iidfusion.kg.model import MultimodalKGE
+
+if TYPE_CHECKING:
+    from iidfusion.kg.data import KnowledgeGraph
+    from iidfusion.kg.train import KGExperimentConfig
+    from iidfusion.training.checkpoint import TrainedModel
+
+KG_FORMAT = "iidfusion-kg"
+KG_FORMAT_VERSION = 1
+CHECKPOINT_NAME = "model.ckpt"
+
+
+def kg_checkpoint(
+    model: MultimodalKGE, kg: KnowledgeGraph, config: KGExperimentConfig, *, best_epoch: int
+) -> dict[str, Any]:
+    """The dict ``model.ckpt`` holds (module docstring)."""
+    import dataclasses
+
+    from iidfusion import __version__
+
+    return {
+        "format": KG_FORMAT,
+        "format_version": KG_FORMAT_VERSION,
+        "iidfusion": __version__,
+        "config": dataclasses.asdict(config),
+        "entities": list(kg.entities),
+        "relations": list(kg.relations),
+        "feature_widths": {name: int(p.features.shape[1]) for name, p in model.projections.items()},
+        "num_train_queries": 2 * len(kg.train),
+        "best_epoch": int(best_epoch),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+
+
+def is_kg_checkpoint(state: Any) -> bool:
+    return isinstance(state, Mapping) and state.get("format") == KG_FORMAT
+
+
+def kg_model_from_state(state: Mapping[str, Any], where: str) -> tuple[MultimodalKGE, KGExperimentConfig]:
+    """The model (evaluation mode, CPU) and configuration of a read ``model.ckpt``."""
+    from iidfusion.kg.train import KGExperimentConfig, config_from_mapping
+
+    if state.get("format_version") != KG_FORMAT_VERSION:
+        raise ValueError(f"{where}: KG checkpoint format version {state.get('format_version')!r}, which this iidfusion cannot read")
+    missing = [key for key in ("config", "entities", "relations", "feature_widths", "num_train_queries", "state_dict") if key not in state]
+    if missing:
+        raise ValueError(f"{where}: a KG checkpoint without {', '.join(missing)}")
+    config = config_from_mapping(KGExperimentConfig, state["config"], where)
+    entities = len(state["entities"])
+    placeholders = {name: torch.zeros(entities, int(width)) for name, width in state["feature_widths"].items()}
+    with torch.random.fork_rng(devices=[]):  # the initialisation is overwritten; leave the caller's RNG alone
+        model = MultimodalKGE(
+            entities, len(state["relations"]), placeholders, config.model, num_train_queries=int(state["num_train_queries"])
+        )
+    try:
+        model.load_state_dict(state["state_dict"])
+    except RuntimeError as error:
+        raise ValueError(f"{where}: its weights do not fit the model it records ({str(error).splitlines()[0]})") from None
+    return model.eval(), config
+
+
+def trained_kg_model(state: Mapping[str, Any], where: str) -> TrainedModel:
+    """:class:`~iidfusion.training.checkpoint.TrainedModel` of a read ``model.ckpt``."""
+    from iidfusion.training.checkpoint import TrainedModel
+
+    model, config = kg_model_from_state(state, where)
+    record = {k: v for k, v in state.items() if k not in ("state_dict", "config")}
+    return TrainedModel(
+        model=model, config=config, method="kg", output_names=tuple(state["entities"]),
+        inputs=dict(state["feature_widths"]), seed=config.seed, record=record,
+    )  # fmt: skip
+
+
+def load_kg_model(path: str | Path) -> tuple[MultimodalKGE, KGExperimentConfig]:
+    """The model and configuration saved in ``path`` (a ``model.ckpt``)."""
+    from iidfusion.training.runner import read_checkpoint
+
+    state = read_checkpoint(path, "checkpoint")
+    if not is_kg_checkpoint(state):
+        raise ValueError(f"checkpoint {path}: not a checkpoint of `iidfusion kg fit` (no format {KG_FORMAT!r})")
+    return kg_model_from_state(state, f"checkpoint {path}")

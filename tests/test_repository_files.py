@@ -1,0 +1,45 @@
+"""What a user of an open-source library looks for: licence, citation, changelog, version, entry points."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+import iidfusion
+from iidfusion.cli.main import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_version_is_written_once_and_reported_everywhere(capsys):
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "iidfusion.__version__"}
+    try:
+        main(["--version"])
+    except SystemExit as exit_:
+        assert exit_.code == 0
+    assert capsys.readouterr().out.strip() == f"iidfusion {iidfusion.__version__}"
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert citation["version"] == iidfusion.__version__
+    assert f"## {iidfusion.__version__}" in (REPO / "CHANGELOG.md").read_text()
+
+
+def test_python_dash_m_runs_the_command():
+    done = subprocess.run([sys.executable, "-m", "iidfusion", "--version"], capture_output=True, text=True, check=True,
+                          env={"PYTHONPATH": str(REPO / "src"), "PATH": ""})
+    assert done.stdout.strip() == f"iidfusion {iidfusion.__version__}"
+
+
+def test_licence_and_citation_say_what_is_known():
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert pyproject["license"] == "MIT" and pyproject["license-files"] == ["LICENSE"]
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0" and citation["license"] == "MIT" and citation["type"] == "software"
+    (paper,) = citation["references"]
+    assert paper["title"] == "Supporting Multimodal Intermediate Fusion with Informatic Constraint and Distribution Coherence"
+    assert "ICLR 2026" in paper["conference"]["name"] and paper["year"] == 2026
+    assert all("name" in author and "family-names" not in author for author in paper["authors"]), "no invented person"
