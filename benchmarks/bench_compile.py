@@ -35,9 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modalities", type=int, default=3, help="M (default 3)")
     parser.add_argument("--batch", type=int, default=64, help="n samples per cloud (default 64)")
     parser.add_argument("--dim", type=int, default=64, help="feature width d (default 64)")
-    parser.add_argument("--repeats", type=int, default=50, help="timed steps (default 50)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed steps (default 50, quick 10)")
+    parser.add_argument("--quick", action="store_true", help="10 timed steps (the compilation is the same)")
     parser.add_argument("--output", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
+    repeats = args.repeats or (10 if args.quick else 50)
     torch.set_num_threads(1)
     torch.manual_seed(0)
     features = {f"m{i}": torch.randn(args.batch, args.dim, requires_grad=True) for i in range(args.modalities)}
@@ -47,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     def step(module) -> None:  # noqa: ANN001 (the eager or the compiled module)
         module(features).loss.backward()
 
-    eager_ms = _per_step_ms(lambda: step(loss), args.repeats)
+    eager_ms = _per_step_ms(lambda: step(loss), repeats)
     started = time.perf_counter()
     step(compiled)
     compile_s = time.perf_counter() - started
-    compiled_ms = _per_step_ms(lambda: step(compiled), args.repeats)
+    compiled_ms = _per_step_ms(lambda: step(compiled), repeats)
     saved_ms = eager_ms - compiled_ms
     break_even = f"{compile_s * 1e3 / saved_ms:,.0f}" if saved_ms > 0 else "never"
     report = "\n".join([
