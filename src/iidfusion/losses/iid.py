@@ -13,11 +13,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iidfusion.fusion.base import FusionOutput, FusionStrategy
-from iidfusion.losses._validation import check_batch, check_modalities, check_values, upcast
+from iidfusion.losses._validation import check_batch, check_modalities, check_values, cross_entropy_per_sample
 from iidfusion.losses.coherence import DistributionCoherence, Pair
 from iidfusion.losses.informatic import InformaticConstraint
 
@@ -130,7 +129,7 @@ class IIDLoss(nn.Module):
         check_values({"output.logits": output.logits}, labels, num_classes)
         labels = labels.long()
 
-        task = F.cross_entropy(upcast(output.logits), labels)
+        task = cross_entropy_per_sample(output.logits, labels).mean()
         terms = {"task": task}
         total = task
         pair_distances, pairs = None, ()

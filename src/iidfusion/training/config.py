@@ -89,7 +89,7 @@ class TrainConfig:
     precision: str = _option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, ...")
     gather_features: bool = _option(False, "all-gather features across processes for L_dc (DDP)")
     monitor_distances: bool = _option(True, "log per-pair Wasserstein distances on a fixed validation sample, every method")
-    monitor_samples: int = _option(256, "validation samples (the first ones) the monitored distances use")
+    monitor_samples: int = _option(128, "validation samples (the first ones) the monitored distances use")
     checkpoints: bool = _option(True, "save best and last checkpoints")
     loggers: tuple[str, ...] = _option(("csv", "tensorboard"), "loggers: csv, tensorboard (empty: none)")
     progress_bar: bool = _option(True, "show a progress bar")
