@@ -104,12 +104,17 @@ def test_float64_agrees_with_float32(name, tiny_kg):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_training_improves_mrr_and_a_checkpoint_gives_the_model_back(name, tiny_kg):
+def test_training_fits_the_graph_and_a_checkpoint_gives_the_model_back(name, tiny_kg):
+    """Training raises the filtered MRR on the training triples. Not the held-out MRR: the tiny
+    graph is a ring, which a cycle of translations cannot close, so a TransE-based model does
+    not generalise on it (the ComplEx-based one does: tests/kg/test_train.py)."""
     features = features_of(tiny_kg)
     config = experiment(name)
-    before = evaluate_link_prediction(build_model(tiny_kg, features, config).eval().scorer(), tiny_kg, "test")
+    untrained = build_model(tiny_kg, features, config).eval()
+    before = evaluate_link_prediction(untrained.scorer(), tiny_kg, "train")
     result = fit_kg(tiny_kg, features, config)
-    assert result.test.mrr > before.mrr + 0.2, (before.mrr, result.test.mrr)
+    fitted = evaluate_link_prediction(result.model.eval().scorer(), tiny_kg, "train")
+    assert fitted.mrr > before.mrr + 0.3, (before.mrr, fitted.mrr)
     state = kg_checkpoint(result.model, tiny_kg, config, best_epoch=result.best_epoch)
     loaded, loaded_config = kg_model_from_state(state, "test")
     assert type(loaded) is type(result.model) and loaded_config.model.name == name
