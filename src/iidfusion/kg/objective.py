@@ -30,13 +30,14 @@ from iidfusion.fusion import FusionStrategy
 from iidfusion.kg.model import KGOutput
 from iidfusion.kg.registry import KGModel
 from iidfusion.losses.coherence import DistributionCoherence
-from iidfusion.losses.informatic import InformaticConstraint
+from iidfusion.losses.informatic import DEFAULT_VARIANT, InformaticConstraint
 
 
 @dataclass
 class IIDTermsConfig:
     """IID on the KG: weights alpha (L_ic) and beta (L_dc) and their options; 0 / 0 is the baseline.
 
+    ``ic_variant``: the L_ic reading, the library's default (docs/method.md, "Informatic constraint").
     ``ic_lam`` weighs the Gaussian KL terms inside L_ic; ComplEx embeddings live at the scale
     N3 sets, far below unit variance, so the KL-to-N(0, I) pull is off by default here.
     ``dc_d1`` / ``dc_d2``: Fourier frequencies kept and RIP width (None: no reduction);
@@ -46,7 +47,7 @@ class IIDTermsConfig:
     alpha: float = 0.0
     beta: float = 0.0
     ic_lam: float = 0.0
-    ic_variant: str = "aim"
+    ic_variant: str = DEFAULT_VARIANT
     dc_d1: int | None = 32
     dc_d2: int | None = 64
     dc_eps: float = 0.1
