@@ -71,3 +71,27 @@ def test_real_data_reports_from_the_commands_outputs(tmp_path):
     assert "12 entities, 3 relations" in report and "**No image features**" in report
     assert "sized down for a CPU with `--max-epochs 1`, `--batch-size 32`" in report
     assert "| baseline | 0 |" in report and "| iid | 0 |" in report and "| WN9-IMG | OTKGE + IID | 0.932 |" in report
+
+
+def _script(name: str):
+    """A benchmark script as a module."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def test_fit_benchmark_judges_each_target_on_its_ratio():
+    bench_fit = _script("bench_fit")
+    labels = [c.label for c in bench_fit.fit_configs()]
+    cpu = {label: 10.0 for label in labels}
+    cpu.update({"iid-l": 12.0, "iid-p": 15.0, "if-static": 10.4})  # IID-L meets 1.3x, IID-P misses it
+    runs = {label: [(seconds, 2 * seconds), (seconds + 1, 2 * seconds)] for label, seconds in cpu.items()}
+    startup = {"import torch": [2.0], "import torch, lightning": [6.0], "fit: import torch": [2.0], "fit: torch -> first step": [4.5]}
+    report = bench_fit.render(runs, startup, rounds=2, epochs=3, seconds=1.0)
+    assert "| iid-l / if-static | default (on) | 10.4 | 12.0 | 1.15 |" in report and "| 1.15 | yes |" in report
+    assert "| iid-p / if-pdf | default (on) | 10.0 | 15.0 | 1.50 |" in report and "no (+15 % over)" in report
+    assert "| if-static: distances | 10.0 | 10.4 | +4.0 % |" in report  # within the 5 % target
+    assert "| of which lightning's own import chain (second row minus the first) | 4.00 |" in report
+    assert "Target met: no (+50 % over)." in report  # first step 4.5 s against 3 s

@@ -142,7 +142,8 @@ def test_shipped_configs_load():
     from iidfusion.training.kg_fit import load_experiment_config
 
     configs = {p.stem: load_experiment_config(p) for p in sorted((REPO / "configs" / "kg").glob("*.yaml"))}
-    assert set(configs) == {"umls", "wn9img", "wn9img_text", "wn9img_text_cpu", "fbimg"}
+    assert set(configs) == {"umls", "umls_mmkrl", "wn9img", "wn9img_text", "wn9img_text_cpu", "wn9img_text_mmkrl_cpu", "fbimg"}
+    assert configs["umls_mmkrl"].model.name == configs["wn9img_text_mmkrl_cpu"].model.name == "mmkrl"
     assert configs["wn9img_text"].features == {"text": "text_features.npy@entity2id.txt", "description": "minilm:descriptions.tsv"}
     assert configs["wn9img"].model.modality_weights == {"img": 0.1, "ling": 0.8}
     assert configs["fbimg"].model.modality_weights == {"img": 0.1, "ling": 0.7}
@@ -182,3 +183,24 @@ def test_compare_without_a_config_has_an_iid_arm_and_seeds_count(tmp_path):
     assert (compare.alpha, compare.beta, compare.seeds) == (0.1, 0.1, 3)
     args = build_parser().parse_args(["kg", "compare", "--data", "umls", "--seeds", "2", "--beta", "0", "--out", "o"])
     assert _experiment(args)[1] == type(compare)(seeds=2, alpha=0.1, beta=0.0)
+
+
+def test_compare_runs_the_mmkrl_model(tiny_kg_folder, tmp_path, capsys):
+    img, ling = write_features(tiny_kg_folder, tmp_path)
+    out = tmp_path / "cmp"
+    code = main(
+        ["kg", "compare", "--config", str(small_config(tmp_path)), "--model", "mmkrl", "--data", str(tiny_kg_folder),
+         "--features", f"img={img}", f"ling={ling}", "--max-epochs", "2", "--seeds", "1", "--out", str(out), "--no-progress-bar"]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "MMKRL-style baseline vs IID" in printed and "| iid | 0.1 | 0.1 |" in printed
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["config"]["model"]["name"] == "mmkrl" and len(payload["runs"]) == 2
+
+
+def test_unknown_model_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["kg", "compare", "--model", "transe", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--model" in err and "'transe'" in err and "mmkrl, otkge" in err
+    assert not (tmp_path / "x").exists()

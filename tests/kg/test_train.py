@@ -7,7 +7,7 @@ import yaml
 from iidfusion.kg.evaluate import evaluate_link_prediction
 from iidfusion.kg.model import KGModelConfig, OTProjectionConfig
 from iidfusion.kg.objective import IIDTermsConfig, KGObjective, KGObjectiveConfig, degree_weights, n3_penalty
-from iidfusion.training.config import merge_config
+from iidfusion.core.config import merge_config
 from iidfusion.training.kg_fit import (
     KGExperimentConfig,
     KGTrainConfig,

@@ -283,3 +283,38 @@ def test_bad_input_raises(kwargs: dict, message: str) -> None:
     cost = kwargs.pop("cost")
     with pytest.raises(ValueError, match=message):
         sinkhorn_unbalanced(cost, **kwargs)
+
+
+_HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__")
+
+
+@pytest.fixture
+def count_host_reads(monkeypatch):
+    """Counts the Python-level reads of a tensor's value on the host (each one a device
+    synchronisation on a GPU): a CPU stand-in for a CUDA sync counter."""
+    counter = {"reads": 0}
+    for name in _HOST_READS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            counter["reads"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return counter
+
+
+@pytest.mark.parametrize("check_every", [5, 10])
+def test_one_host_read_per_convergence_check_and_none_per_iteration(make_clouds, count_host_reads, check_every) -> None:
+    x, y = make_clouds(3, 16, 16)
+    cost = pairwise_cost(x, y)  # float64, small eps: far from converged after 60 iterations
+
+    def reads(max_iter: int) -> int:
+        count_host_reads["reads"] = 0
+        result = sinkhorn_unbalanced(cost, eps=0.02, rho=10.0, max_iter=max_iter, tol=0.0, check_every=check_every)
+        assert result.n_iter == max_iter  # not converged: every block runs
+        return count_host_reads["reads"]
+
+    extra_iterations = 40
+    added = reads(20 + extra_iterations) - reads(20)
+    assert 0 < added <= extra_iterations // check_every, (added, check_every)

@@ -1,10 +1,11 @@
-"""``iidfusion kg``: multimodal knowledge-graph link prediction (OTKGE + IID).
+"""``iidfusion kg``: multimodal knowledge-graph link prediction (OTKGE or MMKRL, + IID).
 
     iidfusion kg fit --config configs/kg/umls.yaml --alpha 0.1 --beta 0.1 --seed 0 --out runs/kg
     iidfusion kg compare --config configs/kg/umls.yaml --seeds 3 --out runs/kg-compare
+    iidfusion kg compare --config configs/kg/umls_mmkrl.yaml --model mmkrl --out runs/kg-mmkrl
 
 Values come from the dataclass defaults, then ``--config`` (YAML), then the flags, merged by the
-loader every command uses (:func:`iidfusion.training.config.merge_config`).
+loader every command uses (:func:`iidfusion.core.config.merge_config`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "entity2id.txt), NAME=minilm (the entity names) or NAME=minilm:TEXTS.tsv (a text per entity); default: "
         "the graph folder's text_features.npy and descriptions.tsv when present, else the entity names",
     )  # fmt: skip
+    parser.add_argument("--model", help="KG model: otkge (default) or mmkrl (model.name; iidfusion.kg.registry)")
     parser.add_argument("--vocabulary", choices=("train", "all"), help="entity ids from the training split only, or all")
     parser.add_argument("--alpha", type=float, help="weight of L_ic (0: off)")
     parser.add_argument("--beta", type=float, help="weight of L_dc (0: off)")
@@ -44,7 +46,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("kg", help="multimodal knowledge-graph link prediction (OTKGE + IID)")
+    parser = subparsers.add_parser("kg", help="multimodal knowledge-graph link prediction (OTKGE or MMKRL, + IID)")
     commands = parser.add_subparsers(dest="kg_command", required=True, metavar="KG_COMMAND")
     fit = commands.add_parser("fit", help="train one model; writes config.yaml, metrics.json, model.ckpt")
     _common(fit)
@@ -69,7 +71,7 @@ def _experiment(args: argparse.Namespace) -> tuple[Any, Any]:
     features = parse_feature_specs(args.features) if args.features else None
     config = _replace(config, data=args.data, vocabulary=args.vocabulary, features=features, seed=getattr(args, "seed", None))
     iid = _replace(config.objective.iid, alpha=args.alpha, beta=args.beta)
-    model = _replace(config.model, rank=args.rank, strategy=args.strategy)
+    model = _replace(config.model, name=args.model, rank=args.rank, strategy=args.strategy)
     train = _replace(
         config.train, max_epochs=args.max_epochs, batch_size=args.batch_size, eval_every=args.eval_every,
         tie_policy=args.tie_policy, device=args.device,
@@ -142,6 +144,9 @@ def run_compare(args: argparse.Namespace) -> int:
         kg, features, config = _load(config, args)
         results = run_comparison(kg, features, config, alpha=compare.alpha, beta=compare.beta, seeds=seeds,
                                  log=write_line, progress=args.progress_bar)
-        report = write_comparison(args.out, results, config, f"{kg.name}: OTKGE-style baseline vs IID")
+        from iidfusion.kg.registry import get_kg_model_class
+
+        title = get_kg_model_class(config.model.name).title
+        report = write_comparison(args.out, results, config, f"{kg.name}: {title} baseline vs IID")
     print(report)
     return 0

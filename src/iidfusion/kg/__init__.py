@@ -1,7 +1,8 @@
-"""Multimodal knowledge-graph link prediction: OTKGE-style fusion with the IID plug-in.
+"""Multimodal knowledge-graph link prediction: OTKGE- and MMKRL-style models with the IID plug-in.
 
 Triples and id maps (:mod:`~iidfusion.kg.data`), per-entity modality features
-(:mod:`~iidfusion.kg.features`), the model (:mod:`~iidfusion.kg.model`), its loss
+(:mod:`~iidfusion.kg.features`), the registry of models (:mod:`~iidfusion.kg.registry`): the
+OTKGE-style one (:mod:`~iidfusion.kg.model`) and the MMKRL-style one (:mod:`~iidfusion.kg.mmkrl`), their loss
 (:mod:`~iidfusion.kg.objective`) and filtered ranking (:mod:`~iidfusion.kg.evaluate`). Training
 and the seeded baseline-vs-IID comparison live with the other training code, in
 :mod:`iidfusion.training` (``kg_fit``, ``kg_compare``), so that this package holds no training
@@ -18,12 +19,15 @@ from iidfusion.kg.evaluate import (
     filtered_ranks,
 )
 from iidfusion.kg.features import build_modality_features, entity_name_embeddings, load_entity_features
+from iidfusion.kg.mmkrl import MMKRL, MMKRLOptions
 from iidfusion.kg.model import KGModelConfig, KGOutput, MultimodalKGE, OTProjection, OTProjectionConfig
 from iidfusion.kg.objective import IIDTermsConfig, KGObjective, KGObjectiveConfig
+from iidfusion.kg.registry import KGModel, available_kg_models, create_kg_model, get_kg_model_class, register_kg_model
 
 __all__ = [
     "DEFAULT_TIE_POLICY",
     "IIDTermsConfig",
+    "KGModel",
     "KGModelConfig",
     "KGObjective",
     "KGObjectiveConfig",
@@ -31,16 +35,22 @@ __all__ = [
     "KnowledgeGraph",
     "KnownTails",
     "LinkPredictionMetrics",
+    "MMKRL",
+    "MMKRLOptions",
     "MultimodalKGE",
     "OTProjection",
     "OTProjectionConfig",
+    "available_kg_models",
     "build_modality_features",
+    "create_kg_model",
     "entity_name_embeddings",
     "evaluate_link_prediction",
     "filtered_ranks",
+    "get_kg_model_class",
     "load_entity_features",
     "load_kg",
     "load_triples_folder",
     "read_triples",
+    "register_kg_model",
     "with_reciprocals",
 ]

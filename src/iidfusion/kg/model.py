@@ -40,7 +40,22 @@ from torch import Tensor, nn
 
 from iidfusion.fusion import FusionOutput, FusionStrategy, create_strategy, get_strategy_class
 from iidfusion.kg.features import STRUCTURE
+from iidfusion.kg.registry import DEFAULT_KG_MODEL, KGModel, register_kg_model
 from iidfusion.ot import sinkhorn_unbalanced
+
+
+def complex_scores(query: Tensor, relation: Tensor, candidates: Tensor) -> Tensor:
+    """Re(<q, r, conj(c)>) for every candidate: (B, 2k), (B, 2k), (N, 2k) -> (B, N)."""
+    q_re, q_im = query.chunk(2, dim=-1)
+    r_re, r_im = relation.chunk(2, dim=-1)
+    c_re, c_im = candidates.chunk(2, dim=-1)
+    return (q_re * r_re - q_im * r_im) @ c_re.T + (q_re * r_im + q_im * r_re) @ c_im.T
+
+
+def complex_modulus(embedding: Tensor) -> Tensor:
+    """|z| per complex coordinate of a (..., 2k) embedding -> (..., k): the factors of N3."""
+    real, imag = embedding.chunk(2, dim=-1)
+    return torch.sqrt(real.square() + imag.square())
 
 
 @dataclass
@@ -70,8 +85,10 @@ class OTProjectionConfig:
 
 @dataclass
 class KGModelConfig:
-    """Hyperparameters of :class:`MultimodalKGE`.
+    """Hyperparameters of a KG model (:mod:`iidfusion.kg.registry`), :class:`MultimodalKGE` by default.
 
+    ``name``: the registered model ("otkge", "mmkrl"); ``options``: that model's own settings
+    (checked by its ``check_options``; OTKGE's are ``projection``, so it takes none here).
     ``rank`` k (2k reals per embedding; OTKGE 500); ``init_scale`` (OTKGE 1e-3).
     ``modality_weights``: static fusion weights, keyed by modality; "structure" may be left out
     and then gets 1 - (sum of the others), OTKGE's (1 - a - c, a, c). Empty: uniform 1/M.
@@ -79,12 +96,14 @@ class KGModelConfig:
     for the per-query weights, built with ``strategy_kwargs``.
     """
 
+    name: str = DEFAULT_KG_MODEL
     rank: int = 500
     init_scale: float = 1e-3
     modality_weights: dict[str, float] = field(default_factory=dict)
     strategy: str | None = None
     strategy_kwargs: dict[str, Any] = field(default_factory=dict)
     projection: OTProjectionConfig = field(default_factory=OTProjectionConfig)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,25 +112,14 @@ class KGOutput:
 
     ``fusion.logits`` (B, N): fused 1-N scores; ``fusion.features[m]`` = E_m[h] (B, 2k);
     ``relation`` (B, 2k) the query relation embeddings; ``candidates`` (N, 2k) the fused table.
+    ``moduli``: the per-coordinate magnitudes of an embedding, the factors N3 cubes (complex
+    moduli for ComplEx, absolute values for a real-valued model).
     """
 
     fusion: FusionOutput
     relation: Tensor
     candidates: Tensor
-
-
-def complex_scores(query: Tensor, relation: Tensor, candidates: Tensor) -> Tensor:
-    """Re(<q, r, conj(c)>) for every candidate: (B, 2k), (B, 2k), (N, 2k) -> (B, N)."""
-    q_re, q_im = query.chunk(2, dim=-1)
-    r_re, r_im = relation.chunk(2, dim=-1)
-    c_re, c_im = candidates.chunk(2, dim=-1)
-    return (q_re * r_re - q_im * r_im) @ c_re.T + (q_re * r_im + q_im * r_re) @ c_im.T
-
-
-def complex_modulus(embedding: Tensor) -> Tensor:
-    """|z| per complex coordinate of a (..., 2k) embedding -> (..., k): the factors of N3."""
-    real, imag = embedding.chunk(2, dim=-1)
-    return torch.sqrt(real.square() + imag.square())
+    moduli: Callable[[Tensor], Tensor] = complex_modulus
 
 
 class OTProjection(nn.Module):
@@ -185,13 +193,43 @@ def static_weights(modalities: tuple[str, ...], given: Mapping[str, float]) -> T
     return weights
 
 
-class MultimodalKGE(nn.Module):
+def check_features(num_entities: int, features: Mapping[str, Tensor]) -> None:
+    """Feature modalities a KG model accepts: at least one, one row per entity, none named "structure"."""
+    if not features:
+        raise ValueError("a multimodal KG model needs at least one feature modality besides the structure")
+    if STRUCTURE in features:
+        raise ValueError(f"feature modality name {STRUCTURE!r} is reserved for the structural embedding")
+    for name, matrix in features.items():
+        if matrix.ndim != 2 or matrix.shape[0] != num_entities:
+            raise ValueError(
+                f"features[{name!r}] has shape {tuple(matrix.shape)}; expected ({num_entities}, width), one row per entity"
+            )
+
+
+def fusion_strategy(
+    config: KGModelConfig, modalities: tuple[str, ...], num_entities: int, width: int, num_train_queries: int | None
+) -> FusionStrategy | None:
+    """The registered strategy of ``config`` for the query weights (None: static weights)."""
+    if config.strategy is None:
+        return None
+    kwargs = dict(config.strategy_kwargs)
+    if get_strategy_class(config.strategy).requires_num_samples:
+        if num_train_queries is None:
+            raise ValueError(f"strategy {config.strategy!r} needs num_train_queries (its per-sample history)")
+        kwargs.setdefault("num_samples", num_train_queries)
+    return create_strategy(config.strategy, modalities=modalities, num_classes=num_entities, width=width, mode="if", **kwargs)
+
+
+@register_kg_model("otkge")
+class MultimodalKGE(KGModel):
     """ComplEx with OT-projected feature modalities fused into one entity table (module docstring).
 
     ``features``: {modality: (N, d_m)} pretrained per-entity features, rows in entity-id order;
     the structural modality "structure" is added first. ``num_relations`` = R (reciprocals are
     internal). ``num_train_queries`` is needed by strategies with per-sample state (QMF).
     """
+
+    title = "OTKGE-style"
 
     def __init__(
         self,
@@ -203,15 +241,7 @@ class MultimodalKGE(nn.Module):
         num_train_queries: int | None = None,
     ) -> None:
         super().__init__()
-        if not features:
-            raise ValueError("a multimodal KG model needs at least one feature modality besides the structure")
-        if STRUCTURE in features:
-            raise ValueError(f"feature modality name {STRUCTURE!r} is reserved for the structural embedding")
-        for name, matrix in features.items():
-            if matrix.ndim != 2 or matrix.shape[0] != num_entities:
-                raise ValueError(
-                    f"features[{name!r}] has shape {tuple(matrix.shape)}; expected ({num_entities}, width), one row per entity"
-                )
+        check_features(num_entities, features)
         if config.rank < 1:
             raise ValueError(f"rank must be >= 1, got {config.rank}")
         self.config = config
@@ -225,16 +255,11 @@ class MultimodalKGE(nn.Module):
             {name: OTProjection(matrix, self.width, config.projection) for name, matrix in features.items()}
         )
         self.register_buffer("fusion_weights", static_weights(self.modalities, config.modality_weights))
-        self.strategy: FusionStrategy | None = None
-        if config.strategy is not None:
-            kwargs = dict(config.strategy_kwargs)
-            if get_strategy_class(config.strategy).requires_num_samples:
-                if num_train_queries is None:
-                    raise ValueError(f"strategy {config.strategy!r} needs num_train_queries (its per-sample history)")
-                kwargs.setdefault("num_samples", num_train_queries)
-            self.strategy = create_strategy(
-                config.strategy, modalities=self.modalities, num_classes=num_entities, width=self.width, mode="if", **kwargs
-            )
+        self.strategy = fusion_strategy(config, self.modalities, num_entities, self.width, num_train_queries)
+
+    @property
+    def feature_widths(self) -> dict[str, int]:
+        return {name: int(projection.features.shape[1]) for name, projection in self.projections.items()}
 
     def entity_tables(self) -> dict[str, Tensor]:
         """{modality: (N, 2k)} every entity's embedding in every modality."""
@@ -279,15 +304,3 @@ class MultimodalKGE(nn.Module):
             mode="if",
         )
         return KGOutput(fusion=fusion, relation=relation, candidates=candidates)
-
-    @torch.no_grad()
-    def scorer(self) -> Callable[[Tensor], Tensor]:
-        """A (B, 2) -> (B, N) scorer for evaluation, with the entity tables computed once."""
-        tables = self.entity_tables()
-        device = self.entity.device
-
-        def score(queries: Tensor) -> Tensor:
-            with torch.no_grad():
-                return self(queries.to(device), tables=tables, need_modalities=False).fusion.logits
-
-        return score

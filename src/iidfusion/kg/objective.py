@@ -5,7 +5,8 @@
 * CE_w: 1-N cross-entropy over all entities, optionally weighted per answer entity by
   0.1 + 0.9 deg(e) / max deg (OTKGE's ``-weight`` flag; deg counted on the training triples).
 * N3 (Lacroix et al., 2018): lambda / B * sum over the batch of |h|^3 + |r|^3 + |t|^3, with
-  |.| the modulus of each complex coordinate of the fused head, the relation and the fused
+  |.| the modulus of each complex coordinate (ComplEx; the absolute value of each coordinate
+  for a real-valued model, ``KGOutput.moduli``) of the fused head, the relation and the fused
   tail. (OTKGE's own N3 divides by the rank instead of the batch, a transcription slip of the
   KBC code we do not copy.)
 * L_ic (:func:`iidfusion.losses.informatic_constraint`) with the entity classification as the
@@ -13,6 +14,8 @@
 * L_dc (:class:`iidfusion.losses.DistributionCoherence`) between the modality embeddings of
   the batch's query entities (heads of the triples and, via reciprocals, tails), on at most
   ``coherence_points`` of them (the batch is shuffled, so the first ones are a random subset).
+* The model's own terms (:meth:`iidfusion.kg.registry.KGModel.auxiliary_losses`, e.g. MMKRL's
+  alignment and adversarial terms), logged as ``model/<name>``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iidfusion.fusion import FusionStrategy
-from iidfusion.kg.model import KGOutput, complex_modulus
+from iidfusion.kg.model import KGOutput
+from iidfusion.kg.registry import KGModel
 from iidfusion.losses.coherence import DistributionCoherence
 from iidfusion.losses.iid import IIDLoss, IIDLossOutput
 from iidfusion.losses.informatic import DEFAULT_VARIANT, InformaticConstraint
@@ -66,7 +70,8 @@ class KGObjectiveConfig:
     iid: IIDTermsConfig = field(default_factory=IIDTermsConfig)
 
 
-# The total and every term unweighted (``task``, ``n3``, ``informatic``, ``coherence``, ``strategy/*``).
+# The total and every term unweighted (``task``, ``n3``, ``informatic``, ``coherence``), the
+# strategy's and the model's own terms as they were added (``strategy/*``, ``model/*``).
 KGLossOutput = IIDLossOutput
 
 
@@ -77,9 +82,9 @@ def degree_weights(train: Tensor, num_entities: int) -> Tensor:
 
 
 def n3_penalty(output: KGOutput, tails: Tensor) -> Tensor:
-    """sum |h|^3 + |r|^3 + |t|^3 over the batch, divided by B (complex moduli, fused head and tail)."""
+    """sum |h|^3 + |r|^3 + |t|^3 over the batch, divided by B (``output.moduli``, fused head and tail)."""
     factors = (output.fusion.fused_features, output.relation, output.candidates[tails])
-    return sum(complex_modulus(f).pow(3).sum() for f in factors) / len(tails)
+    return sum(output.moduli(f).pow(3).sum() for f in factors) / len(tails)
 
 
 class KGObjective(nn.Module):
@@ -114,12 +119,25 @@ class KGObjective(nn.Module):
         return self.iid.informatic is not None
 
     def forward(
-        self, output: KGOutput, queries: Tensor, index: Tensor | None = None, strategy: FusionStrategy | None = None
+        self,
+        output: KGOutput,
+        queries: Tensor,
+        index: Tensor | None = None,
+        strategy: FusionStrategy | None = None,
+        model: KGModel | None = None,
     ) -> KGLossOutput:
+        """``model``: the model of ``output``, whose own terms join the loss (none if not given)."""
         fusion = output.fusion
         tails = queries[:, 2]
         weight = self.class_weights.to(fusion.logits.dtype) if self.class_weights is not None else None
-        task_terms = {"task": (F.cross_entropy(fusion.logits, tails, weight=weight), 1.0)}
+
+        def task_loss(logits: Tensor) -> Tensor:
+            return F.cross_entropy(logits, tails, weight=weight)
+
+        task_terms = {"task": (task_loss(fusion.logits), 1.0)}
         if self.config.n3_weight > 0:
             task_terms["n3"] = (n3_penalty(output, tails), self.config.n3_weight)
-        return self.iid.combine(fusion, tails, task_terms, index, strategy)
+        model_terms = {} if model is None else model.auxiliary_losses(output, tails, task_loss)
+        return self.iid.combine(
+            fusion, tails, task_terms, index, strategy, extra_terms={f"model/{k}": v for k, v in model_terms.items()}
+        )

@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iidfusion.core.output import AuxiliaryLossProvider, FusionOutput
-from iidfusion.core.validation import check_batch, check_modalities, check_values, upcast
 from iidfusion.core.pairs import Pair
+from iidfusion.core.validation import check_batch, check_modalities, check_values, cross_entropy_per_sample
 from iidfusion.losses.coherence import DistributionCoherence
 from iidfusion.losses.informatic import InformaticConstraint
 
@@ -145,7 +144,7 @@ class IIDLoss(nn.Module):
         check_batch(labels, batch, "labels")
         check_values({"output.logits": output.logits}, labels, num_classes)
         labels = labels.long()
-        task = F.cross_entropy(upcast(output.logits), labels)
+        task = cross_entropy_per_sample(output.logits, labels).mean()
         return self.combine(output, labels, {"task": (task, 1.0)}, index, strategy)
 
     def combine(
@@ -155,9 +154,11 @@ class IIDLoss(nn.Module):
         task_terms: Mapping[str, tuple[Tensor, float]],
         index: Tensor | None = None,
         strategy: AuxiliaryLossProvider | None = None,
+        extra_terms: Mapping[str, Tensor] | None = None,
     ) -> IIDLossOutput:
         """The objective of any task: its own ``task_terms`` ({name: (value, weight)}, summed in
-        order), then alpha L_ic and beta L_dc on ``output``, then the strategy's terms.
+        order), then alpha L_ic and beta L_dc on ``output``, then the strategy's terms, then
+        ``extra_terms`` as they are (a model's own weighted terms, e.g. the KG models').
 
         :meth:`forward` passes the classification CE; the KG objective passes its 1-N CE and
         N3 (:class:`iidfusion.kg.KGObjective`), so both tasks share one assembly. With
@@ -190,6 +191,9 @@ class IIDLoss(nn.Module):
             for name, value in strategy.auxiliary_losses(output, labels, index).items():
                 terms[f"strategy/{name}"] = value
                 total = total + value
+        for name, value in (extra_terms or {}).items():
+            terms[name] = value
+            total = total + value
         return IIDLossOutput(total=total, terms=terms, pair_distances=pair_distances, pairs=pairs)
 
     def extra_repr(self) -> str:

@@ -1,4 +1,4 @@
-"""Frequency sparsification + RIP projection of features (docs/method.md, "Distribution coherence").
+"""Frequency sparsification + RIP projection of features (docs/method.md, "Distribution coherence", step 1).
 
 A cloud of n features z in R^dim is compressed to R^d2 before transport:
 
@@ -17,7 +17,10 @@ c contributes (w_k / dim)(Re c cos(2 pi k t / dim) - Im c sin(2 pi k t / dim)) t
 reconstructed signal, with w_k = 1 for the bins that are their own conjugate (k = 0 and,
 for even dim, k = dim / 2; irfft ignores their imaginary part, and so does Psi since the
 sine vanishes there) and w_k = 2 otherwise (the bin stands for itself and its conjugate
-partner). After the FFT a call therefore costs O(n d1 d2).
+partner). The coefficients are linear in z too (Re c = z . cos_k, Im c = -z . sin_k, the rows
+of the ``analysis`` matrix), so for the kept bins of a cloud the whole map is one
+dim x d2 matrix R = analysis[kept]^T Psi[kept], and a call costs one product z R (and its
+backward one product), after the choice of the bins, which carries no gradient.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class FourierRIPReducer(nn.Module):
 
     phi: Tensor
     psi: Tensor
+    analysis: Tensor
 
     def __init__(self, dim: int, d1: int, d2: int | None = None, seed: int = 0) -> None:
         super().__init__()
@@ -90,6 +94,7 @@ class FourierRIPReducer(nn.Module):
             phi = torch.eye(dim)
         self.register_buffer("phi", phi)
         self.register_buffer("psi", self._compose(self.phi), persistent=False)
+        self.register_buffer("analysis", self._analysis(self.phi), persistent=False)
         self.register_load_state_dict_post_hook(_refresh_psi)
 
     def _compose(self, phi: Tensor) -> Tensor:
@@ -103,34 +108,53 @@ class FourierRIPReducer(nn.Module):
         basis = torch.cat([real_basis, imag_basis], dim=0)  # (2 n_bins, dim)
         return (basis.to(phi.device) @ phi.to(torch.float64).T).to(phi.dtype)
 
+    def _analysis(self, like: Tensor) -> Tensor:
+        """(2 * n_bins, dim): rows [cos(2 pi k t / dim) per bin, then -sin(2 pi k t / dim)], so
+        that z @ analysis^T holds the real, then the imaginary parts of rfft(z)."""
+        spectrum = torch.fft.rfft(torch.eye(self.dim, dtype=torch.float64), dim=-1)  # row t: the spectrum of the unit signal e_t
+        return torch.cat([spectrum.real.T, spectrum.imag.T], 0).to(device=like.device, dtype=like.dtype)
+
+    def _kept_bins(self, z: Tensor) -> Tensor:
+        """The indices (..., d1) of the bins of largest amplitude averaged over each cloud's points.
+
+        The amplitudes come from one real product with ``analysis`` (the magnitude of a complex
+        rfft output is several times slower to take on CPUs).
+        """
+        with torch.no_grad():
+            n_bins = self.dim // 2 + 1
+            parts = torch.matmul(z, self.analysis.to(z.dtype).T)
+            real, imag = parts[..., :n_bins], parts[..., n_bins:]
+            amplitude = (real * real).addcmul_(imag, imag).sqrt_()
+            return amplitude.mean(-2).topk(self.d1, dim=-1).indices
+
     def spectrum(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """rfft of ``z`` ``(..., n, dim // 2 + 1)`` and the indices ``(..., d1)`` of the bins
-        of largest amplitude averaged over the n points of each cloud."""
+        of largest amplitude averaged over the n points of each cloud (those ``forward`` keeps)."""
+        z = self._checked(z)
+        return torch.fft.rfft(z, dim=-1), self._kept_bins(z)
+
+    def _checked(self, z: Tensor) -> Tensor:
         if z.ndim < 2 or z.shape[-1] != self.dim:
             raise ValueError(f"z must have shape (..., n, {self.dim}), got {tuple(z.shape)}")
         if z.shape[-2] == 0:
             raise ValueError("z is an empty cloud (n = 0)")
         # The FFT has no half-precision CPU kernels: half inputs are transformed in float32.
-        if z.dtype in (torch.float16, torch.bfloat16):
-            z = z.float()
-        spectrum = torch.fft.rfft(z, dim=-1)
-        return spectrum, spectrum.abs().mean(-2).topk(self.d1, dim=-1).indices
+        return z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
 
     def forward(self, z: Tensor) -> Tensor:
-        spectrum, kept = self.spectrum(z)
-        gather_index = kept.unsqueeze(-2).expand(*spectrum.shape[:-1], self.d1)
-        coefficients = spectrum.gather(-1, gather_index)  # (..., n, d1)
-        n_bins = self.dim // 2 + 1
-        psi = self.psi.to(coefficients.real.dtype)
-        psi_kept = torch.cat([psi[kept], psi[kept + n_bins]], dim=-2)  # (..., 2 d1, d2)
-        parts = torch.cat([coefficients.real, coefficients.imag], dim=-1)  # (..., n, 2 d1)
-        return torch.matmul(parts, psi_kept).to(z.dtype)
+        work = self._checked(z)
+        kept = self._kept_bins(work)
+        rows = torch.cat([kept, kept + (self.dim // 2 + 1)], dim=-1)  # (..., 2 d1): Re, then Im rows
+        analysis, psi = self.analysis.to(work.dtype), self.psi.to(work.dtype)
+        reduction = torch.matmul(analysis[rows].transpose(-1, -2), psi[rows])  # (..., dim, d2), no gradient
+        return torch.matmul(work, reduction).to(z.dtype)
 
     def _apply(self, fn: Any, recurse: bool = True) -> FourierRIPReducer:
         # Recompose Psi from the converted Phi (.double(), .to(device)) rather than converting
         # the float32 Psi, which would keep float32 rounding in a float64 module.
         super()._apply(fn, recurse)
         self.psi = self._compose(self.phi)
+        self.analysis = self._analysis(self.phi)
         return self
 
     def extra_repr(self) -> str:

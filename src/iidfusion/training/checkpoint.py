@@ -33,7 +33,7 @@ class TrainedModel:
     """A trained model in evaluation mode on the CPU, with what it was trained with.
 
     ``model``: a :class:`~iidfusion.fusion.FusionModel` (``model(views).logits``,
-    ``.weights``) or, for a KG checkpoint, a :class:`~iidfusion.kg.model.MultimodalKGE`.
+    ``.weights``) or, for a KG checkpoint, a :class:`~iidfusion.kg.registry.KGModel`.
     ``config``: the full resolved configuration of the run (:class:`ExperimentConfig`, or
     :class:`~iidfusion.training.kg_fit.KGExperimentConfig`). ``method``: the fusion method, or
     ``"kg"``. ``output_names``: what the output columns are (class names; entity names).

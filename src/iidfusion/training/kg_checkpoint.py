@@ -8,9 +8,9 @@ A plain ``torch.save`` of one dict, read back with ``torch.load(weights_only=Tru
 * ``entities``, ``relations``: the names, in id order (an id is a row of the tables);
 * ``feature_widths``: {modality: width} of each feature modality; ``num_train_queries``;
 * ``best_epoch``: the epoch of the saved weights (the best validation MRR);
-* ``state_dict``: the weights of :class:`~iidfusion.kg.model.MultimodalKGE`, the per-entity
-  feature matrices included (they are buffers of the projections), so the model predicts with
-  nothing but this file.
+* ``state_dict``: the weights of the model ``config.model.name`` (:mod:`iidfusion.kg.registry`),
+  the per-entity feature matrices included (they are buffers of the model), so the model
+  predicts with nothing but this file.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from iidfusion.kg.model import MultimodalKGE
+from iidfusion.kg.registry import KGModel, create_kg_model
 
 if TYPE_CHECKING:
     from iidfusion.kg.data import KnowledgeGraph
@@ -34,7 +34,7 @@ CHECKPOINT_NAME = "model.ckpt"
 
 
 def kg_checkpoint(
-    model: MultimodalKGE, kg: KnowledgeGraph, config: KGExperimentConfig, *, best_epoch: int
+    model: KGModel, kg: KnowledgeGraph, config: KGExperimentConfig, *, best_epoch: int
 ) -> dict[str, Any]:
     """The dict ``model.ckpt`` holds (module docstring)."""
     import dataclasses
@@ -48,7 +48,7 @@ def kg_checkpoint(
         "config": dataclasses.asdict(config),
         "entities": list(kg.entities),
         "relations": list(kg.relations),
-        "feature_widths": {name: int(p.features.shape[1]) for name, p in model.projections.items()},
+        "feature_widths": model.feature_widths,
         "num_train_queries": 2 * len(kg.train),
         "best_epoch": int(best_epoch),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -59,9 +59,9 @@ def is_kg_checkpoint(state: Any) -> bool:
     return isinstance(state, Mapping) and state.get("format") == KG_FORMAT
 
 
-def kg_model_from_state(state: Mapping[str, Any], where: str) -> tuple[MultimodalKGE, KGExperimentConfig]:
+def kg_model_from_state(state: Mapping[str, Any], where: str) -> tuple[KGModel, KGExperimentConfig]:
     """The model (evaluation mode, CPU) and configuration of a read ``model.ckpt``."""
-    from iidfusion.training.config import merge_config
+    from iidfusion.core.config import merge_config
     from iidfusion.training.kg_fit import KGExperimentConfig
 
     if state.get("format_version") != KG_FORMAT_VERSION:
@@ -73,7 +73,7 @@ def kg_model_from_state(state: Mapping[str, Any], where: str) -> tuple[Multimoda
     entities = len(state["entities"])
     placeholders = {name: torch.zeros(entities, int(width)) for name, width in state["feature_widths"].items()}
     with torch.random.fork_rng(devices=[]):  # the initialisation is overwritten; leave the caller's RNG alone
-        model = MultimodalKGE(
+        model = create_kg_model(
             entities, len(state["relations"]), placeholders, config.model, num_train_queries=int(state["num_train_queries"])
         )
     try:
@@ -95,7 +95,7 @@ def trained_kg_model(state: Mapping[str, Any], where: str) -> TrainedModel:
     )  # fmt: skip
 
 
-def load_kg_model(path: str | Path) -> tuple[MultimodalKGE, KGExperimentConfig]:
+def load_kg_model(path: str | Path) -> tuple[KGModel, KGExperimentConfig]:
     """The model and configuration saved in ``path`` (a ``model.ckpt``)."""
     from iidfusion.training.runner import read_checkpoint
 

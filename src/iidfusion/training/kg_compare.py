@@ -23,7 +23,8 @@ from torch import Tensor
 from iidfusion.kg.data import KnowledgeGraph
 from iidfusion.kg.evaluate import HITS_AT
 from iidfusion.provenance import provenance
-from iidfusion.training.config import merge_config, read_config_file
+from iidfusion.core.config import merge_config
+from iidfusion.training.config import read_config_file
 from iidfusion.training.kg_fit import KGExperimentConfig, fit_kg, resolve_device
 from iidfusion.training.outputs import staged_files
 from iidfusion.training.report import fmt_number, holm, mean_std, paired_t_test

@@ -35,10 +35,12 @@ from iidfusion.kg.evaluate import (
     TiePolicy,
     evaluate_link_prediction,
 )
-from iidfusion.kg.model import KGModelConfig, MultimodalKGE
+from iidfusion.kg.model import KGModelConfig
 from iidfusion.kg.objective import KGObjective, KGObjectiveConfig, degree_weights
+from iidfusion.kg.registry import KGModel, available_kg_models, create_kg_model, get_kg_model_class
 from iidfusion.provenance import provenance
-from iidfusion.training.config import merge_config, read_config_file
+from iidfusion.core.config import merge_config
+from iidfusion.training.config import read_config_file
 from iidfusion.training.outputs import staged_files
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -97,7 +99,7 @@ def load_experiment_config(path: str | Path) -> KGExperimentConfig:
 class KGFitResult:
     """A trained model at its best validation epoch and what the run measured."""
 
-    model: MultimodalKGE
+    model: KGModel
     best_epoch: int
     valid: LinkPredictionMetrics
     test: LinkPredictionMetrics
@@ -122,17 +124,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGExperimentConfig) -> MultimodalKGE:
-    """The model of ``config`` for ``kg``, initialised from ``config.seed``."""
+def build_model(kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGExperimentConfig) -> KGModel:
+    """The model ``config.model.name`` for ``kg``, initialised from ``config.seed``."""
     torch.manual_seed(config.seed)
-    return MultimodalKGE(
+    return create_kg_model(
         kg.num_entities, kg.num_relations, features, config.model, num_train_queries=2 * len(kg.train)
     )
 
 
 # Flags of `iidfusion kg` that set a config key (messages name both).
 _FLAGS = {
-    "seed": "--seed", "model.rank": "--rank", "objective.iid.alpha": "--alpha", "objective.iid.beta": "--beta",
+    "seed": "--seed", "model.name": "--model", "model.rank": "--rank", "objective.iid.alpha": "--alpha", "objective.iid.beta": "--beta",
     "train.max_epochs": "--max-epochs", "train.batch_size": "--batch-size", "train.eval_every": "--eval-every",
     "train.device": "--device", "vocabulary": "--vocabulary",
 }  # fmt: skip
@@ -143,7 +145,9 @@ def _kg_rules() -> dict[str, Any]:
     from iidfusion.training.validation import RULES, Rule, at_least, positive
 
     return {
-        "seed": RULES["seed"], "model.rank": at_least(1), "model.init_scale": positive(),
+        "seed": RULES["seed"],
+        "model.name": Rule(lambda v: v in available_kg_models(), f"one of {', '.join(available_kg_models())}"),
+        "model.rank": at_least(1), "model.init_scale": positive(),
         "model.projection.plan_entities": at_least(1), "model.projection.cost_scale": positive(),
         "model.projection.eps": positive(), "model.projection.max_iter": at_least(1),
         "model.projection.tol": at_least(0), "model.projection.refresh_every": at_least(1),
@@ -165,6 +169,7 @@ def validate_kg_config(config: KGExperimentConfig) -> None:
         if not rule.check(value):
             flag = f" ({_FLAGS[key]})" if key in _FLAGS else ""
             raise ValueError(f"{key}{flag} must be {rule.expected}, got {value!r}")
+    get_kg_model_class(config.model.name).check_options(config.model.options)
     iid, rank = config.objective.iid, config.model.rank
     if iid.beta > 0 and iid.d1 is not None and not 1 <= iid.d1 <= rank + 1:
         raise ValueError(
@@ -251,7 +256,7 @@ def _fit(
             index = order[begin : begin + config.train.batch_size]
             batch = queries[index]
             output = model(batch[:, :2], need_modalities=need_modalities)
-            loss = objective(output, batch, index, model.strategy)
+            loss = objective(output, batch, index, model.strategy, model)
             loss.check_finite(f"at epoch {epoch}, batch {begin // config.train.batch_size}")
             optimizer.zero_grad(set_to_none=True)
             loss.total.backward()

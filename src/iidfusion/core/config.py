@@ -1,0 +1,93 @@
+"""Merging nested mappings (YAML files, flags, checkpoints) into configuration dataclasses.
+
+The one loader of every configuration of the library: the training commands'
+``ExperimentConfig``, the KG's ``KGExperimentConfig`` and a KG model's options. A key the
+dataclass does not know, or a value of the wrong type, is a ValueError naming the key; nothing
+is silently ignored. Standard library only, so that every layer may use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+
+def is_section(tp: Any) -> bool:
+    """Whether ``tp`` is a section (a dataclass) rather than an option."""
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def coerce_option(key: str, tp: Any, value: Any) -> Any:
+    """``value`` (from YAML or a flag string) as type ``tp``; a ValueError names the key."""
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
+        if isinstance(value, str):
+            value = [v for v in (s.strip() for s in value.split(",")) if v]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key {key!r} must be a list, got {value!r}")
+        return tuple(coerce_option(key, item, v) for v in value)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):  # an optional value: X | None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else coerce_option(key, inner, value)
+    if origin is dict:
+        key_type, value_type = typing.get_args(tp)
+        if not isinstance(value, Mapping):
+            raise ValueError(f"config key {key!r} must be a mapping, got {value!r}")
+        return {coerce_option(key, key_type, k): coerce_option(f"{key}[{k!r}]", value_type, v) for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "yes", "1", "false", "no", "0"}:
+            return value.lower() in {"true", "yes", "1"}
+        raise ValueError(f"config key {key!r} must be true or false, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"config key {key!r} must be a string, got {value!r}")
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise ValueError(f"config key {key!r} must be a number, got {value!r}")
+        try:
+            number = tp(value) if isinstance(value, str) else value
+        except ValueError:
+            raise ValueError(f"config key {key!r} must be {_article(tp)}, got {value!r}") from None
+        if tp is int and isinstance(number, float) and number.is_integer():
+            number = int(number)
+        if not isinstance(number, (int, float)) or (tp is int and not isinstance(number, int)):
+            raise ValueError(f"config key {key!r} must be {_article(tp)}, got {value!r}")
+        return tp(number)
+    raise TypeError(f"unsupported option type for {key!r}: {tp}")
+
+
+def _article(tp: type) -> str:
+    return "an int" if tp is int else f"a {tp.__name__}"
+
+
+def merge_config(config: Any, values: Mapping[str, Any], source: str, prefix: str = "") -> Any:
+    """``config`` (any dataclass of sections and options) with ``values`` (a nested mapping)
+    merged in; an unknown key or a value of the wrong type is a ValueError naming the key.
+
+    The one loader of every command's configuration: ``fit``, ``compare``, ``suite``,
+    ``finetune`` (:class:`ExperimentConfig`) and ``kg`` (``KGExperimentConfig``)."""
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{prefix.rstrip('.') or 'the config'} in {source} must be a mapping of options, got {values!r}")
+    hints = typing.get_type_hints(type(config))
+    names = {f.name for f in dataclasses.fields(config)}
+    changes: dict[str, Any] = {}
+    for name, value in values.items():
+        key = prefix + str(name)
+        if name not in names:
+            raise ValueError(f"unknown config key {key!r} in {source}; known keys: {', '.join(sorted(names))}")
+        if is_section(hints[name]):
+            if not isinstance(value, Mapping):
+                raise ValueError(f"config key {key!r} in {source} must be a mapping of options, got {value!r}")
+            changes[name] = merge_config(getattr(config, name), value, source, key + ".")
+        else:
+            changes[name] = coerce_option(key, hints[name], value)
+    return dataclasses.replace(config, **changes)
