@@ -43,7 +43,7 @@ for _ in range(5):
     totals.append(terms.total.item())
 assert all(map(torch.isfinite, map(torch.tensor, totals))) and totals[-1] < totals[0], totals
 assert set(terms.terms) >= {"task", "informatic", "coherence"}, terms.terms
-assert float(distribution_coherence(output.features).loss) >= 0
+assert distribution_coherence(output.features).loss.item() >= 0
 
 loaded = [name for name in EXTRAS if name in sys.modules]
 assert not loaded, f"the core modules imported {loaded}"
