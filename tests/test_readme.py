@@ -47,4 +47,4 @@ def test_load_model_example_runs_on_a_fresh_fit(tmp_path, monkeypatch, capsys):
     exec(compile(example, str(README), "exec"), namespace)
     assert len(namespace["predicted"]) == 400 and set(namespace["predicted"]) <= set(namespace["trained"].output_names)
     assert namespace["output"].weights.shape == (400, 6)
-    assert "iid-q 0.1 tensor([[" in capsys.readouterr().out
+    assert "iid-q 1.0 tensor([[" in capsys.readouterr().out

@@ -113,7 +113,7 @@ CASES: dict[str, Case] = {
     "resume a crafted checkpoint": Case(_fit("tiny.npz", "--resume", "{inputs}/crafted.ckpt"), "crafted.ckpt: not a readable checkpoint"),
     "resume a foreign checkpoint": Case(_fit("tiny.npz", "--resume", "{inputs}/foreign.ckpt"), "not a checkpoint written by `iidfusion fit`"),
     "resume with other data": Case(_fit("other.npz", "--resume", "last"), "trained on other data", setup=_previous_fit),
-    "resume with another alpha": Case(_fit("tiny.npz", "--resume", "last", "--alpha", "0.7"), "(--alpha 0.1 -> 0.7)",
+    "resume with another alpha": Case(_fit("tiny.npz", "--resume", "last", "--alpha", "0.7"), "(--alpha 1.0 -> 0.7)",
                                       setup=_previous_fit),
     # fit: found while training (the trainer has started its logs: they must go)
     "fit --eps 1e-9": Case(lambda i: [*_fit()(i), "--method", "iid-p", "--eps", "1e-9"], "--eps (loss.eps): eps=1e-09 is too small"),

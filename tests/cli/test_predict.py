@@ -10,7 +10,7 @@ from cli_support import FAST
 
 import iidfusion
 from iidfusion.cli.main import main
-from iidfusion.training.config import config_from_dict
+from iidfusion.training.config import LossConfig, config_from_dict
 from iidfusion.training.module import FusionModule
 
 
@@ -49,7 +49,7 @@ def test_metrics_json_records_provenance_and_the_full_config(run):
     assert {"git_commit", "lightning", "python", "device", "platform"} <= set(provenance)
     assert provenance["device"] == "cpu"
     assert metrics["config"] == yaml.safe_load((run / "config.yaml").read_text())
-    assert metrics["config"]["train"]["max_epochs"] == 3 and metrics["config"]["loss"]["alpha"] == 0.1  # a default too
+    assert metrics["config"]["train"]["max_epochs"] == 3 and metrics["config"]["loss"]["alpha"] == LossConfig().alpha  # a default too
 
 
 def test_load_model_returns_the_trained_model_with_its_config(run, tiny_npz):

@@ -102,7 +102,7 @@ def test_resume_refuses_other_settings_data_runs_and_files_that_are_no_checkpoin
     check_resume(last, "if-static", 0, longer, tiny_splits)  # training longer, elsewhere, evaluated otherwise: the same run
     refusals = [
         (("if-static", 0, replace(fast_config, loss=replace(fast_config.loss, alpha=0.7)), tiny_splits),
-         r"trained with other settings \(--alpha 0\.1 -> 0\.7\)"),
+         r"trained with other settings \(--alpha 1\.0 -> 0\.7\)"),
         (("if-static", 0, replace(fast_config, optim=replace(fast_config.optim, lr=0.5)), tiny_splits), r"--lr 0\.001 -> 0\.5"),
         (("if-static", 0, fast_config, load_dataset(tiny_npz, seed=1)), r"trained on other data than --data"),
         (("iid-p", 0, fast_config, tiny_splits), r"of method 'if-static' with seed 0, not 'iid-p' with seed 0"),
