@@ -177,12 +177,14 @@ def test_compare_without_a_config_has_an_iid_arm_and_seeds_count(tmp_path):
     # the library's alpha and beta, and --seeds N meaning seeds 0..N-1 as in `compare`
     from iidfusion.cli.kg import _experiment
     from iidfusion.cli.main import build_parser
+    from iidfusion.training.config import LossConfig
 
     args = build_parser().parse_args(["kg", "compare", "--data", "umls", "--out", str(tmp_path / "o")])
     _, compare = _experiment(args)
-    assert (compare.alpha, compare.beta, compare.seeds) == (0.1, 0.1, 3)
+    defaults = LossConfig()
+    assert (compare.alpha, compare.beta, compare.seeds) == (defaults.alpha, defaults.beta, 3) and defaults.alpha > 0
     args = build_parser().parse_args(["kg", "compare", "--data", "umls", "--seeds", "2", "--beta", "0", "--out", "o"])
-    assert _experiment(args)[1] == type(compare)(seeds=2, alpha=0.1, beta=0.0)
+    assert _experiment(args)[1] == type(compare)(seeds=2, alpha=defaults.alpha, beta=0.0)
 
 
 def test_compare_runs_the_mmkrl_model(tiny_kg_folder, tmp_path, capsys):

@@ -24,7 +24,7 @@ from iidfusion.kg.data import KnowledgeGraph
 from iidfusion.kg.evaluate import HITS_AT
 from iidfusion.provenance import provenance
 from iidfusion.core.config import merge_config
-from iidfusion.training.config import read_config_file
+from iidfusion.training.config import LossConfig, read_config_file
 from iidfusion.training.kg_fit import KGExperimentConfig, fit_kg, resolve_device
 from iidfusion.training.outputs import staged_files
 from iidfusion.training.report import fmt_number, holm, mean_std, paired_t_test
@@ -68,11 +68,11 @@ class MetricTest:
 @dataclass(frozen=True)
 class KGCompareConfig:
     """The ``compare`` section of a KG config: ``seeds`` N (seeds 0..N-1, as ``--seeds`` of every
-    command) and the IID arm's ``alpha`` / ``beta`` (default: the library's, as ``fit``)."""
+    command) and the IID arm's ``alpha`` / ``beta`` (default: the library's ``loss.alpha`` / ``loss.beta``, as ``fit``)."""
 
     seeds: int = 3
-    alpha: float = 0.1
-    beta: float = 0.1
+    alpha: float = LossConfig.alpha
+    beta: float = LossConfig.beta
 
 
 def load_kg_config(path: str | Path | None) -> tuple[KGExperimentConfig, KGCompareConfig]:
