@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 
 from iidfusion.cli.main import SUBCOMMANDS, main
@@ -30,3 +32,16 @@ def test_subcommand_help_shows_defaults(capsys, command, expected):
     for text in expected:
         assert text in out
     assert ("--method " in out) == (command == "fit") and ("--seeds" in out) == (command in ("compare", "demo"))
+
+
+def test_study_commands_run_through_iidfusion_where_the_studies_are_installed(capsys, monkeypatch):
+    from iidfusion.cli.main import STUDY_COMMANDS, main
+
+    for command in STUDY_COMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0 and f"python -m iidfusion_studies {command}" in capsys.readouterr().out
+    monkeypatch.setitem(sys.modules, "iidfusion_studies.cli", None)  # as without the studies installed
+    assert main(["plot", "--runs", "x", "--out", "y.png"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "pip install -e studies" in error

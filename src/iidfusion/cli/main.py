@@ -148,8 +148,28 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+# Commands of the repository's studies (``iidfusion_studies``, not shipped with the library):
+# ``iidfusion plot ...`` runs ``python -m iidfusion_studies plot ...`` where the studies are installed.
+STUDY_COMMANDS = ("bench", "plot", "sweep")
+
+
+def _study_command(argv: list[str]) -> str | None:
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return command if command in STUDY_COMMANDS else None
+
+
 def main(argv: list[str] | None = None, cli: CommandLine = IIDFUSION) -> int:
     """Run the command line; exit codes: 0 done, 2 bad input, 1 a bug, 130 interrupted."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if cli is IIDFUSION and (study := _study_command(arguments)) is not None:
+        try:
+            from iidfusion_studies.cli import main as run_study
+        except ModuleNotFoundError:
+            print(f"{cli.prog} {study}: error: `{study}` is a command of the repository's studies: install them from a "
+                  "checkout (pip install -e studies, which make setup does), then run iidfusion "
+                  f"{study} or python -m iidfusion_studies {study}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        return run_study(arguments)
     try:
         parser = build_parser(cli)
     except ModuleNotFoundError as error:  # the core install (torch, numpy) has no command line
@@ -158,7 +178,7 @@ def main(argv: list[str] | None = None, cli: CommandLine = IIDFUSION) -> int:
             raise
         print(f"{cli.prog}: error: {missing}", file=sys.stderr)
         return EXIT_USER_ERROR
-    args, stray = parser.parse_known_args(argv)
+    args, stray = parser.parse_known_args(arguments)
     if stray:
         args.command_parser.error(f"unrecognized arguments: {' '.join(stray)}")
     command = " ".join(filter(None, (args.command, getattr(args, "kg_command", None))))
