@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from iidfusion.core.config import merge_config
 from iidfusion.fusion import FusionOutput
 from iidfusion.kg.features import STRUCTURE
-from iidfusion.kg.model import KGModelConfig, KGOutput, check_features, fusion_strategy, static_weights
+from iidfusion.kg.model import KGModelConfig, KGOutput, fusion_strategy, static_weights
 from iidfusion.kg.registry import KGModel, register_kg_model
 
 
@@ -122,14 +122,8 @@ class MMKRL(KGModel):
         *,
         num_train_queries: int | None = None,
     ) -> None:
-        super().__init__()
-        check_features(num_entities, features)
-        if config.rank < 1:
-            raise ValueError(f"rank must be >= 1, got {config.rank}")
-        self.config = config
+        super().__init__(num_entities, num_relations, features, config)
         self.options = parse_options(config.options)
-        self.num_entities = int(num_entities)
-        self.num_relations = int(num_relations)
         self.width = 2 * config.rank
         self.modalities: tuple[str, ...] = (STRUCTURE, *features)
         self.entity = nn.Parameter(torch.randn(num_entities, self.width) * config.init_scale)

@@ -193,19 +193,6 @@ def static_weights(modalities: tuple[str, ...], given: Mapping[str, float]) -> T
     return weights
 
 
-def check_features(num_entities: int, features: Mapping[str, Tensor]) -> None:
-    """Feature modalities a KG model accepts: at least one, one row per entity, none named "structure"."""
-    if not features:
-        raise ValueError("a multimodal KG model needs at least one feature modality besides the structure")
-    if STRUCTURE in features:
-        raise ValueError(f"feature modality name {STRUCTURE!r} is reserved for the structural embedding")
-    for name, matrix in features.items():
-        if matrix.ndim != 2 or matrix.shape[0] != num_entities:
-            raise ValueError(
-                f"features[{name!r}] has shape {tuple(matrix.shape)}; expected ({num_entities}, width), one row per entity"
-            )
-
-
 def fusion_strategy(
     config: KGModelConfig, modalities: tuple[str, ...], num_entities: int, width: int, num_train_queries: int | None
 ) -> FusionStrategy | None:
@@ -240,13 +227,7 @@ class MultimodalKGE(KGModel):
         *,
         num_train_queries: int | None = None,
     ) -> None:
-        super().__init__()
-        check_features(num_entities, features)
-        if config.rank < 1:
-            raise ValueError(f"rank must be >= 1, got {config.rank}")
-        self.config = config
-        self.num_entities = int(num_entities)
-        self.num_relations = int(num_relations)
+        super().__init__(num_entities, num_relations, features, config)
         self.width = 2 * config.rank
         self.modalities: tuple[str, ...] = (STRUCTURE, *features)
         self.entity = nn.Parameter(torch.randn(num_entities, self.width) * config.init_scale)

@@ -16,11 +16,26 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
+from iidfusion.kg.features import STRUCTURE
+
 if TYPE_CHECKING:
     from iidfusion.fusion import FusionStrategy
     from iidfusion.kg.model import KGModelConfig, KGOutput
 
 DEFAULT_KG_MODEL = "otkge"
+
+
+def check_features(num_entities: int, features: Mapping[str, Tensor]) -> None:
+    """Feature modalities a KG model accepts: at least one, one row per entity, none named "structure"."""
+    if not features:
+        raise ValueError("a multimodal KG model needs at least one feature modality besides the structure")
+    if STRUCTURE in features:
+        raise ValueError(f"feature modality name {STRUCTURE!r} is reserved for the structural embedding")
+    for name, matrix in features.items():
+        if matrix.ndim != 2 or matrix.shape[0] != num_entities:
+            raise ValueError(
+                f"features[{name!r}] has shape {tuple(matrix.shape)}; expected ({num_entities}, width), one row per entity"
+            )
 
 
 class KGModel(nn.Module):
@@ -38,6 +53,17 @@ class KGModel(nn.Module):
     modalities: tuple[str, ...]
     width: int
     strategy: FusionStrategy | None
+
+    def __init__(self, num_entities: int, num_relations: int, features: Mapping[str, Tensor], config: KGModelConfig) -> None:
+        """What every model checks and keeps: the features (:func:`check_features`), a rank >= 1, the
+        config and the graph's sizes."""
+        super().__init__()
+        check_features(num_entities, features)
+        if config.rank < 1:
+            raise ValueError(f"rank must be >= 1, got {config.rank}")
+        self.config = config
+        self.num_entities = int(num_entities)
+        self.num_relations = int(num_relations)
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:
