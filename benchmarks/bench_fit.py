@@ -267,10 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     report = render(runs, startup, rounds, epochs, time.perf_counter() - started)
     print(report, end="")
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        temporary = output.with_suffix(".md.tmp")
-        temporary.write_text(report)
-        temporary.replace(output)
+        from iidfusion.training.outputs import write_text_atomic
+
+        write_text_atomic(output, report)
         log(f"wrote {output}")
     return 0
 

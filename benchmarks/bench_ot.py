@@ -445,10 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        temporary = output.with_suffix(".md.tmp")
-        temporary.write_text(text)
-        temporary.replace(output)
+        from iidfusion.training.outputs import write_text_atomic
+
+        write_text_atomic(output, text)
         print(f"wrote {output}")
     return 0
 
