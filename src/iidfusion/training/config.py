@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from iidfusion.core.config import is_section, merge_config, option
+from iidfusion.losses.config import IIDConfig as LossConfig  # the ``loss`` section: IID's options, shared with the KG
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -33,28 +34,6 @@ class ModelConfig:
     lam_rank: float = option(1.0, "weight of QMF's ranking regularizer (qmf methods only)")
     unimodal_reduction: str = option("sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean")
     unimodal_heads: str = option("shared", "IF's unimodal logits: shared (the target mapping on each modality) or separate heads")
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """IID's regularizers (docs/method.md): L = CE + alpha L_ic + beta L_dc + strategy terms.
-
-    The defaults (reading, alpha, beta) are those the suite chose on validation accuracy
-    (docs/evidence.md, section 6).
-    """
-
-    alpha: float = option(1.0, "weight of the informatic constraint L_ic (methods with IC)")
-    beta: float = option(0.1, "weight of the distribution coherence L_dc (methods with DC)")
-    variant: str = option("vib", "L_ic reading: vib, margin, literal or aim (docs/method.md)")
-    lam: float = option(0.1, "weight of the Gaussian KL terms inside L_ic")
-    margin: float = option(0.1, "margin (nats) of the 'margin' L_ic reading")
-    ic_reduction: str = option("mean", "L_ic's unimodal terms over modalities: mean, sum or weighted (by the fusion weights)")
-    dc_reduction: str = option("mean", "L_dc over modality pairs: mean or sum")
-    d1: int = option(0, "Fourier bins kept per modality before the RIP projection (0: min(16, d/2+1))")
-    d2: int = option(0, "RIP projection width (0: rip_dimension(d, d1) if below d, else no projection)")
-    eps: float = option(0.1, "entropic regularization of the relaxed OT")
-    rho: float = option(10.0, "marginal relaxation of the relaxed OT (KL weight)")
-    max_iter: int = option(100, "Sinkhorn iteration budget of L_dc")
 
 
 @dataclass(frozen=True)
