@@ -43,7 +43,7 @@ from lightning.pytorch.strategies import DDPStrategy, Strategy
 from iidfusion.data.base import DatasetSplits
 from iidfusion.fusion.model import FusionModel
 from iidfusion.progress import progress_bar
-from iidfusion.training.config import ExperimentConfig, TrainConfig, iter_options
+from iidfusion.training.config import ExperimentConfig, TrainConfig, iter_options, recorded_config_values
 from iidfusion.training.datamodule import MultiViewDataModule
 from iidfusion.training.evaluate import NoiseMetrics, evaluate_under_noise
 from iidfusion.training.module import FusionModule
@@ -268,6 +268,7 @@ def check_resume(path: str | Path, method: str, seed: int, config: ExperimentCon
     record = state["callbacks"].get(RunRecord.__qualname__) if isinstance(state["callbacks"], dict) else None
     if not isinstance(saved, dict) or not isinstance(record, dict):
         raise ValueError(f"--resume {path}: not a checkpoint written by `iidfusion fit` (no record of its run)")
+    saved = recorded_config_values(saved)  # in today's layout, if an earlier release wrote it
     if (record.get("method"), record.get("seed")) != (method, seed):
         raise ValueError(
             f"--resume {path}: the checkpoint is of method {record.get('method')!r} with seed {record.get('seed')}, "
