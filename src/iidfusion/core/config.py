@@ -39,13 +39,20 @@ def positive() -> Rule:
     return Rule(lambda v: math.isfinite(v) and v > 0, "finite and > 0")
 
 
+def one_of(choices: tuple[str, ...]) -> Rule:
+    """One of ``choices``."""
+    return Rule(lambda v: v in choices, f"one of {', '.join(choices)}")
+
+
 def option(default: Any, help: str, *, flag: str | None = None, rule: Rule | None = None) -> Any:
     """A dataclass field with its help text (immutable defaults only: tuples, scalars).
 
-    ``flag``: the command-line flag, when the leaf name alone would be ambiguous or unclear
-    (``tune.alpha`` is ``--tune-alpha``, as ``--alpha`` is ``loss.alpha``). ``rule``: the
-    values the option accepts, checked by :func:`check_rules` (and by the commands before
-    they read any data, naming the flag).
+    Every leaf of a command's configuration is declared so: the command line builds one
+    documented flag per leaf from the metadata (``train.max_epochs`` -> ``--max-epochs``).
+    ``flag``: the flag, when the leaf name alone would be ambiguous or unclear (``tune.alpha``
+    is ``--tune-alpha``, as ``--alpha`` is ``loss.alpha``). ``rule``: the values the option
+    accepts, checked by :func:`check_rules` (and by the commands before they read any data,
+    naming the flag).
     """
     metadata = {"help": help} | ({"flag": flag} if flag else {}) | ({"rule": rule} if rule else {})
     return field(default=default, metadata=metadata)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import logging
 import warnings
 
-from iidfusion.core.config import Rule, at_least, positive
+from iidfusion.core.config import Rule, at_least, one_of, positive
+from iidfusion.losses.coherence import REDUCTIONS as DC_REDUCTIONS
+from iidfusion.losses.informatic import REDUCTIONS as IC_REDUCTIONS
+from iidfusion.losses.informatic import VARIANTS as IC_VARIANTS
 from iidfusion.training.config import ExperimentConfig, TrainConfig, iter_options
 
 SEED_LIMIT = 2**32 - 1  # numpy's and Lightning's seed range
@@ -30,6 +33,9 @@ RULES: dict[str, Rule] = {
     "model.dropout": _PROBABILITY,
     "loss.alpha": at_least(0),
     "loss.beta": at_least(0),
+    "loss.variant": one_of(IC_VARIANTS),
+    "loss.ic_reduction": one_of(IC_REDUCTIONS),
+    "loss.dc_reduction": one_of(DC_REDUCTIONS),
     "loss.lam": at_least(0),
     "loss.margin": at_least(0),
     "loss.d1": at_least(0),
