@@ -45,7 +45,7 @@ from iidfusion.training.config import ExperimentConfig, config_to_dict, load_con
 from iidfusion.training.report import EvalResult
 from iidfusion.training.datamodule import ShardSampler
 from iidfusion.training.evaluate import NoiseMetrics, classification_metrics
-from iidfusion.training.module import FusionModule, strategy_options
+from iidfusion.training.module import FusionModule, strategy_arguments
 from iidfusion.training.runner import BestWeights, FitResult, build_trainer
 
 
@@ -211,8 +211,8 @@ def fit_end_to_end(
         raw.num_classes,
         width=config.model.width,
         num_samples=len(raw.train),
-        strategy_kwargs=strategy_options(spec, config.model),
         unimodal_heads=config.model.unimodal_heads,
+        **strategy_arguments(spec, config.model, config.strategy),
     )
     module = FusionModule(spec, model, config)
     datasets = {

@@ -41,9 +41,10 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from iidfusion.data.base import DatasetSplits
+from iidfusion.fusion.methods import get_method
 from iidfusion.fusion.model import FusionModel
 from iidfusion.progress import progress_bar
-from iidfusion.training.config import ExperimentConfig, TrainConfig, iter_options
+from iidfusion.training.config import ExperimentConfig, TrainConfig, iter_options, recorded_config_values
 from iidfusion.training.datamodule import MultiViewDataModule
 from iidfusion.training.evaluate import NoiseMetrics, evaluate_under_noise
 from iidfusion.training.module import FusionModule
@@ -258,7 +259,9 @@ def check_resume(path: str | Path, method: str, seed: int, config: ExperimentCon
 
     Read with ``weights_only=True`` (no code runs); it must hold the state Lightning restores
     and the record of ``iidfusion fit`` (hyperparameters and :class:`RunRecord`), with the same
-    method and seed, the same settings (but :data:`RESUMABLE_CHANGES`) and the same data (by digest).
+    method and seed, the same settings (but :data:`RESUMABLE_CHANGES` and the options of the
+    strategies the method does not use) and the same data (by digest). A checkpoint of an earlier
+    release is read in today's layout (:func:`~iidfusion.training.config.recorded_config_values`).
     """
     state = read_checkpoint(path, "--resume")
     needed = ("state_dict", "loops", "callbacks", "hyper_parameters")
@@ -268,13 +271,17 @@ def check_resume(path: str | Path, method: str, seed: int, config: ExperimentCon
     record = state["callbacks"].get(RunRecord.__qualname__) if isinstance(state["callbacks"], dict) else None
     if not isinstance(saved, dict) or not isinstance(record, dict):
         raise ValueError(f"--resume {path}: not a checkpoint written by `iidfusion fit` (no record of its run)")
+    saved = recorded_config_values(saved)  # in today's layout, if an earlier release wrote it
     if (record.get("method"), record.get("seed")) != (method, seed):
         raise ValueError(
             f"--resume {path}: the checkpoint is of method {record.get('method')!r} with seed {record.get('seed')}, "
             f"not {method!r} with seed {seed}"
         )
     changed = []
+    own_strategy = f"strategy.{get_method(method).strategy}."
     for option in iter_options(config):
+        if option.key.startswith("strategy.") and not option.key.startswith(own_strategy):
+            continue  # another strategy's options: the method never reads them
         before, now = _recorded(saved, option.key), option.default
         if option.key not in RESUMABLE_CHANGES and before != (list(now) if isinstance(now, tuple) else now):
             changed.append(f"{option.flag} {before!r} -> {now!r}")
