@@ -44,6 +44,10 @@ def one_of(choices: tuple[str, ...]) -> Rule:
     return Rule(lambda v: v in choices, f"one of {', '.join(choices)}")
 
 
+SEED_LIMIT = 2**32 - 1  # numpy's and Lightning's seed range
+SEED_RULE = Rule(lambda v: 0 <= v <= SEED_LIMIT, f"in [0, {SEED_LIMIT}]")
+
+
 def option(default: Any, help: str, *, flag: str | None = None, rule: Rule | None = None) -> Any:
     """A dataclass field with its help text (immutable defaults only: tuples, scalars).
 
@@ -55,6 +59,13 @@ def option(default: Any, help: str, *, flag: str | None = None, rule: Rule | Non
     naming the flag).
     """
     metadata = {"help": help} | ({"flag": flag} if flag else {}) | ({"rule": rule} if rule else {})
+    return field(default=default, metadata=metadata)
+
+
+def redefault(cls: type, name: str, default: Any, help: str | None = None) -> Any:
+    """The option ``name`` of the dataclass ``cls`` with another ``default`` (and ``help``), for a
+    subclass that declares other defaults: its rule and flag stay those of ``cls``."""
+    metadata = dict({f.name: f for f in dataclasses.fields(cls)}[name].metadata) | ({"help": help} if help else {})
     return field(default=default, metadata=metadata)
 
 

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from iidfusion.fusion import FusionStrategy
 from iidfusion.kg.model import KGOutput
 from iidfusion.kg.registry import KGModel
-from iidfusion.core.config import option
+from iidfusion.core.config import SEED_RULE, at_least, option, redefault
 from iidfusion.losses.config import IIDConfig
 from iidfusion.losses.iid import IIDLossOutput
 
@@ -46,14 +46,14 @@ class IIDTermsConfig(IIDConfig):
     (the batch is shuffled, so a random subset); ``reducer_seed`` draws the RIP matrix Phi.
     """
 
-    alpha: float = option(0.0, "weight of the informatic constraint L_ic (0: the baseline)")
-    beta: float = option(0.0, "weight of the distribution coherence L_dc (0: the baseline)")
-    lam: float = option(0.0, "weight of the Gaussian KL terms inside L_ic (off: ComplEx embeddings are far below unit variance)")
-    d1: int = option(32, "Fourier bins kept per modality before the RIP projection (0: min(16, d/2+1))")
-    d2: int = option(64, "RIP projection width (0: rip_dimension(d, d1) if below d, else no projection)")
-    max_iter: int = option(1000, "Sinkhorn iteration budget of L_dc")
-    coherence_points: int = option(512, "query entities of a batch L_dc compares, at most")
-    reducer_seed: int = option(0, "seed of L_dc's RIP matrix Phi")
+    alpha: float = redefault(IIDConfig, "alpha", 0.0, "weight of the informatic constraint L_ic (0: the baseline)")
+    beta: float = redefault(IIDConfig, "beta", 0.0, "weight of the distribution coherence L_dc (0: the baseline)")
+    lam: float = redefault(IIDConfig, "lam", 0.0, "weight of the Gaussian KL terms inside L_ic (off: ComplEx embeddings are far below unit variance)")
+    d1: int = redefault(IIDConfig, "d1", 32)
+    d2: int = redefault(IIDConfig, "d2", 64)
+    max_iter: int = redefault(IIDConfig, "max_iter", 1000)
+    coherence_points: int = option(512, "query entities of a batch L_dc compares, at most", rule=at_least(2))
+    reducer_seed: int = option(0, "seed of L_dc's RIP matrix Phi", rule=SEED_RULE)
 
 
 @dataclass

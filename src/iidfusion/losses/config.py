@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from iidfusion.core.config import option
+from iidfusion.core.config import Rule, at_least, one_of, option, positive
+from iidfusion.losses.coherence import REDUCTIONS as DC_REDUCTIONS
 from iidfusion.losses.coherence import DistributionCoherence
 from iidfusion.losses.iid import IIDLoss
-from iidfusion.losses.informatic import DEFAULT_VARIANT, InformaticConstraint
+from iidfusion.losses.informatic import DEFAULT_VARIANT, VARIANTS, InformaticConstraint
+from iidfusion.losses.informatic import REDUCTIONS as IC_REDUCTIONS
 
 
 @dataclass(frozen=True)
@@ -24,18 +26,18 @@ class IIDConfig:
     classification (docs/evidence.md, section 6).
     """
 
-    alpha: float = option(1.0, "weight of the informatic constraint L_ic (methods with IC)")
-    beta: float = option(0.1, "weight of the distribution coherence L_dc (methods with DC)")
-    variant: str = option(DEFAULT_VARIANT, "L_ic reading: vib, margin, literal or aim (docs/method.md)")
-    lam: float = option(0.1, "weight of the Gaussian KL terms inside L_ic")
-    margin: float = option(0.1, "margin (nats) of the 'margin' L_ic reading")
-    ic_reduction: str = option("mean", "L_ic's unimodal terms over modalities: mean, sum or weighted (by the fusion weights)")
-    dc_reduction: str = option("mean", "L_dc over modality pairs: mean or sum")
-    d1: int = option(0, "Fourier bins kept per modality before the RIP projection (0: min(16, d/2+1))")
-    d2: int = option(0, "RIP projection width (0: rip_dimension(d, d1) if below d, else no projection)")
-    eps: float = option(0.1, "entropic regularization of the relaxed OT")
-    rho: float = option(10.0, "marginal relaxation of the relaxed OT (KL weight)")
-    max_iter: int = option(100, "Sinkhorn iteration budget of L_dc")
+    alpha: float = option(1.0, "weight of the informatic constraint L_ic (methods with IC)", rule=at_least(0))
+    beta: float = option(0.1, "weight of the distribution coherence L_dc (methods with DC)", rule=at_least(0))
+    variant: str = option(DEFAULT_VARIANT, "L_ic reading: vib, margin, literal or aim (docs/method.md)", rule=one_of(VARIANTS))
+    lam: float = option(0.1, "weight of the Gaussian KL terms inside L_ic", rule=at_least(0))
+    margin: float = option(0.1, "margin (nats) of the 'margin' L_ic reading", rule=at_least(0))
+    ic_reduction: str = option("mean", "L_ic's unimodal terms over modalities: mean, sum or weighted (by the fusion weights)", rule=one_of(IC_REDUCTIONS))
+    dc_reduction: str = option("mean", "L_dc over modality pairs: mean or sum", rule=one_of(DC_REDUCTIONS))
+    d1: int = option(0, "Fourier bins kept per modality before the RIP projection (0: min(16, d/2+1))", rule=at_least(0))
+    d2: int = option(0, "RIP projection width (0: rip_dimension(d, d1) if below d, else no projection)", rule=at_least(0))
+    eps: float = option(0.1, "entropic regularization of the relaxed OT", rule=positive())
+    rho: float = option(10.0, "marginal relaxation of the relaxed OT (KL weight)", rule=Rule(lambda v: v > 0, "> 0 (inf: balanced OT)"))
+    max_iter: int = option(100, "Sinkhorn iteration budget of L_dc", rule=at_least(1))
 
     def informatic(self) -> InformaticConstraint:
         """The L_ic module these options describe."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from iidfusion.core.config import Rule, is_section, merge_config, option
+from iidfusion.core.config import SEED_RULE, Rule, at_least, is_section, merge_config, option, positive
 from iidfusion.fusion.registry import StrategySections, strategy_sections
 from iidfusion.losses.config import IIDConfig as LossConfig  # the ``loss`` section: IID's options, shared with the KG
 
@@ -34,14 +34,17 @@ from iidfusion.losses.config import IIDConfig as LossConfig  # the ``loss`` sect
 RENAMED_KEYS: dict[str, str] = {"model.lam_rank": "strategy.qmf.lam_rank"}
 
 
+PROBABILITY = Rule(lambda v: 0 <= v < 1, "in [0, 1)")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Encoders and fusion model (docs/method.md: encoders h_m, projections to width d)."""
 
-    width: int = option(64, "common width d of the projected unimodal features")
-    hidden: int = option(128, "hidden units of each feature view's MLP encoder")
-    layers: int = option(1, "hidden layers of each MLP encoder (0: a linear encoder)")
-    dropout: float = option(0.0, "dropout in the MLP encoders")
+    width: int = option(64, "common width d of the projected unimodal features", rule=at_least(1))
+    hidden: int = option(128, "hidden units of each feature view's MLP encoder", rule=at_least(1))
+    layers: int = option(1, "hidden layers of each MLP encoder (0: a linear encoder)", rule=at_least(0))
+    dropout: float = option(0.0, "dropout in the MLP encoders", rule=PROBABILITY)
     unimodal_reduction: str = option("sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean")
     unimodal_heads: str = option("shared", "IF's unimodal logits: shared (the target mapping on each modality) or separate heads")
 
@@ -50,29 +53,29 @@ class ModelConfig:
 class OptimConfig:
     """AdamW optimizer."""
 
-    lr: float = option(1e-3, "learning rate (AdamW)")
-    weight_decay: float = option(1e-4, "weight decay (AdamW)")
+    lr: float = option(1e-3, "learning rate (AdamW)", rule=positive())
+    weight_decay: float = option(1e-4, "weight decay (AdamW)", rule=at_least(0))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Lightning trainer, data loading, checkpoints and logs."""
 
-    max_epochs: int = option(100, "maximum training epochs")
-    batch_size: int = option(128, "training batch size (per process)")
-    patience: int = option(10, "early stopping: epochs without a better validation score (0: off)")
+    max_epochs: int = option(100, "maximum training epochs", rule=at_least(1))
+    batch_size: int = option(128, "training batch size (per process)", rule=at_least(1))
+    patience: int = option(10, "early stopping: epochs without a better validation score (0: off)", rule=at_least(0))
     stop_on: str = option("acc_or_loss", "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)")
-    min_epochs: int = option(0, "epochs trained before early stopping may stop a run")
+    min_epochs: int = option(0, "epochs trained before early stopping may stop a run", rule=at_least(0))
     accelerator: str = option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
     devices: str = option("auto", "Lightning devices: auto, a count, or a comma list of ids")
-    num_nodes: int = option(1, "machines the run spans, each with --devices processes (docs/scaling.md)")
+    num_nodes: int = option(1, "machines the run spans, each with --devices processes (docs/scaling.md)", rule=at_least(1))
     strategy: str = option("auto", "Lightning strategy: auto, ddp, ddp_spawn, ...")
-    num_workers: int = option(0, "data-loader worker processes")
-    threads: int = option(0, "torch CPU threads of this process (0: torch's default; 1 suits small models)")
+    num_workers: int = option(0, "data-loader worker processes", rule=at_least(0))
+    threads: int = option(0, "torch CPU threads of this process (0: torch's default; 1 suits small models)", rule=at_least(0))
     precision: str = option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, ...")
     gather_features: bool = option(False, "all-gather features across processes for L_dc (DDP)")
     monitor_distances: bool = option(True, "log per-pair Wasserstein distances on a fixed validation sample, every method")
-    monitor_samples: int = option(128, "validation samples (the first ones) the monitored distances use")
+    monitor_samples: int = option(128, "validation samples (the first ones) the monitored distances use", rule=at_least(1))
     checkpoints: bool = option(True, "save best and last checkpoints")
     loggers: tuple[str, ...] = option(("csv", "tensorboard"), "loggers: csv, tensorboard (empty: none)")
     progress_bar: bool = option(True, "show a progress bar")
@@ -102,7 +105,7 @@ class TuneConfig:
     d1: tuple[int, ...] = option((), "d1 grid (empty: loss.d1, not tuned)", flag="--tune-d1")
     lr: tuple[float, ...] = option((), "learning-rate grid, for every method (empty: optim.lr, not tuned)", flag="--tune-lr")
     sampler: str = option("grid", "grid (every combination) or tpe (Optuna's TPE, --trials trials)", flag="--sampler")
-    trials: int = option(0, "trials per method and seed with --sampler tpe (0: the grid's size)", flag="--trials")
+    trials: int = option(0, "trials per method and seed with --sampler tpe (0: the grid's size)", flag="--trials", rule=at_least(0))
     storage: str = option("", "Optuna storage URL shared by processes or machines, e.g. sqlite:///tune.db (empty: in memory)", flag="--storage")
 
 
@@ -114,12 +117,12 @@ class ExperimentConfig:
     views: tuple[str, ...] = option((), "keys of the data file's views: matrices, cells or structs (empty: detected)")
     labels: str = option("", "key of the data file's labels (empty: detected)")
     method: str = option("iid-p", "method trained by `fit`")
-    seed: int = option(0, "seed of `fit`")
+    seed: int = option(0, "seed of `fit`", rule=SEED_RULE)
     methods: tuple[str, ...] = option(
         ("main",), "methods compared by `compare`; 'main' = the nine main methods, 'all' = with the ablations"
     )
-    seeds: int = option(5, "seeds 0..N-1 run by `compare` and `suite`")
-    jobs: int = option(1, "fits `compare` runs at once, each in its own process (CPU: pair with threads=1)")
+    seeds: int = option(5, "seeds 0..N-1 run by `compare` and `suite`", rule=at_least(1))
+    jobs: int = option(1, "fits `compare` runs at once, each in its own process (CPU: pair with threads=1)", rule=at_least(1))
     out: str = option("runs", "output folder")
     datasets: tuple[str, ...] = option(
         ("handwritten", "synthetic"), "data sets (bundled names or files) compared by `suite`"

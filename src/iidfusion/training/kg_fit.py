@@ -36,7 +36,7 @@ from iidfusion.kg.evaluate import (
     evaluate_link_prediction,
 )
 from iidfusion.kg.model import KGModelConfig, check_strategy_options
-from iidfusion.kg.objective import KGObjective, KGObjectiveConfig, degree_weights
+from iidfusion.kg.objective import IIDTermsConfig, KGObjective, KGObjectiveConfig, degree_weights
 from iidfusion.kg.registry import KGModel, available_kg_models, create_kg_model, get_kg_model_class
 from iidfusion.provenance import provenance
 from iidfusion.core.config import merge_config
@@ -141,11 +141,12 @@ _FLAGS = {
 
 
 def _kg_rules() -> dict[str, Any]:
-    from iidfusion.training.validation import RULES, Rule, at_least, positive
+    from iidfusion.core.config import SEED_RULE, Rule, at_least, positive
+    from iidfusion.training.config import iter_options
 
-    iid = {"objective.iid." + key.removeprefix("loss."): rule for key, rule in RULES.items() if key.startswith("loss.")}
+    iid = {option.key: option.rule for option in iter_options(IIDTermsConfig(), "objective.iid.") if option.rule}
     return {
-        "seed": RULES["seed"],
+        "seed": SEED_RULE,
         "model.name": Rule(lambda v: v in available_kg_models(), f"one of {', '.join(available_kg_models())}"),
         "model.rank": at_least(1), "model.init_scale": positive(),
         "model.projection.plan_entities": at_least(1), "model.projection.cost_scale": positive(),

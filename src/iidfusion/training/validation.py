@@ -1,7 +1,8 @@
 """Range checks of every option, run before any data is read or file written.
 
 Types are checked when a value is read (:mod:`iidfusion.training.config`); here each value is
-checked against what it means, so that ``--lr -1``, ``--lam nan`` or ``beta: .inf`` are refused
+checked against what it means (the ``rule`` every option declares beside its help,
+:func:`iidfusion.core.config.option`), so that ``--lr -1``, ``--lam nan`` or ``beta: .inf`` are refused
 at once, naming the flag and the config key, instead of failing epochs later (or, worse,
 training on NaN). The trainer's hardware settings are checked by building them the way the run
 will, so that ``--accelerator gpu`` on a machine without one is one clear line too.
@@ -12,55 +13,13 @@ from __future__ import annotations
 import logging
 import warnings
 
-from iidfusion.core.config import Rule, at_least, one_of, positive
-from iidfusion.losses.coherence import REDUCTIONS as DC_REDUCTIONS
-from iidfusion.losses.informatic import REDUCTIONS as IC_REDUCTIONS
-from iidfusion.losses.informatic import VARIANTS as IC_VARIANTS
 from iidfusion.training.config import ExperimentConfig, TrainConfig, iter_options
-
-SEED_LIMIT = 2**32 - 1  # numpy's and Lightning's seed range
-_POSITIVE = positive()
-_PROBABILITY = Rule(lambda v: 0 <= v < 1, "in [0, 1)")
-# The rules of the options declared in training/config.py; a strategy's options carry their
-# own (iidfusion.core.config.option(rule=...)), next to the strategy.
-RULES: dict[str, Rule] = {
-    "seed": Rule(lambda v: 0 <= v <= SEED_LIMIT, f"in [0, {SEED_LIMIT}]"),
-    "seeds": at_least(1),
-    "jobs": at_least(1),
-    "model.width": at_least(1),
-    "model.hidden": at_least(1),
-    "model.layers": at_least(0),
-    "model.dropout": _PROBABILITY,
-    "loss.alpha": at_least(0),
-    "loss.beta": at_least(0),
-    "loss.variant": one_of(IC_VARIANTS),
-    "loss.ic_reduction": one_of(IC_REDUCTIONS),
-    "loss.dc_reduction": one_of(DC_REDUCTIONS),
-    "loss.lam": at_least(0),
-    "loss.margin": at_least(0),
-    "loss.d1": at_least(0),
-    "loss.d2": at_least(0),
-    "loss.eps": _POSITIVE,
-    "loss.rho": Rule(lambda v: v > 0, "> 0 (inf: balanced OT)"),
-    "loss.max_iter": at_least(1),
-    "optim.lr": _POSITIVE,
-    "optim.weight_decay": at_least(0),
-    "train.max_epochs": at_least(1),
-    "train.batch_size": at_least(1),
-    "train.num_nodes": at_least(1),
-    "train.patience": at_least(0),
-    "train.min_epochs": at_least(0),
-    "train.monitor_samples": at_least(1),
-    "train.num_workers": at_least(0),
-    "train.threads": at_least(0),
-    "tune.trials": at_least(0),
-}
 
 
 def check_option_values(config: ExperimentConfig) -> None:
     """A ValueError naming the flag, the config key and the value of the first option out of range."""
     for option in iter_options(config):
-        rule = option.rule or RULES.get(option.key)
+        rule = option.rule
         if rule is not None and not rule.check(option.default):
             raise ValueError(f"{option.flag} ({option.key}) must be {rule.expected}, got {option.default!r}")
     check_trainer_settings(config.train)
