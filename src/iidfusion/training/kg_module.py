@@ -204,20 +204,29 @@ class KGModule(L.LightningModule):
         # float64: the best epoch is chosen on the exact MRR, as the value logged in float32 could tie.
         self.log(MONITOR, torch.tensor(self.valid.mrr, dtype=torch.float64), batch_size=1)
 
-    def on_train_epoch_end(self) -> None:
-        """The epoch's record; under DDP, the loss sums and QMF's history merged across processes
-        (buffers are not broadcast, see ``runner.build_strategy``); then the strategy's hook."""
-        epoch = self.current_epoch + 1
-        names = sorted(self._sums)
-        totals = sum_across_processes(torch.tensor([self._sums[n] for n in names] + [self._queries_seen], dtype=torch.float64))
-        seen = totals[-1].item() if self.trainer.world_size > 1 else self._queries_seen
-        means = {n: (totals[i].item() if self.trainer.world_size > 1 else self._sums[n]) / seen for i, n in enumerate(names)}
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """After the epoch's last step, before its validation (as the loop this replaces ran it, so
+        the weights kept at a validation hold QMF's epoch count already advanced): under DDP,
+        QMF's history merged across processes (buffers are not broadcast, see
+        ``runner.build_strategy``), then the strategy's epoch hook."""
+        if batch_idx + 1 < self.trainer.num_training_batches:
+            return
         if self._history_at_epoch_start is not None:
             history = self.model.strategy.loss_history
             history.copy_(self._history_at_epoch_start + sum_across_processes(history - self._history_at_epoch_start))
         if self.model.strategy is not None:
             self.model.strategy.on_train_epoch_end()
-        record: dict[str, float] = {"epoch": epoch} | {f"loss/{k}": means[k] for k in self._sums}
+
+    def on_train_epoch_end(self) -> None:
+        """The epoch's record: loss means over the queries of every process, the validation MRR."""
+        epoch = self.current_epoch + 1
+        names = list(self._sums)
+        totals = sum_across_processes(torch.tensor([self._sums[n] for n in names] + [self._queries_seen], dtype=torch.float64))
+        if self.trainer.world_size > 1:
+            means = {n: totals[i].item() / totals[-1].item() for i, n in enumerate(names)}
+        else:  # the loop's arithmetic, exactly
+            means = {n: self._sums[n] / self._queries_seen for n in names}
+        record: dict[str, float] = {"epoch": epoch} | {f"loss/{k}": v for k, v in means.items()}
         self.log_dict({f"train/{k}": v for k, v in means.items()})
         if self.valid is not None and self._validated_epoch == self.current_epoch:
             record["valid/mrr"] = self.valid.mrr
