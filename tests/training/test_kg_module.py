@@ -186,5 +186,7 @@ def test_two_cpu_processes(graph, tmp_path, strategy):
     assert result.device == "cpu, 2 processes" and result.best_epoch == 2
     assert [r["epoch"] for r in result.history] == [1, 2] and result.history[-1]["valid/mrr"] == result.valid.mrr
     assert 0 < result.test.mrr <= 1
-    with pytest.raises(ValueError, match="needs train.checkpoints and an output folder"):
+    with pytest.raises(ValueError, match="needs an output folder"):
         fit_kg(kg, features, run)
+    with pytest.raises(ValueError, match="needs train.checkpoints"):
+        fit_kg(kg, features, dataclasses.replace(run, train=dataclasses.replace(run.train, checkpoints=False)), run_dir=tmp_path)

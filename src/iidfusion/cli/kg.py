@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from iidfusion.cli.fit import add_overwrite_argument
+from iidfusion.cli.fit import add_overwrite_argument, interruption
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML experiment file, e.g. configs/kg/umls.yaml (default: built-in defaults)")
@@ -86,19 +86,18 @@ def _experiment(args: argparse.Namespace) -> tuple[Any, Any]:
     config = _replace(config, data=args.data, vocabulary=args.vocabulary, features=features, seed=getattr(args, "seed", None))
     iid = _replace(config.objective.iid, alpha=args.alpha, beta=args.beta)
     model = _replace(config.model, name=args.model, rank=args.rank, strategy=args.strategy)
-    devices = {}
+    placement = {"accelerator": args.accelerator, "devices": args.devices}
     if args.device is not None:
         from iidfusion.training.kg_fit import legacy_device
 
         if args.accelerator is not None or args.devices is not None:
             raise ValueError("--device is the earlier form of --accelerator and --devices: give one or the other")
-        devices = legacy_device(args.device, "the command line")
+        placement = legacy_device(args.device, "the command line")
     loggers = None if args.loggers is None else tuple(n.strip() for n in args.loggers.split(",") if n.strip() not in ("", "none"))
     train = _replace(
         config.train, max_epochs=args.max_epochs, batch_size=args.batch_size, eval_every=args.eval_every,
-        tie_policy=args.tie_policy, accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
-        strategy=args.lightning_strategy, num_threads=args.threads, checkpoints=args.checkpoints, loggers=loggers,
-        progress_bar=args.progress_bar, **devices,
+        tie_policy=args.tie_policy, num_nodes=args.num_nodes, strategy=args.lightning_strategy, num_threads=args.threads,
+        checkpoints=args.checkpoints, loggers=loggers, progress_bar=args.progress_bar, **placement,
     )  # fmt: skip
     config = dataclasses.replace(config, model=model, objective=dataclasses.replace(config.objective, iid=iid), train=train)
     compare = _replace(compare, alpha=args.alpha, beta=args.beta, seeds=getattr(args, "seeds", None))
@@ -125,7 +124,7 @@ def _run_in(args: argparse.Namespace, *, resume: bool | None = None, last: Any =
 
     ``kg fit`` (``resume`` not None) may continue a run in it (``--resume``), and an interrupted
     one keeps its folder when ``last`` (its last checkpoint) was written, saying how to resume."""
-    from iidfusion.cli.main import CommandError, CommandInterrupted
+    from iidfusion.cli.main import CommandError
     from iidfusion.ot import EpsTooSmallError
     from iidfusion.training.outputs import check_output_folder, run_folder
 
@@ -137,11 +136,7 @@ def _run_in(args: argparse.Namespace, *, resume: bool | None = None, last: Any =
     except KeyboardInterrupt:
         if last is None:
             raise
-        if args.overwrite:
-            raise CommandInterrupted(f"interrupted; {args.out} holds the previous run, unchanged") from None
-        if last.is_file():
-            raise CommandInterrupted(f"interrupted; continue with the same command and --resume last (checkpoints in {last.parent})") from None
-        raise CommandInterrupted("interrupted before the first checkpoint (nothing kept); run the command again") from None
+        raise interruption(args.out, last, overwrite=args.overwrite) from None
     except EpsTooSmallError as error:
         raise CommandError(f"objective.iid.eps or model.projection.eps: {error}") from error
     except FloatingPointError as error:
@@ -173,6 +168,8 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
     from iidfusion.progress import write_line
     from iidfusion.training.kg_compare import run_comparison, write_comparison
     from iidfusion.training.kg_fit import validate_kg_config
@@ -192,6 +189,8 @@ def run_compare(args: argparse.Namespace) -> int:
         from iidfusion.kg.registry import get_kg_model_class
 
         title = get_kg_model_class(config.model.name).title
+        if rank_zero_only.rank != 0:  # another process of a data-parallel run: rank 0 writes
+            return 0
         report = write_comparison(args.out, results, config, f"{kg.name}: {title} baseline vs IID")
     print(report)
     return 0

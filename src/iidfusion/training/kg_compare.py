@@ -97,8 +97,9 @@ def arm_config(config: KGExperimentConfig, *, alpha: float, beta: float, seed: i
 
 
 def arm_folder(out: str | Path, arm: str, seed: int) -> Path:
-    """Where one run of a comparison keeps its checkpoints and logs: ``<out>/<arm>/seed<K>``."""
-    return Path(out) / arm / f"seed{seed}"
+    """Where one run of a comparison keeps its checkpoints and logs: ``<out>/runs/<arm>/seed<K>``
+    (as ``iidfusion compare``'s ``<out>/runs/<method>/seed<K>``)."""
+    return Path(out) / "runs" / arm / f"seed{seed}"
 
 
 def run_comparison(
@@ -116,7 +117,7 @@ def run_comparison(
     """Fit the baseline (alpha = beta = 0) and IID (``alpha``, ``beta``) for every seed.
 
     ``progress``: a bar over the runs on stderr (:mod:`iidfusion.progress`). ``out``: the
-    folder whose ``<arm>/seed<K>`` (:func:`arm_folder`) receive each run's checkpoints and
+    folder whose ``runs/<arm>/seed<K>`` (:func:`arm_folder`) receive each run's checkpoints and
     logs, as ``config.train`` asks (none when ``None``).
     """
     from iidfusion.progress import progress_bar

@@ -15,7 +15,6 @@ import functools
 import hashlib
 import json
 import time
-import typing
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,13 +26,7 @@ import yaml
 from torch import Tensor
 
 from iidfusion.kg.data import KnowledgeGraph
-from iidfusion.kg.evaluate import (
-    DEFAULT_TIE_POLICY,
-    TIE_POLICIES,
-    LinkPredictionMetrics,
-    TiePolicy,
-    evaluate_link_prediction,
-)
+from iidfusion.kg.evaluate import DEFAULT_TIE_POLICY, TIE_POLICIES, LinkPredictionMetrics
 from iidfusion.kg.model import KGModelConfig
 from iidfusion.kg.objective import KGObjectiveConfig
 from iidfusion.kg.registry import KGModel, available_kg_models, create_kg_model, get_kg_model_class
@@ -130,7 +123,7 @@ def legacy_device(device: Any, source: str) -> dict[str, str]:
     kind, _, index = name.partition(":")
     accelerator = {"cpu": "cpu", "cuda": "gpu", "auto": "auto"}.get(kind)
     if accelerator is None or (index and not (kind == "cuda" and index.isdigit())):
-        raise ValueError(f"train.device (--device) in {source}: expected cpu, cuda, cuda:N or auto, got {device!r}")
+        raise ValueError(f"train.device (--device) {device!r} in {source}: expected cpu, cuda, cuda:N or auto")
     return {"accelerator": accelerator, "devices": f"{index}," if index else "1"}
 
 
@@ -230,6 +223,11 @@ def _validate(config: KGExperimentConfig) -> None:
         raise ValueError(f"num_threads must be >= 0 (0: torch's default), got {train.num_threads}")
     if train.tie_policy not in TIE_POLICIES:
         raise ValueError(f"unknown tie policy {train.tie_policy!r}; expected one of {list(TIE_POLICIES)}")
+    if _spawns(train) and not train.checkpoints:
+        raise ValueError(
+            f"train.strategy (--lightning-strategy) {train.strategy!r} trains in child processes, whose history and "
+            "best weights come back through the last checkpoint: it needs train.checkpoints"
+        )
     from iidfusion.training.runner import build_loggers
 
     build_loggers(train, None)
@@ -255,11 +253,8 @@ def fit_kg(
     from iidfusion.training.compare import quiet_lightning
 
     _validate(config)
-    if _spawns(config.train) and (run_dir is None or not config.train.checkpoints):
-        raise ValueError(
-            f"train.strategy (--lightning-strategy) {config.train.strategy!r} trains in child processes, whose history and "
-            "best weights come back through the last checkpoint: it needs train.checkpoints and an output folder"
-        )
+    if _spawns(config.train) and run_dir is None:
+        raise ValueError(f"train.strategy (--lightning-strategy) {config.train.strategy!r} needs an output folder (run_dir)")
     digest = kg_data_digest(kg, features)
     if resume is not None:
         check_kg_resume(resume, config, digest)
@@ -301,9 +296,9 @@ def _fit(
     assert best.weights is not None  # the last epoch is always validated
     model = copy.deepcopy(module.model).to(trainer.strategy.root_device)
     model.load_state_dict(best.weights)
-    valid = _evaluate(model, module, "valid")
+    valid = module.evaluate("valid", model)
     return KGFitResult(
-        model.cpu(), best.best_epoch + 1, valid, _evaluate(model, module, "test"), module.history,
+        model.cpu(), best.best_epoch + 1, valid, module.evaluate("test", model), module.history,
         time.perf_counter() - start, trainer_device(trainer), trainer.is_global_zero,
     )  # fmt: skip
 
@@ -358,16 +353,6 @@ def _leaves(section: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield from _leaves(value, f"{prefix}{f.name}.")
         else:
             yield f"{prefix}{f.name}", list(value) if isinstance(value, tuple) else copy.deepcopy(value)
-
-
-def _evaluate(model: KGModel, module: Any, split: str) -> LinkPredictionMetrics:
-    """Filtered metrics of ``model`` on ``split`` with the settings of ``module``'s run."""
-    train = module.train_config
-    known = module.known.to(next(model.parameters()).device)
-    return evaluate_link_prediction(
-        model.eval().scorer(), module.kg, split, known=known, batch_size=train.eval_batch_size,
-        tie_policy=typing.cast(TiePolicy, train.tie_policy),
-    )  # fmt: skip
 
 
 def save_run(result: KGFitResult, config: KGExperimentConfig, out: str | Path, kg: KnowledgeGraph) -> list[Path]:

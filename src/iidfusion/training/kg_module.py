@@ -174,12 +174,13 @@ class KGModule(L.LightningModule):
 
         return OPTIMIZERS[self.train_config.optimizer](self.model.parameters(), lr=self.train_config.learning_rate)
 
-    def evaluate(self, split: str) -> LinkPredictionMetrics:
-        """Filtered metrics of the current weights on ``split`` (evaluation mode)."""
-        self.model.eval()
-        self.known = self.known.to(self.device)
+    def evaluate(self, split: str, model: KGModel | None = None) -> LinkPredictionMetrics:
+        """Filtered metrics on ``split`` of ``model`` (default: the module's; in evaluation mode,
+        on its device) with the run's tie policy and evaluation batch size."""
+        model = self.model if model is None else model
+        known = self.known.to(next(model.parameters()).device)
         return evaluate_link_prediction(
-            self.model.scorer(), self.kg, split, known=self.known, batch_size=self.train_config.eval_batch_size,
+            model.eval().scorer(), self.kg, split, known=known, batch_size=self.train_config.eval_batch_size,
             tie_policy=typing.cast(TiePolicy, self.train_config.tie_policy),
         )  # fmt: skip
 
