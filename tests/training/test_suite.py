@@ -112,7 +112,7 @@ def test_bad_suite_options_fail_before_training(suite_config, tmp_path):
         plan(replace(suite_config, datasets=()))
     with pytest.raises(ValueError, match="repeated L_ic reading"):
         plan(replace(suite_config, variants=("vib", "vib")))
-    with pytest.raises(ValueError, match="unknown L_ic variant 'upside'"):
+    with pytest.raises(ValueError, match="--variants: unknown L_ic reading 'upside'"):
         plan(replace(suite_config, variants=("upside",)))
     with pytest.raises(FileNotFoundError):
         run_suite(replace(suite_config, datasets=(*suite_config.datasets, str(tmp_path / "missing.mat"))), tmp_path / "o")

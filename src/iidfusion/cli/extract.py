@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -161,9 +161,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iidfusion.data.feature_cache import CacheKey, build_feature_cache, input_checksum
-    from iidfusion.data.input_noise import NOISE_PROBABILITY, SALT_AND_PEPPER_DENSITY, InputNoise
-    from iidfusion.data.families import build_encoders, describe_encoders, image_transforms, load_raw, raw_dataset
+    from iidfusion.data.extraction import ExtractionOptions, extract_to_cache
     from iidfusion.progress import write_line
     from iidfusion.training.outputs import check_output_folder
 
@@ -172,48 +170,20 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     require_text_packages(args.data_format)
     check_output_folder(args.out, shared=True)  # a cache: it may hold features to reuse
-    options = encoder_options(args, {}, args.seed)
-    raw = load_raw(raw_options(args))
-    image_size = args.image_size or 224
-    encoders, tokenizer = build_encoders(raw, options)
-    settings: dict[str, Any] = {
-        "format": args.data_format,
-        "family": raw.family,
-        "encoders": describe_encoders(encoders),
-        "init_seed": options.init_seed,
-        "max_length": options.max_length,
-        "transform": asdict(image_transforms(raw.family, image_size)[1]) if raw.family != "texts" else None,
-        "noise": {"kind": args.noise_kind, "seed": args.seed, "probability": NOISE_PROBABILITY, "density": SALT_AND_PEPPER_DENSITY},
-        "val_fraction": args.val_fraction if raw.family == "rgbd" else None,
-        "on_error": args.on_error,
-    }
-    key = CacheKey(input_checksum(raw, content=args.hash_content), settings)
-
-    def make_dataset(split: str, level: float) -> Any:
-        noise = InputNoise(level, args.noise_kind, raw.family, args.seed) if level > 0 else None
-        return raw_dataset(raw, split, tokenizer, noise=noise, image_size=image_size)
-
-    files = build_feature_cache(
-        args.out,
-        raw,
-        key,
-        encoders,
-        make_dataset,
-        levels=levels,
-        batch_size=args.batch_size,
-        device=args.device or default_device(),
-        num_workers=args.num_workers,
-        force=args.force,
-        log=write_line,
-        progress=args.progress_bar,
+    options = ExtractionOptions(
+        levels=levels, noise_kind=args.noise_kind, seed=args.seed, image_size=args.image_size or 224,
+        batch_size=args.batch_size, device=args.device or default_device(), num_workers=args.num_workers,
+        hash_content=args.hash_content, force=args.force,
+    )  # fmt: skip
+    extracted = extract_to_cache(
+        raw_options(args), encoder_options(args, {}, args.seed), options, args.out, log=write_line, progress=args.progress_bar
     )
-    if tokenizer is not None:
-        tokenizer.save(args.out / "tokenizer")  # a random encoder's vocabulary belongs to its features
+    raw = extracted.raw
     skipped = sum(len(items) for items in raw.skipped.values())
-    dims = ", ".join(f"{m} {getattr(e, 'output_dim', '?')}" for m, e in encoders.items())
+    dims = ", ".join(f"{m} {getattr(e, 'output_dim', '?')}" for m, e in extracted.encoders.items())
     print(f"{raw.name}: {raw.num_classes} classes, features {dims}; skipped {skipped} samples")
     for note in raw.notes:
         print(f"  {note}")
-    for level, path in sorted(files.items()):
+    for level, path in sorted(extracted.files.items()):
         print(f"  noise {level:g}: {path}")
     return 0

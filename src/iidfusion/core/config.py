@@ -15,6 +15,18 @@ from collections.abc import Mapping
 from typing import Any
 
 
+def option(default: Any, help: str, *, flag: str | None = None) -> Any:
+    """A dataclass field with its help text (immutable defaults only: tuples, scalars).
+
+    Every leaf of a command's configuration is declared so: the command line builds one
+    documented flag per leaf from the metadata (``train.max_epochs`` -> ``--max-epochs``).
+    ``flag``: the flag, when the leaf name alone would be ambiguous or unclear (``tune.alpha``
+    is ``--tune-alpha``, as ``--alpha`` is ``loss.alpha``).
+    """
+    metadata = {"help": help} | ({"flag": flag} if flag else {})
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 def is_section(tp: Any) -> bool:
     """Whether ``tp`` is a section (a dataclass) rather than an option."""
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)

@@ -2,19 +2,53 @@
 
 The objectives run every training step, so the value checks (finiteness, label range) are
 gathered into a single tensor and read back once (:func:`check_values`); shape and dtype checks
-read nothing from the device.
+read nothing from the device. A step hands the same label tensor to the task loss, L_ic and the
+strategy's terms, each of which checks what it is given when called alone; the range found for
+a label tensor is remembered (:class:`_CheckedLabels`) until that tensor is changed in place or
+freed, so a step reads its labels back once.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+class _CheckedLabels(threading.local):
+    """The last label tensor whose range was read back, per thread: a weak reference, its
+    version counter (bumped by every in-place change) and its (min, max)."""
+
+    def __init__(self) -> None:
+        self.tensor: weakref.ref[Tensor] | None = None
+        self.version = -1
+        self.low, self.high = 0, -1
+
+    def range_of(self, labels: Tensor) -> tuple[int, int] | None:
+        """The remembered (min, max) of ``labels``, if it is that tensor, unchanged."""
+        if self.tensor is None or self.tensor() is not labels:
+            return None
+        try:
+            return (self.low, self.high) if labels._version == self.version else None
+        except RuntimeError:  # inference tensors keep no version counter
+            return None
+
+    def remember(self, labels: Tensor, low: int, high: int) -> None:
+        try:
+            version = labels._version
+        except RuntimeError:
+            return
+        self.tensor, self.version, self.low, self.high = weakref.ref(labels), version, low, high
+
+
+_CHECKED_LABELS = _CheckedLabels()
 
 
 def upcast(x: Tensor) -> Tensor:
@@ -108,23 +142,30 @@ def check_values(tensors: Mapping[str, Tensor], labels: Tensor | None = None, nu
     A sum is finite only if every entry is (inf and NaN propagate; float64 sums of float32 or
     half tensors cannot overflow), so one float64 sum per tensor, and the labels' min and max,
     are read back together; only a non-finite sum is checked entry by entry. (Elementwise
-    comparisons cost more than the loss itself on CPUs.)
+    comparisons cost more than the loss itself on CPUs.) The labels' range is read once per
+    label tensor (module docstring).
     """
     stats = [t.sum(dtype=torch.float64) for t in tensors.values()]
+    known: tuple[int, int] | None = None
     if labels is not None:
         check_label_dtype(labels)
-        if labels.numel() > 0:
+        known = _CHECKED_LABELS.range_of(labels) if labels.numel() > 0 else (0, -1)
+        if known is None:
             stats += [v.to(torch.float64) for v in torch.aminmax(labels)]
     values = torch.stack(stats).tolist() if stats else []
     for (name, tensor), total in zip(tensors.items(), values):
         if not math.isfinite(total) and not bool(torch.isfinite(tensor).all()):
             raise ValueError(f"{name} contains NaN or infinite values")
-    if len(values) > len(tensors):
-        low, high = values[-2:]
-        if not (low >= 0 and high < int(num_classes or 0)):
-            raise ValueError(
-                f"labels must lie in 0..{int(num_classes or 0) - 1}; got min {int(low)}, max {int(high)} ({num_classes} classes)"
-            )
+    if labels is None:
+        return
+    if known is None:
+        known = (int(values[-2]), int(values[-1]))
+        _CHECKED_LABELS.remember(labels, *known)
+    low, high = known
+    if labels.numel() > 0 and not (low >= 0 and high < int(num_classes or 0)):
+        raise ValueError(
+            f"labels must lie in 0..{int(num_classes or 0) - 1}; got min {low}, max {high} ({num_classes} classes)"
+        )
 
 
 def cross_entropy_per_sample(logits: Tensor, labels: Tensor) -> Tensor:

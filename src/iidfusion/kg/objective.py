@@ -29,36 +29,31 @@ from torch import Tensor, nn
 from iidfusion.fusion import FusionStrategy
 from iidfusion.kg.model import KGOutput
 from iidfusion.kg.registry import KGModel
-from iidfusion.losses.coherence import DistributionCoherence
-from iidfusion.losses.iid import IIDLoss, IIDLossOutput
-from iidfusion.losses.informatic import DEFAULT_VARIANT, InformaticConstraint
+from iidfusion.core.config import option
+from iidfusion.losses.config import IIDConfig
+from iidfusion.losses.iid import IIDLossOutput
 
 
-@dataclass
-class IIDTermsConfig:
-    """IID on the KG: weights alpha (L_ic) and beta (L_dc) and their options; 0 / 0 is the baseline.
+@dataclass(frozen=True)
+class IIDTermsConfig(IIDConfig):
+    """IID on the KG: :class:`~iidfusion.losses.IIDConfig` with defaults for ComplEx embeddings.
 
-    The options carry the names of the classification's (``loss.lam``, ``loss.d1``, ...), with
-    defaults for ComplEx embeddings; ``coherence_points`` and ``reducer_seed`` are the KG's own.
-
-    ``variant``: the L_ic reading, the library's default (docs/method.md, "Informatic constraint").
-    ``lam`` weighs the Gaussian KL terms inside L_ic; ComplEx embeddings live at the scale
-    N3 sets, far below unit variance, so the KL-to-N(0, I) pull is off by default here.
-    ``d1`` / ``d2``: Fourier frequencies kept and RIP width (None: the defaults of
-    :class:`~iidfusion.losses.DistributionCoherence`);
-    ``eps`` / ``rho``: entropic and marginal relaxation weights; ``reducer_seed`` seeds Phi.
+    The same options as the classification's ``loss`` section, and two of the KG's own. The
+    baseline is alpha = beta = 0. ``lam``: ComplEx embeddings live at the scale N3 sets, far
+    below unit variance, so L_ic's KL-to-N(0, I) pull is off by default. ``d1`` / ``d2`` fit
+    embeddings of width 2 * rank >= 64; ``max_iter`` is the Sinkhorn budget OTKGE-size batches
+    converge in. ``coherence_points``: L_dc on at most that many of a batch's query entities
+    (the batch is shuffled, so a random subset); ``reducer_seed`` draws the RIP matrix Phi.
     """
 
-    alpha: float = 0.0
-    beta: float = 0.0
-    lam: float = 0.0
-    variant: str = DEFAULT_VARIANT
-    d1: int | None = 32
-    d2: int | None = 64
-    eps: float = 0.1
-    rho: float = 10.0
-    coherence_points: int = 512
-    reducer_seed: int = 0
+    alpha: float = option(0.0, "weight of the informatic constraint L_ic (0: the baseline)")
+    beta: float = option(0.0, "weight of the distribution coherence L_dc (0: the baseline)")
+    lam: float = option(0.0, "weight of the Gaussian KL terms inside L_ic (off: ComplEx embeddings are far below unit variance)")
+    d1: int = option(32, "Fourier bins kept per modality before the RIP projection (0: min(16, d/2+1))")
+    d2: int = option(64, "RIP projection width (0: rip_dimension(d, d1) if below d, else no projection)")
+    max_iter: int = option(1000, "Sinkhorn iteration budget of L_dc")
+    coherence_points: int = option(512, "query entities of a batch L_dc compares, at most")
+    reducer_seed: int = option(0, "seed of L_dc's RIP matrix Phi")
 
 
 @dataclass
@@ -105,13 +100,7 @@ class KGObjective(nn.Module):
         self.register_buffer("class_weights", class_weights if config.degree_weighted else None)
         if config.degree_weighted and class_weights is None:
             raise ValueError("degree_weighted needs class_weights (see degree_weights)")
-        informatic = InformaticConstraint(lam=iid.lam, variant=iid.variant) if iid.alpha > 0 else None
-        coherence = (
-            DistributionCoherence(width, iid.d1, iid.d2, eps=iid.eps, rho=iid.rho, seed=iid.reducer_seed)
-            if iid.beta > 0
-            else None
-        )
-        self.iid = IIDLoss(iid.alpha, iid.beta, informatic=informatic, coherence=coherence, coherence_points=iid.coherence_points)
+        self.iid = iid.build_loss(width, coherence_points=iid.coherence_points, seed=iid.reducer_seed)
 
     @property
     def needs_modalities(self) -> bool:

@@ -9,6 +9,7 @@ from iidfusion.losses.coherence import (
     distribution_coherence,
     modality_pairs,
 )
+from iidfusion.losses.config import IIDConfig
 from iidfusion.losses.iid import IIDLoss, IIDLossOutput
 from iidfusion.losses.informatic import (
     InformaticConstraint,
@@ -20,6 +21,7 @@ from iidfusion.losses.informatic import (
 __all__ = [
     "DistributionCoherence",
     "DistributionCoherenceOutput",
+    "IIDConfig",
     "IIDLoss",
     "IIDLossOutput",
     "InformaticConstraint",

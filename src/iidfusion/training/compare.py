@@ -129,16 +129,11 @@ def check_noise_view(config: ExperimentConfig, splits: DatasetSplits) -> None:
 def validate_config(config: ExperimentConfig) -> None:
     """Check the options that can be checked without data (methods are resolved by the caller)."""
     from iidfusion.data.noise import FEATURE_NOISE
-    from iidfusion.losses.informatic import check_informatic_options
     from iidfusion.training.runner import build_loggers
     from iidfusion.training.tuning import validate_tune_config
     from iidfusion.training.validation import check_option_values
 
     check_option_values(config)
-    if config.seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {config.seeds}")
-    if config.jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {config.jobs}")
     if config.jobs > 1 and config.train.strategy.startswith("ddp"):
         raise ValueError(f"jobs > 1 runs fits side by side; it cannot be combined with strategy {config.train.strategy!r}")
     if not config.eval.noise:
@@ -148,10 +143,6 @@ def validate_config(config: ExperimentConfig) -> None:
             raise ValueError(f"noise levels must be finite and >= 0, got {level}")
     if config.eval.noise_kind not in FEATURE_NOISE:
         raise ValueError(f"unknown noise kind {config.eval.noise_kind!r}; expected one of {sorted(FEATURE_NOISE)}")
-    if config.train.max_epochs < 1:
-        raise ValueError(f"max_epochs must be >= 1, got {config.train.max_epochs}")
-    loss = config.loss
-    check_informatic_options(loss.variant, loss.ic_reduction, loss.lam, loss.margin, 1e-4)
     validate_tune_config(config.tune)
     build_loggers(config.train, None)
 

@@ -20,92 +20,61 @@ from typing import Any
 
 import yaml
 
-from iidfusion.core.config import is_section, merge_config
-
-def _option(default: Any, help: str, *, flag: str | None = None) -> Any:
-    """A dataclass field with its help text (immutable defaults only: tuples, scalars).
-
-    ``flag``: the command-line flag, when the leaf name alone would be ambiguous or unclear
-    (``tune.alpha`` is ``--tune-alpha``, as ``--alpha`` is ``loss.alpha``).
-    """
-    metadata = {"help": help} | ({"flag": flag} if flag else {})
-    return field(default=default, metadata=metadata)
-
+from iidfusion.core.config import is_section, merge_config, option
+from iidfusion.losses.config import IIDConfig as LossConfig  # the ``loss`` section: IID's options, shared with the KG
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Encoders and fusion model (docs/method.md: encoders h_m, projections to width d)."""
 
-    width: int = _option(64, "common width d of the projected unimodal features")
-    hidden: int = _option(128, "hidden units of each feature view's MLP encoder")
-    layers: int = _option(1, "hidden layers of each MLP encoder (0: a linear encoder)")
-    dropout: float = _option(0.0, "dropout in the MLP encoders")
-    lam_rank: float = _option(1.0, "weight of QMF's ranking regularizer (qmf methods only)")
-    unimodal_reduction: str = _option("sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean")
-    unimodal_heads: str = _option("shared", "IF's unimodal logits: shared (the target mapping on each modality) or separate heads")
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """IID's regularizers (docs/method.md): L = CE + alpha L_ic + beta L_dc + strategy terms.
-
-    The defaults (reading, alpha, beta) are those the suite chose on validation accuracy
-    (docs/evidence.md, section 6).
-    """
-
-    alpha: float = _option(1.0, "weight of the informatic constraint L_ic (methods with IC)")
-    beta: float = _option(0.1, "weight of the distribution coherence L_dc (methods with DC)")
-    variant: str = _option("vib", "L_ic reading: vib, margin, literal or aim (docs/method.md)")
-    lam: float = _option(0.1, "weight of the Gaussian KL terms inside L_ic")
-    margin: float = _option(0.1, "margin (nats) of the 'margin' L_ic reading")
-    ic_reduction: str = _option("mean", "L_ic's unimodal terms over modalities: mean, sum or weighted (by the fusion weights)")
-    dc_reduction: str = _option("mean", "L_dc over modality pairs: mean or sum")
-    d1: int = _option(0, "Fourier bins kept per modality before the RIP projection (0: min(16, d/2+1))")
-    d2: int = _option(0, "RIP projection width (0: rip_dimension(d, d1) if below d, else no projection)")
-    eps: float = _option(0.1, "entropic regularization of the relaxed OT")
-    rho: float = _option(10.0, "marginal relaxation of the relaxed OT (KL weight)")
-    max_iter: int = _option(100, "Sinkhorn iteration budget of L_dc")
+    width: int = option(64, "common width d of the projected unimodal features")
+    hidden: int = option(128, "hidden units of each feature view's MLP encoder")
+    layers: int = option(1, "hidden layers of each MLP encoder (0: a linear encoder)")
+    dropout: float = option(0.0, "dropout in the MLP encoders")
+    lam_rank: float = option(1.0, "weight of QMF's ranking regularizer (qmf methods only)")
+    unimodal_reduction: str = option("sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean")
+    unimodal_heads: str = option("shared", "IF's unimodal logits: shared (the target mapping on each modality) or separate heads")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
     """AdamW optimizer."""
 
-    lr: float = _option(1e-3, "learning rate (AdamW)")
-    weight_decay: float = _option(1e-4, "weight decay (AdamW)")
+    lr: float = option(1e-3, "learning rate (AdamW)")
+    weight_decay: float = option(1e-4, "weight decay (AdamW)")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Lightning trainer, data loading, checkpoints and logs."""
 
-    max_epochs: int = _option(100, "maximum training epochs")
-    batch_size: int = _option(128, "training batch size (per process)")
-    patience: int = _option(10, "early stopping: epochs without a better validation score (0: off)")
-    stop_on: str = _option("acc_or_loss", "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)")
-    min_epochs: int = _option(0, "epochs trained before early stopping may stop a run")
-    accelerator: str = _option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
-    devices: str = _option("auto", "Lightning devices: auto, a count, or a comma list of ids")
-    num_nodes: int = _option(1, "machines the run spans, each with --devices processes (docs/scaling.md)")
-    strategy: str = _option("auto", "Lightning strategy: auto, ddp, ddp_spawn, ...")
-    num_workers: int = _option(0, "data-loader worker processes")
-    threads: int = _option(0, "torch CPU threads of this process (0: torch's default; 1 suits small models)")
-    precision: str = _option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, ...")
-    gather_features: bool = _option(False, "all-gather features across processes for L_dc (DDP)")
-    monitor_distances: bool = _option(True, "log per-pair Wasserstein distances on a fixed validation sample, every method")
-    monitor_samples: int = _option(128, "validation samples (the first ones) the monitored distances use")
-    checkpoints: bool = _option(True, "save best and last checkpoints")
-    loggers: tuple[str, ...] = _option(("csv", "tensorboard"), "loggers: csv, tensorboard (empty: none)")
-    progress_bar: bool = _option(True, "show a progress bar")
+    max_epochs: int = option(100, "maximum training epochs")
+    batch_size: int = option(128, "training batch size (per process)")
+    patience: int = option(10, "early stopping: epochs without a better validation score (0: off)")
+    stop_on: str = option("acc_or_loss", "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)")
+    min_epochs: int = option(0, "epochs trained before early stopping may stop a run")
+    accelerator: str = option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
+    devices: str = option("auto", "Lightning devices: auto, a count, or a comma list of ids")
+    num_nodes: int = option(1, "machines the run spans, each with --devices processes (docs/scaling.md)")
+    strategy: str = option("auto", "Lightning strategy: auto, ddp, ddp_spawn, ...")
+    num_workers: int = option(0, "data-loader worker processes")
+    threads: int = option(0, "torch CPU threads of this process (0: torch's default; 1 suits small models)")
+    precision: str = option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, ...")
+    gather_features: bool = option(False, "all-gather features across processes for L_dc (DDP)")
+    monitor_distances: bool = option(True, "log per-pair Wasserstein distances on a fixed validation sample, every method")
+    monitor_samples: int = option(128, "validation samples (the first ones) the monitored distances use")
+    checkpoints: bool = option(True, "save best and last checkpoints")
+    loggers: tuple[str, ...] = option(("csv", "tensorboard"), "loggers: csv, tensorboard (empty: none)")
+    progress_bar: bool = option(True, "show a progress bar")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     """Test-set evaluation: clean and under the feature-noise protocol (docs/reproduce.md, "Noise protocol")."""
 
-    noise: tuple[float, ...] = _option((0.0, 5.0, 10.0), "noise levels (units of the view's std / 10)")
-    noise_view: str = _option("all", "view that receives noise: 'all' or one view name")
-    noise_kind: str = _option("gaussian", "noise kind: gaussian or salt-and-pepper")
+    noise: tuple[float, ...] = option((0.0, 5.0, 10.0), "noise levels (units of the view's std / 10)")
+    noise_view: str = option("all", "view that receives noise: 'all' or one view name")
+    noise_kind: str = option("gaussian", "noise kind: gaussian or salt-and-pepper")
 
 
 @dataclass(frozen=True)
@@ -115,37 +84,37 @@ class TuneConfig:
     and the variant: methods with L_ic; beta and d1: with L_dc; lr: every method), so the bases get
     the same budget for every hyperparameter they share; an empty grid is not tuned."""
 
-    enabled: bool = _option(False, "tune each method and seed on the validation split (the paper's protocol)", flag="--tune")
-    alpha: tuple[float, ...] = _option((1.0, 0.1, 0.01, 0.001), "alpha grid (the paper's)", flag="--tune-alpha")
-    beta: tuple[float, ...] = _option((1.0, 0.1, 0.01), "beta grid (docs/method.md: the paper's range mapped to ours)", flag="--tune-beta")
-    variant: tuple[str, ...] = _option((), "L_ic readings to choose from (empty: loss.variant, not tuned)", flag="--tune-variant")
-    lam: tuple[float, ...] = _option((), "grid of L_ic's KL weight lam (empty: loss.lam, not tuned)", flag="--tune-lam")
-    d1: tuple[int, ...] = _option((), "d1 grid (empty: loss.d1, not tuned)", flag="--tune-d1")
-    lr: tuple[float, ...] = _option((), "learning-rate grid, for every method (empty: optim.lr, not tuned)", flag="--tune-lr")
-    sampler: str = _option("grid", "grid (every combination) or tpe (Optuna's TPE, --trials trials)", flag="--sampler")
-    trials: int = _option(0, "trials per method and seed with --sampler tpe (0: the grid's size)", flag="--trials")
-    storage: str = _option("", "Optuna storage URL shared by processes or machines, e.g. sqlite:///tune.db (empty: in memory)", flag="--storage")
+    enabled: bool = option(False, "tune each method and seed on the validation split (the paper's protocol)", flag="--tune")
+    alpha: tuple[float, ...] = option((1.0, 0.1, 0.01, 0.001), "alpha grid (the paper's)", flag="--tune-alpha")
+    beta: tuple[float, ...] = option((1.0, 0.1, 0.01), "beta grid (docs/method.md: the paper's range mapped to ours)", flag="--tune-beta")
+    variant: tuple[str, ...] = option((), "L_ic readings to choose from (empty: loss.variant, not tuned)", flag="--tune-variant")
+    lam: tuple[float, ...] = option((), "grid of L_ic's KL weight lam (empty: loss.lam, not tuned)", flag="--tune-lam")
+    d1: tuple[int, ...] = option((), "d1 grid (empty: loss.d1, not tuned)", flag="--tune-d1")
+    lr: tuple[float, ...] = option((), "learning-rate grid, for every method (empty: optim.lr, not tuned)", flag="--tune-lr")
+    sampler: str = option("grid", "grid (every combination) or tpe (Optuna's TPE, --trials trials)", flag="--sampler")
+    trials: int = option(0, "trials per method and seed with --sampler tpe (0: the grid's size)", flag="--trials")
+    storage: str = option("", "Optuna storage URL shared by processes or machines, e.g. sqlite:///tune.db (empty: in memory)", flag="--storage")
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
     """One experiment: the data, the method(s) and seed(s), and every section above."""
 
-    data: str = _option("handwritten", "bundled data set name or path to a .mat / .npz file")
-    views: tuple[str, ...] = _option((), "keys of the data file's views: matrices, cells or structs (empty: detected)")
-    labels: str = _option("", "key of the data file's labels (empty: detected)")
-    method: str = _option("iid-p", "method trained by `fit`")
-    seed: int = _option(0, "seed of `fit`")
-    methods: tuple[str, ...] = _option(
+    data: str = option("handwritten", "bundled data set name or path to a .mat / .npz file")
+    views: tuple[str, ...] = option((), "keys of the data file's views: matrices, cells or structs (empty: detected)")
+    labels: str = option("", "key of the data file's labels (empty: detected)")
+    method: str = option("iid-p", "method trained by `fit`")
+    seed: int = option(0, "seed of `fit`")
+    methods: tuple[str, ...] = option(
         ("main",), "methods compared by `compare`; 'main' = the nine main methods, 'all' = with the ablations"
     )
-    seeds: int = _option(5, "seeds 0..N-1 run by `compare` and `suite`")
-    jobs: int = _option(1, "fits `compare` runs at once, each in its own process (CPU: pair with threads=1)")
-    out: str = _option("runs", "output folder")
-    datasets: tuple[str, ...] = _option(
+    seeds: int = option(5, "seeds 0..N-1 run by `compare` and `suite`")
+    jobs: int = option(1, "fits `compare` runs at once, each in its own process (CPU: pair with threads=1)")
+    out: str = option("runs", "output folder")
+    datasets: tuple[str, ...] = option(
         ("handwritten", "synthetic"), "data sets (bundled names or files) compared by `suite`"
     )
-    variants: tuple[str, ...] = _option(("vib",), "L_ic readings `suite` runs the IID methods with, one table each")
+    variants: tuple[str, ...] = option(("vib",), "L_ic readings `suite` runs the IID methods with, one table each")
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -171,9 +171,9 @@ _FLAGS = {
 
 
 def _kg_rules() -> dict[str, Any]:
-    from iidfusion.losses.informatic import VARIANTS
     from iidfusion.training.validation import RULES, Rule, at_least, positive
 
+    iid = {"objective.iid." + key.removeprefix("loss."): rule for key, rule in RULES.items() if key.startswith("loss.")}
     return {
         "seed": RULES["seed"],
         "model.name": Rule(lambda v: v in available_kg_models(), f"one of {', '.join(available_kg_models())}"),
@@ -181,11 +181,7 @@ def _kg_rules() -> dict[str, Any]:
         "model.projection.plan_entities": at_least(1), "model.projection.cost_scale": positive(),
         "model.projection.eps": positive(), "model.projection.max_iter": at_least(1),
         "model.projection.tol": at_least(0), "model.projection.refresh_every": at_least(1),
-        "objective.n3_weight": at_least(0), "objective.iid.alpha": at_least(0), "objective.iid.beta": at_least(0),
-        "objective.iid.lam": at_least(0),
-        "objective.iid.variant": Rule(lambda v: v in VARIANTS, f"one of {', '.join(VARIANTS)}"),
-        "objective.iid.eps": positive(), "objective.iid.rho": RULES["loss.rho"],
-        "objective.iid.coherence_points": at_least(2), "objective.iid.d2": Rule(lambda v: v is None or v >= 1, ">= 1 or null"),
+        "objective.n3_weight": at_least(0), **iid, "objective.iid.coherence_points": at_least(2),
         "train.max_epochs": at_least(1), "train.batch_size": at_least(1), "train.learning_rate": positive(),
         "train.eval_every": at_least(1), "train.eval_batch_size": at_least(1), "train.num_threads": at_least(0),
         "train.num_nodes": at_least(1),
@@ -202,10 +198,10 @@ def validate_kg_config(config: KGExperimentConfig) -> None:
             raise ValueError(f"{key}{flag} must be {rule.expected}, got {value!r}")
     get_kg_model_class(config.model.name).check_options(config.model.options)
     iid, rank = config.objective.iid, config.model.rank
-    if iid.beta > 0 and iid.d1 is not None and not 1 <= iid.d1 <= rank + 1:
+    if iid.beta > 0 and iid.d1 and not 1 <= iid.d1 <= rank + 1:
         raise ValueError(
             f"objective.iid.d1 = {iid.d1} Fourier bins do not fit L_dc's embeddings of width {2 * rank} "
-            f"(--rank {rank}): it must be in [1, {rank + 1}], or null for no reduction"
+            f"(--rank {rank}): it must be in [1, {rank + 1}], or 0 for min(16, rank + 1)"
         )
     _validate(config)
     from iidfusion.training.validation import check_trainer_settings

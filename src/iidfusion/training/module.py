@@ -51,7 +51,6 @@ from iidfusion.fusion.methods import MethodSpec, get_method
 from iidfusion.fusion.model import FusionModel
 from iidfusion.losses.coherence import DistributionCoherence
 from iidfusion.losses.iid import IIDLoss, IIDLossOutput
-from iidfusion.losses.informatic import InformaticConstraint
 from iidfusion.training.config import ExperimentConfig, LossConfig, ModelConfig, config_to_dict
 from iidfusion.training.distributed import GatheredCoherence, gather_rows, sum_across_processes
 from iidfusion.training.evaluate import classification_metrics
@@ -86,15 +85,10 @@ def build_feature_model(
 
 def build_loss(spec: MethodSpec, loss: LossConfig, width: int, *, gather_features: bool = False) -> IIDLoss:
     """IIDLoss of the method; the L_dc module is built for every method (monitoring uses it)."""
-    coherence_class = GatheredCoherence if gather_features else DistributionCoherence
-    coherence = coherence_class(
-        width, loss.d1 or None, loss.d2 or None, eps=loss.eps, rho=loss.rho, max_iter=loss.max_iter,
-        reduction=loss.dc_reduction,
-    )
-    informatic = InformaticConstraint(
-        lam=loss.lam, variant=loss.variant, reduction=loss.ic_reduction, margin=loss.margin  # type: ignore[arg-type]
-    )
-    return IIDLoss.from_method(spec, alpha=loss.alpha, beta=loss.beta, informatic=informatic, coherence=coherence)
+    return loss.build_loss(
+        width, use_ic=spec.use_ic, use_dc=spec.use_dc, build_unused=True,
+        coherence_module=GatheredCoherence if gather_features else DistributionCoherence,
+    )  # fmt: skip
 
 
 def _distance_metrics(pairs: Sequence[tuple[str, str]], distances: Tensor) -> dict[str, Tensor]:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from iidfusion.fusion.methods import get_method
+from iidfusion.losses.informatic import VARIANTS
 from iidfusion.provenance import provenance
 from iidfusion.training.compare import Progress, RunOutcome, Task, load_splits, run_record, run_tasks, validate_config
 from iidfusion.training.config import ExperimentConfig, config_from_dict, config_to_dict, resolve_methods
@@ -102,6 +103,9 @@ def plan(config: ExperimentConfig) -> list[tuple[str, str, Task]]:
         raise ValueError("no L_ic readings given (--variants vib,...)")
     if len(set(variants)) != len(variants):
         raise ValueError(f"repeated L_ic reading in {list(variants)}")
+    unknown = [v for v in variants if v not in (*VARIANTS, TUNED_VARIANT)]
+    if unknown:
+        raise ValueError(f"--variants: unknown L_ic reading {unknown[0]!r}; expected some of {', '.join(VARIANTS)}")
     names: dict[str, str] = {}
     planned = []
     for data in config.datasets:

@@ -16,6 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from iidfusion.losses.coherence import REDUCTIONS as DC_REDUCTIONS
+from iidfusion.losses.informatic import REDUCTIONS as IC_REDUCTIONS
+from iidfusion.losses.informatic import VARIANTS as IC_VARIANTS
 from iidfusion.training.config import ExperimentConfig, iter_options
 
 if TYPE_CHECKING:
@@ -42,6 +45,11 @@ def positive() -> Rule:
     return Rule(lambda v: math.isfinite(v) and v > 0, "finite and > 0")
 
 
+def one_of(choices: tuple[str, ...]) -> Rule:
+    """One of ``choices``."""
+    return Rule(lambda v: v in choices, f"one of {', '.join(choices)}")
+
+
 _POSITIVE = positive()
 _PROBABILITY = Rule(lambda v: 0 <= v < 1, "in [0, 1)")
 RULES: dict[str, Rule] = {
@@ -55,6 +63,9 @@ RULES: dict[str, Rule] = {
     "model.lam_rank": at_least(0),
     "loss.alpha": at_least(0),
     "loss.beta": at_least(0),
+    "loss.variant": one_of(IC_VARIANTS),
+    "loss.ic_reduction": one_of(IC_REDUCTIONS),
+    "loss.dc_reduction": one_of(DC_REDUCTIONS),
     "loss.lam": at_least(0),
     "loss.margin": at_least(0),
     "loss.d1": at_least(0),

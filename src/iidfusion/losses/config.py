@@ -1,0 +1,78 @@
+"""The options of IID's regularizers, one dataclass for every task (docs/method.md).
+
+``IIDConfig`` is the ``loss`` section of the classification commands and, with the KG's own
+defaults (:class:`iidfusion.kg.IIDTermsConfig`, a subclass), the ``objective.iid`` section of
+``iidfusion kg``: the same names, meanings, range checks and one builder
+(:meth:`IIDConfig.build_loss`), so an option added here reaches both tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from iidfusion.core.config import option
+from iidfusion.losses.coherence import DistributionCoherence
+from iidfusion.losses.iid import IIDLoss
+from iidfusion.losses.informatic import DEFAULT_VARIANT, InformaticConstraint
+
+
+@dataclass(frozen=True)
+class IIDConfig:
+    """IID's regularizers (docs/method.md): L = task loss + alpha L_ic + beta L_dc + strategy terms.
+
+    The defaults (reading, alpha, beta) are those the suite chose on validation accuracy for
+    classification (docs/evidence.md, section 6).
+    """
+
+    alpha: float = option(1.0, "weight of the informatic constraint L_ic (methods with IC)")
+    beta: float = option(0.1, "weight of the distribution coherence L_dc (methods with DC)")
+    variant: str = option(DEFAULT_VARIANT, "L_ic reading: vib, margin, literal or aim (docs/method.md)")
+    lam: float = option(0.1, "weight of the Gaussian KL terms inside L_ic")
+    margin: float = option(0.1, "margin (nats) of the 'margin' L_ic reading")
+    ic_reduction: str = option("mean", "L_ic's unimodal terms over modalities: mean, sum or weighted (by the fusion weights)")
+    dc_reduction: str = option("mean", "L_dc over modality pairs: mean or sum")
+    d1: int = option(0, "Fourier bins kept per modality before the RIP projection (0: min(16, d/2+1))")
+    d2: int = option(0, "RIP projection width (0: rip_dimension(d, d1) if below d, else no projection)")
+    eps: float = option(0.1, "entropic regularization of the relaxed OT")
+    rho: float = option(10.0, "marginal relaxation of the relaxed OT (KL weight)")
+    max_iter: int = option(100, "Sinkhorn iteration budget of L_dc")
+
+    def informatic(self) -> InformaticConstraint:
+        """The L_ic module these options describe."""
+        return InformaticConstraint(
+            lam=self.lam, variant=self.variant, reduction=self.ic_reduction, margin=self.margin  # type: ignore[arg-type]
+        )
+
+    def coherence(
+        self, width: int, *, seed: int = 0, module: type[DistributionCoherence] = DistributionCoherence
+    ) -> DistributionCoherence:
+        """The L_dc module for features of ``width`` (``module``: a subclass, e.g. one that
+        gathers the features of every process first); ``seed`` draws the RIP matrix Phi."""
+        return module(
+            width, self.d1 or None, self.d2 or None, eps=self.eps, rho=self.rho, max_iter=self.max_iter,
+            reduction=self.dc_reduction, seed=seed,
+        )  # fmt: skip
+
+    def build_loss(
+        self,
+        width: int,
+        *,
+        use_ic: bool = True,
+        use_dc: bool = True,
+        coherence_points: int | None = None,
+        seed: int = 0,
+        coherence_module: type[DistributionCoherence] = DistributionCoherence,
+        build_unused: bool = False,
+    ) -> IIDLoss:
+        """The :class:`IIDLoss` of a model whose fused features have ``width``.
+
+        ``use_ic`` / ``use_dc``: whether the method trains with L_ic / L_dc (its weight is 0
+        otherwise). A regularizer of weight 0 gets no module, unless ``build_unused`` (the
+        classification engine builds L_dc for every method: it monitors the distances).
+        ``coherence_points``: L_dc on at most that many samples of a batch.
+        """
+        alpha = self.alpha if use_ic else 0.0
+        beta = self.beta if use_dc else 0.0
+        informatic = self.informatic() if alpha > 0 or build_unused else None
+        coherence = self.coherence(width, seed=seed, module=coherence_module) if beta > 0 or build_unused else None
+        return IIDLoss(alpha, beta, informatic=informatic, coherence=coherence, coherence_points=coherence_points)
