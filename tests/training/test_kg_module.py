@@ -143,8 +143,8 @@ def test_a_resume_of_another_run_is_refused(graph, tmp_path):
     kg, features = graph
     fit_kg(kg, features, config(max_epochs=1), run_dir=tmp_path / "run")
     last = tmp_path / "run/checkpoints/last.ckpt"
-    other = config()
-    other.objective.iid.alpha = 0.5
+    base = config()
+    other = dataclasses.replace(base, objective=dataclasses.replace(base.objective, iid=dataclasses.replace(base.objective.iid, alpha=0.5)))
     with pytest.raises(ValueError, match=r"other settings \(--alpha 0.1 -> 0.5\)"):
         fit_kg(kg, features, other, resume=last)
     with pytest.raises(ValueError, match="seed 0, not 'otkge' with seed 1"):
