@@ -367,30 +367,18 @@ class TrainerSettings(Protocol):
     :class:`~iidfusion.training.config.TrainConfig` or ``iidfusion kg``'s
     :class:`~iidfusion.training.kg_fit.KGTrainConfig` (one engine serves both tasks)."""
 
-    @property
-    def max_epochs(self) -> int: ...
-    @property
-    def min_epochs(self) -> int: ...
-    @property
-    def patience(self) -> int: ...
-    @property
-    def stop_on(self) -> str: ...
-    @property
-    def accelerator(self) -> str: ...
-    @property
-    def devices(self) -> str: ...
-    @property
-    def num_nodes(self) -> int: ...
-    @property
-    def strategy(self) -> str: ...
-    @property
-    def precision(self) -> str: ...
-    @property
-    def checkpoints(self) -> bool: ...
-    @property
-    def loggers(self) -> Sequence[str]: ...
-    @property
-    def progress_bar(self) -> bool: ...
+    max_epochs: int
+    min_epochs: int
+    patience: int
+    stop_on: str
+    accelerator: str
+    devices: str
+    num_nodes: int
+    strategy: str
+    precision: str
+    checkpoints: bool
+    loggers: Sequence[str]
+    progress_bar: bool
 
 
 def build_loggers(train: TrainerSettings, run_dir: Path | None) -> list[Logger]:
