@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from iidfusion import load_model
 from iidfusion.cli.main import main
 from iidfusion.kg.data import load_triples_folder, with_reciprocals
 from iidfusion.kg.model import KGModelConfig, OTProjectionConfig
@@ -128,6 +129,8 @@ def test_checkpoints_and_logs_where_said(graph, tmp_path):
     assert sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     best = torch.load(tmp_path / "run/checkpoints/best.ckpt", weights_only=True)
     assert best["epoch"] == result.best_epoch - 1
+    with pytest.raises(ValueError, match="a training checkpoint of `iidfusion kg fit` .*the run's model.ckpt"):
+        load_model(tmp_path / "run/checkpoints/best.ckpt")
     lines = (tmp_path / "run/csv/version_0/metrics.csv").read_text().splitlines()
     header = lines[0].split(",")
     assert {"val/mrr", "train/task", "train/coherence", "epoch"} <= set(header)

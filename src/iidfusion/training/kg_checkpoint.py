@@ -59,6 +59,12 @@ def is_kg_checkpoint(state: Any) -> bool:
     return isinstance(state, Mapping) and state.get("format") == KG_FORMAT
 
 
+def is_kg_training_checkpoint(state: Any) -> bool:
+    """Whether ``state`` is a Lightning checkpoint of a KG run (``<out>/checkpoints/*.ckpt``,
+    :class:`~iidfusion.training.kg_module.KGModule`), which ``--resume`` reads."""
+    return isinstance(state, Mapping) and "kg" in state and "loops" in state
+
+
 def kg_model_from_state(state: Mapping[str, Any], where: str) -> tuple[KGModel, KGExperimentConfig]:
     """The model (evaluation mode, CPU) and configuration of a read ``model.ckpt``."""
     from iidfusion.training.kg_fit import kg_config_from_dict

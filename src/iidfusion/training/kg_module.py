@@ -165,6 +165,7 @@ class KGModule(L.LightningModule):
         self._validated_epoch = -1
         self._log_line = log
         self._sums: dict[str, float] = {}
+        self._total_sum = 0.0  # of the weighted total, logged as train/loss (the bar shows it)
         self._queries_seen = 0
         self._history_at_epoch_start: Tensor | None = None
         self._restored_training_state: Mapping[str, Any] | None = None
@@ -185,7 +186,7 @@ class KGModule(L.LightningModule):
         )  # fmt: skip
 
     def on_train_epoch_start(self) -> None:
-        self._sums, self._queries_seen = {}, 0
+        self._sums, self._total_sum, self._queries_seen = {}, 0.0, 0
         history = getattr(self.model.strategy, "loss_history", None)
         self._history_at_epoch_start = history.clone() if isinstance(history, Tensor) and self.trainer.world_size > 1 else None
 
@@ -196,6 +197,7 @@ class KGModule(L.LightningModule):
         loss.check_finite(f"at epoch {self.current_epoch + 1}, batch {batch_idx}")
         for name, value in loss.terms.items():
             self._sums[name] = self._sums.get(name, 0.0) + float(value.detach()) * len(index)
+        self._total_sum += float(loss.total.detach()) * len(index)
         self._queries_seen += len(index)
         return loss.total
 
@@ -221,13 +223,13 @@ class KGModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         """The epoch's record: loss means over the queries of every process, the validation MRR."""
         epoch = self.current_epoch + 1
-        names = list(self._sums)
-        totals = sum_across_processes(torch.tensor([self._sums[n] for n in names] + [self._queries_seen], dtype=torch.float64))
+        sums = self._sums | {"loss": self._total_sum}
+        totals = sum_across_processes(torch.tensor([*sums.values(), self._queries_seen], dtype=torch.float64))
         if self.trainer.world_size > 1:
-            means = {n: totals[i].item() / totals[-1].item() for i, n in enumerate(names)}
+            means = {n: totals[i].item() / totals[-1].item() for i, n in enumerate(sums)}
         else:  # the loop's arithmetic, exactly
-            means = {n: self._sums[n] / self._queries_seen for n in names}
-        record: dict[str, float] = {"epoch": epoch} | {f"loss/{k}": v for k, v in means.items()}
+            means = {n: value / self._queries_seen for n, value in sums.items()}
+        record: dict[str, float] = {"epoch": epoch} | {f"loss/{k}": means[k] for k in self._sums}
         self.log_dict({f"train/{k}": v for k, v in means.items()})
         if self.valid is not None and self._validated_epoch == self.current_epoch:
             record["valid/mrr"] = self.valid.mrr
