@@ -283,6 +283,8 @@ def _fit(
     with warnings.catch_warnings():
         # The best checkpoint waits for the first validation (epoch eval_every) without a word.
         warnings.filterwarnings("ignore", message=rf"`ModelCheckpoint\(monitor='{MONITOR}'\)` could not find")
+        # A resumed run writes its checkpoints where the interrupted one did, by design.
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         fit_interruptible(trainer, module, data, resume)
     if best.weights is None:  # trained in child processes (ddp_spawn, ddp_fork): read what rank 0 saved
         assert run_dir is not None
