@@ -26,6 +26,7 @@ def _bad_inputs(folder):
     scipy.io.savemat(folder / "no_labels.mat", {"X": np.array([[a, b]], dtype=object)})
     (folder / "bad_key.yaml").write_text("loss:\n  alpah: 1\n")
     (folder / "bad_top_key.yaml").write_text("epochs: 3\n")
+    (folder / "bad_strategy_key.yaml").write_text("strategy:\n  pdf:\n    hidden: 3\n")
     return {
         "missing file": (["--data", str(folder / "missing.mat")], "no such file: "),
         "unreadable file": (["--data", str(folder / "garbage.mat")], "cannot read"),
@@ -44,6 +45,8 @@ def _bad_inputs(folder):
         "unknown config key": (["--config", str(folder / "bad_key.yaml")], "unknown config key 'loss.alpah'"),
         "unknown top-level key": (["--config", str(folder / "bad_top_key.yaml")], "unknown config key 'epochs'"),
         "missing config": (["--config", str(folder / "none.yaml")], "config file not found"),
+        "unknown strategy option": (["--config", str(folder / "bad_strategy_key.yaml")], "unknown config key 'strategy.pdf.hidden'"),
+        "strategy option out of range": (["--qmf-lam-rank", "-1"], "--qmf-lam-rank (strategy.qmf.lam_rank) must be finite and >= 0, got -1.0"),
         "negative noise": (["--noise", "0,-5"], "noise levels must be finite and >= 0"),
         "unknown noise view": (["--noise-view", "zzz"], "noise view 'zzz' is not a view"),
         "unknown logger": (["--loggers", "wandb"], "unknown logger 'wandb'"),
@@ -52,7 +55,7 @@ def _bad_inputs(folder):
 
 CASES = ["missing file", "unreadable file", "no views", "no labels", "mismatched views", "nan", "inf", "single class",
          "single view", "unknown data name", "unknown method", "unknown config key", "unknown top-level key",
-         "missing config", "negative noise", "unknown noise view", "unknown logger"]
+         "missing config", "unknown strategy option", "strategy option out of range", "negative noise", "unknown noise view", "unknown logger"]
 
 
 @pytest.fixture(scope="module")

@@ -22,10 +22,12 @@ def test_finetune_end_to_end_on_rgbd_fixture(tmp_path: Path, capsys: pytest.Capt
             "--batch-size", "8", "--noise", "0,5", "--out", str(out), *NO_FILES]
     with pytest.warns(UserWarning, match="random initialisation"):
         assert main(argv) == 0
-    printed = capsys.readouterr().out
-    assert "iid-l seed 0: test accuracy % by noise level {0: " in printed
+    printed = capsys.readouterr()
+    assert "[2/2] iid-l seed 0: test acc % by noise level {0: " in printed.err  # progress as `compare`'s, on stderr
+    assert "| iid-l |" in printed.out and "results written to" in printed.out
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["finetune"]["freeze_epochs"] == {"rgb": 9, "depth": 9}
+    assert [(r["method"], r["seed"]) for r in results["runs"]] == [("if-static", 0), ("iid-l", 0)]
     assert {(r["method"], r["noise"]) for r in results["results"]} == {(m, n) for m in ("if-static", "iid-l") for n in (0.0, 5.0)}
 
 
@@ -37,7 +39,7 @@ def test_finetune_end_to_end_on_hfm_fixture(tmp_path: Path, capsys: pytest.Captu
             "--out", str(tmp_path / "runs"), *NO_FILES]
     with pytest.warns(UserWarning, match="randomly initialised BERT"):
         assert main(argv) == 0
-    assert "iid-l seed 0: test accuracy % by noise level {0: " in capsys.readouterr().out
+    assert "[1/1] iid-l seed 0: test acc % by noise level {0: " in capsys.readouterr().err
     results = json.loads((tmp_path / "runs" / "results.json").read_text())
     assert {(r["method"], r["noise"]) for r in results["results"]} == {("iid-l", 0.0), ("iid-l", 5.0)}
 
@@ -50,7 +52,8 @@ def test_shipped_configs_load_for_finetune(path: Path) -> None:
 
     args = build_parser().parse_args(["finetune", "--data-format", "rgbd" if path.parent.name == "rgbd" else "mmbt",
                                       "--root", "unused", "--config", str(path)])
-    config, finetune, _ = finetune_settings(args, "rgbd" if path.parent.name == "rgbd" else "vision-language")
+    settings = finetune_settings(args, "rgbd" if path.parent.name == "rgbd" else "vision-language")
+    config, finetune = settings.experiment, settings.finetune
     family = path.stem.rsplit("_", 1)[1]
     assert resolve_methods(config.methods) == {"static": ("lf-static", "if-static", "iid-l"), "qmf": ("qmf", "if-qmf", "iid-q"),
                                                "pdf": ("pdf", "if-pdf", "iid-p")}[family]
@@ -70,12 +73,41 @@ def test_finetune_config_sections_and_flag_precedence(tmp_path: Path) -> None:
                            "encoders: {max_length: 64, regions: 1}\n")
     args = build_parser().parse_args(["finetune", "--data-format", "mmbt", "--root", "x", "--config", str(config_file),
                                       "--max-length", "32", "--accumulate-grad-batches", "8"])
-    config, finetune, encoders = finetune_settings(args, "vision-language")
+    settings = finetune_settings(args, "vision-language")
+    config, finetune, encoders = settings.experiment, settings.finetune, settings.encoders
     assert config.loss.alpha == 0.5 and finetune.freeze_epochs == {"text": 2}
     assert finetune.accumulate_grad_batches == 8 and encoders.max_length == 32 and encoders.regions == 1
-    config_file.write_text("finetune: {freeze: 3}\n")
-    with pytest.raises(ValueError, match="unknown keys \\['freeze'\\] in the config's finetune section"):
+    assert finetune_settings(build_parser().parse_args(["finetune", "--data-format", "mmbt", "--root", "x"]),
+                             "vision-language").finetune.freeze_epochs == {"image": 3, "text": 5}  # the family's default
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("finetune: {freeze: 3}\n", "unknown config key 'finetune.freeze' in .*c.yaml; known keys: accumulate_grad_batches"),
+        ("encoders: {init_seed: 3}\n", "'encoders.init_seed' in .*c.yaml: the encoders are initialised from each run's seed"),
+        ("encoders: {regions: two}\n", "config key 'encoders.regions' must be an int, got 'two'"),
+        ("tune: {enabled: true}\n", "tune.enabled: `finetune` does not tune"),
+        ("loss: {alpha: -1}\n", "--alpha \\(loss.alpha\\) must be finite and >= 0, got -1"),
+        ("methods: [iid-x]\n", "unknown method 'iid-x'"),
+    ],
+)
+def test_bad_finetune_settings_are_refused_before_any_data_is_read(tmp_path: Path, text: str, said: str) -> None:
+    from iidfusion.cli.finetune import finetune_settings
+    from iidfusion.cli.main import build_parser
+
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text(text)
+    args = build_parser().parse_args(["finetune", "--data-format", "mmbt", "--root", "x", "--config", str(config_file)])
+    with pytest.raises(ValueError, match=said):
         finetune_settings(args, "vision-language")
+
+
+def test_finetune_has_no_tuning_flags() -> None:
+    from iidfusion.cli.main import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["finetune", "--data-format", "mmbt", "--root", "x", "--tune"])
 
 
 def test_registered_by_its_own_module_after_extract() -> None:

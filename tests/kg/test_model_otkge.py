@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from iidfusion.fusion import FusionOutput
+from iidfusion.training.kg_fit import KGExperimentConfig, validate_kg_config
 from iidfusion.kg.model import (
     KGModelConfig,
     MultimodalKGE,
@@ -117,6 +118,24 @@ def test_registered_strategy_sets_query_weights():
     assert torch.allclose(out.fusion.fused_features, expected)
     with pytest.raises(ValueError, match="num_train_queries"):
         MultimodalKGE(N, R, {"img": torch.randn(N, 5)}, KGModelConfig(rank=RANK, strategy="qmf"))
+
+
+def test_strategy_kwargs_are_the_strategys_options_checked_as_a_config_section():
+    """The KG takes a strategy's options as the classification config's strategy.<name> section:
+    the same options class, so the same key, type and range errors."""
+    assert small_model(strategy="qmf", strategy_kwargs={"lam_rank": 0.2}).strategy.lam_rank == 0.2
+    assert small_model(strategy="pdf", strategy_kwargs={"calibrate": False}).strategy.calibrate is False
+    bad = [
+        ({"strategy": "qmf", "strategy_kwargs": {"lam_rank": -1}}, r"model\.strategy_kwargs\.lam_rank must be finite and >= 0, got -1\.0"),
+        ({"strategy": "qmf", "strategy_kwargs": {"rank_weight": 1}}, r"unknown config key 'model\.strategy_kwargs\.rank_weight'"),
+        ({"strategy": "pdf", "strategy_kwargs": {"calibrate": "maybe"}}, r"'model\.strategy_kwargs\.calibrate' must be true or false"),
+        ({"strategy_kwargs": {"lam_rank": 0.5}}, r"model\.strategy_kwargs \{'lam_rank': 0\.5\} given without model\.strategy"),
+    ]
+    for config, message in bad:
+        with pytest.raises(ValueError, match=message):
+            small_model(**config)
+        with pytest.raises(ValueError, match=message):  # before any data is read
+            validate_kg_config(KGExperimentConfig(model=KGModelConfig(**config)))
 
 
 def test_bad_features():

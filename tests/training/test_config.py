@@ -1,9 +1,20 @@
 import argparse
+import dataclasses
+import typing
+import warnings
+from dataclasses import replace
 
 import pytest
+import yaml
+from torch import nn
 
 from iidfusion.cli.options import add_config_arguments, config_from_args
-from iidfusion.training.config import ExperimentConfig, dump_config, iter_options, load_config
+from iidfusion.core.config import option, positive
+from iidfusion.fusion import FusionModel, StaticStrategy, available_strategies, register_strategy
+from iidfusion.fusion.base import StrategyOptions
+from iidfusion.fusion.registry import STRATEGIES, get_strategy_class
+from iidfusion.training.config import ExperimentConfig, config_from_dict, dump_config, iter_options, load_config
+from iidfusion.training.validation import check_option_values
 
 
 def test_defaults_round_trip_through_yaml(tmp_path):
@@ -79,3 +90,130 @@ def test_every_option_documented_and_flags_unique():
     flags = [o.flag for o in options]
     assert len(flags) == len(set(flags))
     assert {"--data", "--methods", "--seeds", "--noise", "--max-epochs", "--out"} <= set(flags)
+
+
+def _changed(option):
+    """A value of ``option`` other than its default that its rule accepts, from its type alone."""
+    kind = next((a for a in typing.get_args(option.type) if a is not type(None)), option.type)
+    default = option.default
+    if kind is bool:
+        value = not default
+    elif kind is float:
+        value = default / 2 if default else 0.5
+    elif kind is int:
+        value = 3 if default is None else default + 1
+    elif typing.get_origin(kind) is tuple:
+        value = (1.0, 3.0)
+    else:
+        value = "other"
+    assert option.rule is None or option.rule.check(value), (option.key, value)
+    return value
+
+
+def _flag_args(option, value):
+    if isinstance(value, bool):
+        return [option.flag if value else "--no-" + option.flag[2:]]
+    return [option.flag, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+
+
+@pytest.mark.parametrize("name", available_strategies())
+def test_every_strategy_option_round_trips_through_config_files_and_flags(name, tmp_path):
+    """Generated from the registry: each option of each strategy is a key strategy.<name>.<option>
+    of a YAML file and a flag --<name>-<option>, and config.yaml (dump_config) reads back the same."""
+    options = [o for o in iter_options() if o.key.startswith(f"strategy.{name}.")]
+    assert [o.key.rsplit(".", 1)[1] for o in options] == [f.name for f in dataclasses.fields(get_strategy_class(name).options_class)]
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    for option in options:
+        value = _changed(option)
+        leaf = option.key.rsplit(".", 1)[1]
+        assert option.flag == f"--{name}-{leaf.replace('_', '-')}"
+        path = tmp_path / f"{leaf}.yaml"
+        path.write_text(yaml.safe_dump({"strategy": {name: {leaf: list(value) if isinstance(value, tuple) else value}}}))
+        from_file = load_config(path)
+        from_flags = config_from_args(parser.parse_args(_flag_args(option, value)))
+        for config in (from_file, from_flags):
+            assert getattr(getattr(config.strategy, name), leaf) == value
+            assert replace(config, strategy=ExperimentConfig().strategy) == ExperimentConfig(), "only that option changed"
+        (tmp_path / "dumped.yaml").write_text(dump_config(from_flags))
+        assert load_config(tmp_path / "dumped.yaml") == from_flags
+        check_option_values(from_file)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--qmf-lam-rank", "-1"], "--qmf-lam-rank (strategy.qmf.lam_rank) must be finite and >= 0, got -1.0"),
+        (["--qmf-energy-temperature", "0"], "--qmf-energy-temperature (strategy.qmf.energy_temperature) must be finite and > 0, got 0.0"),
+        (["--pdf-min-confidence", "1"], "--pdf-min-confidence (strategy.pdf.min_confidence) must be in (0, 1), got 1.0"),
+        (["--pdf-confidnet-hidden", "0"], "--pdf-confidnet-hidden (strategy.pdf.confidnet_hidden) must be >= 1 or none, got 0"),
+        (["--static-weights", "0,0"], "--static-weights (strategy.static.weights) must be finite, non-negative, with a positive sum (or none), got (0.0, 0.0)"),
+    ],
+)
+def test_a_strategy_option_out_of_range_is_one_error_naming_flag_key_and_value(flags, message):
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    with pytest.raises(ValueError) as error:
+        check_option_values(config_from_args(parser.parse_args(flags)))
+    assert str(error.value) == message
+
+
+def test_none_resets_an_optional_strategy_option(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    path = tmp_path / "c.yaml"
+    path.write_text("strategy:\n  pdf:\n    confidnet_hidden: 7\n  static:\n    weights: [1, 2]\n")
+    assert load_config(path).strategy.pdf.confidnet_hidden == 7 and load_config(path).strategy.static.weights == (1.0, 2.0)
+    reset = config_from_args(parser.parse_args(["--config", str(path), "--pdf-confidnet-hidden", "none", "--static-weights", "none"]))
+    assert reset.strategy == ExperimentConfig().strategy
+    assert "--pdf-confidnet-hidden CONFIDNET_HIDDEN hidden width of each modality's ConfidNet (none: the width d) (default: none)" in (
+        " ".join(parser.format_help().split()))
+
+
+def test_the_old_lam_rank_key_and_flag_still_set_qmfs_option_with_a_warning(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("model:\n  lam_rank: 0.1\n  width: 32\n")
+    with pytest.warns(FutureWarning, match=r"model\.lam_rank \(--lam-rank\) is deprecated; use strategy\.qmf\.lam_rank \(--qmf-lam-rank\)"):
+        config = load_config(path)
+    assert config.strategy.qmf.lam_rank == 0.1 and config.model.width == 32
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    assert "--lam-rank LAM_RANK deprecated: the old name of --qmf-lam-rank" in " ".join(parser.format_help().split())
+    with pytest.warns(FutureWarning, match="the command line: model.lam_rank"):
+        assert config_from_args(parser.parse_args(["--lam-rank", "0.2"])).strategy.qmf.lam_rank == 0.2
+    with pytest.warns(FutureWarning):
+        assert load_config(path, {"strategy.qmf.lam_rank": 0.3}).strategy.qmf.lam_rank == 0.3, "a flag overrides the file"
+    both = tmp_path / "both.yaml"
+    both.write_text("model:\n  lam_rank: 0.1\nstrategy:\n  qmf:\n    lam_rank: 0.3\n")
+    with pytest.raises(ValueError, match=r"both.yaml gives both model\.lam_rank \(0\.1\) and its new name strategy\.qmf\.lam_rank \(0\.3\)"):
+        load_config(both)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a recorded config of an earlier release is read silently
+        assert config_from_dict({"model": {"lam_rank": 0.1}}, "results.json").strategy.qmf.lam_rank == 0.1
+
+
+def test_a_strategy_a_user_registers_gets_its_section_and_flags_with_no_other_edit(monkeypatch, tmp_path):
+    monkeypatch.setattr(STRATEGIES, "_entries", dict(STRATEGIES._entries))  # registrations undone after the test
+
+    @dataclasses.dataclass(frozen=True)
+    class SharpOptions(StrategyOptions):
+        sharpness: float = option(2.0, "exponent of the static weights", rule=positive())
+
+    class SharpStrategy(StaticStrategy):
+        def __init__(self, modalities, num_classes, *, sharpness: float = 2.0, **base_options):
+            super().__init__(modalities, num_classes, **base_options)
+            self.sharpness = sharpness
+
+    register_strategy("sharp", options=SharpOptions)(SharpStrategy)
+    path = tmp_path / "c.yaml"
+    path.write_text("strategy:\n  sharp:\n    sharpness: 3\n")
+    config = load_config(path)
+    assert config.strategy.sharp == SharpOptions(sharpness=3.0) and config.strategy.qmf == ExperimentConfig().strategy.qmf
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    assert config_from_args(parser.parse_args(["--sharp-sharpness", "4"])).strategy.sharp.sharpness == 4.0
+    with pytest.raises(ValueError, match=r"--sharp-sharpness \(strategy\.sharp\.sharpness\) must be finite and > 0, got 0\.0"):
+        check_option_values(load_config(overrides={"strategy.sharp.sharpness": 0}))
+    model = FusionModel({"a": nn.Identity(), "b": nn.Identity()}, {"a": 4, "b": 4}, 3, width=4, strategy="sharp",
+                        strategy_options=config.strategy.sharp)
+    assert isinstance(model.strategy, SharpStrategy) and model.strategy.sharpness == 3.0

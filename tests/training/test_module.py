@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from iidfusion.fusion.methods import available_methods
+from iidfusion.training.config import load_config
 from iidfusion.training.datamodule import MultiViewDataModule
 from iidfusion.training.module import FusionModule
 
@@ -89,3 +90,19 @@ def test_mode_mismatch_is_refused(tiny_splits, fast_config):
     module = FusionModule.for_feature_views("lf-static", tiny_splits.view_dims, 3, len(tiny_splits.train), fast_config)
     with pytest.raises(ValueError, match="method 'iid-l' is IF, the model is LF"):
         FusionModule("iid-l", module.model, fast_config)
+
+
+def test_each_method_builds_its_strategy_with_its_own_section(tiny_splits, fast_config):
+    """The module passes config.strategy.<its strategy> to the model, and nothing of the others'."""
+    config = load_config(overrides={"strategy.qmf.lam_rank": 0.3, "strategy.qmf.energy_temperature": 2.0,
+                                    "strategy.pdf.min_confidence": 0.05, "strategy.pdf.confidnet_hidden": 5,
+                                    "strategy.pdf.calibrate": False, "strategy.static.weights": "1,1,2"}, base=fast_config)
+
+    def strategy(method):
+        return FusionModule.for_feature_views(method, tiny_splits.view_dims, 3, len(tiny_splits.train), config).model.strategy
+
+    qmf, pdf, static = strategy("iid-q"), strategy("if-pdf"), strategy("lf-static")
+    assert (qmf.lam_rank, qmf.energy_temperature, qmf.min_weight) == (0.3, 2.0, 1e-6)
+    assert (pdf.min_confidence, pdf.calibrate, pdf.confidnets["m0"][0].out_features) == (0.05, False, 5)
+    assert static.fixed_weights.tolist() == [0.25, 0.25, 0.5]
+    assert pdf.unimodal_reduction == qmf.unimodal_reduction == config.model.unimodal_reduction

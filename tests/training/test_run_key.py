@@ -49,3 +49,15 @@ def test_files_are_identified_by_content_stamp(tmp_path):
     path.write_bytes(b"other")
     assert data_identity(str(path)) != first
     assert data_identity("handwritten") == "handwritten"
+
+
+def test_a_method_reads_the_options_of_its_own_strategy_only():
+    config = load_config()
+    pdf_option = load_config(overrides={"strategy.pdf.min_confidence": 0.01})
+    qmf_option = load_config(overrides={"strategy.qmf.lam_rank": 0.1})
+    static_option = load_config(overrides={"strategy.static.weights": "1,2,3"})
+    for method, changed in (("if-pdf", pdf_option), ("qmf", qmf_option), ("lf-static", static_option)):
+        assert key(changed, method) != key(config, method)
+        for other in {pdf_option, qmf_option, static_option} - {changed}:
+            assert key(other, method) == key(config, method), f"{method} reads another strategy's option"
+    assert effective_options(config, "iid-q")["strategy"] == {"qmf": {"lam_rank": 1.0, "energy_temperature": 10.0, "min_weight": 1e-6}}

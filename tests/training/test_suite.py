@@ -70,6 +70,11 @@ def test_suite_writes_one_table_and_resumes_without_training_again(suite_config,
     assert resumed.split("Time:")[1].split(")", 1)[1] == report.split("Time:")[1].split(")", 1)[1]
     (tmp_path / "suite.md").unlink()
     assert suite.rerender(tmp_path) == resumed == (tmp_path / "suite.md").read_text(), "the report from suite.json alone"
+    # a suite.json of a release before the strategy sections (QMF's rank weight under model) reads the same
+    written = json.loads((tmp_path / "suite.json").read_text())
+    written["config"]["model"]["lam_rank"] = written["config"].pop("strategy")["qmf"]["lam_rank"]
+    (tmp_path / "suite.json").write_text(json.dumps(written))
+    assert suite.rerender(tmp_path) == resumed
 
 
 def test_an_interrupted_suite_keeps_its_finished_runs(suite_config, tmp_path, monkeypatch):

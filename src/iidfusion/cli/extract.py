@@ -24,13 +24,11 @@ inputs and settings reuses the cache; a changed input file or setting rebuilds i
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from iidfusion.data.families import EncoderOptions, RawDataOptions
+    from iidfusion.data.families import RawDataOptions
 
 # Spelled out so that building the parser imports no torch (iidfusion.data.families.RAW_FORMATS
 # and iidfusion.data.input_noise.PIXEL_NOISE are the sources; a test checks they agree).
@@ -95,22 +93,9 @@ def raw_options(args: argparse.Namespace) -> RawDataOptions:
     )
 
 
-def encoder_options(args: argparse.Namespace, file_values: Mapping[str, Any], init_seed: int) -> EncoderOptions:
-    """Encoder options: the dataclass defaults < a config file's ``encoders`` section < the flags."""
-    from iidfusion.data.families import EncoderOptions
-
-    known = {f.name for f in fields(EncoderOptions)} - {"init_seed", "random_text"}
-    unknown = sorted(set(file_values) - known)
-    if unknown:
-        raise ValueError(f"unknown keys {unknown} in the config's encoders section; known keys: {sorted(known)}")
-    from iidfusion.encoders.ecosystem import import_library, is_ecosystem_encoder
-
-    flags = {name: getattr(args, dest) for dest, name in ENCODER_FLAGS.items() if getattr(args, dest) is not None}
-    options = EncoderOptions(**{**file_values, **flags, "init_seed": init_seed})
-    for arch in (options.image_arch, options.depth_arch):
-        if arch is not None and is_ecosystem_encoder(arch):
-            import_library(arch.partition(":")[0])  # a missing or broken package is said before any data is read
-    return options
+def encoder_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The encoder options given as flags, by :class:`~iidfusion.data.families.EncoderOptions` field."""
+    return {name: getattr(args, dest) for dest, name in ENCODER_FLAGS.items() if getattr(args, dest) is not None}
 
 
 def parse_levels(text: str) -> tuple[float, ...]:
@@ -162,6 +147,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from iidfusion.data.extraction import ExtractionOptions, extract_to_cache
+    from iidfusion.data.families import EncoderOptions
     from iidfusion.progress import write_line
     from iidfusion.training.outputs import check_output_folder
 
@@ -176,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         hash_content=args.hash_content, force=args.force,
     )  # fmt: skip
     extracted = extract_to_cache(
-        raw_options(args), encoder_options(args, {}, args.seed), options, args.out, log=write_line, progress=args.progress_bar
+        raw_options(args), EncoderOptions(**encoder_flags(args)), options, args.out, log=write_line, progress=args.progress_bar
     )
     raw = extracted.raw
     skipped = sum(len(items) for items in raw.skipped.values())

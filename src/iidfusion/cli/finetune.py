@@ -14,23 +14,22 @@ written as by ``compare`` (see :data:`DESCRIPTION`). More commands: ``docs/repro
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
-from dataclasses import asdict, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from iidfusion.cli.extract import (
     add_encoder_arguments,
     add_raw_data_arguments,
-    encoder_options,
+    encoder_flags,
     raw_options,
     require_text_packages,
 )
 from iidfusion.cli.fit import add_overwrite_argument
 from iidfusion.cli.options import SUITE_ONLY, add_config_arguments
+from iidfusion.training.config import iter_options
 
 if TYPE_CHECKING:
-    from iidfusion.data.families import EncoderOptions
+    from iidfusion.training.finetune import FinetuneSettings
 
 DESCRIPTION = """\
 Train each of --methods with seeds 0..N-1 end to end on a raw vision-language or RGB-D data
@@ -46,7 +45,9 @@ max_length, image_arch, image_weights, regions, depth_arch, depth_weights), then
 
 # Options of `compare` that mean nothing here: the data come from --data-format/--root, the
 # encoders are not MLPs, the noise acts on whole inputs, one method runs per (method, seed).
-_EXCLUDED = frozenset({"method", "seed", "data", "views", "labels", "model.hidden", "model.layers", "model.dropout", "eval.noise_view"}) | SUITE_ONLY
+# Tuning is done on features (`compare --tune`), not end to end.
+_EXCLUDED = (frozenset({"method", "seed", "data", "views", "labels", "model.hidden", "model.layers", "model.dropout", "eval.noise_view"})
+             | SUITE_ONLY | frozenset(option.key for option in iter_options() if option.key.startswith("tune.")))
 
 
 def parse_freeze(text: str) -> dict[str, int]:
@@ -73,107 +74,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def finetune_settings(args: argparse.Namespace, family: str) -> tuple[Any, Any, EncoderOptions]:
-    """(ExperimentConfig, FinetuneConfig, EncoderOptions): defaults < --config FILE < flags."""
-    import torch
-
-    from iidfusion.training.finetune import FinetuneConfig
+def finetune_settings(args: argparse.Namespace, family: str) -> FinetuneSettings:
+    """The settings of ``args``: defaults < --config FILE < flags
+    (:func:`iidfusion.training.finetune.load_finetune_settings`)."""
     from iidfusion.cli.options import overrides_from_args
-    from iidfusion.training.config import ExperimentConfig, load_config, read_config_file
+    from iidfusion.training.finetune import load_finetune_settings
 
-    values = read_config_file(args.config) if args.config else {}
-    finetune_values = dict(values.pop("finetune", None) or {})
-    encoder_values = dict(values.pop("encoders", None) or {})
-    # bf16 autocast where the GPU has it; a CPU run stays float32.
-    precision = "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
-    base = load_config(None, {"train.precision": precision})
-    config = load_config(None, overrides_from_args(args), base=load_config(None, _dotted(values), base=base))
-    assert isinstance(config, ExperimentConfig)
-    known = {f.name for f in fields(FinetuneConfig)}
-    unknown = sorted(set(finetune_values) - known)
-    if unknown:
-        raise ValueError(f"unknown keys {unknown} in the config's finetune section; known keys: {sorted(known)}")
-    finetune_values.setdefault("freeze_epochs", {"image": 3, "text": 5} if family == "vision-language" else {})
-    flags = {
+    finetune_flags = {
         "freeze_epochs": parse_freeze(args.freeze) if args.freeze is not None else None,
         "accumulate_grad_batches": args.accumulate_grad_batches,
         "image_size": args.image_size,
         "eval_batch_size": args.eval_batch_size,
     }
-    finetune = FinetuneConfig(**{**finetune_values, **{k: v for k, v in flags.items() if v is not None}})
-    return config, finetune, encoder_options(args, encoder_values, config.seed)
-
-
-def _dotted(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"loss": {"alpha": 1}} -> {"loss.alpha": 1} (the form of command-line overrides)."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            flat.update(_dotted(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+    return load_finetune_settings(
+        args.config, family, overrides=overrides_from_args(args),
+        finetune_overrides={k: v for k, v in finetune_flags.items() if v is not None}, encoder_overrides=encoder_flags(args),
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
-    from iidfusion.data.families import family_of
-    from iidfusion.training.config import resolve_methods
+    from iidfusion.cli.main import CommandError
+    from iidfusion.data.families import family_of, load_raw
+    from iidfusion.progress import write_line
+    from iidfusion.training.compare import quiet_lightning
+    from iidfusion.training.finetune import compare_end_to_end
     from iidfusion.training.outputs import check_output_folder, run_folder
-    from iidfusion.training.validation import check_option_values
 
     require_text_packages(args.data_format)
-    config, finetune, encoders = finetune_settings(args, family_of(args.data_format))
-    methods = resolve_methods(config.methods)
-    if config.seeds < 1 or not config.eval.noise or any(not level >= 0 for level in config.eval.noise):
-        raise ValueError(f"need seeds >= 1 and noise levels >= 0, got seeds {config.seeds}, noise {config.eval.noise}")
-    check_option_values(config)
-    out = Path(config.out)
+    settings = finetune_settings(args, family_of(args.data_format))
+    out = Path(settings.experiment.out)
     check_output_folder(out, overwrite=args.overwrite)
-    with run_folder(out, overwrite=args.overwrite):
-        return _train_all(args, config, finetune, encoders, methods, out)
-
-
-def _train_all(
-    args: argparse.Namespace, config: Any, finetune: Any, encoders: EncoderOptions, methods: tuple[str, ...], out: Path
-) -> int:
-    """Every (seed, method) fit of :func:`run`, then the report, into ``out``."""
-    from iidfusion.cli.main import CommandError
-    from iidfusion.data.families import load_raw
-    from iidfusion.training.finetune import fit_end_to_end
-    from iidfusion.training.compare import quiet_lightning
-    from iidfusion.training.config import config_to_dict
-    from iidfusion.training.report import EvalResult, write_report
-
     raw = load_raw(raw_options(args))
-    keep_runs = config.train.checkpoints or bool(config.train.loggers)
     quiet_lightning()
-    results: list[EvalResult] = []
-    is_global_zero = True
-    for seed in range(config.seeds):
-        for method in methods:
-            try:
-                fit = fit_end_to_end(raw, method, seed, config, finetune, encoders, out / "runs" / method / f"seed{seed}" if keep_runs else None)
-            except FloatingPointError as error:
-                raise CommandError(f"{error} (try a smaller --lr, --alpha or --beta)") from error
-            is_global_zero = fit.is_global_zero
-            results.extend(EvalResult(method, seed, m.noise, "all", m.accuracy, m.macro_f1) for m in fit.metrics)
-            if is_global_zero:
-                accuracy = ", ".join(f"{m.noise:g}: {100 * m.accuracy:.2f}" for m in fit.metrics)
-                print(f"{method} seed {seed}: test accuracy % by noise level {{{accuracy}}}, best epoch "
-                      f"{fit.best_epoch + 1} of {fit.epochs}, {fit.seconds:.1f} s")
-    if not is_global_zero:
-        return 0
-    record = {**config_to_dict(config), "data": raw.name, "class_names": list(raw.class_names), "finetune": asdict(finetune), "encoders": asdict(encoders)}
-    title = f"{raw.name} end to end: {len(methods)} methods x {config.seeds} seeds"
-    print(write_report(out, results, json_ready(record), title))
-    print(f"results written to {out}")
+    try:
+        with run_folder(out, overwrite=args.overwrite):
+            comparison = compare_end_to_end(raw, settings, out, log=write_line)
+    except FloatingPointError as error:
+        raise CommandError(f"{error} (try a smaller --lr, --alpha or --beta)") from error
+    if comparison.is_global_zero:
+        print(comparison.report)
+        print(f"results written to {out}")
     return 0
-
-
-def json_ready(value: Any) -> Any:
-    """Dataclass dicts with paths and tuples made plain (for results.json)."""
-    if isinstance(value, Mapping):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    return str(value) if isinstance(value, Path) else value

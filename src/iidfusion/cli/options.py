@@ -1,8 +1,11 @@
 """The flags of the training commands, built from the configuration schema (:mod:`iidfusion.training.config`).
 
-One flag per config option, named after its leaf (``train.max_epochs`` -> ``--max-epochs``),
-with the option's help and default; which options a command leaves out is said here, so the
-library's configuration knows nothing of argparse.
+One flag per config option, named after its leaf (``train.max_epochs`` -> ``--max-epochs``;
+a strategy's options after the strategy and the leaf, ``strategy.qmf.lam_rank`` ->
+``--qmf-lam-rank``), with the option's help and default; which options a command leaves out is
+said here, so the library's configuration knows nothing of argparse. The flags of renamed keys
+(:data:`~iidfusion.training.config.RENAMED_KEYS`, e.g. ``--lam-rank``) still work, with a
+FutureWarning, until they are removed.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from iidfusion.training.config import ExperimentConfig, iter_options, load_config
+from iidfusion.training.config import RENAMED_KEYS, ExperimentConfig, iter_options, load_config
 
 # Options only some commands read: `fit` trains one (method, seed), `compare` many on one data
 # set, `suite` many on several data sets.
@@ -36,21 +39,34 @@ def add_config_arguments(
         default = option.default
         if isinstance(default, tuple):
             default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) or "none"
+        elif default is None:
+            default = "none"
         kwargs: dict[str, Any] = {"dest": option.dest, "default": None}
         if option.type is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["metavar"] = option.key.rsplit(".", 1)[-1].upper()
         parser.add_argument(option.flag, help=f"{option.help} (default: {default})", **kwargs)
+        for old in (old for old, new in RENAMED_KEYS.items() if new == option.key):
+            parser.add_argument(
+                _renamed_flag(old), dest=_dest(old), default=None, metavar=kwargs.get("metavar"),
+                help=f"deprecated: the old name of {option.flag}",
+            )  # fmt: skip
+
+
+def _renamed_flag(key: str) -> str:
+    return "--" + key.rsplit(".", 1)[-1].replace("_", "-")
+
+
+def _dest(key: str) -> str:
+    return key.replace(".", "__")
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The dotted keys of the config flags the user gave on the command line."""
-    return {
-        option.key: getattr(args, option.dest)
-        for option in iter_options()
-        if getattr(args, option.dest, None) is not None
-    }
+    """The dotted keys of the config flags the user gave on the command line (renamed keys under
+    their old name: the loader maps them, with a warning)."""
+    keys = [option.key for option in iter_options()] + list(RENAMED_KEYS)
+    return {key: getattr(args, _dest(key)) for key in keys if getattr(args, _dest(key), None) is not None}
 
 
 def config_from_args(args: argparse.Namespace, base: ExperimentConfig | None = None) -> ExperimentConfig:

@@ -1,30 +1,70 @@
-"""Merging nested mappings (YAML files, flags, checkpoints) into configuration dataclasses.
+"""Configuration dataclasses: documented options, their ranges, and the one loader of nested mappings.
 
-The one loader of every configuration of the library: the training commands'
-``ExperimentConfig``, the KG's ``KGExperimentConfig`` and a KG model's options. A key the
-dataclass does not know, or a value of the wrong type, is a ValueError naming the key; nothing
-is silently ignored. Standard library only, so that every layer may use it.
+Every option of the library is a dataclass field declared with :func:`option` (its default, its
+help text, optionally its flag and the :class:`Rule` its values obey), so that the command line,
+``--help`` and the range checks are generated from one declaration, wherever the dataclass lives
+(the training configuration, a fusion strategy's options). :func:`merge_config` is the one
+loader of every configuration: the training commands' ``ExperimentConfig``, the KG's
+``KGExperimentConfig``, a KG model's options, a strategy's options. A key the dataclass does
+not know, or a value of the wrong type, is a ValueError naming the key; nothing is silently
+ignored. Standard library only, so that every layer may use it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 
-def option(default: Any, help: str, *, flag: str | None = None) -> Any:
+@dataclass(frozen=True)
+class Rule:
+    """What a valid value is (``check``) and how a message says it (``expected``)."""
+
+    check: Callable[[Any], bool]
+    expected: str
+
+
+def at_least(low: float) -> Rule:
+    """A finite number >= ``low``."""
+    return Rule(lambda v: math.isfinite(v) and v >= low, f"finite and >= {low:g}")
+
+
+def positive() -> Rule:
+    """A finite number > 0."""
+    return Rule(lambda v: math.isfinite(v) and v > 0, "finite and > 0")
+
+
+def one_of(choices: tuple[str, ...]) -> Rule:
+    """One of ``choices``."""
+    return Rule(lambda v: v in choices, f"one of {', '.join(choices)}")
+
+
+def option(default: Any, help: str, *, flag: str | None = None, rule: Rule | None = None) -> Any:
     """A dataclass field with its help text (immutable defaults only: tuples, scalars).
 
     Every leaf of a command's configuration is declared so: the command line builds one
     documented flag per leaf from the metadata (``train.max_epochs`` -> ``--max-epochs``).
     ``flag``: the flag, when the leaf name alone would be ambiguous or unclear (``tune.alpha``
-    is ``--tune-alpha``, as ``--alpha`` is ``loss.alpha``).
+    is ``--tune-alpha``, as ``--alpha`` is ``loss.alpha``). ``rule``: the values the option
+    accepts, checked by :func:`check_rules` (and by the commands before they read any data,
+    naming the flag).
     """
-    metadata = {"help": help} | ({"flag": flag} if flag else {})
-    return dataclasses.field(default=default, metadata=metadata)
+    metadata = {"help": help} | ({"flag": flag} if flag else {}) | ({"rule": rule} if rule else {})
+    return field(default=default, metadata=metadata)
+
+
+def check_rules(section: Any, prefix: str = "") -> None:
+    """A ValueError naming ``prefix + field`` and the value of the first option of ``section``
+    (a dataclass of options) that breaks its :func:`option` rule."""
+    for f in dataclasses.fields(section):
+        rule, value = f.metadata.get("rule"), getattr(section, f.name)
+        if rule is not None and not rule.check(value):
+            raise ValueError(f"{prefix}{f.name} must be {rule.expected}, got {value!r}")
 
 
 def is_section(tp: Any) -> bool:
@@ -44,9 +84,10 @@ def coerce_option(key: str, tp: Any, value: Any) -> Any:
         return tuple(coerce_option(key, item, v) for v in value)
     if tp is Any:
         return value
-    if origin in (typing.Union, types.UnionType):  # an optional value: X | None
+    if origin in (typing.Union, types.UnionType):  # an optional value: X | None ("none" on a command line)
         (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return None if value is None else coerce_option(key, inner, value)
+        unset = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        return None if unset else coerce_option(key, inner, value)
     if origin is dict:
         key_type, value_type = typing.get_args(tp)
         if not isinstance(value, Mapping):

@@ -26,6 +26,7 @@ from iidfusion.data.families import (
     image_transforms,
     load_raw,
     raw_dataset,
+    require_encoder_packages,
 )
 from iidfusion.data.feature_cache import CacheKey, build_feature_cache, input_checksum
 from iidfusion.data.input_noise import NOISE_PROBABILITY, SALT_AND_PEPPER_DENSITY, InputNoise
@@ -94,6 +95,7 @@ def extract_to_cache(
     """
     out = Path(out)
     encoder_options = replace(encoder_options, init_seed=options.seed)
+    require_encoder_packages(encoder_options)
     raw = load_raw(data)
     encoders, tokenizer = build_encoders(raw, encoder_options)
     key = cache_key(raw, data, encoders, encoder_options, options)

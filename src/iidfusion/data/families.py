@@ -28,7 +28,7 @@ from iidfusion.data.input_noise import InputNoise
 from iidfusion.data.multiview import VAL_FRACTION
 from iidfusion.data.rgbd import RGBD_MODALITIES, RGBDDataset, load_rgbd
 from iidfusion.data.vision_language import DATA_FORMATS, RawDataset, RawSplits, VisionLanguageDataset, load_vision_language
-from iidfusion.encoders.ecosystem import EcosystemImageEncoder, is_ecosystem_encoder
+from iidfusion.encoders.ecosystem import EcosystemImageEncoder, import_library, is_ecosystem_encoder
 from iidfusion.encoders.image import (
     RGBD_EVAL_TRANSFORM,
     RGBD_TRAIN_TRANSFORM,
@@ -118,6 +118,14 @@ class EncoderOptions:
     depth_weights: str | None = None
     init_seed: int = 0
     random_text: RandomTextConfig = field(default_factory=RandomTextConfig)
+
+
+def require_encoder_packages(options: EncoderOptions) -> None:
+    """Import the library of every timm / torchvision encoder named, so that a missing or broken
+    package is one clear error before any data is read."""
+    for arch in (options.image_arch, options.depth_arch):
+        if arch is not None and is_ecosystem_encoder(arch):
+            import_library(arch.partition(":")[0])
 
 
 def build_encoders(raw: RawSplits, options: EncoderOptions) -> tuple[dict[str, nn.Module], TextTokenizer | None]:

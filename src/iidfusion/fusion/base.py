@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -32,6 +33,15 @@ def validate_mode(mode: str) -> str:
     return mode
 
 
+@dataclass(frozen=True)
+class StrategyOptions:
+    """Base of a strategy's own options: a frozen dataclass whose fields, declared with
+    :func:`iidfusion.core.config.option` (default, help, rule), are keyword arguments of the
+    strategy's constructor with the same defaults. The registry gives them to the training
+    configuration as the section ``strategy.<name>`` (:func:`~iidfusion.fusion.registry.strategy_sections`).
+    A strategy without options of its own keeps this empty base."""
+
+
 class FusionStrategy(nn.Module):
     """Base of the fusion-weight strategies (registered in :mod:`iidfusion.fusion.registry`).
 
@@ -47,11 +57,14 @@ class FusionStrategy(nn.Module):
 
     Subclasses implement :meth:`forward` (detached weights (B, M)) and
     :meth:`auxiliary_losses`. A strategy that needs the training-set size (QMF's loss
-    history) sets ``requires_num_samples = True`` and takes ``num_samples``.
+    history) sets ``requires_num_samples = True`` and takes ``num_samples``. Its own options
+    are declared as a :class:`StrategyOptions` dataclass given to ``register_strategy``,
+    which sets ``options_class``.
     """
 
     name: ClassVar[str] = ""
     requires_num_samples: ClassVar[bool] = False
+    options_class: ClassVar[type[StrategyOptions]] = StrategyOptions
 
     def __init__(
         self,

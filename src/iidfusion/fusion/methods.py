@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from iidfusion.core.registry import Registry
-from iidfusion.fusion.base import validate_mode
+from iidfusion.fusion.base import StrategyOptions, validate_mode
 from iidfusion.fusion.model import FusionModel
 from iidfusion.fusion.registry import get_strategy_class
 
@@ -46,10 +46,13 @@ class MethodSpec:
         width: int,
         num_samples: int | None = None,
         strategy_kwargs: Mapping[str, Any] | None = None,
+        strategy_options: StrategyOptions | Mapping[str, Any] | None = None,
         unimodal_heads: str = "shared",
     ) -> FusionModel:
         """The :class:`FusionModel` of this method.
 
+        ``strategy_kwargs`` (the strategy's base options) and ``strategy_options`` (its own,
+        e.g. the ``strategy.<name>`` section of a training config) go to the strategy.
         ``num_samples`` (the training-set size) is passed on to strategies that need it
         (QMF's loss history) and ignored by the others, so a trainer can pass it always.
         ``unimodal_heads`` applies to IF methods only (:class:`FusionModel`); LF keeps its heads.
@@ -65,6 +68,7 @@ class MethodSpec:
             mode=self.mode,
             strategy=self.strategy,
             strategy_kwargs=kwargs,
+            strategy_options=strategy_options,
             unimodal_heads=unimodal_heads if self.mode == "if" else "separate",
         )
 

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from iidfusion.core.output import FusionOutput
 from iidfusion.core.validation import check_modality_keys, validate_modalities
-from iidfusion.fusion.base import FusionStrategy, validate_mode
+from iidfusion.fusion.base import FusionStrategy, StrategyOptions, validate_mode
 from iidfusion.fusion.registry import create_strategy
 
 UNIMODAL_HEADS: tuple[str, ...] = ("shared", "separate")
@@ -45,8 +45,10 @@ class FusionModel(nn.Module):
 
     ``encoders``: modality -> module mapping an input batch to (B, encoder_dims[m]);
     the order of the mapping fixes the column order of the weights. ``strategy``: a
-    registered name (built with ``modalities``, ``num_classes``, ``width``, ``mode`` and
-    ``strategy_kwargs``) or a ready :class:`FusionStrategy` whose modalities and mode match.
+    registered name (built with ``modalities``, ``num_classes``, ``width``, ``mode``,
+    ``strategy_kwargs`` (the base options, e.g. ``unimodal_reduction``) and ``strategy_options``
+    (the strategy's own options: its :class:`StrategyOptions`, or a mapping checked against it))
+    or a ready :class:`FusionStrategy` whose modalities and mode match.
     ``forward`` takes ``{modality: Tensor}`` with exactly these keys and returns a
     :class:`FusionOutput`; every tensor follows the device of the inputs and parameters.
     ``unimodal_heads`` (IF only): ``"shared"``, the unimodal logits are g(z^m) (module docstring),
@@ -64,6 +66,7 @@ class FusionModel(nn.Module):
         mode: str = "if",
         strategy: str | FusionStrategy = "static",
         strategy_kwargs: Mapping[str, Any] | None = None,
+        strategy_options: StrategyOptions | Mapping[str, Any] | None = None,
         unimodal_heads: str = "shared",
     ) -> None:
         super().__init__()
@@ -98,12 +101,17 @@ class FusionModel(nn.Module):
             else None
         )
         self.target_mapping = nn.Linear(self.width, self.num_classes) if self.mode == "if" else None
-        self.strategy = self._build_strategy(strategy, strategy_kwargs)
+        self.strategy = self._build_strategy(strategy, strategy_kwargs, strategy_options)
 
-    def _build_strategy(self, strategy: str | FusionStrategy, kwargs: Mapping[str, Any] | None) -> FusionStrategy:
+    def _build_strategy(
+        self,
+        strategy: str | FusionStrategy,
+        kwargs: Mapping[str, Any] | None,
+        options: StrategyOptions | Mapping[str, Any] | None,
+    ) -> FusionStrategy:
         if isinstance(strategy, FusionStrategy):
-            if kwargs:
-                raise ValueError("strategy_kwargs apply only when the strategy is given by name")
+            if kwargs or options is not None:
+                raise ValueError("strategy_kwargs and strategy_options apply only when the strategy is given by name")
             built = {
                 "modalities": (strategy.modalities, self.modalities),
                 "mode": (strategy.mode, self.mode),
@@ -118,6 +126,7 @@ class FusionModel(nn.Module):
             raise ValueError(f"strategy must be a registered name or a FusionStrategy, got {type(strategy).__name__}")
         return create_strategy(
             strategy,
+            options,
             modalities=self.modalities,
             num_classes=self.num_classes,
             width=self.width,

@@ -17,14 +17,16 @@ from two modalities to any M >= 2:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from iidfusion.core.config import Rule, at_least, check_rules, option
 from iidfusion.core.output import FusionOutput
 from iidfusion.core.validation import check_modality_dict, stack_modalities
-from iidfusion.fusion.base import FusionStrategy
+from iidfusion.fusion.base import FusionStrategy, StrategyOptions
 from iidfusion.fusion.registry import register_strategy
 
 
@@ -66,11 +68,26 @@ class ConfidNet(nn.Sequential):
         super().__init__(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, 1), nn.Sigmoid())
 
 
-@register_strategy("pdf")
+@dataclass(frozen=True)
+class PDFOptions(StrategyOptions):
+    """PDF's options (:class:`PDFStrategy`): config section ``strategy.pdf``, flags ``--pdf-*``."""
+
+    confidnet_hidden: int | None = option(
+        None, "hidden width of each modality's ConfidNet (none: the width d)", rule=Rule(lambda v: v is None or v >= 1, ">= 1 or none")
+    )
+    min_confidence: float = option(
+        1e-4, "the mono-confidence m_k is clamped to [min_confidence, 1] before its log",
+        rule=Rule(lambda v: 0 < v < 1, "in (0, 1)"),
+    )  # fmt: skip
+    calibrate: bool = option(True, "relative calibration of the co-belief at test time (as PDF's test code)")
+    confidence_loss_weight: float = option(1.0, "weight of the ConfidNets' L1 loss to the true-class probability", rule=at_least(0))
+
+
+@register_strategy("pdf", options=PDFOptions)
 class PDFStrategy(FusionStrategy):
     """Predictive dynamic fusion weights (PDF) for any number of modalities.
 
-    Options: ``confidnet_hidden`` (hidden width of each ConfidNet, default ``width``),
+    Options (:class:`PDFOptions`): ``confidnet_hidden`` (hidden width of each ConfidNet, default ``width``),
     ``min_confidence`` (m_k is clamped to [min_confidence, 1] before its log, so a ConfidNet
     that outputs 0 cannot make holo-confidence infinite or NaN; default 1e-4),
     ``calibrate`` (relative calibration in eval mode, default True, as PDF's test code),
@@ -92,13 +109,8 @@ class PDFStrategy(FusionStrategy):
         **base_options: Any,
     ) -> None:
         super().__init__(modalities, num_classes, **base_options)
+        check_rules(PDFOptions(confidnet_hidden, min_confidence, calibrate, confidence_loss_weight))
         hidden = self.width if confidnet_hidden is None else int(confidnet_hidden)
-        if hidden < 1:
-            raise ValueError(f"confidnet_hidden must be >= 1, got {confidnet_hidden}")
-        if not 0 < min_confidence < 1:
-            raise ValueError(f"min_confidence must lie in (0, 1), got {min_confidence}")
-        if not confidence_loss_weight >= 0:
-            raise ValueError(f"confidence_loss_weight must be >= 0, got {confidence_loss_weight}")
         self.min_confidence = float(min_confidence)
         self.calibrate = bool(calibrate)
         self.confidence_loss_weight = float(confidence_loss_weight)

@@ -14,14 +14,16 @@ released code does:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from iidfusion.core.config import at_least, check_rules, option, positive
 from iidfusion.core.output import FusionOutput
 from iidfusion.core.validation import stack_modalities
-from iidfusion.fusion.base import FusionStrategy
+from iidfusion.fusion.base import FusionStrategy, StrategyOptions
 from iidfusion.fusion.registry import register_strategy
 
 
@@ -45,13 +47,22 @@ def qmf_rank_loss(confidence: Tensor, past_loss: Tensor) -> Tensor:
     return torch.relu(target * (confidence - partner_confidence) - margin).mean(dim=0)
 
 
-@register_strategy("qmf")
+@dataclass(frozen=True)
+class QMFOptions(StrategyOptions):
+    """QMF's options (:class:`QMFStrategy`): config section ``strategy.qmf``, flags ``--qmf-*``."""
+
+    lam_rank: float = option(1.0, "weight of QMF's ranking regularizer L_rank", rule=at_least(0))
+    energy_temperature: float = option(10.0, "QMF's energy temperature: confidence c_m = logsumexp(f_m) / T", rule=positive())
+    min_weight: float = option(1e-6, "IF only: each c_m is clamped to at least this before the weights are normalised", rule=positive())
+
+
+@register_strategy("qmf", options=QMFOptions)
 class QMFStrategy(FusionStrategy):
     """Energy-based dynamic weights (QMF) with a per-sample loss history in the module state.
 
-    Options: ``num_samples`` (required: the training-set size, rows of the history),
-    ``lam_rank`` (1.0 as QMF uses for text-image and SUN RGB-D; QMF uses 0.1 for NYU Depth
-    V2), ``energy_temperature`` (QMF's 10), ``min_weight`` (IF guard, below).
+    ``num_samples`` (required: the training-set size, rows of the history). Options
+    (:class:`QMFOptions`): ``lam_rank`` (1.0 as QMF uses for text-image and SUN RGB-D; QMF
+    uses 0.1 for NYU Depth V2), ``energy_temperature`` (QMF's 10), ``min_weight`` (IF guard, below).
     ``base_options``: ``width``, ``mode``, ``unimodal_loss_weight`` (see :class:`FusionStrategy`).
 
     Weights. LF: w_m = c_m exactly as published (not normalised; the scale only changes
@@ -95,12 +106,7 @@ class QMFStrategy(FusionStrategy):
                 "the qmf strategy needs num_samples >= 1 (the training-set size) for its per-sample loss "
                 f"history, e.g. strategy_kwargs={{'num_samples': N}}; got {num_samples!r}"
             )
-        if not lam_rank >= 0:
-            raise ValueError(f"lam_rank must be >= 0, got {lam_rank}")
-        if not energy_temperature > 0:
-            raise ValueError(f"energy_temperature must be > 0, got {energy_temperature}")
-        if not min_weight > 0:
-            raise ValueError(f"min_weight must be > 0, got {min_weight}")
+        check_rules(QMFOptions(lam_rank=lam_rank, energy_temperature=energy_temperature, min_weight=min_weight))
         self.num_samples = int(num_samples)
         self.lam_rank = float(lam_rank)
         self.energy_temperature = float(energy_temperature)

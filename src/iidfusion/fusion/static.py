@@ -4,22 +4,38 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from iidfusion.core.config import Rule, check_rules, option
 from iidfusion.core.output import FusionOutput
 from iidfusion.core.validation import check_modality_dict, check_modality_keys
-from iidfusion.fusion.base import FusionStrategy
+from iidfusion.fusion.base import FusionStrategy, StrategyOptions
 from iidfusion.fusion.registry import register_strategy
 
 
-@register_strategy("static")
+def _valid_weights(weights: tuple[float, ...] | None) -> bool:
+    return weights is None or (all(math.isfinite(w) and w >= 0 for w in weights) and sum(weights) > 0)
+
+
+@dataclass(frozen=True)
+class StaticOptions(StrategyOptions):
+    """Static weights' options (:class:`StaticStrategy`): config section ``strategy.static``, flags ``--static-*``."""
+
+    weights: tuple[float, ...] | None = option(
+        None, "fusion weights, one per modality in the data's view order, normalised to sum to one (none: uniform 1/M)",
+        rule=Rule(_valid_weights, "finite, non-negative, with a positive sum (or none)"),
+    )  # fmt: skip
+
+
+@register_strategy("static", options=StaticOptions)
 class StaticStrategy(FusionStrategy):
     """The same weights w_m for every sample: uniform 1/M by default, or user-given.
 
-    ``weights``: a sequence of M numbers in modality order, or a mapping modality -> number;
+    ``weights`` (:class:`StaticOptions`): a sequence of M numbers in modality order, or a mapping modality -> number;
     non-negative, finite, with a positive sum, normalised to sum to one (so the IF feature
     sum stays on the scale of one modality and LF logits on the scale of one head).
 
@@ -55,11 +71,8 @@ class StaticStrategy(FusionStrategy):
                     f"static weights: got {len(values)} values for "
                     f"{self.num_modalities} modalities {list(self.modalities)}"
                 )
-        if any(not math.isfinite(w) or w < 0 for w in values):
-            raise ValueError(f"static weights must be finite and non-negative, got {values}")
+        check_rules(StaticOptions(tuple(values)), "static ")
         total = sum(values)
-        if total <= 0:
-            raise ValueError(f"static weights must have a positive sum, got {values}")
         return torch.tensor([w / total for w in values], dtype=torch.float32)
 
     def forward(self, features: Mapping[str, Tensor], unimodal_logits: Mapping[str, Tensor]) -> Tensor:

@@ -39,6 +39,8 @@ import torch
 from torch import Tensor, nn
 
 from iidfusion.fusion import FusionOutput, FusionStrategy, create_strategy, get_strategy_class
+from iidfusion.fusion.base import StrategyOptions
+from iidfusion.fusion.registry import strategy_options
 from iidfusion.kg.features import STRUCTURE
 from iidfusion.kg.registry import DEFAULT_KG_MODEL, KGModel, register_kg_model
 from iidfusion.ot import sinkhorn_unbalanced
@@ -93,7 +95,9 @@ class KGModelConfig:
     ``modality_weights``: static fusion weights, keyed by modality; "structure" may be left out
     and then gets 1 - (sum of the others), OTKGE's (1 - a - c, a, c). Empty: uniform 1/M.
     ``strategy``: None (static weights everywhere, OTKGE) or a registered fusion strategy name
-    for the per-query weights, built with ``strategy_kwargs``.
+    for the per-query weights, built with ``strategy_kwargs``: that strategy's own options, as
+    the classification config's ``strategy.<name>`` section, checked against the same options
+    class (:func:`check_strategy_options`).
     """
 
     name: str = DEFAULT_KG_MODEL
@@ -206,14 +210,26 @@ def fusion_strategy(
     config: KGModelConfig, modalities: tuple[str, ...], num_entities: int, width: int, num_train_queries: int | None
 ) -> FusionStrategy | None:
     """The registered strategy of ``config`` for the query weights (None: static weights)."""
-    if config.strategy is None:
+    options = check_strategy_options(config)
+    if config.strategy is None or options is None:
         return None
-    kwargs = dict(config.strategy_kwargs)
+    kwargs = {}
     if get_strategy_class(config.strategy).requires_num_samples:
         if num_train_queries is None:
             raise ValueError(f"strategy {config.strategy!r} needs num_train_queries (its per-sample history)")
-        kwargs.setdefault("num_samples", num_train_queries)
-    return create_strategy(config.strategy, modalities=modalities, num_classes=num_entities, width=width, mode="if", **kwargs)
+        kwargs["num_samples"] = num_train_queries
+    return create_strategy(config.strategy, options, modalities=modalities, num_classes=num_entities, width=width, mode="if", **kwargs)
+
+
+def check_strategy_options(config: KGModelConfig) -> StrategyOptions | None:
+    """The options of ``config.strategy`` from ``strategy_kwargs`` (None without a strategy);
+    an unknown key, a wrong type or a value out of range is a ValueError naming
+    ``model.strategy_kwargs.<option>``, as a classification config's ``strategy.<name>``."""
+    if config.strategy is None:
+        if config.strategy_kwargs:
+            raise ValueError(f"model.strategy_kwargs {config.strategy_kwargs} given without model.strategy")
+        return None
+    return strategy_options(config.strategy, config.strategy_kwargs, prefix="model.strategy_kwargs.")
 
 
 @register_kg_model("otkge")

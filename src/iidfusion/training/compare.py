@@ -184,22 +184,29 @@ def execute(task: Task) -> RunOutcome:
 
 
 def run_tasks(
-    tasks: Sequence[Task], jobs: int, on_done: Callable[[int, Task, RunOutcome], None] | None = None
+    tasks: Sequence[Task],
+    jobs: int,
+    on_done: Callable[[int, Task, RunOutcome], None] | None = None,
+    execute_task: Callable[[Task], RunOutcome] | None = None,
 ) -> list[RunOutcome]:
-    """:func:`execute` every task, ``jobs`` at a time in worker processes; outcomes in task order.
+    """``execute_task`` every task, ``jobs`` at a time in worker processes; outcomes in task order.
 
     ``on_done(k, task, outcome)`` is called as each finishes, in task order (k counts from 1).
+    ``execute_task``: :func:`execute` (a fit on multi-view features; the default) or another task's runner,
+    e.g. end-to-end training's (:func:`iidfusion.training.finetune.compare_end_to_end`); with
+    ``jobs > 1`` it must pickle (a module-level function or a ``functools.partial`` of one).
     """
+    execute_task = execute_task or execute
     outcomes: list[RunOutcome] = []
     if jobs == 1:
         for done, task in enumerate(tasks, start=1):
-            outcomes.append(execute(task))
+            outcomes.append(execute_task(task))
             if on_done is not None:
                 on_done(done, task, outcomes[-1])
         return outcomes
     context = multiprocessing.get_context(START_METHOD)
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=quiet_lightning) as pool:
-        futures: list[Future[RunOutcome]] = [pool.submit(execute, task) for task in tasks]
+        futures: list[Future[RunOutcome]] = [pool.submit(execute_task, task) for task in tasks]
         try:
             for done, (task, future) in enumerate(zip(tasks, futures), start=1):
                 outcomes.append(future.result())
@@ -263,6 +270,39 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
+def comparison_tasks(config: ExperimentConfig, methods: Sequence[str], out: Path) -> list[Task]:
+    """Every (seed, method) of a comparison, seed by seed; run folders under ``out/runs`` when the
+    runs keep checkpoints or logs."""
+    keep_runs = config.train.checkpoints or bool(config.train.loggers)
+    return [
+        Task(config, method, seed, out / "runs" / method / f"seed{seed}" if keep_runs else None)
+        for seed in range(config.seeds)
+        for method in methods
+    ]
+
+
+def compare_tasks(
+    tasks: Sequence[Task],
+    config: ExperimentConfig,
+    out: str | Path,
+    *,
+    title: str,
+    record: dict[str, Any],
+    log: Callable[[str], None] = print,
+    execute_task: Callable[[Task], RunOutcome] | None = None,
+    description: str = "compare",
+) -> Comparison:
+    """Run ``tasks`` (``config.jobs`` at a time, with a progress bar and one line per run to
+    ``log``), then write the results and ``record`` (the configuration) to ``out``."""
+    with Progress(tasks, log, bar=config.train.progress_bar, description=description) as progress:
+        outcomes = run_tasks(tasks, config.jobs, progress, execute_task)
+    is_global_zero = all(o.is_global_zero for o in outcomes)
+    results = [r for o in outcomes for r in o.results]
+    runs = [run_record(task, outcome) for task, outcome in zip(tasks, outcomes)]
+    report = write_report(Path(out), results, record, title, runs=runs) if is_global_zero else ""
+    return Comparison(results, report, is_global_zero)
+
+
 def run_comparison(
     config: ExperimentConfig, out: str | Path, *, title: str | None = None, log: Callable[[str], None] = print
 ) -> Comparison:
@@ -270,21 +310,9 @@ def run_comparison(
     methods = resolve_methods(config.methods)
     validate_config(config)
     first = _cached_splits(config, 0)
-    out = Path(out)
-    keep_runs = config.train.checkpoints or bool(config.train.loggers)
-    tasks = [
-        Task(config, method, seed, out / "runs" / method / f"seed{seed}" if keep_runs else None)
-        for seed in range(config.seeds)
-        for method in methods
-    ]
-    with Progress(tasks, log, bar=config.train.progress_bar, description="compare") as progress:
-        outcomes = run_tasks(tasks, config.jobs, progress)
-    is_global_zero = all(o.is_global_zero for o in outcomes)
-    results = [r for o in outcomes for r in o.results]
+    tasks = comparison_tasks(config, methods, Path(out))
     title = title or f"{first.name}: {len(methods)} methods x {config.seeds} seeds"
-    runs = [run_record(task, outcome) for task, outcome in zip(tasks, outcomes)]
-    report = write_report(out, results, config_to_dict(config), title, runs=runs) if is_global_zero else ""
-    return Comparison(results, report, is_global_zero)
+    return compare_tasks(tasks, config, out, title=title, record=config_to_dict(config), log=log)
 
 
 def run_record(task: Task, outcome: RunOutcome) -> dict[str, Any]:

@@ -1,18 +1,23 @@
 """Experiment configuration: dataclasses with documented defaults, YAML files and CLI flags.
 
-One experiment is an :class:`ExperimentConfig`, grouped in sections (``model``, ``loss``,
-``optim``, ``train``, ``eval``) so no function takes twenty arguments. Values come, in
+One experiment is an :class:`ExperimentConfig`, grouped in sections (``model``, ``strategy``,
+``loss``, ``optim``, ``train``, ``eval``) so no function takes twenty arguments. Values come, in
 increasing precedence, from the dataclass defaults, a YAML file (``--config``) and the
 command-line flags. Every leaf option carries its help text in the field metadata; the command
 line (:mod:`iidfusion.cli.options`) builds one flag per leaf from it (``train.max_epochs`` ->
 ``--max-epochs``), so every option has a documented default in ``--help``. A key the schema does not know is an error naming
 it, never silently ignored.
+
+The ``strategy`` section is not written here: it is one sub-section per registered fusion
+strategy, the options dataclass that strategy declares (:func:`iidfusion.fusion.registry.strategy_sections`),
+so this module names no strategy (but in :data:`RENAMED_KEYS`, the keys of earlier releases).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import typing
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +25,14 @@ from typing import Any
 
 import yaml
 
-from iidfusion.core.config import is_section, merge_config, option
+from iidfusion.core.config import Rule, is_section, merge_config, option
+from iidfusion.fusion.registry import StrategySections, strategy_sections
 from iidfusion.losses.config import IIDConfig as LossConfig  # the ``loss`` section: IID's options, shared with the KG
+
+# Keys of earlier releases read as their new names: a config file or flag that uses one gets a
+# FutureWarning; a recorded config (a checkpoint, suite.json) is read silently (CHANGELOG.md).
+RENAMED_KEYS: dict[str, str] = {"model.lam_rank": "strategy.qmf.lam_rank"}
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -31,7 +42,6 @@ class ModelConfig:
     hidden: int = option(128, "hidden units of each feature view's MLP encoder")
     layers: int = option(1, "hidden layers of each MLP encoder (0: a linear encoder)")
     dropout: float = option(0.0, "dropout in the MLP encoders")
-    lam_rank: float = option(1.0, "weight of QMF's ranking regularizer (qmf methods only)")
     unimodal_reduction: str = option("sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean")
     unimodal_heads: str = option("shared", "IF's unimodal logits: shared (the target mapping on each modality) or separate heads")
 
@@ -116,6 +126,9 @@ class ExperimentConfig:
     )
     variants: tuple[str, ...] = option(("vib",), "L_ic readings `suite` runs the IID methods with, one table each")
     model: ModelConfig = field(default_factory=ModelConfig)
+    # One section per registered strategy (strategy.qmf.lam_rank, flag --qmf-lam-rank); a fit
+    # reads its method's strategy's section only.
+    strategy: StrategySections = field(default_factory=strategy_sections, metadata={"flags_named_by_section": True})
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -133,6 +146,7 @@ class ConfigOption:
     help: str
 
     flag_override: str | None = None
+    rule: Rule | None = None
 
     @property
     def flag(self) -> str:
@@ -143,16 +157,24 @@ class ConfigOption:
         return self.key.replace(".", "__")
 
 
-def iter_options(config: Any = None, prefix: str = "") -> Iterator[ConfigOption]:
-    """Every leaf option of ``config`` (an :class:`ExperimentConfig` by default), depth first."""
+def iter_options(config: Any = None, prefix: str = "", flag_prefix: str = "") -> Iterator[ConfigOption]:
+    """Every leaf option of ``config`` (an :class:`ExperimentConfig` by default), depth first.
+
+    The sub-sections of a section marked ``flags_named_by_section`` put their name before
+    their leaves' flags (``strategy.qmf.lam_rank`` -> ``--qmf-lam-rank``).
+    """
     config = ExperimentConfig() if config is None else config
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        if is_section(hints[f.name]):
-            yield from iter_options(value, prefix + f.name + ".")
+        if is_section(hints[f.name]) and f.metadata.get("flags_named_by_section"):
+            for sub in dataclasses.fields(value):
+                yield from iter_options(getattr(value, sub.name), f"{prefix}{f.name}.{sub.name}.", sub.name.replace("_", "-") + "-")
+        elif is_section(hints[f.name]):
+            yield from iter_options(value, prefix + f.name + ".", flag_prefix)
         else:
-            yield ConfigOption(prefix + f.name, hints[f.name], value, f.metadata["help"], f.metadata.get("flag"))
+            flag = f.metadata.get("flag") or (f"--{flag_prefix}{f.name.replace('_', '-')}" if flag_prefix else None)
+            yield ConfigOption(prefix + f.name, hints[f.name], value, f.metadata["help"], flag, f.metadata.get("rule"))
 
 
 def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
@@ -165,6 +187,46 @@ def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
             node = node.setdefault(section, {})
         node[leaf] = value
     return nested
+
+
+def _tree(values: Any) -> Any:
+    """A copy of nested mappings as plain dicts (the leaves shared)."""
+    return {k: _tree(v) for k, v in values.items()} if isinstance(values, Mapping) else values
+
+
+def _node(values: dict[str, Any], sections: list[str], create: bool = False) -> dict[str, Any] | None:
+    """The nested dict at ``sections`` of ``values`` (made where missing if ``create``), or None."""
+    node: Any = values
+    for section in sections:
+        node = (node.setdefault(section, {}) if create else node.get(section)) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
+
+
+def renamed_keys(values: Mapping[str, Any], source: str, *, warn: bool = True) -> dict[str, Any]:
+    """``values`` (a nested mapping, not changed) with the keys of :data:`RENAMED_KEYS` under
+    their new names; giving both names of one option is a ValueError naming them and ``source``.
+    ``warn``: a FutureWarning per old key (for files and flags a user can still change)."""
+    values = _tree(values)
+    for old, new in RENAMED_KEYS.items():
+        *old_sections, old_leaf = old.split(".")
+        parent = _node(values, old_sections)
+        if parent is None or old_leaf not in parent:
+            continue
+        value = parent.pop(old_leaf)
+        *new_sections, new_leaf = new.split(".")
+        target = _node(values, new_sections, create=True)
+        if target is None:  # a non-mapping where the new section goes: merge_config names it
+            continue
+        if new_leaf in target and target[new_leaf] != value:
+            raise ValueError(f"{source} gives both {old} ({value!r}) and its new name {new} ({target[new_leaf]!r}); keep {new}")
+        target[new_leaf] = value
+        if warn:
+            flags = {o.key: o.flag for o in iter_options()}
+            warnings.warn(
+                f"{source}: {old} (--{old_leaf.replace('_', '-')}) is deprecated; use {new} ({flags[new]})",
+                FutureWarning, stacklevel=3,
+            )  # fmt: skip
+    return values
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -191,16 +253,31 @@ def load_config(
     """``base`` (defaults) updated by the YAML file at ``path``, then by dotted ``overrides``."""
     config = ExperimentConfig() if base is None else base
     if path is not None:
-        config = merge_config(config, read_config_file(path), str(path))
+        config = merge_config(config, renamed_keys(read_config_file(path), str(path)), str(path))
     if overrides:
-        config = merge_config(config, _nest(overrides), "the command line")
+        config = merge_config(config, renamed_keys(_nest(overrides), "the command line"), "the command line")
     return config
 
 
+def recorded_config_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A configuration as :func:`config_to_dict` wrote it (a checkpoint's hyperparameters, a
+    results file), in today's layout: renamed keys under their new names and, in one written
+    before the ``strategy`` section, every strategy option its run used (its default, as none
+    but ``model.lam_rank`` could be set then)."""
+    before_sections = "strategy" not in values
+    upgraded = renamed_keys(values, "", warn=False)
+    if before_sections:
+        recorded = upgraded.setdefault("strategy", {})
+        for name, defaults in config_to_dict(strategy_sections()).items():
+            recorded[name] = defaults | recorded.get(name, {})
+    return upgraded
+
+
 def config_from_dict(values: Mapping[str, Any], source: str) -> ExperimentConfig:
-    """The configuration that :func:`config_to_dict` wrote (in a checkpoint, a results file);
-    an unknown key is an error naming ``source``."""
-    return merge_config(ExperimentConfig(), values, source)
+    """The configuration that :func:`config_to_dict` wrote (in a checkpoint, a results file),
+    of this release or an earlier one (:func:`recorded_config_values`); an unknown key is an
+    error naming ``source``."""
+    return merge_config(ExperimentConfig(), recorded_config_values(values), source)
 
 
 def resolve_methods(names: tuple[str, ...]) -> tuple[str, ...]:

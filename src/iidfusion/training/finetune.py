@@ -21,9 +21,10 @@ The test split is evaluated clean and under the raw-input noise protocol
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,13 @@ from iidfusion.data.vision_language import RawSplits
 from iidfusion.encoders.text import TextTokenizer
 from iidfusion.fusion.methods import get_method
 from iidfusion.fusion.model import FusionModel
-from iidfusion.training.config import ExperimentConfig
+from iidfusion.core.config import merge_config
+from iidfusion.training.compare import Comparison, RunOutcome, Task, compare_tasks, comparison_tasks
+from iidfusion.training.config import ExperimentConfig, config_to_dict, load_config, read_config_file, resolve_methods
+from iidfusion.training.report import EvalResult
 from iidfusion.training.datamodule import ShardSampler
 from iidfusion.training.evaluate import NoiseMetrics, classification_metrics
-from iidfusion.training.module import FusionModule, strategy_options
+from iidfusion.training.module import FusionModule, strategy_arguments
 from iidfusion.training.runner import BestWeights, FitResult, build_trainer
 
 
@@ -55,7 +59,7 @@ class FinetuneConfig:
     ``eval_batch_size``: batch size of validation, test and noisy-test passes.
     """
 
-    freeze_epochs: Mapping[str, int] = field(default_factory=dict)
+    freeze_epochs: dict[str, int] = field(default_factory=dict)
     accumulate_grad_batches: int = 1
     image_size: int = 224
     eval_batch_size: int = 32
@@ -207,8 +211,8 @@ def fit_end_to_end(
         raw.num_classes,
         width=config.model.width,
         num_samples=len(raw.train),
-        strategy_kwargs=strategy_options(spec, config.model),
         unimodal_heads=config.model.unimodal_heads,
+        **strategy_arguments(spec, config.model, config.strategy),
     )
     module = FusionModule(spec, model, config)
     datasets = {
@@ -248,3 +252,93 @@ def fit_end_to_end(
         bf16=bf16,
     )
     return FitResult.collect(module, trainer, best, metrics, seed, start)
+
+
+def default_freeze_epochs(family: str) -> dict[str, int]:
+    """The originals' freezing schedule: vision-language image 3 and text 5 epochs, RGB-D none."""
+    return {"image": 3, "text": 5} if family == "vision-language" else {}
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Every option of an end-to-end comparison: the ``experiment`` (the options of ``compare``),
+    what end-to-end training adds (``finetune``) and the ``encoders`` to build."""
+
+    experiment: ExperimentConfig
+    finetune: FinetuneConfig
+    encoders: EncoderOptions
+
+
+def load_finetune_settings(
+    path: str | Path | None,
+    family: str,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    finetune_overrides: Mapping[str, Any] | None = None,
+    encoder_overrides: Mapping[str, Any] | None = None,
+) -> FinetuneSettings:
+    """The settings of ``iidfusion finetune``: defaults < the YAML file at ``path`` < the flags.
+
+    The file holds the sections of ``compare`` plus ``finetune:`` (:class:`FinetuneConfig`) and
+    ``encoders:`` (:class:`~iidfusion.data.families.EncoderOptions`; ``init_seed`` is each run's
+    seed). ``overrides`` are dotted experiment keys (``loss.alpha``), the other two plain field
+    names. The defaults: bf16 mixed precision where the GPU has it (a CPU run stays float32) and
+    the family's freezing schedule (:func:`default_freeze_epochs`). Tuning is not supported end
+    to end, so a ``tune`` section that enables it is an error, as is an unknown key. Every
+    option is checked here (:func:`~iidfusion.training.compare.validate_config`, the method
+    names, the encoders' packages), before any data is read.
+    """
+    import torch
+
+    from iidfusion.data.families import require_encoder_packages
+    from iidfusion.training.compare import validate_config
+
+    values = read_config_file(path) if path is not None else {}
+    source = str(path) if path is not None else "the defaults"
+    finetune_values, encoder_values = values.pop("finetune", None) or {}, values.pop("encoders", None) or {}
+    precision = "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+    experiment = load_config(None, overrides, base=merge_config(load_config(None, {"train.precision": precision}), values, source))
+    if experiment.tune.enabled:
+        raise ValueError("tune.enabled: `finetune` does not tune; choose the hyperparameters on features (`compare --tune`)")
+    if "init_seed" in encoder_values:
+        raise ValueError(f"config key 'encoders.init_seed' in {source}: the encoders are initialised from each run's seed")
+    finetune = merge_config(FinetuneConfig(freeze_epochs=default_freeze_epochs(family)), finetune_values, source, "finetune.")
+    encoders = merge_config(EncoderOptions(), encoder_values, source, "encoders.")
+    settings = FinetuneSettings(
+        experiment,
+        merge_config(finetune, dict(finetune_overrides or {}), "the command line", "finetune."),
+        merge_config(encoders, dict(encoder_overrides or {}), "the command line", "encoders."),
+    )
+    validate_config(experiment)
+    resolve_methods(experiment.methods)
+    require_encoder_packages(settings.encoders)
+    return settings
+
+
+def execute_end_to_end(raw: RawSplits, finetune: FinetuneConfig, encoders: EncoderOptions, task: Task) -> RunOutcome:
+    """One (method, seed) of an end-to-end comparison (a runner for :func:`~iidfusion.training.compare.run_tasks`)."""
+    from iidfusion.training.runner import without_progress_bar
+
+    config = without_progress_bar(task.config)
+    fit = fit_end_to_end(raw, task.method, task.seed, config, finetune, encoders, task.run_dir)
+    results = [EvalResult(task.name, task.seed, m.noise, "all", m.accuracy, m.macro_f1) for m in fit.metrics]
+    return RunOutcome(results, fit.best_val_acc, fit.best_val_loss, fit.epochs, fit.seconds, fit.is_global_zero)
+
+
+def compare_end_to_end(
+    raw: RawSplits, settings: FinetuneSettings, out: str | Path, *, log: Callable[[str], None] = print
+) -> Comparison:
+    """Every method of ``settings.experiment`` with seeds 0..seeds-1 trained end to end on ``raw``,
+    evaluated under the raw-input noise protocol, and the results written to ``out`` as by
+    ``compare`` (:func:`~iidfusion.training.compare.compare_tasks`: the same task loop, ``jobs``,
+    progress and report). ``settings``: as :func:`load_finetune_settings` checked them."""
+    config = settings.experiment
+    methods = resolve_methods(config.methods)
+    record = {**config_to_dict(config), "data": raw.name, "class_names": list(raw.class_names),
+              "finetune": asdict(settings.finetune), "encoders": asdict(settings.encoders)}  # fmt: skip
+    return compare_tasks(
+        comparison_tasks(config, methods, Path(out)), config, out,
+        title=f"{raw.name} end to end: {len(methods)} methods x {config.seeds} seeds", record=record, log=log,
+        execute_task=functools.partial(execute_end_to_end, raw, settings.finetune, settings.encoders), description="finetune",
+    )  # fmt: skip
+

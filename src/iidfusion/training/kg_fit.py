@@ -27,7 +27,7 @@ from torch import Tensor
 
 from iidfusion.kg.data import KnowledgeGraph
 from iidfusion.kg.evaluate import DEFAULT_TIE_POLICY, TIE_POLICIES, LinkPredictionMetrics
-from iidfusion.kg.model import KGModelConfig
+from iidfusion.kg.model import KGModelConfig, check_strategy_options
 from iidfusion.kg.objective import KGObjectiveConfig
 from iidfusion.kg.registry import KGModel, available_kg_models, create_kg_model, get_kg_model_class
 from iidfusion.provenance import provenance
@@ -197,6 +197,7 @@ def validate_kg_config(config: KGExperimentConfig) -> None:
             flag = f" ({_FLAGS[key]})" if key in _FLAGS else ""
             raise ValueError(f"{key}{flag} must be {rule.expected}, got {value!r}")
     get_kg_model_class(config.model.name).check_options(config.model.options)
+    check_strategy_options(config.model)
     iid, rank = config.objective.iid, config.model.rank
     if iid.beta > 0 and iid.d1 and not 1 <= iid.d1 <= rank + 1:
         raise ValueError(

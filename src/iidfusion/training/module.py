@@ -49,6 +49,7 @@ from iidfusion.encoders.mlp import MLPEncoder
 from iidfusion.core.output import FusionOutput
 from iidfusion.fusion.methods import MethodSpec, get_method
 from iidfusion.fusion.model import FusionModel
+from iidfusion.fusion.registry import StrategySections, strategy_sections
 from iidfusion.losses.coherence import DistributionCoherence
 from iidfusion.losses.iid import IIDLoss, IIDLossOutput
 from iidfusion.training.config import ExperimentConfig, LossConfig, ModelConfig, config_to_dict
@@ -59,18 +60,21 @@ CHECKPOINT_RECORD = "iidfusion"  # the checkpoint entry of FusionModule.record
 RECORD_VERSION = 1
 
 
-def strategy_options(spec: MethodSpec, model: ModelConfig) -> dict[str, Any]:
-    """The weight strategy's options from the model config (QMF's rank weight; every strategy's unimodal terms)."""
-    options: dict[str, Any] = {"unimodal_reduction": model.unimodal_reduction}
-    if spec.strategy == "qmf":
-        options["lam_rank"] = model.lam_rank
-    return options
+def strategy_arguments(spec: MethodSpec, model: ModelConfig, strategy: StrategySections) -> dict[str, Any]:
+    """``spec.build_model``'s strategy arguments: the unimodal terms' reduction every strategy
+    has (``model``) and the options of the method's own strategy, its section of ``strategy``."""
+    return {
+        "strategy_kwargs": {"unimodal_reduction": model.unimodal_reduction},
+        "strategy_options": getattr(strategy, spec.strategy),
+    }
 
 
 def build_feature_model(
-    spec: MethodSpec, view_dims: Mapping[str, int], num_classes: int, num_train: int, model: ModelConfig
+    spec: MethodSpec, view_dims: Mapping[str, int], num_classes: int, num_train: int, model: ModelConfig,
+    strategy: StrategySections | None = None,
 ) -> FusionModel:
-    """The method's :class:`FusionModel` with an :class:`MLPEncoder` per feature view."""
+    """The method's :class:`FusionModel` with an :class:`MLPEncoder` per feature view;
+    ``strategy``: the strategies' options (a config's ``strategy`` section; None: the defaults)."""
     encoders = {v: MLPEncoder(d, model.hidden, model.layers, model.dropout) for v, d in view_dims.items()}
     return spec.build_model(
         encoders,
@@ -78,8 +82,8 @@ def build_feature_model(
         num_classes,
         width=model.width,
         num_samples=num_train,
-        strategy_kwargs=strategy_options(spec, model),
         unimodal_heads=model.unimodal_heads,
+        **strategy_arguments(spec, model, strategy_sections() if strategy is None else strategy),
     )
 
 
@@ -184,7 +188,8 @@ class FusionModule(L.LightningModule):
             "num_classes": int(num_classes), "num_train": int(num_train), "seed": seed,
             "class_names": [str(c) for c in class_names], "scaler": scaler.state() if scaler is not None else None,
         }  # fmt: skip
-        return cls(spec, build_feature_model(spec, view_dims, num_classes, num_train, config.model), config, record=record)
+        model = build_feature_model(spec, view_dims, num_classes, num_train, config.model, config.strategy)
+        return cls(spec, model, config, record=record)
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,

@@ -17,7 +17,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -183,7 +183,9 @@ def results_csv(results: Sequence[EvalResult]) -> str:
 
 
 def json_ready(value: Any) -> Any:
-    """``value`` with every non-finite float (NaN, inf) as None, recursively: strict JSON."""
+    """``value`` with every non-finite float (NaN, inf) as None and paths as strings, recursively: strict JSON."""
+    if isinstance(value, PurePath):
+        return str(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):

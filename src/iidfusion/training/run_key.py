@@ -2,7 +2,7 @@
 
 A fit of one method with one seed depends on the data, the method, the seed, the code and the
 options that method reads. Options it does not read (alpha for a method without L_ic, the
-suite's list of data sets, the progress bar, ...) are left out, so that runs that differ only in
+suite's list of data sets, the progress bar, the other strategies' options, ...) are left out, so that runs that differ only in
 them share a key: the suite trains each base once for all the L_ic readings it compares, a
 resumed comparison reuses the runs it finished, and the processes sharing an Optuna storage
 join the same study.
@@ -52,6 +52,8 @@ def effective_options(config: ExperimentConfig, method: str) -> dict[str, Any]:
         if not used:
             for key in keys:
                 options["loss"].pop(key)
+    # A method reads the options of its own strategy only.
+    options["strategy"] = {spec.strategy: options["strategy"][spec.strategy]}
     from iidfusion.training.tuning import search_space
 
     space = search_space(config.tune, spec) if config.tune.enabled else {}

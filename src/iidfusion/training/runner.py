@@ -41,9 +41,10 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from iidfusion.data.base import DatasetSplits
+from iidfusion.fusion.methods import get_method
 from iidfusion.fusion.model import FusionModel
 from iidfusion.progress import progress_bar
-from iidfusion.training.config import ExperimentConfig, iter_options
+from iidfusion.training.config import ExperimentConfig, iter_options, recorded_config_values
 from iidfusion.training.datamodule import MultiViewDataModule
 from iidfusion.training.evaluate import NoiseMetrics, evaluate_under_noise
 from iidfusion.training.module import FusionModule
@@ -261,10 +262,19 @@ def check_resume(path: str | Path, method: str, seed: int, config: ExperimentCon
 
     Read with ``weights_only=True`` (no code runs); it must hold the state Lightning restores
     and the record of ``iidfusion fit`` (hyperparameters and :class:`RunRecord`), with the same
-    method and seed, the same settings (but :data:`RESUMABLE_CHANGES`) and the same data (by digest).
+    method and seed, the same settings (but :data:`RESUMABLE_CHANGES` and the options of the
+    strategies the method does not use) and the same data (by digest). A checkpoint of an earlier
+    release is read in today's layout (:func:`~iidfusion.training.config.recorded_config_values`).
     """
     saved, record = resume_record(path, "iidfusion fit", method, seed)
-    options = ((option.key, option.flag, option.default) for option in iter_options(config))
+    saved = recorded_config_values(saved)  # in today's layout, if an earlier release wrote it
+    own_strategy = f"strategy.{get_method(method).strategy}."
+    options = (
+        (option.key, option.flag, option.default)
+        for option in iter_options(config)
+        # another strategy's options: the method never reads them
+        if not option.key.startswith("strategy.") or option.key.startswith(own_strategy)
+    )
     refuse_changed_settings(path, saved, options, RESUMABLE_CHANGES)
     if record.get("data") != data_digest(splits):
         raise ValueError(

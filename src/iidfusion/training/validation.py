@@ -10,12 +10,10 @@ will, so that ``--accelerator gpu`` on a machine without one is one clear line t
 from __future__ import annotations
 
 import logging
-import math
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from iidfusion.core.config import Rule, at_least, one_of, positive
 from iidfusion.losses.coherence import REDUCTIONS as DC_REDUCTIONS
 from iidfusion.losses.informatic import REDUCTIONS as IC_REDUCTIONS
 from iidfusion.losses.informatic import VARIANTS as IC_VARIANTS
@@ -25,33 +23,10 @@ if TYPE_CHECKING:
     from iidfusion.training.runner import TrainerSettings
 
 SEED_LIMIT = 2**32 - 1  # numpy's and Lightning's seed range
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What a valid value is (``check``) and how the message says it (``expected``)."""
-
-    check: Callable[[Any], bool]
-    expected: str
-
-
-def at_least(low: float) -> Rule:
-    """A finite number >= ``low``."""
-    return Rule(lambda v: math.isfinite(v) and v >= low, f"finite and >= {low:g}")
-
-
-def positive() -> Rule:
-    """A finite number > 0."""
-    return Rule(lambda v: math.isfinite(v) and v > 0, "finite and > 0")
-
-
-def one_of(choices: tuple[str, ...]) -> Rule:
-    """One of ``choices``."""
-    return Rule(lambda v: v in choices, f"one of {', '.join(choices)}")
-
-
 _POSITIVE = positive()
 _PROBABILITY = Rule(lambda v: 0 <= v < 1, "in [0, 1)")
+# The rules of the options declared in training/config.py; a strategy's options carry their
+# own (iidfusion.core.config.option(rule=...)), next to the strategy.
 RULES: dict[str, Rule] = {
     "seed": Rule(lambda v: 0 <= v <= SEED_LIMIT, f"in [0, {SEED_LIMIT}]"),
     "seeds": at_least(1),
@@ -60,7 +35,6 @@ RULES: dict[str, Rule] = {
     "model.hidden": at_least(1),
     "model.layers": at_least(0),
     "model.dropout": _PROBABILITY,
-    "model.lam_rank": at_least(0),
     "loss.alpha": at_least(0),
     "loss.beta": at_least(0),
     "loss.variant": one_of(IC_VARIANTS),
@@ -90,7 +64,7 @@ RULES: dict[str, Rule] = {
 def check_option_values(config: ExperimentConfig) -> None:
     """A ValueError naming the flag, the config key and the value of the first option out of range."""
     for option in iter_options(config):
-        rule = RULES.get(option.key)
+        rule = option.rule or RULES.get(option.key)
         if rule is not None and not rule.check(option.default):
             raise ValueError(f"{option.flag} ({option.key}) must be {rule.expected}, got {option.default!r}")
     check_trainer_settings(config.train)
