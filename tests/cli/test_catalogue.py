@@ -49,9 +49,9 @@ def _compare(*extra: str) -> Callable[[Path], list[str]]:
                       *FAST, *extra]
 
 
-def _kg(command: str, *extra: str, data: str = "kg") -> Callable[[Path], list[str]]:
+def _kg(command: str, *extra: str, data: str = "kg", placement: tuple[str, ...] = ("--accelerator", "cpu")) -> Callable[[Path], list[str]]:
     return lambda i: ["kg", command, "--data", str(i / data), "--features", f"img={i / 'kg_img.npy'}", "--rank", "4",
-                      "--max-epochs", "1", "--device", "cpu", "--out", "{out}", *[e.format(i=i) for e in extra]]
+                      "--max-epochs", "1", *placement, "--out", "{out}", *[e.format(i=i) for e in extra]]
 
 
 def _predict(checkpoint: str = "run/if-static/seed0/checkpoints/best.ckpt", data: str = "tiny.npz") -> Callable[[Path], list[str]]:
@@ -136,7 +136,11 @@ CASES: dict[str, Case] = {
                                        "payload.pkl: not a pickle of plain arrays (it names posix.system, refused"),
     "kg garbage .npy features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'garbage.npy'}"], "garbage.npy: not a readable .npy"),
     "kg object .npy features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'objects.npy'}"], "objects.npy: not a readable .npy"),
-    "kg --device cudaa": Case(_kg("fit", "--device", "cudaa"), "train.device (--device) 'cudaa'"),
+    "kg --device cudaa": Case(_kg("fit", placement=("--device", "cudaa")), "train.device (--device) 'cudaa'"),
+    "kg --loggers wandb": Case(_kg("fit", "--loggers", "wandb"), "unknown logger 'wandb'"),
+    "kg --lightning-strategy ddp_spawn without checkpoints": Case(
+        _kg("fit", "--lightning-strategy", "ddp_spawn", "--devices", "2", "--no-checkpoints"),
+        "needs train.checkpoints"),
     "kg --seed -1": Case(_kg("fit", "--seed", "-1"), "seed (--seed) must be in [0, 4294967295], got -1"),
     "kg --out is a file": Case(_kg("fit"), "--out out is a file", setup=_a_file_at_out),
     "kg compare over previous results": Case(_kg("compare", "--seeds", "1", "--beta", "0"), "already holds a run", setup=_previous_results),

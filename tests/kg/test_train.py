@@ -141,3 +141,21 @@ def test_bad_train_options(tiny_kg):
     config.train.tie_policy = "average"
     with pytest.raises(ValueError, match="tie policy"):
         fit_kg(tiny_kg, fixture_features(tiny_kg), config)
+
+
+def test_the_earlier_train_device_is_read_as_the_one_device_it_named(tiny_kg, tmp_path):
+    from iidfusion.training.kg_checkpoint import kg_checkpoint, kg_model_from_state
+    from iidfusion.training.kg_fit import kg_config_from_dict
+
+    for device, (accelerator, devices) in {"cpu": ("cpu", "1"), "cuda": ("gpu", "1"), "cuda:1": ("gpu", "1,"), "auto": ("auto", "1")}.items():
+        train = kg_config_from_dict({"train": {"device": device, "max_epochs": 3}}, "x.yaml").train
+        assert (train.accelerator, train.devices, train.max_epochs) == (accelerator, devices, 3)
+    with pytest.raises(ValueError, match="train.device \\(--device\\) 'tpu' in x.yaml"):
+        kg_config_from_dict({"train": {"device": "tpu"}}, "x.yaml")
+    # A model.ckpt written before the change (its config with train.device) still loads.
+    config = small_config()
+    state = kg_checkpoint(build_model(tiny_kg, fixture_features(tiny_kg), config), tiny_kg, config, best_epoch=1)
+    del state["config"]["train"]["accelerator"], state["config"]["train"]["devices"]
+    state["config"]["train"]["device"] = "cpu"
+    model, loaded = kg_model_from_state(state, "old.ckpt")
+    assert loaded.train.accelerator == "cpu" and loaded.model.rank == 8

@@ -47,7 +47,7 @@ def add_overwrite_argument(parser: argparse.ArgumentParser, default: bool = Fals
 
 
 def run(args: argparse.Namespace) -> int:
-    from iidfusion.cli.main import CommandError, CommandInterrupted
+    from iidfusion.cli.main import CommandError
     from iidfusion.ot import EpsTooSmallError
     from iidfusion.provenance import provenance
     from iidfusion.training.compare import load_splits, quiet_lightning, validate_config
@@ -93,13 +93,7 @@ def run(args: argparse.Namespace) -> int:
     except EpsTooSmallError as error:
         raise CommandError(f"--eps (loss.eps): {error}") from error
     except KeyboardInterrupt:
-        if args.overwrite:
-            raise CommandInterrupted(f"interrupted; {run_dir} holds the previous run, unchanged") from None
-        if _last_checkpoint(run_dir).is_file():
-            raise CommandInterrupted(
-                f"interrupted; continue with the same command and --resume last (checkpoints in {run_dir / 'checkpoints'})"
-            ) from None
-        raise CommandInterrupted("interrupted before the first checkpoint (nothing kept); run the command again") from None
+        raise interruption(run_dir, _last_checkpoint(run_dir), overwrite=args.overwrite) from None
     if not fit.is_global_zero:
         return 0
     if tuning is not None:
@@ -112,6 +106,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"| {m.noise:g} | {100 * m.accuracy:.2f} | {100 * m.macro_f1:.2f} |")
     print(f"written to {run_dir}")
     return 0
+
+
+def interruption(run_dir: Path, last: Path, *, overwrite: bool) -> Exception:
+    """What an interrupted run says: the previous run kept (``overwrite``), or how to continue
+    from its ``last`` checkpoint, or that nothing was kept."""
+    from iidfusion.cli.main import CommandInterrupted
+
+    if overwrite:
+        return CommandInterrupted(f"interrupted; {run_dir} holds the previous run, unchanged")
+    if last.is_file():
+        return CommandInterrupted(f"interrupted; continue with the same command and --resume last (checkpoints in {last.parent})")
+    return CommandInterrupted("interrupted before the first checkpoint (nothing kept); run the command again")
 
 
 def _last_checkpoint(run_dir: Path) -> Path:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from iidfusion.cli.fit import add_overwrite_argument
+from iidfusion.cli.fit import add_overwrite_argument, interruption
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML experiment file, e.g. configs/kg/umls.yaml (default: built-in defaults)")
@@ -37,10 +37,19 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=int, help="validate every N epochs")
     parser.add_argument("--strategy", help="fusion strategy for the query weights (static OTKGE weights if omitted)")
     parser.add_argument("--tie-policy", choices=("pessimistic", "realistic", "optimistic"), help="rank of tied scores")
-    parser.add_argument("--device", help="cpu, cuda, or auto")
+    parser.add_argument("--accelerator", help="Lightning accelerator: auto, cpu, gpu, ... (train.accelerator; default: auto)")
+    parser.add_argument("--devices", help="Lightning devices: auto, a count, or a comma list of ids (train.devices; default: auto)")
+    parser.add_argument("--num-nodes", type=int, help="machines the run spans, each with --devices processes (default: 1)")
+    parser.add_argument("--lightning-strategy", dest="lightning_strategy",
+                        help="Lightning strategy: auto, ddp, ddp_spawn, ... (train.strategy; `fit --strategy`; default: auto)")
+    parser.add_argument("--device", help="earlier form of --accelerator/--devices: cpu, cuda, cuda:N or auto (one device)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (train.num_threads; 0: torch's default)")
+    parser.add_argument("--checkpoints", action=argparse.BooleanOptionalAction, default=None,
+                        help="save best and last checkpoints under OUT/checkpoints (default: save)")
+    parser.add_argument("--loggers", help="loggers writing under OUT: csv, tensorboard, a comma list, or none (default: both)")
     parser.add_argument("--cache-dir", help="cache of entity-name embeddings (default: ~/.cache/iidfusion)")
     parser.add_argument("--out", required=True, help="output folder (a new one, or one to --overwrite)")
-    parser.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=None,
                         help="a progress bar on stderr (default: shown)")
     add_overwrite_argument(parser)
 
@@ -51,6 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit = commands.add_parser("fit", help="train one model; writes config.yaml, metrics.json, model.ckpt")
     _common(fit)
     fit.add_argument("--seed", type=int, help="seed of initialisation and batch order")
+    fit.add_argument(
+        "--resume", metavar="CKPT",
+        help="continue an interrupted run from a checkpoint; 'last' = OUT/checkpoints/last.ckpt; only with the run's "
+        "settings and data (default: none)",
+    )  # fmt: skip
     fit.set_defaults(handler=run_fit)
     compare = commands.add_parser("compare", help="baseline vs IID over seeds; writes results.{csv,json,md}")
     _common(compare)
@@ -72,9 +86,18 @@ def _experiment(args: argparse.Namespace) -> tuple[Any, Any]:
     config = _replace(config, data=args.data, vocabulary=args.vocabulary, features=features, seed=getattr(args, "seed", None))
     iid = _replace(config.objective.iid, alpha=args.alpha, beta=args.beta)
     model = _replace(config.model, name=args.model, rank=args.rank, strategy=args.strategy)
+    placement = {"accelerator": args.accelerator, "devices": args.devices}
+    if args.device is not None:
+        from iidfusion.training.kg_fit import legacy_device
+
+        if args.accelerator is not None or args.devices is not None:
+            raise ValueError("--device is the earlier form of --accelerator and --devices: give one or the other")
+        placement = legacy_device(args.device, "the command line")
+    loggers = None if args.loggers is None else tuple(n.strip() for n in args.loggers.split(",") if n.strip() not in ("", "none"))
     train = _replace(
         config.train, max_epochs=args.max_epochs, batch_size=args.batch_size, eval_every=args.eval_every,
-        tie_policy=args.tie_policy, device=args.device,
+        tie_policy=args.tie_policy, num_nodes=args.num_nodes, strategy=args.lightning_strategy, num_threads=args.threads,
+        checkpoints=args.checkpoints, loggers=loggers, progress_bar=args.progress_bar, **placement,
     )  # fmt: skip
     config = dataclasses.replace(config, model=model, objective=dataclasses.replace(config.objective, iid=iid), train=train)
     compare = _replace(compare, alpha=args.alpha, beta=args.beta, seeds=getattr(args, "seeds", None))
@@ -95,17 +118,25 @@ def _load(config: Any, args: argparse.Namespace) -> tuple[Any, dict[str, Any], A
 
 
 @contextmanager
-def _run_in(args: argparse.Namespace) -> Iterator[None]:
+def _run_in(args: argparse.Namespace, *, resume: bool | None = None, last: Any = None) -> Iterator[None]:
     """The output folder of a kg run: checked first, removed if the run fails, replaced as a
-    whole with --overwrite; an eps too small for the OT costs names the config keys."""
+    whole with --overwrite; an eps too small for the OT costs names the config keys.
+
+    ``kg fit`` (``resume`` not None) may continue a run in it (``--resume``), and an interrupted
+    one keeps its folder when ``last`` (its last checkpoint) was written, saying how to resume."""
     from iidfusion.cli.main import CommandError
     from iidfusion.ot import EpsTooSmallError
     from iidfusion.training.outputs import check_output_folder, run_folder
 
-    check_output_folder(args.out, overwrite=args.overwrite)
+    check_output_folder(args.out, overwrite=args.overwrite, resume=resume)
+    resumable = None if last is None else (lambda folder: last.is_file())
     try:
-        with run_folder(args.out, overwrite=args.overwrite):
+        with run_folder(args.out, overwrite=args.overwrite, resumable=resumable):
             yield
+    except KeyboardInterrupt:
+        if last is None:
+            raise
+        raise interruption(args.out, last, overwrite=args.overwrite) from None
     except EpsTooSmallError as error:
         raise CommandError(f"objective.iid.eps or model.projection.eps: {error}") from error
     except FloatingPointError as error:
@@ -113,21 +144,32 @@ def _run_in(args: argparse.Namespace) -> Iterator[None]:
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from iidfusion.progress import write_line
     from iidfusion.training.kg_fit import fit_kg, save_run, validate_kg_config
 
     config, _ = _experiment(args)
     validate_kg_config(config)
-    with _run_in(args):
+    if args.resume is not None and args.overwrite:
+        raise ValueError("--resume continues the run in the output folder and --overwrite replaces it: give one")
+    last = Path(args.out) / "checkpoints" / "last.ckpt"
+    resume = last if args.resume == "last" else args.resume
+    with _run_in(args, resume=resume is not None, last=last):
         kg, features, config = _load(config, args)
-        result = fit_kg(kg, features, config, log=write_line, progress=args.progress_bar)
-        save_run(result, config, args.out, kg)
+        result = fit_kg(kg, features, config, log=write_line, run_dir=args.out, resume=resume)
+        if result.is_global_zero:
+            save_run(result, config, args.out, kg)
+    if not result.is_global_zero:
+        return 0
     metrics = " ".join(f"{k} {v:.4f}" for k, v in result.test.as_dict().items())
     print(f"best epoch {result.best_epoch}; test ({result.test.tie_policy} ties): {metrics}; wrote {args.out}")
     return 0
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
     from iidfusion.progress import write_line
     from iidfusion.training.kg_compare import run_comparison, write_comparison
     from iidfusion.training.kg_fit import validate_kg_config
@@ -143,10 +185,12 @@ def run_compare(args: argparse.Namespace) -> int:
     with _run_in(args):
         kg, features, config = _load(config, args)
         results = run_comparison(kg, features, config, alpha=compare.alpha, beta=compare.beta, seeds=seeds,
-                                 log=write_line, progress=args.progress_bar)
+                                 log=write_line, progress=config.train.progress_bar, out=args.out)
         from iidfusion.kg.registry import get_kg_model_class
 
         title = get_kg_model_class(config.model.name).title
+        if rank_zero_only.rank != 0:  # another process of a data-parallel run: rank 0 writes
+            return 0
         report = write_comparison(args.out, results, config, f"{kg.name}: {title} baseline vs IID")
     print(report)
     return 0

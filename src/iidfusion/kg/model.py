@@ -173,6 +173,15 @@ class OTProjection(nn.Module):
         self._plan_age += 1
         return self._cached_plan
 
+    def cache_state(self) -> dict[str, Any]:
+        """The plan in use and its age in steps (training resumes with them)."""
+        return {"plan": self._cached_plan, "age": self._plan_age}
+
+    def load_cache_state(self, state: Mapping[str, Any]) -> None:
+        plan = state["plan"]
+        self._cached_plan = None if plan is None else plan.to(self.correction.device)
+        self._plan_age = int(state["age"])
+
     def forward(self, structural: Tensor) -> Tensor:
         """(N, 2k) modality embeddings of every entity."""
         return self.features.to(structural.dtype) @ (self.current_plan(structural) + self.correction)
@@ -253,6 +262,14 @@ class MultimodalKGE(KGModel):
         )
         self.register_buffer("fusion_weights", static_weights(self.modalities, config.modality_weights))
         self.strategy = fusion_strategy(config, self.modalities, num_entities, self.width, num_train_queries)
+
+    def training_state(self) -> dict[str, Any]:
+        """Each projection's cached plan (:meth:`OTProjection.cache_state`)."""
+        return {name: projection.cache_state() for name, projection in self.projections.items()}
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        for name, projection in self.projections.items():
+            projection.load_cache_state(state[name])
 
     @property
     def feature_widths(self) -> dict[str, int]:

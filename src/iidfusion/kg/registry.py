@@ -75,6 +75,14 @@ class KGModel(nn.Module):
         """{modality: (N, width)} every entity's embedding in every modality."""
         raise NotImplementedError
 
+    def training_state(self) -> dict[str, Any]:
+        """What training carries from step to step besides the weights and buffers (caches), saved
+        in training checkpoints so that a resumed run continues exactly; none by default."""
+        return {}
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`training_state` returned (on the model's device)."""
+
     def forward(
         self, queries: Tensor, *, tables: Mapping[str, Tensor] | None = None, need_modalities: bool = True
     ) -> KGOutput:

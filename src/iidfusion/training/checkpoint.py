@@ -64,11 +64,14 @@ def load_model(path: str | Path, *, flag: str = "checkpoint") -> TrainedModel:
     ``flag`` names the file in messages (a CLI passes its option, e.g. ``--checkpoint``).
     A file that is missing, unreadable, or not such a checkpoint is a ValueError / OSError.
     """
-    from iidfusion.training.kg_checkpoint import is_kg_checkpoint, trained_kg_model
+    from iidfusion.training.kg_checkpoint import CHECKPOINT_NAME, is_kg_checkpoint, is_kg_training_checkpoint, trained_kg_model
 
     state = read_checkpoint(path, flag)
     if is_kg_checkpoint(state):
         return trained_kg_model(state, f"{flag} {path}")
+    if is_kg_training_checkpoint(state):
+        raise ValueError(f"{flag} {path}: a training checkpoint of `iidfusion kg fit` (for --resume); "
+                         f"the trained model is the run's {CHECKPOINT_NAME}")
     module = fusion_module_from_state(state, f"{flag} {path}")
     record = dict(module.record or {})
     return TrainedModel(

@@ -59,17 +59,22 @@ def is_kg_checkpoint(state: Any) -> bool:
     return isinstance(state, Mapping) and state.get("format") == KG_FORMAT
 
 
+def is_kg_training_checkpoint(state: Any) -> bool:
+    """Whether ``state`` is a Lightning checkpoint of a KG run (``<out>/checkpoints/*.ckpt``,
+    :class:`~iidfusion.training.kg_module.KGModule`), which ``--resume`` reads."""
+    return isinstance(state, Mapping) and "kg" in state and "loops" in state
+
+
 def kg_model_from_state(state: Mapping[str, Any], where: str) -> tuple[KGModel, KGExperimentConfig]:
     """The model (evaluation mode, CPU) and configuration of a read ``model.ckpt``."""
-    from iidfusion.core.config import merge_config
-    from iidfusion.training.kg_fit import KGExperimentConfig
+    from iidfusion.training.kg_fit import kg_config_from_dict
 
     if state.get("format_version") != KG_FORMAT_VERSION:
         raise ValueError(f"{where}: KG checkpoint format version {state.get('format_version')!r}, which this iidfusion cannot read")
     missing = [key for key in ("config", "entities", "relations", "feature_widths", "num_train_queries", "state_dict") if key not in state]
     if missing:
         raise ValueError(f"{where}: a KG checkpoint without {', '.join(missing)}")
-    config = merge_config(KGExperimentConfig(), state["config"], where)
+    config = kg_config_from_dict(state["config"], where)
     entities = len(state["entities"])
     placeholders = {name: torch.zeros(entities, int(width)) for name, width in state["feature_widths"].items()}
     with torch.random.fork_rng(devices=[]):  # the initialisation is overwritten; leave the caller's RNG alone

@@ -25,7 +25,7 @@ from iidfusion.kg.evaluate import HITS_AT
 from iidfusion.provenance import provenance
 from iidfusion.core.config import merge_config
 from iidfusion.training.config import LossConfig, read_config_file
-from iidfusion.training.kg_fit import KGExperimentConfig, fit_kg, resolve_device
+from iidfusion.training.kg_fit import KGExperimentConfig, fit_kg, kg_config_from_dict
 from iidfusion.training.outputs import staged_files
 from iidfusion.training.report import fmt_number, holm, mean_std, paired_t_test
 
@@ -84,14 +84,22 @@ def load_kg_config(path: str | Path | None) -> tuple[KGExperimentConfig, KGCompa
     compare = merge_config(KGCompareConfig(), values.pop("compare", None) or {}, str(path), "compare.")
     if compare.seeds < 1:
         raise ValueError(f"config key 'compare.seeds' in {path} must be >= 1 (seeds 0..N-1), got {compare.seeds}")
-    return merge_config(KGExperimentConfig(), values, str(path)), compare
+    return kg_config_from_dict(values, str(path)), compare
 
 
 def arm_config(config: KGExperimentConfig, *, alpha: float, beta: float, seed: int) -> KGExperimentConfig:
-    """``config`` with the IID weights and the seed of one run."""
+    """``config`` with the IID weights and the seed of one run (without its own progress bar:
+    the comparison draws one over the runs)."""
     iid = dataclasses.replace(config.objective.iid, alpha=alpha, beta=beta)
     objective = dataclasses.replace(config.objective, iid=iid)
-    return dataclasses.replace(config, seed=seed, objective=objective)
+    train = dataclasses.replace(config.train, progress_bar=False)
+    return dataclasses.replace(config, seed=seed, objective=objective, train=train)
+
+
+def arm_folder(out: str | Path, arm: str, seed: int) -> Path:
+    """Where one run of a comparison keeps its checkpoints and logs: ``<out>/runs/<arm>/seed<K>``
+    (as ``iidfusion compare``'s ``<out>/runs/<method>/seed<K>``)."""
+    return Path(out) / "runs" / arm / f"seed{seed}"
 
 
 def run_comparison(
@@ -104,10 +112,13 @@ def run_comparison(
     seeds: Sequence[int],
     log: Callable[[str], None] | None = None,
     progress: bool = False,
+    out: str | Path | None = None,
 ) -> list[KGRunResult]:
     """Fit the baseline (alpha = beta = 0) and IID (``alpha``, ``beta``) for every seed.
 
-    ``progress``: a bar over the runs on stderr (:mod:`iidfusion.progress`).
+    ``progress``: a bar over the runs on stderr (:mod:`iidfusion.progress`). ``out``: the
+    folder whose ``runs/<arm>/seed<K>`` (:func:`arm_folder`) receive each run's checkpoints and
+    logs, as ``config.train`` asks (none when ``None``).
     """
     from iidfusion.progress import progress_bar
 
@@ -116,17 +127,18 @@ def run_comparison(
     if alpha == 0 and beta == 0:
         raise ValueError("the IID arm needs alpha > 0 or beta > 0; with both 0 it is the baseline")
     with progress_bar(2 * len(seeds), "kg compare", enabled=progress) as bar:
-        return _run_arms(kg, features, config, alpha, beta, seeds, log, bar)
+        return _run_arms(kg, features, config, alpha, beta, seeds, log, bar, out)
 
 
 def _run_arms(kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGExperimentConfig, alpha: float, beta: float,
-              seeds: Sequence[int], log: Callable[[str], None] | None, bar: Any) -> list[KGRunResult]:
+              seeds: Sequence[int], log: Callable[[str], None] | None, bar: Any, out: str | Path | None) -> list[KGRunResult]:
     """Both arms of every seed, in order (:func:`run_comparison`); ``bar`` advances by each run."""
     results = []
     for seed in seeds:
         for arm, (a, b) in ((BASELINE, (0.0, 0.0)), (IID, (alpha, beta))):
             bar.set_postfix_str(f"running {arm} seed {seed}")
-            fit = fit_kg(kg, features, arm_config(config, alpha=a, beta=b, seed=seed))
+            run_dir = None if out is None else arm_folder(out, arm, seed)
+            fit = fit_kg(kg, features, arm_config(config, alpha=a, beta=b, seed=seed), run_dir=run_dir)
             bar.update(1)
             test = fit.test.as_dict()
             results.append(
@@ -183,9 +195,11 @@ def _csv(results: Sequence[KGRunResult]) -> str:
 
 
 def write_comparison(
-    out: str | Path, results: Sequence[KGRunResult], config: KGExperimentConfig, title: str
+    out: str | Path, results: Sequence[KGRunResult], config: KGExperimentConfig, title: str, *, device: str | None = None
 ) -> str:
-    """Write results.csv, results.json and results.md to ``out`` all-or-nothing; returns the markdown."""
+    """Write results.csv, results.json and results.md to ``out`` all-or-nothing; returns the markdown.
+
+    ``device``: what the runs trained on, for the provenance (default: ``train.accelerator``)."""
     if not results:
         raise ValueError("no results to write")
     tests = paired_metric_tests(results)
@@ -196,7 +210,7 @@ def write_comparison(
             {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in dataclasses.asdict(t).items()}
             for t in tests
         ],
-        **provenance(config, device=str(resolve_device(config.train.device))),
+        **provenance(config, device=device or config.train.accelerator),
     }
     with staged_files(out) as stage:
         stage.write_text("results.csv", _csv(results))

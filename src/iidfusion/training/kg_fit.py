@@ -1,4 +1,4 @@
-"""Training a multimodal KG model: configuration, the epoch loop, model selection, run files.
+"""Training a multimodal KG model: configuration, the run on Lightning, model selection, run files.
 
 OTKGE's protocol: shuffled training queries with reciprocals, batches of 1-N cross-entropy,
 Adagrad (lr 0.1), filtered validation every few epochs. We keep the model of the best
@@ -12,31 +12,23 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import hashlib
 import json
-import math
-import sys
 import time
-import typing
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import yaml
 from torch import Tensor
 
-from iidfusion.kg.data import KnowledgeGraph, with_reciprocals
-from iidfusion.kg.evaluate import (
-    DEFAULT_TIE_POLICY,
-    TIE_POLICIES,
-    KnownTails,
-    LinkPredictionMetrics,
-    TiePolicy,
-    evaluate_link_prediction,
-)
+from iidfusion.kg.data import KnowledgeGraph
+from iidfusion.kg.evaluate import DEFAULT_TIE_POLICY, TIE_POLICIES, LinkPredictionMetrics
 from iidfusion.kg.model import KGModelConfig, check_strategy_options
-from iidfusion.kg.objective import IIDTermsConfig, KGObjective, KGObjectiveConfig, degree_weights
+from iidfusion.kg.objective import IIDTermsConfig, KGObjectiveConfig
 from iidfusion.kg.registry import KGModel, available_kg_models, create_kg_model, get_kg_model_class
 from iidfusion.provenance import provenance
 from iidfusion.core.config import merge_config
@@ -52,12 +44,18 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 
 @dataclass
 class KGTrainConfig:
-    """The loop: epochs, batch size, optimizer (OTKGE: Adagrad, lr 0.1), evaluation cadence.
+    """Training: epochs, batch size, optimizer (OTKGE: Adagrad, lr 0.1), evaluation cadence,
+    and the Lightning trainer (:func:`iidfusion.training.runner.build_trainer`, as ``iidfusion fit``).
 
-    ``tie_policy`` of the filtered ranks ("pessimistic" as OTKGE, "realistic", "optimistic");
-    ``device``: "cpu", "cuda", ... or "auto" (CUDA when available). ``num_threads``: CPU
-    threads of torch during the run (0: torch's default). On a small graph every tensor is
-    tiny and several threads mostly wait on each other, the more so on a shared machine.
+    ``tie_policy`` of the filtered ranks ("pessimistic" as OTKGE, "realistic", "optimistic").
+    ``accelerator`` / ``devices`` / ``num_nodes`` / ``strategy``: Lightning's (``strategy`` is the
+    trainer's, e.g. "ddp"; the fusion strategy is ``model.strategy``); ``batch_size`` is per
+    process. ``num_threads``: CPU threads of torch during the run (0: torch's default). On a
+    small graph every tensor is tiny and several threads mostly wait on each other, the more so
+    on a shared machine. ``checkpoints``: best and last under ``<out>/checkpoints`` (what
+    ``--resume`` continues); ``loggers``: "csv", "tensorboard" (under ``<out>``);
+    ``progress_bar``: one bar over the epochs on stderr. KG runs stop after ``max_epochs``
+    (no early stopping) and train in float32.
     """
 
     max_epochs: int = 100
@@ -67,8 +65,20 @@ class KGTrainConfig:
     eval_every: int = 5
     eval_batch_size: int = 1024
     tie_policy: str = DEFAULT_TIE_POLICY
-    device: str = "cpu"
+    accelerator: str = "auto"
+    devices: str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
     num_threads: int = 0
+    checkpoints: bool = True
+    loggers: tuple[str, ...] = ("csv", "tensorboard")
+    progress_bar: bool = True
+
+    # What build_trainer reads that a KG run does not vary.
+    patience: ClassVar[int] = 0
+    min_epochs: ClassVar[int] = 0
+    stop_on: ClassVar[str] = "acc"
+    precision: ClassVar[str] = "32-true"
 
 
 @dataclass
@@ -92,7 +102,29 @@ def load_experiment_config(path: str | Path) -> KGExperimentConfig:
     ``compare`` section is read by ``kg compare`` (:func:`iidfusion.training.kg_compare.load_kg_config`)."""
     values = read_config_file(path)
     values.pop("compare", None)
-    return merge_config(KGExperimentConfig(), values, str(path))
+    return kg_config_from_dict(values, str(path))
+
+
+def kg_config_from_dict(values: Mapping[str, Any], source: str) -> KGExperimentConfig:
+    """The :class:`KGExperimentConfig` of a config file's or a checkpoint's mapping; the earlier
+    ``train.device`` ("cpu", "cuda", "cuda:1", "auto": one device) is read as the
+    ``train.accelerator`` and ``train.devices`` it meant. An unknown key is an error naming ``source``."""
+    train = values.get("train")
+    if isinstance(train, Mapping) and "device" in train:
+        train = dict(train)
+        train.update(legacy_device(train.pop("device"), source))
+        values = {**values, "train": train}
+    return merge_config(KGExperimentConfig(), values, source)
+
+
+def legacy_device(device: Any, source: str) -> dict[str, str]:
+    """``train.accelerator`` and ``train.devices`` for the earlier ``train.device`` (``--device``)."""
+    name = str(device)
+    kind, _, index = name.partition(":")
+    accelerator = {"cpu": "cpu", "cuda": "gpu", "auto": "auto"}.get(kind)
+    if accelerator is None or (index and not (kind == "cuda" and index.isdigit())):
+        raise ValueError(f"train.device (--device) {device!r} in {source}: expected cpu, cuda, cuda:N or auto")
+    return {"accelerator": accelerator, "devices": f"{index}," if index else "1"}
 
 
 @dataclass
@@ -105,6 +137,8 @@ class KGFitResult:
     test: LinkPredictionMetrics
     history: list[dict[str, float]]
     seconds: float
+    device: str = "cpu"  # what it trained on, e.g. "cpu, 2 processes" (the run's provenance)
+    is_global_zero: bool = True  # False in the other processes of a data-parallel run
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -116,12 +150,6 @@ class KGFitResult:
             "seconds": self.seconds,
             "history": self.history,
         }
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def build_model(kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGExperimentConfig) -> KGModel:
@@ -136,7 +164,9 @@ def build_model(kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGEx
 _FLAGS = {
     "seed": "--seed", "model.name": "--model", "model.rank": "--rank", "objective.iid.alpha": "--alpha", "objective.iid.beta": "--beta",
     "train.max_epochs": "--max-epochs", "train.batch_size": "--batch-size", "train.eval_every": "--eval-every",
-    "train.device": "--device", "vocabulary": "--vocabulary",
+    "train.accelerator": "--accelerator", "train.devices": "--devices", "train.num_nodes": "--num-nodes",
+    "train.strategy": "--lightning-strategy", "train.loggers": "--loggers", "train.checkpoints": "--checkpoints",
+    "vocabulary": "--vocabulary",
 }  # fmt: skip
 
 
@@ -155,6 +185,7 @@ def _kg_rules() -> dict[str, Any]:
         "objective.n3_weight": at_least(0), **iid, "objective.iid.coherence_points": at_least(2),
         "train.max_epochs": at_least(1), "train.batch_size": at_least(1), "train.learning_rate": positive(),
         "train.eval_every": at_least(1), "train.eval_batch_size": at_least(1), "train.num_threads": at_least(0),
+        "train.num_nodes": at_least(1),
         "vocabulary": Rule(lambda v: v in ("train", "all"), "'train' or 'all'"),
     }  # fmt: skip
 
@@ -174,13 +205,10 @@ def validate_kg_config(config: KGExperimentConfig) -> None:
             f"objective.iid.d1 = {iid.d1} Fourier bins do not fit L_dc's embeddings of width {2 * rank} "
             f"(--rank {rank}): it must be in [1, {rank + 1}], or 0 for min(16, rank + 1)"
         )
-    try:
-        device = resolve_device(config.train.device)
-    except RuntimeError as error:
-        raise ValueError(f"train.device (--device) {config.train.device!r}: {str(error).splitlines()[0]}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device (--device) {config.train.device!r}: torch sees no CUDA GPU on this machine")
     _validate(config)
+    from iidfusion.training.validation import check_trainer_settings
+
+    check_trainer_settings(config.train, strategy_flag="--lightning-strategy")
 
 
 def _validate(config: KGExperimentConfig) -> None:
@@ -193,6 +221,14 @@ def _validate(config: KGExperimentConfig) -> None:
         raise ValueError(f"num_threads must be >= 0 (0: torch's default), got {train.num_threads}")
     if train.tie_policy not in TIE_POLICIES:
         raise ValueError(f"unknown tie policy {train.tie_policy!r}; expected one of {list(TIE_POLICIES)}")
+    if _spawns(train) and not train.checkpoints:
+        raise ValueError(
+            f"train.strategy (--lightning-strategy) {train.strategy!r} trains in child processes, whose history and "
+            "best weights come back through the last checkpoint: it needs train.checkpoints"
+        )
+    from iidfusion.training.runner import build_loggers
+
+    build_loggers(train, None)
 
 
 def fit_kg(
@@ -201,84 +237,122 @@ def fit_kg(
     config: KGExperimentConfig,
     *,
     log: Callable[[str], None] | None = None,
-    progress: bool = False,
+    run_dir: str | Path | None = None,
+    resume: str | Path | None = None,
 ) -> KGFitResult:
     """Train on ``kg.train``, select on filtered validation MRR, evaluate that model on test.
 
-    ``progress``: a bar over the epochs on stderr (:mod:`iidfusion.progress`).
+    Lightning trains (:class:`~iidfusion.training.kg_module.KGModule`, the trainer of
+    :func:`~iidfusion.training.runner.build_trainer`). ``run_dir`` receives checkpoints and
+    logs as ``config.train`` asks (none when ``None``); ``resume``: a checkpoint of this run
+    (``run_dir/checkpoints/last.ckpt``) to continue from, refused if it is of another run
+    (:func:`check_kg_resume`). ``log``: a line per validation on stderr.
     """
-    from iidfusion.progress import progress_bar
+    from iidfusion.training.compare import quiet_lightning
 
     _validate(config)
+    if _spawns(config.train) and run_dir is None:
+        raise ValueError(f"train.strategy (--lightning-strategy) {config.train.strategy!r} needs an output folder (run_dir)")
+    digest = kg_data_digest(kg, features)
+    if resume is not None:
+        check_kg_resume(resume, config, digest)
+    quiet_lightning()
     threads = torch.get_num_threads()
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     try:
-        with progress_bar(config.train.max_epochs, f"kg seed {config.seed}", enabled=progress, unit="epoch") as bar:
-            return _fit(kg, features, config, log, bar)
+        return _fit(kg, features, config, log, None if run_dir is None else Path(run_dir), resume, digest)
     finally:
         torch.set_num_threads(threads)
 
 
 def _fit(
     kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGExperimentConfig, log: Callable[[str], None] | None,
-    bar: Any,
+    run_dir: Path | None, resume: str | Path | None, digest: str,
 ) -> KGFitResult:
-    start = time.perf_counter()
-    device = resolve_device(config.train.device)
-    model = build_model(kg, features, config).to(device)
-    objective = KGObjective(
-        config.objective, width=model.width, class_weights=degree_weights(kg.train, kg.num_entities)
-    ).to(device)
-    optimizer = OPTIMIZERS[config.train.optimizer](model.parameters(), lr=config.train.learning_rate)
-    known = KnownTails.from_kg(kg).to(device)
-    queries = with_reciprocals(kg.train, kg.num_relations).to(device)
-    generator = torch.Generator().manual_seed(config.seed)
-    need_modalities = objective.needs_modalities
+    from iidfusion.training.kg_module import MONITOR, KGDataModule, KGModule, ValidationSchedule
+    from iidfusion.training.runner import BestWeights, RunRecord, build_trainer, fit_interruptible, read_checkpoint, trainer_device
 
-    def evaluate(split: str) -> LinkPredictionMetrics:
-        model.eval()
-        return evaluate_link_prediction(
-            model.scorer(), kg, split, known=known, batch_size=config.train.eval_batch_size,
-            tie_policy=typing.cast(TiePolicy, config.train.tie_policy),
+    start = time.perf_counter()
+    module = KGModule(build_model(kg, features, config), kg, config, log=log)
+    data = KGDataModule(kg, batch_size=config.train.batch_size, seed=config.seed)
+    best = BestWeights(MONITOR)
+    trainer = build_trainer(
+        config.train, run_dir, config.seed, best, record=RunRecord(config.model.name, config.seed, digest),
+        description=f"kg seed {config.seed}", monitor=MONITOR,
+        callbacks=[ValidationSchedule(config.train.eval_every, config.train.max_epochs)],
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        # The best checkpoint waits for the first validation (epoch eval_every) without a word.
+        warnings.filterwarnings("ignore", message=rf"`ModelCheckpoint\(monitor='{MONITOR}'\)` could not find")
+        # A resumed run writes its checkpoints where the interrupted one did, by design.
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        fit_interruptible(trainer, module, data, resume)
+    if best.weights is None:  # trained in child processes (ddp_spawn, ddp_fork): read what rank 0 saved
+        assert run_dir is not None
+        state = read_checkpoint(run_dir / "checkpoints" / "last.ckpt", "the run's last checkpoint")
+        best.load_state_dict(state["callbacks"][BestWeights.__qualname__])
+        module.history = list(state["kg"]["history"])
+    assert best.weights is not None  # the last epoch is always validated
+    model = copy.deepcopy(module.model).to(trainer.strategy.root_device)
+    model.load_state_dict(best.weights)
+    valid = module.evaluate("valid", model)
+    return KGFitResult(
+        model.cpu(), best.best_epoch + 1, valid, module.evaluate("test", model), module.history,
+        time.perf_counter() - start, trainer_device(trainer), trainer.is_global_zero,
+    )  # fmt: skip
+
+
+def _spawns(train: KGTrainConfig) -> bool:
+    """Whether Lightning trains in child processes for ``train.strategy`` (``runner.build_strategy``)."""
+    return train.strategy.removesuffix("_find_unused_parameters_true") in ("ddp_spawn", "ddp_fork", "ddp_notebook")
+
+
+def kg_data_digest(kg: KnowledgeGraph, features: Mapping[str, Tensor]) -> str:
+    """SHA-256 of the graph (names, splits) and of every feature modality (name, shape, values)."""
+    digest = hashlib.sha256()
+    for names in (kg.entities, kg.relations):
+        digest.update("\n".join(names).encode() + b"\0")
+    for split in (kg.train, kg.valid, kg.test):
+        digest.update(split.contiguous().cpu().numpy().tobytes() + b"\0")
+    for name, matrix in features.items():
+        digest.update(f"{name}{tuple(matrix.shape)}{matrix.dtype}".encode())
+        digest.update(matrix.detach().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+# Options a resumed KG run may change: how long and where it trains and what it logs; the data
+# and feature sources may be named otherwise (their content is checked by digest).
+KG_RESUMABLE_CHANGES = frozenset({
+    "data", "features", "train.max_epochs", "train.accelerator", "train.devices", "train.num_nodes", "train.strategy",
+    "train.num_threads", "train.checkpoints", "train.loggers", "train.progress_bar",
+})  # fmt: skip
+
+
+def check_kg_resume(path: str | Path, config: KGExperimentConfig, digest: str) -> None:
+    """Refuse to resume from ``path`` unless it is a checkpoint of this very run: written by
+    ``iidfusion kg fit`` for the same model and seed, with the same settings (but
+    :data:`KG_RESUMABLE_CHANGES`) and on the same graph and features (``digest``, :func:`kg_data_digest`)."""
+    from iidfusion.training.runner import refuse_changed_settings, resume_record
+
+    saved, record = resume_record(path, "iidfusion kg fit", config.model.name, config.seed)
+    options = ((key, _FLAGS.get(key, key), value) for key, value in _leaves(config))
+    refuse_changed_settings(path, saved, options, KG_RESUMABLE_CHANGES)
+    if record.get("data") != digest:
+        raise ValueError(
+            f"--resume {path}: the run was trained on another graph or other features than --data {config.data} "
+            "(their digest differs)"
         )
 
-    history: list[dict[str, float]] = []
-    best_valid: LinkPredictionMetrics | None = None
-    best_epoch, best_state = 0, None
-    for epoch in range(1, config.train.max_epochs + 1):
-        model.train()
-        order = torch.randperm(len(queries), generator=generator).to(device)
-        sums: dict[str, float] = {}
-        for begin in range(0, len(order), config.train.batch_size):
-            index = order[begin : begin + config.train.batch_size]
-            batch = queries[index]
-            output = model(batch[:, :2], need_modalities=need_modalities)
-            loss = objective(output, batch, index, model.strategy, model)
-            loss.check_finite(f"at epoch {epoch}, batch {begin // config.train.batch_size}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.total.backward()
-            optimizer.step()
-            for name, value in loss.terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(index)
-        if model.strategy is not None:
-            model.strategy.on_train_epoch_end()
-        record: dict[str, float] = {"epoch": epoch} | {f"loss/{k}": v / len(queries) for k, v in sums.items()}
-        if epoch % config.train.eval_every == 0 or epoch == config.train.max_epochs:
-            valid = evaluate("valid")
-            record["valid/mrr"] = valid.mrr
-            if best_valid is None or valid.mrr > best_valid.mrr:
-                best_valid, best_epoch = valid, epoch
-                best_state = copy.deepcopy(model.state_dict())
-            bar.set_postfix_str(f"valid MRR {valid.mrr:.4f}", refresh=False)
-            if log is not None:
-                with bar.external_write_mode(file=sys.stderr):
-                    log(f"epoch {epoch}: loss {record.get('loss/task', math.nan):.4f}, valid MRR {valid.mrr:.4f}")
-        bar.update(1)
-        history.append(record)
-    assert best_valid is not None and best_state is not None  # the last epoch is always evaluated
-    model.load_state_dict(best_state)
-    return KGFitResult(model, best_epoch, best_valid, evaluate("test"), history, time.perf_counter() - start)
+
+def _leaves(section: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every option of a config dataclass, as ``dataclasses.asdict`` saves it."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _leaves(value, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", list(value) if isinstance(value, tuple) else copy.deepcopy(value)
 
 
 def save_run(result: KGFitResult, config: KGExperimentConfig, out: str | Path, kg: KnowledgeGraph) -> list[Path]:
@@ -288,7 +362,7 @@ def save_run(result: KGFitResult, config: KGExperimentConfig, out: str | Path, k
 
     with staged_files(out) as stage:
         stage.write_text("config.yaml", yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
-        record = result.summary() | provenance(config, device=str(resolve_device(config.train.device)))
+        record = result.summary() | provenance(config, device=result.device)
         stage.write_text("metrics.json", json.dumps(record, indent=2) + "\n")
         torch.save(kg_checkpoint(result.model, kg, config, best_epoch=result.best_epoch), stage.path(CHECKPOINT_NAME))
     return [Path(out) / name for name in ("config.yaml", "metrics.json", CHECKPOINT_NAME)]

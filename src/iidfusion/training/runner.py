@@ -27,10 +27,10 @@ import math
 import random
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import lightning as L
 import numpy as np
@@ -44,7 +44,7 @@ from iidfusion.data.base import DatasetSplits
 from iidfusion.fusion.methods import get_method
 from iidfusion.fusion.model import FusionModel
 from iidfusion.progress import progress_bar
-from iidfusion.training.config import ExperimentConfig, TrainConfig, iter_options, recorded_config_values
+from iidfusion.training.config import ExperimentConfig, iter_options, recorded_config_values
 from iidfusion.training.datamodule import MultiViewDataModule
 from iidfusion.training.evaluate import NoiseMetrics, evaluate_under_noise
 from iidfusion.training.module import FusionModule
@@ -128,12 +128,14 @@ class ValidationPatience(Callback):
 
 class EpochProgressBar(ProgressBar):
     """Lightning's progress bar for one fit: one bar over the epochs (not one per epoch over
-    batches), on stderr, with the latest validation accuracy and the time left at most
+    batches), on stderr, with the latest validation score (``monitor``: ``val/acc`` as a
+    percentage, another score such as the KG's ``val/mrr`` as it is) and the time left at most
     (early stopping may end the run sooner). Drawn by the process of rank 0 only."""
 
-    def __init__(self, description: str) -> None:
+    def __init__(self, description: str, monitor: str = MONITOR) -> None:
         super().__init__()
         self.description = description
+        self.monitor = monitor
         self._enabled = True
         self.bar: Any = None  # the tqdm bar while training
 
@@ -156,8 +158,9 @@ class EpochProgressBar(ProgressBar):
             return
         metrics = trainer.callback_metrics
         shown: dict[str, Any] = {}
-        if "val/acc" in metrics:
-            shown["val acc"] = f"{100 * float(metrics['val/acc']):.2f}%"
+        if self.monitor in metrics:
+            score = float(metrics[self.monitor])
+            shown[self.monitor.replace("/", " ")] = f"{100 * score:.2f}%" if self.monitor == MONITOR else f"{score:.4f}"
         if "train/loss" in metrics:
             shown["loss"] = f"{float(metrics['train/loss']):.4f}"
         self.bar.set_postfix(shown, refresh=False)
@@ -263,37 +266,56 @@ def check_resume(path: str | Path, method: str, seed: int, config: ExperimentCon
     strategies the method does not use) and the same data (by digest). A checkpoint of an earlier
     release is read in today's layout (:func:`~iidfusion.training.config.recorded_config_values`).
     """
+    saved, record = resume_record(path, "iidfusion fit", method, seed)
+    saved = recorded_config_values(saved)  # in today's layout, if an earlier release wrote it
+    own_strategy = f"strategy.{get_method(method).strategy}."
+    options = (
+        (option.key, option.flag, option.default)
+        for option in iter_options(config)
+        # another strategy's options: the method never reads them
+        if not option.key.startswith("strategy.") or option.key.startswith(own_strategy)
+    )
+    refuse_changed_settings(path, saved, options, RESUMABLE_CHANGES)
+    if record.get("data") != data_digest(splits):
+        raise ValueError(
+            f"--resume {path}: the run was trained on other data than --data {config.data} "
+            "(the splits' digest differs: another file, other content, or another seed's split)"
+        )
+
+
+def resume_record(path: str | Path, command: str, method: str, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The hyperparameters and :class:`RunRecord` of the checkpoint at ``path``, read with
+    ``weights_only=True``; a ValueError unless ``command`` wrote it for ``method`` with ``seed``."""
     state = read_checkpoint(path, "--resume")
     needed = ("state_dict", "loops", "callbacks", "hyper_parameters")
     if not isinstance(state, dict) or any(key not in state for key in needed):
-        raise ValueError(f"--resume {path}: not a checkpoint written by `iidfusion fit` (it lacks {', '.join(needed)})")
+        raise ValueError(f"--resume {path}: not a checkpoint written by `{command}` (it lacks {', '.join(needed)})")
     saved = state["hyper_parameters"]
     record = state["callbacks"].get(RunRecord.__qualname__) if isinstance(state["callbacks"], dict) else None
     if not isinstance(saved, dict) or not isinstance(record, dict):
-        raise ValueError(f"--resume {path}: not a checkpoint written by `iidfusion fit` (no record of its run)")
-    saved = recorded_config_values(saved)  # in today's layout, if an earlier release wrote it
+        raise ValueError(f"--resume {path}: not a checkpoint written by `{command}` (no record of its run)")
     if (record.get("method"), record.get("seed")) != (method, seed):
         raise ValueError(
             f"--resume {path}: the checkpoint is of method {record.get('method')!r} with seed {record.get('seed')}, "
             f"not {method!r} with seed {seed}"
         )
+    return saved, record
+
+
+def refuse_changed_settings(
+    path: str | Path, saved: dict[str, Any], options: Iterable[tuple[str, str, Any]], resumable: frozenset[str]
+) -> None:
+    """A ValueError listing every (dotted key, flag, value) of ``options`` outside ``resumable``
+    whose value differs from the one recorded in the checkpoint's hyperparameters ``saved`` (tuples saved as lists)."""
     changed = []
-    own_strategy = f"strategy.{get_method(method).strategy}."
-    for option in iter_options(config):
-        if option.key.startswith("strategy.") and not option.key.startswith(own_strategy):
-            continue  # another strategy's options: the method never reads them
-        before, now = _recorded(saved, option.key), option.default
-        if option.key not in RESUMABLE_CHANGES and before != (list(now) if isinstance(now, tuple) else now):
-            changed.append(f"{option.flag} {before!r} -> {now!r}")
+    for key, flag, now in options:
+        before = _recorded(saved, key)
+        if key not in resumable and before != (list(now) if isinstance(now, tuple) else now):
+            changed.append(f"{flag} {before!r} -> {now!r}")
     if changed:
         raise ValueError(
             f"--resume {path}: the run was trained with other settings ({'; '.join(changed)}); "
             "resume with the run's settings, or start a new run (--overwrite)"
-        )
-    if record.get("data") != data_digest(splits):
-        raise ValueError(
-            f"--resume {path}: the run was trained on other data than --data {config.data} "
-            "(the splits' digest differs: another file, other content, or another seed's split)"
         )
 
 
@@ -350,7 +372,26 @@ def parse_devices(devices: str) -> int | str | list[int]:
     return devices
 
 
-def build_loggers(train: TrainConfig, run_dir: Path | None) -> list[Logger]:
+class TrainerSettings(Protocol):
+    """What :func:`build_trainer` reads from a training section: ``iidfusion fit``'s
+    :class:`~iidfusion.training.config.TrainConfig` or ``iidfusion kg``'s
+    :class:`~iidfusion.training.kg_fit.KGTrainConfig` (one engine serves both tasks)."""
+
+    max_epochs: int
+    min_epochs: int
+    patience: int
+    stop_on: str
+    accelerator: str
+    devices: str
+    num_nodes: int
+    strategy: str
+    precision: str
+    checkpoints: bool
+    loggers: Sequence[str]
+    progress_bar: bool
+
+
+def build_loggers(train: TrainerSettings, run_dir: Path | None) -> list[Logger]:
     """The CSV and TensorBoard loggers named in ``train.loggers``, writing under ``run_dir``.
 
     Each (re)start of a run logs to a new ``version_K`` folder (``run_dir/csv/version_0/
@@ -370,7 +411,7 @@ def build_loggers(train: TrainConfig, run_dir: Path | None) -> list[Logger]:
 
 
 def build_trainer(
-    train: TrainConfig,
+    train: TrainerSettings,
     run_dir: Path | None,
     seed: int,
     best: BestWeights,
@@ -379,6 +420,7 @@ def build_trainer(
     accumulate_grad_batches: int = 1,
     record: RunRecord | None = None,
     description: str = "fit",
+    monitor: str = MONITOR,
 ) -> L.Trainer:
     """The Lightning trainer of one run: seeding, early stopping, checkpoints, loggers.
 
@@ -388,18 +430,20 @@ def build_trainer(
     every that many batches (end-to-end training's large effective batches). ``record``: the
     run's :class:`RunRecord`, saved in its checkpoints for :func:`check_resume`. ``description``:
     what the progress bar (:class:`EpochProgressBar`, with ``train.progress_bar``) calls the run.
+    ``monitor``: the validation score (higher is better) the best checkpoint and the bar follow:
+    ``val/acc`` for classification, ``val/mrr`` for a knowledge graph.
     """
     built_in: list[Callback] = [ReseedEachBatch(seed), best, *([] if record is None else [record])]
     if train.patience > 0:
         built_in.append(ValidationPatience(train.patience, train.stop_on))
     if train.progress_bar:
-        built_in.append(EpochProgressBar(description))
+        built_in.append(EpochProgressBar(description, monitor))
     if train.checkpoints and run_dir is not None:
         # Two callbacks: Lightning 2.6 refreshes save_last only in epochs that improved the
         # monitored metric, and a resume needs the state of the latest epoch.
         common: dict[str, Any] = {"dirpath": run_dir / "checkpoints", "save_on_train_epoch_end": True,
                                   "auto_insert_metric_name": False, "enable_version_counter": False}
-        built_in.append(ModelCheckpoint(filename="best", monitor=MONITOR, mode="max", save_top_k=1, **common))
+        built_in.append(ModelCheckpoint(filename="best", monitor=monitor, mode="max", save_top_k=1, **common))
         built_in.append(ModelCheckpoint(filename="last", monitor=None, save_top_k=1, **common))
     loggers = build_loggers(train, run_dir)
     return L.Trainer(
