@@ -138,8 +138,11 @@ CASES: dict[str, Case] = {
     "kg object .npy features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'objects.npy'}"], "objects.npy: not a readable .npy"),
     "kg --device cudaa": Case(_kg("fit", placement=("--device", "cudaa")), "train.device (--device) 'cudaa'"),
     "kg --loggers wandb": Case(_kg("fit", "--loggers", "wandb"), "unknown logger 'wandb'"),
-    "kg --lightning-strategy ddp_spawn without checkpoints": Case(
-        _kg("fit", "--lightning-strategy", "ddp_spawn", "--devices", "2", "--no-checkpoints"),
+    "kg --strategy qmf, the fusion strategy's earlier flag": Case(
+        _kg("fit", "--strategy", "qmf"),
+        "--strategy is Lightning's strategy (train.strategy), as in `fit`; the fusion strategy of the query weights is --fusion-strategy qmf"),
+    "kg --strategy ddp_spawn without checkpoints": Case(
+        _kg("fit", "--strategy", "ddp_spawn", "--devices", "2", "--no-checkpoints"),
         "needs train.checkpoints"),
     "kg --seed -1": Case(_kg("fit", "--seed", "-1"), "seed (--seed) must be in [0, 4294967295], got -1"),
     "kg --out is a file": Case(_kg("fit"), "--out out is a file", setup=_a_file_at_out),

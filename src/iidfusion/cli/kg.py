@@ -35,13 +35,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rank", type=int, help="ComplEx rank k (2k reals per embedding)")
     parser.add_argument("--batch-size", type=int, help="training batch size")
     parser.add_argument("--eval-every", type=int, help="validate every N epochs")
-    parser.add_argument("--strategy", help="fusion strategy for the query weights (static OTKGE weights if omitted)")
+    parser.add_argument("--fusion-strategy", help="registered fusion strategy of the query weights: qmf, pdf, static "
+                        "(model.strategy; default: OTKGE's static weights)")
     parser.add_argument("--tie-policy", choices=("pessimistic", "realistic", "optimistic"), help="rank of tied scores")
     parser.add_argument("--accelerator", help="Lightning accelerator: auto, cpu, gpu, ... (train.accelerator; default: auto)")
     parser.add_argument("--devices", help="Lightning devices: auto, a count, or a comma list of ids (train.devices; default: auto)")
     parser.add_argument("--num-nodes", type=int, help="machines the run spans, each with --devices processes (default: 1)")
-    parser.add_argument("--lightning-strategy", dest="lightning_strategy",
-                        help="Lightning strategy: auto, ddp, ddp_spawn, ... (train.strategy; `fit --strategy`; default: auto)")
+    parser.add_argument("--strategy", help="Lightning strategy: auto, ddp, ddp_spawn, ... (train.strategy, as in `fit`; default: auto)")
     parser.add_argument("--device", help="earlier form of --accelerator/--devices: cpu, cuda, cuda:N or auto (one device)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (train.num_threads; 0: torch's default)")
     parser.add_argument("--checkpoints", action=argparse.BooleanOptionalAction, default=None,
@@ -85,7 +85,8 @@ def _experiment(args: argparse.Namespace) -> tuple[Any, Any]:
     features = parse_feature_specs(args.features) if args.features else None
     config = _replace(config, data=args.data, vocabulary=args.vocabulary, features=features, seed=getattr(args, "seed", None))
     iid = _replace(config.objective.iid, alpha=args.alpha, beta=args.beta)
-    model = _replace(config.model, name=args.model, rank=args.rank, strategy=args.strategy)
+    _check_strategy_flag(args.strategy)
+    model = _replace(config.model, name=args.model, rank=args.rank, strategy=args.fusion_strategy)
     placement = {"accelerator": args.accelerator, "devices": args.devices}
     if args.device is not None:
         from iidfusion.training.kg_fit import legacy_device
@@ -96,12 +97,21 @@ def _experiment(args: argparse.Namespace) -> tuple[Any, Any]:
     loggers = None if args.loggers is None else tuple(n.strip() for n in args.loggers.split(",") if n.strip() not in ("", "none"))
     train = _replace(
         config.train, max_epochs=args.max_epochs, batch_size=args.batch_size, eval_every=args.eval_every,
-        tie_policy=args.tie_policy, num_nodes=args.num_nodes, strategy=args.lightning_strategy, num_threads=args.threads,
+        tie_policy=args.tie_policy, num_nodes=args.num_nodes, strategy=args.strategy, num_threads=args.threads,
         checkpoints=args.checkpoints, loggers=loggers, progress_bar=args.progress_bar, **placement,
     )  # fmt: skip
     config = dataclasses.replace(config, model=model, objective=dataclasses.replace(config.objective, iid=iid), train=train)
     compare = _replace(compare, alpha=args.alpha, beta=args.beta, seeds=getattr(args, "seeds", None))
     return config, compare
+
+
+def _check_strategy_flag(value: str | None) -> None:
+    """``--strategy`` is Lightning's in every command; it named the fusion strategy in ``kg`` before."""
+    from iidfusion.fusion import available_strategies
+
+    if value in available_strategies():
+        raise ValueError(f"--strategy is Lightning's strategy (train.strategy), as in `fit`; the fusion strategy "
+                         f"of the query weights is --fusion-strategy {value}")
 
 
 def _load(config: Any, args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:

@@ -165,7 +165,7 @@ _FLAGS = {
     "seed": "--seed", "model.name": "--model", "model.rank": "--rank", "objective.iid.alpha": "--alpha", "objective.iid.beta": "--beta",
     "train.max_epochs": "--max-epochs", "train.batch_size": "--batch-size", "train.eval_every": "--eval-every",
     "train.accelerator": "--accelerator", "train.devices": "--devices", "train.num_nodes": "--num-nodes",
-    "train.strategy": "--lightning-strategy", "train.loggers": "--loggers", "train.checkpoints": "--checkpoints",
+    "train.strategy": "--strategy", "train.loggers": "--loggers", "train.checkpoints": "--checkpoints",
     "vocabulary": "--vocabulary",
 }  # fmt: skip
 
@@ -208,7 +208,7 @@ def validate_kg_config(config: KGExperimentConfig) -> None:
     _validate(config)
     from iidfusion.training.validation import check_trainer_settings
 
-    check_trainer_settings(config.train, strategy_flag="--lightning-strategy")
+    check_trainer_settings(config.train)
 
 
 def _validate(config: KGExperimentConfig) -> None:
@@ -223,7 +223,7 @@ def _validate(config: KGExperimentConfig) -> None:
         raise ValueError(f"unknown tie policy {train.tie_policy!r}; expected one of {list(TIE_POLICIES)}")
     if _spawns(train) and not train.checkpoints:
         raise ValueError(
-            f"train.strategy (--lightning-strategy) {train.strategy!r} trains in child processes, whose history and "
+            f"train.strategy (--strategy) {train.strategy!r} trains in child processes, whose history and "
             "best weights come back through the last checkpoint: it needs train.checkpoints"
         )
     from iidfusion.training.runner import build_loggers
@@ -252,7 +252,7 @@ def fit_kg(
 
     _validate(config)
     if _spawns(config.train) and run_dir is None:
-        raise ValueError(f"train.strategy (--lightning-strategy) {config.train.strategy!r} needs an output folder (run_dir)")
+        raise ValueError(f"train.strategy (--strategy) {config.train.strategy!r} needs an output folder (run_dir)")
     digest = kg_data_digest(kg, features)
     if resume is not None:
         check_kg_resume(resume, config, digest)

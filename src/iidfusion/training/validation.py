@@ -29,13 +29,11 @@ def check_option_values(config: ExperimentConfig) -> None:
     check_trainer_settings(config.train)
 
 
-def check_trainer_settings(train: TrainerSettings, strategy_flag: str = "--strategy") -> None:
+def check_trainer_settings(train: TrainerSettings) -> None:
     """Build the accelerator, devices, strategy and precision as the run will, without training.
 
     Lightning validates the combination when a ``Trainer`` is created; its error becomes one
-    line naming the four flags (``strategy_flag``: how the command calls Lightning's strategy;
-    ``iidfusion kg``'s ``--strategy`` is the fusion strategy). A GPU asked for where torch sees
-    none is named first.
+    line naming the flags. A GPU asked for where torch sees none is named first.
     """
     import torch
 
@@ -70,7 +68,7 @@ def check_trainer_settings(train: TrainerSettings, strategy_flag: str = "--strat
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(
             f"--accelerator {train.accelerator} --devices {train.devices} --num-nodes {train.num_nodes} "
-            f"{strategy_flag} {train.strategy} --precision {train.precision}: {message}"
+            f"--strategy {train.strategy} --precision {train.precision}: {message}"
         ) from None
     finally:
         for logger, level in zip(loggers, levels):
