@@ -207,7 +207,7 @@ def run_wn9img(args: argparse.Namespace) -> None:
     work, load_start, code = Path(args.work or REPO / "runs" / "real_data" / "wn9img"), os.getloadavg()[0], code_version()
     sized = wn9img_sizes(args)
     compare = ["kg", "compare", "--config", path_arg(args.config), "--data", path_arg(args.data), "--out", path_arg(work / "compare"),
-               "--seeds", str(args.seeds), "--device", "cpu", "--cache-dir", path_arg(work / "cache")]
+               "--seeds", str(args.seeds), "--accelerator", "cpu", "--cache-dir", path_arg(work / "cache")]
     compare += [str(part) for pair in sized for part in pair]
     steps = [run_step("kg-compare", compare, work, args.threads)]
     text = wn9img_report(args, work, steps, (load_start, os.getloadavg()[0]), code)

@@ -131,7 +131,7 @@ CASES: dict[str, Case] = {
     # kg
     "kg --rank 4 --beta 0.1": Case(_kg("fit", "--beta", "0.1"), "objective.iid.d1 = 32 Fourier bins do not fit L_dc's embeddings of width 8 (--rank 4): it must be in [1, 5]"),
     "kg YAML value of the wrong type": Case(_kg("fit", "--config", "{i}/kg_wrong_type.yaml"), "config key 'train.max_epochs' must be an int, got 'ten'"),
-    "kg YAML eps: .nan": Case(_kg("fit", "--config", "{i}/kg_nan_eps.yaml"), "objective.iid.eps must be finite and > 0, got nan"),
+    "kg YAML eps: .nan": Case(_kg("fit", "--config", "{i}/kg_nan_eps.yaml"), "--eps (objective.iid.eps) must be finite and > 0, got nan"),
     "kg crafted pickle features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'payload.pkl'}"],
                                        "payload.pkl: not a pickle of plain arrays (it names posix.system, refused"),
     "kg garbage .npy features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'garbage.npy'}"], "garbage.npy: not a readable .npy"),
@@ -144,7 +144,7 @@ CASES: dict[str, Case] = {
     "kg --strategy ddp_spawn without checkpoints": Case(
         _kg("fit", "--strategy", "ddp_spawn", "--devices", "2", "--no-checkpoints"),
         "needs train.checkpoints"),
-    "kg --seed -1": Case(_kg("fit", "--seed", "-1"), "seed (--seed) must be in [0, 4294967295], got -1"),
+    "kg --seed -1": Case(_kg("fit", "--seed", "-1"), "--seed (seed) must be in [0, 4294967295], got -1"),
     "kg --out is a file": Case(_kg("fit"), "--out out is a file", setup=_a_file_at_out),
     "kg compare over previous results": Case(_kg("compare", "--seeds", "1", "--beta", "0"), "already holds a run", setup=_previous_results),
     "kg compare section of the wrong type": Case(_kg("compare", "--config", "{i}/kg_bad_compare.yaml"), "config key 'compare.seeds' must be an int, got 'x'"),

@@ -17,40 +17,30 @@ from contextlib import contextmanager
 from typing import Any
 
 from iidfusion.cli.fit import add_overwrite_argument, interruption
+from iidfusion.cli.options import add_option_arguments, overrides_from_args
 
-def _common(parser: argparse.ArgumentParser) -> None:
+# Options set in the YAML file only: mappings, and the feature sources (--features has its own syntax).
+_FILE_ONLY = frozenset({"features", "model.modality_weights", "model.strategy_kwargs", "model.options"})
+# `kg compare` trains each seed 0..N-1 with the IID weights of its `compare` section (--alpha, --beta).
+_COMPARE_SETS = frozenset({"seed", "objective.iid.alpha", "objective.iid.beta"})
+
+
+def _common(parser: argparse.ArgumentParser, exclude: frozenset[str]) -> None:
+    """The flags of both KG commands: one per option of the experiment (as ``fit``'s, from the
+    configuration's own help and rules), and the data, output and cache flags."""
+    from iidfusion.training.kg_fit import KGExperimentConfig
+
     parser.add_argument("--config", help="YAML experiment file, e.g. configs/kg/umls.yaml (default: built-in defaults)")
-    parser.add_argument("--data", help="umls (bundled with pykeen), wn9img, fbimg, or a folder with train/valid/test")
+    add_option_arguments(parser, KGExperimentConfig(), _FILE_ONLY | exclude)
     parser.add_argument(
         "--features", nargs="+", metavar="NAME=SOURCE",
         help="feature modalities: NAME=FILE.npy|FILE.pkl|FILE.txt, NAME=FILE.npy@ORDER (rows named by ORDER, e.g. "
         "entity2id.txt), NAME=minilm (the entity names) or NAME=minilm:TEXTS.tsv (a text per entity); default: "
         "the graph folder's text_features.npy and descriptions.tsv when present, else the entity names",
     )  # fmt: skip
-    parser.add_argument("--model", help="KG model: otkge (default) or mmkrl (model.name; iidfusion.kg.registry)")
-    parser.add_argument("--vocabulary", choices=("train", "all"), help="entity ids from the training split only, or all")
-    parser.add_argument("--alpha", type=float, help="weight of L_ic (0: off)")
-    parser.add_argument("--beta", type=float, help="weight of L_dc (0: off)")
-    parser.add_argument("--max-epochs", type=int, help="training epochs")
-    parser.add_argument("--rank", type=int, help="ComplEx rank k (2k reals per embedding)")
-    parser.add_argument("--batch-size", type=int, help="training batch size")
-    parser.add_argument("--eval-every", type=int, help="validate every N epochs")
-    parser.add_argument("--fusion-strategy", help="registered fusion strategy of the query weights: qmf, pdf, static "
-                        "(model.strategy; default: OTKGE's static weights)")
-    parser.add_argument("--tie-policy", choices=("pessimistic", "realistic", "optimistic"), help="rank of tied scores")
-    parser.add_argument("--accelerator", help="Lightning accelerator: auto, cpu, gpu, ... (train.accelerator; default: auto)")
-    parser.add_argument("--devices", help="Lightning devices: auto, a count, or a comma list of ids (train.devices; default: auto)")
-    parser.add_argument("--num-nodes", type=int, help="machines the run spans, each with --devices processes (default: 1)")
-    parser.add_argument("--strategy", help="Lightning strategy: auto, ddp, ddp_spawn, ... (train.strategy, as in `fit`; default: auto)")
     parser.add_argument("--device", help="earlier form of --accelerator/--devices: cpu, cuda, cuda:N or auto (one device)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (train.num_threads; 0: torch's default)")
-    parser.add_argument("--checkpoints", action=argparse.BooleanOptionalAction, default=None,
-                        help="save best and last checkpoints under OUT/checkpoints (default: save)")
-    parser.add_argument("--loggers", help="loggers writing under OUT: csv, tensorboard, a comma list, or none (default: both)")
     parser.add_argument("--cache-dir", help="cache of entity-name embeddings (default: ~/.cache/iidfusion)")
     parser.add_argument("--out", required=True, help="output folder (a new one, or one to --overwrite)")
-    parser.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=None,
-                        help="a progress bar on stderr (default: shown)")
     add_overwrite_argument(parser)
 
 
@@ -58,8 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("kg", help="multimodal knowledge-graph link prediction (OTKGE or MMKRL, + IID)")
     commands = parser.add_subparsers(dest="kg_command", required=True, metavar="KG_COMMAND")
     fit = commands.add_parser("fit", help="train one model; writes config.yaml, metrics.json, model.ckpt")
-    _common(fit)
-    fit.add_argument("--seed", type=int, help="seed of initialisation and batch order")
+    _common(fit, frozenset())
     fit.add_argument(
         "--resume", metavar="CKPT",
         help="continue an interrupted run from a checkpoint; 'last' = OUT/checkpoints/last.ckpt; only with the run's "
@@ -67,41 +56,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     fit.set_defaults(handler=run_fit)
     compare = commands.add_parser("compare", help="baseline vs IID over seeds; writes results.{csv,json,md}")
-    _common(compare)
-    compare.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: the config's compare.seeds, else 3)")
+    _common(compare, _COMPARE_SETS)
+    from iidfusion.training.kg_compare import KGCompareConfig
+
+    add_option_arguments(compare, KGCompareConfig(), prefix="compare.")
     compare.set_defaults(handler=run_compare)
 
 
-def _replace(section: Any, **changes: Any) -> Any:
-    return dataclasses.replace(section, **{k: v for k, v in changes.items() if v is not None})
-
-
 def _experiment(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The configuration after the flags, and the ``compare`` section (both from one read of the YAML)."""
+    """The configuration after the flags, and the ``compare`` section (both from one read of the
+    YAML; the flags merged by the same loader)."""
     from iidfusion.kg.features import parse_feature_specs
-    from iidfusion.training.kg_compare import load_kg_config
+    from iidfusion.training.config import load_config
+    from iidfusion.training.kg_compare import KGCompareConfig, load_kg_config
+    from iidfusion.core.config import merge_config
+    from iidfusion.training.kg_fit import KGExperimentConfig, legacy_device
 
+    _check_strategy_flag(args.train__strategy)
     config, compare = load_kg_config(args.config)
-    features = parse_feature_specs(args.features) if args.features else None
-    config = _replace(config, data=args.data, vocabulary=args.vocabulary, features=features, seed=getattr(args, "seed", None))
-    iid = _replace(config.objective.iid, alpha=args.alpha, beta=args.beta)
-    _check_strategy_flag(args.strategy)
-    model = _replace(config.model, name=args.model, rank=args.rank, strategy=args.fusion_strategy)
-    placement = {"accelerator": args.accelerator, "devices": args.devices}
+    overrides = overrides_from_args(args, KGExperimentConfig())
+    if args.features:
+        overrides["features"] = parse_feature_specs(args.features)
     if args.device is not None:
-        from iidfusion.training.kg_fit import legacy_device
-
-        if args.accelerator is not None or args.devices is not None:
+        if args.train__accelerator is not None or args.train__devices is not None:
             raise ValueError("--device is the earlier form of --accelerator and --devices: give one or the other")
-        placement = legacy_device(args.device, "the command line")
-    loggers = None if args.loggers is None else tuple(n.strip() for n in args.loggers.split(",") if n.strip() not in ("", "none"))
-    train = _replace(
-        config.train, max_epochs=args.max_epochs, batch_size=args.batch_size, eval_every=args.eval_every,
-        tie_policy=args.tie_policy, num_nodes=args.num_nodes, strategy=args.strategy, num_threads=args.threads,
-        checkpoints=args.checkpoints, loggers=loggers, progress_bar=args.progress_bar, **placement,
-    )  # fmt: skip
-    config = dataclasses.replace(config, model=model, objective=dataclasses.replace(config.objective, iid=iid), train=train)
-    compare = _replace(compare, alpha=args.alpha, beta=args.beta, seeds=getattr(args, "seeds", None))
+        overrides |= {f"train.{key}": value for key, value in legacy_device(args.device, "the command line").items()}
+    config = load_config(None, overrides, base=config)
+    if args.kg_command == "compare":
+        flags = overrides_from_args(args, KGCompareConfig(), "compare.")
+        compare = merge_config(compare, {k.removeprefix("compare."): v for k, v in flags.items()}, "the command line", "compare.")
     return config, compare
 
 
@@ -181,17 +164,15 @@ def run_compare(args: argparse.Namespace) -> int:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     from iidfusion.progress import write_line
-    from iidfusion.training.kg_compare import run_comparison, write_comparison
+    from iidfusion.training.kg_compare import arm_config, run_comparison, write_comparison
     from iidfusion.training.kg_fit import validate_kg_config
+    from iidfusion.training.validation import check_option_rules
 
     config, compare = _experiment(args)
-    if compare.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1 (seeds 0..N-1), got {compare.seeds}")
+    check_option_rules(compare, "compare.")
     seeds = list(range(compare.seeds))
-    for seed in seeds:
-        validate_kg_config(dataclasses.replace(config, seed=seed))
-    iid = dataclasses.replace(config.objective.iid, alpha=compare.alpha, beta=compare.beta)
-    validate_kg_config(dataclasses.replace(config, objective=dataclasses.replace(config.objective, iid=iid)))
+    # The IID arm with the last seed: the baseline differs only in alpha = beta = 0, always valid.
+    validate_kg_config(arm_config(config, alpha=compare.alpha, beta=compare.beta, seed=seeds[-1]))
     with _run_in(args):
         kg, features, config = _load(config, args)
         results = run_comparison(kg, features, config, alpha=compare.alpha, beta=compare.beta, seeds=seeds,

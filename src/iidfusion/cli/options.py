@@ -33,7 +33,14 @@ def add_config_arguments(
     absent one and a config file value is only replaced by a flag the user typed.
     """
     parser.add_argument("--config", metavar="FILE", default=None, help="YAML config file (default: none)")
-    for option in iter_options(base):
+    add_option_arguments(parser, base, exclude)
+
+
+def add_option_arguments(parser: Any, base: Any = None, exclude: frozenset[str] = frozenset(), prefix: str = "") -> None:
+    """One flag per option of ``base`` (any configuration of documented options; the
+    classification's :class:`ExperimentConfig` by default, its keys under ``prefix``), minus
+    the dotted keys in ``exclude``. ``parser``: a parser or an argument group."""
+    for option in iter_options(base, prefix):
         if option.key in exclude:
             continue
         default = option.default
@@ -62,10 +69,11 @@ def _dest(key: str) -> str:
     return key.replace(".", "__")
 
 
-def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+def overrides_from_args(args: argparse.Namespace, schema: Any = None, prefix: str = "") -> dict[str, Any]:
     """The dotted keys of the config flags the user gave on the command line (renamed keys under
-    their old name: the loader maps them, with a warning)."""
-    keys = [option.key for option in iter_options()] + list(RENAMED_KEYS)
+    their old name: the loader maps them, with a warning). ``schema``: the configuration the
+    flags were made from (:func:`add_option_arguments`; default: :class:`ExperimentConfig`)."""
+    keys = [option.key for option in iter_options(schema, prefix)] + ([] if schema is not None else list(RENAMED_KEYS))
     return {key: getattr(args, _dest(key)) for key in keys if getattr(args, _dest(key), None) is not None}
 
 

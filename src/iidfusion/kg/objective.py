@@ -60,8 +60,8 @@ class IIDTermsConfig(IIDConfig):
 class KGObjectiveConfig:
     """``n3_weight`` (OTKGE: 5e-3 WN9-IMG, 1e-3 FB-IMG); ``degree_weighted`` CE (OTKGE's ``-weight``)."""
 
-    n3_weight: float = 5e-3
-    degree_weighted: bool = True
+    n3_weight: float = option(5e-3, "weight of the N3 regularizer (OTKGE: 5e-3 WN9-IMG, 1e-3 FB-IMG)", rule=at_least(0))
+    degree_weighted: bool = option(True, "weigh the 1-N cross-entropy by answer degree (OTKGE's -weight)")
     iid: IIDTermsConfig = field(default_factory=IIDTermsConfig)
 
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import hashlib
 import json
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,8 +30,8 @@ from iidfusion.kg.model import KGModelConfig, check_strategy_options
 from iidfusion.kg.objective import IIDTermsConfig, KGObjectiveConfig
 from iidfusion.kg.registry import KGModel, available_kg_models, create_kg_model, get_kg_model_class
 from iidfusion.provenance import provenance
-from iidfusion.core.config import merge_config
-from iidfusion.training.config import read_config_file
+from iidfusion.core.config import SEED_RULE, at_least, merge_config, one_of, option, positive, redefault
+from iidfusion.training.config import TrainConfig, read_config_file
 from iidfusion.training.outputs import staged_files
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -58,21 +57,23 @@ class KGTrainConfig:
     (no early stopping) and train in float32.
     """
 
-    max_epochs: int = 100
-    batch_size: int = 1000
-    learning_rate: float = 0.1
-    optimizer: str = "adagrad"
-    eval_every: int = 5
-    eval_batch_size: int = 1024
-    tie_policy: str = DEFAULT_TIE_POLICY
-    accelerator: str = "auto"
-    devices: str = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"
-    num_threads: int = 0
-    checkpoints: bool = True
-    loggers: tuple[str, ...] = ("csv", "tensorboard")
-    progress_bar: bool = True
+    max_epochs: int = option(100, "training epochs", rule=at_least(1))
+    batch_size: int = option(1000, "training batch size (per process)", rule=at_least(1))
+    learning_rate: float = option(0.1, "learning rate (OTKGE: Adagrad at 0.1)", flag="--lr", rule=positive())
+    optimizer: str = option("adagrad", "optimizer: adagrad, adam or sgd", rule=one_of(tuple(OPTIMIZERS)))
+    eval_every: int = option(5, "validate every N epochs (and at the last)", rule=at_least(1))
+    eval_batch_size: int = option(1024, "queries per batch of the filtered ranking", rule=at_least(1))
+    tie_policy: str = option(DEFAULT_TIE_POLICY, "rank of tied scores: pessimistic (OTKGE), realistic or optimistic",
+                             rule=one_of(tuple(TIE_POLICIES)))
+    # Lightning's placement and what a run writes: the options of `fit` (same flags, help and rules).
+    accelerator: str = redefault(TrainConfig, "accelerator", "auto")
+    devices: str = redefault(TrainConfig, "devices", "auto")
+    num_nodes: int = redefault(TrainConfig, "num_nodes", 1)
+    strategy: str = redefault(TrainConfig, "strategy", "auto")
+    num_threads: int = option(0, "torch CPU threads of the run (0: torch's default)", flag="--threads", rule=at_least(0))
+    checkpoints: bool = redefault(TrainConfig, "checkpoints", True)
+    loggers: tuple[str, ...] = redefault(TrainConfig, "loggers", ("csv", "tensorboard"))
+    progress_bar: bool = redefault(TrainConfig, "progress_bar", True)
 
     # What build_trainer reads that a KG run does not vary.
     patience: ClassVar[int] = 0
@@ -88,10 +89,10 @@ class KGExperimentConfig:
     empty: the graph folder's own, :func:`~iidfusion.kg.features.default_feature_sources`);
     ``vocabulary``: "train" or "all"."""
 
-    data: str = "umls"
-    vocabulary: str = "train"
-    features: dict[str, str] = field(default_factory=dict)
-    seed: int = 0
+    data: str = option("umls", "umls (bundled with pykeen), wn9img, fbimg, or a folder with train/valid/test")
+    vocabulary: str = option("train", "entity ids from the training split only (train), or all", rule=one_of(("train", "all")))
+    features: dict[str, str] = field(default_factory=dict, metadata={"help": "feature modalities: {name: source}"})
+    seed: int = option(0, "seed of initialisation and batch order", rule=SEED_RULE)
     model: KGModelConfig = field(default_factory=KGModelConfig)
     objective: KGObjectiveConfig = field(default_factory=KGObjectiveConfig)
     train: KGTrainConfig = field(default_factory=KGTrainConfig)
@@ -160,43 +161,10 @@ def build_model(kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGEx
     )
 
 
-# Flags of `iidfusion kg` that set a config key (messages name both).
-_FLAGS = {
-    "seed": "--seed", "model.name": "--model", "model.rank": "--rank", "objective.iid.alpha": "--alpha", "objective.iid.beta": "--beta",
-    "train.max_epochs": "--max-epochs", "train.batch_size": "--batch-size", "train.eval_every": "--eval-every",
-    "train.accelerator": "--accelerator", "train.devices": "--devices", "train.num_nodes": "--num-nodes",
-    "train.strategy": "--strategy", "train.loggers": "--loggers", "train.checkpoints": "--checkpoints",
-    "vocabulary": "--vocabulary",
-}  # fmt: skip
-
-
-def _kg_rules() -> dict[str, Any]:
-    from iidfusion.core.config import SEED_RULE, Rule, at_least, positive
-    from iidfusion.training.config import iter_options
-
-    iid = {option.key: option.rule for option in iter_options(IIDTermsConfig(), "objective.iid.") if option.rule}
-    return {
-        "seed": SEED_RULE,
-        "model.name": Rule(lambda v: v in available_kg_models(), f"one of {', '.join(available_kg_models())}"),
-        "model.rank": at_least(1), "model.init_scale": positive(),
-        "model.projection.plan_entities": at_least(1), "model.projection.cost_scale": positive(),
-        "model.projection.eps": positive(), "model.projection.max_iter": at_least(1),
-        "model.projection.tol": at_least(0), "model.projection.refresh_every": at_least(1),
-        "objective.n3_weight": at_least(0), **iid, "objective.iid.coherence_points": at_least(2),
-        "train.max_epochs": at_least(1), "train.batch_size": at_least(1), "train.learning_rate": positive(),
-        "train.eval_every": at_least(1), "train.eval_batch_size": at_least(1), "train.num_threads": at_least(0),
-        "train.num_nodes": at_least(1),
-        "vocabulary": Rule(lambda v: v in ("train", "all"), "'train' or 'all'"),
-    }  # fmt: skip
-
-
 def validate_kg_config(config: KGExperimentConfig) -> None:
-    """Every option of ``config`` in range, before any data is read: a ValueError naming the key."""
-    for key, rule in _kg_rules().items():
-        value = functools.reduce(getattr, key.split("."), config)
-        if not rule.check(value):
-            flag = f" ({_FLAGS[key]})" if key in _FLAGS else ""
-            raise ValueError(f"{key}{flag} must be {rule.expected}, got {value!r}")
+    """Every option of ``config`` in range, before any data is read: a ValueError naming the key
+    (and the trainer's hardware settings built as the run will)."""
+    _validate(config)
     get_kg_model_class(config.model.name).check_options(config.model.options)
     check_strategy_options(config.model)
     iid, rank = config.objective.iid, config.model.rank
@@ -205,22 +173,18 @@ def validate_kg_config(config: KGExperimentConfig) -> None:
             f"objective.iid.d1 = {iid.d1} Fourier bins do not fit L_dc's embeddings of width {2 * rank} "
             f"(--rank {rank}): it must be in [1, {rank + 1}], or 0 for min(16, rank + 1)"
         )
-    _validate(config)
     from iidfusion.training.validation import check_trainer_settings
 
     check_trainer_settings(config.train)
 
 
 def _validate(config: KGExperimentConfig) -> None:
+    from iidfusion.training.validation import check_option_rules
+
+    check_option_rules(config)
+    if config.model.name not in available_kg_models():
+        raise ValueError(f"--model (model.name) must be one of {', '.join(available_kg_models())}, got {config.model.name!r}")
     train = config.train
-    if train.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {train.optimizer!r}; expected one of {sorted(OPTIMIZERS)}")
-    if train.max_epochs < 1 or train.batch_size < 1 or train.eval_every < 1 or not train.learning_rate > 0:
-        raise ValueError(f"need max_epochs, batch_size, eval_every >= 1 and learning_rate > 0; got {train}")
-    if train.num_threads < 0:
-        raise ValueError(f"num_threads must be >= 0 (0: torch's default), got {train.num_threads}")
-    if train.tie_policy not in TIE_POLICIES:
-        raise ValueError(f"unknown tie policy {train.tie_policy!r}; expected one of {list(TIE_POLICIES)}")
     if _spawns(train) and not train.checkpoints:
         raise ValueError(
             f"train.strategy (--strategy) {train.strategy!r} trains in child processes, whose history and "
@@ -336,23 +300,15 @@ def check_kg_resume(path: str | Path, config: KGExperimentConfig, digest: str) -
     from iidfusion.training.runner import refuse_changed_settings, resume_record
 
     saved, record = resume_record(path, "iidfusion kg fit", config.model.name, config.seed)
-    options = ((key, _FLAGS.get(key, key), value) for key, value in _leaves(config))
+    from iidfusion.training.config import iter_options
+
+    options = ((option.key, option.flag, option.default) for option in iter_options(config))
     refuse_changed_settings(path, saved, options, KG_RESUMABLE_CHANGES)
     if record.get("data") != digest:
         raise ValueError(
             f"--resume {path}: the run was trained on another graph or other features than --data {config.data} "
             "(their digest differs)"
         )
-
-
-def _leaves(section: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted key, value) of every option of a config dataclass, as ``dataclasses.asdict`` saves it."""
-    for f in dataclasses.fields(section):
-        value = getattr(section, f.name)
-        if dataclasses.is_dataclass(value):
-            yield from _leaves(value, f"{prefix}{f.name}.")
-        else:
-            yield f"{prefix}{f.name}", list(value) if isinstance(value, tuple) else copy.deepcopy(value)
 
 
 def save_run(result: KGFitResult, config: KGExperimentConfig, out: str | Path, kg: KnowledgeGraph) -> list[Path]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from iidfusion.training.config import ExperimentConfig, iter_options
 
@@ -20,12 +20,20 @@ if TYPE_CHECKING:
     from iidfusion.training.runner import TrainerSettings
 
 
-def check_option_values(config: ExperimentConfig) -> None:
-    """A ValueError naming the flag, the config key and the value of the first option out of range."""
-    for option in iter_options(config):
+def check_option_rules(config: Any, prefix: str = "") -> None:
+    """A ValueError naming the flag, the config key and the value of the first option of
+    ``config`` (any configuration of :func:`~iidfusion.core.config.option` fields, its keys
+    under ``prefix``) out of range."""
+    for option in iter_options(config, prefix):
         rule = option.rule
         if rule is not None and not rule.check(option.default):
             raise ValueError(f"{option.flag} ({option.key}) must be {rule.expected}, got {option.default!r}")
+
+
+def check_option_values(config: ExperimentConfig) -> None:
+    """Every option of ``config`` in range (:func:`check_option_rules`) and the trainer's
+    hardware settings buildable (:func:`check_trainer_settings`)."""
+    check_option_rules(config)
     check_trainer_settings(config.train)
 
 
