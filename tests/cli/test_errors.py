@@ -109,3 +109,17 @@ def test_a_failing_comparison_leaves_no_result_file(tiny_npz, tmp_path, monkeypa
     assert [line for line in lines if line.startswith("iidfusion")] == lines[-1:]
     assert f"{said}simulated failure in the third run" in lines[-1]
     assert not out.exists() and len(calls) == 3
+
+
+def test_a_warning_is_one_line_naming_the_command(tmp_path):
+    """A deprecated flag warns in one line, as an error reads (with --debug: where it was raised).
+    In a process of its own: pytest records warnings instead of printing them."""
+    import subprocess
+    import sys
+
+    argv = ["fit", "--data", "synthetic", "--method", "iid-q", "--lam-rank", "0.5", "--out", str(tmp_path / "a"),
+            "--no-checkpoints", "--loggers", "", *FAST]
+    run = subprocess.run([sys.executable, "-m", "iidfusion", *argv], capture_output=True, text=True, check=True)
+    said = [line for line in run.stderr.splitlines() if "deprecated" in line]
+    assert said == ["iidfusion fit: warning: the command line: model.lam_rank (--lam-rank) is deprecated; "
+                    "use strategy.qmf.lam_rank (--qmf-lam-rank)"], run.stderr

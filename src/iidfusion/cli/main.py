@@ -24,6 +24,7 @@ import os
 import re
 import sys
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -183,6 +184,9 @@ def main(argv: list[str] | None = None, cli: CommandLine = IIDFUSION) -> int:
         args.command_parser.error(f"unrecognized arguments: {' '.join(stray)}")
     command = " ".join(filter(None, (args.command, getattr(args, "kg_command", None))))
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    formatwarning = warnings.formatwarning
+    if not debug:  # a warning is one line naming the command, as an error is (--debug: where it was raised)
+        warnings.formatwarning = lambda message, *_, **__: f"{cli.prog} {command}: warning: {_first_line(message)}\n"  # type: ignore[assignment]
     try:
         return int(args.handler(args) or 0)
     except (KeyboardInterrupt, CommandInterrupted) as interruption:
@@ -204,6 +208,8 @@ def main(argv: list[str] | None = None, cli: CommandLine = IIDFUSION) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL_ERROR
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ class KGRunResult:
     hits_at_1: float
     hits_at_3: float
     hits_at_10: float
+    device: str = "cpu"  # what the run trained on, e.g. "cuda:0, 4 processes"
 
     def metric(self, name: str) -> float:
         return getattr(self, name.replace("@", "_at_"))
@@ -142,7 +143,7 @@ def _run_arms(kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGExpe
             results.append(
                 KGRunResult(
                     arm, seed, a, b, fit.best_epoch, fit.seconds, fit.valid.mrr,
-                    test["mrr"], test["hits@1"], test["hits@3"], test["hits@10"],
+                    test["mrr"], test["hits@1"], test["hits@3"], test["hits@10"], fit.device,
                 )  # fmt: skip
             )
             if log is not None:
@@ -192,12 +193,10 @@ def _csv(results: Sequence[KGRunResult]) -> str:
     return buffer.getvalue()
 
 
-def write_comparison(
-    out: str | Path, results: Sequence[KGRunResult], config: KGExperimentConfig, title: str, *, device: str | None = None
-) -> str:
+def write_comparison(out: str | Path, results: Sequence[KGRunResult], config: KGExperimentConfig, title: str) -> str:
     """Write results.csv, results.json and results.md to ``out`` all-or-nothing; returns the markdown.
 
-    ``device``: what the runs trained on, for the provenance (default: ``train.accelerator``)."""
+    The provenance names the devices the runs trained on."""
     if not results:
         raise ValueError("no results to write")
     tests = paired_metric_tests(results)
@@ -208,7 +207,7 @@ def write_comparison(
             {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in dataclasses.asdict(t).items()}
             for t in tests
         ],
-        **provenance(config, device=device or config.train.accelerator),
+        **provenance(config, device="; ".join(dict.fromkeys(r.device for r in results))),
     }
     with staged_files(out) as stage:
         stage.write_text("results.csv", _csv(results))
