@@ -240,7 +240,7 @@ def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load:
         f"{model['modality_weights']} (structure: the rest). Rank {model['rank']}, {train['optimizer']} lr "
         f"{train['learning_rate']:g}, batch {train['batch_size']}, {train['max_epochs']} epochs, N3 "
         f"{config['objective']['n3_weight']:g}, validation every {train['eval_every']} epochs; "
-        f"IID arm alpha {runs[-1]['alpha']:g}, beta {runs[-1]['beta']:g} (L_ic Gaussian-KL weight {iid.get('lam', 'n/a')}). "
+        f"IID arm alpha {runs[-1]['alpha']:g}, beta {runs[-1]['beta']:g} (L_ic read as {iid.get('variant', 'n/a')!r}, Gaussian-KL weight {iid.get('lam', 'n/a')}). "
         f"`{path_arg(args.config)}`"
         + (f", sized down for a CPU with {', '.join(f'`{flag} {value}`' for flag, value in sized)}" if sized else "")
         + f"; seeds 0..{args.seeds - 1}; code at commit {code}.",

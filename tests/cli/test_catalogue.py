@@ -138,6 +138,8 @@ CASES: dict[str, Case] = {
     "kg object .npy features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'objects.npy'}"], "objects.npy: not a readable .npy"),
     "kg --device cudaa": Case(_kg("fit", placement=("--device", "cudaa")), "train.device (--device) 'cudaa'"),
     "kg --loggers wandb": Case(_kg("fit", "--loggers", "wandb"), "unknown logger 'wandb'"),
+    "kg --strategy bogus (Lightning's)": Case(
+        _kg("fit", "--strategy", "bogus"), "--num-nodes 1 --strategy bogus: You selected an invalid strategy name"),
     "kg --strategy qmf, the fusion strategy's earlier flag": Case(
         _kg("fit", "--strategy", "qmf"),
         "--strategy is Lightning's strategy (train.strategy), as in `fit`; the fusion strategy of the query weights is --fusion-strategy qmf"),

@@ -37,6 +37,9 @@ def check_option_values(config: ExperimentConfig) -> None:
     check_trainer_settings(config.train)
 
 
+_PLACEMENT = ("accelerator", "devices", "num_nodes", "strategy", "precision")
+
+
 def check_trainer_settings(train: TrainerSettings) -> None:
     """Build the accelerator, devices, strategy and precision as the run will, without training.
 
@@ -74,10 +77,9 @@ def check_trainer_settings(train: TrainerSettings) -> None:
             )
     except Exception as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(
-            f"--accelerator {train.accelerator} --devices {train.devices} --num-nodes {train.num_nodes} "
-            f"--strategy {train.strategy} --precision {train.precision}: {message}"
-        ) from None
+        options = {option.key: option for option in iter_options(train)}  # the flags this command has
+        given = " ".join(f"{options[k].flag} {options[k].default}" for k in _PLACEMENT if k in options)
+        raise ValueError(f"{given}: {message}") from None
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
