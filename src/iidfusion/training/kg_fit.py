@@ -27,7 +27,7 @@ from torch import Tensor
 from iidfusion.kg.data import KnowledgeGraph
 from iidfusion.kg.evaluate import DEFAULT_TIE_POLICY, TIE_POLICIES, LinkPredictionMetrics
 from iidfusion.kg.model import KGModelConfig, check_strategy_options
-from iidfusion.kg.objective import IIDTermsConfig, KGObjectiveConfig
+from iidfusion.kg.objective import KGObjectiveConfig
 from iidfusion.kg.registry import KGModel, available_kg_models, create_kg_model, get_kg_model_class
 from iidfusion.provenance import provenance
 from iidfusion.core.config import SEED_RULE, at_least, merge_config, one_of, option, positive, redefault
