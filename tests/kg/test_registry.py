@@ -125,7 +125,7 @@ def test_training_fits_the_graph_and_a_checkpoint_gives_the_model_back(name, tin
 def test_unknown_model_and_options_are_named():
     with pytest.raises(ValueError, match=r"--model \(model.name\) must be one of mmkrl, otkge, got 'transe'"):
         validate_kg_config(KGExperimentConfig(model=KGModelConfig(name="transe")))
-    with pytest.raises(ValueError, match=r"model.name \(--model\) must be one of .*, got 'transe'"):
+    with pytest.raises(ValueError, match=r"--model \(model.name\) must be one of .*, got 'transe'"):
         get_kg_model_class("transe")
     with pytest.raises(ValueError, match="model 'otkge' takes no options"):
         validate_kg_config(KGExperimentConfig(model=KGModelConfig(options={"align_weight": 1.0})))

@@ -124,10 +124,6 @@ class MMKRL(KGModel):
     ) -> None:
         super().__init__(num_entities, num_relations, features, config)
         self.options = parse_options(config.options)
-        self.width = 2 * config.rank
-        self.modalities: tuple[str, ...] = (STRUCTURE, *features)
-        self.entity = nn.Parameter(torch.randn(num_entities, self.width) * config.init_scale)
-        self.relation = nn.Parameter(torch.randn(2 * num_relations, self.width) * config.init_scale)
         self.projections = nn.ModuleDict({name: SourceProjection(matrix, self.width) for name, matrix in features.items()})
         self.register_buffer("fusion_weights", static_weights(self.modalities, config.modality_weights))
         self.strategy = fusion_strategy(config, self.modalities, num_entities, self.width, num_train_queries)

@@ -259,10 +259,6 @@ class MultimodalKGE(KGModel):
         num_train_queries: int | None = None,
     ) -> None:
         super().__init__(num_entities, num_relations, features, config)
-        self.width = 2 * config.rank
-        self.modalities: tuple[str, ...] = (STRUCTURE, *features)
-        self.entity = nn.Parameter(torch.randn(num_entities, self.width) * config.init_scale)
-        self.relation = nn.Parameter(torch.randn(2 * num_relations, self.width) * config.init_scale)
         self.projections = nn.ModuleDict(
             {name: OTProjection(matrix, self.width, config.projection) for name, matrix in features.items()}
         )

@@ -45,7 +45,9 @@ class KGModel(nn.Module):
     included) against every entity and returns a :class:`~iidfusion.kg.model.KGOutput`:
     ``fusion.logits`` the fused scores, ``fusion.features[m]`` each modality's embedding of the
     query entity and ``fusion.shared_head_logits[m]`` its scores by the same target mapping,
-    which is all L_ic and L_dc read. Subclasses set ``modalities``, ``width`` and ``strategy``.
+    which is all L_ic and L_dc read. Every model has the structural tables this base class
+    makes (``entity`` (N, 2k), ``relation`` (2R, 2k), reciprocals included, drawn from
+    N(0, 1) x ``init_scale``); subclasses add their feature modalities and set ``strategy``.
     """
 
     name: ClassVar[str] = ""
@@ -56,7 +58,7 @@ class KGModel(nn.Module):
 
     def __init__(self, num_entities: int, num_relations: int, features: Mapping[str, Tensor], config: KGModelConfig) -> None:
         """What every model checks and keeps: the features (:func:`check_features`), a rank >= 1, the
-        config and the graph's sizes."""
+        config and the graph's sizes; then the modalities ("structure" first) and the structural tables."""
         super().__init__()
         check_features(num_entities, features)
         if config.rank < 1:
@@ -64,6 +66,10 @@ class KGModel(nn.Module):
         self.config = config
         self.num_entities = int(num_entities)
         self.num_relations = int(num_relations)
+        self.width = 2 * config.rank
+        self.modalities = (STRUCTURE, *features)
+        self.entity = nn.Parameter(torch.randn(num_entities, self.width) * config.init_scale)
+        self.relation = nn.Parameter(torch.randn(2 * num_relations, self.width) * config.init_scale)
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:
@@ -146,7 +152,7 @@ def get_kg_model_class(name: str) -> type[KGModel]:
     """The class registered as ``name``; ValueError naming ``model.name`` (--model) otherwise."""
     known = available_kg_models()
     if name not in _KG_MODELS:
-        raise ValueError(f"model.name (--model) must be one of {', '.join(known)}, got {name!r}")
+        raise ValueError(f"--model (model.name) must be one of {', '.join(known)}, got {name!r}")
     return _KG_MODELS[name]
 
 

@@ -28,7 +28,7 @@ from iidfusion.kg.data import KnowledgeGraph
 from iidfusion.kg.evaluate import DEFAULT_TIE_POLICY, TIE_POLICIES, LinkPredictionMetrics
 from iidfusion.kg.model import KGModelConfig, check_strategy_options
 from iidfusion.kg.objective import KGObjectiveConfig
-from iidfusion.kg.registry import KGModel, available_kg_models, create_kg_model, get_kg_model_class
+from iidfusion.kg.registry import KGModel, create_kg_model, get_kg_model_class
 from iidfusion.provenance import provenance
 from iidfusion.core.config import SEED_RULE, at_least, merge_config, one_of, option, positive, redefault
 from iidfusion.training.config import TrainConfig, read_config_file
@@ -182,8 +182,7 @@ def _validate(config: KGExperimentConfig) -> None:
     from iidfusion.training.validation import check_option_rules
 
     check_option_rules(config)
-    if config.model.name not in available_kg_models():
-        raise ValueError(f"--model (model.name) must be one of {', '.join(available_kg_models())}, got {config.model.name!r}")
+    get_kg_model_class(config.model.name)  # a ValueError naming --model for an unknown name
     train = config.train
     if _spawns(train) and not train.checkpoints:
         raise ValueError(
