@@ -8,9 +8,14 @@ payloads of crafted files (a pickle, a checkpoint, a YAML tag) would all create 
 
 from __future__ import annotations
 
+import io
+import json
 import pickle
 import shutil
+import struct
 import sys
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +80,12 @@ def _without(module: str) -> Callable[[pytest.MonkeyPatch], None]:
     return lambda patch: patch.setitem(sys.modules, module, None)
 
 
+def _extract(text_encoder: str, command: str = "extract") -> Callable[[Path], list[str]]:
+    return lambda i: [command, "--data-format", "mmbt", "--root", str(i / "mvsa"), "--text-encoder", str(i / text_encoder),
+                      "--image-encoder", "resnet18", "--image-size", "32", "--max-length", "8",
+                      *(["--device", "cpu"] if command == "extract" else ["--accelerator", "cpu", "--no-progress-bar"]), "--out", "{out}"]
+
+
 UNWRITABLE = "/proc/iidfusion/out"  # cannot be created, not even by root
 CASES: dict[str, Case] = {
     # fit: data
@@ -117,6 +128,18 @@ CASES: dict[str, Case] = {
                                       setup=_previous_fit),
     # fit: found while training (the trainer has started its logs: they must go)
     "fit --eps 1e-9": Case(lambda i: [*_fit()(i), "--method", "iid-p", "--eps", "1e-9"], "--eps (loss.eps): eps=1e-09 is too small"),
+    # security: nothing a user gives runs code, no name from data leaves --out, no input expands without bound
+    "extract a model folder whose config maps custom code": Case(_extract("custom_model"), "config.json maps classes to custom code (auto_map)"),
+    "extract a model folder whose tokenizer maps custom code": Case(_extract("custom_tokenizer"), "tokenizer_config.json maps classes to custom code"),
+    "extract a model folder holding Python files": Case(_extract("python_files"), "holds Python code (modeling_bert.py)"),
+    "extract a model folder of an unknown architecture": Case(_extract("unknown_model"), "cannot load a Hugging Face model from"),
+    "finetune a model folder with custom code": Case(_extract("custom_model", "finetune"), "maps classes to custom code (auto_map)"),
+    "fit YAML alias bomb": Case(_fit("tiny.npz", "--config", "{inputs}/alias_bomb.yaml"), "more than 20000 values once its aliases are expanded"),
+    "fit YAML nested too deep": Case(_fit("tiny.npz", "--config", "{inputs}/deep.yaml"), "nested deeper than 16 levels"),
+    "fit YAML recursive alias": Case(_fit("tiny.npz", "--config", "{inputs}/recursive.yaml"), "an alias inside the value it names"),
+    "fit .npz decompression bomb": Case(_fit("bomb.npz"), "more than 100x); refused as a decompression bomb"),
+    "fit .npz whose array header lies": Case(_fit("lying_header.npz"), "declares shape (1000000000000,)"),
+    "fit .mat decompression bomb": Case(_fit("bomb.mat"), "refused as a decompression bomb"),
     # compare and demo
     "compare --out is a file": Case(_compare(), "--out out is a file", setup=_a_file_at_out),
     "compare over previous results": Case(_compare(), "--out out already holds a run; pass --overwrite", setup=_previous_results),
@@ -245,7 +268,63 @@ def inputs(tmp_path_factory, tiny_npz, shell_payload) -> Path:
     # others
     (folder / "figure.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xd8")
     write_toy_vision_language(folder / "mvsa", "mmbt", per_class=(2, 1, 1))
+    _model_folders(folder, marker)
+    _bombs(folder)
     return folder
+
+
+def _model_folders(folder: Path, marker: Path) -> None:
+    """Hugging Face model folders that would run code (each .py touches ``marker`` when imported)."""
+    payload = f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+    bert = {"model_type": "bert", "vocab_size": 30, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 1,
+            "intermediate_size": 8}
+    folders = {
+        "custom_model": ({**bert, "model_type": "iidx", "auto_map": {"AutoConfig": "configuration_iidx.IIDXConfig",
+                                                                    "AutoModel": "modeling_iidx.IIDXModel"}}, None),
+        "custom_tokenizer": (bert, {"auto_map": {"AutoTokenizer": ["tokenization_iidx.IIDXTokenizer", None]}}),
+        "python_files": (bert, None),
+        "unknown_model": ({**bert, "model_type": "no-such-architecture"}, None),
+    }
+    for name, (config, tokenizer) in folders.items():
+        (folder / name).mkdir()
+        (folder / name / "config.json").write_text(json.dumps(config))
+        if tokenizer is not None:
+            (folder / name / "tokenizer_config.json").write_text(json.dumps(tokenizer))
+    for name, module in (("custom_model", "configuration_iidx"), ("custom_model", "modeling_iidx"),
+                         ("custom_tokenizer", "tokenization_iidx"), ("python_files", "modeling_bert")):
+        (folder / name / f"{module}.py").write_text(payload)
+
+
+def _bombs(folder: Path) -> None:
+    """Data files that expand 1000-fold (70 MB of zeros), and one whose array header lies about its size."""
+    (folder / "alias_bomb.yaml").write_text("a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * 9)}]\n" for k in range(1, 9)))
+    (folder / "deep.yaml").write_text("loss: " + "[" * 40 + "]" * 40 + "\n")
+    (folder / "recursive.yaml").write_text("loss: &a {alpha: *a}\n")
+    zeros = bytes(2**20)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (70 * 2**17, 1)})
+    with zipfile.ZipFile(folder / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("a.npy", "w", force_zip64=True) as member:
+            member.write(header.getvalue())
+            for _ in range(70):
+                member.write(zeros)
+        archive.writestr("labels.npy", _npy(np.arange(70 * 2**17) % 3)[:200])
+    with zipfile.ZipFile(folder / "lying_header.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+        archive.writestr("a.npy", header.getvalue() + bytes(64))
+        archive.writestr("labels.npy", _npy(np.arange(8) % 2))
+    compress = zlib.compressobj()
+    body = b"".join(compress.compress(zeros) for _ in range(70)) + compress.flush()
+    mat_header = b"MATLAB 5.0 MAT-file".ljust(124) + b"\x00\x01IM"
+    (folder / "bomb.mat").write_bytes(mat_header + struct.pack("<II", 15, len(body)) + body)
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 def test_the_catalogue_is_large_enough():

@@ -1,7 +1,11 @@
 """Runs that stop half way: Ctrl-C and --resume, --overwrite, and how errors are reported (--debug)."""
 
 import json
+import shutil
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +14,7 @@ from cli_support import FAST, files_under
 from iidfusion.cli.main import DEBUG_ENV, main
 from iidfusion.training.runner import ReseedEachBatch
 from iidfusion_studies.cli import main as studies_main
+from tests.toy_data import write_toy_vision_language
 
 
 def _fit(tiny_npz, out, *extra):
@@ -93,3 +98,59 @@ def test_a_library_error_is_a_bug_not_bad_input(tiny_npz, tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("iidfusion fit: internal error: ValueError: cannot reshape")
     assert "--debug" in err and DEBUG_ENV in err
+
+
+# ---------------------------------------------------------------- security: no code run, no write outside --out
+
+
+def _custom_code_folder(folder: Path, marker: Path) -> Path:
+    """A model folder whose configuration maps its classes to code that touches ``marker``."""
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "iidx", "auto_map": {
+        "AutoConfig": "configuration_iidx.IIDXConfig", "AutoModel": "modeling_iidx.IIDXModel"}}))
+    for module in ("configuration_iidx", "modeling_iidx"):
+        (folder / f"{module}.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n")
+    return folder
+
+
+def test_a_model_folder_with_custom_code_is_refused_without_a_prompt(tmp_path):
+    """With stdin closed: exit 2 and one line, at once; nothing waits for an answer, nothing runs."""
+    marker = tmp_path / "code_ran"
+    model = _custom_code_folder(tmp_path / "model", marker)
+    root = write_toy_vision_language(tmp_path / "mvsa", "mmbt", per_class=(2, 1, 1))
+    done = subprocess.run(
+        [sys.executable, "-m", "iidfusion.cli.main", "extract", "--data-format", "mmbt", "--root", str(root),
+         "--text-encoder", str(model), "--image-encoder", "resnet18", "--device", "cpu", "--out", str(tmp_path / "out")],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "maps classes to custom code (auto_map)" in done.stderr, done.stderr
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_transformers_itself_refuses_custom_code_and_never_asks(tmp_path, monkeypatch):
+    """Past our own check (bypassed here), trust_remote_code=False makes transformers refuse too."""
+    import builtins
+
+    import iidfusion.encoders.text as text
+
+    marker = tmp_path / "code_ran"
+    model = _custom_code_folder(tmp_path / "model", marker)
+    monkeypatch.setattr(text, "refuse_custom_code", lambda directory: None)
+    monkeypatch.setattr(builtins, "input", lambda *args: pytest.fail("a prompt waited for an answer"))
+    with pytest.raises(ValueError, match="cannot load a Hugging Face model from .*custom code"):
+        text.load_local_text_encoder(model)
+    assert not marker.exists()
+
+
+def test_a_data_file_named_dot_dot_stays_inside_out(tiny_npz, tmp_path, monkeypatch, capsys):
+    """`suite` names a folder of --out after each data file's stem: '...npz' (stem '..') must not climb out."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(tiny_npz, inputs / "...npz")
+    monkeypatch.chdir(inputs)
+    assert main(["suite", "--datasets", "...npz", "--methods", "lf-static", "--seeds", "1", "--noise", "0", "--out", "out",
+                 *FAST, "--max-epochs", "1"]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"] and sorted(p.name for p in inputs.iterdir()) == ["...npz", "out"]
+    assert (inputs / "out" / "data" / "vib" / "results.md").is_file()

@@ -16,6 +16,7 @@ whole only once the new one has succeeded.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -26,6 +27,20 @@ from pathlib import Path
 
 _UMASK = os.umask(0o022)  # read once: the permissions a plain open() would give a new file
 os.umask(_UMASK)
+
+
+PATH_NAME_LENGTH = 100
+
+
+def path_name(name: str, fallback: str = "data") -> str:
+    """``name`` (read from data: a file's stem, a view) as one harmless path component.
+
+    Letters, digits, ``_``, ``-`` and inner dots only, at most :data:`PATH_NAME_LENGTH`
+    characters: never ``..``, a hidden name, a separator or an absolute path, so a name taken
+    from a file cannot make a write land outside the output folder. ``fallback`` when nothing is left.
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:PATH_NAME_LENGTH].strip("._")
+    return cleaned or fallback
 
 
 class StagedFiles:

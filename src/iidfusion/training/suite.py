@@ -26,7 +26,6 @@ import dataclasses
 import json
 import math
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -41,7 +40,7 @@ from iidfusion.losses.informatic import VARIANTS
 from iidfusion.provenance import provenance
 from iidfusion.training.compare import Progress, RunOutcome, Task, load_splits, run_record, run_tasks, validate_config
 from iidfusion.training.config import ExperimentConfig, config_from_dict, config_to_dict, resolve_methods
-from iidfusion.training.outputs import staged_files
+from iidfusion.training.outputs import path_name, staged_files
 from iidfusion.training.report import EvalResult, average_accuracy, holm, json_ready, render_report
 from iidfusion.training.tuning import TUNABLE
 
@@ -86,10 +85,6 @@ class Gain:
     pairs: int
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "data"
-
-
 def plan(config: ExperimentConfig) -> list[tuple[str, str, Task]]:
     """(data set name, reading, task) for every run of the suite, in the order they are reported.
 
@@ -111,7 +106,7 @@ def plan(config: ExperimentConfig) -> list[tuple[str, str, Task]]:
     for data in config.datasets:
         base = dataclasses.replace(config, data=data)
         validate_config(base)
-        name = load_splits(base, 0).name
+        name = path_name(load_splits(base, 0).name)  # a file's stem names a folder of --out
         if name in names.values():
             name = f"{name}-{len(names)}"
         names[data] = name
@@ -230,7 +225,7 @@ def _write(out: Path, runs: list[SuiteRun], config: ExperimentConfig, report: st
         stage.write_text("suite.csv", _csv(runs))
     for (dataset, variant), group in _groups(runs).items():
         results = [e for r in group for e in r.outcome.results]
-        folder = out / _slug(dataset) / _slug(variant)
+        folder = out / path_name(dataset) / path_name(variant)
         tests = paired_tests(results)
         title = f"{dataset}, L_ic reading {variant}: {len({r.task.method for r in group})} methods x {config.seeds} seeds"
         records = [run_record(r.task, r.outcome) for r in group]
