@@ -72,8 +72,22 @@ def _a_file_at_out(cwd: Path, inputs: Path) -> None:
 
 
 def _previous_results(cwd: Path, inputs: Path) -> None:
-    (cwd / "out").mkdir()
-    (cwd / "out" / "results.md").write_text("of an earlier comparison")
+    shutil.copytree(inputs / "compared", cwd / "out")
+
+
+def _users_files(*at: str) -> Callable[[Path, Path], None]:
+    """A folder of the user's own files (no marker of ours) where the command would write."""
+
+    def setup(cwd: Path, inputs: Path) -> None:
+        folder = cwd.joinpath("out", *at)
+        folder.mkdir(parents=True)
+        for name in ("features.npz", "features_noise5.npz", "results.md", "notes.txt"):
+            (folder / name).write_text("the user's own")
+
+    return setup
+
+
+NOT_OURS = "holds files that are not a run of iidfusion (it has no .iidfusion-run file); nothing in it is replaced or deleted"
 
 
 def _without(module: str) -> Callable[[pytest.MonkeyPatch], None]:
@@ -140,9 +154,24 @@ CASES: dict[str, Case] = {
     "fit .npz decompression bomb": Case(_fit("bomb.npz"), "more than 100x); refused as a decompression bomb"),
     "fit .npz whose array header lies": Case(_fit("lying_header.npz"), "declares shape (1000000000000,)"),
     "fit .mat decompression bomb": Case(_fit("bomb.mat"), "refused as a decompression bomb"),
+    # data loss: a folder of the user's files is never a run, whatever the command and flags
+    "demo over the user's files (its --overwrite is on)": Case(lambda i: ["demo", "--out", "{out}", "--max-epochs", "1"], NOT_OURS,
+                                                                setup=_users_files()),
+    "compare --overwrite over the user's files": Case(_compare("--overwrite"), NOT_OURS, setup=_users_files()),
+    "compare --resume over the user's files": Case(_compare("--resume"), NOT_OURS, setup=_users_files()),
+    "compare --resume with --overwrite": Case(_compare("--resume", "--overwrite"), "give one"),
+    "fit --overwrite over the user's files": Case(_fit("tiny.npz", "--overwrite"), NOT_OURS, setup=_users_files("if-static", "seed0")),
+    "suite --resume over the user's files": Case(lambda i: ["suite", "--datasets", str(i / "tiny.npz"), "--resume", "--out", "{out}"],
+                                                 NOT_OURS, setup=_users_files()),
+    "extract over the user's feature files": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--out", "{out}"],
+                                                  NOT_OURS, setup=_users_files()),
+    "finetune --overwrite over the user's files": Case(
+        lambda i: ["finetune", "--data-format", "rgbd", "--root", str(i / "none"), "--overwrite", "--out", "{out}"], NOT_OURS,
+        setup=_users_files()),
+    "kg fit --overwrite over the user's files": Case(_kg("fit", "--overwrite"), NOT_OURS, setup=_users_files()),
     # compare and demo
     "compare --out is a file": Case(_compare(), "--out out is a file", setup=_a_file_at_out),
-    "compare over previous results": Case(_compare(), "--out out already holds a run; pass --overwrite", setup=_previous_results),
+    "compare over previous results": Case(_compare(), "--out out already holds a run; pass --overwrite to replace it or --resume to continue it", setup=_previous_results),
     "compare --jobs 0": Case(_compare("--jobs", "0"), "--jobs (jobs) must be finite and >= 1, got 0"),
     "compare negative noise": Case(_compare("--noise", "0,-5"), "noise levels must be finite and >= 0"),
     "compare unknown method": Case(lambda i: [*_compare()(i), "--methods", "iid-x"], "unknown method 'iid-x'"),
@@ -244,6 +273,9 @@ def inputs(tmp_path_factory, tiny_npz, shell_payload) -> Path:
     (folder / "beta_inf.yaml").write_text("loss:\n  beta: .inf\n")
     (folder / "python_tag.yaml").write_text(f"loss: !!python/object/apply:os.system ['touch {marker}']\n")
     (folder / "bad_key.yaml").write_text("loss:\n  alpah: 1\n")
+    # a real comparison, with nothing in it but its results
+    assert main(["compare", "--data", str(tiny_npz), "--methods", "lf-static", "--seeds", "1", "--out", str(folder / "compared"),
+                 *FAST, "--max-epochs", "1", "--no-checkpoints", "--loggers", ""]) == 0
     # a real run (one epoch) to resume from, and checkpoints made from it
     assert main(["fit", "--data", str(tiny_npz), "--method", "if-static", "--out", str(folder / "run"), *FAST,
                  "--max-epochs", "1", "--loggers", "csv"]) == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_support import FAST, files_under
+from cli_support import FAST, fail_the_fit, files_under
 
 from iidfusion.cli.main import DEBUG_ENV, main
 from iidfusion.training.runner import ReseedEachBatch
@@ -154,3 +154,57 @@ def test_a_data_file_named_dot_dot_stays_inside_out(tiny_npz, tmp_path, monkeypa
     capsys.readouterr()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"] and sorted(p.name for p in inputs.iterdir()) == ["...npz", "out"]
     assert (inputs / "out" / "data" / "vib" / "results.md").is_file()
+
+
+# ---------------------------------------------------------------- data loss: one process per folder, crash-safe overwrite
+
+
+def test_a_second_comparison_on_the_same_out_is_refused_while_the_first_runs(tiny_npz, tmp_path, monkeypatch, capsys):
+    """The second command (started here while the first one trains its first run) is refused
+    whatever its flags, and deletes nothing; the first finishes with only its own results."""
+    import iidfusion.training.runner as runner
+
+    real_fit, second = runner.fit_method, []
+    out = tmp_path / "cmp"
+    args = ["compare", "--data", str(tiny_npz), "--methods", "lf-static", "--seeds", "1", "--out", str(out), *FAST]
+
+    def fit_while_another_starts(*a, **k):
+        if not second:
+            second.extend(main([*args, *flags]) for flags in ([], ["--overwrite"], ["--resume"]))
+            second.append(capsys.readouterr().err)
+        return real_fit(*a, **k)
+
+    monkeypatch.setattr(runner, "fit_method", fit_while_another_starts)
+    assert main(args) == 0
+    assert second[:3] == [2, 2, 2] and second[3].count(f"{out} is in use: another iidfusion process") == 3
+    assert (out / "results.md").is_file() and (out / "runs" / "lf-static" / "seed0").is_dir()
+
+
+def test_a_fit_killed_during_overwrite_is_restored_by_the_next_command(tiny_npz, tmp_path, capsys):
+    """kill -9 in the middle of `fit --overwrite`: the previous run stays whole beside the folder,
+    and the next command puts it back and says so."""
+    assert main(_fit(tiny_npz, tmp_path, "--max-epochs", "1")) == 0
+    run = tmp_path / "iid-q" / "seed0"
+    first = (run / "metrics.json").read_text()
+    killed = ("import os, sys\nimport iidfusion.training.runner as runner\nfrom iidfusion.cli.main import main\n"
+              "runner.fit_method = lambda *a, **k: os.kill(os.getpid(), 9)\nmain(sys.argv[1:])\n")
+    done = subprocess.run([sys.executable, "-c", killed, *_fit(tiny_npz, tmp_path, "--overwrite")], capture_output=True, timeout=120)
+    assert done.returncode == -9
+    assert [p.name for p in run.parent.iterdir() if ".previous-" in p.name] != [], "the previous run is kept, named"
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match=r"restored .*seed0 from seed0.previous-.*: an --overwrite stopped before it finished"):
+        assert main(_fit(tiny_npz, tmp_path, "--max-epochs", "1")) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (run / "metrics.json").read_text() == first and sorted(p.name for p in run.parent.iterdir()) == ["seed0"]
+
+
+def test_an_interrupted_suite_keeps_its_finished_runs_and_resumes(tiny_npz, tmp_path, monkeypatch, capsys):
+    fail_the_fit(monkeypatch, 2, KeyboardInterrupt())
+    out = tmp_path / "suite"
+    args = ["suite", "--datasets", str(tiny_npz), "--methods", "lf-static,if-static", "--seeds", "1", "--noise", "0",
+            "--out", str(out), *FAST, "--max-epochs", "1"]
+    assert main(args) == 130
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"1 finished runs are kept in {out}: continue with the same command and --resume")
+    assert main(args) == 2 and "pass --resume to continue it" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main([*args, "--resume"]) == 0 and "1 already done, 1 to train" in capsys.readouterr().err

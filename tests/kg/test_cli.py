@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from iidfusion.cli.main import main
+from iidfusion.training.outputs import MARKER
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,7 +91,7 @@ def test_compare_writes_table(tiny_kg_folder, tmp_path, capsys):
     assert (out / "results.csv").read_text().startswith("arm,seed,alpha,beta")
     assert all(t["p_holm"] is None or t["p_holm"] >= t["p_value"] for t in payload["paired_tests"])
     assert "| p | p (Holm) |" in printed and payload["provenance"]["torch"] and payload["config"]["data"]
-    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.json", "results.md", "runs"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "results.csv", "results.json", "results.md", "runs"]
     for arm in ("baseline", "iid"):  # each run's checkpoints and logs, as `iidfusion compare`'s
         assert (out / "runs" / arm / "seed1" / "checkpoints" / "last.ckpt").is_file()
         assert (out / "runs" / arm / "seed1" / "csv" / "version_0" / "metrics.csv").is_file()

@@ -149,21 +149,22 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.data.extraction import ExtractionOptions, extract_to_cache
     from iidfusion.data.families import EncoderOptions
     from iidfusion.progress import write_line
-    from iidfusion.training.outputs import check_output_folder
+    from iidfusion.training.outputs import check_output_folder, run_folder
 
     levels = parse_levels(args.noise)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     require_text_packages(args.data_format)
-    check_output_folder(args.out, shared=True)  # a cache: it may hold features to reuse
+    check_output_folder(args.out, resume=True)  # a cache of ours (reused or rebuilt), or a new or empty folder
     options = ExtractionOptions(
         levels=levels, noise_kind=args.noise_kind, seed=args.seed, image_size=args.image_size or 224,
         batch_size=args.batch_size, device=args.device or default_device(), num_workers=args.num_workers,
         hash_content=args.hash_content, force=args.force,
     )  # fmt: skip
-    extracted = extract_to_cache(
-        raw_options(args), EncoderOptions(**encoder_flags(args)), options, args.out, log=write_line, progress=args.progress_bar
-    )
+    with run_folder(args.out):
+        extracted = extract_to_cache(
+            raw_options(args), EncoderOptions(**encoder_flags(args)), options, args.out, log=write_line, progress=args.progress_bar
+        )
     raw = extracted.raw
     skipped = sum(len(items) for items in raw.skipped.values())
     dims = ", ".join(f"{m} {getattr(e, 'output_dim', '?')}" for m, e in extracted.encoders.items())

@@ -17,10 +17,14 @@ and results.json records, for every run, what was chosen among which trials.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import multiprocessing
+import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -281,6 +285,36 @@ def comparison_tasks(config: ExperimentConfig, methods: Sequence[str], out: Path
     ]
 
 
+def cache_path(out: Path, key: str) -> Path:
+    """Where a finished run of the job in ``out`` is kept (:func:`save_outcome`), by its run key."""
+    return out / "cache" / f"{key}.json"
+
+
+def save_outcome(path: Path, outcome: RunOutcome) -> None:
+    """Atomically: a finished run is either in the cache whole or not at all."""
+    from iidfusion.training.report import json_ready
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(json_ready(outcome.to_json()), handle)
+    os.replace(tmp, path)
+
+
+def load_outcome(path: Path) -> RunOutcome:
+    """A run that :func:`save_outcome` kept; a damaged file is a ValueError saying to delete it."""
+    try:
+        payload = json.loads(path.read_text())
+        return RunOutcome.from_json({k: number_or_nan(v) if k.startswith("val_") else v for k, v in payload.items()})
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"unreadable cached run {path} ({error}); delete it to run it again") from None
+
+
+def number_or_nan(value: float | None) -> float:
+    """A number as JSON records it (NaN as null) back as a float."""
+    return math.nan if value is None else float(value)
+
+
 def compare_tasks(
     tasks: Sequence[Task],
     config: ExperimentConfig,
@@ -291,11 +325,45 @@ def compare_tasks(
     log: Callable[[str], None] = print,
     execute_task: Callable[[Task], RunOutcome] | None = None,
     description: str = "compare",
+    keep_finished: bool = False,
 ) -> Comparison:
     """Run ``tasks`` (``config.jobs`` at a time, with a progress bar and one line per run to
-    ``log``), then write the results and ``record`` (the configuration) to ``out``."""
-    with Progress(tasks, log, bar=config.train.progress_bar, description=description) as progress:
-        outcomes = run_tasks(tasks, config.jobs, progress, execute_task)
+    ``log``), then write the results and ``record`` (the configuration) to ``out``.
+
+    ``keep_finished``: each finished run is kept under ``out/cache/`` at once and a task already
+    kept there is not run again, so a comparison stopped half way continues where it stopped
+    (its unfinished runs' folders are cleared first); the cache goes once the results are written.
+    """
+    out = Path(out)
+    keys = [task.key() for task in tasks] if keep_finished else []
+    outcomes: list[RunOutcome | None] = [
+        load_outcome(cache_path(out, key)) if cache_path(out, key).is_file() else None for key in keys
+    ] or [None] * len(tasks)
+    pending = [k for k, outcome in enumerate(outcomes) if outcome is None]
+    if len(pending) < len(tasks):
+        log(f"{description}: {len(tasks) - len(pending)} of {len(tasks)} runs already done, {len(pending)} to train")
+    for k in pending:
+        folder = tasks[k].run_dir
+        if keep_finished and folder is not None and folder.is_dir():
+            shutil.rmtree(folder)  # what an interrupted run of this task left
+    with Progress([tasks[k] for k in pending], log, bar=config.train.progress_bar, description=description) as progress:
+
+        def done(count: int, task: Task, outcome: RunOutcome) -> None:
+            if keep_finished:
+                save_outcome(cache_path(out, keys[pending[count - 1]]), outcome)
+            progress(count, task, outcome)
+
+        for k, outcome in zip(pending, run_tasks([tasks[k] for k in pending], config.jobs, done, execute_task)):
+            outcomes[k] = outcome
+    finished = [outcome for outcome in outcomes if outcome is not None]
+    comparison = _report(tasks, finished, config, out, title, record)
+    if keep_finished and comparison.is_global_zero:
+        shutil.rmtree(out / "cache", ignore_errors=True)
+    return comparison
+
+
+def _report(tasks: Sequence[Task], outcomes: Sequence[RunOutcome], config: ExperimentConfig, out: Path, title: str,
+            record: dict[str, Any]) -> Comparison:  # fmt: skip
     is_global_zero = all(o.is_global_zero for o in outcomes)
     results = [r for o in outcomes for r in o.results]
     runs = [run_record(task, outcome) for task, outcome in zip(tasks, outcomes)]
@@ -304,15 +372,27 @@ def compare_tasks(
 
 
 def run_comparison(
-    config: ExperimentConfig, out: str | Path, *, title: str | None = None, log: Callable[[str], None] = print
+    config: ExperimentConfig,
+    out: str | Path,
+    *,
+    title: str | None = None,
+    log: Callable[[str], None] = print,
+    resume: bool = False,
 ) -> Comparison:
-    """Train every method of ``config`` with seeds 0..seeds-1, evaluate, write the results to ``out``."""
+    """Train every method of ``config`` with seeds 0..seeds-1, evaluate, write the results to ``out``.
+
+    Each finished run is kept in ``out`` at once (:func:`compare_tasks`); ``resume`` continues a
+    comparison that stopped half way in ``out`` from them (without it, they are refused).
+    """
     methods = resolve_methods(config.methods)
     validate_config(config)
+    kept = Path(out) / "cache"
+    if not resume and kept.is_dir() and any(kept.iterdir()):
+        raise ValueError(f"{out} holds the finished runs of an interrupted comparison; pass --resume to continue it")
     first = _cached_splits(config, 0)
     tasks = comparison_tasks(config, methods, Path(out))
     title = title or f"{first.name}: {len(methods)} methods x {config.seeds} seeds"
-    return compare_tasks(tasks, config, out, title=title, record=config_to_dict(config), log=log)
+    return compare_tasks(tasks, config, out, title=title, record=config_to_dict(config), log=log, keep_finished=True)
 
 
 def run_record(task: Task, outcome: RunOutcome) -> dict[str, Any]:

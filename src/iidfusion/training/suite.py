@@ -25,8 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +36,19 @@ import numpy as np
 from iidfusion.fusion.methods import get_method
 from iidfusion.losses.informatic import VARIANTS
 from iidfusion.provenance import provenance
-from iidfusion.training.compare import Progress, RunOutcome, Task, load_splits, run_record, run_tasks, validate_config
+from iidfusion.training.compare import (
+    Progress,
+    RunOutcome,
+    Task,
+    cache_path,
+    load_outcome,
+    load_splits,
+    number_or_nan,
+    run_record,
+    run_tasks,
+    save_outcome,
+    validate_config,
+)
 from iidfusion.training.config import ExperimentConfig, config_from_dict, config_to_dict, resolve_methods
 from iidfusion.training.outputs import path_name, staged_files
 from iidfusion.training.report import EvalResult, average_accuracy, holm, json_ready, render_report
@@ -121,27 +131,6 @@ def plan(config: ExperimentConfig) -> list[tuple[str, str, Task]]:
     return planned
 
 
-def _cache_path(out: Path, key: str) -> Path:
-    return out / "cache" / f"{key}.json"
-
-
-def _save_outcome(path: Path, outcome: RunOutcome) -> None:
-    """Atomically: a finished run is either in the cache whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(json_ready(outcome.to_json()), handle)
-    os.replace(tmp, path)
-
-
-def _load_outcome(path: Path) -> RunOutcome:
-    try:
-        payload = json.loads(path.read_text())
-        return RunOutcome.from_json({k: _number(v) if k.startswith("val_") else v for k, v in payload.items()})
-    except (ValueError, TypeError, KeyError) as error:
-        raise ValueError(f"unreadable cached run {path} ({error}); delete it to run it again") from None
-
-
 def run_suite(
     config: ExperimentConfig, out: str | Path, *, resume: bool = False, log: Callable[[str], None] = print
 ) -> str:
@@ -156,7 +145,7 @@ def run_suite(
     keys = [task.key() for _, _, task in planned]
     todo: dict[str, Task] = {}
     for key, (_, _, task) in zip(keys, planned):
-        if key not in todo and not _cache_path(out, key).is_file():
+        if key not in todo and not cache_path(out, key).is_file():
             todo[key] = task
     reused = len(set(keys)) - len(todo)
     log(f"suite: {len(planned)} runs, {len(set(keys))} distinct, {reused} already done, {len(todo)} to train")
@@ -165,11 +154,11 @@ def run_suite(
     with Progress([task for _, task in pending], log, bar=config.train.progress_bar, description="suite") as progress:
 
         def save(done: int, task: Task, outcome: RunOutcome) -> None:
-            _save_outcome(_cache_path(out, pending[done - 1][0]), outcome)
+            save_outcome(cache_path(out, pending[done - 1][0]), outcome)
             progress(done, task, outcome)
 
         run_tasks([task for _, task in pending], config.jobs, save)
-    outcomes = {key: _load_outcome(_cache_path(out, key)) for key in set(keys)}
+    outcomes = {key: load_outcome(cache_path(out, key)) for key in set(keys)}
     runs = [
         SuiteRun(name, variant, dataclasses.replace(task, label=task.method), outcomes[key])
         for key, (name, variant, task) in zip(keys, planned)
@@ -193,7 +182,7 @@ def rerender(out: str | Path) -> str:
         config = config_from_dict(payload["config"], str(path))
         runs = [
             SuiteRun(r["dataset"], r["variant"], Task(dataclasses.replace(config, data=r["dataset"]), r["method"], r["seed"]),
-                     RunOutcome([EvalResult(**e) for e in r["test"]], _number(r["val_acc"]), _number(r["val_loss"]),
+                     RunOutcome([EvalResult(**e) for e in r["test"]], number_or_nan(r["val_acc"]), number_or_nan(r["val_loss"]),
                                 r["epochs"], r["seconds"], True, r.get("tuning")))
             for r in payload["runs"]
         ]
@@ -204,10 +193,6 @@ def rerender(out: str | Path) -> str:
     with staged_files(Path(out)) as stage:
         stage.write_text("suite.md", report)
     return report
-
-
-def _number(value: float | None) -> float:
-    return math.nan if value is None else float(value)
 
 
 def _write(out: Path, runs: list[SuiteRun], config: ExperimentConfig, report: str, seconds: float, reused: int) -> None:
