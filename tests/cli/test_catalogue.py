@@ -29,6 +29,7 @@ from cli_support import FAST
 
 from iidfusion.cli.demo import PINNED_KERNELS
 from iidfusion.cli.main import main
+from iidfusion.training.module import CHECKPOINT_RECORD
 from iidfusion_studies.cli import STUDIES
 from iidfusion_studies.cli import main as studies_main
 from tests.toy_data import write_toy_vision_language
@@ -120,7 +121,7 @@ CASES: dict[str, Case] = {
     "fit --variant typo": Case(_fit("tiny.npz", "--variant", "aimm"), "--variant (loss.variant) must be one of vib, margin, literal, aim, got 'aimm'"),
     "fit --max-epochs abc": Case(_fit("tiny.npz", "--max-epochs", "abc"), "config key 'train.max_epochs' must be an int"),
     "fit --precision 13": Case(_fit("tiny.npz", "--precision", "13"), "--precision 13: Precision '13' is invalid"),
-    "fit --num-nodes 0": Case(_fit("tiny.npz", "--num-nodes", "0"), "--num-nodes (train.num_nodes) must be finite and >= 1, got 0"),
+    "fit --num-nodes 0": Case(_fit("tiny.npz", "--num-nodes", "0"), "--num-nodes (train.num_nodes) must be in [1, 4096], got 0"),
     "fit --devices 1,x": Case(_fit("tiny.npz", "--devices", "1,x"), "--devices must be a count, a comma list"),
     "fit a method group": Case(_fit("tiny.npz", "--method", "main"), "fit trains one method"),
     "fit unknown flag": Case(_fit("tiny.npz", "--alhpa", "1"), "unrecognized arguments: --alhpa 1 (see iidfusion fit --help)"),
@@ -154,6 +155,19 @@ CASES: dict[str, Case] = {
     "fit .npz decompression bomb": Case(_fit("bomb.npz"), "more than 100x); refused as a decompression bomb"),
     "fit .npz whose array header lies": Case(_fit("lying_header.npz"), "declares shape (1000000000000,)"),
     "fit .mat decompression bomb": Case(_fit("bomb.mat"), "refused as a decompression bomb"),
+    # bounded inputs: sizes refused before anything is allocated, checkpoints checked before they are used
+    "fit --batch-size 10**20": Case(_fit("tiny.npz", "--batch-size", str(10**20)), "config key 'train.batch_size' must be an int within"),
+    "fit --width 100000": Case(_fit("tiny.npz", "--width", "100000"), "--width (model.width) must be in [1, 65536], got 100000"),
+    "fit width: 1.0e+20 in YAML": Case(_fit("tiny.npz", "--config", "{inputs}/huge_width.yaml"), "config key 'model.width' must be an int within"),
+    "compare --seeds 1000000": Case(_compare("--seeds", "1000000"), "--seeds (seeds) must be in [1, 100000], got 1000000"),
+    "extract --batch-size 1e20": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--batch-size", "1e20",
+                                                 "--out", "{out}"], "argument --batch-size: must be an int in [1, 16777216], got '1e20'"),
+    "predict --batch-size 0": Case(lambda i: [*_predict()(i), "--batch-size", "0"], "argument --batch-size: must be an int in [1, "),
+    "predict a checkpoint with NaN weights": Case(_predict("nan_weights.ckpt"), "holds 1 NaN or inf values; the run diverged"),
+    "predict a checkpoint without its scaler": Case(_predict("no_scaler.ckpt"), "lacks the feature scaling of its training data"),
+    "predict a checkpoint with a damaged scaler": Case(_predict("bad_scaler.ckpt"), "its feature scaling is damaged"),
+    "predict a checkpoint recording a huge width": Case(_predict("huge_width.ckpt"), "its recorded configuration is out of range (--width"),
+    "predict a checkpoint recording a huge view": Case(_predict("huge_view.ckpt"), "a model record with view width 1099511627776"),
     # data loss: a folder of the user's files is never a run, whatever the command and flags
     "demo over the user's files (its --overwrite is on)": Case(lambda i: ["demo", "--out", "{out}", "--max-epochs", "1"], NOT_OURS,
                                                                 setup=_users_files()),
@@ -172,7 +186,7 @@ CASES: dict[str, Case] = {
     # compare and demo
     "compare --out is a file": Case(_compare(), "--out out is a file", setup=_a_file_at_out),
     "compare over previous results": Case(_compare(), "--out out already holds a run; pass --overwrite to replace it or --resume to continue it", setup=_previous_results),
-    "compare --jobs 0": Case(_compare("--jobs", "0"), "--jobs (jobs) must be finite and >= 1, got 0"),
+    "compare --jobs 0": Case(_compare("--jobs", "0"), "--jobs (jobs) must be in [1, 4096], got 0"),
     "compare negative noise": Case(_compare("--noise", "0,-5"), "noise levels must be finite and >= 0"),
     "compare unknown method": Case(lambda i: [*_compare()(i), "--methods", "iid-x"], "unknown method 'iid-x'"),
     "demo --max-epochs 0": Case(lambda i: ["demo", "--max-epochs", "0", "--out", "{out}"], "--max-epochs (train.max_epochs) must be"),
@@ -281,6 +295,8 @@ def inputs(tmp_path_factory, tiny_npz, shell_payload) -> Path:
                  "--max-epochs", "1", "--loggers", "csv"]) == 0
     last = folder / "run" / "if-static" / "seed0" / "checkpoints" / "last.ckpt"
     (folder / "garbage.ckpt").write_bytes(b"\x00garbage" * 50)
+    _damaged_checkpoints(folder, folder / "run" / "if-static" / "seed0" / "checkpoints" / "best.ckpt")
+    (folder / "huge_width.yaml").write_text("model:\n  width: 1.0e+20\n")
     (folder / "truncated.ckpt").write_bytes(last.read_bytes()[:3000])
     torch.save({"state_dict": {}, "hyper_parameters": shell_payload(marker)}, folder / "crafted.ckpt")
     torch.save({"state_dict": {"w": torch.ones(2)}}, folder / "foreign.ckpt")
@@ -303,6 +319,23 @@ def inputs(tmp_path_factory, tiny_npz, shell_payload) -> Path:
     _model_folders(folder, marker)
     _bombs(folder)
     return folder
+
+
+def _damaged_checkpoints(folder: Path, best: Path) -> None:
+    """Checkpoints of a real run, each changed in one way that must be refused."""
+    def changed(name: str, change: Callable[[dict], None]) -> None:
+        state = torch.load(best, weights_only=True)
+        change(state)
+        torch.save(state, folder / name)
+
+    def nan_weight(state: dict) -> None:
+        next(v for v in state["state_dict"].values() if v.is_floating_point()).view(-1)[0] = float("nan")
+
+    changed("nan_weights.ckpt", nan_weight)
+    changed("no_scaler.ckpt", lambda state: state[CHECKPOINT_RECORD].pop("scaler"))
+    changed("bad_scaler.ckpt", lambda state: state[CHECKPOINT_RECORD]["scaler"]["span"].popitem())
+    changed("huge_width.ckpt", lambda state: state["hyper_parameters"]["model"].update(width=2**40))
+    changed("huge_view.ckpt", lambda state: state[CHECKPOINT_RECORD]["view_dims"].update(a=2**40))
 
 
 def _model_folders(folder: Path, marker: Path) -> None:

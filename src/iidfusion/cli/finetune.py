@@ -25,8 +25,8 @@ from iidfusion.cli.extract import (
     require_text_packages,
 )
 from iidfusion.cli.fit import add_overwrite_argument
-from iidfusion.cli.options import SUITE_ONLY, add_config_arguments
-from iidfusion.training.config import iter_options
+from iidfusion.cli.options import SUITE_ONLY, add_config_arguments, bounded_int
+from iidfusion.training.config import MAX_BATCH, iter_options
 
 if TYPE_CHECKING:
     from iidfusion.training.finetune import FinetuneSettings
@@ -68,8 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_arguments(parser, exclude=_EXCLUDED)
     group = parser.add_argument_group("end to end")
     group.add_argument("--freeze", default=None, help="epochs each encoder stays frozen, e.g. 'image=3,text=5' (default: image=3,text=5 vision-language, none RGB-D)")
-    group.add_argument("--accumulate-grad-batches", type=int, default=None, help="optimizer step every N batches (default 1)")
-    group.add_argument("--eval-batch-size", type=int, default=None, help="batch size of evaluation passes (default 32)")
+    group.add_argument("--accumulate-grad-batches", type=bounded_int(1, MAX_BATCH), default=None, help="optimizer step every N batches (default 1)")
+    group.add_argument("--eval-batch-size", type=bounded_int(1, MAX_BATCH), default=None, help="batch size of evaluation passes (default 32)")
     add_overwrite_argument(parser)
     parser.set_defaults(handler=run)
 

@@ -11,6 +11,7 @@ FutureWarning, until they are removed.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from iidfusion.training.config import RENAMED_KEYS, ExperimentConfig, iter_options, load_config
@@ -59,6 +60,22 @@ def add_option_arguments(parser: Any, base: Any = None, exclude: frozenset[str] 
                 _renamed_flag(old), dest=_dest(old), default=None, metavar=kwargs.get("metavar"),
                 help=f"deprecated: the old name of {option.flag}",
             )  # fmt: skip
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse ``type`` for a size flag outside the configuration: an int in [low, high], so a
+    typo (``1e20``) is a usage error naming the flag before anything is read or allocated."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an int in [{low}, {high}], got {text!r}")
+        return value
+
+    return parse
 
 
 def _renamed_flag(key: str) -> str:

@@ -35,15 +35,23 @@ RENAMED_KEYS: dict[str, str] = {"model.lam_rank": "strategy.qmf.lam_rank"}
 
 
 PROBABILITY = Rule(lambda v: 0 <= v < 1, "in [0, 1)")
+# Upper bounds of the size options: far beyond any run of the paper's scale, and small enough that
+# a typo (1e20) is refused before it reaches torch as an allocation or an overflowing integer.
+MAX_WIDTH = 2**16  # features of an encoder: its weight matrices hold width x width values
+MAX_LAYERS = 1_000
+MAX_BATCH = 2**24  # samples of one batch (or of the monitored validation sample)
+MAX_EPOCHS = 10**6
+MAX_PROCESSES = 2**12  # processes, threads, workers or machines
+MAX_RUNS = 10**5  # seeds, or tuning trials, of one command
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Encoders and fusion model (docs/method.md: encoders h_m, projections to width d)."""
 
-    width: int = option(64, "common width d of the projected unimodal features", rule=at_least(1))
-    hidden: int = option(128, "hidden units of each feature view's MLP encoder", rule=at_least(1))
-    layers: int = option(1, "hidden layers of each MLP encoder (0: a linear encoder)", rule=at_least(0))
+    width: int = option(64, "common width d of the projected unimodal features", rule=at_least(1, MAX_WIDTH))
+    hidden: int = option(128, "hidden units of each feature view's MLP encoder", rule=at_least(1, MAX_WIDTH))
+    layers: int = option(1, "hidden layers of each MLP encoder (0: a linear encoder)", rule=at_least(0, MAX_LAYERS))
     dropout: float = option(0.0, "dropout in the MLP encoders", rule=PROBABILITY)
     unimodal_reduction: str = option("sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean")
     unimodal_heads: str = option("shared", "IF's unimodal logits: shared (the target mapping on each modality) or separate heads")
@@ -61,21 +69,21 @@ class OptimConfig:
 class TrainConfig:
     """Lightning trainer, data loading, checkpoints and logs."""
 
-    max_epochs: int = option(100, "maximum training epochs", rule=at_least(1))
-    batch_size: int = option(128, "training batch size (per process)", rule=at_least(1))
-    patience: int = option(10, "early stopping: epochs without a better validation score (0: off)", rule=at_least(0))
+    max_epochs: int = option(100, "maximum training epochs", rule=at_least(1, MAX_EPOCHS))
+    batch_size: int = option(128, "training batch size (per process)", rule=at_least(1, MAX_BATCH))
+    patience: int = option(10, "early stopping: epochs without a better validation score (0: off)", rule=at_least(0, MAX_EPOCHS))
     stop_on: str = option("acc_or_loss", "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)")
-    min_epochs: int = option(0, "epochs trained before early stopping may stop a run", rule=at_least(0))
+    min_epochs: int = option(0, "epochs trained before early stopping may stop a run", rule=at_least(0, MAX_EPOCHS))
     accelerator: str = option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
     devices: str = option("auto", "Lightning devices: auto, a count, or a comma list of ids")
-    num_nodes: int = option(1, "machines the run spans, each with --devices processes (docs/scaling.md)", rule=at_least(1))
+    num_nodes: int = option(1, "machines the run spans, each with --devices processes (docs/scaling.md)", rule=at_least(1, MAX_PROCESSES))
     strategy: str = option("auto", "Lightning strategy: auto, ddp, ddp_spawn, ...")
-    num_workers: int = option(0, "data-loader worker processes", rule=at_least(0))
-    threads: int = option(0, "torch CPU threads of this process (0: torch's default; 1 suits small models)", rule=at_least(0))
+    num_workers: int = option(0, "data-loader worker processes", rule=at_least(0, MAX_PROCESSES))
+    threads: int = option(0, "torch CPU threads of this process (0: torch's default; 1 suits small models)", rule=at_least(0, MAX_PROCESSES))
     precision: str = option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, ...")
     gather_features: bool = option(False, "all-gather features across processes for L_dc (DDP)")
     monitor_distances: bool = option(True, "log per-pair Wasserstein distances on a fixed validation sample, every method")
-    monitor_samples: int = option(128, "validation samples (the first ones) the monitored distances use", rule=at_least(1))
+    monitor_samples: int = option(128, "validation samples (the first ones) the monitored distances use", rule=at_least(1, MAX_BATCH))
     checkpoints: bool = option(True, "save best and last checkpoints")
     loggers: tuple[str, ...] = option(("csv", "tensorboard"), "loggers: csv, tensorboard (empty: none)")
     progress_bar: bool = option(True, "show a progress bar")
@@ -105,7 +113,7 @@ class TuneConfig:
     d1: tuple[int, ...] = option((), "d1 grid (empty: loss.d1, not tuned)", flag="--tune-d1")
     lr: tuple[float, ...] = option((), "learning-rate grid, for every method (empty: optim.lr, not tuned)", flag="--tune-lr")
     sampler: str = option("grid", "grid (every combination) or tpe (Optuna's TPE, --trials trials)", flag="--sampler")
-    trials: int = option(0, "trials per method and seed with --sampler tpe (0: the grid's size)", flag="--trials", rule=at_least(0))
+    trials: int = option(0, "trials per method and seed with --sampler tpe (0: the grid's size)", flag="--trials", rule=at_least(0, MAX_RUNS))
     storage: str = option("", "Optuna storage URL shared by processes or machines, e.g. sqlite:///tune.db (empty: in memory)", flag="--storage")
 
 
@@ -121,8 +129,8 @@ class ExperimentConfig:
     methods: tuple[str, ...] = option(
         ("main",), "methods compared by `compare`; 'main' = the nine main methods, 'all' = with the ablations"
     )
-    seeds: int = option(5, "seeds 0..N-1 run by `compare` and `suite`", rule=at_least(1))
-    jobs: int = option(1, "fits `compare` runs at once, each in its own process (CPU: pair with threads=1)", rule=at_least(1))
+    seeds: int = option(5, "seeds 0..N-1 run by `compare` and `suite`", rule=at_least(1, MAX_RUNS))
+    jobs: int = option(1, "fits `compare` runs at once, each in its own process (CPU: pair with threads=1)", rule=at_least(1, MAX_PROCESSES))
     out: str = option("runs", "output folder")
     datasets: tuple[str, ...] = option(
         ("handwritten", "synthetic"), "data sets (bundled names or files) compared by `suite`"
