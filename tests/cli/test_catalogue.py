@@ -201,6 +201,8 @@ CASES: dict[str, Case] = {
     "kg crafted pickle features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'payload.pkl'}"],
                                        "payload.pkl: not a pickle of plain arrays (it names posix.system, refused"),
     "kg garbage .npy features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'garbage.npy'}"], "garbage.npy: not a readable .npy"),
+    "kg .npy features whose header lies": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'lying.npy'}"],
+                                               "lying.npy: not a readable .npy matrix (its header declares shape (1000000000000,)"),
     "kg object .npy features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'objects.npy'}"], "objects.npy: not a readable .npy"),
     "kg --device cudaa": Case(_kg("fit", placement=("--device", "cudaa")), "train.device (--device) 'cudaa'"),
     "kg --loggers wandb": Case(_kg("fit", "--loggers", "wandb"), "unknown logger 'wandb'"),
@@ -308,6 +310,9 @@ def inputs(tmp_path_factory, tiny_npz, shell_payload) -> Path:
     np.save(folder / "kg_img.npy", rng.normal(size=(12, 5)).astype(np.float32))
     (folder / "payload.pkl").write_bytes(pickle.dumps({f"e{i}": shell_payload(marker) for i in range(12)}))
     (folder / "garbage.npy").write_bytes(b"\x93NUMPY garbage")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    (folder / "lying.npy").write_bytes(header.getvalue() + bytes(64))
     np.save(folder / "objects.npy", np.array([None] * 12, dtype=object), allow_pickle=True)
     (folder / "kg_wrong_type.yaml").write_text("train:\n  max_epochs: ten\n")
     (folder / "kg_nan_eps.yaml").write_text("objective:\n  iid:\n    eps: .nan\n")
