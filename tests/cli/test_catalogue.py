@@ -168,6 +168,16 @@ CASES: dict[str, Case] = {
     "predict a checkpoint with a damaged scaler": Case(_predict("bad_scaler.ckpt"), "its feature scaling is damaged"),
     "predict a checkpoint recording a huge width": Case(_predict("huge_width.ckpt"), "its recorded configuration is out of range (--width"),
     "predict a checkpoint recording a huge view": Case(_predict("huge_view.ckpt"), "a model record with view width 1099511627776"),
+    # exit codes by cause: the user's files and machine, whichever library finds the problem
+    "kg triples that are not UTF-8": Case(_kg("fit", data="kg_latin1"), "kg_latin1/train:25: not UTF-8 text (byte 0xe9 at offset"),
+    "extract HFM files that are not UTF-8": Case(
+        lambda i: ["extract", "--data-format", "hfm", "--root", str(i / "hfm_latin1"), "--text-encoder", "random", "--out", "{out}"],
+        "hfm_latin1/train.txt:2: not UTF-8 text (byte 0xe9"),
+    "extract --device cuda without a GPU": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--device",
+                                                           "cuda", "--out", "{out}"], "--device cuda: torch sees no CUDA device",
+                                                patch=lambda patch: patch.setattr(torch.cuda, "is_available", lambda: False)),
+    "extract --device cudaa": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--device", "cudaa",
+                                              "--out", "{out}"], "--device cudaa: Expected one of cpu, cuda"),
     # data loss: a folder of the user's files is never a run, whatever the command and flags
     "demo over the user's files (its --overwrite is on)": Case(lambda i: ["demo", "--out", "{out}", "--max-epochs", "1"], NOT_OURS,
                                                                 setup=_users_files()),
@@ -314,6 +324,12 @@ def inputs(tmp_path_factory, tiny_npz, shell_payload) -> Path:
     np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
     (folder / "lying.npy").write_bytes(header.getvalue() + bytes(64))
     np.save(folder / "objects.npy", np.array([None] * 12, dtype=object), allow_pickle=True)
+    shutil.copytree(folder / "kg", folder / "kg_latin1")
+    with open(folder / "kg_latin1" / "train", "ab") as handle:
+        handle.write("café\tr0\te1\n".encode("latin-1"))
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "hfm", folder / "hfm_latin1")
+    lines = (folder / "hfm_latin1" / "train.txt").read_bytes().split(b"\n")
+    (folder / "hfm_latin1" / "train.txt").write_bytes(b"\n".join([lines[0], "['café']".encode("latin-1"), *lines[1:]]))
     (folder / "kg_wrong_type.yaml").write_text("train:\n  max_epochs: ten\n")
     (folder / "kg_nan_eps.yaml").write_text("objective:\n  iid:\n    eps: .nan\n")
     (folder / "kg_bad_compare.yaml").write_text("compare:\n  seeds: x\n")

@@ -1,5 +1,6 @@
 """Runs that stop half way: Ctrl-C and --resume, --overwrite, and how errors are reported (--debug)."""
 
+import errno
 import json
 import shutil
 import signal
@@ -208,3 +209,33 @@ def test_an_interrupted_suite_keeps_its_finished_runs_and_resumes(tiny_npz, tmp_
     assert main(args) == 2 and "pass --resume to continue it" in capsys.readouterr().err
     monkeypatch.undo()
     assert main([*args, "--resume"]) == 0 and "1 already done, 1 to train" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- exit codes by cause: the environment is not a bug
+
+
+@pytest.mark.parametrize(("raised", "said"), [
+    (OSError(errno.ENOSPC, "No space left on device"), "No space left on device (errno ENOSPC) while writing to --out "),
+    (OSError(errno.EIO, "Input/output error", "/data/disk/last.ckpt"), "/data/disk/last.ckpt: Input/output error"),
+    (MemoryError("Unable to allocate 7.28 TiB for an array"), "not enough memory (Unable to allocate 7.28 TiB for an array)"),
+])  # fmt: skip
+def test_an_error_of_the_machine_inside_a_library_is_exit_2_naming_it(tiny_npz, tmp_path, monkeypatch, capsys, raised, said):
+    """A full disk, an I/O error or memory running out, raised inside torch (here: its save), is the
+    user's environment, not a bug: one line, exit 2, and the failed run leaves nothing behind."""
+    import torch
+
+    def failing_save(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    out = tmp_path / "out"
+    assert main(_fit(tiny_npz, out, "--max-epochs", "1")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("iidfusion fit: error: ") and said in err, err
+    assert files_under(out) == []
+
+
+def test_double_precision_trains_and_evaluates(tiny_npz, tmp_path, capsys):
+    """--precision 64-true: the model runs in float64, and the test split is fed to it as float64."""
+    assert main(_fit(tiny_npz, tmp_path, "--max-epochs", "1", "--precision", "64-true")) == 0
+    assert json.loads((tmp_path / "iid-q" / "seed0" / "metrics.json").read_text())["test"][0]["accuracy"] > 0

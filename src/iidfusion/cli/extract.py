@@ -131,6 +131,23 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str) -> None:
+    """``--device`` names a device torch knows and this machine has (a ValueError naming it),
+    checked before any data is read."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"--device {device}: {str(error).splitlines()[0]}") from None
+    available = {"cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+                 "mps": int(torch.backends.mps.is_available())}.get(parsed.type)  # fmt: skip
+    if available == 0:
+        raise ValueError(f"--device {device}: torch sees no {parsed.type.upper()} device on this machine; use --device cpu")
+    if available is not None and parsed.index is not None and parsed.index >= available:
+        raise ValueError(f"--device {device}: this machine has {available} {parsed.type} device(s), numbered from 0")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "extract",
@@ -162,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
 
     levels = parse_levels(args.noise)
     require_text_packages(args.data_format)
+    check_device(args.device or default_device())
     check_output_folder(args.out, resume=True)  # a cache of ours (reused or rebuilt), or a new or empty folder
     options = ExtractionOptions(
         levels=levels, noise_kind=args.noise_kind, seed=args.seed, image_size=args.image_size or 224,

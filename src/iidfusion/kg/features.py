@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from iidfusion.core.files import read_utf8_lines
 from iidfusion.kg.data import KnowledgeGraph
 
 # The structural (ComplEx) modality is built by the model; no feature file may use its name.
@@ -342,8 +343,7 @@ def read_entity_texts(path: str | Path) -> dict[str, str]:
 def _lines(path: Path) -> list[tuple[int, str]]:
     if not path.is_file():
         raise FileNotFoundError(f"feature file not found: {path}")
-    with path.open(encoding="utf-8", newline="") as handle:
-        return [(number, line.rstrip("\r\n")) for number, line in enumerate(handle, start=1)]
+    return list(enumerate(read_utf8_lines(path), start=1))
 
 
 # What a graph's folder provides, in TransAE's WN9-IMG layout: (modality, source, files it needs).

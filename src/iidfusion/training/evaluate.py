@@ -38,14 +38,15 @@ class NoiseMetrics:
 @torch.no_grad()
 def infer(model: FusionModel, data: MultiViewData, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits (N, C), fusion weights (N, M) in ``model.modalities`` order) of ``model`` in
-    evaluation mode, on the device of its parameters; returned on the CPU."""
-    device = next(model.parameters()).device
+    evaluation mode, on the device and in the dtype of its parameters (float64 after a run at
+    precision 64-true); returned on the CPU."""
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     was_training = model.training
     model.eval()
     try:
         logits, weights = [], []
         for start in range(0, len(data), batch_size):
-            output = model({k: v[start : start + batch_size].to(device) for k, v in data.views.items()})
+            output = model({k: v[start : start + batch_size].to(device, dtype) for k, v in data.views.items()})
             logits.append(output.logits.float().cpu())
             weights.append(output.weights.float().cpu())
     finally:
