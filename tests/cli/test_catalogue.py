@@ -178,6 +178,14 @@ CASES: dict[str, Case] = {
                                                 patch=lambda patch: patch.setattr(torch.cuda, "is_available", lambda: False)),
     "extract --device cudaa": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--device", "cudaa",
                                               "--out", "{out}"], "--device cudaa: Expected one of cpu, cuda"),
+    # nothing dropped or guessed silently
+    "fit float labels": Case(_fit("float_labels.npz"), "60 labels are not whole numbers (e.g. 0.5)"),
+    "fit complex labels": Case(_fit("complex_labels.npz"), "labels under 'labels' hold complex128 values; class labels are integers or strings"),
+    "fit static weights whose sum overflows": Case(_fit("tiny.npz", "--static-weights", "1e308,1e308,1"),
+                                                   "--static-weights (strategy.static.weights) 1e+308,1e+308,1: their sum overflows"),
+    "compare a noise level that overflows": Case(_compare("--noise", "0,1e308"), "noise levels must be finite and >= 0, at most 1e+06"),
+    "extract a noise level that overflows": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--noise",
+                                                            "1e308", "--out", "{out}"], "--noise levels must be >= 0, at most 1e+06"),
     # data loss: a folder of the user's files is never a run, whatever the command and flags
     "demo over the user's files (its --overwrite is on)": Case(lambda i: ["demo", "--out", "{out}", "--max-epochs", "1"], NOT_OURS,
                                                                 setup=_users_files()),
@@ -288,6 +296,8 @@ def inputs(tmp_path_factory, tiny_npz, shell_payload) -> Path:
     _npz(folder / "nan.npz", a=nan, b=b, labels=labels)
     _npz(folder / "one_class.npz", a=a, b=b, labels=np.zeros(60))
     _npz(folder / "one_view.npz", a=a, labels=labels)
+    _npz(folder / "float_labels.npz", a=a, b=b, labels=labels + 0.5)
+    _npz(folder / "complex_labels.npz", a=a, b=b, labels=labels + 1j)
     huge = a[40:].copy()
     huge[1, 2] = 1e300
     _npz(folder / "huge.npz", a_train=a[:40], b_train=b[:40], labels_train=labels[:40], a_test=huge, b_test=b[40:],

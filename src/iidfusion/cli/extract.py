@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from iidfusion.cli.options import bounded_int
 from iidfusion.core.config import SEED_LIMIT
-from iidfusion.training.config import MAX_BATCH, MAX_PROCESSES
+from iidfusion.training.config import MAX_BATCH, MAX_NOISE_LEVEL, MAX_PROCESSES
 
 if TYPE_CHECKING:
     from iidfusion.data.families import RawDataOptions
@@ -113,8 +113,8 @@ def parse_levels(text: str) -> tuple[float, ...]:
         levels = tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError as error:
         raise ValueError(f"--noise must be comma-separated numbers, got {text!r}") from error
-    if not levels or any(not level >= 0 for level in levels):
-        raise ValueError(f"--noise levels must be >= 0, got {text!r}")
+    if not levels or any(not 0 <= level <= MAX_NOISE_LEVEL for level in levels):
+        raise ValueError(f"--noise levels must be >= 0, at most {MAX_NOISE_LEVEL:g}, got {text!r}")
     return levels
 
 
@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device or default_device())
     check_output_folder(args.out, resume=True)  # a cache of ours (reused or rebuilt), or a new or empty folder
     options = ExtractionOptions(
-        levels=levels, noise_kind=args.noise_kind, seed=args.seed, image_size=args.image_size or 224,
+        levels=levels, noise_kind=args.noise_kind, seed=args.seed, image_size=224 if args.image_size is None else args.image_size,
         batch_size=args.batch_size, device=args.device or default_device(), num_workers=args.num_workers,
         hash_content=args.hash_content, force=args.force,
     )  # fmt: skip

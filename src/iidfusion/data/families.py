@@ -135,7 +135,10 @@ def build_encoders(raw: RawSplits, options: EncoderOptions) -> tuple[dict[str, n
     arch, regions = DEFAULT_IMAGE_ENCODER[raw.family]
     arch = options.image_arch or arch
     # The originals' band pooling is for their ResNets; an encoder from timm / torchvision pools to one vector.
-    regions = options.regions or (1 if is_ecosystem_encoder(arch) else regions)
+    if options.regions is not None:  # 0 is refused by the encoder, not read as the default
+        regions = options.regions
+    elif is_ecosystem_encoder(arch):
+        regions = 1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.init_seed)
         if raw.family == "rgbd":

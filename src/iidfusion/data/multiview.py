@@ -46,6 +46,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import warnings
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
@@ -113,7 +114,15 @@ def read_multiview_file(path: str | Path, *, views: Sequence[str] = (), labels: 
     reader = readers.get(path.suffix.lower())
     if reader is None:
         raise ValueError(f"{path}: unsupported file type {path.suffix!r}; expected one of {sorted(readers)}")
-    return reader(path, tuple(views), labels or None)
+    arrays = reader(path, tuple(views), labels or None)
+    for note in arrays.notes:
+        if "ignored " in note:  # what a training command would otherwise drop unsaid (`datasets` lists every note)
+            warnings.warn(f"{path}: {note}", PassedOverWarning, stacklevel=2)
+    return arrays
+
+
+class PassedOverWarning(UserWarning):
+    """An array of a data file that is neither a view nor the labels (the layout's notes say why)."""
 
 
 def encode_labels(labels: np.ndarray, source: str = "labels") -> tuple[np.ndarray, tuple[str, ...]]:
@@ -121,6 +130,10 @@ def encode_labels(labels: np.ndarray, source: str = "labels") -> tuple[np.ndarra
     labels = np.asarray(labels)
     if labels.dtype.kind in "fc" and not np.all(np.isfinite(labels)):
         raise ValueError(f"{source}: {int(np.sum(~np.isfinite(labels)))} labels are NaN or inf")
+    if labels.dtype.kind == "c" or (labels.dtype.kind == "f" and not np.all(labels == np.round(labels))):
+        fractional = labels[labels != np.round(labels.real)]
+        raise ValueError(f"{source}: {len(fractional)} labels are not whole numbers (e.g. {fractional.flat[0]}); class labels "
+                         "are integers or strings, never guessed from other numbers (is it the right array? --labels KEY)")
     values, codes = np.unique(labels, return_inverse=True)
     names = tuple(_label_name(value) for value in values)
     if len(values) < 2:

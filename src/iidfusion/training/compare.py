@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from iidfusion.data.base import DatasetSplits
-from iidfusion.training.config import ExperimentConfig, config_to_dict, resolve_methods
+from iidfusion.training.config import MAX_NOISE_LEVEL, ExperimentConfig, config_to_dict, resolve_methods
 from iidfusion.training.report import EvalResult, write_report
 
 _SPLITS: dict[tuple[str, tuple[str, ...], str, int], DatasetSplits] = {}
@@ -112,6 +112,14 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", category=category, module=r"lightning\.")
 
 
+def _start_worker() -> None:
+    """A worker process: quiet, and without the data file's notes, which the main process gave."""
+    from iidfusion.data.multiview import PassedOverWarning
+
+    quiet_lightning()
+    warnings.filterwarnings("ignore", category=PassedOverWarning)
+
+
 def load_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
     """The data of ``config`` split by ``seed``; at least two views, and the noise view among them."""
     from iidfusion.data.registry import load_dataset
@@ -143,8 +151,8 @@ def validate_config(config: ExperimentConfig) -> None:
     if not config.eval.noise:
         raise ValueError("no noise levels given (use 0 for clean data only)")
     for level in config.eval.noise:
-        if not (math.isfinite(level) and level >= 0):
-            raise ValueError(f"noise levels must be finite and >= 0, got {level}")
+        if not (math.isfinite(level) and 0 <= level <= MAX_NOISE_LEVEL):
+            raise ValueError(f"noise levels must be finite and >= 0, at most {MAX_NOISE_LEVEL:g}, got {level}")
     if config.eval.noise_kind not in FEATURE_NOISE:
         raise ValueError(f"unknown noise kind {config.eval.noise_kind!r}; expected one of {sorted(FEATURE_NOISE)}")
     validate_tune_config(config.tune)
@@ -209,7 +217,7 @@ def run_tasks(
                 on_done(done, task, outcomes[-1])
         return outcomes
     context = multiprocessing.get_context(START_METHOD)
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=quiet_lightning) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker) as pool:
         futures: list[Future[RunOutcome]] = [pool.submit(execute_task, task) for task in tasks]
         try:
             for done, (task, future) in enumerate(zip(tasks, futures), start=1):
