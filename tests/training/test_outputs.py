@@ -207,3 +207,19 @@ def test_names_read_from_data_become_harmless_path_names():
     assert [path_name(n) for n in ("..", ".", "../../etc", "/abs/x", "a b", ".hidden", "", "MVSA-Single.v2")] == [
         "data", "data", "etc", "abs_x", "a_b", "hidden", "data", "MVSA-Single.v2"]
     assert len(path_name("x" * 1000)) == 100
+
+
+@pytest.mark.parametrize("rank", [("RANK", "1"), ("LOCAL_RANK", "2"), ("NODE_RANK", "1"), ("SLURM_PROCID", "3")])
+def test_the_other_processes_of_a_data_parallel_run_share_the_first_ones_folder(tmp_path, monkeypatch, rank):
+    """torchrun, SLURM and Lightning start every process with the same command: the first one
+    checks, marks and locks --out; the others write in it, and never refuse or delete it."""
+    with run_folder(tmp_path / "out") as folder:
+        (folder / "rank0.txt").write_text("the first process's")
+        monkeypatch.setenv(*rank)
+        check_output_folder(folder)  # in use and not empty: the first process's own run
+        with pytest.raises(RuntimeError):
+            with run_folder(folder, overwrite=True) as same:
+                (same / "rank1.txt").write_text("another process's")
+                raise RuntimeError("a failure of that process")
+        monkeypatch.delenv(rank[0])
+        assert _names(folder) == ["rank0.txt", "rank1.txt"]

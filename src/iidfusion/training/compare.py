@@ -35,6 +35,7 @@ from typing import Any
 
 from iidfusion.data.base import DatasetSplits
 from iidfusion.training.config import MAX_NOISE_LEVEL, ExperimentConfig, config_to_dict, resolve_methods
+from iidfusion.training.outputs import first_process
 from iidfusion.training.report import EvalResult, write_report
 
 _SPLITS: dict[tuple[str, tuple[str, ...], str, int], DatasetSplits] = {}
@@ -352,7 +353,7 @@ def compare_tasks(
         log(f"{description}: {len(tasks) - len(pending)} of {len(tasks)} runs already done, {len(pending)} to train")
     for k in pending:
         folder = tasks[k].run_dir
-        if keep_finished and folder is not None and folder.is_dir():
+        if keep_finished and folder is not None and folder.is_dir() and first_process():
             shutil.rmtree(folder)  # what an interrupted run of this task left
     with Progress([tasks[k] for k in pending], log, bar=config.train.progress_bar, description=description) as progress:
 

@@ -120,6 +120,17 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 MARKER = ".iidfusion-run"  # in every run folder: JSON {"state", "pid", "host", "started", "replaces"?}
 _PREVIOUS = ".previous-"
+# The ranks torchrun, SLURM, LSF and Lightning's own launcher give each process of a data-parallel run.
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def first_process() -> bool:
+    """Whether this process is the first (global rank 0) of a data-parallel run, or runs alone.
+
+    Every process of such a run executes the same command on the same output folder: the first
+    one checks, marks, locks, replaces and cleans it; the others only write their part in it.
+    """
+    return all(os.environ.get(name, "0").strip() in ("", "0") for name in _RANK_VARIABLES)
 
 
 def is_run_folder(path: str | Path) -> bool:
@@ -255,6 +266,7 @@ def check_output_folder(
     name = name or f"--out {path}"
     if path.exists() and not path.is_dir():
         raise ValueError(f"{name} is a file; it must be a folder" + ("" if shared else " (a new one, or a run to --overwrite)"))
+    shared = shared or not first_process()  # the first process of a data-parallel run checks the run
     if not shared:
         recover(path)
     if not shared and path.is_dir() and any(path.iterdir()):
@@ -298,9 +310,14 @@ def run_folder(
     are removed and the previous run is put back as it was (after a crash, the next command does
     it: :func:`recover`). A folder that exists and is not overwritten (a resumed run) is left as
     the run leaves it. A folder another process is writing to, or a non-empty one without our
-    marker, is a ValueError, and nothing is touched.
+    marker, is a ValueError, and nothing is touched. In a data-parallel run, only the first process
+    does any of this (:func:`first_process`); the others get the folder as it is.
     """
     path = Path(path)
+    if not first_process():
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
     recover(path)
     created = [folder for folder in (path, *path.parents) if not folder.exists()]
     path.mkdir(parents=True, exist_ok=True)
