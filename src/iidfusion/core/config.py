@@ -48,6 +48,14 @@ def one_of(choices: tuple[str, ...]) -> Rule:
 
 
 INT_LIMIT = 2**63 - 1
+# Upper bounds of the size options: far beyond any run of the paper's scale, and small enough that
+# a typo (1e20) is refused before it reaches torch as an allocation or an overflowing integer.
+MAX_WIDTH = 2**16  # features of an encoder or an embedding: its weight matrices hold width x width values
+MAX_LAYERS = 1_000
+MAX_BATCH = 2**24  # samples of one batch (or of a sample a loss or a monitor reads)
+MAX_EPOCHS = 10**6  # epochs, iterations or steps
+MAX_PROCESSES = 2**12  # processes, threads, workers or machines
+MAX_RUNS = 10**5  # seeds, or tuning trials, of one command
 SEED_LIMIT = 2**32 - 1  # numpy's and Lightning's seed range
 SEED_RULE = Rule(lambda v: 0 <= v <= SEED_LIMIT, f"in [0, {SEED_LIMIT}]")
 

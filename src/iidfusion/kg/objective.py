@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from iidfusion.fusion import FusionStrategy
 from iidfusion.kg.model import KGOutput
 from iidfusion.kg.registry import KGModel
-from iidfusion.core.config import SEED_RULE, at_least, option, redefault
+from iidfusion.core.config import MAX_BATCH, SEED_RULE, at_least, option, redefault
 from iidfusion.losses.config import IIDConfig
 from iidfusion.losses.iid import IIDLossOutput
 
@@ -52,7 +52,7 @@ class IIDTermsConfig(IIDConfig):
     d1: int = redefault(IIDConfig, "d1", 32)
     d2: int = redefault(IIDConfig, "d2", 64)
     max_iter: int = redefault(IIDConfig, "max_iter", 1000)
-    coherence_points: int = option(512, "query entities of a batch L_dc compares, at most", rule=at_least(2))
+    coherence_points: int = option(512, "query entities of a batch L_dc compares, at most", rule=at_least(2, MAX_BATCH))
     reducer_seed: int = option(0, "seed of L_dc's RIP matrix Phi", rule=SEED_RULE)
 
 

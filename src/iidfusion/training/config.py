@@ -25,7 +25,21 @@ from typing import Any
 
 import yaml
 
-from iidfusion.core.config import SEED_RULE, Rule, at_least, is_section, merge_config, option, positive
+from iidfusion.core.config import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_LAYERS,
+    MAX_PROCESSES,
+    MAX_RUNS,
+    MAX_WIDTH,
+    SEED_RULE,
+    Rule,
+    at_least,
+    is_section,
+    merge_config,
+    option,
+    positive,
+)
 from iidfusion.fusion.registry import StrategySections, strategy_sections
 from iidfusion.losses.config import IIDConfig as LossConfig  # the ``loss`` section: IID's options, shared with the KG
 
@@ -35,14 +49,6 @@ RENAMED_KEYS: dict[str, str] = {"model.lam_rank": "strategy.qmf.lam_rank"}
 
 
 PROBABILITY = Rule(lambda v: 0 <= v < 1, "in [0, 1)")
-# Upper bounds of the size options: far beyond any run of the paper's scale, and small enough that
-# a typo (1e20) is refused before it reaches torch as an allocation or an overflowing integer.
-MAX_WIDTH = 2**16  # features of an encoder: its weight matrices hold width x width values
-MAX_LAYERS = 1_000
-MAX_BATCH = 2**24  # samples of one batch (or of the monitored validation sample)
-MAX_EPOCHS = 10**6
-MAX_PROCESSES = 2**12  # processes, threads, workers or machines
-MAX_RUNS = 10**5  # seeds, or tuning trials, of one command
 # A noise level is the noise's std in tenths of a view's: 1e6 drowns every feature 1e5 times over, far
 # inside float32 (a level of 1e308 made every noisy feature inf, and the accuracy at it meaningless).
 MAX_NOISE_LEVEL = 1e6
