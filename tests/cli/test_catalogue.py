@@ -193,6 +193,7 @@ CASES: dict[str, Case] = {
     "compare --resume over the user's files": Case(_compare("--resume"), NOT_OURS, setup=_users_files()),
     "compare --resume with --overwrite": Case(_compare("--resume", "--overwrite"), "give one"),
     "fit --overwrite over the user's files": Case(_fit("tiny.npz", "--overwrite"), NOT_OURS, setup=_users_files("if-static", "seed0")),
+    "fit into the folder of a comparison": Case(_fit(), "--out out is the folder of one run of iidfusion", setup=_previous_results),
     "suite --resume over the user's files": Case(lambda i: ["suite", "--datasets", str(i / "tiny.npz"), "--resume", "--out", "{out}"],
                                                  NOT_OURS, setup=_users_files()),
     "extract over the user's feature files": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--out", "{out}"],

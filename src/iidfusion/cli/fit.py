@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.provenance import provenance
     from iidfusion.training.compare import load_splits, quiet_lightning, validate_config
     from iidfusion.training.config import resolve_methods
-    from iidfusion.training.outputs import check_output_folder, run_folder, staged_files
+    from iidfusion.training.outputs import check_output_folder, is_run_folder, run_folder, staged_files
     from iidfusion.training.run_key import data_identity
     from iidfusion.training.runner import fit_method
     from iidfusion.training.tuning import tune_method, with_params
@@ -66,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--resume continues the run in the output folder and --overwrite replaces it: give one")
     out = Path(config.out)
     check_output_folder(out, shared=True)
+    if is_run_folder(out):  # the folder of one run (a comparison's, a demo's): fit's runs would mix with it
+        raise ValueError(f"--out {out} is the folder of one run of iidfusion; fit's --out holds a folder per method and seed: "
+                         "choose another")
     run_dir = out / methods[0] / f"seed{config.seed}"
     check_output_folder(run_dir, name=f"the run folder {run_dir}", overwrite=args.overwrite, resume=args.resume is not None)
     resume = _last_checkpoint(run_dir) if args.resume == "last" else args.resume
