@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, base: ExperimentConfig | None = None) -> int:
     """Run the comparison that ``args`` (over ``base``'s defaults) describe and print its report."""
     from iidfusion.cli.main import CommandError
     from iidfusion.ot import EpsTooSmallError
-    from iidfusion.training.compare import quiet_lightning, run_comparison
+    from iidfusion.training.compare import check_resume, quiet_lightning, run_comparison
     from iidfusion.training.outputs import check_output_folder, run_folder
 
     config = config_from_args(args, base)
@@ -53,6 +53,7 @@ def run(args: argparse.Namespace, base: ExperimentConfig | None = None) -> int:
     overwrite = args.overwrite and not args.resume  # the demo replaces its results by default
     out = Path(config.out)
     check_output_folder(out, overwrite=overwrite, resume=args.resume, resume_flag="--resume")
+    check_resume(out, args.resume)
     quiet_lightning()
     try:
         with run_folder(out, overwrite=overwrite, resumable=finished_runs, keep_on_failure=True):

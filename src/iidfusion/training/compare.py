@@ -395,13 +395,20 @@ def run_comparison(
     """
     methods = resolve_methods(config.methods)
     validate_config(config)
-    kept = Path(out) / "cache"
-    if not resume and kept.is_dir() and any(kept.iterdir()):
-        raise ValueError(f"{out} holds the finished runs of an interrupted comparison; pass --resume to continue it")
+    check_resume(out, resume)
     first = _cached_splits(config, 0)
     tasks = comparison_tasks(config, methods, Path(out))
     title = title or f"{first.name}: {len(methods)} methods x {config.seeds} seeds"
     return compare_tasks(tasks, config, out, title=title, record=config_to_dict(config), log=log, keep_finished=True)
+
+
+def check_resume(out: str | Path, resume: bool) -> None:
+    """A comparison in ``out`` is continued only with ``resume``, and only if it did not finish."""
+    kept = Path(out) / "cache"
+    if not resume and kept.is_dir() and any(kept.iterdir()):
+        raise ValueError(f"{out} holds the finished runs of an interrupted comparison; pass --resume to continue it")
+    if resume and not kept.is_dir() and (Path(out) / "results.json").is_file():
+        raise ValueError(f"{out} holds a finished comparison, nothing to resume; pass --overwrite to run it again")
 
 
 def run_record(task: Task, outcome: RunOutcome) -> dict[str, Any]:

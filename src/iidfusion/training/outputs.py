@@ -152,7 +152,8 @@ class _Marker:
 
     def __init__(self, folder: Path, **state: object) -> None:
         self.folder = folder
-        self.fd = os.open(folder / MARKER, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        # O_NOFOLLOW: a marker planted as a link is refused, never followed to the file it names.
+        self.fd = os.open(folder / MARKER, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666 & ~_UMASK)
         if not _try_lock(self.fd):
             os.close(self.fd)
             raise ValueError(_in_use(folder))
