@@ -108,8 +108,8 @@ def _passed_over(items: Mapping[str, _Item], label_key: str, view_keys: Sequence
     said = " ".join(notes)
     passed = []
     for key, item in items.items():
-        parent = key.rsplit(".", 1)[0] if "." in key else None
-        if key in used or f"{key!r}" in said or (parent is not None and parent not in structs):
+        parent = items.get(key.rsplit(".", 1)[0]) if "." in key else None  # a struct's field, or a name with a dot
+        if key in used or f"{key!r}" in said or (parent is not None and parent.kind == "struct" and parent.key not in structs):
             continue
         passed.append(f"ignored {key!r} {_what(item)}: {_why(item, n)}")
     return passed
@@ -117,6 +117,8 @@ def _passed_over(items: Mapping[str, _Item], label_key: str, view_keys: Sequence
 
 def _what(item: _Item) -> str:
     value = item.value
+    if item.kind == "other" and not isinstance(value, np.ndarray):
+        return type(value).__name__
     dtype = f" {value.dtype}" if isinstance(value, np.ndarray) and value.dtype != object else ""
     return f"{item.kind if item.kind in ('struct', 'view-cell', 'label-cell') else 'array'} {item.shape}{dtype}"
 
