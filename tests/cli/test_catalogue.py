@@ -154,6 +154,7 @@ CASES: dict[str, Case] = {
     "fit YAML recursive alias": Case(_fit("tiny.npz", "--config", "{inputs}/recursive.yaml"), "an alias inside the value it names"),
     "fit .npz decompression bomb": Case(_fit("bomb.npz"), "more than 100x); refused as a decompression bomb"),
     "fit .npz whose array header lies": Case(_fit("lying_header.npz"), "declares shape (1000000000000,)"),
+    "fit .npz array without an .npy header": Case(_fit("no_header.npz"), "array 'a.npy' has no readable .npy header"),
     "fit .mat decompression bomb": Case(_fit("bomb.mat"), "refused as a decompression bomb"),
     # bounded inputs: sizes refused before anything is allocated, checkpoints checked before they are used
     "fit --batch-size 10**20": Case(_fit("tiny.npz", "--batch-size", str(10**20)), "config key 'train.batch_size' must be an int within"),
@@ -415,6 +416,9 @@ def _bombs(folder: Path) -> None:
         header = io.BytesIO()
         np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
         archive.writestr("a.npy", header.getvalue() + bytes(64))
+        archive.writestr("labels.npy", _npy(np.arange(8) % 2))
+    with zipfile.ZipFile(folder / "no_header.npz", "w") as archive:
+        archive.writestr("a.npy", b"not an array")
         archive.writestr("labels.npy", _npy(np.arange(8) % 2))
     compress = zlib.compressobj()
     body = b"".join(compress.compress(zeros) for _ in range(70)) + compress.flush()
