@@ -165,6 +165,8 @@ import iidfusion.training.outputs as outputs
 folder, stage = Path(sys.argv[1]), sys.argv[2]
 if stage == "while removing the old copy":
     outputs._remove_run = lambda path: os.kill(os.getpid(), 9)
+if stage == "before the new run is marked":
+    outputs._Marker.write = lambda self, **state: os.kill(os.getpid(), 9)
 if stage == "after moving the previous run aside":  # the new folder is made once the old one is renamed
     real_mkdir = Path.mkdir
     Path.mkdir = lambda self, *a, **k: os.kill(os.getpid(), 9) if self == folder and not folder.exists() else real_mkdir(self, *a, **k)
@@ -175,7 +177,8 @@ with outputs.run_folder(folder, overwrite=True):
 """
 
 
-@pytest.mark.parametrize("stage", ["after moving the previous run aside", "while training", "while removing the old copy"])
+@pytest.mark.parametrize("stage", ["after moving the previous run aside", "before the new run is marked", "while training",
+                                   "while removing the old copy"])
 def test_an_overwrite_killed_at_any_point_is_noticed_and_repaired(tmp_path, stage):
     """kill -9 at each step of a replacement: the next command puts the previous run back (the new
     one did not finish) or finishes removing it (the new one did), and says so."""

@@ -219,7 +219,7 @@ def recover(path: str | Path) -> None:
     if busy:
         raise ValueError(_in_use(busy[0]))
     state = _read_marker(path) if is_run_folder(path) else None
-    empty = not path.exists() or (path.is_dir() and not any(path.iterdir()))
+    empty = not path.exists() or (path.is_dir() and all(p.name == MARKER for p in path.iterdir()))  # nothing of a new run
     if state is not None and state.get("state") == "done":
         for copy in copies:
             if state.get("replaced") == copy.name:
