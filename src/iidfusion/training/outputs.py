@@ -138,9 +138,16 @@ def is_run_folder(path: str | Path) -> bool:
     return (Path(path) / MARKER).is_file()
 
 
+_NO_LINKS = getattr(os, "O_NOFOLLOW", 0)  # a marker planted as a link is refused, never followed to the file it names
+
+
 def _read_marker(path: Path) -> dict:
     try:
-        values = json.loads((path / MARKER).read_text(encoding="utf-8"))
+        fd = os.open(path / MARKER, os.O_RDONLY | _NO_LINKS)
+        try:
+            values = json.loads(os.read(fd, 2**16).decode("utf-8"))
+        finally:
+            os.close(fd)
     except (OSError, ValueError):
         return {}  # being written, or damaged by a crash: ours all the same
     return values if isinstance(values, dict) else {}
@@ -150,14 +157,12 @@ class _Marker:
     """The marker of one run folder, created if missing and locked (``flock``) while open, so a
     second process cannot write to the same folder; its state is rewritten in place."""
 
-    def __init__(self, folder: Path, **state: object) -> None:
-        self.folder = folder
-        # O_NOFOLLOW: a marker planted as a link is refused, never followed to the file it names.
-        self.fd = os.open(folder / MARKER, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666 & ~_UMASK)
+    def __init__(self, folder: Path) -> None:
+        self.fd = os.open(folder / MARKER, os.O_RDWR | os.O_CREAT | _NO_LINKS, 0o666 & ~_UMASK)
         if not _try_lock(self.fd):
             os.close(self.fd)
             raise ValueError(_in_use(folder))
-        self.state = {**_read_marker(folder), **state}
+        self.state = _read_marker(folder)
 
     def write(self, **state: object) -> None:
         self.state.update(state)
@@ -184,7 +189,7 @@ def _try_lock(fd: int) -> bool:
 def _locked(folder: Path) -> bool:
     """Whether another open marker of ``folder`` holds its lock (a process writing to it)."""
     try:
-        fd = os.open(folder / MARKER, os.O_RDONLY)
+        fd = os.open(folder / MARKER, os.O_RDONLY | _NO_LINKS)
     except OSError:
         return False
     try:
