@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from iidfusion.core.config import SEED_RULE, Rule, at_least, is_section, merge_config, option, positive
+from iidfusion.core.config import SEED_RULE, Rule, at_least, is_section, merge_config, one_of, option, positive
 from iidfusion.fusion.registry import StrategySections, strategy_sections
 from iidfusion.losses.config import IIDConfig as LossConfig  # the ``loss`` section: IID's options, shared with the KG
 
@@ -88,6 +88,10 @@ class EvalConfig:
     noise: tuple[float, ...] = option((0.0, 5.0, 10.0), "noise levels (units of the view's std / 10)")
     noise_view: str = option("all", "view that receives noise: 'all' or one view name")
     noise_kind: str = option("gaussian", "noise kind: gaussian or salt-and-pepper")
+    noise_mask: str = option(
+        "independent", "which views of a sample are corrupted: independent (each view its own p=0.5 coin, as QMF's code) "
+        "or shared (one coin per sample for every view, the earlier protocol)", rule=one_of(("independent", "shared")),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

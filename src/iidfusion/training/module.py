@@ -155,7 +155,7 @@ class FusionModule(L.LightningModule):
         self.monitor_samples = config.train.monitor_samples
         self.config = config
         self.record = dict(record) if record is not None else None  # saved in every checkpoint
-        self.save_hyperparameters({"method": self.spec.name, **config_to_dict(config)})
+        self.save_hyperparameters({**config_to_dict(config), "method": self.spec.name})  # the method trained, not the config's `fit` default
         self._train_means = EpochMeans()
         self._feature_means = EpochMeans()
         self._drop_means: dict[str, Tensor] = {}

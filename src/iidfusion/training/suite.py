@@ -381,7 +381,7 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
         "",
         f"Protocol: {protocol}. L_ic readings: {', '.join(variants)}; L_ic over modalities: {config.loss.ic_reduction}, "
         f"L_dc over pairs: {config.loss.dc_reduction}. Test noise levels {list(config.eval.noise)} "
-        f"({config.eval.noise_kind}, views: {config.eval.noise_view}); at most {config.train.max_epochs} epochs, "
+        f"({config.eval.noise_kind}, views: {config.eval.noise_view}, {config.eval.noise_mask} per view); at most {config.train.max_epochs} epochs, "
         f"early stopping patience {config.train.patience} on {config.train.stop_on}, lr {config.optim.lr:g}, "
         f"batch {config.train.batch_size}, width {config.model.width}, IF unimodal heads {config.model.unimodal_heads}. "
         "Selection (early stopping, tuning) on validation; test read once. "
