@@ -13,20 +13,41 @@ with R_m a reduction over the M modalities (``reduction``: ``"mean"`` by default
 means the same for every M; ``"sum"`` as the paper writes it; ``"weighted"`` by the fusion weights)
 and the unimodal term u_m:
 
-* ``"vib"`` (default): u_m = lam KL(N_{z^m} || N(0, I)), the variational-information-bottleneck
-  reading: the KL bounds what z^m can carry, and no term rewards a wrong unimodal prediction.
-  L_ic >= 0.
+* ``"paper"`` (default; the reading of the paper's prose, term by term):
+  u_m = mean_i relu(log C - CE_i(g(z^m), y)) + lam KL(N_{z^m} || N(0, I)).
+
+  - The fused part: by Barber and Agakov, I(z; y) >= H(y) - E[-log q(y | z)] for any q, so
+    minimising CE(g(z), y) maximises a variational LOWER bound on I(z; y) (H(y) is a constant).
+  - The unimodal part: log q(y_i | z_i^m) + log C is the pointwise information that g reads from
+    z^m alone, measured against chance (q = 1/C). Its positive part per sample, averaged, is
+    >= 0 and an UPPER bound on the same Barber-Agakov estimate H(y) - CE(g(z^m), y) for balanced
+    classes; minimising it suppresses what g can read from each modality alone and stops at
+    chance, sample by sample: a confidently wrong unimodal prediction is never rewarded beyond
+    chance. It is not a bound on the true I(z^m; y): information that g does not read may stay
+    in z^m (tests/losses/test_information_bounds.py measures how much with a fresh probe).
+  - The KL terms of N_z and of each N_{z^m} to N(0, I) are penalised, as the paper states, which
+    keeps the batch moments from collapsing while the unimodal part pushes g(z^m) to chance.
+  - Open choices: chance is 1/C (not the label prior: stateless, exact for balanced classes), and
+    the threshold is per sample rather than on the batch mean (which a few confidently wrong
+    samples could satisfy while the rest stay readable). L_ic >= 0.
+
+  With a linear g and fusion weights that sum to one, g(z) = sum_m w_m g(z^m), so the fused
+  prediction is a convex combination of the unimodal ones: for C = 2 the two parts cannot both
+  reach their optimum, and for C >= 3 "fused right, every modality at chance" is reached only
+  by unimodal predictions that cancel in the sum. alpha sets the trade-off; the paper tunes it.
+  ``"aim"`` is this reading's former name (its value was lower by R_m log C; same gradient).
+* ``"vib"``: u_m = lam KL(N_{z^m} || N(0, I)), a variational-information-bottleneck reading. The KL
+  of the batch Gaussian uses no label, so it is not a bound on I(z^m; y): for the aggregate
+  Gaussian, E KL(p(z | x) || r) = I(z; x) + KL(q || r), the batch KL is the slack of the bottleneck
+  bound, not the bound. With it L_ic is a second fused CE plus a moment-matching pull. L_ic >= 0.
 * ``"margin"``: u_m = mean_i max(0, CE_i(g(z)) - sg[CE_i(g(z^m))] + margin), the paper's condition
   that IF's loss is no higher than a single modality's: the fused CE of a sample is pushed down
   until it sits ``margin`` below every unimodal CE. The unimodal CE is detached (sg), so no modality
   is ever pushed towards a wrong prediction. L_ic >= 0.
 * ``"literal"``: u_m = CE(g(z^m), y) - lam min(KL(N_{z^m}), log C), the public transcription: it
-  trains the shared head on every modality (as late fusion trains its heads) and pushes the unimodal
-  Gaussians away from N(0, I), capped at log C. L_ic >= -lam log C (x M for ``"sum"``).
-* ``"aim"``: u_m = -[min(CE(g(z^m), y), log C) - lam KL(N_{z^m})], maximising each unimodal CE of the
-  shared head up to chance. With a linear g and weights summing to one, g(z) = sum_m w_m g(z^m), so
-  "fused right, every modality wrong" is reached only by confidently wrong unimodal predictions
-  that cancel in the sum: a brittle code (docs/evidence.md). L_ic >= -log C (x M for ``"sum"``).
+  trains the shared head on every modality (as late fusion trains its heads, the opposite of the
+  paper's second part) and pushes the unimodal Gaussians away from N(0, I), capped at log C.
+  L_ic >= -lam log C (x M for ``"sum"``).
 
 Every KL is that of the batch Gaussian (per-dimension mean and unbiased variance, floored at
 ``var_floor``), AVERAGED over the d dimensions, so ``lam`` does not depend on the width.
@@ -51,11 +72,13 @@ from iidfusion.core.validation import (
     upcast,
 )
 
-Variant = Literal["vib", "margin", "literal", "aim"]
-VARIANTS: tuple[str, ...] = ("vib", "margin", "literal", "aim")
+Variant = Literal["paper", "vib", "margin", "literal", "aim"]
+VARIANTS: tuple[str, ...] = ("paper", "vib", "margin", "literal")
+# Former names of readings, still accepted: "aim" is "paper" (docs/method.md).
+VARIANT_ALIASES: dict[str, str] = {"aim": "paper"}
 Reduction = Literal["mean", "sum", "weighted"]
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "weighted")
-DEFAULT_VARIANT: Variant = "vib"
+DEFAULT_VARIANT: Variant = "paper"
 
 
 @dataclass
@@ -92,7 +115,7 @@ def gaussian_kl_to_standard(features: Tensor, *, var_floor: float = 1e-4) -> Ten
 
 def check_informatic_options(variant: str, reduction: str, lam: float, margin: float, var_floor: float) -> None:
     """ValueError naming the first bad option of L_ic (also used by configs before any work starts)."""
-    if variant not in VARIANTS:
+    if variant not in VARIANTS and variant not in VARIANT_ALIASES:
         raise ValueError(f"unknown L_ic variant {variant!r}; expected one of {list(VARIANTS)}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"unknown L_ic reduction {reduction!r}; expected one of {list(REDUCTIONS)}")
@@ -110,6 +133,8 @@ def _modality_weights(reduction: str, weights: Tensor | None, batch: int, num_mo
             shape = None if weights is None else tuple(weights.shape)
             raise ValueError(f"reduction='weighted' needs modality_weights of shape ({batch}, {num_modalities}), got {shape}")
         weights = upcast(weights.detach()).to(like.dtype)
+        if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+            raise ValueError("reduction='weighted' needs finite, non-negative modality_weights")
         return weights / weights.sum(dim=1, keepdim=True).clamp_min(torch.finfo(like.dtype).tiny)
     value = 1.0 / num_modalities if reduction == "mean" else 1.0
     return like.new_full((batch, num_modalities), value)
@@ -136,10 +161,11 @@ def informatic_constraint(
     ``modality_weights`` (B, M), in ``features`` order: the fusion weights, needed (and read) only
     by ``reduction="weighted"``; they are detached, the weights are not trained by L_ic.
 
-    Lower bounds (every CE and KL >= 0, clamped CEs and capped KLs <= log C; factor M for "sum"):
-    "vib" and "margin" >= 0; "literal" >= -lam log C; "aim" >= -log C.
+    Lower bounds (every CE and KL >= 0, capped KLs <= log C; factor M for "sum"):
+    "paper", "vib" and "margin" >= 0; "literal" >= -lam log C.
     """
     check_informatic_options(variant, reduction, lam, margin, var_floor)
+    variant = VARIANT_ALIASES.get(variant, variant)  # type: ignore[assignment]
     names = check_modalities(features)
     check_modality_keys(shared_head_logits, names, "shared_head_logits")
     if fused_logits.ndim != 2:
@@ -172,15 +198,16 @@ def informatic_constraint(
     weights = _modality_weights(reduction, modality_weights, batch, len(names), per_sample).T  # (M, B)
     batch_weights = weights.mean(dim=1)  # (M,): the weight of a batch-level term (a KL)
 
-    if variant == "vib":
+    if variant == "paper":
+        readable = torch.relu(log_c - per_sample)  # pointwise information g reads beyond chance
+        unimodal = (weights * readable).mean(dim=1).sum() + lam * (batch_weights * unimodal_kl).sum()
+    elif variant == "vib":
         unimodal = lam * (batch_weights * unimodal_kl).sum()
     elif variant == "margin":
         hinge = torch.relu(fused_per_sample.unsqueeze(0) - per_sample.detach() + margin)
         unimodal = (weights * hinge).mean(dim=1).sum()
-    elif variant == "literal":
+    else:  # "literal"
         unimodal = (weights * per_sample).mean(dim=1).sum() - lam * (batch_weights * unimodal_kl.clamp_max(log_c)).sum()
-    else:  # "aim"
-        unimodal = lam * (batch_weights * unimodal_kl).sum() - (weights * per_sample.clamp_max(log_c)).mean(dim=1).sum()
     return InformaticConstraintOutput(
         loss=fused_ce + lam * fused_kl + unimodal,
         fused_ce=fused_ce,

@@ -216,7 +216,7 @@ def fit_end_to_end(
         unimodal_heads=config.model.unimodal_heads,
         **strategy_arguments(spec, config.model, config.strategy),
     )
-    module = FusionModule(spec, model, config)
+    module = FusionModule(spec, model, config, seed=seed)
     datasets = {
         split: raw_dataset(raw, split, tokenizer, augment=split == "train", image_size=finetune.image_size)
         for split in ("train", "val", "test")
