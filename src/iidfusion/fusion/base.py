@@ -76,7 +76,9 @@ class FusionStrategy(nn.Module):
     with M = 2, sum), so that their weight against the fused CE does not grow with M.
 
     Subclasses implement :meth:`forward` (detached weights (B, M)) and
-    :meth:`auxiliary_losses`. A strategy that needs the training-set size (QMF's loss
+    :meth:`auxiliary_losses`. One whose weights never read the unimodal logits sets
+    ``reads_unimodal_logits = False``: the model then builds no IF heads for it and, unless
+    the unimodal heads are shared, its unimodal CE weight defaults to 0 (:class:`FusionModel`). A strategy that needs the training-set size (QMF's loss
     history) sets ``requires_num_samples = True`` and takes ``num_samples``. Its own options
     are declared as a :class:`StrategyOptions` dataclass given to ``register_strategy``,
     which sets ``options_class``.
@@ -84,6 +86,9 @@ class FusionStrategy(nn.Module):
 
     name: ClassVar[str] = ""
     requires_num_samples: ClassVar[bool] = False
+    # Whether the weights read the unimodal logits f_m (QMF's energy, PDF's confidence). A
+    # strategy that does not (static weights) needs no unimodal heads in the paper's IF.
+    reads_unimodal_logits: ClassVar[bool] = True
     options_class: ClassVar[type[StrategyOptions]] = StrategyOptions
     # True only inside :func:`at_test_time`: evaluation mode alone also covers validation, and a
     # strategy may act differently on the test split (PDF's relative calibration).

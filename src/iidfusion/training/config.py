@@ -46,7 +46,11 @@ class ModelConfig:
     layers: int = option(1, "hidden layers of each MLP encoder (0: a linear encoder)", rule=at_least(0))
     dropout: float = option(0.0, "dropout in the MLP encoders", rule=PROBABILITY)
     unimodal_reduction: str = option("sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean")
-    unimodal_heads: str = option("shared", "IF's unimodal logits: shared (the target mapping on each modality) or separate heads")
+    unimodal_heads: str = option(
+        "separate", "base structure: separate (the paper's: g trained on the fused feature only; QMF and PDF read "
+        "heads of their own) or shared (the unimodal logits are g(z^m), trained with the unimodal CE)",
+        rule=one_of(("separate", "shared")),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,7 @@ class ExperimentConfig:
     datasets: tuple[str, ...] = option(
         ("handwritten", "synthetic"), "data sets (bundled names or files) compared by `suite`"
     )
-    variants: tuple[str, ...] = option(("vib",), "L_ic readings `suite` runs the IID methods with, one table each")
+    variants: tuple[str, ...] = option(("paper",), "L_ic readings `suite` runs the IID methods with, one table each")
     model: ModelConfig = field(default_factory=ModelConfig)
     # One section per registered strategy (strategy.qmf.lam_rank, flag --qmf-lam-rank); a fit
     # reads its method's strategy's section only.
