@@ -266,3 +266,16 @@ def test_weighted_reduction_refuses_non_finite_or_negative_modality_weights(bad)
     weights[2, 1] = bad
     with pytest.raises(ValueError, match="finite, non-negative modality_weights"):
         informatic_constraint(**inputs, reduction="weighted", modality_weights=weights)
+
+
+def test_kl_scale_is_the_std_of_the_reference_gaussian():
+    """KL(N_z || N(0, r^2 I)) of features at scale r equals KL(N_z / r || N(0, I)): the KL terms
+    guard features that live at another scale (KG embeddings) without pulling them to unit variance."""
+    features = torch.randn(64, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for r in (0.01, 0.3, 5.0):
+        torch.testing.assert_close(gaussian_kl_to_standard(r * features, scale=r), gaussian_kl_to_standard(features))
+    inputs = make_batch(batch=8, classes=3, scale=0.3)
+    scaled = informatic_constraint(**inputs, kl_scale=0.3)
+    assert scaled.fused_kl < informatic_constraint(**inputs).fused_kl  # std 0.3 features: near their reference
+    with pytest.raises(ValueError, match="kl_scale"):
+        InformaticConstraint(kl_scale=0.0)

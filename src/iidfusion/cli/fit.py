@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.provenance import provenance
     from iidfusion.training.compare import load_splits, quiet_lightning, validate_config
     from iidfusion.training.config import resolve_methods
+    from iidfusion.training.departures import departures_from_paper, departures_line
     from iidfusion.training.outputs import check_output_folder, run_folder, staged_files
     from iidfusion.training.run_key import data_identity
     from iidfusion.training.runner import fit_method
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if len(methods) != 1:
         raise ValueError(f"fit trains one method; {config.method!r} names {len(methods)} (use `iidfusion compare`)")
     validate_config(config)
+    print(departures_line(config, methods), file=sys.stderr, flush=True)
     if args.resume is not None and args.overwrite:
         raise ValueError("--resume continues the run in the output folder and --overwrite replaces it: give one")
     out = Path(config.out)
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             fit = fit_method(splits, methods[0], config.seed, config, run_dir, resume=resume)
             if fit.is_global_zero:
                 summary = {"data": splits.name, **fit.summary()} | ({"tuning": tuning} if tuning is not None else {})
+                summary["departures_from_paper"] = [str(d) for d in departures_from_paper(config, methods)]
                 summary |= provenance(config, device=fit.device)
                 with staged_files(run_dir) as stage:
                     stage.write_text("metrics.json", json.dumps(summary, indent=2) + "\n")

@@ -33,6 +33,7 @@ class IIDConfig:
         rule=Rule(lambda v: v in VARIANTS or v in VARIANT_ALIASES, f"one of {', '.join(VARIANTS)}"),
     )  # fmt: skip
     lam: float = option(0.1, "weight of the Gaussian KL terms inside L_ic", rule=at_least(0))
+    kl_scale: float = option(1.0, "std r of the reference Gaussian N(0, r^2 I) of L_ic's KL terms (1: the paper's N(0, I))", rule=positive())
     margin: float = option(0.1, "margin (nats) of the 'margin' L_ic reading", rule=at_least(0))
     ic_reduction: str = option("mean", "L_ic's unimodal terms over modalities: mean, sum or weighted (by the fusion weights)", rule=one_of(IC_REDUCTIONS))
     dc_reduction: str = option("mean", "L_dc over modality pairs: mean or sum", rule=one_of(DC_REDUCTIONS))
@@ -45,8 +46,9 @@ class IIDConfig:
     def informatic(self) -> InformaticConstraint:
         """The L_ic module these options describe."""
         return InformaticConstraint(
-            lam=self.lam, variant=self.variant, reduction=self.ic_reduction, margin=self.margin  # type: ignore[arg-type]
-        )
+            lam=self.lam, variant=self.variant, reduction=self.ic_reduction, margin=self.margin,  # type: ignore[arg-type]
+            kl_scale=self.kl_scale,
+        )  # fmt: skip
 
     def coherence(
         self, width: int, *, seed: int = 0, module: type[DistributionCoherence] = DistributionCoherence

@@ -50,7 +50,10 @@ and the unimodal term u_m:
   L_ic >= -lam log C (x M for ``"sum"``).
 
 Every KL is that of the batch Gaussian (per-dimension mean and unbiased variance, floored at
-``var_floor``), AVERAGED over the d dimensions, so ``lam`` does not depend on the width.
+``var_floor``), AVERAGED over the d dimensions, so ``lam`` does not depend on the width, and taken
+against N(0, r^2 I) with r = ``kl_scale`` (1: the paper's standard Gaussian, for standardised
+features; features that live at another scale, such as N3-regularised KG embeddings, set r to it,
+so that the term guards against collapse instead of pulling every variance to 1).
 """
 
 from __future__ import annotations
@@ -92,19 +95,20 @@ class InformaticConstraintOutput:
     unimodal_kl: dict[str, Tensor]
 
 
-def gaussian_kl_to_standard(features: Tensor, *, var_floor: float = 1e-4) -> Tensor:
-    """KL(N(mu, diag s^2) || N(0, I)) of the Gaussian fitted to a (B, d) batch, averaged over d.
+def gaussian_kl_to_standard(features: Tensor, *, var_floor: float = 1e-4, scale: float = 1.0) -> Tensor:
+    """KL(N(mu, diag s^2) || N(0, scale^2 I)) of the Gaussian fitted to a (B, d) batch, averaged over d.
 
-    Per dimension 0.5 (s^2 + mu^2 - 1 - log s^2) >= 0; s^2 is the unbiased batch variance, floored
-    at ``var_floor`` so that a collapsed dimension gives a large finite penalty, not inf. A stack
-    ``(..., B, d)`` of batches gives one KL per batch, shape ``(...)``.
+    Per dimension 0.5 (s^2 + mu^2 - 1 - log s^2) >= 0 of the features divided by ``scale``; s^2 is
+    the unbiased batch variance, floored at ``var_floor`` so that a collapsed dimension gives a
+    large finite penalty, not inf. A stack ``(..., B, d)`` of batches gives one KL per batch,
+    shape ``(...)``.
     """
     if features.ndim < 2 or features.shape[-2] < 2:
         raise ValueError(
             f"a batch Gaussian needs features of shape (batch >= 2, dim), got {tuple(features.shape)}; "
             "the variance of one sample is undefined (use drop_last=True in the training loader)"
         )
-    features = upcast(features)
+    features = upcast(features) if scale == 1.0 else upcast(features) / scale
     # Two passes by hand: torch.var_mean over dim -2 is ten times slower on CPUs.
     mean = features.mean(-2, keepdim=True)
     centred = features - mean
@@ -113,7 +117,9 @@ def gaussian_kl_to_standard(features: Tensor, *, var_floor: float = 1e-4) -> Ten
     return 0.5 * (var + mean.squeeze(-2).square() - 1.0 - var.log()).mean(-1)
 
 
-def check_informatic_options(variant: str, reduction: str, lam: float, margin: float, var_floor: float) -> None:
+def check_informatic_options(
+    variant: str, reduction: str, lam: float, margin: float, var_floor: float, kl_scale: float = 1.0
+) -> None:
     """ValueError naming the first bad option of L_ic (also used by configs before any work starts)."""
     if variant not in VARIANTS and variant not in VARIANT_ALIASES:
         raise ValueError(f"unknown L_ic variant {variant!r}; expected one of {list(VARIANTS)}")
@@ -122,8 +128,9 @@ def check_informatic_options(variant: str, reduction: str, lam: float, margin: f
     for name, value in (("lam", lam), ("margin", margin)):
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"L_ic option {name} must be finite and >= 0, got {value}")
-    if not (math.isfinite(var_floor) and var_floor > 0):
-        raise ValueError(f"L_ic option var_floor must be finite and > 0, got {var_floor}")
+    for name, value in (("var_floor", var_floor), ("kl_scale", kl_scale)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"L_ic option {name} must be finite and > 0, got {value}")
 
 
 def _modality_weights(reduction: str, weights: Tensor | None, batch: int, num_modalities: int, like: Tensor) -> Tensor:
@@ -153,6 +160,7 @@ def informatic_constraint(
     margin: float = 0.1,
     modality_weights: Tensor | None = None,
     var_floor: float = 1e-4,
+    kl_scale: float = 1.0,
 ) -> InformaticConstraintOutput:
     """L_ic of a batch (module docstring; docs/method.md).
 
@@ -164,7 +172,7 @@ def informatic_constraint(
     Lower bounds (every CE and KL >= 0, capped KLs <= log C; factor M for "sum"):
     "paper", "vib" and "margin" >= 0; "literal" >= -lam log C.
     """
-    check_informatic_options(variant, reduction, lam, margin, var_floor)
+    check_informatic_options(variant, reduction, lam, margin, var_floor, kl_scale)
     variant = VARIANT_ALIASES.get(variant, variant)  # type: ignore[assignment]
     names = check_modalities(features)
     check_modality_keys(shared_head_logits, names, "shared_head_logits")
@@ -192,7 +200,7 @@ def informatic_constraint(
     labels = labels.long()
     log_c = math.log(num_classes)
     every_ce = cross_entropy_per_sample(stacks["shared_head_logits"], labels.expand(len(names) + 1, batch))  # (1 + M, B)
-    every_kl = gaussian_kl_to_standard(stacks["features"], var_floor=var_floor)  # (1 + M,)
+    every_kl = gaussian_kl_to_standard(stacks["features"], var_floor=var_floor, scale=kl_scale)  # (1 + M,)
     fused_per_sample, per_sample = every_ce[0], every_ce[1:]
     fused_ce, fused_kl, unimodal_kl = fused_per_sample.mean(), every_kl[0], every_kl[1:]
     weights = _modality_weights(reduction, modality_weights, batch, len(names), per_sample).T  # (M, B)
@@ -228,14 +236,16 @@ class InformaticConstraint(nn.Module):
         reduction: Reduction = "mean",
         margin: float = 0.1,
         var_floor: float = 1e-4,
+        kl_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        check_informatic_options(variant, reduction, lam, margin, var_floor)
+        check_informatic_options(variant, reduction, lam, margin, var_floor, kl_scale)
         self.lam = lam
         self.variant: Variant = variant
         self.reduction: Reduction = reduction
         self.margin = margin
         self.var_floor = var_floor
+        self.kl_scale = kl_scale
 
     def forward(
         self,
@@ -258,10 +268,11 @@ class InformaticConstraint(nn.Module):
             margin=self.margin,
             modality_weights=modality_weights,
             var_floor=self.var_floor,
+            kl_scale=self.kl_scale,
         )
 
     def extra_repr(self) -> str:
         return (
             f"lam={self.lam}, variant={self.variant!r}, reduction={self.reduction!r}, "
-            f"margin={self.margin}, var_floor={self.var_floor}"
+            f"margin={self.margin}, var_floor={self.var_floor}, kl_scale={self.kl_scale}"
         )

@@ -31,6 +31,7 @@ from typing import Any
 
 from iidfusion.data.base import DatasetSplits
 from iidfusion.training.config import ExperimentConfig, config_to_dict, resolve_methods
+from iidfusion.training.departures import departures_line, departures_sentence
 from iidfusion.training.report import EvalResult, write_report
 
 _SPLITS: dict[tuple[str, tuple[str, ...], str, int], DatasetSplits] = {}
@@ -293,13 +294,17 @@ def compare_tasks(
     description: str = "compare",
 ) -> Comparison:
     """Run ``tasks`` (``config.jobs`` at a time, with a progress bar and one line per run to
-    ``log``), then write the results and ``record`` (the configuration) to ``out``."""
+    ``log``), then write the results and ``record`` (the configuration) to ``out``. The first line
+    to ``log`` and the first paragraph of results.md name the departures from the paper."""
+    departures = departures_line(config, dict.fromkeys(task.method for task in tasks))
+    log(departures)
     with Progress(tasks, log, bar=config.train.progress_bar, description=description) as progress:
         outcomes = run_tasks(tasks, config.jobs, progress, execute_task)
     is_global_zero = all(o.is_global_zero for o in outcomes)
     results = [r for o in outcomes for r in o.results]
     runs = [run_record(task, outcome) for task, outcome in zip(tasks, outcomes)]
-    report = write_report(Path(out), results, record, title, runs=runs) if is_global_zero else ""
+    notes = (departures_sentence(config, dict.fromkeys(task.method for task in tasks)),)
+    report = write_report(Path(out), results, record, title, runs=runs, notes=notes) if is_global_zero else ""
     return Comparison(results, report, is_global_zero)
 
 

@@ -41,6 +41,7 @@ from iidfusion.losses.informatic import VARIANTS
 from iidfusion.provenance import provenance
 from iidfusion.training.compare import Progress, RunOutcome, Task, load_splits, run_record, run_tasks, validate_config
 from iidfusion.training.config import ExperimentConfig, config_from_dict, config_to_dict, resolve_methods
+from iidfusion.training.departures import departures_sentence
 from iidfusion.training.outputs import staged_files
 from iidfusion.training.report import EvalResult, average_accuracy, holm, json_ready, render_report
 from iidfusion.training.tuning import TUNABLE
@@ -237,7 +238,8 @@ def _write(out: Path, runs: list[SuiteRun], config: ExperimentConfig, report: st
         with staged_files(folder) as stage:
             stage.write_text("results.csv", results_csv(results))
             stage.write_text("results.json", results_json(results, tests, config_to_dict(group[0].task.config), records))
-            stage.write_text("results.md", render_report(results, tests, title))
+            notes = (departures_sentence(group[0].task.config, dict.fromkeys(r.task.method for r in group)),)
+            stage.write_text("results.md", render_report(results, tests, title, notes))
             plot_accuracy(results, stage.path("accuracy_vs_noise.png"))
 
 
@@ -386,6 +388,8 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
         f"batch {config.train.batch_size}, width {config.model.width}, IF unimodal heads {config.model.unimodal_heads}. "
         "Selection (early stopping, tuning) on validation; test read once. "
         f"Time: {seconds / 60:.1f} min ({reused} runs reused from an earlier start).",
+        "",
+        departures_sentence(config, methods),
         "",
         "Data sets: " + ", ".join(datasets) + ".",
         "",
