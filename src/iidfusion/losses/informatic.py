@@ -49,6 +49,10 @@ and the unimodal term u_m:
   paper's second part) and pushes the unimodal Gaussians away from N(0, I), capped at log C.
   L_ic >= -lam log C (x M for ``"sum"``).
 
+* ``"ce-only"``: L_ic = CE(g(z), y) alone, no KL and no unimodal term: not a reading but the
+  control of docs/protocol.md. IID's total loss holds the task CE and alpha L_ic, so IID trains
+  the fused CE with weight 1 + alpha; this control does that and nothing else. L_ic >= 0.
+
 Every KL is that of the batch Gaussian (per-dimension mean and unbiased variance, floored at
 ``var_floor``), AVERAGED over the d dimensions, so ``lam`` does not depend on the width, and taken
 against N(0, r^2 I) with r = ``kl_scale`` (1: the paper's standard Gaussian, for standardised
@@ -75,8 +79,8 @@ from iidfusion.core.validation import (
     upcast,
 )
 
-Variant = Literal["paper", "vib", "margin", "literal", "aim"]
-VARIANTS: tuple[str, ...] = ("paper", "vib", "margin", "literal")
+Variant = Literal["paper", "vib", "margin", "literal", "ce-only", "aim"]
+VARIANTS: tuple[str, ...] = ("paper", "vib", "margin", "literal", "ce-only")
 # Former names of readings, still accepted: "aim" is "paper" (docs/method.md).
 VARIANT_ALIASES: dict[str, str] = {"aim": "paper"}
 Reduction = Literal["mean", "sum", "weighted"]
@@ -170,7 +174,7 @@ def informatic_constraint(
     by ``reduction="weighted"``; they are detached, the weights are not trained by L_ic.
 
     Lower bounds (every CE and KL >= 0, capped KLs <= log C; factor M for "sum"):
-    "paper", "vib" and "margin" >= 0; "literal" >= -lam log C.
+    "paper", "vib", "margin" and "ce-only" >= 0; "literal" >= -lam log C.
     """
     check_informatic_options(variant, reduction, lam, margin, var_floor, kl_scale)
     variant = VARIANT_ALIASES.get(variant, variant)  # type: ignore[assignment]
@@ -206,6 +210,11 @@ def informatic_constraint(
     weights = _modality_weights(reduction, modality_weights, batch, len(names), per_sample).T  # (M, B)
     batch_weights = weights.mean(dim=1)  # (M,): the weight of a batch-level term (a KL)
 
+    if variant == "ce-only":
+        return InformaticConstraintOutput(
+            loss=fused_ce, fused_ce=fused_ce, unimodal_ce=dict(zip(names, per_sample.mean(1).unbind(), strict=True)),
+            fused_kl=fused_kl, unimodal_kl=dict(zip(names, unimodal_kl.unbind(), strict=True)),
+        )  # fmt: skip
     if variant == "paper":
         readable = torch.relu(log_c - per_sample)  # pointwise information g reads beyond chance
         unimodal = (weights * readable).mean(dim=1).sum() + lam * (batch_weights * unimodal_kl).sum()
