@@ -63,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
     if len(methods) != 1:
         raise ValueError(f"fit trains one method; {config.method!r} names {len(methods)} (use `iidfusion compare`)")
     validate_config(config)
-    print(departures_line(config, methods), file=sys.stderr, flush=True)
     if args.resume is not None and args.overwrite:
         raise ValueError("--resume continues the run in the output folder and --overwrite replaces it: give one")
     out = Path(config.out)
@@ -74,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if config.tune.enabled and resume is not None:
         raise ValueError("--resume continues one fit; it cannot be combined with --tune")
     splits = load_splits(config, config.seed)
+    print(departures_line(config, methods), flush=True)  # first line of stdout, once the input is known good
     quiet_lightning()
     tuning = None
     try:
