@@ -50,7 +50,7 @@ MARKER = re.compile(r"<!--\s*not from results:(.*?)-->", re.DOTALL)
 HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 NOT_READ = [
     HTML_COMMENT,
-    re.compile(r"`[^`]*`"),  # inline code
+    INLINE_CODE := re.compile(r"`[^`]*`"),
     re.compile(r"\]\([^)]*\)"),  # link targets
     re.compile(r"[\w./*-]+\.(?:md|json|csv|png|py|ya?ml|pth|npz|npy|mat|txt|tsv|jsonl|ckpt|\*)\b"),  # file names
     re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b"),  # commit hashes
@@ -113,7 +113,7 @@ def citations_in(text: str) -> set[Path]:
 
 def markers_in(text: str) -> list[tuple[list[str], str]]:
     markers = []
-    for body in MARKER.findall(text):
+    for body in MARKER.findall(INLINE_CODE.sub(" ", text)):  # a marker shown as code is an example
         numbers, _, reason = body.strip().partition(":")
         markers.append((numbers.split(), reason.strip()))
     return markers
