@@ -1,31 +1,34 @@
 """Every number the docs quote from a committed results file is in that file.
 
-The rule, for README.md, docs/*.md and benchmarks/README.md (and for the prose of a results file
-that quotes another one):
+The rule, for README.md, docs/*.md and benchmarks/README.md:
 
 * A paragraph, list item or table row that names a file of ``benchmarks/results/`` (a path,
   ``benchmarks/results/train_cost.md``, ``results/suite/*.md``, or a name that exists there,
   ``wasserstein.md``; a bare ``.json`` beside it adds that file of the same stem) quotes that
-  file. A block that names none quotes what its headings name, and a table row what the
-  paragraph just above the table names: name the file in the block itself to check it against
-  that file alone.
+  file. A block that names none quotes what the last block of its section that named one named,
+  else what its headings name; a table row, what was named above the table. Naming the file in
+  the block itself checks it against that file alone.
 * Each number such a block quotes must be in one of those files at the precision the doc shows:
-  "12.3" matches 12.34, "0.023" matches 0.0228, "98 %" matches 98.0 or 0.98; the sign is ignored.
-  Checked: every decimal (``0.023``, ``+1.19``, ``98.10``) and every integer with a unit
-  (``12 ms``, ``8-9 %``, ``34 min``, ``1,804 MiB``, ``2 pp``; in a range A-B the unit after B is
-  A's too). Not read: inline code, file names, commit hashes, version numbers and scientific
-  notation (settings such as ``1e-3``).
+  "12.3" matches 12.34, "0.023" matches 0.0228, "98 %" matches 98.0 or 0.98. A number written
+  with a sign needs the same sign in the file ("+" also matches an unsigned value); one written
+  without, either. Checked: every decimal (``0.023``, ``+1.19``, ``98.10``) and every integer
+  with a unit (``12 ms``, ``8-9 %``, ``34 min``, ``1,804 MiB``, ``2 pp``; in a range A-B the unit
+  after B is A's too). Not read: inline code, file names, commit hashes, version numbers and
+  scientific notation (settings such as ``1e-3``).
 * A number in such a block that is not quoted from those files (a setting, a target, the paper's
-  figure, a value derived from quoted ones) carries its reason in a marker inside the block, or
-  on the line directly above a table for the whole table:
+  figure, a value derived from quoted ones, a timing nobody committed) carries its reason in a
+  marker inside the block, or on the line directly above a table for the whole table:
   ``<!-- not from results: 3.7: chance, 1 / 27 -->``, the numbers as written, then the reason.
   A marker for a number the block no longer shows is an error too, so markers cannot go stale.
 * Numbers derived from a results file (means over its runs) are recomputed by a test of their
   own below.
+* A results file's own prose is its own result; where it names another results file, the
+  parenthesis around that name (else its sentence) is checked against that file.
 
 The check is of values, not of claims: "the smallest p is 0.09" passes when 0.09 is in the file,
-whichever p is the smallest. ``python tests/test_docs_numbers.py`` lists every finding with its
-file and line; ``--uncited`` lists the blocks with checked numbers that name no results file.
+whichever p is the smallest; and a small number can find its match among a large file's
+numbers by chance. ``python tests/test_docs_numbers.py`` lists every finding with its file and
+line; ``--uncited`` lists the blocks with checked numbers that quote no results file.
 """
 
 from __future__ import annotations
@@ -59,11 +62,11 @@ NOT_READ = [
 ]
 UNITS = r"%|ms|s|min|h|MiB|GiB|KiB|MB|GB|pp"
 NUMBER = re.compile(
-    r"(?<![\w.])[+\-−±]?(?P<first>\d[\d,]*(?:\.\d+)?)"
+    r"(?<![\w.])(?P<sign>[+\-−]?)±?(?P<first>\d[\d,]*(?:\.\d+)?)"
     r"(?:\s?[-–]\s?(?P<second>\d[\d,]*(?:\.\d+)?))?"
     rf"(?![\d.]?\d)(?![A-Za-wyz_])(?P<unit>\s?(?:{UNITS})(?!\w))?"
 )
-FILE_NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+FILE_NUMBER = re.compile(r"(?<![\w.])[+\-−]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 def documents() -> list[Path]:
@@ -85,7 +88,8 @@ class Block:
 @dataclass(frozen=True)
 class Quoted:
     text: str
-    value: float
+    value: float  # signed when the doc writes a sign, else the magnitude
+    signed: bool
     decimals: int
     percent: bool
 
@@ -128,18 +132,18 @@ def split_blocks(doc: Path) -> list[Block]:
     start = 0
     in_fence = False
     table: Block | None = None
-    previous: Block | None = None
+    carried: set[Path] = set()  # what the section's last citing block named
     comment_above = ""
 
     def scope() -> set[Path]:
         return set().union(*(cited for _, cited in headings))
 
     def flush() -> None:
-        nonlocal paragraph, previous
+        nonlocal paragraph, carried
         if paragraph:
             text = "\n".join(paragraph)
-            previous = Block(start + 1, text, citations_in(text) or scope(), markers_in(text))
-            blocks.append(previous)
+            carried = citations_in(text) or carried
+            blocks.append(Block(start + 1, text, carried, markers_in(text)))
         paragraph = []
 
     for number, line in enumerate(lines):
@@ -158,11 +162,11 @@ def split_blocks(doc: Path) -> list[Block]:
             flush()
             level = len(heading.group(1))
             headings = [(lvl, cited) for lvl, cited in headings if lvl < level] + [(level, citations_in(line))]
-            previous = None
+            carried = scope()
         elif stripped.startswith("|"):
             flush()
             if table is None:
-                table = Block(number + 1, "", previous.citations if previous else scope(), markers_in(comment_above))
+                table = Block(number + 1, "", carried, markers_in(comment_above))
                 comment_above = ""
             if not re.fullmatch(r"\|[\s:|-]*", stripped):
                 blocks.append(Block(number + 1, line, citations_in(line) or table.citations, markers_in(line), table))
@@ -176,11 +180,35 @@ def split_blocks(doc: Path) -> list[Block]:
                 start = number
             paragraph.append(line)
     flush()
-    if RESULTS in doc.parents:  # a results file's own prose: checked where it quotes another results file
-        for block in blocks:
-            others = block.citations - {doc.with_suffix(suffix) for suffix in QUOTABLE}
-            block.citations = others | {doc} if others else set()
+    if RESULTS in doc.parents:
+        own = {doc.with_suffix(suffix) for suffix in QUOTABLE}
+        return [quote for block in blocks if block.table is None for quote in quotes_of_other_files(block, own)]
     return blocks
+
+
+def quotes_of_other_files(block: Block, own: set[Path]) -> list[Block]:
+    """In a results file's own prose, the parenthesis (else the sentence) around each name of another results file:
+    what the file quotes from that one. The rest of its prose is its own result."""
+    text = block.text
+    pairs, opened = [], []
+    for position, character in enumerate(text):
+        if character == "(":
+            opened.append(position)
+        elif character == ")" and opened:
+            pairs.append((opened.pop(), position + 1))
+    quotes = []
+    for match in CITATION.finditer(text):
+        cited = resolve_citation(match.group(1)) - own
+        if not cited:
+            continue
+        around = [(start, end) for start, end in pairs if start < match.start() and end > match.end()]
+        if around:
+            start, end = max(around)
+        else:
+            start = text.rfind(". ", 0, match.start()) + 1
+            end = text.find(". ", match.end()) % (len(text) + 1)
+        quotes.append(Block(block.line, text[start:end], cited, markers_in(text[start:end])))
+    return quotes
 
 
 def quoted_numbers(text: str) -> list[Quoted]:
@@ -190,24 +218,33 @@ def quoted_numbers(text: str) -> list[Quoted]:
     quoted = []
     for match in NUMBER.finditer(text):
         unit = (match.group("unit") or "").strip()
-        for written in filter(None, (match.group("first"), match.group("second"))):
-            if "." in written or unit:
+        sign = match.group("sign").replace("−", "-")
+        for written, signed in ((match.group("first"), bool(sign)), (match.group("second"), False)):
+            if written and ("." in written or unit):
                 plain = written.replace(",", "")
-                quoted.append(Quoted(written, float(plain), len(plain.partition(".")[2]), unit == "%"))
+                value = float((sign if signed else "") + plain)
+                quoted.append(Quoted(written, value, signed, len(plain.partition(".")[2]), unit == "%"))
     return quoted
 
 
 @cache
 def file_values(path: Path) -> tuple[float, ...]:
-    values = {float(token) for token in FILE_NUMBER.findall(path.read_text(encoding="utf-8"))}
+    tokens = FILE_NUMBER.findall(path.read_text(encoding="utf-8"))
+    values = {float(token.replace("−", "-")) for token in tokens}
     return tuple(sorted(value for value in values if math.isfinite(value)))
 
 
 def found_in(number: Quoted, files: set[Path]) -> bool:
-    """Whether a file holds the number at the doc's precision (a percentage also as a fraction)."""
+    """Whether a file holds the number at the doc's precision (a percentage also as a fraction). A number the doc
+    writes with a sign needs that sign in the file (+ also matches an unsigned value); one without, either."""
     tolerance = 0.5 * 10 ** -number.decimals + 1e-9
     targets = [(number.value, tolerance)] + ([(number.value / 100, tolerance / 100)] if number.percent else [])
-    return any(abs(value - target) <= tol for path in files for value in file_values(path) for target, tol in targets)
+    return any(
+        abs((value if number.signed else abs(value)) - target) <= tol
+        for path in files
+        for value in file_values(path)
+        for target, tol in targets
+    )
 
 
 def written_numbers(block: Block) -> set[str]:
@@ -267,28 +304,33 @@ def test_every_quoted_number_is_in_its_results_file():
     assert findings() == []
 
 
-def test_the_checker_finds_a_stale_number_and_a_stale_marker(tmp_path, monkeypatch):
+def test_the_checker_finds_stale_numbers_and_markers(tmp_path, monkeypatch):
     results = tmp_path / "benchmarks" / "results"
     results.mkdir(parents=True)
     (results / "cost.md").write_text("| method | ms | ratio |\n|---|---:|---:|\n| a | 7.12 | 1.598 |\n| b | 7.26 | 2.280 |\n")
+    (results / "other.md").write_text("Its own 3.5 ms, as with the first run (`cost.md`: 7.1 ms, ratio -1.6).\n")
     doc = tmp_path / "doc.md"
     doc.write_text(
         "## Cost (`cost.md`)\n\n"
         "The regularizers cost 12-13 ms per step.\n\n"
-        "They cost 7.1-7.3 ms per step, a ratio of 1.6-2.28.\n\n"
+        "They cost 7.1-7.3 ms per step, a ratio of 1.6-2.28, +1.598 in one row.\n\n"
         "| method | ms |\n|---|---:|\n| a | 99.99 |\n\n"
         "Elsewhere 42.5 ms, a setting of 0.5 <!-- not from results: 0.5: a setting -->\n\n"
-        "A stale marker, 7.1 ms. <!-- not from results: 4.2: gone -->\n"
+        "A stale marker, 7.1 ms. <!-- not from results: 4.2: gone -->\n\n"
+        "## Elsewhere\n\nA setting of 0.5 names no results file.\n\n"
+        "The next run (`other.md`) took 3.5 ms.\n\nIts second paragraph, 4.5 ms, quotes the same file.\n"
     )
     monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
     monkeypatch.setattr(sys.modules[__name__], "RESULTS", results)
-    monkeypatch.setattr(sys.modules[__name__], "documents", lambda: [doc])
+    monkeypatch.setattr(sys.modules[__name__], "documents", lambda: [doc, results / "cost.md", results / "other.md"])
     assert findings() == [
         "doc.md:3: 12 is not in cost.md",
         "doc.md:3: 13 is not in cost.md",
         "doc.md:9: 99.99 is not in cost.md",
         "doc.md:11: 42.5 is not in cost.md",
         "doc.md:13: the marker exempts 4.2, which is not shown",
+        "doc.md:21: 4.5 is not in other.md",
+        "benchmarks/results/other.md:1: 1.6 is not in cost.md",
     ]
 
 
