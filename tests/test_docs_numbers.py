@@ -51,9 +51,10 @@ CITATION = re.compile(rf"(?<![\w/.*-])((?:{PATH_PART}/)*{PATH_PART}\.(?:md|json|
 BARE_SUFFIX = re.compile(r"(?<![\w*])(\.(?:md|json|csv))(?!\w)")
 MARKER = re.compile(r"<!--\s*not from results:(.*?)-->", re.DOTALL)
 HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+INLINE_CODE = re.compile(r"`[^`]*`")
 NOT_READ = [
     HTML_COMMENT,
-    INLINE_CODE := re.compile(r"`[^`]*`"),
+    INLINE_CODE,
     re.compile(r"\]\([^)]*\)"),  # link targets
     re.compile(r"[\w./*-]+\.(?:md|json|csv|png|py|ya?ml|pth|npz|npy|mat|txt|tsv|jsonl|ckpt|\*)\b"),  # file names
     re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b"),  # commit hashes
@@ -170,7 +171,7 @@ def split_blocks(doc: Path) -> list[Block]:
                 comment_above = ""
             if not re.fullmatch(r"\|[\s:|-]*", stripped):
                 blocks.append(Block(number + 1, line, citations_in(line) or table.citations, markers_in(line), table))
-        elif not paragraph and MARKER.fullmatch(stripped) and lines[number + 1 :][:1] \
+        elif not paragraph and MARKER.fullmatch(stripped) and number + 1 < len(lines) \
                 and lines[number + 1].lstrip().startswith("|"):
             comment_above = line  # applies to every row of the table below
         else:
@@ -203,10 +204,11 @@ def quotes_of_other_files(block: Block, own: set[Path]) -> list[Block]:
             continue
         around = [(start, end) for start, end in pairs if start < match.start() and end > match.end()]
         if around:
-            start, end = max(around)
+            start, end = max(around)  # the innermost
         else:
             start = text.rfind(". ", 0, match.start()) + 1
-            end = text.find(". ", match.end()) % (len(text) + 1)
+            end = text.find(". ", match.end())
+            end = len(text) if end < 0 else end
         quotes.append(Block(block.line, text[start:end], cited, markers_in(text[start:end])))
     return quotes
 
