@@ -118,7 +118,7 @@ CASES: dict[str, Case] = {
     "fit beta: .inf in YAML": Case(_fit("tiny.npz", "--config", "{inputs}/beta_inf.yaml"), "--beta (loss.beta) must be finite"),
     "fit --seed -1": Case(_fit("tiny.npz", "--seed", "-1"), "--seed (seed) must be in [0, 4294967295], got -1"),
     "fit --dropout 1": Case(_fit("tiny.npz", "--dropout", "1"), "--dropout (model.dropout) must be in [0, 1)"),
-    "fit --variant typo": Case(_fit("tiny.npz", "--variant", "aimm"), "--variant (loss.variant) must be one of vib, margin, literal, aim, got 'aimm'"),
+    "fit --variant typo": Case(_fit("tiny.npz", "--variant", "aimm"), "--variant (loss.variant) must be one of paper, vib, margin, literal, ce-only, got 'aimm'"),
     "fit --max-epochs abc": Case(_fit("tiny.npz", "--max-epochs", "abc"), "config key 'train.max_epochs' must be an int"),
     "fit --precision 13": Case(_fit("tiny.npz", "--precision", "13"), "--precision 13: Precision '13' is invalid"),
     "fit --num-nodes 0": Case(_fit("tiny.npz", "--num-nodes", "0"), "--num-nodes (train.num_nodes) must be in [1, 4096], got 0"),

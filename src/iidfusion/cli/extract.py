@@ -118,11 +118,16 @@ def parse_levels(text: str) -> tuple[float, ...]:
     return levels
 
 
-def require_text_packages(data_format: str) -> None:
+def require_text_packages(data_format: str, text_encoder: str | None = None) -> None:
     """Import transformers up front for the vision-language formats (their text encoder needs
-    it), so a missing extra is said before any data is read (one line: `pip install 'iidfusion[vl]'`)."""
+    it), so a missing extra is said before any data is read (one line: `pip install 'iidfusion[vl]'`);
+    a ``text_encoder`` folder that holds code is refused then too."""
     if data_format != "rgbd":
         import transformers  # noqa: F401
+    if text_encoder is not None and Path(text_encoder).is_dir():
+        from iidfusion.encoders.text import refuse_custom_code
+
+        refuse_custom_code(text_encoder)
 
 
 def default_device() -> str:
@@ -178,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.training.outputs import check_output_folder, run_folder
 
     levels = parse_levels(args.noise)
-    require_text_packages(args.data_format)
+    require_text_packages(args.data_format, args.text_encoder)
     check_device(args.device or default_device())
     check_output_folder(args.out, resume=True)  # a cache of ours (reused or rebuilt), or a new or empty folder
     options = ExtractionOptions(

@@ -46,7 +46,7 @@ max_length, image_arch, image_weights, regions, depth_arch, depth_weights), then
 # Options of `compare` that mean nothing here: the data come from --data-format/--root, the
 # encoders are not MLPs, the noise acts on whole inputs, one method runs per (method, seed).
 # Tuning is done on features (`compare --tune`), not end to end.
-_EXCLUDED = (frozenset({"method", "seed", "data", "views", "labels", "model.hidden", "model.layers", "model.dropout", "eval.noise_view"})
+_EXCLUDED = (frozenset({"method", "seed", "data", "views", "labels", "model.hidden", "model.layers", "model.dropout", "eval.noise_view", "eval.noise_mask"})
              | SUITE_ONLY | frozenset(option.key for option in iter_options() if option.key.startswith("tune.")))
 
 
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.training.finetune import compare_end_to_end
     from iidfusion.training.outputs import check_output_folder, run_folder
 
-    require_text_packages(args.data_format)
+    require_text_packages(args.data_format, args.text_encoder)
     settings = finetune_settings(args, family_of(args.data_format))
     out = Path(settings.experiment.out)
     check_output_folder(out, overwrite=args.overwrite)

@@ -31,10 +31,15 @@ def add_config_arguments(
     """One flag per option (minus the dotted keys in ``exclude``), help showing ``base``'s default.
 
     Flags default to ``None`` so that :func:`overrides_from_args` tells a given flag from an
-    absent one and a config file value is only replaced by a flag the user typed.
+    absent one and a config file value is only replaced by a flag the user typed. The help ends
+    with the departures from the paper that the defaults make (docs/method.md).
     """
+    from iidfusion.fusion.methods import MAIN_METHODS
+    from iidfusion.training.departures import departures_line
+
     parser.add_argument("--config", metavar="FILE", default=None, help="YAML config file (default: none)")
     add_option_arguments(parser, base, exclude)
+    parser.epilog = "At these defaults, the IID methods run with " + departures_line(base or ExperimentConfig(), MAIN_METHODS) + "."
 
 
 def add_option_arguments(parser: Any, base: Any = None, exclude: frozenset[str] = frozenset(), prefix: str = "") -> None:

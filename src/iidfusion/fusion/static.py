@@ -39,13 +39,17 @@ class StaticStrategy(FusionStrategy):
     non-negative, finite, with a positive sum, normalised to sum to one (so the IF feature
     sum stays on the scale of one modality and LF logits on the scale of one head).
 
-    Auxiliary losses: ``unimodal_ce`` = ``unimodal_loss_weight * sum_m CE(g_m(z^m), y)``.
-    The original static late fusion trains its heads only through the fused CE; we also
-    train the unimodal heads, exactly as QMF and PDF do, so that all methods share the same
-    auxiliary heads and differ only in their weights (set ``unimodal_loss_weight=0`` for the
-    plain averaging baseline). ``base_options``: ``width``, ``mode``, ``unimodal_loss_weight``
-    (see :class:`~iidfusion.fusion.base.FusionStrategy`).
+    The weights read no unimodal logits (``reads_unimodal_logits = False``). Auxiliary losses:
+    ``unimodal_ce`` = ``unimodal_loss_weight * sum_m CE(g_m(z^m), y)`` when that weight is > 0,
+    none otherwise. In the paper's base structure (:class:`~iidfusion.fusion.FusionModel`,
+    ``unimodal_heads="separate"``) the weight is 0: vanilla late fusion trains its heads through
+    the fused CE only, and the paper's IF trains g on the fused feature only. With shared heads
+    it is 1, as for QMF and PDF, so g is also trained on each modality.
+    ``base_options``: ``width``, ``mode``, ``unimodal_loss_weight`` (see
+    :class:`~iidfusion.fusion.base.FusionStrategy`).
     """
+
+    reads_unimodal_logits = False
 
     def __init__(
         self,
@@ -83,4 +87,6 @@ class StaticStrategy(FusionStrategy):
     def auxiliary_losses(
         self, output: FusionOutput, labels: Tensor, index: Tensor | None = None
     ) -> dict[str, Tensor]:
+        if self.unimodal_loss_weight == 0:
+            return {}
         return {"unimodal_ce": self.weighted_unimodal_loss(self.unimodal_cross_entropy(output, labels))}

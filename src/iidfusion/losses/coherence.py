@@ -145,9 +145,9 @@ class DistributionCoherence(nn.Module):
     """``nn.Module`` form of :func:`distribution_coherence`, owning its :class:`FourierRIPReducer`.
 
     ``dim``: the feature width d. ``d1`` kept Fourier bins (default min(16, d // 2 + 1)); ``d2`` RIP
-    output width (default :func:`iidfusion.ot.rip_dimension`, the RIP sample size for d1 bins, or
-    no projection when that is not below d: :class:`iidfusion.ot.FourierRIPReducer`); ``seed`` of
-    Phi. ``reduce=False`` computes the cost on the raw features (for small d).
+    output width (default :func:`iidfusion.ot.default_rip_width`: the RIP sample size for d1 bins,
+    capped at d // 2 so that the projection always reduces); ``seed`` of Phi (a training run
+    passes its own). ``reduce=False`` computes the cost on the raw features (for small d).
     """
 
     def __init__(

@@ -35,6 +35,7 @@ from typing import Any
 
 from iidfusion.data.base import DatasetSplits
 from iidfusion.training.config import MAX_NOISE_LEVEL, ExperimentConfig, config_to_dict, resolve_methods
+from iidfusion.training.departures import departures_line, departures_sentence
 from iidfusion.training.outputs import first_process
 from iidfusion.training.report import EvalResult, write_report
 
@@ -337,13 +338,15 @@ def compare_tasks(
     keep_finished: bool = False,
 ) -> Comparison:
     """Run ``tasks`` (``config.jobs`` at a time, with a progress bar and one line per run to
-    ``log``), then write the results and ``record`` (the configuration) to ``out``.
+    ``log``), then write the results and ``record`` (the configuration) to ``out``. The first line
+    to ``log`` and the first paragraph of results.md name the departures from the paper.
 
     ``keep_finished``: each finished run is kept under ``out/cache/`` at once and a task already
     kept there is not run again, so a comparison stopped half way continues where it stopped
     (its unfinished runs' folders are cleared first); the cache goes once the results are written.
     """
     out = Path(out)
+    log(departures_line(config, dict.fromkeys(task.method for task in tasks)))
     keys = [task.key() for task in tasks] if keep_finished else []
     outcomes: list[RunOutcome | None] = [
         load_outcome(cache_path(out, key)) if cache_path(out, key).is_file() else None for key in keys
@@ -376,7 +379,8 @@ def _report(tasks: Sequence[Task], outcomes: Sequence[RunOutcome], config: Exper
     is_global_zero = all(o.is_global_zero for o in outcomes)
     results = [r for o in outcomes for r in o.results]
     runs = [run_record(task, outcome) for task, outcome in zip(tasks, outcomes)]
-    report = write_report(Path(out), results, record, title, runs=runs) if is_global_zero else ""
+    notes = (departures_sentence(config, dict.fromkeys(task.method for task in tasks)),)
+    report = write_report(Path(out), results, record, title, runs=runs, notes=notes) if is_global_zero else ""
     return Comparison(results, report, is_global_zero)
 
 

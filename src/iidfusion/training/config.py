@@ -37,6 +37,7 @@ from iidfusion.core.config import (
     at_least,
     is_section,
     merge_config,
+    one_of,
     option,
     positive,
 )
@@ -63,7 +64,11 @@ class ModelConfig:
     layers: int = option(1, "hidden layers of each MLP encoder (0: a linear encoder)", rule=at_least(0, MAX_LAYERS))
     dropout: float = option(0.0, "dropout in the MLP encoders", rule=PROBABILITY)
     unimodal_reduction: str = option("sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean")
-    unimodal_heads: str = option("shared", "IF's unimodal logits: shared (the target mapping on each modality) or separate heads")
+    unimodal_heads: str = option(
+        "separate", "base structure: separate (the paper's: g trained on the fused feature only; QMF and PDF read "
+        "heads of their own) or shared (the unimodal logits are g(z^m), trained with the unimodal CE)",
+        rule=one_of(("separate", "shared")),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,10 @@ class EvalConfig:
     noise: tuple[float, ...] = option((0.0, 5.0, 10.0), "noise levels (units of the view's std / 10)")
     noise_view: str = option("all", "view that receives noise: 'all' or one view name")
     noise_kind: str = option("gaussian", "noise kind: gaussian or salt-and-pepper")
+    noise_mask: str = option(
+        "independent", "which views of a sample are corrupted: independent (each view its own p=0.5 coin, as QMF's code) "
+        "or shared (one coin per sample for every view, the earlier protocol)", rule=one_of(("independent", "shared")),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -144,7 +153,7 @@ class ExperimentConfig:
     datasets: tuple[str, ...] = option(
         ("handwritten", "synthetic"), "data sets (bundled names or files) compared by `suite`"
     )
-    variants: tuple[str, ...] = option(("vib",), "L_ic readings `suite` runs the IID methods with, one table each")
+    variants: tuple[str, ...] = option(("paper",), "L_ic readings `suite` runs the IID methods with, one table each")
     model: ModelConfig = field(default_factory=ModelConfig)
     # One section per registered strategy (strategy.qmf.lam_rank, flag --qmf-lam-rank); a fit
     # reads its method's strategy's section only.

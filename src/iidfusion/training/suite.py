@@ -50,6 +50,7 @@ from iidfusion.training.compare import (
     validate_config,
 )
 from iidfusion.training.config import ExperimentConfig, config_from_dict, config_to_dict, resolve_methods
+from iidfusion.training.departures import departures_sentence
 from iidfusion.training.outputs import path_name, staged_files
 from iidfusion.training.report import EvalResult, average_accuracy, holm, json_ready, render_report
 from iidfusion.training.tuning import TUNABLE
@@ -217,7 +218,8 @@ def _write(out: Path, runs: list[SuiteRun], config: ExperimentConfig, report: st
         with staged_files(folder) as stage:
             stage.write_text("results.csv", results_csv(results))
             stage.write_text("results.json", results_json(results, tests, config_to_dict(group[0].task.config), records))
-            stage.write_text("results.md", render_report(results, tests, title))
+            notes = (departures_sentence(group[0].task.config, dict.fromkeys(r.task.method for r in group)),)
+            stage.write_text("results.md", render_report(results, tests, title, notes))
             plot_accuracy(results, stage.path("accuracy_vs_noise.png"))
 
 
@@ -361,11 +363,13 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
         "",
         f"Protocol: {protocol}. L_ic readings: {', '.join(variants)}; L_ic over modalities: {config.loss.ic_reduction}, "
         f"L_dc over pairs: {config.loss.dc_reduction}. Test noise levels {list(config.eval.noise)} "
-        f"({config.eval.noise_kind}, views: {config.eval.noise_view}); at most {config.train.max_epochs} epochs, "
+        f"({config.eval.noise_kind}, views: {config.eval.noise_view}, {config.eval.noise_mask} per view); at most {config.train.max_epochs} epochs, "
         f"early stopping patience {config.train.patience} on {config.train.stop_on}, lr {config.optim.lr:g}, "
         f"batch {config.train.batch_size}, width {config.model.width}, IF unimodal heads {config.model.unimodal_heads}. "
         "Selection (early stopping, tuning) on validation; test read once. "
         f"Time: {seconds / 60:.1f} min ({reused} runs reused from an earlier start).",
+        "",
+        departures_sentence(config, methods),
         "",
         "Data sets: " + ", ".join(datasets) + ".",
         "",
