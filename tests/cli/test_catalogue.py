@@ -183,7 +183,7 @@ CASES: dict[str, Case] = {
     "fit float labels": Case(_fit("float_labels.npz"), "60 labels are not whole numbers (e.g. 0.5)"),
     "fit complex labels": Case(_fit("complex_labels.npz"), "labels under 'labels' hold complex128 values; class labels are integers or strings"),
     "fit static weights whose sum overflows": Case(_fit("tiny.npz", "--static-weights", "1e308,1e308,1"),
-                                                   "--static-weights (strategy.static.weights) 1e+308,1e+308,1: their sum overflows"),
+                                                   "--static-weights (strategy.static.weights) must be finite, non-negative, with a positive and finite sum"),
     "compare a noise level that overflows": Case(_compare("--noise", "0,1e308"), "noise levels must be finite and >= 0, at most 1e+06"),
     "extract a noise level that overflows": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--noise",
                                                             "1e308", "--out", "{out}"], "--noise levels must be >= 0, at most 1e+06"),

@@ -125,6 +125,7 @@ def test_dtype_and_probability_are_respected() -> None:
         ({"views": "c"}, r"unknown view 'c'; the data has views \['a', 'b'\]"),
         ({"kind": "speckle"}, r"unknown noise kind 'speckle'; expected one of \['gaussian', 'salt-and-pepper'\]"),
         ({"probability": 1.5}, r"corruption probability must lie in \[0, 1\], got 1.5"),
+        ({"level": 1e300}, "noise level 1e\\+300 overflows view 'a' in torch.float32"),
         ({"mask": "per-pixel"}, r"unknown noise mask 'per-pixel'; expected one of \['independent', 'shared'\]"),
     ],
 )

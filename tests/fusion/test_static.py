@@ -36,7 +36,7 @@ def test_a_zero_weight_is_allowed():
     [
         ([1.0, 1.0], "got 2 values for 3 modalities"),
         ([1.0, -1.0, 1.0], "non-negative"),
-        ([0.0, 0.0, 0.0], "positive sum"),
+        ([0.0, 0.0, 0.0], "positive and finite sum"),
         ([1.0, float("nan"), 1.0], "finite"),
         ([1.0, float("inf"), 1.0], "finite"),
         ({"image": 1.0, "text": 1.0}, r"missing \['depth'\]"),

@@ -105,6 +105,8 @@ def corrupt_views(
         corrupted_rows = shared if mask == "shared" else np.random.default_rng([seed, 2, key]).random(len(data)) < probability
         rows = corrupted_rows.reshape((-1,) + (1,) * (clean.ndim - 1))
         corrupted = np.where(rows, FEATURE_NOISE[kind](clean, ref, level, rng), clean)
+        if not np.isfinite(corrupted).all() or np.abs(corrupted).max(initial=0) > torch.finfo(view.dtype).max:
+            raise ValueError(f"noise level {level:g} overflows view {name!r} in {view.dtype}")
         noisy[name] = torch.from_numpy(corrupted).to(device=view.device, dtype=view.dtype)
     return MultiViewData(noisy, data.labels)
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from iidfusion.core.config import Rule, at_least, check_rules, option
+from iidfusion.core.config import MAX_WIDTH, Rule, at_least, check_rules, option
 from iidfusion.core.output import FusionOutput
 from iidfusion.core.validation import check_modality_dict, stack_modalities
 from iidfusion.fusion.base import FusionStrategy, StrategyOptions
@@ -76,7 +76,7 @@ class PDFOptions(StrategyOptions):
     """PDF's options (:class:`PDFStrategy`): config section ``strategy.pdf``, flags ``--pdf-*``."""
 
     confidnet_hidden: int | None = option(
-        None, "hidden width of each modality's ConfidNet (none: the width d)", rule=Rule(lambda v: v is None or v >= 1, ">= 1 or none")
+        None, "hidden width of each modality's ConfidNet (none: the width d)", rule=Rule(lambda v: v is None or 1 <= v <= MAX_WIDTH, f"in [1, {MAX_WIDTH}] or none")
     )
     min_confidence: float = option(
         1e-4, "the mono-confidence m_k is clamped to [min_confidence, 1] before its log",

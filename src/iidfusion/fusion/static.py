@@ -18,7 +18,7 @@ from iidfusion.fusion.registry import register_strategy
 
 
 def _valid_weights(weights: tuple[float, ...] | None) -> bool:
-    return weights is None or (all(math.isfinite(w) and w >= 0 for w in weights) and sum(weights) > 0)
+    return weights is None or (all(math.isfinite(w) and w >= 0 for w in weights) and 0 < sum(weights) < math.inf)
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class StaticOptions(StrategyOptions):
 
     weights: tuple[float, ...] | None = option(
         None, "fusion weights, one per modality in the data's view order, normalised to sum to one (none: uniform 1/M)",
-        rule=Rule(_valid_weights, "finite, non-negative, with a positive sum (or none)"),
+        rule=Rule(_valid_weights, "finite, non-negative, with a positive and finite sum (or none)"),
     )  # fmt: skip
 
 

@@ -116,7 +116,7 @@ def distribution_coherence(
     dim = dims[names[0]]
     clouds = reducer(stacked) if reducer is not None else stacked
     # The scale divides the (M, B, d2) clouds rather than the (P, B, B) costs: ||x/s - y/s|| = ||x - y|| / s.
-    clouds = clouds * (1.0 / (cost_scale or math.sqrt(dim)))
+    clouds = clouds * (1.0 / (math.sqrt(dim) if cost_scale is None else cost_scale))
     pairs = modality_pairs(names)
     index = {n: k for k, n in enumerate(names)}
     first = [index[a] for a, _ in pairs]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from iidfusion.core.config import Rule, at_least, one_of, option, positive
+from iidfusion.core.config import MAX_EPOCHS, MAX_WIDTH, Rule, at_least, one_of, option, positive
 from iidfusion.losses.coherence import REDUCTIONS as DC_REDUCTIONS
 from iidfusion.losses.coherence import DistributionCoherence
 from iidfusion.losses.iid import IIDLoss
@@ -37,11 +37,11 @@ class IIDConfig:
     margin: float = option(0.1, "margin (nats) of the 'margin' L_ic reading", rule=at_least(0))
     ic_reduction: str = option("mean", "L_ic's unimodal terms over modalities: mean, sum or weighted (by the fusion weights)", rule=one_of(IC_REDUCTIONS))
     dc_reduction: str = option("mean", "L_dc over modality pairs: mean or sum", rule=one_of(DC_REDUCTIONS))
-    d1: int = option(0, "Fourier bins kept per modality before the RIP projection (0: min(16, d/2+1))", rule=at_least(0))
-    d2: int = option(0, "RIP projection width (0: rip_dimension(d, d1) capped at d/2, always a reduction)", rule=at_least(0))
+    d1: int = option(0, "Fourier bins kept per modality before the RIP projection (0: min(16, d/2+1))", rule=at_least(0, MAX_WIDTH))
+    d2: int = option(0, "RIP projection width (0: rip_dimension(d, d1) capped at d/2, always a reduction)", rule=at_least(0, MAX_WIDTH))
     eps: float = option(0.1, "entropic regularization of the relaxed OT", rule=positive())
     rho: float = option(10.0, "marginal relaxation of the relaxed OT (KL weight)", rule=Rule(lambda v: v > 0, "> 0 (inf: balanced OT)"))
-    max_iter: int = option(100, "Sinkhorn iteration budget of L_dc", rule=at_least(1))
+    max_iter: int = option(100, "Sinkhorn iteration budget of L_dc", rule=at_least(1, MAX_EPOCHS))
 
     def informatic(self) -> InformaticConstraint:
         """The L_ic module these options describe."""

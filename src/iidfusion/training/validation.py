@@ -11,7 +11,6 @@ will, so that ``--accelerator gpu`` on a machine without one is one clear line t
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -35,18 +34,7 @@ def check_option_values(config: ExperimentConfig) -> None:
     """Every option of ``config`` in range (:func:`check_option_rules`) and the trainer's
     hardware settings buildable (:func:`check_trainer_settings`)."""
     check_option_rules(config)
-    check_option_effects(config)
     check_trainer_settings(config.train)
-
-
-def check_option_effects(config: ExperimentConfig) -> None:
-    """Values each in range whose effect is not: static weights whose sum overflows (normalised,
-    every weight would become 0 and the fused features nothing)."""
-    static = getattr(config.strategy, "static", None)
-    weights = getattr(static, "weights", None)
-    if weights is not None and not math.isfinite(sum(weights)):
-        raise ValueError(f"--static-weights (strategy.static.weights) {','.join(f'{w:g}' for w in weights)}: their sum "
-                         "overflows; only their ratios matter, so scale them down")
 
 
 _PLACEMENT = ("accelerator", "devices", "num_nodes", "strategy", "precision")
