@@ -52,11 +52,14 @@ def avg_acc(run: dict) -> float:
     return 100 * statistics.fmean(t["accuracy"] for t in run["test"])
 
 
-def collect(work: Path) -> dict:
-    """Per (structure, alpha, reading): IID - IF base and IF base - LF base, test and validation."""
+def collect(work: Path) -> tuple[dict, list[str]]:
+    """Per (structure, alpha, reading): IID - IF base and IF base - LF base, test and validation;
+    and the commits the suites ran at."""
     cells: dict = {}
+    commits: set[str] = set()
     for structure, alpha in CELLS:
         suite = json.loads((work / structure / f"alpha{alpha}" / "suite.json").read_text())
+        commits.add(suite["provenance"].get("git_commit") or "unknown")
         runs = {(r["dataset"], r["variant"], r["method"], r["seed"]): r for r in suite["runs"]}
         bases = {(d, m, s): r for (d, v, m, s), r in runs.items() if not m.startswith("iid")}
         for reading in READINGS:
@@ -89,7 +92,7 @@ def default_alpha(cells: dict) -> str:
     return max(ALPHAS, key=gain)
 
 
-def report(cells: dict) -> str:
+def report(cells: dict, commits: list[str]) -> str:
     chosen = default_alpha(cells)
     lines = [
         "# Base structure x L_ic reading x alpha",
@@ -98,7 +101,7 @@ def report(cells: dict) -> str:
         "0.01; `shared` at alpha 1) of the nine main methods with the L_ic readings `paper` and `vib`, on synthetic, Handwritten "
         "and LandUse-21, 3 seeds, the other options at the library's defaults. Cells: IID minus its IF base, test "
         "Avg Acc / validation accuracy, percentage points, mean over 3 data sets x 3 seeds (9 pairs); then the IF "
-        "base minus the LF base under each structure.",
+        f"base minus the LF base under each structure. Suites run at commit {', '.join(c[:7] for c in commits)}.",
         "",
         "| structure | alpha | reading | IID-L - IF-static | IID-Q - IF-QMF | IID-P - IF-PDF | mean (val) |",
         "|---|---:|---|---:|---:|---:|---:|",
@@ -126,10 +129,10 @@ def main() -> None:
     args = parser.parse_args()
     if not args.report_only:
         run_suites(args.work.resolve(), args.jobs)
-    cells = collect(args.work.resolve())
-    text = report(cells)
+    cells, commits = collect(args.work.resolve())
+    text = report(cells, commits)
     print(text)
-    write_text_atomic(args.out / "base_structure.json", json.dumps({"cells": cells, "default_alpha": default_alpha(cells)}, indent=1) + "\n")
+    write_text_atomic(args.out / "base_structure.json", json.dumps({"cells": cells, "commits": commits, "default_alpha": default_alpha(cells)}, indent=1) + "\n")
     write_text_atomic(args.out / "base_structure.md", text)
 
 
