@@ -106,3 +106,12 @@ def test_each_method_builds_its_strategy_with_its_own_section(tiny_splits, fast_
     assert (pdf.min_confidence, pdf.calibrate, pdf.confidnets["m0"][0].out_features) == (0.05, False, 5)
     assert static.fixed_weights.tolist() == [0.25, 0.25, 0.5]
     assert pdf.unimodal_reduction == qmf.unimodal_reduction == config.model.unimodal_reduction
+
+
+def test_the_default_configuration_reduces_with_a_phi_of_the_runs_seed():
+    """No default run has Phi = I: at the default width the RIP projection reduces, drawn from the run's seed."""
+    config = load_config()
+    modules = [FusionModule.for_feature_views("iid-p", {"a": 5, "b": 7}, 3, 20, config, seed=s) for s in (0, 1)]
+    reducers = [m.loss_fn.coherence.reducer for m in modules]
+    assert all(r.d2 < config.model.width for r in reducers)
+    assert reducers[0].seed == 0 and reducers[1].seed == 1 and not torch.equal(reducers[0].phi, reducers[1].phi)
