@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 # Spelled out so that building the parser imports no torch (iidfusion.data.families.RAW_FORMATS
 # and iidfusion.data.input_noise.PIXEL_NOISE are the sources; a test checks they agree).
-RAW_FORMATS: tuple[str, ...] = ("mmbt", "json-array", "rgbd", "hfm")
+RAW_FORMATS: tuple[str, ...] = ("mmbt", "json-array", "csv", "rgbd", "hfm")
 NOISE_KINDS: tuple[str, ...] = ("gaussian", "salt-and-pepper")
 
 
@@ -40,7 +40,8 @@ def add_raw_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that locate and read a raw data set (shared with ``finetune``)."""
     group = parser.add_argument_group("data")
     group.add_argument("--data-format", required=True, choices=RAW_FORMATS, help="layout of the raw data set")
-    group.add_argument("--root", required=True, type=Path, help="folder of the split files (mmbt, json-array; hfm: train.txt, valid2.txt, test2.txt, extract_all) or of train/ and test/ (rgbd)")
+    group.add_argument("--root", required=True, type=Path, help="folder of the split files (mmbt, json-array, csv; hfm: train.txt, valid2.txt, test2.txt, extract_all) or of train/ and test/ (rgbd)")
+    group.add_argument("--csv-columns", default="", help="csv: the columns of image path, text, label and (optional) id, e.g. 'image=path,text=caption,label=y' (default image, text, label, id)")
     group.add_argument("--image-dir", type=Path, default=None, help="json-array: folder of <id>.jpg (default: dataset_image/ in or above --root)")
     group.add_argument("--name", default=None, help="data set name in records (default: the folder name)")
     group.add_argument("--val-fraction", type=float, default=0.1, help="rgbd: validation share carved from train (default 0.1)")
@@ -78,6 +79,7 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
 
 def raw_options(args: argparse.Namespace) -> RawDataOptions:
     from iidfusion.data.families import RawDataOptions
+    from iidfusion.data.vision_language import CsvColumns
 
     return RawDataOptions(
         data_format=args.data_format,
@@ -90,6 +92,7 @@ def raw_options(args: argparse.Namespace) -> RawDataOptions:
         verify_images=not args.no_verify_images,
         missing_attributes=args.missing_attributes,
         keyword_filter=not args.no_keyword_filter,
+        columns=CsvColumns.parse(args.csv_columns),
     )
 
 

@@ -311,7 +311,7 @@ def load_finetune_settings(
     )
     validate_config(experiment)
     resolve_methods(experiment.methods)
-    require_encoder_packages(settings.encoders)
+    require_encoder_packages(settings.encoders, family)
     return settings
 
 
