@@ -83,7 +83,7 @@ def image_transforms(family: str, size: int = IMAGE_SIZE, preprocessing: Mapping
 
 def encoder_preprocessing(encoders: Mapping[str, nn.Module]) -> dict[str, str]:
     """The image transform fields the image (RGB) encoder asks for (its ``preprocessing``), or none."""
-    image = encoders.get("image", encoders.get("rgb"))
+    image = next((encoders[m] for m in ("image", "rgb") if m in encoders), None)
     return dict(getattr(image, "preprocessing", None) or {})
 
 

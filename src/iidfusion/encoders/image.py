@@ -74,6 +74,11 @@ class ImageEncoder(nn.Module):
         pooled = self.pool(self.backbone.forward_features(images))  # (B, C, regions, 1)
         return pooled.flatten(2).transpose(1, 2).flatten(1)
 
+    def blocks(self) -> list[nn.Module]:
+        """The stem then the four stages, in order (for partial fine-tuning)."""
+        trunk = self.backbone
+        return [nn.ModuleList([trunk.conv1, trunk.bn1]), trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4]
+
     def describe(self) -> dict[str, Any]:
         """What determines this encoder's features (for feature caches and run records)."""
         return {"type": "resnet", "arch": self.arch, "regions": self.regions, "pool": self.pool_type, "weights": self.weights}
