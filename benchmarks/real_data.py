@@ -328,9 +328,11 @@ def mvsa_report(args: argparse.Namespace, work: Path, steps: list[Step], probes:
         "",
         *cost_section(steps, load),
         "",
-        f"Feature extraction as recorded in the cache manifest: {manifest['seconds']:.0f} s for the three splits and the "
-        "two noisy test splits (a later run with the same inputs and settings reuses the cache; the `extract` row above "
-        f"is then only the check). The linear probes took {probe_seconds:.0f} s.",
+        f"Feature extraction as recorded in the cache manifest: {manifest['seconds'] / 60:.1f} min ({manifest['seconds']:.0f} s) "
+        "for the three splits and the two noisy test splits"
+        + (f", peak memory {manifest['peak_mib']} MiB" if manifest.get("peak_mib") else "")
+        + " (a later run with the same inputs and settings reuses the cache; the `extract` row above is then only the "
+        f"check). The linear probes took {probe_seconds:.0f} s.",
         "",
         f"Reproduce: `python benchmarks/real_data.py mvsa-single --seeds {args.seeds} --jobs {args.jobs}"
         + (f" --methods {args.methods}" if args.methods != "main" else "")

@@ -9,8 +9,12 @@ Example (MVSA-Single in MMBT's format, BERT and ResNet-152 from local files)::
     iidfusion extract --data-format mmbt --root data/MVSA_Single \\
         --text-encoder models/bert-base-uncased --image-encoder resnet152 \\
         --weights models/resnet152-394f9c45.pth --out features/mvsa_single --noise 0,5,10
-    iidfusion compare --data features/mvsa_single/features.npz ...
-    iidfusion compare --data features/mvsa_single/features_noise5.npz ...
+    iidfusion compare --data features/mvsa_single --noise 0,5,10 ...   # each level on its noisy test split
+
+The same with the pretrained encoders that come inside packages (no weight files)::
+
+    iidfusion extract --data-format mmbt --root ../shared/data/mvsa_single --text-encoder minilm \
+        --image-encoder efficientnet-lite0 --out features/mvsa_single --noise 0,5,10
 
 HFM as its authors distribute it (tweets and image-attribute words, both texts)::
 
@@ -69,7 +73,7 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("encoders")
     group.add_argument("--text-encoder", default=None, help="local Hugging Face model folder, a Hugging Face model id already in the local cache (read offline), 'minilm' (bundled all-MiniLM-L6-v2) or 'random' (default: random, with a warning)")
     group.add_argument("--max-length", type=int, default=None, help="text tokens per sample (default 512, as the originals)")
-    group.add_argument("--image-encoder", default=None, help="image / RGB encoder: a built-in ResNet (resnet18 ... resnet152), timm:NAME or torchvision:NAME (optional extra 'vision') (default: resnet152 vision-language, resnet18 RGB-D)")
+    group.add_argument("--image-encoder", default=None, help="image / RGB encoder: a built-in ResNet (resnet18 ... resnet152), efficientnet-lite0 (ImageNet weights from a package, optional extra 'vision-pretrained'), timm:NAME or torchvision:NAME (optional extra 'vision') (default vision-language: efficientnet-lite0, or resnet152 with --weights; RGB-D: resnet18)")
     group.add_argument("--weights", default=None, help="local weight file (.pth, .pt or .safetensors state dict) of the image / RGB encoder (default: random, with a warning)")
     group.add_argument("--regions", type=int, default=None, help="pooled horizontal regions of the image feature map (default: 3 vision-language, 1 RGB-D)")
     group.add_argument("--depth-encoder", default=None, help="rgbd: encoder of the depth modality, as --image-encoder (default resnet18)")

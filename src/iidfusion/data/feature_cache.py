@@ -12,7 +12,8 @@
   noise by pointing ``fit`` / ``compare`` at another (same train split, same seed, same model);
 * ``manifest.json`` (written last): the cache key (a checksum of the inputs and the
   extraction settings: encoder names and configurations, transforms, noise protocol), the
-  class names, the SHA-256 of every feature file and the samples skipped as unusable.
+  class names, the SHA-256 of every feature file, the samples skipped as unusable, and what
+  the extraction cost (seconds, peak resident memory of the process).
 
 A cache is reused only when its manifest's key equals the key of the requested extraction
 and its files hash as recorded; anything else (a changed, added or removed input file, a
@@ -173,10 +174,22 @@ def write_manifest(directory: Path, key: CacheKey, raw: RawSplits, files: Mappin
         "notes": list(raw.notes),
         "files": {f"{level:g}": {"file": name, "sha256": sha} for level, (name, sha) in sorted(files.items())},
         "seconds": round(seconds, 3),
+        "peak_mib": peak_memory_mib(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
     _atomic_write(directory / MANIFEST_NAME, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def peak_memory_mib() -> int | None:
+    """The largest resident memory of this process so far, in MiB (None where the platform does
+    not say: Windows has no ``resource``); recorded with the extraction's time."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024))
 
 
 def load_feature_cache(directory: str | Path, *, noise: float = 0.0, seed: int = 0, scale: bool | Any = True) -> DatasetSplits:
