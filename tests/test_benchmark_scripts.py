@@ -110,11 +110,12 @@ def test_mvsa_report_from_the_commands_outputs(tmp_path):
     assert main(["compare", "--config", str(repo / "configs" / "vl" / "mvsa_single.yaml"), "--data", str(work / "features"),
                  "--methods", "pdf,iid-p", "--seeds", "1", "--max-epochs", "1", "--batch-size", "4", "--out", str(work / "compare"),
                  "--accelerator", "cpu"]) == 0
-    probes = [real_data.linear_probe(work / "features", views, (0.0, 5.0, 10.0)) for views in (("image", "text"),)]
-    assert probes[0]["views"] == ["image", "text"] and set(probes[0]["test"]) == {0.0, 5.0, 10.0} and probes[0]["C"] in real_data.PROBE_C
+    probes = [real_data.linear_probe(work / "features", ("image", "text"), (0.0, 5.0, 10.0), late=late) for late in (False, True)]
+    assert set(probes[0]["test"]) == {0.0, 5.0, 10.0} and len(probes[0]["C"]) == 1 and len(probes[1]["C"]) == 2
+    assert all(c in real_data.PROBE_C for probe in probes for c in probe["C"])
     args = real_data.build_parser().parse_args(["mvsa-single", "--data", str(fixture), "--seeds", "1", "--methods", "pdf,iid-p"])
     steps = [real_data.Step("extract", ["extract"], 600.0, 1800.0), real_data.Step("compare", ["compare"], 90.0, 500.0)]
     report = real_data.mvsa_report(args, work, steps, probes, 3.0, (1.0, 2.0), "abc1234")
     assert "9 / 3 / 3 train / dev / test pairs" in report and "**efficientnet-lite0**" in report and "**Why not the paper's encoders**" in report
-    assert "| image + text |" in report and "| pdf | 79.94 ± 0.95 |" in report and "| iid-p | 81.13 ± 0.84 |" in report
+    assert "| image + text | " in report and "logits summed (late fusion) |" in report and "| pdf | 79.94 ± 0.95 |" in report and "| iid-p | 81.13 ± 0.84 |" in report
     assert "## Paired t-tests" in report and "p (Holm)" in report and "| `extract` | 10.0 min (600 s) | 1800 MiB |" in report
