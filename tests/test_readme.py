@@ -48,3 +48,14 @@ def test_load_model_example_runs_on_a_fresh_fit(tmp_path, monkeypatch, capsys):
     assert len(namespace["predicted"]) == 400 and set(namespace["predicted"]) <= set(namespace["trained"].output_names)
     assert namespace["output"].weights.shape == (400, 6)
     assert "iid-q 1.0 tensor([[" in capsys.readouterr().out
+
+
+def test_the_readme_names_the_departures_of_the_defaults():
+    """The README's first lines say how the defaults depart from the paper, word for word as the
+    commands print it (docs/method.md, "Departures from the paper")."""
+    from iidfusion.fusion.methods import MAIN_METHODS
+    from iidfusion.training.config import load_config
+    from iidfusion.training.departures import departures_line
+
+    head = README.read_text().split("## Quick start")[0]
+    assert departures_line(load_config(), MAIN_METHODS) in " ".join(head.split())

@@ -10,3 +10,20 @@ FAST = ["--width", "8", "--hidden", "16", "--batch-size", "32", "--max-epochs", 
 def files_under(folder: Path) -> list[str]:
     """Every file below ``folder`` (relative paths), for "nothing was written" checks."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def fail_the_fit(monkeypatch, number: int, error: BaseException) -> list[str]:
+    """Make the ``number``-th fit of a command raise ``error`` (Ctrl-C: KeyboardInterrupt()), the
+    others train; returns the methods of the fits started so far. ``monkeypatch.undo()`` ends it."""
+    import iidfusion.training.runner as runner
+
+    real_fit, calls = runner.fit_method, []
+
+    def failing_fit(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == number:
+            raise error
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "fit_method", failing_fit)
+    return calls

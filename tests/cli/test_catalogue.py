@@ -8,9 +8,14 @@ payloads of crafted files (a pickle, a checkpoint, a YAML tag) would all create 
 
 from __future__ import annotations
 
+import io
+import json
 import pickle
 import shutil
+import struct
 import sys
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +29,7 @@ from cli_support import FAST
 
 from iidfusion.cli.demo import PINNED_KERNELS
 from iidfusion.cli.main import main
+from iidfusion.training.module import CHECKPOINT_RECORD
 from iidfusion_studies.cli import STUDIES
 from iidfusion_studies.cli import main as studies_main
 from tests.toy_data import write_toy_vision_language
@@ -67,12 +73,32 @@ def _a_file_at_out(cwd: Path, inputs: Path) -> None:
 
 
 def _previous_results(cwd: Path, inputs: Path) -> None:
-    (cwd / "out").mkdir()
-    (cwd / "out" / "results.md").write_text("of an earlier comparison")
+    shutil.copytree(inputs / "compared", cwd / "out")
+
+
+def _users_files(*at: str) -> Callable[[Path, Path], None]:
+    """A folder of the user's own files (no marker of ours) where the command would write."""
+
+    def setup(cwd: Path, inputs: Path) -> None:
+        folder = cwd.joinpath("out", *at)
+        folder.mkdir(parents=True)
+        for name in ("features.npz", "features_noise5.npz", "results.md", "notes.txt"):
+            (folder / name).write_text("the user's own")
+
+    return setup
+
+
+NOT_OURS = "holds files that are not a run of iidfusion (it has no .iidfusion-run file); nothing in it is replaced or deleted"
 
 
 def _without(module: str) -> Callable[[pytest.MonkeyPatch], None]:
     return lambda patch: patch.setitem(sys.modules, module, None)
+
+
+def _extract(text_encoder: str, command: str = "extract") -> Callable[[Path], list[str]]:
+    return lambda i: [command, "--data-format", "mmbt", "--root", str(i / "mvsa"), "--text-encoder", str(i / text_encoder),
+                      "--image-encoder", "resnet18", "--image-size", "32", "--max-length", "8",
+                      *(["--device", "cpu"] if command == "extract" else ["--accelerator", "cpu", "--no-progress-bar"]), "--out", "{out}"]
 
 
 UNWRITABLE = "/proc/iidfusion/out"  # cannot be created, not even by root
@@ -92,10 +118,10 @@ CASES: dict[str, Case] = {
     "fit beta: .inf in YAML": Case(_fit("tiny.npz", "--config", "{inputs}/beta_inf.yaml"), "--beta (loss.beta) must be finite"),
     "fit --seed -1": Case(_fit("tiny.npz", "--seed", "-1"), "--seed (seed) must be in [0, 4294967295], got -1"),
     "fit --dropout 1": Case(_fit("tiny.npz", "--dropout", "1"), "--dropout (model.dropout) must be in [0, 1)"),
-    "fit --variant typo": Case(_fit("tiny.npz", "--variant", "aimm"), "--variant (loss.variant) must be one of vib, margin, literal, aim, got 'aimm'"),
+    "fit --variant typo": Case(_fit("tiny.npz", "--variant", "aimm"), "--variant (loss.variant) must be one of paper, vib, margin, literal, ce-only, got 'aimm'"),
     "fit --max-epochs abc": Case(_fit("tiny.npz", "--max-epochs", "abc"), "config key 'train.max_epochs' must be an int"),
     "fit --precision 13": Case(_fit("tiny.npz", "--precision", "13"), "--precision 13: Precision '13' is invalid"),
-    "fit --num-nodes 0": Case(_fit("tiny.npz", "--num-nodes", "0"), "--num-nodes (train.num_nodes) must be finite and >= 1, got 0"),
+    "fit --num-nodes 0": Case(_fit("tiny.npz", "--num-nodes", "0"), "--num-nodes (train.num_nodes) must be in [1, 4096], got 0"),
     "fit --devices 1,x": Case(_fit("tiny.npz", "--devices", "1,x"), "--devices must be a count, a comma list"),
     "fit a method group": Case(_fit("tiny.npz", "--method", "main"), "fit trains one method"),
     "fit unknown flag": Case(_fit("tiny.npz", "--alhpa", "1"), "unrecognized arguments: --alhpa 1 (see iidfusion fit --help)"),
@@ -117,10 +143,74 @@ CASES: dict[str, Case] = {
                                       setup=_previous_fit),
     # fit: found while training (the trainer has started its logs: they must go)
     "fit --eps 1e-9": Case(lambda i: [*_fit()(i), "--method", "iid-p", "--eps", "1e-9"], "--eps (loss.eps): eps=1e-09 is too small"),
+    # security: nothing a user gives runs code, no name from data leaves --out, no input expands without bound
+    "extract a model folder whose config maps custom code": Case(_extract("custom_model"), "config.json maps classes to custom code (auto_map)"),
+    "extract a model folder whose tokenizer maps custom code": Case(_extract("custom_tokenizer"), "tokenizer_config.json maps classes to custom code"),
+    "extract a model folder holding Python files": Case(_extract("python_files"), "holds Python code (modeling_bert.py)"),
+    "extract a model folder of an unknown architecture": Case(_extract("unknown_model"), "cannot load a Hugging Face model from"),
+    "finetune a model folder with custom code": Case(_extract("custom_model", "finetune"), "maps classes to custom code (auto_map)"),
+    "fit YAML alias bomb": Case(_fit("tiny.npz", "--config", "{inputs}/alias_bomb.yaml"), "more than 20000 values once its aliases are expanded"),
+    "fit YAML nested too deep": Case(_fit("tiny.npz", "--config", "{inputs}/deep.yaml"), "nested deeper than 16 levels"),
+    "fit YAML recursive alias": Case(_fit("tiny.npz", "--config", "{inputs}/recursive.yaml"), "an alias inside the value it names"),
+    "fit .npz decompression bomb": Case(_fit("bomb.npz"), "more than 100x); refused as a decompression bomb"),
+    "fit .npz whose array header lies": Case(_fit("lying_header.npz"), "declares shape (1000000000000,)"),
+    "fit .npz array without an .npy header": Case(_fit("no_header.npz"), "array 'a.npy' has no readable .npy header"),
+    "fit .mat decompression bomb": Case(_fit("bomb.mat"), "refused as a decompression bomb"),
+    # bounded inputs: sizes refused before anything is allocated, checkpoints checked before they are used
+    "fit --batch-size 10**20": Case(_fit("tiny.npz", "--batch-size", str(10**20)), "config key 'train.batch_size' must be an int within"),
+    "fit --width 100000": Case(_fit("tiny.npz", "--width", "100000"), "--width (model.width) must be in [1, 65536], got 100000"),
+    "fit width: 1.0e+20 in YAML": Case(_fit("tiny.npz", "--config", "{inputs}/huge_width.yaml"), "config key 'model.width' must be an int within"),
+    "compare --seeds 1000000": Case(_compare("--seeds", "1000000"), "--seeds (seeds) must be in [1, 100000], got 1000000"),
+    "extract --batch-size 1e20": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--batch-size", "1e20",
+                                                 "--out", "{out}"], "argument --batch-size: must be an int in [1, 16777216], got '1e20'"),
+    "predict --batch-size 0": Case(lambda i: [*_predict()(i), "--batch-size", "0"], "argument --batch-size: must be an int in [1, "),
+    "predict a checkpoint with NaN weights": Case(_predict("nan_weights.ckpt"), "holds 1 NaN or inf values; the run diverged"),
+    "predict a checkpoint without its scaler": Case(_predict("no_scaler.ckpt"), "lacks the feature scaling of its training data"),
+    "predict a checkpoint with a damaged scaler": Case(_predict("bad_scaler.ckpt"), "its feature scaling is damaged"),
+    "predict a checkpoint recording a huge width": Case(_predict("huge_width.ckpt"), "its recorded configuration is out of range (--width"),
+    "predict a checkpoint recording a huge view": Case(_predict("huge_view.ckpt"), "a model record with view width 1099511627776"),
+    # exit codes by cause: the user's files and machine, whichever library finds the problem
+    "kg triples that are not UTF-8": Case(_kg("fit", data="kg_latin1"), "kg_latin1/train:25: not UTF-8 text (byte 0xe9 at offset"),
+    "extract HFM files that are not UTF-8": Case(
+        lambda i: ["extract", "--data-format", "hfm", "--root", str(i / "hfm_latin1"), "--text-encoder", "random", "--out", "{out}"],
+        "hfm_latin1/train.txt:2: not UTF-8 text (byte 0xe9"),
+    "extract --device cuda without a GPU": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--device",
+                                                           "cuda", "--out", "{out}"], "--device cuda: torch sees no CUDA device",
+                                                patch=lambda patch: patch.setattr(torch.cuda, "is_available", lambda: False)),
+    "extract --device cudaa": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--device", "cudaa",
+                                              "--out", "{out}"], "--device cudaa: Expected one of cpu, cuda"),
+    # nothing dropped or guessed silently
+    "fit float labels": Case(_fit("float_labels.npz"), "60 labels are not whole numbers (e.g. 0.5)"),
+    "fit complex labels": Case(_fit("complex_labels.npz"), "labels under 'labels' hold complex128 values; class labels are integers or strings"),
+    "fit static weights whose sum overflows": Case(_fit("tiny.npz", "--static-weights", "1e308,1e308,1"),
+                                                   "--static-weights (strategy.static.weights) must be finite, non-negative, with a positive and finite sum"),
+    "compare a noise level that overflows": Case(_compare("--noise", "0,1e308"), "noise levels must be finite and >= 0, at most 1e+06"),
+    "extract a noise level that overflows": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--noise",
+                                                            "1e308", "--out", "{out}"], "--noise levels must be >= 0, at most 1e+06"),
+    # data loss: a folder of the user's files is never a run, whatever the command and flags
+    "demo over the user's files (its --overwrite is on)": Case(lambda i: ["demo", "--out", "{out}", "--max-epochs", "1"], NOT_OURS,
+                                                                setup=_users_files()),
+    "compare --overwrite over the user's files": Case(_compare("--overwrite"), NOT_OURS, setup=_users_files()),
+    "compare --resume over the user's files": Case(_compare("--resume"), NOT_OURS, setup=_users_files()),
+    "compare --resume with --overwrite": Case(_compare("--resume", "--overwrite"), "give one"),
+    "fit --overwrite over the user's files": Case(_fit("tiny.npz", "--overwrite"), NOT_OURS, setup=_users_files("if-static", "seed0")),
+    "compare --resume a finished comparison": Case(_compare("--resume"), "holds a finished comparison, nothing to resume",
+                                                   setup=_previous_results),
+    "compare over a marker that is a link": Case(_compare("--resume"), "out/.iidfusion-run: Too many levels of symbolic links",
+                                                 setup=lambda cwd, i: ((cwd / "out").mkdir(), (cwd / "out" / ".iidfusion-run").symlink_to(i / "tiny.npz"))),
+    "fit into the folder of a comparison": Case(_fit(), "--out out is the folder of one run of iidfusion", setup=_previous_results),
+    "suite --resume over the user's files": Case(lambda i: ["suite", "--datasets", str(i / "tiny.npz"), "--resume", "--out", "{out}"],
+                                                 NOT_OURS, setup=_users_files()),
+    "extract over the user's feature files": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--out", "{out}"],
+                                                  NOT_OURS, setup=_users_files()),
+    "finetune --overwrite over the user's files": Case(
+        lambda i: ["finetune", "--data-format", "rgbd", "--root", str(i / "none"), "--overwrite", "--out", "{out}"], NOT_OURS,
+        setup=_users_files()),
+    "kg fit --overwrite over the user's files": Case(_kg("fit", "--overwrite"), NOT_OURS, setup=_users_files()),
     # compare and demo
     "compare --out is a file": Case(_compare(), "--out out is a file", setup=_a_file_at_out),
-    "compare over previous results": Case(_compare(), "--out out already holds a run; pass --overwrite", setup=_previous_results),
-    "compare --jobs 0": Case(_compare("--jobs", "0"), "--jobs (jobs) must be finite and >= 1, got 0"),
+    "compare over previous results": Case(_compare(), "--out out already holds a run; pass --overwrite to replace it or --resume to continue it", setup=_previous_results),
+    "compare --jobs 0": Case(_compare("--jobs", "0"), "--jobs (jobs) must be in [1, 4096], got 0"),
     "compare negative noise": Case(_compare("--noise", "0,-5"), "noise levels must be finite and >= 0"),
     "compare unknown method": Case(lambda i: [*_compare()(i), "--methods", "iid-x"], "unknown method 'iid-x'"),
     "demo --max-epochs 0": Case(lambda i: ["demo", "--max-epochs", "0", "--out", "{out}"], "--max-epochs (train.max_epochs) must be"),
@@ -135,6 +225,8 @@ CASES: dict[str, Case] = {
     "kg crafted pickle features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'payload.pkl'}"],
                                        "payload.pkl: not a pickle of plain arrays (it names posix.system, refused"),
     "kg garbage .npy features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'garbage.npy'}"], "garbage.npy: not a readable .npy"),
+    "kg .npy features whose header lies": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'lying.npy'}"],
+                                               "lying.npy: not a readable .npy matrix (its header declares shape (1000000000000,)"),
     "kg object .npy features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'objects.npy'}"], "objects.npy: not a readable .npy"),
     "kg --device cudaa": Case(_kg("fit", placement=("--device", "cudaa")), "train.device (--device) 'cudaa'"),
     "kg --loggers wandb": Case(_kg("fit", "--loggers", "wandb"), "unknown logger 'wandb'"),
@@ -210,6 +302,8 @@ def inputs(tmp_path_factory, tiny_npz, shell_payload) -> Path:
     _npz(folder / "nan.npz", a=nan, b=b, labels=labels)
     _npz(folder / "one_class.npz", a=a, b=b, labels=np.zeros(60))
     _npz(folder / "one_view.npz", a=a, labels=labels)
+    _npz(folder / "float_labels.npz", a=a, b=b, labels=labels + 0.5)
+    _npz(folder / "complex_labels.npz", a=a, b=b, labels=labels + 1j)
     huge = a[40:].copy()
     huge[1, 2] = 1e300
     _npz(folder / "huge.npz", a_train=a[:40], b_train=b[:40], labels_train=labels[:40], a_test=huge, b_test=b[40:],
@@ -221,11 +315,16 @@ def inputs(tmp_path_factory, tiny_npz, shell_payload) -> Path:
     (folder / "beta_inf.yaml").write_text("loss:\n  beta: .inf\n")
     (folder / "python_tag.yaml").write_text(f"loss: !!python/object/apply:os.system ['touch {marker}']\n")
     (folder / "bad_key.yaml").write_text("loss:\n  alpah: 1\n")
+    # a real comparison, with nothing in it but its results
+    assert main(["compare", "--data", str(tiny_npz), "--methods", "lf-static", "--seeds", "1", "--out", str(folder / "compared"),
+                 *FAST, "--max-epochs", "1", "--no-checkpoints", "--loggers", ""]) == 0
     # a real run (one epoch) to resume from, and checkpoints made from it
     assert main(["fit", "--data", str(tiny_npz), "--method", "if-static", "--out", str(folder / "run"), *FAST,
                  "--max-epochs", "1", "--loggers", "csv"]) == 0
     last = folder / "run" / "if-static" / "seed0" / "checkpoints" / "last.ckpt"
     (folder / "garbage.ckpt").write_bytes(b"\x00garbage" * 50)
+    _damaged_checkpoints(folder, folder / "run" / "if-static" / "seed0" / "checkpoints" / "best.ckpt")
+    (folder / "huge_width.yaml").write_text("model:\n  width: 1.0e+20\n")
     (folder / "truncated.ckpt").write_bytes(last.read_bytes()[:3000])
     torch.save({"state_dict": {}, "hyper_parameters": shell_payload(marker)}, folder / "crafted.ckpt")
     torch.save({"state_dict": {"w": torch.ones(2)}}, folder / "foreign.ckpt")
@@ -237,7 +336,16 @@ def inputs(tmp_path_factory, tiny_npz, shell_payload) -> Path:
     np.save(folder / "kg_img.npy", rng.normal(size=(12, 5)).astype(np.float32))
     (folder / "payload.pkl").write_bytes(pickle.dumps({f"e{i}": shell_payload(marker) for i in range(12)}))
     (folder / "garbage.npy").write_bytes(b"\x93NUMPY garbage")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    (folder / "lying.npy").write_bytes(header.getvalue() + bytes(64))
     np.save(folder / "objects.npy", np.array([None] * 12, dtype=object), allow_pickle=True)
+    shutil.copytree(folder / "kg", folder / "kg_latin1")
+    with open(folder / "kg_latin1" / "train", "ab") as handle:
+        handle.write("café\tr0\te1\n".encode("latin-1"))
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "hfm", folder / "hfm_latin1")
+    lines = (folder / "hfm_latin1" / "train.txt").read_bytes().split(b"\n")
+    (folder / "hfm_latin1" / "train.txt").write_bytes(b"\n".join([lines[0], "['café']".encode("latin-1"), *lines[1:]]))
     (folder / "kg_wrong_type.yaml").write_text("train:\n  max_epochs: ten\n")
     (folder / "kg_nan_eps.yaml").write_text("objective:\n  iid:\n    eps: .nan\n")
     (folder / "kg_bad_compare.yaml").write_text("compare:\n  seeds: x\n")
@@ -245,7 +353,83 @@ def inputs(tmp_path_factory, tiny_npz, shell_payload) -> Path:
     # others
     (folder / "figure.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xd8")
     write_toy_vision_language(folder / "mvsa", "mmbt", per_class=(2, 1, 1))
+    _model_folders(folder, marker)
+    _bombs(folder)
     return folder
+
+
+def _damaged_checkpoints(folder: Path, best: Path) -> None:
+    """Checkpoints of a real run, each changed in one way that must be refused."""
+    def changed(name: str, change: Callable[[dict], None]) -> None:
+        state = torch.load(best, weights_only=True)
+        change(state)
+        torch.save(state, folder / name)
+
+    def nan_weight(state: dict) -> None:
+        next(v for v in state["state_dict"].values() if v.is_floating_point()).view(-1)[0] = float("nan")
+
+    changed("nan_weights.ckpt", nan_weight)
+    changed("no_scaler.ckpt", lambda state: state[CHECKPOINT_RECORD].pop("scaler"))
+    changed("bad_scaler.ckpt", lambda state: state[CHECKPOINT_RECORD]["scaler"]["span"].popitem())
+    changed("huge_width.ckpt", lambda state: state["hyper_parameters"]["model"].update(width=2**40))
+    changed("huge_view.ckpt", lambda state: state[CHECKPOINT_RECORD]["view_dims"].update(a=2**40))
+
+
+def _model_folders(folder: Path, marker: Path) -> None:
+    """Hugging Face model folders that would run code (each .py touches ``marker`` when imported)."""
+    payload = f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+    bert = {"model_type": "bert", "vocab_size": 30, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 1,
+            "intermediate_size": 8}
+    folders = {
+        "custom_model": ({**bert, "model_type": "iidx", "auto_map": {"AutoConfig": "configuration_iidx.IIDXConfig",
+                                                                    "AutoModel": "modeling_iidx.IIDXModel"}}, None),
+        "custom_tokenizer": (bert, {"auto_map": {"AutoTokenizer": ["tokenization_iidx.IIDXTokenizer", None]}}),
+        "python_files": (bert, None),
+        "unknown_model": ({**bert, "model_type": "no-such-architecture"}, None),
+    }
+    for name, (config, tokenizer) in folders.items():
+        (folder / name).mkdir()
+        (folder / name / "config.json").write_text(json.dumps(config))
+        if tokenizer is not None:
+            (folder / name / "tokenizer_config.json").write_text(json.dumps(tokenizer))
+    for name, module in (("custom_model", "configuration_iidx"), ("custom_model", "modeling_iidx"),
+                         ("custom_tokenizer", "tokenization_iidx"), ("python_files", "modeling_bert")):
+        (folder / name / f"{module}.py").write_text(payload)
+
+
+def _bombs(folder: Path) -> None:
+    """Data files that expand 1000-fold (70 MB of zeros), and one whose array header lies about its size."""
+    (folder / "alias_bomb.yaml").write_text("a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * 9)}]\n" for k in range(1, 9)))
+    (folder / "deep.yaml").write_text("loss: " + "[" * 40 + "]" * 40 + "\n")
+    (folder / "recursive.yaml").write_text("loss: &a {alpha: *a}\n")
+    zeros = bytes(2**20)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (70 * 2**17, 1)})
+    with zipfile.ZipFile(folder / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("a.npy", "w", force_zip64=True) as member:
+            member.write(header.getvalue())
+            for _ in range(70):
+                member.write(zeros)
+        archive.writestr("labels.npy", _npy(np.arange(70 * 2**17) % 3)[:200])
+    with zipfile.ZipFile(folder / "lying_header.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+        archive.writestr("a.npy", header.getvalue() + bytes(64))
+        archive.writestr("labels.npy", _npy(np.arange(8) % 2))
+    with zipfile.ZipFile(folder / "no_header.npz", "w") as archive:
+        archive.writestr("a.npy", b"not an array")
+        archive.writestr("labels.npy", _npy(np.arange(8) % 2))
+    compress = zlib.compressobj()
+    body = b"".join(compress.compress(zeros) for _ in range(70)) + compress.flush()
+    mat_header = b"MATLAB 5.0 MAT-file".ljust(124) + b"\x00\x01IM"
+    (folder / "bomb.mat").write_bytes(mat_header + struct.pack("<II", 15, len(body)) + body)
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 def test_the_catalogue_is_large_enough():

@@ -3,6 +3,7 @@ import json
 from cli_support import FAST
 
 from iidfusion.cli.main import main
+from iidfusion.training.outputs import MARKER
 from iidfusion.training.report import RESULT_FILES
 
 
@@ -15,7 +16,7 @@ def test_compare_writes_every_result(tiny_npz, tmp_path, capsys):
     printed = captured.out
     assert "| iid-l | if-static |" in printed and "Avg Acc" in printed and "[4/4] iid-l seed 1" in captured.err
     assert "[4/4]" not in printed, "progress goes to stderr, results to stdout"
-    assert sorted(p.name for p in out.iterdir()) == sorted(RESULT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*RESULT_FILES, MARKER])  # the cache of finished runs is gone
     payload = json.loads((out / "results.json").read_text())
     keys = {(r["method"], r["seed"], r["noise"]) for r in payload["results"]}
     assert keys == {(m, s, n) for m in ("if-static", "iid-l") for s in (0, 1) for n in (0.0, 5.0)}

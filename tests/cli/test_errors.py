@@ -1,12 +1,15 @@
 """Bad input at the command line: one line on stderr naming the problem, exit code 2, no files."""
 
+import json
+
 import numpy as np
 import pytest
 import scipy.io
 
-from cli_support import FAST, files_under
+from cli_support import FAST, fail_the_fit, files_under
 
 from iidfusion.cli.main import CommandError, main
+from iidfusion.training.report import RESULT_FILES
 
 RNG = np.random.default_rng(0)
 
@@ -87,20 +90,11 @@ def test_fit_refuses_a_method_group(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("failure", "code", "said"), [(CommandError, 2, "error: "), (RuntimeError, 1, "internal error: RuntimeError: ")])
-def test_a_failing_comparison_leaves_no_result_file(tiny_npz, tmp_path, monkeypatch, capsys, failure, code, said):
-    """A failure after some runs finished (here: the third fit) writes no results.csv/json/md/png,
-    and no per-run logs: bad input found late is exit 2, a bug (any other exception) exit 1."""
-    import iidfusion.training.runner as runner
-
-    real_fit, calls = runner.fit_method, []
-
-    def failing_fit(*args, **kwargs):
-        calls.append(args[1])
-        if len(calls) == 3:
-            raise failure("simulated failure in the third run")
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(runner, "fit_method", failing_fit)
+def test_a_failing_comparison_keeps_its_finished_runs_and_resumes(tiny_npz, tmp_path, monkeypatch, capsys, failure, code, said):
+    """A failure after some runs finished (here: the third fit) writes no results.csv/json/md/png
+    and keeps the two finished runs: `--resume` trains only the other two. Bad input found late
+    is exit 2, a bug (any other exception) exit 1."""
+    calls = fail_the_fit(monkeypatch, 3, failure("simulated failure in the third run"))
     out = tmp_path / "cmp"
     args = ["compare", "--data", str(tiny_npz), "--methods", "lf-static,if-static", "--seeds", "2", "--out", str(out),
             "--loggers", "csv", *FAST]
@@ -108,7 +102,28 @@ def test_a_failing_comparison_leaves_no_result_file(tiny_npz, tmp_path, monkeypa
     lines = capsys.readouterr().err.splitlines()  # the progress of the two finished fits, then the error
     assert [line for line in lines if line.startswith("iidfusion")] == lines[-1:]
     assert f"{said}simulated failure in the third run" in lines[-1]
-    assert not out.exists() and len(calls) == 3
+    assert len(calls) == 3 and not any((out / name).exists() for name in RESULT_FILES)
+    assert len(list((out / "cache").glob("*.json"))) == 2 and not (out / "runs" / "lf-static" / "seed1").exists()
+    assert main(args) == 2
+    assert "already holds a run; pass --overwrite to replace it or --resume to continue it" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main([*args, "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "compare: 2 of 4 runs already done, 2 to train" in err and "[2/2] if-static seed 1" in err
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert sorted({(r["method"], r["seed"]) for r in results}) == [(m, s) for m in ("if-static", "lf-static") for s in (0, 1)]
+    assert not (out / "cache").exists() and (out / "runs" / "lf-static" / "seed1" / "csv").is_dir()
+
+
+def test_an_interrupted_comparison_keeps_its_finished_runs(tiny_npz, tmp_path, monkeypatch, capsys):
+    fail_the_fit(monkeypatch, 2, KeyboardInterrupt())
+    out = tmp_path / "cmp"
+    args = ["compare", "--data", str(tiny_npz), "--methods", "lf-static,if-static", "--seeds", "1", "--out", str(out), *FAST]
+    assert main(args) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"iidfusion compare: interrupted; 1 finished runs are kept in {out}: continue with the same command and --resume")
+    monkeypatch.undo()
+    assert main([*args, "--resume"]) == 0 and (out / "results.md").is_file()
 
 
 def test_a_warning_is_one_line_naming_the_command(tmp_path):

@@ -3,6 +3,7 @@ import json
 from cli_support import FAST
 
 from iidfusion.cli.main import main
+from iidfusion.training.outputs import MARKER
 
 
 def test_fit_prints_saves_and_resumes(tiny_npz, tmp_path, capsys):
@@ -26,4 +27,4 @@ def test_fit_from_config_file(tiny_npz, tmp_path, capsys):
     config.write_text(f"data: {tiny_npz}\nmethod: lf-static\nseed: 2\ntrain:\n  loggers: []\n  checkpoints: false\n")
     assert main(["fit", "--config", str(config), "--out", str(tmp_path / "o"), *FAST]) == 0
     assert "lf-static on tiny, seed 2" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "o" / "lf-static" / "seed2").iterdir()) == ["config.yaml", "metrics.json"]
+    assert sorted(p.name for p in (tmp_path / "o" / "lf-static" / "seed2").iterdir()) == [MARKER, "config.yaml", "metrics.json"]

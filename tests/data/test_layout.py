@@ -207,3 +207,30 @@ def test_datasets_and_fit_take_views_and_labels_from_flags_and_yaml(tmp_path: Pa
     assert main(["fit", "--config", str(config), "--out", str(tmp_path / "run"), "--noise", "0", *fast]) == 0
     assert "lf-static on file, seed 0" in capsys.readouterr().out
     assert "views:\n- fea\nlabels: target" in (tmp_path / "run" / "lf-static" / "seed0" / "config.yaml").read_text()
+
+
+def test_every_array_passed_over_is_named_and_warned(tmp_path):
+    """Arrays that are neither a view nor the labels (1-D, 3-D, zero-width, complex, scalar, and a
+    struct's non-matrix field) are each named in a note, and a training command is warned of them."""
+    rng = np.random.default_rng(0)
+    a, b, labels = rng.normal(size=(30, 4)), rng.normal(size=(30, 3)), np.arange(30) % 3
+    extras = {"short": rng.normal(size=7), "cube": rng.normal(size=(30, 2, 2)), "empty": np.zeros((30, 0)),
+              "phase": rng.normal(size=(30, 3)) + 1j, "scale": np.array(3.0)}
+    np.savez(tmp_path / "extra.npz", a=a, b=b, labels=labels, **extras)
+    with pytest.warns(UserWarning) as warned:
+        arrays = read_multiview_file(tmp_path / "extra.npz")
+    assert list(arrays.views) == ["a", "b"]
+    ignored = {note.split("'")[1]: note for note in arrays.notes if note.startswith("ignored")}
+    assert sorted(ignored) == sorted(extras)
+    assert "3-D" in ignored["cube"] and "empty" in ignored["empty"] and "complex" in ignored["phase"]
+    assert sorted(str(w.message).split("'")[1] for w in warned) == sorted(extras)
+    scipy.io.savemat(tmp_path / "struct.mat", {"S": {"a": a, "b": b, "meta": rng.normal(size=(30, 2, 2))}, "y": labels})
+    with pytest.warns(UserWarning, match=r"ignored 'S.meta' array \(30, 2, 2\) float64: 3-D, not a matrix"):
+        assert list(read_multiview_file(tmp_path / "struct.mat").views) == ["a", "b"]
+
+
+@pytest.mark.parametrize("labels", [np.arange(30) % 3 + 0.5, np.linspace(0, 1, 30)])
+def test_float_labels_are_refused_not_taken_as_classes(labels):
+    with pytest.raises(ValueError, match="labels are not whole numbers"):
+        encode_labels(labels, "file.npz")
+    assert encode_labels((np.arange(30) % 3).astype(float), "file.npz")[1] == ("0", "1", "2")  # MATLAB's doubles

@@ -32,13 +32,34 @@ def test_gaussian_corrupts_half_the_samples_with_std_in_tenths_of_train_std(leve
     noisy = corrupt_views(TEST, level, reference=TRAIN, seed=0)
     rows = changed_rows(noisy, "a")
     assert 0.47 < rows.double().mean().item() < 0.53
-    assert torch.equal(rows, changed_rows(noisy, "b"))  # one mask per sample, shared by the views
     added = (noisy.views["a"] - TEST.views["a"])[rows].double()
     train_std = TRAIN.views["a"].double().std(dim=0, unbiased=False)
     ratio = added[:, :3].std(dim=0) / train_std[:3]
     np.testing.assert_allclose(ratio.numpy(), level / 10, rtol=0.05)
     assert added[:, :3].mean(dim=0).abs().max() < 0.1 * train_std.max()
     assert torch.all(added[:, 3] == 0)  # a constant training feature gets no noise
+
+
+def test_each_view_has_its_own_coin_by_default_and_one_coin_per_sample_when_shared() -> None:
+    independent = corrupt_views(TEST, 5, reference=TRAIN, seed=0)
+    a, b = changed_rows(independent, "a").double(), changed_rows(independent, "b").double()
+    for rows in (a, b):
+        assert abs(rows.mean().item() - 0.5) < 0.03  # 4000 samples: 4 standard errors
+    # Independent coins: the four (a, b) patterns each about a quarter, correlation near 0.
+    for pattern in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        share = ((a == pattern[0]) & (b == pattern[1])).double().mean().item()
+        assert abs(share - 0.25) < 0.03, pattern
+    assert abs(np.corrcoef(a.numpy(), b.numpy())[0, 1]) < 0.06
+    shared = corrupt_views(TEST, 5, reference=TRAIN, mask="shared", seed=0)
+    assert torch.equal(changed_rows(shared, "a"), changed_rows(shared, "b"))
+    assert 0.47 < changed_rows(shared, "a").double().mean().item() < 0.53
+
+
+def test_a_views_corruption_does_not_depend_on_the_other_views() -> None:
+    both = corrupt_views(TEST, 10, reference=TRAIN, seed=4)
+    alone = corrupt_views(TEST, 10, reference=TRAIN, views="b", seed=4)
+    assert torch.equal(both.views["b"], alone.views["b"])
+    assert alone.views["a"] is TEST.views["a"]
 
 
 def test_same_seed_same_noise_other_seed_other_noise() -> None:
@@ -104,6 +125,8 @@ def test_dtype_and_probability_are_respected() -> None:
         ({"views": "c"}, r"unknown view 'c'; the data has views \['a', 'b'\]"),
         ({"kind": "speckle"}, r"unknown noise kind 'speckle'; expected one of \['gaussian', 'salt-and-pepper'\]"),
         ({"probability": 1.5}, r"corruption probability must lie in \[0, 1\], got 1.5"),
+        ({"level": 1e300}, "noise level 1e\\+300 overflows view 'a' in torch.float32"),
+        ({"mask": "per-pixel"}, r"unknown noise mask 'per-pixel'; expected one of \['independent', 'shared'\]"),
     ],
 )
 def test_bad_arguments(kwargs: dict, message: str) -> None:

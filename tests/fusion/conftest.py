@@ -27,7 +27,7 @@ def build_model(
     strategy: str = "static",
     *,
     seed: int = 0,
-    unimodal_heads: str = "shared",
+    unimodal_heads: str = "separate",
     **strategy_kwargs: Any,
 ) -> FusionModel:
     """A FusionModel over tiny random MLP encoders (widths differ per modality)."""
@@ -76,7 +76,7 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def make_model() -> Any:
-    """Factory: ``make_model(num_modalities, mode, strategy, seed=0, unimodal_heads="shared", **strategy_kwargs)``."""
+    """Factory: ``make_model(num_modalities, mode, strategy, seed=0, unimodal_heads="separate", **strategy_kwargs)``."""
     return build_model
 
 

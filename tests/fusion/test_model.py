@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from iidfusion.fusion import FusionModel, FusionOutput, create_strategy
+from tests.fusion.conftest import build_labels
 
 
 @pytest.mark.parametrize("num_modalities", [2, 3, 4])
@@ -34,7 +35,7 @@ def test_output_shapes_and_dtypes(make_model, make_inputs, strategy_name, mode, 
 
 
 def test_auxiliary_losses_accept_any_integer_label_dtype(make_model, make_inputs, make_labels, strategy_name):
-    model = make_model(2, "if", strategy_name).train()
+    model = make_model(2, "if", strategy_name, unimodal_heads="shared").train()  # every strategy has a unimodal CE
     out = model(make_inputs(model))
     labels = make_labels()
     as_long = model.strategy.auxiliary_losses(out, labels, torch.arange(6))
@@ -50,18 +51,38 @@ def test_if_fuses_features_and_applies_one_target_mapping(make_model, make_input
     expected_fused = sum(out.weights[:, i : i + 1] * out.features[m] for i, m in enumerate(model.modalities))
     torch.testing.assert_close(out.fused_features, expected_fused)
     torch.testing.assert_close(out.logits, model.target_mapping(expected_fused))
-    assert (model.unimodal_heads is None) == (heads == "shared")
+    own_heads = heads == "separate" and strategy_name != "static"  # static weights read no unimodal logits
+    assert (model.unimodal_heads is not None) == own_heads
     for name in model.modalities:
         torch.testing.assert_close(out.shared_head_logits[name], model.target_mapping(out.features[name]))
-        if heads == "shared":  # IF without independent heads: the target mapping on each modality
-            torch.testing.assert_close(out.unimodal_logits[name], out.shared_head_logits[name])
-        else:
+        if own_heads:
             torch.testing.assert_close(out.unimodal_logits[name], model.unimodal_heads[name](out.features[name]))
             assert not torch.allclose(out.shared_head_logits[name], out.unimodal_logits[name])
+        else:  # the target mapping on each modality
+            torch.testing.assert_close(out.unimodal_logits[name], out.shared_head_logits[name])
+
+
+@pytest.mark.parametrize("mode", ["if", "lf"])
+@pytest.mark.parametrize("heads", ["shared", "separate"])
+def test_the_base_structure_decides_what_the_unimodal_ce_trains(make_model, make_inputs, strategy_name, heads, mode):
+    """Separate (the paper's): no base loss reaches g through a single modality; static trains no
+    unimodal heads (vanilla LF, the paper's IF); QMF and PDF train heads of their own. Shared:
+    every strategy trains the unimodal logits g(z^m) (IF) or its heads (LF) with its CE."""
+    model = make_model(3, mode, strategy_name, unimodal_heads=heads)
+    out = model(make_inputs(model))
+    terms = model.strategy.auxiliary_losses(out, build_labels(), torch.arange(6))
+    trains_unimodal = heads == "shared" or strategy_name != "static"
+    assert ("unimodal_ce" in terms) == trains_unimodal
+    if mode == "if" and terms:
+        total = sum(terms.values()) + torch.nn.functional.cross_entropy(out.logits, build_labels())
+        through_g = torch.autograd.grad(total, list(out.shared_head_logits.values()), allow_unused=True)
+        reaches_g = any(g is not None and torch.count_nonzero(g) > 0 for g in through_g)
+        assert reaches_g == (heads == "shared")
 
 
 def test_late_fusion_keeps_its_heads_and_unknown_head_kinds_are_refused(make_model):
-    assert make_model(2, "lf", "static", unimodal_heads="shared").unimodal_heads is not None
+    for heads in ("shared", "separate"):
+        assert make_model(2, "lf", "static", unimodal_heads=heads).unimodal_heads is not None
     with pytest.raises(ValueError, match="unimodal_heads"):
         make_model(2, "if", "static", unimodal_heads="tied")
 
@@ -102,7 +123,7 @@ def test_gradients_reach_every_encoder(make_model, make_inputs, make_labels, str
 
 
 def test_auxiliary_losses_are_finite_scalars_with_gradient(make_model, make_inputs, make_labels, strategy_name, mode):
-    model = make_model(3, mode, strategy_name)
+    model = make_model(3, mode, strategy_name, unimodal_heads="shared")  # every strategy has a unimodal CE
     out = model(make_inputs(model))
     losses = model.strategy.auxiliary_losses(out, make_labels(), torch.arange(6))
     assert "unimodal_ce" in losses
@@ -226,7 +247,7 @@ def test_ready_strategy_must_match_the_model():
 
 
 def test_labels_out_of_range_in_auxiliary_losses(make_model, make_inputs, strategy_name):
-    model = make_model(2, "if", strategy_name)
+    model = make_model(2, "if", strategy_name, unimodal_heads="shared")  # every strategy reads the labels
     out = model(make_inputs(model, batch_size=3))
     for labels, message in [
         (torch.tensor([0, 1, 3]), r"labels must lie in 0..2; got min 0, max 3"),

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from iidfusion.fusion import PDFStrategy, holo_confidence, relative_calibration
+from iidfusion.fusion import PDFStrategy, at_test_time, holo_confidence, relative_calibration
 
 
 def manual_weights(model, out, calibrated: bool) -> torch.Tensor:
@@ -56,20 +56,37 @@ def test_relative_calibration():
 
 @pytest.mark.parametrize("num_modalities", [2, 3, 4])
 @pytest.mark.parametrize("mode", ["if", "lf"])
-def test_weights_are_the_co_belief_softmax_and_calibrated_only_in_eval(make_model, make_inputs, num_modalities, mode):
+def test_weights_are_the_co_belief_softmax_and_calibrated_only_at_test_time(make_model, make_inputs, num_modalities, mode):
     model = make_model(num_modalities, mode, "pdf")
     inputs = make_inputs(model)
     model.train()
     train_out = model(inputs)
     torch.testing.assert_close(train_out.weights, manual_weights(model, train_out, calibrated=False))
-    model.eval()
-    eval_out = model(inputs)
-    torch.testing.assert_close(eval_out.weights, manual_weights(model, eval_out, calibrated=True))
-    for weights in (train_out.weights, eval_out.weights):
-        torch.testing.assert_close(weights.sum(1), torch.ones(6))
-    assert (eval_out.weights - train_out.weights).abs().max() > 1e-4  # calibration changed them
-    model.strategy.calibrate = False
+    model.eval()  # validation: evaluation mode, but PDF's validation does not calibrate
     torch.testing.assert_close(model(inputs).weights, train_out.weights)
+    with at_test_time(model):
+        test_out = model(inputs)
+    assert not model.strategy.test_time  # the block restores the state
+    torch.testing.assert_close(test_out.weights, manual_weights(model, test_out, calibrated=True))
+    for weights in (train_out.weights, test_out.weights):
+        torch.testing.assert_close(weights.sum(1), torch.ones(6))
+    assert (test_out.weights - train_out.weights).abs().max() > 1e-4  # calibration changed them
+    model.strategy.calibrate = False
+    with at_test_time(model):
+        torch.testing.assert_close(model(inputs).weights, train_out.weights)
+
+
+def test_the_test_evaluation_calibrates_and_validation_does_not(make_model, make_inputs):
+    from iidfusion.data.base import MultiViewData
+    from iidfusion.training.evaluate import infer
+
+    model = make_model(3, "if", "pdf").eval()
+    inputs = make_inputs(model)
+    logits, weights = infer(model, MultiViewData(inputs, torch.zeros(6, dtype=torch.long)))
+    with at_test_time(model):
+        expected = model(inputs)
+    torch.testing.assert_close(weights, expected.weights)
+    assert (weights - model(inputs).weights).abs().max() > 1e-4
 
 
 def test_zero_confidence_is_clamped_before_the_log(make_model, make_inputs):

@@ -36,7 +36,7 @@ def test_a_zero_weight_is_allowed():
     [
         ([1.0, 1.0], "got 2 values for 3 modalities"),
         ([1.0, -1.0, 1.0], "non-negative"),
-        ([0.0, 0.0, 0.0], "positive sum"),
+        ([0.0, 0.0, 0.0], "positive and finite sum"),
         ([1.0, float("nan"), 1.0], "finite"),
         ([1.0, float("inf"), 1.0], "finite"),
         ({"image": 1.0, "text": 1.0}, r"missing \['depth'\]"),
@@ -71,9 +71,19 @@ def test_auxiliary_loss_is_the_weighted_sum_of_unimodal_ce(make_model, make_inpu
     out = model(make_inputs(model))
     labels = make_labels()
     losses = model.strategy.auxiliary_losses(out, labels)
+    if unimodal_loss_weight == 0:  # no heads to train: no term at all
+        assert losses == {}
+        return
     expected = unimodal_loss_weight * sum(F.cross_entropy(out.unimodal_logits[m], labels) for m in model.modalities)
     assert set(losses) == {"unimodal_ce"}
     torch.testing.assert_close(losses["unimodal_ce"], torch.as_tensor(expected, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("mode", ["if", "lf"])
+def test_the_paper_structure_trains_no_unimodal_heads_and_shared_heads_train_them(make_model, mode):
+    assert make_model(3, mode, "static").strategy.unimodal_loss_weight == 0.0  # vanilla LF, the paper's IF
+    assert make_model(3, mode, "static", unimodal_heads="shared").strategy.unimodal_loss_weight == 1.0
+    assert make_model(3, mode, "static", unimodal_loss_weight=0.5).strategy.unimodal_loss_weight == 0.5
 
 
 def test_negative_unimodal_loss_weight_is_rejected():
@@ -82,8 +92,8 @@ def test_negative_unimodal_loss_weight_is_rejected():
 
 
 def test_unimodal_terms_can_be_averaged_over_modalities(make_model, make_inputs, make_labels):
-    summed = make_model(3, "if", "static")
-    averaged = make_model(3, "if", "static", unimodal_reduction="mean")
+    summed = make_model(3, "if", "static", unimodal_heads="shared")
+    averaged = make_model(3, "if", "static", unimodal_reduction="mean", unimodal_heads="shared")
     averaged.load_state_dict(summed.state_dict())
     inputs, labels = make_inputs(summed), make_labels()
     total = summed.strategy.auxiliary_losses(summed(inputs), labels)["unimodal_ce"]

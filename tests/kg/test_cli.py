@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from iidfusion.cli.main import main
+from iidfusion.training.outputs import MARKER
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,6 +73,19 @@ def test_a_kg_checkpoint_gives_back_the_tested_model(tiny_kg_folder, tmp_path, c
     assert trained.output_names == kg.entities
     test = evaluate_link_prediction(trained.model.scorer(), kg, "test", tie_policy=trained.config.train.tie_policy)
     assert test.mrr == pytest.approx(json.loads((out / "metrics.json").read_text())["test"]["mrr"], rel=1e-6)
+    # What a model.ckpt records is checked before the model it describes is allocated, and its weights after.
+    import torch
+
+    state = torch.load(out / "model.ckpt", weights_only=True)
+    for change, said in ((lambda s: s["feature_widths"].update(img=2**40), "feature widths"),
+                         (lambda s: s["config"]["model"].update(rank=2**40), "recorded configuration is out of range"),
+                         (lambda s: next(iter(s["state_dict"].values())).view(-1)[0].fill_(float("nan")), "NaN or inf")):
+        damaged = {**state, "feature_widths": dict(state["feature_widths"]), "config": json.loads(json.dumps(state["config"])),
+                   "state_dict": {k: v.clone() for k, v in state["state_dict"].items()}}
+        change(damaged)
+        torch.save(damaged, tmp_path / "damaged.ckpt")
+        with pytest.raises(ValueError, match=said):
+            iidfusion.load_model(tmp_path / "damaged.ckpt")
 
 
 def test_compare_writes_table(tiny_kg_folder, tmp_path, capsys):
@@ -90,7 +104,7 @@ def test_compare_writes_table(tiny_kg_folder, tmp_path, capsys):
     assert (out / "results.csv").read_text().startswith("arm,seed,alpha,beta")
     assert all(t["p_holm"] is None or t["p_holm"] >= t["p_value"] for t in payload["paired_tests"])
     assert "| p | p (Holm) |" in printed and payload["provenance"]["torch"] and payload["config"]["data"]
-    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.json", "results.md", "runs"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "results.csv", "results.json", "results.md", "runs"]
     for arm in ("baseline", "iid"):  # each run's checkpoints and logs, as `iidfusion compare`'s
         assert (out / "runs" / arm / "seed1" / "checkpoints" / "last.ckpt").is_file()
         assert (out / "runs" / arm / "seed1" / "csv" / "version_0" / "metrics.csv").is_file()

@@ -135,7 +135,7 @@ def test_bad_train_options(tiny_kg):
         fit_kg(tiny_kg, fixture_features(tiny_kg), config)
     config = small_config()
     config.train.num_threads = -1
-    with pytest.raises(ValueError, match=r"--threads \(train.num_threads\) must be finite and >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"--threads \(train.num_threads\) must be in \[0, 4096\], got -1"):
         fit_kg(tiny_kg, fixture_features(tiny_kg), config)
     config = small_config()
     config.train.tie_policy = "average"

@@ -36,9 +36,9 @@ def test_every_option_has_help_and_a_range_rule_used_by_both_tasks():
     [
         ("ic_reduction", "median", "--ic-reduction \\(objective.iid.ic_reduction\\) must be one of mean, sum, weighted, got 'median'"),
         ("dc_reduction", "max", "--dc-reduction \\(objective.iid.dc_reduction\\) must be one of mean, sum, got 'max'"),
-        ("max_iter", 0, "--max-iter \\(objective.iid.max_iter\\) must be finite and >= 1, got 0"),
+        ("max_iter", 0, "--max-iter \\(objective.iid.max_iter\\) must be in \\[1, 1e\\+06\\], got 0"),
         ("margin", -1.0, "--margin \\(objective.iid.margin\\) must be finite and >= 0, got -1.0"),
-        ("variant", "vibe", "--variant \\(objective.iid.variant\\) must be one of vib, margin, literal, aim, got 'vibe'"),
+        ("variant", "vibe", "--variant \\(objective.iid.variant\\) must be one of paper, vib, margin, literal, ce-only, got 'vibe'"),
     ],
 )
 def test_the_kg_checks_the_options_it_shares_with_classification(key, value, said):

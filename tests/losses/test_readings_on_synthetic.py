@@ -1,8 +1,10 @@
 """Each L_ic reading trained on the synthetic benchmark: what happens to the shared head on one modality.
 
-The recommended readings must keep the shared head g's accuracy on every modality alone above
-chance (they never reward a wrong unimodal prediction); "aim" is the reading that does reward it,
-and the test pins down that it drives the head to chance and below (docs/method.md, "Informatic constraint").
+The paper's reading suppresses what the shared head g reads from each modality alone: the test
+pins down that it drives g's unimodal accuracy to chance (not below: the clamp stops it there)
+while the fused prediction still works,
+a code of unimodal predictions that cancel in the sum (docs/method.md, "Informatic constraint").
+The other readings keep g's accuracy on every modality alone above chance.
 """
 
 import pytest
@@ -18,8 +20,8 @@ CHANCE = 1 / CONFIG.num_classes
 
 
 def _train(variant: str, alpha: float = 3.0, steps: int = 150, heads: str = "separate"):
-    """Train IF + L_ic (no L_dc). With ``heads="separate"`` the strategy's unimodal CE trains
-    heads of their own, so L_ic alone acts on the shared head's unimodal predictions."""
+    """Train IF-static + L_ic (no L_dc). With ``heads="separate"`` (the paper's IF) nothing but L_ic
+    acts on the shared head's unimodal predictions; with ``"shared"`` the unimodal CE trains them."""
     torch.manual_seed(0)
     train, test = generate_synthetic(CONFIG, 512, seed=1), generate_synthetic(CONFIG, 512, seed=2)
     views = list(train.views)
@@ -46,13 +48,13 @@ def _train(variant: str, alpha: float = 3.0, steps: int = 150, heads: str = "sep
 
 @pytest.mark.parametrize("heads", ["separate", "shared"])
 @pytest.mark.parametrize("variant", ["vib", "margin", "literal"])
-def test_recommended_readings_keep_the_shared_head_above_chance_on_every_modality(variant, heads):
+def test_the_other_readings_keep_the_shared_head_above_chance_on_every_modality(variant, heads):
     fused, alone = _train(variant, heads=heads)
     assert fused > 0.8
     assert all(acc > CHANCE + 0.2 for acc in alone.values()), alone
 
 
-def test_aim_drives_the_shared_head_to_chance_and_below():
-    fused, alone = _train("aim")
-    assert fused > 0.5, "the fused prediction still works: a code of cancelling wrong unimodal predictions"
-    assert min(alone.values()) < CHANCE and sum(alone.values()) / len(alone) < CHANCE + 0.05, alone
+def test_paper_drives_the_shared_head_to_chance():
+    fused, alone = _train("paper")
+    assert fused > 0.5, "the fused prediction still works: a code of cancelling unimodal predictions"
+    assert max(alone.values()) < CHANCE + 0.05, alone

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iidfusion.ot import FourierRIPReducer, rip_dimension
+from iidfusion.ot import FourierRIPReducer, default_rip_width, rip_dimension
 
 # The RIP tests use dim=128 and d1=4 kept bins; rip_dimension(128, 4) = 111 = d2 promises
 # lengths and distances within [1 - 0.5, 1 + 0.5] for the seed-0 Phi (the isometry
@@ -101,23 +101,33 @@ def test_rip_preserves_lengths_and_distances(z: torch.Tensor) -> None:
     assert ratios.min() >= 1 - DISTORTION and ratios.max() <= 1 + DISTORTION
 
 
-def test_default_d2_projects_only_when_it_compresses() -> None:
-    """d2=None: rip_dimension(dim, d1) when below dim, else the exact low-passed features."""
-    wide = FourierRIPReducer(1024, 16)
-    assert wide.projected and wide.d2 == rip_dimension(1024, 16) < 1024
-    narrow = FourierRIPReducer(64, 16).double()  # rip_dimension(64, 16) = 178 >= 64
-    assert not narrow.projected and narrow.d2 == 64 and torch.equal(narrow.phi, torch.eye(64, dtype=torch.float64))
+def test_default_d2_always_reduces() -> None:
+    """d2=None: rip_dimension(dim, d1) capped at dim // 2, so Phi reduces at every width."""
+    wide = FourierRIPReducer(2048, 16)
+    assert wide.d2 == default_rip_width(2048, 16) == rip_dimension(2048, 16) < 1024
+    for dim in (2, 3, 8, 63, 64, 65, 128, 240, 2048):
+        d1 = min(16, dim // 2 + 1)
+        reducer = FourierRIPReducer(dim, d1)
+        assert reducer.d2 == default_rip_width(dim, d1) <= max(1, dim // 2) < dim, dim
+        assert reducer.phi.shape == (reducer.d2, dim)
+    assert FourierRIPReducer(64, 16).d2 == 32  # rip_dimension(64, 16) = 178: capped
+    assert "seed=0" in repr(wide)
+
+
+def test_a_state_dict_of_another_width_or_an_identity_phi_loads() -> None:
+    """A checkpoint holds its own Phi: an earlier release's identity Phi at width 64 (d2 = 64)
+    and a run with another d2 load into today's default module and reproduce their outputs."""
     z = torch.randn(2, 30, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    low_passed = _explicit(narrow, z)  # irfft of the kept bins, Phi = I
-    torch.testing.assert_close(narrow(z), low_passed, rtol=1e-10, atol=1e-12)
-    # A signal on d1 bins passes unchanged, so distances between such signals are exact.
-    t = torch.arange(64, dtype=torch.float64)
-    sparse = torch.stack([torch.cos(2 * math.pi * k * t / 64 + k) for k in range(1, 17)])
-    torch.testing.assert_close(narrow(sparse.sum(0, keepdim=True).repeat(3, 1)), sparse.sum(0).repeat(3, 1))
-    assert "no projection" in repr(narrow) and "seed" in repr(wide)
+    stored = FourierRIPReducer(64, 16).double()
+    identity = {"phi": torch.eye(64, dtype=torch.float64)}
+    stored.load_state_dict(identity)
+    assert stored.d2 == 64
+    torch.testing.assert_close(stored(z), _explicit(stored, z), rtol=1e-10, atol=1e-12)  # the low-passed features
+    other = FourierRIPReducer(64, 16, 40, seed=5).double()
     again = FourierRIPReducer(64, 16).double()
-    again.load_state_dict(narrow.state_dict())
-    torch.testing.assert_close(again(z), narrow(z))
+    again.load_state_dict(other.state_dict())
+    assert again.d2 == 40
+    torch.testing.assert_close(again(z), other(z))
 
 
 def test_rip_dimension() -> None:

@@ -24,7 +24,9 @@ def test_parallel_jobs_give_the_same_results(grid, tmp_path, monkeypatch):
     serial = run_comparison(grid, tmp_path / "serial", log=lines.append)
     parallel = run_comparison(replace(grid, jobs=2), tmp_path / "parallel", log=lambda _: None)
     assert serial.results == parallel.results and len(serial.results) == 2 * 2 * 2
-    assert [line.split(":")[0] for line in lines] == ["[1/4] if-qmf seed 0", "[2/4] iid-q seed 0", "[3/4] if-qmf seed 1", "[4/4] iid-q seed 1"]
+    assert lines[0].startswith("departures from the paper") and "tune.enabled = false" in lines[0]
+    assert [line.split(":")[0] for line in lines[1:]] == ["[1/4] if-qmf seed 0", "[2/4] iid-q seed 0", "[3/4] if-qmf seed 1", "[4/4] iid-q seed 1"]
+    assert "Departures from the paper" in (tmp_path / "serial" / "results.md").read_text()
     for folder in ("serial", "parallel"):
         assert sorted(p.name for p in (tmp_path / folder).iterdir()) == sorted(RESULT_FILES)
 

@@ -146,8 +146,8 @@ def test_every_strategy_option_round_trips_through_config_files_and_flags(name, 
         (["--qmf-lam-rank", "-1"], "--qmf-lam-rank (strategy.qmf.lam_rank) must be finite and >= 0, got -1.0"),
         (["--qmf-energy-temperature", "0"], "--qmf-energy-temperature (strategy.qmf.energy_temperature) must be finite and > 0, got 0.0"),
         (["--pdf-min-confidence", "1"], "--pdf-min-confidence (strategy.pdf.min_confidence) must be in (0, 1), got 1.0"),
-        (["--pdf-confidnet-hidden", "0"], "--pdf-confidnet-hidden (strategy.pdf.confidnet_hidden) must be >= 1 or none, got 0"),
-        (["--static-weights", "0,0"], "--static-weights (strategy.static.weights) must be finite, non-negative, with a positive sum (or none), got (0.0, 0.0)"),
+        (["--pdf-confidnet-hidden", "0"], "--pdf-confidnet-hidden (strategy.pdf.confidnet_hidden) must be in [1, 65536] or none, got 0"),
+        (["--static-weights", "0,0"], "--static-weights (strategy.static.weights) must be finite, non-negative, with a positive and finite sum (or none), got (0.0, 0.0)"),
     ],
 )
 def test_a_strategy_option_out_of_range_is_one_error_naming_flag_key_and_value(flags, message):

@@ -108,7 +108,7 @@ def _validate(module, splits, strategy, devices):
 
 
 def test_validation_split_across_two_processes_gives_the_metrics_of_one(tiny_splits, fast_config):
-    """Every per-epoch diagnostic stays exact when the 12 validation samples are shared by 2 processes
+    """Every per-epoch diagnostic stays the same (up to float32 rounding) when the 12 validation samples are shared by 2 processes
     (batches of 4: each process sees 6 of them in 2 batches); the monitored W~ uses 9 of them, held by both."""
     config = replace(fast_config, train=replace(fast_config.train, monitor_samples=9))
     alone = _validate(_module(tiny_splits, config), tiny_splits, "auto", 1)
@@ -116,8 +116,12 @@ def test_validation_split_across_two_processes_gives_the_metrics_of_one(tiny_spl
     assert {"val/acc", "val/macro_f1", "val/loss", "val/wasserstein/mean"} <= set(alone)
     assert any(k.startswith("val/drop_acc/") for k in alone) and any(k.startswith("val/shared_head_acc/") for k in alone)
     assert set(shared) == set(alone)
+    # Sharing moves samples into other batches (4 + 2 per process instead of 4 + 4 + 4) and sums
+    # in another order: float32 features then differ in their last bits (~1e-7 relative, more or
+    # less depending on the processor's BLAS kernels), which L_dc's Sinkhorn iterations amplify
+    # (3.4e-6 relative seen on an AMD EPYC). Equal up to float32 arithmetic: 1e-5 relative.
     for name, value in alone.items():
-        assert shared[name] == pytest.approx(value, abs=1e-6), name
+        assert shared[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
 
 
 def _test_split_worker(rank: int, port: int, out: str, model, splits) -> None:

@@ -1,9 +1,8 @@
 """Intermediate fusion with many views learns (docs/evidence.md, "Intermediate fusion with many views").
 
-Averaging 12 weak views with weights 1/12, an IF model whose modalities train auxiliary heads of
-their own stayed at chance for many epochs on such data while late fusion learned; with the
-unimodal logits read through the shared target mapping (the default), IF leaves chance within a
-few epochs, as LF does.
+Averaging 12 weak views with weights 1/12, the paper's IF (the target mapping trained on the fused
+feature only, no unimodal heads for static weights) leaves chance within a few epochs, as late
+fusion does, without training g on any modality alone.
 """
 
 from dataclasses import replace

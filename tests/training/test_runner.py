@@ -37,7 +37,7 @@ def test_resume_gives_the_same_model(tiny_splits, fast_config, tmp_path):
 
 def test_checkpoints_and_epoch_logs(tiny_splits, fast_config, tmp_path):
     config = replace(fast_config, train=replace(fast_config.train, loggers=("csv", "tensorboard")))
-    result = fit_method(tiny_splits, "if-static", 0, config, tmp_path)
+    result = fit_method(tiny_splits, "if-qmf", 0, config, tmp_path)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert list((tmp_path / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
     with open(tmp_path / "csv" / "version_0" / "metrics.csv") as f:

@@ -26,7 +26,7 @@ def two_files(tmp_path_factory):
 def suite_config(fast_config, two_files):
     train = replace(fast_config.train, max_epochs=1, loggers=(), checkpoints=False)
     return replace(fast_config, datasets=two_files, methods=("lf-static", "if-static", "iid-l"), seeds=2,
-                   variants=("vib", "aim"), eval=replace(fast_config.eval, noise=(0.0,)), train=train)
+                   variants=("vib", "paper"), eval=replace(fast_config.eval, noise=(0.0,)), train=train)
 
 
 def test_bases_are_planned_for_every_reading_but_trained_once(suite_config):
@@ -34,18 +34,18 @@ def test_bases_are_planned_for_every_reading_but_trained_once(suite_config):
     assert len(planned) == 2 * 2 * 2 * 3  # data sets x readings x seeds x methods
     keys = {task.key() for _, _, task in planned}
     assert len(keys) == 2 * 2 * (2 + 2)  # per data set and seed: the two bases once, iid-l per reading
-    assert {v for _, v, t in planned if t.method == "iid-l"} == {"vib", "aim"}
-    assert {t.config.loss.variant for _, v, t in planned if t.method == "iid-l" and v == "aim"} == {"aim"}
+    assert {v for _, v, t in planned if t.method == "iid-l"} == {"vib", "paper"}
+    assert {t.config.loss.variant for _, v, t in planned if t.method == "iid-l" and v == "paper"} == {"paper"}
 
 
 def test_suite_writes_one_table_and_resumes_without_training_again(suite_config, tmp_path, monkeypatch):
     lines = []
     report = run_suite(suite_config, tmp_path, log=lines.append)
     assert lines[0] == "suite: 24 runs, 16 distinct, 0 already done, 16 to train"
-    for name in ("suite.md", "suite.json", "suite.csv", "alpha/vib/results.md", "beta/aim/results.json"):
+    for name in ("suite.md", "suite.json", "suite.csv", "alpha/vib/results.md", "beta/paper/results.json"):
         assert (tmp_path / name).is_file(), name
     assert report == (tmp_path / "suite.md").read_text()
-    gain_rows = [line for line in report.splitlines() if line.startswith(("| vib |", "| aim |", "| - |"))]
+    gain_rows = [line for line in report.splitlines() if line.startswith(("| vib |", "| paper |", "| - |"))]
     assert [row.split(" | ")[1:3] for row in gain_rows] == [
         ["if-static", "lf-static"], ["iid-l", "lf-static"], ["iid-l", "if-static"], ["iid-l", "lf-static"], ["iid-l", "if-static"],
     ]
@@ -59,7 +59,7 @@ def test_suite_writes_one_table_and_resumes_without_training_again(suite_config,
         (run,) = [r for r in runs if (r["dataset"], r["variant"], r["method"], r["seed"]) == (dataset, variant, method, seed)]
         return 100 * np.mean([t["accuracy"] for t in run["test"]])
 
-    expected = np.mean([avg(d, "aim", "iid-l", s) - avg(d, "aim", "if-static", s) for d in ("alpha", "beta") for s in (0, 1)])
+    expected = np.mean([avg(d, "paper", "iid-l", s) - avg(d, "paper", "if-static", s) for d in ("alpha", "beta") for s in (0, 1)])
     assert float(gain_rows[4].split(" | ")[3]) == pytest.approx(expected, abs=0.006)
 
     with pytest.raises(ValueError, match="--resume"):

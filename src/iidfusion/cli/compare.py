@@ -29,27 +29,60 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_config_arguments(parser, exclude=FIT_ONLY | SUITE_ONLY)
     add_overwrite_argument(parser)
+    add_resume_argument(parser)
     parser.set_defaults(handler=run)
+
+
+def add_resume_argument(parser: argparse.ArgumentParser) -> None:
+    """``--resume``: continue a comparison that stopped half way in the output folder."""
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the comparison in --out that was interrupted or failed: its finished runs are kept, "
+                        "the others trained")  # fmt: skip
 
 
 def run(args: argparse.Namespace, base: ExperimentConfig | None = None) -> int:
     """Run the comparison that ``args`` (over ``base``'s defaults) describe and print its report."""
     from iidfusion.cli.main import CommandError
     from iidfusion.ot import EpsTooSmallError
-    from iidfusion.training.compare import quiet_lightning, run_comparison
+    from iidfusion.training.compare import check_resume, quiet_lightning, run_comparison
     from iidfusion.training.outputs import check_output_folder, run_folder
 
     config = config_from_args(args, base)
-    check_output_folder(config.out, overwrite=args.overwrite)
+    if args.resume and args.overwrite and base is None:
+        raise ValueError("--resume continues the comparison in the output folder and --overwrite replaces it: give one")
+    overwrite = args.overwrite and not args.resume  # the demo replaces its results by default
+    out = Path(config.out)
+    check_output_folder(out, overwrite=overwrite, resume=args.resume, resume_flag="--resume")
+    check_resume(out, args.resume)
     quiet_lightning()
     try:
-        with run_folder(config.out, overwrite=args.overwrite):
-            comparison = run_comparison(config, config.out, log=lambda line: print(line, file=sys.stderr, flush=True))
+        with run_folder(out, overwrite=overwrite, resumable=finished_runs, keep_on_failure=True):
+            comparison = run_comparison(config, out, log=lambda line: print(line, file=sys.stderr, flush=True), resume=args.resume)
     except FloatingPointError as error:
         raise CommandError(f"{error} (try a smaller --lr, --alpha or --beta)") from error
     except EpsTooSmallError as error:
         raise CommandError(f"--eps (loss.eps): {error}") from error
+    except KeyboardInterrupt:
+        raise interruption(out, overwrite=overwrite) from None
     if comparison.is_global_zero:
         print(comparison.report)
         print(f"results written to {Path(config.out)}")
     return 0
+
+
+def finished_runs(out: Path) -> int:
+    """How many finished runs an interrupted comparison or suite in ``out`` kept."""
+    return sum(1 for _ in (out / "cache").glob("*.json")) if (out / "cache").is_dir() else 0
+
+
+def interruption(out: Path, *, overwrite: bool = False) -> Exception:
+    """What an interrupted comparison or suite says: the previous results kept (``overwrite``),
+    or how many finished runs were kept and how to continue."""
+    from iidfusion.cli.main import CommandInterrupted
+
+    if overwrite:
+        return CommandInterrupted(f"interrupted; {out} holds the previous results, unchanged")
+    kept = finished_runs(out)
+    if kept:
+        return CommandInterrupted(f"interrupted; {kept} finished runs are kept in {out}: continue with the same command and --resume")
+    return CommandInterrupted("interrupted before the first run finished (nothing kept); run the command again")

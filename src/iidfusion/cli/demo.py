@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from iidfusion.cli.compare import add_resume_argument
 from iidfusion.cli.fit import add_overwrite_argument
 from iidfusion.cli.options import FIT_ONLY, SUITE_ONLY, add_config_arguments
 from iidfusion.training.config import ExperimentConfig, OptimConfig, TrainConfig
@@ -54,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_config_arguments(parser, base=DEMO_CONFIG, exclude=FIT_ONLY | SUITE_ONLY)
     add_overwrite_argument(parser, default=True)  # `make demo` twice replaces the first demo's results
+    add_resume_argument(parser)
     parser.set_defaults(handler=run)
 
 

@@ -31,8 +31,17 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from iidfusion.cli.options import bounded_int
+from iidfusion.core.config import SEED_LIMIT
+from iidfusion.training.config import MAX_BATCH, MAX_NOISE_LEVEL, MAX_PROCESSES
+
 if TYPE_CHECKING:
     from iidfusion.data.families import RawDataOptions
+
+# Bounds of the size flags (the configuration's are in iidfusion.training.config).
+MAX_TEXT_LENGTH = 2**16
+MAX_REGIONS = 64
+MAX_IMAGE_SIZE = 2**14
 
 # Spelled out so that building the parser imports no torch (iidfusion.data.families.RAW_FORMATS
 # and iidfusion.data.input_noise.PIXEL_NOISE are the sources; a test checks they agree).
@@ -49,7 +58,7 @@ def add_raw_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--image-dir", type=Path, default=None, help="json-array: folder of <id>.jpg (default: dataset_image/ in or above --root)")
     group.add_argument("--name", default=None, help="data set name in records (default: the folder name)")
     group.add_argument("--val-fraction", type=float, default=0.1, help="rgbd: validation share carved from train (default 0.1)")
-    group.add_argument("--split-seed", type=int, default=0, help="rgbd: seed of that carve, fixed across training seeds (default 0)")
+    group.add_argument("--split-seed", type=bounded_int(0, SEED_LIMIT), default=0, help="rgbd: seed of that carve, fixed across training seeds (default 0)")
     group.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="a sample with an empty text, a bad image or an unknown label: stop (raise) or drop it and log (skip)")
     group.add_argument("--no-verify-images", action="store_true", help="do not decode every image up front (faster; a bad image then fails when read)")
     group.add_argument("--missing-attributes", choices=("empty", "skip", "raise"), default="empty", help="hfm: a tweet without image-attribute words gets an empty attribute text (default), is dropped and logged (skip), or stops the loading (raise)")
@@ -72,13 +81,13 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that choose the encoders and the image size (shared with ``finetune``)."""
     group = parser.add_argument_group("encoders")
     group.add_argument("--text-encoder", default=None, help="local Hugging Face model folder, a Hugging Face model id already in the local cache (read offline), 'minilm' (bundled all-MiniLM-L6-v2) or 'random' (default: random, with a warning)")
-    group.add_argument("--max-length", type=int, default=None, help="text tokens per sample (default 512, as the originals)")
+    group.add_argument("--max-length", type=bounded_int(2, MAX_TEXT_LENGTH), default=None, help="text tokens per sample (default 512, as the originals)")
     group.add_argument("--image-encoder", default=None, help="image / RGB encoder: a built-in ResNet (resnet18 ... resnet152), efficientnet-lite0 (ImageNet weights from a package, optional extra 'vision-pretrained'), timm:NAME or torchvision:NAME (optional extra 'vision') (default vision-language: efficientnet-lite0, or resnet152 with --weights; RGB-D: resnet18)")
     group.add_argument("--weights", default=None, help="local weight file (.pth, .pt or .safetensors state dict) of the image / RGB encoder (default: random, with a warning)")
-    group.add_argument("--regions", type=int, default=None, help="pooled horizontal regions of the image feature map (default: 3 vision-language, 1 RGB-D)")
+    group.add_argument("--regions", type=bounded_int(1, MAX_REGIONS), default=None, help="pooled horizontal regions of the image feature map (default: 3 vision-language, 1 RGB-D)")
     group.add_argument("--depth-encoder", default=None, help="rgbd: encoder of the depth modality, as --image-encoder (default resnet18)")
     group.add_argument("--depth-weights", default=None, help="rgbd: local torchvision weight file of the depth encoder")
-    group.add_argument("--image-size", type=int, default=None, help="image crop size (default 224, the originals; smaller for quick CPU runs)")
+    group.add_argument("--image-size", type=bounded_int(1, MAX_IMAGE_SIZE), default=None, help="image crop size (default 224, the originals; smaller for quick CPU runs)")
 
 
 def raw_options(args: argparse.Namespace) -> RawDataOptions:
@@ -111,22 +120,44 @@ def parse_levels(text: str) -> tuple[float, ...]:
         levels = tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError as error:
         raise ValueError(f"--noise must be comma-separated numbers, got {text!r}") from error
-    if not levels or any(not level >= 0 for level in levels):
-        raise ValueError(f"--noise levels must be >= 0, got {text!r}")
+    if not levels or any(not 0 <= level <= MAX_NOISE_LEVEL for level in levels):
+        raise ValueError(f"--noise levels must be >= 0, at most {MAX_NOISE_LEVEL:g}, got {text!r}")
     return levels
 
 
-def require_text_packages(data_format: str) -> None:
+def require_text_packages(data_format: str, text_encoder: str | None = None) -> None:
     """Import transformers up front for the vision-language formats (their text encoder needs
-    it), so a missing extra is said before any data is read (one line: `pip install 'iidfusion[vl]'`)."""
+    it), so a missing extra is said before any data is read (one line: `pip install 'iidfusion[vl]'`);
+    a ``text_encoder`` folder that holds code is refused then too."""
     if data_format != "rgbd":
         import transformers  # noqa: F401
+    if text_encoder is not None and Path(text_encoder).is_dir():
+        from iidfusion.encoders.text import refuse_custom_code
+
+        refuse_custom_code(text_encoder)
 
 
 def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str) -> None:
+    """``--device`` names a device torch knows and this machine has (a ValueError naming it),
+    checked before any data is read."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"--device {device}: {str(error).splitlines()[0]}") from None
+    available = {"cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+                 "mps": int(torch.backends.mps.is_available())}.get(parsed.type)  # fmt: skip
+    if available == 0:
+        raise ValueError(f"--device {device}: torch sees no {parsed.type.upper()} device on this machine; use --device cpu")
+    if available is not None and parsed.index is not None and parsed.index >= available:
+        raise ValueError(f"--device {device}: this machine has {available} {parsed.type} device(s), numbered from 0")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -140,12 +171,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_encoder_arguments(parser)
     group = parser.add_argument_group("extraction")
     group.add_argument("--out", required=True, type=Path, help="cache folder")
-    group.add_argument("--seed", type=int, default=0, help="seed of random encoder initialisations and of the noise (default 0)")
+    group.add_argument("--seed", type=bounded_int(0, SEED_LIMIT), default=0, help="seed of random encoder initialisations and of the noise (default 0)")
     group.add_argument("--noise", default="0", help="noise levels eps of the test split, comma-separated (default 0; the paper: 0,5,10)")
     group.add_argument("--noise-kind", choices=NOISE_KINDS, default="gaussian", help="pixel noise (default gaussian)")
-    group.add_argument("--batch-size", type=int, default=32, help="extraction batch size (default 32)")
+    group.add_argument("--batch-size", type=bounded_int(1, MAX_BATCH), default=32, help="extraction batch size (default 32)")
     group.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    group.add_argument("--num-workers", type=int, default=0, help="data-loader workers (default 0)")
+    group.add_argument("--num-workers", type=bounded_int(0, MAX_PROCESSES), default=0, help="data-loader workers (default 0)")
     group.add_argument("--hash-content", action="store_true", help="checksum image bytes, not sizes and modification times")
     group.add_argument("--force", action="store_true", help="extract again even if the cache is current")
     group.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=True, help="a progress bar on stderr (default: shown)")
@@ -156,21 +187,21 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.data.extraction import ExtractionOptions, extract_to_cache
     from iidfusion.data.families import EncoderOptions
     from iidfusion.progress import write_line
-    from iidfusion.training.outputs import check_output_folder
+    from iidfusion.training.outputs import check_output_folder, run_folder
 
     levels = parse_levels(args.noise)
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    require_text_packages(args.data_format)
-    check_output_folder(args.out, shared=True)  # a cache: it may hold features to reuse
+    require_text_packages(args.data_format, args.text_encoder)
+    check_device(args.device or default_device())
+    check_output_folder(args.out, resume=True)  # a cache of ours (reused or rebuilt), or a new or empty folder
     options = ExtractionOptions(
-        levels=levels, noise_kind=args.noise_kind, seed=args.seed, image_size=args.image_size or 224,
+        levels=levels, noise_kind=args.noise_kind, seed=args.seed, image_size=224 if args.image_size is None else args.image_size,
         batch_size=args.batch_size, device=args.device or default_device(), num_workers=args.num_workers,
         hash_content=args.hash_content, force=args.force,
     )  # fmt: skip
-    extracted = extract_to_cache(
-        raw_options(args), EncoderOptions(**encoder_flags(args)), options, args.out, log=write_line, progress=args.progress_bar
-    )
+    with run_folder(args.out):
+        extracted = extract_to_cache(
+            raw_options(args), EncoderOptions(**encoder_flags(args)), options, args.out, log=write_line, progress=args.progress_bar
+        )
     raw = extracted.raw
     skipped = sum(len(items) for items in raw.skipped.values())
     dims = ", ".join(f"{m} {getattr(e, 'output_dim', '?')}" for m, e in extracted.encoders.items())

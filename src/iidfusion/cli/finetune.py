@@ -25,8 +25,8 @@ from iidfusion.cli.extract import (
     require_text_packages,
 )
 from iidfusion.cli.fit import add_overwrite_argument
-from iidfusion.cli.options import SUITE_ONLY, add_config_arguments
-from iidfusion.training.config import iter_options
+from iidfusion.cli.options import SUITE_ONLY, add_config_arguments, bounded_int
+from iidfusion.training.config import MAX_BATCH, iter_options
 
 if TYPE_CHECKING:
     from iidfusion.training.finetune import FinetuneSettings
@@ -47,7 +47,7 @@ max_length, image_arch, image_weights, regions, depth_arch, depth_weights), then
 # Options of `compare` that mean nothing here: the data come from --data-format/--root, the
 # encoders are not MLPs, the noise acts on whole inputs, one method runs per (method, seed).
 # Tuning is done on features (`compare --tune`), not end to end.
-_EXCLUDED = (frozenset({"method", "seed", "data", "views", "labels", "model.hidden", "model.layers", "model.dropout", "eval.noise_view"})
+_EXCLUDED = (frozenset({"method", "seed", "data", "views", "labels", "model.hidden", "model.layers", "model.dropout", "eval.noise_view", "eval.noise_mask"})
              | SUITE_ONLY | frozenset(option.key for option in iter_options() if option.key.startswith("tune.")))
 
 
@@ -70,8 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = parser.add_argument_group("end to end")
     group.add_argument("--freeze", default=None, help="epochs each encoder stays frozen, e.g. 'image=3,text=5' (default: image=3,text=5 vision-language, none RGB-D)")
     group.add_argument("--trainable-blocks", default=None, help="train only the last N blocks of an encoder, e.g. 'image=2,text=1' (0: frozen; default: whole encoders)")
-    group.add_argument("--accumulate-grad-batches", type=int, default=None, help="optimizer step every N batches (default 1)")
-    group.add_argument("--eval-batch-size", type=int, default=None, help="batch size of evaluation passes (default 32)")
+    group.add_argument("--accumulate-grad-batches", type=bounded_int(1, MAX_BATCH), default=None, help="optimizer step every N batches (default 1)")
+    group.add_argument("--eval-batch-size", type=bounded_int(1, MAX_BATCH), default=None, help="batch size of evaluation passes (default 32)")
     add_overwrite_argument(parser)
     parser.set_defaults(handler=run)
 
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.training.finetune import compare_end_to_end
     from iidfusion.training.outputs import check_output_folder, run_folder
 
-    require_text_packages(args.data_format)
+    require_text_packages(args.data_format, args.text_encoder)
     settings = finetune_settings(args, family_of(args.data_format))
     out = Path(settings.experiment.out)
     check_output_folder(out, overwrite=args.overwrite)

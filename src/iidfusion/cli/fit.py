@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.provenance import provenance
     from iidfusion.training.compare import load_splits, quiet_lightning, validate_config
     from iidfusion.training.config import resolve_methods
-    from iidfusion.training.outputs import check_output_folder, run_folder, staged_files
+    from iidfusion.training.departures import departures_from_paper, departures_line
+    from iidfusion.training.outputs import check_output_folder, is_run_folder, run_folder, staged_files
     from iidfusion.training.run_key import data_identity
     from iidfusion.training.runner import fit_method
     from iidfusion.training.tuning import tune_method, with_params
@@ -66,12 +67,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--resume continues the run in the output folder and --overwrite replaces it: give one")
     out = Path(config.out)
     check_output_folder(out, shared=True)
+    if is_run_folder(out):  # the folder of one run (a comparison's, a demo's): fit's runs would mix with it
+        raise ValueError(f"--out {out} is the folder of one run of iidfusion; fit's --out holds a folder per method and seed: "
+                         "choose another")
     run_dir = out / methods[0] / f"seed{config.seed}"
     check_output_folder(run_dir, name=f"the run folder {run_dir}", overwrite=args.overwrite, resume=args.resume is not None)
     resume = _last_checkpoint(run_dir) if args.resume == "last" else args.resume
     if config.tune.enabled and resume is not None:
         raise ValueError("--resume continues one fit; it cannot be combined with --tune")
     splits = load_splits(config, config.seed)
+    print(departures_line(config, methods), flush=True)  # first line of stdout, once the input is known good
     quiet_lightning()
     tuning = None
     try:
@@ -84,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             fit = fit_method(splits, methods[0], config.seed, config, run_dir, resume=resume)
             if fit.is_global_zero:
                 summary = {"data": splits.name, **fit.summary()} | ({"tuning": tuning} if tuning is not None else {})
+                summary["departures_from_paper"] = [str(d) for d in departures_from_paper(config, methods)]
                 summary |= provenance(config, device=fit.device)
                 with staged_files(run_dir) as stage:
                     stage.write_text("metrics.json", json.dumps(summary, indent=2) + "\n")

@@ -7,9 +7,11 @@ that ``iidfusion --help`` is fast.
 
 Errors. Bad input is one line on stderr, ``iidfusion COMMAND: error: ...``, naming the file,
 key, option or value, and exit code 2: a :class:`CommandError`, a usage error of the parser,
-or a ``ValueError`` / ``OSError`` that iidfusion's own code raised (the library's way of
-refusing input, e.g. a missing file or a NaN in a view). Any other exception, or one of those
-raised inside a third-party library, is a bug: one line saying so, exit code 1. A missing
+or a ``ValueError`` that iidfusion's own code raised (the library's way of refusing input,
+e.g. a NaN in a view). So is an error of the user's environment or files, whichever library
+raised it (:func:`is_user_error`): an ``OSError`` (a missing or unreadable file, a full disk,
+a read-only folder), a file that is not UTF-8 text, memory running out. Any other exception,
+or a ``ValueError`` raised inside a third-party library, is a bug: one line saying so, exit code 1. A missing
 optional dependency is bad input too, with the extra to install (``pip install
 'iidfusion[vl]'`` for ``transformers``, see :data:`OPTIONAL_PACKAGES`). ``--debug``
 (before or after the command) or ``IIDFUSION_DEBUG=1`` prints the traceback as well. Ctrl-C is one
@@ -19,6 +21,7 @@ line and exit code 130 (``fit`` adds how to continue with ``--resume``).
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import re
@@ -111,10 +114,37 @@ def _command_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentP
 
 
 def is_user_error(error: BaseException, own: tuple[Path, ...] = (_PACKAGE,)) -> bool:
-    """Whether ``error`` refuses the user's input (exit 2) rather than reveals a bug (exit 1)."""
-    if isinstance(error, CommandError):
+    """Whether ``error`` refuses the user's input or environment (exit 2) rather than reveals a bug (exit 1).
+
+    By its cause, not by where it was raised, for what can only come from outside: the file
+    system (any ``OSError``: no such file, no space left, permission denied, an I/O error), a
+    user's file that is not UTF-8 text, and memory; a ``ValueError`` only when iidfusion's own
+    code raised it (inside a library, it is our misuse of that library).
+    """
+    if isinstance(error, (CommandError, OSError, UnicodeDecodeError)) or _out_of_memory(error):
         return True
-    return isinstance(error, (ValueError, OSError)) and _raised_in(error, own)
+    return isinstance(error, ValueError) and _raised_in(error, own)
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """numpy's MemoryError, torch's OutOfMemoryError (CUDA) or its CPU allocator's RuntimeError."""
+    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))  # fmt: skip
+
+
+def user_error_message(error: BaseException, out: str | None = None) -> str:
+    """One line for an error of the user's input or environment (:func:`is_user_error`):
+    an ``OSError`` names its file (or, without one, the output folder ``out`` it was writing to)."""
+    if _out_of_memory(error):
+        return f"not enough memory ({_first_line(error)}); try a smaller --batch-size, --width or data set"
+    if isinstance(error, UnicodeDecodeError):
+        return f"a file given is not UTF-8 text ({_first_line(error)})"
+    if isinstance(error, OSError) and error.errno is not None and error.strerror:
+        files = " -> ".join(str(name) for name in (error.filename, error.filename2) if name is not None)
+        if files:
+            return f"{files}: {error.strerror}"
+        return f"{error.strerror} (errno {errno.errorcode.get(error.errno, error.errno)})" + (f" while writing to --out {out}" if out else "")
+    return _first_line(error)
 
 
 def _raised_in(error: BaseException, own: tuple[Path, ...]) -> bool:
@@ -200,7 +230,8 @@ def main(argv: list[str] | None = None, cli: CommandLine = IIDFUSION) -> int:
             traceback.print_exc()
         missing = _missing_extra(error)
         if missing is not None or is_user_error(error, cli.own):
-            print(f"{cli.prog} {command}: error: {missing or _first_line(error)}", file=sys.stderr)
+            message = missing or user_error_message(error, getattr(args, "out", None))
+            print(f"{cli.prog} {command}: error: {message}", file=sys.stderr)
             return EXIT_USER_ERROR
         print(
             f"{cli.prog} {command}: internal error: {type(error).__name__}: {_first_line(error)} (a bug, not your input; "

@@ -11,6 +11,7 @@ FutureWarning, until they are removed.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from iidfusion.training.config import RENAMED_KEYS, ExperimentConfig, iter_options, load_config
@@ -30,10 +31,15 @@ def add_config_arguments(
     """One flag per option (minus the dotted keys in ``exclude``), help showing ``base``'s default.
 
     Flags default to ``None`` so that :func:`overrides_from_args` tells a given flag from an
-    absent one and a config file value is only replaced by a flag the user typed.
+    absent one and a config file value is only replaced by a flag the user typed. The help ends
+    with the departures from the paper that the defaults make (docs/method.md).
     """
+    from iidfusion.fusion.methods import MAIN_METHODS
+    from iidfusion.training.departures import departures_line
+
     parser.add_argument("--config", metavar="FILE", default=None, help="YAML config file (default: none)")
     add_option_arguments(parser, base, exclude)
+    parser.epilog = "At these defaults, the IID methods run with " + departures_line(base or ExperimentConfig(), MAIN_METHODS) + "."
 
 
 def add_option_arguments(parser: Any, base: Any = None, exclude: frozenset[str] = frozenset(), prefix: str = "") -> None:
@@ -59,6 +65,22 @@ def add_option_arguments(parser: Any, base: Any = None, exclude: frozenset[str] 
                 _renamed_flag(old), dest=_dest(old), default=None, metavar=kwargs.get("metavar"),
                 help=f"deprecated: the old name of {option.flag}",
             )  # fmt: skip
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse ``type`` for a size flag outside the configuration: an int in [low, high], so a
+    typo (``1e20``) is a usage error naming the flag before anything is read or allocated."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an int in [{low}, {high}], got {text!r}")
+        return value
+
+    return parse
 
 
 def _renamed_flag(key: str) -> str:

@@ -8,6 +8,9 @@ import io
 from pathlib import Path
 from typing import Any
 
+from iidfusion.cli.options import bounded_int
+from iidfusion.training.config import MAX_BATCH
+
 SPLIT_CHOICES = ("test", "val", "train", "all")
 
 DESCRIPTION = """\
@@ -28,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", choices=SPLIT_CHOICES, default="test", help="which split of --data to predict (default: test)")
     parser.add_argument("--views", default=None, help="keys of the data file's views, comma-separated (default: the run's)")
     parser.add_argument("--labels", default=None, help="key of the data file's labels (default: the run's)")
-    parser.add_argument("--batch-size", type=int, default=1024, help="samples per forward pass (default 1024)")
+    parser.add_argument("--batch-size", type=bounded_int(1, MAX_BATCH), default=1024, help="samples per forward pass (default 1024)")
     parser.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
                         help="replace --out if it exists (default: refuse)")
     parser.set_defaults(handler=run)
@@ -40,8 +43,6 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.training.evaluate import infer
     from iidfusion.training.outputs import check_output_folder, write_text_atomic
 
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.out.is_dir():
         raise ValueError(f"--out {args.out} is a folder; give the path of a CSV file")
     if args.out.exists() and not args.overwrite:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from iidfusion.cli.options import FIT_ONLY, add_config_arguments, config_from_args
 
@@ -28,19 +29,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from iidfusion.cli.compare import finished_runs, interruption
     from iidfusion.cli.main import CommandError
     from iidfusion.training.compare import quiet_lightning
+    from iidfusion.training.outputs import check_output_folder, run_folder
     from iidfusion.training.suite import rerender, run_suite
 
     config = config_from_args(args)
     if args.report_only:
         print(rerender(config.out), end="")
         return 0
+    out = Path(config.out)
+    check_output_folder(out, overwrite=None, resume=args.resume, resume_flag="--resume")
     quiet_lightning()
     try:
-        report = run_suite(config, config.out, resume=args.resume, log=lambda line: print(line, file=sys.stderr, flush=True))
+        with run_folder(out, resumable=finished_runs, keep_on_failure=True):
+            report = run_suite(config, out, resume=args.resume, log=lambda line: print(line, file=sys.stderr, flush=True))
     except FloatingPointError as error:
         raise CommandError(f"{error} (try a smaller --lr, --alpha or --beta, or --tune)") from error
+    except KeyboardInterrupt:
+        raise interruption(out) from None
     print(report, end="")
     print(f"results written to {config.out}")
     return 0

@@ -29,9 +29,12 @@ class Rule:
     expected: str
 
 
-def at_least(low: float) -> Rule:
-    """A finite number >= ``low``."""
-    return Rule(lambda v: math.isfinite(v) and v >= low, f"finite and >= {low:g}")
+def at_least(low: float, at_most: float | None = None) -> Rule:
+    """A finite number >= ``low`` (and <= ``at_most``: a size option's upper bound, so that a
+    value no machine can hold is refused before anything is allocated)."""
+    if at_most is None:
+        return Rule(lambda v: math.isfinite(v) and v >= low, f"finite and >= {low:g}")
+    return Rule(lambda v: math.isfinite(v) and low <= v <= at_most, f"in [{low:g}, {at_most:g}]")
 
 
 def positive() -> Rule:
@@ -44,6 +47,15 @@ def one_of(choices: tuple[str, ...]) -> Rule:
     return Rule(lambda v: v in choices, f"one of {', '.join(choices)}")
 
 
+INT_LIMIT = 2**63 - 1
+# Upper bounds of the size options: far beyond any run of the paper's scale, and small enough that
+# a typo (1e20) is refused before it reaches torch as an allocation or an overflowing integer.
+MAX_WIDTH = 2**16  # features of an encoder or an embedding: its weight matrices hold width x width values
+MAX_LAYERS = 1_000
+MAX_BATCH = 2**24  # samples of one batch (or of a sample a loss or a monitor reads)
+MAX_EPOCHS = 10**6  # epochs, iterations or steps
+MAX_PROCESSES = 2**12  # processes, threads, workers or machines
+MAX_RUNS = 10**5  # seeds, or tuning trials, of one command
 SEED_LIMIT = 2**32 - 1  # numpy's and Lightning's seed range
 SEED_RULE = Rule(lambda v: 0 <= v <= SEED_LIMIT, f"in [0, {SEED_LIMIT}]")
 
@@ -125,6 +137,8 @@ def coerce_option(key: str, tp: Any, value: Any) -> Any:
             number = int(number)
         if not isinstance(number, (int, float)) or (tp is int and not isinstance(number, int)):
             raise ValueError(f"config key {key!r} must be {_article(tp)}, got {value!r}")
+        if tp is int and abs(number) > INT_LIMIT:  # beyond a 64-bit integer: no library takes it
+            raise ValueError(f"config key {key!r} must be an int within +-{INT_LIMIT}, got {value!r}")
         return tp(number)
     raise TypeError(f"unsupported option type for {key!r}: {tp}")
 

@@ -184,7 +184,10 @@ def build_encoders(raw: RawSplits, options: EncoderOptions) -> tuple[dict[str, n
         return _text_encoders(raw, options)
     arch, regions = (options.image_arch, DEFAULT_IMAGE_ENCODER[raw.family][1]) if options.image_arch else default_image_encoder(raw.family, options.image_weights)
     # The originals' band pooling is for their ResNets; other encoders pool to one vector.
-    regions = options.regions or (1 if is_ecosystem_encoder(arch) or is_pretrained_encoder(arch) else regions)
+    if options.regions is not None:  # 0 is refused by the encoder, not read as the default
+        regions = options.regions
+    elif is_ecosystem_encoder(arch) or is_pretrained_encoder(arch):
+        regions = 1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.init_seed)
         if raw.family == "rgbd":

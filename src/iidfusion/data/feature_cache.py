@@ -245,11 +245,15 @@ def _file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def remove_stale(directory: Path, keep: Iterable[str]) -> None:
-    """Delete the manifest first (the cache is then invalid), then feature files not in ``keep``."""
+    """Delete the manifest first (the cache is then invalid), then the feature files it listed
+    that are not in ``keep``; a file no manifest of ours lists (a user's own) is never deleted."""
+    manifest = read_manifest(directory)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    listed = {entry.get("file") for entry in files.values() if isinstance(entry, dict)} if isinstance(files, dict) else set()
     (directory / MANIFEST_NAME).unlink(missing_ok=True)
     keep = set(keep)
     for path in directory.glob("features*.npz"):
-        if path.name not in keep:
+        if path.name in listed and path.name not in keep:
             path.unlink()
 
 

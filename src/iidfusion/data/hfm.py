@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from iidfusion.core.files import read_utf8_lines
 from iidfusion.data.input_noise import InputNoise
 from iidfusion.data.vision_language import SPLITS, RawDataset, RawSample, RawSplits, check_splits
 from iidfusion.encoders.text import TextTokenizer
@@ -62,17 +63,16 @@ def read_literal_lines(path: str | Path) -> list[tuple[int, list[Any]]]:
     if not path.is_file():
         raise FileNotFoundError(f"HFM file not found: {path}")
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = ast.literal_eval(line.strip())
-            except (ValueError, SyntaxError, MemoryError, RecursionError) as error:
-                raise ValueError(f"{path}:{number}: not a Python literal ({type(error).__name__}): {line.strip()[:80]!r}") from None
-            if not isinstance(value, (list, tuple)):
-                raise ValueError(f"{path}:{number}: expected a list, got {type(value).__name__}")
-            rows.append((number, list(value)))
+    for number, line in enumerate(read_utf8_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = ast.literal_eval(line.strip())
+        except (ValueError, SyntaxError, MemoryError, RecursionError) as error:
+            raise ValueError(f"{path}:{number}: not a Python literal ({type(error).__name__}): {line.strip()[:80]!r}") from None
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{path}:{number}: expected a list, got {type(value).__name__}")
+        rows.append((number, list(value)))
     return rows
 
 

@@ -94,7 +94,57 @@ def find_layout(
         whole = matrix.T if matrix.shape[1] == n and matrix.shape[0] != n else matrix
         what = "the concatenation of the views" if whole.shape[0] == n and _concatenates(whole, oriented) else "not a view"
         notes.append(f"ignored {item.key!r} {item.shape}: {what}")
+    notes += _passed_over(items, label_key, view_keys, n, notes)
     return Layout(oriented, label_vector, tuple(view_keys), label_key, notes)
+
+
+def _passed_over(items: Mapping[str, _Item], label_key: str, view_keys: Sequence[str], n: int, notes: Sequence[str]) -> list[str]:
+    """A note for every array of the file that is neither the labels nor in a view and that no
+    note names yet (a 1-D, 3-D, empty or complex array, a scalar, text): nothing is dropped unsaid.
+    The fields of a struct that is not used are named with the struct."""
+    structs = {key for key in view_keys if items.get(key) is not None and items[key].kind == "struct"}
+    used = {label_key, *view_keys} | {field for key in structs for field in items[key].value}
+    used |= {key.rsplit(".", 1)[0] for key in view_keys if "." in key}  # STRUCT of a view given as STRUCT.FIELD
+    said = " ".join(notes)
+    passed = []
+    for key, item in items.items():
+        parent = items.get(key.rsplit(".", 1)[0]) if "." in key else None  # a struct's field, or a name with a dot
+        if key in used or f"{key!r}" in said or (parent is not None and parent.kind == "struct" and parent.key not in structs):
+            continue
+        passed.append(f"ignored {key!r} {_what(item)}: {_why(item, n)}")
+    return passed
+
+
+def _what(item: _Item) -> str:
+    value = item.value
+    if item.kind == "other" and not isinstance(value, np.ndarray):
+        return type(value).__name__
+    dtype = f" {value.dtype}" if isinstance(value, np.ndarray) and value.dtype != object else ""
+    return f"{item.kind if item.kind in ('struct', 'view-cell', 'label-cell') else 'array'} {item.shape}{dtype}"
+
+
+def _why(item: _Item, n: int) -> str:
+    """Why an array is neither a view nor the labels, in a few words."""
+    value = item.value
+    if item.kind == "vector":
+        return f"a vector of {len(value)} numbers, not the labels"
+    if item.kind in ("strings", "label-cell"):
+        return "labels, not the ones used"
+    if item.kind in ("view-cell", "struct"):
+        return "matrices, not the views used"
+    if item.kind == "matrix":
+        return f"a matrix without {n} rows or columns (one per label)" if n not in item.shape else "a matrix, not a view used"
+    if not isinstance(value, np.ndarray):
+        return "not an array"
+    if value.dtype.kind == "c":
+        return "complex numbers"
+    if value.size == 0 or 0 in value.shape:
+        return "empty"
+    if value.ndim > 2:
+        return f"{value.ndim}-D, not a matrix"
+    if value.size == 1:
+        return "a single value"
+    return "neither numbers nor text" if value.dtype.kind not in "biufUS" else "neither a view nor the labels"
 
 
 # ---------------------------------------------------------------- classifying the arrays
@@ -211,6 +261,7 @@ def _pick_labels(items: Mapping[str, _Item], key: str | None, source: str, notes
             raise ValueError(f"{source}: --labels {key!r} is not in the file; label candidates: {candidates}, keys: {list(items)}")
         value = _label_value(items[key], source)
         if value is None:
+            _refuse_label_values(items[key], source)
             raise ValueError(
                 f"{source}: labels under {key!r} have shape {items[key].shape}; expected N, 1xN or Nx1 "
                 "(or a cell of identical label vectors)"
@@ -255,11 +306,18 @@ def _pick_labels(items: Mapping[str, _Item], key: str | None, source: str, notes
     misshapen = [k for k in items if _name_rank(k) is not None]
     if misshapen:
         k = misshapen[0]
+        _refuse_label_values(items[k], source)
         raise ValueError(f"{source}: labels under {k!r} have shape {items[k].shape}; expected N, 1xN or Nx1")
     raise ValueError(
         f"{source}: no labels; expected an integer or string vector as long as the views (common names: "
         f"{', '.join(LABEL_NAMES)}) or --labels KEY; keys found: {list(items)}"
     )
+
+
+def _refuse_label_values(item: _Item, source: str) -> None:
+    """A label-shaped array of values that are no labels (complex numbers, objects) is named as such."""
+    if _is_vector(item.shape) and isinstance(item.value, np.ndarray):
+        raise ValueError(f"{source}: labels under {item.key!r} hold {item.value.dtype} values; class labels are integers or strings")
 
 
 def _agreeing_copies(item: _Item) -> np.ndarray | None:

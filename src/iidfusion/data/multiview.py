@@ -43,7 +43,12 @@ test accuracy would be 0 by construction).
 
 from __future__ import annotations
 
+import os
 import re
+import struct
+import warnings
+import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +114,15 @@ def read_multiview_file(path: str | Path, *, views: Sequence[str] = (), labels: 
     reader = readers.get(path.suffix.lower())
     if reader is None:
         raise ValueError(f"{path}: unsupported file type {path.suffix!r}; expected one of {sorted(readers)}")
-    return reader(path, tuple(views), labels or None)
+    arrays = reader(path, tuple(views), labels or None)
+    for note in arrays.notes:
+        if "ignored " in note:  # what a training command would otherwise drop unsaid (`datasets` lists every note)
+            warnings.warn(f"{path}: {note}", PassedOverWarning, stacklevel=2)
+    return arrays
+
+
+class PassedOverWarning(UserWarning):
+    """An array of a data file that is neither a view nor the labels (the layout's notes say why)."""
 
 
 def encode_labels(labels: np.ndarray, source: str = "labels") -> tuple[np.ndarray, tuple[str, ...]]:
@@ -117,6 +130,10 @@ def encode_labels(labels: np.ndarray, source: str = "labels") -> tuple[np.ndarra
     labels = np.asarray(labels)
     if labels.dtype.kind in "fc" and not np.all(np.isfinite(labels)):
         raise ValueError(f"{source}: {int(np.sum(~np.isfinite(labels)))} labels are NaN or inf")
+    if labels.dtype.kind == "c" or (labels.dtype.kind == "f" and not np.all(labels == np.round(labels))):
+        fractional = labels[labels != np.round(labels.real)]
+        raise ValueError(f"{source}: {len(fractional)} labels are not whole numbers (e.g. {fractional.flat[0]}); class labels "
+                         "are integers or strings, never guessed from other numbers (is it the right array? --labels KEY)")
     values, codes = np.unique(labels, return_inverse=True)
     names = tuple(_label_name(value) for value in values)
     if len(values) < 2:
@@ -326,7 +343,83 @@ def _read_mat(path: Path, views: Sequence[str], labels: str | None) -> MultiView
     return MultiViewArrays(layout.views, layout.labels, str(path), notes=layout.notes)
 
 
+# What a data file may expand to when read: more is refused before any array is allocated
+# (a few hundred kilobytes of zeros deflate from gigabytes). Real features compress a few times
+# at most; the ratio bound applies above RATIO_FROM bytes, where an expansion starts to cost.
+MAX_DATA_BYTES = 16 * 2**30
+MAX_RATIO = 100
+RATIO_FROM = 64 * 2**20
+_MAT_COMPRESSED = 15  # miCOMPRESSED: a zlib stream holding one variable (MATLAB's -v7 files)
+_CHUNK = 2**20
+
+
+def check_expanded_size(path: Path, expanded: int, stored: int, what: str) -> None:
+    """A ValueError when ``expanded`` bytes (read from ``stored`` bytes of ``path``) are more
+    than :data:`MAX_DATA_BYTES`, or more than :data:`MAX_RATIO` times what they are stored in."""
+    if expanded > MAX_DATA_BYTES:
+        raise ValueError(f"{path}: {what} would take {expanded / 2**30:.1f} GiB once read, more than the "
+                         f"{MAX_DATA_BYTES / 2**30:.0f} GiB a data file may hold")
+    if expanded > RATIO_FROM and expanded > MAX_RATIO * max(stored, 1):
+        raise ValueError(f"{path}: {what} would expand from {stored} to {expanded} bytes ({expanded / max(stored, 1):.0f}x, "
+                         f"more than {MAX_RATIO}x); refused as a decompression bomb")
+
+
+def _check_npz_sizes(path: Path) -> None:
+    """Every array of the ``.npz`` at ``path`` within :func:`check_expanded_size`, from the zip's
+    member headers and each array's own header, before any array is read."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            check_expanded_size(path, sum(m.file_size for m in members), path.stat().st_size, "its arrays")
+            for member in members:
+                check_expanded_size(path, member.file_size, member.compress_size, f"array {member.filename!r}")
+                if not member.filename.endswith(".npy"):
+                    continue  # numpy gives its bytes, bounded above; the layout names it as no array
+                with archive.open(member) as handle:
+                    try:
+                        version = np.lib.format.read_magic(handle)
+                        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+                        shape, _, dtype = readers[version](handle)
+                    except (ValueError, KeyError, SyntaxError) as error:
+                        raise ValueError(f"{path}: array {member.filename!r} has no readable .npy header ({error})") from None
+                nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if nbytes > member.file_size:
+                    raise ValueError(f"{path}: array {member.filename!r} declares shape {shape} ({nbytes} bytes) "
+                                     f"but holds {member.file_size} bytes")
+    except (zipfile.BadZipFile, EOFError) as error:
+        raise ValueError(f"cannot read {path} as a .npz file: {error}") from None
+
+
+def _check_mat_sizes(path: Path) -> None:
+    """The variables of the MATLAB v5/v7 file at ``path`` within :func:`check_expanded_size`:
+    compressed ones are inflated chunk by chunk and counted, never held, before scipy reads them."""
+    stored = path.stat().st_size
+    expanded = 0
+    with open(path, "rb") as handle:
+        order = "<" if handle.read(128)[126:128] == b"IM" else ">"
+        while len(tag := handle.read(8)) == 8:
+            kind, size = struct.unpack(order + "II", tag)
+            if kind >> 16:  # a small element: its data is in the tag
+                continue
+            if kind != _MAT_COMPRESSED:
+                expanded += size
+                handle.seek(size + (-size % 8), os.SEEK_CUR)
+                continue
+            inflate, left = zlib.decompressobj(), size
+            while left > 0 and (chunk := handle.read(min(left, _CHUNK))):
+                left -= len(chunk)
+                while chunk:
+                    try:
+                        expanded += len(inflate.decompress(chunk, _CHUNK))
+                    except zlib.error:
+                        return  # scipy names the damage
+                    chunk = inflate.unconsumed_tail
+                    check_expanded_size(path, expanded, stored, "its variables")
+    check_expanded_size(path, expanded, stored, "its variables")
+
+
 def _read_npz(path: Path, views: Sequence[str], labels: str | None) -> MultiViewArrays:
+    _check_npz_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             content = {key: archive[key] for key in archive.files}
@@ -384,6 +477,8 @@ def _load_mat(path: Path) -> dict[str, np.ndarray]:
         raise ValueError(
             f"{path} is a MATLAB v7.3 (HDF5) file, which is not supported; re-save it in MATLAB with save(..., '-v7')"
         )
+    if major == 1:
+        _check_mat_sizes(path)
     try:
         return scipy.io.loadmat(str(path))
     except Exception as error:

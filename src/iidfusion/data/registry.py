@@ -15,6 +15,7 @@ A name in the registry wins over a file of the same name; anything else is read 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -29,6 +30,7 @@ from iidfusion.data.multiview import (
     VAL_FRACTION,
     MinMaxScaler,
     MultiViewArrays,
+    PassedOverWarning,
     encode_labels,
     make_splits,
     read_multiview_file,
@@ -91,7 +93,9 @@ def load_dataset(
 def describe(name_or_path: str | Path, *, seed: int = 0, views: Sequence[str] = (), labels: str | None = None) -> str:
     """A short text for ``iidfusion datasets``: views and widths, samples, classes, splits, and
     for a file what the layout detection picked (its notes)."""
-    name, arrays = _read(name_or_path, views, labels)
+    with warnings.catch_warnings():  # the notes, printed below, name what the file's layout passed over
+        warnings.simplefilter("ignore", PassedOverWarning)
+        name, arrays = _read(name_or_path, views, labels)
     splits = make_splits(arrays, name, seed=seed, scale=False)
     registered = _REGISTRY.get(str(name_or_path)) if isinstance(name_or_path, str) and name_or_path in _REGISTRY else None
     codes, class_names = encode_labels(arrays.labels, arrays.source)

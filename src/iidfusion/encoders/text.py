@@ -19,6 +19,7 @@ when a model is built, to keep ``import iidfusion`` fast.
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -188,6 +189,7 @@ def load_local_text_encoder(
         raise FileNotFoundError(f"text model directory not found: {directory} (give a local folder holding config.json and the weights)")
     if not (directory / "config.json").is_file():
         raise FileNotFoundError(f"{directory} has no config.json; it is not a Hugging Face model folder")
+    refuse_custom_code(directory)
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -195,10 +197,12 @@ def load_local_text_encoder(
     hf_logging.set_verbosity_error()  # no "loading weights" chatter in every run
     hf_logging.disable_progress_bar()
     try:
-        backend = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-        model = AutoModel.from_pretrained(str(directory), local_files_only=True)
-    except OSError as error:
-        raise ValueError(f"cannot load a Hugging Face model from {directory}: {error}") from error
+        # trust_remote_code=False: transformers refuses custom code instead of asking on stdin.
+        model = AutoModel.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
+        backend = AutoTokenizer.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"cannot load a Hugging Face model from {directory}: {first}") from error
     finally:
         hf_logging.set_verbosity(verbosity)
         if progress:
@@ -208,6 +212,41 @@ def load_local_text_encoder(
     tokenizer = TextTokenizer(backend, max_length, source=str(directory))
     description = {"type": name, "source": str(directory.resolve()), "vocab": tokenizer.fingerprint()}
     return TextEncoder(model, pooling=pooling, normalize=normalize, description=description), tokenizer
+
+
+# The JSON files of a Hugging Face folder whose "auto_map" names Python code to import.
+CODE_NAMING_FILES: tuple[str, ...] = (
+    "config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json",
+    "feature_extractor_config.json", "image_processor_config.json",
+)  # fmt: skip
+MAX_CONFIG_BYTES = 16 * 2**20  # a model's configuration files are kilobytes
+
+
+def refuse_custom_code(directory: str | Path) -> None:
+    """A ValueError when the model folder ``directory`` ships code of its own.
+
+    A file given by a user never runs code (docs/architecture.md): a folder whose configuration
+    maps a class to Python code (``auto_map``), or that holds ``.py`` files, is refused before
+    transformers reads it, so no prompt asks whether to run it.
+    """
+    directory = Path(directory)
+    for name in CODE_NAMING_FILES:
+        path = directory / name
+        if not path.is_file():
+            continue
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ValueError(f"{path}: {path.stat().st_size} bytes, too large for a model configuration")
+        try:
+            values = json.loads(path.read_bytes())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path} is not a readable JSON file ({error})") from None
+        if isinstance(values, dict) and values.get("auto_map"):
+            raise ValueError(f"{path} maps classes to custom code (auto_map); iidfusion never runs code from a model "
+                             "folder: give a model of an architecture transformers provides")
+    code = sorted(p.name for p in directory.glob("*.py"))
+    if code:
+        raise ValueError(f"{directory} holds Python code ({', '.join(code[:3])}); iidfusion never runs code from a model "
+                         "folder: give a folder of configuration, weights and tokenizer files only")
 
 
 def build_wordpiece_vocab(texts: Iterable[str], max_size: int = 30000) -> list[str]:

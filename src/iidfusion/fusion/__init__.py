@@ -6,7 +6,7 @@ registry names exist as soon as the package is imported.
 """
 
 from iidfusion.core.output import FusionOutput
-from iidfusion.fusion.base import FUSION_MODES, FusionStrategy
+from iidfusion.fusion.base import FUSION_MODES, FusionStrategy, at_test_time
 from iidfusion.fusion.registry import available_strategies, create_strategy, get_strategy_class, register_strategy
 from iidfusion.fusion.static import StaticStrategy
 from iidfusion.fusion.qmf import QMFStrategy, qmf_rank_loss
@@ -24,6 +24,7 @@ __all__ = [
     "PDFStrategy",
     "QMFStrategy",
     "StaticStrategy",
+    "at_test_time",
     "available_methods",
     "available_strategies",
     "create_strategy",

@@ -11,7 +11,8 @@ the weight estimators learn only from the strategy's auxiliary losses.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -42,6 +43,25 @@ class StrategyOptions:
     A strategy without options of its own keeps this empty base."""
 
 
+@contextlib.contextmanager
+def at_test_time(module: nn.Module) -> Iterator[None]:
+    """Within the block, every :class:`FusionStrategy` in ``module`` predicts as on the test split.
+
+    Model selection runs on validation in evaluation mode too; the originals apply their
+    test-only steps (PDF's relative calibration) when they report test results, so the
+    evaluation of a test split (or of new data) enters this block and validation does not.
+    """
+    strategies = [m for m in module.modules() if isinstance(m, FusionStrategy)]
+    before = [s.test_time for s in strategies]
+    for strategy in strategies:
+        strategy.test_time = True
+    try:
+        yield
+    finally:
+        for strategy, value in zip(strategies, before, strict=True):
+            strategy.test_time = value
+
+
 class FusionStrategy(nn.Module):
     """Base of the fusion-weight strategies (registered in :mod:`iidfusion.fusion.registry`).
 
@@ -56,7 +76,9 @@ class FusionStrategy(nn.Module):
     with M = 2, sum), so that their weight against the fused CE does not grow with M.
 
     Subclasses implement :meth:`forward` (detached weights (B, M)) and
-    :meth:`auxiliary_losses`. A strategy that needs the training-set size (QMF's loss
+    :meth:`auxiliary_losses`. One whose weights never read the unimodal logits sets
+    ``reads_unimodal_logits = False``: the model then builds no IF heads for it and, unless
+    the unimodal heads are shared, its unimodal CE weight defaults to 0 (:class:`FusionModel`). A strategy that needs the training-set size (QMF's loss
     history) sets ``requires_num_samples = True`` and takes ``num_samples``. Its own options
     are declared as a :class:`StrategyOptions` dataclass given to ``register_strategy``,
     which sets ``options_class``.
@@ -64,7 +86,13 @@ class FusionStrategy(nn.Module):
 
     name: ClassVar[str] = ""
     requires_num_samples: ClassVar[bool] = False
+    # Whether the weights read the unimodal logits f_m (QMF's energy, PDF's confidence). A
+    # strategy that does not (static weights) needs no unimodal heads in the paper's IF.
+    reads_unimodal_logits: ClassVar[bool] = True
     options_class: ClassVar[type[StrategyOptions]] = StrategyOptions
+    # True only inside :func:`at_test_time`: evaluation mode alone also covers validation, and a
+    # strategy may act differently on the test split (PDF's relative calibration).
+    test_time: bool = False
 
     def __init__(
         self,

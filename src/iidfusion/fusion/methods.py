@@ -47,7 +47,7 @@ class MethodSpec:
         num_samples: int | None = None,
         strategy_kwargs: Mapping[str, Any] | None = None,
         strategy_options: StrategyOptions | Mapping[str, Any] | None = None,
-        unimodal_heads: str = "shared",
+        unimodal_heads: str = "separate",
     ) -> FusionModel:
         """The :class:`FusionModel` of this method.
 
@@ -55,7 +55,8 @@ class MethodSpec:
         e.g. the ``strategy.<name>`` section of a training config) go to the strategy.
         ``num_samples`` (the training-set size) is passed on to strategies that need it
         (QMF's loss history) and ignored by the others, so a trainer can pass it always.
-        ``unimodal_heads`` applies to IF methods only (:class:`FusionModel`); LF keeps its heads.
+        ``unimodal_heads``: the base structure, ``"separate"`` (the paper's) or ``"shared"``
+        (:class:`FusionModel`).
         """
         kwargs = dict(strategy_kwargs or {})
         if get_strategy_class(self.strategy).requires_num_samples and num_samples is not None:
@@ -69,7 +70,7 @@ class MethodSpec:
             strategy=self.strategy,
             strategy_kwargs=kwargs,
             strategy_options=strategy_options,
-            unimodal_heads=unimodal_heads if self.mode == "if" else "separate",
+            unimodal_heads=unimodal_heads,
         )
 
 

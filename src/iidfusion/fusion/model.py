@@ -6,14 +6,20 @@ fusion-weight strategy gives w (B, M);
 * IF: z = sum_m w_m z^m, logits = g(z), g one linear layer (the "target mapping");
 * LF: logits = sum_m w_m g_m(z^m), one linear head per modality.
 
-The unimodal logits f_m feed QMF's energy, PDF's true-class probability and the strategies'
-unimodal CE. In LF they come from the LF heads g_m themselves. In IF they come, by default
-(``unimodal_heads="shared"``), from the target mapping g applied to each modality, f_m = g(z^m):
-the paper's IF "does not explicitly train independent heads", and with a linear g,
-g(z) = sum_m w_m g(z^m) + bias, so training g on every modality is what keeps the modalities in
-the one coordinate system the fused prediction reads (docs/evidence.md, "Intermediate fusion").
-``unimodal_heads="separate"`` gives IF auxiliary heads g_m of their own instead. In IF the output
-also carries g(z^m) as ``shared_head_logits``, which the informatic constraint L_ic compares with g(z).
+The base structure (``unimodal_heads``) says where the unimodal logits f_m come from, which feed
+QMF's energy, PDF's true-class probability and the strategies' unimodal CE:
+
+* ``"separate"`` (default, the paper's IF and the originals' code): g is trained on the fused
+  feature only ("IF does not explicitly train independent heads"). A strategy whose weights read
+  unimodal predictions (QMF, PDF) gets heads g_m of its own, trained with their CE as in its
+  code; static weights read none, so IF-static has no unimodal heads and no unimodal CE, and
+  LF-static trains its heads through the fused CE only (vanilla late fusion). L_ic's second
+  part, which suppresses what g reads from each z^m, is then not undone by the base's own loss.
+* ``"shared"``: f_m = g(z^m), and every strategy, static included, trains them with its
+  unimodal CE, which trains g on every modality: the opposite of L_ic's second part.
+
+In IF the output always carries g(z^m) as ``shared_head_logits``, which L_ic compares with g(z);
+with no heads of their own, the unimodal logits are those same g(z^m), read by nothing that trains.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from torch import Tensor, nn
 from iidfusion.core.output import FusionOutput
 from iidfusion.core.validation import check_modality_keys, validate_modalities
 from iidfusion.fusion.base import FusionStrategy, StrategyOptions, validate_mode
-from iidfusion.fusion.registry import create_strategy
+from iidfusion.fusion.registry import create_strategy, get_strategy_class
 
 UNIMODAL_HEADS: tuple[str, ...] = ("shared", "separate")
 
@@ -51,9 +57,10 @@ class FusionModel(nn.Module):
     or a ready :class:`FusionStrategy` whose modalities and mode match.
     ``forward`` takes ``{modality: Tensor}`` with exactly these keys and returns a
     :class:`FusionOutput`; every tensor follows the device of the inputs and parameters.
-    ``unimodal_heads`` (IF only): ``"shared"``, the unimodal logits are g(z^m) (module docstring),
-    or ``"separate"``, one auxiliary linear head per modality (``unimodal_heads`` is then a
-    ModuleDict; it is ``None`` for shared heads, and in LF always holds the LF heads).
+    ``unimodal_heads``: the base structure (module docstring), ``"separate"`` (the paper's) or
+    ``"shared"``. The attribute ``unimodal_heads`` is a ModuleDict of heads g_m where they
+    exist (always in LF; in IF for a separate-heads strategy that reads unimodal logits) and
+    ``None`` otherwise.
     """
 
     def __init__(
@@ -67,7 +74,7 @@ class FusionModel(nn.Module):
         strategy: str | FusionStrategy = "static",
         strategy_kwargs: Mapping[str, Any] | None = None,
         strategy_options: StrategyOptions | Mapping[str, Any] | None = None,
-        unimodal_heads: str = "shared",
+        unimodal_heads: str = "separate",
     ) -> None:
         super().__init__()
         self.modalities = validate_modalities(tuple(encoders))
@@ -93,8 +100,12 @@ class FusionModel(nn.Module):
         self.projections = _module_dict(
             {m: nn.Linear(self.encoder_dims[m], self.width) for m in self.modalities}, "projections"
         )
-        # LF's heads are its predictors; IF has its own only when asked ("separate").
-        separate = self.mode == "lf" or unimodal_heads == "separate"
+        self.structure = unimodal_heads
+        if not isinstance(strategy, (str, FusionStrategy)):
+            raise ValueError(f"strategy must be a registered name or a FusionStrategy, got {type(strategy).__name__}")
+        strategy_class = type(strategy) if isinstance(strategy, FusionStrategy) else get_strategy_class(strategy)
+        # LF's heads are its predictors; IF has heads of its own only for a strategy that reads them.
+        separate = self.mode == "lf" or (unimodal_heads == "separate" and strategy_class.reads_unimodal_logits)
         self.unimodal_heads = (
             _module_dict({m: nn.Linear(self.width, self.num_classes) for m in self.modalities}, "unimodal_heads")
             if separate
@@ -122,8 +133,9 @@ class FusionModel(nn.Module):
                 if theirs != ours:
                     raise ValueError(f"the strategy was built with {what}={theirs!r}, but the model has {ours!r}")
             return strategy
-        if not isinstance(strategy, str):
-            raise ValueError(f"strategy must be a registered name or a FusionStrategy, got {type(strategy).__name__}")
+        arguments = dict(kwargs or {})
+        if self.structure == "separate" and not get_strategy_class(strategy).reads_unimodal_logits:
+            arguments.setdefault("unimodal_loss_weight", 0.0)  # no heads to train: the paper's IF, vanilla LF
         return create_strategy(
             strategy,
             options,
@@ -131,7 +143,7 @@ class FusionModel(nn.Module):
             num_classes=self.num_classes,
             width=self.width,
             mode=self.mode,
-            **dict(kwargs or {}),
+            **arguments,
         )
 
     def unimodal_head(self, modality: str) -> nn.Linear:

@@ -11,7 +11,10 @@ from two modalities to any M >= 2:
 * co-belief cb_k = m_k + holo_k, detached; weights w = softmax_k(cb);
 * at test time only, relative calibration: DU_k = mean_c |p_k,c - 1/C|,
   RC_k = DU_k / max_j DU_j, and w = softmax_k(cb_k * RC_k). The released test code
-  multiplies the co-belief (``ccb = cb * rc``), not the mono-confidence; so do we.
+  multiplies the co-belief (``ccb = cb * rc``), not the mono-confidence; so do we. Its
+  validation (model selection) runs without it, and so does ours: the calibration applies
+  inside :func:`~iidfusion.fusion.base.at_test_time` only, which the test evaluation and
+  ``predict`` enter.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from iidfusion.core.config import Rule, at_least, check_rules, option
+from iidfusion.core.config import MAX_WIDTH, Rule, at_least, check_rules, option
 from iidfusion.core.output import FusionOutput
 from iidfusion.core.validation import check_modality_dict, stack_modalities
 from iidfusion.fusion.base import FusionStrategy, StrategyOptions
@@ -73,7 +76,7 @@ class PDFOptions(StrategyOptions):
     """PDF's options (:class:`PDFStrategy`): config section ``strategy.pdf``, flags ``--pdf-*``."""
 
     confidnet_hidden: int | None = option(
-        None, "hidden width of each modality's ConfidNet (none: the width d)", rule=Rule(lambda v: v is None or v >= 1, ">= 1 or none")
+        None, "hidden width of each modality's ConfidNet (none: the width d)", rule=Rule(lambda v: v is None or 1 <= v <= MAX_WIDTH, f"in [1, {MAX_WIDTH}] or none")
     )
     min_confidence: float = option(
         1e-4, "the mono-confidence m_k is clamped to [min_confidence, 1] before its log",
@@ -90,7 +93,7 @@ class PDFStrategy(FusionStrategy):
     Options (:class:`PDFOptions`): ``confidnet_hidden`` (hidden width of each ConfidNet, default ``width``),
     ``min_confidence`` (m_k is clamped to [min_confidence, 1] before its log, so a ConfidNet
     that outputs 0 cannot make holo-confidence infinite or NaN; default 1e-4),
-    ``calibrate`` (relative calibration in eval mode, default True, as PDF's test code),
+    ``calibrate`` (relative calibration on the test split, default True, as PDF's test code),
     ``confidence_loss_weight`` (factor on the L1 term, 1 as in PDF).
     ``base_options``: ``width``, ``mode``, ``unimodal_loss_weight`` (see :class:`FusionStrategy`).
 
@@ -125,7 +128,7 @@ class PDFStrategy(FusionStrategy):
         with torch.no_grad():
             mono = self.mono_confidence(features).clamp(self.min_confidence, 1.0)
             co_belief = mono + holo_confidence(torch.log(mono))
-            if self.calibrate and not self.training:
+            if self.calibrate and self.test_time and not self.training:
                 logits = stack_modalities(unimodal_logits, self.modalities, "unimodal_logits")
                 co_belief = co_belief * relative_calibration(torch.softmax(logits, dim=-1)).to(co_belief.dtype)
             return torch.softmax(co_belief, dim=1)

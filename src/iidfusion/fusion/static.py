@@ -18,7 +18,7 @@ from iidfusion.fusion.registry import register_strategy
 
 
 def _valid_weights(weights: tuple[float, ...] | None) -> bool:
-    return weights is None or (all(math.isfinite(w) and w >= 0 for w in weights) and sum(weights) > 0)
+    return weights is None or (all(math.isfinite(w) and w >= 0 for w in weights) and 0 < sum(weights) < math.inf)
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class StaticOptions(StrategyOptions):
 
     weights: tuple[float, ...] | None = option(
         None, "fusion weights, one per modality in the data's view order, normalised to sum to one (none: uniform 1/M)",
-        rule=Rule(_valid_weights, "finite, non-negative, with a positive sum (or none)"),
+        rule=Rule(_valid_weights, "finite, non-negative, with a positive and finite sum (or none)"),
     )  # fmt: skip
 
 
@@ -39,13 +39,17 @@ class StaticStrategy(FusionStrategy):
     non-negative, finite, with a positive sum, normalised to sum to one (so the IF feature
     sum stays on the scale of one modality and LF logits on the scale of one head).
 
-    Auxiliary losses: ``unimodal_ce`` = ``unimodal_loss_weight * sum_m CE(g_m(z^m), y)``.
-    The original static late fusion trains its heads only through the fused CE; we also
-    train the unimodal heads, exactly as QMF and PDF do, so that all methods share the same
-    auxiliary heads and differ only in their weights (set ``unimodal_loss_weight=0`` for the
-    plain averaging baseline). ``base_options``: ``width``, ``mode``, ``unimodal_loss_weight``
-    (see :class:`~iidfusion.fusion.base.FusionStrategy`).
+    The weights read no unimodal logits (``reads_unimodal_logits = False``). Auxiliary losses:
+    ``unimodal_ce`` = ``unimodal_loss_weight * sum_m CE(g_m(z^m), y)`` when that weight is > 0,
+    none otherwise. In the paper's base structure (:class:`~iidfusion.fusion.FusionModel`,
+    ``unimodal_heads="separate"``) the weight is 0: vanilla late fusion trains its heads through
+    the fused CE only, and the paper's IF trains g on the fused feature only. With shared heads
+    it is 1, as for QMF and PDF, so g is also trained on each modality.
+    ``base_options``: ``width``, ``mode``, ``unimodal_loss_weight`` (see
+    :class:`~iidfusion.fusion.base.FusionStrategy`).
     """
+
+    reads_unimodal_logits = False
 
     def __init__(
         self,
@@ -83,4 +87,6 @@ class StaticStrategy(FusionStrategy):
     def auxiliary_losses(
         self, output: FusionOutput, labels: Tensor, index: Tensor | None = None
     ) -> dict[str, Tensor]:
+        if self.unimodal_loss_weight == 0:
+            return {}
         return {"unimodal_ce": self.weighted_unimodal_loss(self.unimodal_cross_entropy(output, labels))}

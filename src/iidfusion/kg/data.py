@@ -24,6 +24,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from iidfusion.core.files import read_utf8_lines
+
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # Suffixes tried for each split file, in order: OTKGE ships bare names, PyKEEN ``.txt``.
 SPLIT_SUFFIXES: tuple[str, ...] = ("", ".txt", ".tsv")
@@ -104,18 +106,16 @@ def read_triples(path: str | Path) -> list[tuple[str, str, str]]:
     if not path.is_file():
         raise FileNotFoundError(f"triple file not found: {path}")
     triples = []
-    with path.open(encoding="utf-8", newline="") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) != 3 or not all(field.strip() for field in fields):
-                raise ValueError(
-                    f"{path}:{number}: expected 'head<TAB>relation<TAB>tail', got {len(fields)} field(s): {line[:80]!r}"
-                )
-            head, relation, tail = (field.strip() for field in fields)
-            triples.append((head, relation, tail))
+    for number, line in enumerate(read_utf8_lines(path), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3 or not all(field.strip() for field in fields):
+            raise ValueError(
+                f"{path}:{number}: expected 'head<TAB>relation<TAB>tail', got {len(fields)} field(s): {line[:80]!r}"
+            )
+        head, relation, tail = (field.strip() for field in fields)
+        triples.append((head, relation, tail))
     return triples
 
 

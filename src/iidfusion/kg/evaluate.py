@@ -20,13 +20,15 @@ Everything is vectorised over a batch of queries; the filter is stored as CSR ro
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from iidfusion.fusion.base import at_test_time
 from iidfusion.kg.data import KnowledgeGraph, with_reciprocals
 
 TiePolicy = Literal["pessimistic", "realistic", "optimistic"]
@@ -163,9 +165,13 @@ def evaluate_link_prediction(
     tie_policy: TiePolicy = DEFAULT_TIE_POLICY,
     hits_at: Sequence[int] = HITS_AT,
 ) -> LinkPredictionMetrics:
-    """Filtered MRR / Hits@k of ``scorer`` on ``split``, both directions pooled (as OTKGE averages them)."""
+    """Filtered MRR / Hits@k of ``scorer`` on ``split``, both directions pooled (as OTKGE averages them).
+
+    The test split is ranked at test time (:func:`~iidfusion.fusion.at_test_time`: a fusion
+    strategy's test-only step, such as PDF's calibration, applies), validation is not."""
     known = known if known is not None else KnownTails.from_kg(kg)
-    with torch.no_grad():
+    test_time = at_test_time(scorer) if split == "test" and isinstance(scorer, nn.Module) else contextlib.nullcontext()
+    with torch.no_grad(), test_time:
         tail_ranks, head_ranks = rank_queries(
             scorer, kg.split(split), known, num_relations=kg.num_relations, batch_size=batch_size, tie_policy=tie_policy
         )

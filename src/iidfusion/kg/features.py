@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from iidfusion.core.files import read_utf8_lines
 from iidfusion.kg.data import KnowledgeGraph
 
 # The structural (ComplEx) modality is built by the model; no feature file may use its name.
@@ -153,6 +154,7 @@ def load_entity_features(path: str | Path, entities: Sequence[str]) -> Tensor:
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
+            _check_declared_size(path)
             array = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as error:
             raise ValueError(f"{path}: not a readable .npy matrix ({str(error).splitlines()[0]})") from None
@@ -273,6 +275,18 @@ def read_entity_order(path: str | Path) -> list[str]:
     return names
 
 
+def _check_declared_size(path: Path) -> None:
+    """A ValueError when the ``.npy`` header of ``path`` declares more bytes than the file holds:
+    numpy would allocate them all before finding out (a 100-byte file can claim terabytes)."""
+    with open(path, "rb") as handle:
+        major, minor = np.lib.format.read_magic(handle)
+        header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _, dtype = header(handle)
+        declared, held = int(np.prod(shape, dtype=object)) * dtype.itemsize, path.stat().st_size - handle.tell()
+    if declared > held:
+        raise ValueError(f"its header declares shape {shape} ({declared} bytes) but the file holds {held}")
+
+
 def load_ordered_features(path: str | Path, order: str | Path, entities: Sequence[str]) -> Tensor:
     """(N, d) features of ``entities`` from an ``.npy`` matrix whose rows follow the names in ``order``."""
     path = Path(path)
@@ -280,7 +294,11 @@ def load_ordered_features(path: str | Path, order: str | Path, entities: Sequenc
         raise FileNotFoundError(f"feature file not found: {path}")
     if path.suffix.lower() != ".npy":
         raise ValueError(f"{path}: a row order ('@{order}') applies to .npy matrices only")
-    matrix = np.load(path, allow_pickle=False)
+    try:
+        _check_declared_size(path)
+        matrix = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise ValueError(f"{path}: not a readable .npy matrix ({str(error).splitlines()[0]})") from None
     names = read_entity_order(order)
     if matrix.ndim != 2 or matrix.shape[0] != len(names):
         raise ValueError(f"{path}: shape {matrix.shape}, but {order} names {len(names)} rows")
@@ -325,8 +343,7 @@ def read_entity_texts(path: str | Path) -> dict[str, str]:
 def _lines(path: Path) -> list[tuple[int, str]]:
     if not path.is_file():
         raise FileNotFoundError(f"feature file not found: {path}")
-    with path.open(encoding="utf-8", newline="") as handle:
-        return [(number, line.rstrip("\r\n")) for number, line in enumerate(handle, start=1)]
+    return list(enumerate(read_utf8_lines(path), start=1))
 
 
 # What a graph's folder provides, in TransAE's WN9-IMG layout: (modality, source, files it needs).

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from iidfusion.core.config import at_least, option, positive
+from iidfusion.core.config import MAX_BATCH, MAX_EPOCHS, MAX_WIDTH, at_least, option, positive
 from iidfusion.fusion import FusionOutput, FusionStrategy, create_strategy, get_strategy_class
 from iidfusion.fusion.base import StrategyOptions
 from iidfusion.fusion.registry import strategy_options
@@ -79,15 +79,15 @@ class OTProjectionConfig:
     """
 
     plan_entities: int = option(10, "entities whose transport plans are averaged (OTKGE: 10)",
-                                flag="--projection-plan-entities", rule=at_least(1))
+                                flag="--projection-plan-entities", rule=at_least(1, MAX_BATCH))
     cost_scale: float = option(100.0, "scale of the feature-to-structure cost (OTKGE: 100 WN9-IMG, 300 FB-IMG)",
                                flag="--projection-cost-scale", rule=positive())
     eps: float = option(10.0, "entropic regularisation of the plan, in the cost's units (OTKGE: 10)",
                         flag="--projection-eps", rule=positive())
-    max_iter: int = option(1000, "Sinkhorn iterations of the plan", flag="--projection-max-iter", rule=at_least(1))
+    max_iter: int = option(1000, "Sinkhorn iterations of the plan", flag="--projection-max-iter", rule=at_least(1, MAX_EPOCHS))
     tol: float = option(1e-6, "relative marginal error the plan stops at", flag="--projection-tol", rule=at_least(0))
     refresh_every: int = option(1, "training steps between two plan computations (OTKGE: 1)",
-                                flag="--projection-refresh-every", rule=at_least(1))
+                                flag="--projection-refresh-every", rule=at_least(1, MAX_EPOCHS))
 
 
 @dataclass
@@ -106,7 +106,7 @@ class KGModelConfig:
     """
 
     name: str = option(DEFAULT_KG_MODEL, "KG model: a name of iidfusion.kg.registry (otkge, mmkrl)", flag="--model")
-    rank: int = option(500, "ComplEx rank k (2k reals per embedding; OTKGE 500)", rule=at_least(1))
+    rank: int = option(500, "ComplEx rank k (2k reals per embedding; OTKGE 500)", rule=at_least(1, MAX_WIDTH))
     init_scale: float = option(1e-3, "scale of the initial embeddings (OTKGE 1e-3)", rule=positive())
     modality_weights: dict[str, float] = field(default_factory=dict, metadata={"help": "static fusion weights by modality (empty: uniform)"})
     strategy: str | None = option(None, "registered fusion strategy of the query weights: qmf, pdf, static (none: "

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from iidfusion.fusion import FusionStrategy
 from iidfusion.kg.model import KGOutput
 from iidfusion.kg.registry import KGModel
-from iidfusion.core.config import SEED_RULE, at_least, option, redefault
+from iidfusion.core.config import MAX_BATCH, SEED_RULE, at_least, option, redefault
 from iidfusion.losses.config import IIDConfig
 from iidfusion.losses.iid import IIDLossOutput
 
@@ -39,8 +39,11 @@ class IIDTermsConfig(IIDConfig):
     """IID on the KG: :class:`~iidfusion.losses.IIDConfig` with defaults for ComplEx embeddings.
 
     The same options as the classification's ``loss`` section, and two of the KG's own. The
-    baseline is alpha = beta = 0. ``lam``: ComplEx embeddings live at the scale N3 sets, far
-    below unit variance, so L_ic's KL-to-N(0, I) pull is off by default. ``d1`` / ``d2`` fit
+    baseline is alpha = beta = 0. ``kl_scale``: ComplEx embeddings live at the scale N3 sets, a
+    per-dimension std of about 0.35 once trained (benchmarks/results/kg_embedding_scale.md), not 1,
+    so L_ic's KL terms are taken against N(0, 0.35^2 I): they guard against collapse at the
+    embeddings' own scale instead of pulling every variance to 1, with the classification's lam.
+    ``d1`` / ``d2`` fit
     embeddings of width 2 * rank >= 64; ``max_iter`` is the Sinkhorn budget OTKGE-size batches
     converge in. ``coherence_points``: L_dc on at most that many of a batch's query entities
     (the batch is shuffled, so a random subset); ``reducer_seed`` draws the RIP matrix Phi.
@@ -48,11 +51,11 @@ class IIDTermsConfig(IIDConfig):
 
     alpha: float = redefault(IIDConfig, "alpha", 0.0, "weight of the informatic constraint L_ic (0: the baseline)")
     beta: float = redefault(IIDConfig, "beta", 0.0, "weight of the distribution coherence L_dc (0: the baseline)")
-    lam: float = redefault(IIDConfig, "lam", 0.0, "weight of the Gaussian KL terms inside L_ic (off: ComplEx embeddings are far below unit variance)")
+    kl_scale: float = redefault(IIDConfig, "kl_scale", 0.35, "std r of the reference Gaussian N(0, r^2 I) of L_ic's KL terms (0.35: trained ComplEx embeddings)")
     d1: int = redefault(IIDConfig, "d1", 32)
     d2: int = redefault(IIDConfig, "d2", 64)
     max_iter: int = redefault(IIDConfig, "max_iter", 1000)
-    coherence_points: int = option(512, "query entities of a batch L_dc compares, at most", rule=at_least(2))
+    coherence_points: int = option(512, "query entities of a batch L_dc compares, at most", rule=at_least(2, MAX_BATCH))
     reducer_seed: int = option(0, "seed of L_dc's RIP matrix Phi", rule=SEED_RULE)
 
 

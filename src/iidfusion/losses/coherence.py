@@ -116,7 +116,7 @@ def distribution_coherence(
     dim = dims[names[0]]
     clouds = reducer(stacked) if reducer is not None else stacked
     # The scale divides the (M, B, d2) clouds rather than the (P, B, B) costs: ||x/s - y/s|| = ||x - y|| / s.
-    clouds = clouds * (1.0 / (cost_scale or math.sqrt(dim)))
+    clouds = clouds * (1.0 / (math.sqrt(dim) if cost_scale is None else cost_scale))
     pairs = modality_pairs(names)
     index = {n: k for k, n in enumerate(names)}
     first = [index[a] for a, _ in pairs]
@@ -145,9 +145,9 @@ class DistributionCoherence(nn.Module):
     """``nn.Module`` form of :func:`distribution_coherence`, owning its :class:`FourierRIPReducer`.
 
     ``dim``: the feature width d. ``d1`` kept Fourier bins (default min(16, d // 2 + 1)); ``d2`` RIP
-    output width (default :func:`iidfusion.ot.rip_dimension`, the RIP sample size for d1 bins, or
-    no projection when that is not below d: :class:`iidfusion.ot.FourierRIPReducer`); ``seed`` of
-    Phi. ``reduce=False`` computes the cost on the raw features (for small d).
+    output width (default :func:`iidfusion.ot.default_rip_width`: the RIP sample size for d1 bins,
+    capped at d // 2 so that the projection always reduces); ``seed`` of Phi (a training run
+    passes its own). ``reduce=False`` computes the cost on the raw features (for small d).
     """
 
     def __init__(

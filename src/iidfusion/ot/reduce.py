@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FourierRIPReducer", "rip_dimension"]
+__all__ = ["FourierRIPReducer", "default_rip_width", "rip_dimension"]
 
 
 def rip_dimension(dim: int, d1: int, distortion: float = 0.5) -> int:
@@ -52,18 +52,33 @@ def rip_dimension(dim: int, d1: int, distortion: float = 0.5) -> int:
     return max(2 * d1, math.ceil(2.0 * d1 * math.log(max(dim / d1, math.e)) / distortion**2))
 
 
+def default_rip_width(dim: int, d1: int) -> int:
+    """The default d2: :func:`rip_dimension` capped at ``dim // 2`` (at least 1).
+
+    The RIP bound is a sufficient condition and asks for more rows than a narrow feature has
+    (rip_dimension(64, 16) = 178): the cap keeps Phi a real reduction at every width, the point
+    of the paper's step, at a distortion measured in docs/method.md ("Fourier sparsification +
+    RIP"). Wide features (dim >= 2 rip_dimension) get the bound itself.
+    """
+    return max(1, min(rip_dimension(dim, d1), dim // 2))
+
+
 class FourierRIPReducer(nn.Module):
     """Top-d1 Fourier bins, then a fixed Gaussian projection to d2 dimensions.
 
     Args:
         dim: feature dimension of the inputs.
         d1: number of rfft bins kept (1 <= d1 <= dim // 2 + 1).
-        d2: output dimension (>= 1). ``None`` (default) takes :func:`rip_dimension` when it
-            is below ``dim``; when it is not (small ``dim``, e.g. rip_dimension(64, 16) = 178),
-            a projection compresses nothing and only adds distortion, so the low-passed
-            features themselves are returned (``Phi = I``, d2 = dim): distances are then exact,
-            at no more cost than a Gaussian ``Phi`` of that width.
-        seed: seed of ``Phi`` (a registered buffer, saved with the module).
+        d2: output dimension (>= 1). ``None`` (default): :func:`default_rip_width`, the
+            RIP sample size ``rip_dimension(dim, d1)`` capped at ``dim // 2``, so that Phi
+            always reduces (at dim = 64, d1 = 16 the RIP bound asks for 178 rows; the cap gives
+            32, whose distortion docs/method.md reports).
+        seed: seed of ``Phi`` (a registered buffer, saved with the module); a training run
+            passes its own seed, so that seeds vary the projection too.
+
+    A state dict's ``phi`` defines the projection it was saved with, whatever its width: loading
+    one of another ``d2`` (a checkpoint of a run with other options, or of an earlier release,
+    whose default at small widths was ``Phi = I``) adopts it.
 
     ``forward(z)`` maps ``(..., n, dim)`` to ``(..., n, d2)``; every leading index is its own
     cloud with its own kept bins. Gradients flow through the kept coefficients; the choice of
@@ -83,19 +98,24 @@ class FourierRIPReducer(nn.Module):
             raise ValueError(f"d1 must be an int in [1, {n_bins}] (rfft bins of dim={dim}), got {d1!r}")
         if not (d2 is None or (isinstance(d2, int) and d2 >= 1)):
             raise ValueError(f"d2 must be an int >= 1 or None, got {d2!r}")
-        self.projected = d2 is not None or rip_dimension(dim, d1) < dim
-        if d2 is None:
-            d2 = rip_dimension(dim, d1) if self.projected else dim
-        self.dim, self.d1, self.d2, self.seed = dim, d1, d2, seed
-        if self.projected:
-            generator = torch.Generator().manual_seed(seed)
-            phi = torch.randn(d2, dim, generator=generator) / math.sqrt(d2)
-        else:
-            phi = torch.eye(dim)
-        self.register_buffer("phi", phi)
+        d2 = default_rip_width(dim, d1) if d2 is None else d2
+        self.dim, self.d1, self.seed = dim, d1, seed
+        generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("phi", torch.randn(d2, dim, generator=generator) / math.sqrt(d2))
         self.register_buffer("psi", self._compose(self.phi), persistent=False)
         self.register_buffer("analysis", self._analysis(self.phi), persistent=False)
         self.register_load_state_dict_post_hook(_refresh_psi)
+
+    @property
+    def d2(self) -> int:
+        """The output width: the rows of Phi."""
+        return int(self.phi.shape[0])
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        stored = state_dict.get(prefix + "phi")
+        if isinstance(stored, Tensor) and stored.ndim == 2 and stored.shape[1] == self.dim and stored.shape != self.phi.shape:
+            self.phi = torch.empty_like(stored, dtype=self.phi.dtype, device=self.phi.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _compose(self, phi: Tensor) -> Tensor:
         """(2 * n_bins, d2): rows [Phi irfft(e_k) for Re, Phi irfft(i e_k) for Im] per bin."""
@@ -158,8 +178,7 @@ class FourierRIPReducer(nn.Module):
         return self
 
     def extra_repr(self) -> str:
-        projection = f"seed={self.seed}" if self.projected else "no projection"
-        return f"dim={self.dim}, d1={self.d1}, d2={self.d2}, {projection}"
+        return f"dim={self.dim}, d1={self.d1}, d2={self.d2}, seed={self.seed}"
 
 
 def _refresh_psi(module: nn.Module, incompatible_keys: Any) -> None:

@@ -15,10 +15,12 @@ numbers, strings and containers only: a crafted file cannot run code):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from iidfusion.training.config import config_from_dict
@@ -68,7 +70,9 @@ def load_model(path: str | Path, *, flag: str = "checkpoint") -> TrainedModel:
 
     state = read_checkpoint(path, flag)
     if is_kg_checkpoint(state):
-        return trained_kg_model(state, f"{flag} {path}")
+        trained = trained_kg_model(state, f"{flag} {path}")
+        check_finite_weights(trained.model.state_dict(), f"{flag} {path}")
+        return trained
     if is_kg_training_checkpoint(state):
         raise ValueError(f"{flag} {path}: a training checkpoint of `iidfusion kg fit` (for --resume); "
                          f"the trained model is the run's {CHECKPOINT_NAME}")
@@ -101,6 +105,7 @@ def fusion_module_from_state(state: Any, where: str) -> FusionModule:
     if record.get("version") != RECORD_VERSION or record.get("encoders") != "mlp":
         raise ValueError(f"{where}: a model record of version {record.get('version')!r}, which this iidfusion cannot read")
     config = config_from_dict(state["hyper_parameters"], where)  # the run's whole config (FusionModule.__init__)
+    _check_record(record, config, where)
     module = FusionModule.for_feature_views(
         record["method"], record["view_dims"], record["num_classes"], record["num_train"], config,
         seed=record.get("seed"), class_names=record.get("class_names", ()),
@@ -110,4 +115,57 @@ def fusion_module_from_state(state: Any, where: str) -> FusionModule:
         module.load_state_dict(state["state_dict"])
     except RuntimeError as error:
         raise ValueError(f"{where}: its weights do not fit the model it records ({str(error).splitlines()[0]})") from None
+    check_finite_weights(state["state_dict"], where)
     return module.eval()
+
+
+# What a record may describe: far beyond any real model, small enough to be refused before it is built.
+MAX_VIEWS, MAX_VIEW_WIDTH, MAX_CLASSES, MAX_SAMPLES = 2**10, 2**24, 2**24, 2**40
+
+
+def _check_record(record: dict[str, Any], config: Any, where: str) -> None:
+    """The sizes a ``fit`` checkpoint records, checked before any of them is allocated, and its
+    feature scaling: recorded (``None`` only for a run on data given unscaled, through the API)
+    and, when there, one finite minimum and positive range per feature of each view."""
+    from iidfusion.training.validation import check_option_rules
+
+    try:
+        check_option_rules(config)
+    except ValueError as error:
+        raise ValueError(f"{where}: its recorded configuration is out of range ({error})") from None
+    dims = record.get("view_dims")
+    if not isinstance(dims, dict) or not all(type(width) is int for width in dims.values()):
+        raise ValueError(f"{where}: a model record with view widths {dims!r}; expected {{view: int}}")
+    sizes = [("views", len(dims), MAX_VIEWS), ("view width", min(dims.values(), default=0), MAX_VIEW_WIDTH),
+             ("view width", max(dims.values(), default=0), MAX_VIEW_WIDTH),
+             ("classes", record.get("num_classes"), MAX_CLASSES), ("training samples", record.get("num_train"), MAX_SAMPLES)]
+    for what, value, bound in sizes:
+        if not (type(value) is int and 1 <= value <= bound):
+            raise ValueError(f"{where}: a model record with {what} {value!r}; expected 1 to {bound}")
+    if "scaler" not in record:
+        raise ValueError(f"{where}: its model record lacks the feature scaling of its training data; predictions would "
+                         "be made on unscaled features")
+    scaler = record["scaler"]
+    if scaler is None:
+        return
+    try:
+        for part in ("minimum", "span"):
+            values = scaler[part]
+            if set(values) != set(dims):
+                raise ValueError(f"its {part} covers views {sorted(values)}, not {sorted(dims)}")
+            for view, tensor in values.items():
+                if tuple(tensor.shape) != (dims[view],) or not bool(torch.isfinite(tensor).all()):
+                    raise ValueError(f"the {part} of view {view!r} is not {dims[view]} finite numbers")
+                if part == "span" and not bool((tensor > 0).all()):
+                    raise ValueError(f"the range of view {view!r} has values <= 0")
+    except (TypeError, KeyError, AttributeError, ValueError) as error:
+        raise ValueError(f"{where}: its feature scaling is damaged ({error})") from None
+
+
+def check_finite_weights(state_dict: Mapping[str, Any], where: str) -> None:
+    """A ValueError naming the first weight of ``state_dict`` that holds NaN or inf: such a
+    checkpoint (a diverged run, a damaged file) would predict without complaint."""
+    for key, tensor in state_dict.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(f"{where}: weight {key!r} holds {bad} NaN or inf values; the run diverged or the file is damaged")

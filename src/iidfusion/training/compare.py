@@ -17,10 +17,14 @@ and results.json records, for every run, what was chosen among which trials.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import multiprocessing
+import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -30,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from iidfusion.data.base import DatasetSplits
-from iidfusion.training.config import ExperimentConfig, config_to_dict, resolve_methods
+from iidfusion.training.config import MAX_NOISE_LEVEL, ExperimentConfig, config_to_dict, resolve_methods
+from iidfusion.training.departures import departures_line, departures_sentence
+from iidfusion.training.outputs import first_process
 from iidfusion.training.report import EvalResult, write_report
 
 _SPLITS: dict[tuple[str, tuple[str, ...], str, int], DatasetSplits] = {}
@@ -108,6 +114,14 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", category=category, module=r"lightning\.")
 
 
+def _start_worker() -> None:
+    """A worker process: quiet, and without the data file's notes, which the main process gave."""
+    from iidfusion.data.multiview import PassedOverWarning
+
+    quiet_lightning()
+    warnings.filterwarnings("ignore", category=PassedOverWarning)
+
+
 def load_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
     """The data of ``config`` split by ``seed``; at least two views, and the noise view among them."""
     from iidfusion.data.registry import load_dataset
@@ -149,8 +163,8 @@ def validate_config(config: ExperimentConfig) -> None:
     if not config.eval.noise:
         raise ValueError("no noise levels given (use 0 for clean data only)")
     for level in config.eval.noise:
-        if not (math.isfinite(level) and level >= 0):
-            raise ValueError(f"noise levels must be finite and >= 0, got {level}")
+        if not (math.isfinite(level) and 0 <= level <= MAX_NOISE_LEVEL):
+            raise ValueError(f"noise levels must be finite and >= 0, at most {MAX_NOISE_LEVEL:g}, got {level}")
     if config.eval.noise_kind not in FEATURE_NOISE:
         raise ValueError(f"unknown noise kind {config.eval.noise_kind!r}; expected one of {sorted(FEATURE_NOISE)}")
     validate_tune_config(config.tune)
@@ -215,7 +229,7 @@ def run_tasks(
                 on_done(done, task, outcomes[-1])
         return outcomes
     context = multiprocessing.get_context(START_METHOD)
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=quiet_lightning) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker) as pool:
         futures: list[Future[RunOutcome]] = [pool.submit(execute_task, task) for task in tasks]
         try:
             for done, (task, future) in enumerate(zip(tasks, futures), start=1):
@@ -291,6 +305,36 @@ def comparison_tasks(config: ExperimentConfig, methods: Sequence[str], out: Path
     ]
 
 
+def cache_path(out: Path, key: str) -> Path:
+    """Where a finished run of the job in ``out`` is kept (:func:`save_outcome`), by its run key."""
+    return out / "cache" / f"{key}.json"
+
+
+def save_outcome(path: Path, outcome: RunOutcome) -> None:
+    """Atomically: a finished run is either in the cache whole or not at all."""
+    from iidfusion.training.report import json_ready
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(json_ready(outcome.to_json()), handle)
+    os.replace(tmp, path)
+
+
+def load_outcome(path: Path) -> RunOutcome:
+    """A run that :func:`save_outcome` kept; a damaged file is a ValueError saying to delete it."""
+    try:
+        payload = json.loads(path.read_text())
+        return RunOutcome.from_json({k: number_or_nan(v) if k.startswith("val_") else v for k, v in payload.items()})
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"unreadable cached run {path} ({error}); delete it to run it again") from None
+
+
+def number_or_nan(value: float | None) -> float:
+    """A number as JSON records it (NaN as null) back as a float."""
+    return math.nan if value is None else float(value)
+
+
 def compare_tasks(
     tasks: Sequence[Task],
     config: ExperimentConfig,
@@ -301,28 +345,84 @@ def compare_tasks(
     log: Callable[[str], None] = print,
     execute_task: Callable[[Task], RunOutcome] | None = None,
     description: str = "compare",
+    keep_finished: bool = False,
 ) -> Comparison:
     """Run ``tasks`` (``config.jobs`` at a time, with a progress bar and one line per run to
-    ``log``), then write the results and ``record`` (the configuration) to ``out``."""
-    with Progress(tasks, log, bar=config.train.progress_bar, description=description) as progress:
-        outcomes = run_tasks(tasks, config.jobs, progress, execute_task)
+    ``log``), then write the results and ``record`` (the configuration) to ``out``. The first line
+    to ``log`` and the first paragraph of results.md name the departures from the paper.
+
+    ``keep_finished``: each finished run is kept under ``out/cache/`` at once and a task already
+    kept there is not run again, so a comparison stopped half way continues where it stopped
+    (its unfinished runs' folders are cleared first); the cache goes once the results are written.
+    """
+    out = Path(out)
+    log(departures_line(config, dict.fromkeys(task.method for task in tasks)))
+    keys = [task.key() for task in tasks] if keep_finished else []
+    outcomes: list[RunOutcome | None] = [
+        load_outcome(cache_path(out, key)) if cache_path(out, key).is_file() else None for key in keys
+    ] or [None] * len(tasks)
+    pending = [k for k, outcome in enumerate(outcomes) if outcome is None]
+    if len(pending) < len(tasks):
+        log(f"{description}: {len(tasks) - len(pending)} of {len(tasks)} runs already done, {len(pending)} to train")
+    for k in pending:
+        folder = tasks[k].run_dir
+        if keep_finished and folder is not None and folder.is_dir() and first_process():
+            shutil.rmtree(folder)  # what an interrupted run of this task left
+    with Progress([tasks[k] for k in pending], log, bar=config.train.progress_bar, description=description) as progress:
+
+        def done(count: int, task: Task, outcome: RunOutcome) -> None:
+            if keep_finished:
+                save_outcome(cache_path(out, keys[pending[count - 1]]), outcome)
+            progress(count, task, outcome)
+
+        for k, outcome in zip(pending, run_tasks([tasks[k] for k in pending], config.jobs, done, execute_task)):
+            outcomes[k] = outcome
+    finished = [outcome for outcome in outcomes if outcome is not None]
+    comparison = _report(tasks, finished, config, out, title, record)
+    if keep_finished and comparison.is_global_zero:
+        shutil.rmtree(out / "cache", ignore_errors=True)
+    return comparison
+
+
+def _report(tasks: Sequence[Task], outcomes: Sequence[RunOutcome], config: ExperimentConfig, out: Path, title: str,
+            record: dict[str, Any]) -> Comparison:  # fmt: skip
     is_global_zero = all(o.is_global_zero for o in outcomes)
     results = [r for o in outcomes for r in o.results]
     runs = [run_record(task, outcome) for task, outcome in zip(tasks, outcomes)]
-    report = write_report(Path(out), results, record, title, runs=runs) if is_global_zero else ""
+    notes = (departures_sentence(config, dict.fromkeys(task.method for task in tasks)),)
+    report = write_report(Path(out), results, record, title, runs=runs, notes=notes) if is_global_zero else ""
     return Comparison(results, report, is_global_zero)
 
 
 def run_comparison(
-    config: ExperimentConfig, out: str | Path, *, title: str | None = None, log: Callable[[str], None] = print
+    config: ExperimentConfig,
+    out: str | Path,
+    *,
+    title: str | None = None,
+    log: Callable[[str], None] = print,
+    resume: bool = False,
 ) -> Comparison:
-    """Train every method of ``config`` with seeds 0..seeds-1, evaluate, write the results to ``out``."""
+    """Train every method of ``config`` with seeds 0..seeds-1, evaluate, write the results to ``out``.
+
+    Each finished run is kept in ``out`` at once (:func:`compare_tasks`); ``resume`` continues a
+    comparison that stopped half way in ``out`` from them (without it, they are refused).
+    """
     methods = resolve_methods(config.methods)
     validate_config(config)
+    check_resume(out, resume)
     first = _cached_splits(config, 0)
     tasks = comparison_tasks(config, methods, Path(out))
     title = title or f"{first.name}: {len(methods)} methods x {config.seeds} seeds"
-    return compare_tasks(tasks, config, out, title=title, record=config_to_dict(config), log=log)
+    return compare_tasks(tasks, config, out, title=title, record=config_to_dict(config), log=log, keep_finished=True)
+
+
+def check_resume(out: str | Path, resume: bool) -> None:
+    """A comparison in ``out`` is continued only with ``resume``, and only if it did not finish."""
+    kept = Path(out) / "cache"
+    if not resume and kept.is_dir() and any(kept.iterdir()):
+        raise ValueError(f"{out} holds the finished runs of an interrupted comparison; pass --resume to continue it")
+    if resume and not kept.is_dir() and (Path(out) / "results.json").is_file():
+        raise ValueError(f"{out} holds a finished comparison, nothing to resume; pass --overwrite to run it again")
 
 
 def run_record(task: Task, outcome: RunOutcome) -> dict[str, Any]:

@@ -25,7 +25,22 @@ from typing import Any
 
 import yaml
 
-from iidfusion.core.config import SEED_RULE, Rule, at_least, is_section, merge_config, option, positive
+from iidfusion.core.config import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_LAYERS,
+    MAX_PROCESSES,
+    MAX_RUNS,
+    MAX_WIDTH,
+    SEED_RULE,
+    Rule,
+    at_least,
+    is_section,
+    merge_config,
+    one_of,
+    option,
+    positive,
+)
 from iidfusion.fusion.registry import StrategySections, strategy_sections
 from iidfusion.losses.config import IIDConfig as LossConfig  # the ``loss`` section: IID's options, shared with the KG
 
@@ -35,18 +50,25 @@ RENAMED_KEYS: dict[str, str] = {"model.lam_rank": "strategy.qmf.lam_rank"}
 
 
 PROBABILITY = Rule(lambda v: 0 <= v < 1, "in [0, 1)")
+# A noise level is the noise's std in tenths of a view's: 1e6 drowns every feature 1e5 times over, far
+# inside float32 (a level of 1e308 made every noisy feature inf, and the accuracy at it meaningless).
+MAX_NOISE_LEVEL = 1e6
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Encoders and fusion model (docs/method.md: encoders h_m, projections to width d)."""
 
-    width: int = option(64, "common width d of the projected unimodal features", rule=at_least(1))
-    hidden: int = option(128, "hidden units of each feature view's MLP encoder", rule=at_least(1))
-    layers: int = option(1, "hidden layers of each MLP encoder (0: a linear encoder)", rule=at_least(0))
+    width: int = option(64, "common width d of the projected unimodal features", rule=at_least(1, MAX_WIDTH))
+    hidden: int = option(128, "hidden units of each feature view's MLP encoder", rule=at_least(1, MAX_WIDTH))
+    layers: int = option(1, "hidden layers of each MLP encoder (0: a linear encoder)", rule=at_least(0, MAX_LAYERS))
     dropout: float = option(0.0, "dropout in the MLP encoders", rule=PROBABILITY)
     unimodal_reduction: str = option("sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean")
-    unimodal_heads: str = option("shared", "IF's unimodal logits: shared (the target mapping on each modality) or separate heads")
+    unimodal_heads: str = option(
+        "separate", "base structure: separate (the paper's: g trained on the fused feature only; QMF and PDF read "
+        "heads of their own) or shared (the unimodal logits are g(z^m), trained with the unimodal CE)",
+        rule=one_of(("separate", "shared")),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -61,21 +83,21 @@ class OptimConfig:
 class TrainConfig:
     """Lightning trainer, data loading, checkpoints and logs."""
 
-    max_epochs: int = option(100, "maximum training epochs", rule=at_least(1))
-    batch_size: int = option(128, "training batch size (per process)", rule=at_least(1))
-    patience: int = option(10, "early stopping: epochs without a better validation score (0: off)", rule=at_least(0))
+    max_epochs: int = option(100, "maximum training epochs", rule=at_least(1, MAX_EPOCHS))
+    batch_size: int = option(128, "training batch size (per process)", rule=at_least(1, MAX_BATCH))
+    patience: int = option(10, "early stopping: epochs without a better validation score (0: off)", rule=at_least(0, MAX_EPOCHS))
     stop_on: str = option("acc_or_loss", "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)")
-    min_epochs: int = option(0, "epochs trained before early stopping may stop a run", rule=at_least(0))
+    min_epochs: int = option(0, "epochs trained before early stopping may stop a run", rule=at_least(0, MAX_EPOCHS))
     accelerator: str = option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
     devices: str = option("auto", "Lightning devices: auto, a count, or a comma list of ids")
-    num_nodes: int = option(1, "machines the run spans, each with --devices processes (docs/scaling.md)", rule=at_least(1))
+    num_nodes: int = option(1, "machines the run spans, each with --devices processes (docs/scaling.md)", rule=at_least(1, MAX_PROCESSES))
     strategy: str = option("auto", "Lightning strategy: auto, ddp, ddp_spawn, ...")
-    num_workers: int = option(0, "data-loader worker processes", rule=at_least(0))
-    threads: int = option(0, "torch CPU threads of this process (0: torch's default; 1 suits small models)", rule=at_least(0))
+    num_workers: int = option(0, "data-loader worker processes", rule=at_least(0, MAX_PROCESSES))
+    threads: int = option(0, "torch CPU threads of this process (0: torch's default; 1 suits small models)", rule=at_least(0, MAX_PROCESSES))
     precision: str = option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, ...")
     gather_features: bool = option(False, "all-gather features across processes for L_dc (DDP)")
     monitor_distances: bool = option(True, "log per-pair Wasserstein distances on a fixed validation sample, every method")
-    monitor_samples: int = option(128, "validation samples (the first ones) the monitored distances use", rule=at_least(1))
+    monitor_samples: int = option(128, "validation samples (the first ones) the monitored distances use", rule=at_least(1, MAX_BATCH))
     checkpoints: bool = option(True, "save best and last checkpoints")
     loggers: tuple[str, ...] = option(("csv", "tensorboard"), "loggers: csv, tensorboard (empty: none)")
     progress_bar: bool = option(True, "show a progress bar")
@@ -88,6 +110,10 @@ class EvalConfig:
     noise: tuple[float, ...] = option((0.0, 5.0, 10.0), "noise levels (units of the view's std / 10)")
     noise_view: str = option("all", "view that receives noise: 'all' or one view name")
     noise_kind: str = option("gaussian", "noise kind: gaussian or salt-and-pepper")
+    noise_mask: str = option(
+        "independent", "which views of a sample are corrupted: independent (each view its own p=0.5 coin, as QMF's code) "
+        "or shared (one coin per sample for every view, the earlier protocol)", rule=one_of(("independent", "shared")),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,7 +131,7 @@ class TuneConfig:
     d1: tuple[int, ...] = option((), "d1 grid (empty: loss.d1, not tuned)", flag="--tune-d1")
     lr: tuple[float, ...] = option((), "learning-rate grid, for every method (empty: optim.lr, not tuned)", flag="--tune-lr")
     sampler: str = option("grid", "grid (every combination) or tpe (Optuna's TPE, --trials trials)", flag="--sampler")
-    trials: int = option(0, "trials per method and seed with --sampler tpe (0: the grid's size)", flag="--trials", rule=at_least(0))
+    trials: int = option(0, "trials per method and seed with --sampler tpe (0: the grid's size)", flag="--trials", rule=at_least(0, MAX_RUNS))
     storage: str = option("", "Optuna storage URL shared by processes or machines, e.g. sqlite:///tune.db (empty: in memory)", flag="--storage")
 
 
@@ -121,13 +147,13 @@ class ExperimentConfig:
     methods: tuple[str, ...] = option(
         ("main",), "methods compared by `compare`; 'main' = the nine main methods, 'all' = with the ablations"
     )
-    seeds: int = option(5, "seeds 0..N-1 run by `compare` and `suite`", rule=at_least(1))
-    jobs: int = option(1, "fits `compare` runs at once, each in its own process (CPU: pair with threads=1)", rule=at_least(1))
+    seeds: int = option(5, "seeds 0..N-1 run by `compare` and `suite`", rule=at_least(1, MAX_RUNS))
+    jobs: int = option(1, "fits `compare` runs at once, each in its own process (CPU: pair with threads=1)", rule=at_least(1, MAX_PROCESSES))
     out: str = option("runs", "output folder")
     datasets: tuple[str, ...] = option(
         ("handwritten", "synthetic"), "data sets (bundled names or files) compared by `suite`"
     )
-    variants: tuple[str, ...] = option(("vib",), "L_ic readings `suite` runs the IID methods with, one table each")
+    variants: tuple[str, ...] = option(("paper",), "L_ic readings `suite` runs the IID methods with, one table each")
     model: ModelConfig = field(default_factory=ModelConfig)
     # One section per registered strategy (strategy.qmf.lam_rank, flag --qmf-lam-rank); a fit
     # reads its method's strategy's section only.
@@ -232,13 +258,59 @@ def renamed_keys(values: Mapping[str, Any], source: str, *, warn: bool = True) -
     return values
 
 
+# Bounds of a config file: a configuration is a few hundred values, so anything far beyond is
+# refused before it is expanded (an alias bomb: nine anchors of nine aliases each are 9**9 values).
+CONFIG_MAX_BYTES = 2**20
+CONFIG_MAX_DEPTH = 16
+CONFIG_MAX_ALIASES = 100
+CONFIG_MAX_VALUES = 20_000  # scalars and collections, each alias counted as what it expands to
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the bounds above checked on the composed nodes, before any
+    Python object is built."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases = getattr(self, "aliases", 0) + 1
+            if self.aliases > CONFIG_MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {CONFIG_MAX_ALIASES} aliases (*name)")
+        self.depth = getattr(self, "depth", 0) + 1
+        if self.depth > CONFIG_MAX_DEPTH:
+            raise yaml.YAMLError(f"nested deeper than {CONFIG_MAX_DEPTH} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        sizes: dict[int, int] = {}
+
+        def expanded(node: Any) -> int:
+            if sizes.get(id(node)) == -1:
+                raise yaml.YAMLError("an alias inside the value it names (a recursive structure)")
+            if id(node) not in sizes:
+                sizes[id(node)] = -1  # being counted
+                children = node.value if isinstance(node, yaml.SequenceNode) else (
+                    [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else [])
+                sizes[id(node)] = min(1 + sum(expanded(child) for child in children), CONFIG_MAX_VALUES + 1)
+            return sizes[id(node)]
+
+        if node is not None and expanded(node) > CONFIG_MAX_VALUES:
+            raise yaml.YAMLError(f"more than {CONFIG_MAX_VALUES} values once its aliases are expanded")
+        return node
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML config file; missing, unreadable or non-mapping files are errors."""
+    """The mapping in a YAML config file; missing, unreadable, oversized or non-mapping files are errors."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:
-        values = yaml.safe_load(path.read_text())
+        if path.stat().st_size > CONFIG_MAX_BYTES:
+            raise ValueError(f"config file {path}: {path.stat().st_size} bytes, more than a config file's {CONFIG_MAX_BYTES}")
+        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ValueError(f"cannot read config file {path}: {str(error).splitlines()[0]}") from None
     if values is None:

@@ -1,9 +1,9 @@
 """Test-set evaluation, clean and under the feature-noise protocol (docs/reproduce.md, "Noise protocol").
 
 Accuracy and macro-F1 come from torchmetrics. Noise is applied to the test split only,
-with the data layer's :func:`iidfusion.data.noise.corrupt_views` (each sample corrupted with
-probability 0.5, Gaussian of std level/10 of the feature's training std by default), on all
-views or one named view. The corruption is seeded by the run's seed, so two methods trained
+with the data layer's :func:`iidfusion.data.noise.corrupt_views` (each view of each sample
+corrupted with probability 0.5, independently, Gaussian of std level/10 of the feature's
+training std by default), on all views or one named view. The corruption is seeded by the run's seed, so two methods trained
 with the same seed are tested on exactly the same noisy samples, as a paired test needs.
 
 Under data parallelism (an initialised process group, e.g. every process of ``--strategy ddp``
@@ -22,6 +22,7 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 
 from iidfusion.data.base import DatasetSplits, MultiViewData
 from iidfusion.data.noise import corrupt_views
+from iidfusion.fusion.base import at_test_time
 from iidfusion.fusion.model import FusionModel
 from iidfusion.training.distributed import gather_rows, shard_indices, world
 
@@ -38,16 +39,18 @@ class NoiseMetrics:
 @torch.no_grad()
 def infer(model: FusionModel, data: MultiViewData, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits (N, C), fusion weights (N, M) in ``model.modalities`` order) of ``model`` in
-    evaluation mode, on the device of its parameters; returned on the CPU."""
-    device = next(model.parameters()).device
+    evaluation mode at test time (:func:`~iidfusion.fusion.at_test_time`), on the device and in the
+    dtype of its parameters (float64 after a run at precision 64-true); returned on the CPU."""
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     was_training = model.training
     model.eval()
     try:
         logits, weights = [], []
-        for start in range(0, len(data), batch_size):
-            output = model({k: v[start : start + batch_size].to(device) for k, v in data.views.items()})
-            logits.append(output.logits.float().cpu())
-            weights.append(output.weights.float().cpu())
+        with at_test_time(model):
+            for start in range(0, len(data), batch_size):
+                output = model({k: v[start : start + batch_size].to(device, dtype) for k, v in data.views.items()})
+                logits.append(output.logits.float().cpu())
+                weights.append(output.weights.float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(logits), torch.cat(weights)
@@ -72,9 +75,11 @@ def evaluate_under_noise(
     *,
     view: str = "all",
     kind: str = "gaussian",
+    mask: str = "independent",
     seed: int = 0,
 ) -> list[NoiseMetrics]:
-    """Metrics on the test split at each noise ``level`` (0 = clean) on ``view`` or all views.
+    """Metrics on the test split at each noise ``level`` (0 = clean) on ``view`` or all views,
+    each view of a sample corrupted with a coin of its own or one shared coin (``mask``).
 
     Data read from a feature cache carry the test split extracted from noisy inputs at each
     cached level (``splits.input_noise_tests``); such a level is evaluated on those (the
@@ -89,7 +94,7 @@ def evaluate_under_noise(
             data = splits.input_noise_tests[float(level)]
         elif level != 0:  # negative or non-finite levels are refused by corrupt_views
             views = None if view == "all" else view
-            data = corrupt_views(data, float(level), reference=splits.train, kind=kind, views=views, seed=seed)
+            data = corrupt_views(data, float(level), reference=splits.train, kind=kind, views=views, mask=mask, seed=seed)
         accuracy, f1 = classification_metrics(*_predict_shared(model, data), splits.num_classes)
         metrics.append(NoiseMetrics(float(level), accuracy, f1))
     return metrics

@@ -40,6 +40,7 @@ from iidfusion.data.families import EncoderOptions, build_encoders, encoder_prep
 from iidfusion.data.input_noise import InputNoise
 from iidfusion.data.vision_language import RawSplits
 from iidfusion.encoders.text import TextEncoder, TextTokenizer
+from iidfusion.fusion.base import at_test_time
 from iidfusion.fusion.methods import get_method
 from iidfusion.fusion.model import FusionModel
 from iidfusion.core.config import merge_config
@@ -196,16 +197,17 @@ def _to_device(value: Any, device: torch.device) -> Any:
 
 @torch.no_grad()
 def predict_raw(model: FusionModel, dataset: Dataset, *, batch_size: int = 32, bf16: bool = False) -> torch.Tensor:
-    """Predicted classes (N,) on a raw-input dataset, on the device of the model's parameters."""
+    """Predicted classes (N,) on a raw-input dataset at test time, on the device of the model's parameters."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     try:
         chunks = []
-        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            with autocast:
-                chunks.append(model(_to_device(batch["inputs"], device)).logits.argmax(dim=1).cpu())
+        with at_test_time(model):
+            for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+                with autocast:
+                    chunks.append(model(_to_device(batch["inputs"], device)).logits.argmax(dim=1).cpu())
     finally:
         model.train(was_training)
     return torch.cat(chunks)
@@ -264,7 +266,7 @@ def fit_end_to_end(
         unimodal_heads=config.model.unimodal_heads,
         **strategy_arguments(spec, config.model, config.strategy),
     )
-    module = FusionModule(spec, model, config)
+    module = FusionModule(spec, model, config, seed=seed)
     datasets = {
         split: raw_dataset(raw, split, tokenizer, augment=split == "train", image_size=finetune.image_size,
                            preprocessing=encoder_preprocessing(modules))  # fmt: skip

@@ -75,6 +75,7 @@ def kg_model_from_state(state: Mapping[str, Any], where: str) -> tuple[KGModel, 
     if missing:
         raise ValueError(f"{where}: a KG checkpoint without {', '.join(missing)}")
     config = kg_config_from_dict(state["config"], where)
+    _check_sizes(state, config, where)
     entities = len(state["entities"])
     placeholders = {name: torch.zeros(entities, int(width)) for name, width in state["feature_widths"].items()}
     with torch.random.fork_rng(devices=[]):  # the initialisation is overwritten; leave the caller's RNG alone
@@ -86,6 +87,22 @@ def kg_model_from_state(state: Mapping[str, Any], where: str) -> tuple[KGModel, 
     except RuntimeError as error:
         raise ValueError(f"{where}: its weights do not fit the model it records ({str(error).splitlines()[0]})") from None
     return model.eval(), config
+
+
+def _check_sizes(state: Mapping[str, Any], config: KGExperimentConfig, where: str) -> None:
+    """What a ``model.ckpt`` records is checked before the model it describes is allocated."""
+    from iidfusion.core.config import MAX_WIDTH
+    from iidfusion.training.validation import check_option_rules
+
+    try:
+        check_option_rules(config)
+    except ValueError as error:
+        raise ValueError(f"{where}: its recorded configuration is out of range ({error})") from None
+    widths = state["feature_widths"]
+    if not isinstance(widths, Mapping) or not all(type(w) is int and 1 <= w <= MAX_WIDTH for w in widths.values()):
+        raise ValueError(f"{where}: feature widths {widths!r}; expected each in [1, {MAX_WIDTH}]")
+    if type(state["num_train_queries"]) is not int or state["num_train_queries"] < 0:
+        raise ValueError(f"{where}: {state['num_train_queries']!r} training queries recorded; expected a count")
 
 
 def trained_kg_model(state: Mapping[str, Any], where: str) -> TrainedModel:

@@ -23,7 +23,7 @@ from torch import Tensor
 from iidfusion.kg.data import KnowledgeGraph
 from iidfusion.kg.evaluate import HITS_AT
 from iidfusion.provenance import provenance
-from iidfusion.core.config import at_least, merge_config, option, redefault
+from iidfusion.core.config import MAX_RUNS, at_least, merge_config, option, redefault
 from iidfusion.training.config import LossConfig, read_config_file
 from iidfusion.training.kg_fit import KGExperimentConfig, fit_kg, kg_config_from_dict
 from iidfusion.training.outputs import staged_files
@@ -71,7 +71,7 @@ class KGCompareConfig:
     """The ``compare`` section of a KG config: ``seeds`` N (seeds 0..N-1, as ``--seeds`` of every
     command) and the IID arm's ``alpha`` / ``beta`` (default: the library's ``loss.alpha`` / ``loss.beta``, as ``fit``)."""
 
-    seeds: int = option(3, "seeds 0..N-1 of each arm", rule=at_least(1))
+    seeds: int = option(3, "seeds 0..N-1 of each arm", rule=at_least(1, MAX_RUNS))
     alpha: float = redefault(LossConfig, "alpha", LossConfig.alpha, "the IID arm's weight of L_ic")
     beta: float = redefault(LossConfig, "beta", LossConfig.beta, "the IID arm's weight of L_dc")
 

@@ -30,7 +30,18 @@ from iidfusion.kg.model import KGModelConfig, check_strategy_options
 from iidfusion.kg.objective import KGObjectiveConfig
 from iidfusion.kg.registry import KGModel, create_kg_model, get_kg_model_class
 from iidfusion.provenance import provenance
-from iidfusion.core.config import SEED_RULE, at_least, merge_config, one_of, option, positive, redefault
+from iidfusion.core.config import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_PROCESSES,
+    SEED_RULE,
+    at_least,
+    merge_config,
+    one_of,
+    option,
+    positive,
+    redefault,
+)
 from iidfusion.training.config import TrainConfig, read_config_file
 from iidfusion.training.outputs import staged_files
 
@@ -57,12 +68,12 @@ class KGTrainConfig:
     (no early stopping) and train in float32.
     """
 
-    max_epochs: int = option(100, "training epochs", rule=at_least(1))
-    batch_size: int = option(1000, "training batch size (per process)", rule=at_least(1))
+    max_epochs: int = option(100, "training epochs", rule=at_least(1, MAX_EPOCHS))
+    batch_size: int = option(1000, "training batch size (per process)", rule=at_least(1, MAX_BATCH))
     learning_rate: float = option(0.1, "learning rate (OTKGE: Adagrad at 0.1)", flag="--lr", rule=positive())
     optimizer: str = option("adagrad", "optimizer: adagrad, adam or sgd", rule=one_of(tuple(OPTIMIZERS)))
-    eval_every: int = option(5, "validate every N epochs (and at the last)", rule=at_least(1))
-    eval_batch_size: int = option(1024, "queries per batch of the filtered ranking", rule=at_least(1))
+    eval_every: int = option(5, "validate every N epochs (and at the last)", rule=at_least(1, MAX_EPOCHS))
+    eval_batch_size: int = option(1024, "queries per batch of the filtered ranking", rule=at_least(1, MAX_BATCH))
     tie_policy: str = option(DEFAULT_TIE_POLICY, "rank of tied scores: pessimistic (OTKGE), realistic or optimistic",
                              rule=one_of(tuple(TIE_POLICIES)))
     # Lightning's placement and what a run writes: the options of `fit` (same flags, help and rules).
@@ -70,7 +81,7 @@ class KGTrainConfig:
     devices: str = redefault(TrainConfig, "devices", "auto")
     num_nodes: int = redefault(TrainConfig, "num_nodes", 1)
     strategy: str = redefault(TrainConfig, "strategy", "auto")
-    num_threads: int = option(0, "torch CPU threads of the run (0: torch's default)", flag="--threads", rule=at_least(0))
+    num_threads: int = option(0, "torch CPU threads of the run (0: torch's default)", flag="--threads", rule=at_least(0, MAX_PROCESSES))
     checkpoints: bool = redefault(TrainConfig, "checkpoints", True)
     loggers: tuple[str, ...] = redefault(TrainConfig, "loggers", ("csv", "tensorboard"))
     progress_bar: bool = redefault(TrainConfig, "progress_bar", True)

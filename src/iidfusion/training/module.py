@@ -87,10 +87,11 @@ def build_feature_model(
     )
 
 
-def build_loss(spec: MethodSpec, loss: LossConfig, width: int, *, gather_features: bool = False) -> IIDLoss:
-    """IIDLoss of the method; the L_dc module is built for every method (monitoring uses it)."""
+def build_loss(spec: MethodSpec, loss: LossConfig, width: int, *, seed: int = 0, gather_features: bool = False) -> IIDLoss:
+    """IIDLoss of the method; the L_dc module is built for every method (monitoring uses it),
+    its RIP matrix Phi drawn from ``seed`` (the run's)."""
     return loss.build_loss(
-        width, use_ic=spec.use_ic, use_dc=spec.use_dc, build_unused=True,
+        width, use_ic=spec.use_ic, use_dc=spec.use_dc, build_unused=True, seed=seed,
         coherence_module=GatheredCoherence if gather_features else DistributionCoherence,
     )  # fmt: skip
 
@@ -142,20 +143,29 @@ class FusionModule(L.LightningModule):
     """Train, validate and checkpoint one method (``spec``) on one model."""
 
     def __init__(
-        self, spec: MethodSpec | str, model: FusionModel, config: ExperimentConfig, *, record: Mapping[str, Any] | None = None
+        self,
+        spec: MethodSpec | str,
+        model: FusionModel,
+        config: ExperimentConfig,
+        *,
+        seed: int = 0,
+        record: Mapping[str, Any] | None = None,
     ) -> None:
+        """``seed``: the run's seed, which draws L_dc's RIP matrix Phi (docs/method.md)."""
         super().__init__()
         self.spec = get_method(spec) if isinstance(spec, str) else spec
         if model.mode != self.spec.mode:
             raise ValueError(f"method {self.spec.name!r} is {self.spec.mode.upper()}, the model is {model.mode.upper()}")
         self.model = model
-        self.loss_fn = build_loss(self.spec, config.loss, model.width, gather_features=config.train.gather_features)
+        self.loss_fn = build_loss(
+            self.spec, config.loss, model.width, seed=seed, gather_features=config.train.gather_features
+        )
         self.optim = config.optim
         self.monitor_distances = config.train.monitor_distances
         self.monitor_samples = config.train.monitor_samples
         self.config = config
         self.record = dict(record) if record is not None else None  # saved in every checkpoint
-        self.save_hyperparameters({"method": self.spec.name, **config_to_dict(config)})
+        self.save_hyperparameters({**config_to_dict(config), "method": self.spec.name})  # the method trained, not the config's `fit` default
         self._train_means = EpochMeans()
         self._feature_means = EpochMeans()
         self._drop_means: dict[str, Tensor] = {}
@@ -189,7 +199,7 @@ class FusionModule(L.LightningModule):
             "class_names": [str(c) for c in class_names], "scaler": scaler.state() if scaler is not None else None,
         }  # fmt: skip
         model = build_feature_model(spec, view_dims, num_classes, num_train, config.model, config.strategy)
-        return cls(spec, model, config, record=record)
+        return cls(spec, model, config, seed=seed or 0, record=record)
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,

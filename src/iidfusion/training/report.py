@@ -234,10 +234,14 @@ def plot_accuracy(results: Sequence[EvalResult], path: str | Path) -> None:
     plt.close(fig)
 
 
-def render_report(results: Sequence[EvalResult], tests: Sequence[PairedTest], title: str) -> str:
-    """The markdown report: the accuracy table and the t-tests."""
+def render_report(
+    results: Sequence[EvalResult], tests: Sequence[PairedTest], title: str, notes: Sequence[str] = ()
+) -> str:
+    """The markdown report: ``notes`` (a paragraph each, e.g. the departures from the paper), the
+    accuracy table and the t-tests."""
+    preamble = "".join(f"{note}\n\n" for note in notes)
     return (
-        f"# {title}\n\nTest accuracy (%), mean ± std over seeds.\n\n{markdown_table(results)}\n"
+        f"# {title}\n\n{preamble}Test accuracy (%), mean ± std over seeds.\n\n{markdown_table(results)}\n"
         f"## Paired t-tests over seeds (Avg Acc)\n\np: the paired t-test; p (Holm): corrected over the "
         f"{len(tests)} tests of this table.\n\n{markdown_tests(tests)}"
     )
@@ -250,15 +254,16 @@ def write_report(
     title: str,
     *,
     runs: Sequence[dict[str, Any]] = (),
+    notes: Sequence[str] = (),
 ) -> str:
     """Write results.csv, results.json, results.md and the plot to ``out`` all-or-nothing.
 
-    Returns the markdown report.
+    ``notes``: paragraphs of results.md before the tables. Returns the markdown report.
     """
     if not results:
         raise ValueError("no results to write")
     tests = paired_tests(results)
-    report = render_report(results, tests, title)
+    report = render_report(results, tests, title, notes)
     with staged_files(out) as stage:
         stage.write_text("results.csv", results_csv(results))
         stage.write_text("results.json", results_json(results, tests, config, runs))

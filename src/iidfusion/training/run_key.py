@@ -25,7 +25,7 @@ _NEVER_READ = {
     "train": ("progress_bar", "loggers", "checkpoints", "monitor_distances", "monitor_samples", "num_workers"),
 }
 # The loss options of each regularizer: read only by the methods that train with it.
-IC_OPTIONS = ("alpha", "variant", "lam", "margin", "ic_reduction")
+IC_OPTIONS = ("alpha", "variant", "lam", "kl_scale", "margin", "ic_reduction")
 DC_OPTIONS = ("beta", "d1", "d2", "eps", "rho", "max_iter", "dc_reduction")
 
 

@@ -253,7 +253,7 @@ RESUMABLE_CHANGES = frozenset({
     "data", "out", "method", "seed", "methods", "seeds", "jobs", "datasets", "variants", "train.max_epochs",
     "train.accelerator", "train.devices", "train.num_nodes", "train.strategy", "train.num_workers", "train.threads", "train.progress_bar",
     "train.checkpoints", "train.loggers", "train.monitor_distances", "train.monitor_samples", "eval.noise",
-    "eval.noise_view", "eval.noise_kind",
+    "eval.noise_view", "eval.noise_kind", "eval.noise_mask",
 })  # fmt: skip
 
 
@@ -562,8 +562,9 @@ def fit_method(
     fit_interruptible(trainer, module, data, resume)
     evaluation = config.eval
     metrics = evaluate_under_noise(
-        best.best_model(module, trainer), splits, evaluation.noise, view=evaluation.noise_view, kind=evaluation.noise_kind, seed=seed
-    )
+        best.best_model(module, trainer), splits, evaluation.noise, view=evaluation.noise_view, kind=evaluation.noise_kind,
+        mask=evaluation.noise_mask, seed=seed,
+    )  # fmt: skip
     return FitResult.collect(module, trainer, best, metrics, seed, start)
 
 

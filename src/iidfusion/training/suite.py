@@ -25,9 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,9 +36,22 @@ import numpy as np
 from iidfusion.fusion.methods import get_method
 from iidfusion.losses.informatic import VARIANTS
 from iidfusion.provenance import provenance
-from iidfusion.training.compare import Progress, RunOutcome, Task, load_splits, run_record, run_tasks, validate_config
+from iidfusion.training.compare import (
+    Progress,
+    RunOutcome,
+    Task,
+    cache_path,
+    load_outcome,
+    load_splits,
+    number_or_nan,
+    run_record,
+    run_tasks,
+    save_outcome,
+    validate_config,
+)
 from iidfusion.training.config import ExperimentConfig, config_from_dict, config_to_dict, resolve_methods
-from iidfusion.training.outputs import staged_files
+from iidfusion.training.departures import departures_sentence
+from iidfusion.training.outputs import path_name, staged_files
 from iidfusion.training.report import EvalResult, average_accuracy, holm, json_ready, render_report
 from iidfusion.training.tuning import TUNABLE
 
@@ -86,10 +96,6 @@ class Gain:
     pairs: int
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "data"
-
-
 def plan(config: ExperimentConfig) -> list[tuple[str, str, Task]]:
     """(data set name, reading, task) for every run of the suite, in the order they are reported.
 
@@ -111,7 +117,7 @@ def plan(config: ExperimentConfig) -> list[tuple[str, str, Task]]:
     for data in config.datasets:
         base = dataclasses.replace(config, data=data)
         validate_config(base)
-        name = load_splits(base, 0).name
+        name = path_name(load_splits(base, 0).name)  # a file's stem names a folder of --out
         if name in names.values():
             name = f"{name}-{len(names)}"
         names[data] = name
@@ -124,27 +130,6 @@ def plan(config: ExperimentConfig) -> list[tuple[str, str, Task]]:
                 for method in methods:
                     planned.append((name, variant, Task(variant_config, method, seed)))
     return planned
-
-
-def _cache_path(out: Path, key: str) -> Path:
-    return out / "cache" / f"{key}.json"
-
-
-def _save_outcome(path: Path, outcome: RunOutcome) -> None:
-    """Atomically: a finished run is either in the cache whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(json_ready(outcome.to_json()), handle)
-    os.replace(tmp, path)
-
-
-def _load_outcome(path: Path) -> RunOutcome:
-    try:
-        payload = json.loads(path.read_text())
-        return RunOutcome.from_json({k: _number(v) if k.startswith("val_") else v for k, v in payload.items()})
-    except (ValueError, TypeError, KeyError) as error:
-        raise ValueError(f"unreadable cached run {path} ({error}); delete it to run it again") from None
 
 
 def run_suite(
@@ -161,7 +146,7 @@ def run_suite(
     keys = [task.key() for _, _, task in planned]
     todo: dict[str, Task] = {}
     for key, (_, _, task) in zip(keys, planned):
-        if key not in todo and not _cache_path(out, key).is_file():
+        if key not in todo and not cache_path(out, key).is_file():
             todo[key] = task
     reused = len(set(keys)) - len(todo)
     log(f"suite: {len(planned)} runs, {len(set(keys))} distinct, {reused} already done, {len(todo)} to train")
@@ -170,11 +155,11 @@ def run_suite(
     with Progress([task for _, task in pending], log, bar=config.train.progress_bar, description="suite") as progress:
 
         def save(done: int, task: Task, outcome: RunOutcome) -> None:
-            _save_outcome(_cache_path(out, pending[done - 1][0]), outcome)
+            save_outcome(cache_path(out, pending[done - 1][0]), outcome)
             progress(done, task, outcome)
 
         run_tasks([task for _, task in pending], config.jobs, save)
-    outcomes = {key: _load_outcome(_cache_path(out, key)) for key in set(keys)}
+    outcomes = {key: load_outcome(cache_path(out, key)) for key in set(keys)}
     runs = [
         SuiteRun(name, variant, dataclasses.replace(task, label=task.method), outcomes[key])
         for key, (name, variant, task) in zip(keys, planned)
@@ -198,7 +183,7 @@ def rerender(out: str | Path) -> str:
         config = config_from_dict(payload["config"], str(path))
         runs = [
             SuiteRun(r["dataset"], r["variant"], Task(dataclasses.replace(config, data=r["dataset"]), r["method"], r["seed"]),
-                     RunOutcome([EvalResult(**e) for e in r["test"]], _number(r["val_acc"]), _number(r["val_loss"]),
+                     RunOutcome([EvalResult(**e) for e in r["test"]], number_or_nan(r["val_acc"]), number_or_nan(r["val_loss"]),
                                 r["epochs"], r["seconds"], True, r.get("tuning")))
             for r in payload["runs"]
         ]
@@ -209,10 +194,6 @@ def rerender(out: str | Path) -> str:
     with staged_files(Path(out)) as stage:
         stage.write_text("suite.md", report)
     return report
-
-
-def _number(value: float | None) -> float:
-    return math.nan if value is None else float(value)
 
 
 def _write(out: Path, runs: list[SuiteRun], config: ExperimentConfig, report: str, seconds: float, reused: int) -> None:
@@ -230,14 +211,15 @@ def _write(out: Path, runs: list[SuiteRun], config: ExperimentConfig, report: st
         stage.write_text("suite.csv", _csv(runs))
     for (dataset, variant), group in _groups(runs).items():
         results = [e for r in group for e in r.outcome.results]
-        folder = out / _slug(dataset) / _slug(variant)
+        folder = out / path_name(dataset) / path_name(variant)
         tests = paired_tests(results)
         title = f"{dataset}, L_ic reading {variant}: {len({r.task.method for r in group})} methods x {config.seeds} seeds"
         records = [run_record(r.task, r.outcome) for r in group]
         with staged_files(folder) as stage:
             stage.write_text("results.csv", results_csv(results))
             stage.write_text("results.json", results_json(results, tests, config_to_dict(group[0].task.config), records))
-            stage.write_text("results.md", render_report(results, tests, title))
+            notes = (departures_sentence(group[0].task.config, dict.fromkeys(r.task.method for r in group)),)
+            stage.write_text("results.md", render_report(results, tests, title, notes))
             plot_accuracy(results, stage.path("accuracy_vs_noise.png"))
 
 
@@ -381,11 +363,13 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
         "",
         f"Protocol: {protocol}. L_ic readings: {', '.join(variants)}; L_ic over modalities: {config.loss.ic_reduction}, "
         f"L_dc over pairs: {config.loss.dc_reduction}. Test noise levels {list(config.eval.noise)} "
-        f"({config.eval.noise_kind}, views: {config.eval.noise_view}); at most {config.train.max_epochs} epochs, "
+        f"({config.eval.noise_kind}, views: {config.eval.noise_view}, {config.eval.noise_mask} per view); at most {config.train.max_epochs} epochs, "
         f"early stopping patience {config.train.patience} on {config.train.stop_on}, lr {config.optim.lr:g}, "
         f"batch {config.train.batch_size}, width {config.model.width}, IF unimodal heads {config.model.unimodal_heads}. "
         "Selection (early stopping, tuning) on validation; test read once. "
         f"Time: {seconds / 60:.1f} min ({reused} runs reused from an earlier start).",
+        "",
+        departures_sentence(config, methods),
         "",
         "Data sets: " + ", ".join(datasets) + ".",
         "",
