@@ -95,3 +95,27 @@ def test_fit_benchmark_judges_each_target_on_its_ratio():
     assert "| if-static: distances | 10.0 | 10.4 | +4.0 % |" in report  # within the 5 % target
     assert "| of which lightning's own import chain (second row minus the first) | 4.00 |" in report
     assert "Target met: no (+50 % over)." in report  # first step 4.5 s against 3 s
+
+
+def test_mvsa_report_from_the_commands_outputs(tmp_path):
+    """The MVSA-Single report, from the outputs of its commands run on the image + text fixture."""
+    from iidfusion.cli.main import main
+
+    real_data = _real_data()
+    repo = SCRIPTS.parent
+    work = tmp_path / "mvsa"
+    fixture = repo / "tests" / "fixtures" / "vision_language" / "mmbt"
+    assert main(["extract", "--data-format", "mmbt", "--root", str(fixture), "--text-encoder", "minilm", "--image-encoder", "efficientnet-lite0",
+                 "--image-size", "32", "--noise", "0,5,10", "--out", str(work / "features"), "--device", "cpu", "--no-progress-bar"]) == 0
+    assert main(["compare", "--config", str(repo / "configs" / "vl" / "mvsa_single.yaml"), "--data", str(work / "features"),
+                 "--methods", "pdf,iid-p", "--seeds", "1", "--max-epochs", "1", "--batch-size", "4", "--out", str(work / "compare"),
+                 "--accelerator", "cpu"]) == 0
+    probes = [real_data.linear_probe(work / "features", ("image", "text"), (0.0, 5.0, 10.0), late=late) for late in (False, True)]
+    assert set(probes[0]["test"]) == {0.0, 5.0, 10.0} and len(probes[0]["C"]) == 1 and len(probes[1]["C"]) == 2
+    assert all(c in real_data.PROBE_C for probe in probes for c in probe["C"])
+    args = real_data.build_parser().parse_args(["mvsa-single", "--data", str(fixture), "--seeds", "1", "--methods", "pdf,iid-p"])
+    steps = [real_data.Step("extract", ["extract"], 600.0, 1800.0), real_data.Step("compare", ["compare"], 90.0, 500.0)]
+    report = real_data.mvsa_report(args, work, steps, probes, 3.0, (1.0, 2.0), "abc1234")
+    assert "9 / 3 / 3 train / dev / test pairs" in report and "**efficientnet-lite0**" in report and "**Why not the paper's encoders**" in report
+    assert "| image + text | " in report and "logits summed (late fusion) |" in report and "| pdf | 79.94 ± 0.95 |" in report and "| iid-p | 81.13 ± 0.84 |" in report
+    assert "## Paired t-tests" in report and "p (Holm)" in report and "| `extract` | 10.0 min (600 s) | 1800 MiB |" in report

@@ -92,3 +92,25 @@ def test_extract_hfm_with_minilm_then_compare(tmp_path: Path, capsys: pytest.Cap
     assert not torch.equal(clean.test.views["text"], noisy.test.views["text"])
     assert main(argv) == 0 and "extracted" not in capsys.readouterr().err  # cached
     # `compare` on these features with configs/hfm_attributes.yaml: tests/test_benchmark_scripts.py
+
+
+def test_compare_on_a_cache_folder_evaluates_each_level_on_its_noisy_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`compare --data FOLDER`: level eps is the test split extracted from inputs corrupted at eps
+    (the same numbers as training on features_noise<eps>.npz with --noise 0), never feature noise."""
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "vision_language" / "csv"
+    out = tmp_path / "features"
+    argv = ["extract", "--data-format", "csv", "--root", str(fixture), "--csv-columns", "image=file,text=caption,label=sentiment,id=tweet_id",
+            "--text-encoder", "minilm", "--out", str(out), "--noise", "0,10", *QUICK]  # fmt: skip
+    with pytest.warns(UserWarning, match="random"):
+        assert main(argv) == 0
+    capsys.readouterr()
+    train = ["--methods", "lf-static", "--seeds", "1", "--max-epochs", "3", "--batch-size", "4", *NO_FILES]
+    assert main(["compare", "--data", str(out), "--noise", "0,10", "--out", str(tmp_path / "folder"), *train]) == 0
+    assert main(["compare", "--data", str(out / "features_noise10.npz"), "--noise", "0", "--out", str(tmp_path / "file"), *train]) == 0
+    by_folder = json.loads((tmp_path / "folder" / "results.json").read_text())["results"]
+    by_file = json.loads((tmp_path / "file" / "results.json").read_text())["results"]
+    noisy = next(r["accuracy"] for r in by_folder if r["noise"] == 10)
+    assert noisy == by_file[0]["accuracy"]
+    capsys.readouterr()
+    assert main(["compare", "--data", str(out), "--noise", "0,5", "--out", str(tmp_path / "x"), *train]) == 2
+    assert "noise levels [5.0] are not in this feature cache (cached: [0.0, 10.0])" in capsys.readouterr().err

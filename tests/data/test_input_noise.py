@@ -93,3 +93,15 @@ def test_sample_generator_and_validation() -> None:
     with pytest.raises(ValueError, match="uint8"):
         InputNoise(1.0, probability=1.0).pixels(GRAY.astype(np.float32), 0)
     assert InputNoise(5.0).describe()["level"] == 5.0
+
+
+def test_protocol_rates_at_level_5_each_word_blanked_with_probability_one_half_in_selected_texts() -> None:
+    """QMF's text noise: a selected sample (probability 0.5) has each word blanked with probability 0.1 x 5."""
+    noise = InputNoise(5.0)
+    words = " ".join(f"w{i}" for i in range(40))
+    blanked = np.array([[w == "_" for w in noise.text(words, i).split(" ")] for i in range(1000)])
+    selected = blanked.any(axis=1)  # an unselected text is untouched (P(no blank | selected) = 0.5^40)
+    assert abs(selected.mean() - 0.5) < 0.05
+    assert abs(blanked[selected].mean() - 0.5) < 0.02 and not blanked[~selected].any()
+    image = np.array([not np.array_equal(noise.pixels(GRAY, i), GRAY) for i in range(1000)])
+    assert abs(image.mean() - 0.5) < 0.05 and abs((image & selected).mean() - 0.25) < 0.04

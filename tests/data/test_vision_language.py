@@ -1,4 +1,4 @@
-"""Vision-language loaders on fixtures in MMBT's jsonl and CLMLF's JSON-array formats."""
+"""Vision-language loaders on fixtures in MMBT's jsonl, CLMLF's JSON-array and the CSV formats."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from PIL import Image
 
 from iidfusion.data.input_noise import InputNoise
 from iidfusion.data.vision_language import (
+    CsvColumns,
     VisionLanguageDataset,
     class_order,
     load_vision_language,
+    open_image,
+    to_rgb,
 )
 from iidfusion.encoders.image import ImageTransform
 from iidfusion.encoders.text import build_wordpiece_vocab, wordpiece_tokenizer
@@ -139,6 +142,66 @@ def test_format_errors_name_the_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no val split file"):
         load_vision_language(root, "mmbt")
     with pytest.raises(ValueError, match="unknown vision-language format"):
-        load_vision_language(root, "csv")
+        load_vision_language(root, "parquet")
     with pytest.raises(FileNotFoundError, match="dataset_image"):
         load_vision_language(root, "json-array")
+
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "vision_language"
+FIXTURE_COLUMNS = CsvColumns(image="file", text="caption", label="sentiment", id="tweet_id")
+
+
+def test_fixture_in_mvsa_layout_reads_every_image_mode_as_rgb() -> None:
+    """tests/fixtures/vision_language: RGB, grey, CMYK, palette, RGBA, grey + alpha and 16-bit images."""
+    raw = load_vision_language(FIXTURE / "mmbt", "mmbt")
+    assert raw.class_names == ("negative", "neutral", "positive") and (len(raw.train), len(raw.val), len(raw.test)) == (9, 3, 3)
+    modes = set()
+    for sample in raw.train + raw.val + raw.test:
+        assert sample.image is not None
+        with Image.open(sample.image) as original:
+            modes.add(original.mode)
+        image = open_image(sample.image)
+        assert image.mode == "RGB" and image.size == Image.open(sample.image).size
+        assert np.asarray(image).max() > 100  # 16-bit and alpha images are scaled and composited, not clipped to white or black
+    assert {"RGB", "L", "CMYK", "P", "RGBA", "LA", "I;16"} <= modes
+    tokenizer = wordpiece_tokenizer(build_wordpiece_vocab(s.text or "" for s in raw.train), max_length=12)
+    dataset = VisionLanguageDataset(raw.train, raw.class_names, tokenizer, transform=SMALL)
+    assert all(dataset[i]["inputs"]["image"].shape == (3, 16, 16) for i in range(len(dataset)))
+
+
+def test_to_rgb_scales_16_bit_and_composites_transparency_on_white() -> None:
+    ramp = Image.fromarray(np.array([[0, 32896, 65535]], dtype=np.uint16))
+    assert np.asarray(to_rgb(ramp))[0, :, 0].tolist() == [0, 128, 255]
+    clear = Image.new("RGBA", (2, 2), (0, 0, 0, 0))
+    assert np.asarray(to_rgb(clear)).min() == 255
+    assert np.asarray(to_rgb(Image.new("CMYK", (2, 2), (0, 255, 0, 0))))[0, 0].tolist() == [255, 0, 255]
+
+
+def test_csv_with_named_columns_reads_the_same_samples_as_the_jsonl() -> None:
+    jsonl = load_vision_language(FIXTURE / "mmbt", "mmbt")
+    table = load_vision_language(FIXTURE / "csv", "csv", columns=FIXTURE_COLUMNS)
+    assert table.class_names == jsonl.class_names
+    for split in ("train", "val", "test"):
+        pairs = zip(table.split(split), jsonl.split(split))
+        assert all((a.id, a.label, a.text, a.image.resolve()) == (b.id, b.label, b.text, b.image.resolve()) for a, b in pairs)
+    assert CsvColumns.parse("image=file, text=caption,label=sentiment,id=tweet_id") == FIXTURE_COLUMNS
+    with pytest.raises(ValueError, match="role=column"):
+        CsvColumns.parse("picture=file")
+
+
+def test_csv_errors_and_integer_labels(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"train.csv: no column \['image', 'text', 'label'\]"):
+        load_vision_language(FIXTURE / "csv", "csv")
+    image = tmp_path / "a.png"
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(image)
+    header = "image,text,label\n"
+    for split, labels in (("train", [2, 10, 2]), ("dev", [10]), ("test", [2])):
+        (tmp_path / f"{split}.csv").write_text(header + "".join(f"{image},text {label},{label}\n" for label in labels))
+    raw = load_vision_language(tmp_path, "csv")
+    assert raw.class_names == ("2", "10") and raw.train[0].id == "1" and raw.train[0].image == image  # absolute path kept
+    (tmp_path / "dev.csv").write_text(header + "a.png,only two fields\n")
+    with pytest.raises(ValueError, match="dev.csv, line 2: 2 fields, the header has 3"):
+        load_vision_language(tmp_path, "csv")
+    (tmp_path / "dev.csv").write_text(header + "missing.png,text,2\n")
+    with pytest.raises(ValueError, match=r"val sample '1': missing image file: .*missing.png"):
+        load_vision_language(tmp_path, "csv")

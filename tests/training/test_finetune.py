@@ -82,3 +82,20 @@ def test_rgbd_end_to_end_learns_the_toy_task(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="random initialisation"):
         fit = fit_end_to_end(raw, "iid-q", 0, config, finetune, EncoderOptions())
     assert fit.metrics[0].accuracy > 0.6  # colours and depth ramps separate the 3 classes; chance is 1/3
+
+
+def test_trainable_blocks_train_only_the_last_blocks_and_keep_the_others_fixed(tmp_path: Path) -> None:
+    raw = load_vision_language(write_toy_vision_language(tmp_path / "d", "mmbt", per_class=(4, 2, 2)), "mmbt")
+    options = EncoderOptions(image_arch="resnet18", max_length=12, random_text=TINY_TEXT)
+    finetune = FinetuneConfig(freeze_epochs={}, trainable_blocks={"image": 1, "text": 1}, image_size=16)
+    with pytest.warns(UserWarning, match="random"):
+        fit = fit_end_to_end(raw, "lf-static", 0, quick_config(**{"train.max_epochs": 1, "eval.noise": (0.0,)}), finetune, options)
+    with pytest.warns(UserWarning):
+        fresh, _ = build_encoders(raw, replace(options, init_seed=0))
+    for modality, last in (("image", "backbone.layer4."), ("text", "model.encoder.layer.1.")):
+        initial = fresh[modality].state_dict()  # parameters and BatchNorm statistics
+        changed = {name for name, value in fit.module.model.encoders[modality].state_dict().items()
+                   if value.is_floating_point() and not torch.equal(value, initial[name])}  # fmt: skip
+        assert changed and all(name.startswith(last) or name.startswith("model.pooler.") for name in changed), (modality, sorted(changed)[:5])
+    with pytest.raises(ValueError, match="trainable blocks"):
+        FinetuneConfig(trainable_blocks={"image": -1})

@@ -9,8 +9,12 @@ Example (MVSA-Single in MMBT's format, BERT and ResNet-152 from local files)::
     iidfusion extract --data-format mmbt --root data/MVSA_Single \\
         --text-encoder models/bert-base-uncased --image-encoder resnet152 \\
         --weights models/resnet152-394f9c45.pth --out features/mvsa_single --noise 0,5,10
-    iidfusion compare --data features/mvsa_single/features.npz ...
-    iidfusion compare --data features/mvsa_single/features_noise5.npz ...
+    iidfusion compare --data features/mvsa_single --noise 0,5,10 ...   # each level on its noisy test split
+
+The same with the pretrained encoders that come inside packages (no weight files)::
+
+    iidfusion extract --data-format mmbt --root ../shared/data/mvsa_single --text-encoder minilm \
+        --image-encoder efficientnet-lite0 --out features/mvsa_single --noise 0,5,10
 
 HFM as its authors distribute it (tweets and image-attribute words, both texts)::
 
@@ -41,7 +45,7 @@ MAX_IMAGE_SIZE = 2**14
 
 # Spelled out so that building the parser imports no torch (iidfusion.data.families.RAW_FORMATS
 # and iidfusion.data.input_noise.PIXEL_NOISE are the sources; a test checks they agree).
-RAW_FORMATS: tuple[str, ...] = ("mmbt", "json-array", "rgbd", "hfm")
+RAW_FORMATS: tuple[str, ...] = ("mmbt", "json-array", "csv", "rgbd", "hfm")
 NOISE_KINDS: tuple[str, ...] = ("gaussian", "salt-and-pepper")
 
 
@@ -49,7 +53,8 @@ def add_raw_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that locate and read a raw data set (shared with ``finetune``)."""
     group = parser.add_argument_group("data")
     group.add_argument("--data-format", required=True, choices=RAW_FORMATS, help="layout of the raw data set")
-    group.add_argument("--root", required=True, type=Path, help="folder of the split files (mmbt, json-array; hfm: train.txt, valid2.txt, test2.txt, extract_all) or of train/ and test/ (rgbd)")
+    group.add_argument("--root", required=True, type=Path, help="folder of the split files (mmbt, json-array, csv; hfm: train.txt, valid2.txt, test2.txt, extract_all) or of train/ and test/ (rgbd)")
+    group.add_argument("--csv-columns", default="", help="csv: the columns of image path, text, label and (optional) id, e.g. 'image=path,text=caption,label=y' (default image, text, label, id)")
     group.add_argument("--image-dir", type=Path, default=None, help="json-array: folder of <id>.jpg (default: dataset_image/ in or above --root)")
     group.add_argument("--name", default=None, help="data set name in records (default: the folder name)")
     group.add_argument("--val-fraction", type=float, default=0.1, help="rgbd: validation share carved from train (default 0.1)")
@@ -77,7 +82,7 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("encoders")
     group.add_argument("--text-encoder", default=None, help="local Hugging Face model folder, a Hugging Face model id already in the local cache (read offline), 'minilm' (bundled all-MiniLM-L6-v2) or 'random' (default: random, with a warning)")
     group.add_argument("--max-length", type=bounded_int(2, MAX_TEXT_LENGTH), default=None, help="text tokens per sample (default 512, as the originals)")
-    group.add_argument("--image-encoder", default=None, help="image / RGB encoder: a built-in ResNet (resnet18 ... resnet152), timm:NAME or torchvision:NAME (optional extra 'vision') (default: resnet152 vision-language, resnet18 RGB-D)")
+    group.add_argument("--image-encoder", default=None, help="image / RGB encoder: a built-in ResNet (resnet18 ... resnet152), efficientnet-lite0 (ImageNet weights from a package, optional extra 'vision-pretrained'), timm:NAME or torchvision:NAME (optional extra 'vision') (default vision-language: efficientnet-lite0, or resnet152 with --weights; RGB-D: resnet18)")
     group.add_argument("--weights", default=None, help="local weight file (.pth, .pt or .safetensors state dict) of the image / RGB encoder (default: random, with a warning)")
     group.add_argument("--regions", type=bounded_int(1, MAX_REGIONS), default=None, help="pooled horizontal regions of the image feature map (default: 3 vision-language, 1 RGB-D)")
     group.add_argument("--depth-encoder", default=None, help="rgbd: encoder of the depth modality, as --image-encoder (default resnet18)")
@@ -87,6 +92,7 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
 
 def raw_options(args: argparse.Namespace) -> RawDataOptions:
     from iidfusion.data.families import RawDataOptions
+    from iidfusion.data.vision_language import CsvColumns
 
     return RawDataOptions(
         data_format=args.data_format,
@@ -99,6 +105,7 @@ def raw_options(args: argparse.Namespace) -> RawDataOptions:
         verify_images=not args.no_verify_images,
         missing_attributes=args.missing_attributes,
         keyword_filter=not args.no_keyword_filter,
+        columns=CsvColumns.parse(args.csv_columns),
     )
 
 

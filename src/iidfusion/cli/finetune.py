@@ -35,12 +35,13 @@ DESCRIPTION = """\
 Train each of --methods with seeds 0..N-1 end to end on a raw vision-language or RGB-D data
 set: the encoders (local BERT / ResNet weights, or random with a warning) are fine-tuned
 inside the same fusion module, losses and trainer as `iidfusion compare`, with the originals'
-freezing schedule, gradient accumulation and, on a GPU with bf16, bf16 mixed precision. The
+freezing schedule (--trainable-blocks trains only the last blocks of an encoder), gradient
+accumulation and, on a GPU with bf16, bf16 mixed precision. The
 test split is evaluated clean and at each --noise level of the raw-input protocol, and the
 results are written as by `compare` (results.csv/json/md with Avg Acc and paired t-tests, the
 plot; per-run checkpoints and logs in OUT/runs/METHOD/seedK). Options: the defaults below,
 then --config FILE (YAML: the sections of `compare`, plus optional `finetune:` with
-freeze_epochs, accumulate_grad_batches, image_size, eval_batch_size and `encoders:` with text,
+freeze_epochs, trainable_blocks, accumulate_grad_batches, image_size, eval_batch_size and `encoders:` with text,
 max_length, image_arch, image_weights, regions, depth_arch, depth_weights), then the flags."""
 
 # Options of `compare` that mean nothing here: the data come from --data-format/--root, the
@@ -50,15 +51,15 @@ _EXCLUDED = (frozenset({"method", "seed", "data", "views", "labels", "model.hidd
              | SUITE_ONLY | frozenset(option.key for option in iter_options() if option.key.startswith("tune.")))
 
 
-def parse_freeze(text: str) -> dict[str, int]:
-    """``"image=3,text=5"`` -> {"image": 3, "text": 5}."""
-    freeze: dict[str, int] = {}
+def parse_counts(text: str, flag: str = "--freeze") -> dict[str, int]:
+    """``"image=3,text=5"`` -> {"image": 3, "text": 5} (the value of ``flag``)."""
+    counts: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, epochs = part.partition("=")
-        if not name or not epochs.strip().isdigit():
-            raise ValueError(f"--freeze takes modality=epochs pairs like 'image=3,text=5', got {text!r}")
-        freeze[name.strip()] = int(epochs)
-    return freeze
+        name, _, count = part.partition("=")
+        if not name or not count.strip().isdigit():
+            raise ValueError(f"{flag} takes modality=count pairs like 'image=3,text=5', got {text!r}")
+        counts[name.strip()] = int(count)
+    return counts
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_arguments(parser, exclude=_EXCLUDED)
     group = parser.add_argument_group("end to end")
     group.add_argument("--freeze", default=None, help="epochs each encoder stays frozen, e.g. 'image=3,text=5' (default: image=3,text=5 vision-language, none RGB-D)")
+    group.add_argument("--trainable-blocks", default=None, help="train only the last N blocks of an encoder, e.g. 'image=2,text=1' (0: frozen; default: whole encoders)")
     group.add_argument("--accumulate-grad-batches", type=bounded_int(1, MAX_BATCH), default=None, help="optimizer step every N batches (default 1)")
     group.add_argument("--eval-batch-size", type=bounded_int(1, MAX_BATCH), default=None, help="batch size of evaluation passes (default 32)")
     add_overwrite_argument(parser)
@@ -81,7 +83,8 @@ def finetune_settings(args: argparse.Namespace, family: str) -> FinetuneSettings
     from iidfusion.training.finetune import load_finetune_settings
 
     finetune_flags = {
-        "freeze_epochs": parse_freeze(args.freeze) if args.freeze is not None else None,
+        "freeze_epochs": parse_counts(args.freeze) if args.freeze is not None else None,
+        "trainable_blocks": parse_counts(args.trainable_blocks, "--trainable-blocks") if args.trainable_blocks is not None else None,
         "accumulate_grad_batches": args.accumulate_grad_batches,
         "image_size": args.image_size,
         "eval_batch_size": args.eval_batch_size,

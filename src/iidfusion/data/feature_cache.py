@@ -12,7 +12,8 @@
   noise by pointing ``fit`` / ``compare`` at another (same train split, same seed, same model);
 * ``manifest.json`` (written last): the cache key (a checksum of the inputs and the
   extraction settings: encoder names and configurations, transforms, noise protocol), the
-  class names, the SHA-256 of every feature file and the samples skipped as unusable.
+  class names, the SHA-256 of every feature file, the samples skipped as unusable, and what
+  the extraction cost (seconds, peak resident memory of the process).
 
 A cache is reused only when its manifest's key equals the key of the requested extraction
 and its files hash as recorded; anything else (a changed, added or removed input file, a
@@ -173,29 +174,50 @@ def write_manifest(directory: Path, key: CacheKey, raw: RawSplits, files: Mappin
         "notes": list(raw.notes),
         "files": {f"{level:g}": {"file": name, "sha256": sha} for level, (name, sha) in sorted(files.items())},
         "seconds": round(seconds, 3),
+        "peak_mib": peak_memory_mib(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
     _atomic_write(directory / MANIFEST_NAME, lambda handle: handle.write(text.encode("utf-8")))
 
 
-def load_feature_cache(directory: str | Path, *, noise: float = 0.0, seed: int = 0, scale: bool = True) -> DatasetSplits:
-    """The cached features at ``noise`` as :class:`DatasetSplits` (through :func:`load_dataset`).
+def peak_memory_mib() -> int | None:
+    """The largest resident memory of this process so far, in MiB (None where the platform does
+    not say: Windows has no ``resource``); recorded with the extraction's time."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024))
 
-    Checks the manifest lists the level and that the file's hash is the recorded one.
+
+def load_feature_cache(directory: str | Path, *, noise: float = 0.0, seed: int = 0, scale: bool | Any = True) -> DatasetSplits:
+    """The cached features at ``noise`` as :class:`DatasetSplits` (through :func:`load_dataset`),
+    with the test split of every noise level in ``input_noise_tests``, scaled as the training
+    split (so that evaluation at level eps sees the features of inputs corrupted at eps).
+
+    Checks the manifest lists the level and that each file's hash is the recorded one.
     """
     directory = Path(directory)
     manifest = read_manifest(directory)
     if manifest is None:
         raise FileNotFoundError(f"{directory}: no {MANIFEST_NAME}; not a feature cache written by `iidfusion extract`")
-    entry = manifest["files"].get(f"{noise:g}")
-    if entry is None:
+    if f"{noise:g}" not in manifest["files"]:
         raise ValueError(f"{directory}: no features at noise level {noise:g}; cached levels: {sorted(manifest['files'])}")
-    path = directory / entry["file"]
-    if not path.is_file() or _file_sha256(path) != entry["sha256"]:
+    splits = _load_level(directory, manifest, noise, seed, scale)
+    splits.name = str(manifest.get("name", splits.name))
+    for level in sorted(float(name) for name in manifest["files"]):
+        test = splits.test if level == noise else _load_level(directory, manifest, level, seed, splits.scaler or False).test
+        splits.input_noise_tests[level] = test
+    return splits
+
+
+def _load_level(directory: Path, manifest: Mapping[str, Any], level: float, seed: int, scale: bool | Any) -> DatasetSplits:
+    path = directory / manifest["files"][f"{level:g}"]["file"]
+    if not path.is_file() or _file_sha256(path) != manifest["files"][f"{level:g}"]["sha256"]:
         raise ValueError(f"{path} is missing or differs from the file the manifest recorded; run `iidfusion extract` again")
     splits = load_dataset(path, seed=seed, scale=scale)
-    splits.name = str(manifest.get("name", splits.name))
     if list(splits.class_names) != list(manifest["class_names"]):
         raise ValueError(f"{path}: classes {list(splits.class_names)} differ from the manifest's {manifest['class_names']}")
     return splits

@@ -12,9 +12,19 @@ modality is corrupted with probability 0.5, independently per modality, as in th
 Pixel noise acts after resizing and before cropping, on uint8 arrays, as in the originals; a
 noise field is one value per pixel shared by the three channels, as there. Two bugs of the
 original scripts are fixed: they reseeded NumPy with 0 inside the transform, so every image
-got the SAME noise field (here each sample draws its own), and they only clipped values above
+got the SAME noise field (here each sample draws its own; the reseeding also reset the NumPy
+stream that QMF's text coins and blanks are drawn from), and they only clipped values above
 255, so negative values wrapped around in ``uint8`` (a dark pixel minus noise turned bright;
-here values are clipped to [0, 255] and rounded).
+here values are clipped to [0, 255] and rounded, where they truncated).
+
+Checked against QMF's ``text-image-classification`` code (``src/data/dataset.py``,
+``src/data/helpers.py``): the text coin is NumPy's and the image coin torchvision's
+``RandomApply(p=0.5)``, so the two are independent, as here. Its evaluation scripts default to
+``--noise_type Salt`` and the published shells do not set it (PDF's ``test_pdf.py`` likewise):
+as published, images get salt-and-pepper noise of density 0.1, applied with probability
+``eps / 10`` inside the 0.5 coin (``eps / 100`` in an earlier version), not the Gaussian noise
+the papers describe. We follow the papers: Gaussian by default, salt-and-pepper on request
+(without the extra gate).
 
 Reproducibility: sample ``i``'s draws for a modality come from a generator seeded with
 ``(seed, i, crc32(modality))``, coin first, then the noise, so the corruption of a sample does
@@ -81,8 +91,8 @@ class InputNoise:
 
     ``family`` ("vision-language" or "rgbd") sets the pixel std per level ("texts" has no pixels). Level 0 leaves every
     input as it is. Salt-and-pepper has a fixed density; its level only switches it on (the
-    originals' vision-language script further gated it with probability ``eps / 100``, which
-    we do not copy: every selected image gets the noise).
+    originals' vision-language scripts further gated it with probability ``eps / 10`` or
+    ``eps / 100``, which we do not copy: every selected image gets the noise).
     """
 
     level: float

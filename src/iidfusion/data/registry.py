@@ -77,8 +77,15 @@ def load_dataset(
     ``seed`` draws the stratified splits (and the validation split carved from a file's
     training split); fractions and scaling are described in :mod:`iidfusion.data.multiview`.
     ``views`` and ``labels`` name a file's arrays when its layout is not detected (a bundled
-    set: ``views`` picks some of its views).
+    set: ``views`` picks some of its views). A folder written by ``iidfusion extract`` is read
+    with its noisy test splits (:func:`~iidfusion.data.feature_cache.load_feature_cache`).
     """
+    if Path(name_or_path).is_dir():
+        from iidfusion.data.feature_cache import load_feature_cache
+
+        if views or labels:
+            raise ValueError(f"{name_or_path}: a feature cache names its views and labels; drop --views / --labels")
+        return load_feature_cache(name_or_path, seed=seed, scale=scale)
     name, arrays = _read(name_or_path, views, labels)
     return make_splits(arrays, name, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, scale=scale)
 

@@ -9,6 +9,14 @@ Formats (docs/reproduce.md, "Data"; checked against the published splits):
   JSON array of ``{"id", "text", "emotion_label"}``, images at ``dataset_image/<id>.jpg``
   beside the split files or one folder up (CLMLF's MVSA-Single / MVSA-Multiple folds, whose
   images are shared by the folds, and HFM).
+* ``csv``: ``train.csv``, ``dev.csv`` (or ``valid.csv``, ``val.csv``) and ``test.csv`` with a
+  header row; the image path (relative to the folder of the ``.csv``, or absolute), text and
+  label columns are named by :class:`CsvColumns` (default ``image``, ``text``, ``label``; an
+  ``id`` column is optional, the row number otherwise). A label column of integers only is
+  read as integers (classes ordered numerically).
+
+Images may be of any size and mode (grey, palette, RGBA, CMYK, 16-bit...): :func:`to_rgb`
+turns each into 8-bit RGB.
 
 The classes are the distinct labels of the training split in sorted order (numbers
 numerically, names alphabetically), the order :func:`iidfusion.data.multiview.encode_labels`
@@ -25,8 +33,10 @@ does not have) are found when the data set is loaded, never in the middle of an 
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +55,7 @@ from iidfusion.encoders.text import TextTokenizer
 
 logger = logging.getLogger(__name__)
 
-DATA_FORMATS: tuple[str, ...] = ("mmbt", "json-array")
+DATA_FORMATS: tuple[str, ...] = ("mmbt", "json-array", "csv")
 ERROR_POLICIES: tuple[str, ...] = ("raise", "skip")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 IMAGE_DIR_NAME = "dataset_image"
@@ -53,7 +63,31 @@ IMAGE_DIR_NAME = "dataset_image"
 SPLIT_FILES: dict[str, dict[str, tuple[str, ...]]] = {
     "mmbt": {"train": ("train.jsonl",), "val": ("dev.jsonl",), "test": ("test.jsonl",)},
     "json-array": {"train": ("train.json",), "val": ("dev.json", "valid.json"), "test": ("test.json",)},
+    "csv": {"train": ("train.csv",), "val": ("dev.csv", "valid.csv", "val.csv"), "test": ("test.csv",)},
 }
+INTEGER = re.compile(r"[+-]?\d+")
+
+
+@dataclass(frozen=True)
+class CsvColumns:
+    """Column names of a ``csv`` data set: image path, text, label and (optional) sample id."""
+
+    image: str = "image"
+    text: str = "text"
+    label: str = "label"
+    id: str = "id"
+
+    @classmethod
+    def parse(cls, text: str) -> CsvColumns:
+        """``"image=path,text=caption,label=y"`` -> the columns (the others keep their defaults)."""
+        names: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            role, _, column = part.partition("=")
+            if role.strip() not in cls.__dataclass_fields__ or not column.strip():
+                raise ValueError(f"--csv-columns takes role=column pairs with roles {list(cls.__dataclass_fields__)}, got {text!r}")
+            names[role.strip()] = column.strip()
+        return cls(**names)
+
 
 
 @dataclass(frozen=True)
@@ -240,6 +274,32 @@ def read_json_array_split(path: Path, image_dir: Path) -> list[RawSample]:
     return samples
 
 
+def read_csv_split(path: Path, columns: CsvColumns) -> list[RawSample]:
+    """Samples of one ``.csv`` split file; a missing column or a short row is an error naming file and line."""
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        missing = [name for name in (columns.image, columns.text, columns.label) if name not in header]
+        if missing:
+            raise ValueError(f"{path}: no column {missing} in the header {header}; name the columns with --csv-columns image=...,text=...,label=...")
+        rows = []
+        for row in reader:
+            line = reader.line_num
+            if None in row.values() or None in row:  # fewer or more fields than the header
+                raise ValueError(f"{path}, line {line}: {len([v for v in row.values() if v is not None])} fields, the header has {len(header)}")
+            rows.append((line, row))
+    labels = [row[columns.label].strip() for _, row in rows]
+    numeric = bool(labels) and all(INTEGER.fullmatch(label) for label in labels)
+    samples = []
+    for (line, row), label in zip(rows, labels):
+        if not label:
+            raise ValueError(f"{path}, line {line}: empty label in column {columns.label!r}")
+        image = Path(row[columns.image].strip())
+        sample_id = row[columns.id] if columns.id in row and row[columns.id] else str(line - 1)
+        samples.append(RawSample(sample_id, int(label) if numeric else label, image if image.is_absolute() else path.parent / image, row[columns.text]))
+    return samples
+
+
 def _label(value: Any, path: Path, where: int) -> str | int:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ValueError(f"{path}, entry {where}: label {value!r} is neither a name nor an integer")
@@ -270,11 +330,12 @@ def load_vision_language(
     on_error: str = "raise",
     verify_images: bool = True,
     name: str | None = None,
+    columns: CsvColumns = CsvColumns(),
 ) -> RawSplits:
     """The train / val / test samples of a vision-language data set in ``data_format``.
 
     ``root`` holds the split files; ``image_dir`` (json-array only) overrides the search for
-    ``dataset_image/``. ``verify_images=False`` skips decoding every image up front (faster on
+    ``dataset_image/``; ``columns``: the column names of the ``csv`` format. ``verify_images=False`` skips decoding every image up front (faster on
     a trusted copy; a bad image then fails when it is read).
     """
     root = Path(root)
@@ -284,6 +345,8 @@ def load_vision_language(
         raise FileNotFoundError(f"data folder not found: {root}")
     if data_format == "mmbt":
         parts = {split: read_mmbt_split(_split_file(root, data_format, split)) for split in SPLITS}
+    elif data_format == "csv":
+        parts = {split: read_csv_split(_split_file(root, data_format, split), columns) for split in SPLITS}
     else:
         images = Path(image_dir) if image_dir is not None else find_image_dir(root)
         parts = {split: read_json_array_split(_split_file(root, data_format, split), images) for split in SPLITS}
@@ -292,11 +355,37 @@ def load_vision_language(
     )
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB, whatever its mode.
+
+    Grey, palette, CMYK and YCbCr convert as PIL converts them. Transparency (RGBA, LA, a
+    palette with a transparent colour) is composited on white, as a viewer shows it, rather
+    than dropped (PIL keeps the colour values under transparent pixels, often black). 16- and
+    32-bit integer and float images are scaled to 0-255 from their mode's range (16-bit:
+    divided by 257; float: [0, 1]) instead of clipped at 255, which would turn them white.
+    """
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode.startswith("I") or image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        scale = 1 / 255 if image.mode == "F" else 257.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 1.0
+        grey = np.clip(np.rint(values / scale), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    return image.convert("RGB")
+
+
 def open_image(path: Path) -> Image.Image:
-    """``path`` decoded as RGB; a ValueError names the file if it changed since it was checked."""
+    """``path`` decoded as RGB (:func:`to_rgb`); a ValueError names the file if it changed since it was checked."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            image.load()
+            return to_rgb(image)
     except (OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"cannot read image {path}: {error}") from error
 

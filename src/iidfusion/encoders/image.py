@@ -34,7 +34,10 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
     "rgbd": ((0.4951, 0.3601, 0.4587), (0.1474, 0.1950, 0.1646)),
     # torchvision's ImageNet statistics (CLMLF's MVSA / HFM pipelines).
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # TensorFlow's "inception" statistics, (x - 127) / 128 on 0-255 pixels: EfficientNet-Lite's.
+    "inception": ((127 / 255,) * 3, (128 / 255,) * 3),
 }
+RESAMPLING: dict[str, Image.Resampling] = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
 class ImageEncoder(nn.Module):
@@ -71,6 +74,11 @@ class ImageEncoder(nn.Module):
         pooled = self.pool(self.backbone.forward_features(images))  # (B, C, regions, 1)
         return pooled.flatten(2).transpose(1, 2).flatten(1)
 
+    def blocks(self) -> list[nn.Module]:
+        """The stem then the four stages, in order (for partial fine-tuning)."""
+        trunk = self.backbone
+        return [nn.ModuleList([trunk.conv1, trunk.bn1]), trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4]
+
     def describe(self) -> dict[str, Any]:
         """What determines this encoder's features (for feature caches and run records)."""
         return {"type": "resnet", "arch": self.arch, "regions": self.regions, "pool": self.pool_type, "weights": self.weights}
@@ -83,19 +91,23 @@ class ImageTransform:
     ``square=False`` resizes the shorter side to ``resize`` keeping the aspect ratio
     (torchvision ``Resize(256)``, vision-language); ``square=True`` resizes to
     ``resize`` x ``resize`` (RGB-D). ``normalization`` names an entry of
-    :data:`NORMALIZATIONS`. Resampling is bilinear, as torchvision's default.
+    :data:`NORMALIZATIONS`, ``resample`` one of :data:`RESAMPLING` (bilinear: torchvision's
+    default, the originals').
     """
 
     resize: int = 256
     crop: int = 224
     square: bool = False
     normalization: str = "mmbt"
+    resample: str = "bilinear"
 
     def __post_init__(self) -> None:
         if not 1 <= self.crop <= self.resize:
             raise ValueError(f"need 1 <= crop <= resize, got crop {self.crop}, resize {self.resize}")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {self.normalization!r}; expected one of {sorted(NORMALIZATIONS)}")
+        if self.resample not in RESAMPLING:
+            raise ValueError(f"unknown resampling {self.resample!r}; expected one of {sorted(RESAMPLING)}")
 
     def resize_image(self, image: Image.Image) -> np.ndarray:
         """The resized image as a (H, W, 3) uint8 array (the pixels the noise protocols act on)."""
@@ -107,7 +119,7 @@ class ImageTransform:
             size = (self.resize, int(self.resize * height / width))
         else:
             size = (int(self.resize * width / height), self.resize)
-        return np.array(image.resize(size, Image.BILINEAR), dtype=np.uint8)
+        return np.array(image.resize(size, RESAMPLING[self.resample]), dtype=np.uint8)
 
     def center_offset(self, array: np.ndarray) -> tuple[int, int]:
         """(top, left) of the centred crop, rounded as torchvision rounds it."""

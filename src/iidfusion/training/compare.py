@@ -134,10 +134,20 @@ def load_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
 
 
 def check_noise_view(config: ExperimentConfig, splits: DatasetSplits) -> None:
-    """The noise view of ``config`` is 'all' or a view of ``splits``."""
+    """The noise view of ``config`` is 'all' or a view of ``splits``; on a feature cache (test
+    splits of noisy inputs), every noise level is cached and the view is 'all' (the raw-input
+    protocol corrupts each modality with its own coin), so no level falls back to feature noise."""
     view = config.eval.noise_view
     if view != "all" and view not in splits.view_dims:
         raise ValueError(f"noise view {view!r} is not a view of {splits.name}; views: {list(splits.view_dims)}")
+    cached = sorted(splits.input_noise_tests)
+    if cached:
+        missing = [level for level in config.eval.noise if float(level) not in splits.input_noise_tests]
+        if missing:
+            raise ValueError(f"{config.data}: noise levels {missing} are not in this feature cache (cached: {cached}); "
+                             f"run `iidfusion extract ... --noise {','.join(f'{x:g}' for x in sorted({*cached, *missing}))}`")  # fmt: skip
+        if view != "all":
+            raise ValueError(f"{config.data}: a feature cache's noisy test splits corrupt every modality; --noise-view must be 'all'")
 
 
 def validate_config(config: ExperimentConfig) -> None:

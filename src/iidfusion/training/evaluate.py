@@ -79,13 +79,20 @@ def evaluate_under_noise(
     seed: int = 0,
 ) -> list[NoiseMetrics]:
     """Metrics on the test split at each noise ``level`` (0 = clean) on ``view`` or all views,
-    each view of a sample corrupted with a coin of its own or one shared coin (``mask``)."""
+    each view of a sample corrupted with a coin of its own or one shared coin (``mask``).
+
+    Data read from a feature cache carry the test split extracted from noisy inputs at each
+    cached level (``splits.input_noise_tests``); such a level is evaluated on those (the
+    raw-input protocol) and never gets feature noise on top.
+    """
     if view != "all" and view not in splits.test.views:
         raise ValueError(f"noise view {view!r} is not a view of {splits.name}; views: {list(splits.test.views)}")
     metrics = []
     for level in levels:
         data = splits.test
-        if level != 0:  # negative or non-finite levels are refused by corrupt_views
+        if float(level) in splits.input_noise_tests:
+            data = splits.input_noise_tests[float(level)]
+        elif level != 0:  # negative or non-finite levels are refused by corrupt_views
             views = None if view == "all" else view
             data = corrupt_views(data, float(level), reference=splits.train, kind=kind, views=views, mask=mask, seed=seed)
         accuracy, f1 = classification_metrics(*_predict_shared(model, data), splits.num_classes)

@@ -8,7 +8,9 @@ tensors), and the encoders are the pretrained ResNets / BERT, so the fusion mode
 (MMBT, QMF, PDF):
 
 * a freezing schedule (:class:`FreezeSchedule`): an encoder's weights stay fixed for its first
-  epochs (vision-language: image 3, text 5), while the heads warm up;
+  epochs (vision-language: image 3, text 5), while the heads warm up; ``trainable_blocks``
+  trains only an encoder's last blocks (:func:`encoder_blocks`), the others stay frozen in
+  evaluation mode, which makes fine-tuning affordable on a CPU;
 * gradient accumulation (``accumulate_grad_batches``: QMF's vision-language runs use batches
   of 16 accumulated 40 times);
 * mixed precision on a GPU: ``train.precision = "bf16-mixed"`` (bf16 autocast; the finetune
@@ -30,13 +32,14 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch import nn
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from iidfusion.data.families import EncoderOptions, build_encoders, raw_dataset
+from iidfusion.data.families import EncoderOptions, build_encoders, encoder_preprocessing, raw_dataset
 from iidfusion.data.input_noise import InputNoise
 from iidfusion.data.vision_language import RawSplits
-from iidfusion.encoders.text import TextTokenizer
+from iidfusion.encoders.text import TextEncoder, TextTokenizer
 from iidfusion.fusion.base import at_test_time
 from iidfusion.fusion.methods import get_method
 from iidfusion.fusion.model import FusionModel
@@ -58,9 +61,12 @@ class FinetuneConfig:
     ``accumulate_grad_batches``: optimizer step every that many batches.
     ``image_size``: crop size (224 as the originals; smaller for quick CPU runs).
     ``eval_batch_size``: batch size of validation, test and noisy-test passes.
+    ``trainable_blocks``: modality -> number of its encoder's last blocks that train (the rest
+    frozen, 0: all frozen); a modality not named trains its whole encoder, as the originals.
     """
 
     freeze_epochs: dict[str, int] = field(default_factory=dict)
+    trainable_blocks: dict[str, int] = field(default_factory=dict)
     accumulate_grad_batches: int = 1
     image_size: int = 224
     eval_batch_size: int = 32
@@ -73,28 +79,72 @@ class FinetuneConfig:
         bad = {m: n for m, n in self.freeze_epochs.items() if not isinstance(n, int) or n < 0}
         if bad:
             raise ValueError(f"freeze epochs must be integers >= 0, got {bad}")
+        bad = {m: n for m, n in self.trainable_blocks.items() if not isinstance(n, int) or n < 0}
+        if bad:
+            raise ValueError(f"trainable blocks must be integers >= 0, got {bad}")
+
+
+def encoder_blocks(encoder: nn.Module) -> list[nn.Module]:
+    """An encoder's blocks in input-to-output order, for training only the last ones.
+
+    An encoder that lists its own (``blocks()``: the ResNets, EfficientNet-Lite) gives them; a
+    Hugging Face BERT-like text encoder gives its embeddings then its transformer layers (the
+    pooler, after the last layer, trains with it).
+    """
+    if callable(getattr(encoder, "blocks", None)):
+        return list(encoder.blocks())
+    model = getattr(encoder, "model", None)
+    if isinstance(encoder, TextEncoder) and hasattr(model, "embeddings") and hasattr(getattr(model, "encoder", None), "layer"):
+        return [model.embeddings, *model.encoder.layer]
+    raise ValueError(f"trainable_blocks: {type(encoder).__name__} does not list its blocks; train it whole or freeze it")
+
+
+def trainable_parameters(encoder: nn.Module, last: int) -> tuple[set[int], list[nn.Module]]:
+    """(ids of the parameters that train with the ``last`` blocks, the frozen blocks): the last
+    blocks' parameters and those outside every block (a pooler after them)."""
+    blocks = encoder_blocks(encoder)
+    frozen = blocks[: max(len(blocks) - last, 0)]
+    in_blocks = {id(p) for block in blocks for p in block.parameters()}
+    kept = {id(p) for block in blocks[len(frozen) :] for p in block.parameters()}
+    return kept | {id(p) for p in encoder.parameters() if id(p) not in in_blocks}, frozen
 
 
 class FreezeSchedule(Callback):
-    """Freeze ``encoders[m]`` for its first ``freeze_epochs[m]`` epochs, then train it.
+    """Freeze ``encoders[m]`` for its first ``freeze_epochs[m]`` epochs, then train it (only its
+    last ``trainable_blocks[m]`` blocks, when given: :func:`trainable_parameters`).
 
     Parameters are only switched off (``requires_grad``), never removed from the optimizer,
     which was built with all of them at the start of fit: a frozen parameter gets no gradient
-    and AdamW leaves it (and its weight decay) alone until it is unfrozen. BatchNorm statistics
-    keep updating, as in the originals, which also only switched gradients off.
+    and AdamW leaves it (and its weight decay) alone until it is unfrozen. During the freezing
+    epochs BatchNorm statistics keep updating, as in the originals, which also only switched
+    gradients off; the blocks that ``trainable_blocks`` leaves out run in evaluation mode
+    (their statistics stay the pretrained ones), so they are the fixed features they were.
     """
 
-    def __init__(self, freeze_epochs: Mapping[str, int]) -> None:
+    def __init__(self, freeze_epochs: Mapping[str, int], trainable_blocks: Mapping[str, int] | None = None) -> None:
         self.freeze_epochs = dict(freeze_epochs)
+        self.trainable_blocks = dict(trainable_blocks or {})
+        self._trainable: dict[str, tuple[set[int], list[nn.Module]]] = {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        unknown = sorted(set(self.freeze_epochs) - set(pl_module.model.encoders))
+        encoders = pl_module.model.encoders
+        unknown = sorted((set(self.freeze_epochs) | set(self.trainable_blocks)) - set(encoders))
         if unknown:
-            raise ValueError(f"cannot freeze {unknown}: the model's modalities are {list(pl_module.model.encoders)}")
+            raise ValueError(f"cannot freeze {unknown}: the model's modalities are {list(encoders)}")
+        self._trainable = {m: trainable_parameters(encoders[m], n) for m, n in self.trainable_blocks.items()}
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for modality, epochs in self.freeze_epochs.items():
-            pl_module.model.encoders[modality].requires_grad_(trainer.current_epoch >= epochs)
+        for modality in sorted(set(self.freeze_epochs) | set(self._trainable)):
+            encoder = pl_module.model.encoders[modality]
+            training = trainer.current_epoch >= self.freeze_epochs.get(modality, 0)
+            if modality not in self._trainable:
+                encoder.requires_grad_(training)
+                continue
+            kept, frozen = self._trainable[modality]
+            for parameter in encoder.parameters():
+                parameter.requires_grad_(training and id(parameter) in kept)
+            for block in frozen:
+                block.eval()
 
 
 class RawDataModule(L.LightningDataModule):
@@ -180,7 +230,7 @@ def evaluate_raw_under_noise(
     metrics = []
     for level in levels:
         noise = InputNoise(float(level), kind, raw.family, seed) if level else None
-        dataset = raw_dataset(raw, "test", tokenizer, noise=noise, image_size=image_size)
+        dataset = raw_dataset(raw, "test", tokenizer, noise=noise, image_size=image_size, preprocessing=encoder_preprocessing(model.encoders))
         accuracy, f1 = classification_metrics(predict_raw(model, dataset, batch_size=batch_size, bf16=bf16), labels, raw.num_classes)
         metrics.append(NoiseMetrics(float(level), accuracy, f1))
     return metrics
@@ -218,7 +268,8 @@ def fit_end_to_end(
     )
     module = FusionModule(spec, model, config, seed=seed)
     datasets = {
-        split: raw_dataset(raw, split, tokenizer, augment=split == "train", image_size=finetune.image_size)
+        split: raw_dataset(raw, split, tokenizer, augment=split == "train", image_size=finetune.image_size,
+                           preprocessing=encoder_preprocessing(modules))  # fmt: skip
         for split in ("train", "val", "test")
     }
     data = RawDataModule(
@@ -234,7 +285,7 @@ def fit_end_to_end(
         run_dir,
         seed,
         best,
-        callbacks=[FreezeSchedule(finetune.freeze_epochs)],
+        callbacks=[FreezeSchedule(finetune.freeze_epochs, finetune.trainable_blocks)],
         accumulate_grad_batches=finetune.accumulate_grad_batches,
         description=f"{method} seed {seed}",
     )
@@ -313,7 +364,7 @@ def load_finetune_settings(
     )
     validate_config(experiment)
     resolve_methods(experiment.methods)
-    require_encoder_packages(settings.encoders)
+    require_encoder_packages(settings.encoders, family)
     return settings
 
 

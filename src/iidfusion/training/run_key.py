@@ -72,8 +72,12 @@ def run_key(config: ExperimentConfig, method: str, seed: int, data_id: str) -> s
 
 
 def data_identity(data: str) -> str:
-    """A bundled name as it is; a file by its resolved path, size and modification time."""
+    """A bundled name as it is; a file by its resolved path, size and modification time; a
+    feature cache folder by its path and manifest (which records the hash of every file)."""
     path = Path(data)
+    manifest = path / "manifest.json"
+    if path.is_dir() and manifest.is_file():
+        return f"{path.resolve()}:{hashlib.sha256(manifest.read_bytes()).hexdigest()}"
     if not path.is_file():
         return data
     stat = path.stat()
