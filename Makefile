@@ -26,8 +26,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_ot.py
-	$(PY) benchmarks/bench_wasserstein.py
-	$(PY) benchmarks/bench_train.py
+	$(VENV)/bin/iidfusion bench wasserstein
+	$(VENV)/bin/iidfusion bench train
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info studies/src/*.egg-info studies/build .pytest_cache

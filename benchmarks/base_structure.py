@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from iidfusion.training.outputs import write_text_atomic
+from iidfusion.engine.outputs import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("synthetic", "handwritten", "../shared/data/multiview/landuse21.mat")

@@ -94,7 +94,7 @@ def run_child(kind: str, arguments: list[str]) -> int:
 
     after_torch = time.process_time()
     from iidfusion.cli.main import main
-    from iidfusion.training.module import FusionModule
+    from iidfusion.tasks.classification.module import FusionModule
 
     if kind == "no-diagnostics":
         original = FusionModule.on_validation_epoch_start
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     report = render(runs, startup, rounds, epochs, time.perf_counter() - started)
     print(report, end="")
     if output is not None:
-        from iidfusion.training.outputs import write_text_atomic
+        from iidfusion.engine.outputs import write_text_atomic
 
         write_text_atomic(output, report)
         log(f"wrote {output}")

@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     if output is not None:
-        from iidfusion.training.outputs import write_text_atomic
+        from iidfusion.engine.outputs import write_text_atomic
 
         write_text_atomic(output, text)
         print(f"wrote {output}")

@@ -17,7 +17,7 @@ import statistics
 import subprocess
 from pathlib import Path
 
-from iidfusion.training.outputs import write_text_atomic
+from iidfusion.engine.outputs import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 ROW = re.compile(r"^\| ([a-z-]+) \|.*\| ([0-9.]+) ± [0-9.]+ \|$")

@@ -21,9 +21,9 @@ from iidfusion.kg.data import load_kg, resolve_kg_path
 from iidfusion.kg.features import build_modality_features, default_feature_sources
 from iidfusion.kg.objective import IIDTermsConfig
 from iidfusion.losses.informatic import gaussian_kl_to_standard
-from iidfusion.training.kg_compare import load_kg_config
-from iidfusion.training.kg_fit import fit_kg
-from iidfusion.training.outputs import write_text_atomic
+from iidfusion.tasks.kg.config import load_kg_config
+from iidfusion.tasks.kg.fit import fit_kg
+from iidfusion.engine.outputs import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iidfusion.training.outputs import write_text_atomic
+from iidfusion.engine.outputs import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -144,7 +144,7 @@ def linear_probe(features: Path, views: tuple[str, ...], levels: tuple[float, ..
     "minmax" (the scaling `compare` trains on)."""
     import torch
 
-    from iidfusion.data.feature_cache import load_feature_cache
+    from iidfusion.data.raw.feature_cache import load_feature_cache
 
     splits = load_feature_cache(features, scale=scaling == "minmax")
 
@@ -317,7 +317,7 @@ def mvsa_overrides(args: argparse.Namespace) -> list[tuple[str, Any]]:
 def mvsa_report(args: argparse.Namespace, work: Path, steps: list[Step], probes: list[dict[str, Any]], probe_seconds: float,
                 load: tuple[float, float], code: str) -> str:  # fmt: skip
     """The results file of an MVSA-Single run whose outputs lie in ``work`` (``code``: the commit that ran)."""
-    from iidfusion.training.report import EvalResult, average_accuracy, mean_std
+    from iidfusion.tasks.classification.report import EvalResult, average_accuracy, mean_std
 
     manifest = json.loads((work / "features" / "manifest.json").read_text(encoding="utf-8"))
     results = json.loads((work / "compare" / "results.json").read_text(encoding="utf-8"))

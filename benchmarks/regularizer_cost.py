@@ -23,7 +23,7 @@ import time
 import torch
 
 from iidfusion.fusion.methods import get_method
-from iidfusion.training.config import LossConfig
+from iidfusion.tasks.classification.config import LossConfig
 from iidfusion_studies.train_cost import CostConfig, Trainer, _leaf, handwritten_workload
 
 FAMILIES = {"static": ("if-static", "iid-l"), "pdf": ("if-pdf", "iid-p")}

@@ -22,7 +22,7 @@ import torch
 from iidfusion.data import load_dataset
 from iidfusion.losses import DistributionCoherence
 from iidfusion.ot import FourierRIPReducer, default_rip_width, rip_dimension
-from iidfusion.training.outputs import write_text_atomic
+from iidfusion.engine.outputs import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH, SEEDS = 64, 5

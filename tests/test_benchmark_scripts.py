@@ -63,7 +63,7 @@ def test_real_data_reports_from_the_commands_outputs(tmp_path):
     wn9.mkdir()
     with open(wn9 / "kg-compare.log", "w") as log, contextlib.redirect_stdout(log):
         code = main(["kg", "compare", "--config", str(repo / "configs" / "kg" / "wn9img_text_cpu.yaml"), "--data", str(fixtures / "wn9img_layout"),
-                     "--seeds", "1", "--max-epochs", "1", "--batch-size", "32", "--device", "cpu",
+                     "--seeds", "1", "--max-epochs", "1", "--batch-size", "32", "--accelerator", "cpu",
                      "--cache-dir", str(tmp_path / "cache"), "--out", str(wn9 / "compare")])
     assert code == 0
     args = real_data.build_parser().parse_args(["wn9img", "--seeds", "1", "--max-epochs", "1", "--batch-size", "32"])

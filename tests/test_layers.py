@@ -1,63 +1,88 @@
 """The layer order of the sub-packages (docs/architecture.md, "Layers"), checked on the source.
 
-Every ``import`` in ``src/iidfusion`` -- module level or inside a function, absolute or
-relative -- is read with ``ast``; an import of a sub-package that is not below the importer in
-:data:`LAYERS` fails, and so does any cycle between sub-packages. Between the modules of one
-sub-package, a deferred import (inside a function, or under ``TYPE_CHECKING``) may close a loop;
-the imports that run when a module is imported may not.
+Every ``import`` in ``src/iidfusion`` and in the studies (``studies/src``) -- module level or
+inside a function, absolute or relative -- is read with ``ast``. An import of a unit that is not
+below the importer in :data:`LAYERS` fails, and so does any cycle between units or between
+modules at import time. Outside the command line, an import inside a function is allowed only
+for a package that the unit's install does not bring (an optional extra).
 """
 
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-SOURCE = Path(__file__).resolve().parents[1] / "src" / "iidfusion"
+REPO = Path(__file__).resolve().parents[1]
+ROOTS = {"iidfusion": REPO / "src", "iidfusion_studies": REPO / "studies" / "src"}
 
-# Each unit (a sub-package or a top-level module of iidfusion) and the units it may import.
-# "iidfusion" is the package root (``__version__``), which every unit may read.
-_BELOW_TRAINING = ("core", "ot", "encoders", "fusion", "losses", "data", "kg", "progress", "provenance")
+# Each unit and the units it may import ("iidfusion", the package root with __version__, is
+# open to every unit). The unit of a module is its sub-package of iidfusion; the studies are one
+# unit, their command line another.
+_MODELS = ("core", "ot", "encoders", "fusion", "losses")
+_BELOW_ENGINE = (*_MODELS, "data", "kg")
+_BELOW_TASKS = (*_BELOW_ENGINE, "engine")
+_BELOW_API = (*_BELOW_TASKS, "tasks")
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": (),
     "ot": (),
     "encoders": (),
-    "progress": (),
-    "provenance": (),
     "fusion": ("core",),
     "losses": ("core", "ot"),
-    "data": ("core", "encoders", "progress"),
+    "data": ("core", "encoders"),
     "kg": ("core", "ot", "encoders", "fusion", "losses"),
-    "training": _BELOW_TRAINING,
-    "cli": (*_BELOW_TRAINING, "training"),
+    "engine": ("core", "ot", "losses"),  # Lightning, and no task: no data, models or tasks
+    "tasks": _BELOW_TASKS,
+    "api": _BELOW_API,
+    "cli": (*_BELOW_API, "api"),
     "__main__": ("cli",),
+    "studies": (*_BELOW_API, "api"),
+    "studies.cli": (*_BELOW_API, "api", "cli", "studies"),
 }
+
+# What each unit's install brings (docs/architecture.md, "What an install brings"): a function may
+# import a package only when its unit's install lacks it (an optional extra). Platform modules of
+# the standard library count as optional.
+_CORE_INSTALL = {"torch", "numpy"}
+_TRAIN = _CORE_INSTALL | {"lightning", "torchmetrics", "yaml", "tensorboard", "tqdm", "scipy", "PIL"}
+_PLATFORM = {"resource", "fcntl", "msvcrt", "winreg"}
+INSTALLED: dict[str, set[str]] = {unit: _CORE_INSTALL if unit in _MODELS else _TRAIN for unit in LAYERS}
+INSTALLED["studies"] = INSTALLED["studies.cli"] = _TRAIN | {"matplotlib", "ot"}
+
+
+def _files() -> Iterator[tuple[str, Path]]:
+    for package, root in ROOTS.items():
+        for path in sorted((root / package).rglob("*.py")):
+            yield package, path
 
 
 def _module_name(path: Path) -> str:
-    parts = path.relative_to(SOURCE.parent).with_suffix("").parts
+    root = next(root for root in ROOTS.values() if path.is_relative_to(root))
+    parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _deferred(tree: ast.Module) -> set[ast.AST]:
-    """The import statements of ``tree`` that do not run on import: in functions or ``if TYPE_CHECKING``."""
-    deferred: set[ast.AST] = set()
+def _deferred(tree: ast.Module) -> tuple[set[ast.AST], set[ast.AST]]:
+    """The import statements of ``tree`` that do not run on import: (inside functions, under ``if TYPE_CHECKING``)."""
+    in_functions: set[ast.AST] = set()
+    type_checking: set[ast.AST] = set()
     for node in ast.walk(tree):
-        inside_function = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-        type_checking = isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-        if inside_function or type_checking:
-            deferred.update(n for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom)))
-    return deferred
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            in_functions.update(n for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom)))
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            type_checking.update(n for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom)))
+    return in_functions, type_checking
 
 
-def _imports(path: Path) -> Iterator[tuple[str, int, bool]]:
-    """Every ``iidfusion`` module ``path`` imports: (module, line, whether it runs on import)."""
+def _imports(path: Path, source: str | None = None) -> Iterator[tuple[str, int, bool, bool]]:
+    """Every module ``path`` imports: (module, line, whether it runs on import, whether inside a function)."""
     module = _module_name(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    tree = ast.parse(path.read_text(), filename=str(path))
-    deferred = _deferred(tree)
+    tree = ast.parse(path.read_text() if source is None else source, filename=str(path))
+    in_functions, type_checking = _deferred(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
@@ -73,29 +98,38 @@ def _imports(path: Path) -> Iterator[tuple[str, int, bool]]:
             ]
         else:
             continue
+        eager = node not in in_functions and node not in type_checking
         for target in targets:
-            if target == "iidfusion" or target.startswith("iidfusion."):
-                yield target, node.lineno, node not in deferred
+            yield target, node.lineno, eager, node in in_functions
 
 
 def _is_module(name: str) -> bool:
-    path = SOURCE.parent.joinpath(*name.split("."))
+    root = ROOTS.get(name.partition(".")[0])
+    if root is None:
+        return False
+    path = root.joinpath(*name.split("."))
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _ours(name: str) -> bool:
+    return name.partition(".")[0] in ROOTS
 
 
 def _unit(module: str) -> str:
     parts = module.split(".")
+    if parts[0] == "iidfusion_studies":
+        return "studies.cli" if len(parts) > 1 and parts[1] == "cli" else "studies"
     return parts[1] if len(parts) > 1 else "iidfusion"
 
 
 def _module_graph(*, eager_only: bool = False) -> dict[str, dict[str, list[str]]]:
-    """module -> {imported module: ["file:line", ...]} over the whole package."""
+    """module -> {imported module of ours: ["file:line", ...]} over the package and the studies."""
     graph: dict[str, dict[str, list[str]]] = {}
-    for path in sorted(SOURCE.rglob("*.py")):
+    for _, path in _files():
         edges = graph.setdefault(_module_name(path), {})
-        for target, line, eager in _imports(path):
-            if eager or not eager_only:
-                edges.setdefault(target, []).append(f"{path.relative_to(SOURCE.parent)}:{line}")
+        for target, line, eager, _ in _imports(path):
+            if _ours(target) and (eager or not eager_only):
+                edges.setdefault(target, []).append(f"{path.relative_to(REPO)}:{line}")
     return graph
 
 
@@ -142,11 +176,16 @@ def test_no_import_goes_against_the_layer_order() -> None:
     assert wrong == []
 
 
+def test_the_library_never_imports_the_studies() -> None:
+    assert not [f"{s} imports {t}" for s, edges in GRAPH.items() for t in edges if s.startswith("iidfusion.") and
+                t.startswith("iidfusion_studies")]  # fmt: skip
+
+
 def test_the_declared_layers_form_no_cycle() -> None:
     assert _find_cycle({unit: set(below) for unit, below in LAYERS.items()}) is None
 
 
-def test_no_cycle_between_sub_packages() -> None:
+def test_no_cycle_between_units() -> None:
     units: dict[str, set[str]] = {}
     for source, edges in GRAPH.items():
         units.setdefault(_unit(source), set()).update(
@@ -162,28 +201,44 @@ def test_no_cycle_between_modules_on_import() -> None:
     assert _find_cycle({module: set(edges) for module, edges in eager.items()}) is None
 
 
+def test_imports_inside_functions_are_for_optional_packages_only() -> None:
+    """Outside the command line a function imports nothing of ours, nothing of the standard library
+    and nothing its unit's install brings: only an optional extra (transformers, optuna, ...)."""
+    wrong = []
+    for _, path in _files():
+        unit = _unit(_module_name(path))
+        if unit in ("cli", "studies.cli"):
+            continue
+        for target, line, _, in_function in _imports(path):
+            top = target.partition(".")[0]
+            optional = top in _PLATFORM or not (_ours(target) or top in sys.stdlib_module_names or top in INSTALLED[unit])
+            if in_function and not optional:
+                wrong.append(f"{path.relative_to(REPO)}:{line}: {target}")
+    assert wrong == []
+
+
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
         ("from iidfusion.fusion import FusionModel\n", ["iidfusion.fusion"]),
         ("from iidfusion.fusion import base\n", ["iidfusion.fusion.base"]),
         ("def f():\n    from ..ot import sinkhorn\n", ["iidfusion.ot.sinkhorn"]),
-        ("import iidfusion.data.registry as r\n", ["iidfusion.data.registry"]),
-        ("import torch\nfrom torch import nn\n", []),
+        ("import iidfusion.data.features.registry as r\n", ["iidfusion.data.features.registry"]),
+        ("import torch\nfrom torch import nn\n", ["torch", "torch"]),
         ("def f():\n    import iidfusion.ot\n", ["iidfusion.ot"]),
     ],
 )
-def test_the_scan_sees_every_kind_of_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, expected: list[str]) -> None:
+def test_the_scan_sees_every_kind_of_import(source: str, expected: list[str]) -> None:
     # a file inside a sub-package, so that relative imports resolve as in the package
-    path = SOURCE / "losses" / "iid.py"
-    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: source if self == path else Path.read_text(self))
-    assert [target for target, _, _ in _imports(path)] == expected
+    path = ROOTS["iidfusion"] / "iidfusion" / "losses" / "iid.py"
+    assert [target for target, _, _, _ in _imports(path, source)] == expected
 
 
-def test_deferred_imports_are_told_apart(monkeypatch: pytest.MonkeyPatch) -> None:
-    path = SOURCE / "losses" / "iid.py"
+def test_deferred_imports_are_told_apart() -> None:
+    path = ROOTS["iidfusion"] / "iidfusion" / "losses" / "iid.py"
     source = "import iidfusion.ot\nif TYPE_CHECKING:\n    import iidfusion.core\ndef f():\n    import iidfusion.fusion\n"
-    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: source if self == path else Path.read_text(self))
-    assert [(target, eager) for target, _, eager in _imports(path)] == [
-        ("iidfusion.ot", True), ("iidfusion.core", False), ("iidfusion.fusion", False)
+    assert [(target, eager, inside) for target, _, eager, inside in _imports(path, source)] == [
+        ("iidfusion.ot", True, False),
+        ("iidfusion.core", False, False),
+        ("iidfusion.fusion", False, True),
     ]

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iidfusion.data.synthetic import SyntheticConfig, generate_synthetic
+from iidfusion.data.features.synthetic import SyntheticConfig, generate_synthetic
 
 
 def test_regularizers_plug_into_a_hand_written_two_encoder_model():

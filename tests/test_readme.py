@@ -54,8 +54,8 @@ def test_the_readme_names_the_departures_of_the_defaults():
     """The README's first lines say how the defaults depart from the paper, word for word as the
     commands print it (docs/method.md, "Departures from the paper")."""
     from iidfusion.fusion.methods import MAIN_METHODS
-    from iidfusion.training.config import load_config
-    from iidfusion.training.departures import departures_line
+    from iidfusion.tasks.classification.config import load_config
+    from iidfusion.tasks.classification.departures import departures_line
 
     head = README.read_text().split("## Quick start")[0]
     assert departures_line(load_config(), MAIN_METHODS) in " ".join(head.split())

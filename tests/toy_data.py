@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from iidfusion.data.vision_language import DATA_FORMATS, IMAGE_DIR_NAME, SPLIT_FILES, SPLITS
+from iidfusion.data.raw.vision_language import DATA_FORMATS, IMAGE_DIR_NAME, SPLIT_FILES, SPLITS
 
 TOY_WORDS: tuple[str, ...] = ("sun", "rain", "city", "photo", "today", "friend", "road", "music", "game", "food", "park", "night")
 

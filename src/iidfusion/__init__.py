@@ -7,6 +7,7 @@ sub-packages load lazily, so ``import iidfusion`` stays cheap:
 * :mod:`iidfusion.fusion` -- fusion-weight strategies (static, QMF, PDF) and the IF / LF model.
 * :mod:`iidfusion.losses` -- the informatic constraint L_ic, distribution coherence L_dc, IIDLoss.
 * :mod:`iidfusion.data` -- multi-view files, the bundled data sets, the synthetic benchmark.
+* :func:`fit` and :func:`compare` -- a whole run of ``iidfusion fit`` / ``compare`` from Python.
 * :func:`load_model` -- a trained model back from a checkpoint of ``iidfusion fit`` or ``kg fit``.
 """
 
@@ -39,7 +40,8 @@ _EXPORTS: dict[str, str] = {
             "DatasetSplits", "MultiViewData", "MultiViewDataset", "SyntheticConfig", "available_datasets",
             "corrupt_views", "generate_synthetic", "load_dataset",
         ),
-        "training.checkpoint": ("TrainedModel", "load_model"),
+        "engine.checkpoint": ("TrainedModel",),
+        "api": ("compare", "fit", "load_model"),
     }.items()
     for name in names
 }

@@ -15,9 +15,10 @@ def files_under(folder: Path) -> list[str]:
 def fail_the_fit(monkeypatch, number: int, error: BaseException) -> list[str]:
     """Make the ``number``-th fit of a command raise ``error`` (Ctrl-C: KeyboardInterrupt()), the
     others train; returns the methods of the fits started so far. ``monkeypatch.undo()`` ends it."""
-    import iidfusion.training.runner as runner
+    from iidfusion import api
+    from iidfusion.tasks.classification import compare, fit
 
-    real_fit, calls = runner.fit_method, []
+    real_fit, calls = fit.fit_method, []
 
     def failing_fit(*args, **kwargs):
         calls.append(args[1])
@@ -25,5 +26,6 @@ def fail_the_fit(monkeypatch, number: int, error: BaseException) -> list[str]:
             raise error
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "fit_method", failing_fit)
+    for module in (api, compare):  # where `fit` and the comparisons (`compare`, `suite`) call it
+        monkeypatch.setattr(module, "fit_method", failing_fit)
     return calls

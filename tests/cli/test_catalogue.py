@@ -29,9 +29,7 @@ from cli_support import FAST
 
 from iidfusion.cli.demo import PINNED_KERNELS
 from iidfusion.cli.main import main
-from iidfusion.training.module import CHECKPOINT_RECORD
-from iidfusion_studies.cli import STUDIES
-from iidfusion_studies.cli import main as studies_main
+from iidfusion.tasks.classification.checkpoint import CHECKPOINT_RECORD
 from tests.toy_data import write_toy_vision_language
 
 
@@ -228,13 +226,10 @@ CASES: dict[str, Case] = {
     "kg .npy features whose header lies": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'lying.npy'}"],
                                                "lying.npy: not a readable .npy matrix (its header declares shape (1000000000000,)"),
     "kg object .npy features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'objects.npy'}"], "objects.npy: not a readable .npy"),
-    "kg --device cudaa": Case(_kg("fit", placement=("--device", "cudaa")), "train.device (--device) 'cudaa'"),
+    "kg --devices cudaa": Case(_kg("fit", placement=("--devices", "cudaa")), "--devices cudaa"),
     "kg --loggers wandb": Case(_kg("fit", "--loggers", "wandb"), "unknown logger 'wandb'"),
     "kg --strategy bogus (Lightning's)": Case(
         _kg("fit", "--strategy", "bogus"), "--num-nodes 1 --strategy bogus: You selected an invalid strategy name"),
-    "kg --strategy qmf, the fusion strategy's earlier flag": Case(
-        _kg("fit", "--strategy", "qmf"),
-        "--strategy is Lightning's strategy (train.strategy), as in `fit`; the fusion strategy of the query weights is --fusion-strategy qmf"),
     "kg --strategy ddp_spawn without checkpoints": Case(
         _kg("fit", "--strategy", "ddp_spawn", "--devices", "2", "--no-checkpoints"),
         "needs train.checkpoints"),
@@ -453,15 +448,13 @@ def test_bad_input_is_one_line_exit_2_nothing_left_no_payload_run(name, inputs, 
     inputs_before = sorted(p for p in inputs.rglob("*"))
     argv = [arg.replace("{out}", "out").replace("{inputs}", str(inputs)) for arg in case.args(inputs)]
     capsys.readouterr()
-    study = argv[0] in {module.rpartition(".")[2] for module in STUDIES.modules}  # python -m iidfusion_studies
     try:
-        code = (studies_main if study else main)(argv)
+        code = main(argv)
     except SystemExit as exit_:  # argparse's usage errors
         code = exit_.code
     err = capsys.readouterr().err
     assert code == 2, err
-    prog = STUDIES.prog if study else "iidfusion"
-    assert err.count("\n") == 1 and err.startswith(prog + " ") and ": error: " in err, err
+    assert err.count("\n") == 1 and err.startswith("iidfusion ") and ": error: " in err, err
     assert case.said in err, err
     assert sorted(cwd.rglob("*")) == before, "files left behind"
     assert sorted(inputs.rglob("*")) == inputs_before, "files written next to the inputs"

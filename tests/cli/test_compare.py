@@ -3,8 +3,8 @@ import json
 from cli_support import FAST
 
 from iidfusion.cli.main import main
-from iidfusion.training.outputs import MARKER
-from iidfusion.training.report import RESULT_FILES
+from iidfusion.engine.outputs import MARKER
+from iidfusion.tasks.classification.report import RESULT_FILES
 
 
 def test_compare_writes_every_result(tiny_npz, tmp_path, capsys):

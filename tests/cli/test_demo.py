@@ -7,8 +7,8 @@ from cli_support import files_under
 
 from iidfusion.cli.demo import DEMO_CONFIG, PINNED_KERNELS
 from iidfusion.cli.main import main
-from iidfusion.training.outputs import MARKER
-from iidfusion.training.config import config_to_dict, load_config, resolve_methods
+from iidfusion.engine.outputs import MARKER
+from iidfusion.tasks.classification.config import config_to_dict, load_config, resolve_methods
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -1,6 +1,7 @@
 """Bad input at the command line: one line on stderr naming the problem, exit code 2, no files."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import scipy.io
 from cli_support import FAST, fail_the_fit, files_under
 
 from iidfusion.cli.main import CommandError, main
-from iidfusion.training.report import RESULT_FILES
+from iidfusion.tasks.classification.report import RESULT_FILES
 
 RNG = np.random.default_rng(0)
 
@@ -127,14 +128,15 @@ def test_an_interrupted_comparison_keeps_its_finished_runs(tiny_npz, tmp_path, m
 
 
 def test_a_warning_is_one_line_naming_the_command(tmp_path):
-    """A deprecated flag warns in one line, as an error reads (with --debug: where it was raised).
-    In a process of its own: pytest records warnings instead of printing them."""
+    """A warning (here: an array of the data file passed over) is one line, as an error reads
+    (with --debug: where it was raised). In a process of its own: pytest records warnings instead
+    of printing them."""
     import subprocess
     import sys
 
-    argv = ["fit", "--data", "synthetic", "--method", "iid-q", "--lam-rank", "0.5", "--out", str(tmp_path / "a"),
+    data = Path(__file__).resolve().parents[1] / "fixtures" / "multiview" / "concatenated_features_by_samples.mat"
+    argv = ["fit", "--data", str(data), "--method", "lf-static", "--out", str(tmp_path / "a"),
             "--no-checkpoints", "--loggers", "", *FAST]
     run = subprocess.run([sys.executable, "-m", "iidfusion", *argv], capture_output=True, text=True, check=True)
-    said = [line for line in run.stderr.splitlines() if "deprecated" in line]
-    assert said == ["iidfusion fit: warning: the command line: model.lam_rank (--lam-rank) is deprecated; "
-                    "use strategy.qmf.lam_rank (--qmf-lam-rank)"], run.stderr
+    said = [line for line in run.stderr.splitlines() if "warning" in line]
+    assert said == [f"iidfusion fit: warning: {data}: ignored 'X_all' (30, 12): the concatenation of the other views"], run.stderr

@@ -66,8 +66,8 @@ def test_extract_user_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_parser_choices_match_the_library() -> None:
     from iidfusion.cli.extract import NOISE_KINDS, RAW_FORMATS
-    from iidfusion.data.input_noise import PIXEL_NOISE
-    from iidfusion.data.families import RAW_FORMATS as LIBRARY_FORMATS
+    from iidfusion.data.raw.input_noise import PIXEL_NOISE
+    from iidfusion.data.raw.families import RAW_FORMATS as LIBRARY_FORMATS
 
     assert RAW_FORMATS == LIBRARY_FORMATS and set(NOISE_KINDS) == set(PIXEL_NOISE)
 

@@ -50,7 +50,7 @@ def test_finetune_end_to_end_on_hfm_fixture(tmp_path: Path, capsys: pytest.Captu
 def test_shipped_configs_load_for_finetune(path: Path) -> None:
     from iidfusion.cli.finetune import finetune_settings
     from iidfusion.cli.main import build_parser
-    from iidfusion.training.config import resolve_methods
+    from iidfusion.tasks.classification.config import resolve_methods
 
     args = build_parser().parse_args(["finetune", "--data-format", "rgbd" if path.parent.name == "rgbd" else "mmbt",
                                       "--root", "unused", "--config", str(path)])

@@ -3,7 +3,7 @@ import json
 from cli_support import FAST
 
 from iidfusion.cli.main import main
-from iidfusion.training.outputs import MARKER
+from iidfusion.engine.outputs import MARKER
 
 
 def test_fit_prints_saves_and_resumes(tiny_npz, tmp_path, capsys):

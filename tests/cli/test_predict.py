@@ -10,8 +10,8 @@ from cli_support import FAST
 
 import iidfusion
 from iidfusion.cli.main import main
-from iidfusion.training.config import LossConfig, config_from_dict
-from iidfusion.training.module import FusionModule
+from iidfusion.tasks.classification.config import LossConfig, config_from_dict
+from iidfusion.tasks.classification.module import FusionModule
 
 
 @pytest.fixture(scope="module")

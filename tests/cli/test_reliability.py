@@ -13,8 +13,7 @@ import pytest
 from cli_support import FAST, fail_the_fit, files_under
 
 from iidfusion.cli.main import DEBUG_ENV, main
-from iidfusion.training.runner import ReseedEachBatch
-from iidfusion_studies.cli import main as studies_main
+from iidfusion.engine.trainer import ReseedEachBatch
 from tests.toy_data import write_toy_vision_language
 
 
@@ -41,7 +40,7 @@ def test_an_interrupted_fit_says_how_to_resume_and_plot_reads_both_parts(tiny_np
     assert main(_fit(tiny_npz, tmp_path, "--max-epochs", "3", "--resume", "last")) == 0
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
     capsys.readouterr()
-    assert studies_main(["plot", "--runs", str(run), "--out", str(tmp_path / "fig.png")]) == 0
+    assert main(["plot", "--runs", str(run), "--out", str(tmp_path / "fig.png")]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| iid-q"))
     assert row.split(" | ")[1] == "3"  # epochs 0 and 1 before the interruption, 1 (redone) and 2 after
 
@@ -68,7 +67,7 @@ def test_a_failed_fit_leaves_no_file(tiny_npz, tmp_path, capsys):
 
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_debug_shows_the_traceback_of_user_errors_and_bugs(tiny_npz, tmp_path, monkeypatch, capsys, how):
-    import iidfusion.training.compare as compare
+    import iidfusion.api as compare  # where `fit` loads its data
 
     debug = ["--debug"] if how == "flag" else []
     if how == "env":
@@ -91,7 +90,7 @@ def test_a_library_error_is_a_bug_not_bad_input(tiny_npz, tmp_path, monkeypatch,
     is an internal error, exit 1; only iidfusion's own refusals are exit 2."""
     import numpy as np
 
-    import iidfusion.training.compare as compare
+    import iidfusion.api as compare  # where `fit` loads its data
 
     monkeypatch.delenv(DEBUG_ENV, raising=False)
     monkeypatch.setattr(compare, "load_splits", lambda *args, **kwargs: np.arange(3).reshape(2, 2))
@@ -163,9 +162,9 @@ def test_a_data_file_named_dot_dot_stays_inside_out(tiny_npz, tmp_path, monkeypa
 def test_a_second_comparison_on_the_same_out_is_refused_while_the_first_runs(tiny_npz, tmp_path, monkeypatch, capsys):
     """The second command (started here while the first one trains its first run) is refused
     whatever its flags, and deletes nothing; the first finishes with only its own results."""
-    import iidfusion.training.runner as runner
+    from iidfusion.tasks.classification import compare
 
-    real_fit, second = runner.fit_method, []
+    real_fit, second = compare.fit_method, []
     out = tmp_path / "cmp"
     args = ["compare", "--data", str(tiny_npz), "--methods", "lf-static", "--seeds", "1", "--out", str(out), *FAST]
 
@@ -175,7 +174,7 @@ def test_a_second_comparison_on_the_same_out_is_refused_while_the_first_runs(tin
             second.append(capsys.readouterr().err)
         return real_fit(*a, **k)
 
-    monkeypatch.setattr(runner, "fit_method", fit_while_another_starts)
+    monkeypatch.setattr(compare, "fit_method", fit_while_another_starts)
     assert main(args) == 0
     assert second[:3] == [2, 2, 2] and second[3].count(f"{out} is in use: another iidfusion process") == 3
     assert (out / "results.md").is_file() and (out / "runs" / "lf-static" / "seed0").is_dir()
@@ -187,8 +186,8 @@ def test_a_fit_killed_during_overwrite_is_restored_by_the_next_command(tiny_npz,
     assert main(_fit(tiny_npz, tmp_path, "--max-epochs", "1")) == 0
     run = tmp_path / "iid-q" / "seed0"
     first = (run / "metrics.json").read_text()
-    killed = ("import os, sys\nimport iidfusion.training.runner as runner\nfrom iidfusion.cli.main import main\n"
-              "runner.fit_method = lambda *a, **k: os.kill(os.getpid(), 9)\nmain(sys.argv[1:])\n")
+    killed = ("import os, sys\nimport iidfusion.api as api\nfrom iidfusion.cli.main import main\n"
+              "api.fit_method = lambda *a, **k: os.kill(os.getpid(), 9)\nmain(sys.argv[1:])\n")
     done = subprocess.run([sys.executable, "-c", killed, *_fit(tiny_npz, tmp_path, "--overwrite")], capture_output=True, timeout=120)
     assert done.returncode == -9
     assert [p.name for p in run.parent.iterdir() if ".previous-" in p.name] != [], "the previous run is kept, named"

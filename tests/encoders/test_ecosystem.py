@@ -12,7 +12,7 @@ import torch
 
 from iidfusion.encoders import ecosystem
 from iidfusion.encoders.ecosystem import EcosystemImageEncoder
-from iidfusion.data.families import image_encoder
+from iidfusion.data.raw.families import image_encoder
 from iidfusion.encoders.image import ImageEncoder
 from iidfusion.encoders.resnet import build_resnet
 from iidfusion.encoders.text import RandomTextConfig, cached_model_dir, load_text_encoder

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from iidfusion.data.families import EncoderOptions, default_image_encoder, encoder_preprocessing, image_transforms, require_encoder_packages
+from iidfusion.data.raw.families import EncoderOptions, default_image_encoder, encoder_preprocessing, image_transforms, require_encoder_packages
 from iidfusion.encoders.efficientnet_lite import EfficientNetLiteEncoder, packaged_weights
 
 efficientnet_lite_pytorch = pytest.importorskip("efficientnet_lite_pytorch", reason="the optional extra 'vision-pretrained'")

@@ -77,8 +77,8 @@ def test_weights_are_the_co_belief_softmax_and_calibrated_only_at_test_time(make
 
 
 def test_the_test_evaluation_calibrates_and_validation_does_not(make_model, make_inputs):
-    from iidfusion.data.base import MultiViewData
-    from iidfusion.training.evaluate import infer
+    from iidfusion.data.features.base import MultiViewData
+    from iidfusion.tasks.classification.evaluate import infer
 
     model = make_model(3, "if", "pdf").eval()
     inputs = make_inputs(model)

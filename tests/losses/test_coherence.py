@@ -5,7 +5,7 @@ import ot
 import pytest
 import torch
 
-from iidfusion.data.synthetic import SyntheticConfig, generate_synthetic
+from iidfusion.data.features.synthetic import SyntheticConfig, generate_synthetic
 from iidfusion.losses import DistributionCoherence, distribution_coherence, modality_pairs
 from iidfusion.ot import FourierRIPReducer
 

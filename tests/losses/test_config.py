@@ -9,8 +9,10 @@ import torch
 
 from iidfusion.kg.objective import IIDTermsConfig, KGObjective, KGObjectiveConfig
 from iidfusion.losses import DistributionCoherence, IIDConfig, IIDLoss, InformaticConstraint
-from iidfusion.training.config import ExperimentConfig, iter_options
-from iidfusion.training.kg_fit import KGExperimentConfig, validate_kg_config
+from iidfusion.core.config import iter_options
+from iidfusion.tasks.classification.config import ExperimentConfig
+from iidfusion.tasks.kg.config import KGExperimentConfig
+from iidfusion.tasks.kg.fit import validate_kg_config
 
 
 def _fields(cls: type) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from iidfusion.cli.fit import add_overwrite_argument
 from iidfusion.cli.options import FIT_ONLY, SUITE_ONLY, add_config_arguments, config_from_args
-from iidfusion.training.config import ExperimentConfig
+from iidfusion.tasks.classification.config import ExperimentConfig
 
 DESCRIPTION = """\
 Train each method with seeds 0..N-1 on one data set, evaluate it on the test split clean and
@@ -42,43 +42,33 @@ def add_resume_argument(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, base: ExperimentConfig | None = None) -> int:
     """Run the comparison that ``args`` (over ``base``'s defaults) describe and print its report."""
+    from iidfusion import api
     from iidfusion.cli.main import CommandError
     from iidfusion.ot import EpsTooSmallError
-    from iidfusion.training.compare import check_resume, quiet_lightning, run_comparison
-    from iidfusion.training.outputs import check_output_folder, run_folder
 
     config = config_from_args(args, base)
-    if args.resume and args.overwrite and base is None:
-        raise ValueError("--resume continues the comparison in the output folder and --overwrite replaces it: give one")
-    overwrite = args.overwrite and not args.resume  # the demo replaces its results by default
-    out = Path(config.out)
-    check_output_folder(out, overwrite=overwrite, resume=args.resume, resume_flag="--resume")
-    check_resume(out, args.resume)
-    quiet_lightning()
+    # the demo replaces its results by default: there --resume wins over --overwrite
+    overwrite = args.overwrite and not (args.resume and base is not None)
     try:
-        with run_folder(out, overwrite=overwrite, resumable=finished_runs, keep_on_failure=True):
-            comparison = run_comparison(config, out, log=lambda line: print(line, file=sys.stderr, flush=True), resume=args.resume)
+        comparison = api.compare(config, resume=args.resume, overwrite=overwrite,
+                                 log=lambda line: print(line, file=sys.stderr, flush=True))  # fmt: skip
     except FloatingPointError as error:
         raise CommandError(f"{error} (try a smaller --lr, --alpha or --beta)") from error
     except EpsTooSmallError as error:
         raise CommandError(f"--eps (loss.eps): {error}") from error
     except KeyboardInterrupt:
-        raise interruption(out, overwrite=overwrite) from None
+        raise interruption(Path(config.out), overwrite=overwrite) from None
     if comparison.is_global_zero:
         print(comparison.report)
         print(f"results written to {Path(config.out)}")
     return 0
 
 
-def finished_runs(out: Path) -> int:
-    """How many finished runs an interrupted comparison or suite in ``out`` kept."""
-    return sum(1 for _ in (out / "cache").glob("*.json")) if (out / "cache").is_dir() else 0
-
-
 def interruption(out: Path, *, overwrite: bool = False) -> Exception:
     """What an interrupted comparison or suite says: the previous results kept (``overwrite``),
     or how many finished runs were kept and how to continue."""
     from iidfusion.cli.main import CommandInterrupted
+    from iidfusion.tasks.classification.compare import finished_runs
 
     if overwrite:
         return CommandInterrupted(f"interrupted; {out} holds the previous results, unchanged")

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iidfusion.data.registry import available_datasets, describe
+    from iidfusion.data.features.registry import available_datasets, describe
 
     if args.data is None:
         print("bundled data sets (`iidfusion datasets NAME` for details; a .mat / .npz path works too):")

@@ -24,7 +24,7 @@ import os
 from iidfusion.cli.compare import add_resume_argument
 from iidfusion.cli.fit import add_overwrite_argument
 from iidfusion.cli.options import FIT_ONLY, SUITE_ONLY, add_config_arguments
-from iidfusion.training.config import ExperimentConfig, OptimConfig, TrainConfig
+from iidfusion.tasks.classification.config import ExperimentConfig, OptimConfig, TrainConfig
 
 DEMO_CONFIG = ExperimentConfig(
     data="handwritten",

@@ -21,7 +21,7 @@ HFM as its authors distribute it (tweets and image-attribute words, both texts):
     iidfusion extract --data-format hfm --root ../shared/data/hfm --text-encoder minilm --out features/hfm
 
 The folder receives ``features.npz`` (clean), ``features_noise<eps>.npz`` (noisy test split)
-and ``manifest.json``; see :mod:`iidfusion.data.feature_cache`. A second run with the same
+and ``manifest.json``; see :mod:`iidfusion.data.raw.feature_cache`. A second run with the same
 inputs and settings reuses the cache; a changed input file or setting rebuilds it.
 """
 
@@ -32,19 +32,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iidfusion.cli.options import bounded_int
-from iidfusion.core.config import SEED_LIMIT
-from iidfusion.training.config import MAX_BATCH, MAX_NOISE_LEVEL, MAX_PROCESSES
+from iidfusion.core.config import MAX_BATCH, MAX_PROCESSES, SEED_LIMIT
+from iidfusion.tasks.classification.config import MAX_NOISE_LEVEL
 
 if TYPE_CHECKING:
-    from iidfusion.data.families import RawDataOptions
+    from iidfusion.data.raw.families import RawDataOptions
 
-# Bounds of the size flags (the configuration's are in iidfusion.training.config).
+# Bounds of the size flags (the configuration's are in iidfusion.core.config).
 MAX_TEXT_LENGTH = 2**16
 MAX_REGIONS = 64
 MAX_IMAGE_SIZE = 2**14
 
-# Spelled out so that building the parser imports no torch (iidfusion.data.families.RAW_FORMATS
-# and iidfusion.data.input_noise.PIXEL_NOISE are the sources; a test checks they agree).
+# Spelled out so that building the parser imports no torch (iidfusion.data.raw.families.RAW_FORMATS
+# and iidfusion.data.raw.input_noise.PIXEL_NOISE are the sources; a test checks they agree).
 RAW_FORMATS: tuple[str, ...] = ("mmbt", "json-array", "csv", "rgbd", "hfm")
 NOISE_KINDS: tuple[str, ...] = ("gaussian", "salt-and-pepper")
 
@@ -91,8 +91,8 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def raw_options(args: argparse.Namespace) -> RawDataOptions:
-    from iidfusion.data.families import RawDataOptions
-    from iidfusion.data.vision_language import CsvColumns
+    from iidfusion.data.raw.families import RawDataOptions
+    from iidfusion.data.raw.vision_language import CsvColumns
 
     return RawDataOptions(
         data_format=args.data_format,
@@ -110,7 +110,7 @@ def raw_options(args: argparse.Namespace) -> RawDataOptions:
 
 
 def encoder_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The encoder options given as flags, by :class:`~iidfusion.data.families.EncoderOptions` field."""
+    """The encoder options given as flags, by :class:`~iidfusion.data.raw.families.EncoderOptions` field."""
     return {name: getattr(args, dest) for dest, name in ENCODER_FLAGS.items() if getattr(args, dest) is not None}
 
 
@@ -184,10 +184,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iidfusion.data.extraction import ExtractionOptions, extract_to_cache
-    from iidfusion.data.families import EncoderOptions
-    from iidfusion.progress import write_line
-    from iidfusion.training.outputs import check_output_folder, run_folder
+    from iidfusion.data.raw.extraction import ExtractionOptions, extract_to_cache
+    from iidfusion.data.raw.families import EncoderOptions
+    from iidfusion.core.progress import write_line
+    from iidfusion.engine.outputs import check_output_folder, run_folder
 
     levels = parse_levels(args.noise)
     require_text_packages(args.data_format, args.text_encoder)

@@ -7,7 +7,7 @@ the training options those of ``compare``. Example (MVSA-Single, the static fami
         --root data/MVSA_Single --text-encoder models/bert-base-uncased \\
         --weights models/resnet152-394f9c45.pth --out results/e2e/mvsa_single/static
 
-The training itself is :func:`iidfusion.training.finetune.fit_end_to_end`; the results are
+The training itself is :func:`iidfusion.tasks.classification.finetune.fit_end_to_end`; the results are
 written as by ``compare`` (see :data:`DESCRIPTION`). More commands: ``docs/reproduce.md``.
 """
 
@@ -26,10 +26,11 @@ from iidfusion.cli.extract import (
 )
 from iidfusion.cli.fit import add_overwrite_argument
 from iidfusion.cli.options import SUITE_ONLY, add_config_arguments, bounded_int
-from iidfusion.training.config import MAX_BATCH, iter_options
+from iidfusion.core.config import MAX_BATCH, iter_options
+from iidfusion.tasks.classification.config import ExperimentConfig
 
 if TYPE_CHECKING:
-    from iidfusion.training.finetune import FinetuneSettings
+    from iidfusion.tasks.classification.finetune import FinetuneSettings
 
 DESCRIPTION = """\
 Train each of --methods with seeds 0..N-1 end to end on a raw vision-language or RGB-D data
@@ -48,7 +49,7 @@ max_length, image_arch, image_weights, regions, depth_arch, depth_weights), then
 # encoders are not MLPs, the noise acts on whole inputs, one method runs per (method, seed).
 # Tuning is done on features (`compare --tune`), not end to end.
 _EXCLUDED = (frozenset({"method", "seed", "data", "views", "labels", "model.hidden", "model.layers", "model.dropout", "eval.noise_view", "eval.noise_mask"})
-             | SUITE_ONLY | frozenset(option.key for option in iter_options() if option.key.startswith("tune.")))
+             | SUITE_ONLY | frozenset(option.key for option in iter_options(ExperimentConfig()) if option.key.startswith("tune.")))
 
 
 def parse_counts(text: str, flag: str = "--freeze") -> dict[str, int]:
@@ -78,9 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def finetune_settings(args: argparse.Namespace, family: str) -> FinetuneSettings:
     """The settings of ``args``: defaults < --config FILE < flags
-    (:func:`iidfusion.training.finetune.load_finetune_settings`)."""
+    (:func:`iidfusion.tasks.classification.finetune.load_finetune_settings`)."""
     from iidfusion.cli.options import overrides_from_args
-    from iidfusion.training.finetune import load_finetune_settings
+    from iidfusion.tasks.classification.finetune import load_finetune_settings
 
     finetune_flags = {
         "freeze_epochs": parse_counts(args.freeze) if args.freeze is not None else None,
@@ -97,11 +98,11 @@ def finetune_settings(args: argparse.Namespace, family: str) -> FinetuneSettings
 
 def run(args: argparse.Namespace) -> int:
     from iidfusion.cli.main import CommandError
-    from iidfusion.data.families import family_of, load_raw
-    from iidfusion.progress import write_line
-    from iidfusion.training.compare import quiet_lightning
-    from iidfusion.training.finetune import compare_end_to_end
-    from iidfusion.training.outputs import check_output_folder, run_folder
+    from iidfusion.data.raw.families import family_of, load_raw
+    from iidfusion.core.progress import write_line
+    from iidfusion.engine.trainer import quiet_lightning
+    from iidfusion.tasks.classification.finetune import compare_end_to_end
+    from iidfusion.engine.outputs import check_output_folder, run_folder
 
     require_text_packages(args.data_format, args.text_encoder)
     settings = finetune_settings(args, family_of(args.data_format))

@@ -28,7 +28,7 @@ _COMPARE_SETS = frozenset({"seed", "objective.iid.alpha", "objective.iid.beta"})
 def _common(parser: argparse.ArgumentParser, exclude: frozenset[str]) -> None:
     """The flags of both KG commands: one per option of the experiment (as ``fit``'s, from the
     configuration's own help and rules), and the data, output and cache flags."""
-    from iidfusion.training.kg_fit import KGExperimentConfig
+    from iidfusion.tasks.kg.config import KGExperimentConfig
 
     parser.add_argument("--config", help="YAML experiment file, e.g. configs/kg/umls.yaml (default: built-in defaults)")
     add_option_arguments(parser, KGExperimentConfig(), _FILE_ONLY | exclude)
@@ -38,7 +38,6 @@ def _common(parser: argparse.ArgumentParser, exclude: frozenset[str]) -> None:
         "entity2id.txt), NAME=minilm (the entity names) or NAME=minilm:TEXTS.tsv (a text per entity); default: "
         "the graph folder's text_features.npy and descriptions.tsv when present, else the entity names",
     )  # fmt: skip
-    parser.add_argument("--device", help="earlier form of --accelerator/--devices: cpu, cuda, cuda:N or auto (one device)")
     parser.add_argument("--cache-dir", help="cache of entity-name embeddings (default: ~/.cache/iidfusion)")
     parser.add_argument("--out", required=True, help="output folder (a new one, or one to --overwrite)")
     add_overwrite_argument(parser)
@@ -57,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.set_defaults(handler=run_fit)
     compare = commands.add_parser("compare", help="baseline vs IID over seeds; writes results.{csv,json,md}")
     _common(compare, _COMPARE_SETS)
-    from iidfusion.training.kg_compare import KGCompareConfig
+    from iidfusion.tasks.kg.config import KGCompareConfig
 
     add_option_arguments(compare, KGCompareConfig(), prefix="compare.")
     compare.set_defaults(handler=run_compare)
@@ -66,35 +65,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _experiment(args: argparse.Namespace) -> tuple[Any, Any]:
     """The configuration after the flags, and the ``compare`` section (both from one read of the
     YAML; the flags merged by the same loader)."""
+    from iidfusion.core.config import merge_config, nest
     from iidfusion.kg.features import parse_feature_specs
-    from iidfusion.training.config import load_config
-    from iidfusion.training.kg_compare import KGCompareConfig, load_kg_config
-    from iidfusion.core.config import merge_config
-    from iidfusion.training.kg_fit import KGExperimentConfig, legacy_device
+    from iidfusion.tasks.kg.config import KGCompareConfig, KGExperimentConfig, load_kg_config
 
-    _check_strategy_flag(args.train__strategy)
     config, compare = load_kg_config(args.config)
     overrides = overrides_from_args(args, KGExperimentConfig())
     if args.features:
         overrides["features"] = parse_feature_specs(args.features)
-    if args.device is not None:
-        if args.train__accelerator is not None or args.train__devices is not None:
-            raise ValueError("--device is the earlier form of --accelerator and --devices: give one or the other")
-        overrides |= {f"train.{key}": value for key, value in legacy_device(args.device, "the command line").items()}
-    config = load_config(None, overrides, base=config)
+    config = merge_config(config, nest(overrides), "the command line")
     if args.kg_command == "compare":
         flags = overrides_from_args(args, KGCompareConfig(), "compare.")
         compare = merge_config(compare, {k.removeprefix("compare."): v for k, v in flags.items()}, "the command line", "compare.")
     return config, compare
-
-
-def _check_strategy_flag(value: str | None) -> None:
-    """``--strategy`` is Lightning's in every command; it named the fusion strategy in ``kg`` before."""
-    from iidfusion.fusion import available_strategies
-
-    if value in available_strategies():
-        raise ValueError(f"--strategy is Lightning's strategy (train.strategy), as in `fit`; the fusion strategy "
-                         f"of the query weights is --fusion-strategy {value}")
 
 
 def _load(config: Any, args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
@@ -119,7 +102,7 @@ def _run_in(args: argparse.Namespace, *, resume: bool | None = None, last: Any =
     one keeps its folder when ``last`` (its last checkpoint) was written, saying how to resume."""
     from iidfusion.cli.main import CommandError
     from iidfusion.ot import EpsTooSmallError
-    from iidfusion.training.outputs import check_output_folder, run_folder
+    from iidfusion.engine.outputs import check_output_folder, run_folder
 
     check_output_folder(args.out, overwrite=args.overwrite, resume=resume)
     resumable = None if last is None else (lambda folder: last.is_file())
@@ -139,8 +122,8 @@ def _run_in(args: argparse.Namespace, *, resume: bool | None = None, last: Any =
 def run_fit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from iidfusion.progress import write_line
-    from iidfusion.training.kg_fit import fit_kg, save_run, validate_kg_config
+    from iidfusion.core.progress import write_line
+    from iidfusion.tasks.kg.fit import fit_kg, save_run, validate_kg_config
 
     config, _ = _experiment(args)
     validate_kg_config(config)
@@ -163,13 +146,14 @@ def run_fit(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-    from iidfusion.progress import write_line
-    from iidfusion.training.kg_compare import arm_config, run_comparison, write_comparison
-    from iidfusion.training.kg_fit import validate_kg_config
-    from iidfusion.training.validation import check_option_rules
+    from iidfusion.core.progress import write_line
+    from iidfusion.core.config import check_rules
+    from iidfusion.kg.models import get_kg_model_class
+    from iidfusion.tasks.kg.compare import arm_config, run_comparison, write_comparison
+    from iidfusion.tasks.kg.fit import validate_kg_config
 
     config, compare = _experiment(args)
-    check_option_rules(compare, "compare.")
+    check_rules(compare, "compare.")
     seeds = list(range(compare.seeds))
     # The IID arm with the last seed: the baseline differs only in alpha = beta = 0, always valid.
     validate_kg_config(arm_config(config, alpha=compare.alpha, beta=compare.beta, seed=seeds[-1]))
@@ -177,8 +161,6 @@ def run_compare(args: argparse.Namespace) -> int:
         kg, features, config = _load(config, args)
         results = run_comparison(kg, features, config, alpha=compare.alpha, beta=compare.beta, seeds=seeds,
                                  log=write_line, progress=config.train.progress_bar, out=args.out)
-        from iidfusion.kg.registry import get_kg_model_class
-
         title = get_kg_model_class(config.model.name).title
         if rank_zero_only.rank != 0:  # another process of a data-parallel run: rank 0 writes
             return 0

@@ -3,7 +3,9 @@
 Each subcommand lives in its own module ``iidfusion.cli.<name>`` that exposes
 ``register(subparsers) -> None``; ``register`` adds a parser and sets its ``handler``
 default to a function ``handler(args) -> int``. Heavy imports stay inside the handlers so
-that ``iidfusion --help`` is fast.
+that ``iidfusion --help`` is fast. Other distributions add commands through the entry-point
+group :data:`COMMANDS_GROUP` (a name and a module with ``register``): the repository's studies
+add ``bench``, ``plot`` and ``sweep`` (``pip install -e studies``).
 
 Errors. Bad input is one line on stderr, ``iidfusion COMMAND: error: ...``, naming the file,
 key, option or value, and exit code 2: a :class:`CommandError`, a usage error of the parser,
@@ -28,8 +30,9 @@ import re
 import sys
 import traceback
 import warnings
-from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 from typing import NoReturn
 
 from iidfusion import __version__
@@ -54,22 +57,21 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
-class CommandLine:
-    """A program of subcommands: its name, the modules that ``register`` its commands, and the
-    folders whose code counts as its own when an error is judged (bad input or a bug). The
-    studies of the repository (``python -m iidfusion_studies``) run on the same machinery."""
-
-    prog: str
-    description: str
-    modules: tuple[str, ...]
-    own: tuple[Path, ...]
+COMMANDS_GROUP = "iidfusion.commands"
 
 
-IIDFUSION = CommandLine(
-    "iidfusion", "Multimodal fusion with IID: train, compare and predict with fusion methods.",
-    tuple(f"iidfusion.cli.{name}" for name in SUBCOMMANDS), (_PACKAGE,),
-)  # fmt: skip
+def plugin_commands() -> dict[str, ModuleType]:
+    """The commands other distributions register in the entry-point group :data:`COMMANDS_GROUP`,
+    by name (sorted): each a module with ``register(subparsers)``."""
+    found = sorted(entry_points(group=COMMANDS_GROUP), key=lambda entry: entry.name)
+    return {entry.name: entry.load() for entry in found if entry.name not in SUBCOMMANDS}
+
+
+def own_folders(modules: dict[str, ModuleType]) -> tuple[Path, ...]:
+    """The folders whose code counts as the command line's own when an error is judged (bad input
+    or a bug): iidfusion's and the top-level package of each plug-in command."""
+    packages = {importlib.import_module(module.__name__.partition(".")[0]) for module in modules.values()}
+    return (_PACKAGE, *sorted({Path(package.__file__ or "").resolve().parent for package in packages}))
 
 
 class CommandError(Exception):
@@ -87,15 +89,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser(cli: CommandLine = IIDFUSION) -> argparse.ArgumentParser:
-    parser = _Parser(prog=cli.prog, description=cli.description)
+def build_parser(plugins: dict[str, ModuleType] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command: iidfusion's own (:data:`SUBCOMMANDS`), then the plug-ins'."""
+    parser = _Parser(prog="iidfusion", description="Multimodal fusion with IID: train, compare and predict with fusion methods.")
     parser.add_argument(
         "--debug", action="store_true", help=f"print the traceback of an error too (or set {DEBUG_ENV}=1)"
     )
     parser.add_argument("--version", action="version", version=f"iidfusion {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in cli.modules:
-        importlib.import_module(module).register(subparsers)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"iidfusion.cli.{name}").register(subparsers)
+    for module in (plugin_commands() if plugins is None else plugins).values():
+        module.register(subparsers)
     for command in _command_parsers(parser):
         # --debug after the command too; SUPPRESS keeps a --debug given before it.
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -179,36 +184,20 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-# Commands of the repository's studies (``iidfusion_studies``, not shipped with the library):
-# ``iidfusion plot ...`` runs ``python -m iidfusion_studies plot ...`` where the studies are installed.
-STUDY_COMMANDS = ("bench", "plot", "sweep")
-
-
-def _study_command(argv: list[str]) -> str | None:
-    command = next((a for a in argv if not a.startswith("-")), None)
-    return command if command in STUDY_COMMANDS else None
-
-
-def main(argv: list[str] | None = None, cli: CommandLine = IIDFUSION) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the command line; exit codes: 0 done, 2 bad input, 1 a bug, 130 interrupted."""
     arguments = sys.argv[1:] if argv is None else list(argv)
-    if cli is IIDFUSION and (study := _study_command(arguments)) is not None:
-        try:
-            from iidfusion_studies.cli import main as run_study
-        except ModuleNotFoundError:
-            print(f"{cli.prog} {study}: error: `{study}` is a command of the repository's studies: install them from a "
-                  "checkout (pip install -e studies, which make setup does), then run iidfusion "
-                  f"{study} or python -m iidfusion_studies {study}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        return run_study(arguments)
+    prog = "iidfusion"
     try:
-        parser = build_parser(cli)
+        plugins = plugin_commands()
+        parser = build_parser(plugins)
     except ModuleNotFoundError as error:  # the core install (torch, numpy) has no command line
         missing = _missing_extra(error)
         if missing is None:
             raise
-        print(f"{cli.prog}: error: {missing}", file=sys.stderr)
+        print(f"{prog}: error: {missing}", file=sys.stderr)
         return EXIT_USER_ERROR
+    own = own_folders(plugins)
     args, stray = parser.parse_known_args(arguments)
     if stray:
         args.command_parser.error(f"unrecognized arguments: {' '.join(stray)}")
@@ -216,26 +205,26 @@ def main(argv: list[str] | None = None, cli: CommandLine = IIDFUSION) -> int:
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     formatwarning = warnings.formatwarning
     if not debug:  # a warning is one line naming the command, as an error is (--debug: where it was raised)
-        warnings.formatwarning = lambda message, *_, **__: f"{cli.prog} {command}: warning: {_first_line(message)}\n"  # type: ignore[assignment]
+        warnings.formatwarning = lambda message, *_, **__: f"{prog} {command}: warning: {_first_line(message)}\n"  # type: ignore[assignment]
     try:
         return int(args.handler(args) or 0)
     except (KeyboardInterrupt, CommandInterrupted) as interruption:
         if debug:
             traceback.print_exc()
         hint = _first_line(interruption) if isinstance(interruption, CommandInterrupted) else "interrupted"
-        print(f"{cli.prog} {command}: {hint}", file=sys.stderr)
+        print(f"{prog} {command}: {hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:
         if debug:
             traceback.print_exc()
         missing = _missing_extra(error)
-        if missing is not None or is_user_error(error, cli.own):
+        if missing is not None or is_user_error(error, own):
             message = missing or user_error_message(error, getattr(args, "out", None))
-            print(f"{cli.prog} {command}: error: {message}", file=sys.stderr)
+            print(f"{prog} {command}: error: {message}", file=sys.stderr)
             return EXIT_USER_ERROR
         print(
-            f"{cli.prog} {command}: internal error: {type(error).__name__}: {_first_line(error)} (a bug, not your input; "
-            f"rerun with `{cli.prog} --debug {command} ...` or {DEBUG_ENV}=1 for the traceback, and report it)",
+            f"{prog} {command}: internal error: {type(error).__name__}: {_first_line(error)} (a bug, not your input; "
+            f"rerun with `{prog} --debug {command} ...` or {DEBUG_ENV}=1 for the traceback, and report it)",
             file=sys.stderr,
         )
         return EXIT_INTERNAL_ERROR

@@ -1,11 +1,9 @@
-"""The flags of the training commands, built from the configuration schema (:mod:`iidfusion.training.config`).
+"""The flags of the training commands, built from the configuration schema (:mod:`iidfusion.tasks.classification.config`).
 
 One flag per config option, named after its leaf (``train.max_epochs`` -> ``--max-epochs``;
 a strategy's options after the strategy and the leaf, ``strategy.qmf.lam_rank`` ->
 ``--qmf-lam-rank``), with the option's help and default; which options a command leaves out is
-said here, so the library's configuration knows nothing of argparse. The flags of renamed keys
-(:data:`~iidfusion.training.config.RENAMED_KEYS`, e.g. ``--lam-rank``) still work, with a
-FutureWarning, until they are removed.
+said here, so the library's configuration knows nothing of argparse.
 """
 
 from __future__ import annotations
@@ -14,7 +12,10 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from iidfusion.training.config import RENAMED_KEYS, ExperimentConfig, iter_options, load_config
+from iidfusion.core.config import iter_options
+from iidfusion.fusion.methods import MAIN_METHODS
+from iidfusion.tasks.classification.config import ExperimentConfig, load_config
+from iidfusion.tasks.classification.departures import departures_line
 
 # Options only some commands read: `fit` trains one (method, seed), `compare` many on one data
 # set, `suite` many on several data sets.
@@ -34,9 +35,6 @@ def add_config_arguments(
     absent one and a config file value is only replaced by a flag the user typed. The help ends
     with the departures from the paper that the defaults make (docs/method.md).
     """
-    from iidfusion.fusion.methods import MAIN_METHODS
-    from iidfusion.training.departures import departures_line
-
     parser.add_argument("--config", metavar="FILE", default=None, help="YAML config file (default: none)")
     add_option_arguments(parser, base, exclude)
     parser.epilog = "At these defaults, the IID methods run with " + departures_line(base or ExperimentConfig(), MAIN_METHODS) + "."
@@ -46,7 +44,7 @@ def add_option_arguments(parser: Any, base: Any = None, exclude: frozenset[str] 
     """One flag per option of ``base`` (any configuration of documented options; the
     classification's :class:`ExperimentConfig` by default, its keys under ``prefix``), minus
     the dotted keys in ``exclude``. ``parser``: a parser or an argument group."""
-    for option in iter_options(base, prefix):
+    for option in iter_options(ExperimentConfig() if base is None else base, prefix):
         if option.key in exclude:
             continue
         default = option.default
@@ -60,11 +58,6 @@ def add_option_arguments(parser: Any, base: Any = None, exclude: frozenset[str] 
         else:
             kwargs["metavar"] = option.key.rsplit(".", 1)[-1].upper()
         parser.add_argument(option.flag, help=f"{option.help} (default: {default})", **kwargs)
-        for old in (old for old, new in RENAMED_KEYS.items() if new == option.key):
-            parser.add_argument(
-                _renamed_flag(old), dest=_dest(old), default=None, metavar=kwargs.get("metavar"),
-                help=f"deprecated: the old name of {option.flag}",
-            )  # fmt: skip
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
@@ -83,20 +76,11 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def _renamed_flag(key: str) -> str:
-    return "--" + key.rsplit(".", 1)[-1].replace("_", "-")
-
-
-def _dest(key: str) -> str:
-    return key.replace(".", "__")
-
-
 def overrides_from_args(args: argparse.Namespace, schema: Any = None, prefix: str = "") -> dict[str, Any]:
-    """The dotted keys of the config flags the user gave on the command line (renamed keys under
-    their old name: the loader maps them, with a warning). ``schema``: the configuration the
-    flags were made from (:func:`add_option_arguments`; default: :class:`ExperimentConfig`)."""
-    keys = [option.key for option in iter_options(schema, prefix)] + ([] if schema is not None else list(RENAMED_KEYS))
-    return {key: getattr(args, _dest(key)) for key in keys if getattr(args, _dest(key), None) is not None}
+    """The dotted keys of the config flags the user gave on the command line. ``schema``: the
+    configuration the flags were made from (:func:`add_option_arguments`; default: :class:`ExperimentConfig`)."""
+    options = iter_options(ExperimentConfig() if schema is None else schema, prefix)
+    return {o.key: getattr(args, o.dest) for o in options if getattr(args, o.dest, None) is not None}
 
 
 def config_from_args(args: argparse.Namespace, base: ExperimentConfig | None = None) -> ExperimentConfig:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from iidfusion.cli.options import bounded_int
-from iidfusion.training.config import MAX_BATCH
+from iidfusion.core.config import MAX_BATCH
 
 SPLIT_CHOICES = ("test", "val", "train", "all")
 
@@ -38,10 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iidfusion.data.registry import load_dataset
-    from iidfusion.training.checkpoint import load_model
-    from iidfusion.training.evaluate import infer
-    from iidfusion.training.outputs import check_output_folder, write_text_atomic
+    from iidfusion.data.features.registry import load_dataset
+    from iidfusion.api import load_model
+    from iidfusion.tasks.classification.evaluate import infer
+    from iidfusion.engine.outputs import check_output_folder, write_text_atomic
 
     if args.out.is_dir():
         raise ValueError(f"--out {args.out} is a folder; give the path of a CSV file")

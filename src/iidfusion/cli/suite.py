@@ -29,11 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iidfusion.cli.compare import finished_runs, interruption
+    from iidfusion.cli.compare import interruption
     from iidfusion.cli.main import CommandError
-    from iidfusion.training.compare import quiet_lightning
-    from iidfusion.training.outputs import check_output_folder, run_folder
-    from iidfusion.training.suite import rerender, run_suite
+    from iidfusion.engine.outputs import check_output_folder, run_folder
+    from iidfusion.engine.trainer import quiet_lightning
+    from iidfusion.tasks.classification.compare import finished_runs
+    from iidfusion.tasks.classification.suite import rerender, run_suite
 
     config = config_from_args(args)
     if args.report_only:

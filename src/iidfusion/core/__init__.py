@@ -1,7 +1,7 @@
-"""Shared contracts of the library: the fusion output, modality pairs, input checks, registries.
+"""Shared contracts of the library: options and their rules, registries, the fusion output, modality pairs, input checks.
 
-Everything above (``losses``, ``fusion``, ``data``, ``kg``, ``training``) reads these; ``core``
-itself depends on torch only (layer order: docs/architecture.md).
+Every layer above reads these; ``core`` itself needs torch only (its ``progress``,
+``provenance`` and ``files`` modules the extra ``train``; layer order: docs/architecture.md).
 """
 
 from iidfusion.core.output import AuxiliaryLossProvider, FusionOutput

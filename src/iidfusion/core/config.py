@@ -16,7 +16,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,13 +81,62 @@ def redefault(cls: type, name: str, default: Any, help: str | None = None) -> An
     return field(default=default, metadata=metadata)
 
 
-def check_rules(section: Any, prefix: str = "") -> None:
-    """A ValueError naming ``prefix + field`` and the value of the first option of ``section``
-    (a dataclass of options) that breaks its :func:`option` rule."""
-    for f in dataclasses.fields(section):
-        rule, value = f.metadata.get("rule"), getattr(section, f.name)
-        if rule is not None and not rule.check(value):
-            raise ValueError(f"{prefix}{f.name} must be {rule.expected}, got {value!r}")
+def check_rules(config: Any, prefix: str = "", *, name_flags: bool = True) -> None:
+    """A ValueError naming the first option of ``config`` (any dataclass of :func:`option`
+    fields and sections, its keys under ``prefix``) whose value breaks its rule.
+
+    The message names the option's flag and dotted key (``--lr (optim.lr) must be ...``), or,
+    with ``name_flags=False``, the key alone (``model.options.align_weight must be ...``: options
+    given as a mapping, which have no flag of their own).
+    """
+    for leaf in iter_options(config, prefix):
+        rule = leaf.rule
+        if rule is not None and not rule.check(leaf.default):
+            name = f"{leaf.flag} ({leaf.key})" if name_flags else leaf.key
+            raise ValueError(f"{name} must be {rule.expected}, got {leaf.default!r}")
+
+
+@dataclass(frozen=True)
+class ConfigOption:
+    """One leaf option of a configuration: its dotted key, type, value and help, flag and rule."""
+
+    key: str
+    type: Any
+    default: Any
+    help: str
+
+    flag_override: str | None = None
+    rule: Rule | None = None
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag: the declared one, else ``--`` and the leaf name (``max_epochs`` -> ``--max-epochs``)."""
+        return self.flag_override or "--" + self.key.rsplit(".", 1)[-1].replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        """The argparse destination of the flag."""
+        return self.key.replace(".", "__")
+
+
+def iter_options(config: Any, prefix: str = "", flag_prefix: str = "") -> Iterator[ConfigOption]:
+    """Every leaf option of ``config`` (a dataclass of sections and options), depth first.
+
+    The sub-sections of a section marked ``flags_named_by_section`` put their name before
+    their leaves' flags (``strategy.qmf.lam_rank`` -> ``--qmf-lam-rank``).
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if is_section(hints[f.name]) and f.metadata.get("flags_named_by_section"):
+            for sub in dataclasses.fields(value):
+                section_prefix = sub.name.replace("_", "-") + "-"
+                yield from iter_options(getattr(value, sub.name), f"{prefix}{f.name}.{sub.name}.", section_prefix)
+        elif is_section(hints[f.name]):
+            yield from iter_options(value, prefix + f.name + ".", flag_prefix)
+        else:
+            flag = f.metadata.get("flag") or (f"--{flag_prefix}{f.name.replace('_', '-')}" if flag_prefix else None)
+            yield ConfigOption(prefix + f.name, hints[f.name], value, f.metadata["help"], flag, f.metadata.get("rule"))
 
 
 def is_section(tp: Any) -> bool:
@@ -169,3 +218,15 @@ def merge_config(config: Any, values: Mapping[str, Any], source: str, prefix: st
         else:
             changes[name] = coerce_option(key, hints[name], value)
     return dataclasses.replace(config, **changes)
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted keys as nested mappings, what :func:`merge_config` reads: ``{"loss.alpha": 1}`` -> ``{"loss": {"alpha": 1}}``."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *sections, leaf = key.split(".")
+        node = nested
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = value
+    return nested

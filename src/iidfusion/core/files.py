@@ -1,13 +1,17 @@
-"""Text files a user gives (triples, HFM's literal lists, entity texts), read as UTF-8.
+"""Text files a user gives: triples, HFM's literal lists and entity texts read as UTF-8, and YAML configuration files.
 
 A byte that is not UTF-8 is the user's file, not a bug: it is a ValueError naming the file, the
 line and the byte (Python's own decoding error names neither), raised before any line is used.
-Standard library only, so that every layer may use it.
+A configuration file is read with PyYAML's safe loader, bounded in size and expansion.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 
 def read_utf8_lines(path: str | Path) -> list[str]:
@@ -24,3 +28,65 @@ def read_utf8_lines(path: str | Path) -> list[str]:
     if lines[-1] == "":
         lines.pop()  # the end of the last line, not a line
     return [line.removesuffix("\r") for line in lines]
+
+
+# Bounds of a config file: a configuration is a few hundred values, so anything far beyond is
+# refused before it is expanded (an alias bomb: nine anchors of nine aliases each are 9**9 values).
+CONFIG_MAX_BYTES = 2**20
+CONFIG_MAX_DEPTH = 16
+CONFIG_MAX_ALIASES = 100
+CONFIG_MAX_VALUES = 20_000  # scalars and collections, each alias counted as what it expands to
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the bounds above checked on the composed nodes, before any
+    Python object is built."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases = getattr(self, "aliases", 0) + 1
+            if self.aliases > CONFIG_MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {CONFIG_MAX_ALIASES} aliases (*name)")
+        self.depth = getattr(self, "depth", 0) + 1
+        if self.depth > CONFIG_MAX_DEPTH:
+            raise yaml.YAMLError(f"nested deeper than {CONFIG_MAX_DEPTH} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        sizes: dict[int, int] = {}
+
+        def expanded(node: Any) -> int:
+            if sizes.get(id(node)) == -1:
+                raise yaml.YAMLError("an alias inside the value it names (a recursive structure)")
+            if id(node) not in sizes:
+                sizes[id(node)] = -1  # being counted
+                children = node.value if isinstance(node, yaml.SequenceNode) else (
+                    [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else [])
+                sizes[id(node)] = min(1 + sum(expanded(child) for child in children), CONFIG_MAX_VALUES + 1)
+            return sizes[id(node)]
+
+        if node is not None and expanded(node) > CONFIG_MAX_VALUES:
+            raise yaml.YAMLError(f"more than {CONFIG_MAX_VALUES} values once its aliases are expanded")
+        return node
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file; missing, unreadable, oversized or non-mapping files are errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        if path.stat().st_size > CONFIG_MAX_BYTES:
+            raise ValueError(f"config file {path}: {path.stat().st_size} bytes, more than a config file's {CONFIG_MAX_BYTES}")
+        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_BoundedLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"cannot read config file {path}: {str(error).splitlines()[0]}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise ValueError(f"config file {path} must hold a mapping of options, got {type(values).__name__}")
+    return dict(values)

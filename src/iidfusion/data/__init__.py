@@ -1,13 +1,7 @@
-"""iidfusion.data: multi-view data sets, their splits, and the feature noise protocol.
+"""Data sets: feature-level multi-view data (:mod:`~iidfusion.data.features`) and the raw pipelines (:mod:`~iidfusion.data.raw`).
 
-Imports are lazy (PEP 562) so that ``import iidfusion.data`` stays cheap: scipy and the
-readers load on first use.
-
-* :mod:`~iidfusion.data.base`: ``MultiViewData``, ``MultiViewDataset``, ``DatasetSplits``.
-* :mod:`~iidfusion.data.multiview`: ``.mat`` / ``.npz`` files, stratified splits, min-max scaling.
-* :mod:`~iidfusion.data.registry`: ``load_dataset``, ``available_datasets``, ``describe``.
-* :mod:`~iidfusion.data.noise`: Gaussian / salt-and-pepper noise on feature views (docs/reproduce.md, "Noise protocol").
-* :mod:`~iidfusion.data.synthetic`: the synthetic theory benchmark.
+The feature-level names are exported here; imports are lazy (PEP 562), so that
+``import iidfusion.data`` stays cheap: scipy and the readers load on first use.
 """
 
 from __future__ import annotations
@@ -16,23 +10,23 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
-    "MultiViewData": "base",
-    "MultiViewDataset": "base",
-    "DatasetSplits": "base",
-    "MultiViewArrays": "multiview",
-    "MinMaxScaler": "multiview",
-    "read_multiview_file": "multiview",
-    "make_splits": "multiview",
-    "encode_labels": "multiview",
-    "stratified_split": "multiview",
-    "load_dataset": "registry",
-    "available_datasets": "registry",
-    "describe": "registry",
-    "register_dataset": "registry",
-    "corrupt_views": "noise",
-    "FEATURE_NOISE": "noise",
-    "SyntheticConfig": "synthetic",
-    "generate_synthetic": "synthetic",
+    "MultiViewData": "features.base",
+    "MultiViewDataset": "features.base",
+    "DatasetSplits": "features.base",
+    "MultiViewArrays": "features.multiview",
+    "MinMaxScaler": "features.multiview",
+    "read_multiview_file": "features.multiview",
+    "make_splits": "features.multiview",
+    "encode_labels": "features.multiview",
+    "stratified_split": "features.multiview",
+    "load_dataset": "features.registry",
+    "available_datasets": "features.registry",
+    "describe": "features.registry",
+    "register_dataset": "features.registry",
+    "corrupt_views": "features.noise",
+    "FEATURE_NOISE": "features.noise",
+    "SyntheticConfig": "features.synthetic",
+    "generate_synthetic": "features.synthetic",
 }
 
 __all__ = sorted(_EXPORTS)

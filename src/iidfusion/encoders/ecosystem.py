@@ -27,6 +27,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from iidfusion.encoders.resnet import read_state_dict
+import torch
 
 LIBRARIES: tuple[str, ...] = ("timm", "torchvision")
 _CLASSIFIERS: tuple[str, ...] = ("fc", "classifier", "heads", "head")  # torchvision's names for the last layer
@@ -47,7 +48,6 @@ def import_library(name: str) -> ModuleType:
             "pip install 'iidfusion[vision]' (or use one of the built-in ResNets, e.g. resnet50)"
         ) from None
     except Exception as error:  # installed but broken: a torchvision built for another torch
-        import torch
 
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(

@@ -112,7 +112,7 @@ class PDFStrategy(FusionStrategy):
         **base_options: Any,
     ) -> None:
         super().__init__(modalities, num_classes, **base_options)
-        check_rules(PDFOptions(confidnet_hidden, min_confidence, calibrate, confidence_loss_weight))
+        check_rules(PDFOptions(confidnet_hidden, min_confidence, calibrate, confidence_loss_weight), name_flags=False)
         hidden = self.width if confidnet_hidden is None else int(confidnet_hidden)
         self.min_confidence = float(min_confidence)
         self.calibrate = bool(calibrate)

@@ -106,7 +106,7 @@ class QMFStrategy(FusionStrategy):
                 "the qmf strategy needs num_samples >= 1 (the training-set size) for its per-sample loss "
                 f"history, e.g. strategy_kwargs={{'num_samples': N}}; got {num_samples!r}"
             )
-        check_rules(QMFOptions(lam_rank=lam_rank, energy_temperature=energy_temperature, min_weight=min_weight))
+        check_rules(QMFOptions(lam_rank=lam_rank, energy_temperature=energy_temperature, min_weight=min_weight), name_flags=False)
         self.num_samples = int(num_samples)
         self.lam_rank = float(lam_rank)
         self.energy_temperature = float(energy_temperature)

@@ -81,7 +81,7 @@ def strategy_options(
         options = values
     else:
         options = merge_config(options_class(), values or {}, f"the options of strategy {name!r}", prefix)
-    check_rules(options, prefix)
+    check_rules(options, prefix, name_flags=False)
     return options
 
 

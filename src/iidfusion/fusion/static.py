@@ -75,7 +75,7 @@ class StaticStrategy(FusionStrategy):
                     f"static weights: got {len(values)} values for "
                     f"{self.num_modalities} modalities {list(self.modalities)}"
                 )
-        check_rules(StaticOptions(tuple(values)), "static ")
+        check_rules(StaticOptions(tuple(values)), "static ", name_flags=False)
         total = sum(values)
         return torch.tensor([w / total for w in values], dtype=torch.float32)
 

@@ -41,6 +41,7 @@ from torch import Tensor
 
 from iidfusion.core.files import read_utf8_lines
 from iidfusion.kg.data import KnowledgeGraph
+from iidfusion.encoders.sentence import encode_sentences
 
 # The structural (ComplEx) modality is built by the model; no feature file may use its name.
 STRUCTURE = "structure"
@@ -185,8 +186,6 @@ def default_cache_dir() -> Path:
 
 def minilm_encoder(texts: Sequence[str]) -> Tensor:
     """Encode texts with the offline all-MiniLM-L6-v2 (:mod:`iidfusion.encoders.sentence`) -> (n, 384)."""
-    from iidfusion.encoders.sentence import encode_sentences
-
     return encode_sentences(list(texts))
 
 

@@ -14,7 +14,7 @@
 * L_dc (:class:`iidfusion.losses.DistributionCoherence`) between the modality embeddings of
   the batch's query entities (heads of the triples and, via reciprocals, tails), on at most
   ``coherence_points`` of them (the batch is shuffled, so the first ones are a random subset).
-* The model's own terms (:meth:`iidfusion.kg.registry.KGModel.auxiliary_losses`, e.g. MMKRL's
+* The model's own terms (:meth:`iidfusion.kg.models.base.KGModel.auxiliary_losses`, e.g. MMKRL's
   alignment and adversarial terms), logged as ``model/<name>``.
 """
 
@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iidfusion.fusion import FusionStrategy
-from iidfusion.kg.model import KGOutput
-from iidfusion.kg.registry import KGModel
+from iidfusion.kg.models.base import KGModel, KGOutput
 from iidfusion.core.config import MAX_BATCH, SEED_RULE, at_least, option, redefault
 from iidfusion.losses.config import IIDConfig
 from iidfusion.losses.iid import IIDLossOutput

@@ -47,9 +47,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from matplotlib.lines import Line2D
 from torch import Tensor
 
-from iidfusion_studies._report import csv_text, fmt, markdown_table, new_figure, write_outputs
+from iidfusion.engine.results import csv_text, fmt_number, markdown_table
+from iidfusion_studies._report import new_figure, write_outputs
+import itertools
+from iidfusion.data.features.registry import load_dataset
+from iidfusion.data.features.synthetic import SyntheticConfig, generate_synthetic
+from iidfusion.ot import FourierRIPReducer
+from iidfusion.ot import pairwise_cost
+from iidfusion.ot import sinkhorn_unbalanced
+from iidfusion import ot
+from iidfusion.ot import wasserstein_exact
+from scipy.stats import spearmanr
 
 if TYPE_CHECKING:
     from iidfusion.ot import FourierRIPReducer
@@ -261,9 +272,6 @@ def gaussian_mixture_pairs(
 
 
 def _handwritten_pairs(size: int, shifts: Sequence[float], seed: int) -> list[CloudPair]:
-    import itertools
-
-    from iidfusion.data.registry import load_dataset
 
     train = load_dataset("handwritten", seed=seed).train
     if size > len(train):
@@ -278,8 +286,6 @@ def _handwritten_pairs(size: int, shifts: Sequence[float], seed: int) -> list[Cl
 
 
 def _synthetic_pairs(size: int, shifts: Sequence[float], seed: int) -> list[CloudPair]:
-    from iidfusion.data.synthetic import SyntheticConfig, generate_synthetic
-
     pairs = []
     for shift in shifts:
         config = SyntheticConfig(shift=shift)
@@ -349,30 +355,22 @@ def _fits_size(k: int) -> Callable[[Setting], bool]:
 @functools.lru_cache(maxsize=16)
 def _reducer(dim: int, d1: int, d2: int | None, seed: int) -> FourierRIPReducer:
     """One reducer per shape, as ``wasserstein_rip`` caches its own: composing Psi is not part of an estimate."""
-    from iidfusion.ot import FourierRIPReducer
-
     return FourierRIPReducer(dim, d1, d2 or None, seed=seed)
 
 
 def _reduced_cost(x: Tensor, y: Tensor, d1: int, d2: int, seed: int) -> Tensor:
     """Euclidean cost between the reduced clouds (each cloud keeps its own d1 bins, as in L_dc)."""
-    from iidfusion.ot import pairwise_cost
-
     reducer = _reducer(x.shape[1], d1, d2, seed)
     return pairwise_cost(reducer(x), reducer(y), p=1)
 
 
 def _relaxed_value(cost: Tensor, eps: float, rho: float) -> Tensor:
     """The optimal value of the relaxed objective, what L_dc sums (entropic and mass terms included)."""
-    from iidfusion.ot import sinkhorn_unbalanced
-
     return sinkhorn_unbalanced(cost, eps=eps, rho=rho).value
 
 
 def build_estimators(config: StudyConfig) -> list[EstimatorSpec]:
     """The estimator configurations of the study: iidfusion.ot's, plus L_dc's own value and its variants."""
-    from iidfusion import ot
-
     seed = config.seed
     specs = [
         EstimatorSpec("entropic", "entropic", lambda x, y, u, g: ot.wasserstein_entropic(x, y, eps=u.eps)),
@@ -463,8 +461,6 @@ def measure_setting(
     pairs: Sequence[CloudPair], estimators: Sequence[EstimatorSpec], config: StudyConfig
 ) -> list[Measurement]:
     """Truth (exact EMD, float64) and every applicable estimator on each pair of one setting."""
-    from iidfusion.ot import wasserstein_exact
-
     if not pairs:
         raise ValueError("a setting needs at least one pair")
     setting = pairs[0].setting
@@ -512,8 +508,6 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = lambda message: 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman rank correlation; NaN when either side is constant or has fewer than 3 values."""
-    from scipy.stats import spearmanr
-
     if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
         return math.nan
     return float(spearmanr(a, b).statistic)
@@ -581,7 +575,7 @@ def kind_table(summaries: Sequence[Summary], config: StudyConfig) -> str:
     for s in summaries:
         cells.setdefault((s.estimator, s.kind), []).append(s.relative_error)
     names = [n for n in [TRUTH] + [e.name for e in build_estimators(config)] if any((n, k) in cells for k in kinds)]
-    rows = [[n] + [fmt(statistics.median(cells[(n, k)])) if (n, k) in cells else "n/a" for k in kinds] for n in names]
+    rows = [[n] + [fmt_number(statistics.median(cells[(n, k)])) if (n, k) in cells else "n/a" for k in kinds] for n in names]
     return markdown_table(["estimator", *kinds], rows)
 
 
@@ -606,12 +600,12 @@ def render_markdown(records: Sequence[Measurement], config: StudyConfig) -> str:
                 [
                     str(row["estimator"]),
                     str(row["settings"]),
-                    fmt(row["relative_error"]),  # type: ignore[arg-type]
-                    fmt(row["bias"], "+.3g"),  # type: ignore[arg-type]
-                    fmt(row["calibrated_error"]),  # type: ignore[arg-type]
-                    fmt(row["spearman"], ".3f"),  # type: ignore[arg-type]
-                    fmt(row["worst_spearman"], ".3f"),  # type: ignore[arg-type]
-                    fmt(row["median_ms"], ".3g"),  # type: ignore[arg-type]
+                    fmt_number(row["relative_error"]),  # type: ignore[arg-type]
+                    fmt_number(row["bias"], "+.3g"),  # type: ignore[arg-type]
+                    fmt_number(row["calibrated_error"]),  # type: ignore[arg-type]
+                    fmt_number(row["spearman"], ".3f"),  # type: ignore[arg-type]
+                    fmt_number(row["worst_spearman"], ".3f"),  # type: ignore[arg-type]
+                    fmt_number(row["median_ms"], ".3g"),  # type: ignore[arg-type]
                 ]
                 for row in overall(summaries, [TRUTH] + [e.name for e in build_estimators(config)])
             ],
@@ -628,7 +622,7 @@ def render_markdown(records: Sequence[Measurement], config: StudyConfig) -> str:
             markdown_table(
                 headers,
                 [
-                    [s.estimator, fmt(s.relative_error), fmt(s.bias, "+.3g"), fmt(s.calibrated_error), fmt(s.spearman, ".3f"), fmt(s.median_ms, ".3g")]
+                    [s.estimator, fmt_number(s.relative_error), fmt_number(s.bias, "+.3g"), fmt_number(s.calibrated_error), fmt_number(s.spearman, ".3f"), fmt_number(s.median_ms, ".3g")]
                     for s in rows
                 ],
             ),
@@ -669,8 +663,6 @@ def plot_error_vs_time(records: Sequence[Measurement]):  # -> matplotlib Figure
         axis.set_ylabel("median relative error")
         axis.set_title(title)
         axis.grid(True, which="both", alpha=0.3)
-    from matplotlib.lines import Line2D
-
     handles = [Line2D([], [], color=c, marker="o", linestyle="", label=LEGEND.get(f, f)) for f, c in FAMILY_COLOURS.items()]
     handles += [Line2D([], [], color="grey", marker=m, linestyle="", label=k) for k, m in KIND_MARKERS.items()]
     axes[1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))

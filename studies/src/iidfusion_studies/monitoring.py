@@ -1,6 +1,6 @@
 """Inter-modal distance, validation accuracy and diagnostics per epoch, from run logs (the paper's Figure 4).
 
-The trainer (:mod:`iidfusion.training.module`) logs, once per validation epoch and for every
+The trainer (:mod:`iidfusion.tasks.classification.module`) logs, once per validation epoch and for every
 method, the per-pair relaxed Wasserstein distances W~ of L_dc between the features of a fixed
 validation sample under ``val/wasserstein/<m1>-<m2>`` and their mean ``val/wasserstein/mean``
 (``train.monitor_distances``), ``val/acc``, and two diagnostics per modality m:
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from iidfusion_studies._report import fmt, markdown_table, new_figure
+from iidfusion.engine.results import fmt_number, markdown_table
+from iidfusion_studies._report import new_figure
 
 DISTANCE = "val/wasserstein/mean"
 ACCURACY = "val/acc"
@@ -181,7 +182,7 @@ def diagnostics_table(runs: Sequence[RunLog]) -> str:
     for run in runs:
         found = {prefix: run.per_modality(prefix) for prefix in DIAGNOSTICS}
         for modality in sorted({m for series in found.values() for m in series}):
-            cells = [fmt(100 * series[modality][1][-1], ".2f") if modality in series else "-" for series in found.values()]
+            cells = [fmt_number(100 * series[modality][1][-1], ".2f") if modality in series else "-" for series in found.values()]
             rows.append([run.name, modality, *cells])
     if not rows:
         return ""
@@ -199,13 +200,13 @@ def monitoring_table(runs: Sequence[RunLog], distance: str = DISTANCE, accuracy:
             [
                 run.name,
                 str(len(run.epochs)),
-                fmt(d[0], ".4g"),
-                fmt(d[-1], ".4g"),
-                fmt(change, "+.1f"),
-                fmt(sum(d) / len(d), ".4g"),
-                fmt(100 * a[0], ".2f"),
-                fmt(100 * max(a), ".2f"),
-                fmt(100 * a[-1], ".2f"),
+                fmt_number(d[0], ".4g"),
+                fmt_number(d[-1], ".4g"),
+                fmt_number(change, "+.1f"),
+                fmt_number(sum(d) / len(d), ".4g"),
+                fmt_number(100 * a[0], ".2f"),
+                fmt_number(100 * max(a), ".2f"),
+                fmt_number(100 * a[-1], ".2f"),
             ]
         )
     return markdown_table(

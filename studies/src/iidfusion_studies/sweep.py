@@ -2,7 +2,7 @@
 
 The paper lists the sensitivity of alpha, beta and d1 as a limitation and tunes them on a
 validation set; this module measures it. Each trial trains one method with one point of the
-search space (and each of ``seeds`` seeds) through :func:`iidfusion.training.runner.fit_method`
+search space (and each of ``seeds`` seeds) through :func:`iidfusion.engine.trainer.fit_method`
 and scores it by its best validation accuracy (the epoch early stopping keeps). The clean test
 accuracy of the same weights is recorded alongside, never used to choose.
 
@@ -25,9 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iidfusion_studies._report import csv_text, fmt, json_text, markdown_table, new_figure, reduction_dims, write_outputs
-from iidfusion.provenance import provenance
-from iidfusion.training.config import ExperimentConfig
+import matplotlib
+
+from iidfusion.engine.results import csv_text, fmt_number, json_text, markdown_table
+from iidfusion_studies._report import new_figure, reduction_dims, write_outputs
+from iidfusion.core.provenance import provenance
+from iidfusion.tasks.classification.config import ExperimentConfig
+from iidfusion.tasks.classification.fit import fit_method, without_progress_bar
+from iidfusion.fusion.methods import get_method
+from iidfusion.core.progress import progress_bar
+from iidfusion.tasks.classification.validation import load_splits, validate_config
+import numpy as np
 
 SEARCHES = ("grid", "optuna")
 
@@ -94,10 +102,8 @@ def evaluate_point(
 ) -> list[SweepRun]:
     """Train ``config.method`` at (alpha, beta, d1) with each seed's splits; one :class:`SweepRun` each.
 
-    ``bar``: the sweep's progress bar (:mod:`iidfusion.progress`), advanced by each fit.
+    ``bar``: the sweep's progress bar (:mod:`iidfusion.core.progress`), advanced by each fit.
     """
-    from iidfusion.training.runner import fit_method, without_progress_bar
-
     runs = []
     point = without_progress_bar(point_config(config, alpha, beta, d1))
     for seed, data in enumerate(splits):
@@ -133,10 +139,6 @@ def run_sweep(
     log: Callable[[str], None] = print,
 ) -> list[SweepRun]:
     """Every run of the search; ``config.method`` trained with seeds 0..``config.seeds``-1."""
-    from iidfusion.fusion.methods import get_method
-    from iidfusion.progress import progress_bar
-    from iidfusion.training.compare import load_splits, validate_config
-
     if search not in SEARCHES:
         raise ValueError(f"unknown search {search!r}; expected one of {list(SEARCHES)}")
     spec = get_method(config.method)
@@ -211,7 +213,7 @@ def render_markdown(runs: Sequence[SweepRun], config: ExperimentConfig, title: s
         raise ValueError("the sweep produced no runs")
     best, worst = points[0], points[-1]
     rows = [
-        [fmt(p.alpha, "g"), fmt(p.beta, "g"), _d1_label(p.d1), _mean_std(p), f"{100 * p.test_acc:.2f}", str(p.seeds)]
+        [fmt_number(p.alpha, "g"), fmt_number(p.beta, "g"), _d1_label(p.d1), _mean_std(p), f"{100 * p.test_acc:.2f}", str(p.seeds)]
         for p in points
     ]
     loss, train = config.loss, config.train
@@ -240,9 +242,6 @@ def plot_heatmap(runs: Sequence[SweepRun]):  # -> matplotlib Figure
     (collapsed trainings) are drawn in grey under it, so that they do not flatten the differences
     among the others. Every cell is annotated with its value.
     """
-    import matplotlib
-    import numpy as np
-
     points = summarize(runs)
     alphas = sorted({p.alpha for p in points})
     betas = sorted({p.beta for p in points})

@@ -1,9 +1,9 @@
 """The cost of IID: time per training step and peak memory, IID against its bases (docs/evidence.md, section 3).
 
-A *step* is what :class:`iidfusion.training.module.FusionModule` does per batch, without
+A *step* is what :class:`iidfusion.tasks.classification.module.FusionModule` does per batch, without
 Lightning around it: the model's forward, :class:`~iidfusion.losses.IIDLoss` (task CE, the
 strategy's terms, and L_ic / L_dc when the method has them), backward, an AdamW step. Models
-and losses are built as the trainer builds them (:func:`~iidfusion.training.module.build_loss`),
+and losses are built as the trainer builds them (:func:`~iidfusion.tasks.classification.module.build_loss`),
 except that a base method does not compute the monitoring distances (``train.monitor_distances``
 is a logging choice of the trainer, not a cost of the method).
 
@@ -40,12 +40,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from iidfusion_studies._report import csv_text, fmt, markdown_table, reduction_dims, write_outputs
+from iidfusion.engine.results import csv_text, fmt_number, markdown_table
+from iidfusion_studies._report import reduction_dims, write_outputs
 from iidfusion.fusion.methods import MAIN_METHODS, MethodSpec, get_method
 from iidfusion.fusion.model import FusionModel
 from iidfusion.losses.iid import IIDLoss
-from iidfusion.training.config import LossConfig, ModelConfig
-from iidfusion.training.module import build_feature_model, build_loss
+from iidfusion.tasks.classification.config import LossConfig, ModelConfig
+from iidfusion.tasks.classification.module import build_feature_model, build_loss
+from iidfusion.data.features.registry import load_dataset
+from iidfusion.encoders.image import ImageEncoder
+from iidfusion.encoders.text import load_text_encoder
+from torch.profiler import ProfilerActivity, profile
 
 STRATEGY_FAMILIES = (("static", "lf-static", "if-static", "iid-l"), ("qmf", "qmf", "if-qmf", "iid-q"), ("pdf", "pdf", "if-pdf", "iid-p"))
 """(strategy, LF base, IF base, IID variant)."""
@@ -141,8 +146,6 @@ def _to_device(value: Any, device: torch.device) -> Any:
 
 def handwritten_workload(config: CostConfig, model: ModelConfig = ModelConfig()) -> Workload:
     """(a): the first ``mlp_batch`` training samples of Handwritten, MLP encoders as in training."""
-    from iidfusion.data.registry import load_dataset
-
     splits = load_dataset("handwritten", seed=config.seed)
     index = torch.arange(min(config.mlp_batch, len(splits.train)))
     batch = {"inputs": {v: x[index] for v, x in splits.train.views.items()}, "label": splits.train.labels[index], "index": index}
@@ -159,9 +162,6 @@ FIXTURE_WORDS = ("good", "bad", "great", "awful", "the", "movie", "food", "view"
 
 def resnet_bert_workload(config: CostConfig, model: ModelConfig = ModelConfig()) -> Workload:
     """(b): random ResNet-18 on random 224 x 224 images + random small BERT on fixture texts, 3 classes."""
-    from iidfusion.encoders.image import ImageEncoder
-    from iidfusion.encoders.text import load_text_encoder
-
     rng = random.Random(config.seed)
     texts = [" ".join(rng.choice(FIXTURE_WORDS) for _ in range(config.text_length)) for _ in range(max(config.vl_batch, 16))]
     generator = torch.Generator().manual_seed(config.seed)
@@ -237,7 +237,6 @@ def peak_memory_mib(trainer: Trainer) -> float:
         torch.cuda.reset_peak_memory_stats(trainer.device)
         trainer.step()
         return torch.cuda.max_memory_allocated(trainer.device) / 2**20
-    from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
         trainer.step()
@@ -345,8 +344,6 @@ def paired_ratio(numerator: StepCost, denominator: StepCost) -> tuple[float, flo
 
 def profile_step(workload: Workload, method: str, loss: LossConfig, config: CostConfig, rows: int = 8) -> list[tuple[str, float, float]]:
     """(op, self CPU ms per step, share of the step) of the ``rows`` most expensive ops of ``method``."""
-    from torch.profiler import ProfilerActivity, profile
-
     trainer = Trainer(workload, get_method(method), loss, torch.device(config.device))
     _timed_steps(trainer, max(config.warmup, 1))
     count = max(config.steps, 1)
@@ -393,16 +390,16 @@ def ratio_rows(costs: Sequence[StepCost], target: float) -> list[list[str]]:
         rows.append(
             [
                 strategy,
-                fmt(by_method[lf].step_ms if lf in by_method else math.nan, ".3g"),
-                fmt(b.step_ms, ".3g"),
-                fmt(i.step_ms, ".3g"),
+                fmt_number(by_method[lf].step_ms if lf in by_method else math.nan, ".3g"),
+                fmt_number(b.step_ms, ".3g"),
+                fmt_number(i.step_ms, ".3g"),
                 f"{ratio:.2f} [{low:.2f}, {high:.2f}]",
-                fmt(lf_ratio, ".2f"),
-                fmt(regularizers, ".3g"),
-                fmt(derived, ".3f"),
-                fmt(b.peak_mib, ".3g"),
-                fmt(i.peak_mib, ".3g"),
-                fmt(i.peak_mib / b.peak_mib, ".2f"),
+                fmt_number(lf_ratio, ".2f"),
+                fmt_number(regularizers, ".3g"),
+                fmt_number(derived, ".3f"),
+                fmt_number(b.peak_mib, ".3g"),
+                fmt_number(i.peak_mib, ".3g"),
+                fmt_number(i.peak_mib / b.peak_mib, ".2f"),
                 _verdict(derived, target),
                 _verdict(i.peak_mib / b.peak_mib, target),
             ]
@@ -447,8 +444,8 @@ def ablation_rows(costs: Sequence[StepCost]) -> list[list[str]]:
         names = (f"iid-{letter}-no-ic", f"iid-{letter}-no-dc", iid)
         if base in by_method and all(n in by_method for n in names):
             b = by_method[base]
-            ratios = [fmt(paired_ratio(by_method[n], b)[0], ".2f") for n in names]
-            alone = [fmt(by_method[n].loss_ms - b.loss_ms, ".3g") for n in names]
+            ratios = [fmt_number(paired_ratio(by_method[n], b)[0], ".2f") for n in names]
+            alone = [fmt_number(by_method[n].loss_ms - b.loss_ms, ".3g") for n in names]
             rows.append([strategy, *ratios, *alone])
     return rows
 
@@ -479,10 +476,10 @@ def option_rows(costs: Sequence[StepCost], fidelity: Mapping[str, float], analys
         rows.append(
             [
                 options,
-                *(fmt(r, ".2f") for r in ratios),
-                fmt(derived, ".3f"),
-                fmt(memory, ".2f"),
-                fmt(100 * deviation, ".2g"),
+                *(fmt_number(r, ".2f") for r in ratios),
+                fmt_number(derived, ".3f"),
+                fmt_number(memory, ".2f"),
+                fmt_number(100 * deviation, ".2g"),
                 _verdict(derived, target),
             ]
         )
@@ -602,7 +599,7 @@ def render_markdown(results: CostResults) -> str:
                 "",
                 markdown_table(
                     ["op", "ms per step", "share"],
-                    [[op, fmt(ms, ".3g"), fmt(100 * share, ".1f") + " %"] for op, ms, share in results.profile],
+                    [[op, fmt_number(ms, ".3g"), fmt_number(100 * share, ".1f") + " %"] for op, ms, share in results.profile],
                 ),
             ]
         if name == "handwritten-mlp" and len(results.fidelity) > 1:

@@ -1,4 +1,4 @@
-"""``python -m iidfusion_studies bench``: the measured evidence of the paper's efficiency claims.
+"""``iidfusion bench``: the measured evidence of the paper's efficiency claims.
 
 ``bench wasserstein``: Wasserstein estimators against exact EMD (error, rank correlation, time).
 ``bench train``: time per training step and peak memory of IID against its base methods.
@@ -74,7 +74,7 @@ def _given(args: argparse.Namespace, **fields: str) -> dict[str, object]:
 
 def _out(args: argparse.Namespace) -> Path | None:
     """The results folder (checked: a writable folder, before the benchmark runs), or None."""
-    from iidfusion.training.outputs import check_output_folder
+    from iidfusion.engine.outputs import check_output_folder
 
     out = Path(args.out) if args.out is not None else None if args.quick else Path(DEFAULT_OUT)
     if out is not None:

@@ -1,4 +1,4 @@
-"""``python -m iidfusion_studies plot``: inter-modal distance and validation accuracy per epoch from run logs (Figure 4)."""
+"""``iidfusion plot``: inter-modal distance and validation accuracy per epoch from run logs (Figure 4)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ on the same data with the same seed, then the two diagnostics per modality: the 
 accuracy on each modality alone and the fused accuracy with each modality replaced by its
 training mean (drop-one-modality), e.g.
   iidfusion fit --method qmf --out runs/fig4 ; iidfusion fit --method iid-q --out runs/fig4
-  python -m iidfusion_studies plot --runs runs/fig4/qmf/seed0 runs/fig4/iid-q/seed0 --out fig4.png
+  iidfusion plot --runs runs/fig4/qmf/seed0 runs/fig4/iid-q/seed0 --out fig4.png
 Prints markdown tables of the plotted numbers; --table FILE also writes them."""
 
 
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from iidfusion_studies._report import write_outputs
-    from iidfusion.training.outputs import check_output_folder
+    from iidfusion.engine.outputs import check_output_folder
     from iidfusion_studies.monitoring import diagnostics_table, monitoring_table, plot_monitoring, read_run_log
 
     if args.labels is not None and len(args.labels) != len(args.runs):

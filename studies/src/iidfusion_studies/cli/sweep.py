@@ -1,4 +1,4 @@
-"""``python -m iidfusion_studies sweep``: validation accuracy over a grid (or an Optuna search) of alpha, beta, d1."""
+"""``iidfusion sweep``: validation accuracy over a grid (or an Optuna search) of alpha, beta, d1."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from iidfusion.cli.options import SUITE_ONLY, add_config_arguments, config_from_args
-from iidfusion.training.config import EvalConfig, ExperimentConfig, TrainConfig, iter_options
+from iidfusion.core.config import iter_options
+from iidfusion.tasks.classification.config import EvalConfig, ExperimentConfig, TrainConfig
 
 DESCRIPTION = """\
 Train --method at every combination of --alpha, --beta and --d1 (or --trials points chosen by
@@ -26,7 +27,7 @@ SWEEP_BASE = ExperimentConfig(
 )
 # Set by the grid flags, or meaningless for one method.
 _EXCLUDED = frozenset({"loss.alpha", "loss.beta", "loss.d1", "methods"}) | SUITE_ONLY | frozenset(
-    option.key for option in iter_options() if option.key.startswith("tune.")
+    option.key for option in iter_options(ExperimentConfig()) if option.key.startswith("tune.")
 )
 
 
@@ -56,9 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from iidfusion_studies.sweep import SearchSpace, run_sweep, write_sweep
-    from iidfusion.training.compare import quiet_lightning
-    from iidfusion.training.outputs import check_output_folder
-    from iidfusion.training.validation import check_option_values
+    from iidfusion.engine.trainer import quiet_lightning
+    from iidfusion.engine.outputs import check_output_folder
+    from iidfusion.tasks.classification.validation import check_option_values
 
     config = config_from_args(args, SWEEP_BASE)
     check_option_values(config)

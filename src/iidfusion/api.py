@@ -1,0 +1,218 @@
+"""A whole run from Python: what ``iidfusion fit`` and ``iidfusion compare`` do, as functions.
+
+:func:`fit` and :func:`compare` take their options the way the command line does: a
+configuration (an :class:`~iidfusion.tasks.classification.config.ExperimentConfig` or the path
+of a YAML file) and keyword arguments named as the flags (``max_epochs=10`` for
+``--max-epochs 10``, ``alpha=0.1``, ``qmf_lam_rank=0.5``), with the same defaults, the same
+checks and the same files written to the same folders. Each returns a result object that says
+what ran and can save itself elsewhere. :func:`load_model` gives back the trained model of a
+checkpoint of either task.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from iidfusion.core.config import iter_options
+from iidfusion.core.provenance import provenance
+from iidfusion.engine.checkpoint import TrainedModel, check_finite_weights, read_checkpoint
+from iidfusion.engine.outputs import check_output_folder, is_run_folder, run_folder
+from iidfusion.engine.results import write_files
+from iidfusion.engine.trainer import quiet_lightning
+from iidfusion.tasks.classification.checkpoint import trained_fusion_model
+from iidfusion.tasks.classification.compare import (
+    check_resume,
+    finished_runs,
+    run_comparison,
+)
+from iidfusion.tasks.classification.config import (
+    ExperimentConfig,
+    config_to_dict,
+    dump_config,
+    load_config,
+    resolve_methods,
+)
+from iidfusion.tasks.classification.departures import departures_from_paper
+from iidfusion.tasks.classification.fit import FitResult, fit_method
+from iidfusion.tasks.classification.module import FusionModule
+from iidfusion.tasks.classification.report import EvalResult, write_report
+from iidfusion.tasks.classification.run_key import data_identity
+from iidfusion.tasks.classification.tuning import tune_method, with_params
+from iidfusion.tasks.classification.validation import load_splits, validate_config
+from iidfusion.tasks.kg.checkpoint import CHECKPOINT_NAME, is_kg_checkpoint, is_kg_training_checkpoint, trained_kg_model
+
+__all__ = ["CompareRun", "FitRun", "compare", "experiment_config", "fit", "fit_run_dir", "load_model"]
+
+
+def experiment_config(config: ExperimentConfig | str | Path | None = None, **options: Any) -> ExperimentConfig:
+    """The configuration of a run: the defaults, or ``config`` (a configuration, or a YAML file as
+    ``--config`` reads it), then ``options`` named as the flags (``max_epochs=10``, ``alpha=0.1``,
+    ``qmf_lam_rank=0.5``, ``tune=True``); an unknown name is a ValueError listing the known ones."""
+    base = config if isinstance(config, ExperimentConfig) else None
+    path = None if isinstance(config, ExperimentConfig) or config is None else config
+    keys = {option.flag.removeprefix("--").replace("-", "_"): option.key for option in iter_options(ExperimentConfig())}
+    unknown = sorted(set(options) - set(keys))
+    if unknown:
+        raise ValueError(f"unknown option {unknown[0]!r}; known options: {', '.join(sorted(keys))}")
+    return load_config(path, {keys[name]: value for name, value in options.items()}, base=base)
+
+
+def fit_run_dir(config: ExperimentConfig) -> Path:
+    """Where :func:`fit` trains ``config.method`` with ``config.seed``: ``OUT/METHOD/seedK``."""
+    (method,) = resolve_methods((config.method,))
+    return Path(config.out) / method / f"seed{config.seed}"
+
+
+@dataclass
+class FitRun:
+    """A finished :func:`fit`: the run's configuration (with the tuned hyperparameters, when
+    tuned), its data set's name, the fit (:class:`~iidfusion.tasks.classification.fit.FitResult`:
+    test metrics per noise level, best validation accuracy, epochs, time), the tuning trials, and
+    the folder it trained in (checkpoints, logs, metrics.json, config.yaml)."""
+
+    config: ExperimentConfig
+    data: str
+    result: FitResult
+    tuning: dict[str, Any] | None
+    run_dir: Path
+
+    @property
+    def departures(self) -> list[str]:
+        """Where the run's settings depart from the paper's method (docs/method.md)."""
+        return [str(d) for d in departures_from_paper(self.config, (self.result.method,))]
+
+    def summary(self) -> dict[str, Any]:
+        """What metrics.json holds: the data, the fit, the tuning, the departures, the provenance."""
+        summary = {"data": self.data, **self.result.summary()} | ({"tuning": self.tuning} if self.tuning is not None else {})
+        summary["departures_from_paper"] = self.departures
+        return summary | provenance(self.config, device=self.result.device)
+
+    def save(self, folder: str | Path) -> list[Path]:
+        """Write metrics.json and config.yaml to ``folder``, together."""
+        texts = {"metrics.json": json.dumps(self.summary(), indent=2) + "\n", "config.yaml": dump_config(self.config)}
+        return write_files(folder, texts)
+
+
+def fit(
+    config: ExperimentConfig | str | Path | None = None,
+    *,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+    **options: Any,
+) -> FitRun:
+    """Train ``method`` with ``seed`` on ``data`` (``iidfusion fit``): tuned first on validation
+    when ``tune``, trained into ``OUT/METHOD/seedK`` (:func:`fit_run_dir`), which receives its
+    checkpoints, logs, metrics.json and config.yaml; evaluated on the test split with the weights
+    of the best validation epoch.
+
+    ``config`` and ``options``: :func:`experiment_config`. ``resume``: a checkpoint to continue
+    from, ``"last"`` for the run's own last one. ``overwrite``: replace a previous run in the run
+    folder (once the new one succeeded). ``log``: a line per tuning trial.
+    """
+    config = experiment_config(config, **options)
+    methods = resolve_methods((config.method,))
+    if len(methods) != 1:
+        raise ValueError(f"fit trains one method; {config.method!r} names {len(methods)} (use `iidfusion compare`)")
+    validate_config(config)
+    if resume is not None and overwrite:
+        raise ValueError("--resume continues the run in the output folder and --overwrite replaces it: give one")
+    out = Path(config.out)
+    check_output_folder(out, shared=True)
+    if is_run_folder(out):  # the folder of one run (a comparison's, a demo's): fit's runs would mix with it
+        raise ValueError(f"--out {out} is the folder of one run of iidfusion; fit's --out holds a folder per method and seed: "
+                         "choose another")  # fmt: skip
+    run_dir = fit_run_dir(config)
+    check_output_folder(run_dir, name=f"the run folder {run_dir}", overwrite=overwrite, resume=resume is not None)
+    last = last_checkpoint(run_dir)
+    resume = last if resume == "last" else resume
+    if config.tune.enabled and resume is not None:
+        raise ValueError("--resume continues one fit; it cannot be combined with --tune")
+    splits = load_splits(config, config.seed)
+    quiet_lightning()
+    tuning = None
+    with run_folder(run_dir, overwrite=overwrite, resumable=lambda folder: last_checkpoint(folder).is_file()):
+        if config.tune.enabled:
+            tuned = tune_method(splits, methods[0], config.seed, config, data_id=data_identity(config.data), log=log,
+                                progress=config.train.progress_bar)  # fmt: skip
+            tuning = tuned.summary()
+            config = with_params(config, tuned.best.params)
+        result = fit_method(splits, methods[0], config.seed, config, run_dir, resume=resume)
+        run = FitRun(config, splits.name, result, tuning, run_dir)
+        if result.is_global_zero:
+            run.save(run_dir)
+    return run
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    """The last checkpoint of the run in ``run_dir`` (what ``resume="last"`` continues)."""
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+@dataclass
+class CompareRun:
+    """A finished :func:`compare`: its configuration, every evaluation (method, seed, noise level),
+    the markdown report, and the folder holding results.{csv,json,md} and the plot."""
+
+    config: ExperimentConfig
+    results: list[EvalResult]
+    report: str
+    out: Path
+    is_global_zero: bool = True
+
+    def save(self, folder: str | Path, *, title: str = "comparison") -> str:
+        """Write results.csv, results.json, results.md and the plot of these results to ``folder``
+        (the runs' validation records stay in the run's own results.json); returns the report."""
+        return write_report(folder, self.results, config_to_dict(self.config), title)
+
+
+def compare(
+    config: ExperimentConfig | str | Path | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+    **options: Any,
+) -> CompareRun:
+    """Train every method of ``methods`` with seeds 0..seeds-1 on ``data``, evaluate each on the
+    test split clean and under noise, and write results.{csv,json,md} and the plot to ``out``
+    (``iidfusion compare``).
+
+    ``config`` and ``options``: :func:`experiment_config`. ``resume``: continue the comparison
+    that stopped half way in ``out`` (its finished runs are kept there as they finish).
+    ``overwrite``: replace a previous comparison in ``out`` once the new one is done. ``log``: the
+    departures from the paper, then a line per finished run.
+    """
+    config = experiment_config(config, **options)
+    if resume and overwrite:
+        raise ValueError("--resume continues the comparison in the output folder and --overwrite replaces it: give one")
+    out = Path(config.out)
+    check_output_folder(out, overwrite=overwrite, resume=resume, resume_flag="--resume")
+    check_resume(out, resume)
+    quiet_lightning()
+    with run_folder(out, overwrite=overwrite, resumable=finished_runs, keep_on_failure=True):
+        comparison = run_comparison(config, out, log=log, resume=resume)
+    return CompareRun(config, comparison.results, comparison.report, out, comparison.is_global_zero)
+
+
+def load_model(path: str | Path, *, flag: str = "checkpoint") -> TrainedModel:
+    """The trained model saved at ``path`` by ``iidfusion fit`` (``checkpoints/best.ckpt``) or
+    ``iidfusion kg fit`` (``model.ckpt``), in evaluation mode on the CPU, with its configuration.
+
+    ``flag`` names the file in messages (a CLI passes its option, e.g. ``--checkpoint``).
+    A file that is missing, unreadable, or not such a checkpoint is a ValueError / OSError.
+    """
+    state = read_checkpoint(path, flag)
+    where = f"{flag} {path}"
+    if is_kg_checkpoint(state):
+        trained = trained_kg_model(state, where)
+        check_finite_weights(trained.model.state_dict(), where)
+        return trained
+    if is_kg_training_checkpoint(state):
+        raise ValueError(f"{where}: a training checkpoint of `iidfusion kg fit` (for --resume); "
+                         f"the trained model is the run's {CHECKPOINT_NAME}")  # fmt: skip
+    return trained_fusion_model(FusionModule.from_checkpoint_state(state, where))

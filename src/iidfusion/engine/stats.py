@@ -1,0 +1,84 @@
+"""Paired comparisons over seeds: the paired tests, the Holm correction, a bootstrap interval.
+
+Two arms run with the same seeds are paired (a seed gives both the same split, initialisation
+stream and noisy test samples), so every comparison of the library is a paired one:
+:func:`paired_test` (a paired t-test and a Wilcoxon signed-rank test on the same pairs),
+:func:`holm` over the tests of one table, and :func:`paired_bootstrap_ci` for an interval of the
+mean difference that assumes no distribution.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import ttest_rel, wilcoxon
+
+
+@dataclass(frozen=True)
+class PairedTestResult:
+    """The paired tests of ``a`` against ``b``: the mean of ``a - b``, the paired t-test's
+    statistic and p-value, and the Wilcoxon signed-rank test's p-value (NaN where a test is
+    undefined)."""
+
+    mean_difference: float
+    t_statistic: float
+    p_value: float
+    p_wilcoxon: float
+    pairs: int
+
+
+def paired_test(a: Sequence[float], b: Sequence[float]) -> PairedTestResult:
+    """The paired t-test (scipy's ``ttest_rel``) and the Wilcoxon signed-rank test (on the
+    non-zero differences) of the pairs ``(a[k], b[k])``.
+
+    The t-test is undefined (NaN) with fewer than two pairs or the same difference on every
+    pair; the Wilcoxon test with fewer than two pairs or no non-zero difference.
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    differences = x - y
+    mean = float(np.mean(differences)) if len(differences) else math.nan
+    t, p = math.nan, math.nan
+    if len(differences) >= 2 and np.ptp(differences) > 0:
+        result = ttest_rel(x, y)
+        t, p = float(result.statistic), float(result.pvalue)
+    nonzero = differences[differences != 0]
+    p_wilcoxon = float(wilcoxon(nonzero).pvalue) if len(differences) >= 2 and len(nonzero) >= 1 else math.nan
+    return PairedTestResult(mean, t, p, p_wilcoxon, len(differences))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (NaN stays NaN and does not count as a test).
+
+    Every table of paired tests (compare, suite, kg compare) reports these beside the raw p:
+    a table of k comparisons at level 0.05 would otherwise find a "significant" difference by
+    chance with probability up to 1 - 0.95^k. Holm controls that family-wise error rate
+    without assuming the tests independent (they are not: they share methods and seeds).
+    """
+    valid = sorted((p, k) for k, p in enumerate(p_values) if not math.isnan(p))
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, k) in enumerate(valid):
+        running = max(running, min(1.0, (len(valid) - rank) * p))
+        adjusted[k] = running
+    return adjusted
+
+
+def paired_bootstrap_ci(
+    a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """A percentile bootstrap interval of the mean of ``a - b``: the pairs resampled with
+    replacement ``resamples`` times (seeded, so the interval is reproducible); (NaN, NaN) with
+    fewer than two pairs."""
+    if not 0 < confidence < 1 or resamples < 1:
+        raise ValueError(f"need 0 < confidence < 1 and resamples >= 1, got {confidence}, {resamples}")
+    differences = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if len(differences) < 2:
+        return math.nan, math.nan
+    draws = np.random.default_rng(seed).integers(0, len(differences), size=(resamples, len(differences)))
+    means = differences[draws].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)

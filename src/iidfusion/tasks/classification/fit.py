@@ -1,0 +1,172 @@
+"""Train one method with one seed on one data set, then evaluate it (what ``iidfusion fit`` runs).
+
+The model is initialised after ``lightning.seed_everything(seed)``, the training order is a pure
+function of (seed, epoch) (:mod:`~iidfusion.tasks.classification.data`), and the engine reseeds
+every generator before each batch (:class:`~iidfusion.engine.trainer.ReseedEachBatch`), so a run
+resumed from its last checkpoint ends with the same model as an uninterrupted one. Evaluation
+uses the weights of the epoch with the best validation accuracy
+(:class:`~iidfusion.engine.trainer.BestWeights`, in memory and in the checkpoint, so it
+survives a resume). A resume is refused for a checkpoint of another run
+(:func:`check_resume`: other settings but :data:`RESUMABLE_CHANGES`, or other data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from iidfusion.core.config import iter_options
+from iidfusion.data.features.base import DatasetSplits
+from iidfusion.engine import resume as resume_checks
+from iidfusion.engine.resume import RunRecord, data_digest
+from iidfusion.engine.trainer import BestWeights, build_trainer, fit_interruptible, trainer_device
+from iidfusion.fusion.methods import get_method
+from iidfusion.tasks.classification.config import ExperimentConfig, TrainConfig
+from iidfusion.tasks.classification.data import MultiViewDataModule
+from iidfusion.tasks.classification.evaluate import NoiseMetrics, evaluate_under_noise
+from iidfusion.tasks.classification.module import FusionModule
+
+
+# Options a resumed run may change: how long and where it trains, what it logs, and the
+# evaluation after training. Any other change would continue a different run.
+RESUMABLE_CHANGES = frozenset({
+    "data", "out", "method", "seed", "methods", "seeds", "jobs", "datasets", "variants", "train.max_epochs",
+    "train.accelerator", "train.devices", "train.num_nodes", "train.strategy", "train.num_workers", "train.threads", "train.progress_bar",
+    "train.checkpoints", "train.loggers", "train.monitor_distances", "train.monitor_samples", "eval.noise",
+    "eval.noise_view", "eval.noise_kind", "eval.noise_mask",
+})  # fmt: skip
+
+
+def check_resume(path: str | Path, method: str, seed: int, config: ExperimentConfig, splits: DatasetSplits) -> None:
+    """Refuse to resume from ``path`` unless it is a checkpoint of ``iidfusion fit`` of this very
+    run: the same method and seed, the same settings (but :data:`RESUMABLE_CHANGES` and the
+    options of the strategies the method does not use) and the same data (by digest)."""
+    own_strategy = f"strategy.{get_method(method).strategy}."
+    options = (
+        option
+        for option in iter_options(config)
+        # another strategy's options: the method never reads them
+        if not option.key.startswith("strategy.") or option.key.startswith(own_strategy)
+    )
+    resume_checks.check_resume(
+        path, command="iidfusion fit", method=method, seed=seed, options=options, resumable=RESUMABLE_CHANGES,
+        digest=splits_digest(splits),
+        other_data=f"other data than --data {config.data} "
+        "(the splits' digest differs: another file, other content, or another seed's split)",
+    )
+
+
+def splits_digest(splits: DatasetSplits) -> str:
+    """The data digest (:func:`~iidfusion.engine.resume.data_digest`) of every split's views
+    (names, shapes, values) and labels, as trained on."""
+    return data_digest(
+        piece
+        for part in (splits.train, splits.val, splits.test)
+        for piece in (*part.views.items(), part.labels)
+    )
+
+
+def trainer_options(train: TrainConfig) -> dict[str, Any]:
+    """The keyword arguments of :func:`~iidfusion.engine.trainer.build_trainer` that only this
+    task's training section has: early stopping and precision."""
+    return {"patience": train.patience, "stop_on": train.stop_on, "min_epochs": train.min_epochs, "precision": train.precision}
+
+
+@dataclass
+class FitResult:
+    """One trained method: its test metrics per noise level and how training went."""
+
+    method: str
+    seed: int
+    metrics: list[NoiseMetrics]
+    best_val_acc: float
+    best_val_loss: float
+    best_epoch: int
+    epochs: int
+    seconds: float
+    is_global_zero: bool
+    module: FusionModule  # with the weights of the last epoch
+    device: str = "cpu"  # what it trained on, e.g. "cpu, 2 processes" (for the run's provenance)
+
+    @classmethod
+    def collect(
+        cls, module: FusionModule, trainer: L.Trainer, best: BestWeights, metrics: list[NoiseMetrics], seed: int, started: float
+    ) -> FitResult:
+        """The result of a finished ``trainer.fit`` (``started``: its ``time.perf_counter()``)."""
+        return cls(
+            method=module.spec.name,
+            seed=seed,
+            metrics=metrics,
+            best_val_acc=best.best_score if best.best_score is not None else float("nan"),
+            best_val_loss=best.best_loss if best.best_loss is not None else float("nan"),
+            best_epoch=best.best_epoch,
+            epochs=trainer.current_epoch,
+            seconds=time.perf_counter() - started,
+            is_global_zero=trainer.is_global_zero,
+            module=module,
+            device=trainer_device(trainer),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready dict of everything but the module."""
+        return {
+            "method": self.method,
+            "seed": self.seed,
+            "best_val_acc": self.best_val_acc,
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+            "epochs": self.epochs,
+            "seconds": self.seconds,
+            "test": [{"noise": m.noise, "accuracy": m.accuracy, "macro_f1": m.macro_f1} for m in self.metrics],
+        }
+
+
+def without_progress_bar(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` for a fit inside a multi-run job, which draws the job's one bar instead."""
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, progress_bar=False))
+
+
+def fit_method(
+    splits: DatasetSplits,
+    method: str,
+    seed: int,
+    config: ExperimentConfig,
+    run_dir: Path | None = None,
+    *,
+    resume: str | Path | None = None,
+) -> FitResult:
+    """Train ``method`` with ``seed`` on ``splits`` and evaluate it on the test split.
+
+    ``run_dir`` receives checkpoints and logs (none when ``None``); ``resume`` is a
+    checkpoint (e.g. ``run_dir/checkpoints/last.ckpt``) to continue from.
+    """
+    digest = splits_digest(splits)
+    if resume is not None:
+        check_resume(resume, method, seed, config, splits)
+    start = time.perf_counter()
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
+    L.seed_everything(seed, workers=True, verbose=False)
+    module = FusionModule.for_feature_views(
+        method, splits.view_dims, splits.num_classes, len(splits.train), config,
+        seed=seed, class_names=splits.class_names, scaler=splits.scaler,
+    )  # fmt: skip
+    data = MultiViewDataModule(
+        splits, batch_size=config.train.batch_size, seed=seed, num_workers=config.train.num_workers
+    )
+    best = BestWeights(module.monitor)
+    trainer = build_trainer(config.train, run_dir, seed, best, record=RunRecord(method, seed, digest),
+                            description=f"{method} seed {seed}", **trainer_options(config.train))
+    fit_interruptible(trainer, module, data, resume)
+    evaluation = config.eval
+    metrics = evaluate_under_noise(
+        best.best_model(module, trainer), splits, evaluation.noise, view=evaluation.noise_view, kind=evaluation.noise_kind,
+        mask=evaluation.noise_mask, seed=seed,
+    )  # fmt: skip
+    return FitResult.collect(module, trainer, best, metrics, seed, start)

@@ -1,0 +1,5 @@
+"""The knowledge-graph fixtures (tests/kg/conftest.py) for the KG task's tests."""
+
+from tests.kg.conftest import tiny_kg, tiny_kg_folder, wn9img_folder, write_split_fixture
+
+__all__ = ["tiny_kg", "tiny_kg_folder", "wn9img_folder", "write_split_fixture"]

@@ -1,0 +1,78 @@
+"""The Python API of a whole run (:mod:`iidfusion.api`), and the checkpoints of 0.1.0 read by today's code."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import iidfusion
+from iidfusion.cli.main import main
+from iidfusion.kg.data import load_triples_folder
+from iidfusion.kg.evaluate import evaluate_link_prediction
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CHECKPOINTS = FIXTURES / "checkpoints"
+QUICK = {"width": 8, "hidden": 16, "batch_size": 32, "max_epochs": 2, "threads": 1, "progress_bar": False,
+         "accelerator": "cpu", "max_iter": 20, "loggers": ()}  # fmt: skip
+
+
+def test_fit_writes_the_run_folder_of_the_command_and_saves_itself(tiny_npz, tmp_path):
+    run = iidfusion.fit(data=str(tiny_npz), method="iid-q", seed=1, out=str(tmp_path / "runs"), alpha=0.5, **QUICK)
+    assert run.run_dir == tmp_path / "runs" / "iid-q" / "seed1" and run.config.loss.alpha == 0.5
+    written = json.loads((run.run_dir / "metrics.json").read_text())
+    assert written["test"] == json.loads(json.dumps(run.summary()))["test"] and written["data"] == "tiny"
+    assert yaml.safe_load((run.run_dir / "config.yaml").read_text())["loss"]["alpha"] == 0.5
+    assert (run.run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert sorted(p.name for p in run.save(tmp_path / "copy")) == ["config.yaml", "metrics.json"]
+    assert json.loads((tmp_path / "copy" / "metrics.json").read_text())["test"] == written["test"]
+    trained = iidfusion.load_model(run.run_dir / "checkpoints" / "best.ckpt")
+    assert trained.method == "iid-q" and trained.config.loss.alpha == 0.5
+    with pytest.raises(ValueError, match="already holds a run; pass --overwrite"):
+        iidfusion.fit(data=str(tiny_npz), method="iid-q", seed=1, out=str(tmp_path / "runs"), **QUICK)
+
+
+def test_options_are_named_as_the_flags_and_checked_as_the_flags_are(tiny_npz, tmp_path):
+    with pytest.raises(ValueError, match="unknown option 'max_epoch'; known options: .*max_epochs"):
+        iidfusion.fit(data=str(tiny_npz), max_epoch=3)
+    with pytest.raises(ValueError, match=r"--lr \(optim.lr\) must be finite and > 0, got -1.0"):
+        iidfusion.fit(data=str(tiny_npz), lr=-1.0, out=str(tmp_path))
+    config = tmp_path / "c.yaml"
+    config.write_text("loss:\n  alpha: 0.25\nstrategy:\n  qmf:\n    lam_rank: 0.5\n")
+    from iidfusion.api import experiment_config
+
+    chosen = experiment_config(config, qmf_lam_rank=0.75, tune=True, tune_alpha=(1.0, 0.1))
+    assert (chosen.loss.alpha, chosen.strategy.qmf.lam_rank, chosen.tune.enabled, chosen.tune.alpha) == (0.25, 0.75, True, (1.0, 0.1))
+    assert experiment_config(chosen, alpha=0.5).strategy.qmf.lam_rank == 0.75  # a configuration object as the base
+    assert not list(tmp_path.glob("*/"))  # nothing written by a refused run
+
+
+def test_compare_writes_the_results_of_the_command(tiny_npz, tmp_path):
+    lines: list[str] = []
+    run = iidfusion.compare(data=str(tiny_npz), methods=("lf-static", "iid-l"), seeds=2, out=str(tmp_path / "cmp"),
+                            noise=(0.0,), checkpoints=False, log=lines.append, **QUICK)  # fmt: skip
+    assert lines[0].startswith("departures from the paper") and len(run.results) == 4
+    assert (tmp_path / "cmp" / "results.md").read_text() == run.report
+    report = run.save(tmp_path / "again", title="tiny")
+    assert "| iid-l | lf-static |" in report and (tmp_path / "again" / "results.csv").is_file()
+
+
+def test_a_fit_checkpoint_of_0_1_0_loads_and_predicts_as_then(tmp_path, capsys):
+    """``fit_best.ckpt`` and the predictions 0.1.0 made with it (make_checkpoints.sh): today's
+    ``predict`` writes the same CSV, byte for byte."""
+    out = tmp_path / "predictions.csv"
+    data = FIXTURES / "handwritten_6views_excerpt.mat"
+    assert main(["predict", "--checkpoint", str(CHECKPOINTS / "fit_best.ckpt"), "--data", str(data), "--split", "all",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert out.read_text() == (CHECKPOINTS / "fit_predictions.csv").read_text()
+    trained = iidfusion.load_model(CHECKPOINTS / "fit_best.ckpt")
+    assert trained.method == "iid-p" and trained.config.model.width == 4 and trained.scaler is not None
+
+
+def test_a_kg_checkpoint_of_0_1_0_scores_the_test_metrics_it_recorded():
+    recorded = json.loads((CHECKPOINTS / "kg_metrics.json").read_text())
+    trained = iidfusion.load_model(CHECKPOINTS / "kg_model.ckpt")
+    assert trained.method == "kg" and trained.config.features == recorded["config"]["features"]
+    kg = load_triples_folder(FIXTURES / "wn9img_layout")
+    test = evaluate_link_prediction(trained.model.scorer(), kg, "test", tie_policy=recorded["tie_policy"])
+    assert test.as_dict() == recorded["test"]  # float for float
