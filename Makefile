@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test lint typecheck demo bench clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,15 @@ $(STAMP): pyproject.toml studies/pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The habits of the code base (pyproject.toml, [tool.ruff] and [tool.mypy]).
+LINTED := src studies/src tests benchmarks
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 demo: $(STAMP)
 	$(VENV)/bin/iidfusion demo

@@ -31,7 +31,11 @@ CELLS = (("separate", "1"), ("separate", "0.1"), ("separate", "0.01"), ("shared"
 STRUCTURES = ("separate", "shared")
 ALPHAS = ("1", "0.1", "0.01")
 READINGS = ("paper", "vib")
-FAMILIES = {"static": ("lf-static", "if-static", "iid-l"), "qmf": ("qmf", "if-qmf", "iid-q"), "pdf": ("pdf", "if-pdf", "iid-p")}
+FAMILIES = {
+    "static": ("lf-static", "if-static", "iid-l"),
+    "qmf": ("qmf", "if-qmf", "iid-q"),
+    "pdf": ("pdf", "if-pdf", "iid-p"),
+}
 
 
 def run_suites(work: Path, jobs: int) -> None:
@@ -42,10 +46,32 @@ def run_suites(work: Path, jobs: int) -> None:
         out.mkdir(parents=True, exist_ok=True)
         if not (out / "cache").exists():
             (out / "cache").symlink_to(work / "cache")
-        argv = ["suite", "--datasets", ",".join(DATASETS), "--variants", ",".join(READINGS), "--methods", "main",
-                "--seeds", "3", "--alpha", alpha, "--unimodal-heads", structure, "--jobs", str(jobs), "--threads", "1",
-                "--no-progress-bar", "--out", str(out), "--resume"]  # fmt: skip
-        subprocess.run([sys.executable, "-m", "iidfusion.cli.main", *argv], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        argv = [
+            "suite",
+            "--datasets",
+            ",".join(DATASETS),
+            "--variants",
+            ",".join(READINGS),
+            "--methods",
+            "main",
+            "--seeds",
+            "3",
+            "--alpha",
+            alpha,
+            "--unimodal-heads",
+            structure,
+            "--jobs",
+            str(jobs),
+            "--threads",
+            "1",
+            "--no-progress-bar",
+            "--out",
+            str(out),
+            "--resume",
+        ]
+        subprocess.run(
+            [sys.executable, "-m", "iidfusion.cli.main", *argv], cwd=REPO, check=True, stdout=subprocess.DEVNULL
+        )
 
 
 def avg_acc(run: dict) -> float:
@@ -54,7 +80,8 @@ def avg_acc(run: dict) -> float:
 
 def collect(work: Path) -> tuple[dict, list[str]]:
     """Per (structure, alpha, reading): IID - IF base and IF base - LF base, test and validation;
-    and the commits the suites ran at."""
+    and the commits the suites ran at.
+    """
     cells: dict = {}
     commits: set[str] = set()
     for structure, alpha in CELLS:
@@ -74,9 +101,13 @@ def collect(work: Path) -> tuple[dict, list[str]]:
                     val.append(100 * (r["val_acc"] - base["val_acc"]))
                     if_test.append(avg_acc(base) - avg_acc(late))
                     if_val.append(100 * (base["val_acc"] - late["val_acc"]))
-                rows[family] = {"iid_minus_if_test": statistics.fmean(test), "iid_minus_if_val": statistics.fmean(val),
-                                "if_minus_lf_test": statistics.fmean(if_test), "if_minus_lf_val": statistics.fmean(if_val),
-                                "pairs": len(test)}  # fmt: skip
+                rows[family] = {
+                    "iid_minus_if_test": statistics.fmean(test),
+                    "iid_minus_if_val": statistics.fmean(val),
+                    "if_minus_lf_test": statistics.fmean(if_test),
+                    "if_minus_lf_val": statistics.fmean(if_val),
+                    "pairs": len(test),
+                }
             cells[f"{structure}/{alpha}/{reading}"] = rows
     return cells
 
@@ -87,8 +118,10 @@ def _base(bases: dict, runs: dict, dataset: str, variant: str, method: str, seed
 
 def default_alpha(cells: dict) -> str:
     """The alpha of the best mean validation gain of the paper's reading in the paper's structure."""
+
     def gain(alpha: str) -> float:
         return statistics.fmean(row["iid_minus_if_val"] for row in cells[f"separate/{alpha}/paper"].values())
+
     return max(ALPHAS, key=gain)
 
 
@@ -98,7 +131,8 @@ def report(cells: dict, commits: list[str]) -> str:
         "# Base structure x L_ic reading x alpha",
         "",
         "`python benchmarks/base_structure.py`: four `iidfusion suite` runs (structure `separate` at alpha 1, 0.1 and "
-        "0.01; `shared` at alpha 1) of the nine main methods with the L_ic readings `paper` and `vib`, on synthetic, Handwritten "
+        "0.01; `shared` at alpha 1) of the nine main methods with the L_ic readings `paper` and `vib`, on synthetic, "
+        "Handwritten "
         "and LandUse-21, 3 seeds, the other options at the library's defaults. Cells: IID minus its IF base, test "
         "Avg Acc / validation accuracy, percentage points, mean over 3 data sets x 3 seeds (9 pairs); then the IF "
         f"base minus the LF base under each structure. Suites run at commit {', '.join(c[:7] for c in commits)}.",
@@ -114,15 +148,24 @@ def report(cells: dict, commits: list[str]) -> str:
     lines += ["", "| structure | IF-static - LF-static | IF-QMF - QMF | IF-PDF - PDF |", "|---|---:|---:|---:|"]
     for structure in STRUCTURES:
         rows = cells[f"{structure}/1/paper"]
-        lines.append(f"| {structure} | " + " | ".join(f"{r['if_minus_lf_test']:+.2f} / {r['if_minus_lf_val']:+.2f}"
-                                                     for r in rows.values()) + " |")
-    lines += ["", f"Default alpha of the `paper` reading, by the best mean validation gain under `separate`: **{chosen}**.", ""]
+        lines.append(
+            f"| {structure} | "
+            + " | ".join(f"{r['if_minus_lf_test']:+.2f} / {r['if_minus_lf_val']:+.2f}" for r in rows.values())
+            + " |"
+        )
+    lines += [
+        "",
+        f"Default alpha of the `paper` reading, by the best mean validation gain under `separate`: **{chosen}**.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=REPO / "runs" / "base_structure", help="suite folders and their cache")
+    parser.add_argument(
+        "--work", type=Path, default=REPO / "runs" / "base_structure", help="suite folders and their cache"
+    )
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--report-only", action="store_true", help="aggregate the suites in --work without training")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -132,7 +175,10 @@ def main() -> None:
     cells, commits = collect(args.work.resolve())
     text = report(cells, commits)
     print(text)
-    write_text_atomic(args.out / "base_structure.json", json.dumps({"cells": cells, "commits": commits, "default_alpha": default_alpha(cells)}, indent=1) + "\n")
+    write_text_atomic(
+        args.out / "base_structure.json",
+        json.dumps({"cells": cells, "commits": commits, "default_alpha": default_alpha(cells)}, indent=1) + "\n",
+    )
     write_text_atomic(args.out / "base_structure.md", text)
 
 

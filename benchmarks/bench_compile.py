@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     loss = DistributionCoherence(args.dim)
     compiled = torch.compile(loss)
 
-    def step(module) -> None:  # noqa: ANN001 (the eager or the compiled module)
+    def step(module) -> None:
         module(features).loss.backward()
 
     eager_ms = _per_step_ms(lambda: step(loss), repeats)
@@ -56,13 +56,21 @@ def main(argv: list[str] | None = None) -> int:
     compiled_ms = _per_step_ms(lambda: step(compiled), repeats)
     saved_ms = eager_ms - compiled_ms
     break_even = f"{compile_s * 1e3 / saved_ms:,.0f}" if saved_ms > 0 else "never"
-    report = "\n".join([
-        f"L_dc forward + backward, M = {args.modalities}, n = {args.batch}, d = {args.dim}, one thread, CPU time:",
-        "",
-        "| eager ms/step | compiled ms/step | compiled / eager | first compiled call (s, wall) | steps to break even |",
-        "|---:|---:|---:|---:|---:|",
-        f"| {eager_ms:.2f} | {compiled_ms:.2f} | {compiled_ms / eager_ms:.2f} | {compile_s:.1f} | {break_even} |",
-    ]) + "\n"
+    report = (
+        "\n".join(
+            [
+                f"L_dc forward + backward, M = {args.modalities}, n = {args.batch}, d = {args.dim}, one thread, CPU "
+                "time:",
+                "",
+                "| eager ms/step | compiled ms/step | compiled / eager | first compiled call (s, wall) | steps to "
+                "break even |",
+                "|---:|---:|---:|---:|---:|",
+                f"| {eager_ms:.2f} | {compiled_ms:.2f} | {compiled_ms / eager_ms:.2f} | {compile_s:.1f} | {break_even} "
+                "|",
+            ]
+        )
+        + "\n"
+    )
     print(report, end="")
     if args.output is not None:
         args.output.write_text(report)

@@ -79,8 +79,21 @@ def _cpu_of(command: list[str], env: dict[str, str]) -> tuple[float, float, str]
 
 def fit_command(config: Config, epochs: int, out: str) -> list[str]:
     arguments = [
-        "fit", "--method", config.method, "--data", "handwritten", "--threads", "1", "--max-epochs", str(epochs),
-        "--patience", "0", "--no-progress-bar", "--out", out, *config.extra,
+        "fit",
+        "--method",
+        config.method,
+        "--data",
+        "handwritten",
+        "--threads",
+        "1",
+        "--max-epochs",
+        str(epochs),
+        "--patience",
+        "0",
+        "--no-progress-bar",
+        "--out",
+        out,
+        *config.extra,
     ]
     if config.child:
         return [sys.executable, str(Path(__file__).resolve()), "--child", config.child, "--", *arguments]
@@ -139,9 +152,15 @@ def measure(configs: list[Config], rounds: int, epochs: int, log) -> dict[str, l
 
 def measure_startup(rounds: int, log) -> dict[str, list[float]]:
     """CPU seconds of: python + import torch; python + torch + lightning; and a fit child's
-    import torch and torch -> first training step."""
+    import torch and torch -> first training step.
+    """
     env = dict(os.environ)
-    results: dict[str, list[float]] = {"import torch": [], "import torch, lightning": [], "fit: import torch": [], "fit: torch -> first step": []}
+    results: dict[str, list[float]] = {
+        "import torch": [],
+        "import torch, lightning": [],
+        "fit: import torch": [],
+        "fit: torch -> first step": [],
+    }
     for _ in range(rounds):
         for label, code in (("import torch", "import torch"), ("import torch, lightning", "import torch, lightning")):
             results[label].append(_cpu_of([sys.executable, "-c", code], env)[0])
@@ -166,7 +185,7 @@ def _fastest(runs: list[tuple[float, float]]) -> float:
 
 def _ratios(numerator: list[tuple[float, float]], denominator: list[tuple[float, float]]) -> tuple[float, float]:
     """(ratio of the fastest runs, median over rounds of the ratio within a round)."""
-    paired = statistics.median(a[0] / b[0] for a, b in zip(numerator, denominator))
+    paired = statistics.median(a[0] / b[0] for a, b in zip(numerator, denominator, strict=True))
     return _fastest(numerator) / _fastest(denominator), paired
 
 
@@ -174,7 +193,13 @@ def _verdict(ratio: float, target: float) -> str:
     return "yes" if ratio <= target else f"no (+{100 * (ratio / target - 1):.0f} % over)"
 
 
-def render(runs: dict[str, list[tuple[float, float]]], startup: dict[str, list[float]], rounds: int, epochs: int, seconds: float) -> str:
+def render(
+    runs: dict[str, list[tuple[float, float]]],
+    startup: dict[str, list[float]],
+    rounds: int,
+    epochs: int,
+    seconds: float,
+) -> str:
     lines = [
         "# Whole fits and start-up (`python benchmarks/bench_fit.py`)",
         "",
@@ -193,7 +218,11 @@ def render(runs: dict[str, list[tuple[float, float]]], startup: dict[str, list[f
         for suffix, monitoring in (("", "default (on)"), (" --no-monitor-distances", "off")):
             b, i = runs[base + suffix], runs[iid + suffix]
             fastest, paired = _ratios(i, b)
-            lines.append(f"| {iid} / {base} | {monitoring} | {_fastest(b):.1f} | {_fastest(i):.1f} | {fastest:.2f} | {paired:.2f} | {_verdict(fastest, TARGET_IID)} |")
+            lines.append(
+                f"| {iid} / {base} | {monitoring} | {_fastest(b):.1f} | {_fastest(i):.1f} | {fastest:.2f} | "
+                f"{paired:.2f} | {_verdict(fastest, TARGET_IID)} "
+                "|"
+            )
     lines += [
         "",
         "## Cost of the default monitoring (target: <= 5 % of a base fit)",
@@ -212,11 +241,22 @@ def render(runs: dict[str, list[tuple[float, float]]], startup: dict[str, list[f
         method = label.split(":")[0]
         fastest, paired = _ratios(runs[method], runs[reference])
         lines.append(
-            f"| {label} | {_fastest(runs[reference]):.1f} | {_fastest(runs[method]):.1f} | {100 * (fastest - 1):+.1f} % "
+            f"| {label} | {_fastest(runs[reference]):.1f} | {_fastest(runs[method]):.1f} | {100 * (fastest - 1):+.1f} "
+            "% "
             f"| {100 * (paired - 1):+.1f} % | {_verdict(fastest, TARGET_MONITORING)} |"
         )
-    both = _fastest(runs["if-static"]) / min(_fastest(runs["if-static --no-monitor-distances"]) + _fastest(runs["if-static without diagnostics"]) - _fastest(runs["if-static"]), _fastest(runs["if-static"]))
-    lines += ["", f"Both together on if-static (distances + drop diagnostic, each measured against the default): {100 * (both - 1):+.1f} %."]
+    both = _fastest(runs["if-static"]) / min(
+        _fastest(runs["if-static --no-monitor-distances"])
+        + _fastest(runs["if-static without diagnostics"])
+        - _fastest(runs["if-static"]),
+        _fastest(runs["if-static"]),
+    )
+    lines += [
+        "",
+        "Both together on if-static (distances + drop diagnostic, each measured against the default): "
+        f"{100 * (both - 1):+.1f} "
+        "%.",
+    ]
     first = min(startup["fit: torch -> first step"])
     torch_alone, with_lightning = min(startup["import torch"]), min(startup["import torch, lightning"])
     lines += [
@@ -234,7 +274,9 @@ def render(runs: dict[str, list[tuple[float, float]]], startup: dict[str, list[f
         f"| `iidfusion fit`: `import torch` | {min(startup['fit: import torch']):.2f} |",
         f"| `iidfusion fit`: from `import torch` to the first training step | {first:.2f} |",
         f"| of which lightning's own import chain (second row minus the first) | {with_lightning - torch_alone:.2f} |",
-        f"| of which iidfusion (data, model, trainer, loggers; the rest) | {first - (with_lightning - torch_alone):.2f} |",
+        "| of which iidfusion (data, model, trainer, loggers; the rest) | "
+        f"{first - (with_lightning - torch_alone):.2f} "
+        "|",
         "",
         f"Target met: {_verdict(first / TARGET_STARTUP_S, 1.0)}.",
         "",

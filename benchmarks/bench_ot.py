@@ -26,10 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import ot
 import torch
 from geomloss import SamplesLoss
 
+import ot
 from iidfusion.ot import pairwise_cost, sinkhorn_unbalanced
 
 Solver = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (P,n,d), (P,m,d) -> (P,) values
@@ -80,7 +80,8 @@ def make_problem(modalities: int, n: int, d2: int, eps: float, rho: float, seed:
     y = torch.stack([features[j] for _, j in pairs])
     values, grads = run_once(
         lambda a, b: sinkhorn_unbalanced(pairwise_cost(a, b), eps=eps, rho=rho, tol=1e-12, max_iter=100_000).value,
-        x, y,
+        x,
+        y,
     )
     return Problem(modalities, n, x.float(), y.float(), values, grads)
 
@@ -109,9 +110,9 @@ def ours_settings(eps: float, rho: float) -> list[Setting]:
     """Tolerance on the marginal residual, checked every 1, 2, 4 or 10 (the default) iterations."""
 
     def solver(tol: float, check_every: int) -> Solver:
-        return lambda x, y: sinkhorn_unbalanced(
-            pairwise_cost(x, y), eps=eps, rho=rho, tol=tol, check_every=check_every
-        ).value
+        return lambda x, y: (
+            sinkhorn_unbalanced(pairwise_cost(x, y), eps=eps, rho=rho, tol=tol, check_every=check_every).value
+        )
 
     return [
         Setting(f"tol={tol:g} check_every={check_every}", f"ours-{check_every}", solver(tol, check_every))
@@ -134,13 +135,20 @@ def pot_settings(eps: float, rho: float) -> list[Setting]:
             a = torch.full((x.shape[1],), 1.0 / x.shape[1], dtype=x.dtype)
             b = torch.full((y.shape[1],), 1.0 / y.shape[1], dtype=y.dtype)
             values = []
-            for x_p, y_p in zip(x, y):
+            for x_p, y_p in zip(x, y, strict=True):
                 cost = pairwise_cost(x_p, y_p)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # "did not converge" at loose thresholds
                     plan = ot.unbalanced.sinkhorn_unbalanced(
-                        a, b, cost, eps, rho, method=method, reg_type="kl",
-                        numItermax=POT_MAX_ITER, stopThr=threshold,
+                        a,
+                        b,
+                        cost,
+                        eps,
+                        rho,
+                        method=method,
+                        reg_type="kl",
+                        numItermax=POT_MAX_ITER,
+                        stopThr=threshold,
                     )
                 values.append(_relaxed_objective(plan, cost, a, b, eps, rho))
             return torch.stack(values)
@@ -204,7 +212,8 @@ def choose(
     method: str, settings: list[Setting], problem: Problem, target: float, grad_target: float = math.inf
 ) -> Choice:
     """Cheapest setting reaching ``target`` on the value with a finite gradient (within
-    ``grad_target`` if given): the first one per family, then the fastest family."""
+    ``grad_target`` if given): the first one per family, then the fastest family.
+    """
     first_per_family: dict[str, Choice] = {}
     best_error = Choice(method, None, math.inf, math.inf)
     for setting in settings:
@@ -244,8 +253,13 @@ def time_choices(choices: list[Choice], problem: Problem, repeats: int) -> list[
             wall[c.method].append(time.perf_counter() - start_wall)
     return [
         Choice(
-            c.method, c.setting, c.value_error, c.grad_error,
-            1e3 * statistics.median(cpu[c.method]), tuple(cpu[c.method]), tuple(wall[c.method]),
+            c.method,
+            c.setting,
+            c.value_error,
+            c.grad_error,
+            1e3 * statistics.median(cpu[c.method]),
+            tuple(cpu[c.method]),
+            tuple(wall[c.method]),
         )
         if c.setting is not None
         else c
@@ -328,7 +342,8 @@ def format_table(rows: list[dict[str, object]]) -> list[str]:
 
 def format_settings(rows: list[dict[str, object]]) -> list[str]:
     lines = [
-        "| M | n | ours: setting (value err, grad err) | POT | GeomLoss | ours warm: iterations cold -> warm (value err, grad err) |",
+        "| M | n | ours: setting (value err, grad err) | POT | GeomLoss | ours warm: iterations cold -> warm (value "
+        "err, grad err) |",
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -340,7 +355,9 @@ def format_settings(rows: list[dict[str, object]]) -> list[str]:
             cells.append(f"{label} ({c.value_error:.1e}, {c.grad_error:.1e})")
         lines.append(
             f"| {row['M']} | {row['n']} | {' | '.join(cells)} "
-            f"| {row['cold_iters']} -> {row['warm_iters']} ({row['warm'].value_error:.1e}, {row['warm'].grad_error:.1e}) |"
+            f"| {row['cold_iters']} -> {row['warm_iters']} ({row['warm'].value_error:.1e}, "
+            f"{row['warm'].grad_error:.1e}) "
+            "|"
         )
     return lines
 
@@ -353,7 +370,7 @@ def _ratio(other: Choice, ours: Choice, wall: bool = False) -> str:
     """Median over the rounds of the ratio of the two times measured in the same round."""
     if other.setting is None or ours.setting is None:
         return "n/a"
-    pairs = zip(other.wall_times, ours.wall_times) if wall else zip(other.times, ours.times)
+    pairs = zip(other.wall_times, ours.wall_times, strict=True) if wall else zip(other.times, ours.times, strict=True)
     return f"{statistics.median(t / o for t, o in pairs):.1f}x"
 
 
@@ -365,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--d2", type=int, default=32, help="dimension of the reduced features")
     parser.add_argument("--target", type=float, default=1e-3, help="relative accuracy of the value")
     parser.add_argument(
-        "--grad-target", type=float, default=math.inf,
+        "--grad-target",
+        type=float,
+        default=math.inf,
         help="also require this relative L2 accuracy of the gradient (default: none)",
     )
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 11, quick 5)")
@@ -391,8 +410,15 @@ def main(argv: list[str] | None = None) -> int:
         warm, cold_iters, warm_iters = warm_start(problem, args.eps, args.rho, ours_choice)
         ours, pot, geo, warm = time_choices([*choices, warm], problem, repeats)
         row = {
-            "M": modalities, "P": problem.x.shape[0], "n": n, "ours": ours, "pot": pot, "geomloss": geo,
-            "warm": warm, "cold_iters": cold_iters, "warm_iters": warm_iters,
+            "M": modalities,
+            "P": problem.x.shape[0],
+            "n": n,
+            "ours": ours,
+            "pot": pot,
+            "geomloss": geo,
+            "warm": warm,
+            "cold_iters": cold_iters,
+            "warm_iters": warm_iters,
         }
         rows.append(row)
         print(format_table([row])[-1], flush=True)

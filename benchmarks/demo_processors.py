@@ -25,7 +25,9 @@ ROW = re.compile(r"^\| ([a-z-]+) \|.*\| ([0-9.]+) ± [0-9.]+ \|$")
 
 def readme_avg_acc(reference: str) -> dict[str, float]:
     """The Avg Acc column of the README demo table at commit ``reference``."""
-    text = subprocess.run(["git", "show", f"{reference}:README.md"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        ["git", "show", f"{reference}:README.md"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     table = text.split("### Results: `make demo`", 1)[1]
     return {m.group(1): float(m.group(2)) for m in map(ROW.match, table.splitlines()) if m}
 
@@ -63,8 +65,12 @@ def main() -> None:
     ]
     lines += [f"| {m} | {reference[m]:.2f} | {rerun[m]:.2f} | {differences[m]:+.2f} |" for m in reference]
     largest = max(abs(d) for d in differences.values())
-    lines += ["", f"Largest difference: {largest:.2f} pp; rows within 0.15 pp: "
-                  f"{sum(abs(d) <= 0.15 for d in differences.values())} of {len(differences)}.", ""]
+    lines += [
+        "",
+        f"Largest difference: {largest:.2f} pp; rows within 0.15 pp: "
+        f"{sum(abs(d) <= 0.15 for d in differences.values())} of {len(differences)}.",
+        "",
+    ]
     text = "\n".join(lines)
     print(text)
     write_text_atomic(args.out / "demo_across_processors.md", text)

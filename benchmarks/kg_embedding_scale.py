@@ -17,13 +17,13 @@ import json
 import statistics
 from pathlib import Path
 
+from iidfusion.engine.outputs import write_text_atomic
 from iidfusion.kg.data import load_kg, resolve_kg_path
 from iidfusion.kg.features import build_modality_features, default_feature_sources
 from iidfusion.kg.objective import IIDTermsConfig
 from iidfusion.losses.informatic import gaussian_kl_to_standard
 from iidfusion.tasks.kg.config import load_kg_config
 from iidfusion.tasks.kg.fit import fit_kg
-from iidfusion.engine.outputs import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,13 +39,15 @@ def measure(config_path: Path, seeds: int) -> dict:
     for seed in range(seeds):
         result = fit_kg(kg, features, dataclasses.replace(config, seed=seed))
         tables = {name: table.detach().double() for name, table in result.model.entity_tables().items()}
-        runs.append({
-            "seed": seed,
-            "epochs": result.best_epoch,
-            "median_std": {n: t.std(0).median().item() for n, t in tables.items()},
-            "kl_to_standard": {n: gaussian_kl_to_standard(t).item() for n, t in tables.items()},
-            "kl_to_scaled": {n: gaussian_kl_to_standard(t, scale=scale).item() for n, t in tables.items()},
-        })  # fmt: skip
+        runs.append(
+            {
+                "seed": seed,
+                "epochs": result.best_epoch,
+                "median_std": {n: t.std(0).median().item() for n, t in tables.items()},
+                "kl_to_standard": {n: gaussian_kl_to_standard(t).item() for n, t in tables.items()},
+                "kl_to_scaled": {n: gaussian_kl_to_standard(t, scale=scale).item() for n, t in tables.items()},
+            }
+        )
     return {"config": str(config_path.relative_to(REPO)), "data": config.data, "kl_scale": scale, "runs": runs}
 
 
@@ -64,8 +66,10 @@ def report(result: dict) -> str:
     ]
     for run in result["runs"]:
         for name, std in run["median_std"].items():
-            lines.append(f"| {run['seed']} | {run['epochs']} | {name} | {std:.3f} | {run['kl_to_standard'][name]:.3f} | "
-                         f"{run['kl_to_scaled'][name]:.3f} |")
+            lines.append(
+                f"| {run['seed']} | {run['epochs']} | {name} | {std:.3f} | {run['kl_to_standard'][name]:.3f} | "
+                f"{run['kl_to_scaled'][name]:.3f} |"
+            )
     stds = [s for run in result["runs"] for s in run["median_std"].values()]
     lines += ["", f"Median std over seeds and modalities: {statistics.median(stds):.3f}.", ""]
     return "\n".join(lines)

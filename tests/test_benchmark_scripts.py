@@ -13,11 +13,23 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "benchmarks"
 def test_regularizer_cost_reports_each_regularizer():
     completed = subprocess.run(
         [sys.executable, str(SCRIPTS / "regularizer_cost.py"), "--repeats", "1", "--label", "now"],
-        capture_output=True, text=True, check=True, timeout=300,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["label"] == "now"
-    assert set(report["objective_ms"]) == {"if-static", "iid-l", "iid-l-no-ic", "iid-l-no-dc", "if-pdf", "iid-p", "iid-p-no-ic", "iid-p-no-dc"}
+    assert set(report["objective_ms"]) == {
+        "if-static",
+        "iid-l",
+        "iid-l-no-ic",
+        "iid-l-no-dc",
+        "if-pdf",
+        "iid-p",
+        "iid-p-no-ic",
+        "iid-p-no-dc",
+    }
     for family in ("static", "pdf"):
         costs = report[family]
         assert set(costs) == {"L_ic + L_dc (ms)", "L_dc (ms)", "L_ic (ms)"}
@@ -47,27 +59,89 @@ def test_real_data_reports_from_the_commands_outputs(tmp_path):
     repo, fixtures = SCRIPTS.parent, SCRIPTS.parent / "tests" / "fixtures"
     quiet = ["--no-progress-bar", "--accelerator", "cpu", "--threads", "1"]
     hfm = tmp_path / "hfm"
-    assert main(["extract", "--data-format", "hfm", "--root", str(fixtures / "hfm"), "--text-encoder", "minilm",
-                 "--out", str(hfm / "features"), "--device", "cpu"]) == 0
-    assert main(["compare", "--config", str(repo / "configs" / "hfm_attributes.yaml"), "--data", str(hfm / "features" / "features.npz"),
-                 "--methods", "lf-static,iid-l", "--seeds", "1", "--jobs", "1", "--max-epochs", "1", "--out", str(hfm / "compare"), *quiet]) == 0
-    args = real_data.build_parser().parse_args(["hfm", "--data", str(fixtures / "hfm"), "--seeds", "1", "--methods", "lf-static,iid-l"])
+    assert (
+        main(
+            [
+                "extract",
+                "--data-format",
+                "hfm",
+                "--root",
+                str(fixtures / "hfm"),
+                "--text-encoder",
+                "minilm",
+                "--out",
+                str(hfm / "features"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "compare",
+                "--config",
+                str(repo / "configs" / "hfm_attributes.yaml"),
+                "--data",
+                str(hfm / "features" / "features.npz"),
+                "--methods",
+                "lf-static,iid-l",
+                "--seeds",
+                "1",
+                "--jobs",
+                "1",
+                "--max-epochs",
+                "1",
+                "--out",
+                str(hfm / "compare"),
+                *quiet,
+            ]
+        )
+        == 0
+    )
+    args = real_data.build_parser().parse_args(
+        ["hfm", "--data", str(fixtures / "hfm"), "--seeds", "1", "--methods", "lf-static,iid-l"]
+    )
     steps = [real_data.Step("extract", ["extract"], 12.0, 600.0), real_data.Step("compare", ["compare"], 90.0, 500.0)]
     report = real_data.hfm_report(args, hfm, steps, (1.0, 2.0), "abc1234")
     assert "**The second modality is the image-attribute words**" in report and "not the pixels" in report
-    assert "10 / 4 / 4 train / validation / test tweets" in report and "tweets without image attributes: train 1" in report
+    assert (
+        "10 / 4 / 4 train / validation / test tweets" in report and "tweets without image attributes: train 1" in report
+    )
     assert "| lf-static |" in report and "| iid-l |" in report and "| HFM | IID-P | 86.88 ± 0.39 |" in report
     assert "| `compare` | 1.5 min (90 s) | 500 MiB |" in report and "code at commit abc1234" in report
 
     wn9 = tmp_path / "wn9img"
     wn9.mkdir()
     with open(wn9 / "kg-compare.log", "w") as log, contextlib.redirect_stdout(log):
-        code = main(["kg", "compare", "--config", str(repo / "configs" / "kg" / "wn9img_text_cpu.yaml"), "--data", str(fixtures / "wn9img_layout"),
-                     "--seeds", "1", "--max-epochs", "1", "--batch-size", "32", "--accelerator", "cpu",
-                     "--cache-dir", str(tmp_path / "cache"), "--out", str(wn9 / "compare")])
+        code = main(
+            [
+                "kg",
+                "compare",
+                "--config",
+                str(repo / "configs" / "kg" / "wn9img_text_cpu.yaml"),
+                "--data",
+                str(fixtures / "wn9img_layout"),
+                "--seeds",
+                "1",
+                "--max-epochs",
+                "1",
+                "--batch-size",
+                "32",
+                "--accelerator",
+                "cpu",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--out",
+                str(wn9 / "compare"),
+            ]
+        )
     assert code == 0
     args = real_data.build_parser().parse_args(["wn9img", "--seeds", "1", "--max-epochs", "1", "--batch-size", "32"])
-    report = real_data.wn9img_report(args, wn9, [real_data.Step("kg-compare", ["kg", "compare"], 60.0, 900.0)], (1.0, 2.0), "abc1234")
+    report = real_data.wn9img_report(
+        args, wn9, [real_data.Step("kg-compare", ["kg", "compare"], 60.0, 900.0)], (1.0, 2.0), "abc1234"
+    )
     assert "12 entities, 3 relations" in report and "**No image features**" in report
     assert "sized down for a CPU with `--max-epochs 1`, `--batch-size 32`" in report
     assert "| baseline | 0 |" in report and "| iid | 0 |" in report and "| WN9-IMG | OTKGE + IID | 0.932 |" in report
@@ -85,10 +159,15 @@ def _script(name: str):
 def test_fit_benchmark_judges_each_target_on_its_ratio():
     bench_fit = _script("bench_fit")
     labels = [c.label for c in bench_fit.fit_configs()]
-    cpu = {label: 10.0 for label in labels}
+    cpu = dict.fromkeys(labels, 10.0)
     cpu.update({"iid-l": 12.0, "iid-p": 15.0, "if-static": 10.4})  # IID-L meets 1.3x, IID-P misses it
     runs = {label: [(seconds, 2 * seconds), (seconds + 1, 2 * seconds)] for label, seconds in cpu.items()}
-    startup = {"import torch": [2.0], "import torch, lightning": [6.0], "fit: import torch": [2.0], "fit: torch -> first step": [4.5]}
+    startup = {
+        "import torch": [2.0],
+        "import torch, lightning": [6.0],
+        "fit: import torch": [2.0],
+        "fit: torch -> first step": [4.5],
+    }
     report = bench_fit.render(runs, startup, rounds=2, epochs=3, seconds=1.0)
     assert "| iid-l / if-static | default (on) | 10.4 | 12.0 | 1.15 |" in report and "| 1.15 | yes |" in report
     assert "| iid-p / if-pdf | default (on) | 10.0 | 15.0 | 1.50 |" in report and "no (+15 % over)" in report
@@ -105,17 +184,79 @@ def test_mvsa_report_from_the_commands_outputs(tmp_path):
     repo = SCRIPTS.parent
     work = tmp_path / "mvsa"
     fixture = repo / "tests" / "fixtures" / "vision_language" / "mmbt"
-    assert main(["extract", "--data-format", "mmbt", "--root", str(fixture), "--text-encoder", "minilm", "--image-encoder", "efficientnet-lite0",
-                 "--image-size", "32", "--noise", "0,5,10", "--out", str(work / "features"), "--device", "cpu", "--no-progress-bar"]) == 0
-    assert main(["compare", "--config", str(repo / "configs" / "vl" / "mvsa_single.yaml"), "--data", str(work / "features"),
-                 "--methods", "pdf,iid-p", "--seeds", "1", "--max-epochs", "1", "--batch-size", "4", "--out", str(work / "compare"),
-                 "--accelerator", "cpu"]) == 0
-    probes = [real_data.linear_probe(work / "features", ("image", "text"), (0.0, 5.0, 10.0), late=late) for late in (False, True)]
+    assert (
+        main(
+            [
+                "extract",
+                "--data-format",
+                "mmbt",
+                "--root",
+                str(fixture),
+                "--text-encoder",
+                "minilm",
+                "--image-encoder",
+                "efficientnet-lite0",
+                "--image-size",
+                "32",
+                "--noise",
+                "0,5,10",
+                "--out",
+                str(work / "features"),
+                "--device",
+                "cpu",
+                "--no-progress-bar",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "compare",
+                "--config",
+                str(repo / "configs" / "vl" / "mvsa_single.yaml"),
+                "--data",
+                str(work / "features"),
+                "--methods",
+                "pdf,iid-p",
+                "--seeds",
+                "1",
+                "--max-epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "--out",
+                str(work / "compare"),
+                "--accelerator",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    probes = [
+        real_data.linear_probe(work / "features", ("image", "text"), (0.0, 5.0, 10.0), late=late)
+        for late in (False, True)
+    ]
     assert set(probes[0]["test"]) == {0.0, 5.0, 10.0} and len(probes[0]["C"]) == 1 and len(probes[1]["C"]) == 2
     assert all(c in real_data.PROBE_C for probe in probes for c in probe["C"])
-    args = real_data.build_parser().parse_args(["mvsa-single", "--data", str(fixture), "--seeds", "1", "--methods", "pdf,iid-p"])
+    args = real_data.build_parser().parse_args(
+        ["mvsa-single", "--data", str(fixture), "--seeds", "1", "--methods", "pdf,iid-p"]
+    )
     steps = [real_data.Step("extract", ["extract"], 600.0, 1800.0), real_data.Step("compare", ["compare"], 90.0, 500.0)]
     report = real_data.mvsa_report(args, work, steps, probes, 3.0, (1.0, 2.0), "abc1234")
-    assert "9 / 3 / 3 train / dev / test pairs" in report and "**efficientnet-lite0**" in report and "**Why not the paper's encoders**" in report
-    assert "| image + text | " in report and "logits summed (late fusion) |" in report and "| pdf | 79.94 ± 0.95 |" in report and "| iid-p | 81.13 ± 0.84 |" in report
-    assert "## Paired t-tests" in report and "p (Holm)" in report and "| `extract` | 10.0 min (600 s) | 1800 MiB |" in report
+    assert (
+        "9 / 3 / 3 train / dev / test pairs" in report
+        and "**efficientnet-lite0**" in report
+        and "**Why not the paper's encoders**" in report
+    )
+    assert (
+        "| image + text | " in report
+        and "logits summed (late fusion) |" in report
+        and "| pdf | 79.94 ± 0.95 |" in report
+        and "| iid-p | 81.13 ± 0.84 |" in report
+    )
+    assert (
+        "## Paired t-tests" in report
+        and "p (Holm)" in report
+        and "| `extract` | 10.0 min (600 s) | 1800 MiB |" in report
+    )

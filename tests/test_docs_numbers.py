@@ -171,8 +171,12 @@ def split_blocks(doc: Path) -> list[Block]:
                 comment_above = ""
             if not re.fullmatch(r"\|[\s:|-]*", stripped):
                 blocks.append(Block(number + 1, line, citations_in(line) or table.citations, markers_in(line), table))
-        elif not paragraph and MARKER.fullmatch(stripped) and number + 1 < len(lines) \
-                and lines[number + 1].lstrip().startswith("|"):
+        elif (
+            not paragraph
+            and MARKER.fullmatch(stripped)
+            and number + 1 < len(lines)
+            and lines[number + 1].lstrip().startswith("|")
+        ):
             comment_above = line  # applies to every row of the table below
         else:
             if paragraph and re.match(r"\s*(?:[*-]|\d+\.)\s", line):
@@ -239,7 +243,7 @@ def file_values(path: Path) -> tuple[float, ...]:
 def found_in(number: Quoted, files: set[Path]) -> bool:
     """Whether a file holds the number at the doc's precision (a percentage also as a fraction). A number the doc
     writes with a sign needs that sign in the file (+ also matches an unsigned value); one without, either."""
-    tolerance = 0.5 * 10 ** -number.decimals + 1e-9
+    tolerance = 0.5 * 10**-number.decimals + 1e-9
     targets = [(number.value, tolerance)] + ([(number.value / 100, tolerance / 100)] if number.percent else [])
     return any(
         abs((value if number.signed else abs(value)) - target) <= tol
@@ -279,7 +283,9 @@ def findings() -> list[str]:
                 tables.setdefault(id(block.table), (block.table, set()))[1].update(shown)
             if not block.citations:
                 continue
-            exempt = {item for listed, _ in block.markers + (block.table.markers if block.table else []) for item in listed}
+            exempt = {
+                item for listed, _ in block.markers + (block.table.markers if block.table else []) for item in listed
+            }
             files = ", ".join(sorted(str(path.relative_to(RESULTS)) for path in block.citations))
             problems += [
                 f"{where}: {number.text}{' %' if number.percent else ''} is not in {files}"
@@ -309,7 +315,9 @@ def test_every_quoted_number_is_in_its_results_file():
 def test_the_checker_finds_stale_numbers_and_markers(tmp_path, monkeypatch):
     results = tmp_path / "benchmarks" / "results"
     results.mkdir(parents=True)
-    (results / "cost.md").write_text("| method | ms | ratio |\n|---|---:|---:|\n| a | 7.12 | 1.598 |\n| b | 7.26 | 2.280 |\n")
+    (results / "cost.md").write_text(
+        "| method | ms | ratio |\n|---|---:|---:|\n| a | 7.12 | 1.598 |\n| b | 7.26 | 2.280 |\n"
+    )
     (results / "other.md").write_text("Its own 3.5 ms, as with the first run (`cost.md`: 7.1 ms, ratio -1.6).\n")
     doc = tmp_path / "doc.md"
     doc.write_text(

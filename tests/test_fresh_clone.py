@@ -26,6 +26,12 @@ def test_no_test_reads_a_path_outside_the_repository():
 
 
 def test_the_excerpts_are_committed_with_their_maker():
-    for name in ("handwritten_excerpt.mat", "handwritten_6views_excerpt.mat", "wn9img/train", "wn9img/valid",
-                 "wn9img/test", "README.md"):
+    for name in (
+        "handwritten_excerpt.mat",
+        "handwritten_6views_excerpt.mat",
+        "wn9img/train",
+        "wn9img/valid",
+        "wn9img/test",
+        "README.md",
+    ):
         assert (TESTS / "fixtures" / name).is_file(), name

@@ -177,8 +177,12 @@ def test_no_import_goes_against_the_layer_order() -> None:
 
 
 def test_the_library_never_imports_the_studies() -> None:
-    assert not [f"{s} imports {t}" for s, edges in GRAPH.items() for t in edges if s.startswith("iidfusion.") and
-                t.startswith("iidfusion_studies")]  # fmt: skip
+    assert not [
+        f"{s} imports {t}"
+        for s, edges in GRAPH.items()
+        for t in edges
+        if s.startswith("iidfusion.") and t.startswith("iidfusion_studies")
+    ]
 
 
 def test_the_declared_layers_form_no_cycle() -> None:
@@ -211,7 +215,9 @@ def test_imports_inside_functions_are_for_optional_packages_only() -> None:
             continue
         for target, line, _, in_function in _imports(path):
             top = target.partition(".")[0]
-            optional = top in _PLATFORM or not (_ours(target) or top in sys.stdlib_module_names or top in INSTALLED[unit])
+            optional = top in _PLATFORM or not (
+                _ours(target) or top in sys.stdlib_module_names or top in INSTALLED[unit]
+            )
             if in_function and not optional:
                 wrong.append(f"{path.relative_to(REPO)}:{line}: {target}")
     assert wrong == []
@@ -236,7 +242,9 @@ def test_the_scan_sees_every_kind_of_import(source: str, expected: list[str]) ->
 
 def test_deferred_imports_are_told_apart() -> None:
     path = ROOTS["iidfusion"] / "iidfusion" / "losses" / "iid.py"
-    source = "import iidfusion.ot\nif TYPE_CHECKING:\n    import iidfusion.core\ndef f():\n    import iidfusion.fusion\n"
+    source = (
+        "import iidfusion.ot\nif TYPE_CHECKING:\n    import iidfusion.core\ndef f():\n    import iidfusion.fusion\n"
+    )
     assert [(target, eager, inside) for target, _, eager, inside in _imports(path, source)] == [
         ("iidfusion.ot", True, False),
         ("iidfusion.core", False, False),

@@ -39,15 +39,60 @@ def test_load_model_example_runs_on_a_fresh_fit(tmp_path, monkeypatch, capsys):
     """The README's reuse example, on the checkpoint its own `fit` line writes (shortened here)."""
     from iidfusion.cli.main import main
 
-    (example,) = [block for block in python_blocks(README.read_text()) if "load_model" in block]
+    (example,) = [block for block in python_blocks(README.read_text()) if "load_model(" in block]
     monkeypatch.chdir(tmp_path)
-    assert main(["fit", "--data", "handwritten", "--method", "iid-q", "--seed", "0", "--out", "runs", "--max-epochs", "1",
-                 "--width", "8", "--hidden", "16", "--threads", "1", "--no-progress-bar", "--loggers", ""]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--data",
+                "handwritten",
+                "--method",
+                "iid-q",
+                "--seed",
+                "0",
+                "--out",
+                "runs",
+                "--max-epochs",
+                "1",
+                "--width",
+                "8",
+                "--hidden",
+                "16",
+                "--threads",
+                "1",
+                "--no-progress-bar",
+                "--loggers",
+                "",
+            ]
+        )
+        == 0
+    )
     namespace: dict = {}
     exec(compile(example, str(README), "exec"), namespace)
     assert len(namespace["predicted"]) == 400 and set(namespace["predicted"]) <= set(namespace["trained"].output_names)
     assert namespace["output"].weights.shape == (400, 6)
     assert "iid-q 1.0 tensor([[" in capsys.readouterr().out
+
+
+def test_the_python_api_example_runs_as_printed(tmp_path, monkeypatch, capsys):
+    """The README's whole-run example, shortened to one quick epoch per fit (the options it
+    gives stand; only the size and the threads are added)."""
+    import iidfusion
+
+    quick = {"max_epochs": 1, "width": 8, "hidden": 16, "threads": 1, "progress_bar": False, "loggers": ()}
+    fit, compare = iidfusion.fit, iidfusion.compare
+    monkeypatch.setattr(iidfusion, "fit", lambda *args, **options: fit(*args, **(options | quick)))
+    monkeypatch.setattr(iidfusion, "compare", lambda *args, **options: compare(*args, **(options | quick), log=print))
+    (example,) = [block for block in python_blocks(README.read_text()) if "iidfusion.compare(" in block]
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "handwritten.yaml").write_text((README.parent / "configs" / "handwritten.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, str(README), "exec"), {})
+    assert (tmp_path / "runs" / "iid-q" / "seed0" / "metrics.json").is_file() and (
+        tmp_path / "kept" / "config.yaml"
+    ).is_file()
+    assert (tmp_path / "runs" / "cmp" / "results.md").read_text() in capsys.readouterr().out
 
 
 def test_the_readme_names_the_departures_of_the_defaults():

@@ -29,8 +29,13 @@ def test_version_is_written_once_and_reported_everywhere(capsys):
 
 
 def test_python_dash_m_runs_the_command():
-    done = subprocess.run([sys.executable, "-m", "iidfusion", "--version"], capture_output=True, text=True, check=True,
-                          env={"PYTHONPATH": str(REPO / "src"), "PATH": ""})
+    done = subprocess.run(
+        [sys.executable, "-m", "iidfusion", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": ""},
+    )
     assert done.stdout.strip() == f"iidfusion {iidfusion.__version__}"
 
 
@@ -41,7 +46,10 @@ def test_licence_and_citation_say_what_is_known():
     citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
     assert citation["cff-version"] == "1.2.0" and citation["license"] == "MIT" and citation["type"] == "software"
     (paper,) = citation["references"]
-    assert paper["title"] == "Supporting Multimodal Intermediate Fusion with Informatic Constraint and Distribution Coherence"
+    assert (
+        paper["title"]
+        == "Supporting Multimodal Intermediate Fusion with Informatic Constraint and Distribution Coherence"
+    )
     assert "ICLR 2026" in paper["conference"]["name"] and paper["year"] == 2026
     assert all("name" in author and "family-names" not in author for author in paper["authors"]), "no invented person"
 

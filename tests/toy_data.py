@@ -14,7 +14,20 @@ from PIL import Image
 
 from iidfusion.data.raw.vision_language import DATA_FORMATS, IMAGE_DIR_NAME, SPLIT_FILES, SPLITS
 
-TOY_WORDS: tuple[str, ...] = ("sun", "rain", "city", "photo", "today", "friend", "road", "music", "game", "food", "park", "night")
+TOY_WORDS: tuple[str, ...] = (
+    "sun",
+    "rain",
+    "city",
+    "photo",
+    "today",
+    "friend",
+    "road",
+    "music",
+    "game",
+    "food",
+    "park",
+    "night",
+)
 
 
 def toy_color(code: int, classes: int) -> np.ndarray:
@@ -44,8 +57,10 @@ def write_toy_vision_language(
     rng = np.random.default_rng(seed)
     image_dir = root / ("images" if data_format == "mmbt" else IMAGE_DIR_NAME)
     image_dir.mkdir(parents=True, exist_ok=True)
-    labels: list[str | int] = [f"class{code}" for code in range(classes)] if data_format == "mmbt" else list(range(classes))
-    for split, count in zip(SPLITS, per_class):
+    labels: list[str | int] = (
+        [f"class{code}" for code in range(classes)] if data_format == "mmbt" else list(range(classes))
+    )
+    for split, count in zip(SPLITS, per_class, strict=True):
         rows = []
         for code in range(classes):
             for i in range(count):
@@ -55,7 +70,14 @@ def write_toy_vision_language(
                 Image.fromarray(pixels).save(image_dir / f"{sample_id}.jpg", quality=90)
                 words = [str(w) for w in rng.choice(TOY_WORDS, size=5)]
                 words.insert(int(rng.integers(0, 6)), f"keyword{code}")
-                rows.append({"id": sample_id, "text": " ".join(words), "label": labels[code], "img": f"{image_dir.name}/{sample_id}.jpg"})
+                rows.append(
+                    {
+                        "id": sample_id,
+                        "text": " ".join(words),
+                        "label": labels[code],
+                        "img": f"{image_dir.name}/{sample_id}.jpg",
+                    }
+                )
         file = SPLIT_FILES[data_format][split][0]
         if data_format == "mmbt":
             (root / file).write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
@@ -66,7 +88,12 @@ def write_toy_vision_language(
 
 
 def write_toy_rgbd(
-    root: str | Path, *, classes: int = 3, per_class: tuple[int, int] = (10, 4), seed: int = 0, size: tuple[int, int] = (40, 32)
+    root: str | Path,
+    *,
+    classes: int = 3,
+    per_class: tuple[int, int] = (10, 4),
+    seed: int = 0,
+    size: tuple[int, int] = (40, 32),
 ) -> Path:
     """Write a small RGB-D data set (``root/{train,test}/<class>/*.png``, RGB left, depth right); return ``root``.
 
@@ -76,7 +103,7 @@ def write_toy_rgbd(
     root = Path(root)
     rng = np.random.default_rng(seed)
     width, height = size
-    for split, count in zip(("train", "test"), per_class):
+    for split, count in zip(("train", "test"), per_class, strict=True):
         for code in range(classes):
             folder = root / split / f"scene{code}"
             folder.mkdir(parents=True, exist_ok=True)

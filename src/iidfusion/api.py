@@ -51,7 +51,8 @@ __all__ = ["CompareRun", "FitRun", "compare", "experiment_config", "fit", "fit_r
 def experiment_config(config: ExperimentConfig | str | Path | None = None, **options: Any) -> ExperimentConfig:
     """The configuration of a run: the defaults, or ``config`` (a configuration, or a YAML file as
     ``--config`` reads it), then ``options`` named as the flags (``max_epochs=10``, ``alpha=0.1``,
-    ``qmf_lam_rank=0.5``, ``tune=True``); an unknown name is a ValueError listing the known ones."""
+    ``qmf_lam_rank=0.5``, ``tune=True``); an unknown name is a ValueError listing the known ones.
+    """
     base = config if isinstance(config, ExperimentConfig) else None
     path = None if isinstance(config, ExperimentConfig) or config is None else config
     keys = {option.flag.removeprefix("--").replace("-", "_"): option.key for option in iter_options(ExperimentConfig())}
@@ -72,7 +73,8 @@ class FitRun:
     """A finished :func:`fit`: the run's configuration (with the tuned hyperparameters, when
     tuned), its data set's name, the fit (:class:`~iidfusion.tasks.classification.fit.FitResult`:
     test metrics per noise level, best validation accuracy, epochs, time), the tuning trials, and
-    the folder it trained in (checkpoints, logs, metrics.json, config.yaml)."""
+    the folder it trained in (checkpoints, logs, metrics.json, config.yaml).
+    """
 
     config: ExperimentConfig
     data: str
@@ -87,7 +89,9 @@ class FitRun:
 
     def summary(self) -> dict[str, Any]:
         """What metrics.json holds: the data, the fit, the tuning, the departures, the provenance."""
-        summary = {"data": self.data, **self.result.summary()} | ({"tuning": self.tuning} if self.tuning is not None else {})
+        summary = {"data": self.data, **self.result.summary()} | (
+            {"tuning": self.tuning} if self.tuning is not None else {}
+        )
         summary["departures_from_paper"] = self.departures
         return summary | provenance(self.config, device=self.result.device)
 
@@ -124,8 +128,10 @@ def fit(
     out = Path(config.out)
     check_output_folder(out, shared=True)
     if is_run_folder(out):  # the folder of one run (a comparison's, a demo's): fit's runs would mix with it
-        raise ValueError(f"--out {out} is the folder of one run of iidfusion; fit's --out holds a folder per method and seed: "
-                         "choose another")  # fmt: skip
+        raise ValueError(
+            f"--out {out} is the folder of one run of iidfusion; fit's --out holds a folder per method and seed: "
+            "choose another"
+        )
     run_dir = fit_run_dir(config)
     check_output_folder(run_dir, name=f"the run folder {run_dir}", overwrite=overwrite, resume=resume is not None)
     last = last_checkpoint(run_dir)
@@ -137,8 +143,15 @@ def fit(
     tuning = None
     with run_folder(run_dir, overwrite=overwrite, resumable=lambda folder: last_checkpoint(folder).is_file()):
         if config.tune.enabled:
-            tuned = tune_method(splits, methods[0], config.seed, config, data_id=data_identity(config.data), log=log,
-                                progress=config.train.progress_bar)  # fmt: skip
+            tuned = tune_method(
+                splits,
+                methods[0],
+                config.seed,
+                config,
+                data_id=data_identity(config.data),
+                log=log,
+                progress=config.train.progress_bar,
+            )
             tuning = tuned.summary()
             config = with_params(config, tuned.best.params)
         result = fit_method(splits, methods[0], config.seed, config, run_dir, resume=resume)
@@ -156,7 +169,8 @@ def last_checkpoint(run_dir: Path) -> Path:
 @dataclass
 class CompareRun:
     """A finished :func:`compare`: its configuration, every evaluation (method, seed, noise level),
-    the markdown report, and the folder holding results.{csv,json,md} and the plot."""
+    the markdown report, and the folder holding results.{csv,json,md} and the plot.
+    """
 
     config: ExperimentConfig
     results: list[EvalResult]
@@ -166,7 +180,8 @@ class CompareRun:
 
     def save(self, folder: str | Path, *, title: str = "comparison") -> str:
         """Write results.csv, results.json, results.md and the plot of these results to ``folder``
-        (the runs' validation records stay in the run's own results.json); returns the report."""
+        (the runs' validation records stay in the run's own results.json); returns the report.
+        """
         return write_report(folder, self.results, config_to_dict(self.config), title)
 
 
@@ -194,7 +209,7 @@ def compare(
     check_output_folder(out, overwrite=overwrite, resume=resume, resume_flag="--resume")
     check_resume(out, resume)
     quiet_lightning()
-    with run_folder(out, overwrite=overwrite, resumable=finished_runs, keep_on_failure=True):
+    with run_folder(out, overwrite=overwrite, resumable=lambda folder: finished_runs(folder) > 0, keep_on_failure=True):
         comparison = run_comparison(config, out, log=log, resume=resume)
     return CompareRun(config, comparison.results, comparison.report, out, comparison.is_global_zero)
 
@@ -213,6 +228,8 @@ def load_model(path: str | Path, *, flag: str = "checkpoint") -> TrainedModel:
         check_finite_weights(trained.model.state_dict(), where)
         return trained
     if is_kg_training_checkpoint(state):
-        raise ValueError(f"{where}: a training checkpoint of `iidfusion kg fit` (for --resume); "
-                         f"the trained model is the run's {CHECKPOINT_NAME}")  # fmt: skip
+        raise ValueError(
+            f"{where}: a training checkpoint of `iidfusion kg fit` (for --resume); "
+            f"the trained model is the run's {CHECKPOINT_NAME}"
+        )
     return trained_fusion_model(FusionModule.from_checkpoint_state(state, where))

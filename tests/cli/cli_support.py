@@ -3,8 +3,23 @@
 from pathlib import Path
 
 # Small, quiet, single-threaded runs (the CPU is shared); every flag is a real option.
-FAST = ["--width", "8", "--hidden", "16", "--batch-size", "32", "--max-epochs", "2", "--threads", "1",
-        "--no-progress-bar", "--accelerator", "cpu", "--max-iter", "20"]
+FAST = [
+    "--width",
+    "8",
+    "--hidden",
+    "16",
+    "--batch-size",
+    "32",
+    "--max-epochs",
+    "2",
+    "--threads",
+    "1",
+    "--no-progress-bar",
+    "--accelerator",
+    "cpu",
+    "--max-iter",
+    "20",
+]
 
 
 def files_under(folder: Path) -> list[str]:

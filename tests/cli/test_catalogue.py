@@ -22,11 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.io
 import torch
 
 from cli_support import FAST
-
 from iidfusion.cli.demo import PINNED_KERNELS
 from iidfusion.cli.main import main
 from iidfusion.tasks.classification.checkpoint import CHECKPOINT_RECORD
@@ -49,16 +47,45 @@ def _fit(data: str = "tiny.npz", *extra: str) -> Callable[[Path], list[str]]:
 
 
 def _compare(*extra: str) -> Callable[[Path], list[str]]:
-    return lambda i: ["compare", "--data", str(i / "tiny.npz"), "--methods", "lf-static", "--seeds", "1", "--out", "{out}",
-                      *FAST, *extra]
+    return lambda i: [
+        "compare",
+        "--data",
+        str(i / "tiny.npz"),
+        "--methods",
+        "lf-static",
+        "--seeds",
+        "1",
+        "--out",
+        "{out}",
+        *FAST,
+        *extra,
+    ]
 
 
-def _kg(command: str, *extra: str, data: str = "kg", placement: tuple[str, ...] = ("--accelerator", "cpu")) -> Callable[[Path], list[str]]:
-    return lambda i: ["kg", command, "--data", str(i / data), "--features", f"img={i / 'kg_img.npy'}", "--rank", "4",
-                      "--max-epochs", "1", *placement, "--out", "{out}", *[e.format(i=i) for e in extra]]
+def _kg(
+    command: str, *extra: str, data: str = "kg", placement: tuple[str, ...] = ("--accelerator", "cpu")
+) -> Callable[[Path], list[str]]:
+    return lambda i: [
+        "kg",
+        command,
+        "--data",
+        str(i / data),
+        "--features",
+        f"img={i / 'kg_img.npy'}",
+        "--rank",
+        "4",
+        "--max-epochs",
+        "1",
+        *placement,
+        "--out",
+        "{out}",
+        *[e.format(i=i) for e in extra],
+    ]
 
 
-def _predict(checkpoint: str = "run/if-static/seed0/checkpoints/best.ckpt", data: str = "tiny.npz") -> Callable[[Path], list[str]]:
+def _predict(
+    checkpoint: str = "run/if-static/seed0/checkpoints/best.ckpt", data: str = "tiny.npz"
+) -> Callable[[Path], list[str]]:
     return lambda i: ["predict", "--checkpoint", str(i / checkpoint), "--data", str(i / data), "--out", "{out}"]
 
 
@@ -86,7 +113,9 @@ def _users_files(*at: str) -> Callable[[Path, Path], None]:
     return setup
 
 
-NOT_OURS = "holds files that are not a run of iidfusion (it has no .iidfusion-run file); nothing in it is replaced or deleted"
+NOT_OURS = (
+    "holds files that are not a run of iidfusion (it has no .iidfusion-run file); nothing in it is replaced or deleted"
+)
 
 
 def _without(module: str) -> Callable[[pytest.MonkeyPatch], None]:
@@ -94,9 +123,24 @@ def _without(module: str) -> Callable[[pytest.MonkeyPatch], None]:
 
 
 def _extract(text_encoder: str, command: str = "extract") -> Callable[[Path], list[str]]:
-    return lambda i: [command, "--data-format", "mmbt", "--root", str(i / "mvsa"), "--text-encoder", str(i / text_encoder),
-                      "--image-encoder", "resnet18", "--image-size", "32", "--max-length", "8",
-                      *(["--device", "cpu"] if command == "extract" else ["--accelerator", "cpu", "--no-progress-bar"]), "--out", "{out}"]
+    return lambda i: [
+        command,
+        "--data-format",
+        "mmbt",
+        "--root",
+        str(i / "mvsa"),
+        "--text-encoder",
+        str(i / text_encoder),
+        "--image-encoder",
+        "resnet18",
+        "--image-size",
+        "32",
+        "--max-length",
+        "8",
+        *(["--device", "cpu"] if command == "extract" else ["--accelerator", "cpu", "--no-progress-bar"]),
+        "--out",
+        "{out}",
+    ]
 
 
 UNWRITABLE = "/proc/iidfusion/out"  # cannot be created, not even by root
@@ -106,173 +150,379 @@ CASES: dict[str, Case] = {
     "fit garbage .mat": Case(_fit("garbage.mat"), "cannot read"),
     "fit NaN in a view": Case(_fit("nan.npz"), "view 'a' has 1 NaN"),
     "fit a single class": Case(_fit("one_class.npz"), "single class"),
-    "fit 1e300 becomes inf in float32": Case(_fit("huge.npz"), "view 'a' of the test split has 1 values beyond float32"),
+    "fit 1e300 becomes inf in float32": Case(
+        _fit("huge.npz"), "view 'a' of the test split has 1 values beyond float32"
+    ),
     "fit a training split of one class": Case(_fit("train_one_class.npz"), "the training split has a single class"),
-    "fit a test class absent from training": Case(_fit("unseen_class.npz"), "class '2' of the test split has no training"),
+    "fit a test class absent from training": Case(
+        _fit("unseen_class.npz"), "class '2' of the test split has no training"
+    ),
     "fit one view": Case(_fit("one_view.npz"), "fusion needs at least two"),
     # fit: options, checked before any data is read
     "fit --lr -1": Case(_fit("tiny.npz", "--lr", "-1"), "--lr (optim.lr) must be finite and > 0, got -1.0"),
     "fit --lam nan": Case(_fit("tiny.npz", "--lam", "nan"), "--lam (loss.lam) must be finite and >= 0, got nan"),
-    "fit beta: .inf in YAML": Case(_fit("tiny.npz", "--config", "{inputs}/beta_inf.yaml"), "--beta (loss.beta) must be finite"),
+    "fit beta: .inf in YAML": Case(
+        _fit("tiny.npz", "--config", "{inputs}/beta_inf.yaml"), "--beta (loss.beta) must be finite"
+    ),
     "fit --seed -1": Case(_fit("tiny.npz", "--seed", "-1"), "--seed (seed) must be in [0, 4294967295], got -1"),
     "fit --dropout 1": Case(_fit("tiny.npz", "--dropout", "1"), "--dropout (model.dropout) must be in [0, 1)"),
-    "fit --variant typo": Case(_fit("tiny.npz", "--variant", "aimm"), "--variant (loss.variant) must be one of paper, vib, margin, literal, ce-only, got 'aimm'"),
-    "fit --max-epochs abc": Case(_fit("tiny.npz", "--max-epochs", "abc"), "config key 'train.max_epochs' must be an int"),
+    "fit --variant typo": Case(
+        _fit("tiny.npz", "--variant", "aimm"),
+        "--variant (loss.variant) must be one of paper, vib, margin, literal, ce-only, got 'aimm'",
+    ),
+    "fit --max-epochs abc": Case(
+        _fit("tiny.npz", "--max-epochs", "abc"), "config key 'train.max_epochs' must be an int"
+    ),
     "fit --precision 13": Case(_fit("tiny.npz", "--precision", "13"), "--precision 13: Precision '13' is invalid"),
-    "fit --num-nodes 0": Case(_fit("tiny.npz", "--num-nodes", "0"), "--num-nodes (train.num_nodes) must be in [1, 4096], got 0"),
+    "fit --num-nodes 0": Case(
+        _fit("tiny.npz", "--num-nodes", "0"), "--num-nodes (train.num_nodes) must be in [1, 4096], got 0"
+    ),
     "fit --devices 1,x": Case(_fit("tiny.npz", "--devices", "1,x"), "--devices must be a count, a comma list"),
     "fit a method group": Case(_fit("tiny.npz", "--method", "main"), "fit trains one method"),
-    "fit unknown flag": Case(_fit("tiny.npz", "--alhpa", "1"), "unrecognized arguments: --alhpa 1 (see iidfusion fit --help)"),
-    "fit YAML with a python tag": Case(_fit("tiny.npz", "--config", "{inputs}/python_tag.yaml"), "cannot read config file"),
-    "fit unknown YAML key": Case(_fit("tiny.npz", "--config", "{inputs}/bad_key.yaml"), "unknown config key 'loss.alpah'"),
+    "fit unknown flag": Case(
+        _fit("tiny.npz", "--alhpa", "1"), "unrecognized arguments: --alhpa 1 (see iidfusion fit --help)"
+    ),
+    "fit YAML with a python tag": Case(
+        _fit("tiny.npz", "--config", "{inputs}/python_tag.yaml"), "cannot read config file"
+    ),
+    "fit unknown YAML key": Case(
+        _fit("tiny.npz", "--config", "{inputs}/bad_key.yaml"), "unknown config key 'loss.alpah'"
+    ),
     # fit: the output folder
     "fit --out is a file": Case(_fit(), "--out out is a file", setup=_a_file_at_out),
-    "fit --out unwritable": Case(lambda i: [*_fit()(i), "--out", UNWRITABLE], f"--out {UNWRITABLE}: cannot write in /proc"),
-    "fit over a previous run": Case(_fit(), "already holds a run; pass --overwrite to replace it or --resume last", setup=_previous_fit),
-    "fit --resume with --overwrite": Case(_fit("tiny.npz", "--resume", "last", "--overwrite"), "give one", setup=_previous_fit),
+    "fit --out unwritable": Case(
+        lambda i: [*_fit()(i), "--out", UNWRITABLE], f"--out {UNWRITABLE}: cannot write in /proc"
+    ),
+    "fit over a previous run": Case(
+        _fit(), "already holds a run; pass --overwrite to replace it or --resume last", setup=_previous_fit
+    ),
+    "fit --resume with --overwrite": Case(
+        _fit("tiny.npz", "--resume", "last", "--overwrite"), "give one", setup=_previous_fit
+    ),
     # fit --resume
     "resume a missing checkpoint": Case(_fit("tiny.npz", "--resume", "last"), "checkpoint not found"),
-    "resume a garbage checkpoint": Case(_fit("tiny.npz", "--resume", "{inputs}/garbage.ckpt"), "garbage.ckpt: not a readable checkpoint"),
-    "resume a truncated checkpoint": Case(_fit("tiny.npz", "--resume", "{inputs}/truncated.ckpt"), "truncated.ckpt: not a readable"),
-    "resume a crafted checkpoint": Case(_fit("tiny.npz", "--resume", "{inputs}/crafted.ckpt"), "crafted.ckpt: not a readable checkpoint"),
-    "resume a foreign checkpoint": Case(_fit("tiny.npz", "--resume", "{inputs}/foreign.ckpt"), "not a checkpoint written by `iidfusion fit`"),
+    "resume a garbage checkpoint": Case(
+        _fit("tiny.npz", "--resume", "{inputs}/garbage.ckpt"), "garbage.ckpt: not a readable checkpoint"
+    ),
+    "resume a truncated checkpoint": Case(
+        _fit("tiny.npz", "--resume", "{inputs}/truncated.ckpt"), "truncated.ckpt: not a readable"
+    ),
+    "resume a crafted checkpoint": Case(
+        _fit("tiny.npz", "--resume", "{inputs}/crafted.ckpt"), "crafted.ckpt: not a readable checkpoint"
+    ),
+    "resume a foreign checkpoint": Case(
+        _fit("tiny.npz", "--resume", "{inputs}/foreign.ckpt"), "not a checkpoint written by `iidfusion fit`"
+    ),
     "resume with other data": Case(_fit("other.npz", "--resume", "last"), "trained on other data", setup=_previous_fit),
-    "resume with another alpha": Case(_fit("tiny.npz", "--resume", "last", "--alpha", "0.7"), "(--alpha 1.0 -> 0.7)",
-                                      setup=_previous_fit),
+    "resume with another alpha": Case(
+        _fit("tiny.npz", "--resume", "last", "--alpha", "0.7"), "(--alpha 1.0 -> 0.7)", setup=_previous_fit
+    ),
     # fit: found while training (the trainer has started its logs: they must go)
-    "fit --eps 1e-9": Case(lambda i: [*_fit()(i), "--method", "iid-p", "--eps", "1e-9"], "--eps (loss.eps): eps=1e-09 is too small"),
+    "fit --eps 1e-9": Case(
+        lambda i: [*_fit()(i), "--method", "iid-p", "--eps", "1e-9"], "--eps (loss.eps): eps=1e-09 is too small"
+    ),
     # security: nothing a user gives runs code, no name from data leaves --out, no input expands without bound
-    "extract a model folder whose config maps custom code": Case(_extract("custom_model"), "config.json maps classes to custom code (auto_map)"),
-    "extract a model folder whose tokenizer maps custom code": Case(_extract("custom_tokenizer"), "tokenizer_config.json maps classes to custom code"),
-    "extract a model folder holding Python files": Case(_extract("python_files"), "holds Python code (modeling_bert.py)"),
-    "extract a model folder of an unknown architecture": Case(_extract("unknown_model"), "cannot load a Hugging Face model from"),
-    "finetune a model folder with custom code": Case(_extract("custom_model", "finetune"), "maps classes to custom code (auto_map)"),
-    "fit YAML alias bomb": Case(_fit("tiny.npz", "--config", "{inputs}/alias_bomb.yaml"), "more than 20000 values once its aliases are expanded"),
-    "fit YAML nested too deep": Case(_fit("tiny.npz", "--config", "{inputs}/deep.yaml"), "nested deeper than 16 levels"),
-    "fit YAML recursive alias": Case(_fit("tiny.npz", "--config", "{inputs}/recursive.yaml"), "an alias inside the value it names"),
+    "extract a model folder whose config maps custom code": Case(
+        _extract("custom_model"), "config.json maps classes to custom code (auto_map)"
+    ),
+    "extract a model folder whose tokenizer maps custom code": Case(
+        _extract("custom_tokenizer"), "tokenizer_config.json maps classes to custom code"
+    ),
+    "extract a model folder holding Python files": Case(
+        _extract("python_files"), "holds Python code (modeling_bert.py)"
+    ),
+    "extract a model folder of an unknown architecture": Case(
+        _extract("unknown_model"), "cannot load a Hugging Face model from"
+    ),
+    "finetune a model folder with custom code": Case(
+        _extract("custom_model", "finetune"), "maps classes to custom code (auto_map)"
+    ),
+    "fit YAML alias bomb": Case(
+        _fit("tiny.npz", "--config", "{inputs}/alias_bomb.yaml"), "more than 20000 values once its aliases are expanded"
+    ),
+    "fit YAML nested too deep": Case(
+        _fit("tiny.npz", "--config", "{inputs}/deep.yaml"), "nested deeper than 16 levels"
+    ),
+    "fit YAML recursive alias": Case(
+        _fit("tiny.npz", "--config", "{inputs}/recursive.yaml"), "an alias inside the value it names"
+    ),
     "fit .npz decompression bomb": Case(_fit("bomb.npz"), "more than 100x); refused as a decompression bomb"),
     "fit .npz whose array header lies": Case(_fit("lying_header.npz"), "declares shape (1000000000000,)"),
     "fit .npz array without an .npy header": Case(_fit("no_header.npz"), "array 'a.npy' has no readable .npy header"),
     "fit .mat decompression bomb": Case(_fit("bomb.mat"), "refused as a decompression bomb"),
     # bounded inputs: sizes refused before anything is allocated, checkpoints checked before they are used
-    "fit --batch-size 10**20": Case(_fit("tiny.npz", "--batch-size", str(10**20)), "config key 'train.batch_size' must be an int within"),
-    "fit --width 100000": Case(_fit("tiny.npz", "--width", "100000"), "--width (model.width) must be in [1, 65536], got 100000"),
-    "fit width: 1.0e+20 in YAML": Case(_fit("tiny.npz", "--config", "{inputs}/huge_width.yaml"), "config key 'model.width' must be an int within"),
-    "compare --seeds 1000000": Case(_compare("--seeds", "1000000"), "--seeds (seeds) must be in [1, 100000], got 1000000"),
-    "extract --batch-size 1e20": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--batch-size", "1e20",
-                                                 "--out", "{out}"], "argument --batch-size: must be an int in [1, 16777216], got '1e20'"),
-    "predict --batch-size 0": Case(lambda i: [*_predict()(i), "--batch-size", "0"], "argument --batch-size: must be an int in [1, "),
-    "predict a checkpoint with NaN weights": Case(_predict("nan_weights.ckpt"), "holds 1 NaN or inf values; the run diverged"),
-    "predict a checkpoint without its scaler": Case(_predict("no_scaler.ckpt"), "lacks the feature scaling of its training data"),
+    "fit --batch-size 10**20": Case(
+        _fit("tiny.npz", "--batch-size", str(10**20)), "config key 'train.batch_size' must be an int within"
+    ),
+    "fit --width 100000": Case(
+        _fit("tiny.npz", "--width", "100000"), "--width (model.width) must be in [1, 65536], got 100000"
+    ),
+    "fit width: 1.0e+20 in YAML": Case(
+        _fit("tiny.npz", "--config", "{inputs}/huge_width.yaml"), "config key 'model.width' must be an int within"
+    ),
+    "compare --seeds 1000000": Case(
+        _compare("--seeds", "1000000"), "--seeds (seeds) must be in [1, 100000], got 1000000"
+    ),
+    "extract --batch-size 1e20": Case(
+        lambda i: [
+            "extract",
+            "--data-format",
+            "rgbd",
+            "--root",
+            str(i / "none"),
+            "--batch-size",
+            "1e20",
+            "--out",
+            "{out}",
+        ],
+        "argument --batch-size: must be an int in [1, 16777216], got '1e20'",
+    ),
+    "predict --batch-size 0": Case(
+        lambda i: [*_predict()(i), "--batch-size", "0"], "argument --batch-size: must be an int in [1, "
+    ),
+    "predict a checkpoint with NaN weights": Case(
+        _predict("nan_weights.ckpt"), "holds 1 NaN or inf values; the run diverged"
+    ),
+    "predict a checkpoint without its scaler": Case(
+        _predict("no_scaler.ckpt"), "lacks the feature scaling of its training data"
+    ),
     "predict a checkpoint with a damaged scaler": Case(_predict("bad_scaler.ckpt"), "its feature scaling is damaged"),
-    "predict a checkpoint recording a huge width": Case(_predict("huge_width.ckpt"), "its recorded configuration is out of range (--width"),
-    "predict a checkpoint recording a huge view": Case(_predict("huge_view.ckpt"), "a model record with view width 1099511627776"),
+    "predict a checkpoint recording a huge width": Case(
+        _predict("huge_width.ckpt"), "its recorded configuration is out of range (--width"
+    ),
+    "predict a checkpoint recording a huge view": Case(
+        _predict("huge_view.ckpt"), "a model record with view width 1099511627776"
+    ),
     # exit codes by cause: the user's files and machine, whichever library finds the problem
-    "kg triples that are not UTF-8": Case(_kg("fit", data="kg_latin1"), "kg_latin1/train:25: not UTF-8 text (byte 0xe9 at offset"),
+    "kg triples that are not UTF-8": Case(
+        _kg("fit", data="kg_latin1"), "kg_latin1/train:25: not UTF-8 text (byte 0xe9 at offset"
+    ),
     "extract HFM files that are not UTF-8": Case(
-        lambda i: ["extract", "--data-format", "hfm", "--root", str(i / "hfm_latin1"), "--text-encoder", "random", "--out", "{out}"],
-        "hfm_latin1/train.txt:2: not UTF-8 text (byte 0xe9"),
-    "extract --device cuda without a GPU": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--device",
-                                                           "cuda", "--out", "{out}"], "--device cuda: torch sees no CUDA device",
-                                                patch=lambda patch: patch.setattr(torch.cuda, "is_available", lambda: False)),
-    "extract --device cudaa": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--device", "cudaa",
-                                              "--out", "{out}"], "--device cudaa: Expected one of cpu, cuda"),
+        lambda i: [
+            "extract",
+            "--data-format",
+            "hfm",
+            "--root",
+            str(i / "hfm_latin1"),
+            "--text-encoder",
+            "random",
+            "--out",
+            "{out}",
+        ],
+        "hfm_latin1/train.txt:2: not UTF-8 text (byte 0xe9",
+    ),
+    "extract --device cuda without a GPU": Case(
+        lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--device", "cuda", "--out", "{out}"],
+        "--device cuda: torch sees no CUDA device",
+        patch=lambda patch: patch.setattr(torch.cuda, "is_available", lambda: False),
+    ),
+    "extract --device cudaa": Case(
+        lambda i: [
+            "extract",
+            "--data-format",
+            "rgbd",
+            "--root",
+            str(i / "none"),
+            "--device",
+            "cudaa",
+            "--out",
+            "{out}",
+        ],
+        "--device cudaa: Expected one of cpu, cuda",
+    ),
     # nothing dropped or guessed silently
     "fit float labels": Case(_fit("float_labels.npz"), "60 labels are not whole numbers (e.g. 0.5)"),
-    "fit complex labels": Case(_fit("complex_labels.npz"), "labels under 'labels' hold complex128 values; class labels are integers or strings"),
-    "fit static weights whose sum overflows": Case(_fit("tiny.npz", "--static-weights", "1e308,1e308,1"),
-                                                   "--static-weights (strategy.static.weights) must be finite, non-negative, with a positive and finite sum"),
-    "compare a noise level that overflows": Case(_compare("--noise", "0,1e308"), "noise levels must be finite and >= 0, at most 1e+06"),
-    "extract a noise level that overflows": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--noise",
-                                                            "1e308", "--out", "{out}"], "--noise levels must be >= 0, at most 1e+06"),
+    "fit complex labels": Case(
+        _fit("complex_labels.npz"), "labels under 'labels' hold complex128 values; class labels are integers or strings"
+    ),
+    "fit static weights whose sum overflows": Case(
+        _fit("tiny.npz", "--static-weights", "1e308,1e308,1"),
+        "--static-weights (strategy.static.weights) must be finite, non-negative, with a positive and finite sum",
+    ),
+    "compare a noise level that overflows": Case(
+        _compare("--noise", "0,1e308"), "noise levels must be finite and >= 0, at most 1e+06"
+    ),
+    "extract a noise level that overflows": Case(
+        lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--noise", "1e308", "--out", "{out}"],
+        "--noise levels must be >= 0, at most 1e+06",
+    ),
     # data loss: a folder of the user's files is never a run, whatever the command and flags
-    "demo over the user's files (its --overwrite is on)": Case(lambda i: ["demo", "--out", "{out}", "--max-epochs", "1"], NOT_OURS,
-                                                                setup=_users_files()),
+    "demo over the user's files (its --overwrite is on)": Case(
+        lambda i: ["demo", "--out", "{out}", "--max-epochs", "1"], NOT_OURS, setup=_users_files()
+    ),
     "compare --overwrite over the user's files": Case(_compare("--overwrite"), NOT_OURS, setup=_users_files()),
     "compare --resume over the user's files": Case(_compare("--resume"), NOT_OURS, setup=_users_files()),
     "compare --resume with --overwrite": Case(_compare("--resume", "--overwrite"), "give one"),
-    "fit --overwrite over the user's files": Case(_fit("tiny.npz", "--overwrite"), NOT_OURS, setup=_users_files("if-static", "seed0")),
-    "compare --resume a finished comparison": Case(_compare("--resume"), "holds a finished comparison, nothing to resume",
-                                                   setup=_previous_results),
-    "compare over a marker that is a link": Case(_compare("--resume"), "out/.iidfusion-run: Too many levels of symbolic links",
-                                                 setup=lambda cwd, i: ((cwd / "out").mkdir(), (cwd / "out" / ".iidfusion-run").symlink_to(i / "tiny.npz"))),
-    "fit into the folder of a comparison": Case(_fit(), "--out out is the folder of one run of iidfusion", setup=_previous_results),
-    "suite --resume over the user's files": Case(lambda i: ["suite", "--datasets", str(i / "tiny.npz"), "--resume", "--out", "{out}"],
-                                                 NOT_OURS, setup=_users_files()),
-    "extract over the user's feature files": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--out", "{out}"],
-                                                  NOT_OURS, setup=_users_files()),
+    "fit --overwrite over the user's files": Case(
+        _fit("tiny.npz", "--overwrite"), NOT_OURS, setup=_users_files("if-static", "seed0")
+    ),
+    "compare --resume a finished comparison": Case(
+        _compare("--resume"), "holds a finished comparison, nothing to resume", setup=_previous_results
+    ),
+    "compare over a marker that is a link": Case(
+        _compare("--resume"),
+        "out/.iidfusion-run: Too many levels of symbolic links",
+        setup=lambda cwd, i: ((cwd / "out").mkdir(), (cwd / "out" / ".iidfusion-run").symlink_to(i / "tiny.npz")),
+    ),
+    "fit into the folder of a comparison": Case(
+        _fit(), "--out out is the folder of one run of iidfusion", setup=_previous_results
+    ),
+    "suite --resume over the user's files": Case(
+        lambda i: ["suite", "--datasets", str(i / "tiny.npz"), "--resume", "--out", "{out}"],
+        NOT_OURS,
+        setup=_users_files(),
+    ),
+    "extract over the user's feature files": Case(
+        lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--out", "{out}"],
+        NOT_OURS,
+        setup=_users_files(),
+    ),
     "finetune --overwrite over the user's files": Case(
-        lambda i: ["finetune", "--data-format", "rgbd", "--root", str(i / "none"), "--overwrite", "--out", "{out}"], NOT_OURS,
-        setup=_users_files()),
+        lambda i: ["finetune", "--data-format", "rgbd", "--root", str(i / "none"), "--overwrite", "--out", "{out}"],
+        NOT_OURS,
+        setup=_users_files(),
+    ),
     "kg fit --overwrite over the user's files": Case(_kg("fit", "--overwrite"), NOT_OURS, setup=_users_files()),
     # compare and demo
     "compare --out is a file": Case(_compare(), "--out out is a file", setup=_a_file_at_out),
-    "compare over previous results": Case(_compare(), "--out out already holds a run; pass --overwrite to replace it or --resume to continue it", setup=_previous_results),
+    "compare over previous results": Case(
+        _compare(),
+        "--out out already holds a run; pass --overwrite to replace it or --resume to continue it",
+        setup=_previous_results,
+    ),
     "compare --jobs 0": Case(_compare("--jobs", "0"), "--jobs (jobs) must be in [1, 4096], got 0"),
     "compare negative noise": Case(_compare("--noise", "0,-5"), "noise levels must be finite and >= 0"),
     "compare unknown method": Case(lambda i: [*_compare()(i), "--methods", "iid-x"], "unknown method 'iid-x'"),
-    "demo --max-epochs 0": Case(lambda i: ["demo", "--max-epochs", "0", "--out", "{out}"], "--max-epochs (train.max_epochs) must be"),
-    "demo --batch-size 0": Case(lambda i: ["demo", "--batch-size", "0", "--out", "{out}"], "--batch-size (train.batch_size)"),
-    "suite --out is a file": Case(lambda i: ["suite", "--datasets", str(i / "tiny.npz"), "--out", "{out}"], "--out out is a file",
-                                  setup=_a_file_at_out),
-    "suite --lr -1": Case(lambda i: ["suite", "--datasets", str(i / "tiny.npz"), "--lr", "-1", "--out", "{out}"], "--lr (optim.lr)"),
+    "demo --max-epochs 0": Case(
+        lambda i: ["demo", "--max-epochs", "0", "--out", "{out}"], "--max-epochs (train.max_epochs) must be"
+    ),
+    "demo --batch-size 0": Case(
+        lambda i: ["demo", "--batch-size", "0", "--out", "{out}"], "--batch-size (train.batch_size)"
+    ),
+    "suite --out is a file": Case(
+        lambda i: ["suite", "--datasets", str(i / "tiny.npz"), "--out", "{out}"],
+        "--out out is a file",
+        setup=_a_file_at_out,
+    ),
+    "suite --lr -1": Case(
+        lambda i: ["suite", "--datasets", str(i / "tiny.npz"), "--lr", "-1", "--out", "{out}"], "--lr (optim.lr)"
+    ),
     # kg
-    "kg --rank 4 --beta 0.1": Case(_kg("fit", "--beta", "0.1"), "objective.iid.d1 = 32 Fourier bins do not fit L_dc's embeddings of width 8 (--rank 4): it must be in [1, 5]"),
-    "kg YAML value of the wrong type": Case(_kg("fit", "--config", "{i}/kg_wrong_type.yaml"), "config key 'train.max_epochs' must be an int, got 'ten'"),
-    "kg YAML eps: .nan": Case(_kg("fit", "--config", "{i}/kg_nan_eps.yaml"), "--eps (objective.iid.eps) must be finite and > 0, got nan"),
-    "kg crafted pickle features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'payload.pkl'}"],
-                                       "payload.pkl: not a pickle of plain arrays (it names posix.system, refused"),
-    "kg garbage .npy features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'garbage.npy'}"], "garbage.npy: not a readable .npy"),
-    "kg .npy features whose header lies": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'lying.npy'}"],
-                                               "lying.npy: not a readable .npy matrix (its header declares shape (1000000000000,)"),
-    "kg object .npy features": Case(lambda i: [*_kg("fit")(i), "--features", f"img={i / 'objects.npy'}"], "objects.npy: not a readable .npy"),
+    "kg --rank 4 --beta 0.1": Case(
+        _kg("fit", "--beta", "0.1"),
+        "objective.iid.d1 = 32 Fourier bins do not fit L_dc's embeddings of width 8 (--rank 4): it must be in [1, 5]",
+    ),
+    "kg YAML value of the wrong type": Case(
+        _kg("fit", "--config", "{i}/kg_wrong_type.yaml"), "config key 'train.max_epochs' must be an int, got 'ten'"
+    ),
+    "kg YAML eps: .nan": Case(
+        _kg("fit", "--config", "{i}/kg_nan_eps.yaml"), "--eps (objective.iid.eps) must be finite and > 0, got nan"
+    ),
+    "kg crafted pickle features": Case(
+        lambda i: [*_kg("fit")(i), "--features", f"img={i / 'payload.pkl'}"],
+        "payload.pkl: not a pickle of plain arrays (it names posix.system, refused",
+    ),
+    "kg garbage .npy features": Case(
+        lambda i: [*_kg("fit")(i), "--features", f"img={i / 'garbage.npy'}"], "garbage.npy: not a readable .npy"
+    ),
+    "kg .npy features whose header lies": Case(
+        lambda i: [*_kg("fit")(i), "--features", f"img={i / 'lying.npy'}"],
+        "lying.npy: not a readable .npy matrix (its header declares shape (1000000000000,)",
+    ),
+    "kg object .npy features": Case(
+        lambda i: [*_kg("fit")(i), "--features", f"img={i / 'objects.npy'}"], "objects.npy: not a readable .npy"
+    ),
     "kg --devices cudaa": Case(_kg("fit", placement=("--devices", "cudaa")), "--devices cudaa"),
     "kg --loggers wandb": Case(_kg("fit", "--loggers", "wandb"), "unknown logger 'wandb'"),
     "kg --strategy bogus (Lightning's)": Case(
-        _kg("fit", "--strategy", "bogus"), "--num-nodes 1 --strategy bogus: You selected an invalid strategy name"),
+        _kg("fit", "--strategy", "bogus"), "--num-nodes 1 --strategy bogus: You selected an invalid strategy name"
+    ),
     "kg --strategy ddp_spawn without checkpoints": Case(
-        _kg("fit", "--strategy", "ddp_spawn", "--devices", "2", "--no-checkpoints"),
-        "needs train.checkpoints"),
+        _kg("fit", "--strategy", "ddp_spawn", "--devices", "2", "--no-checkpoints"), "needs train.checkpoints"
+    ),
     "kg --seed -1": Case(_kg("fit", "--seed", "-1"), "--seed (seed) must be in [0, 4294967295], got -1"),
     "kg --out is a file": Case(_kg("fit"), "--out out is a file", setup=_a_file_at_out),
-    "kg compare over previous results": Case(_kg("compare", "--seeds", "1", "--beta", "0"), "already holds a run", setup=_previous_results),
-    "kg compare section of the wrong type": Case(_kg("compare", "--config", "{i}/kg_bad_compare.yaml"), "config key 'compare.seeds' must be an int, got 'x'"),
+    "kg compare over previous results": Case(
+        _kg("compare", "--seeds", "1", "--beta", "0"), "already holds a run", setup=_previous_results
+    ),
+    "kg compare section of the wrong type": Case(
+        _kg("compare", "--config", "{i}/kg_bad_compare.yaml"), "config key 'compare.seeds' must be an int, got 'x'"
+    ),
     "kg YAML with a python tag": Case(_kg("fit", "--config", "{i}/python_tag.yaml"), "cannot read config file"),
-    "kg YAML that is a list": Case(_kg("fit", "--config", "{i}/kg_list.yaml"), "must hold a mapping of options, got list"),
+    "kg YAML that is a list": Case(
+        _kg("fit", "--config", "{i}/kg_list.yaml"), "must hold a mapping of options, got list"
+    ),
     "kg missing graph": Case(_kg("fit", data="no_graph"), "neither a known knowledge graph"),
     # predict: a checkpoint is read with weights_only, the data must have the model's views
     "predict a missing checkpoint": Case(_predict("missing.ckpt"), "missing.ckpt: checkpoint not found"),
     "predict a crafted checkpoint": Case(_predict("crafted.ckpt"), "crafted.ckpt: not a readable checkpoint"),
     "predict a foreign checkpoint": Case(_predict("foreign.ckpt"), "not a checkpoint of `iidfusion fit`"),
-    "predict data of other views": Case(_predict(data="one_view.npz"), "one_view.npz: view 'a' is not one of the views the scaling was fitted on"),
+    "predict data of other views": Case(
+        _predict(data="one_view.npz"), "one_view.npz: view 'a' is not one of the views the scaling was fitted on"
+    ),
     "predict over an existing file": Case(_predict(), "--out out exists; pass --overwrite", setup=_a_file_at_out),
     # the other commands
     "datasets missing file": Case(lambda i: ["datasets", str(i / "missing.mat")], "no such file: "),
     "datasets garbage .mat": Case(lambda i: ["datasets", str(i / "garbage.mat")], "cannot read"),
-    "plot a binary CSV": Case(lambda i: ["plot", "--runs", str(i / "figure.csv"), "--out", "{out}/f.png"],
-                              "figure.csv is not a text CSV log (byte 0 is not UTF-8)"),
-    "plot no run log": Case(lambda i: ["plot", "--runs", str(i / "missing_run"), "--out", "{out}/f.png"], "no run log in"),
+    "plot a binary CSV": Case(
+        lambda i: ["plot", "--runs", str(i / "figure.csv"), "--out", "{out}/f.png"],
+        "figure.csv is not a text CSV log (byte 0 is not UTF-8)",
+    ),
+    "plot no run log": Case(
+        lambda i: ["plot", "--runs", str(i / "missing_run"), "--out", "{out}/f.png"], "no run log in"
+    ),
     "plot --out .jpg": Case(lambda i: ["plot", "--runs", str(i / "run"), "--out", "{out}/f.jpg"], ".png, .pdf or .svg"),
-    "extract without transformers": Case(lambda i: ["extract", "--data-format", "mmbt", "--root", str(i / "mvsa"), "--out", "{out}"],
-                                         "needs the optional package 'transformers', which is not installed: pip install 'iidfusion[vl]'",
-                                         patch=_without("transformers")),
+    "extract without transformers": Case(
+        lambda i: ["extract", "--data-format", "mmbt", "--root", str(i / "mvsa"), "--out", "{out}"],
+        "needs the optional package 'transformers', which is not installed: pip install 'iidfusion[vl]'",
+        patch=_without("transformers"),
+    ),
     "extract timm:NAME without timm": Case(
-        lambda i: ["extract", "--data-format", "mmbt", "--root", str(i / "mvsa"), "--image-encoder", "timm:resnet18", "--out", "{out}"],
-        "needs the optional package 'timm', which is not installed: pip install 'iidfusion[vision]'", patch=_without("timm")),
-    "extract --out is a file": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--out", "{out}"],
-                                    "--out out is a file", setup=_a_file_at_out),
-    "plot --out inside a file": Case(lambda i: ["plot", "--runs", str(i / "run"), "--out", "{out}/f.png"],
-                                     "the folder out of --out out/f.png is a file; it must be a folder", setup=_a_file_at_out),
-    "extract a missing data folder": Case(lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--out", "{out}"],
-                                          "RGB-D split folder not found"),
-    "finetune --out is a file": Case(lambda i: ["finetune", "--data-format", "rgbd", "--root", str(i / "none"), "--out", "{out}"],
-                                     "--out out is a file", setup=_a_file_at_out),
-    "sweep --out is a file": Case(lambda i: ["sweep", "--data", str(i / "tiny.npz"), "--out", "{out}"], "--out out is a file",
-                                  setup=_a_file_at_out),
-    "sweep --trials with a grid": Case(lambda i: ["sweep", "--data", str(i / "tiny.npz"), "--trials", "3", "--out", "{out}"],
-                                       "--trials applies to --search optuna only"),
-    "bench --out is a file": Case(lambda i: ["bench", "wasserstein", "--quick", "--out", "{out}"], "--out out is a file",
-                                  setup=_a_file_at_out),
+        lambda i: [
+            "extract",
+            "--data-format",
+            "mmbt",
+            "--root",
+            str(i / "mvsa"),
+            "--image-encoder",
+            "timm:resnet18",
+            "--out",
+            "{out}",
+        ],
+        "needs the optional package 'timm', which is not installed: pip install 'iidfusion[vision]'",
+        patch=_without("timm"),
+    ),
+    "extract --out is a file": Case(
+        lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--out", "{out}"],
+        "--out out is a file",
+        setup=_a_file_at_out,
+    ),
+    "plot --out inside a file": Case(
+        lambda i: ["plot", "--runs", str(i / "run"), "--out", "{out}/f.png"],
+        "the folder out of --out out/f.png is a file; it must be a folder",
+        setup=_a_file_at_out,
+    ),
+    "extract a missing data folder": Case(
+        lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--out", "{out}"],
+        "RGB-D split folder not found",
+    ),
+    "finetune --out is a file": Case(
+        lambda i: ["finetune", "--data-format", "rgbd", "--root", str(i / "none"), "--out", "{out}"],
+        "--out out is a file",
+        setup=_a_file_at_out,
+    ),
+    "sweep --out is a file": Case(
+        lambda i: ["sweep", "--data", str(i / "tiny.npz"), "--out", "{out}"],
+        "--out out is a file",
+        setup=_a_file_at_out,
+    ),
+    "sweep --trials with a grid": Case(
+        lambda i: ["sweep", "--data", str(i / "tiny.npz"), "--trials", "3", "--out", "{out}"],
+        "--trials applies to --search optuna only",
+    ),
+    "bench --out is a file": Case(
+        lambda i: ["bench", "wasserstein", "--quick", "--out", "{out}"], "--out out is a file", setup=_a_file_at_out
+    ),
 }
 
 
@@ -301,21 +551,79 @@ def inputs(tmp_path_factory, tiny_npz, shell_payload) -> Path:
     _npz(folder / "complex_labels.npz", a=a, b=b, labels=labels + 1j)
     huge = a[40:].copy()
     huge[1, 2] = 1e300
-    _npz(folder / "huge.npz", a_train=a[:40], b_train=b[:40], labels_train=labels[:40], a_test=huge, b_test=b[40:],
-         labels_test=labels[40:])
-    _npz(folder / "train_one_class.npz", a_train=a[:40], b_train=b[:40], labels_train=np.zeros(40), a_test=a[40:],
-         b_test=b[40:], labels_test=labels[40:])
-    _npz(folder / "unseen_class.npz", a_train=a[:40], b_train=b[:40], labels_train=labels[:40] % 2, a_test=a[40:],
-         b_test=b[40:], labels_test=labels[40:])
+    _npz(
+        folder / "huge.npz",
+        a_train=a[:40],
+        b_train=b[:40],
+        labels_train=labels[:40],
+        a_test=huge,
+        b_test=b[40:],
+        labels_test=labels[40:],
+    )
+    _npz(
+        folder / "train_one_class.npz",
+        a_train=a[:40],
+        b_train=b[:40],
+        labels_train=np.zeros(40),
+        a_test=a[40:],
+        b_test=b[40:],
+        labels_test=labels[40:],
+    )
+    _npz(
+        folder / "unseen_class.npz",
+        a_train=a[:40],
+        b_train=b[:40],
+        labels_train=labels[:40] % 2,
+        a_test=a[40:],
+        b_test=b[40:],
+        labels_test=labels[40:],
+    )
     (folder / "beta_inf.yaml").write_text("loss:\n  beta: .inf\n")
     (folder / "python_tag.yaml").write_text(f"loss: !!python/object/apply:os.system ['touch {marker}']\n")
     (folder / "bad_key.yaml").write_text("loss:\n  alpah: 1\n")
     # a real comparison, with nothing in it but its results
-    assert main(["compare", "--data", str(tiny_npz), "--methods", "lf-static", "--seeds", "1", "--out", str(folder / "compared"),
-                 *FAST, "--max-epochs", "1", "--no-checkpoints", "--loggers", ""]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--data",
+                str(tiny_npz),
+                "--methods",
+                "lf-static",
+                "--seeds",
+                "1",
+                "--out",
+                str(folder / "compared"),
+                *FAST,
+                "--max-epochs",
+                "1",
+                "--no-checkpoints",
+                "--loggers",
+                "",
+            ]
+        )
+        == 0
+    )
     # a real run (one epoch) to resume from, and checkpoints made from it
-    assert main(["fit", "--data", str(tiny_npz), "--method", "if-static", "--out", str(folder / "run"), *FAST,
-                 "--max-epochs", "1", "--loggers", "csv"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--data",
+                str(tiny_npz),
+                "--method",
+                "if-static",
+                "--out",
+                str(folder / "run"),
+                *FAST,
+                "--max-epochs",
+                "1",
+                "--loggers",
+                "csv",
+            ]
+        )
+        == 0
+    )
     last = folder / "run" / "if-static" / "seed0" / "checkpoints" / "last.ckpt"
     (folder / "garbage.ckpt").write_bytes(b"\x00garbage" * 50)
     _damaged_checkpoints(folder, folder / "run" / "if-static" / "seed0" / "checkpoints" / "best.ckpt")
@@ -355,6 +663,7 @@ def inputs(tmp_path_factory, tiny_npz, shell_payload) -> Path:
 
 def _damaged_checkpoints(folder: Path, best: Path) -> None:
     """Checkpoints of a real run, each changed in one way that must be refused."""
+
     def changed(name: str, change: Callable[[dict], None]) -> None:
         state = torch.load(best, weights_only=True)
         change(state)
@@ -373,11 +682,23 @@ def _damaged_checkpoints(folder: Path, best: Path) -> None:
 def _model_folders(folder: Path, marker: Path) -> None:
     """Hugging Face model folders that would run code (each .py touches ``marker`` when imported)."""
     payload = f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
-    bert = {"model_type": "bert", "vocab_size": 30, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 1,
-            "intermediate_size": 8}
+    bert = {
+        "model_type": "bert",
+        "vocab_size": 30,
+        "hidden_size": 8,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 1,
+        "intermediate_size": 8,
+    }
     folders = {
-        "custom_model": ({**bert, "model_type": "iidx", "auto_map": {"AutoConfig": "configuration_iidx.IIDXConfig",
-                                                                    "AutoModel": "modeling_iidx.IIDXModel"}}, None),
+        "custom_model": (
+            {
+                **bert,
+                "model_type": "iidx",
+                "auto_map": {"AutoConfig": "configuration_iidx.IIDXConfig", "AutoModel": "modeling_iidx.IIDXModel"},
+            },
+            None,
+        ),
         "custom_tokenizer": (bert, {"auto_map": {"AutoTokenizer": ["tokenization_iidx.IIDXTokenizer", None]}}),
         "python_files": (bert, None),
         "unknown_model": ({**bert, "model_type": "no-such-architecture"}, None),
@@ -387,15 +708,21 @@ def _model_folders(folder: Path, marker: Path) -> None:
         (folder / name / "config.json").write_text(json.dumps(config))
         if tokenizer is not None:
             (folder / name / "tokenizer_config.json").write_text(json.dumps(tokenizer))
-    for name, module in (("custom_model", "configuration_iidx"), ("custom_model", "modeling_iidx"),
-                         ("custom_tokenizer", "tokenization_iidx"), ("python_files", "modeling_bert")):
+    for name, module in (
+        ("custom_model", "configuration_iidx"),
+        ("custom_model", "modeling_iidx"),
+        ("custom_tokenizer", "tokenization_iidx"),
+        ("python_files", "modeling_bert"),
+    ):
         (folder / name / f"{module}.py").write_text(payload)
 
 
 def _bombs(folder: Path) -> None:
     """Data files that expand 1000-fold (70 MB of zeros), and one whose array header lies about its size."""
-    (folder / "alias_bomb.yaml").write_text("a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * 9)}]\n" for k in range(1, 9)))
+    (folder / "alias_bomb.yaml").write_text(
+        "a0: &a0 [x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * 9)}]\n" for k in range(1, 9))
+    )
     (folder / "deep.yaml").write_text("loss: " + "[" * 40 + "]" * 40 + "\n")
     (folder / "recursive.yaml").write_text("loss: &a {alpha: *a}\n")
     zeros = bytes(2**20)

@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 from cli_support import files_under
-
 from iidfusion.cli.demo import DEMO_CONFIG, PINNED_KERNELS
 from iidfusion.cli.main import main
 from iidfusion.engine.outputs import MARKER
@@ -34,7 +33,19 @@ def test_demo_runs_shrunk_on_handwritten(tmp_path, capsys, monkeypatch):
         monkeypatch.setenv(name, "unset")
         monkeypatch.delenv(name)
     out = tmp_path / "demo"
-    args = ["demo", "--methods", "lf-static,iid-l", "--seeds", "1", "--max-epochs", "1", "--jobs", "1", "--out", str(out)]
+    args = [
+        "demo",
+        "--methods",
+        "lf-static,iid-l",
+        "--seeds",
+        "1",
+        "--max-epochs",
+        "1",
+        "--jobs",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "# handwritten: 2 methods x 1 seeds" in printed and "| lf-static |" in printed and "| iid-l |" in printed
@@ -49,6 +60,7 @@ def test_demo_runs_shrunk_on_handwritten(tmp_path, capsys, monkeypatch):
 def test_the_pinned_kernels_take_effect_in_a_fresh_process():
     """What the demo's worker processes see: ATen's default (non-vectorised) kernels."""
     code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
-    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, **PINNED_KERNELS}, capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **PINNED_KERNELS}, capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "DEFAULT"

@@ -8,7 +8,6 @@ import pytest
 import scipy.io
 
 from cli_support import FAST, fail_the_fit, files_under
-
 from iidfusion.cli.main import CommandError, main
 from iidfusion.tasks.classification.report import RESULT_FILES
 
@@ -49,17 +48,41 @@ def _bad_inputs(folder):
         "unknown config key": (["--config", str(folder / "bad_key.yaml")], "unknown config key 'loss.alpah'"),
         "unknown top-level key": (["--config", str(folder / "bad_top_key.yaml")], "unknown config key 'epochs'"),
         "missing config": (["--config", str(folder / "none.yaml")], "config file not found"),
-        "unknown strategy option": (["--config", str(folder / "bad_strategy_key.yaml")], "unknown config key 'strategy.pdf.hidden'"),
-        "strategy option out of range": (["--qmf-lam-rank", "-1"], "--qmf-lam-rank (strategy.qmf.lam_rank) must be finite and >= 0, got -1.0"),
+        "unknown strategy option": (
+            ["--config", str(folder / "bad_strategy_key.yaml")],
+            "unknown config key 'strategy.pdf.hidden'",
+        ),
+        "strategy option out of range": (
+            ["--qmf-lam-rank", "-1"],
+            "--qmf-lam-rank (strategy.qmf.lam_rank) must be finite and >= 0, got -1.0",
+        ),
         "negative noise": (["--noise", "0,-5"], "noise levels must be finite and >= 0"),
         "unknown noise view": (["--noise-view", "zzz"], "noise view 'zzz' is not a view"),
         "unknown logger": (["--loggers", "wandb"], "unknown logger 'wandb'"),
     }
 
 
-CASES = ["missing file", "unreadable file", "no views", "no labels", "mismatched views", "nan", "inf", "single class",
-         "single view", "unknown data name", "unknown method", "unknown config key", "unknown top-level key",
-         "missing config", "unknown strategy option", "strategy option out of range", "negative noise", "unknown noise view", "unknown logger"]
+CASES = [
+    "missing file",
+    "unreadable file",
+    "no views",
+    "no labels",
+    "mismatched views",
+    "nan",
+    "inf",
+    "single class",
+    "single view",
+    "unknown data name",
+    "unknown method",
+    "unknown config key",
+    "unknown top-level key",
+    "missing config",
+    "unknown strategy option",
+    "strategy option out of range",
+    "negative noise",
+    "unknown noise view",
+    "unknown logger",
+]
 
 
 @pytest.fixture(scope="module")
@@ -90,15 +113,31 @@ def test_fit_refuses_a_method_group(tmp_path, capsys):
     assert "fit trains one method" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("failure", "code", "said"), [(CommandError, 2, "error: "), (RuntimeError, 1, "internal error: RuntimeError: ")])
-def test_a_failing_comparison_keeps_its_finished_runs_and_resumes(tiny_npz, tmp_path, monkeypatch, capsys, failure, code, said):
+@pytest.mark.parametrize(
+    ("failure", "code", "said"), [(CommandError, 2, "error: "), (RuntimeError, 1, "internal error: RuntimeError: ")]
+)
+def test_a_failing_comparison_keeps_its_finished_runs_and_resumes(
+    tiny_npz, tmp_path, monkeypatch, capsys, failure, code, said
+):
     """A failure after some runs finished (here: the third fit) writes no results.csv/json/md/png
     and keeps the two finished runs: `--resume` trains only the other two. Bad input found late
     is exit 2, a bug (any other exception) exit 1."""
     calls = fail_the_fit(monkeypatch, 3, failure("simulated failure in the third run"))
     out = tmp_path / "cmp"
-    args = ["compare", "--data", str(tiny_npz), "--methods", "lf-static,if-static", "--seeds", "2", "--out", str(out),
-            "--loggers", "csv", *FAST]
+    args = [
+        "compare",
+        "--data",
+        str(tiny_npz),
+        "--methods",
+        "lf-static,if-static",
+        "--seeds",
+        "2",
+        "--out",
+        str(out),
+        "--loggers",
+        "csv",
+        *FAST,
+    ]
     assert main(args) == code
     lines = capsys.readouterr().err.splitlines()  # the progress of the two finished fits, then the error
     assert [line for line in lines if line.startswith("iidfusion")] == lines[-1:]
@@ -112,17 +151,32 @@ def test_a_failing_comparison_keeps_its_finished_runs_and_resumes(tiny_npz, tmp_
     err = capsys.readouterr().err
     assert "compare: 2 of 4 runs already done, 2 to train" in err and "[2/2] if-static seed 1" in err
     results = json.loads((out / "results.json").read_text())["results"]
-    assert sorted({(r["method"], r["seed"]) for r in results}) == [(m, s) for m in ("if-static", "lf-static") for s in (0, 1)]
+    assert sorted({(r["method"], r["seed"]) for r in results}) == [
+        (m, s) for m in ("if-static", "lf-static") for s in (0, 1)
+    ]
     assert not (out / "cache").exists() and (out / "runs" / "lf-static" / "seed1" / "csv").is_dir()
 
 
 def test_an_interrupted_comparison_keeps_its_finished_runs(tiny_npz, tmp_path, monkeypatch, capsys):
     fail_the_fit(monkeypatch, 2, KeyboardInterrupt())
     out = tmp_path / "cmp"
-    args = ["compare", "--data", str(tiny_npz), "--methods", "lf-static,if-static", "--seeds", "1", "--out", str(out), *FAST]
+    args = [
+        "compare",
+        "--data",
+        str(tiny_npz),
+        "--methods",
+        "lf-static,if-static",
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+        *FAST,
+    ]
     assert main(args) == 130
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"iidfusion compare: interrupted; 1 finished runs are kept in {out}: continue with the same command and --resume")
+        f"iidfusion compare: interrupted; 1 finished runs are kept in {out}: continue with the same command and "
+        "--resume"
+    )
     monkeypatch.undo()
     assert main([*args, "--resume"]) == 0 and (out / "results.md").is_file()
 
@@ -135,8 +189,21 @@ def test_a_warning_is_one_line_naming_the_command(tmp_path):
     import sys
 
     data = Path(__file__).resolve().parents[1] / "fixtures" / "multiview" / "concatenated_features_by_samples.mat"
-    argv = ["fit", "--data", str(data), "--method", "lf-static", "--out", str(tmp_path / "a"),
-            "--no-checkpoints", "--loggers", "", *FAST]
+    argv = [
+        "fit",
+        "--data",
+        str(data),
+        "--method",
+        "lf-static",
+        "--out",
+        str(tmp_path / "a"),
+        "--no-checkpoints",
+        "--loggers",
+        "",
+        *FAST,
+    ]
     run = subprocess.run([sys.executable, "-m", "iidfusion", *argv], capture_output=True, text=True, check=True)
     said = [line for line in run.stderr.splitlines() if "warning" in line]
-    assert said == [f"iidfusion fit: warning: {data}: ignored 'X_all' (30, 12): the concatenation of the other views"], run.stderr
+    assert said == [
+        f"iidfusion fit: warning: {data}: ignored 'X_all' (30, 12): the concatenation of the other views"
+    ], run.stderr

@@ -1,13 +1,25 @@
 import json
 
 from cli_support import FAST
-
 from iidfusion.cli.main import main
 from iidfusion.engine.outputs import MARKER
 
 
 def test_fit_prints_saves_and_resumes(tiny_npz, tmp_path, capsys):
-    args = ["fit", "--data", str(tiny_npz), "--method", "iid-p", "--seed", "1", "--out", str(tmp_path), "--noise", "0,10", *FAST]
+    args = [
+        "fit",
+        "--data",
+        str(tiny_npz),
+        "--method",
+        "iid-p",
+        "--seed",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--noise",
+        "0,10",
+        *FAST,
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "iid-p on tiny, seed 1: 2 epochs" in out and "| 10 |" in out
@@ -27,4 +39,8 @@ def test_fit_from_config_file(tiny_npz, tmp_path, capsys):
     config.write_text(f"data: {tiny_npz}\nmethod: lf-static\nseed: 2\ntrain:\n  loggers: []\n  checkpoints: false\n")
     assert main(["fit", "--config", str(config), "--out", str(tmp_path / "o"), *FAST]) == 0
     assert "lf-static on tiny, seed 2" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "o" / "lf-static" / "seed2").iterdir()) == [MARKER, "config.yaml", "metrics.json"]
+    assert sorted(p.name for p in (tmp_path / "o" / "lf-static" / "seed2").iterdir()) == [
+        MARKER,
+        "config.yaml",
+        "metrics.json",
+    ]

@@ -27,12 +27,16 @@ def write_features(kg_folder: Path, tmp_path: Path) -> tuple[Path, Path]:
 def small_config(tmp_path: Path) -> Path:
     path = tmp_path / "small.yaml"
     config = {
-        "model": {"rank": 4, "init_scale": 0.1, "modality_weights": {"img": 0.1, "ling": 0.3},
-                  "projection": {"cost_scale": 1.0, "plan_entities": 2, "refresh_every": 4}},
+        "model": {
+            "rank": 4,
+            "init_scale": 0.1,
+            "modality_weights": {"img": 0.1, "ling": 0.3},
+            "projection": {"cost_scale": 1.0, "plan_entities": 2, "refresh_every": 4},
+        },
         "objective": {"n3_weight": 1e-3, "iid": {"d1": 4, "d2": 8, "coherence_points": 16}},
         "train": {"batch_size": 32, "learning_rate": 0.3, "eval_every": 2, "num_threads": 1},
         "compare": {"seeds": 2, "alpha": 0.1, "beta": 0.1},
-    }  # fmt: skip
+    }
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
 
@@ -41,10 +45,28 @@ def test_fit_on_fixture_files(tiny_kg_folder, tmp_path, capsys):
     img, ling = write_features(tiny_kg_folder, tmp_path)
     out = tmp_path / "run"
     code = main(
-        ["kg", "fit", "--config", str(small_config(tmp_path)), "--data", str(tiny_kg_folder),
-         "--features", f"img={img}", f"ling={ling}", "--alpha", "0.1", "--beta", "0.1", "--seed", "1",
-         "--max-epochs", "2", "--out", str(out)]
-    )  # fmt: skip
+        [
+            "kg",
+            "fit",
+            "--config",
+            str(small_config(tmp_path)),
+            "--data",
+            str(tiny_kg_folder),
+            "--features",
+            f"img={img}",
+            f"ling={ling}",
+            "--alpha",
+            "0.1",
+            "--beta",
+            "0.1",
+            "--seed",
+            "1",
+            "--max-epochs",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     captured = capsys.readouterr()
     assert "test (pessimistic ties): mrr" in captured.out
@@ -64,11 +86,34 @@ def test_a_kg_checkpoint_gives_back_the_tested_model(tiny_kg_folder, tmp_path, c
 
     img, ling = write_features(tiny_kg_folder, tmp_path)
     out = tmp_path / "run"
-    assert main(["kg", "fit", "--config", str(small_config(tmp_path)), "--data", str(tiny_kg_folder), "--features",
-                 f"img={img}", f"ling={ling}", "--alpha", "0.1", "--max-epochs", "2", "--out", str(out), "--no-progress-bar"]) == 0
+    assert (
+        main(
+            [
+                "kg",
+                "fit",
+                "--config",
+                str(small_config(tmp_path)),
+                "--data",
+                str(tiny_kg_folder),
+                "--features",
+                f"img={img}",
+                f"ling={ling}",
+                "--alpha",
+                "0.1",
+                "--max-epochs",
+                "2",
+                "--out",
+                str(out),
+                "--no-progress-bar",
+            ]
+        )
+        == 0
+    )
     assert "kg seed" not in capsys.readouterr().err  # --no-progress-bar
     trained = iidfusion.load_model(out / "model.ckpt")
-    assert trained.method == "kg" and trained.inputs == {"img": 6, "ling": 4} and trained.config.objective.iid.alpha == 0.1
+    assert (
+        trained.method == "kg" and trained.inputs == {"img": 6, "ling": 4} and trained.config.objective.iid.alpha == 0.1
+    )
     kg = load_triples_folder(tiny_kg_folder)
     assert trained.output_names == kg.entities
     test = evaluate_link_prediction(trained.model.scorer(), kg, "test", tie_policy=trained.config.train.tie_policy)
@@ -77,11 +122,17 @@ def test_a_kg_checkpoint_gives_back_the_tested_model(tiny_kg_folder, tmp_path, c
     import torch
 
     state = torch.load(out / "model.ckpt", weights_only=True)
-    for change, said in ((lambda s: s["feature_widths"].update(img=2**40), "feature widths"),
-                         (lambda s: s["config"]["model"].update(rank=2**40), "recorded configuration is out of range"),
-                         (lambda s: next(iter(s["state_dict"].values())).view(-1)[0].fill_(float("nan")), "NaN or inf")):
-        damaged = {**state, "feature_widths": dict(state["feature_widths"]), "config": json.loads(json.dumps(state["config"])),
-                   "state_dict": {k: v.clone() for k, v in state["state_dict"].items()}}
+    for change, said in (
+        (lambda s: s["feature_widths"].update(img=2**40), "feature widths"),
+        (lambda s: s["config"]["model"].update(rank=2**40), "recorded configuration is out of range"),
+        (lambda s: next(iter(s["state_dict"].values())).view(-1)[0].fill_(float("nan")), "NaN or inf"),
+    ):
+        damaged = {
+            **state,
+            "feature_widths": dict(state["feature_widths"]),
+            "config": json.loads(json.dumps(state["config"])),
+            "state_dict": {k: v.clone() for k, v in state["state_dict"].items()},
+        }
         change(damaged)
         torch.save(damaged, tmp_path / "damaged.ckpt")
         with pytest.raises(ValueError, match=said):
@@ -92,14 +143,32 @@ def test_compare_writes_table(tiny_kg_folder, tmp_path, capsys):
     img, ling = write_features(tiny_kg_folder, tmp_path)
     out = tmp_path / "cmp"
     code = main(
-        ["kg", "compare", "--config", str(small_config(tmp_path)), "--data", str(tiny_kg_folder),
-         "--features", f"img={img}", f"ling={ling}", "--max-epochs", "2", "--out", str(out)]
-    )  # fmt: skip
+        [
+            "kg",
+            "compare",
+            "--config",
+            str(small_config(tmp_path)),
+            "--data",
+            str(tiny_kg_folder),
+            "--features",
+            f"img={img}",
+            f"ling={ling}",
+            "--max-epochs",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "| baseline | 0 | 0 |" in printed and "| iid | 0.1 | 0.1 |" in printed
     payload = json.loads((out / "results.json").read_text())
-    assert [(r["arm"], r["seed"]) for r in payload["runs"]] == [("baseline", 0), ("iid", 0), ("baseline", 1), ("iid", 1)]
+    assert [(r["arm"], r["seed"]) for r in payload["runs"]] == [
+        ("baseline", 0),
+        ("iid", 0),
+        ("baseline", 1),
+        ("iid", 1),
+    ]
     assert {t["metric"] for t in payload["paired_tests"]} == {"mrr", "hits@1", "hits@3", "hits@10"}
     assert (out / "results.csv").read_text().startswith("arm,seed,alpha,beta")
     assert all(t["p_holm"] is None or t["p_holm"] >= t["p_value"] for t in payload["paired_tests"])
@@ -130,7 +199,18 @@ def test_feature_width_mismatch_is_reported(tiny_kg_folder, tmp_path, capsys):
     entities = load_triples_folder(tiny_kg_folder).entities
     vectors = {e: np.zeros(4) for e in entities} | {entities[3]: np.zeros(5)}
     (tmp_path / "bad.pkl").write_bytes(pickle.dumps(vectors))
-    code = main(["kg", "fit", "--data", str(tiny_kg_folder), "--features", f"ling={tmp_path / 'bad.pkl'}", "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "kg",
+            "fit",
+            "--data",
+            str(tiny_kg_folder),
+            "--features",
+            f"ling={tmp_path / 'bad.pkl'}",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 2
     assert f"entity {entities[3]!r} has a feature vector of width 5" in capsys.readouterr().err
 
@@ -143,12 +223,29 @@ def test_compare_takes_the_modalities_of_a_wn9img_folder(tmp_path, capsys):
     (tmp_path / "text.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "cmp"
     code = main(
-        ["kg", "compare", "--config", str(tmp_path / "text.yaml"), "--data", str(REPO / "tests" / "fixtures" / "wn9img_layout"),
-         "--vocabulary", "all", "--max-epochs", "2", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
-    )  # fmt: skip
+        [
+            "kg",
+            "compare",
+            "--config",
+            str(tmp_path / "text.yaml"),
+            "--data",
+            str(REPO / "tests" / "fixtures" / "wn9img_layout"),
+            "--vocabulary",
+            "all",
+            "--max-epochs",
+            "2",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
-    assert "modalities: structure, text (text_features.npy@entity2id.txt), description (minilm:descriptions.tsv)" in printed
+    assert (
+        "modalities: structure, text (text_features.npy@entity2id.txt), description (minilm:descriptions.tsv)"
+        in printed
+    )
     assert "| baseline | 0 | 0 |" in printed and "| iid | 0.1 | 0.1 |" in printed
     config = json.loads((out / "results.json").read_text())["config"]
     assert config["features"] == {"text": "text_features.npy@entity2id.txt", "description": "minilm:descriptions.tsv"}
@@ -159,9 +256,20 @@ def test_shipped_configs_load():
     from iidfusion.tasks.kg.config import load_experiment_config
 
     configs = {p.stem: load_experiment_config(p) for p in sorted((REPO / "configs" / "kg").glob("*.yaml"))}
-    assert set(configs) == {"umls", "umls_mmkrl", "wn9img", "wn9img_text", "wn9img_text_cpu", "wn9img_text_mmkrl_cpu", "fbimg"}
+    assert set(configs) == {
+        "umls",
+        "umls_mmkrl",
+        "wn9img",
+        "wn9img_text",
+        "wn9img_text_cpu",
+        "wn9img_text_mmkrl_cpu",
+        "fbimg",
+    }
     assert configs["umls_mmkrl"].model.name == configs["wn9img_text_mmkrl_cpu"].model.name == "mmkrl"
-    assert configs["wn9img_text"].features == {"text": "text_features.npy@entity2id.txt", "description": "minilm:descriptions.tsv"}
+    assert configs["wn9img_text"].features == {
+        "text": "text_features.npy@entity2id.txt",
+        "description": "minilm:descriptions.tsv",
+    }
     assert configs["wn9img"].model.modality_weights == {"img": 0.1, "ling": 0.8}
     assert configs["fbimg"].model.modality_weights == {"img": 0.1, "ling": 0.7}
     assert configs["fbimg"].train.batch_size == 5000 and configs["wn9img"].train.batch_size == 2000
@@ -182,9 +290,21 @@ def test_wn9img_config_on_real_triples_with_fixture_features(wn9img_folder, tmp_
     monkeypatch.setenv("IIDFUSION_DATA", str(tmp_path))
     out = tmp_path / "run"
     code = main(
-        ["kg", "fit", "--config", str(REPO / "configs" / "kg" / "wn9img.yaml"), "--rank", "4", "--max-epochs", "2",
-         "--accelerator", "cpu", "--out", str(out)]
-    )  # fmt: skip
+        [
+            "kg",
+            "fit",
+            "--config",
+            str(REPO / "configs" / "kg" / "wn9img.yaml"),
+            "--rank",
+            "4",
+            "--max-epochs",
+            "2",
+            "--accelerator",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     assert f"wn9img: {len(entities):,} entities" in capsys.readouterr().out
     assert json.loads((out / "metrics.json").read_text())["test"]["mrr"] > 0
@@ -208,9 +328,27 @@ def test_compare_runs_the_mmkrl_model(tiny_kg_folder, tmp_path, capsys):
     img, ling = write_features(tiny_kg_folder, tmp_path)
     out = tmp_path / "cmp"
     code = main(
-        ["kg", "compare", "--config", str(small_config(tmp_path)), "--model", "mmkrl", "--data", str(tiny_kg_folder),
-         "--features", f"img={img}", f"ling={ling}", "--max-epochs", "2", "--seeds", "1", "--out", str(out), "--no-progress-bar"]
-    )  # fmt: skip
+        [
+            "kg",
+            "compare",
+            "--config",
+            str(small_config(tmp_path)),
+            "--model",
+            "mmkrl",
+            "--data",
+            str(tiny_kg_folder),
+            "--features",
+            f"img={img}",
+            f"ling={ling}",
+            "--max-epochs",
+            "2",
+            "--seeds",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress-bar",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "MMKRL-style baseline vs IID" in printed and "| iid | 0.1 | 0.1 |" in printed

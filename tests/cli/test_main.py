@@ -16,8 +16,21 @@ def test_help_lists_the_subcommands(capsys):
     ("command", "expected"),
     [
         ("fit", ["--method METHOD", "(default: iid-p)", "--resume CKPT", "--alpha ALPHA", "(default: 0.1)"]),
-        ("compare", ["--methods METHODS", "(default: main)", "--seeds SEEDS", "(default: 5)", "--noise NOISE",
-                     "(default: 0,5,10)", "--max-epochs MAX_EPOCHS", "--out OUT", "--config FILE", "--data DATA"]),
+        (
+            "compare",
+            [
+                "--methods METHODS",
+                "(default: main)",
+                "--seeds SEEDS",
+                "(default: 5)",
+                "--noise NOISE",
+                "(default: 0,5,10)",
+                "--max-epochs MAX_EPOCHS",
+                "--out OUT",
+                "--config FILE",
+                "--data DATA",
+            ],
+        ),
         ("demo", ["(default: 15)", "(default: runs/demo)", "--jobs JOBS", "(default: 2)"]),
         ("datasets", ["NAME_OR_PATH"]),
     ],

@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 import yaml
-from cli_support import FAST
 
 import iidfusion
+from cli_support import FAST
 from iidfusion.cli.main import main
 from iidfusion.tasks.classification.config import LossConfig, config_from_dict
 from iidfusion.tasks.classification.module import FusionModule
@@ -18,16 +18,47 @@ from iidfusion.tasks.classification.module import FusionModule
 def run(tiny_npz, tmp_path_factory):
     """A fit of a method with per-sample fusion weights (QMF) with seed 1 (its own split)."""
     out = tmp_path_factory.mktemp("fit")
-    assert main(["fit", "--data", str(tiny_npz), "--method", "iid-q", "--seed", "1", "--out", str(out), *FAST,
-                 "--max-epochs", "3", "--loggers", ""]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--data",
+                str(tiny_npz),
+                "--method",
+                "iid-q",
+                "--seed",
+                "1",
+                "--out",
+                str(out),
+                *FAST,
+                "--max-epochs",
+                "3",
+                "--loggers",
+                "",
+            ]
+        )
+        == 0
+    )
     return out / "iid-q" / "seed1"
 
 
 def test_fit_then_predict_gives_the_accuracy_of_metrics_json(run, tiny_npz, tmp_path, capsys):
     capsys.readouterr()
     out = tmp_path / "pred.csv"
-    assert main(["predict", "--checkpoint", str(run / "checkpoints" / "best.ckpt"), "--data", str(tiny_npz),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(run / "checkpoints" / "best.ckpt"),
+                "--data",
+                str(tiny_npz),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = list(csv.DictReader(out.open()))
     metrics = json.loads((run / "metrics.json").read_text())
     clean = next(t for t in metrics["test"] if t["noise"] == 0)
@@ -37,9 +68,13 @@ def test_fit_then_predict_gives_the_accuracy_of_metrics_json(run, tiny_npz, tmp_
     assert f"accuracy {100 * clean['accuracy']:.2f}%" in capsys.readouterr().out
     probabilities = [[float(r[f"prob_{c}"]) for c in "012"] for r in rows]
     weights = [[float(r[k]) for k in r if k.startswith("weight_")] for r in rows]
-    assert all(abs(sum(p) - 1) < 1e-4 for p in probabilities) and all(len(w) == 3 and abs(sum(w) - 1) < 1e-4 for w in weights)
+    assert all(abs(sum(p) - 1) < 1e-4 for p in probabilities) and all(
+        len(w) == 3 and abs(sum(w) - 1) < 1e-4 for w in weights
+    )
     assert len({tuple(w) for w in weights}) > 1, "QMF's weights differ from sample to sample"
-    assert all(r["predicted_name"] == "012"[max(range(3), key=p.__getitem__)] for r, p in zip(rows, probabilities))
+    assert all(
+        r["predicted_name"] == "012"[max(range(3), key=p.__getitem__)] for r, p in zip(rows, probabilities, strict=True)
+    )
 
 
 def test_metrics_json_records_provenance_and_the_full_config(run):
@@ -49,7 +84,9 @@ def test_metrics_json_records_provenance_and_the_full_config(run):
     assert {"git_commit", "lightning", "python", "device", "platform"} <= set(provenance)
     assert provenance["device"] == "cpu"
     assert metrics["config"] == yaml.safe_load((run / "config.yaml").read_text())
-    assert metrics["config"]["train"]["max_epochs"] == 3 and metrics["config"]["loss"]["alpha"] == LossConfig().alpha  # a default too
+    assert (
+        metrics["config"]["train"]["max_epochs"] == 3 and metrics["config"]["loss"]["alpha"] == LossConfig().alpha
+    )  # a default too
 
 
 def test_load_model_returns_the_trained_model_with_its_config(run, tiny_npz):
@@ -69,8 +106,17 @@ def test_load_model_returns_the_trained_model_with_its_config(run, tiny_npz):
 
 def test_predict_every_split_and_refuse_to_overwrite(run, tiny_npz, tmp_path):
     out = tmp_path / "all.csv"
-    args = ["predict", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--data", str(tiny_npz), "--out", str(out),
-            "--split", "all"]
+    args = [
+        "predict",
+        "--checkpoint",
+        str(run / "checkpoints" / "last.ckpt"),
+        "--data",
+        str(tiny_npz),
+        "--out",
+        str(out),
+        "--split",
+        "all",
+    ]
     assert main(args) == 0
     rows = list(csv.DictReader(out.open()))
     assert [sum(r["split"] == s for r in rows) for s in ("train", "val", "test")] == [84, 12, 24]

@@ -11,15 +11,27 @@ from pathlib import Path
 import pytest
 
 from cli_support import FAST, fail_the_fit, files_under
-
 from iidfusion.cli.main import DEBUG_ENV, main
 from iidfusion.engine.trainer import ReseedEachBatch
 from tests.toy_data import write_toy_vision_language
 
 
 def _fit(tiny_npz, out, *extra):
-    return ["fit", "--data", str(tiny_npz), "--method", "iid-q", "--out", str(out), "--loggers", "csv", "--patience", "0",
-            *FAST, *extra]
+    return [
+        "fit",
+        "--data",
+        str(tiny_npz),
+        "--method",
+        "iid-q",
+        "--out",
+        str(out),
+        "--loggers",
+        "csv",
+        "--patience",
+        "0",
+        *FAST,
+        *extra,
+    ]
 
 
 def test_an_interrupted_fit_says_how_to_resume_and_plot_reads_both_parts(tiny_npz, tmp_path, monkeypatch, capsys):
@@ -74,7 +86,9 @@ def test_debug_shows_the_traceback_of_user_errors_and_bugs(tiny_npz, tmp_path, m
         monkeypatch.setenv(DEBUG_ENV, "1")
     assert main([*debug, "fit", "--data", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "Traceback (most recent call last)" in err and err.splitlines()[-1].startswith("iidfusion fit: error: no such file: ")
+    assert "Traceback (most recent call last)" in err and err.splitlines()[-1].startswith(
+        "iidfusion fit: error: no such file: "
+    )
 
     def buggy(*args, **kwargs):
         return {}["a key that is not there"]
@@ -106,8 +120,14 @@ def test_a_library_error_is_a_bug_not_bad_input(tiny_npz, tmp_path, monkeypatch,
 def _custom_code_folder(folder: Path, marker: Path) -> Path:
     """A model folder whose configuration maps its classes to code that touches ``marker``."""
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "iidx", "auto_map": {
-        "AutoConfig": "configuration_iidx.IIDXConfig", "AutoModel": "modeling_iidx.IIDXModel"}}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "iidx",
+                "auto_map": {"AutoConfig": "configuration_iidx.IIDXConfig", "AutoModel": "modeling_iidx.IIDXModel"},
+            }
+        )
+    )
     for module in ("configuration_iidx", "modeling_iidx"):
         (folder / f"{module}.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n")
     return folder
@@ -119,10 +139,30 @@ def test_a_model_folder_with_custom_code_is_refused_without_a_prompt(tmp_path):
     model = _custom_code_folder(tmp_path / "model", marker)
     root = write_toy_vision_language(tmp_path / "mvsa", "mmbt", per_class=(2, 1, 1))
     done = subprocess.run(
-        [sys.executable, "-m", "iidfusion.cli.main", "extract", "--data-format", "mmbt", "--root", str(root),
-         "--text-encoder", str(model), "--image-encoder", "resnet18", "--device", "cpu", "--out", str(tmp_path / "out")],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "iidfusion.cli.main",
+            "extract",
+            "--data-format",
+            "mmbt",
+            "--root",
+            str(root),
+            "--text-encoder",
+            str(model),
+            "--image-encoder",
+            "resnet18",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "maps classes to custom code (auto_map)" in done.stderr, done.stderr
     assert not marker.exists() and not (tmp_path / "out").exists()
@@ -149,14 +189,37 @@ def test_a_data_file_named_dot_dot_stays_inside_out(tiny_npz, tmp_path, monkeypa
     inputs.mkdir()
     shutil.copy(tiny_npz, inputs / "...npz")
     monkeypatch.chdir(inputs)
-    assert main(["suite", "--datasets", "...npz", "--methods", "lf-static", "--seeds", "1", "--noise", "0", "--out", "out",
-                 *FAST, "--max-epochs", "1"]) == 0
+    assert (
+        main(
+            [
+                "suite",
+                "--datasets",
+                "...npz",
+                "--methods",
+                "lf-static",
+                "--seeds",
+                "1",
+                "--noise",
+                "0",
+                "--out",
+                "out",
+                *FAST,
+                "--max-epochs",
+                "1",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"] and sorted(p.name for p in inputs.iterdir()) == ["...npz", "out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"] and sorted(p.name for p in inputs.iterdir()) == [
+        "...npz",
+        "out",
+    ]
     assert len(list((inputs / "out" / "data").glob("*/results.md"))) == 1
 
 
-# ---------------------------------------------------------------- data loss: one process per folder, crash-safe overwrite
+# ---------------------------------------------------------------- data loss: one process per folder, crash-safe
+# overwrite
 
 
 def test_a_second_comparison_on_the_same_out_is_refused_while_the_first_runs(tiny_npz, tmp_path, monkeypatch, capsys):
@@ -186,13 +249,19 @@ def test_a_fit_killed_during_overwrite_is_restored_by_the_next_command(tiny_npz,
     assert main(_fit(tiny_npz, tmp_path, "--max-epochs", "1")) == 0
     run = tmp_path / "iid-q" / "seed0"
     first = (run / "metrics.json").read_text()
-    killed = ("import os, sys\nimport iidfusion.api as api\nfrom iidfusion.cli.main import main\n"
-              "api.fit_method = lambda *a, **k: os.kill(os.getpid(), 9)\nmain(sys.argv[1:])\n")
-    done = subprocess.run([sys.executable, "-c", killed, *_fit(tiny_npz, tmp_path, "--overwrite")], capture_output=True, timeout=120)
+    killed = (
+        "import os, sys\nimport iidfusion.api as api\nfrom iidfusion.cli.main import main\n"
+        "api.fit_method = lambda *a, **k: os.kill(os.getpid(), 9)\nmain(sys.argv[1:])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", killed, *_fit(tiny_npz, tmp_path, "--overwrite")], capture_output=True, timeout=120
+    )
     assert done.returncode == -9
     assert [p.name for p in run.parent.iterdir() if ".previous-" in p.name] != [], "the previous run is kept, named"
     capsys.readouterr()
-    with pytest.warns(UserWarning, match=r"restored .*seed0 from seed0.previous-.*: an --overwrite stopped before it finished"):
+    with pytest.warns(
+        UserWarning, match=r"restored .*seed0 from seed0.previous-.*: an --overwrite stopped before it finished"
+    ):
         assert main(_fit(tiny_npz, tmp_path, "--max-epochs", "1")) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert (run / "metrics.json").read_text() == first and sorted(p.name for p in run.parent.iterdir()) == ["seed0"]
@@ -201,10 +270,28 @@ def test_a_fit_killed_during_overwrite_is_restored_by_the_next_command(tiny_npz,
 def test_an_interrupted_suite_keeps_its_finished_runs_and_resumes(tiny_npz, tmp_path, monkeypatch, capsys):
     fail_the_fit(monkeypatch, 2, KeyboardInterrupt())
     out = tmp_path / "suite"
-    args = ["suite", "--datasets", str(tiny_npz), "--methods", "lf-static,if-static", "--seeds", "1", "--noise", "0",
-            "--out", str(out), *FAST, "--max-epochs", "1"]
+    args = [
+        "suite",
+        "--datasets",
+        str(tiny_npz),
+        "--methods",
+        "lf-static,if-static",
+        "--seeds",
+        "1",
+        "--noise",
+        "0",
+        "--out",
+        str(out),
+        *FAST,
+        "--max-epochs",
+        "1",
+    ]
     assert main(args) == 130
-    assert capsys.readouterr().err.splitlines()[-1].endswith(f"1 finished runs are kept in {out}: continue with the same command and --resume")
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .endswith(f"1 finished runs are kept in {out}: continue with the same command and --resume")
+    )
     assert main(args) == 2 and "pass --resume to continue it" in capsys.readouterr().err
     monkeypatch.undo()
     assert main([*args, "--resume"]) == 0 and "1 already done, 1 to train" in capsys.readouterr().err
@@ -213,12 +300,23 @@ def test_an_interrupted_suite_keeps_its_finished_runs_and_resumes(tiny_npz, tmp_
 # ---------------------------------------------------------------- exit codes by cause: the environment is not a bug
 
 
-@pytest.mark.parametrize(("raised", "said"), [
-    (OSError(errno.ENOSPC, "No space left on device"), "No space left on device (errno ENOSPC) while writing to --out "),
-    (OSError(errno.EIO, "Input/output error", "/data/disk/last.ckpt"), "/data/disk/last.ckpt: Input/output error"),
-    (MemoryError("Unable to allocate 7.28 TiB for an array"), "not enough memory (Unable to allocate 7.28 TiB for an array)"),
-])  # fmt: skip
-def test_an_error_of_the_machine_inside_a_library_is_exit_2_naming_it(tiny_npz, tmp_path, monkeypatch, capsys, raised, said):
+@pytest.mark.parametrize(
+    ("raised", "said"),
+    [
+        (
+            OSError(errno.ENOSPC, "No space left on device"),
+            "No space left on device (errno ENOSPC) while writing to --out ",
+        ),
+        (OSError(errno.EIO, "Input/output error", "/data/disk/last.ckpt"), "/data/disk/last.ckpt: Input/output error"),
+        (
+            MemoryError("Unable to allocate 7.28 TiB for an array"),
+            "not enough memory (Unable to allocate 7.28 TiB for an array)",
+        ),
+    ],
+)
+def test_an_error_of_the_machine_inside_a_library_is_exit_2_naming_it(
+    tiny_npz, tmp_path, monkeypatch, capsys, raised, said
+):
     """A full disk, an I/O error or memory running out, raised inside torch (here: its save), is the
     user's environment, not a bug: one line, exit 2, and the failed run leaves nothing behind."""
     import torch

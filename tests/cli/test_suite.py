@@ -1,14 +1,32 @@
 import json
 
 from cli_support import FAST
-
 from iidfusion.cli.main import main
 
 
 def test_suite_prints_its_table_and_refuses_to_mix_runs(tiny_npz, tmp_path, capsys):
     out = tmp_path / "suite"
-    args = ["suite", "--datasets", f"{tiny_npz},synthetic", "--methods", "if-static,iid-l", "--variants", "vib,margin",
-            "--seeds", "1", "--noise", "0", "--max-epochs", "1", "--loggers", "", "--no-checkpoints", "--out", str(out), *FAST]
+    args = [
+        "suite",
+        "--datasets",
+        f"{tiny_npz},synthetic",
+        "--methods",
+        "if-static,iid-l",
+        "--variants",
+        "vib,margin",
+        "--seeds",
+        "1",
+        "--noise",
+        "0",
+        "--max-epochs",
+        "1",
+        "--loggers",
+        "",
+        "--no-checkpoints",
+        "--out",
+        str(out),
+        *FAST,
+    ]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert captured.out.startswith((out / "suite.md").read_text())
@@ -25,8 +43,23 @@ def test_suite_prints_its_table_and_refuses_to_mix_runs(tiny_npz, tmp_path, caps
 
 def test_fit_tune_records_every_trial_and_trains_the_choice(tiny_npz, tmp_path, capsys):
     out = tmp_path / "fit"
-    args = ["fit", "--data", str(tiny_npz), "--method", "iid-l-no-dc", "--tune", "--tune-alpha", "0.1,0.01", "--noise", "0",
-            "--loggers", "csv", "--out", str(out), *FAST]
+    args = [
+        "fit",
+        "--data",
+        str(tiny_npz),
+        "--method",
+        "iid-l-no-dc",
+        "--tune",
+        "--tune-alpha",
+        "0.1,0.01",
+        "--noise",
+        "0",
+        "--loggers",
+        "csv",
+        "--out",
+        str(out),
+        *FAST,
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     metrics = json.loads((out / "iid-l-no-dc" / "seed0" / "metrics.json").read_text())

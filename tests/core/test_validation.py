@@ -51,7 +51,7 @@ def test_a_training_step_reads_its_labels_once(count_label_reads):
     torch.manual_seed(0)
     encoders = {m: torch.nn.Linear(5, 6) for m in ("a", "b", "c")}
     strategy = create_strategy("qmf", modalities=tuple(encoders), num_classes=4, width=8, num_samples=10)
-    model = FusionModel(encoders, {m: 6 for m in encoders}, 4, width=8, strategy=strategy)
+    model = FusionModel(encoders, dict.fromkeys(encoders, 6), 4, width=8, strategy=strategy)
     loss_fn = IIDConfig(alpha=1.0, beta=0.1).build_loss(8)
     inputs = {m: torch.randn(10, 5) for m in encoders}
     labels, index = torch.randint(0, 4, (10,)), torch.arange(10)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from iidfusion.data.raw.families import image_encoder
 from iidfusion.encoders import ecosystem
 from iidfusion.encoders.ecosystem import EcosystemImageEncoder
-from iidfusion.data.raw.families import image_encoder
 from iidfusion.encoders.image import ImageEncoder
 from iidfusion.encoders.resnet import build_resnet
 from iidfusion.encoders.text import RandomTextConfig, cached_model_dir, load_text_encoder
@@ -97,9 +97,12 @@ def test_the_built_in_resnets_need_neither_package(monkeypatch) -> None:
 def test_a_hugging_face_id_is_read_from_the_local_cache_offline(tmp_path: Path, monkeypatch) -> None:
     """The cache layout huggingface_hub writes (models--ORG--NAME/snapshots/REV, refs/main)."""
     with pytest.warns(UserWarning):
-        source, tokenizer = load_text_encoder(None, corpus=["a cat", "a dog"], max_length=8,
-                                              random_config=RandomTextConfig(hidden_size=16, num_layers=1, num_heads=2,
-                                                                             intermediate_size=32))
+        source, tokenizer = load_text_encoder(
+            None,
+            corpus=["a cat", "a dog"],
+            max_length=8,
+            random_config=RandomTextConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32),
+        )
     repo = tmp_path / "hub" / "models--tiny-org--tiny-bert"
     snapshot = repo / "snapshots" / "0123abcd"
     source.model.save_pretrained(snapshot)
@@ -116,5 +119,7 @@ def test_a_hugging_face_id_is_read_from_the_local_cache_offline(tmp_path: Path, 
     with torch.no_grad():
         torch.testing.assert_close(encoder.eval()(tokens), source.eval()(tokens))
     assert encoder.describe()["type"] == "tiny-org/tiny-bert"
-    with pytest.raises(FileNotFoundError, match="not found: neither a local folder nor a Hugging Face model in the local cache"):
+    with pytest.raises(
+        FileNotFoundError, match="not found: neither a local folder nor a Hugging Face model in the local cache"
+    ):
         load_text_encoder("tiny-org/not-cached")

@@ -9,10 +9,18 @@ import pytest
 import torch
 from PIL import Image
 
-from iidfusion.data.raw.families import EncoderOptions, default_image_encoder, encoder_preprocessing, image_transforms, require_encoder_packages
+from iidfusion.data.raw.families import (
+    EncoderOptions,
+    default_image_encoder,
+    encoder_preprocessing,
+    image_transforms,
+    require_encoder_packages,
+)
 from iidfusion.encoders.efficientnet_lite import EfficientNetLiteEncoder, packaged_weights
 
-efficientnet_lite_pytorch = pytest.importorskip("efficientnet_lite_pytorch", reason="the optional extra 'vision-pretrained'")
+efficientnet_lite_pytorch = pytest.importorskip(
+    "efficientnet_lite_pytorch", reason="the optional extra 'vision-pretrained'"
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +30,17 @@ def encoder() -> EfficientNetLiteEncoder:
 
 def test_features_are_those_of_the_packages_own_pretrained_model(encoder: EfficientNetLiteEncoder) -> None:
     """The package's from_pretrained, fed the same input, gives logits equal to its classifier on our features."""
-    reference = efficientnet_lite_pytorch.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(packaged_weights("efficientnet-lite0"))).eval()
+    reference = efficientnet_lite_pytorch.EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=str(packaged_weights("efficientnet-lite0"))
+    ).eval()
     images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         features = encoder(images)
         logits = reference(images)
     assert features.shape == (2, 1280) and encoder.output_dim == 1280
-    assert torch.allclose(torch.nn.functional.linear(features, reference._fc.weight, reference._fc.bias), logits, atol=1e-4)
+    assert torch.allclose(
+        torch.nn.functional.linear(features, reference._fc.weight, reference._fc.bias), logits, atol=1e-4
+    )
     assert "_fc.weight" not in encoder.state_dict() and not any("_fc" in name for name, _ in encoder.named_parameters())
 
 

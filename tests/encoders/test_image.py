@@ -37,7 +37,13 @@ def test_image_encoder_loads_local_weights(tmp_path: Path, recwarn: pytest.Warni
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(encoder(x), source.forward_features(x).mean(dim=(2, 3)))
-    assert encoder.describe() == {"type": "resnet", "arch": "resnet18", "regions": 1, "pool": "avg", "weights": str(path)}
+    assert encoder.describe() == {
+        "type": "resnet",
+        "arch": "resnet18",
+        "regions": 1,
+        "pool": "avg",
+        "weights": str(path),
+    }
 
 
 def test_bad_encoder_options() -> None:

@@ -18,7 +18,9 @@ def test_a_sample_does_not_depend_on_its_batch():
     assert torch.allclose(encoder(x)[:2], encoder(x[:2]), atol=1e-6)
 
 
-@pytest.mark.parametrize(("args", "message"), [((0,), "input_dim"), ((4, 8, -1), "layers"), ((4, 8, 1, 1.0), "dropout")])
+@pytest.mark.parametrize(
+    ("args", "message"), [((0,), "input_dim"), ((4, 8, -1), "layers"), ((4, 8, 1, 1.0), "dropout")]
+)
 def test_bad_arguments(args, message):
     with pytest.raises(ValueError, match=message):
         MLPEncoder(*args)

@@ -10,13 +10,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from iidfusion.engine.distributed import GatheredCoherence, gather_with_local_grad
+from iidfusion.engine.trainer import build_strategy
 from iidfusion.losses.coherence import DistributionCoherence
 from iidfusion.tasks.classification.data import MultiViewDataModule, ShardSampler
-from iidfusion.engine.distributed import GatheredCoherence, gather_with_local_grad
 from iidfusion.tasks.classification.evaluate import evaluate_under_noise
-from iidfusion.tasks.classification.module import FusionModule
-from iidfusion.engine.trainer import build_strategy
 from iidfusion.tasks.classification.fit import fit_method
+from iidfusion.tasks.classification.module import FusionModule
 
 
 def _free_port() -> int:
@@ -101,21 +101,33 @@ def _module(splits, config):
 
 
 def _validate(module, splits, strategy, devices):
-    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=build_strategy(strategy), logger=False,
-                        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
-                        use_distributed_sampler=False)
-    (metrics,) = trainer.validate(module, MultiViewDataModule(splits, batch_size=32, seed=0, eval_batch_size=4), verbose=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy=build_strategy(strategy),
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+    )
+    (metrics,) = trainer.validate(
+        module, MultiViewDataModule(splits, batch_size=32, seed=0, eval_batch_size=4), verbose=False
+    )
     return metrics
 
 
 def test_validation_split_across_two_processes_gives_the_metrics_of_one(tiny_splits, fast_config):
-    """Every per-epoch diagnostic stays the same (up to float32 rounding) when the 12 validation samples are shared by 2 processes
+    """Every per-epoch diagnostic stays the same (up to float32 rounding) when the 12 validation samples are shared by
+    2 processes
     (batches of 4: each process sees 6 of them in 2 batches); the monitored W~ uses 9 of them, held by both."""
     config = replace(fast_config, train=replace(fast_config.train, monitor_samples=9))
     alone = _validate(_module(tiny_splits, config), tiny_splits, "auto", 1)
     shared = _validate(_module(tiny_splits, config), tiny_splits, "ddp_fork", 2)
     assert {"val/acc", "val/macro_f1", "val/loss", "val/wasserstein/mean"} <= set(alone)
-    assert any(k.startswith("val/drop_acc/") for k in alone) and any(k.startswith("val/shared_head_acc/") for k in alone)
+    assert any(k.startswith("val/drop_acc/") for k in alone) and any(
+        k.startswith("val/shared_head_acc/") for k in alone
+    )
     assert set(shared) == set(alone)
     # Sharing moves samples into other batches (4 + 2 per process instead of 4 + 4 + 4) and sums
     # in another order: float32 features then differ in their last bits (~1e-7 relative, more or
@@ -137,7 +149,12 @@ def _test_split_worker(rank: int, port: int, out: str, model, splits) -> None:
 def test_test_split_across_two_processes_gives_the_metrics_of_one(tiny_splits, fast_config, tmp_path):
     model = _module(tiny_splits, fast_config).model.eval()
     alone = [(m.noise, m.accuracy, m.macro_f1) for m in evaluate_under_noise(model, tiny_splits, [0.0, 5.0], seed=3)]
-    mp.start_processes(_test_split_worker, args=(_free_port(), str(tmp_path), model, tiny_splits), nprocs=2, join=True,
-                       start_method="fork")
+    mp.start_processes(
+        _test_split_worker,
+        args=(_free_port(), str(tmp_path), model, tiny_splits),
+        nprocs=2,
+        join=True,
+        start_method="fork",
+    )
     for rank in range(2):
         assert torch.load(tmp_path / f"rank{rank}.pt") == alone

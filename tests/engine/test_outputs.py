@@ -26,10 +26,9 @@ def test_files_appear_together_on_success(tmp_path):
 
 def test_failure_leaves_nothing(tmp_path):
     (tmp_path / "old.txt").write_text("kept")
-    with pytest.raises(RuntimeError):
-        with staged_files(tmp_path) as stage:
-            stage.write_text("a.txt", "A")
-            raise RuntimeError("plot failed")
+    with pytest.raises(RuntimeError), staged_files(tmp_path) as stage:
+        stage.write_text("a.txt", "A")
+        raise RuntimeError("plot failed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.txt"]
 
 
@@ -85,11 +84,15 @@ def test_a_folder_of_someone_elses_files_is_never_a_run(tmp_path, flags):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "features.npz").write_text("the user's")
-    with pytest.raises(ValueError, match=r"holds files that are not a run of iidfusion \(it has no .iidfusion-run file\)"):
+    with pytest.raises(
+        ValueError, match=r"holds files that are not a run of iidfusion \(it has no .iidfusion-run file\)"
+    ):
         check_output_folder(mine, **flags)
-    with pytest.raises(ValueError, match="not a run of iidfusion"):
-        with run_folder(mine, overwrite=flags.get("overwrite", False)):
-            pass
+    with (
+        pytest.raises(ValueError, match="not a run of iidfusion"),
+        run_folder(mine, overwrite=flags.get("overwrite", False)),
+    ):
+        pass
     assert sorted(p.name for p in mine.iterdir()) == ["features.npz"]
     check_output_folder(mine, shared=True)  # a folder shared by runs (fit --out) only gets new sub-folders
 
@@ -101,38 +104,35 @@ def test_a_second_process_on_the_same_folder_is_refused(tmp_path):
         for flags in ({}, {"overwrite": True}, {"resume": True}):
             with pytest.raises(ValueError, match=r"is in use: another iidfusion process \d+ is writing to it"):
                 check_output_folder(folder, **flags)
-        with pytest.raises(ValueError, match="is in use"):
-            with run_folder(folder, overwrite=True):
-                pass
+        with pytest.raises(ValueError, match="is in use"), run_folder(folder, overwrite=True):
+            pass
         assert (folder / "half.txt").is_file()
     assert _names(tmp_path / "out") == ["half.txt"]
 
 
 def test_a_failed_run_leaves_no_folder_and_no_new_parent(tmp_path):
     (tmp_path / "runs").mkdir()
-    with pytest.raises(RuntimeError):
-        with run_folder(tmp_path / "runs" / "m" / "seed0") as folder:
-            (folder / "csv").mkdir(parents=True)
-            (folder / "csv" / "metrics.csv").write_text("epoch\n0\n")
-            raise RuntimeError("diverged")
+    with pytest.raises(RuntimeError), run_folder(tmp_path / "runs" / "m" / "seed0") as folder:
+        (folder / "csv").mkdir(parents=True)
+        (folder / "csv" / "metrics.csv").write_text("epoch\n0\n")
+        raise RuntimeError("diverged")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"] and not any((tmp_path / "runs").iterdir())
 
 
 @pytest.mark.parametrize("resumable", [True, False])
 def test_an_interrupted_run_is_kept_only_if_it_can_be_resumed(tmp_path, resumable):
-    with pytest.raises(KeyboardInterrupt):
-        with run_folder(tmp_path / "run", resumable=lambda folder: resumable) as folder:
-            (folder / "last.ckpt").write_text("state")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), run_folder(tmp_path / "run", resumable=lambda folder: resumable) as folder:
+        (folder / "last.ckpt").write_text("state")
+        raise KeyboardInterrupt
     assert (tmp_path / "run" / "last.ckpt").exists() == resumable
 
 
 @pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])
 def test_finished_work_is_kept_after_any_failure_when_asked(tmp_path, failure):
-    with pytest.raises(failure):
-        with run_folder(tmp_path / "run", resumable=lambda folder: True, keep_on_failure=True) as folder:
-            (folder / "cache").mkdir()
-            raise failure()
+    run = run_folder(tmp_path / "run", resumable=lambda folder: True, keep_on_failure=True)
+    with pytest.raises(failure), run as folder:
+        (folder / "cache").mkdir()
+        raise failure()
     assert _names(tmp_path / "run") == ["cache"] and is_run_folder(tmp_path / "run")
 
 
@@ -149,10 +149,9 @@ def test_overwrite_replaces_the_previous_run_as_a_whole_once_the_new_one_succeed
 @pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])
 def test_overwrite_keeps_the_previous_run_when_the_new_one_fails(tmp_path, failure):
     folder = _run_folder_with(tmp_path, "first")
-    with pytest.raises(failure):
-        with run_folder(folder, overwrite=True, resumable=lambda f: True, keep_on_failure=True):
-            (folder / "metrics.json").write_text("half of the second")
-            raise failure()
+    with pytest.raises(failure), run_folder(folder, overwrite=True, resumable=lambda f: True, keep_on_failure=True):
+        (folder / "metrics.json").write_text("half of the second")
+        raise failure()
     assert (folder / "metrics.json").read_text() == "first"
     assert sorted(p.name for p in folder.parent.iterdir()) == ["seed0"]
 
@@ -169,7 +168,9 @@ if stage == "before the new run is marked":
     outputs._Marker.write = lambda self, **state: os.kill(os.getpid(), 9)
 if stage == "after moving the previous run aside":  # the new folder is made once the old one is renamed
     real_mkdir = Path.mkdir
-    Path.mkdir = lambda self, *a, **k: os.kill(os.getpid(), 9) if self == folder and not folder.exists() else real_mkdir(self, *a, **k)
+    def mkdir(self, *a, **k):
+        return os.kill(os.getpid(), 9) if self == folder and not folder.exists() else real_mkdir(self, *a, **k)
+    Path.mkdir = mkdir
 with outputs.run_folder(folder, overwrite=True):
     (folder / "metrics.json").write_text("half of the second")
     if stage == "while training":
@@ -177,8 +178,15 @@ with outputs.run_folder(folder, overwrite=True):
 """
 
 
-@pytest.mark.parametrize("stage", ["after moving the previous run aside", "before the new run is marked", "while training",
-                                   "while removing the old copy"])
+@pytest.mark.parametrize(
+    "stage",
+    [
+        "after moving the previous run aside",
+        "before the new run is marked",
+        "while training",
+        "while removing the old copy",
+    ],
+)
 def test_an_overwrite_killed_at_any_point_is_noticed_and_repaired(tmp_path, stage):
     """kill -9 at each step of a replacement: the next command puts the previous run back (the new
     one did not finish) or finishes removing it (the new one did), and says so."""
@@ -187,10 +195,16 @@ def test_an_overwrite_killed_at_any_point_is_noticed_and_repaired(tmp_path, stag
     assert done.returncode == -9, done.stderr
     copies = [p for p in folder.parent.iterdir() if ".previous-" in p.name]
     assert len(copies) == 1 and is_run_folder(copies[0]), "the previous run stays findable, named after its folder"
-    with pytest.warns(UserWarning, match="removed .* the run that --overwrite replaced" if "removing" in stage
-                      else "restored .*seed0 from seed0.previous-.*: an --overwrite stopped before it finished"):
-        with pytest.raises(ValueError, match="already holds a run"):
-            check_output_folder(folder)
+    with (
+        pytest.warns(
+            UserWarning,
+            match="removed .* the run that --overwrite replaced"
+            if "removing" in stage
+            else "restored .*seed0 from seed0.previous-.*: an --overwrite stopped before it finished",
+        ),
+        pytest.raises(ValueError, match="already holds a run"),
+    ):
+        check_output_folder(folder)
     expected = "half of the second" if "removing" in stage else "first"
     assert (folder / "metrics.json").read_text() == expected
     assert sorted(p.name for p in folder.parent.iterdir()) == ["seed0"]
@@ -208,7 +222,15 @@ def test_a_previous_copy_left_beside_a_run_is_named(tmp_path):
 
 def test_names_read_from_data_become_harmless_path_names():
     assert [path_name(n) for n in ("..", ".", "../../etc", "/abs/x", "a b", ".hidden", "", "MVSA-Single.v2")] == [
-        "data", "data", "etc", "abs_x", "a_b", "hidden", "data", "MVSA-Single.v2"]
+        "data",
+        "data",
+        "etc",
+        "abs_x",
+        "a_b",
+        "hidden",
+        "data",
+        "MVSA-Single.v2",
+    ]
     assert len(path_name("x" * 1000)) == 100
 
 
@@ -220,9 +242,8 @@ def test_the_other_processes_of_a_data_parallel_run_share_the_first_ones_folder(
         (folder / "rank0.txt").write_text("the first process's")
         monkeypatch.setenv(*rank)
         check_output_folder(folder)  # in use and not empty: the first process's own run
-        with pytest.raises(RuntimeError):
-            with run_folder(folder, overwrite=True) as same:
-                (same / "rank1.txt").write_text("another process's")
-                raise RuntimeError("a failure of that process")
+        with pytest.raises(RuntimeError), run_folder(folder, overwrite=True) as same:
+            (same / "rank1.txt").write_text("another process's")
+            raise RuntimeError("a failure of that process")
         monkeypatch.delenv(rank[0])
         assert _names(folder) == ["rank0.txt", "rank1.txt"]

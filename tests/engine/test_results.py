@@ -10,8 +10,13 @@ from iidfusion.engine.results import RESULT_FILES, csv_text, fmt_number, json_te
 def test_the_results_files_are_written_together_in_one_style(tmp_path):
     rows = [{"arm": "iid", "seed": 0, "mrr": 0.25}, {"arm": "baseline", "seed": 0, "mrr": 1 / 3}]
     payload = {"runs": rows, "p": math.nan, "where": Path("x/y")}
-    write_results(tmp_path, rows=rows, payload=payload, report="# r\n",
-                  figures={"plot.png": lambda path: path.write_bytes(b"png")})  # fmt: skip
+    write_results(
+        tmp_path,
+        rows=rows,
+        payload=payload,
+        report="# r\n",
+        figures={"plot.png": lambda path: path.write_bytes(b"png")},
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*RESULT_FILES, "plot.png"])
     assert (tmp_path / "results.csv").read_text() == "arm,seed,mrr\niid,0,0.25\nbaseline,0,0.3333333333333333\n"
     assert json.loads((tmp_path / "results.json").read_text()) == {"runs": rows, "p": None, "where": "x/y"}

@@ -19,7 +19,13 @@ def test_the_digest_hashes_strings_tensors_and_named_tensors_in_order():
 
 def test_a_changed_setting_outside_the_resumable_ones_is_refused():
     saved = {"train": {"max_epochs": 2, "batch_size": 32}, "loss": {"alpha": [1, 2]}}
-    refuse_changed_settings("c.ckpt", saved, [("train.max_epochs", "--max-epochs", 4), ("loss.alpha", "--alpha", (1, 2))],
-                            frozenset({"train.max_epochs"}))  # fmt: skip
-    with pytest.raises(ValueError, match=r"--resume c.ckpt: the run was trained with other settings \(--batch-size 32 -> 64\)"):
+    refuse_changed_settings(
+        "c.ckpt",
+        saved,
+        [("train.max_epochs", "--max-epochs", 4), ("loss.alpha", "--alpha", (1, 2))],
+        frozenset({"train.max_epochs"}),
+    )
+    with pytest.raises(
+        ValueError, match=r"--resume c.ckpt: the run was trained with other settings \(--batch-size 32 -> 64\)"
+    ):
         refuse_changed_settings("c.ckpt", saved, [("train.batch_size", "--batch-size", 64)], frozenset())

@@ -28,7 +28,9 @@ def test_a_test_without_the_pairs_it_needs_is_undefined():
 
 def test_holm_adjustment():
     adjusted = holm([0.01, 0.04, math.nan, 0.03])
-    assert adjusted[0] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.06) and adjusted[1] == pytest.approx(0.06)
+    assert (
+        adjusted[0] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.06) and adjusted[1] == pytest.approx(0.06)
+    )
     assert math.isnan(adjusted[2])
     assert holm([0.5, 0.9]) == [1.0, 1.0]  # capped at 1
 

@@ -33,9 +33,7 @@ def build_model(
     """A FusionModel over tiny random MLP encoders (widths differ per modality)."""
     torch.manual_seed(seed)
     names = MODALITY_NAMES[:num_modalities]
-    encoders = {
-        name: nn.Sequential(nn.Linear(input_dim(i), 4 + i), nn.Tanh()) for i, name in enumerate(names)
-    }
+    encoders = {name: nn.Sequential(nn.Linear(input_dim(i), 4 + i), nn.Tanh()) for i, name in enumerate(names)}
     if get_strategy_class(strategy).requires_num_samples:
         strategy_kwargs.setdefault("num_samples", NUM_SAMPLES)
     return FusionModel(

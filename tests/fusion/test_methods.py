@@ -54,8 +54,9 @@ def test_build_model_passes_num_samples_to_qmf_only():
     get_method("iid-p").build_model(encoders, {"a": 4, "b": 4}, 3, width=4, num_samples=17)
     with pytest.raises(ValueError, match="num_samples"):
         get_method("qmf").build_model(encoders, {"a": 4, "b": 4}, 3, width=4)
-    lam = get_method("qmf").build_model(encoders, {"a": 4, "b": 4}, 3, width=4, num_samples=5,
-                                        strategy_kwargs={"lam_rank": 0.1})
+    lam = get_method("qmf").build_model(
+        encoders, {"a": 4, "b": 4}, 3, width=4, num_samples=5, strategy_kwargs={"lam_rank": 0.1}
+    )
     assert lam.strategy.lam_rank == 0.1
 
 

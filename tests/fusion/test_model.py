@@ -242,8 +242,14 @@ def test_ready_strategy_must_match_the_model():
     with pytest.raises(ValueError, match="modalities"):
         FusionModel({"a": nn.Identity(), "b": nn.Identity()}, {"a": 4, "b": 4}, 3, width=8, strategy=strategy)
     with pytest.raises(ValueError, match="strategy_kwargs"):
-        FusionModel({"a": nn.Identity(), "c": nn.Identity()}, {"a": 4, "c": 4}, 3, width=8, strategy=strategy,
-                    strategy_kwargs={"weights": [1, 1]})
+        FusionModel(
+            {"a": nn.Identity(), "c": nn.Identity()},
+            {"a": 4, "c": 4},
+            3,
+            width=8,
+            strategy=strategy,
+            strategy_kwargs={"weights": [1, 1]},
+        )
 
 
 def test_labels_out_of_range_in_auxiliary_losses(make_model, make_inputs, strategy_name):
@@ -267,6 +273,6 @@ def test_gradcheck_of_the_fused_logits_in_float64(make_model, make_inputs, mode)
     inputs = {m: x.requires_grad_() for m, x in make_inputs(model, batch_size=3, dtype=torch.float64).items()}
 
     def fused_logits(*tensors: torch.Tensor) -> torch.Tensor:
-        return model(dict(zip(model.modalities, tensors))).logits
+        return model(dict(zip(model.modalities, tensors, strict=True))).logits
 
     assert torch.autograd.gradcheck(fused_logits, tuple(inputs.values()))

@@ -56,7 +56,9 @@ def test_relative_calibration():
 
 @pytest.mark.parametrize("num_modalities", [2, 3, 4])
 @pytest.mark.parametrize("mode", ["if", "lf"])
-def test_weights_are_the_co_belief_softmax_and_calibrated_only_at_test_time(make_model, make_inputs, num_modalities, mode):
+def test_weights_are_the_co_belief_softmax_and_calibrated_only_at_test_time(
+    make_model, make_inputs, num_modalities, mode
+):
     model = make_model(num_modalities, mode, "pdf")
     inputs = make_inputs(model)
     model.train()

@@ -200,7 +200,7 @@ def test_gradcheck_of_energy_confidence_and_rank_loss_in_float64():
     qmf = strategy(energy_temperature=0.2)  # confidence gaps beyond the margins: active hinges
 
     def rank_of_logits(*tensors: torch.Tensor) -> torch.Tensor:
-        return qmf_rank_loss(qmf.energy_confidence(dict(zip(MODALITIES, tensors))), past)
+        return qmf_rank_loss(qmf.energy_confidence(dict(zip(MODALITIES, tensors, strict=True))), past)
 
     assert (rank_of_logits(*logits.values()) > 0).all()
     assert torch.autograd.gradcheck(rank_of_logits, tuple(logits.values()))

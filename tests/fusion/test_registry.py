@@ -66,7 +66,9 @@ def test_every_strategy_declares_documented_options_with_its_constructor_default
     for field in dataclasses.fields(cls.options_class):
         assert field.metadata.get("help"), f"{name}.{field.name} has no help text"
         assert field.name in parameters, f"{name}.{field.name} is not a keyword argument of {cls.__name__}"
-        assert parameters[field.name].default == field.default, f"{name}.{field.name}: default differs from the constructor's"
+        assert parameters[field.name].default == field.default, (
+            f"{name}.{field.name}: default differs from the constructor's"
+        )
     default = cls.options_class()
     assert strategy_options(name) == default and strategy_options(name, {}) == default
 
@@ -78,7 +80,10 @@ def test_options_reach_the_strategy_as_a_section_or_a_mapping():
     pdf = create_strategy("pdf", {"confidnet_hidden": 5}, modalities=("a", "b"), num_classes=3, width=8)
     assert pdf.confidnets["a"][0].out_features == 5
     bad = [
-        ({"lam_rnk": 1.0}, r"unknown config key 'qmf\.lam_rnk' in the options of strategy 'qmf'; known keys: energy_temperature"),
+        (
+            {"lam_rnk": 1.0},
+            r"unknown config key 'qmf\.lam_rnk' in the options of strategy 'qmf'; known keys: energy_temperature",
+        ),
         ({"lam_rank": "big"}, r"config key 'qmf\.lam_rank' must be a float, got 'big'"),
         ({"lam_rank": -1.0}, r"qmf\.lam_rank must be finite and >= 0, got -1\.0"),
         (PDFOptions(), "strategy 'qmf' takes QMFOptions, got PDFOptions"),
@@ -91,7 +96,8 @@ def test_options_reach_the_strategy_as_a_section_or_a_mapping():
 
 
 def test_the_sections_of_every_strategy_survive_pickling():
-    """A config goes to `compare --jobs` worker processes by pickle; its strategy section's class is made at run time."""
+    """A config goes to `compare --jobs` worker processes by pickle; its strategy section's class is made at run
+    time."""
     sections = strategy_sections(qmf=QMFOptions(lam_rank=0.3))
     assert [f.name for f in dataclasses.fields(sections)] == list(STRATEGIES)
     copy = pickle.loads(pickle.dumps(sections))

@@ -18,7 +18,9 @@ def write_split(path: Path, triples: list[tuple[str, str, str]], newline: str = 
     path.write_text("".join(f"{h}\t{r}\t{t}{newline}" for h, r, t in triples), encoding="utf-8")
 
 
-def tiny_triples(num_entities: int = 12, num_relations: int = 3, seed: int = 0) -> dict[str, list[tuple[str, str, str]]]:
+def tiny_triples(
+    num_entities: int = 12, num_relations: int = 3, seed: int = 0
+) -> dict[str, list[tuple[str, str, str]]]:
     """A small graph with learnable structure: relation k maps entity i to entity (i + k + 1) mod N.
 
     Every entity and relation occurs in training; valid/test hold held-out edges of the same rules.

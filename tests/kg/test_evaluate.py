@@ -74,7 +74,9 @@ def test_ranks_match_brute_force_with_ties(policy):
     def scorer(queries):
         return table[queries[:, 0], queries[:, 1]]
 
-    tail_ranks, head_ranks = rank_queries(scorer, kg.test, known, num_relations=kg.num_relations, batch_size=4, tie_policy=policy)
+    tail_ranks, head_ranks = rank_queries(
+        scorer, kg.test, known, num_relations=kg.num_relations, batch_size=4, tie_policy=policy
+    )
     for i, (h, r, t) in enumerate(kg.test.tolist()):
         expected_tail = brute_force_rank(table[h, r], t, known_set(kg, h, r) - {t}, policy)
         expected_head = brute_force_rank(

@@ -40,7 +40,9 @@ def test_missing_entity_width_mismatch_and_row_count(tmp_path: Path):
     (tmp_path / "a.pkl").write_bytes(pickle.dumps({"alga": [1.0], "bird": [2.0]}))
     with pytest.raises(ValueError, match="no features for 1 of 3 entities, e.g. 'amino_acid_sequence'"):
         load_entity_features(tmp_path / "a.pkl", ENTITIES)
-    (tmp_path / "b.pkl").write_bytes(pickle.dumps({"alga": [1.0, 2.0], "amino_acid_sequence": [1.0], "bird": [2.0, 3.0]}))
+    (tmp_path / "b.pkl").write_bytes(
+        pickle.dumps({"alga": [1.0, 2.0], "amino_acid_sequence": [1.0], "bird": [2.0, 3.0]})
+    )
     with pytest.raises(ValueError, match="'amino_acid_sequence' has a feature vector of width 1"):
         load_entity_features(tmp_path / "b.pkl", ENTITIES)
     np.save(tmp_path / "c.npy", np.zeros((2, 5)))
@@ -97,7 +99,8 @@ def test_build_modality_features_mixes_files_and_names(tiny_kg, tmp_path: Path):
     assert {k: tuple(v.shape) for k, v in features.items()} == {"img": (12, 3), "ling": (12, 5)}
 
 
-# ---------------------------------------------------------------- TransAE's WN9-IMG layout (tests/fixtures/wn9img_layout)
+# ---------------------------------------------------------------- TransAE's WN9-IMG layout
+# (tests/fixtures/wn9img_layout)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "wn9img_layout"
 
@@ -111,7 +114,9 @@ def fixture_kg():
 
 def test_npy_rows_in_the_order_of_entity2id(fixture_kg):
     matrix = np.load(FIXTURE / "text_features.npy")
-    rows = {line.split("\t")[0]: int(line.split("\t")[1]) for line in (FIXTURE / "entity2id.txt").read_text().splitlines()}
+    rows = {
+        line.split("\t")[0]: int(line.split("\t")[1]) for line in (FIXTURE / "entity2id.txt").read_text().splitlines()
+    }
     assert list(rows) != sorted(rows)  # the file's order is not our id order, so a plain .npy would be wrong
     features = load_ordered_features(FIXTURE / "text_features.npy", FIXTURE / "entity2id.txt", fixture_kg.entities)
     for entity_id, name in enumerate(fixture_kg.entities):
@@ -173,7 +178,10 @@ def test_descriptions_encoded_in_entity_order_and_cached(fixture_kg, tmp_path: P
 
 
 def test_default_sources_of_a_folder(tmp_path: Path):
-    assert default_feature_sources(FIXTURE) == {"text": "text_features.npy@entity2id.txt", "description": "minilm:descriptions.tsv"}
+    assert default_feature_sources(FIXTURE) == {
+        "text": "text_features.npy@entity2id.txt",
+        "description": "minilm:descriptions.tsv",
+    }
     assert default_feature_sources(tmp_path) == {"ling": "minilm"}
 
 
@@ -189,7 +197,9 @@ class _EvalPayload:
 
 @pytest.mark.parametrize("kind", ["shell", "eval"])
 @pytest.mark.parametrize("protocol", [2, 4, 5])
-def test_a_pickle_that_would_run_code_is_refused_before_it_runs(tmp_path: Path, kind: str, protocol: int, shell_payload):
+def test_a_pickle_that_would_run_code_is_refused_before_it_runs(
+    tmp_path: Path, kind: str, protocol: int, shell_payload
+):
     payload = shell_payload if kind == "shell" else _EvalPayload
     marker = tmp_path / "ran"
     for name, content in {
@@ -198,7 +208,10 @@ def test_a_pickle_that_would_run_code_is_refused_before_it_runs(tmp_path: Path, 
         "in_object_array.pkl": {"alga": np.array([payload(marker)], dtype=object)},
     }.items():
         (tmp_path / name).write_bytes(pickle.dumps(content, protocol=protocol))
-        with pytest.raises(ValueError, match=r"not a pickle of plain arrays \(it names (posix|nt|builtins|__builtin__)\.(system|eval), refused"):
+        with pytest.raises(
+            ValueError,
+            match=r"not a pickle of plain arrays \(it names (posix|nt|builtins|__builtin__)\.(system|eval), refused",
+        ):
             load_entity_features(tmp_path / name, ENTITIES)
         assert not marker.exists()
 
@@ -206,8 +219,11 @@ def test_a_pickle_that_would_run_code_is_refused_before_it_runs(tmp_path: Path, 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 def test_plain_pickles_of_every_protocol_load(tmp_path: Path, protocol: int):
     """numpy arrays (transposed, of any width dtype), numpy scalars, lists and tuples."""
-    vectors = {"alga": np.arange(4, dtype=np.float16).reshape(2, 2).T.ravel(), "amino_acid_sequence": [np.float64(2.0)] * 4,
-               "bird": (3, 3, 3, 3)}
+    vectors = {
+        "alga": np.arange(4, dtype=np.float16).reshape(2, 2).T.ravel(),
+        "amino_acid_sequence": [np.float64(2.0)] * 4,
+        "bird": (3, 3, 3, 3),
+    }
     (tmp_path / "ling.pkl").write_bytes(pickle.dumps(vectors, protocol=protocol))
     features = load_entity_features(tmp_path / "ling.pkl", ENTITIES)
     assert features.tolist() == [[0.0, 2.0, 1.0, 3.0], [2.0] * 4, [3.0] * 4]

@@ -1,10 +1,10 @@
 import math
 
 import numpy as np
-import ot
 import pytest
 import torch
 
+import ot
 from iidfusion.data.features.synthetic import SyntheticConfig, generate_synthetic
 from iidfusion.losses import DistributionCoherence, distribution_coherence, modality_pairs
 from iidfusion.ot import FourierRIPReducer
@@ -16,7 +16,8 @@ def clouds(modalities=3, batch=12, dim=8, seed=0, dtype=torch.float64):
 
 
 def pot_relaxed_value(x, y, eps, rho):
-    """W~ of docs/method.md ("Distribution coherence") from POT's plan: <T, C> + eps KL(T | ab^T) + rho (KL(T1 | a) + KL(T^T 1 | b))."""
+    """W~ of docs/method.md ("Distribution coherence") from POT's plan: <T, C> + eps KL(T | ab^T) + rho (KL(T1 | a) +
+    KL(T^T 1 | b))."""
     cost = ot.dist(x.numpy(), y.numpy(), metric="euclidean") / math.sqrt(x.shape[1])
     a, b = np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y))
     plan = ot.unbalanced.sinkhorn_unbalanced(a, b, cost, eps, rho, numItermax=100_000, stopThr=1e-13)
@@ -45,7 +46,7 @@ def test_pairs_match_pot_on_the_raw_features():
 def test_identical_clouds_sit_at_the_entropic_floor_and_debias_to_zero(reduce):
     x = clouds(modalities=1, batch=16, dim=16)["m0"]
     reducer = FourierRIPReducer(16, 4, 8) if reduce else None
-    kwargs = dict(reducer=reducer, eps=0.1, rho=10.0, max_iter=5000, tol=1e-11)
+    kwargs = {"reducer": reducer, "eps": 0.1, "rho": 10.0, "max_iter": 5000, "tol": 1e-11}
     plain = distribution_coherence({"a": x, "b": x.clone()}, **kwargs)
     floor = plain.loss.item()
     assert floor > 0.01, "the entropic floor of identical clouds is positive"
@@ -64,7 +65,7 @@ def test_grows_with_the_shift_of_the_synthetic_benchmark():
     for shift in (0.0, 0.5, 1.0, 2.0, 4.0):
         data = generate_synthetic(SyntheticConfig(num_modalities=3, shift=shift), num_samples=64, seed=0)
         values.append(coherence(data.views).loss.item())
-    assert all(later > earlier for earlier, later in zip(values, values[1:])), values
+    assert all(later > earlier for earlier, later in zip(values, values[1:], strict=False)), values
 
 
 def test_a_few_optimizer_steps_reduce_the_exact_wasserstein_distance():
@@ -103,7 +104,13 @@ def test_gradcheck_float64_through_the_reducer(debias):
 
     def loss(*tensors):
         return distribution_coherence(
-            dict(zip(names, tensors)), reducer=reducer, eps=0.3, rho=3.0, debias=debias, max_iter=20_000, tol=1e-13
+            dict(zip(names, tensors, strict=True)),
+            reducer=reducer,
+            eps=0.3,
+            rho=3.0,
+            debias=debias,
+            max_iter=20_000,
+            tol=1e-13,
         ).loss
 
     assert torch.autograd.gradcheck(loss, [t.clone().requires_grad_() for t in features.values()], eps=1e-6, atol=1e-5)

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 import torch
 
+from iidfusion.core.config import iter_options
 from iidfusion.kg.objective import IIDTermsConfig, KGObjective, KGObjectiveConfig
 from iidfusion.losses import DistributionCoherence, IIDConfig, IIDLoss, InformaticConstraint
-from iidfusion.core.config import iter_options
 from iidfusion.tasks.classification.config import ExperimentConfig
 from iidfusion.tasks.kg.config import KGExperimentConfig
 from iidfusion.tasks.kg.fit import validate_kg_config
@@ -36,11 +36,19 @@ def test_every_option_has_help_and_a_range_rule_used_by_both_tasks():
 @pytest.mark.parametrize(
     ("key", "value", "said"),
     [
-        ("ic_reduction", "median", "--ic-reduction \\(objective.iid.ic_reduction\\) must be one of mean, sum, weighted, got 'median'"),
+        (
+            "ic_reduction",
+            "median",
+            "--ic-reduction \\(objective.iid.ic_reduction\\) must be one of mean, sum, weighted, got 'median'",
+        ),
         ("dc_reduction", "max", "--dc-reduction \\(objective.iid.dc_reduction\\) must be one of mean, sum, got 'max'"),
         ("max_iter", 0, "--max-iter \\(objective.iid.max_iter\\) must be in \\[1, 1e\\+06\\], got 0"),
         ("margin", -1.0, "--margin \\(objective.iid.margin\\) must be finite and >= 0, got -1.0"),
-        ("variant", "vibe", "--variant \\(objective.iid.variant\\) must be one of paper, vib, margin, literal, ce-only, got 'vibe'"),
+        (
+            "variant",
+            "vibe",
+            "--variant \\(objective.iid.variant\\) must be one of paper, vib, margin, literal, ce-only, got 'vibe'",
+        ),
     ],
 )
 def test_the_kg_checks_the_options_it_shares_with_classification(key, value, said):
@@ -51,14 +59,30 @@ def test_the_kg_checks_the_options_it_shares_with_classification(key, value, sai
 
 
 def test_build_loss_gives_modules_with_the_options():
-    config = IIDConfig(alpha=0.5, beta=0.2, lam=0.3, margin=0.2, ic_reduction="sum", dc_reduction="sum", d1=3, d2=5,
-                       eps=0.2, rho=4.0, max_iter=7)  # fmt: skip
+    config = IIDConfig(
+        alpha=0.5,
+        beta=0.2,
+        lam=0.3,
+        margin=0.2,
+        ic_reduction="sum",
+        dc_reduction="sum",
+        d1=3,
+        d2=5,
+        eps=0.2,
+        rho=4.0,
+        max_iter=7,
+    )
     loss = config.build_loss(8, seed=1)
     assert isinstance(loss, IIDLoss) and (loss.alpha, loss.beta) == (0.5, 0.2)
     assert isinstance(loss.informatic, InformaticConstraint)
     assert (loss.informatic.lam, loss.informatic.reduction, loss.informatic.margin) == (0.3, "sum", 0.2)
     assert isinstance(loss.coherence, DistributionCoherence) and loss.coherence.reducer is not None
-    assert (loss.coherence.eps, loss.coherence.rho, loss.coherence.max_iter, loss.coherence.reduction) == (0.2, 4.0, 7, "sum")
+    assert (loss.coherence.eps, loss.coherence.rho, loss.coherence.max_iter, loss.coherence.reduction) == (
+        0.2,
+        4.0,
+        7,
+        "sum",
+    )
     assert loss.coherence.reducer.d1 == 3 and loss.coherence.reducer.d2 == 5
     other_seed = config.build_loss(8, seed=2).coherence
     assert not torch.equal(loss.coherence.reducer.phi, other_seed.reducer.phi)

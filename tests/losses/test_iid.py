@@ -13,8 +13,14 @@ def make_model(modalities=3, strategy="static", num_classes=4, seed=0, **strateg
     torch.manual_seed(seed)
     dims = {f"m{k}": 5 + k for k in range(modalities)}
     encoders = {name: nn.Sequential(nn.Linear(dim, 12), nn.Tanh()) for name, dim in dims.items()}
-    model = FusionModel(encoders, {n: 12 for n in dims}, num_classes, width=WIDTH, strategy=strategy,
-                        strategy_kwargs=strategy_kwargs or None)
+    model = FusionModel(
+        encoders,
+        dict.fromkeys(dims, 12),
+        num_classes,
+        width=WIDTH,
+        strategy=strategy,
+        strategy_kwargs=strategy_kwargs or None,
+    )
     inputs = {name: torch.randn(8, dim) for name, dim in dims.items()}
     labels = torch.randint(num_classes, (8,))
     return model, inputs, labels
@@ -78,13 +84,24 @@ def test_from_method_switches_the_regularizers(name):
 def test_given_modules_are_used():
     model, inputs, labels = make_model(modalities=2)
     output = model(inputs)
-    custom = IIDLoss(1.0, 1.0, informatic=InformaticConstraint(lam=0.0, variant="literal"),
-                     coherence=DistributionCoherence(WIDTH, reduce=False, debias=True))
+    custom = IIDLoss(
+        1.0,
+        1.0,
+        informatic=InformaticConstraint(lam=0.0, variant="literal"),
+        coherence=DistributionCoherence(WIDTH, reduce=False, debias=True),
+    )
     result = custom(output, labels)
     from iidfusion.losses import distribution_coherence, informatic_constraint
 
-    ic = informatic_constraint(output.logits, output.shared_head_logits, output.fused_features, output.features,
-                               labels, lam=0.0, variant="literal")
+    ic = informatic_constraint(
+        output.logits,
+        output.shared_head_logits,
+        output.fused_features,
+        output.features,
+        labels,
+        lam=0.0,
+        variant="literal",
+    )
     torch.testing.assert_close(result.terms["informatic"], ic.loss)
     torch.testing.assert_close(result.terms["coherence"], distribution_coherence(output.features, debias=True).loss)
 
@@ -112,7 +129,10 @@ def test_bad_configuration_raises(kwargs, message):
         (lambda out, y: (out, y[:5]), "labels"),
         (lambda out, y: (out.__setattr__("logits", out.logits.detach().clone().fill_(float("nan"))) or out, y), "NaN"),
         (lambda out, y: (out.features.update(m1=out.features["m1"][:4]) or out, y), "m1"),
-        (lambda out, y: (out.features.update(m0=out.features["m0"].detach().clone().fill_(float("nan"))) or out, y), "NaN"),
+        (
+            lambda out, y: (out.features.update(m0=out.features["m0"].detach().clone().fill_(float("nan"))) or out, y),
+            "NaN",
+        ),
         (lambda out, y: ([out.features.pop(k) for k in ("m1", "m2")] and out, y), "at least two"),
     ],
 )

@@ -2,10 +2,9 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import torch.nn.functional as F
 
 from iidfusion.losses import InformaticConstraint, gaussian_kl_to_standard, informatic_constraint
 from iidfusion.losses.informatic import REDUCTIONS, VARIANTS
@@ -25,7 +24,9 @@ def make_batch(batch=6, classes=3, modalities=2, dim=4, scale=1.0, seed=0, dtype
 
 def lower_bound(variant, classes, modalities, lam, reduction="mean"):
     """The documented lower bound of each reading (factor M for the sum over modalities)."""
-    per_modality = {"paper": 0.0, "vib": 0.0, "margin": 0.0, "literal": -lam * math.log(classes), "ce-only": 0.0}[variant]
+    per_modality = {"paper": 0.0, "vib": 0.0, "margin": 0.0, "literal": -lam * math.log(classes), "ce-only": 0.0}[
+        variant
+    ]
     return per_modality * (modalities if reduction == "sum" else 1)
 
 
@@ -53,11 +54,18 @@ def test_minimising_freely_stays_above_the_bound_and_approaches_it(variant):
     # Free logits and features: the optimiser may do anything the loss rewards (exploding the
     # unimodal CE for "paper", the unimodal KL for "literal"); the clamps must hold it at the bound.
     bound = lower_bound(variant, classes=3, modalities=2, lam=0.5)
-    params = {k: v.clone().requires_grad_() if torch.is_tensor(v) and v.is_floating_point() else v
-              for k, v in make_batch(batch=8, classes=3, modalities=2, dim=3).items()}
+    params = {
+        k: v.clone().requires_grad_() if torch.is_tensor(v) and v.is_floating_point() else v
+        for k, v in make_batch(batch=8, classes=3, modalities=2, dim=3).items()
+    }
     for key in ("shared_head_logits", "features"):
         params[key] = {n: t.clone().requires_grad_() for n, t in params[key].items()}
-    leaves = [params["fused_logits"], params["fused_features"], *params["shared_head_logits"].values(), *params["features"].values()]
+    leaves = [
+        params["fused_logits"],
+        params["fused_features"],
+        *params["shared_head_logits"].values(),
+        *params["features"].values(),
+    ]
     optimizer = torch.optim.Adam(leaves, lr=0.2)
     # "margin" needs the fused CE a margin below the (detached) unimodal CEs: 0 only once every
     # sample's fused CE is 0.1 below its unimodal ones, i.e. a margin of 0 here.
@@ -79,12 +87,16 @@ def test_paper_is_the_fused_terms_plus_the_readable_information_and_the_kls():
     lam = 0.2
     out = informatic_constraint(**inputs, lam=lam, variant="paper")
     labels = inputs["labels"]
-    readable = [torch.relu(math.log(10) - F.cross_entropy(h, labels, reduction="none")).mean()
-                for h in inputs["shared_head_logits"].values()]
+    readable = [
+        torch.relu(math.log(10) - F.cross_entropy(h, labels, reduction="none")).mean()
+        for h in inputs["shared_head_logits"].values()
+    ]
     assert all(r > 0 for r in readable)
-    unimodal = sum(r + lam * out.unimodal_kl[n] for r, n in zip(readable, out.unimodal_kl)) / 3
+    unimodal = sum(r + lam * out.unimodal_kl[n] for r, n in zip(readable, out.unimodal_kl, strict=True)) / 3
     torch.testing.assert_close(out.loss, out.fused_ce + lam * out.fused_kl + unimodal)
-    torch.testing.assert_close(informatic_constraint(**inputs, lam=lam, variant="aim").loss, out.loss)  # the former name
+    torch.testing.assert_close(
+        informatic_constraint(**inputs, lam=lam, variant="aim").loss, out.loss
+    )  # the former name
 
 
 def test_paper_and_literal_push_the_unimodal_ce_in_opposite_directions():
@@ -109,7 +121,9 @@ def test_vib_is_the_fused_terms_plus_the_mean_unimodal_kl():
     # no gradient reaches the shared head's unimodal logits: no unimodal prediction is rewarded or punished
     leaves = {n: t.clone().requires_grad_() for n, t in inputs["shared_head_logits"].items()}
     fused = inputs["fused_logits"].clone().requires_grad_()
-    informatic_constraint(**(inputs | {"shared_head_logits": leaves, "fused_logits": fused}), variant="vib").loss.backward()
+    informatic_constraint(
+        **(inputs | {"shared_head_logits": leaves, "fused_logits": fused}), variant="vib"
+    ).loss.backward()
     assert all(t.grad is None or torch.count_nonzero(t.grad) == 0 for t in leaves.values())
 
 
@@ -118,12 +132,16 @@ def test_margin_is_a_hinge_on_the_fused_ce_with_the_unimodal_ce_detached():
     labels = inputs["labels"]
     out = informatic_constraint(**inputs, lam=0.0, variant="margin", margin=0.2)
     fused = F.cross_entropy(inputs["fused_logits"], labels, reduction="none")
-    hinge = [torch.relu(fused - F.cross_entropy(h, labels, reduction="none") + 0.2).mean()
-             for h in inputs["shared_head_logits"].values()]
+    hinge = [
+        torch.relu(fused - F.cross_entropy(h, labels, reduction="none") + 0.2).mean()
+        for h in inputs["shared_head_logits"].values()
+    ]
     torch.testing.assert_close(out.loss, fused.mean() + sum(hinge) / 2)
     leaves = {n: t.clone().requires_grad_() for n, t in inputs["shared_head_logits"].items()}
     fused_leaf = inputs["fused_logits"].clone().requires_grad_()
-    informatic_constraint(**(inputs | {"shared_head_logits": leaves, "fused_logits": fused_leaf}), variant="margin").loss.backward()
+    informatic_constraint(
+        **(inputs | {"shared_head_logits": leaves, "fused_logits": fused_leaf}), variant="margin"
+    ).loss.backward()
     assert torch.count_nonzero(fused_leaf.grad) > 0
     assert all(t.grad is None or torch.count_nonzero(t.grad) == 0 for t in leaves.values())
 
@@ -132,8 +150,10 @@ def test_margin_is_a_hinge_on_the_fused_ce_with_the_unimodal_ce_detached():
 def test_reductions_mean_sum_and_weighted(variant):
     inputs = make_batch(batch=9, classes=3, modalities=3, dim=4, seed=3)
     fused_only = informatic_constraint(**inputs, variant=variant, reduction="sum")
-    total = {r: informatic_constraint(**inputs, variant=variant, reduction=r, modality_weights=torch.ones(9, 3)).loss
-             for r in REDUCTIONS}
+    total = {
+        r: informatic_constraint(**inputs, variant=variant, reduction=r, modality_weights=torch.ones(9, 3)).loss
+        for r in REDUCTIONS
+    }
     base = fused_only.fused_ce + 0.1 * fused_only.fused_kl
     # the unimodal part of "sum" is M times that of "mean"; uniform fusion weights give "mean"
     torch.testing.assert_close(total["sum"] - base, 3 * (total["mean"] - base))
@@ -143,8 +163,13 @@ def test_reductions_mean_sum_and_weighted(variant):
     one_hot[:, 1] = 1.0
     only_m1 = informatic_constraint(**inputs, variant=variant, reduction="weighted", modality_weights=one_hot).loss
     alone = informatic_constraint(
-        **(inputs | {"shared_head_logits": {k: inputs["shared_head_logits"]["m1"] for k in ("m0", "m1")},
-                     "features": {k: inputs["features"]["m1"] for k in ("m0", "m1")}}),
+        **(
+            inputs
+            | {
+                "shared_head_logits": dict.fromkeys(("m0", "m1"), inputs["shared_head_logits"]["m1"]),
+                "features": dict.fromkeys(("m0", "m1"), inputs["features"]["m1"]),
+            }
+        ),
         variant=variant,
     ).loss
     torch.testing.assert_close(only_m1, alone)
@@ -202,11 +227,22 @@ def test_gradcheck_float64(variant, reduction):
 
     def loss(fused_logits, fused_features, h0, h1, z0, z1):
         return informatic_constraint(
-            fused_logits, dict(zip(names, (h0, h1))), fused_features, dict(zip(names, (z0, z1))), inputs["labels"],
-            variant=variant, reduction=reduction, modality_weights=weights,
+            fused_logits,
+            dict(zip(names, (h0, h1), strict=True)),
+            fused_features,
+            dict(zip(names, (z0, z1), strict=True)),
+            inputs["labels"],
+            variant=variant,
+            reduction=reduction,
+            modality_weights=weights,
         ).loss
 
-    leaves = [inputs["fused_logits"], inputs["fused_features"], *inputs["shared_head_logits"].values(), *inputs["features"].values()]
+    leaves = [
+        inputs["fused_logits"],
+        inputs["fused_features"],
+        *inputs["shared_head_logits"].values(),
+        *inputs["features"].values(),
+    ]
     # "margin" detaches the unimodal CE by design (its gradient is not that of its value in g(z^m)):
     # checked with the unimodal logits held constant.
     constant = {2, 3} if variant == "margin" else set()
@@ -221,9 +257,20 @@ def test_gradcheck_float64(variant, reduction):
         (lambda b: b.update(labels=-b["labels"] - 1), "labels must lie in"),
         (lambda b: b.update(labels=b["labels"].float()), "integer"),
         (lambda b: b["features"]["m0"].__setitem__((0, 0), float("nan")), r"features\['m0'\] contains NaN"),
-        (lambda b: b["shared_head_logits"]["m1"].__setitem__((2, 1), float("inf")), r"shared_head_logits\['m1'\] contains NaN or inf"),
-        (lambda b: b["features"].update(m1=b["features"]["m1"][:, :3]), "features must have one shape across modalities"),
-        (lambda b: b.update(features={"m0": b["features"]["m0"]}, shared_head_logits={"m0": b["shared_head_logits"]["m0"]}), "at least two"),
+        (
+            lambda b: b["shared_head_logits"]["m1"].__setitem__((2, 1), float("inf")),
+            r"shared_head_logits\['m1'\] contains NaN or inf",
+        ),
+        (
+            lambda b: b["features"].update(m1=b["features"]["m1"][:, :3]),
+            "features must have one shape across modalities",
+        ),
+        (
+            lambda b: b.update(
+                features={"m0": b["features"]["m0"]}, shared_head_logits={"m0": b["shared_head_logits"]["m0"]}
+            ),
+            "at least two",
+        ),
         (lambda b: b["features"].update(m1=b["features"]["m1"][:5]), "mismatched batch sizes"),
         (lambda b: b["shared_head_logits"].pop("m1"), "shared_head_logits"),
         (lambda b: b.update(fused_features=b["fused_features"][:3]), "fused_features"),

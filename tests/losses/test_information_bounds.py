@@ -45,11 +45,13 @@ def test_the_fused_part_is_a_lower_bound_on_the_true_information():
     far below for an untrained one."""
     torch.manual_seed(0)
     means = 0.8 * torch.randn(CLASSES, INPUT_DIM, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
     def fused_sample(n, seed):
         labels = torch.randint(CLASSES, (n,), generator=torch.Generator().manual_seed(seed))
         noise = torch.Generator().manual_seed(seed + 1)
         views = [means[labels] + torch.randn(n, INPUT_DIM, generator=noise, dtype=torch.float64) for _ in range(VIEWS)]
         return views, labels
+
     train_views, train_labels = fused_sample(4000, 0)
     test_views, test_labels = fused_sample(20000, 1)
     fused_train, fused_test = sum(train_views) / VIEWS, sum(test_views) / VIEWS
@@ -59,9 +61,13 @@ def test_the_fused_part_is_a_lower_bound_on_the_true_information():
     def bound(head: nn.Linear) -> float:
         with torch.no_grad():
             out = informatic_constraint(
-                head(fused_test), {f"m{m}": head(v) for m, v in enumerate(test_views)}, fused_test,
-                {f"m{m}": v for m, v in enumerate(test_views)}, test_labels, variant="paper",
-            )  # fmt: skip
+                head(fused_test),
+                {f"m{m}": head(v) for m, v in enumerate(test_views)},
+                fused_test,
+                {f"m{m}": v for m, v in enumerate(test_views)},
+                test_labels,
+                variant="paper",
+            )
         return math.log(CLASSES) - out.fused_ce.item()  # H(y) = log C: uniform classes
 
     trained = bound(_fit_linear(fused_train, train_labels))
@@ -78,10 +84,12 @@ def _train_if(alpha: float, steps: int = 300) -> tuple[dict[str, float], dict[st
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(123)
     means = [1.2 * torch.randn(CLASSES, INPUT_DIM, generator=generator) for _ in range(VIEWS)]
+
     def views(n, seed):
         labels = torch.randint(CLASSES, (n,), generator=torch.Generator().manual_seed(seed))
         noise = torch.Generator().manual_seed(seed + 1)
         return {f"m{m}": means[m][labels] + torch.randn(n, INPUT_DIM, generator=noise) for m in range(VIEWS)}, labels
+
     (train, train_labels), (test, test_labels) = views(4096, 1), views(4096, 2)
     encoders = nn.ModuleDict({name: nn.Linear(INPUT_DIM, WIDTH) for name in train})
     head = nn.Linear(WIDTH, CLASSES)
@@ -93,8 +101,14 @@ def _train_if(alpha: float, steps: int = 300) -> tuple[dict[str, float], dict[st
         fused = sum(features.values()) / VIEWS
         loss = F.cross_entropy(head(fused), train_labels[index])
         if alpha:
-            ic = informatic_constraint(head(fused), {n: head(f) for n, f in features.items()}, fused, features,
-                                       train_labels[index], variant="paper")
+            ic = informatic_constraint(
+                head(fused),
+                {n: head(f) for n, f in features.items()},
+                fused,
+                features,
+                train_labels[index],
+                variant="paper",
+            )
             loss = loss + alpha * ic.loss
         optimizer.zero_grad()
         loss.backward()

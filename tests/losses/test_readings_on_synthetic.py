@@ -27,7 +27,7 @@ def _train(variant: str, alpha: float = 3.0, steps: int = 150, heads: str = "sep
     views = list(train.views)
     encoders = {v: MLPEncoder(CONFIG.dim, 32, 1, 0.0) for v in views}
     model = get_method("iid-l-no-dc").build_model(
-        encoders, {v: 32 for v in views}, CONFIG.num_classes, width=16, unimodal_heads=heads
+        encoders, dict.fromkeys(views, 32), CONFIG.num_classes, width=16, unimodal_heads=heads
     )
     loss_fn = IIDLoss(alpha, 0.0, informatic=InformaticConstraint(variant=variant))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)

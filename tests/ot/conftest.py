@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
 
 def _clouds(
-    n_problems: int, n: int, m: int, d: int = 3, *, seed: int = 0, shift: float = 0.5,
+    n_problems: int,
+    n: int,
+    m: int,
+    d: int = 3,
+    *,
+    seed: int = 0,
+    shift: float = 0.5,
     dtype: torch.dtype = torch.float64,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Two batches of Gaussian clouds ``(P, n, d)``, ``(P, m, d)``, the second shifted."""

@@ -55,7 +55,9 @@ def test_the_zero_threshold_is_per_problem(make_clouds) -> None:
 def test_gradcheck(make_clouds) -> None:
     x, y = make_clouds(2, 4, 3)
     for p in (1, 2):
-        assert torch.autograd.gradcheck(lambda a, b: pairwise_cost(a, b, p), (x.requires_grad_(), y.requires_grad_()))
+        assert torch.autograd.gradcheck(
+            lambda a, b, p=p: pairwise_cost(a, b, p), (x.requires_grad_(), y.requires_grad_())
+        )
 
 
 def test_low_precision_is_finite(make_clouds) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-import ot
 import pytest
 import torch
 
+import ot
 from iidfusion.ot import (
     pairwise_cost,
     rip_dimension,
@@ -97,7 +97,9 @@ def test_max_sliced_known_answers() -> None:
     x = torch.randn(33, 1, generator=generator, dtype=torch.float64)
     y = torch.randn(21, 1, generator=generator, dtype=torch.float64) + 0.4
     exact = wasserstein_exact(x, y).item()
-    assert wasserstein_max_sliced(x, y, n_projections=3, generator=_generator()).item() == pytest.approx(exact, rel=1e-12)
+    assert wasserstein_max_sliced(x, y, n_projections=3, generator=_generator()).item() == pytest.approx(
+        exact, rel=1e-12
+    )
     for d, at_most in ((3, 1.0), (1024, 0.15)):
         x = torch.randn(50, d, generator=generator, dtype=torch.float64)
         shift = torch.randn(d, generator=generator, dtype=torch.float64)

@@ -6,11 +6,11 @@ import itertools
 import math
 
 import numpy as np
-import ot
 import pytest
 import torch
 from geomloss import SamplesLoss
 
+import ot
 from iidfusion.ot import pairwise_cost, sinkhorn_unbalanced, smallest_safe_eps
 
 INF = float("inf")
@@ -19,12 +19,28 @@ INF = float("inf")
 def _pot_unbalanced(cost: torch.Tensor, a: np.ndarray, b: np.ndarray, eps: float, rho: float):
     """POT's plan, linear cost and 'total' cost for one problem, solved to convergence."""
     plan, log = ot.unbalanced.sinkhorn_unbalanced(
-        a, b, cost.numpy(), eps, rho, method="sinkhorn", reg_type="kl",
-        numItermax=200_000, stopThr=1e-15, log=True,
+        a,
+        b,
+        cost.numpy(),
+        eps,
+        rho,
+        method="sinkhorn",
+        reg_type="kl",
+        numItermax=200_000,
+        stopThr=1e-15,
+        log=True,
     )
     total = ot.unbalanced.sinkhorn_unbalanced2(
-        a, b, cost.numpy(), eps, rho, method="sinkhorn", reg_type="kl",
-        numItermax=200_000, stopThr=1e-15, returnCost="total",
+        a,
+        b,
+        cost.numpy(),
+        eps,
+        rho,
+        method="sinkhorn",
+        reg_type="kl",
+        numItermax=200_000,
+        stopThr=1e-15,
+        returnCost="total",
     )
     return plan, float(log["cost"]), float(total)
 

@@ -2,7 +2,19 @@ from iidfusion.cli.main import main
 
 
 def test_bench_wasserstein_prints_what_it_writes(tmp_path, capsys):
-    args = ["bench", "wasserstein", "--quick", "--dims", "16", "--sizes", "10", "--real", "none", "--out", str(tmp_path)]
+    args = [
+        "bench",
+        "wasserstein",
+        "--quick",
+        "--dims",
+        "16",
+        "--sizes",
+        "10",
+        "--real",
+        "none",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert printed == (tmp_path / "wasserstein.md").read_text()
@@ -18,7 +30,18 @@ def test_bench_quick_without_out_writes_nothing(tmp_path, capsys, monkeypatch):
 
 
 def test_bench_train_prints_what_it_writes(tmp_path, capsys):
-    args = ["bench", "train", "--quick", "--workloads", "handwritten-mlp", "--methods", "if-qmf,iid-q", "--no-memory", "--out", str(tmp_path)]
+    args = [
+        "bench",
+        "train",
+        "--quick",
+        "--workloads",
+        "handwritten-mlp",
+        "--methods",
+        "if-qmf,iid-q",
+        "--no-memory",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert printed == (tmp_path / "train_cost.md").read_text()

@@ -2,16 +2,26 @@ import math
 
 import pytest
 
-from iidfusion_studies.monitoring import diagnostics_table, metrics_files, monitoring_table, plot_monitoring, read_run_log
+from iidfusion_studies.monitoring import (
+    diagnostics_table,
+    metrics_files,
+    monitoring_table,
+    plot_monitoring,
+    read_run_log,
+)
 
 # The shape of Lightning's CSVLogger output: one row per logging call, empty cells elsewhere.
-LOG = """epoch,step,train/loss,val/wasserstein/fou-fac,val/wasserstein/mean,val/acc,val/shared_head_acc/fou,val/drop_acc/fou
+HEADER = "epoch,step,train/loss,val/wasserstein/fou-fac,val/wasserstein/mean,val/acc,val/shared_head_acc/fou,"
+LOG = (
+    HEADER
+    + """val/drop_acc/fou
 0,10,,1.5,1.25,0.50,0.4,0.3
 0,10,2.0,,,,,
 1,21,,0.5,0.75,0.75,0.6,0.7
 1,21,1.0,,,,,
 2,32,,,,0.70,,
 """
+)
 
 
 def _run(tmp_path, name="run", text=LOG, method="iid-q"):
@@ -65,13 +75,18 @@ def test_bad_logs_raise_clear_errors(tmp_path):
 def test_every_lightning_version_folder_is_read_in_order(tmp_path):
     """A resumed run: version_0 holds epochs 0-1 and the start of the interrupted epoch 2,
     version_1 redoes epoch 2 and goes on; version_10 sorts after version_2."""
-    texts = {0: LOG, 2: "epoch,step,val/acc,val/wasserstein/mean\n2,32,0.80,0.5\n3,43,0.85,0.25\n",
-             10: "epoch,step,val/acc\n4,54,0.9\n"}
+    texts = {
+        0: LOG,
+        2: "epoch,step,val/acc,val/wasserstein/mean\n2,32,0.80,0.5\n3,43,0.85,0.25\n",
+        10: "epoch,step,val/acc\n4,54,0.9\n",
+    }
     for version, text in texts.items():
         folder = tmp_path / "run" / "csv" / f"version_{version}"
         folder.mkdir(parents=True)
         (folder / "metrics.csv").write_text(text)
-    assert metrics_files(tmp_path / "run") == [tmp_path / "run" / "csv" / f"version_{v}" / "metrics.csv" for v in (0, 2, 10)]
+    assert metrics_files(tmp_path / "run") == [
+        tmp_path / "run" / "csv" / f"version_{v}" / "metrics.csv" for v in (0, 2, 10)
+    ]
     log = read_run_log(tmp_path / "run")
     assert log.name == "run" and log.epochs == (0, 1, 2, 3, 4)
     assert log.series("val/acc") == ([0, 1, 2, 3, 4], [0.5, 0.75, 0.8, 0.85, 0.9])

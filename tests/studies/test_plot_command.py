@@ -1,20 +1,40 @@
 import numpy as np
 
-from iidfusion.cli.main import main as iidfusion
 from iidfusion.cli.main import main
+from iidfusion.cli.main import main as iidfusion
 
 
 def _tiny_views(path):
     """Two views of 90 samples, 3 classes: a data file that trains in a fraction of a second."""
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 30)
-    np.savez(path, a=rng.normal(labels[:, None], 1.0, (90, 5)), b=rng.normal(labels[:, None], 1.0, (90, 7)), labels=labels)
+    np.savez(
+        path, a=rng.normal(labels[:, None], 1.0, (90, 5)), b=rng.normal(labels[:, None], 1.0, (90, 7)), labels=labels
+    )
     return str(path)
 
 
 def test_plot_reads_real_fit_logs(tmp_path, capsys):
-    fit = ["--data", _tiny_views(tmp_path / "tiny.npz"), "--max-epochs", "3", "--width", "16", "--hidden", "16", "--d2", "8",
-           "--max-iter", "20", "--no-checkpoints", "--no-progress-bar", "--noise", "0", "--patience", "0"]
+    fit = [
+        "--data",
+        _tiny_views(tmp_path / "tiny.npz"),
+        "--max-epochs",
+        "3",
+        "--width",
+        "16",
+        "--hidden",
+        "16",
+        "--d2",
+        "8",
+        "--max-iter",
+        "20",
+        "--no-checkpoints",
+        "--no-progress-bar",
+        "--noise",
+        "0",
+        "--patience",
+        "0",
+    ]
     for method in ("if-qmf", "iid-q"):
         assert iidfusion(["fit", "--method", method, "--out", str(tmp_path), *fit]) == 0
     capsys.readouterr()

@@ -3,8 +3,16 @@ import sys
 
 import pytest
 
-from iidfusion_studies.sweep import SearchSpace, SweepRun, plot_heatmap, render_markdown, run_sweep, summarize, write_sweep
 from iidfusion.tasks.classification.config import load_config
+from iidfusion_studies.sweep import (
+    SearchSpace,
+    SweepRun,
+    plot_heatmap,
+    render_markdown,
+    run_sweep,
+    summarize,
+    write_sweep,
+)
 
 
 def _run(alpha, beta, d1, seed, val):
@@ -45,7 +53,10 @@ def test_summary_report_and_heatmap():
 
 
 def test_heatmap_scale_leaves_collapsed_points_below_it():
-    runs = [_run(a, b, 4, 0, v) for (a, b), v in zip([(0.1, 0.1), (0.1, 1.0), (1.0, 0.1), (1.0, 1.0)], (0.97, 0.98, 0.96, 0.03))]
+    runs = [
+        _run(a, b, 4, 0, v)
+        for (a, b), v in zip([(0.1, 0.1), (0.1, 1.0), (1.0, 0.1), (1.0, 1.0)], (0.97, 0.98, 0.96, 0.03), strict=True)
+    ]
     figure = plot_heatmap(runs)
     image = figure.axes[0].images[0]
     assert image.get_clim() == pytest.approx((96.0, 98.0))  # the collapsed 3 % is below the scale

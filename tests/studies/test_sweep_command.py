@@ -8,8 +8,27 @@ def _tiny(tmp_path):
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 30)
     path = tmp_path / "tiny.npz"
-    np.savez(path, a=rng.normal(labels[:, None], 1.0, (90, 5)), b=rng.normal(labels[:, None], 1.0, (90, 7)), labels=labels)
-    return ["--data", str(path), "--method", "iid-l", "--max-epochs", "2", "--width", "16", "--hidden", "16", "--d2", "8", "--max-iter", "10", "--d1", "4"]
+    np.savez(
+        path, a=rng.normal(labels[:, None], 1.0, (90, 5)), b=rng.normal(labels[:, None], 1.0, (90, 7)), labels=labels
+    )
+    return [
+        "--data",
+        str(path),
+        "--method",
+        "iid-l",
+        "--max-epochs",
+        "2",
+        "--width",
+        "16",
+        "--hidden",
+        "16",
+        "--d2",
+        "8",
+        "--max-iter",
+        "10",
+        "--d1",
+        "4",
+    ]
 
 
 def test_sweep_grid_prints_what_it_writes(tmp_path, capsys):

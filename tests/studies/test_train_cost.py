@@ -3,6 +3,8 @@ import math
 import pytest
 import torch
 
+from iidfusion.fusion.methods import get_method
+from iidfusion.tasks.classification.config import LossConfig
 from iidfusion_studies.train_cost import (
     CostConfig,
     Trainer,
@@ -12,8 +14,6 @@ from iidfusion_studies.train_cost import (
     run_cost_benchmark,
     write_costs,
 )
-from iidfusion.fusion.methods import get_method
-from iidfusion.tasks.classification.config import LossConfig
 
 TINY = CostConfig(
     methods=("if-static", "iid-l"),
@@ -30,7 +30,7 @@ def test_a_step_trains_the_model():
     trainer = Trainer(handwritten_workload(TINY), get_method("iid-l"), LossConfig(), torch.device("cpu"))
     before = [p.detach().clone() for p in trainer.model.parameters()]
     assert math.isfinite(trainer.step())
-    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
 
 
 def test_tiny_benchmark_measures_and_reports(tmp_path):

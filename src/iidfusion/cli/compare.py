@@ -35,9 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_resume_argument(parser: argparse.ArgumentParser) -> None:
     """``--resume``: continue a comparison that stopped half way in the output folder."""
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the comparison in --out that was interrupted or failed: its finished runs are kept, "
-                        "the others trained")  # fmt: skip
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the comparison in --out that was interrupted or failed: its finished runs are kept, "
+        "the others trained",
+    )
 
 
 def run(args: argparse.Namespace, base: ExperimentConfig | None = None) -> int:
@@ -50,8 +53,9 @@ def run(args: argparse.Namespace, base: ExperimentConfig | None = None) -> int:
     # the demo replaces its results by default: there --resume wins over --overwrite
     overwrite = args.overwrite and not (args.resume and base is not None)
     try:
-        comparison = api.compare(config, resume=args.resume, overwrite=overwrite,
-                                 log=lambda line: print(line, file=sys.stderr, flush=True))  # fmt: skip
+        comparison = api.compare(
+            config, resume=args.resume, overwrite=overwrite, log=lambda line: print(line, file=sys.stderr, flush=True)
+        )
     except FloatingPointError as error:
         raise CommandError(f"{error} (try a smaller --lr, --alpha or --beta)") from error
     except EpsTooSmallError as error:
@@ -66,7 +70,8 @@ def run(args: argparse.Namespace, base: ExperimentConfig | None = None) -> int:
 
 def interruption(out: Path, *, overwrite: bool = False) -> Exception:
     """What an interrupted comparison or suite says: the previous results kept (``overwrite``),
-    or how many finished runs were kept and how to continue."""
+    or how many finished runs were kept and how to continue.
+    """
     from iidfusion.cli.main import CommandInterrupted
     from iidfusion.tasks.classification.compare import finished_runs
 
@@ -74,5 +79,7 @@ def interruption(out: Path, *, overwrite: bool = False) -> Exception:
         return CommandInterrupted(f"interrupted; {out} holds the previous results, unchanged")
     kept = finished_runs(out)
     if kept:
-        return CommandInterrupted(f"interrupted; {kept} finished runs are kept in {out}: continue with the same command and --resume")
+        return CommandInterrupted(
+            f"interrupted; {kept} finished runs are kept in {out}: continue with the same command and --resume"
+        )
     return CommandInterrupted("interrupted before the first run finished (nothing kept); run the command again")

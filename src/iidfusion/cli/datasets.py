@@ -17,8 +17,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "which of its arrays were taken as views and labels (and which were passed over).",
     )
     parser.add_argument("data", nargs="?", metavar="NAME_OR_PATH", help="data set to describe (default: list all)")
-    parser.add_argument("--seed", type=bounded_int(0, SEED_LIMIT), default=0, help="seed of the split shown (default: 0)")
-    parser.add_argument("--views", default="", metavar="KEY[,KEY...]", help="a file's views: keys of matrices, cells or structs (default: detected)")
+    parser.add_argument(
+        "--seed", type=bounded_int(0, SEED_LIMIT), default=0, help="seed of the split shown (default: 0)"
+    )
+    parser.add_argument(
+        "--views",
+        default="",
+        metavar="KEY[,KEY...]",
+        help="a file's views: keys of matrices, cells or structs (default: detected)",
+    )
     parser.add_argument("--labels", default=None, metavar="KEY", help="a file's labels (default: detected)")
     parser.set_defaults(handler=run)
 

@@ -1,4 +1,4 @@
-"""``iidfusion extract``: frozen encoders over a raw data set, features cached for ``fit`` / ``compare``.
+r"""``iidfusion extract``: frozen encoders over a raw data set, features cached for ``fit`` / ``compare``.
 
 The data and encoder flags (:func:`add_raw_data_arguments`, :func:`add_encoder_arguments`)
 and their readers are shared with ``iidfusion finetune`` (:mod:`iidfusion.cli.finetune`),
@@ -6,8 +6,8 @@ which trains a method end to end on the same raw inputs.
 
 Example (MVSA-Single in MMBT's format, BERT and ResNet-152 from local files)::
 
-    iidfusion extract --data-format mmbt --root data/MVSA_Single \\
-        --text-encoder models/bert-base-uncased --image-encoder resnet152 \\
+    iidfusion extract --data-format mmbt --root data/MVSA_Single \
+        --text-encoder models/bert-base-uncased --image-encoder resnet152 \
         --weights models/resnet152-394f9c45.pth --out features/mvsa_single --noise 0,5,10
     iidfusion compare --data features/mvsa_single --noise 0,5,10 ...   # each level on its noisy test split
 
@@ -53,16 +53,60 @@ def add_raw_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that locate and read a raw data set (shared with ``finetune``)."""
     group = parser.add_argument_group("data")
     group.add_argument("--data-format", required=True, choices=RAW_FORMATS, help="layout of the raw data set")
-    group.add_argument("--root", required=True, type=Path, help="folder of the split files (mmbt, json-array, csv; hfm: train.txt, valid2.txt, test2.txt, extract_all) or of train/ and test/ (rgbd)")
-    group.add_argument("--csv-columns", default="", help="csv: the columns of image path, text, label and (optional) id, e.g. 'image=path,text=caption,label=y' (default image, text, label, id)")
-    group.add_argument("--image-dir", type=Path, default=None, help="json-array: folder of <id>.jpg (default: dataset_image/ in or above --root)")
+    group.add_argument(
+        "--root",
+        required=True,
+        type=Path,
+        help="folder of the split files (mmbt, json-array, csv; hfm: train.txt, valid2.txt, test2.txt, extract_all) or "
+        "of train/ and test/ (rgbd)",
+    )
+    group.add_argument(
+        "--csv-columns",
+        default="",
+        help="csv: the columns of image path, text, label and (optional) id, e.g. 'image=path,text=caption,label=y' "
+        "(default image, text, label, "
+        "id)",
+    )
+    group.add_argument(
+        "--image-dir",
+        type=Path,
+        default=None,
+        help="json-array: folder of <id>.jpg (default: dataset_image/ in or above --root)",
+    )
     group.add_argument("--name", default=None, help="data set name in records (default: the folder name)")
-    group.add_argument("--val-fraction", type=float, default=0.1, help="rgbd: validation share carved from train (default 0.1)")
-    group.add_argument("--split-seed", type=bounded_int(0, SEED_LIMIT), default=0, help="rgbd: seed of that carve, fixed across training seeds (default 0)")
-    group.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="a sample with an empty text, a bad image or an unknown label: stop (raise) or drop it and log (skip)")
-    group.add_argument("--no-verify-images", action="store_true", help="do not decode every image up front (faster; a bad image then fails when read)")
-    group.add_argument("--missing-attributes", choices=("empty", "skip", "raise"), default="empty", help="hfm: a tweet without image-attribute words gets an empty attribute text (default), is dropped and logged (skip), or stops the loading (raise)")
-    group.add_argument("--no-keyword-filter", action="store_true", help="hfm: keep the tweets HFM's preprocessing drops (those holding 'sarcasm', '<url>', ...)")
+    group.add_argument(
+        "--val-fraction", type=float, default=0.1, help="rgbd: validation share carved from train (default 0.1)"
+    )
+    group.add_argument(
+        "--split-seed",
+        type=bounded_int(0, SEED_LIMIT),
+        default=0,
+        help="rgbd: seed of that carve, fixed across training seeds (default 0)",
+    )
+    group.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="a sample with an empty text, a bad image or an unknown label: stop (raise) or drop it and log (skip)",
+    )
+    group.add_argument(
+        "--no-verify-images",
+        action="store_true",
+        help="do not decode every image up front (faster; a bad image then fails when read)",
+    )
+    group.add_argument(
+        "--missing-attributes",
+        choices=("empty", "skip", "raise"),
+        default="empty",
+        help="hfm: a tweet without image-attribute words gets an empty attribute text (default), is dropped and logged "
+        "(skip), or stops the loading "
+        "(raise)",
+    )
+    group.add_argument(
+        "--no-keyword-filter",
+        action="store_true",
+        help="hfm: keep the tweets HFM's preprocessing drops (those holding 'sarcasm', '<url>', ...)",
+    )
 
 
 # Encoder flags: dest -> EncoderOptions field (flags default to None so a config file's value shows through).
@@ -80,14 +124,51 @@ ENCODER_FLAGS: dict[str, str] = {
 def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that choose the encoders and the image size (shared with ``finetune``)."""
     group = parser.add_argument_group("encoders")
-    group.add_argument("--text-encoder", default=None, help="local Hugging Face model folder, a Hugging Face model id already in the local cache (read offline), 'minilm' (bundled all-MiniLM-L6-v2) or 'random' (default: random, with a warning)")
-    group.add_argument("--max-length", type=bounded_int(2, MAX_TEXT_LENGTH), default=None, help="text tokens per sample (default 512, as the originals)")
-    group.add_argument("--image-encoder", default=None, help="image / RGB encoder: a built-in ResNet (resnet18 ... resnet152), efficientnet-lite0 (ImageNet weights from a package, optional extra 'vision-pretrained'), timm:NAME or torchvision:NAME (optional extra 'vision') (default vision-language: efficientnet-lite0, or resnet152 with --weights; RGB-D: resnet18)")
-    group.add_argument("--weights", default=None, help="local weight file (.pth, .pt or .safetensors state dict) of the image / RGB encoder (default: random, with a warning)")
-    group.add_argument("--regions", type=bounded_int(1, MAX_REGIONS), default=None, help="pooled horizontal regions of the image feature map (default: 3 vision-language, 1 RGB-D)")
-    group.add_argument("--depth-encoder", default=None, help="rgbd: encoder of the depth modality, as --image-encoder (default resnet18)")
+    group.add_argument(
+        "--text-encoder",
+        default=None,
+        help="local Hugging Face model folder, a Hugging Face model id already in the local cache (read offline), "
+        "'minilm' (bundled all-MiniLM-L6-v2) or 'random' (default: random, with a "
+        "warning)",
+    )
+    group.add_argument(
+        "--max-length",
+        type=bounded_int(2, MAX_TEXT_LENGTH),
+        default=None,
+        help="text tokens per sample (default 512, as the originals)",
+    )
+    group.add_argument(
+        "--image-encoder",
+        default=None,
+        help="image / RGB encoder: a built-in ResNet (resnet18 ... resnet152), efficientnet-lite0 (ImageNet weights "
+        "from a package, optional extra 'vision-pretrained'), timm:NAME or torchvision:NAME (optional extra "
+        "'vision') (default vision-language: efficientnet-lite0, or resnet152 with --weights; RGB-D: "
+        "resnet18)",
+    )
+    group.add_argument(
+        "--weights",
+        default=None,
+        help="local weight file (.pth, .pt or .safetensors state dict) of the image / RGB encoder (default: random, "
+        "with a warning)",
+    )
+    group.add_argument(
+        "--regions",
+        type=bounded_int(1, MAX_REGIONS),
+        default=None,
+        help="pooled horizontal regions of the image feature map (default: 3 vision-language, 1 RGB-D)",
+    )
+    group.add_argument(
+        "--depth-encoder",
+        default=None,
+        help="rgbd: encoder of the depth modality, as --image-encoder (default resnet18)",
+    )
     group.add_argument("--depth-weights", default=None, help="rgbd: local torchvision weight file of the depth encoder")
-    group.add_argument("--image-size", type=bounded_int(1, MAX_IMAGE_SIZE), default=None, help="image crop size (default 224, the originals; smaller for quick CPU runs)")
+    group.add_argument(
+        "--image-size",
+        type=bounded_int(1, MAX_IMAGE_SIZE),
+        default=None,
+        help="image crop size (default 224, the originals; smaller for quick CPU runs)",
+    )
 
 
 def raw_options(args: argparse.Namespace) -> RawDataOptions:
@@ -128,7 +209,8 @@ def parse_levels(text: str) -> tuple[float, ...]:
 def require_text_packages(data_format: str, text_encoder: str | None = None) -> None:
     """Import transformers up front for the vision-language formats (their text encoder needs
     it), so a missing extra is said before any data is read (one line: `pip install 'iidfusion[vl]'`);
-    a ``text_encoder`` folder that holds code is refused then too."""
+    a ``text_encoder`` folder that holds code is refused then too.
+    """
     if data_format != "rgbd":
         import transformers  # noqa: F401
     if text_encoder is not None and Path(text_encoder).is_dir():
@@ -145,17 +227,22 @@ def default_device() -> str:
 
 def check_device(device: str) -> None:
     """``--device`` names a device torch knows and this machine has (a ValueError naming it),
-    checked before any data is read."""
+    checked before any data is read.
+    """
     import torch
 
     try:
         parsed = torch.device(device)
     except RuntimeError as error:
         raise ValueError(f"--device {device}: {str(error).splitlines()[0]}") from None
-    available = {"cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
-                 "mps": int(torch.backends.mps.is_available())}.get(parsed.type)  # fmt: skip
+    available = {
+        "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "mps": int(torch.backends.mps.is_available()),
+    }.get(parsed.type)
     if available == 0:
-        raise ValueError(f"--device {device}: torch sees no {parsed.type.upper()} device on this machine; use --device cpu")
+        raise ValueError(
+            f"--device {device}: torch sees no {parsed.type.upper()} device on this machine; use --device cpu"
+        )
     if available is not None and parsed.index is not None and parsed.index >= available:
         raise ValueError(f"--device {device}: this machine has {available} {parsed.type} device(s), numbered from 0")
 
@@ -171,22 +258,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_encoder_arguments(parser)
     group = parser.add_argument_group("extraction")
     group.add_argument("--out", required=True, type=Path, help="cache folder")
-    group.add_argument("--seed", type=bounded_int(0, SEED_LIMIT), default=0, help="seed of random encoder initialisations and of the noise (default 0)")
-    group.add_argument("--noise", default="0", help="noise levels eps of the test split, comma-separated (default 0; the paper: 0,5,10)")
+    group.add_argument(
+        "--seed",
+        type=bounded_int(0, SEED_LIMIT),
+        default=0,
+        help="seed of random encoder initialisations and of the noise (default 0)",
+    )
+    group.add_argument(
+        "--noise",
+        default="0",
+        help="noise levels eps of the test split, comma-separated (default 0; the paper: 0,5,10)",
+    )
     group.add_argument("--noise-kind", choices=NOISE_KINDS, default="gaussian", help="pixel noise (default gaussian)")
-    group.add_argument("--batch-size", type=bounded_int(1, MAX_BATCH), default=32, help="extraction batch size (default 32)")
+    group.add_argument(
+        "--batch-size", type=bounded_int(1, MAX_BATCH), default=32, help="extraction batch size (default 32)"
+    )
     group.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    group.add_argument("--num-workers", type=bounded_int(0, MAX_PROCESSES), default=0, help="data-loader workers (default 0)")
-    group.add_argument("--hash-content", action="store_true", help="checksum image bytes, not sizes and modification times")
+    group.add_argument(
+        "--num-workers", type=bounded_int(0, MAX_PROCESSES), default=0, help="data-loader workers (default 0)"
+    )
+    group.add_argument(
+        "--hash-content", action="store_true", help="checksum image bytes, not sizes and modification times"
+    )
     group.add_argument("--force", action="store_true", help="extract again even if the cache is current")
-    group.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=True, help="a progress bar on stderr (default: shown)")
+    group.add_argument(
+        "--progress-bar",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a progress bar on stderr (default: shown)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from iidfusion.core.progress import write_line
     from iidfusion.data.raw.extraction import ExtractionOptions, extract_to_cache
     from iidfusion.data.raw.families import EncoderOptions
-    from iidfusion.core.progress import write_line
     from iidfusion.engine.outputs import check_output_folder, run_folder
 
     levels = parse_levels(args.noise)
@@ -194,13 +301,24 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device or default_device())
     check_output_folder(args.out, resume=True)  # a cache of ours (reused or rebuilt), or a new or empty folder
     options = ExtractionOptions(
-        levels=levels, noise_kind=args.noise_kind, seed=args.seed, image_size=224 if args.image_size is None else args.image_size,
-        batch_size=args.batch_size, device=args.device or default_device(), num_workers=args.num_workers,
-        hash_content=args.hash_content, force=args.force,
-    )  # fmt: skip
+        levels=levels,
+        noise_kind=args.noise_kind,
+        seed=args.seed,
+        image_size=224 if args.image_size is None else args.image_size,
+        batch_size=args.batch_size,
+        device=args.device or default_device(),
+        num_workers=args.num_workers,
+        hash_content=args.hash_content,
+        force=args.force,
+    )
     with run_folder(args.out):
         extracted = extract_to_cache(
-            raw_options(args), EncoderOptions(**encoder_flags(args)), options, args.out, log=write_line, progress=args.progress_bar
+            raw_options(args),
+            EncoderOptions(**encoder_flags(args)),
+            options,
+            args.out,
+            log=write_line,
+            progress=args.progress_bar,
         )
     raw = extracted.raw
     skipped = sum(len(items) for items in raw.skipped.values())

@@ -1,10 +1,10 @@
-"""``iidfusion finetune``: train methods end to end on a raw data set (encoders fine-tuned).
+r"""``iidfusion finetune``: train methods end to end on a raw data set (encoders fine-tuned).
 
 The data and encoder flags are those of ``iidfusion extract`` (:mod:`iidfusion.cli.extract`);
 the training options those of ``compare``. Example (MVSA-Single, the static family)::
 
-    iidfusion finetune --config configs/vl/mvsa_single_static.yaml --data-format mmbt \\
-        --root data/MVSA_Single --text-encoder models/bert-base-uncased \\
+    iidfusion finetune --config configs/vl/mvsa_single_static.yaml --data-format mmbt \
+        --root data/MVSA_Single --text-encoder models/bert-base-uncased \
         --weights models/resnet152-394f9c45.pth --out results/e2e/mvsa_single/static
 
 The training itself is :func:`iidfusion.tasks.classification.finetune.fit_end_to_end`; the results are
@@ -48,8 +48,24 @@ max_length, image_arch, image_weights, regions, depth_arch, depth_weights), then
 # Options of `compare` that mean nothing here: the data come from --data-format/--root, the
 # encoders are not MLPs, the noise acts on whole inputs, one method runs per (method, seed).
 # Tuning is done on features (`compare --tune`), not end to end.
-_EXCLUDED = (frozenset({"method", "seed", "data", "views", "labels", "model.hidden", "model.layers", "model.dropout", "eval.noise_view", "eval.noise_mask"})
-             | SUITE_ONLY | frozenset(option.key for option in iter_options(ExperimentConfig()) if option.key.startswith("tune.")))
+_EXCLUDED = (
+    frozenset(
+        {
+            "method",
+            "seed",
+            "data",
+            "views",
+            "labels",
+            "model.hidden",
+            "model.layers",
+            "model.dropout",
+            "eval.noise_view",
+            "eval.noise_mask",
+        }
+    )
+    | SUITE_ONLY
+    | frozenset(option.key for option in iter_options(ExperimentConfig()) if option.key.startswith("tune."))
+)
 
 
 def parse_counts(text: str, flag: str = "--freeze") -> dict[str, int]:
@@ -64,45 +80,72 @@ def parse_counts(text: str, flag: str = "--freeze") -> dict[str, int]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("finetune", help="train one method end to end on a raw data set (encoders fine-tuned)", description=DESCRIPTION)
+    parser = subparsers.add_parser(
+        "finetune", help="train one method end to end on a raw data set (encoders fine-tuned)", description=DESCRIPTION
+    )
     add_raw_data_arguments(parser)
     add_encoder_arguments(parser)
     add_config_arguments(parser, exclude=_EXCLUDED)
     group = parser.add_argument_group("end to end")
-    group.add_argument("--freeze", default=None, help="epochs each encoder stays frozen, e.g. 'image=3,text=5' (default: image=3,text=5 vision-language, none RGB-D)")
-    group.add_argument("--trainable-blocks", default=None, help="train only the last N blocks of an encoder, e.g. 'image=2,text=1' (0: frozen; default: whole encoders)")
-    group.add_argument("--accumulate-grad-batches", type=bounded_int(1, MAX_BATCH), default=None, help="optimizer step every N batches (default 1)")
-    group.add_argument("--eval-batch-size", type=bounded_int(1, MAX_BATCH), default=None, help="batch size of evaluation passes (default 32)")
+    group.add_argument(
+        "--freeze",
+        default=None,
+        help="epochs each encoder stays frozen, e.g. 'image=3,text=5' (default: image=3,text=5 vision-language, none "
+        "RGB-D)",
+    )
+    group.add_argument(
+        "--trainable-blocks",
+        default=None,
+        help="train only the last N blocks of an encoder, e.g. 'image=2,text=1' (0: frozen; default: whole encoders)",
+    )
+    group.add_argument(
+        "--accumulate-grad-batches",
+        type=bounded_int(1, MAX_BATCH),
+        default=None,
+        help="optimizer step every N batches (default 1)",
+    )
+    group.add_argument(
+        "--eval-batch-size",
+        type=bounded_int(1, MAX_BATCH),
+        default=None,
+        help="batch size of evaluation passes (default 32)",
+    )
     add_overwrite_argument(parser)
     parser.set_defaults(handler=run)
 
 
 def finetune_settings(args: argparse.Namespace, family: str) -> FinetuneSettings:
     """The settings of ``args``: defaults < --config FILE < flags
-    (:func:`iidfusion.tasks.classification.finetune.load_finetune_settings`)."""
+    (:func:`iidfusion.tasks.classification.finetune.load_finetune_settings`).
+    """
     from iidfusion.cli.options import overrides_from_args
     from iidfusion.tasks.classification.finetune import load_finetune_settings
 
     finetune_flags = {
         "freeze_epochs": parse_counts(args.freeze) if args.freeze is not None else None,
-        "trainable_blocks": parse_counts(args.trainable_blocks, "--trainable-blocks") if args.trainable_blocks is not None else None,
+        "trainable_blocks": parse_counts(args.trainable_blocks, "--trainable-blocks")
+        if args.trainable_blocks is not None
+        else None,
         "accumulate_grad_batches": args.accumulate_grad_batches,
         "image_size": args.image_size,
         "eval_batch_size": args.eval_batch_size,
     }
     return load_finetune_settings(
-        args.config, family, overrides=overrides_from_args(args),
-        finetune_overrides={k: v for k, v in finetune_flags.items() if v is not None}, encoder_overrides=encoder_flags(args),
-    )  # fmt: skip
+        args.config,
+        family,
+        overrides=overrides_from_args(args),
+        finetune_overrides={k: v for k, v in finetune_flags.items() if v is not None},
+        encoder_overrides=encoder_flags(args),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from iidfusion.cli.main import CommandError
-    from iidfusion.data.raw.families import family_of, load_raw
     from iidfusion.core.progress import write_line
+    from iidfusion.data.raw.families import family_of, load_raw
+    from iidfusion.engine.outputs import check_output_folder, run_folder
     from iidfusion.engine.trainer import quiet_lightning
     from iidfusion.tasks.classification.finetune import compare_end_to_end
-    from iidfusion.engine.outputs import check_output_folder, run_folder
 
     require_text_packages(args.data_format, args.text_encoder)
     settings = finetune_settings(args, family_of(args.data_format))

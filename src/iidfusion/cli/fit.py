@@ -52,8 +52,12 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     try:
-        run = api.fit(config, resume=args.resume, overwrite=args.overwrite,
-                      log=lambda line: print(line, file=sys.stderr, flush=True))  # fmt: skip
+        run = api.fit(
+            config,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
     except FloatingPointError as error:
         raise CommandError(f"{error} (try a smaller --lr, --alpha or --beta)") from error
     except EpsTooSmallError as error:
@@ -68,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
     if run.tuning is not None:
         chosen = ", ".join(f"{k}={v}" for k, v in run.tuning["chosen"].items()) or "nothing to tune for this method"
         print(f"tuned on validation over {len(run.tuning['trials'])} trials: {chosen}")
-    print(f"{fit.method} on {run.data}, seed {fit.seed}: {fit.epochs} epochs in {fit.seconds:.1f} s, "
-          f"best validation accuracy {100 * fit.best_val_acc:.2f}% (epoch {fit.best_epoch + 1})")
+    print(
+        f"{fit.method} on {run.data}, seed {fit.seed}: {fit.epochs} epochs in {fit.seconds:.1f} s, "
+        f"best validation accuracy {100 * fit.best_val_acc:.2f}% (epoch {fit.best_epoch + 1})"
+    )
     print("| noise | accuracy (%) | macro-F1 (%) |\n|---:|---:|---:|")
     for m in fit.metrics:
         print(f"| {m.noise:g} | {100 * m.accuracy:.2f} | {100 * m.macro_f1:.2f} |")
@@ -79,11 +85,14 @@ def run(args: argparse.Namespace) -> int:
 
 def interruption(run_dir: Path, last: Path, *, overwrite: bool) -> Exception:
     """What an interrupted run says: the previous run kept (``overwrite``), or how to continue
-    from its ``last`` checkpoint, or that nothing was kept."""
+    from its ``last`` checkpoint, or that nothing was kept.
+    """
     from iidfusion.cli.main import CommandInterrupted
 
     if overwrite:
         return CommandInterrupted(f"interrupted; {run_dir} holds the previous run, unchanged")
     if last.is_file():
-        return CommandInterrupted(f"interrupted; continue with the same command and --resume last (checkpoints in {last.parent})")
+        return CommandInterrupted(
+            f"interrupted; continue with the same command and --resume last (checkpoints in {last.parent})"
+        )
     return CommandInterrupted("interrupted before the first checkpoint (nothing kept); run the command again")

@@ -27,17 +27,20 @@ _COMPARE_SETS = frozenset({"seed", "objective.iid.alpha", "objective.iid.beta"})
 
 def _common(parser: argparse.ArgumentParser, exclude: frozenset[str]) -> None:
     """The flags of both KG commands: one per option of the experiment (as ``fit``'s, from the
-    configuration's own help and rules), and the data, output and cache flags."""
+    configuration's own help and rules), and the data, output and cache flags.
+    """
     from iidfusion.tasks.kg.config import KGExperimentConfig
 
     parser.add_argument("--config", help="YAML experiment file, e.g. configs/kg/umls.yaml (default: built-in defaults)")
     add_option_arguments(parser, KGExperimentConfig(), _FILE_ONLY | exclude)
     parser.add_argument(
-        "--features", nargs="+", metavar="NAME=SOURCE",
+        "--features",
+        nargs="+",
+        metavar="NAME=SOURCE",
         help="feature modalities: NAME=FILE.npy|FILE.pkl|FILE.txt, NAME=FILE.npy@ORDER (rows named by ORDER, e.g. "
         "entity2id.txt), NAME=minilm (the entity names) or NAME=minilm:TEXTS.tsv (a text per entity); default: "
         "the graph folder's text_features.npy and descriptions.tsv when present, else the entity names",
-    )  # fmt: skip
+    )
     parser.add_argument("--cache-dir", help="cache of entity-name embeddings (default: ~/.cache/iidfusion)")
     parser.add_argument("--out", required=True, help="output folder (a new one, or one to --overwrite)")
     add_overwrite_argument(parser)
@@ -49,10 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit = commands.add_parser("fit", help="train one model; writes config.yaml, metrics.json, model.ckpt")
     _common(fit, frozenset())
     fit.add_argument(
-        "--resume", metavar="CKPT",
+        "--resume",
+        metavar="CKPT",
         help="continue an interrupted run from a checkpoint; 'last' = OUT/checkpoints/last.ckpt; only with the run's "
         "settings and data (default: none)",
-    )  # fmt: skip
+    )
     fit.set_defaults(handler=run_fit)
     compare = commands.add_parser("compare", help="baseline vs IID over seeds; writes results.{csv,json,md}")
     _common(compare, _COMPARE_SETS)
@@ -64,7 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _experiment(args: argparse.Namespace) -> tuple[Any, Any]:
     """The configuration after the flags, and the ``compare`` section (both from one read of the
-    YAML; the flags merged by the same loader)."""
+    YAML; the flags merged by the same loader).
+    """
     from iidfusion.core.config import merge_config, nest
     from iidfusion.kg.features import parse_feature_specs
     from iidfusion.tasks.kg.config import KGCompareConfig, KGExperimentConfig, load_kg_config
@@ -76,7 +81,9 @@ def _experiment(args: argparse.Namespace) -> tuple[Any, Any]:
     config = merge_config(config, nest(overrides), "the command line")
     if args.kg_command == "compare":
         flags = overrides_from_args(args, KGCompareConfig(), "compare.")
-        compare = merge_config(compare, {k.removeprefix("compare."): v for k, v in flags.items()}, "the command line", "compare.")
+        compare = merge_config(
+            compare, {k.removeprefix("compare."): v for k, v in flags.items()}, "the command line", "compare."
+        )
     return config, compare
 
 
@@ -99,10 +106,11 @@ def _run_in(args: argparse.Namespace, *, resume: bool | None = None, last: Any =
     whole with --overwrite; an eps too small for the OT costs names the config keys.
 
     ``kg fit`` (``resume`` not None) may continue a run in it (``--resume``), and an interrupted
-    one keeps its folder when ``last`` (its last checkpoint) was written, saying how to resume."""
+    one keeps its folder when ``last`` (its last checkpoint) was written, saying how to resume.
+    """
     from iidfusion.cli.main import CommandError
-    from iidfusion.ot import EpsTooSmallError
     from iidfusion.engine.outputs import check_output_folder, run_folder
+    from iidfusion.ot import EpsTooSmallError
 
     check_output_folder(args.out, overwrite=args.overwrite, resume=resume)
     resumable = None if last is None else (lambda folder: last.is_file())
@@ -146,8 +154,8 @@ def run_fit(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-    from iidfusion.core.progress import write_line
     from iidfusion.core.config import check_rules
+    from iidfusion.core.progress import write_line
     from iidfusion.kg.models import get_kg_model_class
     from iidfusion.tasks.kg.compare import arm_config, run_comparison, write_comparison
     from iidfusion.tasks.kg.fit import validate_kg_config
@@ -159,10 +167,19 @@ def run_compare(args: argparse.Namespace) -> int:
     validate_kg_config(arm_config(config, alpha=compare.alpha, beta=compare.beta, seed=seeds[-1]))
     with _run_in(args):
         kg, features, config = _load(config, args)
-        results = run_comparison(kg, features, config, alpha=compare.alpha, beta=compare.beta, seeds=seeds,
-                                 log=write_line, progress=config.train.progress_bar, out=args.out)
+        results = run_comparison(
+            kg,
+            features,
+            config,
+            alpha=compare.alpha,
+            beta=compare.beta,
+            seeds=seeds,
+            log=write_line,
+            progress=config.train.progress_bar,
+            out=args.out,
+        )
         title = get_kg_model_class(config.model.name).title
-        if rank_zero_only.rank != 0:  # another process of a data-parallel run: rank 0 writes
+        if getattr(rank_zero_only, "rank", 0) != 0:  # another process of a data-parallel run: rank 0 writes
             return 0
         report = write_comparison(args.out, results, config, f"{kg.name}: {title} baseline vs IID")
     print(report)

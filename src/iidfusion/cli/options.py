@@ -1,4 +1,5 @@
-"""The flags of the training commands, built from the configuration schema (:mod:`iidfusion.tasks.classification.config`).
+"""The flags of the training commands, built from the configuration schema
+(:mod:`iidfusion.tasks.classification.config`).
 
 One flag per config option, named after its leaf (``train.max_epochs`` -> ``--max-epochs``;
 a strategy's options after the strategy and the leaf, ``strategy.qmf.lam_rank`` ->
@@ -37,13 +38,18 @@ def add_config_arguments(
     """
     parser.add_argument("--config", metavar="FILE", default=None, help="YAML config file (default: none)")
     add_option_arguments(parser, base, exclude)
-    parser.epilog = "At these defaults, the IID methods run with " + departures_line(base or ExperimentConfig(), MAIN_METHODS) + "."
+    parser.epilog = (
+        "At these defaults, the IID methods run with " + departures_line(base or ExperimentConfig(), MAIN_METHODS) + "."
+    )
 
 
-def add_option_arguments(parser: Any, base: Any = None, exclude: frozenset[str] = frozenset(), prefix: str = "") -> None:
+def add_option_arguments(
+    parser: Any, base: Any = None, exclude: frozenset[str] = frozenset(), prefix: str = ""
+) -> None:
     """One flag per option of ``base`` (any configuration of documented options; the
     classification's :class:`ExperimentConfig` by default, its keys under ``prefix``), minus
-    the dotted keys in ``exclude``. ``parser``: a parser or an argument group."""
+    the dotted keys in ``exclude``. ``parser``: a parser or an argument group.
+    """
     for option in iter_options(ExperimentConfig() if base is None else base, prefix):
         if option.key in exclude:
             continue
@@ -62,7 +68,8 @@ def add_option_arguments(parser: Any, base: Any = None, exclude: frozenset[str] 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
     """An argparse ``type`` for a size flag outside the configuration: an int in [low, high], so a
-    typo (``1e20``) is a usage error naming the flag before anything is read or allocated."""
+    typo (``1e20``) is a usage error naming the flag before anything is read or allocated.
+    """
 
     def parse(text: str) -> int:
         try:
@@ -78,7 +85,8 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
 
 def overrides_from_args(args: argparse.Namespace, schema: Any = None, prefix: str = "") -> dict[str, Any]:
     """The dotted keys of the config flags the user gave on the command line. ``schema``: the
-    configuration the flags were made from (:func:`add_option_arguments`; default: :class:`ExperimentConfig`)."""
+    configuration the flags were made from (:func:`add_option_arguments`; default: :class:`ExperimentConfig`).
+    """
     options = iter_options(ExperimentConfig() if schema is None else schema, prefix)
     return {o.key: getattr(args, o.dest) for o in options if getattr(args, o.dest, None) is not None}
 

@@ -6,10 +6,13 @@ import argparse
 import csv
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from iidfusion.cli.options import bounded_int
 from iidfusion.core.config import MAX_BATCH
+
+if TYPE_CHECKING:
+    from iidfusion.fusion.model import FusionModel
 
 SPLIT_CHOICES = ("test", "val", "train", "all")
 
@@ -24,24 +27,43 @@ per view (the fusion weights the model gave each view for that sample). Prints t
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("predict", help="predict with a trained model; one CSV row per sample", description=DESCRIPTION)
-    parser.add_argument("--checkpoint", required=True, type=Path, help="a checkpoint of `iidfusion fit` (e.g. .../checkpoints/best.ckpt)")
-    parser.add_argument("--data", required=True, help="bundled data set name or a .mat / .npz file with the model's views")
+    parser = subparsers.add_parser(
+        "predict", help="predict with a trained model; one CSV row per sample", description=DESCRIPTION
+    )
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="a checkpoint of `iidfusion fit` (e.g. .../checkpoints/best.ckpt)",
+    )
+    parser.add_argument(
+        "--data", required=True, help="bundled data set name or a .mat / .npz file with the model's views"
+    )
     parser.add_argument("--out", required=True, type=Path, help="the CSV file to write")
-    parser.add_argument("--split", choices=SPLIT_CHOICES, default="test", help="which split of --data to predict (default: test)")
-    parser.add_argument("--views", default=None, help="keys of the data file's views, comma-separated (default: the run's)")
+    parser.add_argument(
+        "--split", choices=SPLIT_CHOICES, default="test", help="which split of --data to predict (default: test)"
+    )
+    parser.add_argument(
+        "--views", default=None, help="keys of the data file's views, comma-separated (default: the run's)"
+    )
     parser.add_argument("--labels", default=None, help="key of the data file's labels (default: the run's)")
-    parser.add_argument("--batch-size", type=bounded_int(1, MAX_BATCH), default=1024, help="samples per forward pass (default 1024)")
-    parser.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
-                        help="replace --out if it exists (default: refuse)")
+    parser.add_argument(
+        "--batch-size", type=bounded_int(1, MAX_BATCH), default=1024, help="samples per forward pass (default 1024)"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="replace --out if it exists (default: refuse)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from iidfusion.data.features.registry import load_dataset
     from iidfusion.api import load_model
-    from iidfusion.tasks.classification.evaluate import infer
+    from iidfusion.data.features.registry import load_dataset
     from iidfusion.engine.outputs import check_output_folder, write_text_atomic
+    from iidfusion.tasks.classification.evaluate import infer
 
     if args.out.is_dir():
         raise ValueError(f"--out {args.out} is a folder; give the path of a CSV file")
@@ -50,27 +72,38 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(args.out.parent, name=f"the folder of --out {args.out}", shared=True)
     trained = load_model(args.checkpoint, flag="--checkpoint")
     if trained.method == "kg":
-        raise ValueError(f"--checkpoint {args.checkpoint} is a knowledge-graph model; `predict` reads checkpoints of `iidfusion fit`")
+        raise ValueError(
+            f"--checkpoint {args.checkpoint} is a knowledge-graph model; `predict` reads checkpoints of `iidfusion fit`"
+        )
     config = trained.config
     views = tuple(v for v in args.views.split(",") if v) if args.views is not None else config.views
     labels = args.labels if args.labels is not None else config.labels
     splits = load_dataset(args.data, seed=trained.seed or 0, views=views, labels=labels or None, scale=trained.scaler)
     if splits.view_dims != trained.inputs:
-        raise ValueError(f"--data {args.data}: views {splits.view_dims} (name: width), the model was trained on {trained.inputs}")
+        raise ValueError(
+            f"--data {args.data}: views {splits.view_dims} (name: width), the model was trained on {trained.inputs}"
+        )
     class_index = _class_index(splits.class_names, trained.output_names, args.data)
     parts = ("train", "val", "test") if args.split == "all" else (args.split,)
     rows, correct, total = [], 0, 0
     for part in parts:
         data = splits.split(part)
-        logits, weights = infer(trained.model, data, args.batch_size)
+        model = cast("FusionModel", trained.model)  # a checkpoint of `fit`
+        logits, weights = infer(model, data, args.batch_size)
         predicted = logits.argmax(dim=1)
         labels_here = [class_index[int(y)] for y in data.labels]
-        correct += sum(int(p) == y for p, y in zip(predicted.tolist(), labels_here))
+        correct += sum(int(p) == y for p, y in zip(predicted.tolist(), labels_here, strict=True))
         total += len(data)
-        rows += _rows(part, labels_here, predicted, logits.softmax(dim=1), weights, trained.output_names, trained.model.modalities)
+        rows += _rows(
+            part, labels_here, predicted, logits.softmax(dim=1), weights, trained.output_names, model.modalities
+        )
     write_text_atomic(args.out, _csv(rows))
-    print(f"{trained.method}: {total} samples of {splits.name} ({', '.join(parts)}), accuracy {100 * correct / total:.2f}%; "
-          f"written to {args.out}")
+    print(
+        f"{trained.method}: {total} samples of {splits.name} ({', '.join(parts)}), accuracy "
+        f"{100 * correct / total:.2f}%; "
+        ""
+        f"written to {args.out}"
+    )
     return 0
 
 
@@ -84,14 +117,28 @@ def _class_index(file_classes: tuple[str, ...], model_classes: tuple[str, ...], 
     return {k: model_classes.index(name) for k, name in enumerate(file_classes)}
 
 
-def _rows(part: str, labels: list[int], predicted: Any, probabilities: Any, weights: Any,
-          classes: tuple[str, ...], views: tuple[str, ...]) -> list[dict[str, Any]]:
+def _rows(
+    part: str,
+    labels: list[int],
+    predicted: Any,
+    probabilities: Any,
+    weights: Any,
+    classes: tuple[str, ...],
+    views: tuple[str, ...],
+) -> list[dict[str, Any]]:
     rows = []
-    for index, (label, guess, probs, w) in enumerate(zip(labels, predicted.tolist(), probabilities.tolist(), weights.tolist())):
-        row: dict[str, Any] = {"split": part, "index": index, "label": classes[label], "predicted": guess,
-                               "predicted_name": classes[guess]}
-        row |= {f"prob_{name}": f"{p:.6g}" for name, p in zip(classes, probs)}
-        row |= {f"weight_{view}": f"{v:.6g}" for view, v in zip(views, w)}
+    for index, (label, guess, probs, w) in enumerate(
+        zip(labels, predicted.tolist(), probabilities.tolist(), weights.tolist(), strict=True)
+    ):
+        row: dict[str, Any] = {
+            "split": part,
+            "index": index,
+            "label": classes[label],
+            "predicted": guess,
+            "predicted_name": classes[guess],
+        }
+        row |= {f"prob_{name}": f"{p:.6g}" for name, p in zip(classes, probs, strict=True)}
+        row |= {f"weight_{view}": f"{v:.6g}" for view, v in zip(views, w, strict=True)}
         rows.append(row)
     return rows
 

@@ -20,11 +20,16 @@ is tuned on validation (the paper's protocol). Finished runs are kept under OUT/
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("suite", help="compare methods over many data sets and L_ic readings", description=DESCRIPTION)
+    parser = subparsers.add_parser(
+        "suite", help="compare methods over many data sets and L_ic readings", description=DESCRIPTION
+    )
     add_config_arguments(parser, exclude=FIT_ONLY | {"data"})
     parser.add_argument("--resume", action="store_true", help="continue the suite in --out, reusing its finished runs")
-    parser.add_argument("--report-only", action="store_true",
-                        help="render OUT/suite.md again from OUT/suite.json (no training), e.g. after an upgrade")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="render OUT/suite.md again from OUT/suite.json (no training), e.g. after an upgrade",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -44,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(out, overwrite=None, resume=args.resume, resume_flag="--resume")
     quiet_lightning()
     try:
-        with run_folder(out, resumable=finished_runs, keep_on_failure=True):
-            report = run_suite(config, out, resume=args.resume, log=lambda line: print(line, file=sys.stderr, flush=True))
+        with run_folder(out, resumable=lambda folder: finished_runs(folder) > 0, keep_on_failure=True):
+            report = run_suite(
+                config, out, resume=args.resume, log=lambda line: print(line, file=sys.stderr, flush=True)
+            )
     except FloatingPointError as error:
         raise CommandError(f"{error} (try a smaller --lr, --alpha or --beta, or --tune)") from error
     except KeyboardInterrupt:

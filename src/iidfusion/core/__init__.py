@@ -1,4 +1,5 @@
-"""Shared contracts of the library: options and their rules, registries, the fusion output, modality pairs, input checks.
+"""Shared contracts of the library: options and their rules, registries, the fusion output, modality pairs, input
+checks.
 
 Every layer above reads these; ``core`` itself needs torch only (its ``progress``,
 ``provenance`` and ``files`` modules the extra ``train``; layer order: docs/architecture.md).

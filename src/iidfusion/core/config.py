@@ -31,7 +31,8 @@ class Rule:
 
 def at_least(low: float, at_most: float | None = None) -> Rule:
     """A finite number >= ``low`` (and <= ``at_most``: a size option's upper bound, so that a
-    value no machine can hold is refused before anything is allocated)."""
+    value no machine can hold is refused before anything is allocated).
+    """
     if at_most is None:
         return Rule(lambda v: math.isfinite(v) and v >= low, f"finite and >= {low:g}")
     return Rule(lambda v: math.isfinite(v) and low <= v <= at_most, f"in [{low:g}, {at_most:g}]")
@@ -76,7 +77,8 @@ def option(default: Any, help: str, *, flag: str | None = None, rule: Rule | Non
 
 def redefault(cls: type, name: str, default: Any, help: str | None = None) -> Any:
     """The option ``name`` of the dataclass ``cls`` with another ``default`` (and ``help``), for a
-    subclass that declares other defaults: its rule and flag stay those of ``cls``."""
+    subclass that declares other defaults: its rule and flag stay those of ``cls``.
+    """
     metadata = dict({f.name: f for f in dataclasses.fields(cls)}[name].metadata) | ({"help": help} if help else {})
     return field(default=default, metadata=metadata)
 
@@ -110,7 +112,9 @@ class ConfigOption:
 
     @property
     def flag(self) -> str:
-        """The command-line flag: the declared one, else ``--`` and the leaf name (``max_epochs`` -> ``--max-epochs``)."""
+        """The command-line flag: the declared one, else ``--`` and the leaf name (``max_epochs`` ->
+        ``--max-epochs``).
+        """
         return self.flag_override or "--" + self.key.rsplit(".", 1)[-1].replace("_", "-")
 
     @property
@@ -164,7 +168,9 @@ def coerce_option(key: str, tp: Any, value: Any) -> Any:
         key_type, value_type = typing.get_args(tp)
         if not isinstance(value, Mapping):
             raise ValueError(f"config key {key!r} must be a mapping, got {value!r}")
-        return {coerce_option(key, key_type, k): coerce_option(f"{key}[{k!r}]", value_type, v) for k, v in value.items()}
+        return {
+            coerce_option(key, key_type, k): coerce_option(f"{key}[{k!r}]", value_type, v) for k, v in value.items()
+        }
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -201,9 +207,12 @@ def merge_config(config: Any, values: Mapping[str, Any], source: str, prefix: st
     merged in; an unknown key or a value of the wrong type is a ValueError naming the key.
 
     The one loader of every command's configuration: ``fit``, ``compare``, ``suite``,
-    ``finetune`` (:class:`ExperimentConfig`) and ``kg`` (``KGExperimentConfig``)."""
+    ``finetune`` (:class:`ExperimentConfig`) and ``kg`` (``KGExperimentConfig``).
+    """
     if not isinstance(values, Mapping):
-        raise ValueError(f"{prefix.rstrip('.') or 'the config'} in {source} must be a mapping of options, got {values!r}")
+        raise ValueError(
+            f"{prefix.rstrip('.') or 'the config'} in {source} must be a mapping of options, got {values!r}"
+        )
     hints = typing.get_type_hints(type(config))
     names = {f.name for f in dataclasses.fields(config)}
     changes: dict[str, Any] = {}
@@ -221,7 +230,9 @@ def merge_config(config: Any, values: Mapping[str, Any], source: str, prefix: st
 
 
 def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Dotted keys as nested mappings, what :func:`merge_config` reads: ``{"loss.alpha": 1}`` -> ``{"loss": {"alpha": 1}}``."""
+    """Dotted keys as nested mappings, what :func:`merge_config` reads: ``{"loss.alpha": 1}`` -> ``{"loss": {"alpha":
+    1}}``.
+    """
     nested: dict[str, Any] = {}
     for key, value in flat.items():
         *sections, leaf = key.split(".")

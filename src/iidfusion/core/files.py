@@ -22,8 +22,10 @@ def read_utf8_lines(path: str | Path) -> list[str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); "
-                         "save the file as UTF-8") from None
+        raise ValueError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); "
+            "save the file as UTF-8"
+        ) from None
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # the end of the last line, not a line
@@ -40,7 +42,8 @@ CONFIG_MAX_VALUES = 20_000  # scalars and collections, each alias counted as wha
 
 class _BoundedLoader(yaml.SafeLoader):
     """PyYAML's safe loader with the bounds above checked on the composed nodes, before any
-    Python object is built."""
+    Python object is built.
+    """
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -64,8 +67,11 @@ class _BoundedLoader(yaml.SafeLoader):
                 raise yaml.YAMLError("an alias inside the value it names (a recursive structure)")
             if id(node) not in sizes:
                 sizes[id(node)] = -1  # being counted
-                children = node.value if isinstance(node, yaml.SequenceNode) else (
-                    [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else [])
+                children = (
+                    node.value
+                    if isinstance(node, yaml.SequenceNode)
+                    else ([part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else [])
+                )
                 sizes[id(node)] = min(1 + sum(expanded(child) for child in children), CONFIG_MAX_VALUES + 1)
             return sizes[id(node)]
 
@@ -81,7 +87,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"config file not found: {path}")
     try:
         if path.stat().st_size > CONFIG_MAX_BYTES:
-            raise ValueError(f"config file {path}: {path.stat().st_size} bytes, more than a config file's {CONFIG_MAX_BYTES}")
+            raise ValueError(
+                f"config file {path}: {path.stat().st_size} bytes, more than a config file's {CONFIG_MAX_BYTES}"
+            )
         values = yaml.load(path.read_text(encoding="utf-8"), Loader=_BoundedLoader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ValueError(f"cannot read config file {path}: {str(error).splitlines()[0]}") from None

@@ -38,4 +38,6 @@ class FusionOutput:
 class AuxiliaryLossProvider(Protocol):
     """What an objective needs of a fusion strategy: its own weighted loss terms for a batch."""
 
-    def auxiliary_losses(self, output: FusionOutput, labels: Tensor, index: Tensor | None = None) -> dict[str, Tensor]: ...
+    def auxiliary_losses(
+        self, output: FusionOutput, labels: Tensor, index: Tensor | None = None
+    ) -> dict[str, Tensor]: ...

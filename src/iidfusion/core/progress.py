@@ -17,12 +17,21 @@ import sys
 from tqdm import tqdm
 
 
-def progress_bar(total: int | None, description: str, *, enabled: bool = True, unit: str = "run", initial: int = 0) -> tqdm:
+def progress_bar(
+    total: int | None, description: str, *, enabled: bool = True, unit: str = "run", initial: int = 0
+) -> tqdm:
     """An overall bar on stderr (a no-op object when not ``enabled``)."""
     return tqdm(
-        total=total, initial=initial, desc=description, unit=unit, file=sys.stderr, disable=not enabled, leave=False,
-        dynamic_ncols=True, smoothing=0,
-    )  # fmt: skip
+        total=total,
+        initial=initial,
+        desc=description,
+        unit=unit,
+        file=sys.stderr,
+        disable=not enabled,
+        leave=False,
+        dynamic_ncols=True,
+        smoothing=0,
+    )
 
 
 def write_line(line: str) -> None:

@@ -17,7 +17,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
 import torch
+
 from iidfusion import __version__
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -45,7 +47,6 @@ def default_device() -> str:
 def _environment() -> dict[str, Any]:
     import lightning
 
-
     commit, dirty = git_state()
     return {
         "iidfusion": __version__,
@@ -68,6 +69,7 @@ def git_state(package: Path = _PACKAGE) -> tuple[str | None, bool | None]:
     Only a checkout whose ``src/iidfusion`` IS this package counts: a package installed in a
     virtual environment inside some other repository must not report that repository's commit.
     """
+
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(

@@ -31,7 +31,9 @@ class Registry(Generic[T]):
     def get(self, name: str, *, known: tuple[str, ...] | None = None) -> T:
         """The object registered as ``name``; a ValueError listing ``known`` (default: every name) otherwise."""
         if name not in self._entries:
-            raise ValueError(f"unknown {self.kind} {name!r}; available: {list(self.names() if known is None else known)}")
+            raise ValueError(
+                f"unknown {self.kind} {name!r}; available: {list(self.names() if known is None else known)}"
+            )
         return self._entries[name]
 
     def names(self) -> tuple[str, ...]:

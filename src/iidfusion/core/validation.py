@@ -24,7 +24,8 @@ LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 class _CheckedLabels(threading.local):
     """The last label tensor whose range was read back, per thread: a weak reference, its
-    version counter (bumped by every in-place change) and its (min, max)."""
+    version counter (bumped by every in-place change) and its (min, max).
+    """
 
     def __init__(self) -> None:
         self.tensor: weakref.ref[Tensor] | None = None
@@ -75,7 +76,8 @@ def check_label_dtype(labels: Tensor, batch_size: int | None = None) -> None:
         raise ValueError(f"labels must be a Tensor, got {type(labels).__name__}")
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool or labels.ndim != 1:
         raise ValueError(
-            f"labels must be a 1-D integer tensor of class indices, got dtype {labels.dtype}, shape {tuple(labels.shape)}"
+            f"labels must be a 1-D integer tensor of class indices, got dtype {labels.dtype}, shape "
+            f"{tuple(labels.shape)}"
         )
     if batch_size is not None and labels.shape != (batch_size,):
         raise ValueError(f"labels have shape {tuple(labels.shape)}; expected ({batch_size},), one per sample")
@@ -153,7 +155,7 @@ def check_values(tensors: Mapping[str, Tensor], labels: Tensor | None = None, nu
         if known is None:
             stats += [v.to(torch.float64) for v in torch.aminmax(labels)]
     values = torch.stack(stats).tolist() if stats else []
-    for (name, tensor), total in zip(tensors.items(), values):
+    for (name, tensor), total in zip(tensors.items(), values, strict=False):
         if not math.isfinite(total) and not bool(torch.isfinite(tensor).all()):
             raise ValueError(f"{name} contains NaN or infinite values")
     if labels is None:
@@ -171,7 +173,8 @@ def check_values(tensors: Mapping[str, Tensor], labels: Tensor | None = None, nu
 def cross_entropy_per_sample(logits: Tensor, labels: Tensor) -> Tensor:
     """``F.cross_entropy(logits, labels, reduction="none")`` for ``(..., C)`` logits and ``(...)``
     labels, as log-sum-exp minus the label's logit: the same value, and on CPUs with few classes
-    several times faster than the log-softmax kernel (2.5x on 768 x 10, forward and backward)."""
+    several times faster than the log-softmax kernel (2.5x on 768 x 10, forward and backward).
+    """
     logits = upcast(logits)
     return torch.logsumexp(logits, -1) - logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
 

@@ -1,4 +1,5 @@
-"""Data sets: feature-level multi-view data (:mod:`~iidfusion.data.features`) and the raw pipelines (:mod:`~iidfusion.data.raw`).
+"""Data sets: feature-level multi-view data (:mod:`~iidfusion.data.features`) and the raw pipelines
+(:mod:`~iidfusion.data.raw`).
 
 The feature-level names are exported here; imports are lazy (PEP 562), so that
 ``import iidfusion.data`` stays cheap: scipy and the readers load on first use.

@@ -1,4 +1,5 @@
-"""Encoders h_m that map one modality's raw input to a feature vector (docs/method.md, "The fusion model"; docs/reproduce.md, "Data").
+"""Encoders h_m that map one modality's raw input to a feature vector (docs/method.md, "The fusion model";
+docs/reproduce.md, "Data").
 
 * :mod:`~iidfusion.encoders.resnet`: ResNet-18 ... 152 with torchvision's ``state_dict`` keys.
 * :mod:`~iidfusion.encoders.image`: :class:`ImageEncoder` (a ResNet trunk pooled to 1 or 3
@@ -15,7 +16,13 @@ Every encoder has an ``output_dim`` attribute, the ``encoder_dims`` entry of its
 from iidfusion.encoders.image import ImageEncoder, ImageTransform
 from iidfusion.encoders.resnet import ResNet, build_resnet, load_resnet_weights
 from iidfusion.encoders.sentence import encode_sentences
-from iidfusion.encoders.text import RandomTextConfig, TextEncoder, TextTokenizer, load_sentence_encoder, load_text_encoder
+from iidfusion.encoders.text import (
+    RandomTextConfig,
+    TextEncoder,
+    TextTokenizer,
+    load_sentence_encoder,
+    load_text_encoder,
+)
 
 __all__ = [
     "ImageEncoder",

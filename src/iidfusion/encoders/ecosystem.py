@@ -24,10 +24,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from iidfusion.encoders.resnet import read_state_dict
-import torch
 
 LIBRARIES: tuple[str, ...] = ("timm", "torchvision")
 _CLASSIFIERS: tuple[str, ...] = ("fc", "classifier", "heads", "head")  # torchvision's names for the last layer
@@ -39,7 +39,7 @@ def is_ecosystem_encoder(source: str) -> bool:
 
 
 def import_library(name: str) -> ModuleType:
-    """timm or torchvision, or a ValueError that says how to get a working one."""
+    """Timm or torchvision, or a ValueError that says how to get a working one."""
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError:
@@ -48,7 +48,6 @@ def import_library(name: str) -> ModuleType:
             "pip install 'iidfusion[vision]' (or use one of the built-in ResNets, e.g. resnet50)"
         ) from None
     except Exception as error:  # installed but broken: a torchvision built for another torch
-
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(
             f"--image-encoder {name}:...: {name} is installed but does not import beside torch {torch.__version__} "
@@ -59,6 +58,8 @@ def import_library(name: str) -> ModuleType:
 class EcosystemImageEncoder(nn.Module):
     """A timm or torchvision model without its classifier: ``(B, 3, H, W) -> (B, regions * C)``."""
 
+    trunk: Any  # a timm or torchvision module: its own call and forward_features
+
     def __init__(self, source: str, *, weights: str | Path | None = None, regions: int = 1) -> None:
         super().__init__()
         library, _, name = source.partition(":")
@@ -67,7 +68,9 @@ class EcosystemImageEncoder(nn.Module):
         if regions < 1:
             raise ValueError(f"regions must be >= 1, got {regions}")
         if regions > 1 and library != "timm":
-            raise ValueError(f"--regions {regions}: pooling to regions needs a feature map; use timm:NAME, or --regions 1")
+            raise ValueError(
+                f"--regions {regions}: pooling to regions needs a feature map; use timm:NAME, or --regions 1"
+            )
         self.source, self.regions = source, regions
         self.weights = str(weights) if weights is not None else None
         self.trunk, self.output_dim = _timm_trunk(name) if library == "timm" else _torchvision_trunk(name)
@@ -87,12 +90,19 @@ class EcosystemImageEncoder(nn.Module):
             return self.trunk(images).flatten(1)
         features = self.trunk.forward_features(images)
         if features.ndim != 4:
-            raise ValueError(f"{self.source} gives features of shape {tuple(features.shape)}, not a feature map; use --regions 1")
+            raise ValueError(
+                f"{self.source} gives features of shape {tuple(features.shape)}, not a feature map; use --regions 1"
+            )
         return self.pool(features).flatten(2).transpose(1, 2).flatten(1)
 
     def describe(self) -> dict[str, Any]:
         """What determines this encoder's features (for feature caches and run records)."""
-        return {"type": self.source.partition(":")[0], "arch": self.source, "regions": self.regions, "weights": self.weights}
+        return {
+            "type": self.source.partition(":")[0],
+            "arch": self.source,
+            "regions": self.regions,
+            "weights": self.weights,
+        }
 
 
 def _timm_trunk(name: str) -> tuple[nn.Module, int]:
@@ -124,7 +134,8 @@ def _torchvision_trunk(name: str) -> tuple[nn.Module, int]:
 
 def _load_weights(model: nn.Module, path: str | Path, source: str) -> None:
     """Every parameter of the trunk from ``path``; only keys of the removed classifier may be left over
-    (so that the weights of a deeper sibling, a superset of the keys, are refused too)."""
+    (so that the weights of a deeper sibling, a superset of the keys, are refused too).
+    """
     state = read_state_dict(path)
     expected = model.state_dict()
     classifier = (getattr(model, "pretrained_cfg", None) or {}).get("classifier")  # timm names its head
@@ -134,7 +145,8 @@ def _load_weights(model: nn.Module, path: str | Path, source: str) -> None:
     mismatched = [k for k in expected if k in state and state[k].shape != expected[k].shape]
     if missing or unexpected or mismatched:
         raise ValueError(
-            f"{path} does not fit {source}: {len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys "
+            f"{path} does not fit {source}: {len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected "
+            "keys "
             f"{unexpected[:5]}, shape mismatches {mismatched[:5]}"
         )
     model.load_state_dict({k: state[k] for k in expected})

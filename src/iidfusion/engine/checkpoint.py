@@ -44,7 +44,8 @@ class TrainedModel:
 
 def read_checkpoint(path: str | Path, flag: str) -> Any:
     """The object saved at ``path``, read with ``torch.load(weights_only=True)``: a crafted file
-    cannot run code, and a missing, truncated or foreign one is one ValueError naming ``flag``."""
+    cannot run code, and a missing, truncated or foreign one is one ValueError naming ``flag``.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{flag} {path}: checkpoint not found")
@@ -57,8 +58,11 @@ def read_checkpoint(path: str | Path, flag: str) -> Any:
 
 def check_finite_weights(state_dict: Mapping[str, Any], where: str) -> None:
     """A ValueError naming the first weight of ``state_dict`` that holds NaN or inf: such a
-    checkpoint (a diverged run, a damaged file) would predict without complaint."""
+    checkpoint (a diverged run, a damaged file) would predict without complaint.
+    """
     for key, tensor in state_dict.items():
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
-            raise ValueError(f"{where}: weight {key!r} holds {bad} NaN or inf values; the run diverged or the file is damaged")
+            raise ValueError(
+                f"{where}: weight {key!r} holds {bad} NaN or inf values; the run diverged or the file is damaged"
+            )

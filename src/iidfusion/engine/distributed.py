@@ -34,7 +34,9 @@ def world() -> tuple[int, int]:
 def shard_indices(size: int, world_size: int, rank: int) -> list[int]:
     """The positions of a split of ``size`` samples that process ``rank`` of ``world_size`` evaluates."""
     if world_size > 1 and size < world_size:
-        raise ValueError(f"an evaluation split of {size} samples cannot be shared by {world_size} processes (fewer than one each)")
+        raise ValueError(
+            f"an evaluation split of {size} samples cannot be shared by {world_size} processes (fewer than one each)"
+        )
     return list(range(rank, size, world_size))
 
 
@@ -47,7 +49,8 @@ def _collective_device(x: Tensor) -> torch.device:
 
 def gather_rows(x: Tensor) -> Tensor:
     """Every process's rows of ``x`` (counts may differ), in rank order, without gradient; ``x`` alone
-    without a process group. Returned on ``x``'s device."""
+    without a process group. Returned on ``x``'s device.
+    """
     world_size, _ = world()
     if world_size == 1:
         return x.detach()
@@ -72,7 +75,7 @@ def gather_with_local_grad(x: Tensor) -> Tensor:
     padded[: x.shape[0]] = x.detach()
     parts = [torch.empty_like(padded) for _ in range(world_size)]
     dist.all_gather(parts, padded.contiguous())
-    pieces = [part[:count] for part, count in zip(parts, counts)]
+    pieces = [part[:count] for part, count in zip(parts, counts, strict=True)]
     pieces[rank] = x
     return torch.cat(pieces)
 

@@ -155,7 +155,8 @@ def _read_marker(path: Path) -> dict:
 
 class _Marker:
     """The marker of one run folder, created if missing and locked (``flock``) while open, so a
-    second process cannot write to the same folder; its state is rewritten in place."""
+    second process cannot write to the same folder; its state is rewritten in place.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.fd = os.open(folder / MARKER, os.O_RDWR | os.O_CREAT | _NO_LINKS, 0o666 & ~_UMASK)
@@ -201,7 +202,9 @@ def _locked(folder: Path) -> bool:
 def _in_use(folder: Path) -> str:
     pid = _read_marker(folder).get("pid")
     who = f"process {pid}" if pid else "process"
-    return f"{folder} is in use: another iidfusion {who} is writing to it; wait for it to finish or choose another folder"
+    return (
+        f"{folder} is in use: another iidfusion {who} is writing to it; wait for it to finish or choose another folder"
+    )
 
 
 def _previous_copies(path: Path) -> list[Path]:
@@ -215,7 +218,8 @@ def _previous_copies(path: Path) -> list[Path]:
 def recover(path: str | Path) -> None:
     """Finish what an ``--overwrite`` of ``path`` stopped by a crash left: the previous run put
     back where the new one did not finish, its old copy deleted where the new one did; a warning
-    says what was done. Any other such copy left beside ``path`` is named in a warning."""
+    says what was done. Any other such copy left beside ``path`` is named in a warning.
+    """
     path = Path(path)
     copies = _previous_copies(path)
     if not copies:
@@ -224,13 +228,18 @@ def recover(path: str | Path) -> None:
     if busy:
         raise ValueError(_in_use(busy[0]))
     state = _read_marker(path) if is_run_folder(path) else None
-    empty = not path.exists() or (path.is_dir() and all(p.name == MARKER for p in path.iterdir()))  # nothing of a new run
+    empty = not path.exists() or (
+        path.is_dir() and all(p.name == MARKER for p in path.iterdir())
+    )  # nothing of a new run
     if state is not None and state.get("state") == "done":
         for copy in copies:
             if state.get("replaced") == copy.name:
                 _remove_run(copy)
-                warnings.warn(f"removed {copy}, the run that --overwrite replaced with {path} (a crash had interrupted "
-                              "its removal)", stacklevel=3)
+                warnings.warn(
+                    f"removed {copy}, the run that --overwrite replaced with {path} (a crash had interrupted "
+                    "its removal)",
+                    stacklevel=3,
+                )
     elif state is not None or empty:
         wanted = state.get("replaces") if state is not None else None
         restore = [c for c in copies if c.name == wanted] if wanted else (copies if empty and len(copies) == 1 else [])
@@ -239,11 +248,16 @@ def recover(path: str | Path) -> None:
                 _remove_run(path)
             restore[0].rename(path)
             what = "the unfinished new run removed" if not empty else "nothing of the new run was left"
-            warnings.warn(f"restored {path} from {restore[0].name}: an --overwrite stopped before it finished ({what})",
-                          stacklevel=3)
+            warnings.warn(
+                f"restored {path} from {restore[0].name}: an --overwrite stopped before it finished ({what})",
+                stacklevel=3,
+            )
     for copy in _previous_copies(path):
-        warnings.warn(f"{copy} holds an earlier run of {path} that an interrupted --overwrite moved aside; "
-                      f"delete it, or move it back to {path}", stacklevel=3)
+        warnings.warn(
+            f"{copy} holds an earlier run of {path} that an interrupted --overwrite moved aside; "
+            f"delete it, or move it back to {path}",
+            stacklevel=3,
+        )
 
 
 def check_output_folder(
@@ -271,19 +285,26 @@ def check_output_folder(
     path = Path(path)
     name = name or f"--out {path}"
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{name} is a file; it must be a folder" + ("" if shared else " (a new one, or a run to --overwrite)"))
+        raise ValueError(
+            f"{name} is a file; it must be a folder" + ("" if shared else " (a new one, or a run to --overwrite)")
+        )
     shared = shared or not first_process()  # the first process of a data-parallel run checks the run
     if not shared:
         recover(path)
     if not shared and path.is_dir() and any(path.iterdir()):
         if not is_run_folder(path):
-            raise ValueError(f"{name} holds files that are not a run of iidfusion (it has no {MARKER} file); nothing in it "
-                             "is replaced or deleted: choose a new or empty folder")
+            raise ValueError(
+                f"{name} holds files that are not a run of iidfusion (it has no {MARKER} file); nothing in it "
+                "is replaced or deleted: choose a new or empty folder"
+            )
         if _locked(path):
             raise ValueError(_in_use(path))
         if not (overwrite or resume):
-            how = [f"{flag} to {verb} it" for flag, verb, given in (("--overwrite", "replace", overwrite),
-                                                                     (resume_flag, "continue", resume)) if given is not None]
+            how = [
+                f"{flag} to {verb} it"
+                for flag, verb, given in (("--overwrite", "replace", overwrite), (resume_flag, "continue", resume))
+                if given is not None
+            ]
             raise ValueError(f"{name} already holds a run; pass {' or '.join(how)}")
     existing = path
     while not existing.exists() and existing != existing.parent:
@@ -371,7 +392,8 @@ def run_folder(
 
 def _remove_run(folder: Path) -> None:
     """Delete a run folder of ours, its marker last, so that a crash half way leaves a folder
-    that is still recognised as ours (and can be replaced), never a folder of nobody's files."""
+    that is still recognised as ours (and can be replaced), never a folder of nobody's files.
+    """
     for child in folder.iterdir():
         if child.name != MARKER:
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()

@@ -45,7 +45,8 @@ def json_text(value: Any, indent: int = 2) -> str:
 
 def csv_text(rows: Sequence[Mapping[str, Any]], fieldnames: Sequence[str] | None = None) -> str:
     """CSV of ``rows`` (mappings that share their keys; ``fieldnames``: the columns, by default
-    the first row's keys), every value as Python writes it."""
+    the first row's keys), every value as Python writes it.
+    """
     if fieldnames is None:
         if not rows:
             raise ValueError("no rows to write")
@@ -63,7 +64,7 @@ def fmt_number(value: float | None, spec: str = ".3g") -> str:
 
 
 def mean_std(values: Sequence[float], decimals: int = 2) -> str:
-    """"mean ± sample std" of ``values`` (std 0 for a single value)."""
+    """The mean ± sample standard deviation of ``values`` as text (std 0 for a single value)."""
     std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
     return f"{float(np.mean(values)):.{decimals}f} ± {std:.{decimals}f}"
 
@@ -80,7 +81,8 @@ def write_files(
     folder: str | Path, texts: Mapping[str, str], figures: Mapping[str, Callable[[Path], None]] | None = None
 ) -> list[Path]:
     """Write ``texts`` ({file name: content}) and ``figures`` ({file name: a function saving the
-    figure to the path it is given}) to ``folder``, all or nothing; returns the final paths."""
+    figure to the path it is given}) to ``folder``, all or nothing; returns the final paths.
+    """
     with staged_files(folder) as stage:
         for name, text in texts.items():
             stage.write_text(name, text)
@@ -99,7 +101,8 @@ def write_results(
     figures: Mapping[str, Callable[[Path], None]] | None = None,
 ) -> None:
     """Write ``results.csv`` (``rows``, columns ``fieldnames``), ``results.json`` (``payload``),
-    ``results.md`` (``report``) and ``figures`` to ``out``, all or nothing."""
+    ``results.md`` (``report``) and ``figures`` to ``out``, all or nothing.
+    """
     if not rows:
         raise ValueError("no results to write")
     texts = {"results.csv": csv_text(rows, fieldnames), "results.json": json_text(payload), "results.md": report}

@@ -23,7 +23,9 @@ from iidfusion.engine.checkpoint import read_checkpoint
 
 
 class RunRecord(Callback):
-    """Saves, in every checkpoint, the run's method and seed and a digest of its data (:func:`data_digest`), which :func:`check_resume` reads."""
+    """Saves, in every checkpoint, the run's method and seed and a digest of its data (:func:`data_digest`), which
+    :func:`check_resume` reads.
+    """
 
     def __init__(self, method: str, seed: int, data: str) -> None:
         self.method, self.seed, self.data = method, int(seed), data
@@ -35,7 +37,8 @@ class RunRecord(Callback):
 def data_digest(pieces: Iterable[str | Tensor | tuple[str, Tensor]]) -> str:
     """SHA-256 of ``pieces`` in order, the identity of a run's data in its checkpoints: a string
     as its UTF-8 bytes, a tensor as its values, a ``(name, tensor)`` pair as its name, shape and
-    dtype, then its values."""
+    dtype, then its values.
+    """
     digest = hashlib.sha256()
     for piece in pieces:
         if isinstance(piece, str):
@@ -76,7 +79,8 @@ def check_resume(
 
 def resume_record(path: str | Path, command: str, method: str, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """The hyperparameters and :class:`RunRecord` of the checkpoint at ``path``, read with
-    ``weights_only=True``; a ValueError unless ``command`` wrote it for ``method`` with ``seed``."""
+    ``weights_only=True``; a ValueError unless ``command`` wrote it for ``method`` with ``seed``.
+    """
     state = read_checkpoint(path, "--resume")
     needed = ("state_dict", "loops", "callbacks", "hyper_parameters")
     if not isinstance(state, dict) or any(key not in state for key in needed):
@@ -97,7 +101,8 @@ def refuse_changed_settings(
     path: str | Path, saved: dict[str, Any], options: Iterable[tuple[str, str, Any]], resumable: frozenset[str]
 ) -> None:
     """A ValueError listing every (dotted key, flag, value) of ``options`` outside ``resumable``
-    whose value differs from the one recorded in the checkpoint's hyperparameters ``saved`` (tuples saved as lists)."""
+    whose value differs from the one recorded in the checkpoint's hyperparameters ``saved`` (tuples saved as lists).
+    """
     changed = []
     for key, flag, now in options:
         before = _recorded(saved, key)

@@ -41,7 +41,8 @@ class Task(Protocol):
 
 class Outcome(Protocol):
     """What :class:`Progress` reads of a finished run: whether this process reports it (the first
-    of a data-parallel run), and the line it writes for it."""
+    of a data-parallel run), and the line it writes for it.
+    """
 
     @property
     def is_global_zero(self) -> bool: ...
@@ -49,25 +50,25 @@ class Outcome(Protocol):
     def progress_line(self) -> str: ...
 
 
-T = TypeVar("T")
-O = TypeVar("O")
+TaskT = TypeVar("TaskT")
+OutcomeT = TypeVar("OutcomeT")
 
 
 def run_tasks(
-    tasks: Sequence[T],
+    tasks: Sequence[TaskT],
     jobs: int,
-    execute_task: Callable[[T], O],
-    on_done: Callable[[int, T, O], None] | None = None,
+    execute_task: Callable[[TaskT], OutcomeT],
+    on_done: Callable[[int, TaskT, OutcomeT], None] | None = None,
     *,
     worker_setup: Callable[[], None] | None = None,
-) -> list[O]:
+) -> list[OutcomeT]:
     """``execute_task`` every task, ``jobs`` at a time in worker processes; outcomes in task order.
 
     ``on_done(k, task, outcome)`` is called as each finishes, in task order (k counts from 1).
     With ``jobs > 1``, ``execute_task`` must pickle (a module-level function or a
     ``functools.partial`` of one) and ``worker_setup`` runs first in every worker process.
     """
-    outcomes: list[O] = []
+    outcomes: list[OutcomeT] = []
     if jobs == 1:
         for done, task in enumerate(tasks, start=1):
             outcomes.append(execute_task(task))
@@ -76,7 +77,7 @@ def run_tasks(
         return outcomes
     context = multiprocessing.get_context(START_METHOD)
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=worker_setup) as pool:
-        futures: list[Future[O]] = [pool.submit(execute_task, task) for task in tasks]
+        futures: list[Future[OutcomeT]] = [pool.submit(execute_task, task) for task in tasks]
         try:
             for done, (task, future) in enumerate(zip(tasks, futures, strict=True), start=1):
                 outcomes.append(future.result())
@@ -96,7 +97,9 @@ class Progress:
     Call :meth:`close` when done (or use it as a context manager). ``bar=False``: the lines only.
     """
 
-    def __init__(self, tasks: Sequence[Task], log: Callable[[str], None], *, bar: bool = True, description: str = "runs") -> None:
+    def __init__(
+        self, tasks: Sequence[Task], log: Callable[[str], None], *, bar: bool = True, description: str = "runs"
+    ) -> None:
         self.tasks, self.total, self.log, self.started = list(tasks), len(tasks), log, time.perf_counter()
         self.bar = progress_bar(self.total, description, enabled=bar and self.total > 0)
         self._show_next(0)
@@ -123,7 +126,8 @@ class Progress:
             return
         elapsed = time.perf_counter() - self.started
         left = elapsed / done * (self.total - done)
-        line = f"[{done}/{self.total}] {task.name} seed {task.seed}: {outcome.progress_line()}; about {_duration(left)} left"
+        what = f"[{done}/{self.total}] {task.name} seed {task.seed}"
+        line = f"{what}: {outcome.progress_line()}; about {_duration(left)} left"
         with self.bar.external_write_mode(file=sys.stderr):
             self.log(line)
 
@@ -148,8 +152,10 @@ def save_outcome(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load_outcome(path: Path, parse: Callable[[dict[str, Any]], O]) -> O:
-    """A run that :func:`save_outcome` kept, rebuilt by ``parse``; a damaged file is a ValueError saying to delete it."""
+def load_outcome(path: Path, parse: Callable[[dict[str, Any]], OutcomeT]) -> OutcomeT:
+    """A run that :func:`save_outcome` kept, rebuilt by ``parse``; a damaged file is a ValueError saying to delete
+    it.
+    """
     try:
         return parse(json.loads(path.read_text()))
     except (ValueError, TypeError, KeyError) as error:

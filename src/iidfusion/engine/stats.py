@@ -21,7 +21,8 @@ from scipy.stats import ttest_rel, wilcoxon
 class PairedTestResult:
     """The paired tests of ``a`` against ``b``: the mean of ``a - b``, the paired t-test's
     statistic and p-value, and the Wilcoxon signed-rank test's p-value (NaN where a test is
-    undefined)."""
+    undefined).
+    """
 
     mean_difference: float
     t_statistic: float
@@ -71,7 +72,8 @@ def paired_bootstrap_ci(
 ) -> tuple[float, float]:
     """A percentile bootstrap interval of the mean of ``a - b``: the pairs resampled with
     replacement ``resamples`` times (seeded, so the interval is reproducible); (NaN, NaN) with
-    fewer than two pairs."""
+    fewer than two pairs.
+    """
     if not 0 < confidence < 1 or resamples < 1:
         raise ValueError(f"need 0 < confidence < 1 and resamples >= 1, got {confidence}, {resamples}")
     differences = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)

@@ -23,7 +23,7 @@ import signal
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol, cast
 
 import lightning as L
 import numpy as np
@@ -50,7 +50,11 @@ SPAWNING_STRATEGIES = ("ddp_spawn", "ddp_fork", "ddp_notebook")
 _TRAINER_OPTIONS: dict[str, tuple[Any, str, Rule | None]] = {
     "accelerator": ("auto", "Lightning accelerator: auto, cpu, gpu, ...", None),
     "devices": ("auto", "Lightning devices: auto, a count, or a comma list of ids", None),
-    "num_nodes": (1, "machines the run spans, each with --devices processes (docs/scaling.md)", at_least(1, MAX_PROCESSES)),
+    "num_nodes": (
+        1,
+        "machines the run spans, each with --devices processes (docs/scaling.md)",
+        at_least(1, MAX_PROCESSES),
+    ),
     "strategy": ("auto", "Lightning strategy: auto, ddp, ddp_spawn, ...", None),
     "checkpoints": (True, "save best and last checkpoints", None),
     "loggers": (LOGGERS, "loggers: csv, tensorboard (empty: none)", None),
@@ -61,14 +65,16 @@ _TRAINER_OPTIONS: dict[str, tuple[Any, str, Rule | None]] = {
 def trainer_option(name: str) -> Any:
     """The trainer's option ``name`` (``accelerator``, ``devices``, ``num_nodes``, ``strategy``,
     ``checkpoints``, ``loggers``, ``progress_bar``) as a field of a task's training section: one
-    default, help text and rule, so that every task's flag means the same."""
+    default, help text and rule, so that every task's flag means the same.
+    """
     default, help, rule = _TRAINER_OPTIONS[name]
     return option(default, help, rule=rule)
 
 
 class MonitoredModule(Protocol):
     """What the trainer reads of a task's LightningModule: the validation score it logs that
-    selects the best epoch (higher is better), and whether the progress bar shows it as a percentage."""
+    selects the best epoch (higher is better), and whether the progress bar shows it as a percentage.
+    """
 
     monitor: ClassVar[str]
     monitor_as_percent: ClassVar[bool]
@@ -86,7 +92,9 @@ class ReseedEachBatch(Callback):
     def __init__(self, seed: int) -> None:
         self.seed = int(seed)
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         seed = hash((self.seed, trainer.current_epoch, batch_idx, trainer.global_rank)) % 2**32
         # Not seed_everything: its torch.manual_seed visits every accelerator backend (~2 ms).
         random.seed(seed)
@@ -120,7 +128,7 @@ class ValidationPatience(Callback):
         self.wait_count = 0
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        metrics, monitor = trainer.callback_metrics, pl_module.monitor
+        metrics, monitor = trainer.callback_metrics, _monitored(pl_module).monitor
         if trainer.sanity_checking or monitor not in metrics:
             return
         acc = float(metrics[monitor])
@@ -148,7 +156,8 @@ class EpochProgressBar(ProgressBar):
     """Lightning's progress bar for one fit: one bar over the epochs (not one per epoch over
     batches), on stderr, with the module's latest ``monitor`` score (:class:`MonitoredModule`)
     and the time left at most (early stopping may end the run sooner). Drawn by the process of
-    rank 0 only."""
+    rank 0 only.
+    """
 
     def __init__(self, description: str) -> None:
         super().__init__()
@@ -168,17 +177,21 @@ class EpochProgressBar(ProgressBar):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         enabled = self._enabled and trainer.is_global_zero
-        self.bar = progress_bar(trainer.max_epochs, self.description, enabled=enabled, unit="epoch", initial=trainer.current_epoch)
+        self.bar = progress_bar(
+            trainer.max_epochs, self.description, enabled=enabled, unit="epoch", initial=trainer.current_epoch
+        )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.bar is None:
             return
         metrics = trainer.callback_metrics
         shown: dict[str, Any] = {}
-        monitor = pl_module.monitor
-        if monitor in metrics:
-            score = float(metrics[monitor])
-            shown[monitor.replace("/", " ")] = f"{100 * score:.2f}%" if pl_module.monitor_as_percent else f"{score:.4f}"
+        module = _monitored(pl_module)
+        if module.monitor in metrics:
+            score = float(metrics[module.monitor])
+            shown[module.monitor.replace("/", " ")] = (
+                f"{100 * score:.2f}%" if module.monitor_as_percent else f"{score:.4f}"
+            )
         if "train/loss" in metrics:
             shown["loss"] = f"{float(metrics['train/loss']):.4f}"
         self.bar.set_postfix(shown, refresh=False)
@@ -218,7 +231,7 @@ class BestWeights(Callback):
             self.best_score, self.best_epoch = float(score), trainer.current_epoch
             loss = trainer.callback_metrics.get(VAL_LOSS)
             self.best_loss = float(loss) if loss is not None else None
-            self.weights = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
+            self.weights = {k: v.detach().cpu().clone() for k, v in _model(pl_module).state_dict().items()}
 
     def best_model(self, pl_module: L.LightningModule, trainer: L.Trainer) -> nn.Module:
         """A CPU copy of the module's model with the best weights.
@@ -226,16 +239,24 @@ class BestWeights(Callback):
         Under ``ddp_spawn`` the training ran in child processes, so this callback saw no
         validation; the best checkpoint (when saved) is read instead, else the last weights.
         """
-        model = copy.deepcopy(pl_module.model).cpu()
+        model = copy.deepcopy(_model(pl_module)).cpu()
+        best_path = getattr(trainer.checkpoint_callback, "best_model_path", None)
         if self.weights is not None:
             model.load_state_dict(self.weights)
-        elif trainer.checkpoint_callback is not None and getattr(trainer.checkpoint_callback, "best_model_path", ""):
-            state = torch.load(trainer.checkpoint_callback.best_model_path, map_location="cpu", weights_only=True)
-            model.load_state_dict({k[len("model.") :]: v for k, v in state["state_dict"].items() if k.startswith("model.")})
+        elif best_path:
+            state = torch.load(best_path, map_location="cpu", weights_only=True)
+            model.load_state_dict(
+                {k[len("model.") :]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+            )
         return model
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "best_loss": self.best_loss, "best_epoch": self.best_epoch, "weights": self.weights}
+        return {
+            "best_score": self.best_score,
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "weights": self.weights,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_score = state_dict["best_score"]
@@ -256,9 +277,8 @@ def build_strategy(name: str) -> str | Strategy:
     """
     base = name.removesuffix(_FIND_UNUSED)
     if base in _DDP_START_METHODS:
-        return DDPStrategy(  # type: ignore[arg-type]
-            start_method=_DDP_START_METHODS[base], broadcast_buffers=False, find_unused_parameters=base != name
-        )
+        start_method = cast(Literal["popen", "spawn", "fork", "forkserver"], _DDP_START_METHODS[base])
+        return DDPStrategy(start_method=start_method, broadcast_buffers=False, find_unused_parameters=base != name)
     return name
 
 
@@ -274,18 +294,39 @@ def parse_devices(devices: str) -> int | str | list[int]:
     return devices
 
 
+def _monitored(pl_module: L.LightningModule) -> MonitoredModule:
+    return cast(MonitoredModule, pl_module)
+
+
+def _model(pl_module: L.LightningModule) -> nn.Module:
+    """The task's model, which every task's LightningModule holds as ``model``."""
+    model = pl_module.model
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{type(pl_module).__name__} holds no model")
+    return model
+
+
 class TrainerSettings(Protocol):
     """What :func:`build_trainer` reads from a task's training section (the fields each declares
-    with :func:`trainer_option`, and its number of epochs)."""
+    with :func:`trainer_option`, and its number of epochs).
+    """
 
-    max_epochs: int
-    accelerator: str
-    devices: str
-    num_nodes: int
-    strategy: str
-    checkpoints: bool
-    loggers: Sequence[str]
-    progress_bar: bool
+    @property
+    def max_epochs(self) -> int: ...
+    @property
+    def accelerator(self) -> str: ...
+    @property
+    def devices(self) -> str: ...
+    @property
+    def num_nodes(self) -> int: ...
+    @property
+    def strategy(self) -> str: ...
+    @property
+    def checkpoints(self) -> bool: ...
+    @property
+    def loggers(self) -> Sequence[str]: ...
+    @property
+    def progress_bar(self) -> bool: ...
 
 
 def build_loggers(train: TrainerSettings, run_dir: Path | None) -> list[Logger]:
@@ -342,8 +383,12 @@ def build_trainer(
     if train.checkpoints and run_dir is not None:
         # Two callbacks: Lightning 2.6 refreshes save_last only in epochs that improved the
         # monitored metric, and a resume needs the state of the latest epoch.
-        common: dict[str, Any] = {"dirpath": run_dir / "checkpoints", "save_on_train_epoch_end": True,
-                                  "auto_insert_metric_name": False, "enable_version_counter": False}
+        common: dict[str, Any] = {
+            "dirpath": run_dir / "checkpoints",
+            "save_on_train_epoch_end": True,
+            "auto_insert_metric_name": False,
+            "enable_version_counter": False,
+        }
         built_in.append(ModelCheckpoint(filename="best", monitor=best.monitor, mode="max", save_top_k=1, **common))
         built_in.append(ModelCheckpoint(filename="last", monitor=None, save_top_k=1, **common))
     loggers = build_loggers(train, run_dir)
@@ -380,7 +425,9 @@ def trainer_device(trainer: L.Trainer) -> str:
     return device if trainer.world_size == 1 else f"{device}, {trainer.world_size} processes"
 
 
-def fit_interruptible(trainer: L.Trainer, module: L.LightningModule, data: L.LightningDataModule, resume: str | Path | None) -> None:
+def fit_interruptible(
+    trainer: L.Trainer, module: L.LightningModule, data: L.LightningDataModule, resume: str | Path | None
+) -> None:
     """``trainer.fit``, resuming with ``weights_only=True``; Ctrl-C stays a KeyboardInterrupt.
 
     Lightning answers Ctrl-C by a graceful shutdown (the last checkpoint stays), then
@@ -408,7 +455,8 @@ def check_trainer_settings(train: TrainerSettings, precision: str = "32-true") -
     """
     if train.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError(
-            f"--accelerator {train.accelerator}: torch sees no CUDA GPU on this machine; use --accelerator cpu (or auto)"
+            f"--accelerator {train.accelerator}: torch sees no CUDA GPU on this machine; use --accelerator cpu (or "
+            "auto)"
         )
     devices = parse_devices(train.devices)
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]

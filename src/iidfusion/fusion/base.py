@@ -10,8 +10,8 @@ the weight estimators learn only from the strategy's auxiliary losses.
 
 from __future__ import annotations
 
-import math
 import contextlib
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -40,7 +40,8 @@ class StrategyOptions:
     :func:`iidfusion.core.config.option` (default, help, rule), are keyword arguments of the
     strategy's constructor with the same defaults. The registry gives them to the training
     configuration as the section ``strategy.<name>`` (:func:`~iidfusion.fusion.registry.strategy_sections`).
-    A strategy without options of its own keeps this empty base."""
+    A strategy without options of its own keeps this empty base.
+    """
 
 
 @contextlib.contextmanager
@@ -78,7 +79,8 @@ class FusionStrategy(nn.Module):
     Subclasses implement :meth:`forward` (detached weights (B, M)) and
     :meth:`auxiliary_losses`. One whose weights never read the unimodal logits sets
     ``reads_unimodal_logits = False``: the model then builds no IF heads for it and, unless
-    the unimodal heads are shared, its unimodal CE weight defaults to 0 (:class:`FusionModel`). A strategy that needs the training-set size (QMF's loss
+    the unimodal heads are shared, its unimodal CE weight defaults to 0 (:class:`FusionModel`). A strategy that needs
+    the training-set size (QMF's loss
     history) sets ``requires_num_samples = True`` and takes ``num_samples``. Its own options
     are declared as a :class:`StrategyOptions` dataclass given to ``register_strategy``,
     which sets ``options_class``.
@@ -113,7 +115,9 @@ class FusionStrategy(nn.Module):
         if not (math.isfinite(unimodal_loss_weight) and unimodal_loss_weight >= 0):
             raise ValueError(f"unimodal_loss_weight must be finite and >= 0, got {unimodal_loss_weight}")
         if unimodal_reduction not in UNIMODAL_REDUCTIONS:
-            raise ValueError(f"unknown unimodal_reduction {unimodal_reduction!r}; expected one of {list(UNIMODAL_REDUCTIONS)}")
+            raise ValueError(
+                f"unknown unimodal_reduction {unimodal_reduction!r}; expected one of {list(UNIMODAL_REDUCTIONS)}"
+            )
         self.num_classes = int(num_classes)
         self.width = int(width)
         self.mode = validate_mode(mode)
@@ -128,9 +132,7 @@ class FusionStrategy(nn.Module):
         """Per-sample fusion weights (B, M), columns in ``self.modalities`` order, no gradient."""
         raise NotImplementedError
 
-    def auxiliary_losses(
-        self, output: FusionOutput, labels: Tensor, index: Tensor | None = None
-    ) -> dict[str, Tensor]:
+    def auxiliary_losses(self, output: FusionOutput, labels: Tensor, index: Tensor | None = None) -> dict[str, Tensor]:
         """The strategy's own loss terms, each a scalar already multiplied by its weight.
 
         The caller adds every value to the total as it is; the keys are for logging.

@@ -25,7 +25,7 @@ with no heads of their own, the unimodal logits are those same g(z^m), read by n
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -217,7 +217,7 @@ class FusionModel(nn.Module):
         return FusionOutput(
             logits=logits,
             unimodal_logits=unimodal_logits,
-            shared_head_logits=shared_head_logits,
+            shared_head_logits=cast(dict[str, Tensor], shared_head_logits),  # set in both modes above
             features={m: features[m] for m in self.modalities},
             fused_features=fused_features,
             weights=weights,

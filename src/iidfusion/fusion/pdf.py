@@ -76,14 +76,19 @@ class PDFOptions(StrategyOptions):
     """PDF's options (:class:`PDFStrategy`): config section ``strategy.pdf``, flags ``--pdf-*``."""
 
     confidnet_hidden: int | None = option(
-        None, "hidden width of each modality's ConfidNet (none: the width d)", rule=Rule(lambda v: v is None or 1 <= v <= MAX_WIDTH, f"in [1, {MAX_WIDTH}] or none")
+        None,
+        "hidden width of each modality's ConfidNet (none: the width d)",
+        rule=Rule(lambda v: v is None or 1 <= v <= MAX_WIDTH, f"in [1, {MAX_WIDTH}] or none"),
     )
     min_confidence: float = option(
-        1e-4, "the mono-confidence m_k is clamped to [min_confidence, 1] before its log",
+        1e-4,
+        "the mono-confidence m_k is clamped to [min_confidence, 1] before its log",
         rule=Rule(lambda v: 0 < v < 1, "in (0, 1)"),
-    )  # fmt: skip
+    )
     calibrate: bool = option(True, "relative calibration of the co-belief at test time (as PDF's test code)")
-    confidence_loss_weight: float = option(1.0, "weight of the ConfidNets' L1 loss to the true-class probability", rule=at_least(0))
+    confidence_loss_weight: float = option(
+        1.0, "weight of the ConfidNets' L1 loss to the true-class probability", rule=at_least(0)
+    )
 
 
 @register_strategy("pdf", options=PDFOptions)
@@ -133,9 +138,7 @@ class PDFStrategy(FusionStrategy):
                 co_belief = co_belief * relative_calibration(torch.softmax(logits, dim=-1)).to(co_belief.dtype)
             return torch.softmax(co_belief, dim=1)
 
-    def auxiliary_losses(
-        self, output: FusionOutput, labels: Tensor, index: Tensor | None = None
-    ) -> dict[str, Tensor]:
+    def auxiliary_losses(self, output: FusionOutput, labels: Tensor, index: Tensor | None = None) -> dict[str, Tensor]:
         per_sample_ce = self.unimodal_cross_entropy(output, labels)
         logits = stack_modalities(output.unimodal_logits, self.modalities, "unimodal_logits").float()
         targets = labels.to(device=logits.device, dtype=torch.long).view(-1, 1, 1).expand(-1, self.num_modalities, 1)

@@ -52,8 +52,12 @@ class QMFOptions(StrategyOptions):
     """QMF's options (:class:`QMFStrategy`): config section ``strategy.qmf``, flags ``--qmf-*``."""
 
     lam_rank: float = option(1.0, "weight of QMF's ranking regularizer L_rank", rule=at_least(0))
-    energy_temperature: float = option(10.0, "QMF's energy temperature: confidence c_m = logsumexp(f_m) / T", rule=positive())
-    min_weight: float = option(1e-6, "IF only: each c_m is clamped to at least this before the weights are normalised", rule=positive())
+    energy_temperature: float = option(
+        10.0, "QMF's energy temperature: confidence c_m = logsumexp(f_m) / T", rule=positive()
+    )
+    min_weight: float = option(
+        1e-6, "IF only: each c_m is clamped to at least this before the weights are normalised", rule=positive()
+    )
 
 
 @register_strategy("qmf", options=QMFOptions)
@@ -88,6 +92,8 @@ class QMFStrategy(FusionStrategy):
     """
 
     requires_num_samples = True
+    loss_history: Tensor
+    epochs_seen: Tensor
 
     def __init__(
         self,
@@ -106,7 +112,10 @@ class QMFStrategy(FusionStrategy):
                 "the qmf strategy needs num_samples >= 1 (the training-set size) for its per-sample loss "
                 f"history, e.g. strategy_kwargs={{'num_samples': N}}; got {num_samples!r}"
             )
-        check_rules(QMFOptions(lam_rank=lam_rank, energy_temperature=energy_temperature, min_weight=min_weight), name_flags=False)
+        check_rules(
+            QMFOptions(lam_rank=lam_rank, energy_temperature=energy_temperature, min_weight=min_weight),
+            name_flags=False,
+        )
         self.num_samples = int(num_samples)
         self.lam_rank = float(lam_rank)
         self.energy_temperature = float(energy_temperature)
@@ -146,9 +155,7 @@ class QMFStrategy(FusionStrategy):
         normalised = (self.loss_history[index] - low) / safe_span
         return torch.where(span > 0, normalised, torch.zeros_like(normalised))
 
-    def auxiliary_losses(
-        self, output: FusionOutput, labels: Tensor, index: Tensor | None = None
-    ) -> dict[str, Tensor]:
+    def auxiliary_losses(self, output: FusionOutput, labels: Tensor, index: Tensor | None = None) -> dict[str, Tensor]:
         """``unimodal_ce`` and ``rank`` = lam_rank * sum_m L_rank,m (QMF's training loss).
 
         As in QMF's training step, the history is updated with this batch before the

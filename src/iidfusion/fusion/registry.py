@@ -2,8 +2,7 @@
 
 Strategies register themselves with :func:`register_strategy` when their module is imported;
 :mod:`iidfusion.fusion` imports ``static``, ``qmf`` and ``pdf``, so the three names exist as
-soon as the package does. ``tests/fusion/test_registry.py`` fails for a registered name that
-has no ``tests/fusion/test_<name>.py``.
+soon as the package does. Every registered strategy has tests of its own.
 
 Each strategy declares its options as a dataclass (:class:`~iidfusion.fusion.base.StrategyOptions`,
 fields declared with :func:`iidfusion.core.config.option`), given to :func:`register_strategy`.
@@ -19,7 +18,7 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from iidfusion.core.config import check_rules, merge_config
 from iidfusion.core.registry import Registry
@@ -30,7 +29,9 @@ StrategyClass = TypeVar("StrategyClass", bound=type[FusionStrategy])
 STRATEGIES: Registry[type[FusionStrategy]] = Registry("fusion strategy")
 
 
-def register_strategy(name: str, options: type[StrategyOptions] | None = None) -> Callable[[StrategyClass], StrategyClass]:
+def register_strategy(
+    name: str, options: type[StrategyOptions] | None = None
+) -> Callable[[StrategyClass], StrategyClass]:
     """Class decorator: register a :class:`FusionStrategy` subclass under ``name``.
 
     ``options``: the dataclass of the strategy's own options (None: the class's inherited
@@ -41,9 +42,14 @@ def register_strategy(name: str, options: type[StrategyOptions] | None = None) -
         if not (isinstance(cls, type) and issubclass(cls, FusionStrategy)):
             raise ValueError(f"{cls!r} is not a FusionStrategy subclass")
         options_class = cls.options_class if options is None else options
-        if not (isinstance(options_class, type) and issubclass(options_class, StrategyOptions)
-                and dataclasses.is_dataclass(options_class)):
-            raise ValueError(f"the options of strategy {name!r} must be a StrategyOptions dataclass, got {options_class!r}")
+        if not (
+            isinstance(options_class, type)
+            and issubclass(options_class, StrategyOptions)
+            and dataclasses.is_dataclass(options_class)
+        ):
+            raise ValueError(
+                f"the options of strategy {name!r} must be a StrategyOptions dataclass, got {options_class!r}"
+            )
         parameters = inspect.signature(cls.__init__).parameters
         missing = [f.name for f in dataclasses.fields(options_class) if f.name not in parameters]
         if missing:
@@ -72,7 +78,8 @@ def strategy_options(
     """The options of strategy ``name``: its defaults, updated by the mapping ``values`` (an
     unknown key or a wrong type is a ValueError naming it), or ``values`` itself if it already
     is that strategy's options; checked against each option's rule. Messages name a key as
-    ``prefix + option`` (default ``"<name>."``)."""
+    ``prefix + option`` (default ``"<name>."``).
+    """
     options_class = get_strategy_class(name).options_class
     prefix = f"{name}." if prefix is None else prefix
     if isinstance(values, StrategyOptions):
@@ -85,10 +92,13 @@ def strategy_options(
     return options
 
 
-def create_strategy(name: str, options: StrategyOptions | Mapping[str, Any] | None = None, **kwargs: Any) -> FusionStrategy:
+def create_strategy(
+    name: str, options: StrategyOptions | Mapping[str, Any] | None = None, **kwargs: Any
+) -> FusionStrategy:
     """Build the strategy ``name`` with its ``options`` (:func:`strategy_options`) and ``kwargs``
     (modalities, num_classes, width, mode, the base options; or, without ``options``, the
-    strategy's options as keywords)."""
+    strategy's options as keywords).
+    """
     cls = get_strategy_class(name)
     if options is not None:
         parsed = strategy_options(name, options)
@@ -107,13 +117,18 @@ class StrategySections:
     process) is rebuilt from the sections it holds rather than from its class's name.
     """
 
+    if TYPE_CHECKING:  # a field per registered strategy, made at run time
+
+        def __getattr__(self, name: str) -> Any: ...
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_sections, (tuple((f.name, getattr(self, f.name)) for f in dataclasses.fields(self)),))
 
 
 def strategy_sections(**given: StrategyOptions) -> StrategySections:
     """One field per registered strategy, in registration order, holding its options (defaults
-    where not ``given``): the ``strategy`` section of the training configuration."""
+    where not ``given``): the ``strategy`` section of the training configuration.
+    """
     return _sections_class(tuple((name, STRATEGIES.get(name).options_class) for name in STRATEGIES))(**given)
 
 
@@ -124,7 +139,11 @@ def _rebuild_sections(items: tuple[tuple[str, StrategyOptions], ...]) -> Strateg
 @functools.cache
 def _sections_class(entries: tuple[tuple[str, type[StrategyOptions]], ...]) -> type[StrategySections]:
     fields = [
-        (name, options, dataclasses.field(default_factory=options, metadata={"help": f"options of the {name!r} strategy"}))
+        (
+            name,
+            options,
+            dataclasses.field(default_factory=options, metadata={"help": f"options of the {name!r} strategy"}),
+        )
         for name, options in entries
     ]
     sections = dataclasses.make_dataclass("RegisteredStrategyOptions", fields, bases=(StrategySections,), frozen=True)

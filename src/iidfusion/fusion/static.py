@@ -26,9 +26,10 @@ class StaticOptions(StrategyOptions):
     """Static weights' options (:class:`StaticStrategy`): config section ``strategy.static``, flags ``--static-*``."""
 
     weights: tuple[float, ...] | None = option(
-        None, "fusion weights, one per modality in the data's view order, normalised to sum to one (none: uniform 1/M)",
+        None,
+        "fusion weights, one per modality in the data's view order, normalised to sum to one (none: uniform 1/M)",
         rule=Rule(_valid_weights, "finite, non-negative, with a positive and finite sum (or none)"),
-    )  # fmt: skip
+    )
 
 
 @register_strategy("static", options=StaticOptions)
@@ -50,6 +51,7 @@ class StaticStrategy(FusionStrategy):
     """
 
     reads_unimodal_logits = False
+    fixed_weights: Tensor
 
     def __init__(
         self,
@@ -84,9 +86,7 @@ class StaticStrategy(FusionStrategy):
         reference = features[self.modalities[0]]
         return self.fixed_weights.to(device=reference.device, dtype=reference.dtype).expand(batch_size, -1)
 
-    def auxiliary_losses(
-        self, output: FusionOutput, labels: Tensor, index: Tensor | None = None
-    ) -> dict[str, Tensor]:
+    def auxiliary_losses(self, output: FusionOutput, labels: Tensor, index: Tensor | None = None) -> dict[str, Tensor]:
         if self.unimodal_loss_weight == 0:
             return {}
         return {"unimodal_ce": self.weighted_unimodal_loss(self.unimodal_cross_entropy(output, labels))}

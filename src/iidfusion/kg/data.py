@@ -55,7 +55,9 @@ class KnowledgeGraph:
         for split in SPLITS:
             triples = self.split(split)
             if triples.ndim != 2 or triples.shape[1] != 3 or triples.dtype != torch.long:
-                raise ValueError(f"{split} triples must be an (n, 3) LongTensor, got {triples.dtype} {tuple(triples.shape)}")
+                raise ValueError(
+                    f"{split} triples must be an (n, 3) LongTensor, got {triples.dtype} {tuple(triples.shape)}"
+                )
             if len(triples) and (
                 int(triples[:, [0, 2]].min()) < 0
                 or int(triples[:, [0, 2]].max()) >= self.num_entities
@@ -149,7 +151,9 @@ def find_split_file(folder: Path, split: str) -> Path:
     raise FileNotFoundError(f"no {split} split in {folder} (looked for {tried})")
 
 
-def load_triples_folder(folder: str | Path, *, name: str | None = None, vocabulary: Vocabulary = "train") -> KnowledgeGraph:
+def load_triples_folder(
+    folder: str | Path, *, name: str | None = None, vocabulary: Vocabulary = "train"
+) -> KnowledgeGraph:
     """A :class:`KnowledgeGraph` from ``folder/{train,valid,test}`` (bare, ``.txt`` or ``.tsv``).
 
     ``vocabulary="train"`` (default): ids from the training triples; an unseen entity or

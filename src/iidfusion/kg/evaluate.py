@@ -81,7 +81,9 @@ class KnownTails:
         return mask
 
 
-def filtered_ranks(scores: Tensor, answers: Tensor, known: Tensor, tie_policy: TiePolicy = DEFAULT_TIE_POLICY) -> Tensor:
+def filtered_ranks(
+    scores: Tensor, answers: Tensor, known: Tensor, tie_policy: TiePolicy = DEFAULT_TIE_POLICY
+) -> Tensor:
     """Filtered rank (float, 1 = best) of ``answers`` (B,) among ``scores`` (B, N).
 
     ``known`` (B, N) bool marks the true candidates to filter out; the answer itself is never
@@ -168,7 +170,8 @@ def evaluate_link_prediction(
     """Filtered MRR / Hits@k of ``scorer`` on ``split``, both directions pooled (as OTKGE averages them).
 
     The test split is ranked at test time (:func:`~iidfusion.fusion.at_test_time`: a fusion
-    strategy's test-only step, such as PDF's calibration, applies), validation is not."""
+    strategy's test-only step, such as PDF's calibration, applies), validation is not.
+    """
     known = known if known is not None else KnownTails.from_kg(kg)
     test_time = at_test_time(scorer) if split == "test" and isinstance(scorer, nn.Module) else contextlib.nullcontext()
     with torch.no_grad(), test_time:

@@ -40,8 +40,8 @@ import torch
 from torch import Tensor
 
 from iidfusion.core.files import read_utf8_lines
-from iidfusion.kg.data import KnowledgeGraph
 from iidfusion.encoders.sentence import encode_sentences
+from iidfusion.kg.data import KnowledgeGraph
 
 # The structural (ComplEx) modality is built by the model; no feature file may use its name.
 STRUCTURE = "structure"
@@ -214,7 +214,9 @@ def entity_name_embeddings(
     reuses a stale file. ``encoder`` defaults to :func:`minilm_encoder` (loaded only on a miss).
     """
     texts = [entity_text(e) for e in entities]
-    return _cached_embeddings(texts, list(entities), "names", cache_dir=cache_dir, encoder=encoder, encoder_name=encoder_name)
+    return _cached_embeddings(
+        texts, list(entities), "names", cache_dir=cache_dir, encoder=encoder, encoder_name=encoder_name
+    )
 
 
 def entity_text_embeddings(
@@ -225,7 +227,9 @@ def entity_text_embeddings(
     encoder_name: str = MINILM,
 ) -> Tensor:
     """(N, d) embeddings of one text per entity (in entity order), cached by the texts' content."""
-    return _cached_embeddings(texts, list(texts), "texts", cache_dir=cache_dir, encoder=encoder, encoder_name=encoder_name)
+    return _cached_embeddings(
+        texts, list(texts), "texts", cache_dir=cache_dir, encoder=encoder, encoder_name=encoder_name
+    )
 
 
 def _cached_embeddings(
@@ -276,7 +280,8 @@ def read_entity_order(path: str | Path) -> list[str]:
 
 def _check_declared_size(path: Path) -> None:
     """A ValueError when the ``.npy`` header of ``path`` declares more bytes than the file holds:
-    numpy would allocate them all before finding out (a 100-byte file can claim terabytes)."""
+    numpy would allocate them all before finding out (a 100-byte file can claim terabytes).
+    """
     with open(path, "rb") as handle:
         major, minor = np.lib.format.read_magic(handle)
         header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
@@ -301,7 +306,7 @@ def load_ordered_features(path: str | Path, order: str | Path, entities: Sequenc
     names = read_entity_order(order)
     if matrix.ndim != 2 or matrix.shape[0] != len(names):
         raise ValueError(f"{path}: shape {matrix.shape}, but {order} names {len(names)} rows")
-    return features_from_mapping(dict(zip(names, matrix)), entities, f"{path} (rows of {order})")
+    return features_from_mapping(dict(zip(names, matrix, strict=True)), entities, f"{path} (rows of {order})")
 
 
 def load_text_features(path: str | Path, entities: Sequence[str]) -> Tensor:
@@ -358,7 +363,9 @@ def default_feature_sources(folder: str | Path) -> dict[str, str]:
     TransAE's per-entity text features and the entity descriptions (through MiniLM) where
     the folder has their files; otherwise the entity names through MiniLM (``ling``).
     """
-    found = {name: source for name, source, files in FOLDER_FEATURES if all((Path(folder) / f).is_file() for f in files)}
+    found = {
+        name: source for name, source, files in FOLDER_FEATURES if all((Path(folder) / f).is_file() for f in files)
+    }
     return found or {"ling": MINILM}
 
 
@@ -411,8 +418,12 @@ def build_modality_features(
             texts = read_entity_texts(resolve(texts_file))
             missing = [e for e in kg.entities if e not in texts]
             if missing:
-                raise ValueError(f"{texts_file}: no text for {len(missing)} of {kg.num_entities} entities, e.g. {missing[0]!r}")
-            features[name] = entity_text_embeddings([texts[e] for e in kg.entities], cache_dir=cache_dir, encoder=encoder)
+                raise ValueError(
+                    f"{texts_file}: no text for {len(missing)} of {kg.num_entities} entities, e.g. {missing[0]!r}"
+                )
+            features[name] = entity_text_embeddings(
+                [texts[e] for e in kg.entities], cache_dir=cache_dir, encoder=encoder
+            )
         elif at:
             features[name] = load_ordered_features(resolve(file), resolve(order), kg.entities)
         elif Path(source).suffix.lower() in TEXT_FEATURE_SUFFIXES:

@@ -21,14 +21,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iidfusion.core.config import MAX_BATCH, SEED_RULE, at_least, option, redefault
 from iidfusion.fusion import FusionStrategy
 from iidfusion.kg.models.base import KGModel, KGOutput
-from iidfusion.core.config import MAX_BATCH, SEED_RULE, at_least, option, redefault
 from iidfusion.losses.config import IIDConfig
 from iidfusion.losses.iid import IIDLossOutput
 
@@ -50,7 +51,12 @@ class IIDTermsConfig(IIDConfig):
 
     alpha: float = redefault(IIDConfig, "alpha", 0.0, "weight of the informatic constraint L_ic (0: the baseline)")
     beta: float = redefault(IIDConfig, "beta", 0.0, "weight of the distribution coherence L_dc (0: the baseline)")
-    kl_scale: float = redefault(IIDConfig, "kl_scale", 0.35, "std r of the reference Gaussian N(0, r^2 I) of L_ic's KL terms (0.35: trained ComplEx embeddings)")
+    kl_scale: float = redefault(
+        IIDConfig,
+        "kl_scale",
+        0.35,
+        "std r of the reference Gaussian N(0, r^2 I) of L_ic's KL terms (0.35: trained ComplEx embeddings)",
+    )
     d1: int = redefault(IIDConfig, "d1", 32)
     d2: int = redefault(IIDConfig, "d2", 64)
     max_iter: int = redefault(IIDConfig, "max_iter", 1000)
@@ -79,9 +85,9 @@ def degree_weights(train: Tensor, num_entities: int) -> Tensor:
 
 
 def n3_penalty(output: KGOutput, tails: Tensor) -> Tensor:
-    """sum |h|^3 + |r|^3 + |t|^3 over the batch, divided by B (``output.moduli``, fused head and tail)."""
+    """Sum |h|^3 + |r|^3 + |t|^3 over the batch, divided by B (``output.moduli``, fused head and tail)."""
     factors = (output.fusion.fused_features, output.relation, output.candidates[tails])
-    return sum(output.moduli(f).pow(3).sum() for f in factors) / len(tails)
+    return cast(Tensor, sum(output.moduli(f).pow(3).sum() for f in factors)) / len(tails)
 
 
 class KGObjective(nn.Module):
@@ -90,6 +96,8 @@ class KGObjective(nn.Module):
     The IID part is :meth:`iidfusion.losses.IIDLoss.combine`, the objective of the
     classification task too: this class only adds the KG's task terms (weighted 1-N CE, N3).
     """
+
+    class_weights: Tensor | None
 
     def __init__(self, config: KGObjectiveConfig, *, width: int, class_weights: Tensor | None = None) -> None:
         super().__init__()

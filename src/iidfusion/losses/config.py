@@ -29,36 +29,61 @@ class IIDConfig:
     alpha: float = option(1.0, "weight of the informatic constraint L_ic (methods with IC)", rule=at_least(0))
     beta: float = option(0.1, "weight of the distribution coherence L_dc (methods with DC)", rule=at_least(0))
     variant: str = option(
-        DEFAULT_VARIANT, "L_ic reading: paper (the paper's objective), vib, margin or literal (docs/method.md)",
+        DEFAULT_VARIANT,
+        "L_ic reading: paper (the paper's objective), vib, margin or literal (docs/method.md)",
         rule=Rule(lambda v: v in VARIANTS or v in VARIANT_ALIASES, f"one of {', '.join(VARIANTS)}"),
-    )  # fmt: skip
+    )
     lam: float = option(0.1, "weight of the Gaussian KL terms inside L_ic", rule=at_least(0))
-    kl_scale: float = option(1.0, "std r of the reference Gaussian N(0, r^2 I) of L_ic's KL terms (1: the paper's N(0, I))", rule=positive())
+    kl_scale: float = option(
+        1.0, "std r of the reference Gaussian N(0, r^2 I) of L_ic's KL terms (1: the paper's N(0, I))", rule=positive()
+    )
     margin: float = option(0.1, "margin (nats) of the 'margin' L_ic reading", rule=at_least(0))
-    ic_reduction: str = option("mean", "L_ic's unimodal terms over modalities: mean, sum or weighted (by the fusion weights)", rule=one_of(IC_REDUCTIONS))
+    ic_reduction: str = option(
+        "mean",
+        "L_ic's unimodal terms over modalities: mean, sum or weighted (by the fusion weights)",
+        rule=one_of(IC_REDUCTIONS),
+    )
     dc_reduction: str = option("mean", "L_dc over modality pairs: mean or sum", rule=one_of(DC_REDUCTIONS))
-    d1: int = option(0, "Fourier bins kept per modality before the RIP projection (0: min(16, d/2+1))", rule=at_least(0, MAX_WIDTH))
-    d2: int = option(0, "RIP projection width (0: rip_dimension(d, d1) capped at d/2, always a reduction)", rule=at_least(0, MAX_WIDTH))
+    d1: int = option(
+        0, "Fourier bins kept per modality before the RIP projection (0: min(16, d/2+1))", rule=at_least(0, MAX_WIDTH)
+    )
+    d2: int = option(
+        0,
+        "RIP projection width (0: rip_dimension(d, d1) capped at d/2, always a reduction)",
+        rule=at_least(0, MAX_WIDTH),
+    )
     eps: float = option(0.1, "entropic regularization of the relaxed OT", rule=positive())
-    rho: float = option(10.0, "marginal relaxation of the relaxed OT (KL weight)", rule=Rule(lambda v: v > 0, "> 0 (inf: balanced OT)"))
+    rho: float = option(
+        10.0, "marginal relaxation of the relaxed OT (KL weight)", rule=Rule(lambda v: v > 0, "> 0 (inf: balanced OT)")
+    )
     max_iter: int = option(100, "Sinkhorn iteration budget of L_dc", rule=at_least(1, MAX_EPOCHS))
 
     def informatic(self) -> InformaticConstraint:
         """The L_ic module these options describe."""
         return InformaticConstraint(
-            lam=self.lam, variant=self.variant, reduction=self.ic_reduction, margin=self.margin,  # type: ignore[arg-type]
+            lam=self.lam,
+            variant=self.variant,  # type: ignore[arg-type]  # one of VARIANTS: the option's rule
+            reduction=self.ic_reduction,  # type: ignore[arg-type]  # one of REDUCTIONS: the option's rule
+            margin=self.margin,
             kl_scale=self.kl_scale,
-        )  # fmt: skip
+        )
 
     def coherence(
         self, width: int, *, seed: int = 0, module: type[DistributionCoherence] = DistributionCoherence
     ) -> DistributionCoherence:
         """The L_dc module for features of ``width`` (``module``: a subclass, e.g. one that
-        gathers the features of every process first); ``seed`` draws the RIP matrix Phi."""
+        gathers the features of every process first); ``seed`` draws the RIP matrix Phi.
+        """
         return module(
-            width, self.d1 or None, self.d2 or None, eps=self.eps, rho=self.rho, max_iter=self.max_iter,
-            reduction=self.dc_reduction, seed=seed,
-        )  # fmt: skip
+            width,
+            self.d1 or None,
+            self.d2 or None,
+            eps=self.eps,
+            rho=self.rho,
+            max_iter=self.max_iter,
+            reduction=self.dc_reduction,
+            seed=seed,
+        )
 
     def build_loss(
         self,

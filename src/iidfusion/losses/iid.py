@@ -61,7 +61,8 @@ class IIDLossOutput:
         """Raise :class:`FloatingPointError` naming every term unless ``total`` is finite.
 
         The one error of a diverged training step, for every task (a host read: the engine
-        calls it once per step)."""
+        calls it once per step).
+        """
         if not torch.isfinite(self.total):
             terms = {k: float(v) for k, v in self.terms.items()}
             raise FloatingPointError(f"non-finite training loss {where}: {terms}")
@@ -96,7 +97,7 @@ class IIDLoss(nn.Module):
         if coherence is DEFAULT:
             if beta > 0 and feature_dim is None:
                 raise ValueError("beta > 0 needs feature_dim (the fused width d) or a DistributionCoherence module")
-            coherence = DistributionCoherence(feature_dim) if beta > 0 else None
+            coherence = DistributionCoherence(feature_dim) if beta > 0 and feature_dim is not None else None
         if alpha > 0 and informatic is None:
             raise ValueError(f"alpha={alpha} > 0 but no InformaticConstraint was given")
         if beta > 0 and coherence is None:

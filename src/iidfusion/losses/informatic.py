@@ -24,7 +24,7 @@ and the unimodal term u_m:
     classes; minimising it suppresses what g can read from each modality alone and stops at
     chance, sample by sample: a confidently wrong unimodal prediction is never rewarded beyond
     chance. It is not a bound on the true I(z^m; y): information that g does not read may stay
-    in z^m (tests/losses/test_information_bounds.py measures how much with a fresh probe).
+    in z^m (a fresh probe measures how much: docs/method.md, "Informatic constraint").
   - The KL terms of N_z and of each N_{z^m} to N(0, I) are penalised, as the paper states, which
     keeps the batch moments from collapsing while the unimodal part pushes g(z^m) to chance.
   - Open choices: chance is 1/C (not the label prior: stateless, exact for balanced classes), and
@@ -142,7 +142,9 @@ def _modality_weights(reduction: str, weights: Tensor | None, batch: int, num_mo
     if reduction == "weighted":
         if weights is None or tuple(weights.shape) != (batch, num_modalities):
             shape = None if weights is None else tuple(weights.shape)
-            raise ValueError(f"reduction='weighted' needs modality_weights of shape ({batch}, {num_modalities}), got {shape}")
+            raise ValueError(
+                f"reduction='weighted' needs modality_weights of shape ({batch}, {num_modalities}), got {shape}"
+            )
         weights = upcast(weights.detach()).to(like.dtype)
         if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
             raise ValueError("reduction='weighted' needs finite, non-negative modality_weights")
@@ -203,7 +205,9 @@ def informatic_constraint(
     )
     labels = labels.long()
     log_c = math.log(num_classes)
-    every_ce = cross_entropy_per_sample(stacks["shared_head_logits"], labels.expand(len(names) + 1, batch))  # (1 + M, B)
+    every_ce = cross_entropy_per_sample(
+        stacks["shared_head_logits"], labels.expand(len(names) + 1, batch)
+    )  # (1 + M, B)
     every_kl = gaussian_kl_to_standard(stacks["features"], var_floor=var_floor, scale=kl_scale)  # (1 + M,)
     fused_per_sample, per_sample = every_ce[0], every_ce[1:]
     fused_ce, fused_kl, unimodal_kl = fused_per_sample.mean(), every_kl[0], every_kl[1:]
@@ -212,9 +216,12 @@ def informatic_constraint(
 
     if variant == "ce-only":
         return InformaticConstraintOutput(
-            loss=fused_ce, fused_ce=fused_ce, unimodal_ce=dict(zip(names, per_sample.mean(1).unbind(), strict=True)),
-            fused_kl=fused_kl, unimodal_kl=dict(zip(names, unimodal_kl.unbind(), strict=True)),
-        )  # fmt: skip
+            loss=fused_ce,
+            fused_ce=fused_ce,
+            unimodal_ce=dict(zip(names, per_sample.mean(1).unbind(), strict=True)),
+            fused_kl=fused_kl,
+            unimodal_kl=dict(zip(names, unimodal_kl.unbind(), strict=True)),
+        )
     if variant == "paper":
         readable = torch.relu(log_c - per_sample)  # pointwise information g reads beyond chance
         unimodal = (weights * readable).mean(dim=1).sum() + lam * (batch_weights * unimodal_kl).sum()
@@ -228,9 +235,9 @@ def informatic_constraint(
     return InformaticConstraintOutput(
         loss=fused_ce + lam * fused_kl + unimodal,
         fused_ce=fused_ce,
-        unimodal_ce=dict(zip(names, per_sample.mean(1).unbind())),
+        unimodal_ce=dict(zip(names, per_sample.mean(1).unbind(), strict=True)),
         fused_kl=fused_kl,
-        unimodal_kl=dict(zip(names, unimodal_kl.unbind())),
+        unimodal_kl=dict(zip(names, unimodal_kl.unbind(), strict=True)),
     )
 
 

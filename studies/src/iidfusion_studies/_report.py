@@ -32,7 +32,8 @@ def write_outputs(
     folder: str | Path, texts: Mapping[str, str], figures: Mapping[str, Figure] | None = None
 ) -> list[Path]:
     """Write ``texts`` ({file name: content}) and ``figures`` ({file name: figure}) to ``folder``,
-    all or nothing; figures are closed after saving."""
+    all or nothing; figures are closed after saving.
+    """
     figures = dict(figures or {})
     try:
         savers = {name: functools.partial(_save_figure, figure) for name, figure in figures.items()}
@@ -48,6 +49,7 @@ def _save_figure(figure: Figure, path: Path) -> None:
 
 def reduction_dims(width: int, d1: int, d2: int) -> tuple[int, int] | None:
     """The (d1, d2) that L_dc uses for ``LossConfig`` values ``d1``, ``d2`` (0 = automatic) at ``width``;
-    None without reduction. Built exactly as the trainer builds it, so bad values fail the same way."""
+    None without reduction. Built exactly as the trainer builds it, so bad values fail the same way.
+    """
     reducer = DistributionCoherence(width, d1 or None, d2 or None).reducer
     return (reducer.d1, reducer.d2) if reducer is not None else None

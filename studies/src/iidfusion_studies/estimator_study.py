@@ -1,4 +1,4 @@
-"""How well do cheap Wasserstein estimators track exact EMD? (the paper's Figure 2; docs/evidence.md, section 1)
+"""How well cheap Wasserstein estimators track exact EMD: the paper's Figure 2 (docs/evidence.md, section 1).
 
 For each *setting* (a data kind, a width d and a cloud size n) we draw several pairs of point
 clouds whose distance ranges from none to large, compute the ground truth, exact W1 with the
@@ -38,6 +38,7 @@ reduction alone, without any entropic or relaxation bias).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import statistics
 import time
@@ -48,19 +49,15 @@ from typing import TYPE_CHECKING
 
 import torch
 from matplotlib.lines import Line2D
+from scipy.stats import spearmanr
 from torch import Tensor
 
-from iidfusion.engine.results import csv_text, fmt_number, markdown_table
-from iidfusion_studies._report import new_figure, write_outputs
-import itertools
+from iidfusion import ot
 from iidfusion.data.features.registry import load_dataset
 from iidfusion.data.features.synthetic import SyntheticConfig, generate_synthetic
-from iidfusion.ot import FourierRIPReducer
-from iidfusion.ot import pairwise_cost
-from iidfusion.ot import sinkhorn_unbalanced
-from iidfusion import ot
-from iidfusion.ot import wasserstein_exact
-from scipy.stats import spearmanr
+from iidfusion.engine.results import csv_text, fmt_number, markdown_table
+from iidfusion.ot import FourierRIPReducer, pairwise_cost, sinkhorn_unbalanced, wasserstein_exact
+from iidfusion_studies._report import new_figure, write_outputs
 
 if TYPE_CHECKING:
     from iidfusion.ot import FourierRIPReducer
@@ -115,13 +112,12 @@ class StudyConfig:
             "rho_rel > 0": self.rho_rel > 0,
             "threads >= 1": self.threads >= 1,
             "max_sliced_ascent_steps >= 0": self.max_sliced_ascent_steps >= 0,
-            "at least one setting": bool((self.dims and self.spectra and self.shifts) or self.real) and bool(self.sizes),
+            "at least one setting": bool((self.dims and self.spectra and self.shifts) or self.real)
+            and bool(self.sizes),
         }
         failed = [rule for rule, ok in checks.items() if not ok]
         if failed:
             raise ValueError(f"invalid study configuration: need {'; '.join(failed)}")
-
-
 
 
 @dataclass(frozen=True)
@@ -290,7 +286,9 @@ def _synthetic_pairs(size: int, shifts: Sequence[float], seed: int) -> list[Clou
     for shift in shifts:
         config = SyntheticConfig(shift=shift)
         data = generate_synthetic(config, num_samples=size, seed=seed)
-        pairs.append(CloudPair(Setting("synthetic", config.dim, size), f"shift={shift:g}", data.views["m0"], data.views["m1"]))
+        pairs.append(
+            CloudPair(Setting("synthetic", config.dim, size), f"shift={shift:g}", data.views["m0"], data.views["m1"])
+        )
     return pairs
 
 
@@ -440,7 +438,9 @@ def build_estimators(config: StudyConfig) -> list[EstimatorSpec]:
         EstimatorSpec(
             f"rip-exact {suffix}",
             "rip-variant",
-            lambda x, y, u, g: ot.wasserstein_exact(*_reducer(x.shape[1], d1, d2, seed)(torch.stack([x, y])).unbind(0), p=1),
+            lambda x, y, u, g: ot.wasserstein_exact(
+                *_reducer(x.shape[1], d1, d2, seed)(torch.stack([x, y])).unbind(0), p=1
+            ),
             fits,
         ),
     ]
@@ -472,16 +472,27 @@ def measure_setting(
         for spec in applicable:  # warm-up, untimed: caches (e.g. the reducer's Psi) and allocator
             spec.estimate(pairs[0].x, pairs[0].y, units, torch.Generator().manual_seed(0))
         for index, pair in enumerate(pairs):
-            truth, seconds = _timed(lambda: wasserstein_exact(pair.x.double(), pair.y.double(), p=1))
+            truth, seconds = _timed(lambda pair=pair: wasserstein_exact(pair.x.double(), pair.y.double(), p=1))
             rows = [(TRUTH, "exact", truth, seconds)]
             for spec in applicable:
                 generator = torch.Generator().manual_seed(config.seed * 7_919 + index)
-                value, seconds = _timed(lambda: spec.estimate(pair.x, pair.y, units, generator))
+                value, seconds = _timed(functools.partial(spec.estimate, pair.x, pair.y, units, generator))
                 if not math.isfinite(value):
                     raise FloatingPointError(f"{spec.name} gave {value} on {setting.name} pair {pair.label}")
                 rows.append((spec.name, spec.family, value, seconds))
             records.extend(
-                Measurement(setting.name, setting.kind, setting.dim, setting.size, pair.label, name, family, truth, value, seconds)
+                Measurement(
+                    setting.name,
+                    setting.kind,
+                    setting.dim,
+                    setting.size,
+                    pair.label,
+                    name,
+                    family,
+                    truth,
+                    value,
+                    seconds,
+                )
                 for name, family, value, seconds in rows
             )
     return records
@@ -522,8 +533,8 @@ def summarize(records: Sequence[Measurement]) -> list[Summary]:
     for (setting, estimator), rows in groups.items():
         truth = [r.truth for r in rows]
         estimate = [r.estimate for r in rows]
-        ratios = [e / t for e, t in zip(estimate, truth)]
-        positive = [t / e for e, t in zip(estimate, truth) if e > 0]
+        ratios = [e / t for e, t in zip(estimate, truth, strict=True)]
+        positive = [t / e for e, t in zip(estimate, truth, strict=True) if e > 0]
         scale = statistics.median(positive) if positive else math.nan
         summaries.append(
             Summary(
@@ -575,7 +586,9 @@ def kind_table(summaries: Sequence[Summary], config: StudyConfig) -> str:
     for s in summaries:
         cells.setdefault((s.estimator, s.kind), []).append(s.relative_error)
     names = [n for n in [TRUTH] + [e.name for e in build_estimators(config)] if any((n, k) in cells for k in kinds)]
-    rows = [[n] + [fmt_number(statistics.median(cells[(n, k)])) if (n, k) in cells else "n/a" for k in kinds] for n in names]
+    rows = [
+        [n] + [fmt_number(statistics.median(cells[(n, k)])) if (n, k) in cells else "n/a" for k in kinds] for n in names
+    ]
     return markdown_table(["estimator", *kinds], rows)
 
 
@@ -595,7 +608,16 @@ def render_markdown(records: Sequence[Measurement], config: StudyConfig) -> str:
         "## All settings (median over settings; worst Spearman = lowest over settings)",
         "",
         markdown_table(
-            ["estimator", "settings", "rel. error", "bias", "calibrated error", "Spearman", "worst Spearman", "time (ms)"],
+            [
+                "estimator",
+                "settings",
+                "rel. error",
+                "bias",
+                "calibrated error",
+                "Spearman",
+                "worst Spearman",
+                "time (ms)",
+            ],
             [
                 [
                     str(row["estimator"]),
@@ -611,7 +633,12 @@ def render_markdown(records: Sequence[Measurement], config: StudyConfig) -> str:
             ],
         ),
     ]
-    lines += ["", "## Relative error by kind of data (median over the kind's settings)", "", kind_table(summaries, config)]
+    lines += [
+        "",
+        "## Relative error by kind of data (median over the kind's settings)",
+        "",
+        kind_table(summaries, config),
+    ]
     settings = list(dict.fromkeys(s.setting for s in summaries))
     for setting in settings:
         rows = [s for s in summaries if s.setting == setting]
@@ -622,7 +649,14 @@ def render_markdown(records: Sequence[Measurement], config: StudyConfig) -> str:
             markdown_table(
                 headers,
                 [
-                    [s.estimator, fmt_number(s.relative_error), fmt_number(s.bias, "+.3g"), fmt_number(s.calibrated_error), fmt_number(s.spearman, ".3f"), fmt_number(s.median_ms, ".3g")]
+                    [
+                        s.estimator,
+                        fmt_number(s.relative_error),
+                        fmt_number(s.bias, "+.3g"),
+                        fmt_number(s.calibrated_error),
+                        fmt_number(s.spearman, ".3f"),
+                        fmt_number(s.median_ms, ".3g"),
+                    ]
                     for s in rows
                 ],
             ),
@@ -650,12 +684,20 @@ def plot_error_vs_time(records: Sequence[Measurement]):  # -> matplotlib Figure
     summaries = summarize(records)
     figure, axes = new_figure(2, width=6.4, height=4.8)
     for axis, attribute, title in zip(
-        axes, ("relative_error", "calibrated_error"), ("relative error |est - W1| / W1", "after the best constant rescaling")
+        axes,
+        ("relative_error", "calibrated_error"),
+        ("relative error |est - W1| / W1", "after the best constant rescaling"),
+        strict=True,
     ):
         for s in summaries:
             value = max(getattr(s, attribute), ERROR_FLOOR)  # exact EMD (error 0) sits on the floor
             axis.scatter(
-                s.median_ms, value, color=FAMILY_COLOURS.get(s.family, "grey"), marker=KIND_MARKERS.get(s.kind, "x"), s=22, alpha=0.75
+                s.median_ms,
+                value,
+                color=FAMILY_COLOURS.get(s.family, "grey"),
+                marker=KIND_MARKERS.get(s.kind, "x"),
+                s=22,
+                alpha=0.75,
             )
         axis.set_xscale("log")
         axis.set_yscale("log")
@@ -663,7 +705,9 @@ def plot_error_vs_time(records: Sequence[Measurement]):  # -> matplotlib Figure
         axis.set_ylabel("median relative error")
         axis.set_title(title)
         axis.grid(True, which="both", alpha=0.3)
-    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=LEGEND.get(f, f)) for f, c in FAMILY_COLOURS.items()]
+    handles = [
+        Line2D([], [], color=c, marker="o", linestyle="", label=LEGEND.get(f, f)) for f, c in FAMILY_COLOURS.items()
+    ]
     handles += [Line2D([], [], color="grey", marker=m, linestyle="", label=k) for k, m in KIND_MARKERS.items()]
     axes[1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     figure.suptitle("Wasserstein estimators vs exact EMD: one point per estimator and setting")

@@ -54,7 +54,7 @@ class RunLog:
         if metric not in self.values:
             logged = ", ".join(sorted(self.values)) or "none"
             raise ValueError(f"metric {metric!r} is not in {self.source}; logged metrics: {logged}")
-        pairs = [(e, v) for e, v in zip(self.epochs, self.values[metric]) if not math.isnan(v)]
+        pairs = [(e, v) for e, v in zip(self.epochs, self.values[metric], strict=True) if not math.isnan(v)]
         if not pairs:
             raise ValueError(f"metric {metric!r} has no value in {self.source}")
         return [e for e, _ in pairs], [v for _, v in pairs]
@@ -71,7 +71,8 @@ class RunLog:
 def metrics_files(run: str | Path) -> list[Path]:
     """The CSV logs of ``run``, oldest first: the file itself, ``RUN/csv/metrics.csv``, every
     ``RUN/csv/version_K/metrics.csv`` (Lightning numbers the versions of a logger; a resumed run
-    adds one per restart), or ``RUN/metrics.csv``."""
+    adds one per restart), or ``RUN/metrics.csv``.
+    """
     path = Path(run)
     if path.is_file():
         return [path]
@@ -82,7 +83,9 @@ def metrics_files(run: str | Path) -> list[Path]:
         return versions
     if (path / "metrics.csv").is_file():
         return [path / "metrics.csv"]
-    raise FileNotFoundError(f"no run log in {path}: expected {path / 'csv' / 'metrics.csv'} (written by `iidfusion fit`)")
+    raise FileNotFoundError(
+        f"no run log in {path}: expected {path / 'csv' / 'metrics.csv'} (written by `iidfusion fit`)"
+    )
 
 
 def _version_number(name: str) -> int:
@@ -145,7 +148,8 @@ def _read_log_file(path: Path) -> tuple[dict[int, dict[str, float]], list[str]]:
 
 def plot_monitoring(runs: Sequence[RunLog], distance: str = DISTANCE, accuracy: str = ACCURACY):  # -> Figure
     """Distance and ``accuracy`` per epoch, one line per run; then one panel per logged diagnostic
-    (:data:`DIAGNOSTICS`), one line per run and modality."""
+    (:data:`DIAGNOSTICS`), one line per run and modality.
+    """
     if not runs:
         raise ValueError("no runs to plot")
     diagnostics = [p for p in DIAGNOSTICS if any(run.per_modality(p) for run in runs)]
@@ -157,16 +161,23 @@ def plot_monitoring(runs: Sequence[RunLog], distance: str = DISTANCE, accuracy: 
         epochs, values = run.series(distance)
         left.plot([e + 1 for e in epochs], values, marker="o", markersize=3, color=colour, label=run.name)
         epochs, values = run.series(accuracy)
-        right.plot([e + 1 for e in epochs], [100 * v for v in values], marker="o", markersize=3, color=colour, label=run.name)
-        for axis, prefix in zip(axes[2:], diagnostics):
+        right.plot(
+            [e + 1 for e in epochs], [100 * v for v in values], marker="o", markersize=3, color=colour, label=run.name
+        )
+        for axis, prefix in zip(axes[2:], diagnostics, strict=False):
             for k, (modality, (epochs, values)) in enumerate(sorted(run.per_modality(prefix).items())):
-                axis.plot([e + 1 for e in epochs], [100 * v for v in values], linestyle=styles[k % len(styles)],
-                          color=colour, label=f"{run.name}: {modality}")
+                axis.plot(
+                    [e + 1 for e in epochs],
+                    [100 * v for v in values],
+                    linestyle=styles[k % len(styles)],
+                    color=colour,
+                    label=f"{run.name}: {modality}",
+                )
     left.set_title("inter-modal distance (mean W~ over modality pairs)")
     left.set_ylabel(distance)
     right.set_title("validation accuracy")
     right.set_ylabel(f"{accuracy} (%)")
-    for axis, prefix in zip(axes[2:], diagnostics):
+    for axis, prefix in zip(axes[2:], diagnostics, strict=False):
         axis.set_title(DIAGNOSTICS[prefix])
         axis.set_ylabel(f"{prefix}<modality> (%)")
     for axis in axes:
@@ -182,11 +193,16 @@ def diagnostics_table(runs: Sequence[RunLog]) -> str:
     for run in runs:
         found = {prefix: run.per_modality(prefix) for prefix in DIAGNOSTICS}
         for modality in sorted({m for series in found.values() for m in series}):
-            cells = [fmt_number(100 * series[modality][1][-1], ".2f") if modality in series else "-" for series in found.values()]
+            cells = [
+                fmt_number(100 * series[modality][1][-1], ".2f") if modality in series else "-"
+                for series in found.values()
+            ]
             rows.append([run.name, modality, *cells])
     if not rows:
         return ""
-    return markdown_table(["run", "modality", "shared head alone, last epoch (%)", "drop-one fused, last epoch (%)"], rows)
+    return markdown_table(
+        ["run", "modality", "shared head alone, last epoch (%)", "drop-one fused, last epoch (%)"], rows
+    )
 
 
 def monitoring_table(runs: Sequence[RunLog], distance: str = DISTANCE, accuracy: str = ACCURACY) -> str:

@@ -26,16 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
-from iidfusion.engine.results import csv_text, fmt_number, json_text, markdown_table
-from iidfusion_studies._report import new_figure, reduction_dims, write_outputs
+from iidfusion.core.progress import progress_bar
 from iidfusion.core.provenance import provenance
+from iidfusion.engine.results import csv_text, fmt_number, json_text, markdown_table
+from iidfusion.fusion.methods import get_method
 from iidfusion.tasks.classification.config import ExperimentConfig
 from iidfusion.tasks.classification.fit import fit_method, without_progress_bar
-from iidfusion.fusion.methods import get_method
-from iidfusion.core.progress import progress_bar
 from iidfusion.tasks.classification.validation import load_splits, validate_config
-import numpy as np
+from iidfusion_studies._report import new_figure, reduction_dims, write_outputs
 
 SEARCHES = ("grid", "optuna")
 
@@ -110,10 +110,12 @@ def evaluate_point(
         bar.set_postfix_str(f"running alpha={alpha:g} beta={beta:g} d1={_d1_label(d1)} seed {seed}")
         fit = fit_method(data, config.method, seed, point, run_dir=None)
         clean = next(m for m in fit.metrics if m.noise == 0)
-        runs.append(SweepRun(alpha, beta, d1, seed, fit.best_val_acc, clean.accuracy, fit.best_epoch, fit.epochs, fit.seconds))
+        runs.append(
+            SweepRun(alpha, beta, d1, seed, fit.best_val_acc, clean.accuracy, fit.best_epoch, fit.epochs, fit.seconds)
+        )
         bar.update(1)
         with bar.external_write_mode(file=sys.stderr):
-                log(
+            log(
                 f"alpha={alpha:g} beta={beta:g} d1={_d1_label(d1)} seed {seed}: val acc {100 * fit.best_val_acc:.2f}% "
                 f"(epoch {fit.best_epoch + 1}/{fit.epochs}), {fit.seconds:.1f} s"
             )
@@ -125,7 +127,8 @@ def _optuna_module():  # -> the optuna module
         import optuna
     except ImportError:
         raise ValueError(
-            "--search optuna needs Optuna, an optional dependency: pip install 'iidfusion[sweep]' (or use --search grid)"
+            "--search optuna needs Optuna, an optional dependency: pip install 'iidfusion[sweep]' (or use --search "
+            "grid)"
         ) from None
     return optuna
 
@@ -156,15 +159,23 @@ def run_sweep(
         return _search(config, space, search, trials, splits, log, bar, optuna)
 
 
-def _search(config: ExperimentConfig, space: SearchSpace, search: str, trials: int | None, splits: list, log: Callable[[str], None],
-            bar: Any, optuna: Any) -> list[SweepRun]:
+def _search(
+    config: ExperimentConfig,
+    space: SearchSpace,
+    search: str,
+    trials: int | None,
+    splits: list,
+    log: Callable[[str], None],
+    bar: Any,
+    optuna: Any,
+) -> list[SweepRun]:
     """Every run of the grid, or of Optuna's ``trials`` trials (:func:`run_sweep`)."""
     if search == "grid":
         return [run for a, b, d in space.points() for run in evaluate_point(config, a, b, d, splits, log, bar)]
 
     runs: list[SweepRun] = []
 
-    def objective(trial) -> float:  # noqa: ANN001 (an optuna.Trial)
+    def objective(trial) -> float:
         alpha = trial.suggest_categorical("alpha", list(space.alpha))
         beta = trial.suggest_categorical("beta", list(space.beta))
         d1 = trial.suggest_categorical("d1", list(space.d1))
@@ -213,20 +224,32 @@ def render_markdown(runs: Sequence[SweepRun], config: ExperimentConfig, title: s
         raise ValueError("the sweep produced no runs")
     best, worst = points[0], points[-1]
     rows = [
-        [fmt_number(p.alpha, "g"), fmt_number(p.beta, "g"), _d1_label(p.d1), _mean_std(p), f"{100 * p.test_acc:.2f}", str(p.seeds)]
+        [
+            fmt_number(p.alpha, "g"),
+            fmt_number(p.beta, "g"),
+            _d1_label(p.d1),
+            _mean_std(p),
+            f"{100 * p.test_acc:.2f}",
+            str(p.seeds),
+        ]
         for p in points
     ]
     loss, train = config.loss, config.train
     return (
         f"# {title}\n\n"
-        f"Method {config.method}, {'seed 0' if config.seeds == 1 else f'seeds 0..{config.seeds - 1}'}; selection by validation accuracy (best epoch). "
-        f"Fixed: d2={loss.d2 or 'automatic (rip_dimension(width, d1) if below the width, else no projection)'}, eps={loss.eps:g}, rho={loss.rho:g}, lam={loss.lam:g}, Sinkhorn max_iter={loss.max_iter}, "
+        f"Method {config.method}, {'seed 0' if config.seeds == 1 else f'seeds 0..{config.seeds - 1}'}; selection by "
+        "validation accuracy (best epoch). "
+        ""
+        f"Fixed: d2={loss.d2 or 'automatic (rip_dimension(width, d1) if below the width, else no projection)'}, "
+        f"eps={loss.eps:g}, rho={loss.rho:g}, lam={loss.lam:g}, Sinkhorn max_iter={loss.max_iter}, "
+        ""
         f"width={config.model.width}, lr={config.optim.lr:g}, batch {train.batch_size}, "
         f"max {train.max_epochs} epochs, patience {train.patience}.\n\n"
         + markdown_table(["alpha", "beta", "d1", "val acc (%)", "test acc (%)", "seeds"], rows, numeric_from=0)
         + f"\n\nBest: alpha={best.alpha:g}, beta={best.beta:g}, d1={_d1_label(best.d1)} "
         f"({100 * best.val_acc:.2f}% validation, {100 * best.test_acc:.2f}% test). "
-        f"Spread over the {len(points)} points: {100 * (best.val_acc - worst.val_acc):.2f} points of validation accuracy "
+        f"Spread over the {len(points)} points: {100 * (best.val_acc - worst.val_acc):.2f} points of validation "
+        "accuracy "
         f"(worst: alpha={worst.alpha:g}, beta={worst.beta:g}, d1={_d1_label(worst.d1)}, {100 * worst.val_acc:.2f}%).\n"
     )
 
@@ -247,20 +270,26 @@ def plot_heatmap(runs: Sequence[SweepRun]):  # -> matplotlib Figure
     betas = sorted({p.beta for p in points})
     d1s = sorted({p.d1 for p in points})
     lookup = {(p.alpha, p.beta, p.d1): 100 * p.val_acc for p in points}
-    values = [v for v in (lookup.get(key, math.nan) for key in itertools.product(alphas, betas, d1s)) if not math.isnan(v)]
+    values = [
+        v for v in (lookup.get(key, math.nan) for key in itertools.product(alphas, betas, d1s)) if not math.isnan(v)
+    ]
     floor = statistics.median(values) - COLLAPSE_GAP
     low, high = min(v for v in values if v >= floor), max(values)
     colours = matplotlib.colormaps["viridis"].copy()
     colours.set_under("0.6")
-    figure, axes = new_figure(len(d1s), width=max(3.2, 1.1 * len(alphas) + 1.8), height=max(2.8, 0.8 * len(betas) + 1.6))
+    figure, axes = new_figure(
+        len(d1s), width=max(3.2, 1.1 * len(alphas) + 1.8), height=max(2.8, 0.8 * len(betas) + 1.6)
+    )
     axes[0].set_ylabel("beta (L_dc weight)")
-    for axis, d1 in zip(axes, d1s):
+    for axis, d1 in zip(axes, d1s, strict=True):
         grid = np.array([[lookup.get((a, b, d1), math.nan) for a in alphas] for b in betas])
         image = axis.imshow(grid, origin="lower", cmap=colours, vmin=low, vmax=high, aspect="auto")
         for (row, col), value in np.ndenumerate(grid):
             if not math.isnan(value):
                 dark = low <= value < (low + high) / 2
-                axis.text(col, row, f"{value:.1f}", ha="center", va="center", fontsize=8, color="white" if dark else "black")
+                axis.text(
+                    col, row, f"{value:.1f}", ha="center", va="center", fontsize=8, color="white" if dark else "black"
+                )
         axis.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
         axis.set_yticks(range(len(betas)), [f"{b:g}" for b in betas])
         axis.set_xlabel("alpha (L_ic weight)")
@@ -277,7 +306,9 @@ def write_sweep(runs: Sequence[SweepRun], config: ExperimentConfig, out: str | P
         out,
         {
             f"{stem}.csv": csv_text(records),
-            f"{stem}.json": json_text({**provenance(config), "runs": records, "points": [dataclasses.asdict(p) for p in summarize(runs)]}),
+            f"{stem}.json": json_text(
+                {**provenance(config), "runs": records, "points": [dataclasses.asdict(p) for p in summarize(runs)]}
+            ),
             f"{stem}.md": report,
         },
         {f"{stem}.png": plot_heatmap(runs)},

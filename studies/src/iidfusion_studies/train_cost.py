@@ -39,20 +39,24 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.profiler import ProfilerActivity, profile
 
+from iidfusion.data.features.registry import load_dataset
+from iidfusion.encoders.image import ImageEncoder
+from iidfusion.encoders.text import load_text_encoder
 from iidfusion.engine.results import csv_text, fmt_number, markdown_table
-from iidfusion_studies._report import reduction_dims, write_outputs
 from iidfusion.fusion.methods import MAIN_METHODS, MethodSpec, get_method
 from iidfusion.fusion.model import FusionModel
 from iidfusion.losses.iid import IIDLoss
 from iidfusion.tasks.classification.config import LossConfig, ModelConfig
 from iidfusion.tasks.classification.module import build_feature_model, build_loss
-from iidfusion.data.features.registry import load_dataset
-from iidfusion.encoders.image import ImageEncoder
-from iidfusion.encoders.text import load_text_encoder
-from torch.profiler import ProfilerActivity, profile
+from iidfusion_studies._report import reduction_dims, write_outputs
 
-STRATEGY_FAMILIES = (("static", "lf-static", "if-static", "iid-l"), ("qmf", "qmf", "if-qmf", "iid-q"), ("pdf", "pdf", "if-pdf", "iid-p"))
+STRATEGY_FAMILIES = (
+    ("static", "lf-static", "if-static", "iid-l"),
+    ("qmf", "qmf", "if-qmf", "iid-q"),
+    ("pdf", "pdf", "if-pdf", "iid-p"),
+)
 """(strategy, LF base, IF base, IID variant)."""
 TARGETS = {"handwritten-mlp": 1.25, "resnet18-bert": 1.05}
 
@@ -84,11 +88,15 @@ class CostConfig:
         (("d2", 16),),
     )
     """L_dc option sets compared with the defaults on workload (a), as (LossConfig field, value) pairs:
-    d2=178 is the Gaussian projection that was the default before it was capped at the width (64)."""
+    d2=178 is the uncapped Gaussian projection, rip_dimension(64, 16) (the default caps d2 at half the width)."""
 
     def schedule(self, workload: str) -> tuple[int, int, int]:
         """(warm-up steps, rounds, timed steps per round) of ``workload``."""
-        return (min(self.warmup, 1), self.vl_rounds, 1) if workload == "resnet18-bert" else (self.warmup, self.rounds, self.steps)
+        return (
+            (min(self.warmup, 1), self.vl_rounds, 1)
+            if workload == "resnet18-bert"
+            else (self.warmup, self.rounds, self.steps)
+        )
 
     def __post_init__(self) -> None:
         unknown = [w for w in self.workloads if w not in WORKLOADS]
@@ -96,9 +104,15 @@ class CostConfig:
             raise ValueError(f"unknown workload {unknown[0]!r}; expected some of {list(WORKLOADS)}")
         for name in self.methods:
             get_method(name)
-        small = {k: getattr(self, k) for k in ("rounds", "steps", "vl_rounds", "mlp_batch", "vl_batch", "text_length", "threads") if getattr(self, k) < 1}
+        small = {
+            k: getattr(self, k)
+            for k in ("rounds", "steps", "vl_rounds", "mlp_batch", "vl_batch", "text_length", "threads")
+            if getattr(self, k) < 1
+        }
         if small or self.warmup < 0 or self.image_size < 32:
-            raise ValueError(f"invalid cost configuration: need counts >= 1, warmup >= 0, image_size >= 32; got {small or self}")
+            raise ValueError(
+                f"invalid cost configuration: need counts >= 1, warmup >= 0, image_size >= 32; got {small or self}"
+            )
         if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} asked for, but CUDA is not available")
         known = {f.name for f in dataclasses.fields(LossConfig)}
@@ -106,8 +120,6 @@ class CostConfig:
             unknown_options = [key for key, _ in options if key not in known]
             if unknown_options:
                 raise ValueError(f"unknown loss option {unknown_options[0]!r}; LossConfig fields: {sorted(known)}")
-
-
 
 
 @dataclass
@@ -123,7 +135,8 @@ class Workload:
 class StepCost:
     """One method on one workload: median time per step (ms), its median in each round (for paired
     ratios), the time of its objective alone (:func:`loss_times_ms`), peak memory (MiB; NaN if not
-    measured), the number of timed steps and the fastest of them (ms)."""
+    measured), the number of timed steps and the fastest of them (ms).
+    """
 
     workload: str
     options: str
@@ -144,11 +157,18 @@ def _to_device(value: Any, device: torch.device) -> Any:
     return value
 
 
-def handwritten_workload(config: CostConfig, model: ModelConfig = ModelConfig()) -> Workload:
+DEFAULT_MODEL = ModelConfig()  # the classification defaults: MLP encoders of the feature path
+
+
+def handwritten_workload(config: CostConfig, model: ModelConfig = DEFAULT_MODEL) -> Workload:
     """(a): the first ``mlp_batch`` training samples of Handwritten, MLP encoders as in training."""
     splits = load_dataset("handwritten", seed=config.seed)
     index = torch.arange(min(config.mlp_batch, len(splits.train)))
-    batch = {"inputs": {v: x[index] for v, x in splits.train.views.items()}, "label": splits.train.labels[index], "index": index}
+    batch = {
+        "inputs": {v: x[index] for v, x in splits.train.views.items()},
+        "label": splits.train.labels[index],
+        "index": index,
+    }
 
     def build(spec: MethodSpec, loss: LossConfig) -> tuple[FusionModel, IIDLoss]:
         fusion = build_feature_model(spec, splits.view_dims, splits.num_classes, len(splits.train), model)
@@ -157,13 +177,30 @@ def handwritten_workload(config: CostConfig, model: ModelConfig = ModelConfig())
     return Workload("handwritten-mlp", batch, build)
 
 
-FIXTURE_WORDS = ("good", "bad", "great", "awful", "the", "movie", "food", "view", "today", "not", "very", "a", "trip", "game")
+FIXTURE_WORDS = (
+    "good",
+    "bad",
+    "great",
+    "awful",
+    "the",
+    "movie",
+    "food",
+    "view",
+    "today",
+    "not",
+    "very",
+    "a",
+    "trip",
+    "game",
+)
 
 
-def resnet_bert_workload(config: CostConfig, model: ModelConfig = ModelConfig()) -> Workload:
+def resnet_bert_workload(config: CostConfig, model: ModelConfig = DEFAULT_MODEL) -> Workload:
     """(b): random ResNet-18 on random 224 x 224 images + random small BERT on fixture texts, 3 classes."""
     rng = random.Random(config.seed)
-    texts = [" ".join(rng.choice(FIXTURE_WORDS) for _ in range(config.text_length)) for _ in range(max(config.vl_batch, 16))]
+    texts = [
+        " ".join(rng.choice(FIXTURE_WORDS) for _ in range(config.text_length)) for _ in range(max(config.vl_batch, 16))
+    ]
     generator = torch.Generator().manual_seed(config.seed)
     b = config.vl_batch
     images = torch.randn(b, 3, config.image_size, config.image_size, generator=generator)
@@ -173,8 +210,17 @@ def resnet_bert_workload(config: CostConfig, model: ModelConfig = ModelConfig())
         torch.manual_seed(config.seed)
         with warnings.catch_warnings():  # random initialisation is the point here
             warnings.simplefilter("ignore", UserWarning)
-            encoders = {"image": ImageEncoder("resnet18"), "text": load_text_encoder(None, corpus=texts, max_length=config.text_length + 2)[0]}
-        fusion = spec.build_model(encoders, {m: e.output_dim for m, e in encoders.items()}, num_classes, width=model.width, num_samples=len(texts))
+            encoders = {
+                "image": ImageEncoder("resnet18"),
+                "text": load_text_encoder(None, corpus=texts, max_length=config.text_length + 2)[0],
+            }
+        fusion = spec.build_model(
+            encoders,
+            {m: e.output_dim for m, e in encoders.items()},
+            num_classes,
+            width=model.width,
+            num_samples=len(texts),
+        )
         return fusion, build_loss(spec, loss, fusion.width)
 
     with warnings.catch_warnings():
@@ -217,7 +263,8 @@ class Trainer:
 
 def _timed_steps(trainer: Trainer, count: int) -> list[float]:
     """Seconds per step: CPU time of this process on CPU (other jobs on a shared machine do not
-    inflate it), wall time after a device synchronisation on CUDA."""
+    inflate it), wall time after a device synchronisation on CUDA.
+    """
     cuda = trainer.device.type == "cuda"
     clock = time.perf_counter if cuda else time.process_time
     times = []
@@ -284,7 +331,7 @@ def measure_costs(workload: Workload, jobs: Sequence[Job], config: CostConfig) -
             sum(len(r) for r in per_round),
             1e3 * min(t for r in per_round for t in r),
         )
-        for job, trainer, per_round, loss in zip(jobs, trainers, times, loss_ms)
+        for job, trainer, per_round, loss in zip(jobs, trainers, times, loss_ms, strict=True)
     ]
 
 
@@ -317,7 +364,9 @@ def objective_timer(trainer: Trainer) -> Callable[[], float]:
 
     def timed() -> float:
         start = clock()
-        trainer.loss(output, trainer.batch["label"], trainer.batch["index"], strategy=trainer.model.strategy).total.backward()
+        trainer.loss(
+            output, trainer.batch["label"], trainer.batch["index"], strategy=trainer.model.strategy
+        ).total.backward()
         if cuda:
             torch.cuda.synchronize(trainer.device)
         return clock() - start
@@ -327,7 +376,8 @@ def objective_timer(trainer: Trainer) -> Callable[[], float]:
 
 def loss_times_ms(trainers: Sequence[Trainer], repeats: int) -> list[float]:
     """Per trainer, the least time (ms) of :func:`objective_timer` over ``repeats`` interleaved rounds
-    (the least disturbed run of the same work; interleaving exposes every trainer to the same load)."""
+    (the least disturbed run of the same work; interleaving exposes every trainer to the same load).
+    """
     timers = [objective_timer(trainer) for trainer in trainers]
     times: list[list[float]] = [[] for _ in timers]
     for _ in range(repeats):
@@ -338,11 +388,13 @@ def loss_times_ms(trainers: Sequence[Trainer], repeats: int) -> list[float]:
 
 def paired_ratio(numerator: StepCost, denominator: StepCost) -> tuple[float, float, float]:
     """(median, min, max) over rounds of the ratio of the two costs' per-round times (adjacent in time)."""
-    ratios = [a / b for a, b in zip(numerator.round_ms, denominator.round_ms)]
+    ratios = [a / b for a, b in zip(numerator.round_ms, denominator.round_ms, strict=True)]
     return statistics.median(ratios), min(ratios), max(ratios)
 
 
-def profile_step(workload: Workload, method: str, loss: LossConfig, config: CostConfig, rows: int = 8) -> list[tuple[str, float, float]]:
+def profile_step(
+    workload: Workload, method: str, loss: LossConfig, config: CostConfig, rows: int = 8
+) -> list[tuple[str, float, float]]:
     """(op, self CPU ms per step, share of the step) of the ``rows`` most expensive ops of ``method``."""
     trainer = Trainer(workload, get_method(method), loss, torch.device(config.device))
     _timed_steps(trainer, max(config.warmup, 1))
@@ -358,7 +410,8 @@ def profile_step(workload: Workload, method: str, loss: LossConfig, config: Cost
 
 def coherence_fidelity(workload: Workload, method: str, loss: LossConfig, reference: LossConfig) -> float:
     """Relative deviation of L_dc under ``loss`` from L_dc under ``reference`` (a converged solve),
-    at the features of the freshly initialised model on the workload's batch."""
+    at the features of the freshly initialised model on the workload's batch.
+    """
     trainer = Trainer(workload, get_method(method), loss, torch.device("cpu"))
     converged = build_loss(get_method(method), reference, trainer.model.width).coherence
     with torch.no_grad():
@@ -430,13 +483,18 @@ RATIO_HEADERS = [
 
 def options_label(loss: LossConfig, default: LossConfig) -> str:
     """The L_dc options that differ from ``default``, as ``key=value`` (``default`` if none)."""
-    changed = [f"{f.name}={getattr(loss, f.name)}" for f in dataclasses.fields(loss) if getattr(loss, f.name) != getattr(default, f.name)]
+    changed = [
+        f"{f.name}={getattr(loss, f.name)}"
+        for f in dataclasses.fields(loss)
+        if getattr(loss, f.name) != getattr(default, f.name)
+    ]
     return ", ".join(changed) or "default"
 
 
 def ablation_rows(costs: Sequence[StepCost]) -> list[list[str]]:
     """Per strategy, the paired time ratio to the IF base of L_dc alone (w/o I), L_ic alone (w/o D) and
-    both, and the time of each regularizer alone (ms, from :func:`loss_times_ms`)."""
+    both, and the time of each regularizer alone (ms, from :func:`loss_times_ms`).
+    """
     by_method = {c.method: c for c in costs if c.options == "default"}
     rows = []
     for strategy, _, base, iid in STRATEGY_FAMILIES:
@@ -461,10 +519,13 @@ ABLATION_HEADERS = [
 ]
 
 
-def option_rows(costs: Sequence[StepCost], fidelity: Mapping[str, float], analysed: str, target: float) -> list[list[str]]:
+def option_rows(
+    costs: Sequence[StepCost], fidelity: Mapping[str, float], analysed: str, target: float
+) -> list[list[str]]:
     """Per set of L_dc options: paired IID / IF-base time ratio per strategy, for ``analysed`` the
     regularizer-derived ratio and the memory ratio, and how far L_dc moves from the default options'
-    converged value."""
+    converged value.
+    """
     base = {c.method: c for c in costs if c.options == "default"}
     analysed_base = base[next(f[2] for f in STRATEGY_FAMILIES if f[3] == analysed)]
     rows = []
@@ -536,7 +597,9 @@ def run_cost_benchmark(config: CostConfig, log: Callable[[str], None] = lambda m
                     for iid in iids
                 ]
                 reference = dataclasses.replace(default, max_iter=REFERENCE_ITERATIONS)
-                fidelity = {label: coherence_fidelity(workload, analysed, loss, reference) for label, loss in variants.items()}
+                fidelity = {
+                    label: coherence_fidelity(workload, analysed, loss, reference) for label, loss in variants.items()
+                }
                 profile = profile_step(workload, analysed, default, config)
             costs += measure_costs(workload, jobs, config)
             log(f"{name}: {len(jobs)} configurations measured, {time.perf_counter() - start:.0f} s so far")
@@ -579,7 +642,8 @@ def render_markdown(results: CostResults) -> str:
             "",
             f"## {name} (target: IID / base <= {target:g})",
             "",
-            _workload_note(name, config) + " Timing: {1} round(s) x {2} step(s) after {0} warm-up step(s).".format(*config.schedule(name)),
+            _workload_note(name, config)
+            + " Timing: {1} round(s) x {2} step(s) after {0} warm-up step(s).".format(*config.schedule(name)),
             "",
             markdown_table(RATIO_HEADERS, ratio_rows([c for c in costs if c.options == "default"], target)),
         ]
@@ -599,14 +663,18 @@ def render_markdown(results: CostResults) -> str:
                 "",
                 markdown_table(
                     ["op", "ms per step", "share"],
-                    [[op, fmt_number(ms, ".3g"), fmt_number(100 * share, ".1f") + " %"] for op, ms, share in results.profile],
+                    [
+                        [op, fmt_number(ms, ".3g"), fmt_number(100 * share, ".1f") + " %"]
+                        for op, ms, share in results.profile
+                    ],
                 ),
             ]
         if name == "handwritten-mlp" and len(results.fidelity) > 1:
             lines += [
                 "",
                 "L_dc options (public `LossConfig` / `DistributionCoherence` arguments), before (default) and after, "
-                "same run: paired time IID / IF base per strategy, the regularizer-derived ratio and peak memory IID / IF base of "
+                "same run: paired time IID / IF base per strategy, the regularizer-derived ratio and peak memory IID / "
+                "IF base of "
                 f"{results.analysed}, and the relative deviation of {results.analysed}'s L_dc from its value under the "
                 f"default options solved with max_iter={REFERENCE_ITERATIONS} (initial features of the batch).",
                 "",
@@ -626,8 +694,9 @@ def render_markdown(results: CostResults) -> str:
 
 
 WORKLOAD_NOTES = {
-    "handwritten-mlp": "Handwritten, 6 views, one MLP encoder per view (hidden 128), width 64, batch {config.mlp_batch}; "
-    "L_dc over the 15 view pairs (d1 {d1}, d2 {d2}, Sinkhorn max_iter {max_iter}: the `fit` defaults).",
+    "handwritten-mlp": "Handwritten, 6 views, one MLP encoder per view (hidden 128), width 64, "
+    "batch {config.mlp_batch}; L_dc over the 15 view pairs (d1 {d1}, d2 {d2}, Sinkhorn max_iter {max_iter}: "
+    "the `fit` defaults).",
     "resnet18-bert": "Random ResNet-18 on {config.image_size} x {config.image_size} images and a random 2-layer BERT "
     "(hidden 128) on fixture texts of {config.text_length} words, batch {config.vl_batch}, width 64; L_dc over 1 pair "
     "(d1 {d1}, d2 {d2}, max_iter {max_iter}).",

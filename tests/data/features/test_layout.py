@@ -29,7 +29,10 @@ LAYOUTS = {
     "data_truth.mat": (CELL_NAMES, VIEWS, ("0", "1", "2"), "labels: 'truth'"),
     "features_truelabel_cell.mat": (CELL_NAMES, VIEWS, ("1", "2", "3"), "transposed: 'view0', 'view1', 'view2'"),
     "concatenated_features_by_samples.mat": (
-        ["X1", "X2", "X3"], VIEWS, ("1", "2", "3"), "ignored 'X_all' (30, 12): the concatenation of the other views"
+        ["X1", "X2", "X3"],
+        VIEWS,
+        ("1", "2", "3"),
+        "ignored 'X_all' (30, 12): the concatenation of the other views",
     ),
     "struct_views.mat": (NAMED, VIEWS, ("0", "1", "2"), "views: struct 'views' (3 views)"),
     "top_level.mat": (NAMED, VIEWS, ("0", "1", "2"), "views: top-level matrices 'rgb', 'depth', 'audio'"),
@@ -83,7 +86,10 @@ def write(tmp_path: Path, content: dict, name: str = "file.mat") -> Path:
 def test_two_candidate_cells_are_an_error_listing_both_and_views_chooses(tmp_path: Path) -> None:
     a, b, c = VIEWS
     path = write(tmp_path, {"X": cell(a, b), "fea": cell(b, c), "Y": CODES})
-    with pytest.raises(ValueError, match=r"several candidates for the views: cell 'X' \(2 views\), cell 'fea' \(2 views\); pass --views"):
+    with pytest.raises(
+        ValueError,
+        match=r"several candidates for the views: cell 'X' \(2 views\), cell 'fea' \(2 views\); pass --views",
+    ):
         read_multiview_file(path)
     arrays = read_multiview_file(path, views=["fea"])
     np.testing.assert_array_equal(arrays.views["view1"], c)
@@ -94,7 +100,9 @@ def test_two_candidate_cells_are_an_error_listing_both_and_views_chooses(tmp_pat
 def test_two_label_candidates_without_common_names_are_an_error_and_labels_chooses(tmp_path: Path) -> None:
     a, b, _ = VIEWS
     path = write(tmp_path, {"X": cell(a, b), "target": CODES, "group": CODES % 2})
-    with pytest.raises(ValueError, match=r"several label candidates: 'target' \(30 values\), 'group' \(30 values\); pass --labels"):
+    with pytest.raises(
+        ValueError, match=r"several label candidates: 'target' \(30 values\), 'group' \(30 values\); pass --labels"
+    ):
         read_multiview_file(path)
     arrays = read_multiview_file(path, labels="group")
     np.testing.assert_array_equal(arrays.labels, CODES % 2)
@@ -137,7 +145,9 @@ def test_top_level_matrices_of_other_sizes_are_an_error_until_views_chooses(tmp_
 
 def test_a_cell_wins_over_top_level_matrices_which_are_noted(tmp_path: Path) -> None:
     a, b, c = VIEWS
-    arrays = read_multiview_file(write(tmp_path, {"X": cell(a, b, c), "all": np.hstack([a, b, c]), "W": np.eye(30), "Y": CODES}))
+    arrays = read_multiview_file(
+        write(tmp_path, {"X": cell(a, b, c), "all": np.hstack([a, b, c]), "W": np.eye(30), "Y": CODES})
+    )
     assert list(arrays.views) == CELL_NAMES
     assert "ignored 'all' (30, 12): the concatenation of the views" in arrays.notes
     assert "ignored 'W' (30, 30): not a view" in arrays.notes
@@ -161,7 +171,9 @@ def test_views_and_labels_by_struct_field(tmp_path: Path) -> None:
 
 def test_unknown_override_keys_list_the_candidates(tmp_path: Path) -> None:
     path = FIXTURES / "top_level.mat"
-    with pytest.raises(ValueError, match=r"--views 'video' is not in the file; candidates: \['rgb', 'depth', 'audio', 'class'\]"):
+    with pytest.raises(
+        ValueError, match=r"--views 'video' is not in the file; candidates: \['rgb', 'depth', 'audio', 'class'\]"
+    ):
         read_multiview_file(path, views=["video"])
     with pytest.raises(ValueError, match=r"--labels 'target' is not in the file; label candidates: \['class'\]"):
         read_multiview_file(path, labels="target")
@@ -202,8 +214,22 @@ def test_datasets_and_fit_take_views_and_labels_from_flags_and_yaml(tmp_path: Pa
     assert main(["datasets", str(path), "--views", "fea", "--labels", "target"]) == 0
     assert "views: 'fea'" in capsys.readouterr().out
     config = tmp_path / "exp.yaml"
-    config.write_text(f"data: {path}\nviews: [fea]\nlabels: target\nmethod: lf-static\ntrain:\n  loggers: []\n  checkpoints: false\n")
-    fast = ["--width", "8", "--hidden", "16", "--max-epochs", "1", "--threads", "1", "--no-progress-bar", "--accelerator", "cpu"]
+    config.write_text(
+        f"data: {path}\nviews: [fea]\nlabels: target\nmethod: lf-static\ntrain:\n  loggers: []\n  checkpoints: false\n"
+    )
+    fast = [
+        "--width",
+        "8",
+        "--hidden",
+        "16",
+        "--max-epochs",
+        "1",
+        "--threads",
+        "1",
+        "--no-progress-bar",
+        "--accelerator",
+        "cpu",
+    ]
     assert main(["fit", "--config", str(config), "--out", str(tmp_path / "run"), "--noise", "0", *fast]) == 0
     assert "lf-static on file, seed 0" in capsys.readouterr().out
     assert "views:\n- fea\nlabels: target" in (tmp_path / "run" / "lf-static" / "seed0" / "config.yaml").read_text()
@@ -214,8 +240,13 @@ def test_every_array_passed_over_is_named_and_warned(tmp_path):
     struct's non-matrix field) are each named in a note, and a training command is warned of them."""
     rng = np.random.default_rng(0)
     a, b, labels = rng.normal(size=(30, 4)), rng.normal(size=(30, 3)), np.arange(30) % 3
-    extras = {"short": rng.normal(size=7), "cube": rng.normal(size=(30, 2, 2)), "empty": np.zeros((30, 0)),
-              "phase": rng.normal(size=(30, 3)) + 1j, "scale": np.array(3.0)}
+    extras = {
+        "short": rng.normal(size=7),
+        "cube": rng.normal(size=(30, 2, 2)),
+        "empty": np.zeros((30, 0)),
+        "phase": rng.normal(size=(30, 3)) + 1j,
+        "scale": np.array(3.0),
+    }
     np.savez(tmp_path / "extra.npz", a=a, b=b, labels=labels, **extras)
     with pytest.warns(UserWarning) as warned:
         arrays = read_multiview_file(tmp_path / "extra.npz")

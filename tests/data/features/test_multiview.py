@@ -119,10 +119,22 @@ def test_val_is_carved_from_train_stratified(tmp_path: Path) -> None:
 def test_classes_are_checked_per_split(tmp_path: Path) -> None:
     """A file's training split with one class, or a test class that training never sees, is refused
     (it trained to 50 % and to 0 % on the unseen class before)."""
-    one_class = {"x1_train": np.ones((10, 2)), "gt_train": np.zeros(10), "x1_test": np.ones((4, 2)), "gt_test": [0, 1, 0, 1]}
-    with pytest.raises(ValueError, match=r"one\.mat: the training split has a single class \(0\); it needs at least two"):
+    one_class = {
+        "x1_train": np.ones((10, 2)),
+        "gt_train": np.zeros(10),
+        "x1_test": np.ones((4, 2)),
+        "gt_test": [0, 1, 0, 1],
+    }
+    with pytest.raises(
+        ValueError, match=r"one\.mat: the training split has a single class \(0\); it needs at least two"
+    ):
         make_splits(read_multiview_file(write_mat(tmp_path, one_class, "one.mat")), "one")
-    unseen = {"x1_train": np.ones((20, 2)), "gt_train": np.arange(20) % 2, "x1_test": np.ones((3, 2)), "gt_test": [2, 2, 0]}
+    unseen = {
+        "x1_train": np.ones((20, 2)),
+        "gt_train": np.arange(20) % 2,
+        "x1_test": np.ones((3, 2)),
+        "gt_test": [2, 2, 0],
+    }
     with pytest.raises(ValueError, match=r"unseen\.mat: class '2' of the test split has no training sample"):
         make_splits(read_multiview_file(write_mat(tmp_path, unseen, "unseen.mat")), "unseen")
 
@@ -135,7 +147,9 @@ def test_values_that_overflow_float32_are_refused_after_scaling(tmp_path: Path, 
     arrays = MultiViewArrays({"a": a, "b": b}, labels, "big.npz")
     index = split_indices(arrays, *encode_labels(labels), seed=0, val_fraction=0.1, test_fraction=0.2)
     a[index["test"][1], 2] = 1e300
-    with pytest.raises(ValueError, match=r"big\.npz: view 'a' of the test split has 1 values beyond float32's range .*row 1 "):
+    with pytest.raises(
+        ValueError, match=r"big\.npz: view 'a' of the test split has 1 values beyond float32's range .*row 1 "
+    ):
         make_splits(arrays, "big", scale=scale)
 
 
@@ -160,9 +174,13 @@ def test_npz_split_form(tmp_path: Path) -> None:
     a, b, labels = toy_views()
     np.savez(
         tmp_path / "toy.npz",
-        rgb_train=a[:40], depth_train=b[:40], labels_train=labels[:40],
-        rgb_test=a[40:], depth_test=b[40:], labels_test=labels[40:],
-    )  # fmt: skip
+        rgb_train=a[:40],
+        depth_train=b[:40],
+        labels_train=labels[:40],
+        rgb_test=a[40:],
+        depth_test=b[40:],
+        labels_test=labels[40:],
+    )
     arrays = read_multiview_file(tmp_path / "toy.npz")
     np.testing.assert_array_equal(arrays.splits["train"], np.arange(40))
     np.testing.assert_array_equal(arrays.splits["test"], np.arange(40, 60))

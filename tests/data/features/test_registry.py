@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.io
 import torch
 
 from iidfusion.data import available_datasets, describe, load_dataset, register_dataset

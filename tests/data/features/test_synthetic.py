@@ -1,4 +1,3 @@
-
 import pytest
 import torch
 
@@ -30,9 +29,11 @@ def test_deterministic_per_seed_and_different_across_seeds():
 def test_sample_seeds_share_one_world():
     # Class means come from structure_seed: per-class averages agree across sample seeds.
     config = SyntheticConfig(corrupt_fraction=0.0, noise_std=0.05)
+
     def class_means(seed):
         data = generate_synthetic(config, 400, seed)
         return torch.stack([data.views["m0"][data.labels == c].mean(0) for c in range(config.num_classes)])
+
     torch.testing.assert_close(class_means(0), class_means(1), atol=0.02, rtol=0)
     other_world = SyntheticConfig(corrupt_fraction=0.0, noise_std=0.05, structure_seed=1)
     data = generate_synthetic(other_world, 400, 0)
@@ -56,7 +57,9 @@ def test_every_view_carries_the_same_class_means():
     data = generate_synthetic(config, 4000, seed=0)
     centred = {k: v - v.mean(0) for k, v in data.views.items()}
     for k in ("m1", "m2"):
-        torch.testing.assert_close(centred["m0"][data.labels == 1].mean(0), centred[k][data.labels == 1].mean(0), atol=0.15, rtol=0)
+        torch.testing.assert_close(
+            centred["m0"][data.labels == 1].mean(0), centred[k][data.labels == 1].mean(0), atol=0.15, rtol=0
+        )
 
 
 def test_corruption_hits_one_modality_per_chosen_sample_and_hurts_it():
@@ -66,9 +69,13 @@ def test_corruption_hits_one_modality_per_chosen_sample_and_hurts_it():
     assert corrupted.sum(1).max() == 1
     assert corrupted.any(1).float().mean().item() == pytest.approx(0.3, abs=0.03)
     # nearest-class-mean accuracy on view m0: clean samples far above corrupted ones
-    clean_world = generate_synthetic(SyntheticConfig(num_modalities=3, corrupt_fraction=0.0, class_separation=4.0), 3000, 3)
+    clean_world = generate_synthetic(
+        SyntheticConfig(num_modalities=3, corrupt_fraction=0.0, class_separation=4.0), 3000, 3
+    )
     r = config.relevant_dims
-    means = torch.stack([clean_world.views["m0"][clean_world.labels == c, :r].mean(0) for c in range(config.num_classes)])
+    means = torch.stack(
+        [clean_world.views["m0"][clean_world.labels == c, :r].mean(0) for c in range(config.num_classes)]
+    )
     predicted = torch.cdist(data.views["m0"][:, :r], means).argmin(1)
     right = predicted == data.labels
     clean_acc, corrupt_acc = right[~corrupted[:, 0]].float().mean(), right[corrupted[:, 0]].float().mean()

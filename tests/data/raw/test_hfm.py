@@ -69,11 +69,23 @@ def test_lines_are_parsed_as_literals_never_run(hfm_copy: Path, tmp_path: Path) 
 @pytest.mark.parametrize(
     ("file", "line", "message"),
     [
-        ("valid2.txt", "['900', 'text', 1]", r"valid2.txt:5: expected 4 fields \(tweet id, text, hashtag label, annotator label\), got 3"),
+        (
+            "valid2.txt",
+            "['900', 'text', 1]",
+            r"valid2.txt:5: expected 4 fields \(tweet id, text, hashtag label, annotator label\), got 3",
+        ),
         ("train.txt", "['900', 'text', 2]", r"train.txt:13: label 2 is not 0 or 1"),
         ("train.txt", "{'id': 1}", r"train.txt:13: expected a list, got dict"),
-        ("train.txt", "['800000000000000031', 'again', 1]", r"test2.txt:1: tweet '800000000000000031' is already listed in train.txt"),
-        ("extract_all", "['800000000000000001', 'cat', 'dog', 'sky', 'sea', 'sun']", r"extract_all:\d+: image '800000000000000001' is listed twice"),
+        (
+            "train.txt",
+            "['800000000000000031', 'again', 1]",
+            r"test2.txt:1: tweet '800000000000000031' is already listed in train.txt",
+        ),
+        (
+            "extract_all",
+            "['800000000000000001', 'cat', 'dog', 'sky', 'sea', 'sun']",
+            r"extract_all:\d+: image '800000000000000001' is listed twice",
+        ),
         ("train.txt", "['901', '   ', 0]", r"train sample '901': empty text"),
     ],
 )
@@ -98,9 +110,14 @@ def test_texts_dataset_tokenizes_each_modality_and_blanks_words_per_modality() -
     tokenizer = wordpiece_tokenizer(build_wordpiece_vocab(texts), max_length=24)
     item = TextsDataset(raw.test, raw.class_names, tokenizer)[0]
     assert set(item["inputs"]) == {"text", "attributes"} and item["inputs"]["text"]["input_ids"].shape == (24,)
-    assert torch.equal(item["inputs"]["attributes"]["input_ids"], tokenizer(raw.test[0].texts["attributes"])["input_ids"])
+    assert torch.equal(
+        item["inputs"]["attributes"]["input_ids"], tokenizer(raw.test[0].texts["attributes"])["input_ids"]
+    )
     noisy = TextsDataset(raw.test, raw.class_names, tokenizer, noise=InputNoise(10, family="texts", seed=3))
     blank = tokenizer(BLANK_TOKEN)["input_ids"][1]
-    corrupted = {m: sum(int((noisy[i]["inputs"][m]["input_ids"] == blank).any()) for i in range(4)) for m in ("text", "attributes")}
+    corrupted = {
+        m: sum(int((noisy[i]["inputs"][m]["input_ids"] == blank).any()) for i in range(4))
+        for m in ("text", "attributes")
+    }
     assert 0 < sum(corrupted.values()) < 8  # each modality's own coin, probability 0.5, every word blanked at eps 10
     assert torch.equal(noisy[1]["inputs"]["text"]["input_ids"], noisy[1]["inputs"]["text"]["input_ids"])

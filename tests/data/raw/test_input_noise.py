@@ -42,7 +42,9 @@ def test_gaussian_std_per_family_fresh_field_per_sample_and_reproducible() -> No
     vl = InputNoise(5.0, probability=1.0)
     out = vl.pixels(GRAY, 0).astype(float) - 128
     assert abs(out.std() - 50.0) < 2.5  # std 10 * eps on the 0-255 scale
-    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 0], out[..., 2])  # one field for all channels
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(
+        out[..., 0], out[..., 2]
+    )  # one field for all channels
     rgbd = InputNoise(5.0, family="rgbd", probability=1.0)
     assert abs((rgbd.pixels(GRAY, 0).astype(float) - 128).std() - 5.0) < 0.3  # std eps for RGB-D
     # Each sample draws its own field (the originals reseeded with 0: one field for every image).

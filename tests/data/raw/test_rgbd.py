@@ -25,7 +25,9 @@ def test_classes_and_stratified_validation_from_train(tmp_path: Path) -> None:
     assert (len(raw.train), len(raw.val), len(raw.test)) == (24, 6, 12)
     assert raw.labels("val").bincount().tolist() == [2, 2, 2]
     assert not {s.image for s in raw.train} & {s.image for s in raw.val}
-    assert {s.image for s in raw.train} | {s.image for s in raw.val} == {s.image for s in scan_rgbd_split(root / "train")}
+    assert {s.image for s in raw.train} | {s.image for s in raw.val} == {
+        s.image for s in scan_rgbd_split(root / "train")
+    }
     assert all(s.image.parent.parent.name == "test" for s in raw.test)  # the test split is never touched
     assert [s.id for s in load_rgbd(root, val_fraction=0.2, seed=0).val] == [s.id for s in raw.val]
     assert [s.id for s in load_rgbd(root, val_fraction=0.2, seed=1).val] != [s.id for s in raw.val]
@@ -61,9 +63,14 @@ def test_training_crop_and_flip_are_the_same_for_rgb_and_depth(tmp_path: Path) -
 def test_test_noise_corrupts_halves_independently(tmp_path: Path) -> None:
     raw = load_rgbd(write_toy_rgbd(tmp_path / "d", per_class=(4, 10)))
     clean = RGBDDataset(raw.test, raw.class_names, train=False, eval_transform=EVAL)
-    noisy = RGBDDataset(raw.test, raw.class_names, train=False, eval_transform=EVAL, noise=InputNoise(10.0, family="rgbd"))
+    noisy = RGBDDataset(
+        raw.test, raw.class_names, train=False, eval_transform=EVAL, noise=InputNoise(10.0, family="rgbd")
+    )
     changed = np.array(
-        [[not torch.equal(clean[i]["inputs"][m], noisy[i]["inputs"][m]) for m in ("rgb", "depth")] for i in range(len(clean))]
+        [
+            [not torch.equal(clean[i]["inputs"][m], noisy[i]["inputs"][m]) for m in ("rgb", "depth")]
+            for i in range(len(clean))
+        ]
     )
     assert changed.any(axis=0).all() and not changed.all()
     assert (changed[:, 0] != changed[:, 1]).any()  # separate coins for the two halves

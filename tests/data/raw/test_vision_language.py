@@ -154,7 +154,11 @@ FIXTURE_COLUMNS = CsvColumns(image="file", text="caption", label="sentiment", id
 def test_fixture_in_mvsa_layout_reads_every_image_mode_as_rgb() -> None:
     """tests/fixtures/vision_language: RGB, grey, CMYK, palette, RGBA, grey + alpha and 16-bit images."""
     raw = load_vision_language(FIXTURE / "mmbt", "mmbt")
-    assert raw.class_names == ("negative", "neutral", "positive") and (len(raw.train), len(raw.val), len(raw.test)) == (9, 3, 3)
+    assert raw.class_names == ("negative", "neutral", "positive") and (len(raw.train), len(raw.val), len(raw.test)) == (
+        9,
+        3,
+        3,
+    )
     modes = set()
     for sample in raw.train + raw.val + raw.test:
         assert sample.image is not None
@@ -162,7 +166,9 @@ def test_fixture_in_mvsa_layout_reads_every_image_mode_as_rgb() -> None:
             modes.add(original.mode)
         image = open_image(sample.image)
         assert image.mode == "RGB" and image.size == Image.open(sample.image).size
-        assert np.asarray(image).max() > 100  # 16-bit and alpha images are scaled and composited, not clipped to white or black
+        assert (
+            np.asarray(image).max() > 100
+        )  # 16-bit and alpha images are scaled and composited, not clipped to white or black
     assert {"RGB", "L", "CMYK", "P", "RGBA", "LA", "I;16"} <= modes
     tokenizer = wordpiece_tokenizer(build_wordpiece_vocab(s.text or "" for s in raw.train), max_length=12)
     dataset = VisionLanguageDataset(raw.train, raw.class_names, tokenizer, transform=SMALL)
@@ -182,8 +188,10 @@ def test_csv_with_named_columns_reads_the_same_samples_as_the_jsonl() -> None:
     table = load_vision_language(FIXTURE / "csv", "csv", columns=FIXTURE_COLUMNS)
     assert table.class_names == jsonl.class_names
     for split in ("train", "val", "test"):
-        pairs = zip(table.split(split), jsonl.split(split))
-        assert all((a.id, a.label, a.text, a.image.resolve()) == (b.id, b.label, b.text, b.image.resolve()) for a, b in pairs)
+        pairs = zip(table.split(split), jsonl.split(split), strict=True)
+        assert all(
+            (a.id, a.label, a.text, a.image.resolve()) == (b.id, b.label, b.text, b.image.resolve()) for a, b in pairs
+        )
     assert CsvColumns.parse("image=file, text=caption,label=sentiment,id=tweet_id") == FIXTURE_COLUMNS
     with pytest.raises(ValueError, match="role=column"):
         CsvColumns.parse("picture=file")
@@ -198,7 +206,9 @@ def test_csv_errors_and_integer_labels(tmp_path: Path) -> None:
     for split, labels in (("train", [2, 10, 2]), ("dev", [10]), ("test", [2])):
         (tmp_path / f"{split}.csv").write_text(header + "".join(f"{image},text {label},{label}\n" for label in labels))
     raw = load_vision_language(tmp_path, "csv")
-    assert raw.class_names == ("2", "10") and raw.train[0].id == "1" and raw.train[0].image == image  # absolute path kept
+    assert (
+        raw.class_names == ("2", "10") and raw.train[0].id == "1" and raw.train[0].image == image
+    )  # absolute path kept
     (tmp_path / "dev.csv").write_text(header + "a.png,only two fields\n")
     with pytest.raises(ValueError, match="dev.csv, line 2: 2 fields, the header has 3"):
         load_vision_language(tmp_path, "csv")

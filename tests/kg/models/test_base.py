@@ -12,7 +12,6 @@ import torch
 
 from iidfusion.kg.evaluate import evaluate_link_prediction
 from iidfusion.kg.models import KGModelConfig, OTProjectionConfig
-from iidfusion.kg.objective import IIDTermsConfig, KGObjective, KGObjectiveConfig, degree_weights
 from iidfusion.kg.models.base import (
     KGModel,
     available_kg_models,
@@ -20,6 +19,7 @@ from iidfusion.kg.models.base import (
     get_kg_model_class,
     register_kg_model,
 )
+from iidfusion.kg.objective import IIDTermsConfig, KGObjective, KGObjectiveConfig, degree_weights
 from iidfusion.tasks.kg.checkpoint import kg_checkpoint, kg_model_from_state
 from iidfusion.tasks.kg.config import KGExperimentConfig, KGTrainConfig
 from iidfusion.tasks.kg.fit import build_model, fit_kg, validate_kg_config
@@ -30,20 +30,26 @@ TESTS = Path(__file__).resolve().parent
 
 def model_config(name: str) -> KGModelConfig:
     projection = OTProjectionConfig(cost_scale=1.0, plan_entities=2, refresh_every=4)
-    return KGModelConfig(name=name, rank=8, init_scale=0.1, modality_weights={"img": 0.1, "ling": 0.3}, projection=projection)
+    return KGModelConfig(
+        name=name, rank=8, init_scale=0.1, modality_weights={"img": 0.1, "ling": 0.3}, projection=projection
+    )
 
 
 def features_of(kg, seed: int = 0) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    return {"img": torch.randn(kg.num_entities, 6, generator=generator), "ling": torch.randn(kg.num_entities, 4, generator=generator)}
+    return {
+        "img": torch.randn(kg.num_entities, 6, generator=generator),
+        "ling": torch.randn(kg.num_entities, 4, generator=generator),
+    }
 
 
 def experiment(name: str, **iid) -> KGExperimentConfig:
     return KGExperimentConfig(
-        data="tiny", model=model_config(name),
+        data="tiny",
+        model=model_config(name),
         objective=KGObjectiveConfig(n3_weight=1e-3, iid=IIDTermsConfig(d1=4, d2=8, **iid)),
         train=KGTrainConfig(max_epochs=40, batch_size=16, learning_rate=0.3, eval_every=10, num_threads=1),
-    )  # fmt: skip
+    )
 
 
 def test_both_paper_models_are_registered():
@@ -66,10 +72,15 @@ def test_forward_contract(name, tiny_kg):
     out = model(queries)
     fusion = out.fusion
     assert fusion.modalities == ("structure", "img", "ling") == model.modalities and fusion.mode == "if"
-    assert fusion.logits.shape == (3, tiny_kg.num_entities) and out.candidates.shape == (tiny_kg.num_entities, model.width)
+    assert fusion.logits.shape == (3, tiny_kg.num_entities) and out.candidates.shape == (
+        tiny_kg.num_entities,
+        model.width,
+    )
     assert set(fusion.features) == set(fusion.shared_head_logits) == set(model.modalities)
     for m in model.modalities:
-        assert fusion.features[m].shape == (3, model.width) and fusion.shared_head_logits[m].shape == fusion.logits.shape
+        assert (
+            fusion.features[m].shape == (3, model.width) and fusion.shared_head_logits[m].shape == fusion.logits.shape
+        )
     assert fusion.fused_features.shape == (3, model.width) and out.relation.shape == (3, model.width)
     assert torch.allclose(fusion.weights.sum(dim=1), torch.ones(3))
     assert model.feature_widths == {"img": 6, "ling": 4}
@@ -83,14 +94,18 @@ def test_forward_contract(name, tiny_kg):
 def test_iid_objective_terms_and_gradients_are_finite(name, tiny_kg):
     config = experiment(name, alpha=0.5, beta=0.5, coherence_points=6)
     model = build_model(tiny_kg, features_of(tiny_kg), config)
-    objective = KGObjective(config.objective, width=model.width, class_weights=degree_weights(tiny_kg.train, tiny_kg.num_entities))
+    objective = KGObjective(
+        config.objective, width=model.width, class_weights=degree_weights(tiny_kg.train, tiny_kg.num_entities)
+    )
     batch = tiny_kg.train[:10]
     loss = objective(model(batch[:, :2]), batch, model=model)
     assert {"task", "n3", "informatic", "coherence"} <= set(loss.terms)
     assert all(torch.isfinite(v) for v in loss.terms.values())
     loss.total.backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
-    assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), [n for n, g in grads.items() if g is None]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), [
+        n for n, g in grads.items() if g is None
+    ]
     assert grads["entity"].abs().sum() > 0 and grads["relation"].abs().sum() > 0
 
 

@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from iidfusion.fusion import FusionOutput
+from iidfusion.kg.models import KGModelConfig, create_kg_model
 from iidfusion.kg.models.mmkrl import MMKRL, fgm_step, parse_options, translation_scores
-from iidfusion.kg.models import KGModelConfig
-from iidfusion.kg.models import create_kg_model
 
 N, R, RANK = 7, 2, 3
 
@@ -14,7 +13,7 @@ N, R, RANK = 7, 2, 3
 def small_model(**config) -> MMKRL:
     torch.manual_seed(0)
     features = {"img": torch.randn(N, 5), "ling": torch.randn(N, 3)}
-    defaults = dict(name="mmkrl", rank=RANK, init_scale=0.5, modality_weights={"img": 0.1, "ling": 0.7})
+    defaults = {"name": "mmkrl", "rank": RANK, "init_scale": 0.5, "modality_weights": {"img": 0.1, "ling": 0.7}}
     model = create_kg_model(N, R, features, KGModelConfig(**(defaults | config)), num_train_queries=20)
     assert isinstance(model, MMKRL)
     return model
@@ -110,7 +109,9 @@ def test_registered_strategy_weights_the_summed_scores():
     out = model(torch.tensor([[0, 0], [1, 1], [2, 2]]))
     weights = out.fusion.weights
     assert weights.shape == (3, 3) and torch.allclose(weights.sum(dim=1), torch.ones(3), atol=1e-5)
-    expected = sum(weights[:, i : i + 1] * out.fusion.shared_head_logits[m] for i, m in enumerate(out.fusion.modalities))
+    expected = sum(
+        weights[:, i : i + 1] * out.fusion.shared_head_logits[m] for i, m in enumerate(out.fusion.modalities)
+    )
     assert isinstance(out.fusion, FusionOutput) and torch.allclose(out.fusion.logits, expected, atol=1e-6)
 
 

@@ -14,7 +14,7 @@ N, R, RANK = 7, 2, 4
 def small_model(**config) -> MultimodalKGE:
     torch.manual_seed(0)
     features = {"img": torch.randn(N, 5), "ling": torch.randn(N, 3)}
-    defaults = dict(rank=RANK, init_scale=0.1, modality_weights={"img": 0.1, "ling": 0.7})
+    defaults = {"rank": RANK, "init_scale": 0.1, "modality_weights": {"img": 0.1, "ling": 0.7}}
     return MultimodalKGE(N, R, features, KGModelConfig(**(defaults | config)), num_train_queries=20)
 
 
@@ -55,7 +55,7 @@ def test_ot_plan_matches_pot_and_has_otkge_scale():
         cost = 10.0 * (features[i].float().double()[:, None] - structural[i][None, :]) ** 2
         reference += torch.from_numpy(
             ot.sinkhorn(np.full(5, 1 / 5), np.full(2 * RANK, 1 / (2 * RANK)), cost.numpy(), reg=1.0, stopThr=1e-10)
-        )  # fmt: skip
+        )
     reference = reference / 3 * (2 * RANK * 10.0)
     assert torch.allclose(plan.double(), reference, rtol=1e-4, atol=1e-6)
     # The plan has no gradient: only the correction D_m learns.
@@ -92,10 +92,14 @@ def test_forward_shapes_fusion_contract_and_static_fusion():
     assert torch.allclose(out.candidates, expected_table, atol=1e-6)
     assert torch.allclose(fusion.fused_features, expected_table[queries[:, 0]], atol=1e-6)
     relation = model.relation[queries[:, 1]]
-    assert torch.allclose(fusion.logits, complex_scores(expected_table[queries[:, 0]], relation, expected_table), atol=1e-5)
+    assert torch.allclose(
+        fusion.logits, complex_scores(expected_table[queries[:, 0]], relation, expected_table), atol=1e-5
+    )
     # The shared head scores each modality's head embedding against the SAME fused candidates.
     assert torch.allclose(
-        fusion.shared_head_logits["img"], complex_scores(tables["img"][queries[:, 0]], relation, expected_table), atol=1e-5
+        fusion.shared_head_logits["img"],
+        complex_scores(tables["img"][queries[:, 0]], relation, expected_table),
+        atol=1e-5,
     )
     assert torch.allclose(fusion.weights, torch.tensor([0.2, 0.1, 0.7]).expand(3, -1))
     lean = model(queries, need_modalities=False).fusion
@@ -120,10 +124,22 @@ def test_strategy_kwargs_are_the_strategys_options_checked_as_a_config_section()
     assert small_model(strategy="qmf", strategy_kwargs={"lam_rank": 0.2}).strategy.lam_rank == 0.2
     assert small_model(strategy="pdf", strategy_kwargs={"calibrate": False}).strategy.calibrate is False
     bad = [
-        ({"strategy": "qmf", "strategy_kwargs": {"lam_rank": -1}}, r"model\.strategy_kwargs\.lam_rank must be finite and >= 0, got -1\.0"),
-        ({"strategy": "qmf", "strategy_kwargs": {"rank_weight": 1}}, r"unknown config key 'model\.strategy_kwargs\.rank_weight'"),
-        ({"strategy": "pdf", "strategy_kwargs": {"calibrate": "maybe"}}, r"'model\.strategy_kwargs\.calibrate' must be true or false"),
-        ({"strategy_kwargs": {"lam_rank": 0.5}}, r"model\.strategy_kwargs \{'lam_rank': 0\.5\} given without model\.strategy"),
+        (
+            {"strategy": "qmf", "strategy_kwargs": {"lam_rank": -1}},
+            r"model\.strategy_kwargs\.lam_rank must be finite and >= 0, got -1\.0",
+        ),
+        (
+            {"strategy": "qmf", "strategy_kwargs": {"rank_weight": 1}},
+            r"unknown config key 'model\.strategy_kwargs\.rank_weight'",
+        ),
+        (
+            {"strategy": "pdf", "strategy_kwargs": {"calibrate": "maybe"}},
+            r"'model\.strategy_kwargs\.calibrate' must be true or false",
+        ),
+        (
+            {"strategy_kwargs": {"lam_rank": 0.5}},
+            r"model\.strategy_kwargs \{'lam_rank': 0\.5\} given without model\.strategy",
+        ),
     ]
     for config, message in bad:
         with pytest.raises(ValueError, match=message):

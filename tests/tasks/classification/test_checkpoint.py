@@ -10,7 +10,9 @@ from iidfusion.tasks.classification.config import load_config
 from iidfusion.tasks.classification.fit import check_resume, fit_method
 
 
-def test_a_checkpoint_loads_predicts_and_resumes_only_with_the_options_its_method_reads(tiny_splits, fast_config, tmp_path):
+def test_a_checkpoint_loads_predicts_and_resumes_only_with_the_options_its_method_reads(
+    tiny_splits, fast_config, tmp_path
+):
     config = load_config(overrides={"strategy.qmf.lam_rank": 0.5}, base=fast_config)
     fit = fit_method(tiny_splits, "qmf", 0, config, tmp_path / "run")
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"

@@ -3,7 +3,6 @@ from dataclasses import replace
 import pytest
 
 from iidfusion.engine import runs
-from iidfusion.tasks.classification import compare
 from iidfusion.tasks.classification.compare import run_comparison
 from iidfusion.tasks.classification.report import RESULT_FILES
 
@@ -26,7 +25,12 @@ def test_parallel_jobs_give_the_same_results(grid, tmp_path, monkeypatch):
     parallel = run_comparison(replace(grid, jobs=2), tmp_path / "parallel", log=lambda _: None)
     assert serial.results == parallel.results and len(serial.results) == 2 * 2 * 2
     assert lines[0].startswith("departures from the paper") and "tune.enabled = false" in lines[0]
-    assert [line.split(":")[0] for line in lines[1:]] == ["[1/4] if-qmf seed 0", "[2/4] iid-q seed 0", "[3/4] if-qmf seed 1", "[4/4] iid-q seed 1"]
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "[1/4] if-qmf seed 0",
+        "[2/4] iid-q seed 0",
+        "[3/4] if-qmf seed 1",
+        "[4/4] iid-q seed 1",
+    ]
     assert "Departures from the paper" in (tmp_path / "serial" / "results.md").read_text()
     for folder in ("serial", "parallel"):
         assert sorted(p.name for p in (tmp_path / folder).iterdir()) == sorted(RESULT_FILES)

@@ -1,7 +1,6 @@
 import argparse
 import dataclasses
 import typing
-import warnings
 from dataclasses import replace
 
 import pytest
@@ -9,12 +8,11 @@ import yaml
 from torch import nn
 
 from iidfusion.cli.options import add_config_arguments, config_from_args
-from iidfusion.core.config import option, positive
+from iidfusion.core.config import iter_options, option, positive
 from iidfusion.fusion import FusionModel, StaticStrategy, available_strategies, register_strategy
 from iidfusion.fusion.base import StrategyOptions
 from iidfusion.fusion.registry import STRATEGIES, get_strategy_class
-from iidfusion.core.config import iter_options
-from iidfusion.tasks.classification.config import ExperimentConfig, config_from_dict, dump_config, load_config
+from iidfusion.tasks.classification.config import ExperimentConfig, dump_config, load_config
 from iidfusion.tasks.classification.validation import check_option_values
 
 
@@ -38,7 +36,11 @@ def test_file_then_overrides(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "key"),
-    [("alpah: 1\n", "'alpah'"), ("loss:\n  alpah: 1\n", "'loss.alpah'"), ("train:\n  foo:\n    bar: 1\n", "'train.foo'")],
+    [
+        ("alpah: 1\n", "'alpah'"),
+        ("loss:\n  alpah: 1\n", "'loss.alpah'"),
+        ("train:\n  foo:\n    bar: 1\n", "'train.foo'"),
+    ],
 )
 def test_unknown_key_is_named(tmp_path, text, key):
     path = tmp_path / "c.yaml"
@@ -75,13 +77,15 @@ def test_flags_override_file_and_help_shows_defaults(tmp_path):
     path.write_text("loss:\n  alpha: 0.3\n  beta: 0.7\ntrain:\n  progress_bar: false\n")
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
-    args = parser.parse_args(["--config", str(path), "--alpha", "2", "--max-epochs", "3", "--methods", "a,b", "--progress-bar"])
+    args = parser.parse_args(
+        ["--config", str(path), "--alpha", "2", "--max-epochs", "3", "--methods", "a,b", "--progress-bar"]
+    )
     config = config_from_args(args)
     assert (config.loss.alpha, config.loss.beta, config.train.max_epochs) == (2.0, 0.7, 3)
     assert config.methods == ("a", "b") and config.train.progress_bar is True
     text = " ".join(parser.format_help().split())
-    for option in iter_options(ExperimentConfig()):
-        assert option.flag in text
+    for leaf in iter_options(ExperimentConfig()):
+        assert leaf.flag in text
     assert "(default: 100)" in text and "(default: 0,5,10)" in text
 
 
@@ -122,20 +126,26 @@ def test_every_strategy_option_round_trips_through_config_files_and_flags(name, 
     """Generated from the registry: each option of each strategy is a key strategy.<name>.<option>
     of a YAML file and a flag --<name>-<option>, and config.yaml (dump_config) reads back the same."""
     options = [o for o in iter_options(ExperimentConfig()) if o.key.startswith(f"strategy.{name}.")]
-    assert [o.key.rsplit(".", 1)[1] for o in options] == [f.name for f in dataclasses.fields(get_strategy_class(name).options_class)]
+    assert [o.key.rsplit(".", 1)[1] for o in options] == [
+        f.name for f in dataclasses.fields(get_strategy_class(name).options_class)
+    ]
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
-    for option in options:
-        value = _changed(option)
-        leaf = option.key.rsplit(".", 1)[1]
-        assert option.flag == f"--{name}-{leaf.replace('_', '-')}"
+    for leaf_option in options:
+        value = _changed(leaf_option)
+        leaf = leaf_option.key.rsplit(".", 1)[1]
+        assert leaf_option.flag == f"--{name}-{leaf.replace('_', '-')}"
         path = tmp_path / f"{leaf}.yaml"
-        path.write_text(yaml.safe_dump({"strategy": {name: {leaf: list(value) if isinstance(value, tuple) else value}}}))
+        path.write_text(
+            yaml.safe_dump({"strategy": {name: {leaf: list(value) if isinstance(value, tuple) else value}}})
+        )
         from_file = load_config(path)
-        from_flags = config_from_args(parser.parse_args(_flag_args(option, value)))
+        from_flags = config_from_args(parser.parse_args(_flag_args(leaf_option, value)))
         for config in (from_file, from_flags):
             assert getattr(getattr(config.strategy, name), leaf) == value
-            assert replace(config, strategy=ExperimentConfig().strategy) == ExperimentConfig(), "only that option changed"
+            assert replace(config, strategy=ExperimentConfig().strategy) == ExperimentConfig(), (
+                "only that leaf_option changed"
+            )
         (tmp_path / "dumped.yaml").write_text(dump_config(from_flags))
         assert load_config(tmp_path / "dumped.yaml") == from_flags
         check_option_values(from_file)
@@ -145,10 +155,24 @@ def test_every_strategy_option_round_trips_through_config_files_and_flags(name, 
     ("flags", "message"),
     [
         (["--qmf-lam-rank", "-1"], "--qmf-lam-rank (strategy.qmf.lam_rank) must be finite and >= 0, got -1.0"),
-        (["--qmf-energy-temperature", "0"], "--qmf-energy-temperature (strategy.qmf.energy_temperature) must be finite and > 0, got 0.0"),
-        (["--pdf-min-confidence", "1"], "--pdf-min-confidence (strategy.pdf.min_confidence) must be in (0, 1), got 1.0"),
-        (["--pdf-confidnet-hidden", "0"], "--pdf-confidnet-hidden (strategy.pdf.confidnet_hidden) must be in [1, 65536] or none, got 0"),
-        (["--static-weights", "0,0"], "--static-weights (strategy.static.weights) must be finite, non-negative, with a positive and finite sum (or none), got (0.0, 0.0)"),
+        (
+            ["--qmf-energy-temperature", "0"],
+            "--qmf-energy-temperature (strategy.qmf.energy_temperature) must be finite and > 0, got 0.0",
+        ),
+        (
+            ["--pdf-min-confidence", "1"],
+            "--pdf-min-confidence (strategy.pdf.min_confidence) must be in (0, 1), got 1.0",
+        ),
+        (
+            ["--pdf-confidnet-hidden", "0"],
+            "--pdf-confidnet-hidden (strategy.pdf.confidnet_hidden) must be in [1, 65536] or none, got 0",
+        ),
+        (
+            ["--static-weights", "0,0"],
+            "--static-weights (strategy.static.weights) must be finite, non-negative, with a positive and finite sum "
+            "(or none), got (0.0, "
+            "0.0)",
+        ),
     ],
 )
 def test_a_strategy_option_out_of_range_is_one_error_naming_flag_key_and_value(flags, message):
@@ -164,11 +188,18 @@ def test_none_resets_an_optional_strategy_option(tmp_path):
     add_config_arguments(parser)
     path = tmp_path / "c.yaml"
     path.write_text("strategy:\n  pdf:\n    confidnet_hidden: 7\n  static:\n    weights: [1, 2]\n")
-    assert load_config(path).strategy.pdf.confidnet_hidden == 7 and load_config(path).strategy.static.weights == (1.0, 2.0)
-    reset = config_from_args(parser.parse_args(["--config", str(path), "--pdf-confidnet-hidden", "none", "--static-weights", "none"]))
+    assert load_config(path).strategy.pdf.confidnet_hidden == 7 and load_config(path).strategy.static.weights == (
+        1.0,
+        2.0,
+    )
+    reset = config_from_args(
+        parser.parse_args(["--config", str(path), "--pdf-confidnet-hidden", "none", "--static-weights", "none"])
+    )
     assert reset.strategy == ExperimentConfig().strategy
-    assert "--pdf-confidnet-hidden CONFIDNET_HIDDEN hidden width of each modality's ConfidNet (none: the width d) (default: none)" in (
-        " ".join(parser.format_help().split()))
+    assert (
+        "--pdf-confidnet-hidden CONFIDNET_HIDDEN hidden width of each modality's ConfidNet (none: the width d) "
+        "(default: none)" in (" ".join(parser.format_help().split()))
+    )
 
 
 def test_a_strategy_a_user_registers_gets_its_section_and_flags_with_no_other_edit(monkeypatch, tmp_path):
@@ -187,12 +218,22 @@ def test_a_strategy_a_user_registers_gets_its_section_and_flags_with_no_other_ed
     path = tmp_path / "c.yaml"
     path.write_text("strategy:\n  sharp:\n    sharpness: 3\n")
     config = load_config(path)
-    assert config.strategy.sharp == SharpOptions(sharpness=3.0) and config.strategy.qmf == ExperimentConfig().strategy.qmf
+    assert (
+        config.strategy.sharp == SharpOptions(sharpness=3.0) and config.strategy.qmf == ExperimentConfig().strategy.qmf
+    )
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
     assert config_from_args(parser.parse_args(["--sharp-sharpness", "4"])).strategy.sharp.sharpness == 4.0
-    with pytest.raises(ValueError, match=r"--sharp-sharpness \(strategy\.sharp\.sharpness\) must be finite and > 0, got 0\.0"):
+    with pytest.raises(
+        ValueError, match=r"--sharp-sharpness \(strategy\.sharp\.sharpness\) must be finite and > 0, got 0\.0"
+    ):
         check_option_values(load_config(overrides={"strategy.sharp.sharpness": 0}))
-    model = FusionModel({"a": nn.Identity(), "b": nn.Identity()}, {"a": 4, "b": 4}, 3, width=4, strategy="sharp",
-                        strategy_options=config.strategy.sharp)
+    model = FusionModel(
+        {"a": nn.Identity(), "b": nn.Identity()},
+        {"a": 4, "b": 4},
+        3,
+        width=4,
+        strategy="sharp",
+        strategy_options=config.strategy.sharp,
+    )
     assert isinstance(model.strategy, SharpStrategy) and model.strategy.sharpness == 3.0

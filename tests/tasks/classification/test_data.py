@@ -23,7 +23,10 @@ def test_batches_follow_the_contract(tiny_splits):
 
 
 def test_shuffle_is_a_function_of_seed_and_epoch(tiny_splits):
-    a, b = MultiViewDataModule(tiny_splits, batch_size=32, seed=3), MultiViewDataModule(tiny_splits, batch_size=32, seed=3)
+    a, b = (
+        MultiViewDataModule(tiny_splits, batch_size=32, seed=3),
+        MultiViewDataModule(tiny_splits, batch_size=32, seed=3),
+    )
     torch.manual_seed(0)
     first = _order(a, 1)
     torch.manual_seed(1)  # the global RNG does not matter

@@ -16,13 +16,23 @@ def test_the_default_iid_departs_only_by_its_scale_conventions_and_fixed_weights
 
 
 def test_each_departure_is_named_only_for_the_methods_that_read_it():
-    config = load_config(overrides={
-        "loss.variant": "vib", "model.unimodal_heads": "shared", "eval.noise_mask": "shared",
-        "strategy.pdf.calibrate": False, "loss.kl_scale": 2.0,
-    })  # fmt: skip
+    config = load_config(
+        overrides={
+            "loss.variant": "vib",
+            "model.unimodal_heads": "shared",
+            "eval.noise_mask": "shared",
+            "strategy.pdf.calibrate": False,
+            "loss.kl_scale": 2.0,
+        }
+    )
     assert _options(config, ["lf-static"]) == ["eval.noise_mask"]
     assert _options(config, ["if-pdf"]) == ["model.unimodal_heads", "strategy.pdf.calibrate", "eval.noise_mask"]
     assert set(_options(config, ["iid-l-no-dc"])) == {
-        "loss.variant", "loss.ic_reduction", "tune.enabled", "loss.kl_scale", "model.unimodal_heads", "eval.noise_mask"
+        "loss.variant",
+        "loss.ic_reduction",
+        "tune.enabled",
+        "loss.kl_scale",
+        "model.unimodal_heads",
+        "eval.noise_mask",
     }
     assert "loss.variant = vib (paper: paper" in departures_line(config, ["iid-q"])

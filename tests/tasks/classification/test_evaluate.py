@@ -2,15 +2,17 @@ import pytest
 import torch
 
 from iidfusion.data.features.noise import corrupt_views
+from iidfusion.fusion.methods import get_method
 from iidfusion.tasks.classification.evaluate import classification_metrics, evaluate_under_noise, predict
 from iidfusion.tasks.classification.module import build_feature_model
-from iidfusion.fusion.methods import get_method
 
 
 @pytest.fixture
 def model(tiny_splits, fast_config):
     torch.manual_seed(0)
-    return build_feature_model(get_method("if-static"), tiny_splits.view_dims, 3, len(tiny_splits.train), fast_config.model)
+    return build_feature_model(
+        get_method("if-static"), tiny_splits.view_dims, 3, len(tiny_splits.train), fast_config.model
+    )
 
 
 def test_metrics_by_hand():
@@ -48,7 +50,6 @@ def test_noise_degrades_a_trained_model(fast_config, tmp_path):
 
     from iidfusion.data import generate_synthetic, load_dataset
     from iidfusion.tasks.classification.fit import fit_method
-
     from tests.conftest import TINY
 
     data = generate_synthetic(TINY, num_samples=600, seed=0)  # 120 test samples: one is 0.8 points

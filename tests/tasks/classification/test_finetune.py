@@ -22,13 +22,23 @@ TINY_TEXT = RandomTextConfig(hidden_size=32, num_layers=2, num_heads=2, intermed
 
 
 def quick_config(**overrides: object):
-    values = {"train.max_epochs": 2, "train.batch_size": 8, "train.patience": 0, "train.checkpoints": False,
-              "train.loggers": (), "train.progress_bar": False, "train.accelerator": "cpu", "eval.noise": (0.0, 10.0)}
+    values = {
+        "train.max_epochs": 2,
+        "train.batch_size": 8,
+        "train.patience": 0,
+        "train.checkpoints": False,
+        "train.loggers": (),
+        "train.progress_bar": False,
+        "train.accelerator": "cpu",
+        "eval.noise": (0.0, 10.0),
+    }
     return load_config(None, {**values, **overrides})
 
 
 def test_freeze_schedule_toggles_gradients_by_epoch() -> None:
-    module = SimpleNamespace(model=SimpleNamespace(encoders=nn.ModuleDict({"image": nn.Linear(2, 2), "text": nn.Linear(2, 2)})))
+    module = SimpleNamespace(
+        model=SimpleNamespace(encoders=nn.ModuleDict({"image": nn.Linear(2, 2), "text": nn.Linear(2, 2)}))
+    )
     schedule = FreezeSchedule({"image": 1, "text": 2})
     schedule.on_fit_start(None, module)  # type: ignore[arg-type]
     states = []
@@ -55,7 +65,9 @@ def test_raw_data_module_batches_token_dicts(tmp_path: Path) -> None:
 
 
 def test_vision_language_end_to_end_with_frozen_image_encoder_and_accumulation(tmp_path: Path) -> None:
-    raw = load_vision_language(write_toy_vision_language(tmp_path / "d", "json-array", per_class=(8, 2, 3)), "json-array")
+    raw = load_vision_language(
+        write_toy_vision_language(tmp_path / "d", "json-array", per_class=(8, 2, 3)), "json-array"
+    )
     options = EncoderOptions(image_arch="resnet18", max_length=12, random_text=TINY_TEXT)
     finetune = FinetuneConfig(freeze_epochs={"image": 5}, accumulate_grad_batches=2, image_size=16)
     with pytest.warns(UserWarning, match="random"):
@@ -89,13 +101,21 @@ def test_trainable_blocks_train_only_the_last_blocks_and_keep_the_others_fixed(t
     options = EncoderOptions(image_arch="resnet18", max_length=12, random_text=TINY_TEXT)
     finetune = FinetuneConfig(freeze_epochs={}, trainable_blocks={"image": 1, "text": 1}, image_size=16)
     with pytest.warns(UserWarning, match="random"):
-        fit = fit_end_to_end(raw, "lf-static", 0, quick_config(**{"train.max_epochs": 1, "eval.noise": (0.0,)}), finetune, options)
+        fit = fit_end_to_end(
+            raw, "lf-static", 0, quick_config(**{"train.max_epochs": 1, "eval.noise": (0.0,)}), finetune, options
+        )
     with pytest.warns(UserWarning):
         fresh, _ = build_encoders(raw, replace(options, init_seed=0))
     for modality, last in (("image", "backbone.layer4."), ("text", "model.encoder.layer.1.")):
         initial = fresh[modality].state_dict()  # parameters and BatchNorm statistics
-        changed = {name for name, value in fit.module.model.encoders[modality].state_dict().items()
-                   if value.is_floating_point() and not torch.equal(value, initial[name])}  # fmt: skip
-        assert changed and all(name.startswith(last) or name.startswith("model.pooler.") for name in changed), (modality, sorted(changed)[:5])
+        changed = {
+            name
+            for name, value in fit.module.model.encoders[modality].state_dict().items()
+            if value.is_floating_point() and not torch.equal(value, initial[name])
+        }
+        assert changed and all(name.startswith(last) or name.startswith("model.pooler.") for name in changed), (
+            modality,
+            sorted(changed)[:5],
+        )
     with pytest.raises(ValueError, match="trainable blocks"):
         FinetuneConfig(trainable_blocks={"image": -1})

@@ -1,7 +1,7 @@
 import csv
 import pickle
-from types import SimpleNamespace
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -45,9 +45,21 @@ def test_checkpoints_and_epoch_logs(tiny_splits, fast_config, tmp_path):
     with open(tmp_path / "csv" / "version_0" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     columns = set(rows[0])
-    expected = {"train/loss", "train/task", "train/strategy/unimodal_ce", "train/weight/m0", "train/weight/m2",
-                "val/wasserstein/m0-m1", "val/wasserstein/m1-m2", "val/wasserstein/mean", "val/acc", "val/macro_f1",
-                "val/loss", "val/shared_head_acc/m0", "val/drop_acc/m2"}
+    expected = {
+        "train/loss",
+        "train/task",
+        "train/strategy/unimodal_ce",
+        "train/weight/m0",
+        "train/weight/m2",
+        "val/wasserstein/m0-m1",
+        "val/wasserstein/m1-m2",
+        "val/wasserstein/mean",
+        "val/acc",
+        "val/macro_f1",
+        "val/loss",
+        "val/shared_head_acc/m0",
+        "val/drop_acc/m2",
+    }
     assert expected <= columns, expected - columns
     epochs = {row["epoch"] for row in rows if row["train/task"]}
     assert epochs == {"0", "1"}, "one train row per epoch"
@@ -59,7 +71,9 @@ def test_checkpoints_and_epoch_logs(tiny_splits, fast_config, tmp_path):
 
 def test_bfloat16_mixed_precision_trains(tiny_splits, fast_config):
     """The bf16 autocast path (CPU here, GPU alike) gives finite losses and usable metrics."""
-    config = replace(fast_config, train=replace(fast_config.train, precision="bf16-mixed", loggers=(), checkpoints=False))
+    config = replace(
+        fast_config, train=replace(fast_config.train, precision="bf16-mixed", loggers=(), checkpoints=False)
+    )
     result = fit_method(tiny_splits, "iid-p", 0, config)
     assert all(torch.isfinite(p).all() for p in result.module.parameters())
     assert all(0 <= m.accuracy <= 1 for m in result.metrics) and result.epochs == 2
@@ -73,16 +87,25 @@ def test_build_trainer_appends_extra_callbacks(fast_config, tmp_path):
     assert isinstance(callbacks[0], ReseedEachBatch) and callbacks[1] is best
     assert callbacks.index(best) < callbacks.index(extra) and callbacks.count(extra) == 1
     checkpoints = [i for i, c in enumerate(callbacks) if isinstance(c, ModelCheckpoint)]
-    assert [callbacks[i].filename for i in checkpoints] == ["best", "last"] and min(checkpoints) > callbacks.index(extra)
+    assert [callbacks[i].filename for i in checkpoints] == ["best", "last"] and min(checkpoints) > callbacks.index(
+        extra
+    )
     assert extra not in build_trainer(fast_config.train, None, 0, BestWeights("val/acc")).callbacks
 
 
 def test_build_trainer_accumulates_gradients_when_asked(fast_config):
     assert build_trainer(fast_config.train, None, 0, BestWeights("val/acc")).accumulate_grad_batches == 1
-    assert build_trainer(fast_config.train, None, 0, BestWeights("val/acc"), accumulate_grad_batches=4).accumulate_grad_batches == 4
+    assert (
+        build_trainer(
+            fast_config.train, None, 0, BestWeights("val/acc"), accumulate_grad_batches=4
+        ).accumulate_grad_batches
+        == 4
+    )
 
 
-@pytest.mark.parametrize("name", ["ddp", "ddp_fork", "ddp_spawn_find_unused_parameters_true", "ddp_find_unused_parameters_true"])
+@pytest.mark.parametrize(
+    "name", ["ddp", "ddp_fork", "ddp_spawn_find_unused_parameters_true", "ddp_find_unused_parameters_true"]
+)
 def test_ddp_strategies_keep_each_process_buffers(name):
     """QMF's history is merged at epoch end: DDP must not broadcast rank 0's buffers, also when
     unused parameters must be found (frozen encoders)."""
@@ -100,12 +123,23 @@ def test_resume_refuses_other_settings_data_runs_and_files_that_are_no_checkpoin
 
     fit_method(tiny_splits, "if-static", 0, fast_config, tmp_path / "run")
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    longer = replace(fast_config, train=replace(fast_config.train, max_epochs=9, threads=2), eval=replace(fast_config.eval, noise=(0.0,)))
-    check_resume(last, "if-static", 0, longer, tiny_splits)  # training longer, elsewhere, evaluated otherwise: the same run
+    longer = replace(
+        fast_config,
+        train=replace(fast_config.train, max_epochs=9, threads=2),
+        eval=replace(fast_config.eval, noise=(0.0,)),
+    )
+    check_resume(
+        last, "if-static", 0, longer, tiny_splits
+    )  # training longer, elsewhere, evaluated otherwise: the same run
     refusals = [
-        (("if-static", 0, replace(fast_config, loss=replace(fast_config.loss, alpha=0.7)), tiny_splits),
-         r"trained with other settings \(--alpha 1\.0 -> 0\.7\)"),
-        (("if-static", 0, replace(fast_config, optim=replace(fast_config.optim, lr=0.5)), tiny_splits), r"--lr 0\.001 -> 0\.5"),
+        (
+            ("if-static", 0, replace(fast_config, loss=replace(fast_config.loss, alpha=0.7)), tiny_splits),
+            r"trained with other settings \(--alpha 1\.0 -> 0\.7\)",
+        ),
+        (
+            ("if-static", 0, replace(fast_config, optim=replace(fast_config.optim, lr=0.5)), tiny_splits),
+            r"--lr 0\.001 -> 0\.5",
+        ),
         (("if-static", 0, fast_config, load_dataset(tiny_npz, seed=1)), r"trained on other data than --data"),
         (("iid-p", 0, fast_config, tiny_splits), r"of method 'if-static' with seed 0, not 'iid-p' with seed 0"),
         (("if-static", 3, fast_config, tiny_splits), r"not 'if-static' with seed 3"),
@@ -159,12 +193,14 @@ def test_validation_patience_counts_validations_without_a_better_score(stop_on, 
     # accuracy flat at chance while the loss falls, then the loss stalls as the accuracy rises once
     scores = [(0.1, 3.3), (0.1, 3.2), (0.1, 3.1), (0.1, 3.1), (0.2, 3.2), (0.2, 3.3), (0.2, 3.3), (0.2, 3.3)]
     callback, trainer = ValidationPatience(patience=2, stop_on=stop_on), _Trainer()
+    stopped = None
     for epoch, (acc, loss) in enumerate(scores, start=1):
         trainer.callback_metrics = {"val/acc": torch.tensor(acc), "val/loss": torch.tensor(loss)}
         callback.on_train_epoch_end(trainer, SimpleNamespace(monitor="val/acc"))
         if trainer.should_stop:
+            stopped = epoch
             break
-    assert epoch == stopped_after
+    assert stopped == stopped_after
     restored = ValidationPatience(2, stop_on)
     restored.load_state_dict(callback.state_dict())
     assert restored.state_dict() == callback.state_dict()
@@ -176,5 +212,10 @@ def test_min_epochs_keeps_early_stopping_from_ending_a_run_too_soon(tiny_splits,
     # a learning rate so small that the accuracy never moves: patience 1 stops at the second epoch
     train = replace(fast_config.train, max_epochs=8, patience=1, min_epochs=5, loggers=(), checkpoints=False)
     frozen = replace(fast_config.optim, lr=1e-9)
-    assert fit_method(tiny_splits, "if-static", 0, replace(fast_config, optim=frozen, train=replace(train, min_epochs=0))).epochs == 2
+    assert (
+        fit_method(
+            tiny_splits, "if-static", 0, replace(fast_config, optim=frozen, train=replace(train, min_epochs=0))
+        ).epochs
+        == 2
+    )
     assert fit_method(tiny_splits, "if-static", 0, replace(fast_config, optim=frozen, train=train)).epochs == 5

@@ -13,8 +13,15 @@ from iidfusion.data import SyntheticConfig, generate_synthetic
 from iidfusion.data.features.multiview import MultiViewArrays, make_splits
 from iidfusion.tasks.classification.fit import fit_method
 
-MANY = SyntheticConfig(num_modalities=12, num_classes=10, relevant_dims=4, noise_dims=12, class_separation=1.5,
-                       corrupt_fraction=0.0, shift=2.0)
+MANY = SyntheticConfig(
+    num_modalities=12,
+    num_classes=10,
+    relevant_dims=4,
+    noise_dims=12,
+    class_separation=1.5,
+    corrupt_fraction=0.0,
+    shift=2.0,
+)
 
 
 @pytest.fixture(scope="module")

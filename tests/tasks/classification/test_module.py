@@ -21,7 +21,9 @@ def test_step_trains_every_parameter(method, tiny_splits, fast_config):
     loss = module.training_step(_batch(tiny_splits), 0)
     assert torch.isfinite(loss)
     loss.backward()
-    missing = [n for n, p in module.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    missing = [
+        n for n, p in module.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
+    ]
     assert not missing, f"{method}: parameters without gradient: {missing}"
     means = module._train_means.pop()
     assert {"loss", "task", "weight/m0", "weight/m1", "weight/m2"} <= set(means)
@@ -57,8 +59,14 @@ def test_validation_logs_diagnostics_and_monitored_distances(method, tiny_splits
             module.validation_step(batch, k)
     module.on_validation_epoch_end()
     views = list(tiny_splits.view_dims)
-    expected = {"val/acc", "val/macro_f1", "val/loss", "val/wasserstein/mean",
-                *(f"val/shared_head_acc/{v}" for v in views), *(f"val/drop_acc/{v}" for v in views)}
+    expected = {
+        "val/acc",
+        "val/macro_f1",
+        "val/loss",
+        "val/wasserstein/mean",
+        *(f"val/shared_head_acc/{v}" for v in views),
+        *(f"val/drop_acc/{v}" for v in views),
+    }
     assert expected <= set(logged.values), expected - set(logged.values)
     assert all(0 <= float(logged.values[f"val/drop_acc/{v}"]) <= 1 for v in views)
     assert float(logged.values["val/loss"]) > 0
@@ -94,12 +102,22 @@ def test_mode_mismatch_is_refused(tiny_splits, fast_config):
 
 def test_each_method_builds_its_strategy_with_its_own_section(tiny_splits, fast_config):
     """The module passes config.strategy.<its strategy> to the model, and nothing of the others'."""
-    config = load_config(overrides={"strategy.qmf.lam_rank": 0.3, "strategy.qmf.energy_temperature": 2.0,
-                                    "strategy.pdf.min_confidence": 0.05, "strategy.pdf.confidnet_hidden": 5,
-                                    "strategy.pdf.calibrate": False, "strategy.static.weights": "1,1,2"}, base=fast_config)
+    config = load_config(
+        overrides={
+            "strategy.qmf.lam_rank": 0.3,
+            "strategy.qmf.energy_temperature": 2.0,
+            "strategy.pdf.min_confidence": 0.05,
+            "strategy.pdf.confidnet_hidden": 5,
+            "strategy.pdf.calibrate": False,
+            "strategy.static.weights": "1,1,2",
+        },
+        base=fast_config,
+    )
 
     def strategy(method):
-        return FusionModule.for_feature_views(method, tiny_splits.view_dims, 3, len(tiny_splits.train), config).model.strategy
+        return FusionModule.for_feature_views(
+            method, tiny_splits.view_dims, 3, len(tiny_splits.train), config
+        ).model.strategy
 
     qmf, pdf, static = strategy("iid-q"), strategy("if-pdf"), strategy("lf-static")
     assert (qmf.lam_rank, qmf.energy_temperature, qmf.min_weight) == (0.3, 2.0, 1e-6)

@@ -54,8 +54,13 @@ def test_paired_t_test_against_scipy():
 
 def test_every_table_of_paired_tests_is_holm_corrected():
     """iid-p against pdf, if-pdf and its two ablations: four tests, Holm's step-down beside each raw p."""
-    accuracies = {"pdf": [0.80, 0.84, 0.81, 0.79], "if-pdf": [0.81, 0.83, 0.80, 0.80], "iid-p-no-ic": [0.82, 0.82, 0.83, 0.8],
-                  "iid-p-no-dc": [0.8, 0.85, 0.8, 0.79], "iid-p": [0.83, 0.85, 0.86, 0.82]}
+    accuracies = {
+        "pdf": [0.80, 0.84, 0.81, 0.79],
+        "if-pdf": [0.81, 0.83, 0.80, 0.80],
+        "iid-p-no-ic": [0.82, 0.82, 0.83, 0.8],
+        "iid-p-no-dc": [0.8, 0.85, 0.8, 0.79],
+        "iid-p": [0.83, 0.85, 0.86, 0.82],
+    }
     tests = paired_tests(_results(accuracies))
     assert len(tests) == 4
     raw = sorted((t.p_value, t.p_holm) for t in tests)

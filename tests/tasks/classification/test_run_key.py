@@ -39,7 +39,10 @@ def test_tuning_enters_the_key_only_for_the_methods_it_tunes():
     shared = replace(tuned, tune=replace(tuned.tune, lr=(1e-3, 1e-2)))
     assert key(shared, "if-static") != key(config, "if-static")
     assert key(replace(tuned, tune=replace(tuned.tune, storage="sqlite:///x.db")), "iid-l") == key(tuned, "iid-l")
-    assert effective_options(tuned, "iid-l")["tune"]["space"] == {"alpha": [1.0, 0.1, 0.01, 0.001], "beta": [1.0, 0.1, 0.01]}
+    assert effective_options(tuned, "iid-l")["tune"]["space"] == {
+        "alpha": [1.0, 0.1, 0.01, 0.001],
+        "beta": [1.0, 0.1, 0.01],
+    }
 
 
 def test_files_are_identified_by_content_stamp(tmp_path):
@@ -60,4 +63,6 @@ def test_a_method_reads_the_options_of_its_own_strategy_only():
         assert key(changed, method) != key(config, method)
         for other in {pdf_option, qmf_option, static_option} - {changed}:
             assert key(other, method) == key(config, method), f"{method} reads another strategy's option"
-    assert effective_options(config, "iid-q")["strategy"] == {"qmf": {"lam_rank": 1.0, "energy_temperature": 10.0, "min_weight": 1e-6}}
+    assert effective_options(config, "iid-q")["strategy"] == {
+        "qmf": {"lam_rank": 1.0, "energy_temperature": 10.0, "min_weight": 1e-6}
+    }

@@ -1,12 +1,11 @@
 import json
-import math
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from iidfusion.data import SyntheticConfig, generate_synthetic
-from iidfusion.tasks.classification import compare, suite
+from iidfusion.tasks.classification import suite
 from iidfusion.tasks.classification.report import comparison_pairs
 from iidfusion.tasks.classification.suite import SUITE_PAIRS, plan, run_suite
 
@@ -16,7 +15,9 @@ def two_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("suite")
     paths = []
     for k, name in enumerate(("alpha", "beta")):
-        data = generate_synthetic(SyntheticConfig(num_modalities=2, num_classes=3, relevant_dims=4, noise_dims=4), 90, seed=k)
+        data = generate_synthetic(
+            SyntheticConfig(num_modalities=2, num_classes=3, relevant_dims=4, noise_dims=4), 90, seed=k
+        )
         path = folder / f"{name}.npz"
         np.savez(path, labels=data.labels.numpy(), **{v: x.numpy() for v, x in data.views.items()})
         paths.append(str(path))
@@ -26,8 +27,15 @@ def two_files(tmp_path_factory):
 @pytest.fixture
 def suite_config(fast_config, two_files):
     train = replace(fast_config.train, max_epochs=1, loggers=(), checkpoints=False)
-    return replace(fast_config, datasets=two_files, methods=("lf-static", "if-static", "iid-l"), seeds=2,
-                   variants=("vib", "paper"), eval=replace(fast_config.eval, noise=(0.0,)), train=train)
+    return replace(
+        fast_config,
+        datasets=two_files,
+        methods=("lf-static", "if-static", "iid-l"),
+        seeds=2,
+        variants=("vib", "paper"),
+        eval=replace(fast_config.eval, noise=(0.0,)),
+        train=train,
+    )
 
 
 def test_bases_are_planned_for_every_reading_but_trained_once(suite_config):
@@ -48,7 +56,11 @@ def test_suite_writes_one_table_and_resumes_without_training_again(suite_config,
     assert report == (tmp_path / "suite.md").read_text()
     gain_rows = [line for line in report.splitlines() if line.startswith(("| vib |", "| paper |", "| - |"))]
     assert [row.split(" | ")[1:3] for row in gain_rows] == [
-        ["if-static", "lf-static"], ["iid-l", "lf-static"], ["iid-l", "if-static"], ["iid-l", "lf-static"], ["iid-l", "if-static"],
+        ["if-static", "lf-static"],
+        ["iid-l", "lf-static"],
+        ["iid-l", "if-static"],
+        ["iid-l", "lf-static"],
+        ["iid-l", "if-static"],
     ]
     payload = json.loads((tmp_path / "suite.json").read_text())
     assert len(payload["runs"]) == 24 and {"val_acc", "test", "dataset", "variant"} <= set(payload["runs"][0])
@@ -57,10 +69,14 @@ def test_suite_writes_one_table_and_resumes_without_training_again(suite_config,
     runs = payload["runs"]
 
     def avg(dataset, variant, method, seed):
-        (run,) = [r for r in runs if (r["dataset"], r["variant"], r["method"], r["seed"]) == (dataset, variant, method, seed)]
+        (run,) = [
+            r for r in runs if (r["dataset"], r["variant"], r["method"], r["seed"]) == (dataset, variant, method, seed)
+        ]
         return 100 * np.mean([t["accuracy"] for t in run["test"]])
 
-    expected = np.mean([avg(d, "paper", "iid-l", s) - avg(d, "paper", "if-static", s) for d in ("alpha", "beta") for s in (0, 1)])
+    expected = np.mean(
+        [avg(d, "paper", "iid-l", s) - avg(d, "paper", "if-static", s) for d in ("alpha", "beta") for s in (0, 1)]
+    )
     assert float(gain_rows[4].split(" | ")[3]) == pytest.approx(expected, abs=0.006)
 
     with pytest.raises(ValueError, match="--resume"):
@@ -70,7 +86,9 @@ def test_suite_writes_one_table_and_resumes_without_training_again(suite_config,
     assert lines[-1] == "suite: 24 runs, 16 distinct, 16 already done, 0 to train"
     assert resumed.split("Time:")[1].split(")", 1)[1] == report.split("Time:")[1].split(")", 1)[1]
     (tmp_path / "suite.md").unlink()
-    assert suite.rerender(tmp_path) == resumed == (tmp_path / "suite.md").read_text(), "the report from suite.json alone"
+    assert suite.rerender(tmp_path) == resumed == (tmp_path / "suite.md").read_text(), (
+        "the report from suite.json alone"
+    )
 
 
 def test_an_interrupted_suite_keeps_its_finished_runs(suite_config, tmp_path, monkeypatch):
@@ -97,8 +115,12 @@ def test_an_interrupted_suite_keeps_its_finished_runs(suite_config, tmp_path, mo
 def test_comparisons_pair_each_iid_method_with_its_bases_and_if_with_lf():
     methods = ["lf-static", "if-static", "iid-l", "qmf", "if-qmf", "iid-q", "iid-q-no-ic"]
     assert comparison_pairs(methods, SUITE_PAIRS) == [
-        ("if-static", "lf-static"), ("iid-l", "lf-static"), ("iid-l", "if-static"),
-        ("if-qmf", "qmf"), ("iid-q", "qmf"), ("iid-q", "if-qmf"),
+        ("if-static", "lf-static"),
+        ("iid-l", "lf-static"),
+        ("iid-l", "if-static"),
+        ("if-qmf", "qmf"),
+        ("iid-q", "qmf"),
+        ("iid-q", "if-qmf"),
     ]
 
 
@@ -110,15 +132,22 @@ def test_bad_suite_options_fail_before_training(suite_config, tmp_path):
     with pytest.raises(ValueError, match="--variants: unknown L_ic reading 'upside'"):
         plan(replace(suite_config, variants=("upside",)))
     with pytest.raises(FileNotFoundError):
-        run_suite(replace(suite_config, datasets=(*suite_config.datasets, str(tmp_path / "missing.mat"))), tmp_path / "o")
+        run_suite(
+            replace(suite_config, datasets=(*suite_config.datasets, str(tmp_path / "missing.mat"))), tmp_path / "o"
+        )
     assert not (tmp_path / "o").exists()
 
 
 def test_a_tuned_suite_reports_what_each_grid_point_would_gain_as_a_default(suite_config, tmp_path):
     from iidfusion.tasks.classification.suite import fixed_point_gains
 
-    config = replace(suite_config, datasets=suite_config.datasets[:1], seeds=1, variants=("vib",),
-                     tune=replace(suite_config.tune, enabled=True, alpha=(0.1, 0.01), beta=(0.1,)))
+    config = replace(
+        suite_config,
+        datasets=suite_config.datasets[:1],
+        seeds=1,
+        variants=("vib",),
+        tune=replace(suite_config.tune, enabled=True, alpha=(0.1, 0.01), beta=(0.1,)),
+    )
     report = run_suite(config, tmp_path, log=lambda _: None)
     assert "## Fixed hyperparameters, from the tuning trials" in report
     runs = json.loads((tmp_path / "suite.json").read_text())["runs"]

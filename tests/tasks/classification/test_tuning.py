@@ -20,9 +20,18 @@ def _trial(params, val_acc, val_loss, accuracy=0.5):
 def test_a_grid_applies_only_to_the_methods_that_have_its_hyperparameter():
     tune = TuneConfig(alpha=(1.0, 0.1), beta=(0.1,), variant=("vib", "margin"), lam=(0.1, 1.0), d1=(4,), lr=())
     assert search_space(tune, get_method("iid-l")) == {
-        "alpha": (1.0, 0.1), "variant": ("vib", "margin"), "lam": (0.1, 1.0), "beta": (0.1,), "d1": (4,)}
+        "alpha": (1.0, 0.1),
+        "variant": ("vib", "margin"),
+        "lam": (0.1, 1.0),
+        "beta": (0.1,),
+        "d1": (4,),
+    }
     assert search_space(tune, get_method("iid-l-no-ic")) == {"beta": (0.1,), "d1": (4,)}
-    assert search_space(tune, get_method("iid-p-no-dc")) == {"alpha": (1.0, 0.1), "variant": ("vib", "margin"), "lam": (0.1, 1.0)}
+    assert search_space(tune, get_method("iid-p-no-dc")) == {
+        "alpha": (1.0, 0.1),
+        "variant": ("vib", "margin"),
+        "lam": (0.1, 1.0),
+    }
     assert search_space(tune, get_method("if-static")) == {}
     # a shared hyperparameter gets the same grid, the same budget, for every method
     shared = replace(tune, lr=(1e-3, 1e-2))
@@ -32,8 +41,11 @@ def test_a_grid_applies_only_to_the_methods_that_have_its_hyperparameter():
 
 def test_selection_is_on_validation_ties_broken_by_validation_loss_then_grid_order():
     grid = [{"alpha": 1.0}, {"alpha": 0.1}, {"alpha": 0.01}]
-    trials = [_trial({"alpha": 0.01}, 0.9, 0.30, accuracy=0.1), _trial({"alpha": 1.0}, 0.9, 0.20, accuracy=0.2),
-              _trial({"alpha": 0.1}, 0.8, 0.10, accuracy=0.99)]
+    trials = [
+        _trial({"alpha": 0.01}, 0.9, 0.30, accuracy=0.1),
+        _trial({"alpha": 1.0}, 0.9, 0.20, accuracy=0.2),
+        _trial({"alpha": 0.1}, 0.8, 0.10, accuracy=0.99),
+    ]
     assert tuning._select(trials, grid).params == {"alpha": 1.0}  # the test accuracy plays no part
     equal = [_trial({"alpha": 0.01}, 0.9, 0.2), _trial({"alpha": 0.1}, 0.9, 0.2)]
     assert tuning._select(equal, grid).params == {"alpha": 0.1}

@@ -4,27 +4,35 @@ import pytest
 import torch
 import yaml
 
+from iidfusion.core.config import merge_config
 from iidfusion.kg.evaluate import evaluate_link_prediction
 from iidfusion.kg.models import KGModelConfig, OTProjectionConfig
 from iidfusion.kg.objective import IIDTermsConfig, KGObjective, KGObjectiveConfig, degree_weights, n3_penalty
-from iidfusion.core.config import merge_config
 from iidfusion.tasks.kg.config import KGExperimentConfig, KGTrainConfig, load_experiment_config
 from iidfusion.tasks.kg.fit import build_model, fit_kg, save_run
 
 
 def fixture_features(kg, seed: int = 0) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    return {"img": torch.randn(kg.num_entities, 6, generator=generator), "ling": torch.randn(kg.num_entities, 4, generator=generator)}
+    return {
+        "img": torch.randn(kg.num_entities, 6, generator=generator),
+        "ling": torch.randn(kg.num_entities, 4, generator=generator),
+    }
 
 
 def small_config(**iid) -> KGExperimentConfig:
     return KGExperimentConfig(
         data="tiny",
         features={},
-        model=KGModelConfig(rank=8, init_scale=0.1, modality_weights={"img": 0.1, "ling": 0.3}, projection=OTProjectionConfig(cost_scale=1.0, plan_entities=2, refresh_every=4)),
+        model=KGModelConfig(
+            rank=8,
+            init_scale=0.1,
+            modality_weights={"img": 0.1, "ling": 0.3},
+            projection=OTProjectionConfig(cost_scale=1.0, plan_entities=2, refresh_every=4),
+        ),
         objective=KGObjectiveConfig(n3_weight=1e-3, iid=IIDTermsConfig(d1=4, d2=8, **iid)),
         train=KGTrainConfig(max_epochs=40, batch_size=16, learning_rate=0.3, eval_every=10, num_threads=1),
-    )  # fmt: skip
+    )
 
 
 def test_degree_weights_and_n3(tiny_kg):
@@ -48,7 +56,9 @@ def test_degree_weights_and_n3(tiny_kg):
 def test_objective_terms_and_gradients_on_kg_batches(tiny_kg):
     config = small_config(alpha=0.5, beta=0.5, coherence_points=6)
     model = build_model(tiny_kg, fixture_features(tiny_kg), config)
-    objective = KGObjective(config.objective, width=model.width, class_weights=degree_weights(tiny_kg.train, tiny_kg.num_entities))
+    objective = KGObjective(
+        config.objective, width=model.width, class_weights=degree_weights(tiny_kg.train, tiny_kg.num_entities)
+    )
     batch = tiny_kg.train[:10]
     loss = objective(model(batch[:, :2]), batch)
     assert set(loss.terms) == {"task", "n3", "informatic", "coherence"}
@@ -72,7 +82,9 @@ def test_strategy_auxiliary_terms(tiny_kg):
     config = small_config()
     config.model.strategy = "pdf"
     model = build_model(tiny_kg, fixture_features(tiny_kg), config)
-    objective = KGObjective(config.objective, width=model.width, class_weights=degree_weights(tiny_kg.train, tiny_kg.num_entities))
+    objective = KGObjective(
+        config.objective, width=model.width, class_weights=degree_weights(tiny_kg.train, tiny_kg.num_entities)
+    )
     batch = tiny_kg.train[:8]
     terms = objective(model(batch[:, :2]), batch, torch.arange(8), model.strategy).terms
     assert any(name.startswith("strategy/") for name in terms)
@@ -125,7 +137,9 @@ def test_config_files(tmp_path):
 def test_bad_train_options(tiny_kg):
     config = small_config()
     config.train.optimizer = "lbfgs"
-    with pytest.raises(ValueError, match=r"--optimizer \(train.optimizer\) must be one of adagrad, adam, sgd, got 'lbfgs'"):
+    with pytest.raises(
+        ValueError, match=r"--optimizer \(train.optimizer\) must be one of adagrad, adam, sgd, got 'lbfgs'"
+    ):
         fit_kg(tiny_kg, fixture_features(tiny_kg), config)
     config = small_config()
     config.train.num_threads = -1

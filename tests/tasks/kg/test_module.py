@@ -40,12 +40,28 @@ def config(**train) -> KGExperimentConfig:
     """A run whose cached OT plan (refreshed every 3 steps, 4 batches an epoch) crosses epochs."""
     return KGExperimentConfig(
         data="tiny",
-        model=KGModelConfig(rank=4, init_scale=0.1, modality_weights={"img": 0.3},
-                            projection=OTProjectionConfig(cost_scale=1.0, plan_entities=2, refresh_every=3)),
-        objective=KGObjectiveConfig(n3_weight=1e-3, iid=IIDTermsConfig(alpha=0.1, beta=0.1, d1=2, d2=4, coherence_points=8)),
-        train=KGTrainConfig(**{"max_epochs": 6, "batch_size": 14, "learning_rate": 0.3, "eval_every": 3, "accelerator": "cpu",
-                               "num_threads": 1, "progress_bar": False, **train}),
-    )  # fmt: skip
+        model=KGModelConfig(
+            rank=4,
+            init_scale=0.1,
+            modality_weights={"img": 0.3},
+            projection=OTProjectionConfig(cost_scale=1.0, plan_entities=2, refresh_every=3),
+        ),
+        objective=KGObjectiveConfig(
+            n3_weight=1e-3, iid=IIDTermsConfig(alpha=0.1, beta=0.1, d1=2, d2=4, coherence_points=8)
+        ),
+        train=KGTrainConfig(
+            **{
+                "max_epochs": 6,
+                "batch_size": 14,
+                "learning_rate": 0.3,
+                "eval_every": 3,
+                "accelerator": "cpu",
+                "num_threads": 1,
+                "progress_bar": False,
+                **train,
+            }
+        ),
+    )
 
 
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -85,7 +101,9 @@ def test_lightning_run_equals_a_plain_loop(graph):
         order = torch.randperm(len(queries), generator=generator)
         for index in order.split(run.train.batch_size):
             batch = queries[index]
-            loss = objective(model(batch[:, :2], need_modalities=objective.needs_modalities), batch, index, model.strategy, model)
+            loss = objective(
+                model(batch[:, :2], need_modalities=objective.needs_modalities), batch, index, model.strategy, model
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.total.backward()
             optimizer.step()
@@ -104,7 +122,9 @@ def test_resumed_run_equals_an_uninterrupted_one(graph, tmp_path, monkeypatch):
     straight = fit_kg(kg, features, config(), run_dir=tmp_path / "straight")
     # Stopped by max_epochs at a validated epoch (a last epoch is always validated), resumed to the full count.
     fit_kg(kg, features, config(max_epochs=3), run_dir=tmp_path / "short")
-    resumed = fit_kg(kg, features, config(), run_dir=tmp_path / "short", resume=tmp_path / "short/checkpoints/last.ckpt")
+    resumed = fit_kg(
+        kg, features, config(), run_dir=tmp_path / "short", resume=tmp_path / "short/checkpoints/last.ckpt"
+    )
     assert _summary(resumed) == _summary(straight) and same_weights(resumed.model, straight.model)
     # Interrupted (Ctrl-C) after epoch 4, between validations, with a cached OT plan in use.
     start_epoch = kg_module.ValidationSchedule.on_train_epoch_start
@@ -135,7 +155,9 @@ def test_checkpoints_and_logs_where_said(graph, tmp_path):
     lines = (tmp_path / "run/csv/version_0/metrics.csv").read_text().splitlines()
     header = lines[0].split(",")
     assert {"val/mrr", "train/task", "train/coherence", "epoch"} <= set(header)
-    logged = [float(row.split(",")[header.index("val/mrr")]) for row in lines[1:] if row.split(",")[header.index("val/mrr")]]
+    logged = [
+        float(row.split(",")[header.index("val/mrr")]) for row in lines[1:] if row.split(",")[header.index("val/mrr")]
+    ]
     assert logged == [r["valid/mrr"] for r in result.history if "valid/mrr" in r]
     assert any((tmp_path / "run/tensorboard/version_0").glob("events.out.tfevents.*"))
     quiet = dataclasses.replace(config(max_epochs=1).train, checkpoints=False, loggers=())
@@ -148,7 +170,9 @@ def test_a_resume_of_another_run_is_refused(graph, tmp_path):
     fit_kg(kg, features, config(max_epochs=1), run_dir=tmp_path / "run")
     last = tmp_path / "run/checkpoints/last.ckpt"
     base = config()
-    other = dataclasses.replace(base, objective=dataclasses.replace(base.objective, iid=dataclasses.replace(base.objective.iid, alpha=0.5)))
+    other = dataclasses.replace(
+        base, objective=dataclasses.replace(base.objective, iid=dataclasses.replace(base.objective.iid, alpha=0.5))
+    )
     with pytest.raises(ValueError, match=r"other settings \(--alpha 0.1 -> 0.5\)"):
         fit_kg(kg, features, other, resume=last)
     with pytest.raises(ValueError, match="seed 0, not 'otkge' with seed 1"):
@@ -166,9 +190,27 @@ def test_kg_fit_resume_at_the_command_line(folder, graph, tmp_path, capsys):
 
     np.save(tmp_path / "img.npy", graph[1]["img"].numpy())
     out = tmp_path / "run"
-    common = ["kg", "fit", "--data", str(folder), "--features", f"img={tmp_path / 'img.npy'}", "--rank", "4",
-              "--batch-size", "16", "--eval-every", "2", "--accelerator", "cpu", "--threads", "1", "--no-progress-bar",
-              "--out", str(out)]  # fmt: skip
+    common = [
+        "kg",
+        "fit",
+        "--data",
+        str(folder),
+        "--features",
+        f"img={tmp_path / 'img.npy'}",
+        "--rank",
+        "4",
+        "--batch-size",
+        "16",
+        "--eval-every",
+        "2",
+        "--accelerator",
+        "cpu",
+        "--threads",
+        "1",
+        "--no-progress-bar",
+        "--out",
+        str(out),
+    ]
     assert main([*common, "--max-epochs", "2"]) == 0
     assert (out / "checkpoints/last.ckpt").is_file() and (out / "csv/version_0/metrics.csv").is_file()
     capsys.readouterr()
@@ -193,4 +235,9 @@ def test_two_cpu_processes(graph, tmp_path, strategy):
     with pytest.raises(ValueError, match="needs an output folder"):
         fit_kg(kg, features, run)
     with pytest.raises(ValueError, match="needs train.checkpoints"):
-        fit_kg(kg, features, dataclasses.replace(run, train=dataclasses.replace(run.train, checkpoints=False)), run_dir=tmp_path)
+        fit_kg(
+            kg,
+            features,
+            dataclasses.replace(run, train=dataclasses.replace(run.train, checkpoints=False)),
+            run_dir=tmp_path,
+        )

@@ -92,16 +92,21 @@ def find_layout(
     for item in ignored:
         matrix = _dense(item.value)
         whole = matrix.T if matrix.shape[1] == n and matrix.shape[0] != n else matrix
-        what = "the concatenation of the views" if whole.shape[0] == n and _concatenates(whole, oriented) else "not a view"
+        what = (
+            "the concatenation of the views" if whole.shape[0] == n and _concatenates(whole, oriented) else "not a view"
+        )
         notes.append(f"ignored {item.key!r} {item.shape}: {what}")
     notes += _passed_over(items, label_key, view_keys, n, notes)
     return Layout(oriented, label_vector, tuple(view_keys), label_key, notes)
 
 
-def _passed_over(items: Mapping[str, _Item], label_key: str, view_keys: Sequence[str], n: int, notes: Sequence[str]) -> list[str]:
+def _passed_over(
+    items: Mapping[str, _Item], label_key: str, view_keys: Sequence[str], n: int, notes: Sequence[str]
+) -> list[str]:
     """A note for every array of the file that is neither the labels nor in a view and that no
     note names yet (a 1-D, 3-D, empty or complex array, a scalar, text): nothing is dropped unsaid.
-    The fields of a struct that is not used are named with the struct."""
+    The fields of a struct that is not used are named with the struct.
+    """
     structs = {key for key in view_keys if items.get(key) is not None and items[key].kind == "struct"}
     used = {label_key, *view_keys} | {field for key in structs for field in items[key].value}
     used |= {key.rsplit(".", 1)[0] for key in view_keys if "." in key}  # STRUCT of a view given as STRUCT.FIELD
@@ -109,7 +114,11 @@ def _passed_over(items: Mapping[str, _Item], label_key: str, view_keys: Sequence
     passed = []
     for key, item in items.items():
         parent = items.get(key.rsplit(".", 1)[0]) if "." in key else None  # a struct's field, or a name with a dot
-        if key in used or f"{key!r}" in said or (parent is not None and parent.kind == "struct" and parent.key not in structs):
+        if (
+            key in used
+            or f"{key!r}" in said
+            or (parent is not None and parent.kind == "struct" and parent.key not in structs)
+        ):
             continue
         passed.append(f"ignored {key!r} {_what(item)}: {_why(item, n)}")
     return passed
@@ -133,7 +142,11 @@ def _why(item: _Item, n: int) -> str:
     if item.kind in ("view-cell", "struct"):
         return "matrices, not the views used"
     if item.kind == "matrix":
-        return f"a matrix without {n} rows or columns (one per label)" if n not in item.shape else "a matrix, not a view used"
+        return (
+            f"a matrix without {n} rows or columns (one per label)"
+            if n not in item.shape
+            else "a matrix, not a view used"
+        )
     if not isinstance(value, np.ndarray):
         return "not an array"
     if value.dtype.kind == "c":
@@ -156,7 +169,12 @@ def _classify(content: Mapping[str, Any], prefix: str = "") -> dict[str, _Item]:
         if name.startswith("__") or (not prefix and name in VIEW_NAME_KEYS):
             continue
         key = prefix + name
-        while isinstance(value, np.ndarray) and value.dtype == object and value.size == 1 and _is_cell(value.reshape(-1)[0]):
+        while (
+            isinstance(value, np.ndarray)
+            and value.dtype == object
+            and value.size == 1
+            and _is_cell(value.reshape(-1)[0])
+        ):
             value = value.reshape(-1)[0]  # a cell boxed in a 1x1 cell
         if isinstance(value, np.ndarray) and value.dtype.names is not None and value.size == 1:
             record = value.reshape(-1)[0]
@@ -193,7 +211,9 @@ def _item(key: str, value: Any) -> _Item:
     if value.dtype == object:
         return _cell_item(key, value)
     if value.dtype.kind in "US":
-        return _Item(key, "strings", value.reshape(-1), shape) if _is_vector(shape) else _Item(key, "other", value, shape)
+        return (
+            _Item(key, "strings", value.reshape(-1), shape) if _is_vector(shape) else _Item(key, "other", value, shape)
+        )
     if value.dtype.kind in "biuf" and len(shape) == 2 and min(shape) > 1:
         return _Item(key, "matrix", value, shape)
     if value.dtype.kind in "biuf" and _is_vector(shape):
@@ -234,7 +254,9 @@ def _label_value(item: _Item, source: str) -> np.ndarray | None:
         copies = item.value
         if all(len(c) == len(copies[0]) and np.array_equal(c, copies[0]) for c in copies[1:]):
             return copies[0]
-        raise ValueError(f"{source}: the cell {item.key!r} holds {len(copies)} label vectors that differ; pass --labels KEY")
+        raise ValueError(
+            f"{source}: the cell {item.key!r} holds {len(copies)} label vectors that differ; pass --labels KEY"
+        )
     return None
 
 
@@ -258,7 +280,9 @@ def _pick_labels(items: Mapping[str, _Item], key: str | None, source: str, notes
     if key is not None:
         if key not in items:
             candidates = [k for k, item in items.items() if item.kind in ("vector", "strings", "label-cell")]
-            raise ValueError(f"{source}: --labels {key!r} is not in the file; label candidates: {candidates}, keys: {list(items)}")
+            raise ValueError(
+                f"{source}: --labels {key!r} is not in the file; label candidates: {candidates}, keys: {list(items)}"
+            )
         value = _label_value(items[key], source)
         if value is None:
             _refuse_label_values(items[key], source)
@@ -317,7 +341,9 @@ def _pick_labels(items: Mapping[str, _Item], key: str | None, source: str, notes
 def _refuse_label_values(item: _Item, source: str) -> None:
     """A label-shaped array of values that are no labels (complex numbers, objects) is named as such."""
     if _is_vector(item.shape) and isinstance(item.value, np.ndarray):
-        raise ValueError(f"{source}: labels under {item.key!r} hold {item.value.dtype} values; class labels are integers or strings")
+        raise ValueError(
+            f"{source}: labels under {item.key!r} hold {item.value.dtype} values; class labels are integers or strings"
+        )
 
 
 def _agreeing_copies(item: _Item) -> np.ndarray | None:
@@ -336,7 +362,7 @@ def _cell_views(item: _Item, names: Sequence[str] | None, prefix: str | None) ->
     if prefix is not None:
         return {f"{prefix}{i}": e for i, e in enumerate(elements)}
     if names is not None and len(names) == len(elements) and len(set(names)) == len(names):
-        return dict(zip(names, elements))
+        return dict(zip(names, elements, strict=True))
     return {f"view{i}": e for i, e in enumerate(elements)}
 
 
@@ -355,7 +381,11 @@ def _named_views(
     for key in keys:
         item = items.get(key)
         if item is None or item.kind not in ("matrix", "view-cell", "struct", "vector"):
-            found = "not in the file" if item is None else f"not a numeric matrix, cell or struct ({item.kind}, shape {item.shape})"
+            found = (
+                "not in the file"
+                if item is None
+                else f"not a numeric matrix, cell or struct ({item.kind}, shape {item.shape})"
+            )
             raise ValueError(f"{source}: --views {key!r} is {found}; candidates: {_view_candidates(items)}")
         if item.kind == "view-cell":
             picked = _cell_views(item, view_names, None if len(keys) == 1 else key)
@@ -380,9 +410,10 @@ def _detect_views(
     """Keys and views found for ``n`` labels, and the top-level matrices passed over for a cell or struct."""
     containers = [item for item in items.values() if item.kind in ("view-cell", "struct") and item.value]
     top = [
-        item for item in items.values()
+        item
+        for item in items.values()
         if item.kind == "matrix" and "." not in item.key and _name_rank(item.key) is None and item.key != label_key
-    ]  # fmt: skip
+    ]
     for item in items.values():
         if item.kind == "matrix" and "." not in item.key and _name_rank(item.key) is not None:
             notes.append(f"ignored {item.key!r} {item.shape}: a label name, not a view")
@@ -449,7 +480,11 @@ def _drop_concatenation(views: dict[str, np.ndarray], notes: list[str]) -> dict[
     """The views without one that is the column concatenation of all the others (any order)."""
     for name, view in views.items():
         others = {k: v for k, v in views.items() if k != name}
-        if len(others) >= 2 and view.shape[1] == sum(v.shape[1] for v in others.values()) and _concatenates(view, others):
+        if (
+            len(others) >= 2
+            and view.shape[1] == sum(v.shape[1] for v in others.values())
+            and _concatenates(view, others)
+        ):
             notes.append(f"ignored {name!r} {view.shape}: the concatenation of the other views")
             return others
     return views
@@ -462,12 +497,13 @@ def _concatenates(whole: np.ndarray, parts: Mapping[str, np.ndarray]) -> bool:
     while remaining:
         match = next(
             (
-                name for name, part in remaining.items()
+                name
+                for name, part in remaining.items()
                 if start + part.shape[1] <= whole.shape[1]
                 and np.allclose(whole[:, start : start + part.shape[1]], part, rtol=1e-6, atol=1e-9, equal_nan=True)
             ),
             None,
-        )  # fmt: skip
+        )
         if match is None:
             return False
         start += remaining.pop(match).shape[1]

@@ -132,8 +132,10 @@ def encode_labels(labels: np.ndarray, source: str = "labels") -> tuple[np.ndarra
         raise ValueError(f"{source}: {int(np.sum(~np.isfinite(labels)))} labels are NaN or inf")
     if labels.dtype.kind == "c" or (labels.dtype.kind == "f" and not np.all(labels == np.round(labels))):
         fractional = labels[labels != np.round(labels.real)]
-        raise ValueError(f"{source}: {len(fractional)} labels are not whole numbers (e.g. {fractional.flat[0]}); class labels "
-                         "are integers or strings, never guessed from other numbers (is it the right array? --labels KEY)")
+        raise ValueError(
+            f"{source}: {len(fractional)} labels are not whole numbers (e.g. {fractional.flat[0]}); class labels "
+            "are integers or strings, never guessed from other numbers (is it the right array? --labels KEY)"
+        )
     values, codes = np.unique(labels, return_inverse=True)
     names = tuple(_label_name(value) for value in values)
     if len(values) < 2:
@@ -191,19 +193,29 @@ class MinMaxScaler:
     def transform(self, views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         for name, view in views.items():
             if name not in self.minimum:
-                raise ValueError(f"view {name!r} is not one of the views the scaling was fitted on ({', '.join(self.minimum)})")
+                raise ValueError(
+                    f"view {name!r} is not one of the views the scaling was fitted on ({', '.join(self.minimum)})"
+                )
             if view.shape[1:] != self.minimum[name].shape:
-                raise ValueError(f"view {name!r} has {view.shape[1]} features, the scaling was fitted on {self.minimum[name].shape[0]}")
+                raise ValueError(
+                    f"view {name!r} has {view.shape[1]} features, the scaling was fitted on "
+                    f"{self.minimum[name].shape[0]}"
+                )
         return {name: (view - self.minimum[name]) / self.span[name] for name, view in views.items()}
 
     def state(self) -> dict[str, dict[str, torch.Tensor]]:
         """The statistics as float64 tensors (what a checkpoint read with ``weights_only`` holds)."""
-        return {"minimum": {k: torch.from_numpy(v.copy()) for k, v in self.minimum.items()},
-                "span": {k: torch.from_numpy(v.copy()) for k, v in self.span.items()}}
+        return {
+            "minimum": {k: torch.from_numpy(v.copy()) for k, v in self.minimum.items()},
+            "span": {k: torch.from_numpy(v.copy()) for k, v in self.span.items()},
+        }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Mapping[str, torch.Tensor]]) -> MinMaxScaler:
-        return cls({k: v.double().numpy() for k, v in state["minimum"].items()}, {k: v.double().numpy() for k, v in state["span"].items()})
+        return cls(
+            {k: v.double().numpy() for k, v in state["minimum"].items()},
+            {k: v.double().numpy() for k, v in state["span"].items()},
+        )
 
 
 def make_splits(
@@ -260,7 +272,8 @@ def _check_split_classes(
         if unseen:
             shown = ", ".join(repr(class_names[c]) for c in unseen)
             raise ValueError(
-                f"{source}: class {shown} of the {part} split has no training sample; every class needs training samples"
+                f"{source}: class {shown} of the {part} split has no training sample; every class needs training "
+                "samples"
             )
 
 
@@ -331,15 +344,17 @@ def _read_mat(path: Path, views: Sequence[str], labels: str | None) -> MultiView
     numbered_keys = [key for key in keys if _MAT_SPLIT_VIEW.match(key)]
     if numbered_keys:
         numbers = sorted({int(match.group(1)) for key in numbered_keys if (match := _MAT_SPLIT_VIEW.match(key))})
-        names = dict(zip((f"x{k}" for k in numbers), _mat_view_names(content, len(numbers), path)))
+        given = _mat_view_names(content, len(numbers), path) or []  # a list of len(numbers) names when a count is given
+        names = dict(zip((f"x{k}" for k in numbers), given, strict=True))
         parts = _split_parts(content, _splits_present(numbered_keys, _MAT_SPLIT_VIEW, path))
         return _read_split_form(parts, path, views or tuple(names), labels, names)
     split_keys = [key for key in keys if _SPLIT_SUFFIX.match(key)]
     if split_keys and all(_SPLIT_SUFFIX.match(key) or key in VIEW_NAME_KEYS for key in keys):
         parts = _split_parts(content, _splits_present(split_keys, _SPLIT_SUFFIX, path))
         return _read_split_form(parts, path, views, labels)
-    names = _mat_view_names(content, None, path)
-    layout = find_layout(content, str(path), views=views, labels=labels, view_names=names)
+    layout = find_layout(
+        content, str(path), views=views, labels=labels, view_names=_mat_view_names(content, None, path)
+    )
     return MultiViewArrays(layout.views, layout.labels, str(path), notes=layout.notes)
 
 
@@ -355,18 +370,24 @@ _CHUNK = 2**20
 
 def check_expanded_size(path: Path, expanded: int, stored: int, what: str) -> None:
     """A ValueError when ``expanded`` bytes (read from ``stored`` bytes of ``path``) are more
-    than :data:`MAX_DATA_BYTES`, or more than :data:`MAX_RATIO` times what they are stored in."""
+    than :data:`MAX_DATA_BYTES`, or more than :data:`MAX_RATIO` times what they are stored in.
+    """
     if expanded > MAX_DATA_BYTES:
-        raise ValueError(f"{path}: {what} would take {expanded / 2**30:.1f} GiB once read, more than the "
-                         f"{MAX_DATA_BYTES / 2**30:.0f} GiB a data file may hold")
+        raise ValueError(
+            f"{path}: {what} would take {expanded / 2**30:.1f} GiB once read, more than the "
+            f"{MAX_DATA_BYTES / 2**30:.0f} GiB a data file may hold"
+        )
     if expanded > RATIO_FROM and expanded > MAX_RATIO * max(stored, 1):
-        raise ValueError(f"{path}: {what} would expand from {stored} to {expanded} bytes ({expanded / max(stored, 1):.0f}x, "
-                         f"more than {MAX_RATIO}x); refused as a decompression bomb")
+        raise ValueError(
+            f"{path}: {what} would expand from {stored} to {expanded} bytes ({expanded / max(stored, 1):.0f}x, "
+            f"more than {MAX_RATIO}x); refused as a decompression bomb"
+        )
 
 
 def _check_npz_sizes(path: Path) -> None:
     """Every array of the ``.npz`` at ``path`` within :func:`check_expanded_size`, from the zip's
-    member headers and each array's own header, before any array is read."""
+    member headers and each array's own header, before any array is read.
+    """
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
@@ -378,21 +399,29 @@ def _check_npz_sizes(path: Path) -> None:
                 with archive.open(member) as handle:
                     try:
                         version = np.lib.format.read_magic(handle)
-                        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+                        readers = {
+                            (1, 0): np.lib.format.read_array_header_1_0,
+                            (2, 0): np.lib.format.read_array_header_2_0,
+                        }
                         shape, _, dtype = readers[version](handle)
                     except (ValueError, KeyError, SyntaxError) as error:
-                        raise ValueError(f"{path}: array {member.filename!r} has no readable .npy header ({error})") from None
+                        raise ValueError(
+                            f"{path}: array {member.filename!r} has no readable .npy header ({error})"
+                        ) from None
                 nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
                 if nbytes > member.file_size:
-                    raise ValueError(f"{path}: array {member.filename!r} declares shape {shape} ({nbytes} bytes) "
-                                     f"but holds {member.file_size} bytes")
+                    raise ValueError(
+                        f"{path}: array {member.filename!r} declares shape {shape} ({nbytes} bytes) "
+                        f"but holds {member.file_size} bytes"
+                    )
     except (zipfile.BadZipFile, EOFError) as error:
         raise ValueError(f"cannot read {path} as a .npz file: {error}") from None
 
 
 def _check_mat_sizes(path: Path) -> None:
     """The variables of the MATLAB v5/v7 file at ``path`` within :func:`check_expanded_size`:
-    compressed ones are inflated chunk by chunk and counted, never held, before scipy reads them."""
+    compressed ones are inflated chunk by chunk and counted, never held, before scipy reads them.
+    """
     stored = path.stat().st_size
     expanded = 0
     with open(path, "rb") as handle:

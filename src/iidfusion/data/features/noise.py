@@ -102,7 +102,9 @@ def corrupt_views(
         ref = reference.views[name].detach().cpu().numpy().astype(np.float64)
         key = zlib.crc32(name.encode())
         rng = np.random.default_rng([seed, 1, key])
-        corrupted_rows = shared if mask == "shared" else np.random.default_rng([seed, 2, key]).random(len(data)) < probability
+        corrupted_rows = (
+            shared if mask == "shared" else np.random.default_rng([seed, 2, key]).random(len(data)) < probability
+        )
         rows = corrupted_rows.reshape((-1,) + (1,) * (clean.ndim - 1))
         corrupted = np.where(rows, FEATURE_NOISE[kind](clean, ref, level, rng), clean)
         if not np.isfinite(corrupted).all() or np.abs(corrupted).max(initial=0) > torch.finfo(view.dtype).max:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,8 +36,8 @@ from iidfusion.data.features.multiview import (
     make_splits,
     read_multiview_file,
 )
-from iidfusion.data.raw.feature_cache import load_feature_cache
 from iidfusion.data.features.synthetic import SyntheticConfig, generate_synthetic
+from iidfusion.data.raw.feature_cache import load_feature_cache
 
 SYNTHETIC_NUM_SAMPLES = 2000
 SYNTHETIC_DATA_SEED = 0
@@ -92,12 +93,15 @@ def load_dataset(
 
 def describe(name_or_path: str | Path, *, seed: int = 0, views: Sequence[str] = (), labels: str | None = None) -> str:
     """A short text for ``iidfusion datasets``: views and widths, samples, classes, splits, and
-    for a file what the layout detection picked (its notes)."""
+    for a file what the layout detection picked (its notes).
+    """
     with warnings.catch_warnings():  # the notes, printed below, name what the file's layout passed over
         warnings.simplefilter("ignore", PassedOverWarning)
         name, arrays = _read(name_or_path, views, labels)
     splits = make_splits(arrays, name, seed=seed, scale=False)
-    registered = _REGISTRY.get(str(name_or_path)) if isinstance(name_or_path, str) and name_or_path in _REGISTRY else None
+    registered = (
+        _REGISTRY.get(str(name_or_path)) if isinstance(name_or_path, str) and name_or_path in _REGISTRY else None
+    )
     codes, class_names = encode_labels(arrays.labels, arrays.source)
     counts = np.bincount(codes, minlength=len(class_names))
     if arrays.splits is None:
@@ -114,14 +118,16 @@ def describe(name_or_path: str | Path, *, seed: int = 0, views: Sequence[str] = 
         f"samples: {len(arrays.labels)} (train {len(splits.train)}, val {len(splits.val)}, "
         f"test {len(splits.test)}; {origin})",
         f"classes: {splits.num_classes} ("
-        + ", ".join(f"{label}: {count}" for label, count in zip(class_names, counts.tolist()))
+        + ", ".join(f"{label}: {count}" for label, count in zip(class_names, counts.tolist(), strict=True))
         + ")",
         *(["found:", *(f"  {note}" for note in arrays.notes)] if arrays.notes else []),
     ]
     return "\n".join(lines)
 
 
-def _read(name_or_path: str | Path, views: Sequence[str] = (), labels: str | None = None) -> tuple[str, MultiViewArrays]:
+def _read(
+    name_or_path: str | Path, views: Sequence[str] = (), labels: str | None = None
+) -> tuple[str, MultiViewArrays]:
     if isinstance(name_or_path, str) and name_or_path in _REGISTRY:
         if labels:
             raise ValueError(f"--labels applies to files; the bundled data set {name_or_path!r} has its labels")
@@ -157,9 +163,16 @@ def _read_synthetic() -> MultiViewArrays:
 
 
 # Many weak views: 12 modalities, 27 classes, 8 relevant among 128 dimensions per view. Averaging
-# so many views is where intermediate fusion used to stay at chance (docs/evidence.md).
-SYNTHETIC_MANY_VIEWS = dict(num_modalities=12, num_classes=27, relevant_dims=8, noise_dims=120,
-                            class_separation=3.0, corrupt_fraction=0.3, shift=2.0)
+# so many views is where intermediate fusion can stay at chance (docs/evidence.md).
+SYNTHETIC_MANY_VIEWS: dict[str, Any] = {
+    "num_modalities": 12,
+    "num_classes": 27,
+    "relevant_dims": 8,
+    "noise_dims": 120,
+    "class_separation": 3.0,
+    "corrupt_fraction": 0.3,
+    "shift": 2.0,
+}
 
 
 def _read_synthetic_many_views() -> MultiViewArrays:

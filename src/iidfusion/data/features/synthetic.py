@@ -1,4 +1,5 @@
-"""The synthetic theory benchmark (docs/method.md, "Synthetic theory benchmark"): where IID's claims can be checked exactly.
+"""The synthetic theory benchmark (docs/method.md, "Synthetic theory benchmark"): where IID's claims can be checked
+exactly.
 
 Generative model, following the paper's split of feature dimensions into task-relevant and noise
 dimensions. For sample i with label y_i (classes balanced, order shuffled) and modality m:

@@ -40,7 +40,8 @@ class ExtractionOptions:
     """How the encoders run: the test split's noise ``levels`` (0: clean only) of ``noise_kind``;
     ``seed`` of random encoder initialisations and of the noise; the image crop ``image_size``;
     ``hash_content``: checksum image bytes instead of sizes and modification times; ``force``:
-    extract again even if the cache is current."""
+    extract again even if the cache is current.
+    """
 
     levels: tuple[float, ...] = (0.0,)
     noise_kind: str = "gaussian"
@@ -62,8 +63,13 @@ class ExtractedFeatures:
     files: dict[float, Path]
 
 
-def cache_key(raw: RawSplits, data: RawDataOptions, encoders: dict[str, nn.Module], encoder_options: EncoderOptions,
-              options: ExtractionOptions) -> CacheKey:  # fmt: skip
+def cache_key(
+    raw: RawSplits,
+    data: RawDataOptions,
+    encoders: dict[str, nn.Module],
+    encoder_options: EncoderOptions,
+    options: ExtractionOptions,
+) -> CacheKey:
     """The key of the features ``encoders`` compute from ``raw`` with ``options`` (module docstring)."""
     settings: dict[str, Any] = {
         "format": data.data_format,
@@ -71,12 +77,18 @@ def cache_key(raw: RawSplits, data: RawDataOptions, encoders: dict[str, nn.Modul
         "encoders": describe_encoders(encoders),
         "init_seed": encoder_options.init_seed,
         "max_length": encoder_options.max_length,
-        "transform": asdict(image_transforms(raw.family, options.image_size, encoder_preprocessing(encoders))[1]) if raw.family != "texts" else None,
-        "noise": {"kind": options.noise_kind, "seed": options.seed, "probability": NOISE_PROBABILITY,
-                  "density": SALT_AND_PEPPER_DENSITY},
+        "transform": asdict(image_transforms(raw.family, options.image_size, encoder_preprocessing(encoders))[1])
+        if raw.family != "texts"
+        else None,
+        "noise": {
+            "kind": options.noise_kind,
+            "seed": options.seed,
+            "probability": NOISE_PROBABILITY,
+            "density": SALT_AND_PEPPER_DENSITY,
+        },
         "val_fraction": data.val_fraction if raw.family == "rgbd" else None,
         "on_error": data.on_error,
-    }  # fmt: skip
+    }
     return CacheKey(input_checksum(raw, content=options.hash_content), settings)
 
 
@@ -105,12 +117,24 @@ def extract_to_cache(
 
     def make_dataset(split: str, level: float) -> Dataset:
         noise = InputNoise(level, options.noise_kind, raw.family, options.seed) if level > 0 else None
-        return raw_dataset(raw, split, tokenizer, noise=noise, image_size=options.image_size, preprocessing=preprocessing)
+        return raw_dataset(
+            raw, split, tokenizer, noise=noise, image_size=options.image_size, preprocessing=preprocessing
+        )
 
     files = build_feature_cache(
-        out, raw, key, encoders, make_dataset, levels=options.levels, batch_size=options.batch_size,
-        device=options.device, num_workers=options.num_workers, force=options.force, log=log, progress=progress,
-    )  # fmt: skip
+        out,
+        raw,
+        key,
+        encoders,
+        make_dataset,
+        levels=options.levels,
+        batch_size=options.batch_size,
+        device=options.device,
+        num_workers=options.num_workers,
+        force=options.force,
+        log=log,
+        progress=progress,
+    )
     if tokenizer is not None:
         tokenizer.save(out / "tokenizer")
     return ExtractedFeatures(raw, encoders, files)

@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from iidfusion.data.features.multiview import VAL_FRACTION
 from iidfusion.data.raw.hfm import HFM_MODALITIES, TextsDataset, load_hfm
 from iidfusion.data.raw.input_noise import InputNoise
-from iidfusion.data.features.multiview import VAL_FRACTION
 from iidfusion.data.raw.rgbd import RGBD_MODALITIES, RGBDDataset, load_rgbd
 from iidfusion.data.raw.vision_language import (
     DATA_FORMATS,
@@ -52,8 +52,10 @@ from iidfusion.encoders.text import RandomTextConfig, TextTokenizer, load_text_e
 
 RAW_FORMATS: tuple[str, ...] = (*DATA_FORMATS, "rgbd", "hfm")
 FAMILY_MODALITIES: dict[str, tuple[str, ...]] = {
-    "vision-language": ("image", "text"), "rgbd": RGBD_MODALITIES, "texts": HFM_MODALITIES,
-}  # fmt: skip
+    "vision-language": ("image", "text"),
+    "rgbd": RGBD_MODALITIES,
+    "texts": HFM_MODALITIES,
+}
 FORMAT_FAMILIES: dict[str, str] = {"rgbd": "rgbd", "hfm": "texts"}  # the others: vision-language
 # The originals' encoders: (image architecture, pooled regions) per family.
 DEFAULT_IMAGE_ENCODER: dict[str, tuple[str, int]] = {"vision-language": ("resnet152", 3), "rgbd": ("resnet18", 1)}
@@ -62,7 +64,9 @@ PRETRAINED_DEFAULT = "efficientnet-lite0"
 IMAGE_SIZE = 224
 
 
-def image_transforms(family: str, size: int = IMAGE_SIZE, preprocessing: Mapping[str, str] | None = None) -> tuple[ImageTransform, ImageTransform]:
+def image_transforms(
+    family: str, size: int = IMAGE_SIZE, preprocessing: Mapping[str, str] | None = None
+) -> tuple[ImageTransform, ImageTransform]:
     """The (training, evaluation) image transforms of ``family`` at crop ``size``.
 
     224 gives the originals' transforms; another size (e.g. 32 for quick CPU runs) scales the
@@ -73,10 +77,12 @@ def image_transforms(family: str, size: int = IMAGE_SIZE, preprocessing: Mapping
     if size < 1:
         raise ValueError(f"image size must be >= 1, got {size}")
     load = round(size * 256 / IMAGE_SIZE)
-    extra = dict(preprocessing or {})
+    extra: dict[str, Any] = dict(preprocessing or {})
     if family == "rgbd":
-        return (replace(RGBD_TRAIN_TRANSFORM, resize=load, crop=size, **extra),
-                replace(RGBD_EVAL_TRANSFORM, resize=size, crop=size, **extra))  # fmt: skip
+        return (
+            replace(RGBD_TRAIN_TRANSFORM, resize=load, crop=size, **extra),
+            replace(RGBD_EVAL_TRANSFORM, resize=size, crop=size, **extra),
+        )
     transform = replace(VISION_LANGUAGE_TRANSFORM, resize=load, crop=size, **extra)
     return transform, transform
 
@@ -115,13 +121,22 @@ def load_raw(options: RawDataOptions) -> RawSplits:
     """The samples of a raw data set in any of :data:`RAW_FORMATS`."""
     if options.data_format == "hfm":
         return load_hfm(
-            options.root, missing_attributes=options.missing_attributes, keyword_filter=options.keyword_filter,
-            on_error=options.on_error, name=options.name,
-        )  # fmt: skip
-    common: dict[str, Any] = {"on_error": options.on_error, "verify_images": options.verify_images, "name": options.name}
+            options.root,
+            missing_attributes=options.missing_attributes,
+            keyword_filter=options.keyword_filter,
+            on_error=options.on_error,
+            name=options.name,
+        )
+    common: dict[str, Any] = {
+        "on_error": options.on_error,
+        "verify_images": options.verify_images,
+        "name": options.name,
+    }
     if family_of(options.data_format) == "rgbd":
         return load_rgbd(options.root, val_fraction=options.val_fraction, seed=options.seed, **common)
-    return load_vision_language(options.root, options.data_format, image_dir=options.image_dir, columns=options.columns, **common)
+    return load_vision_language(
+        options.root, options.data_format, image_dir=options.image_dir, columns=options.columns, **common
+    )
 
 
 @dataclass(frozen=True)
@@ -148,8 +163,11 @@ class EncoderOptions:
 def require_encoder_packages(options: EncoderOptions, family: str = "vision-language") -> None:
     """Import the package of every timm / torchvision / pretrained encoder named or defaulted
     (:func:`default_image_encoder`), so that a missing or broken package is one clear error
-    before any data is read."""
-    image = options.image_arch or (default_image_encoder(family, options.image_weights)[0] if family in DEFAULT_IMAGE_ENCODER else None)
+    before any data is read.
+    """
+    image = options.image_arch or (
+        default_image_encoder(family, options.image_weights)[0] if family in DEFAULT_IMAGE_ENCODER else None
+    )
     for arch in (image, options.depth_arch):
         if arch is not None and is_ecosystem_encoder(arch):
             import_library(arch.partition(":")[0])
@@ -173,7 +191,8 @@ def default_image_encoder(family: str, weights: str | None) -> tuple[str, int]:
     except ValueError:
         raise ValueError(
             f"no image encoder given: the default, a pretrained {PRETRAINED_DEFAULT}, needs the optional extra "
-            f"'{EXTRA}' (pip install 'iidfusion[{EXTRA}]'); or give --weights FILE for a ResNet-152, or --image-encoder NAME"
+            f"'{EXTRA}' (pip install 'iidfusion[{EXTRA}]'); or give --weights FILE for a ResNet-152, or "
+            "--image-encoder NAME"
         ) from None
     return PRETRAINED_DEFAULT, 1
 
@@ -182,7 +201,11 @@ def build_encoders(raw: RawSplits, options: EncoderOptions) -> tuple[dict[str, n
     """The encoders of ``raw``'s family (modality -> module with ``output_dim``) and the tokenizer (None for RGB-D)."""
     if raw.family == "texts":
         return _text_encoders(raw, options)
-    arch, regions = (options.image_arch, DEFAULT_IMAGE_ENCODER[raw.family][1]) if options.image_arch else default_image_encoder(raw.family, options.image_weights)
+    arch, regions = (
+        (options.image_arch, DEFAULT_IMAGE_ENCODER[raw.family][1])
+        if options.image_arch
+        else default_image_encoder(raw.family, options.image_weights)
+    )
     # The originals' band pooling is for their ResNets; other encoders pool to one vector.
     if options.regions is not None:  # 0 is refused by the encoder, not read as the default
         regions = options.regions
@@ -208,7 +231,8 @@ def build_encoders(raw: RawSplits, options: EncoderOptions) -> tuple[dict[str, n
 def image_encoder(arch: str, *, weights: str | None, regions: int) -> nn.Module:
     """A built-in ResNet (``resnet18`` ... ``resnet152``), the pretrained ``efficientnet-lite0``
     (:mod:`iidfusion.encoders.efficientnet_lite`) or a timm / torchvision model (``timm:NAME``,
-    :mod:`iidfusion.encoders.ecosystem`), pooled to ``regions`` bands."""
+    :mod:`iidfusion.encoders.ecosystem`), pooled to ``regions`` bands.
+    """
     if is_ecosystem_encoder(arch):
         return EcosystemImageEncoder(arch, weights=weights, regions=regions)
     if is_pretrained_encoder(arch):
@@ -229,9 +253,11 @@ def _text_encoders(raw: RawSplits, options: EncoderOptions) -> tuple[dict[str, n
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(options.init_seed)
             encoders[modality], tokenizer = load_text_encoder(
-                options.text, max_length=options.max_length, corpus=corpus,
+                options.text,
+                max_length=options.max_length,
+                corpus=corpus,
                 random_config=replace(options.random_text, seed=options.init_seed),
-            )  # fmt: skip
+            )
     assert tokenizer is not None  # the family has modalities
     return encoders, tokenizer
 
@@ -252,7 +278,8 @@ def raw_dataset(
     preprocessing: Mapping[str, str] | None = None,
 ) -> RawDataset:
     """The dataset of one split; ``augment`` turns on RGB-D's training augmentation;
-    ``preprocessing``: the image encoder's (:func:`encoder_preprocessing`)."""
+    ``preprocessing``: the image encoder's (:func:`encoder_preprocessing`).
+    """
     if raw.family == "texts":
         if tokenizer is None:
             raise ValueError("a text dataset needs the text encoder's tokenizer")
@@ -260,7 +287,12 @@ def raw_dataset(
     train_transform, eval_transform = image_transforms(raw.family, image_size, preprocessing)
     if raw.family == "rgbd":
         return RGBDDataset(
-            raw.split(split), raw.class_names, train=augment, noise=noise, train_transform=train_transform, eval_transform=eval_transform
+            raw.split(split),
+            raw.class_names,
+            train=augment,
+            noise=noise,
+            train_transform=train_transform,
+            eval_transform=eval_transform,
         )
     if tokenizer is None:
         raise ValueError("a vision-language dataset needs the text encoder's tokenizer")

@@ -41,10 +41,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from iidfusion.core.progress import progress_bar
 from iidfusion.data.features.base import DatasetSplits
 from iidfusion.data.features.multiview import make_splits, read_multiview_file
 from iidfusion.data.raw.vision_language import SPLITS, RawSplits
-from iidfusion.core.progress import progress_bar
 
 CACHE_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -69,7 +69,7 @@ def input_checksum(raw: RawSplits, *, content: bool = False) -> str:
                 stat = sample.image.stat()
                 image = str(sample.image.resolve())
                 stamp = _file_sha256(sample.image) if content else f"{stat.st_size}:{stat.st_mtime_ns}"
-            entry = [split, sample.id, str(sample.label), sample.text, image, stamp]
+            entry: list[Any] = [split, sample.id, str(sample.label), sample.text, image, stamp]
             if sample.texts:
                 entry.append(dict(sorted(sample.texts.items())))
             digest.update(json.dumps(entry).encode("utf-8"))
@@ -84,7 +84,9 @@ class CacheKey:
     settings: Mapping[str, Any]
 
     def digest(self) -> str:
-        payload = json.dumps({"version": CACHE_VERSION, "inputs": self.inputs, "settings": self.settings}, sort_keys=True, default=str)
+        payload = json.dumps(
+            {"version": CACHE_VERSION, "inputs": self.inputs, "settings": self.settings}, sort_keys=True, default=str
+        )
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -124,7 +126,8 @@ def extract_features(
     num_workers: int = 0,
     bar: Any = None,
 ) -> dict[str, np.ndarray]:
-    """Each encoder's output over ``dataset`` (items as :class:`~iidfusion.data.raw.vision_language.RawDataset` gives them).
+    """Each encoder's output over ``dataset`` (items as :class:`~iidfusion.data.raw.vision_language.RawDataset` gives
+    them).
 
     Encoders run in eval mode without gradients; rows follow the dataset's order. Returns
     ``{modality: (N, d_m) float32}``. A non-finite feature is an error naming the modality.
@@ -139,7 +142,9 @@ def extract_features(
         for name, encoder in encoders.items():
             out = encoder(_to_device(batch["inputs"][name], device)).float()
             if not torch.isfinite(out).all():
-                raise ValueError(f"encoder {name!r} produced non-finite features (batch of samples {batch['index'][:3].tolist()}...)")
+                raise ValueError(
+                    f"encoder {name!r} produced non-finite features (batch of samples {batch['index'][:3].tolist()}...)"
+                )
             chunks[name].append(out.cpu().numpy())
         if bar is not None:
             bar.update(len(batch["index"]))
@@ -152,15 +157,19 @@ def _to_device(value: Any, device: torch.device) -> Any:
     return value.to(device)
 
 
-def write_feature_file(path: Path, views: Mapping[str, Mapping[str, np.ndarray]], labels: Mapping[str, np.ndarray]) -> str:
+def write_feature_file(
+    path: Path, views: Mapping[str, Mapping[str, np.ndarray]], labels: Mapping[str, np.ndarray]
+) -> str:
     """Write a split-form ``.npz`` atomically; return its SHA-256."""
-    arrays = {f"{view}_{split}": array for split, by_view in views.items() for view, array in by_view.items()}
+    arrays: dict[str, Any] = {f"{view}_{split}": a for split, by_view in views.items() for view, a in by_view.items()}
     arrays.update({f"labels_{split}": array for split, array in labels.items()})
     _atomic_write(path, lambda handle: np.savez(handle, **arrays))
     return _file_sha256(path)
 
 
-def write_manifest(directory: Path, key: CacheKey, raw: RawSplits, files: Mapping[float, tuple[str, str]], seconds: float) -> None:
+def write_manifest(
+    directory: Path, key: CacheKey, raw: RawSplits, files: Mapping[float, tuple[str, str]], seconds: float
+) -> None:
     """The manifest (last, atomically): key, classes, files and their hashes, skipped samples."""
     manifest = {
         "version": CACHE_VERSION,
@@ -184,7 +193,8 @@ def write_manifest(directory: Path, key: CacheKey, raw: RawSplits, files: Mappin
 
 def peak_memory_mib() -> int | None:
     """The largest resident memory of this process so far, in MiB (None where the platform does
-    not say: Windows has no ``resource``); recorded with the extraction's time."""
+    not say: Windows has no ``resource``); recorded with the extraction's time.
+    """
     try:
         import resource
     except ImportError:
@@ -193,7 +203,9 @@ def peak_memory_mib() -> int | None:
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024))
 
 
-def load_feature_cache(directory: str | Path, *, noise: float = 0.0, seed: int = 0, scale: bool | Any = True) -> DatasetSplits:
+def load_feature_cache(
+    directory: str | Path, *, noise: float = 0.0, seed: int = 0, scale: bool | Any = True
+) -> DatasetSplits:
     """The cached features at ``noise`` as :class:`DatasetSplits` (read as ``load_dataset`` reads a file),
     with the test split of every noise level in ``input_noise_tests``, scaled as the training
     split (so that evaluation at level eps sees the features of inputs corrupted at eps).
@@ -205,35 +217,47 @@ def load_feature_cache(directory: str | Path, *, noise: float = 0.0, seed: int =
     if manifest is None:
         raise FileNotFoundError(f"{directory}: no {MANIFEST_NAME}; not a feature cache written by `iidfusion extract`")
     if f"{noise:g}" not in manifest["files"]:
-        raise ValueError(f"{directory}: no features at noise level {noise:g}; cached levels: {sorted(manifest['files'])}")
+        raise ValueError(
+            f"{directory}: no features at noise level {noise:g}; cached levels: {sorted(manifest['files'])}"
+        )
     splits = _load_level(directory, manifest, noise, seed, scale)
     splits.name = str(manifest.get("name", splits.name))
     for level in sorted(float(name) for name in manifest["files"]):
-        test = splits.test if level == noise else _load_level(directory, manifest, level, seed, splits.scaler or False).test
+        test = (
+            splits.test
+            if level == noise
+            else _load_level(directory, manifest, level, seed, splits.scaler or False).test
+        )
         splits.input_noise_tests[level] = test
     return splits
 
 
-def _load_level(directory: Path, manifest: Mapping[str, Any], level: float, seed: int, scale: bool | Any) -> DatasetSplits:
+def _load_level(
+    directory: Path, manifest: Mapping[str, Any], level: float, seed: int, scale: bool | Any
+) -> DatasetSplits:
     path = directory / manifest["files"][f"{level:g}"]["file"]
     if not path.is_file() or _file_sha256(path) != manifest["files"][f"{level:g}"]["sha256"]:
-        raise ValueError(f"{path} is missing or differs from the file the manifest recorded; run `iidfusion extract` again")
+        raise ValueError(
+            f"{path} is missing or differs from the file the manifest recorded; run `iidfusion extract` again"
+        )
     splits = make_splits(read_multiview_file(path), path.stem, seed=seed, scale=scale)  # as load_dataset reads a file
     if list(splits.class_names) != list(manifest["class_names"]):
-        raise ValueError(f"{path}: classes {list(splits.class_names)} differ from the manifest's {manifest['class_names']}")
+        raise ValueError(
+            f"{path}: classes {list(splits.class_names)} differ from the manifest's {manifest['class_names']}"
+        )
     return splits
 
 
 def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with handle:
+        with os.fdopen(fd, "wb") as handle:
             write(handle)
-        os.chmod(handle.name, 0o644)  # NamedTemporaryFile creates 0600 files
-        os.replace(handle.name, path)
+        os.chmod(name, 0o644)  # mkstemp creates 0600 files
+        os.replace(name, path)
     except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
+        Path(name).unlink(missing_ok=True)
         raise
 
 
@@ -247,10 +271,13 @@ def _file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 def remove_stale(directory: Path, keep: Iterable[str]) -> None:
     """Delete the manifest first (the cache is then invalid), then the feature files it listed
-    that are not in ``keep``; a file no manifest of ours lists (a user's own) is never deleted."""
+    that are not in ``keep``; a file no manifest of ours lists (a user's own) is never deleted.
+    """
     manifest = read_manifest(directory)
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    listed = {entry.get("file") for entry in files.values() if isinstance(entry, dict)} if isinstance(files, dict) else set()
+    listed = (
+        {entry.get("file") for entry in files.values() if isinstance(entry, dict)} if isinstance(files, dict) else set()
+    )
     (directory / MANIFEST_NAME).unlink(missing_ok=True)
     keep = set(keep)
     for path in directory.glob("features*.npz"):
@@ -289,8 +316,6 @@ def build_feature_cache(
     start = time.perf_counter()
     labels = {split: raw.label_values(split) for split in SPLITS}
 
-    bar: Any = None
-
     def run(split: str, level: float) -> dict[str, np.ndarray]:
         began = time.perf_counter()
         bar.set_postfix_str(f"{split} split, noise {level:g}")
@@ -298,15 +323,25 @@ def build_feature_cache(
             encoders, make_dataset(split, level), batch_size=batch_size, device=device, num_workers=num_workers, bar=bar
         )
         with bar.external_write_mode(file=sys.stderr):
-            log(f"extracted {split} (noise {level:g}): {len(labels[split])} samples in {time.perf_counter() - began:.1f} s")
+            log(
+                f"extracted {split} (noise {level:g}): {len(labels[split])} samples in "
+                f"{time.perf_counter() - began:.1f} "
+                "s"
+            )
         return views
 
     manifest = read_manifest(directory) if current else None
-    files = {level: (feature_file(level), manifest["files"][f"{level:g}"]["sha256"]) for level in current} if manifest else {}
+    files = (
+        {level: (feature_file(level), manifest["files"][f"{level:g}"]["sha256"]) for level in current}
+        if manifest
+        else {}
+    )
     missing = [level for level in levels if level not in current]
     if not missing:
         return {level: directory / name for level, (name, _) in files.items()}
-    samples = sum(len(labels[s]) for s in SPLITS) * (0.0 not in current) + len(labels["test"]) * sum(level > 0 for level in missing)
+    samples = sum(len(labels[s]) for s in SPLITS) * (0.0 not in current) + len(labels["test"]) * sum(
+        level > 0 for level in missing
+    )
     with progress_bar(samples, "extract", enabled=progress, unit="sample") as bar:
         if 0.0 in current:
             with np.load(directory / feature_file(0.0), allow_pickle=False) as archive:

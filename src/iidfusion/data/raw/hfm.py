@@ -69,7 +69,9 @@ def read_literal_lines(path: str | Path) -> list[tuple[int, list[Any]]]:
         try:
             value = ast.literal_eval(line.strip())
         except (ValueError, SyntaxError, MemoryError, RecursionError) as error:
-            raise ValueError(f"{path}:{number}: not a Python literal ({type(error).__name__}): {line.strip()[:80]!r}") from None
+            raise ValueError(
+                f"{path}:{number}: not a Python literal ({type(error).__name__}): {line.strip()[:80]!r}"
+            ) from None
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{path}:{number}: expected a list, got {type(value).__name__}")
         rows.append((number, list(value)))
@@ -124,7 +126,9 @@ def load_hfm(
     """
     root = Path(root)
     if missing_attributes not in MISSING_ATTRIBUTES:
-        raise ValueError(f"unknown missing_attributes {missing_attributes!r}; expected one of {list(MISSING_ATTRIBUTES)}")
+        raise ValueError(
+            f"unknown missing_attributes {missing_attributes!r}; expected one of {list(MISSING_ATTRIBUTES)}"
+        )
     if not root.is_dir():
         raise FileNotFoundError(f"HFM folder not found: {root}")
     attributes = read_attributes(root / HFM_ATTRIBUTES_FILE)
@@ -156,7 +160,9 @@ def load_hfm(
                     continue
                 words = ""
             parts[split].append(RawSample(tweet_id, label, None, texts={"text": text, "attributes": words}))
-    raw = check_splits(name or root.name, "texts", parts, on_error=on_error, verify_images=False, extra_check=_empty_tweet)
+    raw = check_splits(
+        name or root.name, "texts", parts, on_error=on_error, verify_images=False, extra_check=_empty_tweet
+    )
     for split, items in dropped.items():
         if items:
             raw.skipped[split] = items + raw.skipped.get(split, [])
@@ -168,7 +174,11 @@ def load_hfm(
 
 def _notes(filtered: dict[str, int], without: dict[str, int], missing: str, keyword_filter: bool) -> list[str]:
     counts = ", ".join(f"{split} {without[split]}" for split in SPLITS)
-    handled = {"empty": "their attribute text is empty", "skip": "dropped (listed as skipped)", "raise": "none allowed"}[missing]
+    handled = {
+        "empty": "their attribute text is empty",
+        "skip": "dropped (listed as skipped)",
+        "raise": "none allowed",
+    }[missing]
     notes = [
         "validation and test labels: the last field (the human annotator's), as HFM's code",
         f"tweets without image attributes: {counts}; {handled}",

@@ -1,4 +1,5 @@
-"""The noise protocols of QMF and PDF on raw inputs: blanked words and noisy pixels (docs/reproduce.md, "Noise protocol").
+"""The noise protocols of QMF and PDF on raw inputs: blanked words and noisy pixels (docs/reproduce.md, "Noise
+protocol").
 
 Applied to the TEST split only, at a level ``eps`` (the paper uses 0, 5, 10). Each sample's
 modality is corrupted with probability 0.5, independently per modality, as in the originals
@@ -59,7 +60,7 @@ def blank_words(text: str, probability: float, rng: np.random.Generator) -> str:
     """Replace each space-separated word by ``_`` with ``probability`` (QMF's text noise)."""
     words = text.split(" ")
     blanked = rng.random(len(words)) < probability
-    return " ".join(BLANK_TOKEN if hit else word for word, hit in zip(words, blanked))
+    return " ".join(BLANK_TOKEN if hit else word for word, hit in zip(words, blanked, strict=True))
 
 
 def gaussian_pixels(pixels: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
@@ -135,7 +136,9 @@ class InputNoise:
     def pixels(self, pixels: np.ndarray, index: int, modality: str = "image") -> np.ndarray:
         """Sample ``index``'s (H, W, 3) uint8 pixels as the protocol corrupts them (never in place)."""
         if pixels.dtype != np.uint8 or pixels.ndim != 3:
-            raise ValueError(f"pixel noise expects a (height, width, channels) uint8 array, got {pixels.dtype} {pixels.shape}")
+            raise ValueError(
+                f"pixel noise expects a (height, width, channels) uint8 array, got {pixels.dtype} {pixels.shape}"
+            )
         rng = self._selected(index, modality)
         return pixels if rng is None else PIXEL_NOISE[self.kind](pixels, self, rng)
 

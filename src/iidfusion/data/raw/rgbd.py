@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from iidfusion.data.raw.input_noise import InputNoise
 from iidfusion.data.features.multiview import VAL_FRACTION, stratified_split
+from iidfusion.data.raw.input_noise import InputNoise
 from iidfusion.data.raw.vision_language import (
     RawDataset,
     RawSample,
@@ -101,7 +101,9 @@ class RGBDDataset(RawDataset):
         self.transform = train_transform if train else eval_transform
 
     def inputs(self, index: int) -> dict[str, Any]:
-        image = open_image(self.samples[index].image)
+        path = self.samples[index].image
+        assert path is not None  # an RGB-D sample always has its image
+        image = open_image(path)
         width, height = image.size
         if width < 2:
             raise ValueError(f"{self.samples[index].image}: width {width} cannot hold an RGB half and a depth half")

@@ -84,10 +84,11 @@ class CsvColumns:
         for part in filter(None, (p.strip() for p in text.split(","))):
             role, _, column = part.partition("=")
             if role.strip() not in cls.__dataclass_fields__ or not column.strip():
-                raise ValueError(f"--csv-columns takes role=column pairs with roles {list(cls.__dataclass_fields__)}, got {text!r}")
+                raise ValueError(
+                    f"--csv-columns takes role=column pairs with roles {list(cls.__dataclass_fields__)}, got {text!r}"
+                )
             names[role.strip()] = column.strip()
         return cls(**names)
-
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def class_order(labels: Sequence[str | int], source: str) -> tuple[str, ...]:
         raise ValueError(f"{source}: no samples")
     if len(kinds) > 1:
         raise ValueError(f"{source}: labels mix numbers and names ({sorted(map(str, set(labels)))[:6]})")
-    names = tuple(str(value) for value in sorted(set(labels)))  # type: ignore[type-var]
+    names = tuple(str(value) for value in sorted(set(labels)))
     if len(names) < 2:
         raise ValueError(f"{source}: a single class ({names[0]}); need at least two")
     return names
@@ -226,12 +227,18 @@ def check_splits(
     class_names = class_order([s.label for s in parts["train"]], f"{name} train split")
     checked = {
         split: check_samples(
-            parts[split], class_names, split=split, on_error=on_error, verify_images=verify_images, extra_check=extra_check
+            parts[split],
+            class_names,
+            split=split,
+            on_error=on_error,
+            verify_images=verify_images,
+            extra_check=extra_check,
         )
         for split in SPLITS
     }
     skipped = {split: dropped for split, (_, dropped) in checked.items() if dropped}
-    return RawSplits(name, family, *(checked[split][0] for split in SPLITS), class_names=class_names, skipped=skipped)
+    train, val, test = (checked[split][0] for split in SPLITS)
+    return RawSplits(name, family, train, val, test, class_names=class_names, skipped=skipped)
 
 
 def _empty_text(sample: RawSample) -> str | None:
@@ -251,8 +258,17 @@ def read_mmbt_split(path: Path) -> list[RawSample]:
                 raise ValueError(f"{path}, line {number}: not valid JSON ({error})") from error
             missing = [key for key in ("id", "label", "text", "img") if not isinstance(row, dict) or key not in row]
             if missing:
-                raise ValueError(f"{path}, line {number}: missing keys {missing}; expected {{'id', 'label', 'text', 'img'}}")
-            samples.append(RawSample(str(row["id"]), _label(row["label"], path, number), path.parent / str(row["img"]), str(row["text"] or "")))
+                raise ValueError(
+                    f"{path}, line {number}: missing keys {missing}; expected {{'id', 'label', 'text', 'img'}}"
+                )
+            samples.append(
+                RawSample(
+                    str(row["id"]),
+                    _label(row["label"], path, number),
+                    path.parent / str(row["img"]),
+                    str(row["text"] or ""),
+                )
+            )
     return samples
 
 
@@ -263,14 +279,25 @@ def read_json_array_split(path: Path, image_dir: Path) -> list[RawSample]:
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from error
     if not isinstance(rows, list):
-        raise ValueError(f"{path}: expected a JSON array of {{'id', 'text', 'emotion_label'}} objects, got {type(rows).__name__}")
+        raise ValueError(
+            f"{path}: expected a JSON array of {{'id', 'text', 'emotion_label'}} objects, got {type(rows).__name__}"
+        )
     samples = []
     for number, row in enumerate(rows):
         missing = [key for key in ("id", "text", "emotion_label") if not isinstance(row, dict) or key not in row]
         if missing:
-            raise ValueError(f"{path}, entry {number}: missing keys {missing}; expected {{'id', 'text', 'emotion_label'}}")
+            raise ValueError(
+                f"{path}, entry {number}: missing keys {missing}; expected {{'id', 'text', 'emotion_label'}}"
+            )
         sample_id = str(row["id"])
-        samples.append(RawSample(sample_id, _label(row["emotion_label"], path, number), image_dir / f"{sample_id}.jpg", str(row["text"] or "")))
+        samples.append(
+            RawSample(
+                sample_id,
+                _label(row["emotion_label"], path, number),
+                image_dir / f"{sample_id}.jpg",
+                str(row["text"] or ""),
+            )
+        )
     return samples
 
 
@@ -281,22 +308,35 @@ def read_csv_split(path: Path, columns: CsvColumns) -> list[RawSample]:
         header = reader.fieldnames or []
         missing = [name for name in (columns.image, columns.text, columns.label) if name not in header]
         if missing:
-            raise ValueError(f"{path}: no column {missing} in the header {header}; name the columns with --csv-columns image=...,text=...,label=...")
+            raise ValueError(
+                f"{path}: no column {missing} in the header {header}; name the columns with --csv-columns "
+                "image=...,text=...,label=..."
+            )
         rows = []
         for row in reader:
             line = reader.line_num
             if None in row.values() or None in row:  # fewer or more fields than the header
-                raise ValueError(f"{path}, line {line}: {len([v for v in row.values() if v is not None])} fields, the header has {len(header)}")
+                raise ValueError(
+                    f"{path}, line {line}: {len([v for v in row.values() if v is not None])} fields, the header has "
+                    f"{len(header)}"
+                )
             rows.append((line, row))
     labels = [row[columns.label].strip() for _, row in rows]
     numeric = bool(labels) and all(INTEGER.fullmatch(label) for label in labels)
     samples = []
-    for (line, row), label in zip(rows, labels):
+    for (line, row), label in zip(rows, labels, strict=True):
         if not label:
             raise ValueError(f"{path}, line {line}: empty label in column {columns.label!r}")
         image = Path(row[columns.image].strip())
         sample_id = row[columns.id] if columns.id in row and row[columns.id] else str(line - 1)
-        samples.append(RawSample(sample_id, int(label) if numeric else label, image if image.is_absolute() else path.parent / image, row[columns.text]))
+        samples.append(
+            RawSample(
+                sample_id,
+                int(label) if numeric else label,
+                image if image.is_absolute() else path.parent / image,
+                row[columns.text],
+            )
+        )
     return samples
 
 
@@ -311,7 +351,9 @@ def _split_file(root: Path, data_format: str, split: str) -> Path:
     for name in names:
         if (root / name).is_file():
             return root / name
-    raise FileNotFoundError(f"{root}: no {split} split file (looked for {' or '.join(names)}) for the {data_format} format")
+    raise FileNotFoundError(
+        f"{root}: no {split} split file (looked for {' or '.join(names)}) for the {data_format} format"
+    )
 
 
 def find_image_dir(root: Path) -> Path:
@@ -335,7 +377,8 @@ def load_vision_language(
     """The train / val / test samples of a vision-language data set in ``data_format``.
 
     ``root`` holds the split files; ``image_dir`` (json-array only) overrides the search for
-    ``dataset_image/``; ``columns``: the column names of the ``csv`` format. ``verify_images=False`` skips decoding every image up front (faster on
+    ``dataset_image/``; ``columns``: the column names of the ``csv`` format. ``verify_images=False`` skips decoding
+    every image up front (faster on
     a trusted copy; a bad image then fails when it is read).
     """
     root = Path(root)
@@ -351,7 +394,12 @@ def load_vision_language(
         images = Path(image_dir) if image_dir is not None else find_image_dir(root)
         parts = {split: read_json_array_split(_split_file(root, data_format, split), images) for split in SPLITS}
     return check_splits(
-        name or root.name, "vision-language", parts, on_error=on_error, verify_images=verify_images, extra_check=_empty_text
+        name or root.name,
+        "vision-language",
+        parts,
+        on_error=on_error,
+        verify_images=verify_images,
+        extra_check=_empty_text,
     )
 
 
@@ -374,7 +422,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return Image.alpha_composite(background, rgba).convert("RGB")
     if image.mode.startswith("I") or image.mode == "F":
         values = np.asarray(image, dtype=np.float64)
-        scale = 1 / 255 if image.mode == "F" else 257.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 1.0
+        scale = (
+            1 / 255
+            if image.mode == "F"
+            else 257.0
+            if image.mode.startswith("I;16") or values.max(initial=0) > 255
+            else 1.0
+        )
         grey = np.clip(np.rint(values / scale), 0, 255).astype(np.uint8)
         return Image.fromarray(grey).convert("RGB")
     return image.convert("RGB")
@@ -397,7 +451,9 @@ class RawDataset(Dataset):
     subclasses implement :meth:`inputs`.
     """
 
-    def __init__(self, samples: Sequence[RawSample], class_names: Sequence[str], noise: InputNoise | None = None) -> None:
+    def __init__(
+        self, samples: Sequence[RawSample], class_names: Sequence[str], noise: InputNoise | None = None
+    ) -> None:
         index = {name: code for code, name in enumerate(class_names)}
         unknown = sorted({str(s.label) for s in samples} - set(index))
         if unknown:
@@ -439,6 +495,7 @@ class VisionLanguageDataset(RawDataset):
     def inputs(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
         text = sample.text or ""
+        assert sample.image is not None  # a vision-language sample always has its image
         pixels = self.transform.resize_image(open_image(sample.image))
         if self.noise is not None:
             text = self.noise.text(text, index, "text")

@@ -44,17 +44,34 @@ class OTProjectionConfig:
     evaluation always uses a plan computed from the current weights.
     """
 
-    plan_entities: int = option(10, "entities whose transport plans are averaged (OTKGE: 10)",
-                                flag="--projection-plan-entities", rule=at_least(1, MAX_BATCH))
-    cost_scale: float = option(100.0, "scale of the feature-to-structure cost (OTKGE: 100 WN9-IMG, 300 FB-IMG)",
-                               flag="--projection-cost-scale", rule=positive())
-    eps: float = option(10.0, "entropic regularisation of the plan, in the cost's units (OTKGE: 10)",
-                        flag="--projection-eps", rule=positive())
-    max_iter: int = option(1000, "Sinkhorn iterations of the plan", flag="--projection-max-iter", rule=at_least(1, MAX_EPOCHS))
+    plan_entities: int = option(
+        10,
+        "entities whose transport plans are averaged (OTKGE: 10)",
+        flag="--projection-plan-entities",
+        rule=at_least(1, MAX_BATCH),
+    )
+    cost_scale: float = option(
+        100.0,
+        "scale of the feature-to-structure cost (OTKGE: 100 WN9-IMG, 300 FB-IMG)",
+        flag="--projection-cost-scale",
+        rule=positive(),
+    )
+    eps: float = option(
+        10.0,
+        "entropic regularisation of the plan, in the cost's units (OTKGE: 10)",
+        flag="--projection-eps",
+        rule=positive(),
+    )
+    max_iter: int = option(
+        1000, "Sinkhorn iterations of the plan", flag="--projection-max-iter", rule=at_least(1, MAX_EPOCHS)
+    )
     tol: float = option(1e-6, "relative marginal error the plan stops at", flag="--projection-tol", rule=at_least(0))
-    refresh_every: int = option(1, "training steps between two plan computations (OTKGE: 1)",
-                                flag="--projection-refresh-every", rule=at_least(1, MAX_EPOCHS))
-
+    refresh_every: int = option(
+        1,
+        "training steps between two plan computations (OTKGE: 1)",
+        flag="--projection-refresh-every",
+        rule=at_least(1, MAX_EPOCHS),
+    )
 
 
 @dataclass
@@ -75,13 +92,19 @@ class KGModelConfig:
     name: str = option(DEFAULT_KG_MODEL, "KG model: a name of iidfusion.kg.models.base (otkge, mmkrl)", flag="--model")
     rank: int = option(500, "ComplEx rank k (2k reals per embedding; OTKGE 500)", rule=at_least(1, MAX_WIDTH))
     init_scale: float = option(1e-3, "scale of the initial embeddings (OTKGE 1e-3)", rule=positive())
-    modality_weights: dict[str, float] = field(default_factory=dict, metadata={"help": "static fusion weights by modality (empty: uniform)"})
-    strategy: str | None = option(None, "registered fusion strategy of the query weights: qmf, pdf, static (none: "
-                                  "OTKGE's static weights)", flag="--fusion-strategy")
-    strategy_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "the fusion strategy's own options"})
+    modality_weights: dict[str, float] = field(
+        default_factory=dict, metadata={"help": "static fusion weights by modality (empty: uniform)"}
+    )
+    strategy: str | None = option(
+        None,
+        "registered fusion strategy of the query weights: qmf, pdf, static (none: OTKGE's static weights)",
+        flag="--fusion-strategy",
+    )
+    strategy_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "the fusion strategy's own options"}
+    )
     projection: OTProjectionConfig = field(default_factory=OTProjectionConfig)
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "the KG model's own options"})
-
 
 
 @dataclass
@@ -100,7 +123,6 @@ class KGOutput:
     moduli: Callable[[Tensor], Tensor]
 
 
-
 def check_features(num_entities: int, features: Mapping[str, Tensor]) -> None:
     """Feature modalities a KG model accepts: at least one, one row per entity, none named "structure"."""
     if not features:
@@ -110,7 +132,8 @@ def check_features(num_entities: int, features: Mapping[str, Tensor]) -> None:
     for name, matrix in features.items():
         if matrix.ndim != 2 or matrix.shape[0] != num_entities:
             raise ValueError(
-                f"features[{name!r}] has shape {tuple(matrix.shape)}; expected ({num_entities}, width), one row per entity"
+                f"features[{name!r}] has shape {tuple(matrix.shape)}; expected ({num_entities}, width), one row per "
+                "entity"
             )
 
 
@@ -132,9 +155,12 @@ class KGModel(nn.Module):
     width: int
     strategy: FusionStrategy | None
 
-    def __init__(self, num_entities: int, num_relations: int, features: Mapping[str, Tensor], config: KGModelConfig) -> None:
+    def __init__(
+        self, num_entities: int, num_relations: int, features: Mapping[str, Tensor], config: KGModelConfig
+    ) -> None:
         """What every model checks and keeps: the features (:func:`check_features`), a rank >= 1, the
-        config and the graph's sizes; then the modalities ("structure" first) and the structural tables."""
+        config and the graph's sizes; then the modalities ("structure" first) and the structural tables.
+        """
         super().__init__()
         check_features(num_entities, features)
         if config.rank < 1:
@@ -159,7 +185,8 @@ class KGModel(nn.Module):
 
     def training_state(self) -> dict[str, Any]:
         """What training carries from step to step besides the weights and buffers (caches), saved
-        in training checkpoints so that a resumed run continues exactly; none by default."""
+        in training checkpoints so that a resumed run continues exactly; none by default.
+        """
         return {}
 
     def load_training_state(self, state: Mapping[str, Any]) -> None:
@@ -175,7 +202,9 @@ class KGModel(nn.Module):
         """{feature modality: d_m}: the widths of the pretrained features (a checkpoint records them)."""
         raise NotImplementedError
 
-    def auxiliary_losses(self, output: KGOutput, tails: Tensor, task_loss: Callable[[Tensor], Tensor]) -> dict[str, Tensor]:
+    def auxiliary_losses(
+        self, output: KGOutput, tails: Tensor, task_loss: Callable[[Tensor], Tensor]
+    ) -> dict[str, Tensor]:
         """The model's own training terms, weighted, added to the loss as they are (none by default).
 
         ``task_loss`` maps (B, N) logits to the objective's task loss on ``tails``, so a model
@@ -196,7 +225,6 @@ class KGModel(nn.Module):
         return score
 
 
-
 def static_weights(modalities: tuple[str, ...], given: Mapping[str, float]) -> Tensor:
     """The (M,) static fusion weights in ``modalities`` order; validated, summing to one."""
     unknown = [m for m in given if m not in modalities]
@@ -212,7 +240,10 @@ def static_weights(modalities: tuple[str, ...], given: Mapping[str, float]) -> T
         raise ValueError(f"modality_weights lack {missing}; give every modality or leave out only {STRUCTURE!r}")
     weights = torch.tensor([float(values[m]) for m in modalities])
     if not torch.isfinite(weights).all() or (weights < 0).any() or abs(float(weights.sum()) - 1.0) > 1e-6:
-        raise ValueError(f"modality_weights must be non-negative and sum to 1, got {dict(zip(modalities, weights.tolist()))}")
+        raise ValueError(
+            "modality_weights must be non-negative and sum to 1, got "
+            f"{dict(zip(modalities, weights.tolist(), strict=True))}"
+        )
     return weights
 
 
@@ -228,19 +259,21 @@ def fusion_strategy(
         if num_train_queries is None:
             raise ValueError(f"strategy {config.strategy!r} needs num_train_queries (its per-sample history)")
         kwargs["num_samples"] = num_train_queries
-    return create_strategy(config.strategy, options, modalities=modalities, num_classes=num_entities, width=width, mode="if", **kwargs)
+    return create_strategy(
+        config.strategy, options, modalities=modalities, num_classes=num_entities, width=width, mode="if", **kwargs
+    )
 
 
 def check_strategy_options(config: KGModelConfig) -> StrategyOptions | None:
     """The options of ``config.strategy`` from ``strategy_kwargs`` (None without a strategy);
     an unknown key, a wrong type or a value out of range is a ValueError naming
-    ``model.strategy_kwargs.<option>``, as a classification config's ``strategy.<name>``."""
+    ``model.strategy_kwargs.<option>``, as a classification config's ``strategy.<name>``.
+    """
     if config.strategy is None:
         if config.strategy_kwargs:
             raise ValueError(f"model.strategy_kwargs {config.strategy_kwargs} given without model.strategy")
         return None
     return strategy_options(config.strategy, config.strategy_kwargs, prefix="model.strategy_kwargs.")
-
 
 
 ModelClass = TypeVar("ModelClass", bound=type[KGModel])
@@ -282,6 +315,5 @@ def create_kg_model(
     num_train_queries: int | None = None,
 ) -> KGModel:
     """The model ``config.name`` for a graph of ``num_entities`` / ``num_relations`` with ``features``."""
-    return get_kg_model_class(config.name)(
-        num_entities, num_relations, features, config, num_train_queries=num_train_queries
-    )
+    model_class: Any = get_kg_model_class(config.name)  # every registered model takes num_train_queries
+    return model_class(num_entities, num_relations, features, config, num_train_queries=num_train_queries)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -40,7 +40,14 @@ from torch import Tensor, nn
 from iidfusion.core.config import at_least, check_rules, merge_config, option
 from iidfusion.core.output import FusionOutput
 from iidfusion.kg.features import STRUCTURE
-from iidfusion.kg.models.base import KGModel, KGModelConfig, KGOutput, fusion_strategy, register_kg_model, static_weights
+from iidfusion.kg.models.base import (
+    KGModel,
+    KGModelConfig,
+    KGOutput,
+    fusion_strategy,
+    register_kg_model,
+    static_weights,
+)
 
 
 @dataclass
@@ -53,8 +60,12 @@ class MMKRLOptions:
     """
 
     align_weight: float = option(0.1, "weight of the norm-constraint alignment (0: off)", rule=at_least(0))
-    adversarial_epsilon: float = option(0.1, "size of the FGM step relative to the embedding's norm (0: off)", rule=at_least(0))
-    adversarial_weight: float = option(0.5, "weight of the task loss on the perturbed scores (0: off)", rule=at_least(0))
+    adversarial_epsilon: float = option(
+        0.1, "size of the FGM step relative to the embedding's norm (0: off)", rule=at_least(0)
+    )
+    adversarial_weight: float = option(
+        0.5, "weight of the task loss on the perturbed scores (0: off)", rule=at_least(0)
+    )
 
 
 def parse_options(options: Mapping[str, Any]) -> MMKRLOptions:
@@ -81,12 +92,16 @@ def fgm_step(embedding: Tensor, gradient: Tensor, epsilon: float) -> Tensor:
     """The fast-gradient perturbation eps ||e|| g / ||g|| of each row (zero where g is), detached."""
     gradient = gradient.detach()
     norm = gradient.norm(dim=-1, keepdim=True)
-    direction = torch.where(norm > 0, gradient / norm.clamp_min(torch.finfo(norm.dtype).tiny), torch.zeros_like(gradient))
+    direction = torch.where(
+        norm > 0, gradient / norm.clamp_min(torch.finfo(norm.dtype).tiny), torch.zeros_like(gradient)
+    )
     return epsilon * embedding.detach().norm(dim=-1, keepdim=True) * direction
 
 
 class SourceProjection(nn.Module):
     """E_m = X_m W_m + b_m: a feature modality in the embedding space (features kept as a buffer)."""
+
+    features: Tensor
 
     def __init__(self, features: Tensor, width: int) -> None:
         super().__init__()
@@ -108,6 +123,7 @@ class MMKRL(KGModel):
     """
 
     title = "MMKRL-style"
+    fusion_weights: Tensor
 
     def __init__(
         self,
@@ -120,7 +136,9 @@ class MMKRL(KGModel):
     ) -> None:
         super().__init__(num_entities, num_relations, features, config)
         self.options = parse_options(config.options)
-        self.projections = nn.ModuleDict({name: SourceProjection(matrix, self.width) for name, matrix in features.items()})
+        self.projections = nn.ModuleDict(
+            {name: SourceProjection(matrix, self.width) for name, matrix in features.items()}
+        )
         self.register_buffer("fusion_weights", static_weights(self.modalities, config.modality_weights))
         self.strategy = fusion_strategy(config, self.modalities, num_entities, self.width, num_train_queries)
 
@@ -130,7 +148,10 @@ class MMKRL(KGModel):
 
     @property
     def feature_widths(self) -> dict[str, int]:
-        return {name: int(projection.features.shape[1]) for name, projection in self.projections.items()}
+        return {
+            name: int(cast(SourceProjection, projection).features.shape[1])
+            for name, projection in self.projections.items()
+        }
 
     def entity_tables(self) -> dict[str, Tensor]:
         return {STRUCTURE: self.entity} | {name: projection() for name, projection in self.projections.items()}
@@ -138,7 +159,7 @@ class MMKRL(KGModel):
     def fuse(self, tables: Mapping[str, Tensor]) -> Tensor:
         """The static-weight fused candidate table C = sum_m w_m E_m (N, 2k)."""
         weights = self.fusion_weights.to(self.entity.dtype)
-        return sum(w * tables[m] for w, m in zip(weights, self.modalities))
+        return sum(w * tables[m] for w, m in zip(weights, self.modalities, strict=True))
 
     def summed_scores(
         self, features: Mapping[str, Tensor], relation: Tensor, candidates: Tensor, weights: Tensor | None
@@ -153,7 +174,7 @@ class MMKRL(KGModel):
                 weights = self.fusion_weights.to(candidates.dtype).expand(len(relation), -1)
             else:
                 weights = self.strategy(features, sources)
-        fused = sum(weights[:, i : i + 1] * sources[m] for i, m in enumerate(self.modalities))
+        fused = cast(Tensor, sum(weights[:, i : i + 1] * sources[m] for i, m in enumerate(self.modalities)))
         return fused, sources, weights
 
     def forward(
@@ -170,7 +191,7 @@ class MMKRL(KGModel):
         relation = self.relation[relation_ids]
         features = {m: tables[m][heads] for m in self.modalities}
         logits, sources, weights = self.summed_scores(features, relation, candidates, None)
-        fused_query = sum(weights[:, i : i + 1] * features[m] for i, m in enumerate(self.modalities))
+        fused_query = cast(Tensor, sum(weights[:, i : i + 1] * features[m] for i, m in enumerate(self.modalities)))
         fusion = FusionOutput(
             logits=logits,
             unimodal_logits=sources,
@@ -195,12 +216,19 @@ class MMKRL(KGModel):
         names = [m for m in self.modalities if features[m].requires_grad]
         if not names:
             raise ValueError("the adversarial step needs query embeddings that require grad (a training forward pass)")
-        gradients = torch.autograd.grad(task_loss(output.fusion.logits), [features[m] for m in names], retain_graph=True)
-        steps = dict(zip(names, gradients))
+        gradients = torch.autograd.grad(
+            task_loss(output.fusion.logits), [features[m] for m in names], retain_graph=True
+        )
+        steps = dict(zip(names, gradients, strict=True))
         epsilon = self.options.adversarial_epsilon
-        return {m: features[m] + fgm_step(features[m], steps[m], epsilon) if m in steps else features[m] for m in self.modalities}
+        return {
+            m: features[m] + fgm_step(features[m], steps[m], epsilon) if m in steps else features[m]
+            for m in self.modalities
+        }
 
-    def auxiliary_losses(self, output: KGOutput, tails: Tensor, task_loss: Callable[[Tensor], Tensor]) -> dict[str, Tensor]:
+    def auxiliary_losses(
+        self, output: KGOutput, tails: Tensor, task_loss: Callable[[Tensor], Tensor]
+    ) -> dict[str, Tensor]:
         """``alignment`` and ``adversarial``, weighted by their options (left out when 0)."""
         options, terms = self.options, {}
         if options.align_weight > 0:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -73,6 +73,8 @@ class OTProjection(nn.Module):
     scale * (x_ij - e_ik)^2, computed without gradient; D_m is learnt (Xavier init).
     """
 
+    features: Tensor
+
     def __init__(self, features: Tensor, width: int, config: OTProjectionConfig) -> None:
         super().__init__()
         if features.ndim != 2:
@@ -98,8 +100,16 @@ class OTProjection(nn.Module):
         a = torch.full((count, d_m), 1.0 / d_m, dtype=cost.dtype, device=cost.device)
         b = torch.full((count, self.width), 1.0 / self.width, dtype=cost.dtype, device=cost.device)
         result = sinkhorn_unbalanced(
-            cost, a, b, eps=self.config.eps, rho=math.inf, max_iter=self.config.max_iter, tol=self.config.tol, return_plan=True
+            cost,
+            a,
+            b,
+            eps=self.config.eps,
+            rho=math.inf,
+            max_iter=self.config.max_iter,
+            tol=self.config.tol,
+            return_plan=True,
         )
+        assert result.plan is not None  # return_plan=True
         return result.plan.mean(dim=0) * (self.width * self.config.cost_scale)
 
     def current_plan(self, structural: Tensor) -> Tensor:
@@ -136,6 +146,7 @@ class MultimodalKGE(KGModel):
     """
 
     title = "OTKGE-style"
+    fusion_weights: Tensor
 
     def __init__(
         self,
@@ -155,15 +166,17 @@ class MultimodalKGE(KGModel):
 
     def training_state(self) -> dict[str, Any]:
         """Each projection's cached plan (:meth:`OTProjection.cache_state`)."""
-        return {name: projection.cache_state() for name, projection in self.projections.items()}
+        return {name: cast(OTProjection, projection).cache_state() for name, projection in self.projections.items()}
 
     def load_training_state(self, state: Mapping[str, Any]) -> None:
         for name, projection in self.projections.items():
-            projection.load_cache_state(state[name])
+            cast(OTProjection, projection).load_cache_state(state[name])
 
     @property
     def feature_widths(self) -> dict[str, int]:
-        return {name: int(projection.features.shape[1]) for name, projection in self.projections.items()}
+        return {
+            name: int(cast(OTProjection, projection).features.shape[1]) for name, projection in self.projections.items()
+        }
 
     def entity_tables(self) -> dict[str, Tensor]:
         """{modality: (N, 2k)} every entity's embedding in every modality."""
@@ -172,7 +185,7 @@ class MultimodalKGE(KGModel):
     def fuse(self, tables: Mapping[str, Tensor]) -> Tensor:
         """The static-weight fused entity table E = sum_m w_m E_m (N, 2k)."""
         weights = self.fusion_weights.to(self.entity.dtype)
-        return sum(w * tables[m] for w, m in zip(weights, self.modalities))
+        return sum(w * tables[m] for w, m in zip(weights, self.modalities, strict=True))
 
     def forward(
         self, queries: Tensor, *, tables: Mapping[str, Tensor] | None = None, need_modalities: bool = True

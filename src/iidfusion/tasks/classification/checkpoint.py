@@ -26,7 +26,8 @@ RECORD_VERSION = 1
 
 def fit_record(state: Any, where: str) -> tuple[dict[str, Any], ExperimentConfig]:
     """The record and the configuration of a ``fit`` checkpoint (already read), every size and the
-    feature scaling checked before the model they describe is built (a ValueError naming ``where``)."""
+    feature scaling checked before the model they describe is built (a ValueError naming ``where``).
+    """
     record = state.get(CHECKPOINT_RECORD) if isinstance(state, dict) else None
     if not isinstance(record, dict) or not isinstance(state.get("hyper_parameters"), dict) or "state_dict" not in state:
         raise ValueError(
@@ -34,7 +35,9 @@ def fit_record(state: Any, where: str) -> tuple[dict[str, Any], ExperimentConfig
             "checkpoints of end-to-end training are not supported)"
         )
     if record.get("version") != RECORD_VERSION or record.get("encoders") != "mlp":
-        raise ValueError(f"{where}: a model record of version {record.get('version')!r}, which this iidfusion cannot read")
+        raise ValueError(
+            f"{where}: a model record of version {record.get('version')!r}, which this iidfusion cannot read"
+        )
     config = config_from_dict(state["hyper_parameters"], where)  # the run's whole config (FusionModule.__init__)
     _check_record(record, config, where)
     return record, config
@@ -47,7 +50,8 @@ MAX_VIEWS, MAX_VIEW_WIDTH, MAX_CLASSES, MAX_SAMPLES = 2**10, 2**24, 2**24, 2**40
 def _check_record(record: dict[str, Any], config: Any, where: str) -> None:
     """The sizes a ``fit`` checkpoint records, checked before any of them is allocated, and its
     feature scaling: recorded (``None`` only for a run on data given unscaled, through the API)
-    and, when there, one finite minimum and positive range per feature of each view."""
+    and, when there, one finite minimum and positive range per feature of each view.
+    """
     try:
         check_rules(config)
     except ValueError as error:
@@ -55,15 +59,21 @@ def _check_record(record: dict[str, Any], config: Any, where: str) -> None:
     dims = record.get("view_dims")
     if not isinstance(dims, dict) or not all(type(width) is int for width in dims.values()):
         raise ValueError(f"{where}: a model record with view widths {dims!r}; expected {{view: int}}")
-    sizes = [("views", len(dims), MAX_VIEWS), ("view width", min(dims.values(), default=0), MAX_VIEW_WIDTH),
-             ("view width", max(dims.values(), default=0), MAX_VIEW_WIDTH),
-             ("classes", record.get("num_classes"), MAX_CLASSES), ("training samples", record.get("num_train"), MAX_SAMPLES)]
+    sizes = [
+        ("views", len(dims), MAX_VIEWS),
+        ("view width", min(dims.values(), default=0), MAX_VIEW_WIDTH),
+        ("view width", max(dims.values(), default=0), MAX_VIEW_WIDTH),
+        ("classes", record.get("num_classes"), MAX_CLASSES),
+        ("training samples", record.get("num_train"), MAX_SAMPLES),
+    ]
     for what, value, bound in sizes:
         if not (type(value) is int and 1 <= value <= bound):
             raise ValueError(f"{where}: a model record with {what} {value!r}; expected 1 to {bound}")
     if "scaler" not in record:
-        raise ValueError(f"{where}: its model record lacks the feature scaling of its training data; predictions would "
-                         "be made on unscaled features")
+        raise ValueError(
+            f"{where}: its model record lacks the feature scaling of its training data; predictions would "
+            "be made on unscaled features"
+        )
     scaler = record["scaler"]
     if scaler is None:
         return
@@ -82,7 +92,9 @@ def _check_record(record: dict[str, Any], config: Any, where: str) -> None:
 
 
 def trained_fusion_model(module: Any) -> TrainedModel:
-    """The :class:`~iidfusion.engine.checkpoint.TrainedModel` of a module rebuilt by :func:`fusion_module_from_state`."""
+    """The :class:`~iidfusion.engine.checkpoint.TrainedModel` of a module rebuilt by
+    :func:`fusion_module_from_state`.
+    """
     record = dict(module.record or {})
     scaler = record.get("scaler")
     return TrainedModel(

@@ -92,21 +92,27 @@ class RunOutcome:
     tuning: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The outcome as plain JSON values (NaN as it is; :func:`~iidfusion.engine.results.json_ready` makes it strict)."""
+        """The outcome as plain JSON values (NaN as it is; :func:`~iidfusion.engine.results.json_ready` makes it
+        strict).
+        """
         return {**asdict(self), "results": [asdict(r) for r in self.results]}
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> RunOutcome:
         """The outcome :meth:`to_json` wrote, NaN recorded as null read back as NaN."""
-        values = {k: number_or_nan(v) if k.startswith("val_") else v for k, v in payload.items()}
+        values: dict[str, Any] = {k: number_or_nan(v) if k.startswith("val_") else v for k, v in payload.items()}
         return cls(**{**values, "results": [EvalResult(**r) for r in payload["results"]]})
 
     def progress_line(self) -> str:
-        """What the job's progress says of this run: test accuracy per noise level, epochs, time, the choice when tuned."""
+        """What the job's progress says of this run: test accuracy per noise level, epochs, time, the choice when
+        tuned.
+        """
         accuracy = ", ".join(f"{r.noise:g}: {100 * r.accuracy:.2f}" for r in self.results)
         chosen = ""
         if self.tuning is not None and self.tuning["chosen"]:
-            params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.tuning["chosen"].items())
+            params = ", ".join(
+                f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.tuning["chosen"].items()
+            )
             chosen = f", chose {params} of {len(self.tuning['trials'])} trials"
         return f"test acc % by noise level {{{accuracy}}}, {self.epochs} epochs, {self.seconds:.1f} s{chosen}"
 
@@ -144,14 +150,17 @@ def execute(task: Task) -> RunOutcome:
     best = tuned.best
     if task.run_dir is not None:
         fit_method(splits, task.method, task.seed, with_params(config, best.params), task.run_dir)
-    results = [EvalResult(task.name, task.seed, m["noise"], noise_view, m["accuracy"], m["macro_f1"]) for m in best.test]
+    results = [
+        EvalResult(task.name, task.seed, m["noise"], noise_view, m["accuracy"], m["macro_f1"]) for m in best.test
+    ]
     seconds = sum(trial.seconds for trial in tuned.trials)
     return RunOutcome(results, best.val_acc, best.val_loss, best.epochs, seconds, True, tuned.summary())
 
 
 def comparison_tasks(config: ExperimentConfig, methods: Sequence[str], out: Path) -> list[Task]:
     """Every (seed, method) of a comparison, seed by seed; run folders under ``out/runs`` when the
-    runs keep checkpoints or logs."""
+    runs keep checkpoints or logs.
+    """
     keep_runs = config.train.checkpoints or bool(config.train.loggers)
     return [
         Task(config, method, seed, out / "runs" / method / f"seed{seed}" if keep_runs else None)
@@ -189,7 +198,8 @@ def compare_tasks(
     log(departures_line(config, dict.fromkeys(task.method for task in tasks)))
     keys = [task.key() for task in tasks] if keep_finished else []
     outcomes: list[RunOutcome | None] = [
-        load_outcome(cache_path(out, key), RunOutcome.from_json) if cache_path(out, key).is_file() else None for key in keys
+        load_outcome(cache_path(out, key), RunOutcome.from_json) if cache_path(out, key).is_file() else None
+        for key in keys
     ] or [None] * len(tasks)
     pending = [k for k, outcome in enumerate(outcomes) if outcome is None]
     if len(pending) < len(tasks):
@@ -205,7 +215,9 @@ def compare_tasks(
                 save_outcome(cache_path(out, keys[pending[count - 1]]), outcome.to_json())
             progress(count, task, outcome)
 
-        run = run_tasks([tasks[k] for k in pending], config.jobs, execute_task or execute, done, worker_setup=start_worker)
+        run = run_tasks(
+            [tasks[k] for k in pending], config.jobs, execute_task or execute, done, worker_setup=start_worker
+        )
         for k, outcome in zip(pending, run, strict=True):
             outcomes[k] = outcome
     finished = [outcome for outcome in outcomes if outcome is not None]
@@ -215,8 +227,14 @@ def compare_tasks(
     return comparison
 
 
-def _report(tasks: Sequence[Task], outcomes: Sequence[RunOutcome], config: ExperimentConfig, out: Path, title: str,
-            record: dict[str, Any]) -> Comparison:  # fmt: skip
+def _report(
+    tasks: Sequence[Task],
+    outcomes: Sequence[RunOutcome],
+    config: ExperimentConfig,
+    out: Path,
+    title: str,
+    record: dict[str, Any],
+) -> Comparison:
     is_global_zero = all(o.is_global_zero for o in outcomes)
     results = [r for o in outcomes for r in o.results]
     runs = [run_record(task, outcome) for task, outcome in zip(tasks, outcomes, strict=True)]

@@ -5,7 +5,8 @@ One experiment is an :class:`ExperimentConfig`, grouped in sections (``model``, 
 increasing precedence, from the dataclass defaults, a YAML file (``--config``) and the
 command-line flags. Every leaf option carries its help text in the field metadata; the command
 line (:mod:`iidfusion.cli.options`) builds one flag per leaf from it (``train.max_epochs`` ->
-``--max-epochs``), so every option has a documented default in ``--help``. A key the schema does not know is an error naming
+``--max-epochs``), so every option has a documented default in ``--help``. A key the schema does not know is an error
+naming
 it, never silently ignored.
 
 The ``strategy`` section is not written here: it is one sub-section per registered fusion
@@ -59,12 +60,15 @@ class ModelConfig:
     hidden: int = option(128, "hidden units of each feature view's MLP encoder", rule=at_least(1, MAX_WIDTH))
     layers: int = option(1, "hidden layers of each MLP encoder (0: a linear encoder)", rule=at_least(0, MAX_LAYERS))
     dropout: float = option(0.0, "dropout in the MLP encoders", rule=PROBABILITY)
-    unimodal_reduction: str = option("sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean")
+    unimodal_reduction: str = option(
+        "sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean"
+    )
     unimodal_heads: str = option(
-        "separate", "base structure: separate (the paper's: g trained on the fused feature only; QMF and PDF read "
+        "separate",
+        "base structure: separate (the paper's: g trained on the fused feature only; QMF and PDF read "
         "heads of their own) or shared (the unimodal logits are g(z^m), trained with the unimodal CE)",
         rule=one_of(("separate", "shared")),
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -81,19 +85,31 @@ class TrainConfig:
 
     max_epochs: int = option(100, "maximum training epochs", rule=at_least(1, MAX_EPOCHS))
     batch_size: int = option(128, "training batch size (per process)", rule=at_least(1, MAX_BATCH))
-    patience: int = option(10, "early stopping: epochs without a better validation score (0: off)", rule=at_least(0, MAX_EPOCHS))
-    stop_on: str = option("acc_or_loss", "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)")
+    patience: int = option(
+        10, "early stopping: epochs without a better validation score (0: off)", rule=at_least(0, MAX_EPOCHS)
+    )
+    stop_on: str = option(
+        "acc_or_loss", "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)"
+    )
     min_epochs: int = option(0, "epochs trained before early stopping may stop a run", rule=at_least(0, MAX_EPOCHS))
     accelerator: str = trainer_option("accelerator")
     devices: str = trainer_option("devices")
     num_nodes: int = trainer_option("num_nodes")
     strategy: str = trainer_option("strategy")
     num_workers: int = option(0, "data-loader worker processes", rule=at_least(0, MAX_PROCESSES))
-    threads: int = option(0, "torch CPU threads of this process (0: torch's default; 1 suits small models)", rule=at_least(0, MAX_PROCESSES))
+    threads: int = option(
+        0,
+        "torch CPU threads of this process (0: torch's default; 1 suits small models)",
+        rule=at_least(0, MAX_PROCESSES),
+    )
     precision: str = option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, ...")
     gather_features: bool = option(False, "all-gather features across processes for L_dc (DDP)")
-    monitor_distances: bool = option(True, "log per-pair Wasserstein distances on a fixed validation sample, every method")
-    monitor_samples: int = option(128, "validation samples (the first ones) the monitored distances use", rule=at_least(1, MAX_BATCH))
+    monitor_distances: bool = option(
+        True, "log per-pair Wasserstein distances on a fixed validation sample, every method"
+    )
+    monitor_samples: int = option(
+        128, "validation samples (the first ones) the monitored distances use", rule=at_least(1, MAX_BATCH)
+    )
     checkpoints: bool = trainer_option("checkpoints")
     loggers: tuple[str, ...] = trainer_option("loggers")
     progress_bar: bool = trainer_option("progress_bar")
@@ -107,9 +123,11 @@ class EvalConfig:
     noise_view: str = option("all", "view that receives noise: 'all' or one view name")
     noise_kind: str = option("gaussian", "noise kind: gaussian or salt-and-pepper")
     noise_mask: str = option(
-        "independent", "which views of a sample are corrupted: independent (each view its own p=0.5 coin, as QMF's code) "
-        "or shared (one coin per sample for every view, the earlier protocol)", rule=one_of(("independent", "shared")),
-    )  # fmt: skip
+        "independent",
+        "which views of a sample are corrupted: independent (each view its own p=0.5 coin, as QMF's code) "
+        "or shared (one coin per sample for every view, the earlier protocol)",
+        rule=one_of(("independent", "shared")),
+    )
 
 
 @dataclass(frozen=True)
@@ -117,18 +135,36 @@ class TuneConfig:
     """The paper's protocol (docs/method.md, "Tuning"): choose hyperparameters per method and seed
     on the validation split. Each grid applies to the methods that have the hyperparameter (alpha
     and the variant: methods with L_ic; beta and d1: with L_dc; lr: every method), so the bases get
-    the same budget for every hyperparameter they share; an empty grid is not tuned."""
+    the same budget for every hyperparameter they share; an empty grid is not tuned.
+    """
 
-    enabled: bool = option(False, "tune each method and seed on the validation split (the paper's protocol)", flag="--tune")
+    enabled: bool = option(
+        False, "tune each method and seed on the validation split (the paper's protocol)", flag="--tune"
+    )
     alpha: tuple[float, ...] = option((1.0, 0.1, 0.01, 0.001), "alpha grid (the paper's)", flag="--tune-alpha")
-    beta: tuple[float, ...] = option((1.0, 0.1, 0.01), "beta grid (docs/method.md: the paper's range mapped to ours)", flag="--tune-beta")
-    variant: tuple[str, ...] = option((), "L_ic readings to choose from (empty: loss.variant, not tuned)", flag="--tune-variant")
+    beta: tuple[float, ...] = option(
+        (1.0, 0.1, 0.01), "beta grid (docs/method.md: the paper's range mapped to ours)", flag="--tune-beta"
+    )
+    variant: tuple[str, ...] = option(
+        (), "L_ic readings to choose from (empty: loss.variant, not tuned)", flag="--tune-variant"
+    )
     lam: tuple[float, ...] = option((), "grid of L_ic's KL weight lam (empty: loss.lam, not tuned)", flag="--tune-lam")
     d1: tuple[int, ...] = option((), "d1 grid (empty: loss.d1, not tuned)", flag="--tune-d1")
-    lr: tuple[float, ...] = option((), "learning-rate grid, for every method (empty: optim.lr, not tuned)", flag="--tune-lr")
+    lr: tuple[float, ...] = option(
+        (), "learning-rate grid, for every method (empty: optim.lr, not tuned)", flag="--tune-lr"
+    )
     sampler: str = option("grid", "grid (every combination) or tpe (Optuna's TPE, --trials trials)", flag="--sampler")
-    trials: int = option(0, "trials per method and seed with --sampler tpe (0: the grid's size)", flag="--trials", rule=at_least(0, MAX_RUNS))
-    storage: str = option("", "Optuna storage URL shared by processes or machines, e.g. sqlite:///tune.db (empty: in memory)", flag="--storage")
+    trials: int = option(
+        0,
+        "trials per method and seed with --sampler tpe (0: the grid's size)",
+        flag="--trials",
+        rule=at_least(0, MAX_RUNS),
+    )
+    storage: str = option(
+        "",
+        "Optuna storage URL shared by processes or machines, e.g. sqlite:///tune.db (empty: in memory)",
+        flag="--storage",
+    )
 
 
 @dataclass(frozen=True)
@@ -144,7 +180,11 @@ class ExperimentConfig:
         ("main",), "methods compared by `compare`; 'main' = the nine main methods, 'all' = with the ablations"
     )
     seeds: int = option(5, "seeds 0..N-1 run by `compare` and `suite`", rule=at_least(1, MAX_RUNS))
-    jobs: int = option(1, "fits `compare` runs at once, each in its own process (CPU: pair with threads=1)", rule=at_least(1, MAX_PROCESSES))
+    jobs: int = option(
+        1,
+        "fits `compare` runs at once, each in its own process (CPU: pair with threads=1)",
+        rule=at_least(1, MAX_PROCESSES),
+    )
     out: str = option("runs", "output folder")
     datasets: tuple[str, ...] = option(
         ("handwritten", "synthetic"), "data sets (bundled names or files) compared by `suite`"
@@ -177,7 +217,8 @@ def load_config(
 
 def config_from_dict(values: Mapping[str, Any], source: str) -> ExperimentConfig:
     """The configuration that :func:`config_to_dict` wrote (in a checkpoint, a results file); an
-    unknown key is an error naming ``source``."""
+    unknown key is an error naming ``source``.
+    """
     return merge_config(ExperimentConfig(), values, source)
 
 
@@ -223,4 +264,8 @@ TUNABLE: dict[str, tuple[str, Callable[[MethodSpec], bool]]] = {
 
 def search_space(tune: TuneConfig, spec: MethodSpec) -> dict[str, tuple[Any, ...]]:
     """The grids of ``tune`` that apply to ``spec`` (:data:`TUNABLE`); empty grids are not tuned."""
-    return {name: tuple(getattr(tune, name)) for name, (_, applies) in TUNABLE.items() if getattr(tune, name) and applies(spec)}
+    return {
+        name: tuple(getattr(tune, name))
+        for name, (_, applies) in TUNABLE.items()
+        if getattr(tune, name) and applies(spec)
+    }

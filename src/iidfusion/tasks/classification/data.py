@@ -41,14 +41,15 @@ class BatchedMultiViewDataset(MultiViewDataset):
         }
 
 
-def _as_is(batch: dict[str, Any]) -> dict[str, Any]:
+def _as_is(batch: Any) -> Any:
     """Collate function of :class:`BatchedMultiViewDataset` batches (already collated)."""
     return batch
 
 
 class ShardSampler(Sampler[int]):
     """The positions of one process's share of an evaluation split, in order (:func:`shard_indices`):
-    every sample exactly once over all processes, none repeated to even the shares out."""
+    every sample exactly once over all processes, none repeated to even the shares out.
+    """
 
     def __init__(self, size: int, world_size: int = 1, rank: int = 0) -> None:
         self.indices = shard_indices(size, world_size, rank)
@@ -90,7 +91,9 @@ class MultiViewDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = BatchedMultiViewDataset(self.splits.train)
         replicas, rank = self._replicas()
-        sampler = DistributedSampler(dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=self.seed)
+        sampler: DistributedSampler[Any] = DistributedSampler(
+            dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=self.seed
+        )
         # A final batch of one sample has no batch statistics (L_ic's Gaussian fit, L_dc's cloud).
         drop_last = len(sampler) % self.batch_size == 1
         return self._loader(dataset, BatchSampler(sampler, self.batch_size, drop_last=drop_last))

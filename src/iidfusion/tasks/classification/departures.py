@@ -40,25 +40,51 @@ def departures_from_paper(config: ExperimentConfig, methods: Iterable[str]) -> l
     if with_ic and loss.variant not in ("paper", "aim"):
         found.append(Departure("loss.variant", loss.variant, "paper", "another reading of L_ic"))
     if with_ic and loss.ic_reduction != "sum":
-        found.append(Departure("loss.ic_reduction", loss.ic_reduction, "sum",
-                               "L_ic's unimodal terms weigh the same for every M"))  # fmt: skip
+        found.append(
+            Departure("loss.ic_reduction", loss.ic_reduction, "sum", "L_ic's unimodal terms weigh the same for every M")
+        )
     if with_dc:  # the paper sums W over ordered pairs m1 != m2, each pair twice: ours is a rescaled beta
-        mapping = "ours / (M (M - 1)), so that beta weighs the same for every M" if loss.dc_reduction == "mean" else "ours / 2"
-        found.append(Departure("loss.dc_reduction", f"{loss.dc_reduction} over unordered pairs", "sum over ordered pairs",
-                               f"paper beta = {mapping}"))  # fmt: skip
+        mapping = (
+            "ours / (M (M - 1)), so that beta weighs the same for every M"
+            if loss.dc_reduction == "mean"
+            else "ours / 2"
+        )
+        found.append(
+            Departure(
+                "loss.dc_reduction",
+                f"{loss.dc_reduction} over unordered pairs",
+                "sum over ordered pairs",
+                f"paper beta = {mapping}",
+            )
+        )
     if (with_ic or with_dc) and not config.tune.enabled:
-        found.append(Departure("tune.enabled", "false", "alpha and beta tuned on validation per data set",
-                               f"fixed alpha = {loss.alpha:g}, beta = {loss.beta:g}; --tune runs the paper's protocol"))  # fmt: skip
+        found.append(
+            Departure(
+                "tune.enabled",
+                "false",
+                "alpha and beta tuned on validation per data set",
+                f"fixed alpha = {loss.alpha:g}, beta = {loss.beta:g}; --tune runs the paper's protocol",
+            )
+        )
     if with_ic and loss.kl_scale != 1.0:
         found.append(Departure("loss.kl_scale", f"{loss.kl_scale:g}", "1 (N(0, I))", "features at another scale"))
     if any(s.mode == "if" for s in specs) and config.model.unimodal_heads != "separate":
-        found.append(Departure("model.unimodal_heads", config.model.unimodal_heads, "separate",
-                               "g is also trained on every modality, against L_ic's second part"))  # fmt: skip
+        found.append(
+            Departure(
+                "model.unimodal_heads",
+                config.model.unimodal_heads,
+                "separate",
+                "g is also trained on every modality, against L_ic's second part",
+            )
+        )
     if any(s.strategy == "pdf" for s in specs) and not config.strategy.pdf.calibrate:
         found.append(Departure("strategy.pdf.calibrate", "false", "true", "no relative calibration at test time"))
     if config.eval.noise_mask != "independent":
-        found.append(Departure("eval.noise_mask", config.eval.noise_mask, "independent",
-                               "every view of a corrupted sample is noisy"))  # fmt: skip
+        found.append(
+            Departure(
+                "eval.noise_mask", config.eval.noise_mask, "independent", "every view of a corrupted sample is noisy"
+            )
+        )
     return found
 
 

@@ -3,7 +3,8 @@
 Accuracy and macro-F1 come from torchmetrics. Noise is applied to the test split only,
 with the data layer's :func:`iidfusion.data.features.noise.corrupt_views` (each view of each sample
 corrupted with probability 0.5, independently, Gaussian of std level/10 of the feature's
-training std by default), on all views or one named view. The corruption is seeded by the run's seed, so two methods trained
+training std by default), on all views or one named view. The corruption is seeded by the run's seed, so two methods
+trained
 with the same seed are tested on exactly the same noisy samples, as a paired test needs.
 
 Under data parallelism (an initialised process group, e.g. every process of ``--strategy ddp``
@@ -22,9 +23,9 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 
 from iidfusion.data.features.base import DatasetSplits, MultiViewData
 from iidfusion.data.features.noise import corrupt_views
+from iidfusion.engine.distributed import gather_rows, shard_indices, world
 from iidfusion.fusion.base import at_test_time
 from iidfusion.fusion.model import FusionModel
-from iidfusion.engine.distributed import gather_rows, shard_indices, world
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ class NoiseMetrics:
 def infer(model: FusionModel, data: MultiViewData, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits (N, C), fusion weights (N, M) in ``model.modalities`` order) of ``model`` in
     evaluation mode at test time (:func:`~iidfusion.fusion.at_test_time`), on the device and in the
-    dtype of its parameters (float64 after a run at precision 64-true); returned on the CPU."""
+    dtype of its parameters (float64 after a run at precision 64-true); returned on the CPU.
+    """
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     was_training = model.training
     model.eval()
@@ -94,7 +96,9 @@ def evaluate_under_noise(
             data = splits.input_noise_tests[float(level)]
         elif level != 0:  # negative or non-finite levels are refused by corrupt_views
             views = None if view == "all" else view
-            data = corrupt_views(data, float(level), reference=splits.train, kind=kind, views=views, mask=mask, seed=seed)
+            data = corrupt_views(
+                data, float(level), reference=splits.train, kind=kind, views=views, mask=mask, seed=seed
+            )
         accuracy, f1 = classification_metrics(*_predict_shared(model, data), splits.num_classes)
         metrics.append(NoiseMetrics(float(level), accuracy, f1))
     return metrics

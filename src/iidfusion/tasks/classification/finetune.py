@@ -25,10 +25,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Sized
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -84,7 +84,9 @@ class FinetuneConfig:
         if self.accumulate_grad_batches < 1:
             raise ValueError(f"accumulate_grad_batches must be >= 1, got {self.accumulate_grad_batches}")
         if self.eval_batch_size < 1 or self.image_size < 1:
-            raise ValueError(f"eval_batch_size and image_size must be >= 1, got {self.eval_batch_size}, {self.image_size}")
+            raise ValueError(
+                f"eval_batch_size and image_size must be >= 1, got {self.eval_batch_size}, {self.image_size}"
+            )
         bad = {m: n for m, n in self.freeze_epochs.items() if not isinstance(n, int) or n < 0}
         if bad:
             raise ValueError(f"freeze epochs must be integers >= 0, got {bad}")
@@ -101,21 +103,33 @@ def encoder_blocks(encoder: nn.Module) -> list[nn.Module]:
     pooler, after the last layer, trains with it).
     """
     if callable(getattr(encoder, "blocks", None)):
-        return list(encoder.blocks())
-    model = getattr(encoder, "model", None)
-    if isinstance(encoder, TextEncoder) and hasattr(model, "embeddings") and hasattr(getattr(model, "encoder", None), "layer"):
+        return list(cast(Any, encoder).blocks())
+    model: Any = getattr(encoder, "model", None)
+    if (
+        isinstance(encoder, TextEncoder)
+        and hasattr(model, "embeddings")
+        and hasattr(getattr(model, "encoder", None), "layer")
+    ):
         return [model.embeddings, *model.encoder.layer]
-    raise ValueError(f"trainable_blocks: {type(encoder).__name__} does not list its blocks; train it whole or freeze it")
+    raise ValueError(
+        f"trainable_blocks: {type(encoder).__name__} does not list its blocks; train it whole or freeze it"
+    )
 
 
 def trainable_parameters(encoder: nn.Module, last: int) -> tuple[set[int], list[nn.Module]]:
     """(ids of the parameters that train with the ``last`` blocks, the frozen blocks): the last
-    blocks' parameters and those outside every block (a pooler after them)."""
+    blocks' parameters and those outside every block (a pooler after them).
+    """
     blocks = encoder_blocks(encoder)
     frozen = blocks[: max(len(blocks) - last, 0)]
     in_blocks = {id(p) for block in blocks for p in block.parameters()}
     kept = {id(p) for block in blocks[len(frozen) :] for p in block.parameters()}
     return kept | {id(p) for p in encoder.parameters() if id(p) not in in_blocks}, frozen
+
+
+def _encoders(pl_module: L.LightningModule) -> nn.ModuleDict:
+    """The encoders of the fusion model a :class:`FusionModule` trains."""
+    return cast(FusionModule, pl_module).model.encoders
 
 
 class FreezeSchedule(Callback):
@@ -136,7 +150,7 @@ class FreezeSchedule(Callback):
         self._trainable: dict[str, tuple[set[int], list[nn.Module]]] = {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        encoders = pl_module.model.encoders
+        encoders = _encoders(pl_module)
         unknown = sorted((set(self.freeze_epochs) | set(self.trainable_blocks)) - set(encoders))
         if unknown:
             raise ValueError(f"cannot freeze {unknown}: the model's modalities are {list(encoders)}")
@@ -144,7 +158,7 @@ class FreezeSchedule(Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for modality in sorted(set(self.freeze_epochs) | set(self._trainable)):
-            encoder = pl_module.model.encoders[modality]
+            encoder = _encoders(pl_module)[modality]
             training = trainer.current_epoch >= self.freeze_epochs.get(modality, 0)
             if modality not in self._trainable:
                 encoder.requires_grad_(training)
@@ -167,20 +181,35 @@ class RawDataModule(L.LightningDataModule):
     torch's default collate, which stacks images and the dicts of token tensors alike.
     """
 
-    def __init__(self, datasets: Mapping[str, Dataset], *, batch_size: int, seed: int, num_workers: int = 0, eval_batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        datasets: Mapping[str, Dataset],
+        *,
+        batch_size: int,
+        seed: int,
+        num_workers: int = 0,
+        eval_batch_size: int = 32,
+    ) -> None:
         super().__init__()
         missing = {"train", "val", "test"} - set(datasets)
         if missing:
             raise ValueError(f"datasets for the splits {sorted(missing)} are missing")
         if batch_size < 2 or eval_batch_size < 1 or num_workers < 0:
-            raise ValueError(f"need batch_size >= 2, eval_batch_size >= 1, num_workers >= 0; got {batch_size}, {eval_batch_size}, {num_workers}")
+            raise ValueError(
+                f"need batch_size >= 2, eval_batch_size >= 1, num_workers >= 0; got {batch_size}, {eval_batch_size}, "
+                f"{num_workers}"
+            )
         self.datasets = dict(datasets)
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.seed, self.num_workers = int(seed), int(num_workers)
 
     def _loader(self, split: str, batch_size: int, **options: Any) -> DataLoader:
         return DataLoader(
-            self.datasets[split], batch_size=batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0, **options
+            self.datasets[split],
+            batch_size=batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            **options,
         )
 
     def _replicas(self) -> tuple[int, int]:
@@ -188,14 +217,22 @@ class RawDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         replicas, rank = self._replicas()
-        sampler = DistributedSampler(self.datasets["train"], num_replicas=replicas, rank=rank, shuffle=True, seed=self.seed)
+        sampler: DistributedSampler[Any] = DistributedSampler(
+            self.datasets["train"], num_replicas=replicas, rank=rank, shuffle=True, seed=self.seed
+        )
         return self._loader("train", self.batch_size, sampler=sampler, drop_last=len(sampler) % self.batch_size == 1)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, sampler=ShardSampler(len(self.datasets["val"]), *self._replicas()))
+        return self._loader(
+            "val", self.eval_batch_size, sampler=ShardSampler(len(cast(Sized, self.datasets["val"])), *self._replicas())
+        )
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, sampler=ShardSampler(len(self.datasets["test"]), *self._replicas()))
+        return self._loader(
+            "test",
+            self.eval_batch_size,
+            sampler=ShardSampler(len(cast(Sized, self.datasets["test"])), *self._replicas()),
+        )
 
 
 def _to_device(value: Any, device: torch.device) -> Any:
@@ -239,8 +276,17 @@ def evaluate_raw_under_noise(
     metrics = []
     for level in levels:
         noise = InputNoise(float(level), kind, raw.family, seed) if level else None
-        dataset = raw_dataset(raw, "test", tokenizer, noise=noise, image_size=image_size, preprocessing=encoder_preprocessing(model.encoders))
-        accuracy, f1 = classification_metrics(predict_raw(model, dataset, batch_size=batch_size, bf16=bf16), labels, raw.num_classes)
+        dataset = raw_dataset(
+            raw,
+            "test",
+            tokenizer,
+            noise=noise,
+            image_size=image_size,
+            preprocessing=encoder_preprocessing(cast(Mapping[str, nn.Module], model.encoders)),
+        )
+        accuracy, f1 = classification_metrics(
+            predict_raw(model, dataset, batch_size=batch_size, bf16=bf16), labels, raw.num_classes
+        )
         metrics.append(NoiseMetrics(float(level), accuracy, f1))
     return metrics
 
@@ -277,8 +323,14 @@ def fit_end_to_end(
     )
     module = FusionModule(spec, model, config, seed=seed)
     datasets = {
-        split: raw_dataset(raw, split, tokenizer, augment=split == "train", image_size=finetune.image_size,
-                           preprocessing=encoder_preprocessing(modules))  # fmt: skip
+        split: raw_dataset(
+            raw,
+            split,
+            tokenizer,
+            augment=split == "train",
+            image_size=finetune.image_size,
+            preprocessing=encoder_preprocessing(modules),
+        )
         for split in ("train", "val", "test")
     }
     data = RawDataModule(
@@ -301,7 +353,7 @@ def fit_end_to_end(
     )
     trainer.fit(module, datamodule=data)
     device = trainer.strategy.root_device
-    best_model = best.best_model(module, trainer).to(device)
+    best_model = cast(FusionModel, best.best_model(module, trainer).to(device))
     bf16 = config.train.precision.startswith("bf16") and device.type == "cuda"  # CPU evaluation stays float32
     metrics = evaluate_raw_under_noise(
         best_model,
@@ -325,7 +377,8 @@ def default_freeze_epochs(family: str) -> dict[str, int]:
 @dataclass(frozen=True)
 class FinetuneSettings:
     """Every option of an end-to-end comparison: the ``experiment`` (the options of ``compare``),
-    what end-to-end training adds (``finetune``) and the ``encoders`` to build."""
+    what end-to-end training adds (``finetune``) and the ``encoders`` to build.
+    """
 
     experiment: ExperimentConfig
     finetune: FinetuneConfig
@@ -355,12 +408,20 @@ def load_finetune_settings(
     source = str(path) if path is not None else "the defaults"
     finetune_values, encoder_values = values.pop("finetune", None) or {}, values.pop("encoders", None) or {}
     precision = "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
-    experiment = load_config(None, overrides, base=merge_config(load_config(None, {"train.precision": precision}), values, source))
+    experiment = load_config(
+        None, overrides, base=merge_config(load_config(None, {"train.precision": precision}), values, source)
+    )
     if experiment.tune.enabled:
-        raise ValueError("tune.enabled: `finetune` does not tune; choose the hyperparameters on features (`compare --tune`)")
+        raise ValueError(
+            "tune.enabled: `finetune` does not tune; choose the hyperparameters on features (`compare --tune`)"
+        )
     if "init_seed" in encoder_values:
-        raise ValueError(f"config key 'encoders.init_seed' in {source}: the encoders are initialised from each run's seed")
-    finetune = merge_config(FinetuneConfig(freeze_epochs=default_freeze_epochs(family)), finetune_values, source, "finetune.")
+        raise ValueError(
+            f"config key 'encoders.init_seed' in {source}: the encoders are initialised from each run's seed"
+        )
+    finetune = merge_config(
+        FinetuneConfig(freeze_epochs=default_freeze_epochs(family)), finetune_values, source, "finetune."
+    )
     encoders = merge_config(EncoderOptions(), encoder_values, source, "encoders.")
     settings = FinetuneSettings(
         experiment,
@@ -387,14 +448,24 @@ def compare_end_to_end(
     """Every method of ``settings.experiment`` with seeds 0..seeds-1 trained end to end on ``raw``,
     evaluated under the raw-input noise protocol, and the results written to ``out`` as by
     ``compare`` (:func:`~iidfusion.tasks.classification.compare.compare_tasks`: the same task loop, ``jobs``,
-    progress and report). ``settings``: as :func:`load_finetune_settings` checked them."""
+    progress and report). ``settings``: as :func:`load_finetune_settings` checked them.
+    """
     config = settings.experiment
     methods = resolve_methods(config.methods)
-    record = {**config_to_dict(config), "data": raw.name, "class_names": list(raw.class_names),
-              "finetune": asdict(settings.finetune), "encoders": asdict(settings.encoders)}  # fmt: skip
+    record = {
+        **config_to_dict(config),
+        "data": raw.name,
+        "class_names": list(raw.class_names),
+        "finetune": asdict(settings.finetune),
+        "encoders": asdict(settings.encoders),
+    }
     return compare_tasks(
-        comparison_tasks(config, methods, Path(out)), config, out,
-        title=f"{raw.name} end to end: {len(methods)} methods x {config.seeds} seeds", record=record, log=log,
-        execute_task=functools.partial(execute_end_to_end, raw, settings.finetune, settings.encoders), description="finetune",
-    )  # fmt: skip
-
+        comparison_tasks(config, methods, Path(out)),
+        config,
+        out,
+        title=f"{raw.name} end to end: {len(methods)} methods x {config.seeds} seeds",
+        record=record,
+        log=log,
+        execute_task=functools.partial(execute_end_to_end, raw, settings.finetune, settings.encoders),
+        description="finetune",
+    )

@@ -16,10 +16,11 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
+from torch import Tensor
 
 from iidfusion.core.config import iter_options
 from iidfusion.data.features.base import DatasetSplits
@@ -27,26 +28,50 @@ from iidfusion.engine import resume as resume_checks
 from iidfusion.engine.resume import RunRecord, data_digest
 from iidfusion.engine.trainer import BestWeights, build_trainer, fit_interruptible, trainer_device
 from iidfusion.fusion.methods import get_method
+from iidfusion.fusion.model import FusionModel
 from iidfusion.tasks.classification.config import ExperimentConfig, TrainConfig
 from iidfusion.tasks.classification.data import MultiViewDataModule
 from iidfusion.tasks.classification.evaluate import NoiseMetrics, evaluate_under_noise
 from iidfusion.tasks.classification.module import FusionModule
 
-
 # Options a resumed run may change: how long and where it trains, what it logs, and the
 # evaluation after training. Any other change would continue a different run.
-RESUMABLE_CHANGES = frozenset({
-    "data", "out", "method", "seed", "methods", "seeds", "jobs", "datasets", "variants", "train.max_epochs",
-    "train.accelerator", "train.devices", "train.num_nodes", "train.strategy", "train.num_workers", "train.threads", "train.progress_bar",
-    "train.checkpoints", "train.loggers", "train.monitor_distances", "train.monitor_samples", "eval.noise",
-    "eval.noise_view", "eval.noise_kind", "eval.noise_mask",
-})  # fmt: skip
+RESUMABLE_CHANGES = frozenset(
+    {
+        "data",
+        "out",
+        "method",
+        "seed",
+        "methods",
+        "seeds",
+        "jobs",
+        "datasets",
+        "variants",
+        "train.max_epochs",
+        "train.accelerator",
+        "train.devices",
+        "train.num_nodes",
+        "train.strategy",
+        "train.num_workers",
+        "train.threads",
+        "train.progress_bar",
+        "train.checkpoints",
+        "train.loggers",
+        "train.monitor_distances",
+        "train.monitor_samples",
+        "eval.noise",
+        "eval.noise_view",
+        "eval.noise_kind",
+        "eval.noise_mask",
+    }
+)
 
 
 def check_resume(path: str | Path, method: str, seed: int, config: ExperimentConfig, splits: DatasetSplits) -> None:
     """Refuse to resume from ``path`` unless it is a checkpoint of ``iidfusion fit`` of this very
     run: the same method and seed, the same settings (but :data:`RESUMABLE_CHANGES` and the
-    options of the strategies the method does not use) and the same data (by digest)."""
+    options of the strategies the method does not use) and the same data (by digest).
+    """
     own_strategy = f"strategy.{get_method(method).strategy}."
     options = (
         option
@@ -55,7 +80,12 @@ def check_resume(path: str | Path, method: str, seed: int, config: ExperimentCon
         if not option.key.startswith("strategy.") or option.key.startswith(own_strategy)
     )
     resume_checks.check_resume(
-        path, command="iidfusion fit", method=method, seed=seed, options=options, resumable=RESUMABLE_CHANGES,
+        path,
+        command="iidfusion fit",
+        method=method,
+        seed=seed,
+        options=options,
+        resumable=RESUMABLE_CHANGES,
         digest=splits_digest(splits),
         other_data=f"other data than --data {config.data} "
         "(the splits' digest differs: another file, other content, or another seed's split)",
@@ -64,18 +94,24 @@ def check_resume(path: str | Path, method: str, seed: int, config: ExperimentCon
 
 def splits_digest(splits: DatasetSplits) -> str:
     """The data digest (:func:`~iidfusion.engine.resume.data_digest`) of every split's views
-    (names, shapes, values) and labels, as trained on."""
-    return data_digest(
-        piece
-        for part in (splits.train, splits.val, splits.test)
-        for piece in (*part.views.items(), part.labels)
-    )
+    (names, shapes, values) and labels, as trained on.
+    """
+    pieces: list[str | Tensor | tuple[str, Tensor]] = []
+    for part in (splits.train, splits.val, splits.test):
+        pieces += [*part.views.items(), part.labels]
+    return data_digest(pieces)
 
 
 def trainer_options(train: TrainConfig) -> dict[str, Any]:
     """The keyword arguments of :func:`~iidfusion.engine.trainer.build_trainer` that only this
-    task's training section has: early stopping and precision."""
-    return {"patience": train.patience, "stop_on": train.stop_on, "min_epochs": train.min_epochs, "precision": train.precision}
+    task's training section has: early stopping and precision.
+    """
+    return {
+        "patience": train.patience,
+        "stop_on": train.stop_on,
+        "min_epochs": train.min_epochs,
+        "precision": train.precision,
+    }
 
 
 @dataclass
@@ -96,7 +132,13 @@ class FitResult:
 
     @classmethod
     def collect(
-        cls, module: FusionModule, trainer: L.Trainer, best: BestWeights, metrics: list[NoiseMetrics], seed: int, started: float
+        cls,
+        module: FusionModule,
+        trainer: L.Trainer,
+        best: BestWeights,
+        metrics: list[NoiseMetrics],
+        seed: int,
+        started: float,
     ) -> FitResult:
         """The result of a finished ``trainer.fit`` (``started``: its ``time.perf_counter()``)."""
         return cls(
@@ -154,19 +196,37 @@ def fit_method(
         torch.set_num_threads(config.train.threads)
     L.seed_everything(seed, workers=True, verbose=False)
     module = FusionModule.for_feature_views(
-        method, splits.view_dims, splits.num_classes, len(splits.train), config,
-        seed=seed, class_names=splits.class_names, scaler=splits.scaler,
-    )  # fmt: skip
+        method,
+        splits.view_dims,
+        splits.num_classes,
+        len(splits.train),
+        config,
+        seed=seed,
+        class_names=splits.class_names,
+        scaler=splits.scaler,
+    )
     data = MultiViewDataModule(
         splits, batch_size=config.train.batch_size, seed=seed, num_workers=config.train.num_workers
     )
     best = BestWeights(module.monitor)
-    trainer = build_trainer(config.train, run_dir, seed, best, record=RunRecord(method, seed, digest),
-                            description=f"{method} seed {seed}", **trainer_options(config.train))
+    trainer = build_trainer(
+        config.train,
+        run_dir,
+        seed,
+        best,
+        record=RunRecord(method, seed, digest),
+        description=f"{method} seed {seed}",
+        **trainer_options(config.train),
+    )
     fit_interruptible(trainer, module, data, resume)
     evaluation = config.eval
     metrics = evaluate_under_noise(
-        best.best_model(module, trainer), splits, evaluation.noise, view=evaluation.noise_view, kind=evaluation.noise_kind,
-        mask=evaluation.noise_mask, seed=seed,
-    )  # fmt: skip
+        cast(FusionModel, best.best_model(module, trainer)),
+        splits,
+        evaluation.noise,
+        view=evaluation.noise_view,
+        kind=evaluation.noise_kind,
+        mask=evaluation.noise_mask,
+        seed=seed,
+    )
     return FitResult.collect(module, trainer, best, metrics, seed, start)

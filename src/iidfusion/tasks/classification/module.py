@@ -38,7 +38,7 @@ training-set size, the seed, the feature scaling): :func:`iidfusion.load_model` 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import lightning as L
 import torch
@@ -61,7 +61,8 @@ from iidfusion.tasks.classification.evaluate import classification_metrics
 
 def strategy_arguments(spec: MethodSpec, model: ModelConfig, strategy: StrategySections) -> dict[str, Any]:
     """``spec.build_model``'s strategy arguments: the unimodal terms' reduction every strategy
-    has (``model``) and the options of the method's own strategy, its section of ``strategy``."""
+    has (``model``) and the options of the method's own strategy, its section of ``strategy``.
+    """
     return {
         "strategy_kwargs": {"unimodal_reduction": model.unimodal_reduction},
         "strategy_options": getattr(strategy, spec.strategy),
@@ -69,11 +70,16 @@ def strategy_arguments(spec: MethodSpec, model: ModelConfig, strategy: StrategyS
 
 
 def build_feature_model(
-    spec: MethodSpec, view_dims: Mapping[str, int], num_classes: int, num_train: int, model: ModelConfig,
+    spec: MethodSpec,
+    view_dims: Mapping[str, int],
+    num_classes: int,
+    num_train: int,
+    model: ModelConfig,
     strategy: StrategySections | None = None,
 ) -> FusionModel:
     """The method's :class:`FusionModel` with an :class:`MLPEncoder` per feature view;
-    ``strategy``: the strategies' options (a config's ``strategy`` section; None: the defaults)."""
+    ``strategy``: the strategies' options (a config's ``strategy`` section; None: the defaults).
+    """
     encoders = {v: MLPEncoder(d, model.hidden, model.layers, model.dropout) for v, d in view_dims.items()}
     return spec.build_model(
         encoders,
@@ -86,18 +92,25 @@ def build_feature_model(
     )
 
 
-def build_loss(spec: MethodSpec, loss: LossConfig, width: int, *, seed: int = 0, gather_features: bool = False) -> IIDLoss:
+def build_loss(
+    spec: MethodSpec, loss: LossConfig, width: int, *, seed: int = 0, gather_features: bool = False
+) -> IIDLoss:
     """IIDLoss of the method; the L_dc module is built for every method (monitoring uses it),
-    its RIP matrix Phi drawn from ``seed`` (the run's)."""
+    its RIP matrix Phi drawn from ``seed`` (the run's).
+    """
     return loss.build_loss(
-        width, use_ic=spec.use_ic, use_dc=spec.use_dc, build_unused=True, seed=seed,
+        width,
+        use_ic=spec.use_ic,
+        use_dc=spec.use_dc,
+        build_unused=True,
+        seed=seed,
         coherence_module=GatheredCoherence if gather_features else DistributionCoherence,
-    )  # fmt: skip
+    )
 
 
 def _distance_metrics(pairs: Sequence[tuple[str, str]], distances: Tensor) -> dict[str, Tensor]:
     """``wasserstein/<a>-<b>`` per pair and ``wasserstein/mean``."""
-    metrics = {f"wasserstein/{a}-{b}": d for (a, b), d in zip(pairs, distances)}
+    metrics = {f"wasserstein/{a}-{b}": d for (a, b), d in zip(pairs, distances, strict=True)}
     metrics["wasserstein/mean"] = distances.mean()
     return metrics
 
@@ -157,7 +170,9 @@ class FusionModule(L.LightningModule):
         super().__init__()
         self.spec = get_method(spec) if isinstance(spec, str) else spec
         if model.mode != self.spec.mode:
-            raise ValueError(f"method {self.spec.name!r} is {self.spec.mode.upper()}, the model is {model.mode.upper()}")
+            raise ValueError(
+                f"method {self.spec.name!r} is {self.spec.mode.upper()}, the model is {model.mode.upper()}"
+            )
         self.model = model
         self.loss_fn = build_loss(
             self.spec, config.loss, model.width, seed=seed, gather_features=config.train.gather_features
@@ -167,7 +182,9 @@ class FusionModule(L.LightningModule):
         self.monitor_samples = config.train.monitor_samples
         self.config = config
         self.record = dict(record) if record is not None else None  # saved in every checkpoint
-        self.save_hyperparameters({**config_to_dict(config), "method": self.spec.name})  # the method trained, not the config's `fit` default
+        self.save_hyperparameters(
+            {**config_to_dict(config), "method": self.spec.name}
+        )  # the method trained, not the config's `fit` default
         self._train_means = EpochMeans()
         self._feature_means = EpochMeans()
         self._drop_means: dict[str, Tensor] = {}
@@ -196,37 +213,60 @@ class FusionModule(L.LightningModule):
         """
         spec = get_method(spec) if isinstance(spec, str) else spec
         record = {
-            "version": RECORD_VERSION, "method": spec.name, "encoders": "mlp", "view_dims": dict(view_dims),
-            "num_classes": int(num_classes), "num_train": int(num_train), "seed": seed,
-            "class_names": [str(c) for c in class_names], "scaler": scaler.state() if scaler is not None else None,
-        }  # fmt: skip
+            "version": RECORD_VERSION,
+            "method": spec.name,
+            "encoders": "mlp",
+            "view_dims": dict(view_dims),
+            "num_classes": int(num_classes),
+            "num_train": int(num_train),
+            "seed": seed,
+            "class_names": [str(c) for c in class_names],
+            "scaler": scaler.state() if scaler is not None else None,
+        }
         model = build_feature_model(spec, view_dims, num_classes, num_train, config.model, config.strategy)
         return cls(spec, model, config, seed=seed or 0, record=record)
 
     @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
-                             strict: bool | None = None, **kwargs: Any) -> FusionModule:  # type: ignore[override]
+    def load_from_checkpoint(  # type: ignore[override]  # FusionModule's own, read from its record
+        cls,
+        checkpoint_path: Any,
+        map_location: Any = None,
+        hparams_file: Any = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> FusionModule:
         """The module of a checkpoint of ``iidfusion fit``, rebuilt from its record and read with
         ``torch.load(weights_only=True)`` (Lightning's own loader would call ``__init__`` with the
         saved hyperparameters, which are the config, not the model). Only ``checkpoint_path`` and
-        ``map_location`` are used."""
-        module = cls.from_checkpoint_state(read_checkpoint(checkpoint_path, "checkpoint"), f"checkpoint {checkpoint_path}")
+        ``map_location`` are used.
+        """
+        module = cls.from_checkpoint_state(
+            read_checkpoint(checkpoint_path, "checkpoint"), f"checkpoint {checkpoint_path}"
+        )
         return module.to(map_location) if map_location is not None else module
 
     @classmethod
     def from_checkpoint_state(cls, state: Any, where: str) -> FusionModule:
         """The module a ``fit`` checkpoint (already read) describes, with its weights, in evaluation
-        mode; a ValueError naming ``where`` for a foreign, out-of-range or damaged checkpoint."""
+        mode; a ValueError naming ``where`` for a foreign, out-of-range or damaged checkpoint.
+        """
         record, config = fit_record(state, where)
         module = cls.for_feature_views(
-            record["method"], record["view_dims"], record["num_classes"], record["num_train"], config,
-            seed=record.get("seed"), class_names=record.get("class_names", ()),
-        )  # fmt: skip
+            record["method"],
+            record["view_dims"],
+            record["num_classes"],
+            record["num_train"],
+            config,
+            seed=record.get("seed"),
+            class_names=record.get("class_names", ()),
+        )
         module.record = record
         try:
             module.load_state_dict(state["state_dict"])
         except RuntimeError as error:
-            raise ValueError(f"{where}: its weights do not fit the model it records ({str(error).splitlines()[0]})") from None
+            raise ValueError(
+                f"{where}: its weights do not fit the model it records ({str(error).splitlines()[0]})"
+            ) from None
         check_finite_weights(state["state_dict"], where)
         return module.eval()
 
@@ -248,14 +288,21 @@ class FusionModule(L.LightningModule):
 
     def _step_metrics(self, output: FusionOutput, losses: IIDLossOutput) -> dict[str, Tensor]:
         metrics = {"loss": losses.total, **losses.terms}
-        metrics.update({f"weight/{m}": w for m, w in zip(output.modalities, output.weights.detach().float().mean(dim=0))})
+        metrics.update(
+            {
+                f"weight/{m}": w
+                for m, w in zip(output.modalities, output.weights.detach().float().mean(dim=0), strict=True)
+            }
+        )
         if losses.pair_distances is not None:
             metrics.update(_distance_metrics(losses.pairs, losses.pair_distances))
         return metrics
 
     def on_train_epoch_start(self) -> None:
         history = getattr(self.model.strategy, "loss_history", None)
-        self._history_at_epoch_start = history.clone() if isinstance(history, Tensor) and self.trainer.world_size > 1 else None
+        self._history_at_epoch_start = (
+            history.clone() if isinstance(history, Tensor) and self.trainer.world_size > 1 else None
+        )
 
     def on_train_epoch_end(self) -> None:
         """Log the epoch means, merge QMF's history across processes, then the strategy's hook.
@@ -267,7 +314,7 @@ class FusionModule(L.LightningModule):
         self.log_dict({f"train/{k}": v for k, v in self._train_means.pop().items()}, sync_dist=True)
         self._feature_means.pop()
         if self._history_at_epoch_start is not None:
-            history = self.model.strategy.loss_history
+            history = cast(Any, self.model.strategy).loss_history
             history.copy_(self._history_at_epoch_start + sum_across_processes(history - self._history_at_epoch_start))
         self.model.strategy.on_train_epoch_end()
 
@@ -280,7 +327,9 @@ class FusionModule(L.LightningModule):
         output = self.model(batch["inputs"])
         labels = batch["label"]
         correct = {"acc": output.logits.argmax(dim=1) == labels}
-        correct.update({f"shared_head_acc/{m}": g.argmax(dim=1) == labels for m, g in output.shared_head_logits.items()})
+        correct.update(
+            {f"shared_head_acc/{m}": g.argmax(dim=1) == labels for m, g in output.shared_head_logits.items()}
+        )
         for name, mean in self._drop_means.items():
             dropped = dict(output.features) | {name: mean.to(output.features[name]).expand_as(output.features[name])}
             correct[f"drop_acc/{name}"] = self.model.fuse(dropped).logits.argmax(dim=1) == labels
@@ -291,12 +340,17 @@ class FusionModule(L.LightningModule):
             # The fixed sample: the first monitor_samples positions of the split, wherever they are.
             keep = batch["index"] < self.monitor_samples
             if bool(keep.any()):
-                self._monitor_features.append({"index": batch["index"][keep]} | {m: z[keep].detach() for m, z in output.features.items()})
+                self._monitor_features.append(
+                    {"index": batch["index"][keep]} | {m: z[keep].detach() for m, z in output.features.items()}
+                )
 
     def on_validation_epoch_end(self) -> None:
         # Every process holds a share of at least one sample (ShardSampler); an empty split logs nothing.
-        local = [torch.cat(parts) for parts in zip(*self._val_outputs)] if self._val_outputs else [
-            torch.empty(0, dtype=torch.long, device=self.device)] * 2
+        local = (
+            [torch.cat(parts) for parts in zip(*self._val_outputs, strict=True)]
+            if self._val_outputs
+            else [torch.empty(0, dtype=torch.long, device=self.device)] * 2
+        )
         self._val_outputs.clear()
         predictions, labels = (gather_rows(part) for part in local)
         sums = {k: sum_across_processes(v) for k, v in self._val_sums.pop_sums().items()}
@@ -317,7 +371,8 @@ class FusionModule(L.LightningModule):
             return {}
         names = ("index", *self.model.modalities)
         empty = {"index": torch.empty(0, dtype=torch.long, device=self.device)} | {
-            m: torch.empty(0, self.model.width, device=self.device) for m in self.model.modalities}
+            m: torch.empty(0, self.model.width, device=self.device) for m in self.model.modalities
+        }
         local = {n: torch.cat([c[n] for c in chunks]) if chunks else empty[n] for n in names}
         gathered = {n: gather_rows(local[n]) for n in names}
         order = gathered.pop("index").argsort()

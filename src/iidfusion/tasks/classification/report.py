@@ -96,7 +96,8 @@ def comparison_pairs(methods: Sequence[str], kinds: Sequence[str] = ("bases", "a
     asked: ``bases``, each full IID method (L_ic and L_dc) against its bases (same weight
     strategy, neither term, LF and IF); ``ablations``, each full IID method against its
     ablations (same strategy and mode, one of the two terms); ``if_over_lf``, each IF base
-    against its LF base (same strategy)."""
+    against its LF base (same strategy).
+    """
     unknown = [kind for kind in kinds if kind not in PAIR_KINDS]
     if unknown:
         raise ValueError(f"unknown kind of comparison {unknown[0]!r}; expected some of {list(PAIR_KINDS)}")
@@ -121,7 +122,8 @@ def comparison_pairs(methods: Sequence[str], kinds: Sequence[str] = ("bases", "a
 def paired_tests(results: Sequence[EvalResult]) -> list[PairedTest]:
     """The paired t-test (:func:`~iidfusion.engine.stats.paired_test`) over the seeds both methods
     ran, on Avg Acc, for every pair of :func:`comparison_pairs`; ``p_holm`` corrects the p-values
-    over all of them."""
+    over all of them.
+    """
     avg = average_accuracy(results)
     tests = []
     for method, reference in comparison_pairs(list(avg)):
@@ -141,16 +143,21 @@ def markdown_tests(tests: Sequence[PairedTest]) -> str:
     for t in tests:
         lines.append(
             f"| {t.method} | {t.reference} | {fmt_number(t.mean_difference, '+.2f')} | "
-            f"{fmt_number(t.t_statistic, '.2f')} | {fmt_number(t.p_value, '.3g')} | {fmt_number(t.p_holm, '.3g')} | {t.seeds} |"
+            f"{fmt_number(t.t_statistic, '.2f')} | {fmt_number(t.p_value, '.3g')} | {fmt_number(t.p_holm, '.3g')} | "
+            f"{t.seeds} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def results_payload(
-    results: Sequence[EvalResult], tests: Sequence[PairedTest], config: dict[str, Any], runs: Sequence[dict[str, Any]] = ()
+    results: Sequence[EvalResult],
+    tests: Sequence[PairedTest],
+    config: dict[str, Any],
+    runs: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """results.json: every evaluation, the t-tests, the config, and per run its validation score,
-    cost and, when tuned, the chosen hyperparameters and every trial."""
+    cost and, when tuned, the chosen hyperparameters and every trial.
+    """
     return {
         "results": [asdict(r) for r in results],
         "paired_tests": [asdict(t) for t in tests],
@@ -188,7 +195,8 @@ def render_report(
     results: Sequence[EvalResult], tests: Sequence[PairedTest], title: str, notes: Sequence[str] = ()
 ) -> str:
     """The markdown report: ``notes`` (a paragraph each, e.g. the departures from the paper), the
-    accuracy table and the t-tests."""
+    accuracy table and the t-tests.
+    """
     preamble = "".join(f"{note}\n\n" for note in notes)
     return (
         f"# {title}\n\n{preamble}Test accuracy (%), mean ± std over seeds.\n\n{markdown_table(results)}\n"
@@ -216,7 +224,11 @@ def write_report(
     tests = paired_tests(results)
     report = render_report(results, tests, title, notes)
     write_results(
-        out, rows=[asdict(r) for r in results], fieldnames=RESULT_FIELDS, payload=results_payload(results, tests, config, runs),
-        report=report, figures={"accuracy_vs_noise.png": lambda path: plot_accuracy(results, path)},
-    )  # fmt: skip
+        out,
+        rows=[asdict(r) for r in results],
+        fieldnames=RESULT_FIELDS,
+        payload=results_payload(results, tests, config, runs),
+        report=report,
+        figures={"accuracy_vs_noise.png": lambda path: plot_accuracy(results, path)},
+    )
     return report

@@ -2,7 +2,8 @@
 
 A fit of one method with one seed depends on the data, the method, the seed, the code and the
 options that method reads. Options it does not read (alpha for a method without L_ic, the
-suite's list of data sets, the progress bar, the other strategies' options, ...) are left out, so that runs that differ only in
+suite's list of data sets, the progress bar, the other strategies' options, ...) are left out, so that runs that differ
+only in
 them share a key: the suite trains each base once for all the L_ic readings it compares, a
 resumed comparison reuses the runs it finished, and the processes sharing an Optuna storage
 join the same study.
@@ -56,8 +57,11 @@ def effective_options(config: ExperimentConfig, method: str) -> dict[str, Any]:
     options["strategy"] = {spec.strategy: options["strategy"][spec.strategy]}
     space = search_space(config.tune, spec) if config.tune.enabled else {}
     # Tuned: the grids that apply and how they are searched. Nothing to tune: a plain fit.
-    options["tune"] = {"space": {k: list(v) for k, v in space.items()}, "sampler": config.tune.sampler,
-                       "trials": config.tune.trials} if space else None
+    options["tune"] = (
+        {"space": {k: list(v) for k, v in space.items()}, "sampler": config.tune.sampler, "trials": config.tune.trials}
+        if space
+        else None
+    )
     return options
 
 
@@ -71,7 +75,8 @@ def run_key(config: ExperimentConfig, method: str, seed: int, data_id: str) -> s
 
 def data_identity(data: str) -> str:
     """A bundled name as it is; a file by its resolved path, size and modification time; a
-    feature cache folder by its path and manifest (which records the hash of every file)."""
+    feature cache folder by its path and manifest (which records the hash of every file).
+    """
     path = Path(data)
     manifest = path / "manifest.json"
     if path.is_dir() and manifest.is_file():

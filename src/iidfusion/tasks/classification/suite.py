@@ -23,6 +23,7 @@ finished run is saved at once under ``OUT/cache/`` so an interrupted suite conti
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -131,8 +132,10 @@ def plan(config: ExperimentConfig) -> list[tuple[str, str, Task]]:
             name = f"{name}-{len(names)}"
         names[data] = name
         for variant in variants:
-            variant_config = base if variant == TUNED_VARIANT else dataclasses.replace(
-                base, loss=dataclasses.replace(base.loss, variant=variant)
+            variant_config = (
+                base
+                if variant == TUNED_VARIANT
+                else dataclasses.replace(base, loss=dataclasses.replace(base.loss, variant=variant))
             )
             validate_config(variant_config)
             for seed in range(config.seeds):
@@ -191,9 +194,20 @@ def rerender(out: str | Path) -> str:
         payload = json.loads(path.read_text())
         config = config_from_dict(payload["config"], str(path))
         runs = [
-            SuiteRun(r["dataset"], r["variant"], Task(dataclasses.replace(config, data=r["dataset"]), r["method"], r["seed"]),
-                     RunOutcome([EvalResult(**e) for e in r["test"]], number_or_nan(r["val_acc"]), number_or_nan(r["val_loss"]),
-                                r["epochs"], r["seconds"], True, r.get("tuning")))
+            SuiteRun(
+                r["dataset"],
+                r["variant"],
+                Task(dataclasses.replace(config, data=r["dataset"]), r["method"], r["seed"]),
+                RunOutcome(
+                    [EvalResult(**e) for e in r["test"]],
+                    number_or_nan(r["val_acc"]),
+                    number_or_nan(r["val_loss"]),
+                    r["epochs"],
+                    r["seconds"],
+                    True,
+                    r.get("tuning"),
+                ),
+            )
             for r in payload["runs"]
         ]
         seconds, reused = float(payload.get("seconds", math.nan)), int(payload.get("reused", 0))
@@ -208,31 +222,62 @@ def rerender(out: str | Path) -> str:
 def _write(out: Path, runs: list[SuiteRun], config: ExperimentConfig, report: str, seconds: float, reused: int) -> None:
     with staged_files(out) as stage:
         stage.write_text("suite.md", report)
-        stage.write_text("suite.json", json_text({
-            **provenance(config),
-            "seconds": seconds,
-            "reused": reused,
-            "runs": [{"dataset": r.dataset, "variant": r.variant, **run_record(r.task, r.outcome),
-                      "test": [dataclasses.asdict(e) for e in r.outcome.results]} for r in runs],
-        }, indent=1))
-        stage.write_text("suite.csv", csv_text(
-            [{"dataset": r.dataset, "variant": r.variant, "method": r.task.method, "seed": r.task.seed, "noise": e.noise,
-              "accuracy": e.accuracy, "macro_f1": e.macro_f1, "val_acc": r.outcome.val_acc}
-             for r in runs for e in r.outcome.results],
-            SUITE_FIELDS,
-        ))
+        stage.write_text(
+            "suite.json",
+            json_text(
+                {
+                    **provenance(config),
+                    "seconds": seconds,
+                    "reused": reused,
+                    "runs": [
+                        {
+                            "dataset": r.dataset,
+                            "variant": r.variant,
+                            **run_record(r.task, r.outcome),
+                            "test": [dataclasses.asdict(e) for e in r.outcome.results],
+                        }
+                        for r in runs
+                    ],
+                },
+                indent=1,
+            ),
+        )
+        stage.write_text(
+            "suite.csv",
+            csv_text(
+                [
+                    {
+                        "dataset": r.dataset,
+                        "variant": r.variant,
+                        "method": r.task.method,
+                        "seed": r.task.seed,
+                        "noise": e.noise,
+                        "accuracy": e.accuracy,
+                        "macro_f1": e.macro_f1,
+                        "val_acc": r.outcome.val_acc,
+                    }
+                    for r in runs
+                    for e in r.outcome.results
+                ],
+                SUITE_FIELDS,
+            ),
+        )
     for (dataset, variant), group in _groups(runs).items():
         results = [e for r in group for e in r.outcome.results]
         tests = paired_tests(results)
-        title = f"{dataset}, L_ic reading {variant}: {len({r.task.method for r in group})} methods x {config.seeds} seeds"
+        title = (
+            f"{dataset}, L_ic reading {variant}: {len({r.task.method for r in group})} methods x {config.seeds} seeds"
+        )
         records = [run_record(r.task, r.outcome) for r in group]
         notes = (departures_sentence(group[0].task.config, dict.fromkeys(r.task.method for r in group)),)
         write_results(
-            out / path_name(dataset) / path_name(variant), rows=[dataclasses.asdict(e) for e in results],
-            fieldnames=RESULT_FIELDS, payload=results_payload(results, tests, config_to_dict(group[0].task.config), records),
+            out / path_name(dataset) / path_name(variant),
+            rows=[dataclasses.asdict(e) for e in results],
+            fieldnames=RESULT_FIELDS,
+            payload=results_payload(results, tests, config_to_dict(group[0].task.config), records),
             report=render_report(results, tests, title, notes),
-            figures={"accuracy_vs_noise.png": lambda path, results=results: plot_accuracy(results, path)},
-        )  # fmt: skip
+            figures={"accuracy_vs_noise.png": functools.partial(plot_accuracy, results)},
+        )
 
 
 def _groups(runs: Sequence[SuiteRun]) -> dict[tuple[str, str], list[SuiteRun]]:
@@ -256,8 +301,11 @@ def gains(runs: Sequence[SuiteRun]) -> list[Gain]:
             ours, theirs, val, per_dataset = [], [], [], []
             for dataset in datasets:
                 seeds = [s for (v, d, m, s) in by_key if (v, d, m) == (variant, dataset, method)]
-                pairs = [(by_key[variant, dataset, method, s], by_key[variant, dataset, reference, s])
-                         for s in seeds if (variant, dataset, reference, s) in by_key]
+                pairs = [
+                    (by_key[variant, dataset, method, s], by_key[variant, dataset, reference, s])
+                    for s in seeds
+                    if (variant, dataset, reference, s) in by_key
+                ]
                 ours += [a.test_avg for a, _ in pairs]
                 theirs += [b.test_avg for _, b in pairs]
                 val += [a.val - b.val for a, b in pairs]
@@ -268,8 +316,22 @@ def gains(runs: Sequence[SuiteRun]) -> list[Gain]:
             test = paired_test(ours, theirs)
             wins = sum(d > 0 for d in per_dataset)
             losses = sum(d < 0 for d in per_dataset)
-            rows.append(Gain(variant, method, reference, test.mean_difference, float(np.mean(val)), test.p_value,
-                             test.p_wilcoxon, math.nan, wins, len(per_dataset) - wins - losses, losses, test.pairs))
+            rows.append(
+                Gain(
+                    variant,
+                    method,
+                    reference,
+                    test.mean_difference,
+                    float(np.mean(val)),
+                    test.p_value,
+                    test.p_wilcoxon,
+                    math.nan,
+                    wins,
+                    len(per_dataset) - wins - losses,
+                    losses,
+                    test.pairs,
+                )
+            )
     adjusted = holm([g.p_t for g in rows])
     return [dataclasses.replace(g, p_holm=p) for g, p in zip(rows, adjusted, strict=True)]
 
@@ -307,10 +369,16 @@ def _fixed_points(runs: Sequence[SuiteRun]) -> list[str]:
     rows = fixed_point_gains(runs)
     if not rows:
         return []
-    lines = ["", "## Fixed hyperparameters, from the tuning trials", "",
-             "Each grid point used for every data set and seed, as if it were the default: mean gain of the IID methods "
-             "over their bases (LF and IF) in validation accuracy (what defaults are chosen on) and in test Avg Acc.", "",
-             "| reading | hyperparameters | Δ val | Δ test | pairs |", "|---|---|---:|---:|---:|"]
+    lines = [
+        "",
+        "## Fixed hyperparameters, from the tuning trials",
+        "",
+        "Each grid point used for every data set and seed, as if it were the default: mean gain of the IID methods "
+        "over their bases (LF and IF) in validation accuracy (what defaults are chosen on) and in test Avg Acc.",
+        "",
+        "| reading | hyperparameters | Δ val | Δ test | pairs |",
+        "|---|---|---:|---:|---:|",
+    ]
     for variant, params, val, test, n in rows:
         shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
         lines.append(f"| {variant} | {shown} | {val:+.2f} | {test:+.2f} | {n} |")
@@ -325,18 +393,27 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
     tune = config.tune
     if tune.enabled:
         grids = ", ".join(f"{name} {list(getattr(tune, name))}" for name in TUNABLE if getattr(tune, name))
-        protocol = (f"tuned per method and seed on the validation split ({tune.sampler} over {grids}; a grid applies to "
-                    "the methods that have its hyperparameter)")
+        protocol = (
+            f"tuned per method and seed on the validation split ({tune.sampler} over {grids}; a grid applies to "
+            "the methods that have its hyperparameter)"
+        )
     else:
-        protocol = f"untuned: alpha = {config.loss.alpha:g}, beta = {config.loss.beta:g}, lam = {config.loss.lam:g} for every data set"
+        loss = config.loss
+        protocol = f"untuned: alpha = {loss.alpha:g}, beta = {loss.beta:g}, lam = {loss.lam:g} for every data set"
     lines = [
         f"# Suite: {len(datasets)} data sets x {len(methods)} methods x {config.seeds} seeds",
         "",
-        f"Protocol: {protocol}. L_ic readings: {', '.join(variants)}; L_ic over modalities: {config.loss.ic_reduction}, "
+        f"Protocol: {protocol}. L_ic readings: {', '.join(variants)}; L_ic over modalities: "
+        f"{config.loss.ic_reduction}, "
+        ""
         f"L_dc over pairs: {config.loss.dc_reduction}. Test noise levels {list(config.eval.noise)} "
-        f"({config.eval.noise_kind}, views: {config.eval.noise_view}, {config.eval.noise_mask} per view); at most {config.train.max_epochs} epochs, "
+        f"({config.eval.noise_kind}, views: {config.eval.noise_view}, {config.eval.noise_mask} per view); at most "
+        f"{config.train.max_epochs} epochs, "
+        ""
         f"early stopping patience {config.train.patience} on {config.train.stop_on}, lr {config.optim.lr:g}, "
-        f"batch {config.train.batch_size}, width {config.model.width}, IF unimodal heads {config.model.unimodal_heads}. "
+        f"batch {config.train.batch_size}, width {config.model.width}, IF unimodal heads "
+        f"{config.model.unimodal_heads}. "
+        ""
         "Selection (early stopping, tuning) on validation; test read once. "
         f"Time: {seconds / 60:.1f} min ({reused} runs reused from an earlier start).",
         "",
@@ -348,7 +425,8 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
         "",
         "Δ test = test Avg Acc of the method minus the reference's; Δ val = the same for the best clean validation "
         "accuracy. p: paired t-test and Wilcoxon signed-rank test over the data set x seed pairs; Holm: the t-test "
-        "p corrected over the rows of this table. W/T/L: data sets where the mean over seeds is higher / equal / lower.",
+        "p corrected over the rows of this table. W/T/L: data sets where the mean over seeds is higher / equal / "
+        "lower.",
         "",
         "| reading | method | reference | Δ test | Δ val | p (t) | p (Wilcoxon) | p (Holm) | W/T/L | pairs |",
         "|---|---|---|---:|---:|---:|---:|---:|---|---:|",
@@ -357,13 +435,19 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
         variant = g.variant if get_method(g.method).use_ic else "-"
         lines.append(
             f"| {variant} | {g.method} | {g.reference} | {g.test:+.2f} | {g.val:+.2f} | {fmt_number(g.p_t, '.3g')} | "
-            f"{fmt_number(g.p_wilcoxon, '.3g')} | {fmt_number(g.p_holm, '.3g')} | {g.wins}/{g.ties}/{g.losses} | {g.pairs} |"
+            f"{fmt_number(g.p_wilcoxon, '.3g')} | {fmt_number(g.p_holm, '.3g')} | {g.wins}/{g.ties}/{g.losses} | "
+            f"{g.pairs} |"
         )
     if tune.enabled:
         lines += _fixed_points(runs)
     for variant in variants:
-        lines += ["", f"## Test Avg Acc (%) per data set, reading {variant}", "",
-                  "| data set | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+        lines += [
+            "",
+            f"## Test Avg Acc (%) per data set, reading {variant}",
+            "",
+            "| data set | " + " | ".join(methods) + " |",
+            "|---|" + "---:|" * len(methods),
+        ]
         for dataset in datasets:
             group = [r for r in runs if r.variant == variant and r.dataset == dataset]
             avg = average_accuracy([e for r in group for e in r.outcome.results])

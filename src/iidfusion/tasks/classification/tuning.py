@@ -36,7 +36,7 @@ from iidfusion.data.features.base import DatasetSplits
 from iidfusion.fusion.methods import get_method
 from iidfusion.losses.informatic import VARIANTS
 from iidfusion.tasks.classification.config import TUNABLE, ExperimentConfig, TuneConfig, load_config, search_space
-from iidfusion.tasks.classification.fit import FitResult, fit_method, without_progress_bar
+from iidfusion.tasks.classification.fit import fit_method, without_progress_bar
 from iidfusion.tasks.classification.run_key import run_key
 
 SAMPLERS = ("grid", "tpe")
@@ -89,7 +89,9 @@ def validate_tune_config(tune: TuneConfig) -> None:
     for name in ("alpha", "lam", "beta", "lr"):
         values = getattr(tune, name)
         if any(not (math.isfinite(v) and v >= 0) for v in values) or (name == "lr" and any(v <= 0 for v in values)):
-            raise ValueError(f"tune grid {name} must hold finite values {'> 0' if name == 'lr' else '>= 0'}, got {list(values)}")
+            raise ValueError(
+                f"tune grid {name} must hold finite values {'> 0' if name == 'lr' else '>= 0'}, got {list(values)}"
+            )
     for name in TUNABLE:
         values = getattr(tune, name)
         if len(set(values)) != len(values):
@@ -118,7 +120,7 @@ def with_params(config: ExperimentConfig, params: Mapping[str, Any]) -> Experime
 
 
 def _grid(space: Mapping[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
-    return [dict(zip(space, values)) for values in itertools.product(*space.values())]
+    return [dict(zip(space, values, strict=True)) for values in itertools.product(*space.values())]
 
 
 def _select(trials: list[Trial], grid: list[dict[str, Any]]) -> Trial:
@@ -152,7 +154,9 @@ def tune_method(
     grid = _grid(space)
     if not space:  # nothing of this method is tuned: one plain fit, reported like a tuned one
         fit = fit_method(splits, method, seed, config)
-        trial = Trial({}, fit.best_val_acc, fit.best_val_loss, _test_metrics(fit), fit.best_epoch, fit.epochs, fit.seconds)
+        trial = Trial(
+            {}, fit.best_val_acc, fit.best_val_loss, _test_metrics(fit), fit.best_epoch, fit.epochs, fit.seconds
+        )
         return TuneResult(method, seed, space, trial, [trial], 0)
     optuna = optuna_module()
     budget = len(grid) if tune.sampler == "grid" or tune.trials == 0 else tune.trials
@@ -173,7 +177,7 @@ def tune_method(
 
     bar = progress_bar(budget, f"tune {method} seed {seed}", enabled=progress, unit="trial")
 
-    def objective(trial) -> float:  # noqa: ANN001 (an optuna.Trial)
+    def objective(trial) -> float:
         params = {name: trial.suggest_categorical(name, list(values)) for name, values in space.items()}
         if _taken_by_earlier_trial(study, trial.number, params):
             # Two processes drew the same point at once: the later-numbered trial gives way untrained.
@@ -185,13 +189,16 @@ def tune_method(
         except FloatingPointError as error:
             trial.set_user_attr("error", str(error))
             raise optuna.TrialPruned(str(error)) from None
-        trial.set_user_attr("result", {
-            "val_loss": fit.best_val_loss,
-            "test": _test_metrics(fit),
-            "best_epoch": fit.best_epoch,
-            "epochs": fit.epochs,
-            "seconds": fit.seconds,
-        })
+        trial.set_user_attr(
+            "result",
+            {
+                "val_loss": fit.best_val_loss,
+                "test": _test_metrics(fit),
+                "best_epoch": fit.best_epoch,
+                "epochs": fit.epochs,
+                "seconds": fit.seconds,
+            },
+        )
         bar.update(1)
         if log is not None:
             shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
@@ -202,7 +209,7 @@ def tune_method(
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
     started = finished + (optuna.trial.TrialState.RUNNING,)
 
-    def cap(study, trial) -> None:  # noqa: ANN001 (an optuna Study and FrozenTrial)
+    def cap(study, trial) -> None:
         if _distinct_points(study, started) >= budget:
             study.stop()
 
@@ -215,19 +222,21 @@ def tune_method(
     trials = [_trial(t) for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     failed = _distinct_points(study, finished) - len(trials)
     if not trials:
-        raise FloatingPointError(f"{method} seed {seed}: every tuning trial diverged (non-finite loss); try a smaller --lr")
+        raise FloatingPointError(
+            f"{method} seed {seed}: every tuning trial diverged (non-finite loss); try a smaller --lr"
+        )
     order = {tuple(sorted(p.items())): k for k, p in enumerate(grid)}
     trials.sort(key=lambda t: order.get(tuple(sorted(t.params.items())), len(order)))
     return TuneResult(method, seed, space, _select(trials, grid), trials, failed)
 
 
-def _distinct_points(study, states) -> int:  # noqa: ANN001 (an optuna Study; trial states)
+def _distinct_points(study, states) -> int:
     """How many points of the space the study's trials in ``states`` cover, duplicates left out."""
     trials = study.get_trials(deepcopy=False, states=states)
     return len({tuple(sorted(t.params.items())) for t in trials if not t.user_attrs.get(_DUPLICATE)})
 
 
-def _taken_by_earlier_trial(study, number: int, params: Mapping[str, Any]) -> bool:  # noqa: ANN001
+def _taken_by_earlier_trial(study, number: int, params: Mapping[str, Any]) -> bool:
     """Whether a lower-numbered trial, running or finished and not itself a duplicate, has ``params``."""
     return any(
         t.number < number and t.params == params and not t.user_attrs.get(_DUPLICATE)
@@ -235,11 +244,11 @@ def _taken_by_earlier_trial(study, number: int, params: Mapping[str, Any]) -> bo
     )
 
 
-def _test_metrics(fit) -> list[dict[str, float]]:  # noqa: ANN001 (a FitResult)
+def _test_metrics(fit) -> list[dict[str, float]]:
     return [{"noise": m.noise, "accuracy": m.accuracy, "macro_f1": m.macro_f1} for m in fit.metrics]
 
 
-def _trial(frozen) -> Trial:  # noqa: ANN001 (an optuna.trial.FrozenTrial)
+def _trial(frozen) -> Trial:
     result = frozen.user_attrs["result"]
     return Trial(
         params=dict(frozen.params),
@@ -252,7 +261,7 @@ def _trial(frozen) -> Trial:  # noqa: ANN001 (an optuna.trial.FrozenTrial)
     )
 
 
-def _storage(optuna, url: str):  # noqa: ANN001, ANN202 (the optuna module; an Optuna storage or None)
+def _storage(optuna, url: str):
     """In memory, or a database shared by processes, with heartbeats so a dead process's trials fail."""
     if not url:
         return None
@@ -260,4 +269,3 @@ def _storage(optuna, url: str):  # noqa: ANN001, ANN202 (the optuna module; an O
         return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120)
     except Exception as error:  # SQLAlchemy raises many types for a bad URL or an unreachable server
         raise ValueError(f"cannot open the Optuna storage {url!r}: {str(error).splitlines()[0]}") from None
-

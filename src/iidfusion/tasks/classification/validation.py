@@ -24,7 +24,8 @@ from iidfusion.tasks.classification.tuning import validate_tune_config
 
 def check_option_values(config: ExperimentConfig) -> None:
     """Every option of ``config`` in range (:func:`~iidfusion.core.config.check_rules`) and the
-    trainer's hardware settings buildable (:func:`~iidfusion.engine.trainer.check_trainer_settings`)."""
+    trainer's hardware settings buildable (:func:`~iidfusion.engine.trainer.check_trainer_settings`).
+    """
     check_rules(config)
     check_trainer_settings(config.train, config.train.precision)
 
@@ -33,7 +34,9 @@ def validate_config(config: ExperimentConfig) -> None:
     """Check the options that can be checked without data (methods are resolved by the caller)."""
     check_option_values(config)
     if config.jobs > 1 and config.train.strategy.startswith("ddp"):
-        raise ValueError(f"jobs > 1 runs fits side by side; it cannot be combined with strategy {config.train.strategy!r}")
+        raise ValueError(
+            f"jobs > 1 runs fits side by side; it cannot be combined with strategy {config.train.strategy!r}"
+        )
     if not config.eval.noise:
         raise ValueError("no noise levels given (use 0 for clean data only)")
     for level in config.eval.noise:
@@ -49,7 +52,9 @@ def load_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
     """The data of ``config`` split by ``seed``; at least two views, and the noise view among them."""
     splits = load_dataset(config.data, seed=seed, views=config.views, labels=config.labels or None)
     if len(splits.view_dims) < 2:
-        raise ValueError(f"{config.data}: {len(splits.view_dims)} view {list(splits.view_dims)}; fusion needs at least two")
+        raise ValueError(
+            f"{config.data}: {len(splits.view_dims)} view {list(splits.view_dims)}; fusion needs at least two"
+        )
     check_noise_view(config, splits)
     return splits
 
@@ -57,7 +62,8 @@ def load_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
 def check_noise_view(config: ExperimentConfig, splits: DatasetSplits) -> None:
     """The noise view of ``config`` is 'all' or a view of ``splits``; on a feature cache (test
     splits of noisy inputs), every noise level is cached and the view is 'all' (the raw-input
-    protocol corrupts each modality with its own coin), so no level falls back to feature noise."""
+    protocol corrupts each modality with its own coin), so no level falls back to feature noise.
+    """
     view = config.eval.noise_view
     if view != "all" and view not in splits.view_dims:
         raise ValueError(f"noise view {view!r} is not a view of {splits.name}; views: {list(splits.view_dims)}")
@@ -65,7 +71,11 @@ def check_noise_view(config: ExperimentConfig, splits: DatasetSplits) -> None:
     if cached:
         missing = [level for level in config.eval.noise if float(level) not in splits.input_noise_tests]
         if missing:
-            raise ValueError(f"{config.data}: noise levels {missing} are not in this feature cache (cached: {cached}); "
-                             f"run `iidfusion extract ... --noise {','.join(f'{x:g}' for x in sorted({*cached, *missing}))}`")  # fmt: skip
+            raise ValueError(
+                f"{config.data}: noise levels {missing} are not in this feature cache (cached: {cached}); "
+                f"run `iidfusion extract ... --noise {','.join(f'{x:g}' for x in sorted({*cached, *missing}))}`"
+            )
         if view != "all":
-            raise ValueError(f"{config.data}: a feature cache's noisy test splits corrupt every modality; --noise-view must be 'all'")
+            raise ValueError(
+                f"{config.data}: a feature cache's noisy test splits corrupt every modality; --noise-view must be 'all'"
+            )

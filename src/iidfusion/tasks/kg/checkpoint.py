@@ -34,9 +34,7 @@ KG_FORMAT_VERSION = 1
 CHECKPOINT_NAME = "model.ckpt"
 
 
-def kg_checkpoint(
-    model: KGModel, kg: KnowledgeGraph, config: KGExperimentConfig, *, best_epoch: int
-) -> dict[str, Any]:
+def kg_checkpoint(model: KGModel, kg: KnowledgeGraph, config: KGExperimentConfig, *, best_epoch: int) -> dict[str, Any]:
     """The dict ``model.ckpt`` holds (module docstring)."""
     return {
         "format": KG_FORMAT,
@@ -58,15 +56,22 @@ def is_kg_checkpoint(state: Any) -> bool:
 
 def is_kg_training_checkpoint(state: Any) -> bool:
     """Whether ``state`` is a Lightning checkpoint of a KG run (``<out>/checkpoints/*.ckpt``,
-    :class:`~iidfusion.tasks.kg.module.KGModule`), which ``--resume`` reads."""
+    :class:`~iidfusion.tasks.kg.module.KGModule`), which ``--resume`` reads.
+    """
     return isinstance(state, Mapping) and "kg" in state and "loops" in state
 
 
 def kg_model_from_state(state: Mapping[str, Any], where: str) -> tuple[KGModel, KGExperimentConfig]:
     """The model (evaluation mode, CPU) and configuration of a read ``model.ckpt``."""
     if state.get("format_version") != KG_FORMAT_VERSION:
-        raise ValueError(f"{where}: KG checkpoint format version {state.get('format_version')!r}, which this iidfusion cannot read")
-    missing = [key for key in ("config", "entities", "relations", "feature_widths", "num_train_queries", "state_dict") if key not in state]
+        raise ValueError(
+            f"{where}: KG checkpoint format version {state.get('format_version')!r}, which this iidfusion cannot read"
+        )
+    missing = [
+        key
+        for key in ("config", "entities", "relations", "feature_widths", "num_train_queries", "state_dict")
+        if key not in state
+    ]
     if missing:
         raise ValueError(f"{where}: a KG checkpoint without {', '.join(missing)}")
     config = kg_config_from_dict(state["config"], where)
@@ -75,12 +80,18 @@ def kg_model_from_state(state: Mapping[str, Any], where: str) -> tuple[KGModel, 
     placeholders = {name: torch.zeros(entities, int(width)) for name, width in state["feature_widths"].items()}
     with torch.random.fork_rng(devices=[]):  # the initialisation is overwritten; leave the caller's RNG alone
         model = create_kg_model(
-            entities, len(state["relations"]), placeholders, config.model, num_train_queries=int(state["num_train_queries"])
+            entities,
+            len(state["relations"]),
+            placeholders,
+            config.model,
+            num_train_queries=int(state["num_train_queries"]),
         )
     try:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as error:
-        raise ValueError(f"{where}: its weights do not fit the model it records ({str(error).splitlines()[0]})") from None
+        raise ValueError(
+            f"{where}: its weights do not fit the model it records ({str(error).splitlines()[0]})"
+        ) from None
     return model.eval(), config
 
 
@@ -102,9 +113,14 @@ def trained_kg_model(state: Mapping[str, Any], where: str) -> TrainedModel:
     model, config = kg_model_from_state(state, where)
     record = {k: v for k, v in state.items() if k not in ("state_dict", "config")}
     return TrainedModel(
-        model=model, config=config, method="kg", output_names=tuple(state["entities"]),
-        inputs=dict(state["feature_widths"]), seed=config.seed, record=record,
-    )  # fmt: skip
+        model=model,
+        config=config,
+        method="kg",
+        output_names=tuple(state["entities"]),
+        inputs=dict(state["feature_widths"]),
+        seed=config.seed,
+        record=record,
+    )
 
 
 def load_kg_model(path: str | Path) -> tuple[KGModel, KGExperimentConfig]:

@@ -65,7 +65,8 @@ class MetricTest:
 
 def arm_config(config: KGExperimentConfig, *, alpha: float, beta: float, seed: int) -> KGExperimentConfig:
     """``config`` with the IID weights and the seed of one run (without its own progress bar:
-    the comparison draws one over the runs)."""
+    the comparison draws one over the runs).
+    """
     iid = dataclasses.replace(config.objective.iid, alpha=alpha, beta=beta)
     objective = dataclasses.replace(config.objective, iid=iid)
     train = dataclasses.replace(config.train, progress_bar=False)
@@ -74,7 +75,8 @@ def arm_config(config: KGExperimentConfig, *, alpha: float, beta: float, seed: i
 
 def arm_folder(out: str | Path, arm: str, seed: int) -> Path:
     """Where one run of a comparison keeps its checkpoints and logs: ``<out>/runs/<arm>/seed<K>``
-    (as ``iidfusion compare``'s ``<out>/runs/<method>/seed<K>``)."""
+    (as ``iidfusion compare``'s ``<out>/runs/<method>/seed<K>``).
+    """
     return Path(out) / "runs" / arm / f"seed{seed}"
 
 
@@ -116,26 +118,41 @@ def run_comparison(
         def execute(arm: Arm) -> KGRunResult:
             bar.set_postfix_str(f"running {arm.name} seed {arm.seed}")
             run_dir = None if out is None else arm_folder(out, arm.name, arm.seed)
-            fit = fit_kg(kg, features, arm_config(config, alpha=arm.alpha, beta=arm.beta, seed=arm.seed), run_dir=run_dir)
+            fit = fit_kg(
+                kg, features, arm_config(config, alpha=arm.alpha, beta=arm.beta, seed=arm.seed), run_dir=run_dir
+            )
             test = fit.test.as_dict()
             return KGRunResult(
-                arm.name, arm.seed, arm.alpha, arm.beta, fit.best_epoch, fit.seconds, fit.valid.mrr,
-                test["mrr"], test["hits@1"], test["hits@3"], test["hits@10"], fit.device,
-            )  # fmt: skip
+                arm.name,
+                arm.seed,
+                arm.alpha,
+                arm.beta,
+                fit.best_epoch,
+                fit.seconds,
+                fit.valid.mrr,
+                test["mrr"],
+                test["hits@1"],
+                test["hits@3"],
+                test["hits@10"],
+                fit.device,
+            )
 
         def done(count: int, arm: Arm, result: KGRunResult) -> None:
             bar.update(1)
             if log is not None:
                 with bar.external_write_mode(file=sys.stderr):
-                    log(f"seed {arm.seed} {arm.name}: test MRR {result.mrr:.4f} (best epoch {result.best_epoch}, "
-                        f"{result.seconds:.0f} s)")  # fmt: skip
+                    log(
+                        f"seed {arm.seed} {arm.name}: test MRR {result.mrr:.4f} (best epoch {result.best_epoch}, "
+                        f"{result.seconds:.0f} s)"
+                    )
 
         return run_tasks(arms, 1, execute, done)
 
 
 def paired_metric_tests(results: Sequence[KGRunResult]) -> list[MetricTest]:
     """The paired t-test (:func:`~iidfusion.engine.stats.paired_test`) of IID vs baseline per
-    metric over the seeds both arms ran (NaN if undefined); ``p_holm`` corrects over the metrics."""
+    metric over the seeds both arms ran (NaN if undefined); ``p_holm`` corrects over the metrics.
+    """
     by_arm = {arm: {r.seed: r for r in results if r.arm == arm} for arm in (BASELINE, IID)}
     seeds = sorted(set(by_arm[BASELINE]) & set(by_arm[IID]))
     tests = []
@@ -150,7 +167,9 @@ def paired_metric_tests(results: Sequence[KGRunResult]) -> list[MetricTest]:
 
 def markdown_report(results: Sequence[KGRunResult], tests: Sequence[MetricTest], title: str) -> str:
     """The table (mean ± std over seeds of the filtered test metrics) and the paired t-tests."""
-    header = "| arm | alpha | beta | " + " | ".join(m.replace("mrr", "MRR").replace("hits", "Hits") for m in METRICS) + " |"
+    header = (
+        "| arm | alpha | beta | " + " | ".join(m.replace("mrr", "MRR").replace("hits", "Hits") for m in METRICS) + " |"
+    )
     lines = [f"# {title}", "", "Filtered test metrics, both directions, mean ± std over seeds.", "", header]
     lines.append("|---|---:|---:|" + "---:|" * len(METRICS))
     for arm in (BASELINE, IID):
@@ -158,11 +177,18 @@ def markdown_report(results: Sequence[KGRunResult], tests: Sequence[MetricTest],
         if runs:
             cells = [mean_std([r.metric(m) for r in runs], 3) for m in METRICS]
             lines.append(f"| {arm} | {runs[0].alpha:g} | {runs[0].beta:g} | " + " | ".join(cells) + " |")
-    lines += ["", f"Paired t-test over seeds, IID − baseline; p (Holm): corrected over the {len(tests)} metrics:", "",
-              "| metric | Δ mean | t | p | p (Holm) | seeds |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        f"Paired t-test over seeds, IID − baseline; p (Holm): corrected over the {len(tests)} metrics:",
+        "",
+        "| metric | Δ mean | t | p | p (Holm) | seeds |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for t in tests:
-        lines.append(f"| {t.metric} | {fmt_number(t.mean_difference, '+.4f')} | {fmt_number(t.t_statistic, '.2f')} | "
-                     f"{fmt_number(t.p_value, '.3g')} | {fmt_number(t.p_holm, '.3g')} | {t.seeds} |")
+        lines.append(
+            f"| {t.metric} | {fmt_number(t.mean_difference, '+.4f')} | {fmt_number(t.t_statistic, '.2f')} | "
+            f"{fmt_number(t.p_value, '.3g')} | {fmt_number(t.p_holm, '.3g')} | {t.seeds} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -170,7 +196,8 @@ def write_comparison(out: str | Path, results: Sequence[KGRunResult], config: KG
     """Write results.csv, results.json and results.md to ``out`` all-or-nothing
     (:func:`~iidfusion.engine.results.write_results`); returns the markdown.
 
-    The provenance names the devices the runs trained on."""
+    The provenance names the devices the runs trained on.
+    """
     if not results:
         raise ValueError("no results to write")
     tests = paired_metric_tests(results)
@@ -181,7 +208,10 @@ def write_comparison(out: str | Path, results: Sequence[KGRunResult], config: KG
         **provenance(config, device="; ".join(dict.fromkeys(r.device for r in results))),
     }
     write_results(
-        out, rows=[dataclasses.asdict(r) for r in results], fieldnames=[f.name for f in dataclasses.fields(KGRunResult)],
-        payload=payload, report=report,
-    )  # fmt: skip
+        out,
+        rows=[dataclasses.asdict(r) for r in results],
+        fieldnames=[f.name for f in dataclasses.fields(KGRunResult)],
+        payload=payload,
+        report=report,
+    )
     return report

@@ -42,7 +42,6 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 }
 
 
-
 @dataclass
 class KGTrainConfig:
     """Training: epochs, batch size, optimizer (OTKGE: Adagrad, lr 0.1), evaluation cadence,
@@ -65,18 +64,22 @@ class KGTrainConfig:
     optimizer: str = option("adagrad", "optimizer: adagrad, adam or sgd", rule=one_of(tuple(OPTIMIZERS)))
     eval_every: int = option(5, "validate every N epochs (and at the last)", rule=at_least(1, MAX_EPOCHS))
     eval_batch_size: int = option(1024, "queries per batch of the filtered ranking", rule=at_least(1, MAX_BATCH))
-    tie_policy: str = option(DEFAULT_TIE_POLICY, "rank of tied scores: pessimistic (OTKGE), realistic or optimistic",
-                             rule=one_of(tuple(TIE_POLICIES)))
+    tie_policy: str = option(
+        DEFAULT_TIE_POLICY,
+        "rank of tied scores: pessimistic (OTKGE), realistic or optimistic",
+        rule=one_of(tuple(TIE_POLICIES)),
+    )
     # Lightning's placement and what a run writes: the engine's options, as in `fit` (same flags, help and rules).
     accelerator: str = trainer_option("accelerator")
     devices: str = trainer_option("devices")
     num_nodes: int = trainer_option("num_nodes")
     strategy: str = trainer_option("strategy")
-    num_threads: int = option(0, "torch CPU threads of the run (0: torch's default)", flag="--threads", rule=at_least(0, MAX_PROCESSES))
+    num_threads: int = option(
+        0, "torch CPU threads of the run (0: torch's default)", flag="--threads", rule=at_least(0, MAX_PROCESSES)
+    )
     checkpoints: bool = trainer_option("checkpoints")
     loggers: tuple[str, ...] = trainer_option("loggers")
     progress_bar: bool = trainer_option("progress_bar")
-
 
 
 @dataclass
@@ -84,10 +87,13 @@ class KGExperimentConfig:
     """One KG experiment. ``data``: a graph name (umls, wn9img, fbimg) or a folder of triples;
     ``features``: {modality: source} (:func:`iidfusion.kg.features.build_modality_features`;
     empty: the graph folder's own, :func:`~iidfusion.kg.features.default_feature_sources`);
-    ``vocabulary``: "train" or "all"."""
+    ``vocabulary``: "train" or "all".
+    """
 
     data: str = option("umls", "umls (bundled with pykeen), wn9img, fbimg, or a folder with train/valid/test")
-    vocabulary: str = option("train", "entity ids from the training split only (train), or all", rule=one_of(("train", "all")))
+    vocabulary: str = option(
+        "train", "entity ids from the training split only (train), or all", rule=one_of(("train", "all"))
+    )
     features: dict[str, str] = field(default_factory=dict, metadata={"help": "feature modalities: {name: source}"})
     seed: int = option(0, "seed of initialisation and batch order", rule=SEED_RULE)
     model: KGModelConfig = field(default_factory=KGModelConfig)
@@ -95,30 +101,30 @@ class KGExperimentConfig:
     train: KGTrainConfig = field(default_factory=KGTrainConfig)
 
 
-
 @dataclass(frozen=True)
 class KGCompareConfig:
     """The ``compare`` section of a KG config: ``seeds`` N (seeds 0..N-1, as ``--seeds`` of every
-    command) and the IID arm's ``alpha`` / ``beta`` (default: the library's ``loss.alpha`` / ``loss.beta``, as ``fit``)."""
+    command) and the IID arm's ``alpha`` / ``beta`` (default: the library's ``loss.alpha`` / ``loss.beta``, as ``fit``).
+    """
 
     seeds: int = option(3, "seeds 0..N-1 of each arm", rule=at_least(1, MAX_RUNS))
     alpha: float = redefault(IIDConfig, "alpha", IIDConfig.alpha, "the IID arm's weight of L_ic")
     beta: float = redefault(IIDConfig, "beta", IIDConfig.beta, "the IID arm's weight of L_dc")
 
 
-
 def load_experiment_config(path: str | Path) -> KGExperimentConfig:
     """A :class:`KGExperimentConfig` from a YAML file (the ``configs/kg/*.yaml`` files); the
-    ``compare`` section is read by ``kg compare`` (:func:`load_kg_config`)."""
+    ``compare`` section is read by ``kg compare`` (:func:`load_kg_config`).
+    """
     values = read_config_file(path)
     values.pop("compare", None)
     return kg_config_from_dict(values, str(path))
 
 
-
 def load_kg_config(path: str | Path | None) -> tuple[KGExperimentConfig, KGCompareConfig]:
     """The experiment and its ``compare`` section from one read of the YAML file at ``path``
-    (None: the defaults)."""
+    (None: the defaults).
+    """
     if path is None:
         return KGExperimentConfig(), KGCompareConfig()
     values = read_config_file(path)
@@ -128,5 +134,6 @@ def load_kg_config(path: str | Path | None) -> tuple[KGExperimentConfig, KGCompa
 
 def kg_config_from_dict(values: Mapping[str, Any], source: str) -> KGExperimentConfig:
     """The :class:`KGExperimentConfig` of a config file's or a checkpoint's mapping; an unknown
-    key is an error naming ``source``."""
+    key is an error naming ``source``.
+    """
     return merge_config(KGExperimentConfig(), values, source)

@@ -11,6 +11,7 @@ most ``world_size - 1`` left over sit the epoch out).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -77,13 +78,14 @@ class TrainingQueries(Dataset):
         return self.queries[index], index
 
 
-def _as_is(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+def _as_is(batch: Any) -> Any:
     return batch
 
 
 class KGDataModule(L.LightningDataModule):
     """The shuffled training queries, and one placeholder validation batch: validation ranks the
-    whole split against every entity in :meth:`~iidfusion.tasks.kg.module.KGModule.validation_step`, on every process."""
+    whole split against every entity in :meth:`~iidfusion.tasks.kg.module.KGModule.validation_step`, on every process.
+    """
 
     def __init__(self, kg: KnowledgeGraph, *, batch_size: int, seed: int) -> None:
         super().__init__()
@@ -98,4 +100,4 @@ class KGDataModule(L.LightningDataModule):
         return DataLoader(TrainingQueries(self.queries), batch_sampler=batches, collate_fn=_as_is)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader([0], batch_size=1)
+        return DataLoader(cast(Dataset[int], [0]), batch_size=1)

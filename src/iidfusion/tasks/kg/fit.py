@@ -84,7 +84,8 @@ def build_model(kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGEx
 
 def validate_kg_config(config: KGExperimentConfig) -> None:
     """Every option of ``config`` in range, before any data is read: a ValueError naming the key
-    (and the trainer's hardware settings built as the run will)."""
+    (and the trainer's hardware settings built as the run will).
+    """
     _validate(config)
     get_kg_model_class(config.model.name).check_options(config.model.options)
     check_strategy_options(config.model)
@@ -143,17 +144,27 @@ def fit_kg(
 
 
 def _fit(
-    kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGExperimentConfig, log: Callable[[str], None] | None,
-    run_dir: Path | None, resume: str | Path | None, digest: str,
+    kg: KnowledgeGraph,
+    features: Mapping[str, Tensor],
+    config: KGExperimentConfig,
+    log: Callable[[str], None] | None,
+    run_dir: Path | None,
+    resume: str | Path | None,
+    digest: str,
 ) -> KGFitResult:
     start = time.perf_counter()
     module = KGModule(build_model(kg, features, config), kg, config, log=log)
     data = KGDataModule(kg, batch_size=config.train.batch_size, seed=config.seed)
     best = BestWeights(module.monitor)
     trainer = build_trainer(
-        config.train, run_dir, config.seed, best, record=RunRecord(config.model.name, config.seed, digest),
-        description=f"kg seed {config.seed}", callbacks=[ValidationSchedule(config.train.eval_every, config.train.max_epochs)],
-    )  # fmt: skip
+        config.train,
+        run_dir,
+        config.seed,
+        best,
+        record=RunRecord(config.model.name, config.seed, digest),
+        description=f"kg seed {config.seed}",
+        callbacks=[ValidationSchedule(config.train.eval_every, config.train.max_epochs)],
+    )
     with warnings.catch_warnings():
         # The best checkpoint waits for the first validation (epoch eval_every) without a word.
         warnings.filterwarnings("ignore", message=rf"`ModelCheckpoint\(monitor='{module.monitor}'\)` could not find")
@@ -170,42 +181,76 @@ def _fit(
     model.load_state_dict(best.weights)
     valid = module.evaluate("valid", model)
     return KGFitResult(
-        model.cpu(), best.best_epoch + 1, valid, module.evaluate("test", model), module.history,
-        time.perf_counter() - start, trainer_device(trainer), trainer.is_global_zero,
-    )  # fmt: skip
+        model.cpu(),
+        best.best_epoch + 1,
+        valid,
+        module.evaluate("test", model),
+        module.history,
+        time.perf_counter() - start,
+        trainer_device(trainer),
+        trainer.is_global_zero,
+    )
 
 
 def graph_digest(kg: KnowledgeGraph, features: Mapping[str, Tensor]) -> str:
     """The data digest (:func:`~iidfusion.engine.resume.data_digest`) of the graph (names,
-    splits) and of every feature modality (name, shape, values)."""
-    return data_digest([
-        "\n".join(kg.entities) + "\0", "\n".join(kg.relations) + "\0",
-        kg.train, "\0", kg.valid, "\0", kg.test, "\0", *features.items(),
-    ])  # fmt: skip
+    splits) and of every feature modality (name, shape, values).
+    """
+    return data_digest(
+        [
+            "\n".join(kg.entities) + "\0",
+            "\n".join(kg.relations) + "\0",
+            kg.train,
+            "\0",
+            kg.valid,
+            "\0",
+            kg.test,
+            "\0",
+            *features.items(),
+        ]
+    )
 
 
 # Options a resumed KG run may change: how long and where it trains and what it logs; the data
 # and feature sources may be named otherwise (their content is checked by digest).
-RESUMABLE_CHANGES = frozenset({
-    "data", "features", "train.max_epochs", "train.accelerator", "train.devices", "train.num_nodes", "train.strategy",
-    "train.num_threads", "train.checkpoints", "train.loggers", "train.progress_bar",
-})  # fmt: skip
+RESUMABLE_CHANGES = frozenset(
+    {
+        "data",
+        "features",
+        "train.max_epochs",
+        "train.accelerator",
+        "train.devices",
+        "train.num_nodes",
+        "train.strategy",
+        "train.num_threads",
+        "train.checkpoints",
+        "train.loggers",
+        "train.progress_bar",
+    }
+)
 
 
 def check_resume(path: str | Path, config: KGExperimentConfig, digest: str) -> None:
     """Refuse to resume from ``path`` unless it is a checkpoint of this very run: written by
     ``iidfusion kg fit`` for the same model and seed, with the same settings (but
-    :data:`RESUMABLE_CHANGES`) and on the same graph and features (``digest``, :func:`graph_digest`)."""
+    :data:`RESUMABLE_CHANGES`) and on the same graph and features (``digest``, :func:`graph_digest`).
+    """
     resume_checks.check_resume(
-        path, command="iidfusion kg fit", method=config.model.name, seed=config.seed, options=iter_options(config),
-        resumable=RESUMABLE_CHANGES, digest=digest,
+        path,
+        command="iidfusion kg fit",
+        method=config.model.name,
+        seed=config.seed,
+        options=iter_options(config),
+        resumable=RESUMABLE_CHANGES,
+        digest=digest,
         other_data=f"another graph or other features than --data {config.data} (their digest differs)",
     )
 
 
 def save_run(result: KGFitResult, config: KGExperimentConfig, out: str | Path, kg: KnowledgeGraph) -> list[Path]:
     """Write ``config.yaml``, ``metrics.json`` and ``model.ckpt`` (:mod:`iidfusion.tasks.kg.checkpoint`) to
-    ``out``, all or nothing."""
+    ``out``, all or nothing.
+    """
     with staged_files(out) as stage:
         stage.write_text("config.yaml", yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
         record = result.summary() | provenance(config, device=result.device)

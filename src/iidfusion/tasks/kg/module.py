@@ -15,7 +15,7 @@ import dataclasses
 import math
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import lightning as L
 import torch
@@ -45,7 +45,7 @@ class ValidationSchedule(Callback):
         return epoch % self.eval_every == 0 or epoch == self.max_epochs
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.check_val_every_n_epoch = 1 if self.is_due(trainer.current_epoch + 1) else trainer.max_epochs + 1
+        trainer.check_val_every_n_epoch = 1 if self.is_due(trainer.current_epoch + 1) else self.max_epochs + 1
 
 
 class KGModule(L.LightningModule):
@@ -61,12 +61,19 @@ class KGModule(L.LightningModule):
     monitor_as_percent: ClassVar[bool] = False
 
     def __init__(
-        self, model: KGModel, kg: KnowledgeGraph, config: KGExperimentConfig, *, log: Callable[[str], None] | None = None
+        self,
+        model: KGModel,
+        kg: KnowledgeGraph,
+        config: KGExperimentConfig,
+        *,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(dataclasses.asdict(config))
         self.model = model
-        self.objective = KGObjective(config.objective, width=model.width, class_weights=degree_weights(kg.train, kg.num_entities))
+        self.objective = KGObjective(
+            config.objective, width=model.width, class_weights=degree_weights(kg.train, kg.num_entities)
+        )
         self.kg, self.train_config = kg, config.train
         self.known = KnownTails.from_kg(kg)
         self.history: list[dict[str, float]] = []
@@ -84,18 +91,25 @@ class KGModule(L.LightningModule):
 
     def evaluate(self, split: str, model: KGModel | None = None) -> LinkPredictionMetrics:
         """Filtered metrics on ``split`` of ``model`` (default: the module's; in evaluation mode,
-        on its device) with the run's tie policy and evaluation batch size."""
+        on its device) with the run's tie policy and evaluation batch size.
+        """
         model = self.model if model is None else model
         known = self.known.to(next(model.parameters()).device)
         return evaluate_link_prediction(
-            model.eval().scorer(), self.kg, split, known=known, batch_size=self.train_config.eval_batch_size,
+            model.eval().scorer(),
+            self.kg,
+            split,
+            known=known,
+            batch_size=self.train_config.eval_batch_size,
             tie_policy=typing.cast(TiePolicy, self.train_config.tie_policy),
-        )  # fmt: skip
+        )
 
     def on_train_epoch_start(self) -> None:
         self._sums, self._total_sum, self._queries_seen = {}, 0.0, 0
         history = getattr(self.model.strategy, "loss_history", None)
-        self._history_at_epoch_start = history.clone() if isinstance(history, Tensor) and self.trainer.world_size > 1 else None
+        self._history_at_epoch_start = (
+            history.clone() if isinstance(history, Tensor) and self.trainer.world_size > 1 else None
+        )
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         queries, index = batch
@@ -118,11 +132,12 @@ class KGModule(L.LightningModule):
         """After the epoch's last step, before its validation (so the weights kept at a validation
         hold QMF's epoch count already advanced, as OTKGE's loop had them): under DDP,
         QMF's history merged across processes (buffers are not broadcast, see
-        :func:`~iidfusion.engine.trainer.build_strategy`), then the strategy's epoch hook."""
+        :func:`~iidfusion.engine.trainer.build_strategy`), then the strategy's epoch hook.
+        """
         if batch_idx + 1 < self.trainer.num_training_batches:
             return
         if self._history_at_epoch_start is not None:
-            history = self.model.strategy.loss_history
+            history = cast(Any, self.model.strategy).loss_history
             history.copy_(self._history_at_epoch_start + sum_across_processes(history - self._history_at_epoch_start))
         if self.model.strategy is not None:
             self.model.strategy.on_train_epoch_end()
@@ -141,7 +156,9 @@ class KGModule(L.LightningModule):
         if self.valid is not None and self._validated_epoch == self.current_epoch:
             record["valid/mrr"] = self.valid.mrr
             if self._log_line is not None and self.trainer.is_global_zero:
-                self._log_line(f"epoch {epoch}: loss {record.get('loss/task', math.nan):.4f}, valid MRR {self.valid.mrr:.4f}")
+                self._log_line(
+                    f"epoch {epoch}: loss {record.get('loss/task', math.nan):.4f}, valid MRR {self.valid.mrr:.4f}"
+                )
         self.history.append(record)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from iidfusion_studies.cli.sweep import number_list
 
@@ -23,14 +24,22 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="a smoke-test size (seconds); writes files only with --out")
-    parser.add_argument("--out", default=None, help=f"folder for the results (default: {DEFAULT_OUT}; none with --quick)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke-test size (seconds); writes files only with --out"
+    )
+    parser.add_argument(
+        "--out", default=None, help=f"folder for the results (default: {DEFAULT_OUT}; none with --quick)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1, for stable timings)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the data and the random estimators (default: 0)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed of the data and the random estimators (default: 0)"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="benchmarks: Wasserstein estimators, training cost", description=__doc__)
+    parser = subparsers.add_parser(
+        "bench", help="benchmarks: Wasserstein estimators, training cost", description=__doc__
+    )
     benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
 
     wasserstein = benches.add_parser(
@@ -41,11 +50,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "wasserstein.md, .csv and .png (error against time).",
     )
     _common(wasserstein)
-    wasserstein.add_argument("--dims", type=number_list(int), default=None, help="widths d of the mixtures (default: 64,256,1024,4096)")
+    wasserstein.add_argument(
+        "--dims", type=number_list(int), default=None, help="widths d of the mixtures (default: 64,256,1024,4096)"
+    )
     wasserstein.add_argument("--sizes", type=number_list(int), default=None, help="cloud sizes n (default: 64,256)")
     wasserstein.add_argument("--draws", type=int, default=None, help="pairs per (setting, shift) (default: 1)")
     wasserstein.add_argument(
-        "--real", type=_names, default=None, help="real data: comma list of handwritten, synthetic, or 'none' (default: both)"
+        "--real",
+        type=_names,
+        default=None,
+        help="real data: comma list of handwritten, synthetic, or 'none' (default: both)",
     )
     wasserstein.set_defaults(handler=run_wasserstein)
 
@@ -58,16 +72,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _common(train)
     train.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
-    train.add_argument("--workloads", type=_names, default=None, help="comma list of handwritten-mlp, resnet18-bert (default: both)")
-    train.add_argument("--methods", type=_names, default=None, help="comma list of methods (default: the nine main methods)")
+    train.add_argument(
+        "--workloads", type=_names, default=None, help="comma list of handwritten-mlp, resnet18-bert (default: both)"
+    )
+    train.add_argument(
+        "--methods", type=_names, default=None, help="comma list of methods (default: the nine main methods)"
+    )
     train.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default: 5)")
     train.add_argument("--steps", type=int, default=None, help="timed steps per method and round (default: 4)")
-    train.add_argument("--no-memory", dest="memory", action="store_false", default=None, help="skip the (slow, on CPU) peak-memory measurement")
+    train.add_argument(
+        "--no-memory",
+        dest="memory",
+        action="store_false",
+        default=None,
+        help="skip the (slow, on CPU) peak-memory measurement",
+    )
     train.add_argument("--name", default="train_cost", help="stem of the result files (default: %(default)s)")
     train.set_defaults(handler=run_train)
 
 
-def _given(args: argparse.Namespace, **fields: str) -> dict[str, object]:
+def _given(args: argparse.Namespace, **fields: str) -> dict[str, Any]:
     """{config field: value} of the flags the user gave (``fields`` maps config field -> flag dest)."""
     return {name: getattr(args, dest) for name, dest in fields.items() if getattr(args, dest) is not None}
 
@@ -92,7 +116,9 @@ def run_wasserstein(args: argparse.Namespace) -> int:
     from iidfusion_studies.estimator_study import QUICK, StudyConfig, render_markdown, run_study, write_study
 
     base = QUICK if args.quick else StudyConfig()
-    config = dataclasses.replace(base, **_given(args, dims="dims", sizes="sizes", draws="draws", real="real", seed="seed", threads="threads"))
+    config = dataclasses.replace(
+        base, **_given(args, dims="dims", sizes="sizes", draws="draws", real="real", seed="seed", threads="threads")
+    )
     out = _out(args)
     records = run_study(config, log=_progress)
     print(render_markdown(records, config), end="")

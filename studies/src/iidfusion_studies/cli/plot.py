@@ -17,12 +17,24 @@ Prints markdown tables of the plotted numbers; --table FILE also writes them."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("plot", help="plot distance and accuracy per epoch from run logs", description=DESCRIPTION)
+    parser = subparsers.add_parser(
+        "plot", help="plot distance and accuracy per epoch from run logs", description=DESCRIPTION
+    )
     parser.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="run folders (or their metrics.csv)")
-    parser.add_argument("--labels", nargs="+", default=None, metavar="LABEL", help="legend labels, one per run (default: method and seed from the run)")
+    parser.add_argument(
+        "--labels",
+        nargs="+",
+        default=None,
+        metavar="LABEL",
+        help="legend labels, one per run (default: method and seed from the run)",
+    )
     parser.add_argument("--out", required=True, metavar="PNG", help="figure file to write")
-    parser.add_argument("--table", default=None, metavar="MD", help="also write the printed table to this file (default: none)")
-    parser.add_argument("--distance", default="val/wasserstein/mean", help="logged distance metric (default: %(default)s)")
+    parser.add_argument(
+        "--table", default=None, metavar="MD", help="also write the printed table to this file (default: none)"
+    )
+    parser.add_argument(
+        "--distance", default="val/wasserstein/mean", help="logged distance metric (default: %(default)s)"
+    )
     parser.add_argument("--accuracy", default="val/acc", help="logged accuracy metric (default: %(default)s)")
     parser.set_defaults(handler=run)
 
@@ -30,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from iidfusion_studies._report import write_outputs
     from iidfusion.engine.outputs import check_output_folder
+    from iidfusion_studies._report import write_outputs
     from iidfusion_studies.monitoring import diagnostics_table, monitoring_table, plot_monitoring, read_run_log
 
     if args.labels is not None and len(args.labels) != len(args.runs):
@@ -45,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"{flag} {path} is a folder; it must be a file name")
             check_output_folder(path.parent, name=f"the folder {path.parent} of {flag} {path}", shared=True)
     labels = args.labels or [None] * len(args.runs)
-    runs = [read_run_log(path, label) for path, label in zip(args.runs, labels)]
+    runs = [read_run_log(path, label) for path, label in zip(args.runs, labels, strict=True)]
     table = monitoring_table(runs, args.distance, args.accuracy) + "\n"
     diagnostics = diagnostics_table(runs)
     if diagnostics:

@@ -26,8 +26,10 @@ SWEEP_BASE = ExperimentConfig(
     eval=EvalConfig(noise=(0.0,)),
 )
 # Set by the grid flags, or meaningless for one method.
-_EXCLUDED = frozenset({"loss.alpha", "loss.beta", "loss.d1", "methods"}) | SUITE_ONLY | frozenset(
-    option.key for option in iter_options(ExperimentConfig()) if option.key.startswith("tune.")
+_EXCLUDED = (
+    frozenset({"loss.alpha", "loss.beta", "loss.d1", "methods"})
+    | SUITE_ONLY
+    | frozenset(option.key for option in iter_options(ExperimentConfig()) if option.key.startswith("tune."))
 )
 
 
@@ -44,11 +46,33 @@ def number_list(kind: type) -> Callable[[str], tuple]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("sweep", help="hyperparameter sensitivity over alpha, beta, d1", description=DESCRIPTION)
-    parser.add_argument("--alpha", type=number_list(float), default=(0.01, 0.1, 1.0), metavar="LIST", help="L_ic weights (default: 0.01,0.1,1)")
-    parser.add_argument("--beta", type=number_list(float), default=(0.01, 0.1, 1.0), metavar="LIST", help="L_dc weights (default: 0.01,0.1,1)")
-    parser.add_argument("--d1", type=number_list(int), default=(0,), metavar="LIST", help="kept Fourier bins; 0: min(16, width/2+1) (default: 0)")
-    parser.add_argument("--search", choices=("grid", "optuna"), default="grid", help="grid (default) or optuna (optional dependency)")
+    parser = subparsers.add_parser(
+        "sweep", help="hyperparameter sensitivity over alpha, beta, d1", description=DESCRIPTION
+    )
+    parser.add_argument(
+        "--alpha",
+        type=number_list(float),
+        default=(0.01, 0.1, 1.0),
+        metavar="LIST",
+        help="L_ic weights (default: 0.01,0.1,1)",
+    )
+    parser.add_argument(
+        "--beta",
+        type=number_list(float),
+        default=(0.01, 0.1, 1.0),
+        metavar="LIST",
+        help="L_dc weights (default: 0.01,0.1,1)",
+    )
+    parser.add_argument(
+        "--d1",
+        type=number_list(int),
+        default=(0,),
+        metavar="LIST",
+        help="kept Fourier bins; 0: min(16, width/2+1) (default: 0)",
+    )
+    parser.add_argument(
+        "--search", choices=("grid", "optuna"), default="grid", help="grid (default) or optuna (optional dependency)"
+    )
     parser.add_argument("--trials", type=int, default=None, help="points Optuna tries (--search optuna only)")
     parser.add_argument("--name", default=None, help="stem of the result files (default: sweep_DATA)")
     add_config_arguments(parser, SWEEP_BASE, exclude=_EXCLUDED)
@@ -56,10 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iidfusion_studies.sweep import SearchSpace, run_sweep, write_sweep
-    from iidfusion.engine.trainer import quiet_lightning
     from iidfusion.engine.outputs import check_output_folder
+    from iidfusion.engine.trainer import quiet_lightning
     from iidfusion.tasks.classification.validation import check_option_values
+    from iidfusion_studies.sweep import SearchSpace, run_sweep, write_sweep
 
     config = config_from_args(args, SWEEP_BASE)
     check_option_values(config)
@@ -68,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
     if args.search == "grid" and args.trials is not None:
         raise ValueError("--trials applies to --search optuna only (a grid tries every combination)")
     quiet_lightning()
-    runs = run_sweep(config, space, search=args.search, trials=args.trials, log=lambda line: print(line, file=sys.stderr, flush=True))
+    runs = run_sweep(
+        config, space, search=args.search, trials=args.trials, log=lambda line: print(line, file=sys.stderr, flush=True)
+    )
     stem = args.name or f"sweep_{Path(config.data).stem}"
     title = f"Sensitivity of {config.method} on {config.data}: {args.search} search over alpha, beta, d1"
     report = write_sweep(runs, config, config.out, stem, title)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.io
@@ -33,7 +34,7 @@ VIEW_NAMES: tuple[tuple[str, int], ...] = (
 def convert(source: Path, target: Path) -> None:
     content = scipy.io.loadmat(source)
     cells = content["X"].ravel()
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Any] = {}
     for (name, width), view in zip(VIEW_NAMES, cells, strict=True):
         if view.shape != (2000, width):
             raise ValueError(f"view {name!r}: expected shape (2000, {width}), got {view.shape}")
