@@ -51,7 +51,11 @@ def test_licence_and_citation_say_what_is_known():
         == "Supporting Multimodal Intermediate Fusion with Informatic Constraint and Distribution Coherence"
     )
     assert "ICLR 2026" in paper["conference"]["name"] and paper["year"] == 2026
-    assert all("name" in author and "family-names" not in author for author in paper["authors"]), "no invented person"
+    # The authors of the ICLR 2026 poster page, in its order.
+    assert [(a["given-names"], a["family-names"]) for a in paper["authors"]] == [
+        ("Yi", "Li"), ("Fei", "Song"), ("Changwen", "Zheng"), ("Jiangmeng", "Li")
+    ]
+    assert paper["url"] == "https://openreview.net/forum?id=5bxmmuRhO6"
 
 
 def test_docstrings_cite_only_what_the_repository_holds():
