@@ -53,7 +53,10 @@ def test_licence_and_citation_say_what_is_known():
     assert "ICLR 2026" in paper["conference"]["name"] and paper["year"] == 2026
     # The authors of the ICLR 2026 poster page, in its order.
     assert [(a["given-names"], a["family-names"]) for a in paper["authors"]] == [
-        ("Yi", "Li"), ("Fei", "Song"), ("Changwen", "Zheng"), ("Jiangmeng", "Li")
+        ("Yi", "Li"),
+        ("Fei", "Song"),
+        ("Changwen", "Zheng"),
+        ("Jiangmeng", "Li"),
     ]
     assert paper["url"] == "https://openreview.net/forum?id=5bxmmuRhO6"
 
