@@ -60,3 +60,13 @@ def test_the_studies_commands_come_through_the_entry_point_group(capsys, monkeyp
     with pytest.raises(SystemExit) as exit_info:
         main(["plot", "--runs", "x", "--out", "y.png"])
     assert exit_info.value.code == 2 and "invalid choice: 'plot'" in capsys.readouterr().err
+
+
+def test_building_the_command_line_imports_no_training_code():
+    """`iidfusion --help` stays fast: the parsers are made from the configurations, which import no Lightning."""
+    import subprocess
+    import sys
+
+    code = "import sys\nfrom iidfusion.cli.main import build_parser\nbuild_parser()\nprint('lightning' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False", done.stderr

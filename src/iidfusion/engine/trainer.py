@@ -35,40 +35,15 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 from torch import nn
 
-from iidfusion.core.config import MAX_PROCESSES, Rule, at_least, iter_options, option
+from iidfusion.core.config import iter_options
 from iidfusion.core.progress import progress_bar
+from iidfusion.engine.settings import LOGGERS, TrainerSettings
 
 VAL_LOSS = "val/loss"
-LOGGERS = ("csv", "tensorboard")
 _DDP_START_METHODS = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
 _FIND_UNUSED = "_find_unused_parameters_true"
 # Lightning's strategies that train in child processes, whose results come back through checkpoints.
 SPAWNING_STRATEGIES = ("ddp_spawn", "ddp_fork", "ddp_notebook")
-
-# The options of the trainer every task's training section declares (:func:`trainer_option`):
-# name -> (default, help, rule).
-_TRAINER_OPTIONS: dict[str, tuple[Any, str, Rule | None]] = {
-    "accelerator": ("auto", "Lightning accelerator: auto, cpu, gpu, ...", None),
-    "devices": ("auto", "Lightning devices: auto, a count, or a comma list of ids", None),
-    "num_nodes": (
-        1,
-        "machines the run spans, each with --devices processes (docs/scaling.md)",
-        at_least(1, MAX_PROCESSES),
-    ),
-    "strategy": ("auto", "Lightning strategy: auto, ddp, ddp_spawn, ...", None),
-    "checkpoints": (True, "save best and last checkpoints", None),
-    "loggers": (LOGGERS, "loggers: csv, tensorboard (empty: none)", None),
-    "progress_bar": (True, "show a progress bar", None),
-}
-
-
-def trainer_option(name: str) -> Any:
-    """The trainer's option ``name`` (``accelerator``, ``devices``, ``num_nodes``, ``strategy``,
-    ``checkpoints``, ``loggers``, ``progress_bar``) as a field of a task's training section: one
-    default, help text and rule, so that every task's flag means the same.
-    """
-    default, help, rule = _TRAINER_OPTIONS[name]
-    return option(default, help, rule=rule)
 
 
 class MonitoredModule(Protocol):
@@ -304,29 +279,6 @@ def _model(pl_module: L.LightningModule) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"{type(pl_module).__name__} holds no model")
     return model
-
-
-class TrainerSettings(Protocol):
-    """What :func:`build_trainer` reads from a task's training section (the fields each declares
-    with :func:`trainer_option`, and its number of epochs).
-    """
-
-    @property
-    def max_epochs(self) -> int: ...
-    @property
-    def accelerator(self) -> str: ...
-    @property
-    def devices(self) -> str: ...
-    @property
-    def num_nodes(self) -> int: ...
-    @property
-    def strategy(self) -> str: ...
-    @property
-    def checkpoints(self) -> bool: ...
-    @property
-    def loggers(self) -> Sequence[str]: ...
-    @property
-    def progress_bar(self) -> bool: ...
 
 
 def build_loggers(train: TrainerSettings, run_dir: Path | None) -> list[Logger]:

@@ -41,7 +41,7 @@ from iidfusion.core.config import (
     positive,
 )
 from iidfusion.core.files import read_config_file
-from iidfusion.engine.trainer import trainer_option
+from iidfusion.engine.settings import trainer_option
 from iidfusion.fusion.methods import MAIN_METHODS, MethodSpec, available_methods, get_method
 from iidfusion.fusion.registry import StrategySections, strategy_sections
 from iidfusion.losses.config import IIDConfig as LossConfig  # the ``loss`` section: IID's options, shared with the KG

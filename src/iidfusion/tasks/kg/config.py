@@ -29,7 +29,7 @@ from iidfusion.core.config import (
     redefault,
 )
 from iidfusion.core.files import read_config_file
-from iidfusion.engine.trainer import trainer_option
+from iidfusion.engine.settings import trainer_option
 from iidfusion.kg.evaluate import DEFAULT_TIE_POLICY, TIE_POLICIES
 from iidfusion.kg.models import KGModelConfig
 from iidfusion.kg.objective import KGObjectiveConfig
