@@ -1,5 +1,6 @@
 """Data parallelism on CPU: 2 processes, gloo backend (training, and evaluation split across them)."""
 
+import json
 import os
 import socket
 from dataclasses import replace
@@ -9,6 +10,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from lightning.pytorch.loggers import Logger
 
 from iidfusion.engine.distributed import GatheredCoherence, gather_with_local_grad
 from iidfusion.engine.trainer import build_strategy
@@ -100,12 +102,32 @@ def _module(splits, config):
     return module
 
 
-def _validate(module, splits, strategy, devices):
+class _Captured(Logger):
+    """A logger that writes what it is given to a JSON file (the diagnostics go to loggers only;
+    under ``ddp_fork`` the process of rank 0, which logs, is a child of the test's)."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    name = "captured"
+    version = 0
+
+    def log_metrics(self, metrics, step=None):
+        kept = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.path.write_text(json.dumps(kept | metrics))
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+
+def _validate(module, splits, strategy, devices, path):
+    logger = _Captured(path)
     trainer = L.Trainer(
         accelerator="cpu",
         devices=devices,
         strategy=build_strategy(strategy),
-        logger=False,
+        logger=logger,
         enable_progress_bar=False,
         enable_checkpointing=False,
         enable_model_summary=False,
@@ -114,16 +136,16 @@ def _validate(module, splits, strategy, devices):
     (metrics,) = trainer.validate(
         module, MultiViewDataModule(splits, batch_size=32, seed=0, eval_batch_size=4), verbose=False
     )
-    return metrics
+    return metrics | {k: v for k, v in json.loads(path.read_text()).items() if k != "epoch"}
 
 
-def test_validation_split_across_two_processes_gives_the_metrics_of_one(tiny_splits, fast_config):
+def test_validation_split_across_two_processes_gives_the_metrics_of_one(tiny_splits, fast_config, tmp_path):
     """Every per-epoch diagnostic stays the same (up to float32 rounding) when the 12 validation samples are shared by
     2 processes
     (batches of 4: each process sees 6 of them in 2 batches); the monitored W~ uses 9 of them, held by both."""
     config = replace(fast_config, train=replace(fast_config.train, monitor_samples=9))
-    alone = _validate(_module(tiny_splits, config), tiny_splits, "auto", 1)
-    shared = _validate(_module(tiny_splits, config), tiny_splits, "ddp_fork", 2)
+    alone = _validate(_module(tiny_splits, config), tiny_splits, "auto", 1, tmp_path / "alone.json")
+    shared = _validate(_module(tiny_splits, config), tiny_splits, "ddp_fork", 2, tmp_path / "shared.json")
     assert {"val/acc", "val/macro_f1", "val/loss", "val/wasserstein/mean"} <= set(alone)
     assert any(k.startswith("val/drop_acc/") for k in alone) and any(
         k.startswith("val/shared_head_acc/") for k in alone

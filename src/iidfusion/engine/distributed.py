@@ -90,11 +90,13 @@ class GatheredCoherence(DistributionCoherence):
     averaging each sample gets exactly d L / d z. On one process it is plain L_dc.
     """
 
-    def forward(self, features: Mapping[str, Tensor]) -> DistributionCoherenceOutput:
+    def forward(
+        self, features: Mapping[str, Tensor], init: tuple[Tensor, Tensor] | None = None
+    ) -> DistributionCoherenceOutput:
         world_size, _ = world()
         if world_size == 1:
-            return super().forward(features)
-        output = super().forward({name: gather_with_local_grad(z) for name, z in features.items()})
+            return super().forward(features, init)
+        output = super().forward({name: gather_with_local_grad(z) for name, z in features.items()}, init)
         output.loss = world_size * output.loss - (world_size - 1) * output.loss.detach()
         return output
 
