@@ -56,6 +56,8 @@ _EXCLUDED = (
             "data",
             "views",
             "labels",
+            "val_fraction",  # raw data: its splits come from the files (rgbd: --val-fraction carves val)
+            "test_fraction",
             "model.hidden",
             "model.layers",
             "model.dropout",

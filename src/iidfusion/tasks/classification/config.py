@@ -47,6 +47,7 @@ from iidfusion.fusion.registry import StrategySections, strategy_sections
 from iidfusion.losses.config import IIDConfig as LossConfig  # the ``loss`` section: IID's options, shared with the KG
 
 PROBABILITY = Rule(lambda v: 0 <= v < 1, "in [0, 1)")
+FRACTION = Rule(lambda v: 0 < v < 1, "in (0, 1)")
 # A noise level is the noise's std in tenths of a view's: 1e6 drowns every feature 1e5 times over, far
 # inside float32 (a level of 1e308 made every noisy feature inf, and the accuracy at it meaningless).
 MAX_NOISE_LEVEL = 1e6
@@ -174,6 +175,14 @@ class ExperimentConfig:
     data: str = option("handwritten", "bundled data set name or path to a .mat / .npz file")
     views: tuple[str, ...] = option((), "keys of the data file's views: matrices, cells or structs (empty: detected)")
     labels: str = option("", "key of the data file's labels (empty: detected)")
+    val_fraction: float = option(
+        0.1,
+        "share of each class held out for validation, drawn by the seed (data without a validation split of its own)",
+        rule=FRACTION,
+    )
+    test_fraction: float = option(
+        0.2, "share of each class held out for test, drawn by the seed (data without a test split of its own)", rule=FRACTION
+    )
     method: str = option("iid-p", "method trained by `fit`")
     seed: int = option(0, "seed of `fit`", rule=SEED_RULE)
     methods: tuple[str, ...] = option(

@@ -37,6 +37,10 @@ def validate_config(config: ExperimentConfig) -> None:
         raise ValueError(
             f"jobs > 1 runs fits side by side; it cannot be combined with strategy {config.train.strategy!r}"
         )
+    if config.val_fraction + config.test_fraction >= 1:
+        raise ValueError(
+            f"val_fraction {config.val_fraction:g} + test_fraction {config.test_fraction:g} leave nothing to train on"
+        )
     if not config.eval.noise:
         raise ValueError("no noise levels given (use 0 for clean data only)")
     for level in config.eval.noise:
@@ -50,7 +54,14 @@ def validate_config(config: ExperimentConfig) -> None:
 
 def load_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
     """The data of ``config`` split by ``seed``; at least two views, and the noise view among them."""
-    splits = load_dataset(config.data, seed=seed, views=config.views, labels=config.labels or None)
+    splits = load_dataset(
+        config.data,
+        seed=seed,
+        views=config.views,
+        labels=config.labels or None,
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+    )
     if len(splits.view_dims) < 2:
         raise ValueError(
             f"{config.data}: {len(splits.view_dims)} view {list(splits.view_dims)}; fusion needs at least two"

@@ -1,0 +1,928 @@
+"""Does IID help? The protocol of docs/protocol.md, run from one resumable command.
+
+    python benchmarks/verdict.py run --jobs 2 --threads 1     # train what the cache lacks, check, write
+    python benchmarks/verdict.py report                       # write the results from the cache alone
+
+Every fit of the protocol is one *cell*: (data set, arm, seed, hyperparameters). A finished cell
+is kept at once under ``WORK/cells/<key>.json`` with the commit that made it, so an interrupted
+run loses only the fits in progress, and a run stopped after some seeds continues from there
+(the protocol costs more than a working day on a 2-core machine: it is run in parts). The key is
+what the result depends on (the data's content, the method, the seed, the options the method
+reads, :data:`RESULTS_VERSION`), not the code's files, so moving or editing code that leaves the
+numbers as they were keeps the cache. That is checked, not assumed: every ``run`` re-trains a
+seeded sample of cached cells with the code at hand and compares them bit for bit
+(:func:`reproduction_check`); the report states the outcome, and a cell that does not reproduce
+stops the run.
+
+The cells run in waves, seed by seed over every data set, so an interim report covers every data
+set: wave 1 holds the tuning grids of the bases, of IID and of the ``vib`` reading; wave 2 the
+ablations and the CE control at the alpha and beta IID chose (they need wave 1's choice).
+Selection reads validation only (best validation accuracy, then lower validation loss, then grid
+order); test Avg Acc (the mean test accuracy over the noise levels) is read once, after it.
+The analysis (:func:`analyse`) has the data set as its unit: per set, the paired mean difference
+over seeds with a bootstrap CI; across sets, Wilcoxon and sign tests over the per-set means with
+Holm over each family, and a two-level bootstrap CI of the pooled mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import binomtest, wilcoxon
+
+from iidfusion.data.features.registry import load_dataset
+from iidfusion.engine.results import csv_text, fmt_number, json_text, markdown_table, write_files
+from iidfusion.engine.runs import load_outcome, run_tasks, save_outcome
+from iidfusion.engine.stats import holm, paired_bootstrap_ci
+from iidfusion.tasks.classification.compare import RunOutcome, Task, execute, start_worker
+from iidfusion.tasks.classification.config import ExperimentConfig, load_config
+from iidfusion.tasks.classification.departures import departures_sentence
+from iidfusion.tasks.classification.run_key import code_fingerprint, effective_options
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+RESULTS = REPO / "benchmarks" / "results"
+# Bumped by a change of the library that is meant to change results: every cached cell is then stale.
+RESULTS_VERSION = 1
+
+STRATEGIES = ("static", "qmf", "pdf")
+LETTER = {"static": "L", "qmf": "Q", "pdf": "P"}
+LATE = {"static": "lf-static", "qmf": "qmf", "pdf": "pdf"}
+# The grids of docs/protocol.md, "Budgets": k = 6 trials for every tuned arm.
+LR_FACTORS = (0.5, 1.0, 2.0)  # times the data set's configured learning rate
+WEIGHT_DECAYS = (1e-4, 1e-2)
+ALPHAS = (1.0, 0.1, 0.01)
+BETAS = (1.0, 0.1)
+MIN_VALIDATION = 100  # fewer validation samples under 70/10/20: the set is split 60/20/20
+BOOTSTRAP = 10_000
+SMALLEST_SET = "msrcv1"  # the sensitivity analysis leaves it out (docs/protocol.md)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of the protocol. ``grid``: ``base`` (lr x weight decay) or ``iid`` (alpha x beta),
+    tuned on validation; ``follow``: the IID options (alpha, beta) it takes from IID-X's choice.
+    """
+
+    name: str
+    method: str
+    strategy: str
+    role: str
+    fixed: tuple[tuple[str, Any], ...] = ()
+    grid: str = ""
+    follow: tuple[str, ...] = ()
+
+
+def protocol_arms() -> list[Arm]:
+    """The arms of docs/protocol.md, "Arms", for each weight strategy."""
+    arms = []
+    for strategy in STRATEGIES:
+        short, letter = {"static": "static", "qmf": "qmf", "pdf": "pdf"}[strategy], LETTER[strategy]
+        iid = f"iid-{letter.lower()}"
+        arms += [
+            Arm(f"LF-{short}", LATE[strategy], strategy, "base", grid="base"),
+            Arm(f"IF-{short}", f"if-{short}", strategy, "base", grid="base"),
+            Arm(f"IID-{letter}", iid, strategy, "iid", grid="iid"),
+            Arm(f"IID-{letter} vib", iid, strategy, "reading", (("loss.variant", "vib"),), grid="iid"),
+            Arm(f"IID-{letter} w/o I", f"{iid}-no-ic", strategy, "ablation", follow=("loss.beta",)),
+            Arm(f"IID-{letter} w/o D", f"{iid}-no-dc", strategy, "ablation", follow=("loss.alpha",)),
+            Arm(
+                f"IID-{letter} CE control",
+                f"{iid}-no-dc",
+                strategy,
+                "control",
+                (("loss.variant", "ce-only"),),
+                follow=("loss.alpha",),
+            ),
+        ]
+    return arms
+
+
+@dataclass(frozen=True)
+class VerdictSet:
+    """A data set of the protocol: its name in tables, its data, its configuration and seeds."""
+
+    name: str
+    config: ExperimentConfig
+    seeds: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One fit: ``params`` are the arm's dotted options on top of the set's configuration."""
+
+    dataset: str
+    arm: Arm
+    seed: int
+    params: tuple[tuple[str, Any], ...]
+
+    def task(self, config: ExperimentConfig) -> Task:
+        return Task(
+            load_config(overrides=dict(self.arm.fixed + self.params), base=config),
+            self.arm.method,
+            self.seed,
+            label=self.arm.name,
+        )
+
+
+def data_digest(data: str) -> str:
+    """The data's content: a bundled name as it is (its bytes are the package's), a file by its bytes,
+    a feature cache by the hashes its manifest records of its files.
+    """
+    path = Path(data)
+    if path.is_dir():
+        manifest = json.loads((path / "manifest.json").read_text())
+        return hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    return f"bundled:{data}"
+
+
+def cell_key(task: Task, digest: str) -> str:
+    """What a cell's result depends on (module docstring): not the code's files."""
+    options = effective_options(task.config, task.method)
+    options.pop("data")
+    payload = {"version": RESULTS_VERSION, "data": digest, "method": task.method, "seed": task.seed, "options": options}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def trial_params(arm: Arm, config: ExperimentConfig) -> list[tuple[tuple[str, Any], ...]]:
+    """The k = 6 trials of a tuned arm, in grid order."""
+    if arm.grid == "base":
+        return [
+            (("optim.lr", factor * config.optim.lr), ("optim.weight_decay", decay))
+            for factor in LR_FACTORS
+            for decay in WEIGHT_DECAYS
+        ]
+    return [(("loss.alpha", alpha), ("loss.beta", beta)) for alpha in ALPHAS for beta in BETAS]
+
+
+# ---------------------------------------------------------------------------------------------
+# Data sets
+
+
+def split_rule(config: ExperimentConfig) -> tuple[ExperimentConfig, str]:
+    """70/10/20, or 60/20/20 where 70/10/20 leaves fewer than MIN_VALIDATION validation samples
+    (docs/protocol.md, "Data sets and seeds"); data with splits of its own keeps them.
+    """
+    first = load_dataset(config.data, seed=0, views=config.views, labels=config.labels or None)
+    if len(first.val) >= MIN_VALIDATION or Path(config.data).is_dir():
+        return config, f"{len(first.train)}/{len(first.val)}/{len(first.test)}"
+    wider = dataclasses.replace(config, val_fraction=0.2, test_fraction=0.2)
+    split = load_dataset(config.data, seed=0, val_fraction=0.2, test_fraction=0.2)
+    return (
+        wider,
+        f"{len(split.train)}/{len(split.val)}/{len(split.test)} (60/20/20: 70/10/20 gave {len(first.val)} val)",
+    )
+
+
+def common_config(threads: int, path: Path | None = None, data: str = "handwritten") -> ExperimentConfig:
+    """A set's configuration with nothing kept on disk and nothing monitored (none of it changes a result)."""
+    return load_config(
+        path,
+        overrides={
+            "data": data,
+            "train.threads": threads,
+            "train.checkpoints": False,
+            "train.loggers": [],
+            "train.progress_bar": False,
+            "train.monitor_distances": False,
+            "eval.noise": [0, 5, 10],
+        },
+    )
+
+
+def extract_features(kind: str, work: Path, log: Callable[[str], None]) -> Path:
+    """MVSA-Single's or HFM's frozen features (as benchmarks/real_data.py), extracted once into ``work``."""
+    out = work / "features" / kind
+    target = out if kind == "mvsa_single" else out / "features.npz"
+    if (out / "manifest.json").is_file():
+        return target
+    argv = {
+        "mvsa_single": [
+            "--data-format",
+            "mmbt",
+            "--root",
+            str(SHARED / "mvsa_single"),
+            "--text-encoder",
+            "minilm",
+            "--image-encoder",
+            "efficientnet-lite0",
+            "--noise",
+            "0,5,10",
+            "--batch-size",
+            "32",
+        ],
+        "hfm": [
+            "--data-format",
+            "hfm",
+            "--root",
+            str(SHARED / "hfm"),
+            "--text-encoder",
+            "minilm",
+            "--batch-size",
+            "64",
+        ],
+    }[kind]
+    log(f"extracting {kind} features into {out} (once)")
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "iidfusion",
+            "extract",
+            *argv,
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-progress-bar",
+        ],
+        check=True,
+    )
+    log(f"extracted {kind} in {time.perf_counter() - started:.0f} s")
+    return target
+
+
+def protocol_sets(args: argparse.Namespace, log: Callable[[str], None]) -> list[VerdictSet]:
+    """The data sets of docs/protocol.md, or those of ``--datasets`` (names, files or feature folders)."""
+    sets: list[VerdictSet] = []
+    if args.datasets:
+        for data in args.datasets.split(","):
+            config, note = split_rule(common_config(args.threads, data=data))
+            sets.append(VerdictSet(Path(data).stem if Path(data).exists() else data, config, args.seeds or 10, note))
+        return sets
+    for name in ("handwritten", "synthetic", "synthetic-many-views"):
+        config, note = split_rule(common_config(args.threads, data=name))
+        sets.append(VerdictSet(name, config, 10, note))
+    for name in ("landuse21", "100leaves", "msrcv1", "bbcsport", "reuters1200", "wikipedia", "hdigit"):
+        config, note = split_rule(common_config(args.threads, data=str(SHARED / "multiview" / f"{name}.mat")))
+        sets.append(VerdictSet(name, config, 10, note))
+    work = Path(args.work)
+    mvsa = extract_features("mvsa_single", work, log)
+    config = load_config(
+        overrides={"data": str(mvsa)}, base=common_config(args.threads, REPO / "configs" / "vl" / "mvsa_single.yaml")
+    )
+    sets.append(VerdictSet("mvsa_single", config, 5, "QMF's train/dev/test: " + split_rule(config)[1]))
+    hfm = extract_features("hfm", work, log)
+    config = load_config(
+        overrides={"data": str(hfm)}, base=common_config(args.threads, REPO / "configs" / "hfm_attributes.yaml")
+    )
+    sets.append(VerdictSet("hfm", config, 5, "the published train/valid/test: " + split_rule(config)[1]))
+    if args.seeds:
+        sets = [dataclasses.replace(s, seeds=min(s.seeds, args.seeds)) for s in sets]
+    return sets
+
+
+# ---------------------------------------------------------------------------------------------
+# Cells, waves and the cache
+
+
+class Cache:
+    """The finished cells under ``WORK/cells``, each with the commit that made it."""
+
+    def __init__(self, work: Path, sets: Sequence[VerdictSet]) -> None:
+        self.folder = work / "cells"
+        self.configs = {s.name: s.config for s in sets}
+        self.digests = {s.name: data_digest(s.config.data) for s in sets}
+        self._keys: dict[Cell, str] = {}
+
+    def key(self, cell: Cell) -> str:
+        if cell not in self._keys:
+            self._keys[cell] = cell_key(cell.task(self.configs[cell.dataset]), self.digests[cell.dataset])
+        return self._keys[cell]
+
+    def path(self, cell: Cell) -> Path:
+        return self.folder / f"{self.key(cell)}.json"
+
+    def get(self, cell: Cell) -> RunOutcome | None:
+        path = self.path(cell)
+        return load_outcome(path, lambda p: RunOutcome.from_json(p["outcome"])) if path.is_file() else None
+
+    def record(self, cell: Cell) -> dict[str, Any]:
+        return json.loads(self.path(cell).read_text())
+
+    def save(self, cell: Cell, outcome: RunOutcome, commit: str) -> None:
+        save_outcome(
+            self.path(cell),
+            {
+                "dataset": cell.dataset,
+                "arm": cell.arm.name,
+                "method": cell.arm.method,
+                "seed": cell.seed,
+                "params": dict(cell.arm.fixed + cell.params),
+                "commit": commit,
+                "code": code_fingerprint(),
+                "outcome": outcome.to_json(),
+            },
+        )
+
+
+def tuned_cells(sets: Sequence[VerdictSet], arms: Sequence[Arm], seed: int) -> list[Cell]:
+    """Wave 1 of ``seed``: every trial of every tuned arm (the defaults are among them)."""
+    return [
+        Cell(s.name, arm, seed, params)
+        for s in sets
+        if seed < s.seeds
+        for arm in arms
+        if arm.grid
+        for params in trial_params(arm, s.config)
+    ]
+
+
+def chosen(cells: Sequence[Cell], cache: Cache) -> Cell | None:
+    """The trial with the best validation accuracy, then the lower validation loss, then the first in grid order;
+    None until every trial has run.
+    """
+    outcomes = [cache.get(cell) for cell in cells]
+    if any(outcome is None for outcome in outcomes):
+        return None
+    order = sorted(range(len(cells)), key=lambda k: (-outcomes[k].val_acc, _loss(outcomes[k].val_loss), k))
+    return cells[order[0]]
+
+
+def _loss(value: float) -> float:
+    return math.inf if math.isnan(value) else value
+
+
+def iid_arm(arms: Sequence[Arm], strategy: str) -> Arm:
+    return next(a for a in arms if a.role == "iid" and a.strategy == strategy)
+
+
+def follower_cells(sets: Sequence[VerdictSet], arms: Sequence[Arm], seed: int, cache: Cache) -> list[Cell]:
+    """Wave 2 of ``seed``: the ablations and the control at IID-X's choice (tuned protocol) and at the
+    defaults (untuned protocol).
+    """
+    cells = []
+    for s in sets:
+        if seed >= s.seeds:
+            continue
+        for arm in arms:
+            if not arm.follow:
+                continue
+            cells.append(Cell(s.name, arm, seed, ()))
+            iid = iid_arm(arms, arm.strategy)
+            choice = chosen([Cell(s.name, iid, seed, p) for p in trial_params(iid, s.config)], cache)
+            if choice is not None:
+                taken = dict(choice.params)
+                cells.append(Cell(s.name, arm, seed, tuple((k, taken[k]) for k in arm.follow)))
+    return cells
+
+
+def run_cells(
+    cells: Sequence[Cell], cache: Cache, jobs: int, commit: str, log: Callable[[str], None], wave: str
+) -> None:
+    """Train the cells the cache lacks (one fit per distinct key), keeping each as it finishes."""
+    pending: dict[str, Cell] = {}
+    for cell in cells:
+        if not cache.path(cell).is_file():
+            pending.setdefault(cache.key(cell), cell)
+    todo = list(pending.values())
+    log(f"{wave}: {len(cells)} cells, {len(todo)} to train")
+    if not todo:
+        return
+    started = time.perf_counter()
+
+    def done(count: int, task: Task, outcome: RunOutcome) -> None:
+        cell = todo[count - 1]
+        cache.save(cell, outcome, commit)
+        left = (time.perf_counter() - started) / count * (len(todo) - count)
+        log(
+            f"  [{count}/{len(todo)}] {cell.dataset} {cell.arm.name} seed {cell.seed} {dict(cell.params)}: "
+            f"val {100 * outcome.val_acc:.2f}, {outcome.epochs} epochs, {outcome.seconds:.1f} s; "
+            f"~{left / 60:.0f} min left"
+        )
+
+    tasks = [cell.task(cache.configs[cell.dataset]) for cell in todo]
+    run_tasks(tasks, jobs, execute, done, worker_setup=start_worker)
+
+
+def reproduction_check(cache: Cache, cells: Sequence[Cell], count: int, jobs: int, log: Callable[[str], None]) -> dict:
+    """Re-train a seeded sample of ``count`` cached cells with the code at hand; each must match bit for bit
+    (test accuracy and macro-F1 at every noise level, best validation accuracy and loss, epochs).
+    """
+    cached = sorted({cache.key(c): c for c in cells if cache.path(c).is_file()}.items())
+    if not cached or count == 0:
+        return {"checked": 0, "reproduced": 0, "mismatches": []}
+    rng = np.random.default_rng(len(cached))
+    picked = [cached[k][1] for k in sorted(rng.choice(len(cached), size=min(count, len(cached)), replace=False))]
+    log(f"reproduction check: re-training {len(picked)} cached cells")
+    fresh = run_tasks([c.task(cache.configs[c.dataset]) for c in picked], jobs, execute, worker_setup=start_worker)
+    mismatches = []
+    for cell, outcome in zip(picked, fresh, strict=True):
+        kept = cache.get(cell)
+        same = kept is not None and _fingerprint(kept) == _fingerprint(outcome)
+        if not same:
+            mismatches.append(
+                {
+                    "dataset": cell.dataset,
+                    "arm": cell.arm.name,
+                    "seed": cell.seed,
+                    "params": dict(cell.params),
+                    "commit": cache.record(cell)["commit"],
+                }
+            )
+    return {
+        "checked": len(picked),
+        "reproduced": len(picked) - len(mismatches),
+        "mismatches": mismatches,
+        "commits": sorted({cache.record(c)["commit"] for c in picked}),
+    }
+
+
+def _fingerprint(outcome: RunOutcome) -> tuple:
+    return (
+        tuple((r.noise, r.accuracy, r.macro_f1) for r in outcome.results),
+        outcome.val_acc,
+        _loss(outcome.val_loss),
+        outcome.epochs,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Analysis
+
+
+def test_avg(outcome: RunOutcome) -> float:
+    """Test Avg Acc in %: the mean test accuracy over the noise levels."""
+    return 100.0 * float(np.mean([r.accuracy for r in outcome.results]))
+
+
+def arm_scores(sets: Sequence[VerdictSet], arms: Sequence[Arm], cache: Cache) -> list[dict[str, Any]]:
+    """One row per (protocol, data set, arm, seed) whose cells have all run: the test Avg Acc of the
+    selected trial (tuned) or of the defaults (untuned), its validation accuracy and its options.
+    """
+    rows = []
+    for s in sets:
+        for seed in range(s.seeds):
+            for arm in arms:
+                picks = {"untuned": Cell(s.name, arm, seed, ())}
+                if arm.grid:
+                    picks["tuned"] = chosen([Cell(s.name, arm, seed, p) for p in trial_params(arm, s.config)], cache)
+                else:
+                    iid = iid_arm(arms, arm.strategy)
+                    choice = chosen([Cell(s.name, iid, seed, p) for p in trial_params(iid, s.config)], cache)
+                    if choice is not None:
+                        taken = dict(choice.params)
+                        picks["tuned"] = Cell(s.name, arm, seed, tuple((k, taken[k]) for k in arm.follow))
+                for protocol, cell in picks.items():
+                    outcome = cache.get(cell) if cell is not None else None
+                    if outcome is None:
+                        continue
+                    rows.append(
+                        {
+                            "protocol": protocol,
+                            "dataset": s.name,
+                            "arm": arm.name,
+                            "seed": seed,
+                            "test_avg": test_avg(outcome),
+                            "val_acc": 100.0 * outcome.val_acc,
+                            "options": dict(cell.arm.fixed + cell.params),
+                            "epochs": outcome.epochs,
+                            "seconds": outcome.seconds,
+                        }
+                    )
+    return rows
+
+
+def comparisons() -> dict[str, list[tuple[str, str]]]:
+    """The families of comparisons, each Holm-corrected on its own: the six primary ones first."""
+    families: dict[str, list[tuple[str, str]]] = {"primary": [], "sources": [], "if_over_lf": [], "readings": []}
+    for strategy in STRATEGIES:
+        letter, short = LETTER[strategy], strategy
+        iid = f"IID-{letter}"
+        families["primary"] += [(iid, f"IF-{short}"), (iid, f"LF-{short}")]
+        families["sources"] += [(iid, f"{iid} CE control"), (iid, f"{iid} w/o I"), (iid, f"{iid} w/o D")]
+        families["if_over_lf"].append((f"IF-{short}", f"LF-{short}"))
+        families["readings"].append((iid, f"{iid} vib"))
+    return families
+
+
+def two_level_ci(per_set: dict[str, np.ndarray], seed: int = 0) -> tuple[float, float]:
+    """Percentile CI of the mean of per-set means: data sets resampled, then seeds within each."""
+    names = list(per_set)
+    if len(names) < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    count = len(names)
+    # inner[k, b, j]: the mean of set k's seeds resampled afresh for position j of replicate b
+    inner = np.stack([d[rng.integers(0, len(d), (BOOTSTRAP, count, len(d)))].mean(axis=2) for d in per_set.values()])
+    picked = rng.integers(0, count, (BOOTSTRAP, count))
+    means = inner[picked, np.arange(BOOTSTRAP)[:, None], np.arange(count)[None, :]].mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def across_sets(per_set: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The data-set-level tests of one comparison (the unit is the data set)."""
+    means = np.array([d.mean() for d in per_set.values()])
+    nonzero = means[means != 0]
+    p_wilcoxon = float(wilcoxon(nonzero).pvalue) if len(nonzero) >= 2 else math.nan
+    wins, losses = int((means > 0).sum()), int((means < 0).sum())
+    p_sign = float(binomtest(wins, wins + losses).pvalue) if wins + losses else math.nan
+    low, high = two_level_ci(per_set)
+    return {
+        "sets": len(means),
+        "pooled": float(means.mean()) if len(means) else math.nan,
+        "ci": [low, high],
+        "p_wilcoxon": p_wilcoxon,
+        "p_sign": p_sign,
+        "wins": wins,
+        "losses": losses,
+        "ties": len(means) - wins - losses,
+    }
+
+
+def analyse(rows: Sequence[dict[str, Any]], sets: Sequence[VerdictSet]) -> dict[str, Any]:
+    """Every comparison of :func:`comparisons` in both protocols: per data set and across data sets."""
+    score = {(r["protocol"], r["dataset"], r["arm"], r["seed"]): r["test_avg"] for r in rows}
+    result: dict[str, Any] = {}
+    for protocol in ("tuned", "untuned"):
+        for family, pairs in comparisons().items():
+            entries = []
+            for ours, theirs in pairs:
+                per_set: dict[str, np.ndarray] = {}
+                rows_per_set = []
+                for s in sets:
+                    seeds = [
+                        k
+                        for k in range(s.seeds)
+                        if (protocol, s.name, ours, k) in score and (protocol, s.name, theirs, k) in score
+                    ]
+                    if not seeds:
+                        continue
+                    a = [score[protocol, s.name, ours, k] for k in seeds]
+                    b = [score[protocol, s.name, theirs, k] for k in seeds]
+                    per_set[s.name] = np.subtract(a, b)
+                    low, high = paired_bootstrap_ci(a, b, resamples=BOOTSTRAP)
+                    rows_per_set.append(
+                        {
+                            "dataset": s.name,
+                            "seeds": len(seeds),
+                            "ours": float(np.mean(a)),
+                            "theirs": float(np.mean(b)),
+                            "difference": float(np.mean(per_set[s.name])),
+                            "ci": [low, high],
+                        }
+                    )
+                entry = {"ours": ours, "theirs": theirs, "per_set": rows_per_set, **across_sets(per_set)}
+                without = {k: v for k, v in per_set.items() if k != SMALLEST_SET}
+                entry["p_wilcoxon_without_smallest"] = across_sets(without)["p_wilcoxon"] if without else math.nan
+                entries.append(entry)
+            for entry, p in zip(entries, holm([e["p_wilcoxon"] for e in entries]), strict=True):
+                entry["p_holm"] = p
+                entry["verdict"] = verdict_of(entry)
+            result[f"{protocol}/{family}"] = entries
+    return result
+
+
+def verdict_of(entry: dict[str, Any]) -> str:
+    """docs/protocol.md, "What counts as IID helps"."""
+    low, high = entry["ci"]
+    if entry["p_holm"] < 0.05 and low > 0:
+        return "helps"
+    if entry["p_holm"] < 0.05 and high < 0:
+        return "hurts"
+    return "no detectable effect"
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+FAMILY_TITLES = {
+    "primary": "IID-X against its bases (the six primary comparisons)",
+    "sources": "Where an effect comes from: IID-X against the CE control and its ablations",
+    "if_over_lf": "IF-X against LF-X",
+    "readings": "The paper reading of L_ic against the earlier `vib` reading",
+}
+
+
+def _ci(low: float, high: float) -> str:
+    return f"[{fmt_number(low, '+.2f')}, {fmt_number(high, '+.2f')}]"
+
+
+def family_table(entries: Sequence[dict[str, Any]]) -> str:
+    rows = [
+        [
+            f"{e['ours']} - {e['theirs']}",
+            str(e["sets"]),
+            f"{fmt_number(e['pooled'], '+.2f')} {_ci(*e['ci'])}",
+            f"{e['wins']}/{e['ties']}/{e['losses']}",
+            fmt_number(e["p_wilcoxon"], ".3g"),
+            fmt_number(e["p_holm"], ".3g"),
+            fmt_number(e["p_sign"], ".3g"),
+            fmt_number(e["p_wilcoxon_without_smallest"], ".3g"),
+            f"**{e['verdict']}**",
+        ]
+        for e in entries
+    ]
+    headers = [
+        "comparison",
+        "sets",
+        "pooled difference, pp [95 % CI]",
+        "sets won/tied/lost",
+        "Wilcoxon p",
+        "Holm p",
+        "sign p",
+        f"Wilcoxon p w/o {SMALLEST_SET}",
+        "verdict",
+    ]
+    return markdown_table(headers, rows)
+
+
+def per_set_table(entries: Sequence[dict[str, Any]]) -> str:
+    sets = list(dict.fromkeys(r["dataset"] for e in entries for r in e["per_set"]))
+    cells = {(e["ours"], e["theirs"], r["dataset"]): r for e in entries for r in e["per_set"]}
+    rows = []
+    for name in sets:
+        row = [name]
+        for e in entries:
+            r = cells.get((e["ours"], e["theirs"], name))
+            row.append(f"{r['difference']:+.2f} {_ci(*r['ci'])} (n={r['seeds']})" if r else "n/a")
+        rows.append(row)
+    return markdown_table(["data set", *[f"{e['ours']} - {e['theirs']}" for e in entries]], rows)
+
+
+def render(
+    sets: Sequence[VerdictSet],
+    arms: Sequence[Arm],
+    rows: Sequence[dict[str, Any]],
+    stats: dict[str, Any],
+    state: dict[str, Any],
+) -> str:
+    complete = state["cells_done"] == state["cells_planned"]
+    status = (
+        "**Complete**: every cell of the protocol has run."
+        if complete
+        else f"**INTERIM**: {state['cells_done']} of {state['cells_planned']} cells have run; the verdict below is "
+        "that of the seeds done so far (per data set below) and will change as the rest runs."
+    )
+    check = state["check"]
+    lines = [
+        "# Does IID help? The verdict",
+        "",
+        "The protocol of [docs/protocol.md](../../docs/protocol.md), written before these runs: compute-matched arms "
+        "(k = 6 validation-selected trials each), controls, paired seeds, the data set as the unit of analysis. "
+        "Selection on validation, test read once after it. Metric: test Avg Acc (mean test accuracy over noise levels "
+        "0, 5, 10), in percentage points (pp).",
+        "",
+        status,
+        "",
+        f"Made by `python benchmarks/verdict.py run --jobs 2 --threads 1` (resumable; `report` rewrites these files "
+        f"from its cache). Cells made at commit(s) {', '.join(state['commits']) or 'n/a'}; reproduction check at "
+        f"{state['head']}: {check['reproduced']} of {check['checked']} cached cells re-trained bit for bit"
+        + (f", MISMATCHES: {check['mismatches']}" if check["mismatches"] else "")
+        + ".",
+        "",
+        departures_sentence(
+            dataclasses.replace(sets[0].config, tune=dataclasses.replace(sets[0].config.tune, enabled=True)),
+            [a.method for a in arms if a.role in ("base", "iid")],
+        )
+        + ' Tuning: this protocol\'s grids (docs/protocol.md, "Budgets"), the same size for every arm.',
+        "",
+    ]
+    primary = stats["tuned/primary"]
+    lines += [
+        "## The verdict (tuned protocol, primary)",
+        "",
+        family_table(primary),
+        "",
+        "Pooled difference: the mean of the per-data-set mean differences, with a two-level bootstrap CI (data "
+        "sets, then seeds). Wilcoxon and sign tests over the per-data-set means (the unit is the data set); Holm "
+        "over the six comparisons. **helps** / **hurts**: Holm p < 0.05 and a CI that excludes 0 on that side; "
+        "otherwise no detectable effect, and the CI bounds what could have been missed.",
+        "",
+    ]
+    for family in ("sources", "if_over_lf", "readings"):
+        lines += [f"## {FAMILY_TITLES[family]} (tuned)", "", family_table(stats[f"tuned/{family}"]), ""]
+    lines += ["## Untuned protocol (every arm at the defaults, one fit)", ""]
+    for family, title in FAMILY_TITLES.items():
+        lines += [f"### {title}", "", family_table(stats[f"untuned/{family}"]), ""]
+    lines += [
+        "## Per data set (tuned): mean paired difference over seeds, pp [95 % paired bootstrap CI]",
+        "",
+        per_set_table(primary),
+        "",
+        per_set_table(stats["tuned/sources"]),
+        "",
+    ]
+    lines += [
+        "## What IID chose (tuned): trials picked on validation, over data sets x seeds",
+        "",
+        choices_table(rows),
+        "",
+    ]
+    done = {}
+    for r in rows:
+        if r["protocol"] == "tuned":
+            done.setdefault(r["dataset"], set()).add(r["seed"])
+    lines += [
+        "## Data sets",
+        "",
+        markdown_table(
+            ["data set", "train/val/test", "seeds with every arm selected", "planned"],
+            [[s.name, s.note, str(_complete_seeds(s, arms, rows)), str(s.seeds)] for s in sets],
+            numeric_from=2,
+        ),
+        "",
+    ]
+    lines += [
+        f"Cost: {state['cells_done']} fits, {state['fit_hours']:.1f} h of fitting in total (one torch thread "
+        "each, 2 at a time on a 2-core machine).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _complete_seeds(s: VerdictSet, arms: Sequence[Arm], rows: Sequence[dict[str, Any]]) -> int:
+    have = {(r["arm"], r["seed"]) for r in rows if r["dataset"] == s.name and r["protocol"] == "tuned"}
+    return sum(all((a.name, k) in have for a in arms) for k in range(s.seeds))
+
+
+def choices_table(rows: Sequence[dict[str, Any]]) -> str:
+    counts: dict[str, dict[str, int]] = {}
+    for r in rows:
+        if r["protocol"] == "tuned" and r["arm"].startswith("IID-") and " " not in r["arm"]:
+            options = r["options"]
+            label = f"alpha {options['loss.alpha']:g}, beta {options['loss.beta']:g}"
+            counts.setdefault(label, {}).setdefault(r["arm"], 0)
+            counts[label][r["arm"]] += 1
+    arms = sorted({a for c in counts.values() for a in c})
+    return markdown_table(
+        ["trial", *arms], [[label, *[str(c.get(a, 0)) for a in arms]] for label, c in sorted(counts.items())]
+    )
+
+
+def plot(stats: dict[str, Any], path: Path) -> None:
+    """Per data set and pooled, each IID variant minus its IF and LF bases with its 95 % CI (tuned protocol)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = stats["tuned/primary"]
+    sets = list(dict.fromkeys(r["dataset"] for e in entries for r in e["per_set"]))
+    figure, axes = plt.subplots(2, 3, figsize=(13, 0.45 * len(sets) + 3), sharey=True, squeeze=False)
+    for k, e in enumerate(entries):
+        ax = axes[k % 2][k // 2]
+        by_set = {r["dataset"]: r for r in e["per_set"]}
+        for y, name in enumerate(sets):
+            r = by_set.get(name)
+            if r is None:
+                continue
+            low, high = r["ci"]
+            xerr = None if math.isnan(low) else [[r["difference"] - low], [high - r["difference"]]]
+            ax.errorbar(r["difference"], y, xerr=xerr, fmt="o", color="tab:blue", capsize=2, markersize=4)
+        low, high = e["ci"]
+        xerr = None if math.isnan(low) else [[e["pooled"] - low], [high - e["pooled"]]]
+        ax.errorbar(e["pooled"], len(sets), xerr=xerr, fmt="D", color="black", capsize=3)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_title(f"{e['ours']} - {e['theirs']}: {e['verdict']}", fontsize=9)
+        ax.set_yticks(range(len(sets) + 1), [*sets, "pooled"])
+        ax.set_xlabel("test Avg Acc difference, pp")
+    figure.suptitle(
+        "IID minus its bases, tuned protocol: mean over seeds with 95 % bootstrap CI (pooled: two-level bootstrap)",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=150)
+    plt.close(figure)
+
+
+def write_report(
+    sets: Sequence[VerdictSet], arms: Sequence[Arm], cache: Cache, check: dict[str, Any], out: Path
+) -> str:
+    planned = {
+        cache.key(c): c
+        for seed in range(max(s.seeds for s in sets))
+        for c in tuned_cells(sets, arms, seed) + follower_cells(sets, arms, seed, cache)
+    }
+    done = [c for c in planned.values() if cache.path(c).is_file()]
+    records = [cache.record(c) for c in done]
+    rows = arm_scores(sets, arms, cache)
+    stats = analyse(rows, sets)
+    state = {
+        "cells_planned": len(planned),
+        "cells_done": len(done),
+        "commits": sorted({r["commit"] for r in records}),
+        "head": git_commit(),
+        "fit_hours": sum(r["outcome"]["seconds"] for r in records) / 3600,
+        "check": check,
+    }
+    report = render(sets, arms, rows, stats, state)
+    payload = {
+        "protocol": "docs/protocol.md",
+        "state": state,
+        "sets": [{"name": s.name, "data": s.config.data, "split": s.note, "seeds": s.seeds} for s in sets],
+        "comparisons": stats,
+    }
+    fields = ("protocol", "dataset", "arm", "seed", "test_avg", "val_acc", "options", "epochs", "seconds")
+    csv_rows = [
+        {
+            **r,
+            "test_avg": round(r["test_avg"], 4),
+            "val_acc": round(r["val_acc"], 4),
+            "seconds": round(r["seconds"], 2),
+            "options": json.dumps(r["options"], sort_keys=True),
+        }
+        for r in rows
+    ]
+    write_files(
+        out,
+        {"verdict.md": report, "verdict.json": json_text(payload), "verdict.csv": csv_text(csv_rows, fields)}
+        if csv_rows
+        else {"verdict.md": report, "verdict.json": json_text(payload)},
+        {"verdict.png": lambda path: plot(stats, path)} if rows else None,
+    )
+    return report
+
+
+def git_commit() -> str:
+    """HEAD's commit, with ``-dirty`` when the package's files differ from it."""
+
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    return commit + ("-dirty" if git("status", "--porcelain", "--", "src") else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Command
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "action",
+        choices=("run", "report"),
+        help="run: train what is missing, then report; report: the results from the cache alone",
+    )
+    parser.add_argument("--work", default=str(REPO / "runs" / "verdict"), help="cache folder (default runs/verdict)")
+    parser.add_argument("--out", default=str(RESULTS), help="results folder (default benchmarks/results)")
+    parser.add_argument("--jobs", type=int, default=2, help="fits at once (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per fit (default 1)")
+    parser.add_argument(
+        "--seeds", type=int, default=0, help="run seeds 0..N-1 only (a part of the protocol; default: the protocol's)"
+    )
+    parser.add_argument(
+        "--datasets",
+        default="",
+        help="comma-separated data sets (names, files or feature folders) "
+        "instead of the protocol's, 10 seeds each unless --seeds",
+    )
+    parser.add_argument(
+        "--check", type=int, default=12, help="cached cells re-trained to check reproduction (default 12; 0: none)"
+    )
+    args = parser.parse_args(argv)
+    work, out = Path(args.work), Path(args.out)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        sets = protocol_sets(args, log)
+    except (ValueError, FileNotFoundError, subprocess.CalledProcessError) as error:
+        print(f"verdict: {error}", file=sys.stderr)
+        return 2
+    arms, cache, commit = protocol_arms(), Cache(work, sets), git_commit()
+    everything: list[Cell] = []
+    if args.action == "run":
+        for seed in range(max(s.seeds for s in sets)):
+            wave = tuned_cells(sets, arms, seed)
+            run_cells(wave, cache, args.jobs, commit, log, f"seed {seed}, wave 1 (tuning grids)")
+            followers = follower_cells(sets, arms, seed, cache)
+            run_cells(followers, cache, args.jobs, commit, log, f"seed {seed}, wave 2 (ablations, control)")
+            everything += wave + followers
+    check = reproduction_check(cache, everything, args.check if args.action == "run" else 0, args.jobs, log)
+    if check["mismatches"]:
+        print(
+            f"verdict: {len(check['mismatches'])} cached cells do not reproduce at {commit}: "
+            f"{check['mismatches'][:3]}; bump RESULTS_VERSION or delete {cache.folder}",
+            file=sys.stderr,
+        )
+        return 1
+    report = write_report(sets, arms, cache, check, out)
+    log(report.split("## The verdict")[1].split("##")[0] if "## The verdict" in report else report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
