@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
 
 from iidfusion.engine.distributed import GatheredCoherence, gather_with_local_grad
 from iidfusion.engine.trainer import build_strategy
@@ -104,7 +105,9 @@ def _module(splits, config):
 
 class _Captured(Logger):
     """A logger that writes what it is given to a JSON file (the diagnostics go to loggers only;
-    under ``ddp_fork`` the process of rank 0, which logs, is a child of the test's)."""
+    under ``ddp_fork`` the process of rank 0, which logs, is a child of the test's). Lightning
+    calls loggers on every rank; like its own loggers, this one writes on rank 0 only, and
+    through a temporary file, so that no reader sees half a file."""
 
     def __init__(self, path):
         super().__init__()
@@ -113,9 +116,12 @@ class _Captured(Logger):
     name = "captured"
     version = 0
 
+    @rank_zero_only
     def log_metrics(self, metrics, step=None):
         kept = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        self.path.write_text(json.dumps(kept | metrics))
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps(kept | metrics))
+        partial.replace(self.path)
 
     def log_hyperparams(self, params, *args, **kwargs):
         pass
