@@ -1,0 +1,220 @@
+"""benchmarks/verdict.py: the selection rule, the waves, the cache key and the statistics of docs/protocol.md."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iidfusion.tasks.classification.compare import RunOutcome
+from iidfusion.tasks.classification.config import load_config
+from iidfusion.tasks.classification.report import EvalResult
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "verdict.py"
+# The key of one cell of the running protocol (test_the_cache_key_of_a_known_cell_is_pinned).
+PINNED_KEY = "48bd4dbd934fbdc174046b1f"
+
+
+@pytest.fixture(scope="module")
+def verdict():
+    """The script as a module (registered, as its dataclasses need)."""
+    if "verdict" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("verdict", SCRIPT)
+        sys.modules["verdict"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["verdict"])
+    return sys.modules["verdict"]
+
+
+def _outcome(val_acc, val_loss=0.5, test=(0.8, 0.7, 0.6)):
+    results = [EvalResult("iid-p", 0, n, "all", a, a) for n, a in zip((0.0, 5.0, 10.0), test, strict=True)]
+    return RunOutcome(results, val_acc, val_loss, epochs=3, seconds=1.0, is_global_zero=True)
+
+
+class _Memory:
+    """The cache's reading side, in memory."""
+
+    def __init__(self, config):
+        self.outcomes = {}
+        self.configs = {"set": config}
+
+    def get(self, cell):
+        return self.outcomes.get(cell)
+
+
+def _iid_cells(verdict, config, seed=0):
+    arm = verdict.iid_arm(verdict.protocol_arms(), "pdf")
+    return [verdict.Cell("set", arm, seed, p) for p in verdict.trial_params(arm, config)]
+
+
+def test_every_tuned_arm_has_the_same_budget(verdict):
+    config = load_config()
+    tuned = [a for a in verdict.protocol_arms() if a.grid]
+    assert {len(verdict.trial_params(a, config)) for a in tuned} == {6}
+    assert {a.role for a in tuned} == {"base", "iid", "reading"}
+    base = next(a for a in tuned if a.role == "base")
+    lrs = {dict(p)["optim.lr"] for p in verdict.trial_params(base, config)}
+    assert lrs == {f * config.optim.lr for f in verdict.LR_FACTORS}  # relative to the configured lr
+
+
+def test_selection_reads_validation_accuracy_then_loss_then_grid_order(verdict):
+    config = load_config()
+    cells = _iid_cells(verdict, config)
+    cache = _Memory(config)
+    for k, cell in enumerate(cells):
+        cache.outcomes[cell] = _outcome(0.5 + 0.01 * k, test=(0.1, 0.1, 0.1))
+    assert verdict.chosen(cells[:-1], cache) == cells[-2]  # the best validation accuracy
+    assert verdict.chosen(cells, cache) == cells[-1]
+    cache.outcomes[cells[1]] = _outcome(0.9, val_loss=0.4)
+    cache.outcomes[cells[3]] = _outcome(0.9, val_loss=0.3)
+    cache.outcomes[cells[4]] = _outcome(0.9, val_loss=math.nan)  # a NaN loss loses the tie
+    cache.outcomes[cells[5]] = _outcome(0.9, val_loss=0.3)
+    assert verdict.chosen(cells, cache) == cells[3]  # then the lower loss, then the first in grid order
+    del cache.outcomes[cells[0]]
+    assert verdict.chosen(cells, cache) is None  # not before every trial has run
+
+
+def test_selection_never_reads_test(verdict):
+    config = load_config()
+    cells = _iid_cells(verdict, config)
+    cache = _Memory(config)
+    for k, cell in enumerate(cells):
+        cache.outcomes[cell] = _outcome(0.7, test=(0.1 * k, 0.1 * k, 0.1 * k))
+    first = verdict.chosen(cells, cache)
+    for k, cell in enumerate(cells):
+        cache.outcomes[cell] = _outcome(0.7, test=(1 - 0.1 * k,) * 3)
+    assert verdict.chosen(cells, cache) == first == cells[0]
+
+
+def test_followers_take_iid_s_choice_once_it_is_known(verdict):
+    config = load_config()
+    sets = [verdict.VerdictSet("set", config, seeds=2)]
+    arms = verdict.protocol_arms()
+    cache = _Memory(config)
+    followers = [a for a in arms if a.follow]
+    untuned = verdict.follower_cells(sets, arms, 0, cache)
+    assert len(untuned) == len(followers) and all(c.params == () for c in untuned)
+    for strategy in verdict.STRATEGIES:
+        iid = verdict.iid_arm(arms, strategy)
+        cells = [verdict.Cell("set", iid, 0, p) for p in verdict.trial_params(iid, config)]
+        for k, cell in enumerate(cells):
+            cache.outcomes[cell] = _outcome(0.9 if k == 4 else 0.5)
+    choice = dict(verdict.trial_params(verdict.iid_arm(arms, "static"), config)[4])
+    tuned = [c for c in verdict.follower_cells(sets, arms, 0, cache) if c.params]
+    assert len(tuned) == len(followers)
+    for cell in tuned:
+        assert dict(cell.params) == {k: choice[k] for k in cell.arm.follow}
+    assert verdict.follower_cells(sets, arms, 2, cache) == []  # past the set's seeds
+
+
+def test_the_cell_key_is_what_the_result_depends_on(verdict, tmp_path):
+    """Moving the data or the code keeps a key; the data's bytes, the seed or an option the method reads change it."""
+    data = np.random.default_rng(0)
+    arrays = {"a": data.normal(size=(30, 3)), "b": data.normal(size=(30, 2)), "y": np.arange(30) % 3}
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        np.savez(tmp_path / folder / "set.npz", **arrays)
+    arm = verdict.iid_arm(verdict.protocol_arms(), "static")
+
+    def key(folder="one", seed=0, params=(), **overrides):
+        config = load_config(overrides={"data": str(tmp_path / folder / "set.npz"), **overrides})
+        task = verdict.Cell("set", arm, seed, params).task(config)
+        return verdict.cell_key(task, verdict.data_digest(config.data))
+
+    assert key() == key("two")
+    assert key() == key(**{"train.progress_bar": True, "train.loggers": ["csv"]})
+    assert key() != key(seed=1)
+    assert key() != key(params=(("loss.alpha", 0.1),))
+    np.savez(tmp_path / "two" / "set.npz", **{**arrays, "y": arrays["y"][::-1]})
+    assert key() != key("two")
+    assert verdict.data_digest("handwritten") == "bundled:handwritten"
+
+
+def test_the_cache_key_of_a_known_cell_is_pinned(verdict):
+    """A new option that a fit does not read (or reads at a default that keeps the old results) must leave every
+    cached cell's key as it was: the verdict's cache holds days of fits. If a change is meant to change results,
+    bump RESULTS_VERSION and this literal together.
+    """
+    arm = verdict.iid_arm(verdict.protocol_arms(), "pdf")
+    task = verdict.Cell("handwritten", arm, 3, (("loss.alpha", 0.1), ("loss.beta", 1.0))).task(verdict.common_config(1))
+    assert verdict.cell_key(task, verdict.data_digest("handwritten")) == PINNED_KEY
+
+
+def test_two_level_interval(verdict):
+    constant = {f"s{k}": np.full(5, 1.5) for k in range(4)}
+    assert verdict.two_level_ci(constant) == pytest.approx((1.5, 1.5))
+    assert all(math.isnan(v) for v in verdict.two_level_ci({"only": np.ones(3)}))
+    rng = np.random.default_rng(1)
+    spread = {f"s{k}": rng.normal(k, 1.0, size=6) for k in range(6)}
+    low, high = verdict.two_level_ci(spread)
+    pooled = np.mean([d.mean() for d in spread.values()])
+    assert low < pooled < high
+    # wider than a bootstrap over the set means alone, which ignores the seeds' noise
+    means = np.array([d.mean() for d in spread.values()])
+    draws = means[np.random.default_rng(0).integers(0, 6, (10_000, 6))].mean(axis=1)
+    assert high - low > np.subtract(*np.quantile(draws, [0.975, 0.025])) * 0.95
+
+
+def test_across_sets_counts_sets_not_seeds(verdict):
+    per_set = {"a": np.array([1.0, 1.0, 1.0]), "b": np.array([2.0, -1.0]), "c": np.array([0.0, 0.0]), "d": -np.ones(9)}
+    result = verdict.across_sets(per_set)
+    assert (result["sets"], result["wins"], result["losses"], result["ties"]) == (4, 2, 1, 1)
+    assert result["pooled"] == pytest.approx((1.0 + 0.5 + 0.0 - 1.0) / 4)
+    assert result["p_sign"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("p_holm", "ci", "expected"),
+    [
+        (0.01, (0.2, 1.0), "helps"),
+        (0.01, (-1.0, -0.2), "hurts"),
+        (0.01, (-0.1, 1.0), "no detectable effect"),
+        (0.2, (0.2, 1.0), "no detectable effect"),
+        (math.nan, (math.nan, math.nan), "no detectable effect"),
+    ],
+)
+def test_verdict_needs_both_the_test_and_the_interval(verdict, p_holm, ci, expected):
+    assert verdict.verdict_of({"p_holm": p_holm, "ci": ci}) == expected
+
+
+def test_analysis_finds_an_effect_on_every_set_and_none_on_noise(verdict):
+    """Rows as arm_scores makes them: IID-P 1 pp above IF-pdf on each of 10 sets, level with LF-pdf up to noise."""
+    config = load_config()
+    sets = [verdict.VerdictSet(f"s{k}", config, seeds=3) for k in range(10)]
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in sets:
+        for seed in range(3):
+            base = 70 + rng.normal()
+            scores = {"IID-P": base + 1.0 + 0.1 * rng.normal(), "IF-pdf": base, "LF-pdf": base + 1.0 + rng.normal()}
+            for arm, score in scores.items():
+                rows.append({"protocol": "tuned", "dataset": s.name, "arm": arm, "seed": seed, "test_avg": score})
+    stats = verdict.analyse(rows, sets)
+    primary = {(e["ours"], e["theirs"]): e for e in stats["tuned/primary"]}
+    over_if = primary["IID-P", "IF-pdf"]
+    assert over_if["verdict"] == "helps" and over_if["sets"] == 10 and over_if["wins"] == 10
+    assert over_if["ci"][0] > 0.5 and over_if["p_holm"] >= over_if["p_wilcoxon"]
+    assert primary["IID-P", "LF-pdf"]["verdict"] == "no detectable effect"
+    assert primary["IID-L", "IF-static"]["sets"] == 0  # arms with no rows: no sets, no verdict
+    assert primary["IID-L", "IF-static"]["verdict"] == "no detectable effect"
+    per_set = {r["dataset"]: r for r in over_if["per_set"]}
+    assert per_set["s0"]["seeds"] == 3 and per_set["s0"]["ci"][0] < per_set["s0"]["difference"]
+
+
+def test_interim_report_says_so(verdict):
+    config = load_config()
+    sets = [verdict.VerdictSet("s", config, seeds=1, note="10/10/10")]
+    stats = verdict.analyse([], sets)
+    state = {
+        "cells_planned": 10,
+        "cells_done": 3,
+        "commits": ["abc"],
+        "head": "abc",
+        "fit_hours": 0.1,
+        "check": {"checked": 0, "reproduced": 0, "mismatches": []},
+    }
+    text = verdict.render(sets, verdict.protocol_arms(), [], stats, state)
+    assert "**INTERIM**: 3 of 10 cells" in text
+    complete = verdict.render(sets, verdict.protocol_arms(), [], stats, {**state, "cells_done": 10})
+    assert "**Complete**" in complete and "INTERIM" not in complete
