@@ -152,11 +152,29 @@ def data_digest(data: str) -> str:
 
 
 def cell_key(task: Task, digest: str) -> str:
-    """What a cell's result depends on (module docstring): not the code's files."""
-    options = effective_options(task.config, task.method)
-    options.pop("data")
+    """What a cell's result depends on (module docstring): not the code's files, and of the options the
+    method reads only those that differ from the library's defaults. An option added later with a default
+    that keeps the old behaviour thus keeps every key; changing a default is a change meant to change
+    results, which bumps :data:`RESULTS_VERSION`.
+    """
+    options = _departing(effective_options(task.config, task.method), effective_options(load_config(), task.method))
+    options.pop("data", None)
     payload = {"version": RESULTS_VERSION, "data": digest, "method": task.method, "seed": task.seed, "options": options}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _departing(options: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The entries of the nested ``options`` that differ from ``defaults``."""
+    kept = {}
+    for key, value in options.items():
+        default = defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict):
+            value = _departing(value, default)
+            if value:
+                kept[key] = value
+        elif value != default or key not in defaults:
+            kept[key] = value
+    return kept
 
 
 def trial_params(arm: Arm, config: ExperimentConfig) -> list[tuple[tuple[str, Any], ...]]:
