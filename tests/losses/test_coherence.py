@@ -150,3 +150,38 @@ def test_module_rejects_features_of_another_width_and_bad_options():
         DistributionCoherence(8, d1=2, d2=4, eps=0.0)
     with pytest.raises(ValueError, match="cost_scale"):
         distribution_coherence({"a": torch.randn(4, 8), "b": torch.randn(4, 8)}, cost_scale=-1.0)
+
+
+def _views(count, batch=12, width=6):
+    generator = torch.Generator().manual_seed(3)
+    return {f"m{k}": torch.randn(batch, width, generator=generator) + 0.3 * k for k in range(count)}
+
+
+@pytest.mark.parametrize("debias", [False, True])
+def test_sampled_pairs_are_the_same_problems_and_estimate_the_mean_without_bias(debias):
+    features = _views(5)
+    full = distribution_coherence(features, debias=debias)
+    by_pair = dict(zip(full.pairs, full.pair_distances.tolist(), strict=True))
+    torch.manual_seed(0)
+    draws = []
+    for _ in range(400):
+        part = distribution_coherence(features, debias=debias, pair_sample=3)
+        assert len(part.pairs) == 3 == len(set(part.pairs))
+        for pair, value in zip(part.pairs, part.pair_distances.tolist(), strict=True):
+            assert value == pytest.approx(by_pair[pair], rel=1e-4, abs=1e-6)  # the same problem, solved alone
+        draws.append(float(part.loss))
+    spread = np.std(draws) / math.sqrt(len(draws))
+    assert abs(np.mean(draws) - float(full.loss)) < 4 * spread  # unbiased: the mean over pairs in expectation
+    summed = distribution_coherence(features, debias=debias, pair_sample=3, reduction="sum")
+    assert float(summed.loss) == pytest.approx(float(summed.pair_distances.sum()) * 10 / 3, rel=1e-6)
+
+
+def test_module_samples_pairs_only_in_training():
+    features = _views(4)
+    module = DistributionCoherence(6, reduce=False, pair_sample=2)
+    assert len(module(features).pairs) == 2
+    module.eval()
+    assert len(module(features).pairs) == 6  # a reported distance is never an estimate
+    assert len(DistributionCoherence(6, reduce=False, pair_sample=10)(features).pairs) == 6
+    with pytest.raises(ValueError, match="pair_sample"):
+        DistributionCoherence(6, pair_sample=0)

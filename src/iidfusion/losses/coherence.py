@@ -28,6 +28,12 @@ gradient of that value, and would change the meaning of eps from step to step. T
 constant is that shrinking every feature lowers L_dc; the task loss and the KL terms of L_ic
 (which pull each batch variance to 1) resist that collapse.
 
+``pair_sample=k`` (a departure from the paper, off by default): each call solves k of the P
+unordered pairs, drawn uniformly without replacement from torch's global generator (seeded with
+the run). The mean over a uniform subset is an unbiased estimate of the mean over all pairs (the
+sum is rescaled by P / k), so the expected gradient is L_dc's, at k / P of the OT cost: at M = 12,
+66 problems a step become k. Its variance is the price; docs/method.md, "Departures from the paper".
+
 ``debias=True`` returns the Sinkhorn divergence W~(a, b) - W~(a, a)/2 - W~(b, b)/2 per pair, the
 self terms solved in the same batched call; it is zero for identical clouds, where the plain W~
 sits at a positive entropic floor. (Both clouds have unit mass, so the mass term of the unbalanced
@@ -81,13 +87,17 @@ class DistributionCoherenceOutput:
 REDUCTIONS: tuple[str, ...] = ("mean", "sum")
 
 
-def _check_options(eps: float, rho: float, max_iter: int, cost_scale: float | None, reduction: str) -> None:
+def _check_options(
+    eps: float, rho: float, max_iter: int, cost_scale: float | None, reduction: str, pair_sample: int | None = None
+) -> None:
     if not (math.isfinite(eps) and eps > 0 and math.isfinite(rho) and rho > 0 and max_iter >= 1):
         raise ValueError(f"need finite eps > 0, rho > 0 and max_iter >= 1; got eps={eps}, rho={rho}, max_iter={max_iter}")
     if cost_scale is not None and not (math.isfinite(cost_scale) and cost_scale > 0):
         raise ValueError(f"cost_scale must be finite and > 0, got {cost_scale}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"unknown L_dc reduction {reduction!r}; expected one of {list(REDUCTIONS)}")
+    if pair_sample is not None and pair_sample < 1:
+        raise ValueError(f"pair_sample must be >= 1 pairs (None: every pair), got {pair_sample}")
 
 
 def distribution_coherence(
@@ -102,6 +112,7 @@ def distribution_coherence(
     cost_scale: float | None = None,
     reduction: str = "mean",
     init: tuple[Tensor, Tensor] | None = None,
+    pair_sample: int | None = None,
 ) -> DistributionCoherenceOutput:
     """L_dc of per-modality features {m: (B, d)} (module docstring; docs/method.md).
 
@@ -110,7 +121,8 @@ def distribution_coherence(
     the divisor s of the Euclidean cost, default sqrt(d). ``max_iter``, ``tol``: Sinkhorn budget.
     ``reduction``: "mean" (default) or "sum" of the per-pair values. ``init``: the
     :attr:`~DistributionCoherenceOutput.potentials` of an earlier call on the same points, a warm
-    start (the same optimum, in fewer iterations when the features moved little).
+    start (the same optimum, in fewer iterations when the features moved little). ``pair_sample``:
+    solve that many pairs drawn at random (module docstring); None or >= P: every pair.
     float16 / bfloat16 features are computed in float32.
     """
     names = check_modalities(features)
@@ -119,19 +131,24 @@ def distribution_coherence(
         raise ValueError(f"L_dc compares features of one common width; got widths {dims}")
     if features[names[0]].shape[0] < 1:
         raise ValueError("L_dc needs a non-empty batch")
-    _check_options(eps, rho, max_iter, cost_scale, reduction)
+    _check_options(eps, rho, max_iter, cost_scale, reduction, pair_sample)
     stacked = stack_and_check({"features": features}, names)["features"]  # (M, B, d)
 
     dim = dims[names[0]]
     clouds = reducer(stacked) if reducer is not None else stacked
     # The scale divides the (M, B, d2) clouds rather than the (P, B, B) costs: ||x/s - y/s|| = ||x - y|| / s.
     clouds = clouds * (1.0 / (math.sqrt(dim) if cost_scale is None else cost_scale))
-    pairs = modality_pairs(names)
+    pairs = every_pair = modality_pairs(names)
+    if pair_sample is not None and pair_sample < len(every_pair):
+        drawn = torch.randperm(len(every_pair))[:pair_sample].sort().values.tolist()
+        pairs = tuple(every_pair[k] for k in drawn)
     index = {n: k for k, n in enumerate(names)}
     first = [index[a] for a, _ in pairs]
     second = [index[b] for _, b in pairs]
-    if debias:  # self terms W~(a, a) of every modality, in the same batched solve
-        first, second = first + list(range(len(names))), second + list(range(len(names)))
+    if debias:  # self terms W~(a, a) of every modality in a pair, in the same batched solve
+        involved = sorted(set(first + second))
+        selves = {m: len(pairs) + k for k, m in enumerate(involved)}
+        first, second = first + involved, second + involved
     # index_select: its backward is an index_add, several times cheaper than that of clouds[list].
     selected = [clouds.index_select(0, torch.tensor(rows, device=clouds.device)) for rows in (first, second)]
     cost = pairwise_cost(*selected, p=1)
@@ -142,10 +159,12 @@ def distribution_coherence(
     num_pairs = len(pairs)
     values = result.value[:num_pairs]
     if debias:
-        self_values = result.value[num_pairs:]
-        values = values - 0.5 * (self_values[first[:num_pairs]] + self_values[second[:num_pairs]])
+        own = result.value
+        values = values - 0.5 * (
+            own[[selves[m] for m in first[:num_pairs]]] + own[[selves[m] for m in second[:num_pairs]]]
+        )
     return DistributionCoherenceOutput(
-        loss=values.mean() if reduction == "mean" else values.sum(),
+        loss=values.mean() if reduction == "mean" else values.sum() * (len(every_pair) / num_pairs),
         pair_distances=values,
         pairs=pairs,
         _transport=result,
@@ -159,6 +178,8 @@ class DistributionCoherence(nn.Module):
     output width (default :func:`iidfusion.ot.default_rip_width`: the RIP sample size for d1 bins,
     capped at d // 2 so that the projection always reduces); ``seed`` of Phi (a training run
     passes its own). ``reduce=False`` computes the cost on the raw features (for small d).
+    ``pair_sample``: pairs solved per call in training mode (None: all; module docstring); in
+    eval mode every pair is solved, so a reported distance is never an estimate.
     """
 
     def __init__(
@@ -176,11 +197,12 @@ class DistributionCoherence(nn.Module):
         tol: float = 1e-5,
         cost_scale: float | None = None,
         reduction: str = "mean",
+        pair_sample: int | None = None,
     ) -> None:
         super().__init__()
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
-        _check_options(eps, rho, max_iter, cost_scale, reduction)
+        _check_options(eps, rho, max_iter, cost_scale, reduction, pair_sample)
         if not reduce and (d1 is not None or d2 is not None):
             raise ValueError("d1 and d2 configure the reduction; leave them unset with reduce=False")
         self.dim = dim
@@ -195,6 +217,7 @@ class DistributionCoherence(nn.Module):
         self.tol = tol
         self.cost_scale = cost_scale
         self.reduction = reduction
+        self.pair_sample = pair_sample
 
     def forward(
         self, features: Mapping[str, Tensor], init: tuple[Tensor, Tensor] | None = None
@@ -214,10 +237,12 @@ class DistributionCoherence(nn.Module):
             cost_scale=self.cost_scale,
             reduction=self.reduction,
             init=init,
+            pair_sample=self.pair_sample if self.training else None,
         )
 
     def extra_repr(self) -> str:
         return (
             f"dim={self.dim}, eps={self.eps}, rho={self.rho}, debias={self.debias}, "
             f"max_iter={self.max_iter}, reduction={self.reduction!r}"
+            + (f", pair_sample={self.pair_sample}" if self.pair_sample is not None else "")
         )

@@ -57,6 +57,12 @@ class IIDConfig:
         10.0, "marginal relaxation of the relaxed OT (KL weight)", rule=Rule(lambda v: v > 0, "> 0 (inf: balanced OT)")
     )
     max_iter: int = option(100, "Sinkhorn iteration budget of L_dc", rule=at_least(1, MAX_EPOCHS))
+    dc_pairs: int = option(
+        0,
+        "modality pairs L_dc solves per step: 0 every pair (the paper's); k: k random pairs, an unbiased "
+        "estimate at k/P of the cost, for many views (a departure)",
+        rule=at_least(0, MAX_WIDTH),
+    )
 
     def informatic(self) -> InformaticConstraint:
         """The L_ic module these options describe."""
@@ -83,6 +89,7 @@ class IIDConfig:
             max_iter=self.max_iter,
             reduction=self.dc_reduction,
             seed=seed,
+            pair_sample=self.dc_pairs or None,
         )
 
     def build_loss(

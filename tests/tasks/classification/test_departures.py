@@ -36,3 +36,10 @@ def test_each_departure_is_named_only_for_the_methods_that_read_it():
         "eval.noise_mask",
     }
     assert "loss.variant = vib (paper: paper" in departures_line(config, ["iid-q"])
+
+
+def test_sampled_coherence_pairs_are_a_departure_of_the_methods_with_l_dc():
+    config = load_config(overrides={"loss.dc_pairs": 3})
+    assert "loss.dc_pairs" in _options(config, ["iid-l"])
+    assert "loss.dc_pairs" not in _options(config, ["iid-l-no-dc", "if-static"])
+    assert config.loss.coherence(16).pair_sample == 3 and load_config().loss.coherence(16).pair_sample is None

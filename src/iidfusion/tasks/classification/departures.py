@@ -57,6 +57,15 @@ def departures_from_paper(config: ExperimentConfig, methods: Iterable[str]) -> l
                 f"paper beta = {mapping}",
             )
         )
+    if with_dc and loss.dc_pairs:
+        found.append(
+            Departure(
+                "loss.dc_pairs",
+                f"{loss.dc_pairs} random pairs a step",
+                "every pair",
+                "an unbiased estimate of L_dc at a fraction of its cost, for many views",
+            )
+        )
     if (with_ic or with_dc) and not config.tune.enabled:
         found.append(
             Departure(

@@ -27,7 +27,7 @@ _NEVER_READ = {
 }
 # The loss options of each regularizer: read only by the methods that train with it.
 IC_OPTIONS = ("alpha", "variant", "lam", "kl_scale", "margin", "ic_reduction")
-DC_OPTIONS = ("beta", "d1", "d2", "eps", "rho", "max_iter", "dc_reduction")
+DC_OPTIONS = ("beta", "d1", "d2", "eps", "rho", "max_iter", "dc_reduction", "dc_pairs")
 
 
 @functools.cache
