@@ -52,6 +52,7 @@ class Config:
     method: str
     extra: tuple[str, ...] = ()
     child: str = ""  # "" (plain CLI), "no-diagnostics" or "first-step"
+    data: str = "handwritten"
 
 
 def fit_configs() -> list[Config]:
@@ -83,7 +84,7 @@ def fit_command(config: Config, epochs: int, out: str) -> list[str]:
         "--method",
         config.method,
         "--data",
-        "handwritten",
+        config.data,
         "--threads",
         "1",
         "--max-epochs",
