@@ -15,8 +15,9 @@ seeded sample of cached cells with the code at hand and compares them bit for bi
 stops the run.
 
 The cells run in waves, seed by seed over every data set, so an interim report covers every data
-set: wave 1 holds the tuning grids of the bases, of IID and of the ``vib`` reading; wave 2 the
-ablations and the CE control at the alpha and beta IID chose (they need wave 1's choice).
+set, the primary comparisons first: wave 1 holds the tuning grids of the bases and of IID; wave 2
+the ablations and the CE control at the alpha and beta IID chose (they need wave 1's choice);
+wave 3 the grid of the ``vib`` reading. The order changes no result.
 Selection reads validation only (best validation accuracy, then lower validation loss, then grid
 order); test Avg Acc (the mean test accuracy over the noise levels) is read once, after it.
 The analysis (:func:`analyse`) has the data set as its unit: per set, the paired mean difference
@@ -350,14 +351,16 @@ class Cache:
         )
 
 
-def tuned_cells(sets: Sequence[VerdictSet], arms: Sequence[Arm], seed: int) -> list[Cell]:
-    """Wave 1 of ``seed``: every trial of every tuned arm (the defaults are among them)."""
+def tuned_cells(
+    sets: Sequence[VerdictSet], arms: Sequence[Arm], seed: int, roles: Sequence[str] = ("base", "iid", "reading")
+) -> list[Cell]:
+    """Every trial of every tuned arm of ``roles`` (the defaults are among them) for ``seed``."""
     return [
         Cell(s.name, arm, seed, params)
         for s in sets
         if seed < s.seeds
         for arm in arms
-        if arm.grid
+        if arm.grid and arm.role in roles
         for params in trial_params(arm, s.config)
     ]
 
@@ -928,11 +931,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     everything: list[Cell] = []
     if args.action == "run":
         for seed in range(max(s.seeds for s in sets)):
-            wave = tuned_cells(sets, arms, seed)
-            run_cells(wave, cache, args.jobs, commit, log, f"seed {seed}, wave 1 (tuning grids)")
+            primary = tuned_cells(sets, arms, seed, roles=("base", "iid"))
+            run_cells(
+                primary, cache, args.jobs, commit, log, f"seed {seed}, wave 1 (tuning grids of IID and its bases)"
+            )
             followers = follower_cells(sets, arms, seed, cache)
             run_cells(followers, cache, args.jobs, commit, log, f"seed {seed}, wave 2 (ablations, control)")
-            everything += wave + followers
+            readings = tuned_cells(sets, arms, seed, roles=("reading",))
+            run_cells(readings, cache, args.jobs, commit, log, f"seed {seed}, wave 3 (the vib reading's grid)")
+            everything += primary + followers + readings
     check = reproduction_check(cache, everything, args.check if args.action == "run" else 0, args.jobs, log)
     if check["mismatches"]:
         print(
