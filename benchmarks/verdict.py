@@ -1,7 +1,7 @@
 """Does IID help? The protocol of docs/protocol.md, run from one resumable command.
 
     python benchmarks/verdict.py run --jobs 2 --threads 1     # train what the cache lacks, check, write
-    python benchmarks/verdict.py report                       # write the results from the cache alone
+    python benchmarks/verdict.py report [--check N]           # from the cache alone (N cells re-trained first)
 
 Every fit of the protocol is one *cell*: (data set, arm, seed, hyperparameters). A finished cell
 is kept at once under ``WORK/cells/<key>.json`` with the commit that made it, so an interrupted
@@ -362,6 +362,15 @@ def tuned_cells(
         for arm in arms
         if arm.grid and arm.role in roles
         for params in trial_params(arm, s.config)
+    ]
+
+
+def planned_cells(sets: Sequence[VerdictSet], arms: Sequence[Arm], cache: Cache) -> list[Cell]:
+    """Every cell of the protocol that can be named now (a follower's tuned cell once IID-X has chosen)."""
+    return [
+        c
+        for seed in range(max(s.seeds for s in sets))
+        for c in tuned_cells(sets, arms, seed) + follower_cells(sets, arms, seed, cache)
     ]
 
 
@@ -832,11 +841,7 @@ def plot(stats: dict[str, Any], path: Path) -> None:
 def write_report(
     sets: Sequence[VerdictSet], arms: Sequence[Arm], cache: Cache, check: dict[str, Any], out: Path
 ) -> str:
-    planned = {
-        cache.key(c): c
-        for seed in range(max(s.seeds for s in sets))
-        for c in tuned_cells(sets, arms, seed) + follower_cells(sets, arms, seed, cache)
-    }
+    planned = {cache.key(c): c for c in planned_cells(sets, arms, cache)}
     done = [c for c in planned.values() if cache.path(c).is_file()]
     records = [cache.record(c) for c in done]
     rows = arm_scores(sets, arms, cache)
@@ -914,7 +919,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "instead of the protocol's, 10 seeds each unless --seeds",
     )
     parser.add_argument(
-        "--check", type=int, default=12, help="cached cells re-trained to check reproduction (default 12; 0: none)"
+        "--check",
+        type=int,
+        default=None,
+        help="cached cells re-trained to check that they reproduce at HEAD (default: 12 for run, 0 for report)",
     )
     args = parser.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
@@ -940,7 +948,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             readings = tuned_cells(sets, arms, seed, roles=("reading",))
             run_cells(readings, cache, args.jobs, commit, log, f"seed {seed}, wave 3 (the vib reading's grid)")
             everything += primary + followers + readings
-    check = reproduction_check(cache, everything, args.check if args.action == "run" else 0, args.jobs, log)
+    else:
+        everything = planned_cells(sets, arms, cache)
+    checked = args.check if args.check is not None else (12 if args.action == "run" else 0)
+    check = reproduction_check(cache, everything, checked, args.jobs, log)
     if check["mismatches"]:
         print(
             f"verdict: {len(check['mismatches'])} cached cells do not reproduce at {commit}: "

@@ -219,3 +219,19 @@ def test_interim_report_says_so(verdict):
     assert "**INTERIM**: 3 of 10 cells" in text
     complete = verdict.render(sets, verdict.protocol_arms(), [], stats, {**state, "cells_done": 10})
     assert "**Complete**" in complete and "INTERIM" not in complete
+
+
+def test_report_from_an_empty_cache_is_interim_and_names_its_data(verdict, tmp_path):
+    data = np.random.default_rng(0)
+    path = tmp_path / "views.npz"
+    np.savez(path, a=data.normal(size=(60, 4)), b=data.normal(size=(60, 3)), y=np.arange(60) % 2)
+    out = tmp_path / "out"
+    assert (
+        verdict.main(["report", "--datasets", str(path), "--seeds", "1", "--work", str(tmp_path), "--out", str(out)])
+        == 0
+    )
+    report = (out / "verdict.md").read_text()
+    # one seed: 72 grid cells and the 9 followers at the defaults (their tuned cells wait for IID's choice)
+    assert "**INTERIM**: 0 of 81 cells" in report
+    assert "views" in report and "60/20/20" in report  # 70/10/20 leaves 6 validation samples
+    assert not (out / "verdict.csv").exists()
