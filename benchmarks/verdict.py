@@ -307,6 +307,19 @@ def protocol_sets(args: argparse.Namespace, log: Callable[[str], None]) -> list[
     return sets
 
 
+def fit_cost(s: VerdictSet) -> int:
+    """A fit's cost, roughly: training samples x views x feature width of the model."""
+    splits = load_dataset(
+        s.config.data,
+        seed=0,
+        views=s.config.views,
+        labels=s.config.labels or None,
+        val_fraction=s.config.val_fraction,
+        test_fraction=s.config.test_fraction,
+    )
+    return len(splits.train) * len(splits.view_dims) * s.config.model.width
+
+
 # ---------------------------------------------------------------------------------------------
 # Cells, waves and the cache
 
@@ -938,14 +951,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     arms, cache, commit = protocol_arms(), Cache(work, sets), git_commit()
     everything: list[Cell] = []
     if args.action == "run":
+        # Within a wave, the cheapest sets first, so that a run stopped midway has covered as many as it could.
+        order = sorted(sets, key=fit_cost)
         for seed in range(max(s.seeds for s in sets)):
-            primary = tuned_cells(sets, arms, seed, roles=("base", "iid"))
+            primary = tuned_cells(order, arms, seed, roles=("base", "iid"))
             run_cells(
                 primary, cache, args.jobs, commit, log, f"seed {seed}, wave 1 (tuning grids of IID and its bases)"
             )
-            followers = follower_cells(sets, arms, seed, cache)
+            followers = follower_cells(order, arms, seed, cache)
             run_cells(followers, cache, args.jobs, commit, log, f"seed {seed}, wave 2 (ablations, control)")
-            readings = tuned_cells(sets, arms, seed, roles=("reading",))
+            readings = tuned_cells(order, arms, seed, roles=("reading",))
             run_cells(readings, cache, args.jobs, commit, log, f"seed {seed}, wave 3 (the vib reading's grid)")
             everything += primary + followers + readings
     else:
