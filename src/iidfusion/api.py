@@ -11,17 +11,14 @@ checkpoint of either task.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from iidfusion.core.config import iter_options
-from iidfusion.core.provenance import provenance
 from iidfusion.engine.checkpoint import TrainedModel, check_finite_weights, read_checkpoint
 from iidfusion.engine.outputs import check_output_folder, is_run_folder, run_folder
-from iidfusion.engine.results import write_files
 from iidfusion.engine.trainer import quiet_lightning
 from iidfusion.tasks.classification.checkpoint import trained_fusion_model
 from iidfusion.tasks.classification.compare import (
@@ -32,12 +29,11 @@ from iidfusion.tasks.classification.compare import (
 from iidfusion.tasks.classification.config import (
     ExperimentConfig,
     config_to_dict,
-    dump_config,
     load_config,
     resolve_methods,
 )
 from iidfusion.tasks.classification.departures import departures_from_paper
-from iidfusion.tasks.classification.fit import FitResult, fit_method
+from iidfusion.tasks.classification.fit import FitResult, fit_method, run_summary, save_run
 from iidfusion.tasks.classification.module import FusionModule
 from iidfusion.tasks.classification.report import EvalResult, write_report
 from iidfusion.tasks.classification.run_key import data_identity
@@ -89,16 +85,11 @@ class FitRun:
 
     def summary(self) -> dict[str, Any]:
         """What metrics.json holds: the data, the fit, the tuning, the departures, the provenance."""
-        summary = {"data": self.data, **self.result.summary()} | (
-            {"tuning": self.tuning} if self.tuning is not None else {}
-        )
-        summary["departures_from_paper"] = self.departures
-        return summary | provenance(self.config, device=self.result.device)
+        return run_summary(self.config, self.data, self.result, self.tuning)
 
     def save(self, folder: str | Path) -> list[Path]:
         """Write metrics.json and config.yaml to ``folder``, together."""
-        texts = {"metrics.json": json.dumps(self.summary(), indent=2) + "\n", "config.yaml": dump_config(self.config)}
-        return write_files(folder, texts)
+        return save_run(folder, self.config, self.data, self.result, self.tuning)
 
 
 def fit(

@@ -32,7 +32,7 @@ from iidfusion.engine.runs import Progress, cache_path, load_outcome, run_tasks,
 from iidfusion.engine.trainer import quiet_lightning
 from iidfusion.tasks.classification.config import ExperimentConfig, config_to_dict, resolve_methods
 from iidfusion.tasks.classification.departures import departures_line, departures_sentence
-from iidfusion.tasks.classification.fit import fit_method, without_progress_bar
+from iidfusion.tasks.classification.fit import fit_method, save_run, without_progress_bar
 from iidfusion.tasks.classification.report import EvalResult, write_report
 from iidfusion.tasks.classification.run_key import data_identity, run_key
 from iidfusion.tasks.classification.tuning import tune_method, with_params
@@ -144,12 +144,17 @@ def execute(task: Task) -> RunOutcome:
     noise_view = config.eval.noise_view
     if not config.tune.enabled:
         fit = fit_method(splits, task.method, task.seed, config, task.run_dir)
+        if task.run_dir is not None and fit.is_global_zero:
+            save_run(task.run_dir, config, splits.name, fit)
         results = [EvalResult(task.name, task.seed, m.noise, noise_view, m.accuracy, m.macro_f1) for m in fit.metrics]
         return RunOutcome(results, fit.best_val_acc, fit.best_val_loss, fit.epochs, fit.seconds, fit.is_global_zero)
     tuned = tune_method(splits, task.method, task.seed, config, data_id=data_identity(config.data))
     best = tuned.best
     if task.run_dir is not None:
-        fit_method(splits, task.method, task.seed, with_params(config, best.params), task.run_dir)
+        chosen = with_params(config, best.params)
+        fit = fit_method(splits, task.method, task.seed, chosen, task.run_dir)
+        if fit.is_global_zero:
+            save_run(task.run_dir, chosen, splits.name, fit, tuned.summary())
     results = [
         EvalResult(task.name, task.seed, m["noise"], noise_view, m["accuracy"], m["macro_f1"]) for m in best.test
     ]

@@ -23,14 +23,17 @@ import torch
 from torch import Tensor
 
 from iidfusion.core.config import iter_options
+from iidfusion.core.provenance import provenance
 from iidfusion.data.features.base import DatasetSplits
 from iidfusion.engine import resume as resume_checks
+from iidfusion.engine.results import json_text, rounded, write_files
 from iidfusion.engine.resume import RunRecord, data_digest
 from iidfusion.engine.trainer import BestWeights, build_trainer, fit_interruptible, trainer_device
 from iidfusion.fusion.methods import get_method
 from iidfusion.fusion.model import FusionModel
-from iidfusion.tasks.classification.config import ExperimentConfig, TrainConfig
+from iidfusion.tasks.classification.config import ExperimentConfig, TrainConfig, dump_config
 from iidfusion.tasks.classification.data import MultiViewDataModule
+from iidfusion.tasks.classification.departures import departures_from_paper
 from iidfusion.tasks.classification.evaluate import NoiseMetrics, evaluate_under_noise
 from iidfusion.tasks.classification.module import FusionModule
 
@@ -167,6 +170,35 @@ class FitResult:
             "seconds": self.seconds,
             "test": [{"noise": m.noise, "accuracy": m.accuracy, "macro_f1": m.macro_f1} for m in self.metrics],
         }
+
+
+def run_summary(
+    config: ExperimentConfig, data: str, result: FitResult, tuning: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a run folder's metrics.json holds: the data set's name, the fit (:meth:`FitResult.summary`),
+    the tuning when tuned, the departures from the paper (docs/method.md) and the provenance.
+    """
+    summary = {"data": data, **result.summary()} | ({"tuning": tuning} if tuning is not None else {})
+    summary["departures_from_paper"] = [str(d) for d in departures_from_paper(config, (result.method,))]
+    return summary | provenance(config, device=result.device)
+
+
+def save_run(
+    folder: str | Path,
+    config: ExperimentConfig,
+    data: str,
+    result: FitResult,
+    tuning: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Write metrics.json (:func:`run_summary`, rounded for people) and config.yaml (``config``, the
+    run's method and seed set) to ``folder``, together: every run folder of ``fit`` and ``compare``.
+    """
+    config = dataclasses.replace(config, method=result.method, seed=result.seed)
+    texts = {
+        "metrics.json": json_text(rounded(run_summary(config, data, result, tuning))),
+        "config.yaml": dump_config(config),
+    }
+    return write_files(folder, texts)
 
 
 def without_progress_bar(config: ExperimentConfig) -> ExperimentConfig:
