@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from iidfusion.cli.fit import add_overwrite_argument
-from iidfusion.cli.options import FIT_ONLY, SUITE_ONLY, add_config_arguments, config_from_args
+from iidfusion.cli.options import FIT_ONLY, SUITE_ONLY, add_config_arguments, config_from_args, print_config
 from iidfusion.tasks.classification.config import ExperimentConfig
 
 DESCRIPTION = """\
@@ -50,6 +50,8 @@ def run(args: argparse.Namespace, base: ExperimentConfig | None = None) -> int:
     from iidfusion.ot import EpsTooSmallError
 
     config = config_from_args(args, base)
+    if print_config(args, config):
+        return 0
     # the demo replaces its results by default: there --resume wins over --overwrite
     overwrite = args.overwrite and not (args.resume and base is not None)
     try:

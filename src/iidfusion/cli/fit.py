@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from iidfusion.cli.options import COMPARE_ONLY, SUITE_ONLY, add_config_arguments, config_from_args
+from iidfusion.cli.options import COMPARE_ONLY, SUITE_ONLY, add_config_arguments, config_from_args, print_config
 
 DESCRIPTION = """\
 Train --method with --seed on --data, keep the weights of the best validation accuracy, and
@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.tasks.classification.departures import departures_line
 
     config = config_from_args(args)
+    if print_config(args, config):
+        return 0
     try:
         run = api.fit(
             config,

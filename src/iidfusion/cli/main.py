@@ -71,6 +71,8 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {
     "pykeen": ("pykeen", "kg"),
     "optuna": ("optuna", "tune"),
     "geomloss": ("geomloss", "bench"),
+    "wandb": ("wandb", "wandb"),
+    "mlflow": ("mlflow", "mlflow"),
 }
 
 

@@ -26,7 +26,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence, Sized
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -384,6 +384,13 @@ class FinetuneSettings:
     finetune: FinetuneConfig
     encoders: EncoderOptions
 
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as the YAML file of :func:`load_finetune_settings` holds them (the encoders'
+        ``init_seed`` is each run's seed, not a setting).
+        """
+        encoders = {k: v for k, v in config_to_dict(self.encoders).items() if k != "init_seed"}
+        return {**config_to_dict(self.experiment), "finetune": config_to_dict(self.finetune), "encoders": encoders}
+
 
 def load_finetune_settings(
     path: str | Path | None,
@@ -452,13 +459,7 @@ def compare_end_to_end(
     """
     config = settings.experiment
     methods = resolve_methods(config.methods)
-    record = {
-        **config_to_dict(config),
-        "data": raw.name,
-        "class_names": list(raw.class_names),
-        "finetune": asdict(settings.finetune),
-        "encoders": asdict(settings.encoders),
-    }
+    record = {**settings.as_dict(), "data": raw.name, "class_names": list(raw.class_names)}
     return compare_tasks(
         comparison_tasks(config, methods, Path(out)),
         config,

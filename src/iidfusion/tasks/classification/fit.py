@@ -28,7 +28,14 @@ from iidfusion.data.features.base import DatasetSplits
 from iidfusion.engine import resume as resume_checks
 from iidfusion.engine.results import json_text, rounded, write_files
 from iidfusion.engine.resume import RunRecord, data_digest
-from iidfusion.engine.trainer import BestWeights, build_trainer, fit_interruptible, trainer_device
+from iidfusion.engine.trainer import (
+    BestWeights,
+    build_trainer,
+    fit_interruptible,
+    recover_spawned_run,
+    spawns_processes,
+    trainer_device,
+)
 from iidfusion.fusion.methods import get_method
 from iidfusion.fusion.model import FusionModel
 from iidfusion.tasks.classification.config import ExperimentConfig, TrainConfig, dump_config
@@ -142,8 +149,11 @@ class FitResult:
         metrics: list[NoiseMetrics],
         seed: int,
         started: float,
+        epochs: int | None = None,
     ) -> FitResult:
-        """The result of a finished ``trainer.fit`` (``started``: its ``time.perf_counter()``)."""
+        """The result of a finished ``trainer.fit`` (``started``: its ``time.perf_counter()``;
+        ``epochs``: those trained, when the trainer of this process did not count them).
+        """
         return cls(
             method=module.spec.name,
             seed=seed,
@@ -151,7 +161,7 @@ class FitResult:
             best_val_acc=best.best_score if best.best_score is not None else float("nan"),
             best_val_loss=best.best_loss if best.best_loss is not None else float("nan"),
             best_epoch=best.best_epoch,
-            epochs=trainer.current_epoch,
+            epochs=trainer.current_epoch if epochs is None else epochs,
             seconds=time.perf_counter() - started,
             is_global_zero=trainer.is_global_zero,
             module=module,
@@ -251,6 +261,9 @@ def fit_method(
         **trainer_options(config.train),
     )
     fit_interruptible(trainer, module, data, resume)
+    epochs = None
+    if spawns_processes(config.train.strategy):  # trained in child processes: what rank 0 saved
+        epochs = recover_spawned_run(run_dir, module, best)
     evaluation = config.eval
     metrics = evaluate_under_noise(
         cast(FusionModel, best.best_model(module, trainer)),
@@ -261,4 +274,4 @@ def fit_method(
         mask=evaluation.noise_mask,
         seed=seed,
     )
-    return FitResult.collect(module, trainer, best, metrics, seed, start)
+    return FitResult.collect(module, trainer, best, metrics, seed, start, epochs)
