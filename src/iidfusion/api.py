@@ -12,7 +12,7 @@ checkpoint of either task.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from iidfusion.tasks.classification.config import (
 from iidfusion.tasks.classification.departures import departures_from_paper
 from iidfusion.tasks.classification.fit import FitResult, fit_method, run_summary, save_run
 from iidfusion.tasks.classification.module import FusionModule
-from iidfusion.tasks.classification.report import EvalResult, write_report
+from iidfusion.tasks.classification.report import Confusion, EvalResult, write_report
 from iidfusion.tasks.classification.run_key import data_identity
 from iidfusion.tasks.classification.tuning import tune_method, with_params
 from iidfusion.tasks.classification.validation import load_splits, validate_config
@@ -160,7 +160,8 @@ def last_checkpoint(run_dir: Path) -> Path:
 @dataclass
 class CompareRun:
     """A finished :func:`compare`: its configuration, every evaluation (method, seed, noise level),
-    the markdown report, and the folder holding results.{csv,json,md} and the plot.
+    the markdown report, the folder holding its result files, and per method the test predictions
+    pooled over seeds (``confusions``).
     """
 
     config: ExperimentConfig
@@ -168,12 +169,14 @@ class CompareRun:
     report: str
     out: Path
     is_global_zero: bool = True
+    confusions: list[Confusion] = field(default_factory=list)
 
     def save(self, folder: str | Path, *, title: str = "comparison") -> str:
-        """Write results.csv, results.json, results.md and the plot of these results to ``folder``
-        (the runs' validation records stay in the run's own results.json); returns the report.
+        """Write the result files of these results to ``folder`` (results.csv, .json, .md, .tex, the
+        plot, the per-class metrics; the runs' validation records stay in the run's own
+        results.json); returns the report.
         """
-        return write_report(folder, self.results, config_to_dict(self.config), title)
+        return write_report(folder, self.results, config_to_dict(self.config), title, confusions=self.confusions)
 
 
 def compare(
@@ -202,7 +205,9 @@ def compare(
     quiet_lightning()
     with run_folder(out, overwrite=overwrite, resumable=lambda folder: finished_runs(folder) > 0, keep_on_failure=True):
         comparison = run_comparison(config, out, log=log, resume=resume)
-    return CompareRun(config, comparison.results, comparison.report, out, comparison.is_global_zero)
+    return CompareRun(
+        config, comparison.results, comparison.report, out, comparison.is_global_zero, comparison.confusions
+    )
 
 
 def load_model(path: str | Path, *, flag: str = "checkpoint") -> TrainedModel:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from iidfusion.engine.outputs import staged_files
+from iidfusion.engine.stats import t_interval
 
 RESULT_FILES = ("results.csv", "results.json", "results.md")
 
@@ -81,9 +82,17 @@ def fmt_number(value: float | None, spec: str = ".3g") -> str:
 
 
 def mean_std(values: Sequence[float], decimals: int = 2) -> str:
-    """The mean ± sample standard deviation of ``values`` as text (std 0 for a single value)."""
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return f"{float(np.mean(values)):.{decimals}f} ± {std:.{decimals}f}"
+    """The mean ± sample standard deviation of ``values`` as text (± n/a for a single value: no spread)."""
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+    return f"{float(np.mean(values)):.{decimals}f} ± {fmt_number(std, f'.{decimals}f')}"
+
+
+def mean_ci(values: Sequence[float], decimals: int = 2) -> str:
+    """The mean ± the half-width of its 95 % t interval (:func:`~iidfusion.engine.stats.t_interval`)
+    as text; ± n/a for a single value (no interval), never ± 0.00.
+    """
+    mean, half = t_interval(values)
+    return f"{mean:.{decimals}f} ± {fmt_number(half, f'.{decimals}f')}"
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric_from: int = 1) -> str:

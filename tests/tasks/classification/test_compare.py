@@ -4,7 +4,7 @@ import pytest
 
 from iidfusion.engine import runs
 from iidfusion.tasks.classification.compare import run_comparison
-from iidfusion.tasks.classification.report import RESULT_FILES
+from iidfusion.tasks.classification.report import CLASS_FILES, RESULT_FILES
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_parallel_jobs_give_the_same_results(grid, tmp_path, monkeypatch):
     ]
     assert "Departures from the paper" in (tmp_path / "serial" / "results.md").read_text()
     for folder in ("serial", "parallel"):
-        assert sorted(p.name for p in (tmp_path / folder).iterdir()) == sorted(RESULT_FILES)
+        assert sorted(p.name for p in (tmp_path / folder).iterdir()) == sorted(RESULT_FILES + CLASS_FILES)
 
 
 def test_jobs_and_ddp_do_not_mix(grid, tmp_path):

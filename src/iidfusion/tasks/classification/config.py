@@ -181,7 +181,9 @@ class ExperimentConfig:
         rule=FRACTION,
     )
     test_fraction: float = option(
-        0.2, "share of each class held out for test, drawn by the seed (data without a test split of its own)", rule=FRACTION
+        0.2,
+        "share of each class held out for test, drawn by the seed (data without a test split of its own)",
+        rule=FRACTION,
     )
     method: str = option("iid-p", "method trained by `fit`")
     seed: int = option(0, "seed of `fit`", rule=SEED_RULE)

@@ -178,8 +178,12 @@ class FitResult:
             "best_epoch": self.best_epoch,
             "epochs": self.epochs,
             "seconds": self.seconds,
-            "test": [{"noise": m.noise, "accuracy": m.accuracy, "macro_f1": m.macro_f1} for m in self.metrics],
+            "test": self.test_metrics(),
         }
+
+    def test_metrics(self) -> list[dict[str, Any]]:
+        """Per noise level: accuracy, macro-F1 and the confusion matrix (:meth:`NoiseMetrics.as_dict`)."""
+        return [m.as_dict() for m in self.metrics]
 
 
 def run_summary(

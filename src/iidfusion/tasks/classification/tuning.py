@@ -52,7 +52,7 @@ class Trial:
     params: dict[str, Any]
     val_acc: float
     val_loss: float
-    test: list[dict[str, float]]  # [{"noise", "accuracy", "macro_f1"}] per noise level
+    test: list[dict[str, Any]]  # [{"noise", "accuracy", "macro_f1", "confusion"}] per noise level
     best_epoch: int
     epochs: int
     seconds: float
@@ -155,7 +155,7 @@ def tune_method(
     if not space:  # nothing of this method is tuned: one plain fit, reported like a tuned one
         fit = fit_method(splits, method, seed, config)
         trial = Trial(
-            {}, fit.best_val_acc, fit.best_val_loss, _test_metrics(fit), fit.best_epoch, fit.epochs, fit.seconds
+            {}, fit.best_val_acc, fit.best_val_loss, fit.test_metrics(), fit.best_epoch, fit.epochs, fit.seconds
         )
         return TuneResult(method, seed, space, trial, [trial], 0)
     optuna = optuna_module()
@@ -193,7 +193,7 @@ def tune_method(
             "result",
             {
                 "val_loss": fit.best_val_loss,
-                "test": _test_metrics(fit),
+                "test": fit.test_metrics(),
                 "best_epoch": fit.best_epoch,
                 "epochs": fit.epochs,
                 "seconds": fit.seconds,
@@ -242,10 +242,6 @@ def _taken_by_earlier_trial(study, number: int, params: Mapping[str, Any]) -> bo
         t.number < number and t.params == params and not t.user_attrs.get(_DUPLICATE)
         for t in study.get_trials(deepcopy=False)
     )
-
-
-def _test_metrics(fit) -> list[dict[str, float]]:
-    return [{"noise": m.noise, "accuracy": m.accuracy, "macro_f1": m.macro_f1} for m in fit.metrics]
 
 
 def _trial(frozen) -> Trial:
