@@ -37,7 +37,7 @@ from iidfusion.tasks.classification.fit import FitResult, fit_method, run_summar
 from iidfusion.tasks.classification.module import FusionModule
 from iidfusion.tasks.classification.report import Confusion, EvalResult, write_report
 from iidfusion.tasks.classification.run_key import data_identity
-from iidfusion.tasks.classification.tuning import tune_method, with_params
+from iidfusion.tasks.classification.tuning import FinalFitClaim, claim_final_fit, tune_method, with_params
 from iidfusion.tasks.classification.validation import load_splits, validate_config
 from iidfusion.tasks.kg.checkpoint import CHECKPOINT_NAME, is_kg_checkpoint, is_kg_training_checkpoint, trained_kg_model
 
@@ -70,26 +70,37 @@ class FitRun:
     tuned), its data set's name, the fit (:class:`~iidfusion.tasks.classification.fit.FitResult`:
     test metrics per noise level, best validation accuracy, epochs, time), the tuning trials, and
     the folder it trained in (checkpoints, logs, metrics.json, config.yaml).
+
+    In a tuning shared by several processes (``tune.storage``) one process trains the final
+    model; in the others ``result`` is None and ``trained_by`` says which process trains it, into
+    which folder.
     """
 
     config: ExperimentConfig
     data: str
-    result: FitResult
+    result: FitResult | None
     tuning: dict[str, Any] | None
     run_dir: Path
+    trained_by: FinalFitClaim | None = None
 
     @property
     def departures(self) -> list[str]:
         """Where the run's settings depart from the paper's method (docs/method.md)."""
-        return [str(d) for d in departures_from_paper(self.config, (self.result.method,))]
+        return [str(d) for d in departures_from_paper(self.config, resolve_methods((self.config.method,)))]
 
     def summary(self) -> dict[str, Any]:
         """What metrics.json holds: the data, the fit, the tuning, the departures, the provenance."""
-        return run_summary(self.config, self.data, self.result, self.tuning)
+        return run_summary(self.config, self.data, self.trained(), self.tuning)
 
     def save(self, folder: str | Path) -> list[Path]:
         """Write metrics.json and config.yaml to ``folder``, together."""
-        return save_run(folder, self.config, self.data, self.result, self.tuning)
+        return save_run(folder, self.config, self.data, self.trained(), self.tuning)
+
+    def trained(self) -> FitResult:
+        """The fit; a ValueError where another process of a shared tuning trains the final model."""
+        if self.result is None:
+            raise ValueError(f"the final model of this tuning is trained by {self.trained_by}, not by this process")
+        return self.result
 
 
 def fit(
@@ -103,7 +114,10 @@ def fit(
     """Train ``method`` with ``seed`` on ``data`` (``iidfusion fit``): tuned first on validation
     when ``tune``, trained into ``OUT/METHOD/seedK`` (:func:`fit_run_dir`), which receives its
     checkpoints, logs, metrics.json and config.yaml; evaluated on the test split with the weights
-    of the best validation epoch.
+    of the best validation epoch. With ``tune`` and a shared ``storage``, processes started
+    together (a job array) share the trials and exactly one trains the final model: the others
+    return a :class:`FitRun` whose ``trained_by`` names it
+    (:func:`~iidfusion.tasks.classification.tuning.claim_final_fit`).
 
     ``config`` and ``options``: :func:`experiment_config`. ``resume``: a checkpoint to continue
     from, ``"last"`` for the run's own last one. ``overwrite``: replace a previous run in the run
@@ -124,6 +138,12 @@ def fit(
             "choose another"
         )
     run_dir = fit_run_dir(config)
+    shared = config.tune.enabled and bool(config.tune.storage)  # a tuning other processes may share
+    data_id = data_identity(config.data)
+    if shared:
+        holder = claim_final_fit(config, methods[0], config.seed, data_id, run_dir, claim=False)
+        if holder is not None:  # the tuning is over: another process trains (or trained) the final model
+            return FitRun(config, Path(config.data).stem, None, None, run_dir, trained_by=holder)
     check_output_folder(run_dir, name=f"the run folder {run_dir}", overwrite=overwrite, resume=resume is not None)
     last = last_checkpoint(run_dir)
     resume = last if resume == "last" else resume
@@ -131,22 +151,26 @@ def fit(
         raise ValueError("--resume continues one fit; it cannot be combined with --tune")
     splits = load_splits(config, config.seed)
     quiet_lightning()
-    tuning = None
+
+    def tuned(config: ExperimentConfig) -> tuple[ExperimentConfig, dict[str, Any] | None]:
+        if not config.tune.enabled:
+            return config, None
+        tuning = tune_method(
+            splits, methods[0], config.seed, config, data_id=data_id, log=log, progress=config.train.progress_bar
+        )
+        return with_params(config, tuning.best.params), tuning.summary()
+
+    if shared:  # tuned outside the run folder, which only the process that wins the final fit writes
+        chosen, tuning = tuned(config)
+        holder = claim_final_fit(config, methods[0], config.seed, data_id, run_dir)
+        if holder is not None:
+            return FitRun(chosen, splits.name, None, tuning, run_dir, trained_by=holder)
+        check_output_folder(run_dir, name=f"the run folder {run_dir}", overwrite=overwrite, resume=False)
     with run_folder(run_dir, overwrite=overwrite, resumable=lambda folder: last_checkpoint(folder).is_file()):
-        if config.tune.enabled:
-            tuned = tune_method(
-                splits,
-                methods[0],
-                config.seed,
-                config,
-                data_id=data_identity(config.data),
-                log=log,
-                progress=config.train.progress_bar,
-            )
-            tuning = tuned.summary()
-            config = with_params(config, tuned.best.params)
-        result = fit_method(splits, methods[0], config.seed, config, run_dir, resume=resume)
-        run = FitRun(config, splits.name, result, tuning, run_dir)
+        if not shared:
+            chosen, tuning = tuned(config)
+        result = fit_method(splits, methods[0], chosen.seed, chosen, run_dir, resume=resume)
+        run = FitRun(chosen, splits.name, result, tuning, run_dir)
         if result.is_global_zero:
             run.save(run_dir)
     return run

@@ -447,6 +447,10 @@ CASES: dict[str, Case] = {
     "compare --loggers wandb without wandb": Case(
         _compare("--loggers", "wandb"), "pip install 'iidfusion[wandb]'", patch=_without("wandb")
     ),
+    "fit --pruner sometimes": Case(
+        _fit("tiny.npz", "--tune", "--pruner", "sometimes"),
+        "--pruner (tune.pruner) must be one of none, median, hyperband, got 'sometimes'",
+    ),
     "fit --strategy ddp_spawn without checkpoints": Case(
         _fit("tiny.npz", "--strategy", "ddp_spawn", "--devices", "2", "--no-checkpoints"),
         "it needs --checkpoints and cannot tune; --strategy ddp has neither limit",

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from iidfusion.core.config import iter_options
@@ -228,11 +230,13 @@ def fit_method(
     run_dir: Path | None = None,
     *,
     resume: str | Path | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> FitResult:
     """Train ``method`` with ``seed`` on ``splits`` and evaluate it on the test split.
 
     ``run_dir`` receives checkpoints and logs (none when ``None``); ``resume`` is a
-    checkpoint (e.g. ``run_dir/checkpoints/last.ckpt``) to continue from.
+    checkpoint (e.g. ``run_dir/checkpoints/last.ckpt``) to continue from; ``callbacks``: more
+    Lightning callbacks of the caller (e.g. tuning's pruning).
     """
     digest = splits_digest(splits)
     if resume is not None:
@@ -262,6 +266,7 @@ def fit_method(
         best,
         record=RunRecord(method, seed, digest),
         description=f"{method} seed {seed}",
+        callbacks=callbacks,
         **trainer_options(config.train),
     )
     fit_interruptible(trainer, module, data, resume)
