@@ -41,7 +41,7 @@ def test_the_documented_snippet_trains_a_hand_written_two_encoder_model():
         def __iter__(self):
             for batch in super().__iter__():
                 yield batch
-                history.append((float(names["loss"]), float(names["ic"]), float(names["dc"])))
+                history.append((names["loss"].item(), names["ic"].item(), names["dc"].item()))
 
     names = {"torch": torch, "nn": nn, "F": F, "loader": Recording(one_epoch * 3)}
     exec(compile(snippet, "README.md (plug-and-play)", "exec"), names)
