@@ -496,7 +496,8 @@ def mvsa_report(
     code: str,
 ) -> str:
     """The results file of an MVSA-Single run whose outputs lie in ``work`` (``code``: the commit that ran)."""
-    from iidfusion.tasks.classification.report import EvalResult, average_accuracy, mean_std
+    from iidfusion.engine.results import mean_std
+    from iidfusion.tasks.classification.report import EvalResult, average_accuracy
 
     manifest = json.loads((work / "features" / "manifest.json").read_text(encoding="utf-8"))
     results = json.loads((work / "compare" / "results.json").read_text(encoding="utf-8"))

@@ -5,7 +5,8 @@ sub-packages load lazily, so ``import iidfusion`` stays cheap:
 
 * :mod:`iidfusion.ot` -- batched unbalanced Sinkhorn, Fourier + RIP reduction, W estimators.
 * :mod:`iidfusion.fusion` -- fusion-weight strategies (static, QMF, PDF) and the IF / LF model.
-* :mod:`iidfusion.losses` -- the informatic constraint L_ic, distribution coherence L_dc, IIDLoss.
+* :mod:`iidfusion.losses` -- the informatic constraint L_ic, distribution coherence L_dc, IIDLoss;
+  :class:`GatheredCoherence` -- L_dc on the features of every process under DDP.
 * :mod:`iidfusion.data` -- multi-view files, the bundled data sets, the synthetic benchmark.
 * :func:`fit` and :func:`compare` -- a whole run of ``iidfusion fit`` / ``compare`` from Python.
 * :func:`load_model` -- a trained model back from a checkpoint of ``iidfusion fit`` or ``kg fit``.
@@ -71,6 +72,7 @@ _EXPORTS: dict[str, str] = {
             "load_dataset",
         ),
         "engine.checkpoint": ("TrainedModel",),
+        "engine.distributed": ("GatheredCoherence",),  # L_dc under DDP; engine/, since losses/ need only tensors
         "api": ("compare", "fit", "load_model"),
     }.items()
     for name in names

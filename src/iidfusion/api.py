@@ -11,17 +11,14 @@ checkpoint of either task.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from iidfusion.core.config import iter_options
-from iidfusion.core.provenance import provenance
 from iidfusion.engine.checkpoint import TrainedModel, check_finite_weights, read_checkpoint
 from iidfusion.engine.outputs import check_output_folder, is_run_folder, run_folder
-from iidfusion.engine.results import write_files
 from iidfusion.engine.trainer import quiet_lightning
 from iidfusion.tasks.classification.checkpoint import trained_fusion_model
 from iidfusion.tasks.classification.compare import (
@@ -32,16 +29,15 @@ from iidfusion.tasks.classification.compare import (
 from iidfusion.tasks.classification.config import (
     ExperimentConfig,
     config_to_dict,
-    dump_config,
     load_config,
     resolve_methods,
 )
 from iidfusion.tasks.classification.departures import departures_from_paper
-from iidfusion.tasks.classification.fit import FitResult, fit_method
+from iidfusion.tasks.classification.fit import FitResult, fit_method, run_summary, save_run
 from iidfusion.tasks.classification.module import FusionModule
-from iidfusion.tasks.classification.report import EvalResult, write_report
+from iidfusion.tasks.classification.report import Confusion, EvalResult, write_report
 from iidfusion.tasks.classification.run_key import data_identity
-from iidfusion.tasks.classification.tuning import tune_method, with_params
+from iidfusion.tasks.classification.tuning import FinalFitClaim, claim_final_fit, tune_method, with_params
 from iidfusion.tasks.classification.validation import load_splits, validate_config
 from iidfusion.tasks.kg.checkpoint import CHECKPOINT_NAME, is_kg_checkpoint, is_kg_training_checkpoint, trained_kg_model
 
@@ -74,31 +70,37 @@ class FitRun:
     tuned), its data set's name, the fit (:class:`~iidfusion.tasks.classification.fit.FitResult`:
     test metrics per noise level, best validation accuracy, epochs, time), the tuning trials, and
     the folder it trained in (checkpoints, logs, metrics.json, config.yaml).
+
+    In a tuning shared by several processes (``tune.storage``) one process trains the final
+    model; in the others ``result`` is None and ``trained_by`` says which process trains it, into
+    which folder.
     """
 
     config: ExperimentConfig
     data: str
-    result: FitResult
+    result: FitResult | None
     tuning: dict[str, Any] | None
     run_dir: Path
+    trained_by: FinalFitClaim | None = None
 
     @property
     def departures(self) -> list[str]:
         """Where the run's settings depart from the paper's method (docs/method.md)."""
-        return [str(d) for d in departures_from_paper(self.config, (self.result.method,))]
+        return [str(d) for d in departures_from_paper(self.config, resolve_methods((self.config.method,)))]
 
     def summary(self) -> dict[str, Any]:
         """What metrics.json holds: the data, the fit, the tuning, the departures, the provenance."""
-        summary = {"data": self.data, **self.result.summary()} | (
-            {"tuning": self.tuning} if self.tuning is not None else {}
-        )
-        summary["departures_from_paper"] = self.departures
-        return summary | provenance(self.config, device=self.result.device)
+        return run_summary(self.config, self.data, self.trained(), self.tuning)
 
     def save(self, folder: str | Path) -> list[Path]:
         """Write metrics.json and config.yaml to ``folder``, together."""
-        texts = {"metrics.json": json.dumps(self.summary(), indent=2) + "\n", "config.yaml": dump_config(self.config)}
-        return write_files(folder, texts)
+        return save_run(folder, self.config, self.data, self.trained(), self.tuning)
+
+    def trained(self) -> FitResult:
+        """The fit; a ValueError where another process of a shared tuning trains the final model."""
+        if self.result is None:
+            raise ValueError(f"the final model of this tuning is trained by {self.trained_by}, not by this process")
+        return self.result
 
 
 def fit(
@@ -112,7 +114,10 @@ def fit(
     """Train ``method`` with ``seed`` on ``data`` (``iidfusion fit``): tuned first on validation
     when ``tune``, trained into ``OUT/METHOD/seedK`` (:func:`fit_run_dir`), which receives its
     checkpoints, logs, metrics.json and config.yaml; evaluated on the test split with the weights
-    of the best validation epoch.
+    of the best validation epoch. With ``tune`` and a shared ``storage``, processes started
+    together (a job array) share the trials and exactly one trains the final model: the others
+    return a :class:`FitRun` whose ``trained_by`` names it
+    (:func:`~iidfusion.tasks.classification.tuning.claim_final_fit`).
 
     ``config`` and ``options``: :func:`experiment_config`. ``resume``: a checkpoint to continue
     from, ``"last"`` for the run's own last one. ``overwrite``: replace a previous run in the run
@@ -133,6 +138,12 @@ def fit(
             "choose another"
         )
     run_dir = fit_run_dir(config)
+    shared = config.tune.enabled and bool(config.tune.storage)  # a tuning other processes may share
+    data_id = data_identity(config.data)
+    if shared:
+        holder = claim_final_fit(config, methods[0], config.seed, data_id, run_dir, claim=False)
+        if holder is not None:  # the tuning is over: another process trains (or trained) the final model
+            return FitRun(config, Path(config.data).stem, None, None, run_dir, trained_by=holder)
     check_output_folder(run_dir, name=f"the run folder {run_dir}", overwrite=overwrite, resume=resume is not None)
     last = last_checkpoint(run_dir)
     resume = last if resume == "last" else resume
@@ -140,22 +151,26 @@ def fit(
         raise ValueError("--resume continues one fit; it cannot be combined with --tune")
     splits = load_splits(config, config.seed)
     quiet_lightning()
-    tuning = None
+
+    def tuned(config: ExperimentConfig) -> tuple[ExperimentConfig, dict[str, Any] | None]:
+        if not config.tune.enabled:
+            return config, None
+        tuning = tune_method(
+            splits, methods[0], config.seed, config, data_id=data_id, log=log, progress=config.train.progress_bar
+        )
+        return with_params(config, tuning.best.params), tuning.summary()
+
+    if shared:  # tuned outside the run folder, which only the process that wins the final fit writes
+        chosen, tuning = tuned(config)
+        holder = claim_final_fit(config, methods[0], config.seed, data_id, run_dir)
+        if holder is not None:
+            return FitRun(chosen, splits.name, None, tuning, run_dir, trained_by=holder)
+        check_output_folder(run_dir, name=f"the run folder {run_dir}", overwrite=overwrite, resume=False)
     with run_folder(run_dir, overwrite=overwrite, resumable=lambda folder: last_checkpoint(folder).is_file()):
-        if config.tune.enabled:
-            tuned = tune_method(
-                splits,
-                methods[0],
-                config.seed,
-                config,
-                data_id=data_identity(config.data),
-                log=log,
-                progress=config.train.progress_bar,
-            )
-            tuning = tuned.summary()
-            config = with_params(config, tuned.best.params)
-        result = fit_method(splits, methods[0], config.seed, config, run_dir, resume=resume)
-        run = FitRun(config, splits.name, result, tuning, run_dir)
+        if not shared:
+            chosen, tuning = tuned(config)
+        result = fit_method(splits, methods[0], chosen.seed, chosen, run_dir, resume=resume)
+        run = FitRun(chosen, splits.name, result, tuning, run_dir)
         if result.is_global_zero:
             run.save(run_dir)
     return run
@@ -169,7 +184,8 @@ def last_checkpoint(run_dir: Path) -> Path:
 @dataclass
 class CompareRun:
     """A finished :func:`compare`: its configuration, every evaluation (method, seed, noise level),
-    the markdown report, and the folder holding results.{csv,json,md} and the plot.
+    the markdown report, the folder holding its result files, and per method the test predictions
+    pooled over seeds (``confusions``).
     """
 
     config: ExperimentConfig
@@ -177,12 +193,14 @@ class CompareRun:
     report: str
     out: Path
     is_global_zero: bool = True
+    confusions: list[Confusion] = field(default_factory=list)
 
     def save(self, folder: str | Path, *, title: str = "comparison") -> str:
-        """Write results.csv, results.json, results.md and the plot of these results to ``folder``
-        (the runs' validation records stay in the run's own results.json); returns the report.
+        """Write the result files of these results to ``folder`` (results.csv, .json, .md, .tex, the
+        plot, the per-class metrics; the runs' validation records stay in the run's own
+        results.json); returns the report.
         """
-        return write_report(folder, self.results, config_to_dict(self.config), title)
+        return write_report(folder, self.results, config_to_dict(self.config), title, confusions=self.confusions)
 
 
 def compare(
@@ -211,7 +229,9 @@ def compare(
     quiet_lightning()
     with run_folder(out, overwrite=overwrite, resumable=lambda folder: finished_runs(folder) > 0, keep_on_failure=True):
         comparison = run_comparison(config, out, log=log, resume=resume)
-    return CompareRun(config, comparison.results, comparison.report, out, comparison.is_global_zero)
+    return CompareRun(
+        config, comparison.results, comparison.report, out, comparison.is_global_zero, comparison.confusions
+    )
 
 
 def load_model(path: str | Path, *, flag: str = "checkpoint") -> TrainedModel:

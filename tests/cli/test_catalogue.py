@@ -433,7 +433,31 @@ CASES: dict[str, Case] = {
         lambda i: [*_kg("fit")(i), "--features", f"img={i / 'objects.npy'}"], "objects.npy: not a readable .npy"
     ),
     "kg --devices cudaa": Case(_kg("fit", placement=("--devices", "cudaa")), "--devices cudaa"),
-    "kg --loggers wandb": Case(_kg("fit", "--loggers", "wandb"), "unknown logger 'wandb'"),
+    "kg --loggers bogus": Case(_kg("fit", "--loggers", "bogus"), "unknown logger 'bogus'"),
+    "kg --loggers wandb without wandb": Case(
+        _kg("fit", "--loggers", "wandb"),
+        "--loggers wandb needs the optional package 'wandb', which is not installed: pip install 'iidfusion[wandb]'",
+        patch=_without("wandb"),
+    ),
+    "fit --loggers mlflow without mlflow": Case(
+        _fit("tiny.npz", "--loggers", "csv,mlflow"),
+        "--loggers mlflow needs the optional package 'mlflow', which is not installed: pip install 'iidfusion[mlflow]'",
+        patch=_without("mlflow"),
+    ),
+    "compare --loggers wandb without wandb": Case(
+        _compare("--loggers", "wandb"), "pip install 'iidfusion[wandb]'", patch=_without("wandb")
+    ),
+    "fit --pruner sometimes": Case(
+        _fit("tiny.npz", "--tune", "--pruner", "sometimes"),
+        "--pruner (tune.pruner) must be one of none, median, hyperband, got 'sometimes'",
+    ),
+    "fit --strategy ddp_spawn without checkpoints": Case(
+        _fit("tiny.npz", "--strategy", "ddp_spawn", "--devices", "2", "--no-checkpoints"),
+        "it needs --checkpoints and cannot tune; --strategy ddp has neither limit",
+    ),
+    "compare --strategy ddp_spawn with --tune": Case(
+        _compare("--strategy", "ddp_spawn", "--tune"), "--strategy ddp_spawn trains in child processes"
+    ),
     "kg --strategy bogus (Lightning's)": Case(
         _kg("fit", "--strategy", "bogus"), "--num-nodes 1 --strategy bogus: You selected an invalid strategy name"
     ),

@@ -3,7 +3,7 @@ import json
 from cli_support import FAST
 from iidfusion.cli.main import main
 from iidfusion.engine.outputs import MARKER
-from iidfusion.tasks.classification.report import RESULT_FILES
+from iidfusion.tasks.classification.report import CLASS_FILES, RESULT_FILES
 
 
 def test_compare_writes_every_result(tiny_npz, tmp_path, capsys):
@@ -31,7 +31,7 @@ def test_compare_writes_every_result(tiny_npz, tmp_path, capsys):
     assert "| iid-l | if-static |" in printed and "Avg Acc" in printed and "[4/4] iid-l seed 1" in captured.err
     assert "[4/4]" not in printed, "progress goes to stderr, results to stdout"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [*RESULT_FILES, MARKER]
+        [*RESULT_FILES, *CLASS_FILES, MARKER]
     )  # the cache of finished runs is gone
     payload = json.loads((out / "results.json").read_text())
     keys = {(r["method"], r["seed"], r["noise"]) for r in payload["results"]}

@@ -8,6 +8,7 @@ from iidfusion.cli.demo import DEMO_CONFIG, PINNED_KERNELS
 from iidfusion.cli.main import main
 from iidfusion.engine.outputs import MARKER
 from iidfusion.tasks.classification.config import config_to_dict, load_config, resolve_methods
+from iidfusion.tasks.classification.report import CLASS_FILES, RESULT_FILES
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -49,7 +50,7 @@ def test_demo_runs_shrunk_on_handwritten(tmp_path, capsys, monkeypatch):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "# handwritten: 2 methods x 1 seeds" in printed and "| lf-static |" in printed and "| iid-l |" in printed
-    assert files_under(out) == sorted([MARKER, "accuracy_vs_noise.png", "results.csv", "results.json", "results.md"])
+    assert files_under(out) == sorted([MARKER, *RESULT_FILES, *CLASS_FILES])
     assert {name: os.environ[name] for name in PINNED_KERNELS} == PINNED_KERNELS
     (out / "results.csv").write_text("of the first demo")
     assert main([*args, "--methods", "lf-static"]) == 0

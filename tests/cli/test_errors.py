@@ -58,7 +58,7 @@ def _bad_inputs(folder):
         ),
         "negative noise": (["--noise", "0,-5"], "noise levels must be finite and >= 0"),
         "unknown noise view": (["--noise-view", "zzz"], "noise view 'zzz' is not a view"),
-        "unknown logger": (["--loggers", "wandb"], "unknown logger 'wandb'"),
+        "unknown logger": (["--loggers", "neptune"], "unknown logger 'neptune'"),
     }
 
 

@@ -1,5 +1,8 @@
 import json
 
+import pytest
+import yaml
+
 from cli_support import FAST
 from iidfusion.cli.main import main
 from iidfusion.engine.outputs import MARKER
@@ -44,3 +47,24 @@ def test_fit_from_config_file(tiny_npz, tmp_path, capsys):
         "config.yaml",
         "metrics.json",
     ]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["fit"], ["compare"], ["suite"], ["demo"], ["finetune", "--data-format", "mmbt", "--root", "missing"]],
+)
+def test_print_config_prints_the_resolved_configuration_and_stops(command, tmp_path, capsys):
+    """Defaults < --config < flags, printed as the YAML that --config reads back; nothing runs or is written."""
+    config = tmp_path / "base.yaml"
+    config.write_text("loss:\n  alpha: 0.3\ntrain:\n  max_epochs: 9\n")
+    out = tmp_path / "out"
+    args = [*command, "--config", str(config), "--max-epochs", "7", "--out", str(out), "--print-config"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    values = yaml.safe_load(printed)
+    assert values["loss"]["alpha"] == 0.3 and values["train"]["max_epochs"] == 7 and values["out"] == str(out)
+    assert not out.exists()
+    again = tmp_path / "printed.yaml"
+    again.write_text(printed)
+    assert main([*command, "--config", str(again), "--print-config"]) == 0
+    assert capsys.readouterr().out == printed

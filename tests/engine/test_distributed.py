@@ -85,6 +85,8 @@ def test_ddp_two_cpu_processes(tiny_splits, fast_config, tmp_path):
     assert history.gt(0).all(), "each process added its half of the samples; the merged history has them all"
     assert all(0 <= m.accuracy <= 1 for m in result.metrics)
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    # trained in the children: the history of the run comes back through its last checkpoint
+    assert (result.epochs, result.best_epoch) == (1, 0) and 0 <= result.best_val_acc <= 1
 
 
 def test_evaluation_shares_cover_the_split_once():

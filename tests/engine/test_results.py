@@ -4,7 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from iidfusion.engine.results import RESULT_FILES, csv_text, fmt_number, json_text, markdown_table, write_results
+from iidfusion.engine.results import (
+    RESULT_FILES,
+    csv_text,
+    fmt_number,
+    json_text,
+    markdown_table,
+    rounded,
+    write_results,
+)
 
 
 def test_the_results_files_are_written_together_in_one_style(tmp_path):
@@ -18,8 +26,8 @@ def test_the_results_files_are_written_together_in_one_style(tmp_path):
         figures={"plot.png": lambda path: path.write_bytes(b"png")},
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*RESULT_FILES, "plot.png"])
-    assert (tmp_path / "results.csv").read_text() == "arm,seed,mrr\niid,0,0.25\nbaseline,0,0.3333333333333333\n"
-    assert json.loads((tmp_path / "results.json").read_text()) == {"runs": rows, "p": None, "where": "x/y"}
+    assert (tmp_path / "results.csv").read_text() == "arm,seed,mrr\niid,0,0.25\nbaseline,0,0.333333\n"
+    assert json.loads((tmp_path / "results.json").read_text()) == {"runs": rounded(rows), "p": None, "where": "x/y"}
     assert (tmp_path / "results.md").read_text() == "# r\n"
 
 
@@ -39,3 +47,9 @@ def test_formats():
     assert json_text({"x": [1.0, math.inf]}, indent=1) == '{\n "x": [\n  1.0,\n  null\n ]\n}\n'
     assert (fmt_number(math.nan), fmt_number(None), fmt_number(0.12345)) == ("n/a", "n/a", "0.123")
     assert markdown_table(["name", "value"], [["a", "1"]]) == "| name | value |\n|---|---:|\n| a | 1 |"
+
+
+def test_numbers_for_people_are_rounded_and_the_rest_kept():
+    noisy = {"acc": 0.9700000286102295, "p": [1.234567891e-9, math.nan], "n": 3, "name": "x", "t": (2.0000001,)}
+    assert rounded(noisy) == {"acc": 0.97, "p": [1.23457e-9, noisy["p"][1]], "n": 3, "name": "x", "t": [2.0]}
+    assert rounded(123456.789) == 123457.0 and rounded(True) is True

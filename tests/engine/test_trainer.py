@@ -2,13 +2,15 @@
 the best weights of a spawned run, early stopping on validations without a better score."""
 
 import pickle
+import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from iidfusion.engine.trainer import BestWeights, ReseedEachBatch, build_strategy, build_trainer
+from iidfusion.engine import trainer as engine_trainer
+from iidfusion.engine.trainer import BestWeights, ReseedEachBatch, build_loggers, build_strategy, build_trainer
 
 
 def test_build_trainer_appends_extra_callbacks(fast_config, tmp_path):
@@ -91,3 +93,24 @@ def test_validation_patience_counts_validations_without_a_better_score(stop_on, 
     assert restored.state_dict() == callback.state_dict()
     with pytest.raises(ValueError, match="stop_on"):
         ValidationPatience(2, "f1")
+
+
+def test_every_logger_is_built_by_its_name_under_the_run_folder(fast_config, tmp_path, monkeypatch):
+    """W&B and MLflow (extras, not installed here) get the run's name and write under the run folder;
+    their own environment (WANDB_MODE=offline, MLFLOW_TRACKING_URI) decides the rest."""
+    from dataclasses import replace
+
+    made = []
+    for name in ("WandbLogger", "MLFlowLogger"):
+        monkeypatch.setattr(engine_trainer, name, lambda _name=name, **kwargs: made.append((_name, kwargs)) or _name)
+    monkeypatch.setattr(engine_trainer.importlib.util, "find_spec", lambda package: SimpleNamespace(name=package))
+    train = replace(fast_config.train, loggers=("csv", "wandb", "mlflow"))
+    loggers = build_loggers(train, tmp_path, "iid-l seed 1")
+    assert type(loggers[0]).__name__ == "CSVLogger" and loggers[1:] == ["WandbLogger", "MLFlowLogger"]
+    wandb, mlflow = dict(made)["WandbLogger"], dict(made)["MLFlowLogger"]
+    assert wandb["name"] == "iid-l seed 1" and wandb["save_dir"] == str(tmp_path)
+    assert mlflow["run_name"] == "iid-l seed 1" and mlflow["save_dir"] == str(tmp_path / "mlruns")
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    with pytest.raises(ValueError, match=r"^--loggers mlflow needs the optional package 'mlflow'.*iidfusion\[mlflow\]"):
+        build_loggers(replace(train, loggers=("csv", "mlflow")), None)

@@ -7,15 +7,17 @@ import sys
 from pathlib import Path
 
 from iidfusion.cli.fit import add_overwrite_argument
-from iidfusion.cli.options import FIT_ONLY, SUITE_ONLY, add_config_arguments, config_from_args
+from iidfusion.cli.options import FIT_ONLY, SUITE_ONLY, add_config_arguments, config_from_args, print_config
 from iidfusion.tasks.classification.config import ExperimentConfig
 
 DESCRIPTION = """\
 Train each method with seeds 0..N-1 on one data set, evaluate it on the test split clean and
 under feature noise, and write to --out: results.csv and results.json (accuracy and macro-F1
-per method, seed and noise level), results.md (mean ± std per method and level, Avg Acc, and
-paired t-tests of each IID variant against its bases) and accuracy_vs_noise.png. Per-run
-checkpoints and logs go to OUT/runs/METHOD/seedK; an OUT that holds a previous comparison is
+per method, seed and noise level), results.md and results.tex (accuracy and macro-F1 per method
+and level, the mean over seeds ± its 95% t interval, Avg Acc, paired t-tests of each IID variant
+against its bases; per-class metrics and confusion matrices), per_class.csv,
+confusion_matrices.json and accuracy_vs_noise.png / .pdf. Per-run checkpoints, logs, config.yaml
+and metrics.json go to OUT/runs/METHOD/seedK; an OUT that holds a previous comparison is
 refused unless --overwrite replaces it (once the new one is done). With --tune, each method and
 seed is tuned on the validation split over the grids below (the paper's protocol; results.json
 records every trial and what was chosen). Progress goes to stderr, the report to stdout.
@@ -50,6 +52,8 @@ def run(args: argparse.Namespace, base: ExperimentConfig | None = None) -> int:
     from iidfusion.ot import EpsTooSmallError
 
     config = config_from_args(args, base)
+    if print_config(args, config):
+        return 0
     # the demo replaces its results by default: there --resume wins over --overwrite
     overwrite = args.overwrite and not (args.resume and base is not None)
     try:

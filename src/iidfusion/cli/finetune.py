@@ -25,7 +25,7 @@ from iidfusion.cli.extract import (
     require_text_packages,
 )
 from iidfusion.cli.fit import add_overwrite_argument
-from iidfusion.cli.options import SUITE_ONLY, add_config_arguments, bounded_int
+from iidfusion.cli.options import SUITE_ONLY, add_config_arguments, bounded_int, print_config
 from iidfusion.core.config import MAX_BATCH, iter_options
 from iidfusion.tasks.classification.config import ExperimentConfig
 
@@ -151,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
 
     require_text_packages(args.data_format, args.text_encoder)
     settings = finetune_settings(args, family_of(args.data_format))
+    if print_config(args, settings.as_dict()):
+        return 0
     out = Path(settings.experiment.out)
     check_output_folder(out, overwrite=args.overwrite)
     raw = load_raw(raw_options(args))

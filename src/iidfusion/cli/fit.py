@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from iidfusion.cli.options import COMPARE_ONLY, SUITE_ONLY, add_config_arguments, config_from_args
+from iidfusion.cli.options import COMPARE_ONLY, SUITE_ONLY, add_config_arguments, config_from_args, print_config
 
 DESCRIPTION = """\
 Train --method with --seed on --data, keep the weights of the best validation accuracy, and
@@ -15,8 +15,10 @@ checkpoints/best.ckpt and last.ckpt, csv/metrics.csv and tensorboard/ logs (ever
 mean fusion weight per modality, per-pair Wasserstein distance and diagnostics, per epoch),
 metrics.json and config.yaml. With --tune, the method's hyperparameters are first chosen on the
 validation split over the grids below (the paper's protocol), then the chosen configuration is
-trained into OUT/METHOD/seedK (metrics.json records every trial). Options come from the defaults
-below, then --config FILE, then the flags."""
+trained into OUT/METHOD/seedK (metrics.json records every trial); --pruner stops unpromising
+trials early. With --storage, processes started together (a job array) share the trials, and
+one of them trains the final model while the others say where it is. Options come from the
+defaults below, then --config FILE, then the flags."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,9 +50,12 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion import api
     from iidfusion.cli.main import CommandError
     from iidfusion.ot import EpsTooSmallError
+    from iidfusion.tasks.classification.config import resolve_methods
     from iidfusion.tasks.classification.departures import departures_line
 
     config = config_from_args(args)
+    if print_config(args, config):
+        return 0
     try:
         run = api.fit(
             config,
@@ -66,12 +71,16 @@ def run(args: argparse.Namespace) -> int:
         run_dir = api.fit_run_dir(config)
         raise interruption(run_dir, api.last_checkpoint(run_dir), overwrite=args.overwrite) from None
     fit = run.result
-    if not fit.is_global_zero:
+    if fit is not None and not fit.is_global_zero:
         return 0
-    print(departures_line(config, (fit.method,)), flush=True)  # the settings asked for, before any tuning
+    print(departures_line(config, resolve_methods((config.method,))), flush=True)  # as asked, before any tuning
     if run.tuning is not None:
         chosen = ", ".join(f"{k}={v}" for k, v in run.tuning["chosen"].items()) or "nothing to tune for this method"
-        print(f"tuned on validation over {len(run.tuning['trials'])} trials: {chosen}")
+        pruned = f", {run.tuning['pruned_trials']} pruned" if run.tuning.get("pruned_trials") else ""
+        print(f"tuned on validation over {len(run.tuning['trials'])} trials{pruned}: {chosen}")
+    if fit is None:  # a tuning shared with other processes, one of which trains the final model
+        print(f"the final model of this tuning is trained by another {run.trained_by}; not trained again here")
+        return 0
     print(
         f"{fit.method} on {run.data}, seed {fit.seed}: {fit.epochs} epochs in {fit.seconds:.1f} s, "
         f"best validation accuracy {100 * fit.best_val_acc:.2f}% (epoch {fit.best_epoch + 1})"

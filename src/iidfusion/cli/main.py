@@ -5,7 +5,7 @@ Each subcommand lives in its own module ``iidfusion.cli.<name>`` that exposes
 default to a function ``handler(args) -> int``. Heavy imports stay inside the handlers so
 that ``iidfusion --help`` is fast. Other distributions add commands through the entry-point
 group :data:`COMMANDS_GROUP` (a name and a module with ``register``): the repository's studies
-add ``bench``, ``plot`` and ``sweep`` (``pip install -e studies``).
+add ``bench`` and ``sweep`` (``pip install -e studies``).
 
 Errors. Bad input is one line on stderr, ``iidfusion COMMAND: error: ...``, naming the file,
 key, option or value, and exit code 2: a :class:`CommandError`, a usage error of the parser,
@@ -48,6 +48,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "kg",
     "extract",
     "finetune",
+    "plot",
 )
 DEBUG_ENV = "IIDFUSION_DEBUG"
 EXIT_USER_ERROR = 2
@@ -71,6 +72,8 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {
     "pykeen": ("pykeen", "kg"),
     "optuna": ("optuna", "tune"),
     "geomloss": ("geomloss", "bench"),
+    "wandb": ("wandb", "wandb"),
+    "mlflow": ("mlflow", "mlflow"),
 }
 
 

@@ -37,6 +37,11 @@ def add_config_arguments(
     with the departures from the paper that the defaults make (docs/method.md).
     """
     parser.add_argument("--config", metavar="FILE", default=None, help="YAML config file (default: none)")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved configuration as YAML (a --config FILE) and exit",
+    )
     add_option_arguments(parser, base, exclude)
     parser.epilog = (
         "At these defaults, the IID methods run with " + departures_line(base or ExperimentConfig(), MAIN_METHODS) + "."
@@ -94,3 +99,18 @@ def overrides_from_args(args: argparse.Namespace, schema: Any = None, prefix: st
 def config_from_args(args: argparse.Namespace, base: ExperimentConfig | None = None) -> ExperimentConfig:
     """The configuration a command runs with: ``base`` < ``--config FILE`` < flags."""
     return load_config(args.config, overrides_from_args(args), base=base)
+
+
+def print_config(args: argparse.Namespace, values: Any) -> bool:
+    """With ``--print-config``: print ``values`` (a configuration, or its dict) as YAML, which
+    ``--config`` reads back, and return True (the command then stops, exit code 0).
+    """
+    if not getattr(args, "print_config", False):
+        return False
+    import yaml
+
+    from iidfusion.tasks.classification.config import config_to_dict
+
+    plain = values if isinstance(values, dict) else config_to_dict(values)
+    print(yaml.safe_dump(plain, sort_keys=False), end="")
+    return True

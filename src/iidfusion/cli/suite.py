@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from iidfusion.cli.options import FIT_ONLY, add_config_arguments, config_from_args
+from iidfusion.cli.options import FIT_ONLY, add_config_arguments, config_from_args, print_config
 
 DESCRIPTION = """\
 Run `iidfusion compare` on every data set of --datasets (bundled names or .mat / .npz files) with
@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.tasks.classification.suite import rerender, run_suite
 
     config = config_from_args(args)
+    if print_config(args, config):
+        return 0
     if args.report_only:
         print(rerender(config.out), end="")
         return 0

@@ -23,6 +23,15 @@ from torch import Tensor
 
 from iidfusion.losses.coherence import DistributionCoherence, DistributionCoherenceOutput
 
+__all__ = [
+    "GatheredCoherence",
+    "gather_rows",
+    "gather_with_local_grad",
+    "shard_indices",
+    "sum_across_processes",
+    "world",
+]
+
 
 def world() -> tuple[int, int]:
     """(number of processes, this process's rank); (1, 0) without a process group."""

@@ -138,6 +138,16 @@ def is_run_folder(path: str | Path) -> bool:
     return (Path(path) / MARKER).is_file()
 
 
+def run_state(path: str | Path) -> str | None:
+    """The state a run folder's marker records (``"running"``, ``"stopped"``, ``"done"``), ``"running"``
+    while a process holds its lock, None for a folder that is not a run of ours.
+    """
+    path = Path(path)
+    if not is_run_folder(path):
+        return None
+    return "running" if _locked(path) else _read_marker(path).get("state")
+
+
 _NO_LINKS = getattr(os, "O_NOFOLLOW", 0)  # a marker planted as a link is refused, never followed to the file it names
 
 

@@ -1,8 +1,8 @@
 """The one writer of a job's results files, ``results.{csv,json,md}``, and the formats they share.
 
 Every job that compares runs (``compare``, ``suite``, ``finetune``, ``kg compare``) writes its
-results through :func:`write_results`: ``results.csv`` (one row per result, every number at
-full precision), ``results.json`` (strict JSON: NaN and infinities as null, with the
+results through :func:`write_results`: ``results.csv`` (one row per result, numbers to
+:data:`SIGNIFICANT_DIGITS` significant digits), ``results.json`` (strict JSON: NaN and infinities as null, with the
 provenance and configuration, :func:`iidfusion.core.provenance.provenance`) and
 ``results.md``, plus any figures, all staged and renamed into place together
 (:func:`~iidfusion.engine.outputs.staged_files`): a job that fails half way leaves none of them.
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from iidfusion.engine.outputs import staged_files
+from iidfusion.engine.stats import t_interval
 
 RESULT_FILES = ("results.csv", "results.json", "results.md")
 
@@ -35,6 +36,23 @@ def json_ready(value: Any) -> Any:
         return {k: json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_ready(v) for v in value]
+    return value
+
+
+SIGNIFICANT_DIGITS = 6
+
+
+def rounded(value: Any, digits: int = SIGNIFICANT_DIGITS) -> Any:
+    """``value`` with every float rounded to ``digits`` significant digits, recursively: the numbers
+    of a file people read (0.97, not the float32 noise 0.9700000286102295). Never for what is
+    compared bit for bit (the kept runs of :func:`~iidfusion.engine.runs.save_outcome`).
+    """
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+    if isinstance(value, Mapping):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
     return value
 
 
@@ -64,9 +82,17 @@ def fmt_number(value: float | None, spec: str = ".3g") -> str:
 
 
 def mean_std(values: Sequence[float], decimals: int = 2) -> str:
-    """The mean ± sample standard deviation of ``values`` as text (std 0 for a single value)."""
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return f"{float(np.mean(values)):.{decimals}f} ± {std:.{decimals}f}"
+    """The mean ± sample standard deviation of ``values`` as text (± n/a for a single value: no spread)."""
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+    return f"{float(np.mean(values)):.{decimals}f} ± {fmt_number(std, f'.{decimals}f')}"
+
+
+def mean_ci(values: Sequence[float], decimals: int = 2) -> str:
+    """The mean ± the half-width of its 95 % t interval (:func:`~iidfusion.engine.stats.t_interval`)
+    as text; ± n/a for a single value (no interval), never ± 0.00.
+    """
+    mean, half = t_interval(values)
+    return f"{mean:.{decimals}f} ± {fmt_number(half, f'.{decimals}f')}"
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric_from: int = 1) -> str:
@@ -99,11 +125,18 @@ def write_results(
     report: str,
     fieldnames: Sequence[str] | None = None,
     figures: Mapping[str, Callable[[Path], None]] | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> None:
     """Write ``results.csv`` (``rows``, columns ``fieldnames``), ``results.json`` (``payload``),
-    ``results.md`` (``report``) and ``figures`` to ``out``, all or nothing.
+    ``results.md`` (``report``), the ``extra`` texts ({file name: content}) and ``figures`` to
+    ``out``, all or nothing; the numbers of the CSV and JSON rounded for people (:func:`rounded`).
     """
     if not rows:
         raise ValueError("no results to write")
-    texts = {"results.csv": csv_text(rows, fieldnames), "results.json": json_text(payload), "results.md": report}
+    texts = {
+        "results.csv": csv_text([rounded(row) for row in rows], fieldnames),
+        "results.json": json_text(rounded(payload)),
+        "results.md": report,
+        **(extra or {}),
+    }
     write_files(out, texts, figures)

@@ -11,7 +11,11 @@ from typing import Any, Protocol
 
 from iidfusion.core.config import MAX_PROCESSES, Rule, at_least, option
 
-LOGGERS = ("csv", "tensorboard")
+# Lightning's loggers by the name ``--loggers`` gives them; W&B and MLflow come with the extras of
+# their names (LOGGER_EXTRAS), and read their own environment (WANDB_MODE=offline, MLFLOW_TRACKING_URI).
+LOGGERS = ("csv", "tensorboard", "wandb", "mlflow")
+DEFAULT_LOGGERS = ("csv", "tensorboard")
+LOGGER_EXTRAS = {"wandb": "wandb", "mlflow": "mlflow"}  # logger -> the package it needs, also its extra's name
 
 # The options of the trainer every task's training section declares (:func:`trainer_option`):
 # name -> (default, help, rule).
@@ -25,7 +29,7 @@ _TRAINER_OPTIONS: dict[str, tuple[Any, str, Rule | None]] = {
     ),
     "strategy": ("auto", "Lightning strategy: auto, ddp, ddp_spawn, ...", None),
     "checkpoints": (True, "save best and last checkpoints", None),
-    "loggers": (LOGGERS, "loggers: csv, tensorboard (empty: none)", None),
+    "loggers": (DEFAULT_LOGGERS, "loggers: csv, tensorboard, wandb, mlflow (empty: none)", None),
     "progress_bar": (True, "show a progress bar", None),
 }
 

@@ -4,7 +4,8 @@ Two arms run with the same seeds are paired (a seed gives both the same split, i
 stream and noisy test samples), so every comparison of the library is a paired one:
 :func:`paired_test` (a paired t-test and a Wilcoxon signed-rank test on the same pairs),
 :func:`holm` over the tests of one table, and :func:`paired_bootstrap_ci` for an interval of the
-mean difference that assumes no distribution.
+mean difference that assumes no distribution. :func:`t_interval` is the interval of one arm's mean
+over its seeds that results files report beside the mean.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import t as student_t
 from scipy.stats import ttest_rel, wilcoxon
+
+CONFIDENCE = 0.95  # of every interval the results files report
 
 
 @dataclass(frozen=True)
@@ -84,3 +88,17 @@ def paired_bootstrap_ci(
     tail = (1 - confidence) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return float(low), float(high)
+
+
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """(mean, half-width) of the Student t interval of the mean of ``values`` at ``confidence``
+    (n - 1 degrees of freedom): the mean is in ``mean ± half-width`` with that confidence if the
+    values are a normal sample. The half-width is NaN with fewer than two values (no interval).
+    """
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan
+    if len(x) < 2:
+        return float(x[0]), math.nan
+    half = float(student_t.ppf((1 + confidence) / 2, len(x) - 1) * np.std(x, ddof=1) / math.sqrt(len(x)))
+    return float(np.mean(x)), half

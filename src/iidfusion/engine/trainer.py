@@ -16,12 +16,14 @@ and the progress bar follow it.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import logging
 import math
+import os
 import random
 import signal
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, cast
 
@@ -31,13 +33,14 @@ import torch
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 from torch import nn
 
 from iidfusion.core.config import iter_options
 from iidfusion.core.progress import progress_bar
-from iidfusion.engine.settings import LOGGERS, TrainerSettings
+from iidfusion.engine.checkpoint import read_checkpoint
+from iidfusion.engine.settings import LOGGER_EXTRAS, LOGGERS, TrainerSettings
 
 VAL_LOSS = "val/loss"
 _DDP_START_METHODS = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
@@ -281,23 +284,43 @@ def _model(pl_module: L.LightningModule) -> nn.Module:
     return model
 
 
-def build_loggers(train: TrainerSettings, run_dir: Path | None) -> list[Logger]:
-    """The CSV and TensorBoard loggers named in ``train.loggers``, writing under ``run_dir``.
+def build_loggers(train: TrainerSettings, run_dir: Path | None, name: str = "fit") -> list[Logger]:
+    """The loggers named in ``train.loggers`` (:data:`~iidfusion.engine.settings.LOGGERS`), writing
+    under ``run_dir``; ``name``: the run's name where a logger shows runs side by side (W&B, MLflow).
+    Without ``run_dir``, the names are only checked: a logger whose package is missing is a
+    ValueError naming the extra that installs it.
 
     Each (re)start of a run logs to a new ``version_K`` folder (``run_dir/csv/version_0/
     metrics.csv``, ...): Lightning's CSV writer deletes an existing file in its folder, and
-    a resumed run must not erase the epochs logged before the interruption.
+    a resumed run must not erase the epochs logged before the interruption. W&B writes under
+    ``run_dir/wandb`` (``WANDB_MODE=offline`` keeps it there), MLflow to ``MLFLOW_TRACKING_URI``,
+    else to ``run_dir/mlruns``.
     """
-    unknown = [name for name in train.loggers if name not in LOGGERS]
+    unknown = [logger for logger in train.loggers if logger not in LOGGERS]
     if unknown:
         raise ValueError(f"unknown logger {unknown[0]!r}; expected some of {list(LOGGERS)}")
+    for logger in train.loggers:
+        package = LOGGER_EXTRAS.get(logger)
+        if package is not None and importlib.util.find_spec(package) is None:
+            raise ValueError(
+                f"--loggers {logger} needs the optional package {package!r}, which is not installed: "
+                f"pip install 'iidfusion[{package}]'"
+            )
     if run_dir is None or not train.loggers:
         return []
-    made: dict[str, Logger] = {
-        "csv": CSVLogger(run_dir, name="csv"),
-        "tensorboard": TensorBoardLogger(run_dir, name="tensorboard", default_hp_metric=False),
+    made: dict[str, Callable[[], Logger]] = {
+        "csv": lambda: CSVLogger(run_dir, name="csv"),
+        "tensorboard": lambda: TensorBoardLogger(run_dir, name="tensorboard", default_hp_metric=False),
+        "wandb": lambda: WandbLogger(
+            name=name, save_dir=str(run_dir), project=os.environ.get("WANDB_PROJECT", "iidfusion")
+        ),
+        "mlflow": lambda: MLFlowLogger(
+            experiment_name=os.environ.get("MLFLOW_EXPERIMENT_NAME", "iidfusion"),
+            run_name=name,
+            save_dir=str(run_dir / "mlruns"),
+        ),
     }
-    return [made[name] for name in train.loggers]
+    return [made[logger]() for logger in train.loggers]
 
 
 def build_trainer(
@@ -343,7 +366,7 @@ def build_trainer(
         }
         built_in.append(ModelCheckpoint(filename="best", monitor=best.monitor, mode="max", save_top_k=1, **common))
         built_in.append(ModelCheckpoint(filename="last", monitor=None, save_top_k=1, **common))
-    loggers = build_loggers(train, run_dir)
+    loggers = build_loggers(train, run_dir, description)
     return L.Trainer(
         max_epochs=train.max_epochs,
         min_epochs=min(min_epochs, train.max_epochs) or None,
@@ -369,6 +392,20 @@ def build_trainer(
 def spawns_processes(strategy: str) -> bool:
     """Whether Lightning trains in child processes under ``strategy`` (:data:`SPAWNING_STRATEGIES`)."""
     return strategy.removesuffix(_FIND_UNUSED) in SPAWNING_STRATEGIES
+
+
+def recover_spawned_run(run_dir: Path | None, module: L.LightningModule, best: BestWeights) -> int:
+    """After a fit under a spawning strategy (:func:`spawns_processes`), whose training ran in child
+    processes: the module's last weights and buffers and ``best``'s state, read from the last
+    checkpoint rank 0 wrote in ``run_dir``; returns the epochs trained.
+    """
+    path = None if run_dir is None else run_dir / "checkpoints" / "last.ckpt"
+    if path is None or not path.is_file():
+        raise ValueError("a run under a spawning strategy needs its checkpoints (--checkpoints and an output folder)")
+    state = read_checkpoint(path, "the run's last checkpoint")
+    best.load_state_dict(state["callbacks"][BestWeights.__qualname__])
+    module.load_state_dict(state["state_dict"])
+    return int(state["epoch"]) + 1
 
 
 def trainer_device(trainer: L.Trainer) -> str:

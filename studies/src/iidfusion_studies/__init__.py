@@ -4,8 +4,8 @@
   (the paper's Figure 2), ``iidfusion bench wasserstein``.
 * :mod:`~iidfusion_studies.train_cost`: time and peak memory of a training step, IID against
   its base methods, ``iidfusion bench train``.
-* :mod:`~iidfusion_studies.monitoring`: inter-modal distance and validation accuracy per
-  epoch read from run logs (the paper's Figure 4), ``iidfusion plot``.
+* The paper's Figure 4 (inter-modal distance and validation accuracy per epoch, from run logs)
+  is the library's own ``iidfusion plot`` (:mod:`iidfusion.tasks.classification.monitoring`).
 * :mod:`~iidfusion_studies.sweep`: hyperparameter sensitivity over (alpha, beta, d1),
   ``iidfusion sweep``.
 

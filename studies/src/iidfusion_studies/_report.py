@@ -2,8 +2,8 @@
 
 Every study writes its table, raw records and figure together through
 :func:`iidfusion.engine.results.write_files`, so an interrupted run leaves either the previous
-complete set of files or the new one, never a mix. Tables, CSV and JSON are the library's
-(:mod:`iidfusion.engine.results`).
+complete set of files or the new one, never a mix. Tables, CSV, JSON and figures are the
+library's (:mod:`iidfusion.engine.results`, :mod:`iidfusion.engine.figures`).
 """
 
 from __future__ import annotations
@@ -13,38 +13,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
-
+from iidfusion.engine.figures import close_figure, new_figure, save_figure
 from iidfusion.engine.results import write_files
 from iidfusion.losses.coherence import DistributionCoherence
 
-
-def new_figure(columns: int = 1, *, width: float = 6.0, height: float = 4.2) -> tuple[Figure, Any]:
-    """A figure with ``columns`` side-by-side axes on the non-interactive Agg canvas."""
-    matplotlib.use("Agg", force=True)
-    figure, axes = plt.subplots(1, columns, figsize=(width * columns, height), squeeze=False)
-    return figure, axes[0]
+__all__ = ["new_figure", "reduction_dims", "write_outputs"]
 
 
-def write_outputs(
-    folder: str | Path, texts: Mapping[str, str], figures: Mapping[str, Figure] | None = None
-) -> list[Path]:
+def write_outputs(folder: str | Path, texts: Mapping[str, str], figures: Mapping[str, Any] | None = None) -> list[Path]:
     """Write ``texts`` ({file name: content}) and ``figures`` ({file name: figure}) to ``folder``,
     all or nothing; figures are closed after saving.
     """
     figures = dict(figures or {})
     try:
-        savers = {name: functools.partial(_save_figure, figure) for name, figure in figures.items()}
+        savers = {name: functools.partial(save_figure, figure) for name, figure in figures.items()}
         return write_files(folder, texts, savers)
     finally:
         for figure in figures.values():
-            plt.close(figure)
-
-
-def _save_figure(figure: Figure, path: Path) -> None:
-    figure.savefig(path, dpi=130, bbox_inches="tight")
+            close_figure(figure)
 
 
 def reduction_dims(width: int, d1: int, d2: int) -> tuple[int, int] | None:

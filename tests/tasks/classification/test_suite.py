@@ -53,6 +53,15 @@ def test_suite_writes_one_table_and_resumes_without_training_again(suite_config,
     assert lines[0] == "suite: 24 runs, 16 distinct, 0 already done, 16 to train"
     for name in ("suite.md", "suite.json", "suite.csv", "alpha/vib/results.md", "beta/paper/results.json"):
         assert (tmp_path / name).is_file(), name
+    for name in ("alpha/vib/results.tex", "beta/paper/per_class.csv", "beta/paper/confusion_matrices.json"):
+        assert (tmp_path / name).is_file(), name
+    # the plot across data sets, in a raster and a vector format; the report says what its bars are
+    assert (tmp_path / "accuracy_by_dataset.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "accuracy_by_dataset.pdf").read_bytes()[:4] == b"%PDF"
+    assert "mean over 2 seeds ± the half-width of the 95% confidence interval" in report
+    matrices = json.loads((tmp_path / "alpha" / "paper" / "confusion_matrices.json").read_text())["methods"]
+    assert sorted(matrices) == ["if-static", "iid-l", "lf-static"] and matrices["iid-l"]["seeds"] == 2
+    assert sum(map(sum, matrices["iid-l"]["counts"])) == 2 * 18  # every test sample of both seeds, once
     assert report == (tmp_path / "suite.md").read_text()
     gain_rows = [line for line in report.splitlines() if line.startswith(("| vib |", "| paper |", "| - |"))]
     assert [row.split(" | ")[1:3] for row in gain_rows] == [

@@ -98,7 +98,6 @@ def test_two_processes_share_one_study_through_sqlite(tiny_splits, fast_config, 
 
     storage = f"sqlite:///{tmp_path / 'tune.db'}"
     config = _tuned(fast_config, alpha=(1.0, 0.1, 0.01), beta=(0.1, 0.01), storage=storage)
-    tuning.optuna_module().storages.RDBStorage(storage)  # create the schema once, before the race
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     children = [context.Process(target=_tune_in_child, args=(tiny_splits, config, queue)) for _ in range(2)]
@@ -133,3 +132,95 @@ def test_two_processes_share_one_study_through_sqlite(tiny_splits, fast_config, 
 def test_bad_tuning_options_are_refused_before_anything_trains(grids, message):
     with pytest.raises(ValueError, match=message):
         validate_tune_config(replace(TuneConfig(), **grids))
+
+
+def _open_at_once(barrier, config, queue):
+    barrier.wait()  # every process creates the storage and the study at the same instant
+    try:
+        study = tuning.open_study(config, "iid-l", 0, "tiny")
+        queue.put(study.study_name)
+    except Exception as error:  # reported to the test, which names it
+        queue.put(f"{type(error).__name__}: {error}")
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_processes_started_at_the_same_instant_on_a_fresh_sqlite_file_all_open_the_study(
+    fast_config, tmp_path, attempt
+):
+    """A job array: three processes create the tables of a fresh SQLite file and the study at once
+    (without retries, one of them died of "UNIQUE constraint failed: alembic_version")."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / f'fresh{attempt}.db'}"
+    config = _tuned(fast_config, alpha=(1.0, 0.1), storage=storage)
+    context = multiprocessing.get_context("fork")
+    barrier, queue = context.Barrier(3), context.Queue()
+    children = [context.Process(target=_open_at_once, args=(barrier, config, queue)) for _ in range(3)]
+    for child in children:
+        child.start()
+    answers = [queue.get(timeout=120) for _ in children]
+    for child in children:
+        child.join(timeout=60)
+    assert len(set(answers)) == 1 and answers[0].startswith("iidfusion-"), answers
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == answers[:1]
+
+
+class _PruneTheTinyLearningRate:
+    """A pruner that stops the trials of one grid point, whatever they report (deterministic)."""
+
+    def prune(self, study, trial):
+        return trial.params.get("lr") == 1e-9
+
+
+def test_a_pruned_trial_stops_early_is_recorded_and_never_chosen(tiny_splits, fast_config, monkeypatch):
+    """With --pruner, each epoch's validation accuracy is reported to the trial and a trial the
+    pruner stops ends there: recorded as pruned (with its epoch), not selected."""
+    import optuna
+
+    monkeypatch.setattr(optuna.pruners, "MedianPruner", lambda **_: _PruneTheTinyLearningRate())
+    config = _tuned(
+        replace(fast_config, train=replace(fast_config.train, max_epochs=3)), alpha=(), beta=(), lr=(1e-2, 1e-9)
+    )
+    config = replace(config, tune=replace(config.tune, pruner="median"))
+    lines = []
+    result = tune_method(tiny_splits, "iid-l", 0, config, data_id="tiny-pruned", log=lines.append)
+    assert [t.params for t in result.trials] == [{"lr": 1e-2}] and result.best.params == {"lr": 1e-2}
+    assert result.pruned == 1 and result.failed == 0 and result.summary()["pruned_trials"] == 1
+    assert any("lr=1e-09: pruned after epoch 1" in line for line in lines), lines
+    assert result.trials[0].epochs == 3
+
+
+def test_the_pruners_are_optunas_and_the_trial_hears_every_epoch(fast_config):
+    import optuna
+
+    assert isinstance(tuning.PRUNERS["median"](optuna, 10), optuna.pruners.MedianPruner)
+    assert isinstance(tuning.PRUNERS["hyperband"](optuna, 10), optuna.pruners.HyperbandPruner)
+    assert isinstance(tuning.PRUNERS["none"](optuna, 10), optuna.pruners.NopPruner)
+    with pytest.raises(ValueError, match="pruner"):
+        from iidfusion.tasks.classification.config import load_config
+        from iidfusion.tasks.classification.validation import validate_config
+
+        validate_config(load_config(overrides={"tune.pruner": "sometimes"}))
+
+
+def test_a_claim_of_a_process_that_died_before_finishing_the_final_model_is_stale(fast_config, tmp_path):
+    """The earliest live claim trains the final model; a claim of a process of this machine that
+    is gone and left no finished run does not keep it from being trained."""
+    import os
+    import socket
+
+    import optuna
+
+    config = _tuned(fast_config, alpha=(1.0, 0.1), storage=f"sqlite:///{tmp_path / 'tune.db'}")
+    study = tuning.open_study(config, "iid-l", 0, "tiny")
+    dead = multiprocessing.get_context("fork").Process(target=os._exit, args=(0,))
+    dead.start()
+    dead.join()
+    with pytest.warns(UserWarning, match="Heartbeat"):  # a trial that is no trial, as the claims are
+        trial = study.ask()
+    trial.set_user_attr("final_fit", {"pid": dead.pid, "host": socket.gethostname(), "folder": str(tmp_path / "x")})
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert tuning.claim_final_fit(config, "iid-l", 0, "tiny", tmp_path / "y", claim=False) is None
+    assert tuning.claim_final_fit(config, "iid-l", 0, "tiny", tmp_path / "y") is None  # this process wins
+    holder = tuning.claim_final_fit(config, "iid-l", 0, "tiny", tmp_path / "z")  # a second claim of the same
+    assert holder is not None and (holder.pid, holder.folder) == (os.getpid(), str(tmp_path / "y"))

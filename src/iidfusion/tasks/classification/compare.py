@@ -21,9 +21,11 @@ import math
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from iidfusion.data.features.base import DatasetSplits
 from iidfusion.data.features.multiview import PassedOverWarning
@@ -32,8 +34,8 @@ from iidfusion.engine.runs import Progress, cache_path, load_outcome, run_tasks,
 from iidfusion.engine.trainer import quiet_lightning
 from iidfusion.tasks.classification.config import ExperimentConfig, config_to_dict, resolve_methods
 from iidfusion.tasks.classification.departures import departures_line, departures_sentence
-from iidfusion.tasks.classification.fit import fit_method, without_progress_bar
-from iidfusion.tasks.classification.report import EvalResult, write_report
+from iidfusion.tasks.classification.fit import fit_method, save_run, without_progress_bar
+from iidfusion.tasks.classification.report import Confusion, EvalResult, write_report
 from iidfusion.tasks.classification.run_key import data_identity, run_key
 from iidfusion.tasks.classification.tuning import tune_method, with_params
 from iidfusion.tasks.classification.validation import check_noise_view, load_splits, validate_config
@@ -44,11 +46,14 @@ _SPLITS_KEPT = 4  # data sets x seeds held at once by a process (a worker may al
 
 @dataclass
 class Comparison:
-    """What :func:`run_comparison` produced: every evaluation and the markdown report."""
+    """What :func:`run_comparison` produced: every evaluation, the markdown report, and per method
+    the test predictions pooled over seeds (:class:`~iidfusion.tasks.classification.report.Confusion`).
+    """
 
     results: list[EvalResult]
     report: str
     is_global_zero: bool
+    confusions: list[Confusion] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,9 @@ class RunOutcome:
     """One finished task, as a worker process returns it (picklable, JSON-ready by :meth:`to_json`).
 
     ``val_acc`` and ``val_loss``: the best validation accuracy and the validation loss at that
-    epoch (of the selected trial, when tuned); ``tuning``: :meth:`TuneResult.summary` when tuned.
+    epoch (of the selected trial, when tuned); ``tuning``: :meth:`TuneResult.summary` when tuned;
+    ``confusion``: the confusion matrix of each of ``results`` (of the same test predictions),
+    whose rows and columns are ``class_names``.
     """
 
     results: list[EvalResult]
@@ -90,6 +97,8 @@ class RunOutcome:
     seconds: float
     is_global_zero: bool
     tuning: dict[str, Any] | None = None
+    confusion: list[list[list[int]]] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The outcome as plain JSON values (NaN as it is; :func:`~iidfusion.engine.results.json_ready` makes it
@@ -141,20 +150,72 @@ def execute(task: Task) -> RunOutcome:
     run, now with its checkpoints and logs).
     """
     config, splits = without_progress_bar(task.config), _cached_splits(task.config, task.seed)
-    noise_view = config.eval.noise_view
+    classes = list(splits.class_names) or [str(c) for c in range(splits.num_classes)]
     if not config.tune.enabled:
         fit = fit_method(splits, task.method, task.seed, config, task.run_dir)
-        results = [EvalResult(task.name, task.seed, m.noise, noise_view, m.accuracy, m.macro_f1) for m in fit.metrics]
-        return RunOutcome(results, fit.best_val_acc, fit.best_val_loss, fit.epochs, fit.seconds, fit.is_global_zero)
+        if task.run_dir is not None and fit.is_global_zero:
+            save_run(task.run_dir, config, splits.name, fit)
+        tests = fit.test_metrics()
+        return RunOutcome(
+            _eval_results(task, tests),
+            fit.best_val_acc,
+            fit.best_val_loss,
+            fit.epochs,
+            fit.seconds,
+            fit.is_global_zero,
+            confusion=[m["confusion"] for m in tests],
+            class_names=classes,
+        )
     tuned = tune_method(splits, task.method, task.seed, config, data_id=data_identity(config.data))
     best = tuned.best
     if task.run_dir is not None:
-        fit_method(splits, task.method, task.seed, with_params(config, best.params), task.run_dir)
-    results = [
-        EvalResult(task.name, task.seed, m["noise"], noise_view, m["accuracy"], m["macro_f1"]) for m in best.test
-    ]
+        chosen = with_params(config, best.params)
+        fit = fit_method(splits, task.method, task.seed, chosen, task.run_dir)
+        if fit.is_global_zero:
+            save_run(task.run_dir, chosen, splits.name, fit, tuned.summary())
     seconds = sum(trial.seconds for trial in tuned.trials)
-    return RunOutcome(results, best.val_acc, best.val_loss, best.epochs, seconds, True, tuned.summary())
+    return RunOutcome(
+        _eval_results(task, best.test),
+        best.val_acc,
+        best.val_loss,
+        best.epochs,
+        seconds,
+        True,
+        tuned.summary(),
+        confusion=[m["confusion"] for m in best.test],
+        class_names=classes,
+    )
+
+
+def _eval_results(task: Task, tests: Sequence[dict[str, Any]]) -> list[EvalResult]:
+    """The evaluations of ``task`` from its test metrics (:meth:`FitResult.test_metrics`)."""
+    view = task.config.eval.noise_view
+    return [EvalResult(task.name, task.seed, m["noise"], view, m["accuracy"], m["macro_f1"]) for m in tests]
+
+
+def pooled_confusions(named: Sequence[tuple[str, RunOutcome]]) -> list[Confusion]:
+    """Per method (the names of ``named``, in order), the confusion matrices of its runs summed over
+    seeds at the clean level (noise 0, else the lowest evaluated): one
+    :class:`~iidfusion.tasks.classification.report.Confusion` each. None when a run lacks them
+    (one kept by an earlier version) or the runs disagree on the classes.
+    """
+    outcomes = [outcome for _, outcome in named]
+    if not outcomes or any(len(o.confusion) != len(o.results) for o in outcomes):
+        return []
+    if len({tuple(o.class_names) for o in outcomes}) != 1:
+        return []
+    level = min(r.noise for o in outcomes for r in o.results)
+    pooled: dict[str, tuple[Any, set[int]]] = {}
+    for name, outcome in named:
+        for result, counts in zip(outcome.results, outcome.confusion, strict=True):
+            if result.noise == level:
+                total, seeds = pooled.get(name, (0, set()))
+                pooled[name] = (total + np.asarray(counts, dtype=np.int64), seeds | {result.seed})
+    classes = tuple(outcomes[0].class_names)
+    return [
+        Confusion(name, level, classes, tuple(tuple(int(c) for c in row) for row in total), len(seeds))
+        for name, (total, seeds) in pooled.items()
+    ]
 
 
 def comparison_tasks(config: ExperimentConfig, methods: Sequence[str], out: Path) -> list[Task]:
@@ -239,8 +300,13 @@ def _report(
     results = [r for o in outcomes for r in o.results]
     runs = [run_record(task, outcome) for task, outcome in zip(tasks, outcomes, strict=True)]
     notes = (departures_sentence(config, dict.fromkeys(task.method for task in tasks)),)
-    report = write_report(Path(out), results, record, title, runs=runs, notes=notes) if is_global_zero else ""
-    return Comparison(results, report, is_global_zero)
+    confusions = pooled_confusions([(task.name, outcome) for task, outcome in zip(tasks, outcomes, strict=True)])
+    report = (
+        write_report(Path(out), results, record, title, runs=runs, notes=notes, confusions=confusions)
+        if is_global_zero
+        else ""
+    )
+    return Comparison(results, report, is_global_zero, confusions)
 
 
 def run_comparison(

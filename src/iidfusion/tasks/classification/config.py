@@ -166,6 +166,13 @@ class TuneConfig:
         "Optuna storage URL shared by processes or machines, e.g. sqlite:///tune.db (empty: in memory)",
         flag="--storage",
     )
+    pruner: str = option(
+        "none",
+        "Optuna pruner that stops unpromising trials from their validation accuracy per epoch: "
+        "none, median or hyperband",
+        flag="--pruner",
+        rule=one_of(("none", "median", "hyperband")),
+    )
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
 """Test-set evaluation, clean and under the feature-noise protocol (docs/reproduce.md, "Noise protocol").
 
-Accuracy and macro-F1 come from torchmetrics. Noise is applied to the test split only,
-with the data layer's :func:`iidfusion.data.features.noise.corrupt_views` (each view of each sample
-corrupted with probability 0.5, independently, Gaussian of std level/10 of the feature's
-training std by default), on all views or one named view. The corruption is seeded by the run's seed, so two methods
-trained
-with the same seed are tested on exactly the same noisy samples, as a paired test needs.
+Accuracy and macro-F1 come from torchmetrics, with the confusion matrix of the predictions.
+Noise is applied to the test split only, with the data layer's
+:func:`iidfusion.data.features.noise.corrupt_views` (each view of each sample corrupted with
+probability 0.5, independently, Gaussian of std level/10 of the feature's training std by
+default), on all views or one named view. The corruption is seeded by the run's seed, so two
+methods trained with the same seed are tested on exactly the same noisy samples, as a paired
+test needs.
 
 Under data parallelism (an initialised process group, e.g. every process of ``--strategy ddp``
 after training) each process predicts its share of the test split and the predictions are
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
@@ -30,11 +32,36 @@ from iidfusion.fusion.model import FusionModel
 
 @dataclass(frozen=True)
 class NoiseMetrics:
-    """Test metrics at one noise level (fractions in [0, 1])."""
+    """Test metrics at one noise level (fractions in [0, 1]) and the confusion matrix they come
+    from (``confusion[t][p]``: samples of class t predicted as p).
+    """
 
     noise: float
     accuracy: float
     macro_f1: float
+    confusion: tuple[tuple[int, ...], ...] = ()
+
+    @classmethod
+    def of(cls, noise: float, predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> NoiseMetrics:
+        """The metrics of ``predictions`` against ``labels`` at noise level ``noise``."""
+        accuracy, f1 = classification_metrics(predictions, labels, num_classes)
+        return cls(float(noise), accuracy, f1, confusion_matrix(predictions, labels, num_classes))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: noise, accuracy, macro-F1 and the confusion matrix as lists."""
+        return {
+            "noise": self.noise,
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "confusion": [list(row) for row in self.confusion],
+        }
+
+
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[tuple[int, ...], ...]:
+    """``counts[t][p]``: how many samples of class t were predicted as p."""
+    flat = labels.long().cpu() * num_classes + predictions.long().cpu()
+    counts = torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return tuple(tuple(int(c) for c in row) for row in counts.tolist())
 
 
 @torch.no_grad()
@@ -99,8 +126,7 @@ def evaluate_under_noise(
             data = corrupt_views(
                 data, float(level), reference=splits.train, kind=kind, views=views, mask=mask, seed=seed
             )
-        accuracy, f1 = classification_metrics(*_predict_shared(model, data), splits.num_classes)
-        metrics.append(NoiseMetrics(float(level), accuracy, f1))
+        metrics.append(NoiseMetrics.of(level, *_predict_shared(model, data), splits.num_classes))
     return metrics
 
 

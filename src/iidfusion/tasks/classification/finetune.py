@@ -26,7 +26,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence, Sized
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -55,7 +55,7 @@ from iidfusion.fusion.model import FusionModel
 from iidfusion.tasks.classification.compare import Comparison, RunOutcome, Task, compare_tasks, comparison_tasks
 from iidfusion.tasks.classification.config import ExperimentConfig, config_to_dict, load_config, resolve_methods
 from iidfusion.tasks.classification.data import ShardSampler
-from iidfusion.tasks.classification.evaluate import NoiseMetrics, classification_metrics
+from iidfusion.tasks.classification.evaluate import NoiseMetrics
 from iidfusion.tasks.classification.fit import FitResult, trainer_options, without_progress_bar
 from iidfusion.tasks.classification.module import FusionModule, strategy_arguments
 from iidfusion.tasks.classification.report import EvalResult
@@ -284,10 +284,8 @@ def evaluate_raw_under_noise(
             image_size=image_size,
             preprocessing=encoder_preprocessing(cast(Mapping[str, nn.Module], model.encoders)),
         )
-        accuracy, f1 = classification_metrics(
-            predict_raw(model, dataset, batch_size=batch_size, bf16=bf16), labels, raw.num_classes
-        )
-        metrics.append(NoiseMetrics(float(level), accuracy, f1))
+        predictions = predict_raw(model, dataset, batch_size=batch_size, bf16=bf16)
+        metrics.append(NoiseMetrics.of(level, predictions, labels, raw.num_classes))
     return metrics
 
 
@@ -384,6 +382,13 @@ class FinetuneSettings:
     finetune: FinetuneConfig
     encoders: EncoderOptions
 
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as the YAML file of :func:`load_finetune_settings` holds them (the encoders'
+        ``init_seed`` is each run's seed, not a setting).
+        """
+        encoders = {k: v for k, v in config_to_dict(self.encoders).items() if k != "init_seed"}
+        return {**config_to_dict(self.experiment), "finetune": config_to_dict(self.finetune), "encoders": encoders}
+
 
 def load_finetune_settings(
     path: str | Path | None,
@@ -439,7 +444,16 @@ def execute_end_to_end(raw: RawSplits, finetune: FinetuneConfig, encoders: Encod
     config = without_progress_bar(task.config)
     fit = fit_end_to_end(raw, task.method, task.seed, config, finetune, encoders, task.run_dir)
     results = [EvalResult(task.name, task.seed, m.noise, "all", m.accuracy, m.macro_f1) for m in fit.metrics]
-    return RunOutcome(results, fit.best_val_acc, fit.best_val_loss, fit.epochs, fit.seconds, fit.is_global_zero)
+    return RunOutcome(
+        results,
+        fit.best_val_acc,
+        fit.best_val_loss,
+        fit.epochs,
+        fit.seconds,
+        fit.is_global_zero,
+        confusion=[m["confusion"] for m in fit.test_metrics()],
+        class_names=list(raw.class_names) or [str(c) for c in range(raw.num_classes)],
+    )
 
 
 def compare_end_to_end(
@@ -452,13 +466,7 @@ def compare_end_to_end(
     """
     config = settings.experiment
     methods = resolve_methods(config.methods)
-    record = {
-        **config_to_dict(config),
-        "data": raw.name,
-        "class_names": list(raw.class_names),
-        "finetune": asdict(settings.finetune),
-        "encoders": asdict(settings.encoders),
-    }
+    record = {**settings.as_dict(), "data": raw.name, "class_names": list(raw.class_names)}
     return compare_tasks(
         comparison_tasks(config, methods, Path(out)),
         config,

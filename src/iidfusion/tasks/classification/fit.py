@@ -14,23 +14,35 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from iidfusion.core.config import iter_options
+from iidfusion.core.provenance import provenance
 from iidfusion.data.features.base import DatasetSplits
 from iidfusion.engine import resume as resume_checks
+from iidfusion.engine.results import json_text, rounded, write_files
 from iidfusion.engine.resume import RunRecord, data_digest
-from iidfusion.engine.trainer import BestWeights, build_trainer, fit_interruptible, trainer_device
+from iidfusion.engine.trainer import (
+    BestWeights,
+    build_trainer,
+    fit_interruptible,
+    recover_spawned_run,
+    spawns_processes,
+    trainer_device,
+)
 from iidfusion.fusion.methods import get_method
 from iidfusion.fusion.model import FusionModel
-from iidfusion.tasks.classification.config import ExperimentConfig, TrainConfig
+from iidfusion.tasks.classification.config import ExperimentConfig, TrainConfig, dump_config
 from iidfusion.tasks.classification.data import MultiViewDataModule
+from iidfusion.tasks.classification.departures import departures_from_paper
 from iidfusion.tasks.classification.evaluate import NoiseMetrics, evaluate_under_noise
 from iidfusion.tasks.classification.module import FusionModule
 
@@ -139,8 +151,11 @@ class FitResult:
         metrics: list[NoiseMetrics],
         seed: int,
         started: float,
+        epochs: int | None = None,
     ) -> FitResult:
-        """The result of a finished ``trainer.fit`` (``started``: its ``time.perf_counter()``)."""
+        """The result of a finished ``trainer.fit`` (``started``: its ``time.perf_counter()``;
+        ``epochs``: those trained, when the trainer of this process did not count them).
+        """
         return cls(
             method=module.spec.name,
             seed=seed,
@@ -148,7 +163,7 @@ class FitResult:
             best_val_acc=best.best_score if best.best_score is not None else float("nan"),
             best_val_loss=best.best_loss if best.best_loss is not None else float("nan"),
             best_epoch=best.best_epoch,
-            epochs=trainer.current_epoch,
+            epochs=trainer.current_epoch if epochs is None else epochs,
             seconds=time.perf_counter() - started,
             is_global_zero=trainer.is_global_zero,
             module=module,
@@ -165,8 +180,41 @@ class FitResult:
             "best_epoch": self.best_epoch,
             "epochs": self.epochs,
             "seconds": self.seconds,
-            "test": [{"noise": m.noise, "accuracy": m.accuracy, "macro_f1": m.macro_f1} for m in self.metrics],
+            "test": self.test_metrics(),
         }
+
+    def test_metrics(self) -> list[dict[str, Any]]:
+        """Per noise level: accuracy, macro-F1 and the confusion matrix (:meth:`NoiseMetrics.as_dict`)."""
+        return [m.as_dict() for m in self.metrics]
+
+
+def run_summary(
+    config: ExperimentConfig, data: str, result: FitResult, tuning: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a run folder's metrics.json holds: the data set's name, the fit (:meth:`FitResult.summary`),
+    the tuning when tuned, the departures from the paper (docs/method.md) and the provenance.
+    """
+    summary = {"data": data, **result.summary()} | ({"tuning": tuning} if tuning is not None else {})
+    summary["departures_from_paper"] = [str(d) for d in departures_from_paper(config, (result.method,))]
+    return summary | provenance(config, device=result.device)
+
+
+def save_run(
+    folder: str | Path,
+    config: ExperimentConfig,
+    data: str,
+    result: FitResult,
+    tuning: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Write metrics.json (:func:`run_summary`, rounded for people) and config.yaml (``config``, the
+    run's method and seed set) to ``folder``, together: every run folder of ``fit`` and ``compare``.
+    """
+    config = dataclasses.replace(config, method=result.method, seed=result.seed)
+    texts = {
+        "metrics.json": json_text(rounded(run_summary(config, data, result, tuning))),
+        "config.yaml": dump_config(config),
+    }
+    return write_files(folder, texts)
 
 
 def without_progress_bar(config: ExperimentConfig) -> ExperimentConfig:
@@ -182,11 +230,13 @@ def fit_method(
     run_dir: Path | None = None,
     *,
     resume: str | Path | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> FitResult:
     """Train ``method`` with ``seed`` on ``splits`` and evaluate it on the test split.
 
     ``run_dir`` receives checkpoints and logs (none when ``None``); ``resume`` is a
-    checkpoint (e.g. ``run_dir/checkpoints/last.ckpt``) to continue from.
+    checkpoint (e.g. ``run_dir/checkpoints/last.ckpt``) to continue from; ``callbacks``: more
+    Lightning callbacks of the caller (e.g. tuning's pruning).
     """
     digest = splits_digest(splits)
     if resume is not None:
@@ -216,9 +266,13 @@ def fit_method(
         best,
         record=RunRecord(method, seed, digest),
         description=f"{method} seed {seed}",
+        callbacks=callbacks,
         **trainer_options(config.train),
     )
     fit_interruptible(trainer, module, data, resume)
+    epochs = None
+    if spawns_processes(config.train.strategy):  # trained in child processes: what rank 0 saved
+        epochs = recover_spawned_run(run_dir, module, best)
     evaluation = config.eval
     metrics = evaluate_under_noise(
         cast(FusionModel, best.best_model(module, trainer)),
@@ -229,4 +283,4 @@ def fit_method(
         mask=evaluation.noise_mask,
         seed=seed,
     )
-    return FitResult.collect(module, trainer, best, metrics, seed, start)
+    return FitResult.collect(module, trainer, best, metrics, seed, start, epochs)

@@ -37,6 +37,7 @@ training-set size, the seed, the feature scaling): :func:`iidfusion.load_model` 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
@@ -180,11 +181,11 @@ class FusionModule(L.LightningModule):
         self.optim = config.optim
         self.monitor_distances = config.train.monitor_distances
         self.monitor_samples = config.train.monitor_samples
-        self.config = config
+        # The method and seed trained, not the config's `fit` defaults: every record of the run
+        # (hparams.yaml, the checkpoint's hyper_parameters, TrainedModel.config) names them.
+        self.config = dataclasses.replace(config, method=self.spec.name, seed=seed)
         self.record = dict(record) if record is not None else None  # saved in every checkpoint
-        self.save_hyperparameters(
-            {**config_to_dict(config), "method": self.spec.name}
-        )  # the method trained, not the config's `fit` default
+        self.save_hyperparameters(config_to_dict(self.config))
         self._train_means = EpochMeans()
         self._feature_means = EpochMeans()
         self._drop_means: dict[str, Tensor] = {}

@@ -58,7 +58,12 @@ def effective_options(config: ExperimentConfig, method: str) -> dict[str, Any]:
     space = search_space(config.tune, spec) if config.tune.enabled else {}
     # Tuned: the grids that apply and how they are searched. Nothing to tune: a plain fit.
     options["tune"] = (
-        {"space": {k: list(v) for k, v in space.items()}, "sampler": config.tune.sampler, "trials": config.tune.trials}
+        {
+            "space": {k: list(v) for k, v in space.items()},
+            "sampler": config.tune.sampler,
+            "trials": config.tune.trials,
+            "pruner": config.tune.pruner,
+        }
         if space
         else None
     )

@@ -16,14 +16,15 @@ A method that does not read L_ic (a base, an IID ablation without it) gives the 
 reading: it is trained once (tasks are deduplicated by :mod:`iidfusion.tasks.classification.run_key`). Every
 finished run is saved at once under ``OUT/cache/`` so an interrupted suite continues with
 ``resume=True`` and loses at most the runs in progress. The result files (``suite.md``,
-``suite.json``, ``suite.csv``, and each comparison's own ``results.*`` under
-``OUT/<data set>/<reading>/``) are written at the end, all or nothing.
+``suite.json``, ``suite.csv``, the plot across data sets ``accuracy_by_dataset.png`` and ``.pdf``,
+and each comparison's own result files under ``OUT/<data set>/<reading>/``) are written at the
+end, all or nothing. suite.json keeps every number exact: ``--report-only`` renders suite.md
+from it again.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import time
@@ -35,13 +36,22 @@ from typing import Any
 import numpy as np
 
 from iidfusion.core.provenance import provenance
+from iidfusion.engine.figures import figure_files, new_figure
 from iidfusion.engine.outputs import path_name, staged_files
-from iidfusion.engine.results import csv_text, fmt_number, json_text, write_results
+from iidfusion.engine.results import csv_text, fmt_number, json_text, mean_ci, rounded
 from iidfusion.engine.runs import Progress, cache_path, load_outcome, run_tasks, save_outcome
-from iidfusion.engine.stats import holm, paired_test
+from iidfusion.engine.stats import CONFIDENCE, holm, paired_test, t_interval
 from iidfusion.fusion.methods import get_method
 from iidfusion.losses.informatic import VARIANTS
-from iidfusion.tasks.classification.compare import RunOutcome, Task, execute, number_or_nan, run_record, start_worker
+from iidfusion.tasks.classification.compare import (
+    RunOutcome,
+    Task,
+    execute,
+    number_or_nan,
+    pooled_confusions,
+    run_record,
+    start_worker,
+)
 from iidfusion.tasks.classification.config import (
     TUNABLE,
     ExperimentConfig,
@@ -51,18 +61,16 @@ from iidfusion.tasks.classification.config import (
 )
 from iidfusion.tasks.classification.departures import departures_sentence
 from iidfusion.tasks.classification.report import (
-    RESULT_FIELDS,
     EvalResult,
     average_accuracy,
     comparison_pairs,
-    paired_tests,
-    plot_accuracy,
-    render_report,
-    results_payload,
+    interval_sentence,
+    write_report,
 )
 from iidfusion.tasks.classification.validation import load_splits, validate_config
 
 TUNED_VARIANT = "tuned"  # the reading label when the reading itself is tuned (tune.variant)
+DATASETS_PLOT = "accuracy_by_dataset"  # the stem of the plot across data sets (PNG and PDF)
 SUITE_FIELDS = ("dataset", "variant", "method", "seed", "noise", "accuracy", "macro_f1", "val_acc")
 # The suite's comparisons: each full IID method against its LF and IF bases, each IF base against its LF base.
 SUITE_PAIRS = ("bases", "if_over_lf")
@@ -245,39 +253,77 @@ def _write(out: Path, runs: list[SuiteRun], config: ExperimentConfig, report: st
         stage.write_text(
             "suite.csv",
             csv_text(
-                [
-                    {
-                        "dataset": r.dataset,
-                        "variant": r.variant,
-                        "method": r.task.method,
-                        "seed": r.task.seed,
-                        "noise": e.noise,
-                        "accuracy": e.accuracy,
-                        "macro_f1": e.macro_f1,
-                        "val_acc": r.outcome.val_acc,
-                    }
-                    for r in runs
-                    for e in r.outcome.results
-                ],
+                rounded(
+                    [
+                        {
+                            "dataset": r.dataset,
+                            "variant": r.variant,
+                            "method": r.task.method,
+                            "seed": r.task.seed,
+                            "noise": e.noise,
+                            "accuracy": e.accuracy,
+                            "macro_f1": e.macro_f1,
+                            "val_acc": r.outcome.val_acc,
+                        }
+                        for r in runs
+                        for e in r.outcome.results
+                    ]
+                ),
                 SUITE_FIELDS,
             ),
         )
+        for name, save in figure_files(DATASETS_PLOT, lambda: plot_datasets(runs)).items():
+            save(stage.path(name))
     for (dataset, variant), group in _groups(runs).items():
-        results = [e for r in group for e in r.outcome.results]
-        tests = paired_tests(results)
         title = (
             f"{dataset}, L_ic reading {variant}: {len({r.task.method for r in group})} methods x {config.seeds} seeds"
         )
-        records = [run_record(r.task, r.outcome) for r in group]
-        notes = (departures_sentence(group[0].task.config, dict.fromkeys(r.task.method for r in group)),)
-        write_results(
+        write_report(
             out / path_name(dataset) / path_name(variant),
-            rows=[dataclasses.asdict(e) for e in results],
-            fieldnames=RESULT_FIELDS,
-            payload=results_payload(results, tests, config_to_dict(group[0].task.config), records),
-            report=render_report(results, tests, title, notes),
-            figures={"accuracy_vs_noise.png": functools.partial(plot_accuracy, results)},
+            [e for r in group for e in r.outcome.results],
+            config_to_dict(group[0].task.config),
+            title,
+            runs=[run_record(r.task, r.outcome) for r in group],
+            notes=(departures_sentence(group[0].task.config, dict.fromkeys(r.task.method for r in group)),),
+            confusions=pooled_confusions([(r.task.method, r.outcome) for r in group]),
         )
+
+
+def plot_datasets(runs: Sequence[SuiteRun]) -> Any:
+    """Test Avg Acc (%) per data set, one bar per method (one panel per L_ic reading): the mean over
+    seeds, error bars its 95 % t interval (none with one seed); the title says so.
+    """
+    variants = list(dict.fromkeys(r.variant for r in runs))
+    datasets = list(dict.fromkeys(r.dataset for r in runs))
+    methods = list(dict.fromkeys(r.task.method for r in runs))
+    figure, axes = new_figure(len(variants), width=max(6.0, 1.2 * len(datasets) * max(1, len(methods) / 4)), height=4.5)
+    width = 0.8 / len(methods)
+    seeds = sorted({len([r for r in runs if (r.variant, r.dataset, r.task.method) == key]) for key in _cells(runs)})
+    for axis, variant in zip(axes, variants, strict=True):
+        for k, method in enumerate(methods):
+            cells = [
+                t_interval([r.test_avg for r in runs if (r.variant, r.dataset, r.task.method) == (variant, d, method)])
+                for d in datasets
+            ]
+            means = [mean for mean, _ in cells]
+            errors = [0.0 if math.isnan(half) else half for _, half in cells]
+            positions = [j - 0.4 + width * (k + 0.5) for j in range(len(datasets))]
+            axis.bar(positions, means, width, yerr=errors, capsize=2, label=method)
+        axis.set_xticks(range(len(datasets)))
+        axis.set_xticklabels(datasets, rotation=30, ha="right")
+        axis.set_ylabel("test Avg Acc (%)")
+        axis.set_title(f"L_ic reading {variant}", fontsize=10)
+        axis.grid(axis="y", alpha=0.3)
+    n = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]} to {seeds[-1]}"
+    bars = "no interval" if n == "1" else f"error bars: {CONFIDENCE:.0%} CI of the mean (Student's t)"
+    figure.suptitle(f"Test Avg Acc per data set: mean over {n} seed{'' if n == '1' else 's'}; {bars}", fontsize=10)
+    axes[-1].legend(fontsize=7, ncol=2, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def _cells(runs: Sequence[SuiteRun]) -> set[tuple[str, str, str]]:
+    return {(r.variant, r.dataset, r.task.method) for r in runs}
 
 
 def _groups(runs: Sequence[SuiteRun]) -> dict[tuple[str, str], list[SuiteRun]]:
@@ -445,6 +491,9 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
             "",
             f"## Test Avg Acc (%) per data set, reading {variant}",
             "",
+            f"Each cell: {interval_sentence([e for r in runs for e in r.outcome.results])}. "
+            f"Plotted in {DATASETS_PLOT}.png and .pdf.",
+            "",
             "| data set | " + " | ".join(methods) + " |",
             "|---|" + "---:|" * len(methods),
         ]
@@ -454,7 +503,6 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
             cells = []
             for method in methods:
                 values = list(avg.get(method, {}).values())
-                std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-                cells.append(f"{np.mean(values):.2f} ± {std:.2f}" if values else "-")
+                cells.append(mean_ci(values) if values else "-")
             lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

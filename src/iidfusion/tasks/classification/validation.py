@@ -17,7 +17,7 @@ from iidfusion.core.config import check_rules
 from iidfusion.data.features.base import DatasetSplits
 from iidfusion.data.features.noise import FEATURE_NOISE
 from iidfusion.data.features.registry import load_dataset
-from iidfusion.engine.trainer import build_loggers, check_trainer_settings
+from iidfusion.engine.trainer import build_loggers, check_trainer_settings, spawns_processes
 from iidfusion.tasks.classification.config import MAX_NOISE_LEVEL, ExperimentConfig
 from iidfusion.tasks.classification.tuning import validate_tune_config
 
@@ -36,6 +36,12 @@ def validate_config(config: ExperimentConfig) -> None:
     if config.jobs > 1 and config.train.strategy.startswith("ddp"):
         raise ValueError(
             f"jobs > 1 runs fits side by side; it cannot be combined with strategy {config.train.strategy!r}"
+        )
+    if spawns_processes(config.train.strategy) and (config.tune.enabled or not config.train.checkpoints):
+        raise ValueError(
+            f"--strategy {config.train.strategy} trains in child processes, whose history and best weights come "
+            "back through the run's checkpoints: it needs --checkpoints and cannot tune; --strategy ddp has neither "
+            "limit"
         )
     if config.val_fraction + config.test_fraction >= 1:
         raise ValueError(

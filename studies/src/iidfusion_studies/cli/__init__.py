@@ -1,7 +1,8 @@
-"""The commands of the studies, ``iidfusion bench | plot | sweep``, registered in the entry-point group
+"""The commands of the studies, ``iidfusion bench | sweep``, registered in the entry-point group
 ``iidfusion.commands`` (``studies/pyproject.toml``); each module here parses flags and calls a study.
 
     iidfusion bench wasserstein | bench train     (docs/evidence.md, sections 1 and 3)
-    iidfusion plot --runs RUN ... --out FIG.png    (section 2, the paper's Figure 4)
     iidfusion sweep --data handwritten --out DIR   (section 4)
+
+Section 2 (the paper's Figure 4) is drawn by the library's own ``iidfusion plot``.
 """

@@ -12,7 +12,7 @@ on the same data with the same seed, then the two diagnostics per modality: the 
 accuracy on each modality alone and the fused accuracy with each modality replaced by its
 training mean (drop-one-modality), e.g.
   iidfusion fit --method qmf --out runs/fig4 ; iidfusion fit --method iid-q --out runs/fig4
-  iidfusion plot --runs runs/fig4/qmf/seed0 runs/fig4/iid-q/seed0 --out fig4.png
+  iidfusion plot --runs runs/fig4/qmf/seed0 runs/fig4/iid-q/seed0 --out fig4.png fig4.pdf
 Prints markdown tables of the plotted numbers; --table FILE also writes them."""
 
 
@@ -28,7 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="LABEL",
         help="legend labels, one per run (default: method and seed from the run)",
     )
-    parser.add_argument("--out", required=True, metavar="PNG", help="figure file to write")
+    parser.add_argument(
+        "--out",
+        required=True,
+        nargs="+",
+        metavar="FIGURE",
+        help="figure files to write: .png, .pdf or .svg, one or more",
+    )
     parser.add_argument(
         "--table", default=None, metavar="MD", help="also write the printed table to this file (default: none)"
     )
@@ -40,18 +46,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import functools
     from pathlib import Path
 
+    from iidfusion.engine.figures import close_figure, save_figure
     from iidfusion.engine.outputs import check_output_folder
-    from iidfusion_studies._report import write_outputs
-    from iidfusion_studies.monitoring import diagnostics_table, monitoring_table, plot_monitoring, read_run_log
+    from iidfusion.engine.results import write_files
+    from iidfusion.tasks.classification.monitoring import (
+        diagnostics_table,
+        monitoring_table,
+        plot_monitoring,
+        read_run_log,
+    )
 
     if args.labels is not None and len(args.labels) != len(args.runs):
         raise ValueError(f"--labels gives {len(args.labels)} labels for {len(args.runs)} runs")
-    out = Path(args.out)
-    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise ValueError(f"--out must be a .png, .pdf or .svg file, got {out}")
-    for flag, path in (("--out", out), ("--table", None if args.table is None else Path(args.table))):
+    outs = [Path(out) for out in args.out]
+    for out in outs:
+        if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+            raise ValueError(f"--out must be a .png, .pdf or .svg file, got {out}")
+    table_path = None if args.table is None else Path(args.table)
+    for flag, path in [*(("--out", out) for out in outs), ("--table", table_path)]:
         if path is not None:
             if path.is_dir():
                 raise ValueError(f"{flag} {path} is a folder; it must be a file name")
@@ -63,10 +78,13 @@ def run(args: argparse.Namespace) -> int:
     if diagnostics:
         table += "\n" + diagnostics + "\n"
     figure = plot_monitoring(runs, args.distance, args.accuracy)
-    write_outputs(out.parent, {}, {out.name: figure})
-    if args.table is not None:
-        table_path = Path(args.table)
-        write_outputs(table_path.parent, {table_path.name: table})
+    try:
+        for out in outs:
+            write_files(out.parent, {}, {out.name: functools.partial(save_figure, figure)})
+    finally:
+        close_figure(figure)
+    if table_path is not None:
+        write_files(table_path.parent, {table_path.name: table})
     print(table, end="")
-    print(f"figure written to {out}")
+    print(f"figure written to {', '.join(str(out) for out in outs)}")
     return 0

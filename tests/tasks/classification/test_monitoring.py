@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from iidfusion_studies.monitoring import (
+from iidfusion.tasks.classification.monitoring import (
     diagnostics_table,
     metrics_files,
     monitoring_table,

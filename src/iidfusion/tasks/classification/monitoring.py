@@ -28,8 +28,8 @@ from pathlib import Path
 
 import yaml
 
+from iidfusion.engine.figures import new_figure
 from iidfusion.engine.results import fmt_number, markdown_table
-from iidfusion_studies._report import new_figure
 
 DISTANCE = "val/wasserstein/mean"
 ACCURACY = "val/acc"
@@ -115,8 +115,8 @@ def read_run_log(run: str | Path, name: str | None = None) -> RunLog:
     per_epoch: dict[int, dict[str, float]] = {}
     metrics: dict[str, None] = {}  # every version's metrics, in first-seen order
     for path in paths:
-        epochs, columns = _read_log_file(path)
-        per_epoch.update(epochs)  # a later version's epoch replaces the interrupted one
+        logged, columns = _read_log_file(path)
+        per_epoch.update(logged)  # a later version's epoch replaces the interrupted one
         metrics.update(dict.fromkeys(columns))
     epochs = tuple(sorted(per_epoch))
     values = {key: tuple(per_epoch[e].get(key, math.nan) for e in epochs) for key in metrics}

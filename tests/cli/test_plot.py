@@ -1,7 +1,6 @@
 import numpy as np
 
 from iidfusion.cli.main import main
-from iidfusion.cli.main import main as iidfusion
 
 
 def _tiny_views(path):
@@ -36,13 +35,14 @@ def test_plot_reads_real_fit_logs(tmp_path, capsys):
         "0",
     ]
     for method in ("if-qmf", "iid-q"):
-        assert iidfusion(["fit", "--method", method, "--out", str(tmp_path), *fit]) == 0
+        assert main(["fit", "--method", method, "--out", str(tmp_path), *fit]) == 0
     capsys.readouterr()
     runs = [str(tmp_path / m / "seed0") for m in ("if-qmf", "iid-q")]
     figure, table = tmp_path / "fig" / "fig4.png", tmp_path / "fig4.md"
-    assert main(["plot", "--runs", *runs, "--out", str(figure), "--table", str(table)]) == 0
+    vector = figure.with_suffix(".pdf")
+    assert main(["plot", "--runs", *runs, "--out", str(figure), str(vector), "--table", str(table)]) == 0
     printed = capsys.readouterr().out
-    assert figure.read_bytes()[:4] == b"\x89PNG"
+    assert figure.read_bytes()[:4] == b"\x89PNG" and vector.read_bytes()[:4] == b"%PDF"
     assert printed.startswith(table.read_text())
     rows = [line.split(" | ") for line in printed.splitlines() if line.startswith(("| if-qmf", "| iid-q"))]
     assert len(rows) == 6  # the monitoring table, then one diagnostics row per run and modality
