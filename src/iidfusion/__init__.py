@@ -1,7 +1,8 @@
 """iidfusion: multimodal intermediate fusion with informatic constraint and distribution coherence.
 
 Reference implementation of IID (ICLR 2026). The public API is importable from here; the
-sub-packages load lazily, so ``import iidfusion`` stays cheap:
+sub-packages load lazily, so ``import iidfusion`` stays cheap (and a name that needs an optional
+package not installed says which extra brings it):
 
 * :mod:`iidfusion.ot` -- batched unbalanced Sinkhorn, Fourier + RIP reduction, W estimators.
 * :mod:`iidfusion.fusion` -- fusion-weight strategies (static, QMF, PDF) and the IF / LF model.
@@ -82,7 +83,10 @@ __all__ = ["__version__", *_EXPORTS]
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'iidfusion' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"iidfusion.{_EXPORTS[name]}"), name)
+    from iidfusion.core.extras import missing_extra
+
+    with missing_extra():  # a missing optional package names the extra that installs it
+        value = getattr(importlib.import_module(f"iidfusion.{_EXPORTS[name]}"), name)
     globals()[name] = value
     return value
 
