@@ -8,7 +8,9 @@ import pytest
 from iidfusion.core.extras import OPTIONAL_PACKAGES, extra_hint, missing_extra
 
 # A core install, as far as these names go: importing any of them fails as if it were not installed.
-WITHOUT_EXTRAS = "import sys\nfor name in ('yaml', 'scipy', 'lightning', 'torchmetrics', 'pyarrow'): sys.modules[name] = None\n"
+WITHOUT_EXTRAS = (
+    "import sys\nfor name in ('yaml', 'scipy', 'lightning', 'torchmetrics', 'pyarrow'):\n    sys.modules[name] = None\n"
+)
 
 
 def run_without_extras(code: str) -> subprocess.CompletedProcess:
@@ -32,13 +34,13 @@ def test_the_data_package_says_so_too():
 
 
 def test_missing_extra_names_the_extra_and_keeps_other_errors():
-    with pytest.raises(ModuleNotFoundError, match=r"'pyarrow', which is not installed: pip install 'iidfusion\[parquet\]'"):
-        with missing_extra():
-            raise ModuleNotFoundError("No module named 'pyarrow'", name="pyarrow")
-    with pytest.raises(ModuleNotFoundError, match="No module named 'somethingelse'"):
-        with missing_extra():
-            raise ModuleNotFoundError("No module named 'somethingelse'", name="somethingelse")
+    hint = r"'pyarrow', which is not installed: pip install 'iidfusion\[parquet\]'"
+    with pytest.raises(ModuleNotFoundError, match=hint), missing_extra():
+        raise ModuleNotFoundError("No module named 'pyarrow'", name="pyarrow")
+    with pytest.raises(ModuleNotFoundError, match="No module named 'somethingelse'"), missing_extra():
+        raise ModuleNotFoundError("No module named 'somethingelse'", name="somethingelse")
     assert extra_hint(ValueError("x")) is None
+
 
 def test_every_extra_named_is_one_of_pyproject():
     import tomllib
