@@ -137,7 +137,7 @@ def _extract(text_encoder: str, command: str = "extract") -> Callable[[Path], li
         "32",
         "--max-length",
         "8",
-        *(["--device", "cpu"] if command == "extract" else ["--accelerator", "cpu", "--no-progress-bar"]),
+        *(["--accelerator", "cpu"] if command == "extract" else ["--accelerator", "cpu", "--no-progress-bar"]),
         "--out",
         "{out}",
     ]
@@ -194,7 +194,7 @@ CASES: dict[str, Case] = {
         lambda i: [*_fit()(i), "--out", UNWRITABLE], f"--out {UNWRITABLE}: cannot write in /proc"
     ),
     "fit over a previous run": Case(
-        _fit(), "already holds a run; pass --overwrite to replace it or --resume last", setup=_previous_fit
+        _fit(), "already holds a run; pass --overwrite to replace it or --resume ", setup=_previous_fit
     ),
     "fit --resume with --overwrite": Case(
         _fit("tiny.npz", "--resume", "last", "--overwrite"), "give one", setup=_previous_fit
@@ -311,24 +311,46 @@ CASES: dict[str, Case] = {
         ],
         "hfm_latin1/train.txt:2: not UTF-8 text (byte 0xe9",
     ),
-    "extract --device cuda without a GPU": Case(
-        lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--device", "cuda", "--out", "{out}"],
-        "--device cuda: torch sees no CUDA device",
-        patch=lambda patch: patch.setattr(torch.cuda, "is_available", lambda: False),
-    ),
-    "extract --device cudaa": Case(
+    "extract --accelerator gpu without a GPU": Case(
         lambda i: [
             "extract",
             "--data-format",
             "rgbd",
             "--root",
             str(i / "none"),
-            "--device",
+            "--accelerator",
+            "gpu",
+            "--out",
+            "{out}",
+        ],
+        "--accelerator gpu: torch sees no CUDA device",
+        patch=lambda patch: patch.setattr(torch.cuda, "is_available", lambda: False),
+    ),
+    "extract --accelerator cudaa": Case(
+        lambda i: [
+            "extract",
+            "--data-format",
+            "rgbd",
+            "--root",
+            str(i / "none"),
+            "--accelerator",
             "cudaa",
             "--out",
             "{out}",
         ],
-        "--device cudaa: Expected one of cpu, cuda",
+        "argument --accelerator: invalid choice: 'cudaa'",
+    ),
+    "extract --devices 2 (two devices)": Case(
+        lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--devices", "2", "--out", "{out}"],
+        "--devices 2: this command runs on one device",
+    ),
+    "extract --force (renamed)": Case(
+        lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--force", "--out", "{out}"],
+        "--force is now --overwrite",
+    ),
+    "extract --device (renamed)": Case(
+        lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--device", "cpu", "--out", "{out}"],
+        "--device is now --accelerator and --devices",
     ),
     # nothing dropped or guessed silently
     "fit float labels": Case(_fit("float_labels.npz"), "60 labels are not whole numbers (e.g. 0.5)"),

@@ -15,7 +15,7 @@ def test_help_lists_the_subcommands(capsys):
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        ("fit", ["--method METHOD", "(default: iid-p)", "--resume CKPT", "--alpha ALPHA", "(default: 0.1)"]),
+        ("fit", ["--method METHOD", "(default: iid-p)", "--resume [CKPT]", "--alpha ALPHA", "(default: 0.1)"]),
         (
             "compare",
             [

@@ -88,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_raw_data_arguments(parser)
     add_encoder_arguments(parser)
     add_config_arguments(parser, exclude=_EXCLUDED)
-    group = parser.add_argument_group("end to end")
+    group = parser.add_argument_group("end-to-end options")
     group.add_argument(
         "--freeze",
         default=None,

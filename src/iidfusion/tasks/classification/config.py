@@ -62,7 +62,9 @@ class ModelConfig:
     layers: int = option(1, "hidden layers of each MLP encoder (0: a linear encoder)", rule=at_least(0, MAX_LAYERS))
     dropout: float = option(0.0, "dropout in the MLP encoders", rule=PROBABILITY)
     unimodal_reduction: str = option(
-        "sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean"
+        "sum",
+        "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean",
+        rule=one_of(("sum", "mean")),
     )
     unimodal_heads: str = option(
         "separate",
@@ -90,7 +92,9 @@ class TrainConfig:
         10, "early stopping: epochs without a better validation score (0: off)", rule=at_least(0, MAX_EPOCHS)
     )
     stop_on: str = option(
-        "acc_or_loss", "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)"
+        "acc_or_loss",
+        "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)",
+        rule=one_of(("acc", "loss", "acc_or_loss")),
     )
     min_epochs: int = option(0, "epochs trained before early stopping may stop a run", rule=at_least(0, MAX_EPOCHS))
     accelerator: str = trainer_option("accelerator")
@@ -122,7 +126,9 @@ class EvalConfig:
 
     noise: tuple[float, ...] = option((0.0, 5.0, 10.0), "noise levels (units of the view's std / 10)")
     noise_view: str = option("all", "view that receives noise: 'all' or one view name")
-    noise_kind: str = option("gaussian", "noise kind: gaussian or salt-and-pepper")
+    noise_kind: str = option(
+        "gaussian", "noise kind: gaussian or salt-and-pepper", rule=one_of(("gaussian", "salt-and-pepper"))
+    )
     noise_mask: str = option(
         "independent",
         "which views of a sample are corrupted: independent (each view its own p=0.5 coin, as QMF's code) "
@@ -181,7 +187,9 @@ class ExperimentConfig:
         rule=FRACTION,
     )
     test_fraction: float = option(
-        0.2, "share of each class held out for test, drawn by the seed (data without a test split of its own)", rule=FRACTION
+        0.2,
+        "share of each class held out for test, drawn by the seed (data without a test split of its own)",
+        rule=FRACTION,
     )
     method: str = option("iid-p", "method trained by `fit`")
     seed: int = option(0, "seed of `fit`", rule=SEED_RULE)
