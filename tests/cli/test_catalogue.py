@@ -46,6 +46,10 @@ def _fit(data: str = "tiny.npz", *extra: str) -> Callable[[Path], list[str]]:
     return lambda i: ["fit", "--data", str(i / data), "--method", "if-static", "--out", "{out}", *FAST, *extra]
 
 
+def _extract_rgbd(*extra: str) -> Callable[[Path], list[str]]:
+    return lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), *extra, "--out", "{out}"]
+
+
 def _compare(*extra: str) -> Callable[[Path], list[str]]:
     return lambda i: [
         "compare",
@@ -264,17 +268,7 @@ CASES: dict[str, Case] = {
         _compare("--seeds", "1000000"), "--seeds (seeds) must be in [1, 100000], got 1000000"
     ),
     "extract --batch-size 1e20": Case(
-        lambda i: [
-            "extract",
-            "--data-format",
-            "rgbd",
-            "--root",
-            str(i / "none"),
-            "--batch-size",
-            "1e20",
-            "--out",
-            "{out}",
-        ],
+        _extract_rgbd("--batch-size", "1e20"),
         "argument --batch-size: must be an int in [1, 16777216], got '1e20'",
     ),
     "predict --batch-size 0": Case(
@@ -312,32 +306,12 @@ CASES: dict[str, Case] = {
         "hfm_latin1/train.txt:2: not UTF-8 text (byte 0xe9",
     ),
     "extract --accelerator gpu without a GPU": Case(
-        lambda i: [
-            "extract",
-            "--data-format",
-            "rgbd",
-            "--root",
-            str(i / "none"),
-            "--accelerator",
-            "gpu",
-            "--out",
-            "{out}",
-        ],
+        _extract_rgbd("--accelerator", "gpu"),
         "--accelerator gpu: torch sees no CUDA device",
         patch=lambda patch: patch.setattr(torch.cuda, "is_available", lambda: False),
     ),
     "extract --accelerator cudaa": Case(
-        lambda i: [
-            "extract",
-            "--data-format",
-            "rgbd",
-            "--root",
-            str(i / "none"),
-            "--accelerator",
-            "cudaa",
-            "--out",
-            "{out}",
-        ],
+        _extract_rgbd("--accelerator", "cudaa"),
         "argument --accelerator: invalid choice: 'cudaa'",
     ),
     "extract --devices 2 (two devices)": Case(
