@@ -52,7 +52,7 @@ def test_an_old_name_is_refused_naming_the_new_one(capsys, command, old, new):
 
 @pytest.mark.parametrize("command", ["fit", "compare", "suite", "demo", "finetune", "extract", "predict", "datasets"])
 def test_one_name_for_one_thing(capsys, command):
-    """Every command replaces with --overwrite, picks hardware with --accelerator/--devices and continues with --resume."""
+    """Every command replaces with --overwrite, picks hardware with --accelerator/--devices, continues with --resume."""
     out = help_of(capsys, command)
     assert "--force" not in out and "--device " not in out and "--learning-rate" not in out
     if command in ("fit", "compare", "demo", "suite"):

@@ -178,9 +178,19 @@ class TuneConfig:
 class ExperimentConfig:
     """One experiment: the data, the method(s) and seed(s), and every section above."""
 
-    data: str = option("handwritten", "bundled data set name or path to a .mat / .npz file")
-    views: tuple[str, ...] = option((), "keys of the data file's views: matrices, cells or structs (empty: detected)")
-    labels: str = option("", "key of the data file's labels (empty: detected)")
+    data: str = option(
+        "handwritten",
+        "bundled data set name or path to a .mat, .npz, .csv or .parquet file (docs/reproduce.md, 'Data')",
+    )
+    views: tuple[str, ...] = option(
+        (),
+        "the data file's views: keys of matrices, cells or structs; for a table NAME=GLOB column patterns, e.g. "
+        "image=img_*,tab=tab_* (empty: detected; a table's by column prefix before the first _)",
+    )
+    labels: str = option("", "key or column of the data file's labels (empty: detected)")
+    id_column: str = option(
+        "", "key or column of the rows' ids: not a feature; predictions name each row by it (empty: a column 'id')"
+    )
     val_fraction: float = option(
         0.1,
         "share of each class held out for validation, drawn by the seed (data without a validation split of its own)",

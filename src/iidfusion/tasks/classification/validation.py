@@ -59,6 +59,7 @@ def load_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
         seed=seed,
         views=config.views,
         labels=config.labels or None,
+        id_column=config.id_column or None,
         val_fraction=config.val_fraction,
         test_fraction=config.test_fraction,
     )
