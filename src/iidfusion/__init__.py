@@ -9,7 +9,8 @@ package not installed says which extra brings it):
 * :mod:`iidfusion.losses` -- the informatic constraint L_ic, distribution coherence L_dc, IIDLoss.
 * :mod:`iidfusion.data` -- multi-view files, the bundled data sets, the synthetic benchmark.
 * :func:`fit` and :func:`compare` -- a whole run of ``iidfusion fit`` / ``compare`` from Python.
-* :func:`load_model` -- a trained model back from a checkpoint of ``iidfusion fit`` or ``kg fit``.
+* :func:`load_model` -- a trained model back from a checkpoint of ``iidfusion fit`` or ``kg fit``;
+  :func:`predict` -- its predictions for arrays in memory.
 """
 
 from __future__ import annotations
@@ -70,9 +71,10 @@ _EXPORTS: dict[str, str] = {
             "corrupt_views",
             "generate_synthetic",
             "load_dataset",
+            "save_arrays",
         ),
         "engine.checkpoint": ("TrainedModel",),
-        "api": ("compare", "fit", "load_model"),
+        "api": ("compare", "fit", "load_model", "predict"),
     }.items()
     for name in names
 }
@@ -83,9 +85,8 @@ __all__ = ["__version__", *_EXPORTS]
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'iidfusion' has no attribute {name!r}")
-    from iidfusion.core.extras import missing_extra
-
-    with missing_extra():  # a missing optional package names the extra that installs it
+    extras = importlib.import_module("iidfusion.core.extras")  # the root imports every sub-package lazily
+    with extras.missing_extra():  # a missing optional package names the extra that installs it
         value = getattr(importlib.import_module(f"iidfusion.{_EXPORTS[name]}"), name)
     globals()[name] = value
     return value

@@ -48,15 +48,18 @@ test accuracy would be 0 by construction).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import struct
+import tempfile
 import warnings
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.io
@@ -176,6 +179,70 @@ def _pop_ids(content: dict[str, np.ndarray], id_column: str | None, path: Path) 
 
 class PassedOverWarning(UserWarning):
     """An array of a data file that is neither a view nor the labels (the layout's notes say why)."""
+
+
+# The keys of the labels and the row ids in a file of arrays written by :func:`save_arrays`.
+ARRAY_LABELS_KEY = "labels"
+ARRAY_IDS_KEY = "ids"
+
+
+def save_arrays(
+    folder: str | Path, views: Mapping[str, Any], labels: Any, *, ids: Any = None
+) -> tuple[Path, dict[str, Any]]:
+    """Write arrays in memory (numpy arrays or tensors by view name, one row per sample; an image
+    per row as an (N, H, W) array is flattened when read) with their ``labels`` (and row ``ids``)
+    to an ``.npz`` file in ``folder``, named by a hash of the content (written once, kept when
+    there: a run on the same arrays finds the same file, unchanged).
+
+    Returns the path and the options that read it back (``data``, ``views``, ``labels``,
+    ``id_column``: what ``load_dataset`` and the commands take). So every process of a run reads
+    the arrays by path, whatever ``jobs``, and the run's records name a file that holds its data.
+    """
+    arrays = {str(name): _as_array(view, f"view {name!r}") for name, view in views.items()}
+    if not arrays:
+        raise ValueError("no views given: data= takes a mapping of view name -> array (one row per sample)")
+    reserved = {ARRAY_LABELS_KEY, ARRAY_IDS_KEY} & set(arrays)
+    if reserved:
+        raise ValueError(f"a view may not be called {sorted(reserved)[0]!r}: the name of the labels or ids in the file")
+    extra = {ARRAY_LABELS_KEY: _as_array(labels, "labels").reshape(-1)}
+    if ids is not None:
+        extra[ARRAY_IDS_KEY] = _as_array(ids, "ids").reshape(-1)
+    counts = {name: len(array) for name, array in {**arrays, **extra}.items()}
+    if len(set(counts.values())) != 1:
+        raise ValueError(f"views, labels and ids have different numbers of rows: {counts}")
+    digest = hashlib.sha256()
+    for name, array in {**arrays, **extra}.items():
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"data-{digest.hexdigest()[:16]}.npz"
+    if not path.is_file():
+        fd, staged = tempfile.mkstemp(prefix=".data-", suffix=".npz", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                contents: dict[str, Any] = {**arrays, **extra}
+                np.savez(handle, **contents)
+            os.replace(staged, path)
+        finally:
+            Path(staged).unlink(missing_ok=True)
+    options = {
+        "data": str(path),
+        "views": tuple(arrays),
+        "labels": ARRAY_LABELS_KEY,
+        "id_column": ARRAY_IDS_KEY if ids is not None else "",
+    }
+    return path, options
+
+
+def _as_array(value: Any, what: str) -> np.ndarray:
+    """A numpy array of ``value`` (an array, a tensor, a list), refused when it holds objects."""
+    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if array.dtype == object:
+        array = array.astype(str)  # text labels or ids (a pandas column of strings)
+    if array.ndim == 0:
+        raise ValueError(f"{what} is a single value; expected one row per sample")
+    return array
 
 
 def encode_labels(labels: np.ndarray, source: str = "labels") -> tuple[np.ndarray, tuple[str, ...]]:

@@ -92,7 +92,7 @@ def load_dataset(
         if views or labels:
             raise ValueError(f"{name_or_path}: a feature cache names its views and labels; drop --views / --labels")
         return load_feature_cache(name_or_path, seed=seed, scale=scale)
-    name, arrays = _read(name_or_path, views, labels, id_column)
+    name, arrays = read_dataset(name_or_path, views, labels, id_column)
     return make_splits(arrays, name, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, scale=scale)
 
 
@@ -109,7 +109,7 @@ def describe(
     """
     with warnings.catch_warnings():  # the notes, printed below, name what the file's layout passed over
         warnings.simplefilter("ignore", PassedOverWarning)
-        name, arrays = _read(name_or_path, views, labels, id_column)
+        name, arrays = read_dataset(name_or_path, views, labels, id_column)
     splits = make_splits(arrays, name, seed=seed, scale=False)
     assert arrays.labels is not None  # make_splits refuses data without labels
     registered = (
@@ -140,25 +140,15 @@ def describe(
 
 def read_dataset(
     name_or_path: str | Path,
-    *,
     views: Sequence[str] = (),
     labels: str | None = None,
     id_column: str | None = None,
+    *,
     require_labels: bool = True,
 ) -> tuple[str, MultiViewArrays]:
     """The name and the arrays of a bundled data set or a file, every row in file order and
     unsplit (what ``iidfusion predict`` reads); ``require_labels=False``: they may have none.
     """
-    return _read(name_or_path, views, labels, id_column, require_labels)
-
-
-def _read(
-    name_or_path: str | Path,
-    views: Sequence[str] = (),
-    labels: str | None = None,
-    id_column: str | None = None,
-    require_labels: bool = True,
-) -> tuple[str, MultiViewArrays]:
     if isinstance(name_or_path, str) and name_or_path in _REGISTRY:
         if labels or id_column:
             flag = "--labels" if labels else "--id-column"
