@@ -44,8 +44,9 @@ ID_NAMES = ("id",)
 
 
 def read_table(path: Path) -> dict[str, np.ndarray]:
-    """The columns of the CSV or Parquet file ``path`` by name, in file order: numbers as float64
-    (NaN where a cell is empty), anything else as text.
+    """The columns of the CSV or Parquet file ``path`` by name, in file order, as stored: a CSV
+    file's as text (so an id keeps every digit), a Parquet file's as numbers or text ("" or NaN
+    where a cell is empty); :func:`table_layout` reads the views' as numbers.
     """
     if path.suffix.lower() in PARQUET_SUFFIXES:
         return _read_parquet(path)
@@ -74,20 +75,22 @@ def _read_csv(path: Path) -> dict[str, np.ndarray]:
             raise ValueError(f"{path}: row {number} has {len(row)} cells, the header names {len(header)} columns")
     cells = list(zip(*body, strict=True)) if body else [() for _ in header]
     return {
-        name: _column(np.array([cell.strip() for cell in column], dtype=str))
-        for name, column in zip(header, cells, strict=True)
+        name: np.array([cell.strip() for cell in column], dtype=str) for name, column in zip(header, cells, strict=True)
     }
 
 
-def _column(text: np.ndarray) -> np.ndarray:
-    """A CSV column as float64 when every filled cell is a number (empty cells NaN), else as text."""
-    filled = text[text != ""]
+def as_numbers(column: np.ndarray) -> np.ndarray | None:
+    """A column as float64 (NaN where a cell is empty), or None when a filled cell is not a number."""
+    if column.dtype.kind in "biuf":
+        return column.astype(np.float64)
+    text = column.astype(str)
+    filled = text != ""
     try:
-        numbers = filled.astype(np.float64)
+        numbers = text[filled].astype(np.float64)
     except ValueError:
-        return text
+        return None
     values = np.full(text.shape, np.nan)
-    values[text != ""] = numbers
+    values[filled] = numbers
     return values
 
 
@@ -105,8 +108,11 @@ def _read_parquet(path: Path) -> dict[str, np.ndarray]:
         if any(isinstance(value, list) for value in values):
             columns |= _list_column(name, values, path)
             continue
-        array = np.array(["" if value is None else value for value in values])
-        columns[name] = _column(array.astype(str)) if array.dtype.kind not in "biuf" else array.astype(np.float64)
+        if all(isinstance(value, (int, float)) or value is None for value in values):
+            exact = None not in values and all(isinstance(value, int) for value in values)
+            columns[name] = np.array(values) if exact else np.array([np.nan if v is None else v for v in values], float)
+        else:
+            columns[name] = np.array(["" if value is None else str(value) for value in values])
     return columns
 
 
@@ -156,8 +162,9 @@ def table_layout(
     id_name = _find_column(columns, id_column, ID_NAMES, "--id-column", source, required=bool(id_column))
     label_values = None
     if label_column is not None:
-        label_values = columns[label_column]
-        empty = label_values == "" if label_values.dtype.kind == "U" else np.isnan(label_values)
+        numbers = as_numbers(columns[label_column])
+        label_values = numbers if numbers is not None else columns[label_column]
+        empty = label_values == "" if numbers is None else np.isnan(label_values)
         missing = np.flatnonzero(empty)
         if len(missing):
             raise ValueError(f"{source}: column {label_column!r} (the labels) is empty in row {missing[0]}")
@@ -167,7 +174,7 @@ def table_layout(
         notes.append(f"row ids: column {id_name!r}")
     features = [name for name in columns if name not in (label_column, id_name)]
     groups = _view_columns(features, views, source)
-    numeric = {name for name in features if columns[name].dtype.kind == "f"}
+    numeric = {name: values for name in features if (values := as_numbers(columns[name])) is not None}
     found: dict[str, np.ndarray] = {}
     for view, names in groups.items():
         text = [name for name in names if name not in numeric]
@@ -183,12 +190,12 @@ def table_layout(
         if not names:
             continue
         for name in names:
-            empty = np.flatnonzero(np.isnan(columns[name]))
+            empty = np.flatnonzero(np.isnan(numeric[name]))
             if len(empty):
                 raise ValueError(
                     f"{source}: column {name!r} of view {view!r} is empty or not a number in row {empty[0]}"
                 )
-        found[view] = np.stack([columns[name] for name in names], axis=1)
+        found[view] = np.stack([numeric[name] for name in names], axis=1)
         notes.append(f"view {view!r}: {len(names)} column{'s' if len(names) > 1 else ''} ({_span(names)})")
     if not found:
         raise ValueError(f"{source}: no numeric columns for the views; columns: {list(columns)}")
