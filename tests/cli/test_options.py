@@ -57,3 +57,23 @@ def test_one_name_for_one_thing(capsys, command):
     assert "--force" not in out and "--device " not in out and "--learning-rate" not in out
     if command in ("fit", "compare", "demo", "suite"):
         assert "--resume" in out and "--accelerator" in out and "--devices" in out
+
+
+def test_views_of_a_table_as_patterns_and_view_as_its_short_form():
+    from iidfusion.cli.main import build_parser
+    from iidfusion.cli.options import config_from_args
+
+    for flag in ("--views", "--view"):
+        args = build_parser({}).parse_args(
+            ["fit", flag, "image=img_*,tab=tab_*", "--labels", "y", "--id-column", "key"]
+        )
+        config = config_from_args(args)
+        assert config.views == ("image=img_*", "tab=tab_*") and config.labels == "y" and config.id_column == "key"
+
+
+def test_a_shipped_config_by_name_on_the_command_line():
+    from iidfusion.cli.main import build_parser
+    from iidfusion.cli.options import config_from_args
+
+    config = config_from_args(build_parser({}).parse_args(["compare", "--config", "synthetic", "--seeds", "2"]))
+    assert config.data == "synthetic" and config.seeds == 2
