@@ -56,6 +56,7 @@ _EXCLUDED = (
             "data",
             "views",
             "labels",
+            "id_column",
             "val_fraction",  # raw data: its splits come from the files (rgbd: --val-fraction carves val)
             "test_fraction",
             "model.hidden",

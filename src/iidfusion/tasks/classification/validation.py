@@ -65,7 +65,8 @@ def load_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
     )
     if len(splits.view_dims) < 2:
         raise ValueError(
-            f"{config.data}: {len(splits.view_dims)} view {list(splits.view_dims)}; fusion needs at least two"
+            f"{config.data}: {len(splits.view_dims)} view {list(splits.view_dims)}; fusion needs at least two "
+            f"(`iidfusion datasets {config.data}` names every array or column it passed over; --views chooses)"
         )
     check_noise_view(config, splits)
     return splits
