@@ -81,7 +81,7 @@ def test_compare_writes_the_results_of_the_command(tiny_npz, tmp_path):
 
 def test_a_fit_checkpoint_of_0_1_0_loads_and_predicts_as_then(tmp_path, capsys):
     """``fit_best.ckpt`` and the predictions 0.1.0 made with it (make_checkpoints.sh): today's
-    ``predict`` writes the same CSV, byte for byte."""
+    ``predict`` writes the same CSV, text for text, with the file's row of each sample added."""
     out = tmp_path / "predictions.csv"
     data = FIXTURES / "handwritten_6views_excerpt.mat"
     assert (
@@ -100,7 +100,12 @@ def test_a_fit_checkpoint_of_0_1_0_loads_and_predicts_as_then(tmp_path, capsys):
         )
         == 0
     )
-    assert out.read_text() == (CHECKPOINTS / "fit_predictions.csv").read_text()
+    import csv
+
+    today = list(csv.DictReader(out.open()))
+    rows = [int(row.pop("row")) for row in today]
+    assert today == list(csv.DictReader((CHECKPOINTS / "fit_predictions.csv").open()))
+    assert sorted(rows) == list(range(len(rows)))  # every row of the file, once
     trained = iidfusion.load_model(CHECKPOINTS / "fit_best.ckpt")
     assert trained.method == "iid-p" and trained.config.model.width == 4 and trained.scaler is not None
 
