@@ -251,7 +251,7 @@ def run_mvsa(args: argparse.Namespace) -> None:
         "0,5,10",
         "--batch-size",
         "32",
-        "--device",
+        "--accelerator",
         "cpu",
         "--no-progress-bar",
     ]
@@ -633,7 +633,7 @@ def run_hfm(args: argparse.Namespace) -> None:
                 path_arg(features),
                 "--batch-size",
                 "64",
-                "--device",
+                "--accelerator",
                 "cpu",
             ],
             work,

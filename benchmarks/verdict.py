@@ -267,7 +267,7 @@ def extract_features(kind: str, work: Path, log: Callable[[str], None]) -> Path:
             *argv,
             "--out",
             str(out),
-            "--device",
+            "--accelerator",
             "cpu",
             "--no-progress-bar",
         ],

@@ -83,7 +83,7 @@ def test_compare_writes_the_results_of_the_command(tiny_npz, tmp_path):
 
 def test_a_fit_checkpoint_of_0_1_0_loads_and_predicts_as_then(tmp_path, capsys):
     """``fit_best.ckpt`` and the predictions 0.1.0 made with it (make_checkpoints.sh): today's
-    ``predict`` writes the same CSV, byte for byte."""
+    ``predict`` writes the same CSV, text for text, with the file's row of each sample added."""
     out = tmp_path / "predictions.csv"
     data = FIXTURES / "handwritten_6views_excerpt.mat"
     assert (
@@ -102,7 +102,12 @@ def test_a_fit_checkpoint_of_0_1_0_loads_and_predicts_as_then(tmp_path, capsys):
         )
         == 0
     )
-    assert out.read_text() == (CHECKPOINTS / "fit_predictions.csv").read_text()
+    import csv
+
+    today = list(csv.DictReader(out.open()))
+    rows = [int(row.pop("row")) for row in today]
+    assert today == list(csv.DictReader((CHECKPOINTS / "fit_predictions.csv").open()))
+    assert sorted(rows) == list(range(len(rows)))  # every row of the file, once
     trained = iidfusion.load_model(CHECKPOINTS / "fit_best.ckpt")
     assert trained.method == "iid-p" and trained.config.model.width == 4 and trained.scaler is not None
 
@@ -153,3 +158,64 @@ def test_a_tuning_shared_by_processes_started_at_once_trains_the_final_model_onc
     assert json.loads((run_dir / "metrics.json").read_text())["tuning"]["chosen"]["alpha"] in (1.0, 0.1)
     late = iidfusion.fit(**options)
     assert late.result is None and str(late.trained_by).endswith(f"into {run_dir}")
+
+
+def in_memory_views(n=90, seed=0):
+    """An image per sample (N, 8, 8) and a table (N, 5), as torch and numpy, with text labels."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(seed)
+    codes = np.arange(n) % 3
+    images = rng.normal(size=(n, 8, 8)) + codes[:, None, None]
+    table = torch.tensor(rng.normal(size=(n, 5)) + codes[:, None], dtype=torch.float32)
+    return {"image": images, "tab": table}, np.array(["low", "mid", "high"])[codes]
+
+
+def test_compare_on_arrays_in_memory_with_two_jobs(tmp_path):
+    """No registration, no module-level code: the arrays go to OUT/data-<hash>.npz, which every worker reads."""
+    views, labels = in_memory_views()
+    out = tmp_path / "cmp"
+    options = {**QUICK, "max_epochs": 1, "seeds": 1, "jobs": 2, "methods": ("lf-static", "if-static")}
+    comparison = iidfusion.compare(data=views, labels=labels, out=str(out), log=lambda line: None, **options)
+    (data_file,) = out.glob("data-*.npz")
+    assert comparison.config.data == str(data_file) and comparison.config.views == ("image", "tab")
+    assert {r.method for r in comparison.results} == {"lf-static", "if-static"}
+    splits = iidfusion.load_dataset(data_file, views=("image", "tab"), labels="labels")
+    assert splits.view_dims == {"image": 64, "tab": 5} and splits.class_names == ("high", "low", "mid")
+    # the same arrays are the same file name: a resumed or repeated run finds its data unchanged
+    path, _ = iidfusion.save_arrays(tmp_path / "other", views, labels)
+    assert path.name == data_file.name
+
+
+def test_fit_on_arrays_then_predict_them_in_memory(tmp_path):
+    views, labels = in_memory_views()
+    run = iidfusion.fit(
+        data=views, labels=labels, ids=[f"s{i}" for i in range(90)], method="if-static", out=str(tmp_path), **QUICK
+    )
+    assert run.config.id_column == "ids" and Path(run.config.data).parent == tmp_path
+    trained = iidfusion.load_model(run.run_dir / "checkpoints" / "best.ckpt")
+    predictions = iidfusion.predict(trained, {name: view[:7] for name, view in views.items()})
+    assert len(predictions) == 7 and predictions.classes == ("high", "low", "mid")
+    assert predictions.probabilities.shape == (7, 3) and predictions.weights.shape == (7, 2)
+    assert set(predictions.labels) <= set(predictions.classes)
+    same = iidfusion.predict(
+        run.run_dir / "checkpoints" / "best.ckpt", {"tab": views["tab"][:7], "image": views["image"][:7]}
+    )
+    assert same.labels == predictions.labels
+    with pytest.raises(ValueError, match=r"views \{'image': 64\} \(name: width\); the model was trained on"):
+        iidfusion.predict(trained, {"image": views["image"]})
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({"data": {"a": [[1.0, 2.0]] * 4}}, "needs labels= as an array"),
+        ({"data": "handwritten", "labels": [0, 1]}, "go with data= as a mapping"),
+        ({"data": {"labels": [[1.0]] * 4, "b": [[1.0]] * 4}, "labels": [0, 1, 0, 1]}, "may not be called 'labels'"),
+        ({"data": {"a": [[1.0]] * 4, "b": [[1.0]] * 3}, "labels": [0, 1, 0, 1]}, "different numbers of rows"),
+    ],
+)
+def test_arrays_in_memory_are_checked(tmp_path, options, said):
+    with pytest.raises(ValueError, match=said):
+        iidfusion.compare(out=str(tmp_path / "o"), log=lambda line: None, **options, **QUICK)

@@ -71,7 +71,7 @@ def test_real_data_reports_from_the_commands_outputs(tmp_path):
                 "minilm",
                 "--out",
                 str(hfm / "features"),
-                "--device",
+                "--accelerator",
                 "cpu",
             ]
         )
@@ -202,7 +202,7 @@ def test_mvsa_report_from_the_commands_outputs(tmp_path):
                 "0,5,10",
                 "--out",
                 str(work / "features"),
-                "--device",
+                "--accelerator",
                 "cpu",
                 "--no-progress-bar",
             ]

@@ -104,3 +104,27 @@ def test_the_readme_names_the_departures_of_the_defaults():
 
     head = README.read_text().split("## Quick start")[0]
     assert departures_line(load_config(), MAIN_METHODS) in " ".join(head.split())
+
+
+def test_the_quick_start_begins_with_pip_and_keeps_the_two_make_commands():
+    quick = README.read_text().split("## Quick start")[1].split("## ")[0]
+    lines = [line.strip() for line in quick.splitlines() if line.strip()]
+    assert lines[0].startswith('pip install "torch==') and lines[1].startswith('pip install -e ".[all]"')
+    assert "make demo" in lines and "make test" in lines
+
+
+def test_the_arrays_in_memory_example_runs_as_printed(tmp_path, monkeypatch, capsys):
+    import iidfusion
+
+    quick = {"max_epochs": 1, "width": 8, "hidden": 16, "threads": 1, "progress_bar": False, "loggers": ()}
+    fit = iidfusion.fit
+    monkeypatch.setattr(iidfusion, "fit", lambda *args, **options: fit(*args, **(options | quick)))
+    (example,) = [block for block in python_blocks(README.read_text()) if "iidfusion.predict(" in block]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(example, str(README), "exec"), namespace)
+    found = namespace["found"]
+    assert (
+        len(found.labels) == 4 and tuple(found.probabilities.shape) == (4, 3) and tuple(found.weights.shape) == (4, 2)
+    )
+    assert len(list((tmp_path / "runs" / "memory").glob("data-*.npz"))) == 1

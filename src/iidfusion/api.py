@@ -6,17 +6,24 @@ of a YAML file) and keyword arguments named as the flags (``max_epochs=10`` for
 ``--max-epochs 10``, ``alpha=0.1``, ``qmf_lam_rank=0.5``), with the same defaults, the same
 checks and the same files written to the same folders. Each returns a result object that says
 what ran and can save itself elsewhere. :func:`load_model` gives back the trained model of a
-checkpoint of either task.
+checkpoint of either task, and :func:`predict` its predictions for arrays in memory.
+
+Data in memory: ``data=`` may be a mapping of view name -> array (numpy or torch, one row per
+sample; an image per row as ``(N, H, W)`` is flattened) with ``labels=`` the array of labels
+(and ``ids=`` the rows' ids). The arrays are written once to ``OUT/data-<hash>.npz``
+(:func:`~iidfusion.data.features.multiview.save_arrays`) and the run reads that file, so that
+every process of a run finds them, whatever ``jobs``, and its records name a file that holds them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from iidfusion.core.config import iter_options
+from iidfusion.data.features.multiview import save_arrays
 from iidfusion.engine.checkpoint import TrainedModel, check_finite_weights, read_checkpoint
 from iidfusion.engine.outputs import check_output_folder, is_run_folder, run_folder
 from iidfusion.engine.trainer import quiet_lightning
@@ -35,13 +42,24 @@ from iidfusion.tasks.classification.config import (
 from iidfusion.tasks.classification.departures import departures_from_paper
 from iidfusion.tasks.classification.fit import FitResult, fit_method, run_summary, save_run
 from iidfusion.tasks.classification.module import FusionModule
+from iidfusion.tasks.classification.predict import Predictions, predict_views
 from iidfusion.tasks.classification.report import Confusion, EvalResult, write_report
 from iidfusion.tasks.classification.run_key import data_identity
 from iidfusion.tasks.classification.tuning import FinalFitClaim, claim_final_fit, tune_method, with_params
 from iidfusion.tasks.classification.validation import load_splits, validate_config
 from iidfusion.tasks.kg.checkpoint import CHECKPOINT_NAME, is_kg_checkpoint, is_kg_training_checkpoint, trained_kg_model
 
-__all__ = ["CompareRun", "FitRun", "compare", "experiment_config", "fit", "fit_run_dir", "load_model"]
+__all__ = [
+    "CompareRun",
+    "FitRun",
+    "Predictions",
+    "compare",
+    "experiment_config",
+    "fit",
+    "fit_run_dir",
+    "load_model",
+    "predict",
+]
 
 
 def experiment_config(config: ExperimentConfig | str | Path | None = None, **options: Any) -> ExperimentConfig:
@@ -56,6 +74,32 @@ def experiment_config(config: ExperimentConfig | str | Path | None = None, **opt
     if unknown:
         raise ValueError(f"unknown option {unknown[0]!r}; known options: {', '.join(sorted(keys))}")
     return load_config(path, {keys[name]: value for name, value in options.items()}, base=base)
+
+
+@dataclass(frozen=True)
+class _Arrays:
+    """Views, labels and ids given in memory (``data=`` a mapping), to be written to a file."""
+
+    views: Mapping[str, Any]
+    labels: Any
+    ids: Any
+
+    def on_file(self, config: ExperimentConfig, folder: Path) -> ExperimentConfig:
+        """``config`` reading these arrays from the file :func:`save_arrays` writes to ``folder``."""
+        _, options = save_arrays(folder, self.views, self.labels, ids=self.ids)
+        return replace(config, **options)
+
+
+def _arrays_in(options: dict[str, Any]) -> _Arrays | None:
+    """The arrays of ``data=`` (a mapping of views), taken out of ``options`` with ``labels`` and ``ids``."""
+    if not isinstance(options.get("data"), Mapping):
+        if "ids" in options or not isinstance(options.get("labels", ""), str):
+            raise ValueError("labels= as an array (and ids=) go with data= as a mapping of view name -> array")
+        return None
+    views, labels, ids = options.pop("data"), options.pop("labels", None), options.pop("ids", None)
+    if labels is None or isinstance(labels, str):
+        raise ValueError("data= as a mapping of views needs labels= as an array, one label per row")
+    return _Arrays(views, labels, ids)
 
 
 def fit_run_dir(config: ExperimentConfig) -> Path:
@@ -119,10 +163,13 @@ def fit(
     return a :class:`FitRun` whose ``trained_by`` names it
     (:func:`~iidfusion.tasks.classification.tuning.claim_final_fit`).
 
-    ``config`` and ``options``: :func:`experiment_config`. ``resume``: a checkpoint to continue
-    from, ``"last"`` for the run's own last one. ``overwrite``: replace a previous run in the run
-    folder (once the new one succeeded). ``log``: a line per tuning trial.
+    ``config`` and ``options``: :func:`experiment_config`; ``data=`` may be arrays in memory, a
+    mapping of view name -> array with ``labels=`` an array (module docstring), kept in
+    ``OUT/data-<hash>.npz``. ``resume``: a checkpoint to continue from, ``"last"`` for the run's
+    own last one. ``overwrite``: replace a previous run in the run folder (once the new one
+    succeeded). ``log``: a line per tuning trial.
     """
+    arrays = _arrays_in(options)
     config = experiment_config(config, **options)
     methods = resolve_methods((config.method,))
     if len(methods) != 1:
@@ -145,6 +192,8 @@ def fit(
         if holder is not None:  # the tuning is over: another process trains (or trained) the final model
             return FitRun(config, Path(config.data).stem, None, None, run_dir, trained_by=holder)
     check_output_folder(run_dir, name=f"the run folder {run_dir}", overwrite=overwrite, resume=resume is not None)
+    if arrays is not None:
+        config = arrays.on_file(config, out)
     last = last_checkpoint(run_dir)
     resume = last if resume == "last" else resume
     if config.tune.enabled and resume is not None:
@@ -215,11 +264,14 @@ def compare(
     test split clean and under noise, and write results.{csv,json,md} and the plot to ``out``
     (``iidfusion compare``).
 
-    ``config`` and ``options``: :func:`experiment_config`. ``resume``: continue the comparison
-    that stopped half way in ``out`` (its finished runs are kept there as they finish).
-    ``overwrite``: replace a previous comparison in ``out`` once the new one is done. ``log``: the
-    departures from the paper, then a line per finished run.
+    ``config`` and ``options``: :func:`experiment_config`; ``data=`` may be arrays in memory, a
+    mapping of view name -> array with ``labels=`` an array (module docstring), kept in
+    ``OUT/data-<hash>.npz``, with any ``jobs``. ``resume``: continue the comparison that stopped
+    half way in ``out`` (its finished runs are kept there as they finish). ``overwrite``: replace
+    a previous comparison in ``out`` once the new one is done. ``log``: the departures from the
+    paper, then a line per finished run.
     """
+    arrays = _arrays_in(options)
     config = experiment_config(config, **options)
     if resume and overwrite:
         raise ValueError("--resume continues the comparison in the output folder and --overwrite replaces it: give one")
@@ -228,6 +280,8 @@ def compare(
     check_resume(out, resume)
     quiet_lightning()
     with run_folder(out, overwrite=overwrite, resumable=lambda folder: finished_runs(folder) > 0, keep_on_failure=True):
+        if arrays is not None:
+            config = arrays.on_file(config, out)
         comparison = run_comparison(config, out, log=log, resume=resume)
     return CompareRun(
         config, comparison.results, comparison.report, out, comparison.is_global_zero, comparison.confusions
@@ -253,3 +307,22 @@ def load_model(path: str | Path, *, flag: str = "checkpoint") -> TrainedModel:
             f"the trained model is the run's {CHECKPOINT_NAME}"
         )
     return trained_fusion_model(FusionModule.from_checkpoint_state(state, where))
+
+
+def predict(
+    model: TrainedModel | str | Path,
+    views: Mapping[str, Any],
+    *,
+    batch_size: int = 1024,
+) -> Predictions:
+    """The predictions of a model of ``iidfusion fit`` (a :func:`load_model` result or the path of
+    its checkpoint) for every row of ``views``: arrays or tensors by view name, raw as in the data
+    it was trained on (scaled here with the scaling of its training split, which the checkpoint
+    stores; an image per row flattened as in training), the model's views and widths.
+
+    Returns :class:`~iidfusion.tasks.classification.predict.Predictions`: ``probabilities`` (N, C)
+    over ``classes``, ``predicted`` indices and ``labels`` (class names), ``weights`` (N, M), the
+    fusion weight of each view, row by row in the order given.
+    """
+    trained = model if isinstance(model, TrainedModel) else load_model(model)
+    return predict_views(trained, views, batch_size=batch_size)

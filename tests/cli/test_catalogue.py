@@ -46,6 +46,10 @@ def _fit(data: str = "tiny.npz", *extra: str) -> Callable[[Path], list[str]]:
     return lambda i: ["fit", "--data", str(i / data), "--method", "if-static", "--out", "{out}", *FAST, *extra]
 
 
+def _extract_rgbd(*extra: str) -> Callable[[Path], list[str]]:
+    return lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), *extra, "--out", "{out}"]
+
+
 def _compare(*extra: str) -> Callable[[Path], list[str]]:
     return lambda i: [
         "compare",
@@ -137,7 +141,7 @@ def _extract(text_encoder: str, command: str = "extract") -> Callable[[Path], li
         "32",
         "--max-length",
         "8",
-        *(["--device", "cpu"] if command == "extract" else ["--accelerator", "cpu", "--no-progress-bar"]),
+        *(["--accelerator", "cpu"] if command == "extract" else ["--accelerator", "cpu", "--no-progress-bar"]),
         "--out",
         "{out}",
     ]
@@ -194,7 +198,7 @@ CASES: dict[str, Case] = {
         lambda i: [*_fit()(i), "--out", UNWRITABLE], f"--out {UNWRITABLE}: cannot write in /proc"
     ),
     "fit over a previous run": Case(
-        _fit(), "already holds a run; pass --overwrite to replace it or --resume last", setup=_previous_fit
+        _fit(), "already holds a run; pass --overwrite to replace it or --resume ", setup=_previous_fit
     ),
     "fit --resume with --overwrite": Case(
         _fit("tiny.npz", "--resume", "last", "--overwrite"), "give one", setup=_previous_fit
@@ -264,17 +268,7 @@ CASES: dict[str, Case] = {
         _compare("--seeds", "1000000"), "--seeds (seeds) must be in [1, 100000], got 1000000"
     ),
     "extract --batch-size 1e20": Case(
-        lambda i: [
-            "extract",
-            "--data-format",
-            "rgbd",
-            "--root",
-            str(i / "none"),
-            "--batch-size",
-            "1e20",
-            "--out",
-            "{out}",
-        ],
+        _extract_rgbd("--batch-size", "1e20"),
         "argument --batch-size: must be an int in [1, 16777216], got '1e20'",
     ),
     "predict --batch-size 0": Case(
@@ -311,24 +305,26 @@ CASES: dict[str, Case] = {
         ],
         "hfm_latin1/train.txt:2: not UTF-8 text (byte 0xe9",
     ),
-    "extract --device cuda without a GPU": Case(
-        lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--device", "cuda", "--out", "{out}"],
-        "--device cuda: torch sees no CUDA device",
+    "extract --accelerator gpu without a GPU": Case(
+        _extract_rgbd("--accelerator", "gpu"),
+        "--accelerator gpu: torch sees no CUDA device",
         patch=lambda patch: patch.setattr(torch.cuda, "is_available", lambda: False),
     ),
-    "extract --device cudaa": Case(
-        lambda i: [
-            "extract",
-            "--data-format",
-            "rgbd",
-            "--root",
-            str(i / "none"),
-            "--device",
-            "cudaa",
-            "--out",
-            "{out}",
-        ],
-        "--device cudaa: Expected one of cpu, cuda",
+    "extract --accelerator cudaa": Case(
+        _extract_rgbd("--accelerator", "cudaa"),
+        "argument --accelerator: invalid choice: 'cudaa'",
+    ),
+    "extract --devices 2 (two devices)": Case(
+        lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--devices", "2", "--out", "{out}"],
+        "--devices 2: this command runs on one device",
+    ),
+    "extract --force (renamed)": Case(
+        lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--force", "--out", "{out}"],
+        "--force is now --overwrite",
+    ),
+    "extract --device (renamed)": Case(
+        lambda i: ["extract", "--data-format", "rgbd", "--root", str(i / "none"), "--device", "cpu", "--out", "{out}"],
+        "--device is now --accelerator and --devices",
     ),
     # nothing dropped or guessed silently
     "fit float labels": Case(_fit("float_labels.npz"), "60 labels are not whole numbers (e.g. 0.5)"),

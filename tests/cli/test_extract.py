@@ -12,7 +12,7 @@ from iidfusion.cli.main import main
 from iidfusion.data import load_dataset
 from tests.toy_data import write_toy_rgbd, write_toy_vision_language
 
-QUICK = ["--image-encoder", "resnet18", "--image-size", "32", "--batch-size", "16", "--device", "cpu"]
+QUICK = ["--image-encoder", "resnet18", "--image-size", "32", "--batch-size", "16", "--accelerator", "cpu"]
 NO_FILES = ["--no-checkpoints", "--loggers", "", "--no-progress-bar", "--accelerator", "cpu"]
 
 
@@ -167,7 +167,7 @@ def test_extract_hfm_with_minilm_then_compare(tmp_path: Path, capsys: pytest.Cap
         "0,10",
         "--batch-size",
         "8",
-        "--device",
+        "--accelerator",
         "cpu",
     ]
     assert main(argv) == 0

@@ -32,7 +32,7 @@ def test_fit_prints_saves_and_resumes(tiny_npz, tmp_path, capsys):
     assert "max_epochs: 2" in (run / "config.yaml").read_text()
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "csv" / "version_0" / "metrics.csv").is_file()
 
-    assert main([*args, "--max-epochs", "3", "--resume", "last"]) == 0
+    assert main([*args, "--max-epochs", "3", "--resume"]) == 0  # --resume alone: from the last checkpoint
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
     assert "3 epochs" in capsys.readouterr().out
 

@@ -15,7 +15,7 @@ def test_help_lists_the_subcommands(capsys):
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        ("fit", ["--method METHOD", "(default: iid-p)", "--resume CKPT", "--alpha ALPHA", "(default: 0.1)"]),
+        ("fit", ["--method METHOD", "(default: iid-p)", "--resume [CKPT]", "--alpha ALPHA", "(default: 0.1)"]),
         (
             "compare",
             [
@@ -74,3 +74,21 @@ def test_building_the_command_line_imports_no_training_code():
     code = "import sys\nfrom iidfusion.cli.main import build_parser\nbuild_parser()\nprint('lightning' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_version_works_on_the_core_install():
+    """`iidfusion --version` imports no command (PyYAML, Lightning and SciPy come with the extra 'train')."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfor name in ('yaml', 'scipy', 'lightning'): sys.modules[name] = None\n"
+        "from iidfusion.cli.main import main\nsys.exit(main(['--version']))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    import iidfusion
+
+    assert done.returncode == 0 and done.stdout.strip() == f"iidfusion {iidfusion.__version__}", done.stderr
+    code = code.replace("['--version']", "['fit', '--help']")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 2 and "pip install 'iidfusion[train]'" in done.stderr

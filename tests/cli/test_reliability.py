@@ -43,7 +43,7 @@ def test_an_interrupted_fit_says_how_to_resume_and_plot_reads_both_parts(tiny_np
         patch.setattr(ReseedEachBatch, "on_train_epoch_end", interrupt_in_the_second_epoch, raising=False)
         assert main(_fit(tiny_npz, tmp_path, "--max-epochs", "3")) == 130
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "interrupted; continue with the same command and --resume last" in err, err
+    assert err.count("\n") == 1 and "interrupted; continue with the same command and --resume (checkpoints" in err, err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Lightning's SIG_IGN undone
     run = tmp_path / "iid-q" / "seed0"
     assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "metrics.json").exists()
@@ -152,7 +152,7 @@ def test_a_model_folder_with_custom_code_is_refused_without_a_prompt(tmp_path):
             str(model),
             "--image-encoder",
             "resnet18",
-            "--device",
+            "--accelerator",
             "cpu",
             "--out",
             str(tmp_path / "out"),

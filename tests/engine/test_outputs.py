@@ -68,7 +68,7 @@ def test_an_output_folder_is_checked_first(tmp_path):
     previous = _run_folder_with(tmp_path, "first")
     with pytest.raises(ValueError, match=r"already holds a run; pass --overwrite to replace it$"):
         check_output_folder(previous)
-    with pytest.raises(ValueError, match=r"pass --overwrite to replace it or --resume last to continue it"):
+    with pytest.raises(ValueError, match=r"pass --overwrite to replace it or --resume to continue it"):
         check_output_folder(previous, resume=False)
     with pytest.raises(ValueError, match=r"already holds a run; pass --resume to continue it$"):
         check_output_folder(previous, overwrite=None, resume=False, resume_flag="--resume")

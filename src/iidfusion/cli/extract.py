@@ -31,7 +31,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iidfusion.cli.options import bounded_int
+from iidfusion.cli.options import bounded_int, refuse_renamed
 from iidfusion.core.config import MAX_BATCH, MAX_PROCESSES, SEED_LIMIT
 from iidfusion.tasks.classification.config import MAX_NOISE_LEVEL
 
@@ -51,7 +51,7 @@ NOISE_KINDS: tuple[str, ...] = ("gaussian", "salt-and-pepper")
 
 def add_raw_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that locate and read a raw data set (shared with ``finetune``)."""
-    group = parser.add_argument_group("data")
+    group = parser.add_argument_group("data options")
     group.add_argument("--data-format", required=True, choices=RAW_FORMATS, help="layout of the raw data set")
     group.add_argument(
         "--root",
@@ -123,7 +123,7 @@ ENCODER_FLAGS: dict[str, str] = {
 
 def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that choose the encoders and the image size (shared with ``finetune``)."""
-    group = parser.add_argument_group("encoders")
+    group = parser.add_argument_group("encoder options")
     group.add_argument(
         "--text-encoder",
         default=None,
@@ -219,32 +219,41 @@ def require_text_packages(data_format: str, text_encoder: str | None = None) -> 
         refuse_custom_code(text_encoder)
 
 
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 
 
-def check_device(device: str) -> None:
-    """``--device`` names a device torch knows and this machine has (a ValueError naming it),
-    checked before any data is read.
+def single_device(accelerator: str, devices: str) -> str:
+    """The torch device of ``--accelerator`` and ``--devices`` for a command that runs on one device
+    (``extract``, ``bench train``), named as the training commands name theirs (Lightning's):
+    ``--devices`` auto or 1 is the first device, ``K,`` (a list of one id) device K. Checked before
+    any data is read: a ValueError naming the flags.
     """
     import torch
 
-    try:
-        parsed = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"--device {device}: {str(error).splitlines()[0]}") from None
-    available = {
-        "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
-        "mps": int(torch.backends.mps.is_available()),
-    }.get(parsed.type)
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    kind = "cuda" if accelerator == "gpu" else accelerator
+    text = devices.strip().strip("[]")
+    if text in ("auto", "1"):
+        index = None
+    elif text.endswith(",") and text[:-1].strip().isdigit():
+        index = int(text[:-1])
+    else:
+        raise ValueError(
+            f"--devices {devices}: this command runs on one device: auto or 1 (the first), or 'K,' for device K"
+        )
+    if kind == "cpu":
+        return "cpu"
+    available = torch.cuda.device_count() if kind == "cuda" and torch.cuda.is_available() else 0
+    if kind == "mps":
+        available = int(torch.backends.mps.is_available())
     if available == 0:
         raise ValueError(
-            f"--device {device}: torch sees no {parsed.type.upper()} device on this machine; use --device cpu"
+            f"--accelerator {accelerator}: torch sees no {kind.upper()} device on this machine; use --accelerator cpu"
         )
-    if available is not None and parsed.index is not None and parsed.index >= available:
-        raise ValueError(f"--device {device}: this machine has {available} {parsed.type} device(s), numbered from 0")
+    if index is not None and index >= available:
+        raise ValueError(f"--devices {devices}: this machine has {available} {kind} device(s), numbered from 0")
+    return kind if index is None else f"{kind}:{index}"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -256,7 +265,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_raw_data_arguments(parser)
     add_encoder_arguments(parser)
-    group = parser.add_argument_group("extraction")
+    group = parser.add_argument_group("extraction options")
     group.add_argument("--out", required=True, type=Path, help="cache folder")
     group.add_argument(
         "--seed",
@@ -273,20 +282,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument(
         "--batch-size", type=bounded_int(1, MAX_BATCH), default=32, help="extraction batch size (default 32)"
     )
-    group.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    group.add_argument(
+        "--accelerator",
+        choices=ACCELERATORS,
+        default="auto",
+        help="the device kind, as the training commands' (default: auto, cuda when available, else cpu)",
+    )
+    group.add_argument(
+        "--devices",
+        default="auto",
+        help="which one: auto or 1 (the first), or 'K,' for device K, as Lightning reads it (default: auto)",
+    )
     group.add_argument(
         "--num-workers", type=bounded_int(0, MAX_PROCESSES), default=0, help="data-loader workers (default 0)"
     )
     group.add_argument(
         "--hash-content", action="store_true", help="checksum image bytes, not sizes and modification times"
     )
-    group.add_argument("--force", action="store_true", help="extract again even if the cache is current")
+    group.add_argument(
+        "--overwrite",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="extract again and replace the cache even if it is current (default: reuse a current cache)",
+    )
     group.add_argument(
         "--progress-bar",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="a progress bar on stderr (default: shown)",
     )
+    refuse_renamed(parser, {"--force": "--overwrite", "--device": "--accelerator and --devices"})
     parser.set_defaults(handler=run)
 
 
@@ -298,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
 
     levels = parse_levels(args.noise)
     require_text_packages(args.data_format, args.text_encoder)
-    check_device(args.device or default_device())
+    device = single_device(args.accelerator, args.devices)
     check_output_folder(args.out, resume=True)  # a cache of ours (reused or rebuilt), or a new or empty folder
     options = ExtractionOptions(
         levels=levels,
@@ -306,10 +331,10 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         image_size=224 if args.image_size is None else args.image_size,
         batch_size=args.batch_size,
-        device=args.device or default_device(),
+        device=device,
         num_workers=args.num_workers,
         hash_content=args.hash_content,
-        force=args.force,
+        force=args.overwrite,
     )
     with run_folder(args.out):
         extracted = extract_to_cache(

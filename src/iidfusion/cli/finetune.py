@@ -56,6 +56,7 @@ _EXCLUDED = (
             "data",
             "views",
             "labels",
+            "id_column",
             "val_fraction",  # raw data: its splits come from the files (rgbd: --val-fraction carves val)
             "test_fraction",
             "model.hidden",
@@ -88,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_raw_data_arguments(parser)
     add_encoder_arguments(parser)
     add_config_arguments(parser, exclude=_EXCLUDED)
-    group = parser.add_argument_group("end to end")
+    group = parser.add_argument_group("end-to-end options")
     group.add_argument(
         "--freeze",
         default=None,

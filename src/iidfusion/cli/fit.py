@@ -24,15 +24,24 @@ defaults below, then --config FILE, then the flags."""
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("fit", help="train and evaluate one method", description=DESCRIPTION)
     add_config_arguments(parser, exclude=COMPARE_ONLY | SUITE_ONLY)
+    add_checkpoint_resume_argument(parser, "OUT/METHOD/seedK/checkpoints/last.ckpt")
+    add_overwrite_argument(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_checkpoint_resume_argument(parser: argparse.ArgumentParser, last: str) -> None:
+    """``--resume``: continue the interrupted run in the output folder, as every command's
+    ``--resume`` does (from its ``last`` checkpoint), or from the checkpoint given.
+    """
     parser.add_argument(
         "--resume",
         metavar="CKPT",
+        nargs="?",
+        const="last",
         default=None,
-        help="continue an interrupted run from a checkpoint; 'last' = the run's checkpoints/last.ckpt; "
-        "only with the run's settings and data (default: none)",
+        help=f"continue the interrupted run in the output folder, from its last checkpoint ({last}) or from CKPT; "
+        "only with the run's settings and data",
     )
-    add_overwrite_argument(parser)
-    parser.set_defaults(handler=run)
 
 
 def add_overwrite_argument(parser: argparse.ArgumentParser, default: bool = False) -> None:
@@ -102,6 +111,6 @@ def interruption(run_dir: Path, last: Path, *, overwrite: bool) -> Exception:
         return CommandInterrupted(f"interrupted; {run_dir} holds the previous run, unchanged")
     if last.is_file():
         return CommandInterrupted(
-            f"interrupted; continue with the same command and --resume last (checkpoints in {last.parent})"
+            f"interrupted; continue with the same command and --resume (checkpoints in {last.parent})"
         )
     return CommandInterrupted("interrupted before the first checkpoint (nothing kept); run the command again")

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from iidfusion.cli.fit import add_overwrite_argument, interruption
-from iidfusion.cli.options import add_option_arguments, overrides_from_args
+from iidfusion.cli.fit import add_checkpoint_resume_argument, add_overwrite_argument, interruption
+from iidfusion.cli.options import CONFIG_HELP, add_option_arguments, overrides_from_args
 
 # Options set in the YAML file only: mappings, and the feature sources (--features has its own syntax).
 _FILE_ONLY = frozenset({"features", "model.modality_weights", "model.strategy_kwargs", "model.options"})
@@ -31,7 +31,7 @@ def _common(parser: argparse.ArgumentParser, exclude: frozenset[str]) -> None:
     """
     from iidfusion.tasks.kg.config import KGExperimentConfig
 
-    parser.add_argument("--config", help="YAML experiment file, e.g. configs/kg/umls.yaml (default: built-in defaults)")
+    parser.add_argument("--config", metavar="FILE_OR_NAME", help=CONFIG_HELP)
     add_option_arguments(parser, KGExperimentConfig(), _FILE_ONLY | exclude)
     parser.add_argument(
         "--features",
@@ -51,12 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="kg_command", required=True, metavar="KG_COMMAND")
     fit = commands.add_parser("fit", help="train one model; writes config.yaml, metrics.json, model.ckpt")
     _common(fit, frozenset())
-    fit.add_argument(
-        "--resume",
-        metavar="CKPT",
-        help="continue an interrupted run from a checkpoint; 'last' = OUT/checkpoints/last.ckpt; only with the run's "
-        "settings and data (default: none)",
-    )
+    add_checkpoint_resume_argument(fit, "OUT/checkpoints/last.ckpt")
     fit.set_defaults(handler=run_fit)
     compare = commands.add_parser("compare", help="baseline vs IID over seeds; writes results.{csv,json,md}")
     _common(compare, _COMPARE_SETS)
@@ -124,7 +119,7 @@ def _run_in(args: argparse.Namespace, *, resume: bool | None = None, last: Any =
     except EpsTooSmallError as error:
         raise CommandError(f"objective.iid.eps or model.projection.eps: {error}") from error
     except FloatingPointError as error:
-        raise CommandError(f"{error} (try a smaller --alpha, --beta or train.learning_rate)") from error
+        raise CommandError(f"{error} (try a smaller --alpha, --beta or --lr)") from error
 
 
 def run_fit(args: argparse.Namespace) -> int:

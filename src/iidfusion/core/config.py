@@ -23,10 +23,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Rule:
-    """What a valid value is (``check``) and how a message says it (``expected``)."""
+    """What a valid value is (``check``) and how a message says it (``expected``); ``choices``:
+    the values, when they are few (what ``--help`` shows as the flag's placeholder).
+    """
 
     check: Callable[[Any], bool]
     expected: str
+    choices: tuple[str, ...] = ()
 
 
 def at_least(low: float, at_most: float | None = None) -> Rule:
@@ -45,7 +48,7 @@ def positive() -> Rule:
 
 def one_of(choices: tuple[str, ...]) -> Rule:
     """One of ``choices``."""
-    return Rule(lambda v: v in choices, f"one of {', '.join(choices)}")
+    return Rule(lambda v: v in choices, f"one of {', '.join(choices)}", tuple(choices))
 
 
 INT_LIMIT = 2**63 - 1

@@ -1,5 +1,10 @@
 """Text files a user gives: triples, HFM's literal lists and entity texts read as UTF-8, and YAML configuration files.
 
+A configuration is a file, or the name of one shipped in the package (``src/iidfusion/configs``,
+which the repository's ``configs/`` links to): ``--config mvsa_single`` is
+``configs/vl/mvsa_single.yaml``, ``--config kg/umls`` is ``configs/kg/umls.yaml``
+(:func:`resolve_config`); an existing file of that name wins.
+
 A byte that is not UTF-8 is the user's file, not a bug: it is a ValueError naming the file, the
 line and the byte (Python's own decoding error names neither), raised before any line is used.
 A configuration file is read with PyYAML's safe loader, bounded in size and expansion.
@@ -8,6 +13,7 @@ A configuration file is read with PyYAML's safe loader, bounded in size and expa
 from __future__ import annotations
 
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +86,37 @@ class _BoundedLoader(yaml.SafeLoader):
         return node
 
 
+def named_configs() -> dict[str, Path]:
+    """The configurations shipped in the package, by name: the path below ``configs/`` without
+    ``.yaml`` (``vl/mvsa_single``), sorted.
+    """
+    with resources.as_file(resources.files("iidfusion").joinpath("configs")) as folder:
+        return {path.relative_to(folder).with_suffix("").as_posix(): path for path in sorted(folder.rglob("*.yaml"))}
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """The file ``name_or_path`` when it exists, else the shipped configuration of that name: its
+    path below ``configs/`` (``vl/mvsa_single``, with or without ``.yaml``) or, when no other
+    shipped file has it, its stem alone (``mvsa_single``). Neither is a FileNotFoundError listing the names.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = path.as_posix().removesuffix(".yaml").removeprefix("configs/")
+    shipped = named_configs()
+    if name in shipped:
+        return shipped[name]
+    by_stem = [found for key, found in shipped.items() if key.rsplit("/", 1)[-1] == name]
+    if len(by_stem) == 1:
+        return by_stem[0]
+    raise FileNotFoundError(f"config file not found: {path} (not a file, nor a named config: {', '.join(shipped)})")
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML config file; missing, unreadable, oversized or non-mapping files are errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+    """The mapping in a YAML config file, or in a shipped one by name (:func:`resolve_config`);
+    missing, unreadable, oversized or non-mapping files are errors.
+    """
+    path = resolve_config(path)
     try:
         if path.stat().st_size > CONFIG_MAX_BYTES:
             raise ValueError(

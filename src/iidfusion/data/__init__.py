@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from iidfusion.core.extras import missing_extra
+
 _EXPORTS: dict[str, str] = {
     "MultiViewData": "features.base",
     "MultiViewDataset": "features.base",
@@ -18,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "MinMaxScaler": "features.multiview",
     "read_multiview_file": "features.multiview",
     "make_splits": "features.multiview",
+    "save_arrays": "features.multiview",
     "encode_labels": "features.multiview",
     "stratified_split": "features.multiview",
     "load_dataset": "features.registry",
@@ -36,7 +39,8 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    with missing_extra():  # scipy and the readers come with the extra 'train'
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
 
 
 def __dir__() -> list[str]:

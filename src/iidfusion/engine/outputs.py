@@ -277,7 +277,7 @@ def check_output_folder(
     overwrite: bool | None = False,
     resume: bool | None = None,
     shared: bool = False,
-    resume_flag: str = "--resume last",
+    resume_flag: str = "--resume",
 ) -> None:
     """Refuse ``path`` as an output folder if it is a file, cannot be written, holds files that
     are not a run of ours, is in use, or holds a previous run.

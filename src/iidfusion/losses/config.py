@@ -31,7 +31,7 @@ class IIDConfig:
     variant: str = option(
         DEFAULT_VARIANT,
         "L_ic reading: paper (the paper's objective), vib, margin or literal (docs/method.md)",
-        rule=Rule(lambda v: v in VARIANTS or v in VARIANT_ALIASES, f"one of {', '.join(VARIANTS)}"),
+        rule=Rule(lambda v: v in VARIANTS or v in VARIANT_ALIASES, f"one of {', '.join(VARIANTS)}", tuple(VARIANTS)),
     )
     lam: float = option(0.1, "weight of the Gaussian KL terms inside L_ic", rule=at_least(0))
     kl_scale: float = option(

@@ -242,7 +242,7 @@ def test_every_array_passed_over_is_named_and_warned(tmp_path):
     a, b, labels = rng.normal(size=(30, 4)), rng.normal(size=(30, 3)), np.arange(30) % 3
     extras = {
         "short": rng.normal(size=7),
-        "cube": rng.normal(size=(30, 2, 2)),
+        "cube": rng.normal(size=(7, 2, 2)),
         "empty": np.zeros((30, 0)),
         "phase": rng.normal(size=(30, 3)) + 1j,
         "scale": np.array(3.0),
@@ -253,11 +253,25 @@ def test_every_array_passed_over_is_named_and_warned(tmp_path):
     assert list(arrays.views) == ["a", "b"]
     ignored = {note.split("'")[1]: note for note in arrays.notes if note.startswith("ignored")}
     assert sorted(ignored) == sorted(extras)
-    assert "3-D" in ignored["cube"] and "empty" in ignored["empty"] and "complex" in ignored["phase"]
+    assert "3-D, without 30 entries on its first axis" in ignored["cube"]
+    assert "empty" in ignored["empty"] and "complex" in ignored["phase"]
     assert sorted(str(w.message).split("'")[1] for w in warned) == sorted(extras)
     scipy.io.savemat(tmp_path / "struct.mat", {"S": {"a": a, "b": b, "meta": rng.normal(size=(30, 2, 2))}, "y": labels})
-    with pytest.warns(UserWarning, match=r"ignored 'S.meta' array \(30, 2, 2\) float64: 3-D, not a matrix"):
+    with pytest.warns(UserWarning, match=r"ignored 'S.meta' array \(30, 2, 2\) float64: 3-D, not a view used"):
         assert list(read_multiview_file(tmp_path / "struct.mat").views) == ["a", "b"]
+
+
+def test_an_image_per_sample_is_a_view_flattened_with_a_note(tmp_path):
+    """An (N, 8, 8) array beside the labels is a view of 64 features, said in a note, never dropped."""
+    rng = np.random.default_rng(0)
+    images, table, labels = rng.random((30, 8, 8)), rng.random((30, 5)), np.arange(30) % 3
+    np.savez(tmp_path / "images.npz", img=images, tab=table, labels=labels)
+    arrays = read_multiview_file(tmp_path / "images.npz")
+    assert {name: view.shape for name, view in arrays.views.items()} == {"img": (30, 64), "tab": (30, 5)}
+    assert np.array_equal(arrays.views["img"], images.reshape(30, 64))
+    assert any("'img' (30, 8, 8): flattened" in note for note in arrays.notes)
+    named = read_multiview_file(tmp_path / "images.npz", views=("img", "tab"))
+    assert named.views["img"].shape == (30, 64)
 
 
 @pytest.mark.parametrize("labels", [np.arange(30) % 3 + 0.5, np.linspace(0, 1, 30)])

@@ -263,9 +263,9 @@ def test_unreadable_file(tmp_path: Path, suffix: str) -> None:
 
 
 def test_unsupported_suffix_and_directory(tmp_path: Path) -> None:
-    (tmp_path / "data.csv").write_text("1,2\n")
-    with pytest.raises(ValueError, match="unsupported file type '.csv'"):
-        read_multiview_file(tmp_path / "data.csv")
+    (tmp_path / "data.xlsx").write_text("1,2\n")
+    with pytest.raises(ValueError, match=r"unsupported file type '.xlsx'; accepted: .npz, .mat, .csv, .*to_csv"):
+        read_multiview_file(tmp_path / "data.xlsx")
     with pytest.raises(ValueError, match="is not a file"):
         read_multiview_file(tmp_path)
 

@@ -197,7 +197,7 @@ def test_none_resets_an_optional_strategy_option(tmp_path):
     )
     assert reset.strategy == ExperimentConfig().strategy
     assert (
-        "--pdf-confidnet-hidden CONFIDNET_HIDDEN hidden width of each modality's ConfidNet (none: the width d) "
+        "--pdf-confidnet-hidden PDF_CONFIDNET_HIDDEN hidden width of each modality's ConfidNet (none: the width d) "
         "(default: none)" in (" ".join(parser.format_help().split()))
     )
 

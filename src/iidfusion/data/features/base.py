@@ -81,6 +81,11 @@ class DatasetSplits:
     # features_noise<eps>.npz, iidfusion.data.raw.feature_cache): evaluation at that level uses them
     # instead of adding noise to the features.
     input_noise_tests: dict[float, MultiViewData] = field(default_factory=dict)
+    # The row of the file of each sample of each split ({"train": rows, ...}; empty when unknown),
+    # and the file's row ids (its id column, indexed by row; None without one): what predictions
+    # are joined back to the user's records with.
+    rows: dict[str, Any] = field(default_factory=dict)
+    ids: Any = None
 
     @property
     def view_dims(self) -> dict[str, int]:

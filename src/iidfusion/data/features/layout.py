@@ -14,14 +14,21 @@ Several candidates that disagree are an error listing them.
 
 Views, for N labels: a cell array of matrices, or the matrix fields of a struct, or else the
 file's top-level 2-D matrices (label names excluded), each with N rows or N columns (N
-columns: features x samples, transposed; square: samples x features). A cell or struct wins
+columns: features x samples, transposed; square: samples x features), and its top-level arrays
+of three or more axes whose first axis has N entries (images, ``(N, 8, 8)``), flattened to N rows
+with a note. A cell or struct wins
 over top-level matrices, which are then ignored with a note; two candidate cells or structs
 are an error. Within the chosen views, a matrix equal to the column concatenation of all the
 others (in any order) is dropped with a note. Sparse views are made dense.
 
 ``views=`` (keys: a matrix, a cell, a struct or ``STRUCT.FIELD``) and ``labels=`` (a key)
 replace the detection; an unknown key is an error listing the candidates. What was picked is
-returned as notes, which ``iidfusion datasets FILE`` prints.
+returned as notes, which ``iidfusion datasets FILE`` prints; every array that is neither a view nor
+the labels is named in a note (nothing is dropped unsaid).
+
+Data that may have no labels (what ``iidfusion predict`` reads, ``require_labels=False``): labels
+are taken only under the key given or a common label name; the views are found the same way, for
+N the number of rows most of the file's matrices have.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ class Layout:
     """
 
     views: dict[str, np.ndarray]
-    labels: np.ndarray
+    labels: np.ndarray | None
     view_keys: tuple[str, ...]
     label_key: str
     notes: list[str] = field(default_factory=list)
@@ -71,15 +78,20 @@ def find_layout(
     views: Sequence[str] = (),
     labels: str | None = None,
     view_names: Sequence[str] | None = None,
+    require_labels: bool = True,
 ) -> Layout:
     """The views and labels of ``content`` (a file's arrays by name); rules in the module docstring.
 
-    ``view_names`` names the views of a cell (default ``view0``, ``view1``, ...).
+    ``labels``: a key, or None to detect them. ``require_labels=False``: data that may have none
+    (``Layout.labels`` is then None when none are found). ``view_names`` names the views of a
+    cell (default ``view0``, ``view1``, ...).
     """
     items = _classify(content)
     notes: list[str] = []
-    label_key, label_vector = _pick_labels(items, labels, source, notes)
-    n = len(label_vector)
+    label_key, label_vector = "", None
+    if require_labels or (labels in items if labels else _has_label_name(items)):
+        label_key, label_vector = _pick_labels(items, labels or None, source, notes)
+    n = len(label_vector) if label_vector is not None else _common_rows(items, views)
     ignored: list[_Item] = []
     if views:
         view_keys, raw = _named_views(items, views, source, view_names)
@@ -154,7 +166,8 @@ def _why(item: _Item, n: int) -> str:
     if value.size == 0 or 0 in value.shape:
         return "empty"
     if value.ndim > 2:
-        return f"{value.ndim}-D, not a matrix"
+        first = f"without {n} entries on its first axis (one per label)" if value.shape[0] != n else "not a view used"
+        return f"{value.ndim}-D, {first}"
     if value.size == 1:
         return "a single value"
     return "neither numbers nor text" if value.dtype.kind not in "biufUS" else "neither a view nor the labels"
@@ -218,6 +231,8 @@ def _item(key: str, value: Any) -> _Item:
         return _Item(key, "matrix", value, shape)
     if value.dtype.kind in "biuf" and _is_vector(shape):
         return _Item(key, "vector", value.reshape(-1), shape)
+    if value.dtype.kind in "biuf" and len(shape) > 2 and value.size > 0:
+        return _Item(key, "tensor", value, shape)  # images and the like: a view when its first axis is the samples
     return _Item(key, "other", value, shape)
 
 
@@ -338,6 +353,13 @@ def _pick_labels(items: Mapping[str, _Item], key: str | None, source: str, notes
     )
 
 
+def _has_label_name(items: Mapping[str, _Item]) -> bool:
+    """Whether an array of the file has a common label name (data that may have no labels)."""
+    return any(
+        _name_rank(key) is not None and item.kind in ("vector", "strings", "label-cell") for key, item in items.items()
+    )
+
+
 def _refuse_label_values(item: _Item, source: str) -> None:
     """A label-shaped array of values that are no labels (complex numbers, objects) is named as such."""
     if _is_vector(item.shape) and isinstance(item.value, np.ndarray):
@@ -371,7 +393,7 @@ def _struct_views(items: Mapping[str, _Item], struct: _Item) -> dict[str, Any]:
 
 
 def _view_candidates(items: Mapping[str, _Item]) -> list[str]:
-    return [k for k, item in items.items() if item.kind in ("matrix", "view-cell", "struct", "vector")]
+    return [k for k, item in items.items() if item.kind in ("matrix", "view-cell", "struct", "vector", "tensor")]
 
 
 def _named_views(
@@ -380,7 +402,7 @@ def _named_views(
     views: dict[str, Any] = {}
     for key in keys:
         item = items.get(key)
-        if item is None or item.kind not in ("matrix", "view-cell", "struct", "vector"):
+        if item is None or item.kind not in ("matrix", "view-cell", "struct", "vector", "tensor"):
             found = (
                 "not in the file"
                 if item is None
@@ -401,7 +423,19 @@ def _named_views(
 
 
 def _has_samples(shape: tuple[int, ...], n: int) -> bool:
-    return len(shape) == 2 and n in shape
+    return (len(shape) == 2 and n in shape) or (len(shape) > 2 and shape[0] == n)
+
+
+def _common_rows(items: Mapping[str, _Item], views: Sequence[str]) -> int:
+    """The number of samples of data without labels: the rows of the first view named, else the
+    row count most of the file's matrices share (the first such count on a tie).
+    """
+    named = [items[key] for key in views if key in items and items[key].shape]
+    candidates = named or [item for item in items.values() if item.kind in ("matrix", "tensor")]
+    counts = [item.shape[0] for item in candidates]
+    if not counts:
+        raise ValueError("no matrices in the file: nothing to read as views")
+    return max(counts, key=counts.count)
 
 
 def _detect_views(
@@ -412,7 +446,10 @@ def _detect_views(
     top = [
         item
         for item in items.values()
-        if item.kind == "matrix" and "." not in item.key and _name_rank(item.key) is None and item.key != label_key
+        if (item.kind == "matrix" or (item.kind == "tensor" and item.shape[0] == n))
+        and "." not in item.key
+        and _name_rank(item.key) is None
+        and item.key != label_key
     ]
     for item in items.values():
         if item.kind == "matrix" and "." not in item.key and _name_rank(item.key) is not None:
@@ -448,15 +485,20 @@ def _dense(view: Any) -> np.ndarray:
 def _orient_views(views: Mapping[str, Any], n: int, source: str, notes: list[str]) -> dict[str, np.ndarray]:
     """Dense samples x features arrays: the axis of length ``n`` is the sample axis (rows when square).
 
-    Every view is numeric, 1-D or 2-D: :func:`_classify` admits nothing else.
+    Every view is numeric: :func:`_classify` admits nothing else; an array of more axes whose
+    first axis is the samples (an image per sample) is flattened, with a note.
     """
     oriented: dict[str, np.ndarray] = {}
     flipped = []
     sparse = [name for name, view in views.items() if scipy.sparse.issparse(view)]
+    flattened = []
     for name, view in views.items():
         view = _dense(view)
         if view.ndim == 1:
             view = view.reshape(-1, 1)
+        if view.ndim > 2 and view.shape[0] == n:
+            flattened.append(f"{name!r} {view.shape}")
+            view = view.reshape(n, -1)
         if view.shape[0] == n:
             oriented[name] = view
         elif view.shape[1] == n:
@@ -471,6 +513,8 @@ def _orient_views(views: Mapping[str, Any], n: int, source: str, notes: list[str
         )
     if flipped:
         notes.append(f"stored features x samples, transposed: {', '.join(repr(name) for name in flipped)}")
+    if flattened:
+        notes.append(f"{', '.join(flattened)}: flattened to one feature per entry, one row per sample")
     if sparse:
         notes.append(f"sparse, made dense: {', '.join(repr(name) for name in sparse)}")
     return oriented

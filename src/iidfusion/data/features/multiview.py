@@ -1,9 +1,14 @@
-"""Multi-view feature files (``.mat``, ``.npz``) to train / validation / test splits (docs/reproduce.md, "Data").
+"""Multi-view feature files (``.mat``, ``.npz``, CSV, Parquet) to train / validation / test splits
+(docs/reproduce.md, "Data").
 
 File formats
 ------------
-``.mat`` (MATLAB v5/v7, read with :func:`scipy.io.loadmat`) and ``.npz`` (numpy, read without
-pickles). Which arrays are the views and which the labels is found by
+``.mat`` (MATLAB v5/v7, read with :func:`scipy.io.loadmat`), ``.npz`` (numpy, read without
+pickles), and tables, one row per sample: CSV (``.csv``, ``.tsv``, ``.txt``) and Parquet
+(``.parquet``, ``.pq``; with the extra ``parquet``), whose columns make the views by prefix or by
+pattern (:mod:`iidfusion.data.features.tables`). Any other file type is refused with how to
+convert it. Row ids (``id_column=``, ``--id-column``): a table's column, or a key of an ``.npz`` /
+``.mat`` file, kept out of the views. Which arrays are the views and which the labels is found by
 :func:`iidfusion.data.features.layout.find_layout`, whatever the layout: views in a cell array (any
 name: ``X``, ``fea``, ``data``, ...) or a struct, or as several top-level matrices, stored
 samples x features or features x samples, sparse or dense; labels as an integer or string
@@ -43,15 +48,18 @@ test accuracy would be 0 by construction).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import struct
+import tempfile
 import warnings
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.io
@@ -59,6 +67,7 @@ import torch
 
 from iidfusion.data.features.base import DatasetSplits, MultiViewData
 from iidfusion.data.features.layout import VIEW_NAME_KEYS, cell_string, find_layout
+from iidfusion.data.features.tables import TABLE_SUFFIXES, read_table, table_layout
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 VAL_FRACTION = 0.1
@@ -72,25 +81,32 @@ _SPLIT_SUFFIX = re.compile(r"^(.+)_(train|val|test)$")
 class MultiViewArrays:
     """A multi-view file's content before label encoding, splitting and scaling.
 
-    ``views`` are (N, d_m) arrays with samples as rows, ``labels`` the file's own label values,
-    ``splits`` the row indices of each split when the file defines them (``None`` otherwise),
-    ``notes`` what the layout detection picked and passed over.
+    ``views`` are (N, d_m) arrays with samples as rows, ``labels`` the file's own label values
+    (None for data read without labels, to predict), ``splits`` the row indices of each split
+    when the file defines them (``None`` otherwise), ``notes`` what the layout detection picked
+    and passed over, ``ids`` the rows' ids when the file has an id column.
     """
 
     views: dict[str, np.ndarray]
-    labels: np.ndarray
+    labels: np.ndarray | None
     source: str
     splits: dict[str, np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)
+    ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not self.views:
             raise ValueError(f"{self.source}: no views")
-        n = len(self.labels)
         counts = {name: view.shape[0] for name, view in self.views.items()}
+        n = len(self.labels) if self.labels is not None else next(iter(counts.values()))
         if any(count != n for count in counts.values()):
             listed = ", ".join(f"{name!r} {count}" for name, count in counts.items())
             raise ValueError(f"{self.source}: views have different sample counts ({listed}) for {n} labels")
+        if self.ids is not None and len(self.ids) != n:
+            raise ValueError(f"{self.source}: {len(self.ids)} row ids for {n} samples")
+
+    def __len__(self) -> int:
+        return int(next(iter(self.views.values())).shape[0])
 
     @classmethod
     def from_data(cls, data: MultiViewData, source: str) -> MultiViewArrays:
@@ -99,30 +115,134 @@ class MultiViewArrays:
         return cls(views, data.labels.detach().cpu().numpy(), source)
 
 
-def read_multiview_file(path: str | Path, *, views: Sequence[str] = (), labels: str | None = None) -> MultiViewArrays:
-    """Read a ``.mat`` or ``.npz`` multi-view file (formats in the module docstring).
+def read_multiview_file(
+    path: str | Path,
+    *,
+    views: Sequence[str] = (),
+    labels: str | None = None,
+    id_column: str | None = None,
+    require_labels: bool = True,
+) -> MultiViewArrays:
+    """Read a multi-view file: ``.mat``, ``.npz``, CSV or Parquet (formats in the module docstring).
 
-    ``views`` (keys of matrices, cells or structs) and ``labels`` (a key) replace the
-    detection of :func:`~iidfusion.data.features.layout.find_layout`.
+    ``views`` (keys of matrices, cells or structs; for a table, ``NAME=GLOB`` column patterns or
+    view names) and ``labels`` (a key or column) replace the detection of
+    :func:`~iidfusion.data.features.layout.find_layout` (a table's:
+    :func:`~iidfusion.data.features.tables.table_layout`). ``id_column``: the key or column of the
+    rows' ids. ``require_labels=False``: data that may have no labels (to predict).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     if not path.is_file():
         raise ValueError(f"{path} is not a file")
-    readers = {".mat": _read_mat, ".npz": _read_npz}
-    reader = readers.get(path.suffix.lower())
-    if reader is None:
-        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; expected one of {sorted(readers)}")
-    arrays = reader(path, tuple(views), labels or None)
+    suffix = path.suffix.lower()
+    if suffix in TABLE_SUFFIXES:
+        arrays = _read_table(path, tuple(views), labels or None, id_column or None, require_labels)
+    elif suffix in (".mat", ".npz"):
+        reader = _read_mat if suffix == ".mat" else _read_npz
+        arrays = reader(path, tuple(views), labels or None, id_column or None, require_labels)
+    else:
+        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; {CONVERT}")
     for note in arrays.notes:
         if "ignored " in note:  # what a training command would otherwise drop unsaid (`datasets` lists every note)
             warnings.warn(f"{path}: {note}", PassedOverWarning, stacklevel=2)
     return arrays
 
 
+# What a refused file type is told: the types read, and how to convert to them.
+CONVERT = (
+    "accepted: .npz, .mat, .csv, .tsv, .txt, .parquet, .pq; convert a table with pandas' "
+    "df.to_csv('data.csv', index=False) (a column per feature, view by prefix: img_0, img_1, ..., tab_age, label), "
+    "arrays with numpy.savez('data.npz', image=X1, text=X2, labels=y), or see docs/reproduce.md, 'Data'"
+)
+
+
+def _read_table(
+    path: Path, views: Sequence[str], labels: str | None, id_column: str | None, require_labels: bool
+) -> MultiViewArrays:
+    columns = read_table(path)
+    found, label_values, ids, notes = table_layout(
+        columns, str(path), views=views, labels=labels, id_column=id_column, require_labels=require_labels
+    )
+    return MultiViewArrays(found, label_values, str(path), notes=notes, ids=ids)
+
+
+def _pop_ids(content: dict[str, np.ndarray], id_column: str | None, path: Path) -> np.ndarray | None:
+    """The array of row ids under ``id_column`` (removed from ``content``), or None."""
+    if id_column is None:
+        return None
+    if id_column not in content:
+        raise ValueError(f"{path}: --id-column {id_column!r} is not in the file; keys: {list(content)}")
+    return np.asarray(content.pop(id_column)).reshape(-1)
+
+
 class PassedOverWarning(UserWarning):
     """An array of a data file that is neither a view nor the labels (the layout's notes say why)."""
+
+
+# The keys of the labels and the row ids in a file of arrays written by :func:`save_arrays`.
+ARRAY_LABELS_KEY = "labels"
+ARRAY_IDS_KEY = "ids"
+
+
+def save_arrays(
+    folder: str | Path, views: Mapping[str, Any], labels: Any, *, ids: Any = None
+) -> tuple[Path, dict[str, Any]]:
+    """Write arrays in memory (numpy arrays or tensors by view name, one row per sample; an image
+    per row as an (N, H, W) array is flattened when read) with their ``labels`` (and row ``ids``)
+    to an ``.npz`` file in ``folder``, named by a hash of the content (written once, kept when
+    there: a run on the same arrays finds the same file, unchanged).
+
+    Returns the path and the options that read it back (``data``, ``views``, ``labels``,
+    ``id_column``: what ``load_dataset`` and the commands take). So every process of a run reads
+    the arrays by path, whatever ``jobs``, and the run's records name a file that holds its data.
+    """
+    arrays = {str(name): _as_array(view, f"view {name!r}") for name, view in views.items()}
+    if not arrays:
+        raise ValueError("no views given: data= takes a mapping of view name -> array (one row per sample)")
+    reserved = {ARRAY_LABELS_KEY, ARRAY_IDS_KEY} & set(arrays)
+    if reserved:
+        raise ValueError(f"a view may not be called {sorted(reserved)[0]!r}: the name of the labels or ids in the file")
+    extra = {ARRAY_LABELS_KEY: _as_array(labels, "labels").reshape(-1)}
+    if ids is not None:
+        extra[ARRAY_IDS_KEY] = _as_array(ids, "ids").reshape(-1)
+    counts = {name: len(array) for name, array in {**arrays, **extra}.items()}
+    if len(set(counts.values())) != 1:
+        raise ValueError(f"views, labels and ids have different numbers of rows: {counts}")
+    digest = hashlib.sha256()
+    for name, array in {**arrays, **extra}.items():
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"data-{digest.hexdigest()[:16]}.npz"
+    if not path.is_file():
+        fd, staged = tempfile.mkstemp(prefix=".data-", suffix=".npz", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                contents: dict[str, Any] = {**arrays, **extra}
+                np.savez(handle, **contents)
+            os.replace(staged, path)
+        finally:
+            Path(staged).unlink(missing_ok=True)
+    options = {
+        "data": str(path),
+        "views": tuple(arrays),
+        "labels": ARRAY_LABELS_KEY,
+        "id_column": ARRAY_IDS_KEY if ids is not None else "",
+    }
+    return path, options
+
+
+def _as_array(value: Any, what: str) -> np.ndarray:
+    """A numpy array of ``value`` (an array, a tensor, a list), refused when it holds objects."""
+    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if array.dtype == object:
+        array = array.astype(str)  # text labels or ids (a pandas column of strings)
+    if array.ndim == 0:
+        raise ValueError(f"{what} is a single value; expected one row per sample")
+    return array
 
 
 def encode_labels(labels: np.ndarray, source: str = "labels") -> tuple[np.ndarray, tuple[str, ...]]:
@@ -234,6 +354,8 @@ def make_splits(
     """
     _check_fractions(val_fraction, test_fraction)
     _check_finite(arrays)
+    if arrays.labels is None:
+        raise ValueError(f"{arrays.source}: no labels, which training and evaluation need (--labels KEY names them)")
     codes, class_names = encode_labels(arrays.labels, arrays.source)
     index = split_indices(arrays, codes, class_names, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
     _check_split_classes(index, codes, class_names, arrays.source)
@@ -256,7 +378,27 @@ def make_splits(
             for part, rows in index.items()
         }
     _check_finite_after_scaling(data, arrays.source)
-    return DatasetSplits(name, data["train"], data["val"], data["test"], len(class_names), class_names, scaler)
+    splits = DatasetSplits(name, data["train"], data["val"], data["test"], len(class_names), class_names, scaler)
+    splits.rows, splits.ids = dict(index), arrays.ids
+    return splits
+
+
+def scaled_rows(arrays: MultiViewArrays, scaler: MinMaxScaler | None) -> dict[str, torch.Tensor]:
+    """Every row of ``arrays``, in file order and unsplit, scaled with ``scaler`` (a trained
+    model's) as float32 views: what a model predicts on new data, labelled or not.
+    """
+    _check_finite(arrays)
+    views = {name: view.astype(np.float64) for name, view in arrays.views.items()}
+    with np.errstate(over="ignore", invalid="ignore"):
+        if scaler is not None:
+            try:
+                views = scaler.transform(views)
+            except ValueError as error:
+                raise ValueError(f"{arrays.source}: {error}") from None
+        tensors = {name: torch.from_numpy(view.astype(np.float32)) for name, view in views.items()}
+    dummy = torch.zeros(len(arrays), dtype=torch.long)
+    _check_finite_after_scaling({"whole": MultiViewData(tensors, dummy)}, arrays.source)
+    return tensors
 
 
 def _check_split_classes(
@@ -338,8 +480,11 @@ def _label_name(value: object) -> str:
 # ---------------------------------------------------------------- readers
 
 
-def _read_mat(path: Path, views: Sequence[str], labels: str | None) -> MultiViewArrays:
+def _read_mat(
+    path: Path, views: Sequence[str], labels: str | None, id_column: str | None, require_labels: bool
+) -> MultiViewArrays:
     content = _load_mat(path)
+    ids = _pop_ids(content, id_column, path)
     keys = [key for key in content if not key.startswith("__")]
     numbered_keys = [key for key in keys if _MAT_SPLIT_VIEW.match(key)]
     if numbered_keys:
@@ -353,9 +498,14 @@ def _read_mat(path: Path, views: Sequence[str], labels: str | None) -> MultiView
         parts = _split_parts(content, _splits_present(split_keys, _SPLIT_SUFFIX, path))
         return _read_split_form(parts, path, views, labels)
     layout = find_layout(
-        content, str(path), views=views, labels=labels, view_names=_mat_view_names(content, None, path)
+        content,
+        str(path),
+        views=views,
+        labels=labels,
+        view_names=_mat_view_names(content, None, path),
+        require_labels=require_labels,
     )
-    return MultiViewArrays(layout.views, layout.labels, str(path), notes=layout.notes)
+    return MultiViewArrays(layout.views, layout.labels, str(path), notes=layout.notes, ids=ids)
 
 
 # What a data file may expand to when read: more is refused before any array is allocated
@@ -447,13 +597,16 @@ def _check_mat_sizes(path: Path) -> None:
     check_expanded_size(path, expanded, stored, "its variables")
 
 
-def _read_npz(path: Path, views: Sequence[str], labels: str | None) -> MultiViewArrays:
+def _read_npz(
+    path: Path, views: Sequence[str], labels: str | None, id_column: str | None, require_labels: bool
+) -> MultiViewArrays:
     _check_npz_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             content = {key: archive[key] for key in archive.files}
     except Exception as error:  # zip, pickle and OS errors alike: one clear message
         raise ValueError(f"cannot read {path} as a .npz file: {error}") from error
+    ids = _pop_ids(content, id_column, path)
     keys = list(content)
     if any(_SPLIT_SUFFIX.match(key) for key in keys):
         stray = [key for key in keys if not _SPLIT_SUFFIX.match(key)]
@@ -462,8 +615,8 @@ def _read_npz(path: Path, views: Sequence[str], labels: str | None) -> MultiView
         parts = _split_parts(content, _splits_present(keys, _SPLIT_SUFFIX, path))
         return _read_split_form(parts, path, views, labels)
     # An .npz names its arrays: every matrix beside the labels is a view unless --views says otherwise.
-    layout = find_layout(content, str(path), views=views, labels=labels)
-    return MultiViewArrays(layout.views, layout.labels, str(path), notes=layout.notes)
+    layout = find_layout(content, str(path), views=views, labels=labels, require_labels=require_labels)
+    return MultiViewArrays(layout.views, layout.labels, str(path), notes=layout.notes, ids=ids)
 
 
 def _split_parts(content: Mapping[str, object], splits: Sequence[str]) -> dict[str, dict[str, object]]:
@@ -491,6 +644,7 @@ def _read_split_form(
         notes = notes or [f"{split} split: {note}" for note in layout.notes]
         views, labels = layout.view_keys, layout.label_key
         named = {(rename or {}).get(name, name): view for name, view in layout.views.items()}
+        assert layout.labels is not None  # find_layout requires them by default
         found[split] = (named, layout.labels)
     arrays = _assemble(found, path)
     arrays.notes = notes

@@ -1,7 +1,9 @@
 """Data sets by name or by path: ``load_dataset``, ``available_datasets``, ``describe``.
 
 A name in the registry wins over a file of the same name; anything else is read as a
-``.mat`` / ``.npz`` file (formats in :mod:`iidfusion.data.features.multiview`). Bundled sets:
+``.mat``, ``.npz``, CSV or Parquet file (formats in :mod:`iidfusion.data.features.multiview`).
+Arrays in memory are written to such a file first (:func:`save_arrays`), so that every
+process of a run (``jobs > 1``) reads the same data by path. Bundled sets:
 
 * ``handwritten``: UCI Multiple Features (Duin; CC BY 4.0), 2,000 digits, 6 views, 10 classes,
   from ``bundled/handwritten.npz`` (see ``bundled/README.md``); stratified splits by seed.
@@ -74,31 +76,42 @@ def load_dataset(
     scale: bool | MinMaxScaler = True,
     views: Sequence[str] = (),
     labels: str | None = None,
+    id_column: str | None = None,
 ) -> DatasetSplits:
     """Train / val / test splits of a bundled data set or a multi-view file, scaled on train.
 
     ``seed`` draws the stratified splits (and the validation split carved from a file's
     training split); fractions and scaling are described in :mod:`iidfusion.data.features.multiview`.
     ``views`` and ``labels`` name a file's arrays when its layout is not detected (a bundled
-    set: ``views`` picks some of its views). A folder written by ``iidfusion extract`` is read
-    with its noisy test splits (:func:`~iidfusion.data.raw.feature_cache.load_feature_cache`).
+    set: ``views`` picks some of its views); ``id_column`` names the rows' ids (kept out of the
+    views; ``splits.ids``, and ``splits.rows`` the file's row of every sample). A folder written
+    by ``iidfusion extract`` is read with its noisy test splits
+    (:func:`~iidfusion.data.raw.feature_cache.load_feature_cache`).
     """
     if Path(name_or_path).is_dir():
         if views or labels:
             raise ValueError(f"{name_or_path}: a feature cache names its views and labels; drop --views / --labels")
         return load_feature_cache(name_or_path, seed=seed, scale=scale)
-    name, arrays = _read(name_or_path, views, labels)
+    name, arrays = read_dataset(name_or_path, views, labels, id_column)
     return make_splits(arrays, name, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, scale=scale)
 
 
-def describe(name_or_path: str | Path, *, seed: int = 0, views: Sequence[str] = (), labels: str | None = None) -> str:
+def describe(
+    name_or_path: str | Path,
+    *,
+    seed: int = 0,
+    views: Sequence[str] = (),
+    labels: str | None = None,
+    id_column: str | None = None,
+) -> str:
     """A short text for ``iidfusion datasets``: views and widths, samples, classes, splits, and
     for a file what the layout detection picked (its notes).
     """
     with warnings.catch_warnings():  # the notes, printed below, name what the file's layout passed over
         warnings.simplefilter("ignore", PassedOverWarning)
-        name, arrays = _read(name_or_path, views, labels)
+        name, arrays = read_dataset(name_or_path, views, labels, id_column)
     splits = make_splits(arrays, name, seed=seed, scale=False)
+    assert arrays.labels is not None  # make_splits refuses data without labels
     registered = (
         _REGISTRY.get(str(name_or_path)) if isinstance(name_or_path, str) and name_or_path in _REGISTRY else None
     )
@@ -125,16 +138,28 @@ def describe(name_or_path: str | Path, *, seed: int = 0, views: Sequence[str] = 
     return "\n".join(lines)
 
 
-def _read(
-    name_or_path: str | Path, views: Sequence[str] = (), labels: str | None = None
+def read_dataset(
+    name_or_path: str | Path,
+    views: Sequence[str] = (),
+    labels: str | None = None,
+    id_column: str | None = None,
+    *,
+    require_labels: bool = True,
 ) -> tuple[str, MultiViewArrays]:
+    """The name and the arrays of a bundled data set or a file, every row in file order and
+    unsplit (what ``iidfusion predict`` reads); ``require_labels=False``: they may have none.
+    """
     if isinstance(name_or_path, str) and name_or_path in _REGISTRY:
-        if labels:
-            raise ValueError(f"--labels applies to files; the bundled data set {name_or_path!r} has its labels")
+        if labels or id_column:
+            flag = "--labels" if labels else "--id-column"
+            raise ValueError(f"{flag} applies to files; the bundled data set {name_or_path!r} has its labels and rows")
         return name_or_path, _select_views(_REGISTRY.get(name_or_path).read(), views)
     path = Path(name_or_path)
     if path.exists():
-        return path.stem, read_multiview_file(path, views=views, labels=labels)
+        arrays = read_multiview_file(
+            path, views=views, labels=labels, id_column=id_column, require_labels=require_labels
+        )
+        return path.stem, arrays
     known = ", ".join(_REGISTRY)
     if path.suffix or len(path.parts) > 1:
         raise FileNotFoundError(f"no such file: {path} (bundled data sets: {known})")

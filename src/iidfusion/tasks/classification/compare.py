@@ -40,7 +40,7 @@ from iidfusion.tasks.classification.run_key import data_identity, run_key
 from iidfusion.tasks.classification.tuning import tune_method, with_params
 from iidfusion.tasks.classification.validation import check_noise_view, load_splits, validate_config
 
-_SPLITS: dict[tuple[str, tuple[str, ...], str, float, float, int], DatasetSplits] = {}
+_SPLITS: dict[tuple[str, tuple[str, ...], str, str, float, float, int], DatasetSplits] = {}
 _SPLITS_KEPT = 4  # data sets x seeds held at once by a process (a worker may alternate between them)
 
 
@@ -133,7 +133,7 @@ def start_worker() -> None:
 
 
 def _cached_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
-    key = (config.data, config.views, config.labels, config.val_fraction, config.test_fraction, seed)
+    key = (config.data, config.views, config.labels, config.id_column, config.val_fraction, config.test_fraction, seed)
     if key not in _SPLITS:
         while len(_SPLITS) >= _SPLITS_KEPT:
             _SPLITS.pop(next(iter(_SPLITS)))

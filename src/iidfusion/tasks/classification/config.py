@@ -62,7 +62,9 @@ class ModelConfig:
     layers: int = option(1, "hidden layers of each MLP encoder (0: a linear encoder)", rule=at_least(0, MAX_LAYERS))
     dropout: float = option(0.0, "dropout in the MLP encoders", rule=PROBABILITY)
     unimodal_reduction: str = option(
-        "sum", "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean"
+        "sum",
+        "the auxiliary unimodal CE terms over modalities: sum (as QMF, PDF) or mean",
+        rule=one_of(("sum", "mean")),
     )
     unimodal_heads: str = option(
         "separate",
@@ -90,7 +92,9 @@ class TrainConfig:
         10, "early stopping: epochs without a better validation score (0: off)", rule=at_least(0, MAX_EPOCHS)
     )
     stop_on: str = option(
-        "acc_or_loss", "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)"
+        "acc_or_loss",
+        "early stopping's score: acc, loss, or acc_or_loss (either improving resets the patience)",
+        rule=one_of(("acc", "loss", "acc_or_loss")),
     )
     min_epochs: int = option(0, "epochs trained before early stopping may stop a run", rule=at_least(0, MAX_EPOCHS))
     accelerator: str = trainer_option("accelerator")
@@ -122,7 +126,9 @@ class EvalConfig:
 
     noise: tuple[float, ...] = option((0.0, 5.0, 10.0), "noise levels (units of the view's std / 10)")
     noise_view: str = option("all", "view that receives noise: 'all' or one view name")
-    noise_kind: str = option("gaussian", "noise kind: gaussian or salt-and-pepper")
+    noise_kind: str = option(
+        "gaussian", "noise kind: gaussian or salt-and-pepper", rule=one_of(("gaussian", "salt-and-pepper"))
+    )
     noise_mask: str = option(
         "independent",
         "which views of a sample are corrupted: independent (each view its own p=0.5 coin, as QMF's code) "
@@ -179,9 +185,19 @@ class TuneConfig:
 class ExperimentConfig:
     """One experiment: the data, the method(s) and seed(s), and every section above."""
 
-    data: str = option("handwritten", "bundled data set name or path to a .mat / .npz file")
-    views: tuple[str, ...] = option((), "keys of the data file's views: matrices, cells or structs (empty: detected)")
-    labels: str = option("", "key of the data file's labels (empty: detected)")
+    data: str = option(
+        "handwritten",
+        "bundled data set name or path to a .mat, .npz, .csv or .parquet file (docs/reproduce.md, 'Data')",
+    )
+    views: tuple[str, ...] = option(
+        (),
+        "the data file's views: keys of matrices, cells or structs; for a table NAME=GLOB column patterns, e.g. "
+        "image=img_*,tab=tab_* (empty: detected; a table's by column prefix before the first _)",
+    )
+    labels: str = option("", "key or column of the data file's labels (empty: detected)")
+    id_column: str = option(
+        "", "key or column of the rows' ids: not a feature; predictions name each row by it (empty: a column 'id')"
+    )
     val_fraction: float = option(
         0.1,
         "share of each class held out for validation, drawn by the seed (data without a validation split of its own)",

@@ -65,12 +65,14 @@ def load_splits(config: ExperimentConfig, seed: int) -> DatasetSplits:
         seed=seed,
         views=config.views,
         labels=config.labels or None,
+        id_column=config.id_column or None,
         val_fraction=config.val_fraction,
         test_fraction=config.test_fraction,
     )
     if len(splits.view_dims) < 2:
         raise ValueError(
-            f"{config.data}: {len(splits.view_dims)} view {list(splits.view_dims)}; fusion needs at least two"
+            f"{config.data}: {len(splits.view_dims)} view {list(splits.view_dims)}; fusion needs at least two "
+            f"(`iidfusion datasets {config.data}` names every array or column it passed over; --views chooses)"
         )
     check_noise_view(config, splits)
     return splits

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from iidfusion.cli.extract import ACCELERATORS, single_device
+from iidfusion.cli.options import refuse_renamed
 from iidfusion_studies.cli.sweep import number_list
 
 DEFAULT_OUT = "benchmarks/results"
@@ -71,7 +73,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fixture inputs. Writes train_cost.md and train_cost.csv.",
     )
     _common(train)
-    train.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    train.add_argument(
+        "--accelerator",
+        choices=ACCELERATORS,
+        default=None,
+        help="the device kind, as the training commands' (default: cpu)",
+    )
+    train.add_argument("--devices", default="auto", help="which one: auto or 1 (the first), or 'K,' for device K")
+    refuse_renamed(train, {"--device": "--accelerator and --devices"})
     train.add_argument(
         "--workloads", type=_names, default=None, help="comma list of handwritten-mlp, resnet18-bert (default: both)"
     )
@@ -138,13 +147,14 @@ def run_train(args: argparse.Namespace) -> int:
         args,
         seed="seed",
         threads="threads",
-        device="device",
         rounds="rounds",
         steps="steps",
         workloads="workloads",
         methods="methods",
         memory="memory",
     )
+    if args.accelerator is not None:
+        values["device"] = single_device(args.accelerator, args.devices)
     config = dataclasses.replace(base, **values)
     out = _out(args)
     results = run_cost_benchmark(config, log=_progress)
