@@ -12,7 +12,9 @@ reads, :data:`RESULTS_VERSION`), not the code's files, so moving or editing code
 numbers as they were keeps the cache. That is checked, not assumed: every ``run`` re-trains a
 seeded sample of cached cells with the code at hand and compares them bit for bit
 (:func:`reproduction_check`); the report states the outcome, and a cell that does not reproduce
-stops the run.
+stops the run. Every report also writes the finished cells as one archive,
+``verdict_cells.jsonl`` beside it: the raw record of every number, committed with the report,
+from which a ``run`` or ``report`` on a fresh machine fills its cache first.
 
 The cells run in waves, seed by seed over every data set, so an interim report covers every data
 set, the primary comparisons first: wave 1 holds the tuning grids of the bases and of IID; wave 2
@@ -69,6 +71,8 @@ BETAS = (1.0, 0.1)
 MIN_VALIDATION = 100  # fewer validation samples under 70/10/20: the set is split 60/20/20
 BOOTSTRAP = 10_000
 SMALLEST_SET = "msrcv1"  # the sensitivity analysis leaves it out (docs/protocol.md)
+# Every finished cell, kept beside the report: the raw record of its numbers, and what a fresh machine resumes from.
+ARCHIVE = "verdict_cells.jsonl"
 
 
 @dataclass(frozen=True)
@@ -347,6 +351,29 @@ class Cache:
 
     def record(self, cell: Cell) -> dict[str, Any]:
         return json.loads(self.path(cell).read_text())
+
+    def adopt(self, archive: Path) -> int:
+        """Copy into the cache the cells of a committed archive (:meth:`export`) that it lacks: a fresh
+        machine continues the protocol instead of training it again (the reproduction check samples them too).
+        """
+        if not archive.is_file():
+            return 0
+        adopted = 0
+        for line in archive.read_text().splitlines():
+            record = json.loads(line)
+            path = self.folder / f"{record.pop('key')}.json"
+            if not path.is_file():
+                save_outcome(path, record)
+                adopted += 1
+        return adopted
+
+    def export(self, cells: Sequence[Cell]) -> str:
+        """The finished ``cells`` as JSON lines, one per key, in key order: the archive :meth:`adopt` reads."""
+        keys = sorted({self.key(c) for c in cells if self.path(c).is_file()})
+        return "".join(
+            json.dumps({"key": key, **json.loads((self.folder / f"{key}.json").read_text())}, sort_keys=True) + "\n"
+            for key in keys
+        )
 
     def save(self, cell: Cell, outcome: RunOutcome, commit: str) -> None:
         save_outcome(
@@ -885,11 +912,12 @@ def write_report(
         }
         for r in rows
     ]
+    texts = {"verdict.md": report, "verdict.json": json_text(payload), ARCHIVE: cache.export(done)}
+    if csv_rows:
+        texts["verdict.csv"] = csv_text(csv_rows, fields)
     write_files(
         out,
-        {"verdict.md": report, "verdict.json": json_text(payload), "verdict.csv": csv_text(csv_rows, fields)}
-        if csv_rows
-        else {"verdict.md": report, "verdict.json": json_text(payload)},
+        texts,
         {"verdict.png": lambda path: plot(stats, path)} if rows else None,
     )
     return report
@@ -949,6 +977,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"verdict: {error}", file=sys.stderr)
         return 2
     arms, cache, commit = protocol_arms(), Cache(work, sets), git_commit()
+    adopted = cache.adopt(out / ARCHIVE)
+    if adopted:
+        log(f"{adopted} cells taken from {out / ARCHIVE}")
     everything: list[Cell] = []
     if args.action == "run":
         # Within a wave, the cheapest sets first, so that a run stopped midway has covered as many as it could.

@@ -235,3 +235,22 @@ def test_report_from_an_empty_cache_is_interim_and_names_its_data(verdict, tmp_p
     assert "**INTERIM**: 0 of 81 cells" in report
     assert "views" in report and "60/20/20" in report  # 70/10/20 leaves 6 validation samples
     assert not (out / "verdict.csv").exists()
+
+
+def test_the_archive_of_finished_cells_fills_a_fresh_cache(verdict, tmp_path):
+    config = load_config()
+    sets = [verdict.VerdictSet("set", config, seeds=1)]
+    cells = _iid_cells(verdict, config)
+    kept = verdict.Cache(tmp_path / "one", sets)
+    for k, cell in enumerate(cells[:4]):
+        kept.save(cell, _outcome(0.5 + 0.1 * k, val_loss=math.nan if k == 0 else 0.5), commit="abc")
+    archive = tmp_path / verdict.ARCHIVE
+    archive.write_text(kept.export(cells))
+    assert len(archive.read_text().splitlines()) == 4
+    fresh = verdict.Cache(tmp_path / "two", sets)
+    assert fresh.adopt(archive) == 4 and fresh.adopt(archive) == 0  # once: a cell in the cache is kept as it is
+    for cell in cells[:4]:
+        assert verdict._fingerprint(fresh.get(cell)) == verdict._fingerprint(kept.get(cell))
+        assert fresh.record(cell)["commit"] == "abc"
+    assert fresh.get(cells[4]) is None
+    assert fresh.adopt(tmp_path / "absent.jsonl") == 0
