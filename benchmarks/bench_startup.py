@@ -28,7 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "startup.md"
 TARGET_HELP_S = 0.3
 COMMANDS: tuple[tuple[str, ...], ...] = (("--help",), ("fit", "--help"), ("--version",))
-REFERENCES: dict[str, list[str]] = {"python -c pass": ["-c", "pass"], "python -c 'import torch'": ["-c", "import torch"]}
+REFERENCES: dict[str, list[str]] = {
+    "python -c pass": ["-c", "pass"],
+    "python -c 'import torch'": ["-c", "import torch"],
+}
 HEAVY = ("torch", "lightning", "torchmetrics", "transformers")
 
 
@@ -56,7 +59,10 @@ def processes(baseline: Path | None) -> dict[str, tuple[list[str], dict[str, str
     for checkout, suffix in ((REPO, ""), (baseline, " (baseline)")):
         if checkout is not None:
             for command in COMMANDS:
-                found[f"iidfusion {' '.join(command)}{suffix}"] = (["-m", "iidfusion", *command], _environment(checkout))
+                found[f"iidfusion {' '.join(command)}{suffix}"] = (
+                    ["-m", "iidfusion", *command],
+                    _environment(checkout),
+                )
     return found
 
 
@@ -98,9 +104,10 @@ def render(runs: dict[str, list[tuple[float, float]]], imports: dict[str, list[s
     ]
     for label, times in runs.items():
         heavy = ", ".join(imports.get(label, [])) or ("none of " + ", ".join(HEAVY) if label in imports else "")
+        wall, cpu = statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
         lines.append(
-            f"| `{label}` | {statistics.median(t[0] for t in times):.3f} | {statistics.median(t[1] for t in times):.3f} "
-            f"| {_median_ratio(times, plain, 0):.2f} | {_median_ratio(times, torch, 0):.2f} | {heavy} |"
+            f"| `{label}` | {wall:.3f} | {cpu:.3f} | {_median_ratio(times, plain, 0):.2f} "
+            f"| {_median_ratio(times, torch, 0):.2f} | {heavy} |"
         )
     help_wall = statistics.median(t[0] for t in runs["iidfusion --help"])
     lines += ["", f"Target `iidfusion --help` <= {TARGET_HELP_S:g} s (wall, median): {help_wall:.3f} s, "]
