@@ -8,7 +8,8 @@ when building its parser imported torch). The commands run this checkout's code 
 checkout (e.g. ``git archive COMMIT | tar -x -C DIR``) in the same rounds, so that the two are
 compared under the same load of a shared machine. Reported per process: the median wall and CPU
 (user + system) seconds over the rounds, and the median over rounds of its ratio to each
-reference in the same round; and whether it imported torch (one extra run with ``-X importtime``).
+reference in the same round; and, from one extra run with ``-X importtime``, the time that importing
+the command line took and whether it imported torch.
 Writes benchmarks/results/startup.md (``--quick``: 1 round, prints only, unless ``--output``).
 """
 
@@ -66,11 +67,14 @@ def processes(baseline: Path | None) -> dict[str, tuple[list[str], dict[str, str
     return found
 
 
-def heavy_imports(arguments: list[str], env: dict[str, str]) -> list[str]:
-    """The packages of :data:`HEAVY` a process imports (read from ``-X importtime``)."""
+def import_profile(arguments: list[str], env: dict[str, str]) -> tuple[float, list[str]]:
+    """The seconds that importing ``iidfusion.cli.main`` takes, with all it imports, and the
+    packages of :data:`HEAVY` the process imports (read from ``-X importtime``).
+    """
     _, _, stderr = _run(["-X", "importtime", *arguments], env)
-    imported = {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
-    return [name for name in HEAVY if name in imported]
+    rows = [line.removeprefix("import time:").split("|") for line in stderr.splitlines() if line[:12] == "import time:"]
+    cumulative = {name.strip(): int(total) for _, total, name in rows if total.strip().isdigit()}
+    return cumulative["iidfusion.cli.main"] / 1e6, [name for name in HEAVY if name in cumulative]
 
 
 def measure(rounds: int, baseline: Path | None, log) -> dict[str, list[tuple[float, float]]]:
@@ -89,7 +93,12 @@ def _median_ratio(numerator: list[tuple[float, float]], denominator: list[tuple[
     return statistics.median(n[which] / d[which] for n, d in zip(numerator, denominator, strict=True))
 
 
-def render(runs: dict[str, list[tuple[float, float]]], imports: dict[str, list[str]], rounds: int) -> str:
+def render(
+    runs: dict[str, list[tuple[float, float]]],
+    imports: dict[str, tuple[float, list[str]]],
+    rounds: int,
+    baseline: str = "",
+) -> str:
     plain, torch = runs["python -c pass"], runs["python -c 'import torch'"]
     lines = [
         "# Start-up of the command line (`python benchmarks/bench_startup.py`)",
@@ -99,22 +108,30 @@ def render(runs: dict[str, list[tuple[float, float]]], imports: dict[str, list[s
         "process of the same round. The machine is shared with other jobs (2 cores; load "
         f"{os.getloadavg()[0]:.1f} at the end of this run), so only ratios of one run compare.",
         "",
-        "| process | wall s | CPU s | / `python -c pass` (wall) | / `import torch` (wall) | imports |",
-        "|---|---:|---:|---:|---:|---|",
+        "| process | wall s | CPU s | / `python -c pass` (wall) | / `import torch` (wall) | "
+        "import of `iidfusion.cli.main` s | imports |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for label, times in runs.items():
-        heavy = ", ".join(imports.get(label, [])) or ("none of " + ", ".join(HEAVY) if label in imports else "")
+        main_s, heavy = imports.get(label, (None, None))
+        imported = "" if heavy is None else ", ".join(heavy) or "none of " + ", ".join(HEAVY)
         wall, cpu = statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
         lines.append(
             f"| `{label}` | {wall:.3f} | {cpu:.3f} | {_median_ratio(times, plain, 0):.2f} "
-            f"| {_median_ratio(times, torch, 0):.2f} | {heavy} |"
+            f"| {_median_ratio(times, torch, 0):.2f} | {'' if main_s is None else f'{main_s:.3f}'} | {imported} |"
         )
     help_wall = statistics.median(t[0] for t in runs["iidfusion --help"])
     lines += ["", f"Target `iidfusion --help` <= {TARGET_HELP_S:g} s (wall, median): {help_wall:.3f} s, "]
     lines[-1] += "met." if help_wall <= TARGET_HELP_S else "not met."
     baselines = [label for label in runs if label.endswith(" (baseline)")]
     if baselines:
-        lines += ["", "| command | this checkout / baseline (wall) | (CPU) |", "|---|---:|---:|"]
+        lines += [
+            "",
+            f"Against the baseline, the checkout `{baseline}` run in the same rounds:",
+            "",
+            "| command | this checkout / baseline (wall) | (CPU) |",
+            "|---|---:|---:|",
+        ]
         for label in baselines:
             now = label.removesuffix(" (baseline)")
             lines.append(
@@ -146,11 +163,11 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = measure(rounds, args.baseline, log)
     imports = {
-        label: heavy_imports(arguments, env)
+        label: import_profile(arguments, env)
         for label, (arguments, env) in processes(args.baseline).items()
         if label.startswith("iidfusion")
     }
-    report = render(runs, imports, rounds)
+    report = render(runs, imports, rounds, args.baseline.name if args.baseline is not None else "")
     print(report, end="")
     if output is not None:
         output.write_text(report)

@@ -183,15 +183,16 @@ def test_startup_benchmark_reports_ratios_within_rounds():
     wall |= {"iidfusion --help": 0.16, "iidfusion fit --help": 0.2, "iidfusion --version": 0.1}
     runs = {label: [(seconds, seconds / 2), (2 * seconds, seconds)] for label, seconds in wall.items()}
     imports = {
-        label: [] if " (baseline)" not in label else ["torch"] for label in labels if label.startswith("iidfusion")
+        label: (0.03, []) if " (baseline)" not in label else (1.5, ["torch"])
+        for label in labels
+        if label.startswith("iidfusion")
     }
-    report = bench_startup.render(runs, imports, rounds=2)
+    report = bench_startup.render(runs, imports, rounds=2, baseline="iidfusion-abc1234")
     assert (
-        "| `iidfusion --help` | 0.240 | 0.120 | 8.00 | 0.10 | none of torch, lightning, torchmetrics, transformers |"
-        in report
+        "| `iidfusion --help` | 0.240 | 0.120 | 8.00 | 0.10 | 0.030 | none of torch, lightning, torchmetrics," in report
     )
-    assert "| `iidfusion --help (baseline)` | 3.000 | 1.500 | 100.00 | 1.25 | torch |" in report
-    assert "| `iidfusion --help` | 0.08 | 0.08 |" in report  # against the baseline, in the same rounds
+    assert "| `iidfusion --help (baseline)` | 3.000 | 1.500 | 100.00 | 1.25 | 1.500 | torch |" in report
+    assert "the checkout `iidfusion-abc1234`" in report and "| `iidfusion --help` | 0.08 | 0.08 |" in report
     assert "Target `iidfusion --help` <= 0.3 s (wall, median): 0.240 s, met." in report
 
 

@@ -57,15 +57,17 @@ def configuration(name: str) -> dict[str, Any]:
     """The schema of one configuration of :data:`CONFIGURATIONS`: its ``groups`` (title ->
     description, in the order of ``--help``) and ``options`` (one mapping per flag).
 
-    Read from the declarations instead when this process registered a strategy the file does not
-    hold (a user's own, which gets its section and flags with no other edit): the registry is
-    then imported, and torch with it.
+    A configuration with the strategies' sections is read from the declarations instead when this
+    process registered a strategy the file does not hold (a user's own, which gets its section
+    and flags with no other edit): the registry is then imported, and torch with it.
     """
+    described = load()["configurations"][name]
     registry = sys.modules.get("iidfusion.fusion.registry")
-    if registry is not None and list(registry.STRATEGIES) != load()["strategies"]:
+    registered = registry is not None and list(registry.STRATEGIES) != load()["strategies"]
+    if registered and any(option["key"].startswith("strategy.") for option in described["options"]):
         reference, prefix = CONFIGURATIONS[name]
         return describe(_resolve(reference)(), prefix)
-    return load()["configurations"][name]
+    return described
 
 
 def option_keys(name: str) -> tuple[str, ...]:
