@@ -176,6 +176,26 @@ def test_fit_benchmark_judges_each_target_on_its_ratio():
     assert "Target met: no (+50 % over)." in report  # first step 4.5 s against 3 s
 
 
+def test_startup_benchmark_reports_ratios_within_rounds():
+    bench_startup = _script("bench_startup")
+    labels = list(bench_startup.processes(SCRIPTS.parent))
+    wall = dict.fromkeys(labels, 2.0) | {"python -c pass": 0.02, "python -c 'import torch'": 1.6}
+    wall |= {"iidfusion --help": 0.16, "iidfusion fit --help": 0.2, "iidfusion --version": 0.1}
+    runs = {label: [(seconds, seconds / 2), (2 * seconds, seconds)] for label, seconds in wall.items()}
+    imports = {
+        label: (0.03, []) if " (baseline)" not in label else (1.5, ["torch"])
+        for label in labels
+        if label.startswith("iidfusion")
+    }
+    report = bench_startup.render(runs, imports, rounds=2, baseline="iidfusion-abc1234")
+    assert (
+        "| `iidfusion --help` | 0.240 | 0.120 | 8.00 | 0.10 | 0.030 | none of torch, lightning, torchmetrics," in report
+    )
+    assert "| `iidfusion --help (baseline)` | 3.000 | 1.500 | 100.00 | 1.25 | 1.500 | torch |" in report
+    assert "the checkout `iidfusion-abc1234`" in report and "| `iidfusion --help` | 0.08 | 0.08 |" in report
+    assert "Target `iidfusion --help` <= 0.3 s (wall, median): 0.240 s, met." in report
+
+
 def test_mvsa_report_from_the_commands_outputs(tmp_path):
     """The MVSA-Single report, from the outputs of its commands run on the image + text fixture."""
     from iidfusion.cli.main import main

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from iidfusion.cli.fit import add_overwrite_argument
 from iidfusion.cli.options import FIT_ONLY, SUITE_ONLY, add_config_arguments, config_from_args, print_config
-from iidfusion.tasks.classification.config import ExperimentConfig
 
 DESCRIPTION = """\
 Train each method with seeds 0..N-1 on one data set, evaluate it on the test split clean and
@@ -45,17 +46,17 @@ def add_resume_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, base: ExperimentConfig | None = None) -> int:
-    """Run the comparison that ``args`` (over ``base``'s defaults) describe and print its report."""
+def run(args: argparse.Namespace, settings: Mapping[str, Any] | None = None) -> int:
+    """Run the comparison that ``args`` (over the defaults with ``settings``) describe and print its report."""
     from iidfusion import api
     from iidfusion.cli.main import CommandError
     from iidfusion.ot import EpsTooSmallError
 
-    config = config_from_args(args, base)
+    config = config_from_args(args, settings)
     if print_config(args, config):
         return 0
     # the demo replaces its results by default: there --resume wins over --overwrite
-    overwrite = args.overwrite and not (args.resume and base is not None)
+    overwrite = args.overwrite and not (args.resume and settings is not None)
     try:
         comparison = api.compare(
             config, resume=args.resume, overwrite=overwrite, log=lambda line: print(line, file=sys.stderr, flush=True)

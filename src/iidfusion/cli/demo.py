@@ -20,31 +20,42 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING, Any
 
 from iidfusion.cli.compare import add_resume_argument
 from iidfusion.cli.fit import add_overwrite_argument
 from iidfusion.cli.options import FIT_ONLY, SUITE_ONLY, add_config_arguments
-from iidfusion.tasks.classification.config import ExperimentConfig, OptimConfig, TrainConfig
 
-DEMO_CONFIG = ExperimentConfig(
-    data="handwritten",
-    methods=("main",),
-    seeds=5,
-    jobs=2,
-    out="runs/demo",
-    optim=OptimConfig(lr=5e-3),
-    train=TrainConfig(
-        max_epochs=15,
-        batch_size=128,
-        patience=5,
-        accelerator="cpu",
-        threads=1,
-        checkpoints=False,
-        loggers=(),
-        progress_bar=False,
-        monitor_distances=False,
-    ),
-)
+if TYPE_CHECKING:
+    from iidfusion.tasks.classification.config import ExperimentConfig
+
+# The demo's defaults over the experiment's, by dotted key: plain values, so that its --help
+# imports no configuration (torch); DEMO_CONFIG is the configuration they make.
+DEMO_SETTINGS: dict[str, Any] = {
+    "data": "handwritten",
+    "methods": ("main",),
+    "seeds": 5,
+    "jobs": 2,
+    "out": "runs/demo",
+    "optim.lr": 5e-3,
+    "train.max_epochs": 15,
+    "train.batch_size": 128,
+    "train.patience": 5,
+    "train.accelerator": "cpu",
+    "train.threads": 1,
+    "train.checkpoints": False,
+    "train.loggers": (),
+    "train.progress_bar": False,
+    "train.monitor_distances": False,
+}
+
+
+def __getattr__(name: str) -> ExperimentConfig:
+    if name != "DEMO_CONFIG":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from iidfusion.cli.schema import settings_config
+
+    return settings_config(DEMO_SETTINGS)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the main comparison on the bundled Handwritten data",
         description="`iidfusion compare` with the demo's defaults (shown below); any option can be overridden.",
     )
-    add_config_arguments(parser, base=DEMO_CONFIG, exclude=FIT_ONLY | SUITE_ONLY)
+    add_config_arguments(parser, DEMO_SETTINGS, exclude=FIT_ONLY | SUITE_ONLY)
     add_overwrite_argument(parser, default=True)  # `make demo` twice replaces the first demo's results
     add_resume_argument(parser)
     parser.set_defaults(handler=run)
@@ -69,4 +80,4 @@ def run(args: argparse.Namespace) -> int:
         os.environ.setdefault(name, value)
     from iidfusion.cli.compare import run as run_compare
 
-    return run_compare(args, base=DEMO_CONFIG)
+    return run_compare(args, DEMO_SETTINGS)

@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iidfusion.cli.options import bounded_int, refuse_renamed
-from iidfusion.core.config import MAX_BATCH, MAX_PROCESSES, SEED_LIMIT
-from iidfusion.tasks.classification.config import MAX_NOISE_LEVEL
+from iidfusion.core.config import MAX_BATCH, MAX_NOISE_LEVEL, MAX_PROCESSES, SEED_LIMIT
 
 if TYPE_CHECKING:
     from iidfusion.data.raw.families import RawDataOptions

@@ -26,8 +26,8 @@ from iidfusion.cli.extract import (
 )
 from iidfusion.cli.fit import add_overwrite_argument
 from iidfusion.cli.options import SUITE_ONLY, add_config_arguments, bounded_int, print_config
-from iidfusion.core.config import MAX_BATCH, iter_options
-from iidfusion.tasks.classification.config import ExperimentConfig
+from iidfusion.cli.schema import option_keys
+from iidfusion.core.config import MAX_BATCH
 
 if TYPE_CHECKING:
     from iidfusion.tasks.classification.finetune import FinetuneSettings
@@ -67,7 +67,7 @@ _EXCLUDED = (
         }
     )
     | SUITE_ONLY
-    | frozenset(option.key for option in iter_options(ExperimentConfig()) if option.key.startswith("tune."))
+    | frozenset(key for key in option_keys("experiment") if key.startswith("tune."))
 )
 
 

@@ -29,10 +29,8 @@ def _common(parser: argparse.ArgumentParser, exclude: frozenset[str]) -> None:
     """The flags of both KG commands: one per option of the experiment (as ``fit``'s, from the
     configuration's own help and rules), and the data, output and cache flags.
     """
-    from iidfusion.tasks.kg.config import KGExperimentConfig
-
     parser.add_argument("--config", metavar="FILE_OR_NAME", help=CONFIG_HELP)
-    add_option_arguments(parser, KGExperimentConfig(), _FILE_ONLY | exclude)
+    add_option_arguments(parser, "kg", _FILE_ONLY | exclude)
     parser.add_argument(
         "--features",
         nargs="+",
@@ -55,9 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.set_defaults(handler=run_fit)
     compare = commands.add_parser("compare", help="baseline vs IID over seeds; writes results.{csv,json,md}")
     _common(compare, _COMPARE_SETS)
-    from iidfusion.tasks.kg.config import KGCompareConfig
-
-    add_option_arguments(compare, KGCompareConfig(), prefix="compare.")
+    add_option_arguments(compare, "kg-compare")
     compare.set_defaults(handler=run_compare)
 
 
@@ -67,15 +63,15 @@ def _experiment(args: argparse.Namespace) -> tuple[Any, Any]:
     """
     from iidfusion.core.config import merge_config, nest
     from iidfusion.kg.features import parse_feature_specs
-    from iidfusion.tasks.kg.config import KGCompareConfig, KGExperimentConfig, load_kg_config
+    from iidfusion.tasks.kg.config import load_kg_config
 
     config, compare = load_kg_config(args.config)
-    overrides = overrides_from_args(args, KGExperimentConfig())
+    overrides = overrides_from_args(args, "kg")
     if args.features:
         overrides["features"] = parse_feature_specs(args.features)
     config = merge_config(config, nest(overrides), "the command line")
     if args.kg_command == "compare":
-        flags = overrides_from_args(args, KGCompareConfig(), "compare.")
+        flags = overrides_from_args(args, "kg-compare")
         compare = merge_config(
             compare, {k.removeprefix("compare."): v for k, v in flags.items()}, "the command line", "compare."
         )

@@ -2,10 +2,13 @@
 
 Each subcommand lives in its own module ``iidfusion.cli.<name>`` that exposes
 ``register(subparsers) -> None``; ``register`` adds a parser and sets its ``handler``
-default to a function ``handler(args) -> int``. Heavy imports stay inside the handlers so
-that ``iidfusion --help`` is fast. Other distributions add commands through the entry-point
-group :data:`COMMANDS_GROUP` (a name and a module with ``register``): the repository's studies
-add ``bench`` and ``sweep`` (``pip install -e studies``).
+default to a function ``handler(args) -> int``. Heavy imports stay inside the handlers, and the
+flags of the configurations come from the committed schema (:mod:`iidfusion.cli.schema`), so
+that ``iidfusion --help`` and every command's ``--help`` import no torch. Other distributions
+add commands through the entry-point group :data:`COMMANDS_GROUP` (a name and a module with
+``register``), imported for every command, so under the same rule: the repository's studies
+add ``bench`` and ``sweep`` (``pip install -e studies``). The command line needs the extra
+``train`` (said before any parser is built, though building one imports none of it).
 
 Errors. Bad input is one line on stderr, ``iidfusion COMMAND: error: ...``, naming the file,
 key, option or value, and exit code 2: a :class:`CommandError`, a usage error of the parser,
@@ -36,7 +39,7 @@ from types import ModuleType
 from typing import NoReturn
 
 from iidfusion import __version__
-from iidfusion.core.extras import extra_hint
+from iidfusion.core.extras import extra_hint, require_extra
 
 # Modules of iidfusion.cli that provide a subcommand, in the order --help lists them.
 SUBCOMMANDS: tuple[str, ...] = (
@@ -197,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog} {__version__}")
         return 0
     try:
+        require_extra("train")  # the command line comes with the extra 'train', though its parsers import none of it
         plugins = plugin_commands()
         parser = build_parser(plugins)
     except ModuleNotFoundError as error:  # the core install (torch, numpy) has no command line

@@ -1,5 +1,6 @@
-"""The flags of the training commands, built from the configuration schema
-(:mod:`iidfusion.tasks.classification.config`).
+"""The flags of the training commands, built from the options of their configurations
+(:mod:`iidfusion.tasks.classification.config`, :mod:`iidfusion.tasks.kg.config`) as the
+committed schema holds them (:mod:`iidfusion.cli.schema`), so that no parser imports torch.
 
 One flag per config option, named after its leaf (``train.max_epochs`` -> ``--max-epochs``;
 a strategy's options after the strategy and the leaf, ``strategy.qmf.lam_rank`` ->
@@ -10,14 +11,13 @@ said here, so the library's configuration knows nothing of argparse.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from dataclasses import is_dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from iidfusion.core.config import iter_options
-from iidfusion.fusion.methods import MAIN_METHODS
-from iidfusion.tasks.classification.config import ExperimentConfig, load_config
-from iidfusion.tasks.classification.departures import departures_line
+from iidfusion.cli import schema
+
+if TYPE_CHECKING:
+    from iidfusion.tasks.classification.config import ExperimentConfig
 
 # Options only some commands read: `fit` trains one (method, seed), `compare` many on one data
 # set, `suite` many on several data sets.
@@ -26,24 +26,18 @@ COMPARE_ONLY = frozenset({"methods", "seeds", "jobs"})
 SUITE_ONLY = frozenset({"datasets", "variants"})
 
 
-# The top-level options of a configuration, by the group of ``--help`` that lists them; every
-# other option is listed under its section (``model``, ``loss``, ``train``, ...).
-DATA_OPTIONS = frozenset(
-    {"data", "views", "labels", "id_column", "val_fraction", "test_fraction", "features", "vocabulary"}
-)
-GROUP_TITLES = {"": "runs", "data": "data"}
-
-
 def add_config_arguments(
     parser: argparse.ArgumentParser,
-    base: ExperimentConfig | None = None,
+    settings: Mapping[str, Any] | None = None,
     exclude: frozenset[str] = frozenset(),
 ) -> None:
-    """One flag per option (minus the dotted keys in ``exclude``), help showing ``base``'s default.
+    """One flag per option of the experiment (minus the dotted keys in ``exclude``), help showing
+    its default, or its value in ``settings`` (dotted keys -> values: a command's own defaults).
 
     Flags default to ``None`` so that :func:`overrides_from_args` tells a given flag from an
     absent one and a config file value is only replaced by a flag the user typed. The help ends
-    with the departures from the paper that the defaults make (docs/method.md).
+    with the departures from the paper that the defaults make (docs/method.md): as the schema
+    holds them for the library's commands, made when the help is shown for a plug-in's settings.
     """
     parser.add_argument("--config", metavar="FILE_OR_NAME", default=None, help=CONFIG_HELP)
     parser.add_argument(
@@ -51,10 +45,28 @@ def add_config_arguments(
         action="store_true",
         help="print the resolved configuration as YAML (a --config FILE) and exit",
     )
-    add_option_arguments(parser, base, exclude)
-    parser.epilog = (
-        "At these defaults, the IID methods run with " + departures_line(base or ExperimentConfig(), MAIN_METHODS) + "."
-    )
+    add_option_arguments(parser, "experiment", exclude, settings)
+    epilog = schema.epilog_of(settings)
+    if epilog is None:  # a plug-in's settings: made when shown, as the departures need the configuration (torch)
+        parser.epilog, parser.formatter_class = _Epilog(lambda: schema.departures_epilog(settings)), _Formatter
+    else:
+        parser.epilog = epilog
+
+
+class _Epilog(str):
+    """An epilog made by ``make`` when ``--help`` shows it (by :class:`_Formatter`)."""
+
+    make: Callable[[], str]
+
+    def __new__(cls, make: Callable[[], str]) -> _Epilog:
+        epilog = super().__new__(cls)
+        epilog.make = make
+        return epilog
+
+
+class _Formatter(argparse.HelpFormatter):
+    def add_text(self, text: str | None) -> None:
+        super().add_text(text.make() if isinstance(text, _Epilog) else text)
 
 
 CONFIG_HELP = (
@@ -64,54 +76,40 @@ CONFIG_HELP = (
 
 
 def add_option_arguments(
-    parser: argparse.ArgumentParser, base: Any = None, exclude: frozenset[str] = frozenset(), prefix: str = ""
+    parser: argparse.ArgumentParser,
+    configuration: str = "experiment",
+    exclude: frozenset[str] = frozenset(),
+    settings: Mapping[str, Any] | None = None,
 ) -> None:
-    """One flag per option of ``base`` (any configuration of documented options; the
-    classification's :class:`ExperimentConfig` by default, its keys under ``prefix``), minus
-    the dotted keys in ``exclude``, in one argument group per section of the configuration
-    (``--help`` lists them by section). An option with a few allowed values shows them as its
-    placeholder (``{sum,mean}``).
+    """One flag per option of ``configuration`` (a configuration of the schema: the
+    classification's ``experiment`` by default, ``kg``, ``kg-compare``), minus the dotted keys in
+    ``exclude``, in one argument group per section of the configuration (``--help`` lists them
+    by section). An option with a few allowed values shows them as its placeholder (``{sum,mean}``).
     """
-    config = ExperimentConfig() if base is None else base
+    described = schema.configuration(configuration)
     groups: dict[str, Any] = {}
-    for option in iter_options(config, prefix):
-        if option.key in exclude:
+    for option in described["options"]:
+        if option["key"] in exclude:
             continue
-        title = _group_title(option.key.removeprefix(prefix), prefix)
+        title = option["group"]
         if title not in groups:
-            section = getattr(config, title, None)
-            about = _about(section)
-            groups[title] = parser.add_argument_group(f"{title} options", " ".join(about.split()) or None)
-        default = option.default
-        if isinstance(default, tuple):
-            default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) or "none"
-        elif default is None:
-            default = "none"
-        kwargs: dict[str, Any] = {"dest": option.dest, "default": None}
-        if option.type is bool:
+            groups[title] = parser.add_argument_group(f"{title} options", described["groups"][title])
+        default = (settings or {}).get(option["key"], option["default"])
+        kwargs: dict[str, Any] = {"dest": option["dest"], "default": None}
+        if option["type"] == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif option.rule is not None and option.rule.choices:
-            kwargs["metavar"] = "{" + ",".join(option.rule.choices) + "}"
+        elif option["choices"]:
+            kwargs["metavar"] = "{" + ",".join(option["choices"]) + "}"
         else:
-            kwargs["metavar"] = option.flag.removeprefix("--").replace("-", "_").upper()
-        groups[title].add_argument(option.flag, help=f"{option.help} (default: {default})", **kwargs)
+            kwargs["metavar"] = option["flag"].removeprefix("--").replace("-", "_").upper()
+        groups[title].add_argument(option["flag"], help=f"{option['help']} (default: {_shown(default)})", **kwargs)
 
 
-def _about(section: Any) -> str:
-    """The first paragraph of a section's own docstring (none for a dataclass without one)."""
-    doc = (type(section).__doc__ or "").strip() if is_dataclass(section) else ""
-    return "" if doc.startswith(type(section).__name__ + "(") else doc.split("\n\n")[0]
-
-
-def _group_title(key: str, prefix: str) -> str:
-    """The group of the option ``key`` (relative to ``prefix``): its section, or for a top-level
-    option data or runs (:data:`DATA_OPTIONS`); the options under a ``prefix`` are that section's.
-    """
-    if prefix:
-        return prefix.rstrip(".")
-    if "." in key:
-        return key.split(".", 1)[0]
-    return GROUP_TITLES["data" if key in DATA_OPTIONS else ""]
+def _shown(default: Any) -> str:
+    """A default as ``--help`` shows it: a list comma-separated (``none`` when empty), None as ``none``."""
+    if isinstance(default, (tuple, list)):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) or "none"
+    return "none" if default is None else str(default)
 
 
 class _Renamed(argparse.Action):
@@ -154,17 +152,19 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def overrides_from_args(args: argparse.Namespace, schema: Any = None, prefix: str = "") -> dict[str, Any]:
-    """The dotted keys of the config flags the user gave on the command line. ``schema``: the
-    configuration the flags were made from (:func:`add_option_arguments`; default: :class:`ExperimentConfig`).
+def overrides_from_args(args: argparse.Namespace, configuration: str = "experiment") -> dict[str, Any]:
+    """The dotted keys of the config flags the user gave on the command line. ``configuration``:
+    the configuration of the schema the flags were made from (:func:`add_option_arguments`).
     """
-    options = iter_options(ExperimentConfig() if schema is None else schema, prefix)
-    return {o.key: getattr(args, o.dest) for o in options if getattr(args, o.dest, None) is not None}
+    options = schema.configuration(configuration)["options"]
+    return {o["key"]: getattr(args, o["dest"]) for o in options if getattr(args, o["dest"], None) is not None}
 
 
-def config_from_args(args: argparse.Namespace, base: ExperimentConfig | None = None) -> ExperimentConfig:
-    """The configuration a command runs with: ``base`` < ``--config FILE`` < flags."""
-    return load_config(args.config, overrides_from_args(args), base=base)
+def config_from_args(args: argparse.Namespace, settings: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """The configuration a command runs with: the defaults < ``settings`` < ``--config FILE`` < flags."""
+    from iidfusion.tasks.classification.config import load_config
+
+    return load_config(args.config, overrides_from_args(args), base=schema.settings_config(settings))
 
 
 def print_config(args: argparse.Namespace, values: Any) -> bool:

@@ -60,6 +60,9 @@ MAX_BATCH = 2**24  # samples of one batch (or of a sample a loss or a monitor re
 MAX_EPOCHS = 10**6  # epochs, iterations or steps
 MAX_PROCESSES = 2**12  # processes, threads, workers or machines
 MAX_RUNS = 10**5  # seeds, or tuning trials, of one command
+# A noise level is the noise's std in tenths of a view's: 1e6 drowns every feature 1e5 times over, far
+# inside float32 (a level of 1e308 made every noisy feature inf, and the accuracy at it meaningless).
+MAX_NOISE_LEVEL = 1e6
 SEED_LIMIT = 2**32 - 1  # numpy's and Lightning's seed range
 SEED_RULE = Rule(lambda v: 0 <= v <= SEED_LIMIT, f"in [0, {SEED_LIMIT}]")
 

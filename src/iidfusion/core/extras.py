@@ -9,6 +9,7 @@ Standard library only, so that every layer may use it.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -58,3 +59,13 @@ def missing_extra() -> Iterator[None]:
         if hint is None or str(error) == hint:
             raise
         raise ModuleNotFoundError(hint, name=error.name) from error
+
+
+def require_extra(extra: str) -> None:
+    """A ``ModuleNotFoundError`` naming ``extra`` (as :func:`missing_extra` words it) when one of
+    its packages is not installed; found without importing any of them.
+    """
+    for name, (_, wanted) in OPTIONAL_PACKAGES.items():
+        if wanted == extra and importlib.util.find_spec(name) is None:
+            hint = extra_hint(ModuleNotFoundError(name=name))
+            raise ModuleNotFoundError(hint, name=name)

@@ -48,9 +48,6 @@ from iidfusion.losses.config import IIDConfig as LossConfig  # the ``loss`` sect
 
 PROBABILITY = Rule(lambda v: 0 <= v < 1, "in [0, 1)")
 FRACTION = Rule(lambda v: 0 < v < 1, "in (0, 1)")
-# A noise level is the noise's std in tenths of a view's: 1e6 drowns every feature 1e5 times over, far
-# inside float32 (a level of 1e308 made every noisy feature inf, and the accuracy at it meaningless).
-MAX_NOISE_LEVEL = 1e6
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import math
 
-from iidfusion.core.config import check_rules
+from iidfusion.core.config import MAX_NOISE_LEVEL, check_rules
 from iidfusion.data.features.base import DatasetSplits
 from iidfusion.data.features.noise import FEATURE_NOISE
 from iidfusion.data.features.registry import load_dataset
 from iidfusion.engine.trainer import build_loggers, check_trainer_settings, spawns_processes
-from iidfusion.tasks.classification.config import MAX_NOISE_LEVEL, ExperimentConfig
+from iidfusion.tasks.classification.config import ExperimentConfig
 from iidfusion.tasks.classification.tuning import validate_tune_config
 
 

@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from iidfusion.cli.options import SUITE_ONLY, add_config_arguments, config_from_args
-from iidfusion.core.config import iter_options
-from iidfusion.tasks.classification.config import EvalConfig, ExperimentConfig, TrainConfig
+from iidfusion.cli.schema import option_keys
 
 DESCRIPTION = """\
 Train --method at every combination of --alpha, --beta and --d1 (or --trials points chosen by
@@ -18,18 +18,24 @@ best validation accuracy, and write OUT/NAME.csv, .json (every run), .md (the pr
 .png (heat-map of validation accuracy over alpha and beta, one panel per d1). Other options as
 for `iidfusion fit` (defaults below are the sweep's: short trainings, no checkpoints or logs)."""
 
-SWEEP_BASE = ExperimentConfig(
-    method="iid-p",
-    seeds=1,
-    out="runs/sweep",
-    train=TrainConfig(max_epochs=30, patience=5, threads=1, checkpoints=False, loggers=()),
-    eval=EvalConfig(noise=(0.0,)),
-)
+# The sweep's defaults over the experiment's, by dotted key (plain values: registering the
+# command imports no configuration).
+SWEEP_SETTINGS: dict[str, Any] = {
+    "method": "iid-p",
+    "seeds": 1,
+    "out": "runs/sweep",
+    "train.max_epochs": 30,
+    "train.patience": 5,
+    "train.threads": 1,
+    "train.checkpoints": False,
+    "train.loggers": (),
+    "eval.noise": (0.0,),
+}
 # Set by the grid flags, or meaningless for one method.
 _EXCLUDED = (
     frozenset({"loss.alpha", "loss.beta", "loss.d1", "methods"})
     | SUITE_ONLY
-    | frozenset(option.key for option in iter_options(ExperimentConfig()) if option.key.startswith("tune."))
+    | frozenset(key for key in option_keys("experiment") if key.startswith("tune."))
 )
 
 
@@ -75,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--trials", type=int, default=None, help="points Optuna tries (--search optuna only)")
     parser.add_argument("--name", default=None, help="stem of the result files (default: sweep_DATA)")
-    add_config_arguments(parser, SWEEP_BASE, exclude=_EXCLUDED)
+    add_config_arguments(parser, SWEEP_SETTINGS, exclude=_EXCLUDED)
     parser.set_defaults(handler=run)
 
 
@@ -85,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from iidfusion.tasks.classification.validation import check_option_values
     from iidfusion_studies.sweep import SearchSpace, run_sweep, write_sweep
 
-    config = config_from_args(args, SWEEP_BASE)
+    config = config_from_args(args, SWEEP_SETTINGS)
     check_option_values(config)
     check_output_folder(config.out, shared=True)  # result files are replaced whole, per --name
     space = SearchSpace(alpha=args.alpha, beta=args.beta, d1=args.d1)
