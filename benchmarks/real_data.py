@@ -309,6 +309,15 @@ MVSA_SETTINGS: list[tuple[str, list[str]]] = [
         "linear encoders, lr 3e-4, separate unimodal heads",
         ["--layers", "0", "--lr", "3e-4", "--unimodal-heads", "separate", "--max-epochs", "300"],
     ),
+    # An L2 penalty in the loss, the linear probe's regulariser (AdamW's decoupled weight decay is not).
+    *(
+        (f"linear encoders, lr {lr}, L2 penalty {l2}", ["--layers", "0", "--lr", lr, "--l2", l2, "--max-epochs", "300"])
+        for lr, l2 in (
+            ("3e-4", "0.01"),
+            ("3e-4", "0.02"),
+            *(("1e-3", l2) for l2 in ("0.005", "0.01", "0.02", "0.03", "0.05")),
+        )
+    ),
 ]
 
 
@@ -554,7 +563,8 @@ def mvsa_report(
         f"Training settings: width {model['width']}, MLP hidden {model['hidden']} x {model['layers']} layer(s), "
         "dropout "
         f"{model['dropout']}, unimodal heads {model['unimodal_heads']!r}; AdamW lr {optim['lr']:g}, weight decay "
-        f"{optim['weight_decay']:g}, batch {train['batch_size']}, at most {train['max_epochs']} epochs, early stopping "
+        f"{optim['weight_decay']:g}, L2 penalty {optim.get('l2', 0.0):g}, batch {train['batch_size']}, at most "
+        f"{train['max_epochs']} epochs, early stopping "
         "patience "
         f"{train['patience']} on {train['stop_on']!r}; alpha {loss['alpha']:g}, beta {loss['beta']:g} "
         f"(L_ic variant {loss.get('variant', 'n/a')!r}); `{path_arg(args.config)}`"

@@ -7,6 +7,7 @@ from iidfusion.fusion.methods import available_methods
 from iidfusion.tasks.classification.config import load_config
 from iidfusion.tasks.classification.data import MultiViewDataModule
 from iidfusion.tasks.classification.module import FusionModule
+from iidfusion.tasks.classification.validation import check_option_values
 
 
 def _batch(splits):
@@ -134,3 +135,34 @@ def test_the_default_configuration_reduces_with_a_phi_of_the_runs_seed():
     reducers = [m.loss_fn.coherence.reducer for m in modules]
     assert all(r.d2 < config.model.width for r in reducers)
     assert reducers[0].seed == 0 and reducers[1].seed == 1 and not torch.equal(reducers[0].phi, reducers[1].phi)
+
+
+@pytest.mark.parametrize("method", ["if-static", "pdf"])
+def test_the_l2_penalty_adds_l2_times_each_weight_matrix_to_its_gradient_and_leaves_biases_alone(
+    method, tiny_splits, fast_config
+):
+    """optim.l2 is an L2 term in the loss: every weight matrix's gradient gains l2 * W, a bias's
+    nothing; at 0 the step is the loss's alone, the same tensor as without the option."""
+    batch, grads, losses = _batch(tiny_splits), {}, {}
+    for l2 in (0.0, 0.5):
+        config = replace(fast_config, optim=replace(fast_config.optim, l2=l2))
+        torch.manual_seed(0)
+        module = FusionModule.for_feature_views(method, tiny_splits.view_dims, 3, len(tiny_splits.train), config)
+        losses[l2] = module.training_step(batch, 0)
+        losses[l2].backward()
+        grads[l2] = {n: (p.detach().clone(), p.grad.clone()) for n, p in module.named_parameters()}
+        means = module._train_means.pop()
+        assert ("l2" in means) == (l2 > 0)
+        assert float(means["loss"]) == pytest.approx(losses[l2].item())
+    weights = {n: w for n, (w, _) in grads[0.5].items() if w.ndim > 1}
+    assert any(n.endswith(".bias") for n in grads[0.0]) and len(weights) >= 3
+    expected = losses[0.0].item() + 0.25 * sum(float(w.pow(2).sum()) for w in weights.values())
+    assert losses[0.5].item() == pytest.approx(expected, rel=1e-5)
+    for name, (value, grad) in grads[0.5].items():
+        extra = 0.5 * value if value.ndim > 1 else torch.zeros_like(value)
+        torch.testing.assert_close(grad, grads[0.0][name][1] + extra, msg=name)
+
+
+def test_a_negative_l2_is_refused_naming_its_flag():
+    with pytest.raises(ValueError, match=r"--l2 \(optim.l2\) must be finite and >= 0"):
+        check_option_values(load_config(overrides={"optim.l2": -0.1}))

@@ -73,10 +73,25 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW optimizer."""
+    """AdamW optimizer, and an optional L2 penalty in the loss.
+
+    ``l2`` adds ``l2 / 2 * sum ||W||^2`` over the trained weight matrices (biases and
+    normalisation gains excluded, as a regularised logistic regression leaves its intercept
+    free) to the training loss. AdamW's weight decay is decoupled: it shrinks every weight by
+    ``lr * weight_decay`` per step whatever the loss, which at the small learning rates that
+    pretrained features want hardly regularises; the penalty's gradient goes through Adam's
+    normalisation with the loss's, and it is the regulariser of the linear probes the bases are
+    compared with (docs/reproduce.md, "MVSA-Single with its real images").
+    """
 
     lr: float = option(1e-3, "learning rate (AdamW)", rule=positive())
-    weight_decay: float = option(1e-4, "weight decay (AdamW)", rule=at_least(0))
+    weight_decay: float = option(1e-4, "weight decay (AdamW, decoupled from the loss)", rule=at_least(0))
+    l2: float = option(
+        0.0,
+        "L2 penalty l2/2 * sum of squared weight matrices added to the training loss, biases excluded "
+        "(the regulariser of a logistic regression; 0: none)",
+        rule=at_least(0),
+    )
 
 
 @dataclass(frozen=True)

@@ -291,12 +291,28 @@ class FusionModule(L.LightningModule):
         output = self.model(batch["inputs"])
         losses = self.loss_fn(output, batch["label"], batch["index"], strategy=self.model.strategy)
         losses.check_finite(f"at epoch {self.current_epoch}, batch {batch_idx}")
+        total, penalty = losses.total, self.weight_penalty()
+        if penalty is not None:
+            total = total + penalty
         if self._diagnostics:
-            self._train_means.add(self._step_metrics(output, losses), len(batch["label"]))
+            metrics = self._step_metrics(output, losses) | {"loss": total}
+            if penalty is not None:
+                metrics["l2"] = penalty
+            self._train_means.add(metrics, len(batch["label"]))
             self._feature_means.add({m: z.mean(dim=0) for m, z in output.features.items()}, len(batch["label"]))
         else:
-            self._train_means.add({"loss": losses.total}, len(batch["label"]))
-        return losses.total
+            self._train_means.add({"loss": total}, len(batch["label"]))
+        return total
+
+    def weight_penalty(self) -> Tensor | None:
+        """``optim.l2 / 2`` times the squared norm of every trained weight matrix (parameters of two
+        dimensions or more: biases and normalisation gains are left free), None when ``optim.l2`` is 0
+        (:class:`~iidfusion.tasks.classification.config.OptimConfig` says why it is not weight decay).
+        """
+        if self.optim.l2 == 0:
+            return None
+        weights = [p for p in self.parameters() if p.requires_grad and p.ndim > 1]
+        return 0.5 * self.optim.l2 * torch.stack([w.float().pow(2).sum() for w in weights]).sum()
 
     def _step_metrics(self, output: FusionOutput, losses: IIDLossOutput) -> dict[str, Tensor]:
         metrics = {"loss": losses.total, **losses.terms}
