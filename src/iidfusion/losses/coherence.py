@@ -91,7 +91,9 @@ def _check_options(
     eps: float, rho: float, max_iter: int, cost_scale: float | None, reduction: str, pair_sample: int | None = None
 ) -> None:
     if not (math.isfinite(eps) and eps > 0 and math.isfinite(rho) and rho > 0 and max_iter >= 1):
-        raise ValueError(f"need finite eps > 0, rho > 0 and max_iter >= 1; got eps={eps}, rho={rho}, max_iter={max_iter}")
+        raise ValueError(
+            f"need finite eps > 0, rho > 0 and max_iter >= 1; got eps={eps}, rho={rho}, max_iter={max_iter}"
+        )
     if cost_scale is not None and not (math.isfinite(cost_scale) and cost_scale > 0):
         raise ValueError(f"cost_scale must be finite and > 0, got {cost_scale}")
     if reduction not in REDUCTIONS:

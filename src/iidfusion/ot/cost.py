@@ -40,19 +40,13 @@ def pairwise_cost(x: Tensor, y: Tensor, p: int = 1) -> Tensor:
     if p not in (1, 2):
         raise ValueError(f"p must be 1 (Euclidean distance) or 2 (squared distance), got {p!r}")
     if x.ndim < 2 or y.ndim < 2:
-        raise ValueError(
-            f"x and y must have shape (..., n, d); got x {tuple(x.shape)}, y {tuple(y.shape)}"
-        )
+        raise ValueError(f"x and y must have shape (..., n, d); got x {tuple(x.shape)}, y {tuple(y.shape)}")
     if x.shape[-1] != y.shape[-1]:
-        raise ValueError(
-            f"x and y must have the same point dimension d; got x {tuple(x.shape)}, y {tuple(y.shape)}"
-        )
+        raise ValueError(f"x and y must have the same point dimension d; got x {tuple(x.shape)}, y {tuple(y.shape)}")
     if not (x.is_floating_point() and y.is_floating_point()):
         raise ValueError(f"x and y must be floating point; got {x.dtype} and {y.dtype}")
     if x.shape[-2] == 0 or y.shape[-2] == 0:
-        raise ValueError(
-            f"empty point cloud: x has {x.shape[-2]} points, y has {y.shape[-2]} points"
-        )
+        raise ValueError(f"empty point cloud: x has {x.shape[-2]} points, y has {y.shape[-2]} points")
     if p == 2:
         xc, yc, _ = _centred(x, y)
         return _squared(xc, yc)
@@ -102,7 +96,9 @@ class _EuclideanDistance(torch.autograd.Function):
             resolution = resolution.sqrt_()[..., None, None]
             x_hat, y_hat = xc / resolution, yc / resolution
             x_aug = torch.cat([x_hat, torch.ones_like(x_hat[..., :1]), (x_norms[..., None] / resolution.square())], -1)
-            y_aug = torch.cat([y_hat * -2.0, (y_norms[..., None] / resolution.square()), torch.ones_like(y_hat[..., :1])], -1)
+            y_aug = torch.cat(
+                [y_hat * -2.0, (y_norms[..., None] / resolution.square()), torch.ones_like(y_hat[..., :1])], -1
+            )
             squared = torch.matmul(x_aug, y_aug.transpose(-1, -2))  # |x^ - y^|^2
             distance = torch.threshold(squared, 1.0, 0.0).sqrt_().mul_(resolution)
             if any(ctx.needs_input_grad):

@@ -71,9 +71,7 @@ def wasserstein_entropic(
     value, with a gap O(eps log(1/eps)).
     """
     _check_clouds(x, y)
-    result = sinkhorn_unbalanced(
-        pairwise_cost(x, y, p), eps=eps, rho=rho, max_iter=max_iter, tol=tol
-    )
+    result = sinkhorn_unbalanced(pairwise_cost(x, y, p), eps=eps, rho=rho, max_iter=max_iter, tol=tol)
     return result.transport_cost
 
 
@@ -117,10 +115,7 @@ def wasserstein_sliced(
     """
     projections = _projected_costs(x, y, _random_directions(x, y, n_projections, generator, p), p)
     d = x.shape[1]
-    log_c = (
-        math.lgamma(d / 2) + math.lgamma((p + 1) / 2)
-        - 0.5 * math.log(math.pi) - math.lgamma((d + p) / 2)
-    )
+    log_c = math.lgamma(d / 2) + math.lgamma((p + 1) / 2) - 0.5 * math.log(math.pi) - math.lgamma((d + p) / 2)
     return projections.mean() / math.exp(log_c)
 
 
@@ -207,9 +202,7 @@ def _check_clouds(x: Tensor, y: Tensor) -> None:
     if not (isinstance(x, Tensor) and isinstance(y, Tensor)):
         raise ValueError("x and y must be torch.Tensor point clouds")
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(
-            f"x and y must have shapes (n, d) and (m, d); got {tuple(x.shape)} and {tuple(y.shape)}"
-        )
+        raise ValueError(f"x and y must have shapes (n, d) and (m, d); got {tuple(x.shape)} and {tuple(y.shape)}")
     if x.shape[0] == 0 or y.shape[0] == 0:
         raise ValueError(f"empty point cloud: x has {x.shape[0]} points, y has {y.shape[0]}")
     if not bool(torch.isfinite(x).all() & torch.isfinite(y).all()):
@@ -222,9 +215,7 @@ def _subset(size: int, k: int, generator: torch.Generator | None, device: torch.
     return torch.randperm(size, generator=generator)[:k].to(device)
 
 
-def _random_directions(
-    x: Tensor, y: Tensor, n_projections: int, generator: torch.Generator | None, p: int
-) -> Tensor:
+def _random_directions(x: Tensor, y: Tensor, n_projections: int, generator: torch.Generator | None, p: int) -> Tensor:
     """``(d, n_projections)`` uniform random unit directions, after checking the arguments."""
     _check_clouds(x, y)
     if not (isinstance(n_projections, int) and n_projections >= 1):

@@ -113,7 +113,12 @@ class FourierRIPReducer(nn.Module):
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         stored = state_dict.get(prefix + "phi")
-        if isinstance(stored, Tensor) and stored.ndim == 2 and stored.shape[1] == self.dim and stored.shape != self.phi.shape:
+        if (
+            isinstance(stored, Tensor)
+            and stored.ndim == 2
+            and stored.shape[1] == self.dim
+            and stored.shape != self.phi.shape
+        ):
             self.phi = torch.empty_like(stored, dtype=self.phi.dtype, device=self.phi.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -131,7 +136,9 @@ class FourierRIPReducer(nn.Module):
     def _analysis(self, like: Tensor) -> Tensor:
         """(2 * n_bins, dim): rows [cos(2 pi k t / dim) per bin, then -sin(2 pi k t / dim)], so
         that z @ analysis^T holds the real, then the imaginary parts of rfft(z)."""
-        spectrum = torch.fft.rfft(torch.eye(self.dim, dtype=torch.float64), dim=-1)  # row t: the spectrum of the unit signal e_t
+        spectrum = torch.fft.rfft(
+            torch.eye(self.dim, dtype=torch.float64), dim=-1
+        )  # row t: the spectrum of the unit signal e_t
         return torch.cat([spectrum.real.T, spectrum.imag.T], 0).to(device=like.device, dtype=like.dtype)
 
     def _kept_bins(self, z: Tensor) -> Tensor:

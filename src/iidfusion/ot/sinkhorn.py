@@ -277,9 +277,7 @@ def _working_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _validate(
-    cost: Tensor, a: Tensor | None, b: Tensor | None, *, eps: float, rho: float
-) -> tuple[_Problem, bool]:
+def _validate(cost: Tensor, a: Tensor | None, b: Tensor | None, *, eps: float, rho: float) -> tuple[_Problem, bool]:
     if not isinstance(cost, Tensor):
         raise ValueError(f"cost must be a torch.Tensor, got {type(cost).__name__}")
     if cost.ndim not in (2, 3):
@@ -305,7 +303,9 @@ def _validate(
     work = _working_dtype(cost.dtype)
     scale = max(abs(cost_min), abs(cost_max))
     if eps < smallest_safe_eps(scale, work):
-        in_float64 = "" if work == torch.float64 else f"; float64 costs allow {smallest_safe_eps(scale, torch.float64):.2g}"
+        in_float64 = (
+            "" if work == torch.float64 else f"; float64 costs allow {smallest_safe_eps(scale, torch.float64):.2g}"
+        )
         raise EpsTooSmallError(
             f"eps={eps:g} is too small for costs up to {scale:.3g} in {str(work).removeprefix('torch.')} "
             f"(exp(-C / eps) would drown in rounding error); the smallest safe eps is {smallest_safe_eps(scale, work):.2g}{in_float64}"
@@ -367,9 +367,7 @@ def _validate_options(*, max_iter: int, tol: float, check_every: int) -> None:
         raise ValueError(f"tol must be >= 0, got {tol!r}")
 
 
-def _validate_init(
-    init: tuple[Tensor, Tensor] | None, problem: _Problem, single: bool
-) -> tuple[Tensor, float] | None:
+def _validate_init(init: tuple[Tensor, Tensor] | None, problem: _Problem, single: bool) -> tuple[Tensor, float] | None:
     """The warm start's column potentials g (P, m) and their range max g - min g (the row
     potentials are checked but not needed: the first row update recomputes them from g)."""
     if init is None:
@@ -417,7 +415,13 @@ class _Scaling:
     """
 
     def __init__(
-        self, problem: _Problem, f0: Tensor, g0: Tensor, log_kernel: Tensor | None = None, *, kernel_range: float | None = None
+        self,
+        problem: _Problem,
+        f0: Tensor,
+        g0: Tensor,
+        log_kernel: Tensor | None = None,
+        *,
+        kernel_range: float | None = None,
     ) -> None:
         """``log_kernel``: (f0 + g0 - C) / eps if already at hand (consumed). ``kernel_range``:
         a bound on max - min of its entries when known (the kernel is then plain if it fits)."""
@@ -459,7 +463,9 @@ class _Scaling:
         self.needs_absorbing = False
         self.kv: Tensor | None = None  # K v of the current v, left by a check for the next row update
 
-    def _update(self, product: Tensor, log_coefficient: Tensor, previous: Tensor, omega: float) -> tuple[Tensor, Tensor]:
+    def _update(
+        self, product: Tensor, log_coefficient: Tensor, previous: Tensor, omega: float
+    ) -> tuple[Tensor, Tensor]:
         """log u and u from ``product`` (K v or K^T u, a fresh tensor, used in place), over-relaxed
         by ``omega``: f <- (1 - omega) f + omega f_update, i.e. log u <- (1 - omega) log u +
         omega (log a - tau f0 / rho - tau log K v)."""
@@ -477,7 +483,9 @@ class _Scaling:
         log_u, log_v, u, v, kv = self.log_u, self.log_v, self.u, self.v, self.kv
         for k in range(count):
             log_u, u = self._update(torch.bmm(v, self.kernel_t) if kv is None else kv, self.log_row_coef, log_u, omega)
-            log_v, v = self._update(torch.bmm(u, self.kernel), self.log_col_coef, log_v, omega if k < count - 1 else 1.0)
+            log_v, v = self._update(
+                torch.bmm(u, self.kernel), self.log_col_coef, log_v, omega if k < count - 1 else 1.0
+            )
             kv = None
             if not self.balanced and (k == 0 or omega == 1.0):
                 self._translate(log_u, log_v, u, v)
@@ -513,7 +521,11 @@ class _Scaling:
         """
         problem = self.problem
         self.kv = torch.bmm(self.v, self.kernel_t)
-        target = problem.a.unsqueeze(1) if self.balanced else torch.add(self.log_row_mass, self.log_u, alpha=self.power).exp_()
+        target = (
+            problem.a.unsqueeze(1)
+            if self.balanced
+            else torch.add(self.log_row_mass, self.log_u, alpha=self.power).exp_()
+        )
         residual = torch.linalg.vector_norm(torch.addcmul(target, self.u, self.kv, value=-1.0), ord=1, dim=-1)
         residual = residual.squeeze(1) / problem.mass_a
         stats = torch.stack([residual.amax(), *torch.aminmax(self.log_u), *torch.aminmax(self.log_v)])
