@@ -9,6 +9,7 @@ import yaml
 
 from iidfusion.cli.main import main
 from iidfusion.engine.outputs import MARKER
+from iidfusion.engine.stats import t_interval
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -173,6 +174,10 @@ def test_compare_writes_table(tiny_kg_folder, tmp_path, capsys):
     assert (out / "results.csv").read_text().startswith("arm,seed,alpha,beta")
     assert all(t["p_holm"] is None or t["p_holm"] >= t["p_value"] for t in payload["paired_tests"])
     assert "| p | p (Holm) |" in printed and payload["provenance"]["torch"] and payload["config"]["data"]
+    # the table: the mean over the 2 seeds with the half-width of its 95 % t interval (not a standard deviation)
+    mrr = [r["test"]["mrr"] if "test" in r else r["mrr"] for r in payload["runs"] if r["arm"] == "baseline"]
+    mean, half = t_interval(mrr)
+    assert "95 % t interval" in printed and f"| baseline | 0 | 0 | {mean:.3f} ± {half:.3f} |" in printed
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "results.csv", "results.json", "results.md", "runs"]
     for arm in ("baseline", "iid"):  # each run's checkpoints and logs, as `iidfusion compare`'s
         assert (out / "runs" / arm / "seed1" / "checkpoints" / "last.ckpt").is_file()

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from iidfusion.core.progress import progress_bar
 from iidfusion.core.provenance import provenance
-from iidfusion.engine.results import fmt_number, mean_std, write_results
+from iidfusion.engine.results import fmt_number, mean_ci, write_results
 from iidfusion.engine.runs import run_tasks
 from iidfusion.engine.stats import holm, paired_test
 from iidfusion.kg.data import KnowledgeGraph
@@ -166,16 +166,23 @@ def paired_metric_tests(results: Sequence[KGRunResult]) -> list[MetricTest]:
 
 
 def markdown_report(results: Sequence[KGRunResult], tests: Sequence[MetricTest], title: str) -> str:
-    """The table (mean ± std over seeds of the filtered test metrics) and the paired t-tests."""
+    """The table (mean over seeds of the filtered test metrics, with its 95 % t interval) and the paired t-tests."""
     header = (
         "| arm | alpha | beta | " + " | ".join(m.replace("mrr", "MRR").replace("hits", "Hits") for m in METRICS) + " |"
     )
-    lines = [f"# {title}", "", "Filtered test metrics, both directions, mean ± std over seeds.", "", header]
+    lines = [
+        f"# {title}",
+        "",
+        "Filtered test metrics, both directions: mean over seeds ± the half-width of its 95 % t interval "
+        "(n/a with one seed).",
+        "",
+        header,
+    ]
     lines.append("|---|---:|---:|" + "---:|" * len(METRICS))
     for arm in (BASELINE, IID):
         runs = [r for r in results if r.arm == arm]
         if runs:
-            cells = [mean_std([r.metric(m) for r in runs], 3) for m in METRICS]
+            cells = [mean_ci([r.metric(m) for r in runs], 3) for m in METRICS]
             lines.append(f"| {arm} | {runs[0].alpha:g} | {runs[0].beta:g} | " + " | ".join(cells) + " |")
     lines += [
         "",
