@@ -661,7 +661,9 @@ def analyse(rows: Sequence[dict[str, Any]], sets: Sequence[VerdictSet]) -> dict[
 
 
 def verdict_of(entry: dict[str, Any]) -> str:
-    """docs/protocol.md, "What counts as IID helps"."""
+    """docs/protocol.md, "What counts as IID helps"; "not run yet" before any data set has both arms."""
+    if entry.get("sets") == 0:
+        return "not run yet"
     low, high = entry["ci"]
     if entry["p_holm"] < 0.05 and low > 0:
         return "helps"
