@@ -42,24 +42,21 @@ def run(tiny_npz, tmp_path_factory):
     return out / "iid-q" / "seed1"
 
 
-def test_fit_then_predict_gives_the_accuracy_of_metrics_json(run, tiny_npz, tmp_path, capsys):
-    capsys.readouterr()
-    out = tmp_path / "pred.csv"
+def _predicted(run, data, out):
+    """``iidfusion predict`` of the run's best checkpoint on ``data``: the rows of its CSV."""
     assert (
         main(
-            [
-                "predict",
-                "--checkpoint",
-                str(run / "checkpoints" / "best.ckpt"),
-                "--data",
-                str(tiny_npz),
-                "--out",
-                str(out),
-            ]
+            ["predict", "--checkpoint", str(run / "checkpoints" / "best.ckpt"), "--data", str(data), "--out", str(out)]
         )
         == 0
     )
-    rows = list(csv.DictReader(out.open()))
+    return list(csv.DictReader(out.open()))
+
+
+def test_fit_then_predict_gives_the_accuracy_of_metrics_json(run, tiny_npz, tmp_path, capsys):
+    capsys.readouterr()
+    out = tmp_path / "pred.csv"
+    rows = _predicted(run, tiny_npz, out)
     metrics = json.loads((run / "metrics.json").read_text())
     clean = next(t for t in metrics["test"] if t["noise"] == 0)
     accuracy = sum(r["label"] == r["predicted_name"] for r in rows) / len(rows)
@@ -173,21 +170,7 @@ def test_split_predictions_name_the_row_of_the_file(run, tiny_npz, tmp_path):
     import numpy as np
 
     out = tmp_path / "test.csv"
-    assert (
-        main(
-            [
-                "predict",
-                "--checkpoint",
-                str(run / "checkpoints" / "best.ckpt"),
-                "--data",
-                str(tiny_npz),
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    rows = list(csv.DictReader(out.open()))
+    rows = _predicted(run, tiny_npz, out)
     with np.load(tiny_npz) as archive:
         labels = archive["labels"]
     assert len({r["row"] for r in rows}) == 24 and all(r["label"] == str(labels[int(r["row"])]) for r in rows)
