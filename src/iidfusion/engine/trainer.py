@@ -23,7 +23,7 @@ import os
 import random
 import signal
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, cast
 
@@ -73,13 +73,20 @@ class ReseedEachBatch(Callback):
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        seed = hash((self.seed, trainer.current_epoch, batch_idx, trainer.global_rank)) % 2**32
-        # Not seed_everything: its torch.manual_seed visits every accelerator backend (~2 ms).
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.default_generator.manual_seed(seed)
-        if pl_module.device.type == "cuda":
-            torch.cuda.manual_seed(seed)
+        reseed_batch(self.seed, trainer.current_epoch, batch_idx, trainer.global_rank, pl_module.device)
+
+
+def reseed_batch(seed: int, epoch: int, batch_idx: int, rank: int, device: torch.device) -> None:
+    """Reseed python, numpy and torch (and the CUDA generator on ``device``) from (seed, epoch, batch, rank):
+    what :class:`ReseedEachBatch` does before each training batch, in either loop.
+    """
+    batch_seed = hash((int(seed), epoch, batch_idx, rank)) % 2**32
+    # Not seed_everything: its torch.manual_seed visits every accelerator backend (~2 ms).
+    random.seed(batch_seed)
+    np.random.seed(batch_seed)
+    torch.default_generator.manual_seed(batch_seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(batch_seed)
 
 
 STOP_CRITERIA = ("acc", "loss", "acc_or_loss")
@@ -109,8 +116,12 @@ class ValidationPatience(Callback):
         metrics, monitor = trainer.callback_metrics, _monitored(pl_module).monitor
         if trainer.sanity_checking or monitor not in metrics:
             return
-        acc = float(metrics[monitor])
-        loss = float(metrics[VAL_LOSS]) if VAL_LOSS in metrics else math.nan
+        exhausted = self.update(float(metrics[monitor]), float(metrics[VAL_LOSS]) if VAL_LOSS in metrics else math.nan)
+        stop = trainer.strategy.reduce_boolean_decision(exhausted, all=False)
+        trainer.should_stop = trainer.should_stop or stop
+
+    def update(self, acc: float, loss: float) -> bool:
+        """Count one validation (its ``acc`` and ``loss``); whether the patience is used up."""
         better_acc, better_loss = acc > self.best_acc, loss < self.best_loss
         if better_acc:
             self.best_acc = acc
@@ -118,8 +129,7 @@ class ValidationPatience(Callback):
             self.best_loss = loss
         improved = {"acc": better_acc, "loss": better_loss, "acc_or_loss": better_acc or better_loss}[self.stop_on]
         self.wait_count = 0 if improved else self.wait_count + 1
-        stop = trainer.strategy.reduce_boolean_decision(self.wait_count >= self.patience, all=False)
-        trainer.should_stop = trainer.should_stop or stop
+        return self.wait_count >= self.patience
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_acc": self.best_acc, "best_loss": self.best_loss, "wait_count": self.wait_count}
@@ -162,17 +172,7 @@ class EpochProgressBar(ProgressBar):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.bar is None:
             return
-        metrics = trainer.callback_metrics
-        shown: dict[str, Any] = {}
-        module = _monitored(pl_module)
-        if module.monitor in metrics:
-            score = float(metrics[module.monitor])
-            shown[module.monitor.replace("/", " ")] = (
-                f"{100 * score:.2f}%" if module.monitor_as_percent else f"{score:.4f}"
-            )
-        if "train/loss" in metrics:
-            shown["loss"] = f"{float(metrics['train/loss']):.4f}"
-        self.bar.set_postfix(shown, refresh=False)
+        self.bar.set_postfix(epoch_postfix(_monitored(pl_module), trainer.callback_metrics), refresh=False)
         self.bar.update(1)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -185,6 +185,17 @@ class EpochProgressBar(ProgressBar):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def epoch_postfix(module: MonitoredModule, metrics: Mapping[str, Any]) -> dict[str, str]:
+    """What the epoch bar shows after an epoch: the module's latest ``monitor`` score and the training loss."""
+    shown: dict[str, str] = {}
+    if module.monitor in metrics:
+        score = float(metrics[module.monitor])
+        shown[module.monitor.replace("/", " ")] = f"{100 * score:.2f}%" if module.monitor_as_percent else f"{score:.4f}"
+    if "train/loss" in metrics:
+        shown["loss"] = f"{float(metrics['train/loss']):.4f}"
+    return shown
 
 
 class BestWeights(Callback):
@@ -205,20 +216,25 @@ class BestWeights(Callback):
         score = trainer.callback_metrics.get(self.monitor)
         if score is None or trainer.sanity_checking:
             return
-        if self.best_score is None or float(score) > self.best_score:
-            self.best_score, self.best_epoch = float(score), trainer.current_epoch
-            loss = trainer.callback_metrics.get(VAL_LOSS)
+        self.consider(float(score), trainer.callback_metrics.get(VAL_LOSS), trainer.current_epoch, pl_module)
+
+    def consider(self, score: float, loss: Any, epoch: int, pl_module: nn.Module) -> None:
+        """Keep the weights of ``pl_module``'s model if ``score`` (of ``epoch``, with the validation
+        ``loss``, None when not logged) beats the best so far.
+        """
+        if self.best_score is None or score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch
             self.best_loss = float(loss) if loss is not None else None
             self.weights = {k: v.detach().cpu().clone() for k, v in _model(pl_module).state_dict().items()}
 
-    def best_model(self, pl_module: L.LightningModule, trainer: L.Trainer) -> nn.Module:
+    def best_model(self, pl_module: L.LightningModule, trainer: L.Trainer | None = None) -> nn.Module:
         """A CPU copy of the module's model with the best weights.
 
         Under ``ddp_spawn`` the training ran in child processes, so this callback saw no
-        validation; the best checkpoint (when saved) is read instead, else the last weights.
+        validation; the best checkpoint of ``trainer`` (when saved) is read instead, else the last weights.
         """
         model = copy.deepcopy(_model(pl_module)).cpu()
-        best_path = getattr(trainer.checkpoint_callback, "best_model_path", None)
+        best_path = getattr(getattr(trainer, "checkpoint_callback", None), "best_model_path", None)
         if self.weights is not None:
             model.load_state_dict(self.weights)
         elif best_path:
@@ -276,7 +292,7 @@ def _monitored(pl_module: L.LightningModule) -> MonitoredModule:
     return cast(MonitoredModule, pl_module)
 
 
-def _model(pl_module: L.LightningModule) -> nn.Module:
+def _model(pl_module: nn.Module) -> nn.Module:
     """The task's model, which every task's LightningModule holds as ``model``."""
     model = pl_module.model
     if not isinstance(model, nn.Module):

@@ -120,6 +120,12 @@ class TrainConfig:
         rule=at_least(0, MAX_PROCESSES),
     )
     precision: str = option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, ...")
+    loop: str = option(
+        "auto",
+        "training loop: lightning, plain (the same fit without Lightning's machinery, for one device with no "
+        "checkpoints or loggers), or auto (plain wherever it runs the same fit)",
+        rule=one_of(("auto", "lightning", "plain")),
+    )
     gather_features: bool = option(False, "all-gather features across processes for L_dc (DDP)")
     monitor_distances: bool = option(
         True, "log per-pair Wasserstein distances on a fixed validation sample, every method"

@@ -364,7 +364,7 @@ def fit_end_to_end(
         batch_size=finetune.eval_batch_size,
         bf16=bf16,
     )
-    return FitResult.collect(module, trainer, best, metrics, seed, start)
+    return FitResult.after_trainer(module, trainer, best, metrics, seed, start)
 
 
 def default_freeze_epochs(family: str) -> dict[str, int]:

@@ -28,6 +28,7 @@ from iidfusion.core.config import iter_options
 from iidfusion.core.provenance import provenance
 from iidfusion.data.features.base import DatasetSplits
 from iidfusion.engine import resume as resume_checks
+from iidfusion.engine.plain_loop import choose_loop, fit_plain, plain_device, plain_loop_blocker
 from iidfusion.engine.results import json_text, rounded, write_files
 from iidfusion.engine.resume import RunRecord, data_digest
 from iidfusion.engine.trainer import (
@@ -67,6 +68,7 @@ RESUMABLE_CHANGES = frozenset(
         "train.num_workers",
         "train.threads",
         "train.progress_bar",
+        "train.loop",
         "train.checkpoints",
         "train.loggers",
         "train.monitor_distances",
@@ -114,16 +116,18 @@ def splits_digest(splits: DatasetSplits) -> str:
     return data_digest(pieces)
 
 
+def early_stopping(train: TrainConfig) -> dict[str, Any]:
+    """The early-stopping arguments of either loop (:func:`~iidfusion.engine.trainer.build_trainer`,
+    :func:`~iidfusion.engine.plain_loop.fit_plain`).
+    """
+    return {"patience": train.patience, "stop_on": train.stop_on, "min_epochs": train.min_epochs}
+
+
 def trainer_options(train: TrainConfig) -> dict[str, Any]:
     """The keyword arguments of :func:`~iidfusion.engine.trainer.build_trainer` that only this
     task's training section has: early stopping and precision.
     """
-    return {
-        "patience": train.patience,
-        "stop_on": train.stop_on,
-        "min_epochs": train.min_epochs,
-        "precision": train.precision,
-    }
+    return early_stopping(train) | {"precision": train.precision}
 
 
 @dataclass
@@ -146,15 +150,17 @@ class FitResult:
     def collect(
         cls,
         module: FusionModule,
-        trainer: L.Trainer,
         best: BestWeights,
         metrics: list[NoiseMetrics],
         seed: int,
         started: float,
-        epochs: int | None = None,
+        *,
+        epochs: int,
+        device: str,
+        is_global_zero: bool = True,
     ) -> FitResult:
-        """The result of a finished ``trainer.fit`` (``started``: its ``time.perf_counter()``;
-        ``epochs``: those trained, when the trainer of this process did not count them).
+        """The result of a finished fit (``started``: its ``time.perf_counter()``; ``epochs``: those
+        trained; ``device``: as :func:`~iidfusion.engine.trainer.trainer_device` says it).
         """
         return cls(
             method=module.spec.name,
@@ -163,11 +169,36 @@ class FitResult:
             best_val_acc=best.best_score if best.best_score is not None else float("nan"),
             best_val_loss=best.best_loss if best.best_loss is not None else float("nan"),
             best_epoch=best.best_epoch,
-            epochs=trainer.current_epoch if epochs is None else epochs,
+            epochs=epochs,
             seconds=time.perf_counter() - started,
-            is_global_zero=trainer.is_global_zero,
+            is_global_zero=is_global_zero,
             module=module,
+            device=device,
+        )
+
+    @classmethod
+    def after_trainer(
+        cls,
+        module: FusionModule,
+        trainer: L.Trainer,
+        best: BestWeights,
+        metrics: list[NoiseMetrics],
+        seed: int,
+        started: float,
+        epochs: int | None = None,
+    ) -> FitResult:
+        """:meth:`collect` after ``trainer.fit`` (``epochs``: those trained, when the trainer of this
+        process did not count them).
+        """
+        return cls.collect(
+            module,
+            best,
+            metrics,
+            seed,
+            started,
+            epochs=trainer.current_epoch if epochs is None else epochs,
             device=trainer_device(trainer),
+            is_global_zero=trainer.is_global_zero,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -236,7 +267,9 @@ def fit_method(
 
     ``run_dir`` receives checkpoints and logs (none when ``None``); ``resume`` is a
     checkpoint (e.g. ``run_dir/checkpoints/last.ckpt``) to continue from; ``callbacks``: more
-    Lightning callbacks of the caller (e.g. tuning's pruning).
+    Lightning callbacks of the caller (e.g. tuning's pruning). ``train.loop`` picks Lightning's
+    loop or the plain one (:mod:`iidfusion.engine.plain_loop`), which runs the same fit faster
+    where nothing of Lightning's is needed.
     """
     digest = splits_digest(splits)
     if resume is not None:
@@ -259,19 +292,43 @@ def fit_method(
         splits, batch_size=config.train.batch_size, seed=seed, num_workers=config.train.num_workers
     )
     best = BestWeights(module.monitor)
-    trainer = build_trainer(
-        config.train,
-        run_dir,
-        seed,
-        best,
-        record=RunRecord(method, seed, digest),
-        description=f"{method} seed {seed}",
+    train = config.train
+    blocker = plain_loop_blocker(
+        train,
+        run_dir=run_dir,
+        resume=resume,
         callbacks=callbacks,
-        **trainer_options(config.train),
+        precision=train.precision,
+        num_workers=train.num_workers,
     )
-    fit_interruptible(trainer, module, data, resume)
+    description = f"{method} seed {seed}"
+    trainer: L.Trainer | None = None
+    if choose_loop(train.loop, blocker) == "plain":
+        plain = fit_plain(
+            module,
+            data,
+            best,
+            device=cast(torch.device, plain_device(train)),
+            seed=seed,
+            max_epochs=train.max_epochs,
+            progress=train.progress_bar,
+            description=description,
+            **early_stopping(train),
+        )
+    else:
+        trainer = build_trainer(
+            train,
+            run_dir,
+            seed,
+            best,
+            record=RunRecord(method, seed, digest),
+            description=description,
+            callbacks=callbacks,
+            **trainer_options(train),
+        )
+        fit_interruptible(trainer, module, data, resume)
     epochs = None
-    if spawns_processes(config.train.strategy):  # trained in child processes: what rank 0 saved
+    if trainer is not None and spawns_processes(train.strategy):  # trained in child processes: what rank 0 saved
         epochs = recover_spawned_run(run_dir, module, best)
     evaluation = config.eval
     metrics = evaluate_under_noise(
@@ -283,4 +340,6 @@ def fit_method(
         mask=evaluation.noise_mask,
         seed=seed,
     )
-    return FitResult.collect(module, trainer, best, metrics, seed, start, epochs)
+    if trainer is None:
+        return FitResult.collect(module, best, metrics, seed, start, epochs=plain.epochs, device=plain.device)
+    return FitResult.after_trainer(module, trainer, best, metrics, seed, start, epochs)

@@ -198,6 +198,10 @@ class FusionModule(L.LightningModule):
         # accuracies, monitored distances) serve the loggers only; without one, a fit computes what
         # selection and early stopping read (val/acc, val/loss) and the loss the progress bar shows.
         self._diagnostics = True
+        # Without a Lightning trainer (the plain loop, iidfusion.engine.plain_loop): the scores the
+        # callbacks read, and the epoch.
+        self.epoch_scores: dict[str, Tensor] = {}
+        self.loop_epoch = 0
 
     @classmethod
     def for_feature_views(
@@ -285,12 +289,25 @@ class FusionModule(L.LightningModule):
         return self.model(inputs).logits
 
     def setup(self, stage: str) -> None:
-        self._diagnostics = bool(self.trainer.loggers)
+        self._diagnostics = self._trainer is not None and bool(self.trainer.loggers)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch being trained, in either loop."""
+        return self.current_epoch if self._trainer is not None else self.loop_epoch
+
+    def _log_score(self, name: str, value: Tensor, prog_bar: bool = False) -> None:
+        """A score the callbacks read (selection, early stopping, the progress bar): logged through
+        Lightning when a trainer runs the module, kept in ``epoch_scores`` in every case.
+        """
+        self.epoch_scores[name] = value
+        if self._trainer is not None:
+            self.log(name, value, prog_bar=prog_bar)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         output = self.model(batch["inputs"])
         losses = self.loss_fn(output, batch["label"], batch["index"], strategy=self.model.strategy)
-        losses.check_finite(f"at epoch {self.current_epoch}, batch {batch_idx}")
+        losses.check_finite(f"at epoch {self.epoch}, batch {batch_idx}")
         total, penalty = losses.total, self.weight_penalty()
         if penalty is not None:
             total = total + penalty
@@ -329,7 +346,9 @@ class FusionModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         history = getattr(self.model.strategy, "loss_history", None)
         self._history_at_epoch_start = (
-            history.clone() if isinstance(history, Tensor) and self.trainer.world_size > 1 else None
+            history.clone()
+            if isinstance(history, Tensor) and self._trainer is not None and self.trainer.world_size > 1
+            else None
         )
 
     def on_train_epoch_end(self) -> None:
@@ -341,7 +360,7 @@ class FusionModule(L.LightningModule):
         """
         means = self._train_means.peek_global()  # every process's samples
         self._train_means.pop()
-        self.log("train/loss", means.pop("loss"))  # the progress bar's
+        self._log_score("train/loss", means.pop("loss"))  # the progress bar's
         self._log_to_loggers({f"train/{k}": v for k, v in means.items()})
         self._feature_means.pop()
         if self._history_at_epoch_start is not None:
@@ -390,8 +409,8 @@ class FusionModule(L.LightningModule):
         if len(labels) == 0:
             return
         # The metrics of the whole split, the same on every process: nothing left to synchronise.
-        self.log("val/acc", sums["acc"] / len(labels), prog_bar=True)
-        self.log("val/loss", sums["loss"] / len(labels))
+        self._log_score("val/acc", sums["acc"] / len(labels), prog_bar=True)
+        self._log_score("val/loss", sums["loss"] / len(labels))
         if self._diagnostics:
             _, f1 = classification_metrics(predictions.cpu(), labels.cpu(), self.model.num_classes)
             metrics = {f"val/{k}": v / len(labels) for k, v in sums.items() if k not in ("acc", "loss")}

@@ -23,7 +23,7 @@ from iidfusion.tasks.classification.config import ExperimentConfig, config_to_di
 # Options that never change a result: where and how a run reports, and what other commands read.
 _NEVER_READ = {
     "": ("method", "seed", "methods", "seeds", "jobs", "out", "datasets", "variants"),
-    "train": ("progress_bar", "loggers", "checkpoints", "monitor_distances", "monitor_samples", "num_workers"),
+    "train": ("progress_bar", "loggers", "checkpoints", "monitor_distances", "monitor_samples", "num_workers", "loop"),
 }
 # The loss options of each regularizer: read only by the methods that train with it.
 IC_OPTIONS = ("alpha", "variant", "lam", "kl_scale", "margin", "ic_reduction")
