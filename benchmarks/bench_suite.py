@@ -43,8 +43,18 @@ METHODS = ("lf-static", "if-static", "iid-l", "if-qmf", "iid-q", "iid-p")
 BASES = ("lf-static", "if-static", "if-qmf", "qmf", "if-pdf", "pdf")  # neither L_ic nor L_dc
 QUICK = (("handwritten",), ("lf-static", "iid-l"), 1, (1,))  # data sets, methods, seeds, jobs
 # Flags that both this checkout's `suite` and the baseline's accept.
-FIXED = ("--variants", "paper", "--threads", "1", "--accelerator", "cpu", "--no-checkpoints", "--loggers", "")
-FIXED += ("--no-progress-bar",)
+FIXED = (
+    "--variants",
+    "paper",
+    "--threads",
+    "1",
+    "--accelerator",
+    "cpu",
+    "--no-checkpoints",
+    "--loggers",
+    "",
+    "--no-progress-bar",
+)
 
 RunKey = tuple[str, str, str, int]  # data set, L_ic reading, method, seed
 
@@ -180,8 +190,8 @@ def differences(now: dict[RunKey, dict[str, Any]], then: dict[RunKey, dict[str, 
 
 
 def equality(measurements: list[Measurement]) -> dict[str, Any]:
-    """This checkout's runs against the baseline's in every (jobs, round) both ran, and each checkout's runs
-    against its own first measurement (the same at every jobs value and round?).
+    """This checkout's runs against the baseline's in every (jobs, round) both ran, and, for a checkout
+    measured more than once, its runs against its own first measurement (the same at every jobs value and round?).
     """
     pairs: list[dict[str, Any]] = []
     differing: dict[RunKey, set[str]] = {}
@@ -198,7 +208,8 @@ def equality(measurements: list[Measurement]) -> dict[str, Any]:
     stable = {}
     for label in dict.fromkeys(m.checkout for m in measurements):
         own = [m for m in measurements if m.checkout == label]
-        stable[label] = all(not differences(m.runs, own[0].runs) for m in own[1:])
+        if len(own) > 1:
+            stable[label] = all(not differences(m.runs, own[0].runs) for m in own[1:])
     return {
         "pairs": pairs,
         "differing": [
@@ -273,7 +284,7 @@ def render(
             + "; ".join(_verdict(count, ratios(measurements, count)) for count in jobs_values)
             + "."
         )
-        lines += ["", *_equality_lines(equality(measurements), names)]
+        lines += ["", *_equality_lines(equality(measurements), names, protocol)]
     lines += [
         "",
         f"Machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} logical "
@@ -292,7 +303,7 @@ def _verdict(jobs: int, ratio: tuple[float, float] | None) -> str:
     return f"--jobs {jobs}: {ratio[0]:.2f} x, " + ("met" if ratio[0] >= TARGET else "not met")
 
 
-def _equality_lines(found: dict[str, Any], names: dict[str, str]) -> list[str]:
+def _equality_lines(found: dict[str, Any], names: dict[str, str], protocol: Protocol) -> list[str]:
     pairs = found["pairs"]
     lines = [
         "Equal results: every run's numbers (test accuracy and macro-F1 at every noise level, best validation "
@@ -302,14 +313,16 @@ def _equality_lines(found: dict[str, Any], names: dict[str, str]) -> list[str]:
         + "."
     ]
     differing = found["differing"]
-    bases = [d for d in differing if d["base"]]
-    lines[-1] += (
-        f" Bases ({', '.join(m for m in METHODS if m in BASES)}): "
-        + ("all identical." if not bases else f"{len(bases)} differ.")
-        + " Each checkout's results the same at every jobs value and round: "
-        + ", ".join(f"{names[label]} {'yes' if same else 'no'}" for label, same in found["stable"].items())
-        + "."
-    )
+    bases = [m for m in protocol.methods if m in BASES]
+    differ = sum(d["base"] for d in differing)
+    if bases:
+        lines[-1] += f" Bases ({', '.join(bases)}): " + (f"{differ} runs differ." if differ else "all identical.")
+    if found["stable"]:
+        lines[-1] += (
+            " Each checkout's results the same at every jobs value and round: "
+            + ", ".join(f"{names[label]}: {'yes' if same else 'no'}" for label, same in found["stable"].items())
+            + "."
+        )
     if differing:
         lines += ["", "| data set | reading | method | seed | base | differs in |", "|---|---|---|---:|---|---|"]
         lines += [
