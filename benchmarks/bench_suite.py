@@ -43,18 +43,8 @@ METHODS = ("lf-static", "if-static", "iid-l", "if-qmf", "iid-q", "iid-p")
 BASES = ("lf-static", "if-static", "if-qmf", "qmf", "if-pdf", "pdf")  # neither L_ic nor L_dc
 QUICK = (("handwritten",), ("lf-static", "iid-l"), 1, (1,))  # data sets, methods, seeds, jobs
 # Flags that both this checkout's `suite` and the baseline's accept.
-FIXED = (
-    "--variants",
-    "paper",
-    "--threads",
-    "1",
-    "--accelerator",
-    "cpu",
-    "--no-checkpoints",
-    "--loggers",
-    "",
-    "--no-progress-bar",
-)
+FIXED: tuple[str, ...] = ("--variants", "paper", "--threads", "1", "--accelerator", "cpu", "--no-checkpoints")
+FIXED += ("--loggers", "", "--no-progress-bar")
 
 RunKey = tuple[str, str, str, int]  # data set, L_ic reading, method, seed
 
