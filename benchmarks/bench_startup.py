@@ -42,11 +42,11 @@ def _environment(checkout: Path) -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, paths)))
 
 
-def _run(arguments: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall and CPU seconds (user + system) of one child process, and its stderr."""
+def _run(arguments: list[str], env: dict[str, str], cwd: str | None = None) -> tuple[float, float, str]:
+    """Wall and CPU seconds (user + system) of one child process (run in ``cwd``), and its stderr."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, *arguments], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, *arguments], env=env, cwd=cwd, capture_output=True, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPTS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -194,6 +196,61 @@ def test_startup_benchmark_reports_ratios_within_rounds():
     assert "| `iidfusion --help (baseline)` | 3.000 | 1.500 | 100.00 | 1.25 | 1.500 | torch |" in report
     assert "the checkout `iidfusion-abc1234`" in report and "| `iidfusion --help` | 0.08 | 0.08 |" in report
     assert "Target `iidfusion --help` <= 0.3 s (wall, median): 0.240 s, met." in report
+
+
+def test_suite_benchmark_reports_fits_per_hour_and_equal_results(tmp_path):
+    bench_suite = _script("bench_suite")
+    assert bench_suite.parse_jobs("1,2") == (1, 2) and bench_suite.fits_per_hour(36, 1800.0) == 72.0
+    for bad in ("0", "1,x", "1,1", ""):
+        with pytest.raises(ValueError, match="--jobs"):
+            bench_suite.parse_jobs(bad)
+    assert bench_suite.main(["--baseline", str(tmp_path)]) == 2  # no src/iidfusion: before anything runs
+
+    suite = {
+        "config": {"train": {"max_epochs": 100, "patience": 10}},
+        "runs": [
+            {
+                "dataset": "handwritten",
+                "variant": "paper",
+                "method": method,
+                "seed": 0,
+                "val_acc": 0.9,
+                "val_loss": None,
+                "epochs": 12,
+                "test": [{"noise": 0.0, "accuracy": 0.95, "macro_f1": 0.94}],
+            }
+            for method in ("lf-static", "iid-l")
+        ],
+    }
+    (tmp_path / "suite.json").write_text(json.dumps(suite))
+    runs, settings = bench_suite.read_runs(tmp_path / "suite.json")
+    assert settings == {"max_epochs": 100, "patience": 10}
+    base, iid = ("handwritten", "paper", "lf-static", 0), ("handwritten", "paper", "iid-l", 0)
+    assert runs[base] == {
+        "test accuracy at noise 0.0": 0.95,
+        "test macro-F1 at noise 0.0": 0.94,
+        "best validation accuracy": 0.9,
+        "validation loss": None,
+        "epochs": 12,
+    }
+    changed = {**runs, iid: {**runs[iid], "test accuracy at noise 0.0": 0.95 + 1e-12}}  # no rounding
+    assert bench_suite.differences(changed, runs) == {iid: ["test accuracy at noise 0.0"]}
+
+    protocol = bench_suite.Protocol(("handwritten",), ("lf-static", "iid-l"), 1)
+    measurements = [
+        bench_suite.Measurement("this checkout", 1, 1, 20.0, 18.0, 2, 24, settings, changed),
+        bench_suite.Measurement("baseline", 1, 1, 60.0, 45.0, 2, 24, settings, runs),
+        bench_suite.Measurement("baseline", 1, 2, 50.0, 45.0, 2, 24, settings, runs),
+        bench_suite.Measurement("this checkout", 1, 2, 20.0, 15.0, 2, 24, settings, changed),
+    ]
+    assert bench_suite.ratios(measurements, 1) == (2.75, 2.75)  # medians of 3 and 2.5; of 2.5 and 3
+    names = {"this checkout": "this checkout, `now`", "baseline": "baseline, `then`"}
+    report = bench_suite.render(measurements, protocol, "python benchmarks/bench_suite.py", names, rounds=2)
+    assert "| this checkout, `now` | 1 | 2 | 24 | 20.0 | 16.5 | 360 | 436 | 2.75 | 2.75 |" in report
+    assert "| baseline, `then` | 1 | 2 | 24 | 55.0 | 45.0 | 131 | 160 |  |  |" in report
+    assert "--jobs 1: 2.75 x, not met" in report and "--jobs 1, round 1: 1 of 2 identical" in report
+    assert "Bases (lf-static): all identical." in report and "| handwritten | paper | iid-l | 0 | no |" in report
+    assert "this checkout, `now`: yes, baseline, `then`: yes" in report
 
 
 def test_mvsa_report_from_the_commands_outputs(tmp_path):
