@@ -337,3 +337,17 @@ def test_mvsa_report_from_the_commands_outputs(tmp_path):
         and "p (Holm)" in report
         and "| `extract` | 10.0 min (600 s) | 1800 MiB |" in report
     )
+
+
+def test_fit_profile_sorts_each_function_into_its_category():
+    profile_fit = _script("profile_fit")
+    assert profile_fit.category(("~", 0, "<method 'run_backward' of 'torch._C._EngineBase' objects>")).startswith(
+        "backward"
+    )
+    assert profile_fit.category(("/x/torch/optim/adam.py", 1, "step")).startswith("optimizer")
+    assert profile_fit.category(("~", 0, "<built-in method torch._foreach_mul_>")).startswith("optimizer")
+    assert profile_fit.category(("/x/src/iidfusion/ot/sinkhorn.py", 1, "iterate")).startswith("Sinkhorn")
+    assert profile_fit.category(("~", 0, "<built-in method torch._C._nn.linear>")).startswith("layer kernels")
+    assert profile_fit.category(("/x/iidfusion/tasks/classification/data.py", 38, "<dictcomp>")).startswith("data")
+    assert profile_fit.category(("/x/lightning/pytorch/loops/fit_loop.py", 1, "run")).startswith("Lightning")
+    assert profile_fit.category(("/x/iidfusion/fusion/model.py", 1, "encode")) == profile_fit.OTHER
