@@ -83,7 +83,10 @@ def test_validation_patience_counts_validations_without_a_better_score(stop_on, 
     stopped = None
     for epoch, (acc, loss) in enumerate(scores, start=1):
         trainer.callback_metrics = {"val/acc": torch.tensor(acc), "val/loss": torch.tensor(loss)}
-        callback.on_train_epoch_end(trainer, SimpleNamespace(monitor="val/acc"))
+        module = SimpleNamespace(monitor="val/acc")
+        callback.on_validation_end(trainer, module)
+        callback.on_train_epoch_end(trainer, module)
+        callback.on_train_epoch_end(trainer, module)  # an epoch without validation: the same scores, not counted
         if trainer.should_stop:
             stopped = epoch
             break

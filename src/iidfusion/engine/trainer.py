@@ -100,7 +100,8 @@ class ValidationPatience(Callback):
     Accuracy alone judges a run that is still at chance as stuck, while its loss may be falling
     (docs/evidence.md, "Intermediate fusion with many views"); loss alone stops runs whose
     accuracy still improves once they become over-confident. ``Trainer(min_epochs=...)`` keeps a
-    stop from taking effect before that many epochs.
+    stop from taking effect before that many epochs. Only epochs that ended with a validation
+    count (a task may validate every few epochs, as the KG's ``eval_every``).
     """
 
     def __init__(self, patience: int, stop_on: str = "acc") -> None:
@@ -111,10 +112,15 @@ class ValidationPatience(Callback):
         self.best_acc = -math.inf
         self.best_loss = math.inf
         self.wait_count = 0
+        self._validated = False  # whether this epoch ended with a validation
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._validated = self._validated or not trainer.sanity_checking
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics, monitor = trainer.callback_metrics, _monitored(pl_module).monitor
-        if trainer.sanity_checking or monitor not in metrics:
+        validated, self._validated = self._validated, False
+        if not validated or monitor not in metrics:
             return
         exhausted = self.update(float(metrics[monitor]), float(metrics[VAL_LOSS]) if VAL_LOSS in metrics else math.nan)
         stop = trainer.strategy.reduce_boolean_decision(exhausted, all=False)

@@ -108,6 +108,18 @@ def test_training_improves_mrr_over_untrained(tiny_kg, tmp_path):
     assert not list((tmp_path / "run").glob(".*"))
 
 
+def test_patience_counts_validations_and_stops_after_one(tiny_kg):
+    """Trained to convergence: with lr 0 no validation beats the first, so patience 2 stops right
+    after the third validation (epoch 6 with eval_every 2), not after two epochs."""
+    config = small_config()
+    config.train.learning_rate = 1e-12
+    config.train.max_epochs, config.train.eval_every, config.train.patience = 40, 2, 2
+    result = fit_kg(tiny_kg, fixture_features(tiny_kg), config)
+    assert [r["epoch"] for r in result.history] == list(range(1, 7))
+    assert [r["epoch"] for r in result.history if "valid/mrr" in r] == [2, 4, 6]
+    assert result.best_epoch == 2
+
+
 def test_iid_run_is_finite_and_seeded(tiny_kg):
     features = fixture_features(tiny_kg)
     config = small_config(alpha=0.1, beta=0.1, coherence_points=16)

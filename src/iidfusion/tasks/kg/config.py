@@ -54,8 +54,9 @@ class KGTrainConfig:
     small graph every tensor is tiny and several threads mostly wait on each other, the more so
     on a shared machine. ``checkpoints``: best and last under ``<out>/checkpoints`` (what
     ``--resume`` continues); ``loggers``: "csv", "tensorboard" (under ``<out>``);
-    ``progress_bar``: one bar over the epochs on stderr. KG runs stop after ``max_epochs``
-    (no early stopping) and train in float32.
+    ``progress_bar``: one bar over the epochs on stderr. ``patience`` > 0 stops a run after that
+    many validations without a better validation MRR (training to convergence with a large
+    ``max_epochs``); 0 trains ``max_epochs``. KG runs train in float32.
     """
 
     max_epochs: int = option(100, "training epochs", rule=at_least(1, MAX_EPOCHS))
@@ -63,6 +64,11 @@ class KGTrainConfig:
     learning_rate: float = option(0.1, "learning rate (OTKGE: Adagrad at 0.1)", flag="--lr", rule=positive())
     optimizer: str = option("adagrad", "optimizer: adagrad, adam or sgd", rule=one_of(tuple(OPTIMIZERS)))
     eval_every: int = option(5, "validate every N epochs (and at the last)", rule=at_least(1, MAX_EPOCHS))
+    patience: int = option(
+        0,
+        "early stopping: validations without a better validation MRR (0: off, train --max-epochs)",
+        rule=at_least(0, MAX_EPOCHS),
+    )
     eval_batch_size: int = option(1024, "queries per batch of the filtered ranking", rule=at_least(1, MAX_BATCH))
     tie_policy: str = option(
         DEFAULT_TIE_POLICY,

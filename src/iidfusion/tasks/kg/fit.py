@@ -164,6 +164,7 @@ def _fit(
         record=RunRecord(config.model.name, config.seed, digest),
         description=f"kg seed {config.seed}",
         callbacks=[ValidationSchedule(config.train.eval_every, config.train.max_epochs)],
+        patience=config.train.patience,
     )
     with warnings.catch_warnings():
         # The best checkpoint waits for the first validation (epoch eval_every) without a word.
@@ -176,7 +177,7 @@ def _fit(
         state = read_checkpoint(run_dir / "checkpoints" / "last.ckpt", "the run's last checkpoint")
         best.load_state_dict(state["callbacks"][BestWeights.__qualname__])
         module.history = list(state["kg"]["history"])
-    assert best.weights is not None  # the last epoch is always validated
+    assert best.weights is not None  # the last epoch is always validated (early stopping stops after one)
     model = copy.deepcopy(module.model).to(trainer.strategy.root_device)
     model.load_state_dict(best.weights)
     valid = module.evaluate("valid", model)
