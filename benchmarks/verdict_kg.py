@@ -237,7 +237,7 @@ def _checked_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _checked_plan(payload: dict[str, Any]) -> dict[str, Any]:
-    return _having(payload, ("seeds_planned", "trials"))
+    return _having(payload, ("seeds_planned", "grid", "trials"))
 
 
 def _having(payload: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
@@ -389,7 +389,10 @@ def analyse(plan_payload: Mapping[str, Any] | None, cache: Cache) -> dict[str, A
     """Both protocols from the cache: tuned (the selected grid trial) and untuned (the config's own)."""
     if plan_payload is None:
         empty = compare_arms([])
-        return {"seeds_planned": PROTOCOL.seeds, "trials_planned": 0, "trials_done": 0, "hours": 0.0} | {
+        return {"seeds_planned": PROTOCOL.seeds, "grid": dataclasses.asdict(PROTOCOL)} | {
+            "trials_planned": 0,
+            "trials_done": 0,
+            "hours": 0.0,
             "tuned": empty,
             "untuned": empty,
             "trials": [],
@@ -411,6 +414,7 @@ def analyse(plan_payload: Mapping[str, Any] | None, cache: Cache) -> dict[str, A
     done = {key: r for key, r in records.items() if r is not None}
     return {
         "seeds_planned": plan_payload["seeds_planned"],
+        "grid": plan_payload["grid"],
         "trials_planned": len(records),
         "trials_done": len(done),
         "hours": sum(_float(r["seconds"]) for r in done.values() if "diverged" not in r) / 3600,
@@ -451,10 +455,11 @@ def _difference(entry: Mapping[str, Any]) -> str:
     return f"{fmt_number(entry['difference'], '+.4f')} [{fmt_number(low, '+.4f')}, {fmt_number(high, '+.4f')}]"
 
 
-def render(stats: Mapping[str, Any], grid: Grid = PROTOCOL) -> str:
-    """The report for people (numbers rounded here, at writing)."""
+def render(stats: Mapping[str, Any]) -> str:
+    """The report for people (numbers rounded here, at writing), of the grid the trials ran with."""
     from iidfusion.engine.results import fmt_number, markdown_table
 
+    grid = Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in stats["grid"].items()})
     state = status(stats)
     lines = [
         "# Does IID help on a knowledge graph? WN9-IMG, OTKGE against OTKGE + IID",
