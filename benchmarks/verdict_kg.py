@@ -60,12 +60,24 @@ import hashlib
 import json
 import math
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import Tensor
+
+from iidfusion.core.config import merge_config, nest
+from iidfusion.core.provenance import git_state
+from iidfusion.engine.results import fmt_number, json_text, markdown_table, write_files
+from iidfusion.engine.runs import load_outcome, run_tasks, save_outcome
+from iidfusion.engine.stats import paired_bootstrap_ci
+from iidfusion.kg.data import KnowledgeGraph, load_triples_folder
+from iidfusion.kg.features import build_modality_features, default_feature_sources
+from iidfusion.tasks.kg.config import KGCompareConfig, KGExperimentConfig, load_kg_config
+from iidfusion.tasks.kg.fit import fit_kg, graph_digest
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -96,7 +108,7 @@ class Grid:
         if len(self.alphas) * len(self.betas) != len(self.lr_factors) * len(self.n3_weights):
             raise ValueError("the arms' grids must have the same size k (compute-matched arms)")
 
-    def trials(self, arm: str, config: Any) -> list[Params]:
+    def trials(self, arm: str, config: KGExperimentConfig) -> list[Params]:
         """The k trials of ``arm`` in grid order (``config``: the experiment, for the base's learning rate)."""
         if arm == BASE:
             return [
@@ -110,7 +122,7 @@ class Grid:
 PROTOCOL = Grid()
 
 
-def defaults(arm: str, config: Any, compare: Any) -> Params:
+def defaults(arm: str, config: KGExperimentConfig, compare: KGCompareConfig) -> Params:
     """The untuned trial of ``arm``: the config's own optimisation, or its ``compare`` section's IID weights."""
     if arm == BASE:
         return (
@@ -120,10 +132,8 @@ def defaults(arm: str, config: Any, compare: Any) -> Params:
     return (("objective.iid.alpha", compare.alpha), ("objective.iid.beta", compare.beta))
 
 
-def trial_config(config: Any, arm: str, seed: int, params: Params, grid: Grid) -> Any:
+def trial_config(config: KGExperimentConfig, arm: str, seed: int, params: Params, grid: Grid) -> KGExperimentConfig:
     """The experiment one trial trains: ``params`` set, alpha = beta = 0 for OTKGE, trained to convergence."""
-    from iidfusion.core.config import merge_config, nest
-
     values: dict[str, Any] = {"seed": seed, "train.max_epochs": grid.max_epochs, "train.patience": grid.patience}
     values["train.progress_bar"] = False
     if arm == BASE:
@@ -132,7 +142,7 @@ def trial_config(config: Any, arm: str, seed: int, params: Params, grid: Grid) -
     return merge_config(config, nest(values), "the verdict's trial")
 
 
-def trial_key(digest: str, arm: str, seed: int, params: Params, config: Any) -> str:
+def trial_key(digest: str, arm: str, seed: int, params: Params, config: KGExperimentConfig) -> str:
     """What a trial's result depends on: the data's content, the arm, the seed, its values and every
     setting (the data's path and the progress bar aside); exact floats (JSON keeps every bit).
     """
@@ -178,7 +188,7 @@ def _shown(params: Params | Mapping[str, float]) -> str:
     return ", ".join(f"{labels.get(k, k)} {v:g}" for k, v in dict(params).items())
 
 
-def plan(digest: str, config: Any, compare: Any, seeds: int, grid: Grid) -> list[Planned]:
+def plan(digest: str, config: KGExperimentConfig, compare: KGCompareConfig, seeds: int, grid: Grid) -> list[Planned]:
     """Every trial of seeds 0..seeds-1, seed by seed, OTKGE (the cheaper arm) first; the untuned trial
     joins its grid twin (same key) or runs after the grid.
     """
@@ -210,24 +220,16 @@ class Cache:
         return self.folder / f"{key}.json"
 
     def get(self, key: str) -> dict[str, Any] | None:
-        from iidfusion.engine.runs import load_outcome
-
         path = self.path(key)
         return load_outcome(path, _checked_record) if path.is_file() else None
 
     def save(self, key: str, record: dict[str, Any]) -> None:
-        from iidfusion.engine.runs import save_outcome
-
         save_outcome(self.path(key), record)
 
     def save_plan(self, payload: dict[str, Any]) -> None:
-        from iidfusion.engine.runs import save_outcome
-
         save_outcome(self.work / "plan.json", payload)
 
     def load_plan(self) -> dict[str, Any] | None:
-        from iidfusion.engine.runs import load_outcome
-
         path = self.work / "plan.json"
         return load_outcome(path, _checked_plan) if path.is_file() else None
 
@@ -253,18 +255,19 @@ def _float(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-def train_trial(kg: Any, features: Mapping[str, Any], cache: Cache, job: tuple[Planned, Any]) -> dict[str, Any]:
+def train_trial(
+    kg: KnowledgeGraph, features: Mapping[str, Tensor], cache: Cache, job: tuple[Planned, KGExperimentConfig]
+) -> dict[str, Any]:
     """Train one trial and keep it in the cache at once (a worker process saves its own)."""
-    from iidfusion.core.provenance import git_state
-    from iidfusion.tasks.kg.fit import fit_kg
-
     trial, config = job
     record: dict[str, Any] = {"version": RESULTS_VERSION, "arm": trial.arm, "seed": trial.seed}
     record["params"] = dict(trial.params)
+    start = time.perf_counter()
     try:
         fit = fit_kg(kg, features, config)
     except FloatingPointError as error:  # diverged: kept, ranked last by the selection
-        record |= {"diverged": str(error), "valid_mrr": None, "test_mrr": None, "seconds": math.nan}
+        record |= {"diverged": str(error), "valid_mrr": None, "test_mrr": None}
+        record["seconds"] = time.perf_counter() - start
     else:
         record |= {
             "valid_mrr": fit.valid.mrr,
@@ -285,7 +288,7 @@ def trial_line(trial: Planned, record: Mapping[str, Any]) -> str:
     """The line a finished trial prints: what it scored, how long it trained and took."""
     head = f"seed {trial.seed} {trial.name}"
     if "diverged" in record:
-        return f"{head}: diverged ({record['diverged']})"
+        return f"{head}: diverged after {record['seconds']:.0f} s ({record['diverged']})"
     return (
         f"{head}: valid MRR {record['valid_mrr']:.4f}, test MRR {record['test_mrr']:.4f}, best epoch "
         f"{record['best_epoch']} of {record['epochs']}, {record['seconds']:.0f} s"
@@ -293,10 +296,10 @@ def trial_line(trial: Planned, record: Mapping[str, Any]) -> str:
 
 
 def run(
-    kg: Any,
-    features: Mapping[str, Any],
-    config: Any,
-    compare: Any,
+    kg: KnowledgeGraph,
+    features: Mapping[str, Tensor],
+    config: KGExperimentConfig,
+    compare: KGCompareConfig,
     work: Path,
     *,
     seeds: int,
@@ -307,9 +310,6 @@ def run(
     """Train the trials of seeds 0..seeds-1 the cache lacks (the plan covers the protocol's seeds
     too, so an interim report counts them); returns how many were trained.
     """
-    from iidfusion.engine.runs import run_tasks
-    from iidfusion.tasks.kg.fit import graph_digest
-
     digest = graph_digest(kg, features)
     planned = plan(digest, config, compare, max(seeds, grid.seeds), grid)
     cache = Cache(work)
@@ -324,15 +324,14 @@ def run(
         }
     )
     missing = [t for t in planned if t.seed < seeds and not cache.path(t.key).is_file()]
-    unique = list({t.key: t for t in missing}.values())
-    log(f"{len(planned) - len(missing)} of {len(planned)} trials cached; training {len(unique)}")
-    jobs_of = [(t, trial_config(config, t.arm, t.seed, t.params, grid)) for t in unique]
+    log(f"{len(planned) - len(missing)} of {len(planned)} trials cached; training {len(missing)} (seeds < {seeds})")
 
-    def done(count: int, job: tuple[Planned, Any], record: dict[str, Any]) -> None:
-        log(f"[{count}/{len(unique)}] {trial_line(job[0], record)}")
+    def done(count: int, job: tuple[Planned, KGExperimentConfig], record: dict[str, Any]) -> None:
+        log(f"[{count}/{len(missing)}] {trial_line(job[0], record)}")
 
+    jobs_of = [(t, trial_config(config, t.arm, t.seed, t.params, grid)) for t in missing]
     run_tasks(jobs_of, jobs, functools.partial(train_trial, kg, features, cache), done)
-    return len(unique)
+    return len(missing)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,8 +363,6 @@ def verdict_of(seeds: int, mean: float, low: float, high: float) -> str:
 
 def compare_arms(pairs: Sequence[tuple[int, Mapping[str, Any], Mapping[str, Any]]]) -> dict[str, Any]:
     """The paired analysis of ``pairs`` = (seed, OTKGE's selected trial, OTKGE + IID's)."""
-    from iidfusion.engine.stats import paired_bootstrap_ci
-
     base = [_float(b["test_mrr"]) for _, b, _ in pairs]
     iid = [_float(i["test_mrr"]) for _, _, i in pairs]
     differences = np.subtract(iid, base)
@@ -388,44 +385,36 @@ def compare_arms(pairs: Sequence[tuple[int, Mapping[str, Any], Mapping[str, Any]
 def analyse(plan_payload: Mapping[str, Any] | None, cache: Cache) -> dict[str, Any]:
     """Both protocols from the cache: tuned (the selected grid trial) and untuned (the config's own)."""
     if plan_payload is None:
-        empty = compare_arms([])
-        return {"seeds_planned": PROTOCOL.seeds, "grid": dataclasses.asdict(PROTOCOL)} | {
-            "trials_planned": 0,
-            "trials_done": 0,
-            "hours": 0.0,
-            "tuned": empty,
-            "untuned": empty,
-            "trials": [],
-        }
+        plan_payload = {"seeds_planned": PROTOCOL.seeds, "grid": dataclasses.asdict(PROTOCOL), "trials": []}
     trials = [Planned(**{**t, "params": tuple(tuple(p) for p in t["params"])}) for t in plan_payload["trials"]]
     records = {t.key: cache.get(t.key) for t in trials}
-    tuned, untuned = [], []
+    tuned: list[tuple[int, Mapping[str, Any], Mapping[str, Any]]] = []
+    untuned: list[tuple[int, Mapping[str, Any], Mapping[str, Any]]] = []
     for seed in range(plan_payload["seeds_planned"]):
         grids = {
-            arm: sorted((t for t in trials if t.seed == seed and t.arm == arm and t.order is not None), key=_order)
+            arm: sorted(
+                (t for t in trials if t.seed == seed and t.arm == arm and t.order is not None),
+                key=lambda t: t.order or 0,
+            )
             for arm in ARMS
         }
         if all(grids[arm] and all(records[t.key] is not None for t in grids[arm]) for arm in ARMS):
             picks = {arm: [records[t.key] for t in grids[arm]] for arm in ARMS}
             tuned.append((seed, *(picks[arm][chosen(picks[arm])] for arm in ARMS)))
-        own = [next((t for t in trials if t.seed == seed and t.arm == arm and t.default), None) for arm in ARMS]
-        if all(t is not None and records[t.key] is not None for t in own):
-            untuned.append((seed, *(records[t.key] for t in own if t is not None)))
+        own = [records.get(t.key) for t in trials if t.seed == seed and t.default]
+        if len(own) == len(ARMS) and all(r is not None for r in own):
+            untuned.append((seed, *sorted(own, key=lambda r: ARMS.index(r["arm"]))))
     done = {key: r for key, r in records.items() if r is not None}
     return {
         "seeds_planned": plan_payload["seeds_planned"],
         "grid": plan_payload["grid"],
         "trials_planned": len(records),
         "trials_done": len(done),
-        "hours": sum(_float(r["seconds"]) for r in done.values() if "diverged" not in r) / 3600,
+        "hours": sum(r["seconds"] for r in done.values()) / 3600,
         "tuned": compare_arms(tuned),
         "untuned": compare_arms(untuned),
         "trials": [{"key": t.key, **dataclasses.asdict(t), "record": records[t.key]} for t in trials],
     }
-
-
-def _order(trial: Planned) -> int:
-    return _order_of(dataclasses.asdict(trial))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,22 +432,16 @@ def status(stats: Mapping[str, Any]) -> str:
 
 
 def _mrr(value: float | None) -> str:
-    from iidfusion.engine.results import fmt_number
-
     return fmt_number(_float(value), ".4f")
 
 
 def _difference(entry: Mapping[str, Any]) -> str:
-    from iidfusion.engine.results import fmt_number
-
     low, high = entry["ci"]
     return f"{fmt_number(entry['difference'], '+.4f')} [{fmt_number(low, '+.4f')}, {fmt_number(high, '+.4f')}]"
 
 
 def render(stats: Mapping[str, Any]) -> str:
     """The report for people (numbers rounded here, at writing), of the grid the trials ran with."""
-    from iidfusion.engine.results import fmt_number, markdown_table
-
     grid = Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in stats["grid"].items()})
     state = status(stats)
     lines = [
@@ -570,8 +553,6 @@ def _order_of(entry: Mapping[str, Any]) -> int:
 
 def write_report(work: Path, out: Path) -> str:
     """``verdict_kg.md`` (rounded) and ``verdict_kg.json`` (exact) in ``out`` from the cache in ``work`` alone."""
-    from iidfusion.engine.results import json_text, write_files
-
     cache = Cache(work)
     stats = analyse(cache.load_plan(), cache)
     report = render(stats)
@@ -584,14 +565,12 @@ def write_report(work: Path, out: Path) -> str:
 # Command
 
 
-def load_data(folder: Path, config_path: Path, cache_dir: Path) -> tuple[Any, dict[str, Any], Any, Any]:
+def load_data(
+    folder: Path, config_path: Path, cache_dir: Path
+) -> tuple[KnowledgeGraph, dict[str, Tensor], KGExperimentConfig, KGCompareConfig]:
     """The graph of ``folder``, its modality features (the config's sources, else the folder's own) and
     the config with its ``compare`` section.
     """
-    from iidfusion.kg.data import load_triples_folder
-    from iidfusion.kg.features import build_modality_features, default_feature_sources
-    from iidfusion.tasks.kg.config import load_kg_config
-
     config, compare = load_kg_config(config_path)
     kg = load_triples_folder(folder, name="wn9img", vocabulary=config.vocabulary)
     sources = config.features or default_feature_sources(folder)
