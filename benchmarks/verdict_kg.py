@@ -324,7 +324,8 @@ def run(
         }
     )
     missing = [t for t in planned if t.seed < seeds and not cache.path(t.key).is_file()]
-    log(f"{len(planned) - len(missing)} of {len(planned)} trials cached; training {len(missing)} (seeds < {seeds})")
+    cached = sum(cache.path(t.key).is_file() for t in planned)
+    log(f"{cached} of {len(planned)} planned trials cached; training {len(missing)} (seeds 0..{seeds - 1})")
 
     def done(count: int, job: tuple[Planned, KGExperimentConfig], record: dict[str, Any]) -> None:
         log(f"[{count}/{len(missing)}] {trial_line(job[0], record)}")

@@ -144,6 +144,7 @@ def test_run_trains_each_trial_once_keeps_exact_values_and_reports(vkg, tiny_kg,
     stamps = [f.stat().st_mtime_ns for f in files]
     # A rerun trains nothing; a second seed trains that seed's trials only.
     assert vkg.run(tiny_kg, features, config, compare, work, seeds=1, grid=grid, log=lines.append) == 0
+    assert lines[-1] == "2 of 4 planned trials cached; training 0 (seeds 0..0)"
     assert vkg.run(tiny_kg, features, config, compare, work, seeds=2, grid=grid, log=lines.append) == 2
     assert [f.stat().st_mtime_ns for f in files] == stamps
     report = vkg.write_report(work, tmp_path / "out")
