@@ -47,7 +47,7 @@ Cost on the 2-core CPU (one torch thread a trial; benchmarks/results/kg_wn9img.m
 IID epoch about 29 s, a baseline epoch about 3 s, validations included). A trial runs to its best
 epoch plus 15; with best epochs of 20-40 (the 20-epoch runs there were still improving) that is
 35-55 epochs: per seed 6 IID trials are 1.7-2.7 h and 6 baseline trials 10-17 min, so the
-protocol's 3 seeds take 5.5-8.8 h at ``--jobs 1`` (about half with ``--jobs 2``), and at most
+protocol's 3 seeds take 5.6-8.8 h at ``--jobs 1`` (about half with ``--jobs 2``), and at most
 about 32 h if every trial ran its 200 epochs. Every trial's seconds are printed and recorded.
 """
 
@@ -414,7 +414,7 @@ def analyse(plan_payload: Mapping[str, Any] | None, cache: Cache) -> dict[str, A
         "hours": sum(r["seconds"] for r in done.values()) / 3600,
         "tuned": compare_arms(tuned),
         "untuned": compare_arms(untuned),
-        "trials": [{"key": t.key, **dataclasses.asdict(t), "record": records[t.key]} for t in trials],
+        "trials": [{**dataclasses.asdict(t), "record": records[t.key]} for t in trials],
     }
 
 
