@@ -824,8 +824,8 @@ def render(
     ]
     lines += [
         "Not covered here: the protocol's knowledge-graph part (WN9-IMG, OTKGE against OTKGE + IID, 3 seeds; "
-        "docs/protocol.md) is analysed on its own and is not run by this command; "
-        "`benchmarks/results/kg_wn9img.md` holds the earlier, untuned comparison.",
+        "docs/protocol.md) is analysed on its own, by `python benchmarks/verdict_kg.py run`, in "
+        "`benchmarks/results/verdict_kg.md`.",
         "",
         f"Cost: {state['cells_done']} fits, {state['fit_hours']:.1f} h of fitting in total (one torch thread "
         "each, 2 at a time on a 2-core machine).",
