@@ -185,6 +185,7 @@ def fit_plain(
                 break
     finally:
         bar.close()
+    module.cpu()  # as Lightning leaves a module after fit
     return PlainFit(epochs=trained, device=str(device))
 
 

@@ -80,7 +80,8 @@ class DistributionCoherenceOutput:
     @property
     def potentials(self) -> tuple[Tensor, Tensor]:
         """The dual potentials (f, g) of every problem solved, detached: the ``init`` of a later
-        call on the same points (e.g. a fixed monitoring sample whose features moved a little)."""
+        call on the same points (e.g. a fixed monitoring sample whose features moved a little).
+        """
         return self._transport.f, self._transport.g
 
 
@@ -153,7 +154,7 @@ def distribution_coherence(
         first, second = first + involved, second + involved
     # index_select: its backward is an index_add, several times cheaper than that of clouds[list].
     selected = [clouds.index_select(0, torch.tensor(rows, device=clouds.device)) for rows in (first, second)]
-    cost = pairwise_cost(*selected, p=1)
+    cost = pairwise_cost(selected[0], selected[1], p=1)
     result = sinkhorn_unbalanced(
         cost, eps=eps, rho=rho, max_iter=max_iter, tol=tol, check_every=_CHECK_EVERY, init=init
     )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import once_differentiable
 
 __all__ = ["pairwise_cost"]
 
@@ -85,7 +86,7 @@ class _EuclideanDistance(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: FunctionCtx, x: Tensor, y: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, y: Tensor) -> Tensor:
         xc, yc, _ = _centred(x, y)
         if xc.dtype in (torch.float16, torch.bfloat16):  # half precision loses the expansion
             xc, yc = xc.float(), yc.float()
@@ -109,9 +110,9 @@ class _EuclideanDistance(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:
         x_hat, y_hat, inverse = ctx.saved_tensors
-        x_shape, x_dtype, y_shape, y_dtype = ctx.inputs  # type: ignore[attr-defined]
+        x_shape, x_dtype, y_shape, y_dtype = ctx.inputs
         weights = torch.mul(grad.to(inverse.dtype), inverse)
         grad_x = x_hat * weights.sum(-1, keepdim=True) - torch.matmul(weights, y_hat)
         grad_y = y_hat * weights.sum(-2).unsqueeze(-1) - torch.matmul(weights.transpose(-1, -2), x_hat)

@@ -1,4 +1,5 @@
-"""Estimators of the Wasserstein distance between two point clouds (docs/method.md, "Distribution coherence"; the paper's Figure 2).
+"""Estimators of the Wasserstein distance between two point clouds (docs/method.md, "Distribution
+coherence"; the paper's Figure 2).
 
 Every estimator takes two clouds ``x`` ``(n, d)``, ``y`` ``(m, d)`` with uniform weights and
 returns a 0-d tensor in the same unit: the optimal transport cost ``W_p^p`` for the ground
@@ -12,7 +13,7 @@ study of estimator error against time uses exactly these functions.
 | entropic | <T, C> of the entropic plan | >= exact when balanced, -> exact as eps -> 0 |
 | sampled | entropic on k random points per cloud | upward (subsampling) |
 | sliced | mean 1-D W_p^p over random directions / E|theta_1|^p | a lower bound in expectation, exact for translations |
-| max-sliced | largest 1-D W_p^p over random directions, optionally improved by ascent on the sphere | a lower bound, always; far below in high d without the ascent |
+| max-sliced | largest 1-D W_p^p over directions (+ ascent on the sphere) | a lower bound; low in high d sans ascent |
 | rip | entropic after :class:`FourierRIPReducer` | distortion of the reduction, energy of dropped bins |
 
 Gradients: ``exact``, ``sliced`` and ``max_sliced`` are differentiable with respect to the

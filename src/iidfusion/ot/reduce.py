@@ -135,7 +135,8 @@ class FourierRIPReducer(nn.Module):
 
     def _analysis(self, like: Tensor) -> Tensor:
         """(2 * n_bins, dim): rows [cos(2 pi k t / dim) per bin, then -sin(2 pi k t / dim)], so
-        that z @ analysis^T holds the real, then the imaginary parts of rfft(z)."""
+        that z @ analysis^T holds the real, then the imaginary parts of rfft(z).
+        """
         spectrum = torch.fft.rfft(
             torch.eye(self.dim, dtype=torch.float64), dim=-1
         )  # row t: the spectrum of the unit signal e_t
@@ -155,8 +156,9 @@ class FourierRIPReducer(nn.Module):
             return amplitude.mean(-2).topk(self.d1, dim=-1).indices
 
     def spectrum(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """rfft of ``z`` ``(..., n, dim // 2 + 1)`` and the indices ``(..., d1)`` of the bins
-        of largest amplitude averaged over the n points of each cloud (those ``forward`` keeps)."""
+        """Rfft of ``z`` ``(..., n, dim // 2 + 1)`` and the indices ``(..., d1)`` of the bins
+        of largest amplitude averaged over the n points of each cloud (those ``forward`` keeps).
+        """
         z = self._checked(z)
         return torch.fft.rfft(z, dim=-1), self._kept_bins(z)
 

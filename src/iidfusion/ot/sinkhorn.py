@@ -62,6 +62,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -178,12 +179,13 @@ class EpsTooSmallError(ValueError):
 
 def smallest_safe_eps(cost_scale: float, dtype: torch.dtype = torch.float32) -> float:
     """The smallest eps :func:`sinkhorn_unbalanced` accepts for costs up to ``cost_scale`` in
-    absolute value, solved in ``dtype`` (float16 / bfloat16 are solved in float32)."""
+    absolute value, solved in ``dtype`` (float16 / bfloat16 are solved in float32).
+    """
     return SAFE_EPS_ULPS * torch.finfo(_working_dtype(dtype)).eps * float(cost_scale)
 
 
 def _damping(rho: float, eps: float) -> float:
-    """tau = rho / (rho + eps): the exponent of the unbalanced Sinkhorn update (1 if balanced)."""
+    """Tau = rho / (rho + eps): the exponent of the unbalanced Sinkhorn update (1 if balanced)."""
     return 1.0 if math.isinf(rho) else rho / (rho + eps)
 
 
@@ -258,13 +260,13 @@ class _EnvelopeValue(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, cost: Tensor, value: Tensor, rows: Tensor, kernel: Tensor, cols: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, cost: Tensor, value: Tensor, rows: Tensor, kernel: Tensor, cols: Tensor) -> Tensor:
         ctx.save_for_backward(rows, kernel, cols)
         ctx.cost_shape, ctx.cost_dtype = cost.shape, cost.dtype
         return value.clone()
 
     @staticmethod
-    def backward(ctx, grad_value: Tensor) -> tuple[Tensor, None, None, None, None]:  # type: ignore[override]
+    def backward(ctx, grad_value: Tensor) -> tuple[Tensor, None, None, None, None]:
         rows, kernel, cols = ctx.saved_tensors
         grad = _plan(rows * grad_value.to(rows.dtype).reshape(-1, 1), kernel, cols)
         return grad.view(ctx.cost_shape).to(ctx.cost_dtype), None, None, None, None
@@ -308,7 +310,8 @@ def _validate(cost: Tensor, a: Tensor | None, b: Tensor | None, *, eps: float, r
         )
         raise EpsTooSmallError(
             f"eps={eps:g} is too small for costs up to {scale:.3g} in {str(work).removeprefix('torch.')} "
-            f"(exp(-C / eps) would drown in rounding error); the smallest safe eps is {smallest_safe_eps(scale, work):.2g}{in_float64}"
+            "(exp(-C / eps) would drown in rounding error); the smallest safe eps is "
+            f"{smallest_safe_eps(scale, work):.2g}{in_float64}"
         )
     a, log_a, mass_a, log_a_bounds = _weights(a, "a", n_problems, n, cost3, work)
     b, log_b, mass_b, log_b_bounds = _weights(b, "b", n_problems, m, cost3, work)
@@ -334,7 +337,7 @@ def _weights(
 ) -> tuple[Tensor, Tensor, Tensor, tuple[float, float]]:
     """Weights ``(P, size)``, their logarithms, their sums ``(P,)`` and the bounds of the logarithms."""
     if w is None:
-        options = {"dtype": work, "device": cost.device}
+        options: dict[str, Any] = {"dtype": work, "device": cost.device}
         return (
             torch.full((n_problems, size), 1.0 / size, **options),
             torch.full((n_problems, size), -math.log(size), **options),
@@ -369,7 +372,8 @@ def _validate_options(*, max_iter: int, tol: float, check_every: int) -> None:
 
 def _validate_init(init: tuple[Tensor, Tensor] | None, problem: _Problem, single: bool) -> tuple[Tensor, float] | None:
     """The warm start's column potentials g (P, m) and their range max g - min g (the row
-    potentials are checked but not needed: the first row update recomputes them from g)."""
+    potentials are checked but not needed: the first row update recomputes them from g).
+    """
     if init is None:
         return None
     if not (isinstance(init, (tuple, list)) and len(init) == 2):
@@ -424,7 +428,8 @@ class _Scaling:
         kernel_range: float | None = None,
     ) -> None:
         """``log_kernel``: (f0 + g0 - C) / eps if already at hand (consumed). ``kernel_range``:
-        a bound on max - min of its entries when known (the kernel is then plain if it fits)."""
+        a bound on max - min of its entries when known (the kernel is then plain if it fits).
+        """
         eps, rho = problem.eps, problem.rho
         self.problem, self.f0, self.g0 = problem, f0, g0
         self.tau = _damping(rho, eps)
@@ -434,7 +439,7 @@ class _Scaling:
             log_kernel = _log_kernel(problem, f0, g0)
         exponent_range = _limits(log_kernel.dtype)
         self.plain = kernel_range is not None and kernel_range <= PLAIN_RANGE_FRACTION * exponent_range
-        if self.plain:
+        if kernel_range is not None and self.plain:
             # u K v and K v must stay normal: the drift of u and v shares what the kernel leaves.
             size = math.log(max(problem.cost.shape[1:]))
             self.max_drift = _PLAIN_DRIFT_FRACTION * exponent_range - kernel_range - size
@@ -466,9 +471,10 @@ class _Scaling:
     def _update(
         self, product: Tensor, log_coefficient: Tensor, previous: Tensor, omega: float
     ) -> tuple[Tensor, Tensor]:
-        """log u and u from ``product`` (K v or K^T u, a fresh tensor, used in place), over-relaxed
+        """Log u and u from ``product`` (K v or K^T u, a fresh tensor, used in place), over-relaxed
         by ``omega``: f <- (1 - omega) f + omega f_update, i.e. log u <- (1 - omega) log u +
-        omega (log a - tau f0 / rho - tau log K v)."""
+        omega (log a - tau f0 / rho - tau log K v).
+        """
         log_new = product.log_().mul_(-self.tau * omega).add_(log_coefficient, alpha=omega)
         if omega != 1.0:
             log_new.add_(previous, alpha=1.0 - omega)
@@ -479,7 +485,8 @@ class _Scaling:
         every plain iteration, and after the first of a relaxed block only (over-relaxation damps
         that direction too: on L_dc's problems, once per block then converges as fast as after
         every iteration). The last column update is plain, so that the columns' optimality
-        condition holds exactly when :meth:`check` reads the rows."""
+        condition holds exactly when :meth:`check` reads the rows.
+        """
         log_u, log_v, u, v, kv = self.log_u, self.log_v, self.u, self.v, self.kv
         for k in range(count):
             log_u, u = self._update(torch.bmm(v, self.kernel_t) if kv is None else kv, self.log_row_coef, log_u, omega)
@@ -566,7 +573,7 @@ def _log_domain_translation(problem: _Problem, f: Tensor, g: Tensor) -> tuple[Te
 
 
 def _annealing_schedule(problem: _Problem, budget: int) -> list[float]:
-    """eps levels of the cold start, each run as one exact log-domain iteration.
+    """Eps levels of the cold start, each run as one exact log-domain iteration.
 
     Coarse levels from min(cost range, _ANNEALING_START * eps) down by _ANNEALING_RATIO
     while above eps / _ANNEALING_RATIO, only when the cost range exceeds _ANNEAL_ABOVE * eps
@@ -678,7 +685,8 @@ def _next_block(check_every: int, previous: float, residual: float, count: int, 
     """Iterations before the next check: ``check_every``, or up to 4 times that while the
     residual's decay over the last block says that tol is still far (half of the predicted
     remaining iterations, so that the prediction, which ignores the coming relaxation, does not
-    overshoot); fewer checks, each a host synchronisation and a dozen small operations."""
+    overshoot); fewer checks, each a host synchronisation and a dozen small operations.
+    """
     if not (math.isfinite(previous) and residual < previous):
         return check_every
     rate = (residual / previous) ** (1.0 / count)
@@ -711,7 +719,8 @@ def _relaxation(omega: float, previous: float, residual: float, count: int) -> f
 class _Solution:
     """The final state reduced to what the result needs: potentials and marginals (P, n + m),
     the value, and the plan in factored form ``rows[:, :, None] * kernel * cols[:, None, :]``
-    (never formed unless asked)."""
+    (never formed unless asked).
+    """
 
     problem: _Problem
     potentials: Tensor
