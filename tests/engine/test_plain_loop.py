@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from iidfusion.engine.plain_loop import choose_loop, plain_device, plain_loop_blocker
+from iidfusion.engine.trainer import ValidationObserver
 from iidfusion.tasks.classification.fit import fit_method
 
 
@@ -45,6 +46,28 @@ def test_early_stopping_stops_both_loops_at_the_same_epoch(min_epochs, tiny_spli
         for loop in ("lightning", "plain")
     }
     assert epochs["plain"] == epochs["lightning"] == max(min_epochs, 2)
+
+
+class _Heard(ValidationObserver):
+    def __init__(self):
+        self.heard = []
+
+    def after_validation(self, epoch, scores, monitor, agree=lambda x: x):
+        self.heard.append((epoch, monitor, scores[monitor], scores["val/loss"]))
+
+
+def test_validation_observers_hear_the_same_scores_in_both_loops(tiny_splits, fast_config):
+    """An observer (tuning's report to an Optuna trial) keeps a fit in the plain loop and hears
+    what it would have heard in Lightning's."""
+    config = _with(fast_config, max_epochs=4, checkpoints=False, loggers=())
+    heard = {}
+    for loop in ("lightning", "plain"):
+        observer = _Heard()
+        fit_method(tiny_splits, "if-qmf", 1, _with(config, loop=loop), callbacks=[observer])
+        heard[loop] = observer.heard
+    assert heard["plain"] == heard["lightning"]
+    assert [h[0] for h in heard["plain"]] == [0, 1, 2, 3] and {h[1] for h in heard["plain"]} == {"val/acc"}
+    assert plain_loop_blocker(config.train, run_dir=None, callbacks=[_Heard()]) is None
 
 
 def test_auto_picks_the_plain_loop_only_where_nothing_needs_lightning(fast_config, tmp_path):

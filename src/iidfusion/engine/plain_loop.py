@@ -35,6 +35,7 @@ from iidfusion.engine.trainer import (
     VAL_LOSS,
     BestWeights,
     MonitoredModule,
+    ValidationObserver,
     ValidationPatience,
     epoch_postfix,
     parse_devices,
@@ -105,7 +106,7 @@ def plain_loop_blocker(
         return "loggers"
     if resume is not None:
         return "a resume"
-    if callbacks:
+    if any(not isinstance(callback, ValidationObserver) for callback in callbacks):
         return "extra Lightning callbacks"
     if precision not in _FULL_PRECISION:
         return f"precision {precision}"
@@ -142,9 +143,11 @@ def fit_plain(
     min_epochs: int = 0,
     progress: bool = False,
     description: str = "fit",
+    observers: Sequence[ValidationObserver] = (),
 ) -> PlainFit:
     """Train ``module`` on ``data`` as :func:`~iidfusion.engine.trainer.build_trainer`'s trainer
-    with the same arguments would (module docstring); ``best`` keeps the best weights.
+    with the same arguments (and ``observers`` as its extra callbacks) would (module docstring);
+    ``best`` keeps the best weights.
     """
     scored = cast(PlainLoopModule, module)
     _deterministic_like_lightning()
@@ -174,6 +177,8 @@ def fit_plain(
             scores = scored.epoch_scores
             if scored.monitor in scores:
                 best.consider(float(scores[scored.monitor]), scores.get(VAL_LOSS), epoch, module)
+            for observer in observers:
+                observer.after_validation(epoch, {k: float(v) for k, v in scores.items()}, scored.monitor)
             module.on_train_epoch_end()
             if stopper is not None and scored.monitor in scores:
                 loss_value = float(scores[VAL_LOSS]) if VAL_LOSS in scores else float("nan")

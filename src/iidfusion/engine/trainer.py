@@ -89,6 +89,28 @@ def reseed_batch(seed: int, epoch: int, batch_idx: int, rank: int, device: torch
         torch.cuda.manual_seed(batch_seed)
 
 
+class ValidationObserver(Callback):
+    """A callback that acts only after each validation, on the epoch's scores: either loop runs it
+    (Lightning through its hooks, :func:`~iidfusion.engine.plain_loop.fit_plain` through
+    :meth:`after_validation`), so a fit that needs nothing else of Lightning keeps the plain loop.
+    """
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            scores = {name: float(value) for name, value in trainer.callback_metrics.items()}
+            self.after_validation(
+                trainer.current_epoch, scores, _monitored(pl_module).monitor, trainer.strategy.broadcast
+            )
+
+    def after_validation(
+        self, epoch: int, scores: Mapping[str, float], monitor: str, agree: Callable[[Any], Any] = lambda x: x
+    ) -> None:
+        """After the validation of ``epoch`` (0-based): its ``scores`` by name, ``monitor`` the one
+        that selects; ``agree`` makes every process take the same decision (rank 0's).
+        """
+        raise NotImplementedError
+
+
 STOP_CRITERIA = ("acc", "loss", "acc_or_loss")
 
 

@@ -33,6 +33,7 @@ from iidfusion.engine.results import json_text, rounded, write_files
 from iidfusion.engine.resume import RunRecord, data_digest
 from iidfusion.engine.trainer import (
     BestWeights,
+    ValidationObserver,
     build_trainer,
     fit_interruptible,
     recover_spawned_run,
@@ -313,6 +314,7 @@ def fit_method(
             max_epochs=train.max_epochs,
             progress=train.progress_bar,
             description=description,
+            observers=cast(Sequence[ValidationObserver], callbacks),  # all of them: plain_loop_blocker
             **early_stopping(train),
         )
     else:

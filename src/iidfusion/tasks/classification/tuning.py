@@ -44,12 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-from lightning.pytorch.callbacks import Callback
-
 from iidfusion.core.progress import progress_bar
 from iidfusion.data.features.base import DatasetSplits
 from iidfusion.engine.outputs import run_state
+from iidfusion.engine.trainer import ValidationObserver
 from iidfusion.fusion.methods import get_method
 from iidfusion.losses.informatic import VARIANTS
 from iidfusion.tasks.classification.config import TUNABLE, ExperimentConfig, TuneConfig, load_config, search_space
@@ -279,25 +277,26 @@ def _taken_by_earlier_trial(study, number: int, params: Mapping[str, Any]) -> bo
     return any(t.number < number and t.params == params and _is_point(t) for t in study.get_trials(deepcopy=False))
 
 
-class ReportToTrial(Callback):
+class ReportToTrial(ValidationObserver):
     """Reports the module's validation score (its ``monitor``, validation accuracy) to an Optuna
     trial after every validation epoch, and stops the fit (``optuna.TrialPruned``) when the
-    study's pruner says so; the epoch it stopped at is recorded on the trial.
+    study's pruner says so; the epoch it stopped at is recorded on the trial. Either training loop
+    runs it (:class:`~iidfusion.engine.trainer.ValidationObserver`).
     """
 
     def __init__(self, trial: Any) -> None:
         self.trial = trial
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        score = trainer.callback_metrics.get(getattr(pl_module, "monitor", "val/acc"))
-        if trainer.sanity_checking or score is None:
+    def after_validation(
+        self, epoch: int, scores: Mapping[str, float], monitor: str, agree: Callable[[Any], Any] = lambda x: x
+    ) -> None:
+        if monitor not in scores:
             return
-        self.trial.report(float(score), step=trainer.current_epoch)
-        prune = bool(trainer.strategy.broadcast(self.trial.should_prune()))  # every process stops, or none
-        if prune:
+        self.trial.report(scores[monitor], step=epoch)
+        if bool(agree(self.trial.should_prune())):  # every process stops, or none
             optuna = optuna_module()
-            self.trial.set_user_attr(_PRUNED, trainer.current_epoch + 1)
-            raise optuna.TrialPruned(f"pruned after epoch {trainer.current_epoch + 1}")
+            self.trial.set_user_attr(_PRUNED, epoch + 1)
+            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
 
 
 def open_study(config: ExperimentConfig, method: str, seed: int, data_id: str, *, sampler=None, pruner=None):
