@@ -1,13 +1,14 @@
 """The standalone benchmark scripts that no `iidfusion` subcommand wraps."""
 
 import contextlib
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.benchmark_modules import benchmark_module
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -38,17 +39,8 @@ def test_regularizer_cost_reports_each_regularizer():
         assert costs["L_dc (ms)"] > 0  # 15 transport problems cannot be free
 
 
-def _real_data():
-    """benchmarks/real_data.py as a module (registered, as its dataclasses need)."""
-    if "real_data" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("real_data", SCRIPTS / "real_data.py")
-        sys.modules["real_data"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["real_data"])
-    return sys.modules["real_data"]
-
-
 def test_real_data_measures_each_command(tmp_path):
-    step = _real_data().run_step("help", ["--help"], tmp_path, threads=1)
+    step = benchmark_module("real_data").run_step("help", ["--help"], tmp_path, threads=1)
     assert step.seconds > 0 and step.peak_mib > 10
     assert "usage: iidfusion" in (tmp_path / "help.log").read_text()
 
@@ -57,7 +49,7 @@ def test_real_data_reports_from_the_commands_outputs(tmp_path):
     """The two reports, from outputs of the very commands the script runs (here in-process, on the fixtures)."""
     from iidfusion.cli.main import main
 
-    real_data = _real_data()
+    real_data = benchmark_module("real_data")
     repo, fixtures = SCRIPTS.parent, SCRIPTS.parent / "tests" / "fixtures"
     quiet = ["--no-progress-bar", "--accelerator", "cpu", "--threads", "1"]
     hfm = tmp_path / "hfm"
@@ -149,17 +141,8 @@ def test_real_data_reports_from_the_commands_outputs(tmp_path):
     assert "| baseline | 0 |" in report and "| iid | 0 |" in report and "| WN9-IMG | OTKGE + IID | 0.932 |" in report
 
 
-def _script(name: str):
-    """A benchmark script as a module."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
 def test_fit_benchmark_judges_each_target_on_its_ratio():
-    bench_fit = _script("bench_fit")
+    bench_fit = benchmark_module("bench_fit")
     labels = [c.label for c in bench_fit.fit_configs()]
     cpu = dict.fromkeys(labels, 10.0)
     cpu.update({"iid-l": 12.0, "iid-p": 15.0, "if-static": 10.4})  # IID-L meets 1.3x, IID-P misses it
@@ -179,7 +162,7 @@ def test_fit_benchmark_judges_each_target_on_its_ratio():
 
 
 def test_startup_benchmark_reports_ratios_within_rounds():
-    bench_startup = _script("bench_startup")
+    bench_startup = benchmark_module("bench_startup")
     labels = list(bench_startup.processes(SCRIPTS.parent))
     wall = dict.fromkeys(labels, 2.0) | {"python -c pass": 0.02, "python -c 'import torch'": 1.6}
     wall |= {"iidfusion --help": 0.16, "iidfusion fit --help": 0.2, "iidfusion --version": 0.1}
@@ -199,7 +182,7 @@ def test_startup_benchmark_reports_ratios_within_rounds():
 
 
 def test_suite_benchmark_reports_fits_per_hour_and_equal_results(tmp_path):
-    bench_suite = _script("bench_suite")
+    bench_suite = benchmark_module("bench_suite")
     assert bench_suite.parse_jobs("1,2") == (1, 2) and bench_suite.fits_per_hour(36, 1800.0) == 72.0
     for bad in ("0", "1,x", "1,1", ""):
         with pytest.raises(ValueError, match="--jobs"):
@@ -257,7 +240,7 @@ def test_mvsa_report_from_the_commands_outputs(tmp_path):
     """The MVSA-Single report, from the outputs of its commands run on the image + text fixture."""
     from iidfusion.cli.main import main
 
-    real_data = _real_data()
+    real_data = benchmark_module("real_data")
     repo = SCRIPTS.parent
     work = tmp_path / "mvsa"
     fixture = repo / "tests" / "fixtures" / "vision_language" / "mmbt"
@@ -340,7 +323,7 @@ def test_mvsa_report_from_the_commands_outputs(tmp_path):
 
 
 def test_fit_profile_sorts_each_function_into_its_category():
-    profile_fit = _script("profile_fit")
+    profile_fit = benchmark_module("profile_fit")
     assert profile_fit.category(("~", 0, "<method 'run_backward' of 'torch._C._EngineBase' objects>")).startswith(
         "backward"
     )

@@ -1,9 +1,6 @@
 """benchmarks/verdict.py: the selection rule, the waves, the cache key and the statistics of docs/protocol.md."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,20 +8,16 @@ import pytest
 from iidfusion.tasks.classification.compare import RunOutcome
 from iidfusion.tasks.classification.config import load_config
 from iidfusion.tasks.classification.report import EvalResult
+from tests.benchmark_modules import benchmark_module
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "verdict.py"
 # The key of one cell of the running protocol (test_the_cache_key_of_a_known_cell_is_pinned).
 PINNED_KEY = "ce3046c4098207fa7c1be4de"
 
 
 @pytest.fixture(scope="module")
 def verdict():
-    """The script as a module (registered, as its dataclasses need)."""
-    if "verdict" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("verdict", SCRIPT)
-        sys.modules["verdict"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["verdict"])
-    return sys.modules["verdict"]
+    """The script as a module."""
+    return benchmark_module("verdict")
 
 
 def _outcome(val_acc, val_loss=0.5, test=(0.8, 0.7, 0.6)):

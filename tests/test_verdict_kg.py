@@ -2,10 +2,8 @@
 part of docs/protocol.md (on the tiny graph of the KG tests, a few epochs).
 """
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,22 +11,18 @@ import pytest
 from iidfusion.engine.stats import paired_bootstrap_ci
 from iidfusion.tasks.kg.config import KGCompareConfig, load_kg_config
 from iidfusion.tasks.kg.fit import graph_digest
+from tests.benchmark_modules import benchmark_module
 from tests.kg.conftest import tiny_kg, tiny_kg_folder  # noqa: F401 -- fixtures
 from tests.tasks.kg.test_fit import fixture_features, small_config
 
 REPO = Path(__file__).resolve().parent.parent
-SCRIPT = REPO / "benchmarks" / "verdict_kg.py"
 LAYOUT = REPO / "tests" / "fixtures" / "wn9img_layout"
 
 
 @pytest.fixture(scope="module")
 def vkg():
-    """The script as a module (registered, as its dataclasses need)."""
-    if "verdict_kg" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("verdict_kg", SCRIPT)
-        sys.modules["verdict_kg"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["verdict_kg"])
-    return sys.modules["verdict_kg"]
+    """The script as a module."""
+    return benchmark_module("verdict_kg")
 
 
 def _tiny_grid(vkg, seeds=2):

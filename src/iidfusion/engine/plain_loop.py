@@ -18,6 +18,7 @@ A module trained here has no trainer to log to: it keeps what it logs for the ca
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -174,15 +175,16 @@ def fit_plain(
                 cast(torch.Tensor, loss).backward()
                 optimizer.step()
             _validate(module, val_loader, device)
-            scores = scored.epoch_scores
-            if scored.monitor in scores:
-                best.consider(float(scores[scored.monitor]), scores.get(VAL_LOSS), epoch, module)
+            scores = {name: float(value) for name, value in scored.epoch_scores.items()}
+            validated = scored.monitor in scores
+            if validated:
+                best.consider(scores[scored.monitor], scores.get(VAL_LOSS), epoch, module)
             for observer in observers:
-                observer.after_validation(epoch, {k: float(v) for k, v in scores.items()}, scored.monitor)
+                observer.after_validation(epoch, scores, scored.monitor)
             module.on_train_epoch_end()
-            if stopper is not None and scored.monitor in scores:
-                loss_value = float(scores[VAL_LOSS]) if VAL_LOSS in scores else float("nan")
-                should_stop = stopper.update(float(scores[scored.monitor]), loss_value) or should_stop
+            if stopper is not None and validated:
+                exhausted = stopper.update(scores[scored.monitor], scores.get(VAL_LOSS, math.nan))
+                should_stop = exhausted or should_stop
             bar.set_postfix(epoch_postfix(scored, scored.epoch_scores), refresh=False)
             bar.update(1)
             trained = epoch + 1
