@@ -267,7 +267,7 @@ def run_mvsa(args: argparse.Namespace) -> None:
         "--data",
         path_arg(features),
         "--out",
-        path_arg(work / "compare"),
+        path_arg(work / mvsa_compare_folder(args)),
         "--methods",
         args.methods,
         "--seeds",
@@ -279,14 +279,16 @@ def run_mvsa(args: argparse.Namespace) -> None:
         "--accelerator",
         "cpu",
     ]
-    compare += [str(part) for pair in mvsa_overrides(args) for part in pair]
+    compare += mvsa_compare_flags(args)
     steps.append(run_step("compare", compare, work, args.threads))
     text = mvsa_report(args, work, steps, probes, probe_seconds, (load_start, os.getloadavg()[0]), code)
-    out = Path(args.out or REPO / "benchmarks" / "results" / "mvsa_single.md")
+    name = "mvsa_single_tuned_l2.md" if args.tune_l2 else "mvsa_single.md"
+    out = Path(args.out or REPO / "benchmarks" / "results" / name)
     write_text_atomic(out, text)
     (work / "probe.json").write_text(json.dumps(probes, indent=2) + "\n", encoding="utf-8")
+    compared = work / mvsa_compare_folder(args)
     for suffix in (".json", ".csv"):
-        write_text_atomic(out.with_suffix(suffix), (work / "compare" / f"results{suffix}").read_text(encoding="utf-8"))
+        write_text_atomic(out.with_suffix(suffix), (compared / f"results{suffix}").read_text(encoding="utf-8"))
 
 
 # Training settings tried for the bases on MVSA-Single's frozen features, each judged on the DEV split:
@@ -490,9 +492,25 @@ def mvsa_overrides(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """The flags given on top of the config (those set)."""
     return [
         (flag, value)
-        for flag, value in (("--max-epochs", args.max_epochs), ("--unimodal-heads", args.unimodal_heads))
+        for flag, value in (
+            ("--max-epochs", args.max_epochs),
+            ("--unimodal-heads", args.unimodal_heads),
+            ("--tune-l2", args.tune_l2),
+        )
         if value
     ]
+
+
+def mvsa_compare_flags(args: argparse.Namespace) -> list[str]:
+    """``compare``'s flags for :func:`mvsa_overrides`. With an L2 grid, every method and seed chooses its L2
+    penalty on dev from that grid (the same k trials for every method), alpha and beta stay fixed.
+    """
+    flags = [str(part) for pair in mvsa_overrides(args) for part in pair]
+    return flags + (["--tune", "--tune-alpha=", "--tune-beta="] if args.tune_l2 else [])
+
+
+def mvsa_compare_folder(args: argparse.Namespace) -> str:
+    return "compare_tuned_l2" if args.tune_l2 else "compare"
 
 
 def mvsa_report(
@@ -509,7 +527,7 @@ def mvsa_report(
     from iidfusion.tasks.classification.report import EvalResult, average_accuracy
 
     manifest = json.loads((work / "features" / "manifest.json").read_text(encoding="utf-8"))
-    results = json.loads((work / "compare" / "results.json").read_text(encoding="utf-8"))
+    results = json.loads((work / mvsa_compare_folder(args) / "results.json").read_text(encoding="utf-8"))
     config = results["config"]
     train, loss, model, optim = config["train"], config["loss"], config["model"], config["optim"]
     encoders, samples = manifest["settings"]["encoders"], manifest["samples"]
@@ -563,7 +581,14 @@ def mvsa_report(
         f"Training settings: width {model['width']}, MLP hidden {model['hidden']} x {model['layers']} layer(s), "
         "dropout "
         f"{model['dropout']}, unimodal heads {model['unimodal_heads']!r}; AdamW lr {optim['lr']:g}, weight decay "
-        f"{optim['weight_decay']:g}, L2 penalty {optim.get('l2', 0.0):g}, batch {train['batch_size']}, at most "
+        f"{optim['weight_decay']:g}, L2 penalty "
+        + (
+            f"chosen per method and seed on dev among {args.tune_l2} (the same {len(args.tune_l2.split(','))} trials "
+            "for every method; alpha and beta fixed)"
+            if args.tune_l2
+            else f"{optim.get('l2', 0.0):g}"
+        )
+        + f", batch {train['batch_size']}, at most "
         f"{train['max_epochs']} epochs, early stopping "
         "patience "
         f"{train['patience']} on {train['stop_on']!r}; alpha {loss['alpha']:g}, beta {loss['beta']:g} "
@@ -585,7 +610,7 @@ def mvsa_report(
         "",
         "## Results",
         "",
-        *embedded_report(work / "compare" / "results.md"),
+        *embedded_report(work / mvsa_compare_folder(args) / "results.md"),
         "",
         "## Beside the paper's row",
         "",
@@ -657,7 +682,7 @@ def run_hfm(args: argparse.Namespace) -> None:
         "--data",
         path_arg(features / "features.npz"),
         "--out",
-        path_arg(work / "compare"),
+        path_arg(work / mvsa_compare_folder(args)),
         "--methods",
         args.methods,
         "--seeds",
@@ -680,7 +705,7 @@ def hfm_report(args: argparse.Namespace, work: Path, steps: list[Step], load: tu
     """The results file of an HFM run whose outputs lie in ``work`` (``code``: the commit that ran)."""
     features = work / "features"
     manifest = json.loads((features / "manifest.json").read_text(encoding="utf-8"))
-    results = json.loads((work / "compare" / "results.json").read_text(encoding="utf-8"))
+    results = json.loads((work / mvsa_compare_folder(args) / "results.json").read_text(encoding="utf-8"))
     config = results["config"]
     train, loss, model, optim = config["train"], config["loss"], config["model"], config["optim"]
     encoders = manifest["settings"]["encoders"]
@@ -719,7 +744,7 @@ def hfm_report(args: argparse.Namespace, work: Path, steps: list[Step], load: tu
         "",
         "## Results",
         "",
-        *embedded_report(work / "compare" / "results.md"),
+        *embedded_report(work / mvsa_compare_folder(args) / "results.md"),
         "",
         "## The paper's row",
         "",
@@ -792,7 +817,7 @@ def wn9img_sizes(args: argparse.Namespace) -> list[tuple[str, int]]:
 def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load: tuple[float, float], code: str) -> str:
     """The results file of a WN9-IMG run whose outputs lie in ``work`` (``code``: the commit that ran)."""
     sized = wn9img_sizes(args)
-    results = json.loads((work / "compare" / "results.json").read_text(encoding="utf-8"))
+    results = json.loads((work / mvsa_compare_folder(args) / "results.json").read_text(encoding="utf-8"))
     config = results["config"]
     model, train, iid = config["model"], config["train"], config["objective"]["iid"]
     runs = results["runs"]
@@ -829,7 +854,7 @@ def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load:
         "",
         "## Results",
         "",
-        *embedded_report(work / "compare" / "results.md"),
+        *embedded_report(work / mvsa_compare_folder(args) / "results.md"),
         "",
         "Per run:",
         "",
@@ -880,6 +905,12 @@ def build_parser() -> argparse.ArgumentParser:
     mvsa.add_argument("--max-epochs", type=int, default=0, help="override the config's epochs (0: the config's)")
     mvsa.add_argument(
         "--unimodal-heads", default="", help="override the config's model.unimodal_heads (shared or separate)"
+    )
+    mvsa.add_argument(
+        "--tune-l2",
+        default="",
+        help="an L2-penalty grid, e.g. 0.01,0.02,0.03,0.05: each method and seed chooses its L2 penalty on dev "
+        "(alpha and beta fixed; results into mvsa_single_tuned_l2.md)",
     )
     mvsa.set_defaults(run=run_mvsa)
     settings = sets.add_parser(

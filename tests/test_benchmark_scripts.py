@@ -334,3 +334,21 @@ def test_fit_profile_sorts_each_function_into_its_category():
     assert profile_fit.category(("/x/iidfusion/tasks/classification/data.py", 38, "<dictcomp>")).startswith("data")
     assert profile_fit.category(("/x/lightning/pytorch/loops/fit_loop.py", 1, "run")).startswith("Lightning")
     assert profile_fit.category(("/x/iidfusion/fusion/model.py", 1, "encode")) == profile_fit.OTHER
+
+
+def test_real_data_mvsa_tunes_only_the_l2_penalty_when_given_a_grid(capsys):
+    """``mvsa-single --tune-l2 GRID``: compare's flags give every method the same L2 grid and fix alpha and beta."""
+    import yaml
+
+    from iidfusion.cli.main import main
+
+    real_data = benchmark_module("real_data")
+    plain = real_data.build_parser().parse_args(["mvsa-single"])
+    assert real_data.mvsa_compare_flags(plain) == [] and real_data.mvsa_compare_folder(plain) == "compare"
+    args = real_data.build_parser().parse_args(["mvsa-single", "--tune-l2", "0.01,0.03"])
+    flags = real_data.mvsa_compare_flags(args)
+    assert real_data.mvsa_compare_folder(args) == "compare_tuned_l2"
+    assert main(["compare", "--data", "handwritten", *flags, "--print-config"]) == 0
+    tune = yaml.safe_load(capsys.readouterr().out)["tune"]
+    assert tune["enabled"] is True and tune["l2"] == [0.01, 0.03]
+    assert tune["alpha"] == [] and tune["beta"] == [] and tune["lr"] == [] and tune["weight_decay"] == []

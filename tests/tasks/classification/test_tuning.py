@@ -34,9 +34,18 @@ def test_a_grid_applies_only_to_the_methods_that_have_its_hyperparameter():
     }
     assert search_space(tune, get_method("if-static")) == {}
     # a shared hyperparameter gets the same grid, the same budget, for every method
-    shared = replace(tune, lr=(1e-3, 1e-2))
-    assert search_space(shared, get_method("qmf")) == {"lr": (1e-3, 1e-2)}
-    assert search_space(shared, get_method("iid-q"))["lr"] == (1e-3, 1e-2)
+    shared = replace(tune, lr=(1e-3, 1e-2), weight_decay=(1e-4, 1e-2), l2=(0.0, 0.01))
+    optimiser_grids = {"lr": (1e-3, 1e-2), "weight_decay": (1e-4, 1e-2), "l2": (0.0, 0.01)}
+    for method in ("lf-static", "qmf", "if-pdf"):
+        assert search_space(shared, get_method(method)) == optimiser_grids
+    assert {
+        k: v for k, v in search_space(shared, get_method("iid-q")).items() if k in optimiser_grids
+    } == optimiser_grids
+
+
+def test_a_tuned_optimiser_setting_reaches_the_trial_config(fast_config):
+    chosen = tuning.with_params(fast_config, {"l2": 0.02, "weight_decay": 0.5, "lr": 3e-4})
+    assert (chosen.optim.l2, chosen.optim.weight_decay, chosen.optim.lr) == (0.02, 0.5, 3e-4)
 
 
 def test_selection_is_on_validation_ties_broken_by_validation_loss_then_grid_order():
@@ -123,6 +132,8 @@ def test_two_processes_share_one_study_through_sqlite(tiny_splits, fast_config, 
         ({"sampler": "random"}, "unknown sampler"),
         ({"alpha": (float("nan"),)}, "alpha"),
         ({"lr": (0.0,)}, "lr"),
+        ({"weight_decay": (-1e-4,)}, "weight_decay"),
+        ({"l2": (float("inf"),)}, "l2"),
         ({"beta": (0.1, 0.1)}, "repeats"),
         ({"variant": ("sideways",)}, "unknown L_ic reading"),
         ({"d1": (-1,)}, "d1"),

@@ -159,8 +159,8 @@ class EvalConfig:
 class TuneConfig:
     """The paper's protocol (docs/method.md, "Tuning"): choose hyperparameters per method and seed
     on the validation split. Each grid applies to the methods that have the hyperparameter (alpha
-    and the variant: methods with L_ic; beta and d1: with L_dc; lr: every method), so the bases get
-    the same budget for every hyperparameter they share; an empty grid is not tuned.
+    and the variant: methods with L_ic; beta and d1: with L_dc; lr, weight decay and the L2 penalty:
+    every method), so the bases get the same budget for every hyperparameter they share; an empty grid is not tuned.
     """
 
     enabled: bool = option(
@@ -177,6 +177,14 @@ class TuneConfig:
     d1: tuple[int, ...] = option((), "d1 grid (empty: loss.d1, not tuned)", flag="--tune-d1")
     lr: tuple[float, ...] = option(
         (), "learning-rate grid, for every method (empty: optim.lr, not tuned)", flag="--tune-lr"
+    )
+    weight_decay: tuple[float, ...] = option(
+        (),
+        "AdamW weight-decay grid, for every method (empty: optim.weight_decay, not tuned)",
+        flag="--tune-weight-decay",
+    )
+    l2: tuple[float, ...] = option(
+        (), "L2-penalty grid, for every method (empty: optim.l2, not tuned)", flag="--tune-l2"
     )
     sampler: str = option("grid", "grid (every combination) or tpe (Optuna's TPE, --trials trials)", flag="--sampler")
     trials: int = option(
@@ -311,6 +319,8 @@ TUNABLE: dict[str, tuple[str, Callable[[MethodSpec], bool]]] = {
     "beta": ("loss.beta", lambda spec: spec.use_dc),
     "d1": ("loss.d1", lambda spec: spec.use_dc),
     "lr": ("optim.lr", lambda spec: True),
+    "weight_decay": ("optim.weight_decay", lambda spec: True),
+    "l2": ("optim.l2", lambda spec: True),
 }
 
 

@@ -10,7 +10,7 @@ before the choice, are what the tuned run reports.
 
 A grid only applies to the methods that have its hyperparameter (:data:`TUNABLE`), so a base
 method is tuned on exactly the hyperparameters it shares with the IID methods (the learning rate,
-when ``tune.lr`` is given) with the same budget, and not at all otherwise.
+weight decay and L2 penalty, when their grids are given) with the same budget, and not at all otherwise.
 
 Trials live in an Optuna study. With ``tune.storage`` (``sqlite:///tune.db`` or any database
 URL Optuna accepts), several processes or machines running the same command join the same
@@ -115,7 +115,7 @@ def validate_tune_config(tune: TuneConfig) -> None:
         raise ValueError(f"unknown sampler {tune.sampler!r}; expected one of {list(SAMPLERS)}")
     if tune.trials < 0:
         raise ValueError(f"trials must be >= 0, got {tune.trials}")
-    for name in ("alpha", "lam", "beta", "lr"):
+    for name in ("alpha", "lam", "beta", "lr", "weight_decay", "l2"):
         values = getattr(tune, name)
         if any(not (math.isfinite(v) and v >= 0) for v in values) or (name == "lr" and any(v <= 0 for v in values)):
             raise ValueError(
