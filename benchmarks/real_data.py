@@ -278,6 +278,7 @@ def run_mvsa(args: argparse.Namespace) -> None:
         str(args.threads),
         "--accelerator",
         "cpu",
+        "--overwrite",  # a rerun replaces the previous comparison once it is done
     ]
     compare += mvsa_compare_flags(args)
     steps.append(run_step("compare", compare, work, args.threads))

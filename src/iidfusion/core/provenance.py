@@ -22,7 +22,7 @@ import torch
 
 from iidfusion import __version__
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # src/iidfusion, the package itself
 _GIT_TIMEOUT_S = 5
 
 
