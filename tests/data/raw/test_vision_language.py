@@ -104,8 +104,16 @@ def _break_fixture(root: Path) -> None:
 def test_bad_samples_raise_with_split_id_and_problem(tmp_path: Path) -> None:
     root = write_toy_vision_language(tmp_path / "d", "mmbt", per_class=(2, 1, 3))
     _break_fixture(root)
-    with pytest.raises(ValueError, match="test sample 'test0x0': empty text"):
+    with pytest.raises(ValueError, match="test sample 'test0x0': empty text .*--on-error skip"):
         load_vision_language(root, "mmbt")
+
+
+def test_a_data_set_read_from_a_relative_root_is_named_after_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_toy_vision_language(tmp_path / "tweets", "mmbt", per_class=(2, 1, 3))
+    monkeypatch.chdir(root)
+    assert load_vision_language(".", "mmbt").name == "tweets"
 
 
 def test_bad_samples_skipped_counted_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -161,7 +161,7 @@ def load_hfm(
                 words = ""
             parts[split].append(RawSample(tweet_id, label, None, texts={"text": text, "attributes": words}))
     raw = check_splits(
-        name or root.name, "texts", parts, on_error=on_error, verify_images=False, extra_check=_empty_tweet
+        name or root.resolve().name, "texts", parts, on_error=on_error, verify_images=False, extra_check=_empty_tweet
     )
     for split, items in dropped.items():
         if items:

@@ -75,7 +75,7 @@ def load_rgbd(
     codes = np.array([classes.index(str(s.label)) for s in train])
     parts = stratified_split(codes, {"val": val_fraction}, "train", seed=seed, class_names=classes)
     splits = {"train": [train[i] for i in parts["train"]], "val": [train[i] for i in parts["val"]], "test": test}
-    return check_splits(name or root.name, "rgbd", splits, on_error=on_error, verify_images=verify_images)
+    return check_splits(name or root.resolve().name, "rgbd", splits, on_error=on_error, verify_images=verify_images)
 
 
 class RGBDDataset(RawDataset):

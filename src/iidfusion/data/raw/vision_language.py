@@ -203,7 +203,9 @@ def check_samples(
         if problem is None:
             kept.append(sample)
         elif on_error == "raise":
-            raise ValueError(f"{split} sample {sample.id!r}: {problem} (pass on_error='skip' to drop such samples)")
+            raise ValueError(
+                f"{split} sample {sample.id!r}: {problem} (--on-error skip, on_error='skip' in Python, drops such samples)"
+            )
         else:
             skipped.append((sample.id, problem))
     if skipped:
@@ -394,7 +396,7 @@ def load_vision_language(
         images = Path(image_dir) if image_dir is not None else find_image_dir(root)
         parts = {split: read_json_array_split(_split_file(root, data_format, split), images) for split in SPLITS}
     return check_splits(
-        name or root.name,
+        name or root.resolve().name,
         "vision-language",
         parts,
         on_error=on_error,
