@@ -204,7 +204,8 @@ def check_samples(
             kept.append(sample)
         elif on_error == "raise":
             raise ValueError(
-                f"{split} sample {sample.id!r}: {problem} (--on-error skip, on_error='skip' in Python, drops such samples)"
+                f"{split} sample {sample.id!r}: {problem} "
+                "(--on-error skip, on_error='skip' in Python, drops such samples)"
             )
         else:
             skipped.append((sample.id, problem))
