@@ -828,7 +828,15 @@ def render(
         "`benchmarks/results/verdict_kg.md`.",
         "",
         f"Cost: {state['cells_done']} fits, {state['fit_hours']:.1f} h of fitting in total (one torch thread "
-        "each, 2 at a time on a 2-core machine).",
+        "each, 2 at a time on a 2-core machine)."
+        + (
+            f" Left: {state['cells_planned'] - state['cells_done']} planned fits, about "
+            f"{state['fit_hours_left']:.1f} h of fitting at the mean time per fit of each data set and method so far "
+            f"(about {state['fit_hours_left'] / 2:.1f} h of wall time at `--jobs 2`), and the tuned ablations and "
+            "controls that IID's choices will name."
+            if state.get("fit_hours_left") and not complete
+            else ""
+        ),
         "",
     ]
     return "\n".join(lines)
@@ -889,12 +897,33 @@ def plot(stats: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
+def hours_left(pending: Sequence[Cell], records: Sequence[dict[str, Any]]) -> float | None:
+    """Fitting hours the ``pending`` cells will take, each at the mean seconds of the finished cells of its data set
+    and method (else of its data set, else of every finished cell); None before any cell has finished. The cells
+    that only IID's choices will name are not counted.
+    """
+    if not records:
+        return None
+    by_method: dict[tuple[str, str], list[float]] = {}
+    by_set: dict[str, list[float]] = {}
+    for r in records:
+        by_method.setdefault((r["dataset"], r["method"]), []).append(r["outcome"]["seconds"])
+        by_set.setdefault(r["dataset"], []).append(r["outcome"]["seconds"])
+    overall = float(np.mean([r["outcome"]["seconds"] for r in records]))
+    seconds = 0.0
+    for cell in pending:
+        known = by_method.get((cell.dataset, cell.arm.method)) or by_set.get(cell.dataset)
+        seconds += float(np.mean(known)) if known else overall
+    return seconds / 3600
+
+
 def write_report(
     sets: Sequence[VerdictSet], arms: Sequence[Arm], cache: Cache, check: dict[str, Any], out: Path
 ) -> str:
     planned = {cache.key(c): c for c in planned_cells(sets, arms, cache)}
     done = [c for c in planned.values() if cache.path(c).is_file()]
     records = [cache.record(c) for c in done]
+    left = hours_left([c for c in planned.values() if not cache.path(c).is_file()], records)
     rows = arm_scores(sets, arms, cache)
     stats = analyse(rows, sets)
     state = {
@@ -903,6 +932,7 @@ def write_report(
         "commits": sorted({r["commit"] for r in records}),
         "head": git_commit(),
         "fit_hours": sum(r["outcome"]["seconds"] for r in records) / 3600,
+        "fit_hours_left": left,
         "check": check,
     }
     report = render(sets, arms, rows, stats, state)

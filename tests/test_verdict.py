@@ -209,7 +209,9 @@ def test_interim_report_says_so(verdict):
         "check": {"checked": 0, "reproduced": 0, "mismatches": []},
     }
     text = verdict.render(sets, verdict.protocol_arms(), [], stats, state)
-    assert "**INTERIM**: 3 of 10 cells" in text
+    assert "**INTERIM**: 3 of 10 cells" in text and "Left:" not in text  # no estimate before a cell has run
+    estimated = verdict.render(sets, verdict.protocol_arms(), [], stats, {**state, "fit_hours_left": 5.0})
+    assert "Left: 7 planned fits, about 5.0 h of fitting" in estimated and "about 2.5 h of wall time" in estimated
     complete = verdict.render(sets, verdict.protocol_arms(), [], stats, {**state, "cells_done": 10})
     assert "**Complete**" in complete and "INTERIM" not in complete
 
@@ -247,3 +249,20 @@ def test_the_archive_of_finished_cells_fills_a_fresh_cache(verdict, tmp_path):
         assert fresh.record(cell)["commit"] == "abc"
     assert fresh.get(cells[4]) is None
     assert fresh.adopt(tmp_path / "absent.jsonl") == 0
+
+
+def test_the_time_left_is_estimated_per_data_set_and_method(verdict):
+    arms = {a.name: a for a in verdict.protocol_arms()}
+    iid, base = arms["IID-L"], arms["IF-static"]
+
+    def record(dataset, arm, seconds):
+        return {"dataset": dataset, "method": arm.method, "outcome": {"seconds": seconds}}
+
+    records = [record("a", iid, 100.0), record("a", iid, 200.0), record("a", base, 30.0), record("b", base, 10.0)]
+    pending = [
+        verdict.Cell("a", iid, 1, ()),  # its set and method: 150 s
+        verdict.Cell("b", iid, 1, ()),  # its set only: 10 s
+        verdict.Cell("c", base, 1, ()),  # nothing known: the mean of all, 85 s
+    ]
+    assert verdict.hours_left(pending, records) == pytest.approx((150 + 10 + 85) / 3600)
+    assert verdict.hours_left(pending, []) is None
