@@ -43,7 +43,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "studies.cli": (*_BELOW_API, "api", "cli", "studies"),
 }
 
-# What each unit's install brings (docs/architecture.md, "What an install brings"): a function may
+# What each unit's install brings (docs/architecture.md, "Layers"): a function may
 # import a package only when its unit's install lacks it (an optional extra). Platform modules of
 # the standard library count as optional.
 _CORE_INSTALL = {"torch", "numpy"}

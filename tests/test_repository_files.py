@@ -73,3 +73,35 @@ def test_docstrings_cite_only_what_the_repository_holds():
         if pattern.search(line)
     ]
     assert offending == []
+
+
+def _sections(doc: Path) -> list[str]:
+    """A page's headings (without their markers and numbers) and the bold titles that open its paragraphs."""
+    text = doc.read_text(encoding="utf-8")
+    marked = [line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")]
+    headings = [re.sub(r"^\d+\.\s*", "", heading) for heading in marked]
+    titles = re.findall(r"^\*\*([^*]+?)\.?\*\*", text, flags=re.MULTILINE)
+    return [name.replace('"', "") for name in headings + titles]
+
+
+def test_every_cited_section_of_the_docs_exists():
+    """``docs/PAGE.md, "Section"`` in code, tests, benchmarks and the docs names a heading or a paragraph title
+    of that page (its beginning: "Informatic constraint" for "Informatic constraint L_ic (...)").
+    """
+    citation = re.compile(r'docs/([a-z_]+)\.md,\s*(?:#\s*)?"([^"\n]+?)"')
+    sections = {doc.stem: _sections(doc) for doc in (REPO / "docs").glob("*.md")}
+    cited = [
+        (f"{path.relative_to(REPO)}", page, section.replace('"', ""))
+        for folder in ("src", "docs", "tests", "benchmarks", "studies")
+        for path in sorted((REPO / folder).rglob("*"))
+        if path.suffix in {".py", ".md"}
+        for page, section in citation.findall(path.read_text(encoding="utf-8"))
+    ]
+    cited += [("README.md", page, section) for page, section in citation.findall((REPO / "README.md").read_text())]
+    assert len(cited) > 50
+    missing = [
+        f"{where}: docs/{page}.md, {section!r}"
+        for where, page, section in cited
+        if not any(name.startswith(section) for name in sections.get(page, []))
+    ]
+    assert missing == []

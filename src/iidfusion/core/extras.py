@@ -1,5 +1,5 @@
 """Optional dependencies and the extra of pyproject.toml that installs each (docs/architecture.md,
-"What an install brings").
+"Layers").
 
 The core install is torch and numpy; everything else comes with an extra. A missing one is said
 the same way in Python and on the command line: a ``ModuleNotFoundError`` whose message names

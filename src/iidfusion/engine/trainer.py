@@ -120,7 +120,7 @@ class ValidationPatience(Callback):
     ``stop_on="acc"`` (a higher ``monitor`` score of the module, e.g. validation accuracy),
     ``"loss"`` (lower validation loss) or ``"acc_or_loss"``: either improving resets the count.
     Accuracy alone judges a run that is still at chance as stuck, while its loss may be falling
-    (docs/evidence.md, "Intermediate fusion with many views"); loss alone stops runs whose
+    (docs/evidence.md, "Intermediate fusion against late fusion"); loss alone stops runs whose
     accuracy still improves once they become over-confident. ``Trainer(min_epochs=...)`` keeps a
     stop from taking effect before that many epochs. Only epochs that ended with a validation
     count (a task may validate every few epochs, as the KG's ``eval_every``).

@@ -1,4 +1,4 @@
-"""Intermediate fusion with many views learns (docs/evidence.md, "Intermediate fusion with many views").
+"""Intermediate fusion with many views learns (docs/evidence.md, "Intermediate fusion against late fusion").
 
 Averaging 12 weak views with weights 1/12, the paper's IF (the target mapping trained on the fused
 feature only, no unimodal heads for static weights) leaves chance within a few epochs, as late
