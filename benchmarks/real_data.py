@@ -683,7 +683,7 @@ def run_hfm(args: argparse.Namespace) -> None:
         "--data",
         path_arg(features / "features.npz"),
         "--out",
-        path_arg(work / mvsa_compare_folder(args)),
+        path_arg(work / "compare"),
         "--methods",
         args.methods,
         "--seeds",
@@ -706,7 +706,7 @@ def hfm_report(args: argparse.Namespace, work: Path, steps: list[Step], load: tu
     """The results file of an HFM run whose outputs lie in ``work`` (``code``: the commit that ran)."""
     features = work / "features"
     manifest = json.loads((features / "manifest.json").read_text(encoding="utf-8"))
-    results = json.loads((work / mvsa_compare_folder(args) / "results.json").read_text(encoding="utf-8"))
+    results = json.loads((work / "compare" / "results.json").read_text(encoding="utf-8"))
     config = results["config"]
     train, loss, model, optim = config["train"], config["loss"], config["model"], config["optim"]
     encoders = manifest["settings"]["encoders"]
@@ -745,7 +745,7 @@ def hfm_report(args: argparse.Namespace, work: Path, steps: list[Step], load: tu
         "",
         "## Results",
         "",
-        *embedded_report(work / mvsa_compare_folder(args) / "results.md"),
+        *embedded_report(work / "compare" / "results.md"),
         "",
         "## The paper's row",
         "",
@@ -818,7 +818,7 @@ def wn9img_sizes(args: argparse.Namespace) -> list[tuple[str, int]]:
 def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load: tuple[float, float], code: str) -> str:
     """The results file of a WN9-IMG run whose outputs lie in ``work`` (``code``: the commit that ran)."""
     sized = wn9img_sizes(args)
-    results = json.loads((work / mvsa_compare_folder(args) / "results.json").read_text(encoding="utf-8"))
+    results = json.loads((work / "compare" / "results.json").read_text(encoding="utf-8"))
     config = results["config"]
     model, train, iid = config["model"], config["train"], config["objective"]["iid"]
     runs = results["runs"]
@@ -855,7 +855,7 @@ def wn9img_report(args: argparse.Namespace, work: Path, steps: list[Step], load:
         "",
         "## Results",
         "",
-        *embedded_report(work / mvsa_compare_folder(args) / "results.md"),
+        *embedded_report(work / "compare" / "results.md"),
         "",
         "Per run:",
         "",
