@@ -236,14 +236,20 @@ def test_suite_benchmark_reports_fits_per_hour_and_equal_results(tmp_path):
     assert "this checkout, `now`: yes, baseline, `then`: yes" in report
 
 
-def test_mvsa_report_from_the_commands_outputs(tmp_path):
-    """The MVSA-Single report, from the outputs of its commands run on the image + text fixture."""
+@pytest.mark.parametrize("tune_l2", ["", "0.01,0.03"])
+def test_mvsa_report_from_the_commands_outputs(tmp_path, tune_l2):
+    """The MVSA-Single report, from the outputs of its commands run on the image + text fixture; with
+    ``--tune-l2``, of a comparison whose methods chose their L2 penalty on dev.
+    """
     from iidfusion.cli.main import main
 
     real_data = benchmark_module("real_data")
     repo = SCRIPTS.parent
     work = tmp_path / "mvsa"
     fixture = repo / "tests" / "fixtures" / "vision_language" / "mmbt"
+    args = real_data.build_parser().parse_args(
+        ["mvsa-single", "--data", str(fixture), "--seeds", "1", "--methods", "pdf,iid-p", "--tune-l2", tune_l2]
+    )
     assert (
         main(
             [
@@ -286,9 +292,10 @@ def test_mvsa_report_from_the_commands_outputs(tmp_path):
                 "--batch-size",
                 "4",
                 "--out",
-                str(work / "compare"),
+                str(work / real_data.mvsa_compare_folder(args)),
                 "--accelerator",
                 "cpu",
+                *real_data.mvsa_compare_flags(args),
             ]
         )
         == 0
@@ -299,9 +306,6 @@ def test_mvsa_report_from_the_commands_outputs(tmp_path):
     ]
     assert set(probes[0]["test"]) == {0.0, 5.0, 10.0} and len(probes[0]["C"]) == 1 and len(probes[1]["C"]) == 2
     assert all(c in real_data.PROBE_C for probe in probes for c in probe["C"])
-    args = real_data.build_parser().parse_args(
-        ["mvsa-single", "--data", str(fixture), "--seeds", "1", "--methods", "pdf,iid-p"]
-    )
     steps = [real_data.Step("extract", ["extract"], 600.0, 1800.0), real_data.Step("compare", ["compare"], 90.0, 500.0)]
     report = real_data.mvsa_report(args, work, steps, probes, 3.0, (1.0, 2.0), "abc1234")
     assert (
@@ -320,6 +324,8 @@ def test_mvsa_report_from_the_commands_outputs(tmp_path):
         and "p (Holm)" in report
         and "| `extract` | 10.0 min (600 s) | 1800 MiB |" in report
     )
+    tuned = "L2 penalty chosen per method and seed on dev among 0.01,0.03 (the same 2 trials for every method"
+    assert (tuned in report) == bool(tune_l2) and ("--tune-l2 0.01,0.03`." in report) == bool(tune_l2)
 
 
 def test_fit_profile_sorts_each_function_into_its_category():
@@ -352,40 +358,3 @@ def test_real_data_mvsa_tunes_only_the_l2_penalty_when_given_a_grid(capsys):
     tune = yaml.safe_load(capsys.readouterr().out)["tune"]
     assert tune["enabled"] is True and tune["l2"] == [0.01, 0.03]
     assert tune["alpha"] == [] and tune["beta"] == [] and tune["lr"] == [] and tune["weight_decay"] == []
-
-
-def test_real_data_mvsa_report_of_a_tuned_comparison(tmp_path):
-    """``mvsa-single --tune-l2``'s report, from the outputs of the commands it runs (in-process, on the fixture)."""
-    from iidfusion.cli.main import main
-
-    real_data = benchmark_module("real_data")
-    repo, fixture = SCRIPTS.parent, SCRIPTS.parent / "tests" / "fixtures" / "vision_language" / "mmbt"
-    quiet = ["--no-progress-bar", "--accelerator", "cpu", "--threads", "1"]
-    work = tmp_path / "mvsa"
-    extract = ["extract", "--data-format", "mmbt", "--root", str(fixture), "--text-encoder", "minilm"]
-    assert (
-        main(
-            [*extract, "--image-encoder", "efficientnet-lite0", "--noise", "0,5,10"]
-            + ["--out", str(work / "features"), "--accelerator", "cpu", "--no-progress-bar"]
-        )
-        == 0
-    )
-    args = real_data.build_parser().parse_args(
-        ["mvsa-single", "--seeds", "1", "--methods", "lf-static,pdf", "--tune-l2", "0.01,0.03", "--max-epochs", "2"]
-    )
-    compare = [
-        "compare",
-        "--config",
-        str(repo / "configs" / "vl" / "mvsa_single.yaml"),
-        "--data",
-        str(work / "features"),
-    ]
-    compare += ["--methods", args.methods, "--seeds", "1", "--out", str(work / real_data.mvsa_compare_folder(args))]
-    assert main([*compare, *real_data.mvsa_compare_flags(args), *quiet]) == 0
-    probes = [real_data.linear_probe(work / "features", ("image", "text"), (0.0, 5.0, 10.0))]
-    steps = [real_data.Step("extract", ["extract"], 12.0, 600.0), real_data.Step("compare", ["compare"], 90.0, 500.0)]
-    report = real_data.mvsa_report(args, work, steps, probes, 1.0, (1.0, 2.0), "abc1234")
-    assert "L2 penalty chosen per method and seed on dev among 0.01,0.03 (the same 2 trials for every method" in report
-    assert "| lf-static |" in report and "| pdf | 79.94 ± 0.95 |" in report and "code at commit abc1234" in report
-    assert "Reproduce: `python benchmarks/real_data.py mvsa-single --seeds 1 --jobs 1 --methods lf-static,pdf" in report
-    assert "--tune-l2 0.01,0.03`" in report
