@@ -326,6 +326,7 @@ def test_mvsa_report_from_the_commands_outputs(tmp_path, tune_l2):
     )
     tuned = "L2 penalty chosen per method and seed on dev among 0.01,0.03 (the same 2 trials for every method"
     assert (tuned in report) == bool(tune_l2) and ("--tune-l2 0.01,0.03`." in report) == bool(tune_l2)
+    assert ("Hyperparameters chosen on validation" in report) == bool(tune_l2)
 
 
 def test_fit_profile_sorts_each_function_into_its_category():

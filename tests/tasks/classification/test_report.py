@@ -12,6 +12,7 @@ from iidfusion.tasks.classification.report import (
     average_accuracy,
     comparison_pairs,
     latex_escape,
+    markdown_choices,
     markdown_table,
     markdown_tests,
     paired_tests,
@@ -137,3 +138,21 @@ def test_write_report_refuses_empty(tmp_path):
     with pytest.raises(ValueError, match="no results"):
         write_report(tmp_path, [], {}, "x")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_choices_of_tuning_are_listed_per_method_with_their_seeds():
+    def run(method, seed, chosen, space):
+        return {"method": method, "seed": seed, "tuning": {"chosen": chosen, "space": space}}
+
+    grid = {"l2": [0.01, 0.03]}
+    runs = [
+        run("pdf", 1, {"l2": 0.03}, grid),
+        run("pdf", 0, {"l2": 0.01}, grid),
+        run("pdf", 2, {"l2": 0.03}, grid),
+        run("if-static", 0, {}, {}),
+        {"method": "lf-static", "seed": 0, "tuning": None},
+    ]
+    text = markdown_choices(runs)
+    assert "| pdf | l2: 0.01, 0.03 | l2=0.01 (0); l2=0.03 (1, 2) |" in text
+    assert "| if-static | (not tuned) | (defaults) (0) |" in text and "lf-static" not in text
+    assert markdown_choices([{"method": "pdf", "seed": 0}]) == ""

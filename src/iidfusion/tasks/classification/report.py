@@ -370,23 +370,66 @@ def class_files(confusions: Sequence[Confusion]) -> dict[str, str]:
     return {"per_class.csv": csv_text(rounded(rows), fields), "confusion_matrices.json": json_text(matrices)}
 
 
+def _setting(params: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}" for name, value in params.items()
+    )
+
+
+def markdown_choices(runs: Sequence[dict[str, Any]]) -> str:
+    """What tuning chose per method (``runs`` of results.json): the grid and each choice with the seeds
+    that made it; "" when no run was tuned. A choice that differs from seed to seed is a sign that the
+    validation split cannot tell the grid's points apart.
+    """
+    tuned = [run for run in runs if run.get("tuning")]
+    if not tuned:
+        return ""
+    lines = [
+        "## Hyperparameters chosen on validation",
+        "",
+        "Per method and seed, the trial with the best validation accuracy (ties: the lower validation loss, then "
+        "the earlier grid point); the tables above report its test metrics. Every trial is in results.json.",
+        "",
+        "| method | grid | chosen (seeds) |",
+        "|---|---|---|",
+    ]
+    for method in _ordered(run["method"] for run in tuned):
+        mine = [run for run in tuned if run["method"] == method]
+        space = mine[0]["tuning"].get("space", {})
+        grid = "; ".join(
+            f"{name}: {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in values)}"
+            for name, values in space.items()
+        )
+        chosen: dict[str, list[str]] = {}
+        for run in sorted(mine, key=lambda r: r["seed"]):
+            chosen.setdefault(_setting(run["tuning"]["chosen"]) or "(defaults)", []).append(str(run["seed"]))
+        cells = "; ".join(f"{setting} ({', '.join(seeds)})" for setting, seeds in chosen.items())
+        lines.append(f"| {method} | {grid or '(not tuned)'} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
 def render_report(
     results: Sequence[EvalResult],
     tests: Sequence[PairedTest],
     title: str,
     notes: Sequence[str] = (),
     confusions: Sequence[Confusion] = (),
+    runs: Sequence[dict[str, Any]] = (),
 ) -> str:
     """The markdown report: ``notes`` (a paragraph each, e.g. the departures from the paper), the
-    accuracy and macro-F1 tables, the t-tests, and the per-class section of ``confusions``.
+    accuracy and macro-F1 tables, the t-tests, what tuning chose (:func:`markdown_choices` of ``runs``),
+    and the per-class section of ``confusions``.
     """
     preamble = "".join(f"{note}\n\n" for note in notes)
+    choices = markdown_choices(runs)
     classes = class_report(confusions)
     return (
         f"# {title}\n\n{preamble}Test accuracy (%): {interval_sentence(results)}.\n\n{markdown_table(results)}\n"
         f"Test macro-F1 (%), the same way.\n\n{markdown_table(results, 'macro_f1')}\n"
         f"## Paired t-tests over seeds (Avg Acc)\n\np: the paired t-test; p (Holm): corrected over the "
-        f"{len(tests)} tests of this table.\n\n{markdown_tests(tests)}" + (f"\n{classes}" if classes else "")
+        f"{len(tests)} tests of this table.\n\n{markdown_tests(tests)}"
+        + (f"\n{choices}" if choices else "")
+        + (f"\n{classes}" if classes else "")
     )
 
 
@@ -409,7 +452,7 @@ def write_report(
     if not results:
         raise ValueError("no results to write")
     tests = paired_tests(results)
-    report = render_report(results, tests, title, notes, confusions)
+    report = render_report(results, tests, title, notes, confusions, runs)
     write_results(
         out,
         rows=[asdict(r) for r in results],
