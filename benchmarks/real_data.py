@@ -283,7 +283,7 @@ def run_mvsa(args: argparse.Namespace) -> None:
     compare += mvsa_compare_flags(args)
     steps.append(run_step("compare", compare, work, args.threads))
     text = mvsa_report(args, work, steps, probes, probe_seconds, (load_start, os.getloadavg()[0]), code)
-    out = Path(args.out or REPO / "benchmarks" / "results" / mvsa_results_name(args))
+    out = mvsa_out(args)
     write_text_atomic(out, text)
     (work / "probe.json").write_text(json.dumps(probes, indent=2) + "\n", encoding="utf-8")
     compared = work / mvsa_compare_folder(args)
@@ -509,8 +509,10 @@ def mvsa_compare_flags(args: argparse.Namespace) -> list[str]:
     return flags + (["--tune", "--tune-alpha=", "--tune-beta="] if args.tune_l2 else [])
 
 
-def mvsa_results_name(args: argparse.Namespace) -> str:
-    return "mvsa_single_tuned_l2.md" if args.tune_l2 else "mvsa_single.md"
+def mvsa_out(args: argparse.Namespace) -> Path:
+    """The results file: ``--out``, else mvsa_single.md (mvsa_single_tuned_l2.md with an L2 grid)."""
+    name = "mvsa_single_tuned_l2.md" if args.tune_l2 else "mvsa_single.md"
+    return Path(args.out or REPO / "benchmarks" / "results" / name)
 
 
 def mvsa_compare_folder(args: argparse.Namespace) -> str:
@@ -599,7 +601,7 @@ def mvsa_report(
         f"(L_ic variant {loss.get('variant', 'n/a')!r}); `{path_arg(args.config)}`"
         + "".join(f", `{flag} {value}`" for flag, value in mvsa_overrides(args))
         + f", {args.seeds} seeds, code at commit {code}. `results.json` in the work folder (copied to "
-        f"`{Path(args.out).stem if args.out else Path(mvsa_results_name(args)).stem}.json`) holds the full "
+        f"`{mvsa_out(args).stem}.json`) holds the full "
         "configuration.",
         "",
         "## Linear probe (the bar the bases should reach)",

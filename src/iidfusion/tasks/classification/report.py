@@ -370,10 +370,12 @@ def class_files(confusions: Sequence[Confusion]) -> dict[str, str]:
     return {"per_class.csv": csv_text(rounded(rows), fields), "confusion_matrices.json": json_text(matrices)}
 
 
+def _value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _setting(params: dict[str, Any]) -> str:
-    return ", ".join(
-        f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}" for name, value in params.items()
-    )
+    return ", ".join(f"{name}={_value(value)}" for name, value in params.items())
 
 
 def markdown_choices(runs: Sequence[dict[str, Any]]) -> str:
@@ -396,10 +398,7 @@ def markdown_choices(runs: Sequence[dict[str, Any]]) -> str:
     for method in _ordered(run["method"] for run in tuned):
         mine = [run for run in tuned if run["method"] == method]
         space = mine[0]["tuning"].get("space", {})
-        grid = "; ".join(
-            f"{name}: {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in values)}"
-            for name, values in space.items()
-        )
+        grid = "; ".join(f"{name}: {', '.join(map(_value, values))}" for name, values in space.items())
         chosen: dict[str, list[str]] = {}
         for run in sorted(mine, key=lambda r: r["seed"]):
             chosen.setdefault(_setting(run["tuning"]["chosen"]) or "(defaults)", []).append(str(run["seed"]))
