@@ -43,12 +43,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest, wilcoxon
 
 from iidfusion.data.features.registry import load_dataset
 from iidfusion.engine.results import csv_text, fmt_number, json_text, markdown_table, write_files
 from iidfusion.engine.runs import load_outcome, run_tasks, save_outcome
-from iidfusion.engine.stats import holm, paired_bootstrap_ci
+from iidfusion.engine.stats import holm, paired_bootstrap_ci, two_level_bootstrap_ci, unit_level_test
 from iidfusion.tasks.classification.compare import RunOutcome, Task, execute, start_worker
 from iidfusion.tasks.classification.config import ExperimentConfig, load_config
 from iidfusion.tasks.classification.departures import departures_sentence
@@ -582,38 +581,19 @@ def comparisons() -> dict[str, list[tuple[str, str]]]:
     return families
 
 
-def two_level_ci(per_set: dict[str, np.ndarray], seed: int = 0) -> tuple[float, float]:
-    """Percentile CI of the mean of per-set means: data sets resampled, then seeds within each."""
-    names = list(per_set)
-    if len(names) < 2:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    count = len(names)
-    # inner[k, b, j]: the mean of set k's seeds resampled afresh for position j of replicate b
-    inner = np.stack([d[rng.integers(0, len(d), (BOOTSTRAP, count, len(d)))].mean(axis=2) for d in per_set.values()])
-    picked = rng.integers(0, count, (BOOTSTRAP, count))
-    means = inner[picked, np.arange(BOOTSTRAP)[:, None], np.arange(count)[None, :]].mean(axis=1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    return float(low), float(high)
-
-
 def across_sets(per_set: dict[str, np.ndarray]) -> dict[str, Any]:
     """The data-set-level tests of one comparison (the unit is the data set)."""
-    means = np.array([d.mean() for d in per_set.values()])
-    nonzero = means[means != 0]
-    p_wilcoxon = float(wilcoxon(nonzero).pvalue) if len(nonzero) >= 2 else math.nan
-    wins, losses = int((means > 0).sum()), int((means < 0).sum())
-    p_sign = float(binomtest(wins, wins + losses).pvalue) if wins + losses else math.nan
-    low, high = two_level_ci(per_set)
+    test = unit_level_test([d.mean() for d in per_set.values()])
+    low, high = two_level_bootstrap_ci(per_set, resamples=BOOTSTRAP)
     return {
-        "sets": len(means),
-        "pooled": float(means.mean()) if len(means) else math.nan,
+        "sets": test.units,
+        "pooled": test.mean_difference,
         "ci": [low, high],
-        "p_wilcoxon": p_wilcoxon,
-        "p_sign": p_sign,
-        "wins": wins,
-        "losses": losses,
-        "ties": len(means) - wins - losses,
+        "p_wilcoxon": test.p_wilcoxon,
+        "p_sign": test.p_sign,
+        "wins": test.wins,
+        "losses": test.losses,
+        "ties": test.ties,
     }
 
 

@@ -135,21 +135,6 @@ def test_the_cache_key_of_a_known_cell_is_pinned(verdict):
     assert verdict.cell_key(task, verdict.data_digest("handwritten")) == PINNED_KEY
 
 
-def test_two_level_interval(verdict):
-    constant = {f"s{k}": np.full(5, 1.5) for k in range(4)}
-    assert verdict.two_level_ci(constant) == pytest.approx((1.5, 1.5))
-    assert all(math.isnan(v) for v in verdict.two_level_ci({"only": np.ones(3)}))
-    rng = np.random.default_rng(1)
-    spread = {f"s{k}": rng.normal(k, 1.0, size=6) for k in range(6)}
-    low, high = verdict.two_level_ci(spread)
-    pooled = np.mean([d.mean() for d in spread.values()])
-    assert low < pooled < high
-    # wider than a bootstrap over the set means alone, which ignores the seeds' noise
-    means = np.array([d.mean() for d in spread.values()])
-    draws = means[np.random.default_rng(0).integers(0, 6, (10_000, 6))].mean(axis=1)
-    assert high - low > np.subtract(*np.quantile(draws, [0.975, 0.025])) * 0.95
-
-
 def test_across_sets_counts_sets_not_seeds(verdict):
     per_set = {"a": np.array([1.0, 1.0, 1.0]), "b": np.array([2.0, -1.0]), "c": np.array([0.0, 0.0]), "d": -np.ones(9)}
     result = verdict.across_sets(per_set)

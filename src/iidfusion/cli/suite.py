@@ -12,8 +12,8 @@ DESCRIPTION = """\
 Run `iidfusion compare` on every data set of --datasets (bundled names or .mat / .npz files) with
 the IID methods trained under every L_ic reading of --variants (bases, which do not read L_ic, are
 trained once), and write to --out: suite.md (the gain of each IID variant over its LF and IF bases
-and of each IF base over its LF base, mean over data sets x seeds in test Avg Acc and validation
-accuracy, with paired tests; then test Avg Acc per data set and method), suite.json, suite.csv,
+and of each IF base over its LF base in test Avg Acc and validation accuracy, with the data set
+as the unit of its interval and tests; then test Avg Acc per data set and method), suite.json, suite.csv,
 and each comparison's results under OUT/<data set>/<reading>/. With --tune every method and seed
 is tuned on validation (the paper's protocol). Finished runs are kept under OUT/cache/ at once:
 --resume continues an interrupted suite. Progress goes to stderr, the report to stdout."""

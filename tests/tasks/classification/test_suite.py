@@ -1,5 +1,6 @@
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -175,3 +176,35 @@ def test_a_tuned_suite_reports_what_each_grid_point_would_gain_as_a_default(suit
         assert float(cells[2]) == pytest.approx(expected[alpha], abs=0.006) and cells[4] == "2 |"
     assert float(rows[0].split(" | ")[2]) >= float(rows[1].split(" | ")[2]), "best validation gain first"
     assert fixed_point_gains([]) == []
+
+
+def _run(dataset: str, method: str, seed: int, accuracy: float) -> suite.SuiteRun:
+    """A finished suite run with one test level (Avg Acc = accuracy) and the same validation accuracy."""
+    outcome = SimpleNamespace(results=[SimpleNamespace(accuracy=accuracy)], val_acc=accuracy)
+    return suite.SuiteRun(dataset, "vib", SimpleNamespace(method=method, seed=seed), outcome)
+
+
+def test_gains_take_the_data_set_as_the_unit_not_the_seed():
+    # one data set with many seeds where iid-l gains 2 points, two with few seeds where it loses 1
+    seeds = {"many": 8, "few_a": 2, "few_b": 2}
+    delta = {"many": 0.02, "few_a": -0.01, "few_b": -0.01}
+    runs = [
+        run
+        for name, count in seeds.items()
+        for seed in range(count)
+        for run in (
+            _run(name, "if-static", seed, 0.8 + 0.001 * seed),
+            _run(name, "iid-l", seed, 0.8 + 0.001 * seed + delta[name]),
+        )
+    ]
+    (gain,) = suite.gains(runs)
+    assert (gain.method, gain.reference, gain.unit, gain.pairs) == ("iid-l", "if-static", "data set", 12)
+    assert gain.test == pytest.approx(0.0, abs=1e-9) and gain.val == pytest.approx(0.0, abs=1e-9)  # pooled: +1.0
+    assert (gain.wins, gain.ties, gain.losses) == (1, 0, 2)
+    assert gain.p_sign == pytest.approx(1.0) and gain.p_holm == pytest.approx(gain.p_wilcoxon)
+    assert gain.ci[0] < 0.0 < gain.ci[1]
+
+    (single,) = suite.gains([r for r in runs if r.dataset == "many"])
+    assert (single.unit, single.wins, single.pairs) == ("seed", 8, 8)
+    assert single.test == pytest.approx(2.0) and single.ci == pytest.approx((2.0, 2.0))
+    assert single.p_wilcoxon < 0.01 and single.p_sign == pytest.approx(2 / 2**8)

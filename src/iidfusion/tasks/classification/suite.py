@@ -7,10 +7,10 @@ the paper's protocol, :mod:`iidfusion.tasks.classification.tuning`), and writes 
 * per data set, every method's test Avg Acc (mean over noise levels, as the paper), mean ± std
   over seeds, one table per reading;
 * the gain of each IID variant over its bases (its LF base and its IF base, same weight strategy)
-  and of each IF base over its LF base, averaged over data sets x seeds, in test Avg Acc AND in
-  clean validation accuracy (what defaults may be chosen on), with a paired t-test and a Wilcoxon
-  signed-rank test over the data set x seed pairs, Holm-corrected over the table's comparisons, and
-  the data sets won / tied / lost.
+  and of each IF base over its LF base, in test Avg Acc AND in clean validation accuracy (what
+  defaults may be chosen on), with the data set as the unit of analysis (:class:`Gain`): an
+  interval, Wilcoxon and sign tests over the data sets, Holm-corrected over the table's
+  comparisons, and the data sets won / tied / lost.
 
 A method that does not read L_ic (a base, an IID ablation without it) gives the same run for every
 reading: it is trained once (tasks are deduplicated by :mod:`iidfusion.tasks.classification.run_key`). Every
@@ -40,7 +40,14 @@ from iidfusion.engine.figures import figure_files, new_figure
 from iidfusion.engine.outputs import path_name, staged_files
 from iidfusion.engine.results import csv_text, fmt_number, json_text, mean_ci, rounded
 from iidfusion.engine.runs import Progress, cache_path, load_outcome, run_tasks, save_outcome
-from iidfusion.engine.stats import CONFIDENCE, holm, paired_test, t_interval
+from iidfusion.engine.stats import (
+    CONFIDENCE,
+    holm,
+    paired_bootstrap_ci,
+    t_interval,
+    two_level_bootstrap_ci,
+    unit_level_test,
+)
 from iidfusion.fusion.methods import get_method
 from iidfusion.losses.informatic import VARIANTS
 from iidfusion.tasks.classification.compare import (
@@ -98,19 +105,28 @@ class SuiteRun:
 
 @dataclass(frozen=True)
 class Gain:
-    """``method`` minus ``reference`` over the (data set, seed) pairs both ran, in percentage points."""
+    """``method`` minus ``reference`` in percentage points, with the data set as the unit of analysis.
+
+    ``test`` and ``val``: the mean over data sets of each set's mean over the seeds both ran (with
+    one data set, its mean over seeds). The interval and the tests are over units: the data sets
+    (:func:`~iidfusion.engine.stats.two_level_bootstrap_ci`, and the Wilcoxon signed-rank and sign
+    tests of their means), or the seeds when there is one data set; ``p_holm`` corrects the
+    Wilcoxon p over the table. ``pairs`` counts the data set x seed pairs behind it.
+    """
 
     variant: str
     method: str
     reference: str
     test: float
     val: float
-    p_t: float
+    ci: tuple[float, float]
     p_wilcoxon: float
+    p_sign: float
     p_holm: float
     wins: int
     ties: int
     losses: int
+    unit: str
     pairs: int
 
 
@@ -334,51 +350,50 @@ def _groups(runs: Sequence[SuiteRun]) -> dict[tuple[str, str], list[SuiteRun]]:
 
 
 def gains(runs: Sequence[SuiteRun]) -> list[Gain]:
-    """Every comparison of :data:`SUITE_PAIRS`, per reading, over data sets x seeds (module docstring)."""
+    """Every comparison of :data:`SUITE_PAIRS`, per reading, with the data set as the unit (:class:`Gain`)."""
     by_key = {(r.variant, r.dataset, r.task.method, r.task.seed): r for r in runs}
     variants = list(dict.fromkeys(r.variant for r in runs))
     methods = list(dict.fromkeys(r.task.method for r in runs))
-    datasets = list(dict.fromkeys(r.dataset for r in runs))
     rows = []
     for variant in variants:
         for method, reference in comparison_pairs(methods, SUITE_PAIRS):
             if variant != variants[0] and not get_method(method).use_ic:
                 continue  # the IF-vs-LF rows do not depend on the reading: listed once
-            ours, theirs, val, per_dataset = [], [], [], []
-            for dataset in datasets:
-                seeds = [s for (v, d, m, s) in by_key if (v, d, m) == (variant, dataset, method)]
-                pairs = [
-                    (by_key[variant, dataset, method, s], by_key[variant, dataset, reference, s])
-                    for s in seeds
-                    if (variant, dataset, reference, s) in by_key
-                ]
-                ours += [a.test_avg for a, _ in pairs]
-                theirs += [b.test_avg for _, b in pairs]
-                val += [a.val - b.val for a, b in pairs]
-                if pairs:
-                    per_dataset.append(float(np.mean([a.test_avg - b.test_avg for a, b in pairs])))
-            if not ours:
+            test: dict[str, list[float]] = {}
+            val: dict[str, list[float]] = {}
+            for (v, dataset, m, seed), ours in by_key.items():
+                theirs = by_key.get((variant, dataset, reference, seed))
+                if (v, m) == (variant, method) and theirs is not None:
+                    test.setdefault(dataset, []).append(ours.test_avg - theirs.test_avg)
+                    val.setdefault(dataset, []).append(ours.val - theirs.val)
+            if not test:
                 continue
-            test = paired_test(ours, theirs)
-            wins = sum(d > 0 for d in per_dataset)
-            losses = sum(d < 0 for d in per_dataset)
+            if len(test) > 1:
+                unit, units = "data set", [float(np.mean(d)) for d in test.values()]
+                interval = two_level_bootstrap_ci(test)
+            else:
+                unit, (units,) = "seed", test.values()
+                interval = paired_bootstrap_ci(units, [0.0] * len(units))
+            result = unit_level_test(units)
             rows.append(
                 Gain(
                     variant,
                     method,
                     reference,
-                    test.mean_difference,
-                    float(np.mean(val)),
-                    test.p_value,
-                    test.p_wilcoxon,
+                    result.mean_difference,
+                    float(np.mean([np.mean(d) for d in val.values()])),
+                    interval,
+                    result.p_wilcoxon,
+                    result.p_sign,
                     math.nan,
-                    wins,
-                    len(per_dataset) - wins - losses,
-                    losses,
-                    test.pairs,
+                    result.wins,
+                    result.ties,
+                    result.losses,
+                    unit,
+                    sum(map(len, test.values())),
                 )
             )
-    adjusted = holm([g.p_t for g in rows])
+    adjusted = holm([g.p_wilcoxon for g in rows])
     return [dataclasses.replace(g, p_holm=p) for g, p in zip(rows, adjusted, strict=True)]
 
 
@@ -467,22 +482,27 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
         "",
         "Data sets: " + ", ".join(datasets) + ".",
         "",
-        "## Gains (percentage points; mean over data sets x seeds)",
+        "## Gains (percentage points; the data set is the unit)",
         "",
         "Δ test = test Avg Acc of the method minus the reference's; Δ val = the same for the best clean validation "
-        "accuracy. p: paired t-test and Wilcoxon signed-rank test over the data set x seed pairs; Holm: the t-test "
-        "p corrected over the rows of this table. W/T/L: data sets where the mean over seeds is higher / equal / "
+        "accuracy; both the mean over data sets of each set's mean over seeds. The unit of the interval and the "
+        "tests is the data set (with one data set, the seed): seeds of several data sets are not independent "
+        "draws of the effect. 95% CI: bootstrap of the data sets and, within each, of its seeds. p: Wilcoxon "
+        "signed-rank and sign tests over the units; Holm: the Wilcoxon p corrected over the rows of this table "
+        "(with 5 units or fewer no Wilcoxon p reaches 0.05). W/T/L: units where the method is higher / equal / "
         "lower.",
         "",
-        "| reading | method | reference | Δ test | Δ val | p (t) | p (Wilcoxon) | p (Holm) | W/T/L | pairs |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|---:|",
+        "| reading | method | reference | Δ test | 95% CI | Δ val | p (Wilcoxon) | p (sign) | p (Holm) | W/T/L "
+        "| unit | pairs |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---|---|---:|",
     ]
     for g in gains(runs):
         variant = g.variant if get_method(g.method).use_ic else "-"
+        interval = f"[{fmt_number(g.ci[0], '+.2f')}, {fmt_number(g.ci[1], '+.2f')}]"
         lines.append(
-            f"| {variant} | {g.method} | {g.reference} | {g.test:+.2f} | {g.val:+.2f} | {fmt_number(g.p_t, '.3g')} | "
-            f"{fmt_number(g.p_wilcoxon, '.3g')} | {fmt_number(g.p_holm, '.3g')} | {g.wins}/{g.ties}/{g.losses} | "
-            f"{g.pairs} |"
+            f"| {variant} | {g.method} | {g.reference} | {g.test:+.2f} | {interval} | {g.val:+.2f} | "
+            f"{fmt_number(g.p_wilcoxon, '.3g')} | {fmt_number(g.p_sign, '.3g')} | {fmt_number(g.p_holm, '.3g')} | "
+            f"{g.wins}/{g.ties}/{g.losses} | {g.unit} | {g.pairs} |"
         )
     if tune.enabled:
         lines += _fixed_points(runs)
