@@ -160,6 +160,9 @@ def test_a_tuned_suite_reports_what_each_grid_point_would_gain_as_a_default(suit
     )
     report = run_suite(config, tmp_path, log=lambda _: None)
     assert "## Fixed hyperparameters, from the tuning trials" in report
+    assert "<data set>/<reading>/results.md" in report
+    (per_comparison,) = tmp_path.glob("*/vib/results.md")
+    assert "## Hyperparameters chosen on validation" in per_comparison.read_text()
     runs = json.loads((tmp_path / "suite.json").read_text())["runs"]
     (iid,) = [r for r in runs if r["method"] == "iid-l"]
     bases = {r["method"]: r for r in runs if r["method"] != "iid-l"}

@@ -505,6 +505,11 @@ def render_suite(runs: Sequence[SuiteRun], config: ExperimentConfig, seconds: fl
             f"{g.wins}/{g.ties}/{g.losses} | {g.unit} | {g.pairs} |"
         )
     if tune.enabled:
+        lines += [
+            "",
+            'What tuning chose for each method and seed: section "Hyperparameters chosen on validation" of '
+            "<data set>/<reading>/results.md.",
+        ]
         lines += _fixed_points(runs)
     for variant in variants:
         lines += [
