@@ -69,7 +69,6 @@ ALPHAS = (1.0, 0.1, 0.01)
 BETAS = (1.0, 0.1)
 MIN_VALIDATION = 100  # fewer validation samples under 70/10/20: the set is split 60/20/20
 BOOTSTRAP = 10_000
-SMALLEST_SET = "msrcv1"  # the sensitivity analysis leaves it out (docs/protocol.md)
 # Every finished cell, kept beside the report: the raw record of its numbers, and what a fresh machine resumes from.
 ARCHIVE = "verdict_cells.jsonl"
 
@@ -122,6 +121,7 @@ class VerdictSet:
     config: ExperimentConfig
     seeds: int
     note: str = ""
+    val_size: int = 0  # validation samples of seed 0's split: the smallest set is left out as a sensitivity check
 
 
 @dataclass(frozen=True)
@@ -196,19 +196,34 @@ def trial_params(arm: Arm, config: ExperimentConfig) -> list[tuple[tuple[str, An
 # Data sets
 
 
-def split_rule(config: ExperimentConfig) -> tuple[ExperimentConfig, str]:
+def split_rule(config: ExperimentConfig) -> tuple[ExperimentConfig, str, int]:
     """70/10/20, or 60/20/20 where 70/10/20 leaves fewer than MIN_VALIDATION validation samples
-    (docs/protocol.md, "Data sets and seeds"); data with splits of its own keeps them.
+    (docs/protocol.md, "Data sets and seeds"); data with splits of its own keeps them. Returns the
+    configuration, the splits' sizes as text and the number of validation samples.
     """
     first = load_dataset(config.data, seed=0, views=config.views, labels=config.labels or None)
     if len(first.val) >= MIN_VALIDATION or Path(config.data).is_dir():
-        return config, f"{len(first.train)}/{len(first.val)}/{len(first.test)}"
+        return config, f"{len(first.train)}/{len(first.val)}/{len(first.test)}", len(first.val)
     wider = dataclasses.replace(config, val_fraction=0.2, test_fraction=0.2)
     split = load_dataset(config.data, seed=0, val_fraction=0.2, test_fraction=0.2)
-    return (
-        wider,
-        f"{len(split.train)}/{len(split.val)}/{len(split.test)} (60/20/20: 70/10/20 gave {len(first.val)} val)",
-    )
+    sizes = f"{len(split.train)}/{len(split.val)}/{len(split.test)}"
+    return wider, f"{sizes} (60/20/20: 70/10/20 gave {len(first.val)} val)", len(split.val)
+
+
+def verdict_set(name: str, config: ExperimentConfig, seeds: int, splits: str = "") -> VerdictSet:
+    """``config``'s data as a set of the protocol, split by :func:`split_rule`; ``splits`` names the
+    splits that the data brings with it.
+    """
+    config, sizes, val_size = split_rule(config)
+    return VerdictSet(name, config, seeds, f"{splits}: {sizes}" if splits else sizes, val_size)
+
+
+def smallest_set(sets: Sequence[VerdictSet]) -> str:
+    """The set with the fewest validation samples (the first of a tie), which the sensitivity check
+    leaves out (docs/protocol.md, "Data sets and seeds"); "" with fewer than three sets, where no
+    test would remain.
+    """
+    return min(sets, key=lambda s: s.val_size).name if len(sets) >= 3 else ""
 
 
 def common_config(threads: int, path: Path | None = None, data: str = "handwritten") -> ExperimentConfig:
@@ -285,26 +300,25 @@ def protocol_sets(args: argparse.Namespace, log: Callable[[str], None]) -> list[
     sets: list[VerdictSet] = []
     if args.datasets:
         for data in args.datasets.split(","):
-            config, note = split_rule(common_config(args.threads, data=data))
-            sets.append(VerdictSet(Path(data).stem if Path(data).exists() else data, config, args.seeds or 10, note))
+            name = Path(data).stem if Path(data).exists() else data
+            sets.append(verdict_set(name, common_config(args.threads, data=data), args.seeds or 10))
         return sets
     for name in ("handwritten", "synthetic", "synthetic-many-views"):
-        config, note = split_rule(common_config(args.threads, data=name))
-        sets.append(VerdictSet(name, config, 10, note))
+        sets.append(verdict_set(name, common_config(args.threads, data=name), 10))
     for name in ("landuse21", "100leaves", "msrcv1", "bbcsport", "reuters1200", "wikipedia", "hdigit"):
-        config, note = split_rule(common_config(args.threads, data=str(SHARED / "multiview" / f"{name}.mat")))
-        sets.append(VerdictSet(name, config, 10, note))
+        data = str(SHARED / "multiview" / f"{name}.mat")
+        sets.append(verdict_set(name, common_config(args.threads, data=data), 10))
     work = Path(args.work)
     mvsa = extract_features("mvsa_single", work, log)
     config = load_config(
         overrides={"data": str(mvsa)}, base=common_config(args.threads, REPO / "configs" / "vl" / "mvsa_single.yaml")
     )
-    sets.append(VerdictSet("mvsa_single", config, 5, "QMF's train/dev/test: " + split_rule(config)[1]))
+    sets.append(verdict_set("mvsa_single", config, 5, "QMF's train/dev/test"))
     hfm = extract_features("hfm", work, log)
     config = load_config(
         overrides={"data": str(hfm)}, base=common_config(args.threads, REPO / "configs" / "hfm_attributes.yaml")
     )
-    sets.append(VerdictSet("hfm", config, 5, "the published train/valid/test: " + split_rule(config)[1]))
+    sets.append(verdict_set("hfm", config, 5, "the published train/valid/test"))
     if args.seeds:
         sets = [dataclasses.replace(s, seeds=min(s.seeds, args.seeds)) for s in sets]
     return sets
@@ -600,6 +614,7 @@ def across_sets(per_set: dict[str, np.ndarray]) -> dict[str, Any]:
 def analyse(rows: Sequence[dict[str, Any]], sets: Sequence[VerdictSet]) -> dict[str, Any]:
     """Every comparison of :func:`comparisons` in both protocols: per data set and across data sets."""
     score = {(r["protocol"], r["dataset"], r["arm"], r["seed"]): r["test_avg"] for r in rows}
+    smallest = smallest_set(sets)
     result: dict[str, Any] = {}
     for protocol in ("tuned", "untuned"):
         for family, pairs in comparisons().items():
@@ -630,8 +645,9 @@ def analyse(rows: Sequence[dict[str, Any]], sets: Sequence[VerdictSet]) -> dict[
                         }
                     )
                 entry = {"ours": ours, "theirs": theirs, "per_set": rows_per_set, **across_sets(per_set)}
-                without = {k: v for k, v in per_set.items() if k != SMALLEST_SET}
-                entry["p_wilcoxon_without_smallest"] = across_sets(without)["p_wilcoxon"] if without else math.nan
+                without = {k: v for k, v in per_set.items() if k != smallest}
+                entry["without"] = smallest
+                entry["p_wilcoxon_without_smallest"] = across_sets(without)["p_wilcoxon"] if smallest else math.nan
                 entries.append(entry)
             for entry, p in zip(entries, holm([e["p_wilcoxon"] for e in entries]), strict=True):
                 entry["p_holm"] = p
@@ -691,7 +707,7 @@ def family_table(entries: Sequence[dict[str, Any]]) -> str:
         "Wilcoxon p",
         "Holm p",
         "sign p",
-        f"Wilcoxon p w/o {SMALLEST_SET}",
+        f"Wilcoxon p w/o {entries[0]['without'] or 'the smallest set'}",
         "verdict",
     ]
     return markdown_table(headers, rows)

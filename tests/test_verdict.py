@@ -251,3 +251,29 @@ def test_the_time_left_is_estimated_per_data_set_and_method(verdict):
     ]
     assert verdict.hours_left(pending, records) == pytest.approx((150 + 10 + 85) / 3600)
     assert verdict.hours_left(pending, []) is None
+
+
+def test_the_sensitivity_check_leaves_out_the_set_of_fewest_validation_samples(verdict):
+    config = load_config()
+    sizes = {"big": 300, "tiny": 40, "mid": 120, "small": 41}
+    sets = [verdict.VerdictSet(name, config, seeds=2, val_size=size) for name, size in sizes.items()]
+    assert verdict.smallest_set(sets) == "tiny" and verdict.smallest_set(sets[:2]) == ""
+    rng = np.random.default_rng(0)
+    rows = [
+        {"protocol": "tuned", "dataset": s.name, "arm": arm, "seed": seed, "test_avg": 70 + rng.normal()}
+        for s in sets
+        for seed in range(2)
+        for arm in ("IID-P", "IF-pdf")
+    ]
+    entry = {(e["ours"], e["theirs"]): e for e in verdict.analyse(rows, sets)["tuned/primary"]}["IID-P", "IF-pdf"]
+
+    def differences(name):
+        scores = {
+            arm: [r["test_avg"] for r in rows if (r["dataset"], r["arm"]) == (name, arm)] for arm in ("IID-P", "IF-pdf")
+        }
+        return np.subtract(scores["IID-P"], scores["IF-pdf"])
+
+    kept = {name: differences(name) for name in sizes if name != "tiny"}
+    assert entry["without"] == "tiny" and entry["sets"] == 4
+    assert entry["p_wilcoxon_without_smallest"] == pytest.approx(verdict.across_sets(kept)["p_wilcoxon"])
+    assert "Wilcoxon p w/o tiny" in verdict.family_table([entry])
