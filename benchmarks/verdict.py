@@ -365,6 +365,10 @@ class Cache:
     def record(self, cell: Cell) -> dict[str, Any]:
         return json.loads(self.path(cell).read_text())
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every finished cell's record, whether or not the protocol at hand plans it."""
+        return [json.loads(path.read_text()) for path in sorted(self.folder.glob("*.json"))]
+
     def adopt(self, archive: Path) -> int:
         """Copy into the cache the cells of a committed archive (:meth:`export`) that it lacks: a fresh
         machine continues the protocol instead of training it again (the reproduction check samples them too).
@@ -479,11 +483,13 @@ def run_cells(
     if not todo:
         return
     started = time.perf_counter()
+    estimate = fit_seconds(cache.records())
+    expected = [estimate(cell) if estimate else 1.0 for cell in todo]
 
     def done(count: int, task: Task, outcome: RunOutcome) -> None:
         cell = todo[count - 1]
         cache.save(cell, outcome, commit)
-        left = (time.perf_counter() - started) / count * (len(todo) - count)
+        left = wall_seconds_left(expected, count, time.perf_counter() - started)
         log(
             f"  [{count}/{len(todo)}] {cell.dataset} {cell.arm.name} seed {cell.seed} {dict(cell.params)}: "
             f"val {100 * outcome.val_acc:.2f}, {outcome.epochs} epochs, {outcome.seconds:.1f} s; "
@@ -893,10 +899,9 @@ def plot(stats: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
-def hours_left(pending: Sequence[Cell], records: Sequence[dict[str, Any]]) -> float | None:
-    """Fitting hours the ``pending`` cells will take, each at the mean seconds of the finished cells of its data set
-    and method (else of its data set, else of every finished cell); None before any cell has finished. The cells
-    that only IID's choices will name are not counted.
+def fit_seconds(records: Sequence[dict[str, Any]]) -> Callable[[Cell], float] | None:
+    """A cell's expected fitting seconds: the mean of the finished cells (``records``) of its data set and method,
+    else of its data set, else of every finished cell; None before any cell has finished.
     """
     if not records:
         return None
@@ -906,11 +911,30 @@ def hours_left(pending: Sequence[Cell], records: Sequence[dict[str, Any]]) -> fl
         by_method.setdefault((r["dataset"], r["method"]), []).append(r["outcome"]["seconds"])
         by_set.setdefault(r["dataset"], []).append(r["outcome"]["seconds"])
     overall = float(np.mean([r["outcome"]["seconds"] for r in records]))
-    seconds = 0.0
-    for cell in pending:
+
+    def expected(cell: Cell) -> float:
         known = by_method.get((cell.dataset, cell.arm.method)) or by_set.get(cell.dataset)
-        seconds += float(np.mean(known)) if known else overall
-    return seconds / 3600
+        return float(np.mean(known)) if known else overall
+
+    return expected
+
+
+def hours_left(pending: Sequence[Cell], records: Sequence[dict[str, Any]]) -> float | None:
+    """Fitting hours the ``pending`` cells will take (:func:`fit_seconds`); None before any cell has finished. The
+    cells that only IID's choices will name are not counted.
+    """
+    expected = fit_seconds(records)
+    return sum(map(expected, pending)) / 3600 if expected else None
+
+
+def wall_seconds_left(expected: Sequence[float], done: int, elapsed: float) -> float:
+    """Wall seconds until the last of the cells whose expected fitting seconds are ``expected`` has run, when the
+    first ``done`` took ``elapsed``: the cells left at the pace observed so far, which takes in the parallel jobs
+    and the machine's load. Cells of different data sets differ by orders of magnitude, so a count of cells alone
+    misleads.
+    """
+    spent = sum(expected[:done])
+    return sum(expected[done:]) * elapsed / spent if spent > 0 else math.nan
 
 
 def write_report(
