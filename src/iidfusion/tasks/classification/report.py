@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 
 from iidfusion.core.provenance import provenance
+from iidfusion.engine import results as result_files
 from iidfusion.engine.figures import figure_files, new_figure
 from iidfusion.engine.results import csv_text, fmt_number, json_text, mean_ci, rounded, write_results
 from iidfusion.engine.stats import CONFIDENCE, holm, paired_test, t_interval
 from iidfusion.fusion.methods import MethodSpec, get_method
 
 PLOT = "accuracy_vs_noise"  # the stem of the plot's PNG and PDF
-RESULT_FILES = ("results.csv", "results.json", "results.md", "results.tex", f"{PLOT}.png", f"{PLOT}.pdf")
+RESULT_FILES = (*result_files.RESULT_FILES, "results.tex", f"{PLOT}.png", f"{PLOT}.pdf")
 CLASS_FILES = ("per_class.csv", "confusion_matrices.json")  # with the test predictions' confusion matrices
 METRICS = {"accuracy": ("accuracy", "Avg Acc"), "macro_f1": ("macro-F1", "Avg F1")}  # field: (name, average column)
 MAX_CLASSES_SHOWN = 20  # results.md shows per-class tables and confusion matrices up to this many classes
