@@ -46,7 +46,7 @@ import numpy as np
 
 from iidfusion.data.features.registry import load_dataset
 from iidfusion.engine.results import csv_text, fmt_number, json_text, markdown_table, write_files
-from iidfusion.engine.runs import load_outcome, run_tasks, save_outcome
+from iidfusion.engine.runs import load_outcome, run_tasks, save_outcome, time_left
 from iidfusion.engine.stats import holm, paired_bootstrap_ci, two_level_bootstrap_ci, unit_level_test
 from iidfusion.tasks.classification.compare import RunOutcome, Task, execute, start_worker
 from iidfusion.tasks.classification.config import ExperimentConfig, load_config
@@ -489,7 +489,7 @@ def run_cells(
     def done(count: int, task: Task, outcome: RunOutcome) -> None:
         cell = todo[count - 1]
         cache.save(cell, outcome, commit)
-        left = wall_seconds_left(expected, count, time.perf_counter() - started)
+        left = time_left(expected, count, time.perf_counter() - started)
         log(
             f"  [{count}/{len(todo)}] {cell.dataset} {cell.arm.name} seed {cell.seed} {dict(cell.params)}: "
             f"val {100 * outcome.val_acc:.2f}, {outcome.epochs} epochs, {outcome.seconds:.1f} s; "
@@ -925,16 +925,6 @@ def hours_left(pending: Sequence[Cell], records: Sequence[dict[str, Any]]) -> fl
     """
     expected = fit_seconds(records)
     return sum(map(expected, pending)) / 3600 if expected else None
-
-
-def wall_seconds_left(expected: Sequence[float], done: int, elapsed: float) -> float:
-    """Wall seconds until the last of the cells whose expected fitting seconds are ``expected`` has run, when the
-    first ``done`` took ``elapsed``: the cells left at the pace observed so far, which takes in the parallel jobs
-    and the machine's load. Cells of different data sets differ by orders of magnitude, so a count of cells alone
-    misleads.
-    """
-    spent = sum(expected[:done])
-    return sum(expected[done:]) * elapsed / spent if spent > 0 else math.nan
 
 
 def write_report(

@@ -277,11 +277,3 @@ def test_the_sensitivity_check_leaves_out_the_set_of_fewest_validation_samples(v
     assert entry["without"] == "tiny" and entry["sets"] == 4
     assert entry["p_wilcoxon_without_smallest"] == pytest.approx(verdict.across_sets(kept)["p_wilcoxon"])
     assert "Wilcoxon p w/o tiny" in verdict.family_table([entry])
-
-
-def test_the_wave_s_time_left_follows_the_pace_of_the_cells_done(verdict):
-    # two cheap cells done in 10 s of wall time (the pace: 10 s per 20 expected), one cell of 300 s left
-    assert verdict.wall_seconds_left([10.0, 10.0, 300.0], 2, 10.0) == pytest.approx(150.0)
-    assert verdict.wall_seconds_left([1.0, 1.0, 1.0, 1.0], 1, 5.0) == pytest.approx(15.0)  # no records: by count
-    assert verdict.wall_seconds_left([10.0, 10.0], 2, 30.0) == 0.0
-    assert math.isnan(verdict.wall_seconds_left([10.0], 0, 0.0))

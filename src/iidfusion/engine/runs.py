@@ -12,6 +12,7 @@ where it stopped.
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import sys
@@ -89,18 +90,38 @@ def run_tasks(
     return outcomes
 
 
+def time_left(costs: Sequence[float], done: int, elapsed: float) -> float:
+    """Seconds until the last of the tasks of relative ``costs`` has run, when the first ``done`` took ``elapsed``
+    seconds: the tasks left at the pace observed so far, which takes in the parallel jobs and the machine's load.
+    Tasks of different data sets differ by orders of magnitude, so a count of tasks alone misleads; equal costs
+    give that count. NaN before any cost has been paid.
+    """
+    spent = sum(costs[:done])
+    return sum(costs[done:]) * elapsed / spent if spent > 0 else math.nan
+
+
 class Progress:
     """The job's progress: a bar over the tasks (:mod:`iidfusion.core.progress`; the task awaited
     next and the time left), and one line per finished task: what ran, what it scored
-    (:meth:`Outcome.progress_line`), the time left.
+    (:meth:`Outcome.progress_line`), the time left (:func:`time_left` of ``costs``, the tasks'
+    relative costs where known, else equal).
 
     Call :meth:`close` when done (or use it as a context manager). ``bar=False``: the lines only.
     """
 
     def __init__(
-        self, tasks: Sequence[Task], log: Callable[[str], None], *, bar: bool = True, description: str = "runs"
+        self,
+        tasks: Sequence[Task],
+        log: Callable[[str], None],
+        *,
+        costs: Sequence[float] | None = None,
+        bar: bool = True,
+        description: str = "runs",
     ) -> None:
         self.tasks, self.total, self.log, self.started = list(tasks), len(tasks), log, time.perf_counter()
+        if costs is not None and len(costs) != self.total:
+            raise ValueError(f"{len(costs)} costs for {self.total} tasks")
+        self.costs = list(costs) if costs is not None else [1.0] * self.total
         self.bar = progress_bar(self.total, description, enabled=bar and self.total > 0)
         self._show_next(0)
 
@@ -124,8 +145,7 @@ class Progress:
         self._show_next(done)
         if not outcome.is_global_zero:
             return
-        elapsed = time.perf_counter() - self.started
-        left = elapsed / done * (self.total - done)
+        left = time_left(self.costs, done, time.perf_counter() - self.started)
         what = f"[{done}/{self.total}] {task.name} seed {task.seed}"
         line = f"{what}: {outcome.progress_line()}; about {_duration(left)} left"
         with self.bar.external_write_mode(file=sys.stderr):
@@ -133,6 +153,8 @@ class Progress:
 
 
 def _duration(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "an unknown time"
     minutes, seconds = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"

@@ -48,6 +48,19 @@ def test_bases_are_planned_for_every_reading_but_trained_once(suite_config):
     assert {t.config.loss.variant for _, v, t in planned if t.method == "iid-l" and v == "paper"} == {"paper"}
 
 
+def test_a_task_s_cost_for_the_time_left_grows_with_its_data(suite_config, tmp_path):
+    data = np.random.default_rng(0)
+    large = tmp_path / "large.npz"
+    np.savez(large, a=data.normal(size=(900, 40)), b=data.normal(size=(900, 8)), y=np.arange(900) % 3)
+    config = replace(suite_config, datasets=(suite_config.datasets[0], str(large)))
+    tasks = [task for _, _, task in plan(config)]
+    costs = suite.fit_costs(tasks)
+    small_cost, large_cost = (costs[k] for k in (0, -1))
+    width = suite_config.model.width
+    assert large_cost == len(suite.load_splits(tasks[-1].config, 0).train) * (48 + 2 * width)
+    assert large_cost > 10 * small_cost and set(costs) == {small_cost, large_cost}
+
+
 def test_suite_writes_one_table_and_resumes_without_training_again(suite_config, tmp_path, monkeypatch):
     lines = []
     report = run_suite(suite_config, tmp_path, log=lines.append)

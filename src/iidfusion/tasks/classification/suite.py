@@ -168,6 +168,22 @@ def plan(config: ExperimentConfig) -> list[tuple[str, str, Task]]:
     return planned
 
 
+def fit_costs(tasks: Sequence[Task]) -> list[float]:
+    """Each task's relative cost, for the time left (:func:`~iidfusion.engine.runs.time_left`): its
+    data's training samples times the width of the model's first layers (the views' widths and a
+    hidden layer per view), which spans orders of magnitude across data sets. Each data set is
+    loaded once.
+    """
+    sizes: dict[str, float] = {}
+    for task in tasks:
+        config = task.config
+        if config.data not in sizes:
+            splits = load_splits(config, 0)
+            width = sum(splits.view_dims.values()) + len(splits.view_dims) * config.model.width
+            sizes[config.data] = float(len(splits.train) * width)
+    return [sizes[task.config.data] for task in tasks]
+
+
 def run_suite(
     config: ExperimentConfig, out: str | Path, *, resume: bool = False, log: Callable[[str], None] = print
 ) -> str:
@@ -188,13 +204,14 @@ def run_suite(
     log(f"suite: {len(planned)} runs, {len(set(keys))} distinct, {reused} already done, {len(todo)} to train")
 
     pending = list(todo.items())
-    with Progress([task for _, task in pending], log, bar=config.train.progress_bar, description="suite") as progress:
+    tasks = [task for _, task in pending]
+    with Progress(tasks, log, costs=fit_costs(tasks), bar=config.train.progress_bar, description="suite") as progress:
 
         def save(done: int, task: Task, outcome: RunOutcome) -> None:
             save_outcome(cache_path(out, pending[done - 1][0]), outcome.to_json())
             progress(done, task, outcome)
 
-        run_tasks([task for _, task in pending], config.jobs, execute, save, worker_setup=start_worker)
+        run_tasks(tasks, config.jobs, execute, save, worker_setup=start_worker)
     outcomes = {key: load_outcome(cache_path(out, key), RunOutcome.from_json) for key in set(keys)}
     runs = [
         SuiteRun(name, variant, dataclasses.replace(task, label=task.method), outcomes[key])
