@@ -1,4 +1,4 @@
-"""Forward + backward of the L_dc transport problem: ours against POT and GeomLoss.
+"""Forward + backward of the L_dc transport problem: ours against POT, GeomLoss and OTT-JAX.
 
 ``python benchmarks/bench_ot.py [--quick]`` (``make bench``). For M modalities the L_dc of
 L_dc (docs/method.md, "Distribution coherence") solves P = M(M-1)/2 unbalanced entropic OT problems between clouds of n
@@ -8,24 +8,29 @@ of its settings (tolerance, iterations, annealing) whose value is within ``--tar
 relative error of the converged value (ours in float64, tolerance 1e-12) on every pair.
 The timed runs are float32, medians of repeats interleaved across methods so that all
 see the same machine load. Writes benchmarks/results/ot.md (``--quick``: prints only,
-unless ``--output`` is given).
+unless ``--output`` is given). OTT-JAX runs in a process of its own under ``--ott-python``
+(benchmarks/ott_worker.py), in the same rounds; without it, its columns read n/a.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from geomloss import SamplesLoss
 
@@ -54,6 +59,9 @@ class Setting:
     label: str
     family: str  # settings of one family are listed from the cheapest to the dearest
     solve: Solver
+    # (CPU, wall) seconds of one forward + backward measured where it runs (another process);
+    # None: timed in this process around ``solve``
+    timer: Callable[[], tuple[float, float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -195,17 +203,100 @@ def geomloss_settings(eps: float, rho: float) -> list[Setting]:
     return [Setting(f"scaling={s:g}", "geomloss", solver(s)) for s in scalings]
 
 
+class OttWorker:
+    """benchmarks/ott_worker.py under another Python (one with ott-jax), driven line by line."""
+
+    def __init__(self, python: str) -> None:
+        script = Path(__file__).resolve().parent / "ott_worker.py"
+        self.process = subprocess.Popen(
+            [python, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        self.folder = Path(tempfile.mkdtemp(prefix="bench_ot_"))
+        self.versions = ""
+        self.problem: Problem | None = None
+
+    def ask(self, request: dict[str, object]) -> dict[str, object]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the OTT worker stopped (exit {self.process.wait()}); is ott-jax installed there?")
+        return json.loads(line)
+
+    def load(self, problem: Problem, eps: float, rho: float) -> None:
+        path = self.folder / "problem.npz"
+        np.savez(path, x=problem.x.numpy(), y=problem.y.numpy())
+        answer = self.ask({"op": "load", "path": str(path), "eps": eps, "rho": rho})
+        self.versions = f"OTT-JAX {answer['ott']}, JAX {answer['jax']}"
+        self.problem = problem
+
+    def run(self, threshold: float, keep: bool = False) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+        """(CPU s, wall s, values, gradient) of one run; the values and gradient only when ``keep``."""
+        out = self.folder / "result.npz"
+        answer = self.ask({"op": "run", "threshold": threshold, "out": str(out) if keep else None})
+        values = grad = torch.empty(0)
+        if keep:
+            result = np.load(out)
+            values, grad = torch.from_numpy(result["values"]), torch.from_numpy(result["grad"])
+        return float(answer["cpu"]), float(answer["wall"]), values, grad  # type: ignore[arg-type]
+
+    def masses(self, threshold: float) -> list[float]:
+        """The total mass of the plan of each pair of the loaded problem."""
+        return list(self.ask({"op": "mass", "threshold": threshold})["mass"])  # type: ignore[call-overload]
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait()
+
+
+def ott_settings(worker: OttWorker, problem: Problem) -> list[Setting]:
+    """OTT-JAX (ott_worker.py) at decreasing thresholds on its marginal error. The worker holds the
+    clouds of ``problem``: a setting's solve ignores the tensors it is given but for their gradient's
+    shape, which its backward fills with the worker's gradient (of each pair's value with respect to
+    that pair's clouds: the pairs are independent).
+    """
+
+    def solver(threshold: float) -> Solver:
+        class Ott(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+                assert worker.problem is problem, "the worker holds another problem"
+                _, _, values, grad = worker.run(threshold, keep=True)
+                half = x.numel()
+                ctx.save_for_backward(grad[:half].view_as(x).to(x.dtype), grad[half:].view_as(y).to(y.dtype))
+                return values.to(x.dtype)
+
+            @staticmethod
+            def backward(ctx, grad_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+                grad_x, grad_y = ctx.saved_tensors
+                scale = grad_values[:, None, None]
+                return scale * grad_x, scale * grad_y
+
+        return lambda x, y: Ott.apply(x, y)
+
+    def timer(threshold: float) -> Callable[[], tuple[float, float]]:
+        return lambda: worker.run(threshold)[:2]
+
+    thresholds = (3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4, 1e-5)
+    return [Setting(f"threshold={t:g}", "ott", solver(t), timer(t)) for t in thresholds]
+
+
 # ----------------------------------------------------------------------------- measuring
 
 
-def median_ms(solve: Solver, problem: Problem, repeats: int) -> float:
+def timed_run(setting: Setting, problem: Problem) -> tuple[float, float]:
+    """(CPU, wall) seconds of one forward + backward of ``setting`` on ``problem``."""
+    if setting.timer is not None:
+        return setting.timer()
+    start_cpu, start_wall = time.process_time(), time.perf_counter()
+    run_once(setting.solve, problem.x, problem.y)
+    return time.process_time() - start_cpu, time.perf_counter() - start_wall
+
+
+def median_ms(setting: Setting, problem: Problem, repeats: int) -> float:
     """Median CPU milliseconds of ``repeats`` runs."""
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        run_once(solve, problem.x, problem.y)
-        times.append(time.process_time() - start)
-    return 1e3 * statistics.median(times)
+    return 1e3 * statistics.median(timed_run(setting, problem)[0] for _ in range(repeats))
 
 
 def choose(
@@ -230,7 +321,7 @@ def choose(
     candidates = list(first_per_family.values())
     if len(candidates) == 1:
         return candidates[0]
-    timed = [(median_ms(c.setting.solve, problem, 3), c) for c in candidates if c.setting is not None]
+    timed = [(median_ms(c.setting, problem, 3), c) for c in candidates if c.setting is not None]
     return min(timed, key=lambda pair: pair[0])[1]
 
 
@@ -247,10 +338,9 @@ def time_choices(choices: list[Choice], problem: Problem, repeats: int) -> list[
     wall: dict[str, list[float]] = {c.method: [] for c in runnable}
     for _ in range(repeats):
         for c in runnable:
-            start_cpu, start_wall = time.process_time(), time.perf_counter()
-            run_once(c.setting.solve, problem.x, problem.y)
-            cpu[c.method].append(time.process_time() - start_cpu)
-            wall[c.method].append(time.perf_counter() - start_wall)
+            cpu_seconds, wall_seconds = timed_run(c.setting, problem)
+            cpu[c.method].append(cpu_seconds)
+            wall[c.method].append(wall_seconds)
     return [
         Choice(
             c.method,
@@ -309,6 +399,27 @@ def geomloss_agreement(eps: float, rho: float, d2: int, seed: int) -> float:
     return ((theirs - problem.reference) / problem.reference).abs().max().item()
 
 
+def ott_agreement(worker: OttWorker, eps: float, rho: float, d2: int, seed: int) -> str:
+    """OTT's plans at its tightest threshold against the minimiser of the common objective (ours,
+    float64, whose value is the relaxed objective on its plan: tests/ot): their total masses and the
+    relative gap of the values, on the M = 3, n = 64 problem.
+    """
+    problem = make_problem(3, 64, d2, eps, rho, seed)
+    worker.load(problem, eps, rho)
+    theirs = worker.masses(1e-5)
+    values = worker.run(1e-5, keep=True)[2]
+    cost = pairwise_cost(problem.x.double(), problem.y.double())
+    solution = sinkhorn_unbalanced(cost, eps=eps, rho=rho, tol=1e-12, max_iter=100_000)
+    weight = 1.0 / (cost.shape[1] * cost.shape[2])
+    ours = (torch.exp((solution.f[:, :, None] + solution.g[:, None, :] - cost) / eps) * weight).sum((1, 2))
+    gap = ((values - problem.reference) / problem.reference).abs().max().item()
+    return (
+        f"at threshold 1e-5 its plans carry a total mass of {', '.join(f'{m:.3f}' for m in theirs)} against "
+        f"{', '.join(f'{m:.3f}' for m in ours.tolist())} for the minimiser of the objective (M=3, n=64), while its "
+        f"value differs from ours by {gap:.1e} (relative)"
+    )
+
+
 def machine_line(threads: int) -> str:
     model = "unknown CPU"
     cpuinfo = Path("/proc/cpuinfo")
@@ -325,33 +436,33 @@ def machine_line(threads: int) -> str:
 
 def format_table(rows: list[dict[str, object]]) -> list[str]:
     lines = [
-        "| M | P | n | ours ms | POT ms | GeomLoss ms | POT / ours | GeomLoss / ours | ours warm ms "
-        "| wall: POT / ours | wall: GeomLoss / ours |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| M | P | n | ours ms | POT ms | GeomLoss ms | OTT ms | POT / ours | GeomLoss / ours | OTT / ours "
+        "| ours warm ms | wall: POT / ours | wall: GeomLoss / ours | wall: OTT / ours |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        ours, pot, geo, warm = row["ours"], row["pot"], row["geomloss"], row["warm"]
-        assert all(isinstance(c, Choice) for c in (ours, pot, geo, warm))
+        ours, pot, geo, ott, warm = row["ours"], row["pot"], row["geomloss"], row["ott"], row["warm"]
+        assert all(isinstance(c, Choice) for c in (ours, pot, geo, ott, warm))
         lines.append(
-            f"| {row['M']} | {row['P']} | {row['n']} | {_ms(ours)} | {_ms(pot)} | {_ms(geo)} "
-            f"| {_ratio(pot, ours)} | {_ratio(geo, ours)} | {_ms(warm)} "
-            f"| {_ratio(pot, ours, wall=True)} | {_ratio(geo, ours, wall=True)} |"
+            f"| {row['M']} | {row['P']} | {row['n']} | {_ms(ours)} | {_ms(pot)} | {_ms(geo)} | {_ms(ott)} "
+            f"| {_ratio(pot, ours)} | {_ratio(geo, ours)} | {_ratio(ott, ours)} | {_ms(warm)} "
+            f"| {_ratio(pot, ours, wall=True)} | {_ratio(geo, ours, wall=True)} | {_ratio(ott, ours, wall=True)} |"
         )
     return lines
 
 
 def format_settings(rows: list[dict[str, object]]) -> list[str]:
     lines = [
-        "| M | n | ours: setting (value err, grad err) | POT | GeomLoss | ours warm: iterations cold -> warm (value "
-        "err, grad err) |",
-        "|---|---|---|---|---|---|",
+        "| M | n | ours: setting (value err, grad err) | POT | GeomLoss | OTT | ours warm: iterations cold -> warm "
+        "(value err, grad err) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         cells = []
-        for key in ("ours", "pot", "geomloss"):
+        for key in ("ours", "pot", "geomloss", "ott"):
             c = row[key]
             assert isinstance(c, Choice)
-            label = c.setting.label if c.setting is not None else "target not reached"
+            label = c.setting.label if c.setting is not None else _missing(c)
             cells.append(f"{label} ({c.value_error:.1e}, {c.grad_error:.1e})")
         lines.append(
             f"| {row['M']} | {row['n']} | {' | '.join(cells)} "
@@ -360,6 +471,10 @@ def format_settings(rows: list[dict[str, object]]) -> list[str]:
             "|"
         )
     return lines
+
+
+def _missing(choice: Choice) -> str:
+    return "not run" if math.isnan(choice.value_error) else "target not reached"
 
 
 def _ms(choice: Choice) -> str:
@@ -391,6 +506,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=None, help=f"markdown table (default {RESULTS})")
+    parser.add_argument(
+        "--ott-python",
+        default=None,
+        help="a Python with ott-jax (e.g. .ott/bin/python after `python -m venv .ott && .ott/bin/pip install "
+        "ott-jax`): OTT-JAX is timed in the same rounds (benchmarks/ott_worker.py); default: not run",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     repeats = args.repeats or (5 if args.quick else 11)
@@ -398,17 +519,23 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output if args.output is not None else (None if args.quick else RESULTS)
 
     started = time.perf_counter()
+    worker = OttWorker(args.ott_python) if args.ott_python else None
     rows = []
     for modalities, n in grid:
         problem = make_problem(modalities, n, args.d2, args.eps, args.rho, args.seed)
         ours_choice = choose("ours", ours_settings(args.eps, args.rho), problem, args.target, args.grad_target)
+        ott_choice = Choice("ott", None, math.nan, math.nan)
+        if worker is not None:
+            worker.load(problem, args.eps, args.rho)
+            ott_choice = choose("ott", ott_settings(worker, problem), problem, args.target, args.grad_target)
         choices = [
             ours_choice,
             choose("pot", pot_settings(args.eps, args.rho), problem, args.target, args.grad_target),
             choose("geomloss", geomloss_settings(args.eps, args.rho), problem, args.target, args.grad_target),
+            ott_choice,
         ]
         warm, cold_iters, warm_iters = warm_start(problem, args.eps, args.rho, ours_choice)
-        ours, pot, geo, warm = time_choices([*choices, warm], problem, repeats)
+        ours, pot, geo, ott, warm = time_choices([*choices, warm], problem, repeats)
         row = {
             "M": modalities,
             "P": problem.x.shape[0],
@@ -416,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
             "ours": ours,
             "pot": pot,
             "geomloss": geo,
+            "ott": ott,
             "warm": warm,
             "cold_iters": cold_iters,
             "warm_iters": warm_iters,
@@ -423,6 +551,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(format_table([row])[-1], flush=True)
 
+    ott_note = ""
+    if worker is not None:
+        ott_note = ott_agreement(worker, args.eps, args.rho, args.d2, args.seed)
+        worker.close()
     median_cost = pairwise_cost(problem.x, problem.y).median().item()
     agreement = geomloss_agreement(args.eps, args.rho, args.d2, args.seed)
     report = [
@@ -433,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(median cost {median_cost:.2f}, so eps = {args.eps / median_cost:.3f} x median cost), Euclidean "
         f"ground cost, gradients to the points. Float32, one thread. Times: milliseconds of CPU time of the "
         f"benchmark process, medians of {repeats} rounds that each run every method once; a ratio is the median "
-        "over the rounds of the ratio of the two times of the same round. The last two columns give the same "
+        "over the rounds of the ratio of the two times of the same round. The last three columns give the same "
         "ratios in wall-clock time, which on this shared machine also counts waits for the cores.",
         "",
         *format_table(rows),
@@ -463,6 +595,18 @@ def main(argv: list[str] | None = None) -> int:
         "backend='tensorized')` on the (P, n, d2) batch. For p=1 its cost is |x - y| and eps = blur, rho = reach; "
         f"its value is the same quantity as ours: at scaling 0.999 in float64 it differs from our converged value "
         f"by {agreement:.1e} (relative, M=3, n=64).",
+        (
+            f"* OTT-JAX ({worker.versions}): `Sinkhorn(threshold=t)` on `LinearProblem(PointCloud(x, y, "
+            "cost_fn=Euclidean(), epsilon=eps), tau_a=tau, tau_b=tau)`, tau = rho / (rho + eps) (its documentation's "
+            "marginal penalty rho KL), value `reg_ot_cost`, `jax.value_and_grad` of the vmapped batch (OTT's "
+            "implicit differentiation), jitted once per threshold, XLA on one thread, in a process of its own "
+            "(`benchmarks/ott_worker.py`) whose CPU and wall times of each run are reported; the thresholds "
+            f"3e-1 down to 1e-5 are tried. Its fixed point is not the minimiser of the objective that ours and POT "
+            f"solve (tests/ot), which its documentation also states: {ott_note}; so a setting can reach the value "
+            "target while its gradient stays far from the common one."
+            if worker is not None
+            else "* OTT-JAX: not run (`--ott-python`: a Python with ott-jax)."
+        ),
         "* ours warm: our setting started from the potentials of the previous step (`init=(f, g)`, the first "
         "clouds 1% away), the situation of a training loop; timed in the same rounds.",
         f"* Wall time of this run: {time.perf_counter() - started:.0f} s.",
