@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -248,6 +249,7 @@ class OttWorker:
         if self.process.stdin is not None:
             self.process.stdin.close()
         self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def ott_settings(worker: OttWorker, problem: Problem) -> list[Setting]:

@@ -8,6 +8,7 @@ from iidfusion.engine.results import (
     RESULT_FILES,
     csv_text,
     fmt_number,
+    format_params,
     json_text,
     markdown_table,
     rounded,
@@ -53,3 +54,10 @@ def test_numbers_for_people_are_rounded_and_the_rest_kept():
     noisy = {"acc": 0.9700000286102295, "p": [1.234567891e-9, math.nan], "n": 3, "name": "x", "t": (2.0000001,)}
     assert rounded(noisy) == {"acc": 0.97, "p": [1.23457e-9, noisy["p"][1]], "n": 3, "name": "x", "t": [2.0]}
     assert rounded(123456.789) == 123457.0 and rounded(True) is True
+
+
+def test_hyperparameters_read_as_name_equals_value_floats_shortest():
+    assert format_params({"loss.alpha": 0.1, "optim.lr": 0.0005, "variant": "vib", "d1": 16}) == (
+        "loss.alpha=0.1, optim.lr=0.0005, variant=vib, d1=16"
+    )
+    assert format_params({}) == ""

@@ -81,6 +81,13 @@ def fmt_number(value: float | None, spec: str = ".3g") -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
+def format_params(params: Mapping[str, Any]) -> str:
+    """``name=value, ...`` of hyperparameters (floats by ``:g``): how logs and reports name a trial."""
+    return ", ".join(
+        f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}" for name, value in params.items()
+    )
+
+
 def mean_std(values: Sequence[float], decimals: int = 2) -> str:
     """The mean ± sample standard deviation of ``values`` as text (± n/a for a single value: no spread)."""
     std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan

@@ -30,6 +30,7 @@ import numpy as np
 from iidfusion.data.features.base import DatasetSplits
 from iidfusion.data.features.multiview import PassedOverWarning
 from iidfusion.engine.outputs import first_process
+from iidfusion.engine.results import format_params
 from iidfusion.engine.runs import Progress, cache_path, load_outcome, run_tasks, save_outcome
 from iidfusion.engine.trainer import quiet_lightning
 from iidfusion.tasks.classification.config import ExperimentConfig, config_to_dict, resolve_methods
@@ -119,10 +120,7 @@ class RunOutcome:
         accuracy = ", ".join(f"{r.noise:g}: {100 * r.accuracy:.2f}" for r in self.results)
         chosen = ""
         if self.tuning is not None and self.tuning["chosen"]:
-            params = ", ".join(
-                f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.tuning["chosen"].items()
-            )
-            chosen = f", chose {params} of {len(self.tuning['trials'])} trials"
+            chosen = f", chose {format_params(self.tuning['chosen'])} of {len(self.tuning['trials'])} trials"
         return f"test acc % by noise level {{{accuracy}}}, {self.epochs} epochs, {self.seconds:.1f} s{chosen}"
 
 

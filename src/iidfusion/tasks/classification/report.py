@@ -25,7 +25,7 @@ import numpy as np
 from iidfusion.core.provenance import provenance
 from iidfusion.engine import results as result_files
 from iidfusion.engine.figures import figure_files, new_figure
-from iidfusion.engine.results import csv_text, fmt_number, json_text, mean_ci, rounded, write_results
+from iidfusion.engine.results import csv_text, fmt_number, format_params, json_text, mean_ci, rounded, write_results
 from iidfusion.engine.stats import CONFIDENCE, holm, paired_test, t_interval
 from iidfusion.fusion.methods import MethodSpec, get_method
 
@@ -375,10 +375,6 @@ def _value(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _setting(params: dict[str, Any]) -> str:
-    return ", ".join(f"{name}={_value(value)}" for name, value in params.items())
-
-
 def markdown_choices(runs: Sequence[dict[str, Any]]) -> str:
     """What tuning chose per method (``runs`` of results.json): the grid and each choice with the seeds
     that made it; "" when no run was tuned. A choice that differs from seed to seed is a sign that the
@@ -402,7 +398,7 @@ def markdown_choices(runs: Sequence[dict[str, Any]]) -> str:
         grid = "; ".join(f"{name}: {', '.join(map(_value, values))}" for name, values in space.items())
         chosen: dict[str, list[str]] = {}
         for run in sorted(mine, key=lambda r: r["seed"]):
-            chosen.setdefault(_setting(run["tuning"]["chosen"]) or "(defaults)", []).append(str(run["seed"]))
+            chosen.setdefault(format_params(run["tuning"]["chosen"]) or "(defaults)", []).append(str(run["seed"]))
         cells = "; ".join(f"{setting} ({', '.join(seeds)})" for setting, seeds in chosen.items())
         lines.append(f"| {method} | {grid or '(not tuned)'} | {cells} |")
     return "\n".join(lines) + "\n"

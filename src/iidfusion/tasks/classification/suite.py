@@ -38,7 +38,7 @@ import numpy as np
 from iidfusion.core.provenance import provenance
 from iidfusion.engine.figures import figure_files, new_figure
 from iidfusion.engine.outputs import path_name, staged_files
-from iidfusion.engine.results import csv_text, fmt_number, json_text, mean_ci, rounded
+from iidfusion.engine.results import csv_text, fmt_number, format_params, json_text, mean_ci, rounded
 from iidfusion.engine.runs import Progress, cache_path, load_outcome, run_tasks, save_outcome
 from iidfusion.engine.stats import (
     CONFIDENCE,
@@ -458,8 +458,7 @@ def _fixed_points(runs: Sequence[SuiteRun]) -> list[str]:
         "|---|---|---:|---:|---:|",
     ]
     for variant, params, val, test, n in rows:
-        shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-        lines.append(f"| {variant} | {shown} | {val:+.2f} | {test:+.2f} | {n} |")
+        lines.append(f"| {variant} | {format_params(params)} | {val:+.2f} | {test:+.2f} | {n} |")
     return lines
 
 

@@ -47,6 +47,7 @@ from typing import Any
 from iidfusion.core.progress import progress_bar
 from iidfusion.data.features.base import DatasetSplits
 from iidfusion.engine.outputs import run_state
+from iidfusion.engine.results import format_params
 from iidfusion.engine.trainer import ValidationObserver
 from iidfusion.fusion.methods import get_method
 from iidfusion.losses.informatic import VARIANTS
@@ -206,7 +207,7 @@ def tune_method(
             trial.set_user_attr(_DUPLICATE, True)
             raise optuna.TrialPruned("a duplicate of an earlier trial")
         bar.set_postfix_str(", ".join(f"{k}={v}" for k, v in params.items()))
-        shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+        shown = format_params(params)
         try:
             fit = fit_method(splits, method, seed, with_params(config, params), callbacks=[ReportToTrial(trial)])
         except FloatingPointError as error:
