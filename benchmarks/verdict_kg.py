@@ -41,7 +41,9 @@ content (:func:`~iidfusion.tasks.kg.fit.graph_digest`: triples and feature value
 seed, the tuned values and every setting the trial ran with. A rerun trains only what is missing;
 an interruption loses only the trials in progress. ``WORK/plan.json`` names the trials of the
 protocol, so ``report`` needs neither the data nor a trained model, and trials of other settings
-left in the cache are not read.
+left in the cache are not read. The report's json holds every finished trial's record, key and all:
+``run`` takes those its cache lacks from ``OUT/verdict_kg.json`` before training, so a fresh machine
+continues from the committed report instead of starting over.
 
 Cost on the 2-core CPU (one torch thread a trial; benchmarks/results/kg_wn9img.md at rank 32: an
 IID epoch about 29 s, a baseline epoch about 3 s, validations included). A trial runs to its best
@@ -225,6 +227,21 @@ class Cache:
 
     def save(self, key: str, record: dict[str, Any]) -> None:
         save_outcome(self.path(key), record)
+
+    def adopt(self, report: Path) -> int:
+        """Copy into the cache the finished trials of a committed report's json (:func:`write_report`) that
+        it lacks, so that a fresh machine continues the protocol instead of training them again; returns
+        how many. A trial whose key the plan does not name (other data, settings or library version) is
+        never read.
+        """
+        if not report.is_file():
+            return 0
+        adopted = 0
+        for trial in json.loads(report.read_text()).get("trials", []):
+            if trial.get("record") is not None and not self.path(trial["key"]).is_file():
+                self.save(trial["key"], _checked_record(trial["record"]))
+                adopted += 1
+        return adopted
 
     def save_plan(self, payload: dict[str, Any]) -> None:
         save_outcome(self.work / "plan.json", payload)
@@ -617,6 +634,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"verdict_kg: {error}", file=sys.stderr)
             return 2
         print(kg.summary(), flush=True)
+        adopted = Cache(args.work).adopt(args.out / f"{REPORT}.json")
+        if adopted:
+            print(f"{adopted} finished trials taken from {args.out / f'{REPORT}.json'}", flush=True)
         run(
             kg,
             features,

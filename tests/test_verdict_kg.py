@@ -166,6 +166,12 @@ def test_the_command_runs_the_protocol_on_a_wn9img_layout(vkg, tmp_path, monkeyp
     assert "**Status: complete: 1 of 1 seeds.**" in report and "12 entities" in capsys.readouterr().out
     # OTKGE's one trial is the config's lr 0.5, N3 0.005 (x 1.0 and the grid's N3 differ: two trials).
     assert "| 0 | OTKGE | lr 0.5, N3 0.005 |" in report and "| 0 | OTKGE + IID | alpha 0.01, beta 0.1 |" in report
+    # A fresh machine (an empty cache) continues from the report's json: it trains nothing, same report.
+    fresh = ["--work", str(tmp_path / "fresh"), "--out", str(tmp_path / "out")]
+    assert vkg.main(["run", "--data", str(LAYOUT), "--seeds", "1", *fresh]) == 0
+    out = capsys.readouterr().out
+    assert "4 finished trials taken from" in out and "4 of 4 planned trials cached; training 0" in out
+    assert (tmp_path / "out" / "verdict_kg.md").read_text() == report
     # Bad input: one line naming it, exit 2, nothing written.
     assert vkg.main(["run", "--data", str(tmp_path / "missing"), *argv]) == 2
     assert capsys.readouterr().err.strip() == f"verdict_kg: --data: no WN9-IMG folder at {tmp_path / 'missing'}"
