@@ -279,3 +279,17 @@ def test_nest_turns_dotted_keys_into_the_mapping_merge_config_reads():
     merged = merge_config(Experiment(), nest(flat), "the command line")
     assert merged == Experiment(optim=Optim(lr=0.2), heads=Heads(Head(3), Head(6)), verbose=True)
     assert nest({}) == {}
+
+
+@pytest.mark.parametrize(
+    "flat, message",
+    [
+        ({"optim": 1, "optim.lr": 2}, "'optim.lr' sets a key inside 'optim', which is set to a value"),
+        ({"a.b": 1, "a.b.c": 2}, "'a.b.c' sets a key inside 'a.b', which is set to a value"),
+        ({"optim.lr": 2, "optim": 1}, "'optim' is set to a value and also has keys set inside it"),
+    ],
+)
+def test_nest_refuses_a_key_set_both_to_a_value_and_inside(flat, message):
+    with pytest.raises(ValueError) as error:
+        nest(flat)
+    assert str(error.value) == message

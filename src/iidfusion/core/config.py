@@ -243,7 +243,12 @@ def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in flat.items():
         *sections, leaf = key.split(".")
         node = nested
-        for section in sections:
+        for depth, section in enumerate(sections):
             node = node.setdefault(section, {})
+            if not isinstance(node, dict):
+                inside = ".".join(sections[: depth + 1])
+                raise ValueError(f"{key!r} sets a key inside {inside!r}, which is set to a value")
+        if isinstance(node.get(leaf), dict):
+            raise ValueError(f"{key!r} is set to a value and also has keys set inside it")
         node[leaf] = value
     return nested

@@ -15,7 +15,6 @@ import math
 
 from iidfusion.core.config import MAX_NOISE_LEVEL, check_rules
 from iidfusion.data.features.base import DatasetSplits
-from iidfusion.data.features.noise import FEATURE_NOISE
 from iidfusion.data.features.registry import load_dataset
 from iidfusion.engine.trainer import build_loggers, check_trainer_settings, spawns_processes
 from iidfusion.tasks.classification.config import ExperimentConfig
@@ -52,8 +51,6 @@ def validate_config(config: ExperimentConfig) -> None:
     for level in config.eval.noise:
         if not (math.isfinite(level) and 0 <= level <= MAX_NOISE_LEVEL):
             raise ValueError(f"noise levels must be finite and >= 0, at most {MAX_NOISE_LEVEL:g}, got {level}")
-    if config.eval.noise_kind not in FEATURE_NOISE:
-        raise ValueError(f"unknown noise kind {config.eval.noise_kind!r}; expected one of {sorted(FEATURE_NOISE)}")
     validate_tune_config(config.tune)
     build_loggers(config.train, None)
 

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from iidfusion import __version__
 from iidfusion.core.config import MAX_WIDTH, check_rules
-from iidfusion.engine.checkpoint import TrainedModel, read_checkpoint
+from iidfusion.engine.checkpoint import TrainedModel
 from iidfusion.kg.data import KnowledgeGraph
 from iidfusion.kg.models import KGModel, create_kg_model
 from iidfusion.tasks.kg.config import KGExperimentConfig, kg_config_from_dict
@@ -121,11 +120,3 @@ def trained_kg_model(state: Mapping[str, Any], where: str) -> TrainedModel:
         seed=config.seed,
         record=record,
     )
-
-
-def load_kg_model(path: str | Path) -> tuple[KGModel, KGExperimentConfig]:
-    """The model and configuration saved in ``path`` (a ``model.ckpt``)."""
-    state = read_checkpoint(path, "checkpoint")
-    if not is_kg_checkpoint(state):
-        raise ValueError(f"checkpoint {path}: not a checkpoint of `iidfusion kg fit` (no format {KG_FORMAT!r})")
-    return kg_model_from_state(state, f"checkpoint {path}")
