@@ -74,7 +74,7 @@ from torch import Tensor
 from iidfusion.core.config import merge_config, nest
 from iidfusion.core.provenance import git_state
 from iidfusion.engine.results import fmt_number, json_text, markdown_table, write_files
-from iidfusion.engine.runs import load_outcome, run_tasks, save_outcome
+from iidfusion.engine.runs import load_outcome, run_tasks, save_outcome, time_left
 from iidfusion.engine.stats import paired_bootstrap_ci
 from iidfusion.kg.data import KnowledgeGraph, load_triples_folder
 from iidfusion.kg.features import build_modality_features, default_feature_sources
@@ -91,6 +91,9 @@ BASE, IID = "OTKGE", "OTKGE + IID"
 ARMS = (BASE, IID)
 BOOTSTRAP = 10_000
 REPORT = "verdict_kg"
+# An IID trial's epoch against OTKGE's, before either arm has a finished trial to time (results/kg_wn9img.md,
+# 20 epochs of each arm at rank 32: 573-593 s against 56-63 s): the time left weighs each trial by it.
+IID_EPOCH_COST = 10.0
 Params = tuple[tuple[str, float], ...]  # (dotted config key, value), in the grid's factor order
 
 
@@ -344,12 +347,39 @@ def run(
     cached = sum(cache.path(t.key).is_file() for t in planned)
     log(f"{cached} of {len(planned)} planned trials cached; training {len(missing)} (seeds 0..{seeds - 1})")
 
+    expected = trial_seconds([r for t in planned if (r := cache.get(t.key)) is not None])
+    costs = [expected(t.arm) if expected else (IID_EPOCH_COST if t.arm == IID else 1.0) for t in missing]
+    started = time.perf_counter()
+
     def done(count: int, job: tuple[Planned, KGExperimentConfig], record: dict[str, Any]) -> None:
-        log(f"[{count}/{len(missing)}] {trial_line(job[0], record)}")
+        left = time_left(costs, count, time.perf_counter() - started)
+        log(f"[{count}/{len(missing)}] {trial_line(job[0], record)}; ~{left / 3600:.1f} h left")
 
     jobs_of = [(t, trial_config(config, t.arm, t.seed, t.params, grid)) for t in missing]
     run_tasks(jobs_of, jobs, functools.partial(train_trial, kg, features, cache), done)
     return len(missing)
+
+
+def trial_seconds(records: Sequence[Mapping[str, Any]]) -> Callable[[str], float] | None:
+    """An arm's expected seconds a trial: the mean of its finished ``records``, else the other arm's mean scaled
+    by :data:`IID_EPOCH_COST`; None before any trial has finished.
+    """
+    means = {
+        arm: float(np.mean(seconds))
+        for arm in ARMS
+        if (seconds := [_float(r["seconds"]) for r in records if r["arm"] == arm])
+    }
+    if not means:
+        return None
+    scale = {BASE: 1.0, IID: IID_EPOCH_COST}
+
+    def expected(arm: str) -> float:
+        if arm in means:
+            return means[arm]
+        known = next(iter(means))
+        return means[known] * scale[arm] / scale[known]
+
+    return expected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,12 +453,15 @@ def analyse(plan_payload: Mapping[str, Any] | None, cache: Cache) -> dict[str, A
         if len(own) == len(ARMS) and all(r is not None for r in own):
             untuned.append((seed, *sorted(own, key=lambda r: ARMS.index(r["arm"]))))
     done = {key: r for key, r in records.items() if r is not None}
+    expected = trial_seconds(list(done.values()))
+    pending = [t for t in trials if records[t.key] is None]
     return {
         "seeds_planned": plan_payload["seeds_planned"],
         "grid": plan_payload["grid"],
         "trials_planned": len(records),
         "trials_done": len(done),
         "hours": sum(r["seconds"] for r in done.values()) / 3600,
+        "hours_left": sum(expected(t.arm) for t in pending) / 3600 if expected else None,
         "tuned": compare_arms(tuned),
         "untuned": compare_arms(untuned),
         "trials": [{**dataclasses.asdict(t), "record": records[t.key]} for t in trials],
@@ -529,6 +562,12 @@ def render(stats: Mapping[str, Any]) -> str:
         "",
         f"{stats['trials_done']} of {stats['trials_planned']} planned trials done, "
         f"{stats['hours']:.1f} h of training (one torch thread a trial)."
+        + (
+            f" Left: about {stats['hours_left']:.1f} h of training at each arm's mean time per trial so far "
+            f"(about {stats['hours_left'] / 2:.1f} h of wall time at `--jobs 2`)."
+            if stats.get("hours_left")
+            else ""
+        )
         if stats["trials_planned"]
         else "No trial has run.",
         "",

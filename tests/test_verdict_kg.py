@@ -125,13 +125,27 @@ def test_interim_report_from_a_planned_cache(vkg, tmp_path):
     payload = json.loads((tmp_path / "out" / "verdict_kg.json").read_text())
     assert payload["tuned"]["per_seed"][0]["OTKGE"]["test_mrr"] == 0.8723456789  # exact in the json
     assert payload["trials_done"] == 4 and payload["hours"] == pytest.approx(4 * 30 / 3600)
+    # 8 trials left at their arms' 30 s: the time left at the pace of the trials done.
+    assert payload["hours_left"] == pytest.approx(8 * 30 / 3600)
+    assert "Left: about 0.1 h of training at each arm's mean time per trial so far" in report
+
+
+def test_the_time_a_trial_is_expected_to_take(vkg):
+    assert vkg.trial_seconds([]) is None
+    base_only = vkg.trial_seconds([{"arm": vkg.BASE, "seconds": 100.0}, {"arm": vkg.BASE, "seconds": 300.0}])
+    # An arm with nothing timed yet: the other's mean scaled by the epoch cost of an IID trial.
+    assert base_only(vkg.BASE) == 200.0 and base_only(vkg.IID) == 200.0 * vkg.IID_EPOCH_COST
+    iid_only = vkg.trial_seconds([{"arm": vkg.IID, "seconds": 50.0}])
+    assert iid_only(vkg.BASE) == 50.0 / vkg.IID_EPOCH_COST
+    both = vkg.trial_seconds([{"arm": vkg.BASE, "seconds": 7.0}, {"arm": vkg.IID, "seconds": 11.0}])
+    assert (both(vkg.BASE), both(vkg.IID)) == (7.0, 11.0)
 
 
 def test_run_trains_each_trial_once_keeps_exact_values_and_reports(vkg, tiny_kg, tmp_path):  # noqa: F811
     features, config, compare = fixture_features(tiny_kg), _config(), KGCompareConfig(alpha=0.5, beta=0.5)
     grid, work, lines = _tiny_grid(vkg), tmp_path / "work", []
     assert vkg.run(tiny_kg, features, config, compare, work, seeds=1, grid=grid, log=lines.append) == 2
-    assert any("seed 0 OTKGE lr 0.3, N3 0.001: valid MRR" in line and " s" in line for line in lines)
+    assert any("seed 0 OTKGE lr 0.3, N3 0.001: valid MRR" in line and " h left" in line for line in lines)
     report = vkg.write_report(work, tmp_path / "out")
     assert "**Status: interim: 1 of 2 seeds.**" in report
     files = sorted((work / "trials").glob("*.json"))
