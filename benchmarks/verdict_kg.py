@@ -629,7 +629,7 @@ def load_data(
     the config with its ``compare`` section.
     """
     config, compare = load_kg_config(config_path)
-    kg = load_triples_folder(folder, name="wn9img", vocabulary=config.vocabulary)
+    kg = load_triples_folder(folder, name=folder.name, vocabulary=config.vocabulary)
     sources = config.features or default_feature_sources(folder)
     config = dataclasses.replace(config, data=str(folder), features=sources)
     return kg, build_modality_features(kg, sources, cache_dir=cache_dir, base_dir=folder), config, compare
@@ -646,7 +646,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--work", type=Path, default=REPO / "runs" / "verdict_kg", help="cache (default runs/verdict_kg)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
-    parser.add_argument("--data", type=Path, default=DATA, help="WN9-IMG folder (default ../shared/data/wn9img)")
+    parser.add_argument(
+        "--data", type=Path, default=DATA, help="a KG folder in WN9-IMG's layout (default ../shared/data/wn9img)"
+    )
     parser.add_argument(
         "--config", type=Path, default=CONFIG, help="KG config (default configs/kg/wn9img_text_cpu.yaml)"
     )

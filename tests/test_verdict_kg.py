@@ -177,7 +177,7 @@ def test_the_command_runs_the_protocol_on_a_wn9img_layout(vkg, tmp_path, monkeyp
     argv = ["--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
     assert vkg.main(["run", "--data", str(LAYOUT), "--seeds", "1", *argv]) == 0
     report = (tmp_path / "out" / "verdict_kg.md").read_text()
-    assert "**Status: complete: 1 of 1 seeds.**" in report and "12 entities" in capsys.readouterr().out
+    assert "**Status: complete: 1 of 1 seeds.**" in report and "wn9img_layout: 12 entities" in capsys.readouterr().out
     # OTKGE's one trial is the config's lr 0.5, N3 0.005 (x 1.0 and the grid's N3 differ: two trials).
     assert "| 0 | OTKGE | lr 0.5, N3 0.005 |" in report and "| 0 | OTKGE + IID | alpha 0.01, beta 0.1 |" in report
     # A fresh machine (an empty cache) continues from the report's json: it trains nothing, same report.
