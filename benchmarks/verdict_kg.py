@@ -39,18 +39,19 @@ Cache: every finished trial is one JSON file ``WORK/trials/<key>.json``, written
 trial ends (:func:`~iidfusion.engine.runs.save_outcome`), with exact values; the key is the data's
 content (:func:`~iidfusion.tasks.kg.fit.graph_digest`: triples and feature values), the arm, the
 seed, the tuned values and every setting the trial ran with. A rerun trains only what is missing;
-an interruption loses only the trials in progress. ``WORK/plan.json`` names the trials of the
+a trial cut off continues from its last epoch's checkpoint (``WORK/partial/<key>``, removed when it ends),
+so an interruption loses only the epochs since. ``WORK/plan.json`` names the trials of the
 protocol, so ``report`` needs neither the data nor a trained model, and trials of other settings
 left in the cache are not read. The report's json holds every finished trial's record, key and all:
 ``run`` takes those its cache lacks from ``OUT/verdict_kg.json`` before training, so a fresh machine
 continues from the committed report instead of starting over.
 
-Cost on the 2-core CPU (one torch thread a trial; benchmarks/results/kg_wn9img.md at rank 32: an
-IID epoch about 29 s, a baseline epoch about 3 s, validations included). A trial runs to its best
-epoch plus 15; with best epochs of 20-40 (the 20-epoch runs there were still improving) that is
-35-55 epochs: per seed 6 IID trials are 1.7-2.7 h and 6 baseline trials 10-17 min, so the
-protocol's 3 seeds take 5.6-8.8 h at ``--jobs 1`` (about half with ``--jobs 2``), and at most
-about 32 h if every trial ran its 200 epochs. Every trial's seconds are printed and recorded.
+Cost on the 2-core CPU (one torch thread a trial). Before the runs we expected best epochs of 20-40
+(benchmarks/results/kg_wn9img.md: an IID epoch about 29 s, a baseline epoch about 3 s; its 20-epoch runs
+were still improving), 5.6-8.8 h for the 3 seeds at ``--jobs 1``. The first OTKGE trials peaked at
+epochs 50 to 140 (244 to 606 s each), so the protocol costs more: the log and the report give the time
+left at each arm's mean time per trial so far (before an IID trial has finished, OTKGE's mean times
+:data:`IID_EPOCH_COST`). At most, every trial running its 200 epochs, about 32 h.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ import functools
 import hashlib
 import json
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -79,12 +81,13 @@ from iidfusion.engine.stats import paired_bootstrap_ci
 from iidfusion.kg.data import KnowledgeGraph, load_triples_folder
 from iidfusion.kg.features import build_modality_features, default_feature_sources
 from iidfusion.tasks.kg.config import KGCompareConfig, KGExperimentConfig, load_kg_config
-from iidfusion.tasks.kg.fit import fit_kg, graph_digest
+from iidfusion.tasks.kg.fit import check_resume, fit_kg, graph_digest
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 CONFIG = REPO / "configs" / "kg" / "wn9img_text_cpu.yaml"
 DATA = REPO.parent / "shared" / "data" / "wn9img"
+PARTS = "parts.json"  # in a trial's partial folder: when each part started and last checkpointed (time.time())
 # Bumped by a change of the library that is meant to change results: every cached trial is then stale.
 RESULTS_VERSION = 1
 BASE, IID = "OTKGE", "OTKGE + IID"
@@ -224,6 +227,10 @@ class Cache:
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
 
+    def partial(self, key: str) -> Path:
+        """Where the unfinished trial ``key`` keeps its checkpoints."""
+        return self.work / "partial" / key
+
     def get(self, key: str) -> dict[str, Any] | None:
         path = self.path(key)
         return load_outcome(path, _checked_record) if path.is_file() else None
@@ -275,19 +282,53 @@ def _float(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
+def resume_point(
+    kg: KnowledgeGraph, features: Mapping[str, Tensor], config: KGExperimentConfig, folder: Path
+) -> Path | None:
+    """The last checkpoint in a trial's ``folder`` to continue from, or None (none yet, or one that a kill while
+    it was written left unreadable: the folder is then cleared, and the trial starts over).
+    """
+    last = folder / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None
+    try:
+        check_resume(last, config, graph_digest(kg, features))
+    except ValueError:
+        shutil.rmtree(folder)
+        return None
+    return last
+
+
 def train_trial(
     kg: KnowledgeGraph, features: Mapping[str, Tensor], cache: Cache, job: tuple[Planned, KGExperimentConfig]
 ) -> dict[str, Any]:
-    """Train one trial and keep it in the cache at once (a worker process saves its own)."""
+    """Train one trial and keep it in the cache at once (a worker process saves its own).
+
+    A trial checkpoints every epoch in ``WORK/partial/<key>`` (no logs), and one that was cut off continues
+    from there, bit for bit as if it had not been (:func:`~iidfusion.tasks.kg.fit.fit_kg`'s resume;
+    ``tests/tasks/kg/test_module.py``): an IID trial trains for an hour or more, and a machine that is
+    handed back mid-trial should cost the epochs since its last checkpoint, not the trial. Its ``seconds``
+    are those of every part up to its last checkpoint; ``parts`` says how many there were.
+    """
     trial, config = job
+    folder = cache.partial(trial.key)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, checkpoints=True, loggers=()))
+    resume = resume_point(kg, features, config, folder)
+    parts: list[dict[str, float | None]] = []
+    if resume is not None and (folder / PARTS).is_file():
+        parts = load_outcome(folder / PARTS, lambda payload: list(payload["parts"]))
+        parts[-1]["checkpointed"] = resume.stat().st_mtime  # the part cut off counts up to its last checkpoint
+    earlier = sum(float(part["checkpointed"] or 0.0) - float(part["started"] or 0.0) for part in parts)
+    parts.append({"started": time.time(), "checkpointed": None})
+    save_outcome(folder / PARTS, {"parts": parts})
     record: dict[str, Any] = {"version": RESULTS_VERSION, "arm": trial.arm, "seed": trial.seed}
     record["params"] = dict(trial.params)
     start = time.perf_counter()
     try:
-        fit = fit_kg(kg, features, config)
+        fit = fit_kg(kg, features, config, run_dir=folder, resume=resume)
     except FloatingPointError as error:  # diverged: kept, ranked last by the selection
         record |= {"diverged": str(error), "valid_mrr": None, "test_mrr": None}
-        record["seconds"] = time.perf_counter() - start
+        record["seconds"] = earlier + time.perf_counter() - start
     else:
         record |= {
             "valid_mrr": fit.valid.mrr,
@@ -296,11 +337,13 @@ def train_trial(
             "test": fit.test.as_dict(),
             "best_epoch": fit.best_epoch,
             "epochs": len(fit.history),
-            "seconds": fit.seconds,
+            "seconds": earlier + fit.seconds,
             "device": fit.device,
         }
+    record["parts"] = len(parts)
     record["commit"] = git_state()[0]
     cache.save(trial.key, record)
+    shutil.rmtree(folder)
     return record
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from iidfusion.engine.stats import paired_bootstrap_ci
+from iidfusion.tasks.kg import module as kg_module
 from iidfusion.tasks.kg.config import KGCompareConfig, load_kg_config
-from iidfusion.tasks.kg.fit import graph_digest
+from iidfusion.tasks.kg.fit import fit_kg, graph_digest
 from tests.benchmark_modules import benchmark_module
 from tests.kg.conftest import tiny_kg, tiny_kg_folder  # noqa: F401 -- fixtures
 from tests.tasks.kg.test_fit import fixture_features, small_config
@@ -189,3 +190,47 @@ def test_the_command_runs_the_protocol_on_a_wn9img_layout(vkg, tmp_path, monkeyp
     # Bad input: one line naming it, exit 2, nothing written.
     assert vkg.main(["run", "--data", str(tmp_path / "missing"), *argv]) == 2
     assert capsys.readouterr().err.strip() == f"verdict_kg: --data: no WN9-IMG folder at {tmp_path / 'missing'}"
+
+
+def _iid_trial(vkg, epochs=6):
+    """An IID trial of a few epochs, validated every 2, never stopped early: a part can be cut off mid-way."""
+    grid = vkg.Grid(alphas=(0.5,), betas=(0.5,), lr_factors=(1.0,), n3_weights=(1e-3,), max_epochs=epochs, patience=9)
+    trial = next(t for t in vkg.plan("d", _config(), KGCompareConfig(), 1, grid) if t.arm == vkg.IID)
+    return trial, vkg.trial_config(_config(), trial.arm, 0, trial.params, grid)
+
+
+def _result(record):
+    return {k: record[k] for k in ("valid", "test", "best_epoch", "epochs")}
+
+
+def test_a_trial_cut_off_continues_from_its_last_checkpoint_bit_for_bit(vkg, tiny_kg, tmp_path, monkeypatch):  # noqa: F811
+    features = fixture_features(tiny_kg)
+    trial, config = _iid_trial(vkg)
+    plain = fit_kg(tiny_kg, features, config)  # no folder, no checkpoints: what the trial must equal
+    cache = vkg.Cache(tmp_path / "work")
+    whole = vkg.train_trial(tiny_kg, features, cache, (trial, config))
+    assert (whole["valid"], whole["test"], whole["epochs"]) == (plain.valid.as_dict(), plain.test.as_dict(), 6)
+    assert whole["parts"] == 1 and not cache.partial(trial.key).exists()  # nothing left behind
+    # Killed in epoch 5 (after epoch 4's checkpoint): the rerun continues from it and ends where the whole one did.
+    start_epoch = kg_module.ValidationSchedule.on_train_epoch_start
+
+    def killed(self, trainer, pl_module):
+        if trainer.current_epoch == 4:
+            raise KeyboardInterrupt
+        start_epoch(self, trainer, pl_module)
+
+    cut = vkg.Cache(tmp_path / "cut")
+    monkeypatch.setattr(kg_module.ValidationSchedule, "on_train_epoch_start", killed)
+    with pytest.raises(KeyboardInterrupt):
+        vkg.train_trial(tiny_kg, features, cut, (trial, config))
+    monkeypatch.undo()
+    assert (cut.partial(trial.key) / "checkpoints" / "last.ckpt").is_file() and cut.get(trial.key) is None
+    resumed = vkg.train_trial(tiny_kg, features, cut, (trial, config))
+    assert _result(resumed) == _result(whole) and resumed["parts"] == 2 and resumed["seconds"] > 0
+    # A checkpoint left unreadable (killed while it was written): the trial starts over, to the same end.
+    damaged = vkg.Cache(tmp_path / "damaged")
+    last = damaged.partial(trial.key) / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"PK\x03\x04 cut short")
+    again = vkg.train_trial(tiny_kg, features, damaged, (trial, config))
+    assert _result(again) == _result(whole) and again["parts"] == 1
