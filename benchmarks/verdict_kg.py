@@ -387,6 +387,9 @@ def run(
         }
     )
     missing = [t for t in planned if t.seed < seeds and not cache.path(t.key).is_file()]
+    for t in planned:  # a trial killed after it was kept but before its checkpoints were removed
+        if cache.path(t.key).is_file() and cache.partial(t.key).is_dir():
+            shutil.rmtree(cache.partial(t.key))
     cached = sum(cache.path(t.key).is_file() for t in planned)
     log(f"{cached} of {len(planned)} planned trials cached; training {len(missing)} (seeds 0..{seeds - 1})")
 

@@ -152,7 +152,10 @@ def test_run_trains_each_trial_once_keeps_exact_values_and_reports(vkg, tiny_kg,
     files = sorted((work / "trials").glob("*.json"))
     stamps = [f.stat().st_mtime_ns for f in files]
     # A rerun trains nothing; a second seed trains that seed's trials only.
+    leftover = vkg.Cache(work).partial(vkg.plan(graph_digest(tiny_kg, features), config, compare, 1, grid)[0].key)
+    (leftover / "checkpoints").mkdir(parents=True)  # as if killed between keeping the trial and cleaning up
     assert vkg.run(tiny_kg, features, config, compare, work, seeds=1, grid=grid, log=lines.append) == 0
+    assert not leftover.exists()
     assert lines[-1] == "2 of 4 planned trials cached; training 0 (seeds 0..0)"
     assert vkg.run(tiny_kg, features, config, compare, work, seeds=2, grid=grid, log=lines.append) == 2
     assert [f.stat().st_mtime_ns for f in files] == stamps
