@@ -197,8 +197,8 @@ def _shown(params: Params | Mapping[str, float]) -> str:
 
 
 def plan(digest: str, config: KGExperimentConfig, compare: KGCompareConfig, seeds: int, grid: Grid) -> list[Planned]:
-    """Every trial of seeds 0..seeds-1, seed by seed, OTKGE (the cheaper arm) first; the untuned trial
-    joins its grid twin (same key) or runs after the grid.
+    """Every trial of seeds 0..seeds-1, seed by seed, OTKGE first, each arm's grid in order; the untuned
+    trial joins its grid twin (same key) or follows the grid.
     """
     planned: list[Planned] = []
     for seed in range(seeds):
@@ -386,7 +386,12 @@ def run(
             "trials": [dataclasses.asdict(t) for t in planned],
         }
     )
-    missing = [t for t in planned if t.seed < seeds and not cache.path(t.key).is_file()]
+    # Seed by seed, OTKGE (the cheaper arm) first, and each arm's untuned trial before the rest of its grid: the
+    # order changes no result, and an interim report has a seed's untuned comparison after two of its trials.
+    missing = sorted(
+        (t for t in planned if t.seed < seeds and not cache.path(t.key).is_file()),
+        key=lambda t: (t.seed, ARMS.index(t.arm), not t.default),
+    )
     for t in planned:  # a trial killed after it was kept but before its checkpoints were removed
         if cache.path(t.key).is_file() and cache.partial(t.key).is_dir():
             shutil.rmtree(cache.partial(t.key))

@@ -237,3 +237,22 @@ def test_a_trial_cut_off_continues_from_its_last_checkpoint_bit_for_bit(vkg, tin
     last.write_bytes(b"PK\x03\x04 cut short")
     again = vkg.train_trial(tiny_kg, features, damaged, (trial, config))
     assert _result(again) == _result(whole) and again["parts"] == 1
+
+
+def test_run_trains_each_arms_untuned_trial_before_the_rest_of_its_grid(vkg, tiny_kg, tmp_path, monkeypatch):  # noqa: F811
+    grid = vkg.Grid(alphas=(0.1, 0.5), betas=(0.5,), lr_factors=(2.0, 1.0), n3_weights=(1e-3,), seeds=2)
+    trained = []
+
+    def fake(kg, features, cache, job):
+        trial = job[0]
+        trained.append((trial.seed, trial.arm, trial.order, trial.default))
+        record = {**_record(0.5, 0.5), "arm": trial.arm, "seed": trial.seed, "params": dict(trial.params)}
+        cache.save(trial.key, record)
+        return {**record, "best_epoch": 1, "epochs": 1}
+
+    monkeypatch.setattr(vkg, "train_trial", fake)
+    features, compare = fixture_features(tiny_kg), KGCompareConfig(alpha=0.5, beta=0.5)
+    assert vkg.run(tiny_kg, features, _config(), compare, tmp_path, seeds=2, grid=grid, log=lambda line: None) == 8
+    assert trained == [
+        (seed, arm, order, order == 1) for seed in (0, 1) for arm in (vkg.BASE, vkg.IID) for order in (1, 0)
+    ]
