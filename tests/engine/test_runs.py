@@ -1,6 +1,11 @@
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +70,48 @@ def test_a_kept_run_is_whole_or_absent_and_a_damaged_one_says_to_delete_it(tmp_p
     path.write_text('{"accuracy": 0.')
     with pytest.raises(ValueError, match=r"unreadable cached run .*abc\.json .*delete it"):
         load_outcome(path, lambda payload: payload["accuracy"])
+
+
+JOB = """
+import os, sys, time
+from pathlib import Path
+from iidfusion.engine.runs import run_tasks
+
+def task(folder):
+    Path(folder, str(os.getpid())).write_text("")
+    time.sleep(120)
+
+if __name__ == "__main__":
+    run_tasks([sys.argv[1]] * 2, 2, task)
+"""
+
+
+def test_workers_end_when_the_job_that_started_them_is_killed(tmp_path):
+    """A job killed mid-run (SIGKILL: no chance to clean up) must not leave its workers training on."""
+    script, folder = tmp_path / "job.py", tmp_path / "workers"
+    script.write_text(JOB)
+    folder.mkdir()
+    job = subprocess.Popen([sys.executable, str(script), str(folder)])
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(folder.iterdir())) < 2:
+            assert time.monotonic() < deadline and job.poll() is None, "the workers did not start"
+            time.sleep(0.1)
+    finally:
+        job.kill()
+        job.wait()
+    workers = [int(p.name) for p in folder.iterdir()]
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not yet reaped, counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.is_file() and stat.read_text().split(") ")[-1].startswith("Z"))

@@ -4,19 +4,22 @@ A job (``compare``, ``suite``, ``finetune``, ``kg compare``) is a list of tasks,
 task's own (a :class:`Task`: a name and a seed), executed by :func:`run_tasks` one after the
 other or ``jobs`` at a time in worker processes (spawned, so each imports torch once and then
 takes runs from a queue). Every run is seeded on its own, so the results do not depend on
-``jobs``. :class:`Progress` draws one bar over the job and writes one line per finished run.
+``jobs``; a worker ends when the job's process has gone, killed or not. :class:`Progress` draws one
+bar over the job and writes one line per finished run.
 A finished run can be kept at once (:func:`save_outcome`), so that an interrupted job continues
 where it stopped.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import multiprocessing
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -77,7 +80,8 @@ def run_tasks(
                 on_done(done, task, outcomes[-1])
         return outcomes
     context = multiprocessing.get_context(START_METHOD)
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=worker_setup) as pool:
+    start = functools.partial(_watched_start, os.getpid(), worker_setup)
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=start) as pool:
         futures: list[Future[OutcomeT]] = [pool.submit(execute_task, task) for task in tasks]
         try:
             for done, (task, future) in enumerate(zip(tasks, futures, strict=True), start=1):
@@ -88,6 +92,27 @@ def run_tasks(
             pool.shutdown(cancel_futures=True)
             raise
     return outcomes
+
+
+# How often a worker checks that the process that started it is still there (seconds).
+PARENT_CHECK_SECONDS = 1.0
+
+
+def _watched_start(parent: int, setup: Callable[[], None] | None) -> None:
+    """A worker's start: a watch that ends the worker when ``parent`` (the job's process) has gone, then
+    ``setup``. Without it, a job killed mid-run (``kill``, a machine handed back, a lost terminal) leaves its
+    workers to finish the runs in hand and to keep their cores, which a rerun of the job then shares with
+    them while it trains the same runs again; a worker's own run is lost, and kept runs stay kept.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="iidfusion-parent-watch", daemon=True).start()
+    if setup is not None:
+        setup()
 
 
 def time_left(costs: Sequence[float], done: int, elapsed: float) -> float:
