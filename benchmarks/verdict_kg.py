@@ -726,9 +726,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"verdict_kg: {error}", file=sys.stderr)
             return 2
         print(kg.summary(), flush=True)
-        adopted = Cache(args.work).adopt(args.out / f"{REPORT}.json")
+        report = args.out / f"{REPORT}.json"
+        try:
+            adopted = Cache(args.work).adopt(report)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            print(f"verdict_kg: {report}: not a report of this script ({error!r}); pass another --out", file=sys.stderr)
+            return 2
         if adopted:
-            print(f"{adopted} finished trials taken from {args.out / f'{REPORT}.json'}", flush=True)
+            print(f"{adopted} finished trials taken from {report}", flush=True)
         run(
             kg,
             features,

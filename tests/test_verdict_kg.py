@@ -190,6 +190,18 @@ def test_the_command_runs_the_protocol_on_a_wn9img_layout(vkg, tmp_path, monkeyp
     out = capsys.readouterr().out
     assert "4 finished trials taken from" in out and "4 of 4 planned trials cached; training 0" in out
     assert (tmp_path / "out" / "verdict_kg.md").read_text() == report
+    # A damaged report to take trials from: one line naming it, exit 2, the cache untouched.
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "verdict_kg.json").write_text('{"trials": [{"key": "k", "record": {"arm": "OTKGE"}}]}')
+    argv = ["--work", str(tmp_path / "third"), "--out", str(damaged)]
+    assert vkg.main(["run", "--data", str(LAYOUT), "--seeds", "1", *argv]) == 2
+    error = capsys.readouterr().err.strip()
+    assert (
+        error.startswith(f"verdict_kg: {damaged / 'verdict_kg.json'}: not a report of this script (")
+        and "\n" not in error
+    )
+    assert not (tmp_path / "third" / "trials").exists()
     # Bad input: one line naming it, exit 2, nothing written.
     assert vkg.main(["run", "--data", str(tmp_path / "missing"), *argv]) == 2
     assert capsys.readouterr().err.strip() == f"verdict_kg: --data: no WN9-IMG folder at {tmp_path / 'missing'}"
