@@ -1028,7 +1028,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"verdict: {error}", file=sys.stderr)
         return 2
     arms, cache, commit = protocol_arms(), Cache(work, sets), git_commit()
-    adopted = cache.adopt(out / ARCHIVE)
+    try:
+        adopted = cache.adopt(out / ARCHIVE)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        print(
+            f"verdict: {out / ARCHIVE}: not an archive of this script ({error!r}); pass another --out", file=sys.stderr
+        )
+        return 2
     if adopted:
         log(f"{adopted} cells taken from {out / ARCHIVE}")
     everything: list[Cell] = []

@@ -201,7 +201,7 @@ def test_interim_report_says_so(verdict):
     assert "**Complete**" in complete and "INTERIM" not in complete
 
 
-def test_report_from_an_empty_cache_is_interim_and_names_its_data(verdict, tmp_path):
+def test_report_from_an_empty_cache_is_interim_and_names_its_data(verdict, tmp_path, capsys):
     data = np.random.default_rng(0)
     path = tmp_path / "views.npz"
     np.savez(path, a=data.normal(size=(60, 4)), b=data.normal(size=(60, 3)), y=np.arange(60) % 2)
@@ -215,6 +215,13 @@ def test_report_from_an_empty_cache_is_interim_and_names_its_data(verdict, tmp_p
     assert "**INTERIM**: 0 of 81 cells" in report
     assert "views" in report and "60/20/20" in report  # 70/10/20 leaves 6 validation samples
     assert not (out / "verdict.csv").exists()
+    # A damaged archive of finished cells beside it: one line naming it, exit 2, nothing written.
+    (out / verdict.ARCHIVE).write_text('{"dataset": "views"}\n')
+    argv = ["report", "--datasets", str(path), "--seeds", "1", "--work", str(tmp_path / "w"), "--out", str(out)]
+    assert verdict.main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"verdict: {out / verdict.ARCHIVE}: not an archive of this script (") and "\n" not in error
+    assert not (tmp_path / "w" / "cells").exists()
 
 
 def test_the_archive_of_finished_cells_fills_a_fresh_cache(verdict, tmp_path):
