@@ -300,9 +300,14 @@ def resume_point(
 
 
 def train_trial(
-    kg: KnowledgeGraph, features: Mapping[str, Tensor], cache: Cache, job: tuple[Planned, KGExperimentConfig]
+    kg: KnowledgeGraph,
+    features: Mapping[str, Tensor],
+    cache: Cache,
+    job: tuple[Planned, KGExperimentConfig],
+    commit: str | None = None,
 ) -> dict[str, Any]:
-    """Train one trial and keep it in the cache at once (a worker process saves its own).
+    """Train one trial and keep it in the cache at once (a worker process saves its own), with ``commit``, the
+    code's commit when the run started (default: at the trial's end).
 
     A trial checkpoints every epoch in ``WORK/partial/<key>`` (no logs), and one that was cut off continues
     from there, bit for bit as if it had not been (:func:`~iidfusion.tasks.kg.fit.fit_kg`'s resume;
@@ -341,7 +346,7 @@ def train_trial(
             "device": fit.device,
         }
     record["parts"] = len(parts)
-    record["commit"] = git_state()[0]
+    record["commit"] = commit or git_state()[0]
     cache.save(trial.key, record)
     shutil.rmtree(folder)
     return record
@@ -407,7 +412,7 @@ def run(
         log(f"[{count}/{len(missing)}] {trial_line(job[0], record)}; ~{left / 3600:.1f} h left")
 
     jobs_of = [(t, trial_config(config, t.arm, t.seed, t.params, grid)) for t in missing]
-    run_tasks(jobs_of, jobs, functools.partial(train_trial, kg, features, cache), done)
+    run_tasks(jobs_of, jobs, functools.partial(train_trial, kg, features, cache, commit=git_state()[0]), done)
     return len(missing)
 
 

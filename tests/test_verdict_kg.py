@@ -255,7 +255,7 @@ def test_run_trains_each_arms_untuned_trial_before_the_rest_of_its_grid(vkg, tin
     grid = vkg.Grid(alphas=(0.1, 0.5), betas=(0.5,), lr_factors=(2.0, 1.0), n3_weights=(1e-3,), seeds=2)
     trained = []
 
-    def fake(kg, features, cache, job):
+    def fake(kg, features, cache, job, commit):
         trial = job[0]
         trained.append((trial.seed, trial.arm, trial.order, trial.default))
         record = {**_record(0.5, 0.5), "arm": trial.arm, "seed": trial.seed, "params": dict(trial.params)}
