@@ -275,8 +275,7 @@ def plot_heatmap(runs: Sequence[SweepRun]):  # -> matplotlib Figure
     ]
     floor = statistics.median(values) - COLLAPSE_GAP
     low, high = min(v for v in values if v >= floor), max(values)
-    colours = matplotlib.colormaps["viridis"].copy()
-    colours.set_under("0.6")
+    colours = matplotlib.colormaps["viridis"].with_extremes(under="0.6")
     figure, axes = new_figure(
         len(d1s), width=max(3.2, 1.1 * len(alphas) + 1.8), height=max(2.8, 0.8 * len(betas) + 1.6)
     )
